@@ -1,0 +1,366 @@
+//! The admin commands that do not run the daemon: `check`, `test`, `history`, `status`.
+//! Each returns the process exit code.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::fsutil;
+use crate::job::{self, Exists, Job, Ready, Success};
+use crate::journal::{self, HistoryFilter, Journal};
+
+/// Exit codes shared by every command (documented in the README).
+pub mod exit {
+    /// Everything went well.
+    pub const OK: i32 = 0;
+    /// At least one file failed (`run --once`), or the file does not match (`test`).
+    pub const FILE_FAILED: i32 = 1;
+    /// A job file is invalid, or the command line is wrong.
+    pub const INVALID: i32 = 2;
+    /// ferry itself could not work: journal unreadable, state folder locked, ...
+    pub const FATAL: i32 = 3;
+}
+
+/// `ferry check`: validates every job file; prints every problem.
+pub fn check(jobs_dir: &Path) -> i32 {
+    let loaded = match job::load_dir(jobs_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "error: cannot read the jobs folder {}: {e}",
+                jobs_dir.display()
+            );
+            return exit::INVALID;
+        }
+    };
+    for d in &loaded.diags {
+        eprintln!("error: {d}");
+    }
+    for job in loaded.jobs.values() {
+        println!("ok: {} ({})", job.name, job.file.display());
+    }
+    let n_files = loaded.jobs.len() + loaded.broken.len();
+    if loaded.diags.is_empty() {
+        println!("{} job file(s) valid", loaded.jobs.len());
+        exit::OK
+    } else {
+        eprintln!(
+            "{} problem(s); {} of {n_files} job file(s) valid",
+            loaded.diags.len(),
+            loaded.jobs.len()
+        );
+        exit::INVALID
+    }
+}
+
+fn find_job(jobs_dir: &Path, job: &str) -> Result<Job, i32> {
+    let path = if job.ends_with(".toml") || job.contains('/') {
+        PathBuf::from(job)
+    } else {
+        jobs_dir.join(format!("{job}.toml"))
+    };
+    if !path.exists() {
+        eprintln!(
+            "error: no job file {} (jobs are the *.toml files in {})",
+            path.display(),
+            jobs_dir.display()
+        );
+        return Err(exit::INVALID);
+    }
+    let root = job::deployment_root(path.parent().unwrap_or(Path::new(".")));
+    job::load_file(&path, &root).map_err(|diags| {
+        for d in diags {
+            eprintln!("error: {d}");
+        }
+        exit::INVALID
+    })
+}
+
+/// `ferry test JOB FILE`: a dry run that changes nothing.
+pub fn test(jobs_dir: &Path, state_dir: &Path, job_name: &str, file: &Path) -> i32 {
+    let job = match find_job(jobs_dir, job_name) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    let out = &mut std::io::stdout().lock();
+    let md = match std::fs::metadata(file) {
+        Ok(md) if md.is_file() => md,
+        Ok(_) => {
+            eprintln!("error: {} is not a regular file", file.display());
+            return exit::INVALID;
+        }
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", file.display());
+            return exit::INVALID;
+        }
+    };
+    let abs = job::absolute(file);
+    let name = abs
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let rel_dir = abs
+        .parent()
+        .and_then(|p| p.strip_prefix(&job.source.folder).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let _ = writeln!(out, "job:       {} ({})", job.name, job.file.display());
+    if let Some(d) = &job.description {
+        let _ = writeln!(out, "           {d}");
+    }
+    let _ = writeln!(out, "file:      {} ({} bytes)", abs.display(), md.len());
+    let _ = writeln!(out, "source:    {}", job.source.folder.display());
+    let matches = job.source.matches(&name);
+    if matches {
+        let why = if job.source.include.is_empty() {
+            "every file is included".to_string()
+        } else {
+            format!("include {:?}", job.source.include)
+        };
+        let _ = writeln!(out, "matches:   yes ({why})");
+    } else {
+        let _ = writeln!(
+            out,
+            "matches:   NO: the name {name:?} is not taken by this job (include {:?}, exclude {:?}, plus hidden and temporary names)",
+            job.source.include, job.source.exclude
+        );
+    }
+    match &job.source.ready {
+        Ready::Settle => {
+            let _ = writeln!(
+                out,
+                "ready:     once its size and modification time are unchanged for {:?}",
+                job.source.settle
+            );
+        }
+        Ready::DoneFile(_) => {
+            let names = job.source.done_files(&name);
+            let present: Vec<&String> = names
+                .iter()
+                .filter(|n| abs.with_file_name(n).exists())
+                .collect();
+            let _ = writeln!(
+                out,
+                "ready:     when a done-file appears: {} (present now: {})",
+                names.join(" or "),
+                if present.is_empty() {
+                    "none".to_string()
+                } else {
+                    present
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            );
+        }
+    }
+    let conn = Journal::open_read_only(state_dir).ok().flatten();
+    let seq = Journal::peek_seq(conn.as_ref(), &job.name);
+    let taken = chrono::Local::now();
+    let vars = job::template::Vars {
+        name: &name,
+        dir: &rel_dir,
+        job: &job.name,
+        seq,
+        taken,
+    };
+    let _ = writeln!(out, "seq:       {seq} (the next number of this job)");
+    match crate::runtime::process::preview(&job, &vars) {
+        Ok(p) => {
+            if p.outputs.is_empty() {
+                let _ = writeln!(out, "outputs:   none (the job only routes the original)");
+            } else {
+                let _ = writeln!(out, "outputs:");
+            }
+            for (i, (path, policy)) in p.outputs.iter().enumerate() {
+                let _ = writeln!(out, "  {}. {}", i + 1, path.display());
+                if fsutil::exists(path) {
+                    let what = match policy {
+                        Exists::Fail => {
+                            "the file would FAIL and go to the error folder (exists = \"fail\")"
+                                .to_string()
+                        }
+                        Exists::Overwrite => {
+                            "it would be replaced (exists = \"overwrite\")".to_string()
+                        }
+                        Exists::Skip => {
+                            "this output would be skipped (exists = \"skip\")".to_string()
+                        }
+                        Exists::Unique => {
+                            let free = (1..)
+                                .map(|n| fsutil::numbered(path, n))
+                                .find(|p| !fsutil::exists(p))
+                                .expect("free name");
+                            format!(
+                                "it would be written as {} (exists = \"unique\")",
+                                free.display()
+                            )
+                        }
+                    };
+                    let _ = writeln!(out, "     exists already: {what}");
+                }
+            }
+            match (job.after.success, &p.archive_dir) {
+                (Success::Archive, Some(dir)) => {
+                    let _ = writeln!(
+                        out,
+                        "then:      the original is archived to {}",
+                        dir.join(&name).display()
+                    );
+                }
+                (Success::Delete, _) => {
+                    let _ = writeln!(out, "then:      the original is deleted");
+                }
+                _ => {
+                    let _ = writeln!(
+                        out,
+                        "then:      the original is kept in the source (the journal keeps it from being taken twice)"
+                    );
+                }
+            }
+            if let Some(e) = &p.error_dir {
+                let _ = writeln!(
+                    out,
+                    "on error:  the original goes to {} with {} beside it",
+                    e.join(&name).display(),
+                    crate::runtime::process::report_path(&e.join(&name))
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                );
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(out, "error:     {e}");
+            let _ = writeln!(out, "           the file would go to the error folder");
+        }
+    }
+    let _ = writeln!(out, "(dry run: nothing was changed)");
+    if matches { exit::OK } else { exit::FILE_FAILED }
+}
+
+/// `ferry history`.
+pub fn history(state_dir: &Path, filter: &HistoryFilter, json: bool) -> i32 {
+    let conn = match Journal::open_read_only(state_dir) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            if !json {
+                println!("no history yet (no journal in {})", state_dir.display());
+            }
+            return exit::OK;
+        }
+        Err(e) => {
+            eprintln!("error: cannot open the journal: {e}");
+            return exit::FATAL;
+        }
+    };
+    let rows = match journal::history(&conn, filter) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot read the journal: {e}");
+            return exit::FATAL;
+        }
+    };
+    let out = &mut std::io::stdout().lock();
+    for r in rows {
+        if json {
+            let _ = writeln!(out, "{}", serde_json::to_string(&r).unwrap_or_default());
+            continue;
+        }
+        let _ = writeln!(out, "#{} {} {} [{}]", r.id, r.job, r.path, r.state);
+        let _ = writeln!(
+            out,
+            "    {} bytes, sha256 {}, attempt {}, seq {}",
+            r.size,
+            r.sha256.as_deref().unwrap_or("-"),
+            r.attempts,
+            r.seq
+        );
+        for o in &r.outputs {
+            let _ = writeln!(
+                out,
+                "    output   {} ({} bytes, sha256 {})",
+                o.path, o.size, o.sha256
+            );
+        }
+        if let Some(o) = &r.original {
+            let _ = writeln!(out, "    original {o}");
+        }
+        if let Some(e) = &r.error {
+            let _ = writeln!(out, "    error    {e}");
+        }
+        if let Some(s) = &r.seen {
+            let _ = writeln!(out, "    {s}  seen");
+        }
+        for e in &r.events {
+            let _ = writeln!(out, "    {}  {} {}", e.at, e.state, e.detail);
+        }
+    }
+    exit::OK
+}
+
+/// `ferry status`.
+pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
+    let running = journal::running_pid(state_dir);
+    let mut rows = match Journal::open_read_only(state_dir) {
+        Ok(Some(c)) => journal::job_status(&c).unwrap_or_default(),
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            eprintln!("error: cannot open the journal: {e}");
+            return exit::FATAL;
+        }
+    };
+    let loaded = job::load_dir(jobs_dir).unwrap_or_default();
+    for (name, job) in &loaded.jobs {
+        match rows.iter_mut().find(|r| &r.job == name) {
+            Some(r) => r.source = Some(job.source.folder.display().to_string()),
+            None => rows.push(journal::JobStatusRow {
+                job: name.clone(),
+                source: Some(job.source.folder.display().to_string()),
+                ..Default::default()
+            }),
+        }
+    }
+    rows.sort_by(|a, b| a.job.cmp(&b.job));
+    if json {
+        let v = serde_json::json!({
+            "running": running.is_some(),
+            "pid": running,
+            "jobs": rows,
+            "invalid_job_files": loaded.broken.values().collect::<Vec<_>>(),
+        });
+        println!("{v}");
+        return exit::OK;
+    }
+    match &running {
+        Some(pid) => println!(
+            "ferry is running (pid {pid}); state in {}",
+            state_dir.display()
+        ),
+        None => println!("ferry is not running; state in {}", state_dir.display()),
+    }
+    println!(
+        "{:<20} {:>8} {:>12} {:>8} {:>8}  {:<23}  SOURCE",
+        "JOB", "WAITING", "IN PROGRESS", "DONE", "FAILED", "LAST ACTIVITY"
+    );
+    for r in &rows {
+        let waiting = match (running.is_some(), r.waiting) {
+            (true, Some(w)) => w.to_string(),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<20} {:>8} {:>12} {:>8} {:>8}  {:<23}  {}",
+            r.job,
+            waiting,
+            r.in_progress,
+            r.done,
+            r.failed,
+            r.last_activity.as_deref().unwrap_or("-"),
+            r.source.as_deref().unwrap_or("(job file removed)")
+        );
+    }
+    for (name, file) in &loaded.broken {
+        println!("{name:<20} INVALID: run `ferry check` ({})", file.display());
+    }
+    exit::OK
+}

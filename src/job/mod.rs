@@ -1,0 +1,899 @@
+//! Job files: one TOML file per job, read into a checked [`Job`] in one pass that collects
+//! every problem (see [`toml_reader`]), then checked against each other (two jobs must never
+//! take the same file).
+
+pub mod template;
+pub mod toml_reader;
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use toml::de::DeTable;
+
+use template::{PLACEHOLDERS, Template};
+use toml_reader::{Diag, Doc, Str, TableReader, parse_duration};
+
+/// How a file is known to be completely written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ready {
+    /// Size and modification time unchanged for `source.settle`.
+    Settle,
+    /// A trigger file named by one of these templates exists beside the file.
+    DoneFile(Vec<Template>),
+}
+
+/// Whether the source uses file-system events as hints, or only rescans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    Auto,
+    Poll,
+}
+
+/// What to do when an output's name is taken already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exists {
+    Fail,
+    Overwrite,
+    Unique,
+    Skip,
+}
+
+impl Exists {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Exists::Fail => "fail",
+            Exists::Overwrite => "overwrite",
+            Exists::Unique => "unique",
+            Exists::Skip => "skip",
+        }
+    }
+}
+
+/// What happens to the original after every output is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Success {
+    Archive,
+    Delete,
+    Keep,
+}
+
+impl Success {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Success::Archive => "archive",
+            Success::Delete => "delete",
+            Success::Keep => "keep",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub folder: PathBuf,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    include_set: Option<GlobSet>,
+    exclude_set: GlobSet,
+    pub settle: Duration,
+    pub poll: Duration,
+    pub watch: Watch,
+    pub ready: Ready,
+    pub recursive: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The folder, relative paths already resolved against the deployment root.
+    pub folder: Template,
+    pub name: Template,
+    pub exists: Exists,
+}
+
+#[derive(Debug, Clone)]
+pub struct After {
+    pub success: Success,
+    pub archive: Template,
+    pub error: Template,
+    /// How many times a file may be taken (counting interrupted runs) before it is sent to
+    /// the error folder instead of being tried again.
+    pub max_attempts: u32,
+}
+
+/// A checked job, ready to run.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub file: PathBuf,
+    /// A hash of the job file's text: a reload replaces the job only when it changed.
+    pub fingerprint: String,
+    pub description: Option<String>,
+    pub source: Source,
+    pub outputs: Vec<Output>,
+    pub after: After,
+}
+
+/// Names that are skipped in every source: hidden files and the usual temporary names that
+/// editors, office suites and transfer tools write while a file is not complete yet.
+const ALWAYS_SKIPPED: &[&str] = &[
+    ".*",
+    "~*",
+    "*~",
+    "*.tmp",
+    "*.temp",
+    "*.part",
+    "*.partial",
+    "*.crdownload",
+    "*.swp",
+    "*.filepart",
+];
+
+const TOP_KEYS: &[&str] = &["description", "source", "output", "after"];
+const SOURCE_KEYS: &[&str] = &[
+    "folder",
+    "include",
+    "exclude",
+    "settle",
+    "poll",
+    "watch",
+    "ready",
+    "done",
+    "recursive",
+];
+const OUTPUT_KEYS: &[&str] = &["folder", "name", "exists"];
+const AFTER_KEYS: &[&str] = &["success", "archive", "error", "max_attempts"];
+
+/// Placeholders a done-file name may use.
+const DONE_PLACEHOLDERS: &[&str] = &["name", "stem", "ext"];
+
+impl Source {
+    /// Whether a file name is one this source takes (include, exclude and the usual skips).
+    pub fn matches(&self, name: &str) -> bool {
+        if name.is_empty() || self.exclude_set.is_match(name) {
+            return false;
+        }
+        if let Ready::DoneFile(done) = &self.ready
+            && done.iter().any(|t| trigger_suffix_matches(t, name))
+        {
+            return false;
+        }
+        match &self.include_set {
+            Some(set) => set.is_match(name),
+            None => true,
+        }
+    }
+
+    /// The trigger files that may announce `name` is complete, in the order tried.
+    pub fn done_files(&self, name: &str) -> Vec<String> {
+        match &self.ready {
+            Ready::Settle => Vec::new(),
+            Ready::DoneFile(list) => list
+                .iter()
+                .map(|t| {
+                    t.render(&template::Vars {
+                        name,
+                        dir: "",
+                        job: "",
+                        seq: 0,
+                        taken: chrono::Local::now(),
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Whether `name` looks like a trigger file of this template (ends with its literal suffix),
+/// so that `X.csv.done` is never taken as a data file itself.
+fn trigger_suffix_matches(t: &Template, name: &str) -> bool {
+    let rendered = t.render(&template::Vars {
+        name: "",
+        dir: "",
+        job: "",
+        seq: 0,
+        taken: chrono::Local::now(),
+    });
+    let suffix = rendered.trim_start_matches('.');
+    !suffix.is_empty() && name.ends_with(&format!(".{suffix}"))
+}
+
+/// The folder a deployment's relative paths resolve against: the parent of the jobs folder.
+pub fn deployment_root(jobs_dir: &Path) -> PathBuf {
+    let abs = absolute(jobs_dir);
+    abs.parent().map_or_else(|| abs.clone(), Path::to_path_buf)
+}
+
+/// An absolute, lexically normalised path (no `.` or `..`), without touching the disk.
+pub fn absolute(p: &Path) -> PathBuf {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn resolve(root: &Path, p: &str) -> PathBuf {
+    absolute(&root.join(p))
+}
+
+/// Reads and checks one job file. `root` is the deployment root for relative paths.
+pub fn load_file(path: &Path, root: &Path) -> Result<Job, Vec<Diag>> {
+    let src = match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                let mut doc = Doc::new(path, "");
+                doc.error(
+                    0..0,
+                    "",
+                    format!(
+                        "the file is not UTF-8 (invalid byte at offset {}); save it as UTF-8",
+                        e.utf8_error().valid_up_to()
+                    ),
+                );
+                return Err(doc.diags);
+            }
+        },
+        Err(e) => {
+            let mut doc = Doc::new(path, "");
+            doc.error(0..0, "", format!("cannot read the job file: {e}"));
+            return Err(doc.diags);
+        }
+    };
+    compile(path, root, &src)
+}
+
+/// Compiles a job from its text. The job's name is the file's stem.
+pub fn compile(path: &Path, root: &Path, src: &str) -> Result<Job, Vec<Diag>> {
+    let mut doc = Doc::new(path, src);
+    let (table, errors) = DeTable::parse_recoverable(src);
+    for e in &errors {
+        let span = e.span().unwrap_or(0..0);
+        doc.error(span, "", format!("TOML syntax: {}", e.message().trim()));
+    }
+    if !errors.is_empty() {
+        return Err(doc.diags);
+    }
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let job = read_job(&mut doc, &name, root, &table);
+    let mut diags = doc.diags;
+    diags.sort_by_key(|d| (d.line, d.col));
+    match job {
+        Some(mut job) if diags.is_empty() => {
+            job.file = path.to_path_buf();
+            job.fingerprint = fingerprint(src);
+            Ok(job)
+        }
+        _ => Err(diags),
+    }
+}
+
+fn fingerprint(src: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(src.as_bytes()))
+}
+
+fn read_job(
+    doc: &mut Doc<'_>,
+    name: &str,
+    root: &Path,
+    table: &toml::Spanned<DeTable<'_>>,
+) -> Option<Job> {
+    let mut top = TableReader::new("", table.span(), table.get_ref());
+    let description = top.str(doc, "description").map(|s| s.value);
+    let source = match top.table(doc, "source") {
+        Some(t) => read_source(doc, root, t),
+        None => {
+            if table.get_ref().get("source").is_none() {
+                doc.error(
+                    0..0,
+                    "source",
+                    "missing `[source]`: every job needs a source, e.g. `[source]` with `folder = \"var/inbox\"`",
+                );
+            }
+            None
+        }
+    };
+    let outputs: Vec<Option<Output>> = top
+        .tables(doc, "output")
+        .into_iter()
+        .map(|t| read_output(doc, root, t))
+        .collect();
+    let after = match top.table(doc, "after") {
+        Some(t) => read_after(doc, root, Some(t)),
+        None => read_after(doc, root, None),
+    };
+    top.finish(doc, TOP_KEYS);
+    if name.is_empty() || name.starts_with('.') {
+        doc.error(0..0, "", "a job file needs a name like `invoices.toml`");
+    }
+    Some(Job {
+        name: name.to_string(),
+        file: PathBuf::new(),
+        fingerprint: String::new(),
+        description,
+        source: source?,
+        outputs: outputs.into_iter().collect::<Option<Vec<_>>>()?,
+        after: after?,
+    })
+}
+
+fn glob_set(doc: &mut Doc<'_>, patterns: &[Str]) -> Option<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    let mut ok = true;
+    for p in patterns {
+        if p.value.contains('/') {
+            doc.error(
+                p.span.clone(),
+                &p.key,
+                format!(
+                    "expected a pattern on the file name only, found {:?} (it has a `/`); use `recursive = true` to take files from subfolders",
+                    p.value
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        match Glob::new(&p.value) {
+            Ok(g) => {
+                b.add(g);
+            }
+            Err(e) => {
+                doc.error(
+                    p.span.clone(),
+                    &p.key,
+                    format!("expected a glob pattern, found {:?}: {}", p.value, e.kind()),
+                );
+                ok = false;
+            }
+        }
+    }
+    if !ok {
+        return None;
+    }
+    b.build().ok()
+}
+
+fn duration(doc: &mut Doc<'_>, s: Option<Str>, default: Duration) -> Option<Duration> {
+    match s {
+        None => Some(default),
+        Some(s) => match parse_duration(&s.value) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                doc.error(s.span.clone(), &s.key, e);
+                None
+            }
+        },
+    }
+}
+
+fn template(doc: &mut Doc<'_>, s: &Str, allowed: &[&str]) -> Option<Template> {
+    match Template::parse(&s.value, allowed) {
+        Ok(t) => Some(t),
+        Err(errors) => {
+            for e in errors {
+                doc.error_in_str(s, e.at, e.message);
+            }
+            None
+        }
+    }
+}
+
+/// A folder template: relative folders resolve against the deployment root; the literal
+/// prefix is joined, the placeholders stay to be rendered per file.
+fn folder_template(doc: &mut Doc<'_>, root: &Path, s: &Str) -> Option<Template> {
+    // Parse as written first, so error positions point into the job file.
+    let t = template(doc, s, PLACEHOLDERS)?;
+    if Path::new(&s.value).is_absolute() {
+        return Some(t);
+    }
+    // The root becomes part of the literal prefix; braces in it must stay literal.
+    let escaped_root = root
+        .display()
+        .to_string()
+        .replace('{', "{{")
+        .replace('}', "}}");
+    Template::parse(&format!("{escaped_root}/{}", s.value), PLACEHOLDERS).ok()
+}
+
+fn one_of<T: Copy>(
+    doc: &mut Doc<'_>,
+    s: Option<Str>,
+    choices: &[(&str, T)],
+    default: T,
+) -> Option<T> {
+    let Some(s) = s else { return Some(default) };
+    if let Some((_, v)) = choices.iter().find(|(n, _)| *n == s.value) {
+        return Some(*v);
+    }
+    doc.error(
+        s.span.clone(),
+        &s.key,
+        format!(
+            "expected one of {}, found {:?}",
+            choices
+                .iter()
+                .map(|(n, _)| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+            s.value
+        ),
+    );
+    None
+}
+
+fn read_source(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Option<Source> {
+    let folder = t.str(doc, "folder");
+    if folder.is_none() && t.span_of("folder") == t.span {
+        doc.error(
+            t.span.clone(),
+            "source.folder",
+            "missing `folder`: the folder to take files from, e.g. `folder = \"var/inbox\"`",
+        );
+    }
+    let include = t.str_list(doc, "include");
+    let exclude = t.str_list(doc, "exclude").unwrap_or_default();
+    let settle_raw = t.str(doc, "settle");
+    let settle = duration(doc, settle_raw, Duration::from_secs(2));
+    let poll_raw = t.str(doc, "poll");
+    let poll = duration(doc, poll_raw, Duration::from_secs(5));
+    let watch_raw = t.str(doc, "watch");
+    let watch = one_of(
+        doc,
+        watch_raw,
+        &[("auto", Watch::Auto), ("poll", Watch::Poll)],
+        Watch::Auto,
+    );
+    let ready_kind_raw = t.str(doc, "ready");
+    let ready_kind = one_of(
+        doc,
+        ready_kind_raw,
+        &[("settle", false), ("done-file", true)],
+        false,
+    );
+    let done = t.str_list(doc, "done");
+    let recursive = t.bool(doc, "recursive").unwrap_or(false);
+    let mut ok = true;
+    if let Some(p) = poll
+        && p < Duration::from_millis(100)
+    {
+        let span = t.span_of("poll");
+        doc.error(span, "source.poll", "expected at least \"100ms\"");
+        ok = false;
+    }
+    let ready = match (ready_kind, done) {
+        (Some(true), done) => {
+            let done = done.unwrap_or_else(|| {
+                ["{name}.done", "{stem}.done"]
+                    .iter()
+                    .map(|v| Str {
+                        value: v.to_string(),
+                        span: 0..0,
+                        key: "source.done".into(),
+                    })
+                    .collect()
+            });
+            let templates: Vec<Option<Template>> = done
+                .iter()
+                .map(|s| template(doc, s, DONE_PLACEHOLDERS))
+                .collect();
+            templates
+                .into_iter()
+                .collect::<Option<Vec<_>>>()
+                .map(Ready::DoneFile)
+        }
+        (Some(false), Some(d)) => {
+            let span = d.first().map_or(t.span.clone(), |d| d.span.clone());
+            doc.error(
+                span,
+                "source.done",
+                "`done` names trigger files, which only count with `ready = \"done-file\"`",
+            );
+            None
+        }
+        (Some(false), None) => Some(Ready::Settle),
+        (None, _) => None,
+    };
+    let include_set = match &include {
+        Some(list) => Some(glob_set(doc, list)),
+        None => None,
+    };
+    let mut all_exclude: Vec<Str> = ALWAYS_SKIPPED
+        .iter()
+        .map(|p| Str {
+            value: p.to_string(),
+            span: 0..0,
+            key: String::new(),
+        })
+        .collect();
+    all_exclude.extend(exclude.iter().cloned());
+    let exclude_set = glob_set(doc, &all_exclude);
+    t.finish(doc, SOURCE_KEYS);
+    let folder = folder?;
+    if folder.value.trim().is_empty() {
+        doc.error(
+            folder.span.clone(),
+            &folder.key,
+            "expected a folder path, found an empty string",
+        );
+        return None;
+    }
+    if !ok {
+        return None;
+    }
+    Some(Source {
+        folder: resolve(root, &folder.value),
+        include: include
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.value)
+            .collect(),
+        exclude: exclude.into_iter().map(|s| s.value).collect(),
+        include_set: match include_set {
+            Some(s) => Some(s?),
+            None => None,
+        },
+        exclude_set: exclude_set?,
+        settle: settle?,
+        poll: poll?,
+        watch: watch?,
+        ready: ready?,
+        recursive,
+    })
+}
+
+fn read_output(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Option<Output> {
+    let folder = t.str(doc, "folder");
+    if folder.is_none() && t.span_of("folder") == t.span {
+        doc.error(
+            t.span.clone(),
+            &format!("{}.folder", t.path),
+            "missing `folder`: where to write this output, e.g. `folder = \"var/out\"`",
+        );
+    }
+    let name = t.str(doc, "name");
+    let exists_raw = t.str(doc, "exists");
+    let exists = one_of(
+        doc,
+        exists_raw,
+        &[
+            ("fail", Exists::Fail),
+            ("overwrite", Exists::Overwrite),
+            ("unique", Exists::Unique),
+            ("skip", Exists::Skip),
+        ],
+        Exists::Fail,
+    );
+    t.finish(doc, OUTPUT_KEYS);
+    let folder = folder_template(doc, root, &folder?);
+    let name = match name {
+        Some(n) => {
+            let tpl = template(doc, &n, PLACEHOLDERS);
+            if n.value.trim().is_empty() || n.value.starts_with('/') {
+                doc.error(
+                    n.span.clone(),
+                    &n.key,
+                    format!(
+                        "expected a file name relative to the output folder, found {:?}",
+                        n.value
+                    ),
+                );
+                return None;
+            }
+            tpl
+        }
+        None => Template::parse("{name}", PLACEHOLDERS).ok(),
+    };
+    Some(Output {
+        folder: folder?,
+        name: name?,
+        exists: exists?,
+    })
+}
+
+fn read_after(doc: &mut Doc<'_>, root: &Path, t: Option<TableReader<'_, '_>>) -> Option<After> {
+    let (success, archive, error, max_attempts) = match t {
+        Some(mut t) => {
+            let success_raw = t.str(doc, "success");
+            let success = one_of(
+                doc,
+                success_raw,
+                &[
+                    ("archive", Success::Archive),
+                    ("delete", Success::Delete),
+                    ("keep", Success::Keep),
+                ],
+                Success::Archive,
+            );
+            let archive = t.str(doc, "archive");
+            let error = t.str(doc, "error");
+            let max_attempts = t.uint(doc, "max_attempts");
+            t.finish(doc, AFTER_KEYS);
+            (success, archive, error, max_attempts)
+        }
+        None => (Some(Success::Archive), None, None, None),
+    };
+    let default = |v: &str, key: &str| Str {
+        value: v.to_string(),
+        span: 0..0,
+        key: key.to_string(),
+    };
+    let archive = folder_template(
+        doc,
+        root,
+        &archive.unwrap_or_else(|| default("var/archive/{job}", "after.archive")),
+    );
+    let error = folder_template(
+        doc,
+        root,
+        &error.unwrap_or_else(|| default("var/error/{job}", "after.error")),
+    );
+    let max_attempts = match max_attempts {
+        Some(0) => {
+            doc.error(0..0, "after.max_attempts", "expected at least 1");
+            None
+        }
+        Some(n) => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+        None => Some(3),
+    };
+    Some(After {
+        success: success?,
+        archive: archive?,
+        error: error?,
+        max_attempts: max_attempts?,
+    })
+}
+
+/// The result of loading a jobs folder: the good jobs, and every problem of the others.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub jobs: BTreeMap<String, Job>,
+    pub diags: Vec<Diag>,
+    /// Job files that had problems, by job name.
+    pub broken: BTreeMap<String, PathBuf>,
+}
+
+/// Loads every `*.toml` in `dir`, then checks the jobs against each other.
+pub fn load_dir(dir: &Path) -> std::io::Result<Loaded> {
+    let root = deployment_root(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+        .collect();
+    files.sort();
+    let mut loaded = Loaded::default();
+    for f in files {
+        match load_file(&f, &root) {
+            Ok(job) => {
+                loaded.jobs.insert(job.name.clone(), job);
+            }
+            Err(d) => {
+                let name = f
+                    .file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                loaded.broken.insert(name, f.clone());
+                loaded.diags.extend(d);
+            }
+        }
+    }
+    let conflicts = conflicts(&loaded.jobs.values().collect::<Vec<_>>());
+    for (a, b, why) in conflicts {
+        let job_b = &loaded.jobs[&b];
+        loaded.diags.push(Diag {
+            file: job_b.file.clone(),
+            line: source_line(&job_b.file),
+            col: 1,
+            key: "source".into(),
+            message: format!(
+                "jobs `{a}` and `{b}` would both take the same files: {why}; narrow `include`/`exclude` so that each file belongs to one job"
+            ),
+        });
+        for name in [a, b] {
+            if let Some(j) = loaded.jobs.remove(&name) {
+                loaded.broken.insert(name, j.file);
+            }
+        }
+    }
+    Ok(loaded)
+}
+
+fn source_line(file: &Path) -> usize {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .position(|l| l.trim_start().starts_with("[source]"))
+        })
+        .map_or(1, |i| i + 1)
+}
+
+/// Pairs of jobs that could take the same file, with why. Two jobs overlap when one's
+/// folder is the other's (or inside it, when that one is recursive) and their include
+/// patterns can match a common name. Pattern overlap is judged by the literal text before
+/// the first and after the last wildcard: `*.xml` and `*.pdf` are disjoint, `A*` and `*.csv`
+/// are not. This errs on the side of reporting.
+pub fn conflicts(jobs: &[&Job]) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for (i, a) in jobs.iter().enumerate() {
+        for b in &jobs[i + 1..] {
+            let (sa, sb) = (&a.source, &b.source);
+            let same = sa.folder == sb.folder
+                || (sa.recursive && sb.folder.starts_with(&sa.folder))
+                || (sb.recursive && sa.folder.starts_with(&sb.folder));
+            if !same {
+                continue;
+            }
+            let pa = if sa.include.is_empty() {
+                vec!["*".to_string()]
+            } else {
+                sa.include.clone()
+            };
+            let pb = if sb.include.is_empty() {
+                vec!["*".to_string()]
+            } else {
+                sb.include.clone()
+            };
+            if let Some((x, y)) = pa
+                .iter()
+                .flat_map(|x| pb.iter().map(move |y| (x, y)))
+                .find(|(x, y)| globs_may_overlap(x, y))
+            {
+                out.push((
+                    a.name.clone(),
+                    b.name.clone(),
+                    format!(
+                        "both watch {} and {x:?} overlaps {y:?}",
+                        sa.folder.display()
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn globs_may_overlap(a: &str, b: &str) -> bool {
+    let meta = |c: char| matches!(c, '*' | '?' | '[' | '{');
+    let (pa, sa) = literal_ends(a, meta);
+    let (pb, sb) = literal_ends(b, meta);
+    let prefix_ok = pa.starts_with(pb) || pb.starts_with(pa);
+    let suffix_ok = sa.ends_with(sb) || sb.ends_with(sa);
+    // Without wildcards a pattern is a literal name: compare whole names.
+    match (a.contains(meta), b.contains(meta)) {
+        (false, false) => a == b,
+        _ => prefix_ok && suffix_ok,
+    }
+}
+
+fn literal_ends(p: &str, meta: impl Fn(char) -> bool + Copy) -> (&str, &str) {
+    let first = p.find(meta).unwrap_or(p.len());
+    let last = p.rfind(meta).map_or(p.len(), |i| i + 1);
+    (&p[..first], &p[last.min(p.len())..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile_str(src: &str) -> Result<Job, Vec<Diag>> {
+        compile(Path::new("jobs/t.toml"), Path::new("/srv/ferry"), src)
+    }
+
+    #[test]
+    fn the_issue_example_is_accepted_as_written() {
+        let job = compile_str(
+            r#"
+description = "ERP invoice exports go to the archive system's import share"
+
+[source]
+folder = "var/inbox/invoices"   # a local path or a mounted share
+include = ["*.xml", "*.pdf"]    # globs on the file name; default: every file
+exclude = ["*.tmp", "~*"]       # hidden files and usual temp names are skipped anyway
+settle = "2s"                   # taken once size and mtime have not changed for this long
+
+[[output]]
+folder = "var/out/archive-import"
+name = "{stem}_{date:%Y%m%d}.{ext}"
+exists = "unique"               # fail | overwrite | unique | skip
+
+[after]
+success = "archive"             # archive | delete | keep
+archive = "var/archive/{date:%Y-%m}"
+error = "var/error"
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            job.source.folder,
+            Path::new("/srv/ferry/var/inbox/invoices")
+        );
+        assert_eq!(job.source.settle, Duration::from_secs(2));
+        assert!(job.source.matches("a.xml"));
+        assert!(!job.source.matches("a.csv"));
+        assert!(!job.source.matches("a.tmp"));
+        assert!(!job.source.matches(".hidden.xml"));
+        assert!(!job.source.matches("~lock.xml"));
+        assert_eq!(job.outputs[0].exists, Exists::Unique);
+        assert_eq!(
+            job.after.archive.literal_prefix(),
+            "/srv/ferry/var/archive/"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_position() {
+        let errs = compile_str(
+            "[source]\nfolder = 3\nsettel = \"2s\"\ninclude = [\"[a\"]\npoll = \"fast\"\n\n[[output]]\nfolder = \"o\"\nname = \"{stem}.{nope}\"\nexists = \"maybe\"\n",
+        )
+        .unwrap_err();
+        let text: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
+        assert!(
+            text[0].starts_with(
+                "jobs/t.toml:2:10: source.folder: expected a string, found the integer 3"
+            ),
+            "{text:?}"
+        );
+        assert!(
+            text[1].starts_with(
+                "jobs/t.toml:3:1: source.settel: unknown key `settel`; did you mean `settle`?"
+            ),
+            "{text:?}"
+        );
+        assert!(
+            text[2].starts_with("jobs/t.toml:4:12: source.include[0]: expected a glob pattern"),
+            "{text:?}"
+        );
+        assert!(
+            text[3].starts_with("jobs/t.toml:5:8: source.poll: expected a duration"),
+            "{text:?}"
+        );
+        assert!(
+            text[4].starts_with("jobs/t.toml:9:16: output[1].name: unknown placeholder `{nope}`"),
+            "{text:?}"
+        );
+        assert!(text[5].starts_with("jobs/t.toml:10:10: output[1].exists: expected one of \"fail\", \"overwrite\", \"unique\", \"skip\", found \"maybe\""), "{text:?}");
+        assert_eq!(text.len(), 6, "{text:?}");
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let errs = compile_str("[source]\nfolder = \"x\n").unwrap_err();
+        assert_eq!(errs[0].line, 2, "{errs:?}");
+        assert!(errs[0].message.starts_with("TOML syntax"));
+    }
+
+    #[test]
+    fn overlapping_patterns() {
+        assert!(globs_may_overlap("*.csv", "*"));
+        assert!(globs_may_overlap("A*.csv", "*.csv"));
+        assert!(!globs_may_overlap("*.xml", "*.pdf"));
+        assert!(!globs_may_overlap("A*", "B*"));
+        assert!(!globs_may_overlap("a.csv", "b.csv"));
+        assert!(globs_may_overlap("a.csv", "a.csv"));
+    }
+
+    #[test]
+    fn done_file_triggers_are_never_data() {
+        let job = compile_str("[source]\nfolder = \"in\"\nready = \"done-file\"\n").unwrap();
+        assert!(!job.source.matches("x.csv.done"));
+        assert!(job.source.matches("x.csv"));
+        assert_eq!(job.source.done_files("x.csv"), vec!["x.csv.done", "x.done"]);
+    }
+}

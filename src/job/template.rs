@@ -1,0 +1,300 @@
+//! Name templates: `{stem}_{date:%Y%m%d}.{ext}` and friends.
+//!
+//! A template is parsed once, when the job is compiled, into literal text and placeholders,
+//! so an unknown placeholder or strftime field is a job-file error and never a runtime one.
+//! Rendering produces a *relative path*; [`crate::fsutil::safe_join`] later proves it cannot
+//! leave its folder.
+
+use chrono::format::{Item, StrftimeItems};
+use chrono::{DateTime, Local};
+
+/// Every placeholder a name template may use, for error messages and the README.
+pub const PLACEHOLDERS: &[&str] = &[
+    "name",
+    "stem",
+    "ext",
+    "dir",
+    "job",
+    "seq",
+    "seq:WIDTH",
+    "date:FORMAT",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Lit(String),
+    Name,
+    Stem,
+    Ext,
+    Dir,
+    Job,
+    Seq { width: usize },
+    Date { format: String },
+}
+
+/// A parsed name template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    source: String,
+    parts: Vec<Part>,
+}
+
+/// Where in the template text a problem is, as a byte range, and what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError {
+    pub at: std::ops::Range<usize>,
+    pub message: String,
+}
+
+/// What a template is rendered with: the facts about one file taken by one job.
+#[derive(Debug, Clone)]
+pub struct Vars<'a> {
+    pub name: &'a str,
+    /// The file's folder relative to the source folder, `/`-separated, empty at the top.
+    pub dir: &'a str,
+    pub job: &'a str,
+    pub seq: u64,
+    pub taken: DateTime<Local>,
+}
+
+impl Template {
+    /// Parses `text`; `allowed` limits which placeholders this template may use
+    /// (done-file names may not use `{seq}`, for example).
+    pub fn parse(text: &str, allowed: &[&str]) -> Result<Template, Vec<TemplateError>> {
+        let mut parts = Vec::new();
+        let mut errors = Vec::new();
+        let mut lit = String::new();
+        let mut chars = text.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '{' if chars.peek().map(|p| p.1) == Some('{') => {
+                    chars.next();
+                    lit.push('{');
+                }
+                '}' if chars.peek().map(|p| p.1) == Some('}') => {
+                    chars.next();
+                    lit.push('}');
+                }
+                '{' => {
+                    let Some(end) = text[i..].find('}').map(|e| i + e) else {
+                        errors.push(TemplateError {
+                            at: i..text.len(),
+                            message: "`{` opens a placeholder that is never closed; write `{{` for a literal brace".into(),
+                        });
+                        break;
+                    };
+                    let inner = &text[i + 1..end];
+                    while chars.peek().is_some_and(|p| p.0 <= end) {
+                        chars.next();
+                    }
+                    match parse_placeholder(inner, allowed) {
+                        Ok(p) => {
+                            if !lit.is_empty() {
+                                parts.push(Part::Lit(std::mem::take(&mut lit)));
+                            }
+                            parts.push(p);
+                        }
+                        Err(message) => errors.push(TemplateError {
+                            at: i..end + 1,
+                            message,
+                        }),
+                    }
+                }
+                '}' => errors.push(TemplateError {
+                    at: i..i + 1,
+                    message: "`}` without a matching `{`; write `}}` for a literal brace".into(),
+                }),
+                c => lit.push(c),
+            }
+        }
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit));
+        }
+        if errors.is_empty() {
+            Ok(Template {
+                source: text.to_string(),
+                parts,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The template as written in the job file.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the template uses any placeholder at all.
+    pub fn is_literal(&self) -> bool {
+        self.parts.iter().all(|p| matches!(p, Part::Lit(_)))
+    }
+
+    /// The literal text before the first placeholder: for a folder template, the part of
+    /// the path that is the same for every file.
+    pub fn literal_prefix(&self) -> &str {
+        match self.parts.first() {
+            Some(Part::Lit(s)) => s,
+            _ => "",
+        }
+    }
+
+    /// Renders the template. When `{ext}` is empty, a `.` written right before it is
+    /// dropped, so `{stem}.{ext}` of `README` is `README`, not `README.`.
+    pub fn render(&self, v: &Vars<'_>) -> String {
+        let (stem, ext) = split_name(v.name);
+        let mut out = String::new();
+        for (i, part) in self.parts.iter().enumerate() {
+            match part {
+                Part::Lit(s) => {
+                    let next_is_empty_ext =
+                        matches!(self.parts.get(i + 1), Some(Part::Ext)) && ext.is_empty();
+                    match s.strip_suffix('.') {
+                        Some(trimmed) if next_is_empty_ext => out.push_str(trimmed),
+                        _ => out.push_str(s),
+                    }
+                }
+                Part::Name => out.push_str(v.name),
+                Part::Stem => out.push_str(stem),
+                Part::Ext => out.push_str(ext),
+                Part::Dir => out.push_str(v.dir),
+                Part::Job => out.push_str(v.job),
+                Part::Seq { width } => out.push_str(&format!("{:0width$}", v.seq)),
+                Part::Date { format } => out.push_str(&v.taken.format(format).to_string()),
+            }
+        }
+        out
+    }
+}
+
+/// Splits a file name into stem and extension at the last dot; a leading dot (`.profile`)
+/// is part of the stem.
+pub fn split_name(name: &str) -> (&str, &str) {
+    match name.rfind('.') {
+        Some(0) | None => (name, ""),
+        Some(i) => (&name[..i], &name[i + 1..]),
+    }
+}
+
+fn parse_placeholder(inner: &str, allowed: &[&str]) -> Result<Part, String> {
+    let (key, arg) = match inner.split_once(':') {
+        Some((k, a)) => (k.trim(), Some(a)),
+        None => (inner.trim(), None),
+    };
+    let part = match (key, arg) {
+        ("name", None) => Part::Name,
+        ("stem", None) => Part::Stem,
+        ("ext", None) => Part::Ext,
+        ("dir", None) => Part::Dir,
+        ("job", None) => Part::Job,
+        ("seq", None) => Part::Seq { width: 0 },
+        ("seq", Some(w)) => match w.trim().parse::<usize>() {
+            Ok(width) if width <= 20 => Part::Seq { width },
+            _ => {
+                return Err(format!(
+                    "`{{seq:{w}}}`: expected a zero-padding width from 0 to 20, like `{{seq:6}}`"
+                ));
+            }
+        },
+        ("date", None) => Part::Date {
+            format: "%Y%m%d".into(),
+        },
+        ("date", Some(f)) => {
+            check_strftime(f)?;
+            Part::Date { format: f.into() }
+        }
+        ("name" | "stem" | "ext" | "dir" | "job", Some(_)) => {
+            return Err(format!("`{{{key}}}` takes no `:argument`"));
+        }
+        _ => {
+            return Err(format!(
+                "unknown placeholder `{{{inner}}}`; expected one of {}",
+                allowed
+                    .iter()
+                    .map(|p| format!("{{{p}}}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
+        }
+    };
+    let base = key;
+    if !allowed.iter().any(|a| a.split(':').next() == Some(base)) {
+        return Err(format!(
+            "`{{{key}}}` cannot be used here; this name may use {}",
+            allowed
+                .iter()
+                .map(|p| format!("{{{p}}}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    Ok(part)
+}
+
+fn check_strftime(format: &str) -> Result<(), String> {
+    if format.is_empty() {
+        return Err("`{date:}` has an empty format; write e.g. `{date:%Y-%m-%d}`".into());
+    }
+    for item in StrftimeItems::new(format) {
+        if let Item::Error = item {
+            return Err(format!(
+                "`{{date:{format}}}` has an unknown strftime field; use fields such as %Y %m %d %H %M %S %j"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn vars(name: &str) -> Vars<'_> {
+        Vars {
+            name,
+            dir: "sub/x",
+            job: "j",
+            seq: 42,
+            taken: Local.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap(),
+        }
+    }
+
+    #[test]
+    fn renders_every_placeholder() {
+        let t = Template::parse(
+            "{dir}/{stem}_{date:%Y%m%d}_{seq:5}_{job}.{ext}|{name}|{{x}}",
+            PLACEHOLDERS,
+        )
+        .unwrap();
+        assert_eq!(
+            t.render(&vars("a.b.csv")),
+            "sub/x/a.b_20260304_00042_j.csv|a.b.csv|{x}"
+        );
+    }
+
+    #[test]
+    fn empty_extension_drops_its_dot() {
+        let t = Template::parse("{stem}.{ext}", PLACEHOLDERS).unwrap();
+        assert_eq!(t.render(&vars("README")), "README");
+        assert_eq!(t.render(&vars(".profile")), ".profile");
+    }
+
+    #[test]
+    fn errors_point_at_the_placeholder() {
+        let e = Template::parse("ab{nope}c{date:%Q}", PLACEHOLDERS).unwrap_err();
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0].at, 2..8);
+        assert!(e[0].message.contains("unknown placeholder `{nope}`"));
+        assert!(e[1].message.contains("strftime"), "{}", e[1].message);
+        assert!(Template::parse("a{stem", PLACEHOLDERS).is_err());
+        assert!(Template::parse("a}b", PLACEHOLDERS).is_err());
+        assert!(Template::parse("{seq:x}", PLACEHOLDERS).is_err());
+    }
+
+    #[test]
+    fn restricted_placeholders() {
+        let e = Template::parse("{seq}.done", &["name", "stem", "ext"]).unwrap_err();
+        assert!(e[0].message.contains("cannot be used here"));
+    }
+}

@@ -1,0 +1,253 @@
+//! The journal's tables, and the read side: `ferry history` and `ferry status`.
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+const SCHEMA_VERSION: i64 = 1;
+
+pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "BEGIN;
+        CREATE TABLE IF NOT EXISTS files (
+            id INTEGER PRIMARY KEY,
+            job TEXT NOT NULL,
+            path TEXT NOT NULL,
+            name TEXT NOT NULL,
+            dir TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            hash TEXT,
+            seq INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            first_seen INTEGER,
+            taken_at INTEGER,
+            finished_at INTEGER,
+            updated_at INTEGER NOT NULL,
+            temps TEXT,
+            disposition TEXT,
+            dest TEXT,
+            trigger TEXT,
+            error TEXT,
+            error_dest TEXT
+        );
+        CREATE INDEX IF NOT EXISTS files_job_path ON files (job, path);
+        CREATE INDEX IF NOT EXISTS files_state ON files (state);
+        CREATE TABLE IF NOT EXISTS outputs (
+            file_id INTEGER NOT NULL,
+            idx INTEGER NOT NULL,
+            temp TEXT NOT NULL,
+            final TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            policy TEXT NOT NULL,
+            PRIMARY KEY (file_id, idx)
+        );
+        CREATE TABLE IF NOT EXISTS events (
+            file_id INTEGER NOT NULL,
+            at INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            detail TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS events_file ON events (file_id);
+        CREATE TABLE IF NOT EXISTS seqs (job TEXT PRIMARY KEY, next INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS job_status (
+            job TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            waiting INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        );
+        PRAGMA user_version = 1;
+        COMMIT;",
+    )
+}
+
+/// A journal time (ms since the epoch, UTC) as local time for people.
+pub fn fmt_time(ms: i64) -> String {
+    use chrono::TimeZone;
+    match chrono::Local.timestamp_millis_opt(ms) {
+        chrono::LocalResult::Single(t) => t.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+        _ => ms.to_string(),
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct HistoryFilter {
+    pub job: Option<String>,
+    pub file: Option<globset::GlobMatcher>,
+    /// The newest this many files; 0 for all.
+    pub limit: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OutputRow {
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventRow {
+    pub at: String,
+    pub state: String,
+    pub detail: String,
+}
+
+/// What happened to one file.
+#[derive(Debug, Serialize)]
+pub struct FileHistory {
+    pub id: i64,
+    pub job: String,
+    pub path: String,
+    pub size: u64,
+    pub sha256: Option<String>,
+    pub seq: u64,
+    pub state: String,
+    pub attempts: u32,
+    pub seen: Option<String>,
+    pub taken: Option<String>,
+    pub finished: Option<String>,
+    pub outputs: Vec<OutputRow>,
+    /// Where the original went: its archive path, `deleted`, `kept`, or its error-folder path.
+    pub original: Option<String>,
+    pub error: Option<String>,
+    pub events: Vec<EventRow>,
+}
+
+pub fn history(conn: &Connection, f: &HistoryFilter) -> rusqlite::Result<Vec<FileHistory>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, job, path, name, size, hash, seq, state, attempts, first_seen, taken_at, finished_at,
+                disposition, dest, error, error_dest
+         FROM files WHERE (?1 IS NULL OR job = ?1) ORDER BY id DESC",
+    )?;
+    let mut rows = stmt.query(params![f.job])?;
+    let mut out = Vec::new();
+    let mut ostmt =
+        conn.prepare("SELECT final, hash, size FROM outputs WHERE file_id = ?1 ORDER BY idx")?;
+    let mut estmt =
+        conn.prepare("SELECT at, state, detail FROM events WHERE file_id = ?1 ORDER BY rowid")?;
+    while let Some(r) = rows.next()? {
+        let path: String = r.get(2)?;
+        let name: String = r.get(3)?;
+        if let Some(g) = &f.file
+            && !g.is_match(&name)
+            && !g.is_match(&path)
+        {
+            continue;
+        }
+        let id: i64 = r.get(0)?;
+        let state: String = r.get(7)?;
+        let disposition: Option<String> = r.get(12)?;
+        let dest: Option<String> = r.get(13)?;
+        let error_dest: Option<String> = r.get(15)?;
+        let original = match (state.as_str(), disposition.as_deref()) {
+            ("failed" | "failing", _) => error_dest,
+            ("done", Some("archive")) => dest,
+            ("done", Some("delete")) => Some("deleted".into()),
+            ("done", Some("keep")) => Some("kept in the source".into()),
+            _ => None,
+        };
+        let outputs = if state == "done" {
+            ostmt
+                .query_map([id], |o| {
+                    Ok(OutputRow {
+                        path: o.get(0)?,
+                        sha256: o.get(1)?,
+                        size: o.get::<_, i64>(2)? as u64,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?
+        } else {
+            Vec::new()
+        };
+        let events = estmt
+            .query_map([id], |e| {
+                Ok(EventRow {
+                    at: fmt_time(e.get(0)?),
+                    state: e.get(1)?,
+                    detail: e.get(2)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        out.push(FileHistory {
+            id,
+            job: r.get(1)?,
+            path,
+            size: r.get::<_, i64>(4)? as u64,
+            sha256: r.get(5)?,
+            seq: r.get::<_, i64>(6)? as u64,
+            state,
+            attempts: r.get::<_, i64>(8)? as u32,
+            seen: r.get::<_, Option<i64>>(9)?.map(fmt_time),
+            taken: r.get::<_, Option<i64>>(10)?.map(fmt_time),
+            finished: r.get::<_, Option<i64>>(11)?.map(fmt_time),
+            outputs,
+            original,
+            error: r.get(14)?,
+            events,
+        });
+        if f.limit > 0 && out.len() >= f.limit {
+            break;
+        }
+    }
+    out.reverse();
+    Ok(out)
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct JobStatusRow {
+    pub job: String,
+    pub source: Option<String>,
+    pub waiting: Option<u64>,
+    pub in_progress: u64,
+    pub done: u64,
+    pub failed: u64,
+    pub last_activity: Option<String>,
+}
+
+/// Per-job counts from the journal, with the waiting count the daemon last reported.
+pub fn job_status(conn: &Connection) -> rusqlite::Result<Vec<JobStatusRow>> {
+    let mut map: std::collections::BTreeMap<String, JobStatusRow> = Default::default();
+    let mut stmt = conn
+        .prepare("SELECT job, state, COUNT(*), MAX(updated_at) FROM files GROUP BY job, state")?;
+    let mut rows = stmt.query([])?;
+    let mut last: std::collections::HashMap<String, i64> = Default::default();
+    while let Some(r) = rows.next()? {
+        let job: String = r.get(0)?;
+        let state: String = r.get(1)?;
+        let n = r.get::<_, i64>(2)? as u64;
+        let at: i64 = r.get(3)?;
+        let row = map.entry(job.clone()).or_insert_with(|| JobStatusRow {
+            job: job.clone(),
+            ..Default::default()
+        });
+        match state.as_str() {
+            "done" => row.done += n,
+            "failed" => row.failed += n,
+            _ => row.in_progress += n,
+        }
+        let l = last.entry(job).or_insert(at);
+        *l = (*l).max(at);
+    }
+    let mut stmt = conn.prepare("SELECT job, source, waiting FROM job_status")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let job: String = r.get(0)?;
+        let row = map.entry(job.clone()).or_insert_with(|| JobStatusRow {
+            job,
+            ..Default::default()
+        });
+        row.source = Some(r.get(1)?);
+        row.waiting = Some(r.get::<_, i64>(2)? as u64);
+    }
+    for (job, at) in last {
+        if let Some(row) = map.get_mut(&job) {
+            row.last_activity = Some(fmt_time(at));
+        }
+    }
+    Ok(map.into_values().collect())
+}

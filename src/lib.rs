@@ -1,0 +1,26 @@
+//! ferry: a watched-folder file integration engine.
+//!
+//! # Layout
+//!
+//! The pipeline reads top to bottom:
+//!
+//! - [`job`]: job files, read into a checked [`job::Job`] with every problem reported at
+//!   file:line:column.
+//! - [`sources`]: where files come from; [`sources::folder`] lists local folders and shares
+//!   and turns file-system events into hints.
+//! - [`readiness`]: "is this file completely written?" as a state machine.
+//! - [`journal`]: the durable SQLite record of every file: claims, plans, outputs, history.
+//! - [`outputs`]: atomic delivery (temporary name, fsync, rename).
+//! - [`runtime`]: the daemon: per-job runners, the worker pool, processing of one file
+//!   ([`runtime::process`]), crash recovery, hot reload and shutdown.
+//! - [`fsutil`]: the file-system primitives the guarantees rest on.
+//! - [`cli`]: the `check`, `test`, `history` and `status` commands.
+
+pub mod cli;
+pub mod fsutil;
+pub mod job;
+pub mod journal;
+pub mod outputs;
+pub mod readiness;
+pub mod runtime;
+pub mod sources;

@@ -1,0 +1,142 @@
+//! Folder outputs: atomic delivery into a local folder or mounted share.
+//!
+//! An output is written under a hidden temporary name in its target folder
+//! (`.ferry-out-<file id>-<output>.tmp`, so it is on the same file system), fsynced, and only
+//! renamed to its final name once the journal holds the plan. Readers of the folder never
+//! see a partial file.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::fsutil;
+
+/// The temporary name of output `idx` of file `id`, beside its final path.
+pub fn temp_path(final_path: &Path, id: i64, idx: u32) -> PathBuf {
+    final_path.with_file_name(format!(".ferry-out-{id}-{idx}.tmp"))
+}
+
+/// A temporary output being written.
+pub struct TempOutput {
+    pub temp: PathBuf,
+    file: File,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl TempOutput {
+    pub fn create(temp: &Path) -> io::Result<TempOutput> {
+        if let Some(dir) = temp.parent() {
+            fsutil::create_dir_all_durable(dir)?;
+        }
+        let file = File::create(temp)?;
+        Ok(TempOutput {
+            temp: temp.to_path_buf(),
+            file,
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+
+    pub fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all(buf)?;
+        self.hasher.update(buf);
+        self.size += buf.len() as u64;
+        Ok(())
+    }
+
+    /// fsyncs the content; returns its sha256 and size.
+    pub fn finish(self) -> io::Result<(String, u64)> {
+        self.file.sync_all()?;
+        Ok((hex::encode(self.hasher.finalize()), self.size))
+    }
+}
+
+/// Streams `src` into every output at once, hashing the source on the way. Returns the
+/// source's sha256 and the number of bytes read.
+pub fn tee_copy(src: &mut File, outs: &mut [TempOutput]) -> io::Result<(String, u64)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        for o in outs.iter_mut() {
+            o.write_all(&buf[..n])?;
+        }
+        total += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), total))
+}
+
+/// Moves `from` to `to` without replacing anything, across file systems too (copy to a
+/// temporary name beside `to`, fsync, rename, then remove `from`).
+pub fn move_file(from: &Path, to: &Path) -> io::Result<()> {
+    if let Some(dir) = to.parent() {
+        fsutil::create_dir_all_durable(dir)?;
+    }
+    match fsutil::rename_noreplace(from, to) {
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            let tmp = to.with_file_name(fsutil::temp_name());
+            let mut src = File::open(from)?;
+            let mut out = TempOutput::create(&tmp)?;
+            io::copy(&mut src, &mut TempWriter(&mut out))?;
+            out.finish()?;
+            if let Err(e) = fsutil::rename_noreplace(&tmp, to) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            sync_parent(to)?;
+            std::fs::remove_file(from)?;
+            sync_parent(from)
+        }
+        Err(e) => Err(e),
+        Ok(()) => {
+            sync_parent(to)?;
+            sync_parent(from)
+        }
+    }
+}
+
+struct TempWriter<'a>(&'a mut TempOutput);
+
+impl Write for TempWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn sync_parent(p: &Path) -> io::Result<()> {
+    match p.parent() {
+        Some(d) => fsutil::sync_dir(d),
+        None => Ok(()),
+    }
+}
+
+/// Moves `from` into `dir`-derived `to`, taking the first free numbered name
+/// (`a.csv`, `a_1.csv`, ...) when `to` exists. Returns where it went.
+pub fn move_unique(from: &Path, to: &Path) -> io::Result<PathBuf> {
+    for n in 0..10_000 {
+        let candidate = fsutil::numbered(to, n);
+        match move_file(from, &candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("no free name for {} after 10,000 tries", to.display()),
+    ))
+}

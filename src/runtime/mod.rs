@@ -1,0 +1,556 @@
+//! The daemon: one runner per job watching its source, a shared pool of workers that
+//! process ready files, hot reload of job files, and graceful shutdown.
+//!
+//! Theory of operation: each job's runner owns its readiness [`Tracker`]. Events from the
+//! file system and periodic rescans feed observations into it; files that become ready wait
+//! in the runner's queue until a worker permit is free (permits are shared by all jobs and
+//! handed out fairly). Processing runs on a blocking thread ([`process::process`]); its
+//! outcome goes back to the runner, which updates the tracker. Stopping a runner stops its
+//! intake at once and returns when its in-flight files are finished.
+
+pub mod process;
+pub mod recovery;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::job::{self, Job, Ready, Success, Watch};
+use crate::journal::{Identity, Journal, now_ms};
+use crate::readiness::{Tracker, Verdict};
+use crate::sources::folder::{self, Found};
+use process::Outcome;
+
+/// How `ferry run` was asked to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub jobs_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub once: bool,
+    pub workers: usize,
+    /// How long shutdown waits for in-flight files.
+    pub grace: Duration,
+}
+
+/// What a run ended with, for the exit code.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub done: usize,
+    pub failed: usize,
+    pub invalid_jobs: usize,
+}
+
+#[derive(Default)]
+struct Counters {
+    done: AtomicUsize,
+    failed: AtomicUsize,
+}
+
+/// Everything a runner shares with the rest of the daemon.
+#[derive(Clone)]
+struct Shared {
+    journal: Arc<Journal>,
+    workers: Arc<Semaphore>,
+    counters: Arc<Counters>,
+    once: bool,
+}
+
+/// Runs every job until a shutdown signal (or, with `once`, until the files present at start
+/// are handled).
+pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
+    let journal = tokio::task::block_in_place(|| Journal::open(&opts.state_dir))?;
+    let recovered = tokio::task::block_in_place(|| recovery::recover(&journal))?;
+    if recovered != recovery::Recovered::default() {
+        tracing::info!(
+            completed = recovered.completed,
+            retaken = recovered.retaken,
+            failed = recovered.failed,
+            "Recovered files interrupted by the last stop."
+        );
+    }
+    let shared = Shared {
+        journal: journal.clone(),
+        workers: Arc::new(Semaphore::new(opts.workers.max(1))),
+        counters: Arc::default(),
+        once: opts.once,
+    };
+    let loaded = load_jobs(&opts.jobs_dir);
+    let invalid_jobs = loaded.broken.len();
+    if loaded.jobs.is_empty() && !opts.once {
+        tracing::warn!(jobs = %opts.jobs_dir.display(), "No valid job yet; waiting for job files.");
+    }
+    let mut running: HashMap<String, Running> = HashMap::new();
+    for job in loaded.jobs.into_values() {
+        let name = job.name.clone();
+        running.insert(name, Running::start(Arc::new(job), shared.clone(), None));
+    }
+
+    if opts.once {
+        for (_, r) in running.drain() {
+            let _ = r.handle.await;
+        }
+    } else {
+        supervise(&opts, &shared, &mut running).await;
+        shutdown(running, opts.grace).await;
+    }
+    tokio::task::block_in_place(|| journal.close());
+    Ok(Summary {
+        done: shared.counters.done.load(Ordering::SeqCst),
+        failed: shared.counters.failed.load(Ordering::SeqCst),
+        invalid_jobs,
+    })
+}
+
+fn load_jobs(dir: &Path) -> job::Loaded {
+    match job::load_dir(dir) {
+        Ok(l) => {
+            for d in &l.diags {
+                tracing::error!(problem = %d, "Invalid job file.");
+            }
+            l
+        }
+        Err(e) => {
+            tracing::error!(jobs = %dir.display(), error = %e, "Cannot read the jobs folder.");
+            job::Loaded::default()
+        }
+    }
+}
+
+struct Running {
+    job: Arc<Job>,
+    stop: watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Starts a runner; when it replaces `previous`, it first waits for that one's
+    /// in-flight files, so the two never take the same file.
+    fn start(job: Arc<Job>, shared: Shared, previous: Option<Running>) -> Running {
+        let (stop, stop_rx) = watch::channel(false);
+        let j = job.clone();
+        let span = tracing::info_span!("job", job = %job.name);
+        let handle = tokio::spawn(
+            async move {
+                if let Some(p) = previous {
+                    let _ = p.stop.send(true);
+                    let _ = p.handle.await;
+                }
+                run_job(j, shared, stop_rx).await;
+            }
+            .instrument(span),
+        );
+        Running { job, stop, handle }
+    }
+}
+
+/// Watches the jobs folder and applies edits: a changed valid file replaces its job, a
+/// broken edit is logged and the previous version keeps running, a new file starts a job,
+/// a deleted file stops its job once its in-flight files are done.
+async fn supervise(opts: &RunOptions, shared: &Shared, running: &mut HashMap<String, Running>) {
+    let (ev_tx, mut ev_rx) = mpsc::channel::<PathBuf>(64);
+    let _watcher = notify_dir(&opts.jobs_dir, ev_tx);
+    let mut last = dir_fingerprint(&opts.jobs_dir);
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut sigterm = terminate_signal();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+            _ = tick.tick() => {}
+            Some(_) = ev_rx.recv() => {
+                // Editors write in several steps: let them finish.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                while ev_rx.try_recv().is_ok() {}
+            }
+        }
+        let now = dir_fingerprint(&opts.jobs_dir);
+        if now == last {
+            continue;
+        }
+        last = now;
+        reload(opts, shared, running);
+    }
+    tracing::info!("Shutting down: no new files are taken; waiting for files in progress.");
+}
+
+fn reload(opts: &RunOptions, shared: &Shared, running: &mut HashMap<String, Running>) {
+    let loaded = load_jobs(&opts.jobs_dir);
+    for (name, job) in loaded.jobs {
+        match running.remove(&name) {
+            Some(r) if r.job.fingerprint == job.fingerprint => {
+                running.insert(name, r);
+            }
+            Some(r) => {
+                tracing::info!(job = %name, "Job file changed; the new version takes over after in-flight files.");
+                running.insert(name, Running::start(Arc::new(job), shared.clone(), Some(r)));
+            }
+            None => {
+                tracing::info!(job = %name, "New job file; starting the job.");
+                running.insert(name, Running::start(Arc::new(job), shared.clone(), None));
+            }
+        }
+    }
+    let names: Vec<String> = running.keys().cloned().collect();
+    for name in names {
+        if loaded.broken.contains_key(&name) {
+            if !running.contains_key(&name) {
+                continue;
+            }
+            tracing::warn!(job = %name, "The job file has errors; the previous version keeps running.");
+            continue;
+        }
+        let still = running.get(&name).is_some_and(|r| r.job.file.exists());
+        if !still && let Some(r) = running.remove(&name) {
+            tracing::info!(job = %name, "Job file removed; the job stops after its in-flight files.");
+            let _ = r.stop.send(true);
+        }
+    }
+}
+
+async fn shutdown(running: HashMap<String, Running>, grace: Duration) {
+    for r in running.values() {
+        let _ = r.stop.send(true);
+    }
+    let all = async {
+        for (_, r) in running {
+            let _ = r.handle.await;
+        }
+    };
+    if tokio::time::timeout(grace, all).await.is_err() {
+        tracing::warn!(
+            grace = ?grace,
+            "Files still in progress after the grace period; they are redone safely at the next start."
+        );
+    }
+}
+
+#[cfg(unix)]
+fn terminate_signal() -> tokio::signal::unix::Signal {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler")
+}
+
+fn notify_dir(dir: &Path, tx: mpsc::Sender<PathBuf>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            for p in ev.paths {
+                let _ = tx.try_send(p);
+            }
+        }
+    })
+    .ok()?;
+    w.watch(dir, notify::RecursiveMode::NonRecursive).ok()?;
+    Some(w)
+}
+
+/// Names, sizes and mtimes of the job files: a cheap "did anything change".
+fn dir_fingerprint(dir: &Path) -> BTreeMap<PathBuf, (u64, i64)> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
+                .filter_map(|e| {
+                    let m = folder::meta_of(&e.metadata().ok()?);
+                    Some((e.path(), (m.size, m.mtime_ns)))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One job's runner.
+async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>) {
+    let settle = match job.source.ready {
+        Ready::Settle => job.source.settle,
+        Ready::DoneFile(_) => Duration::ZERO,
+    };
+    let mut st = JobState {
+        job: job.clone(),
+        tracker: Tracker::new(settle),
+        wakes: BinaryHeap::new(),
+        queue: VecDeque::new(),
+        once_pending: None,
+        journal: shared.journal.clone(),
+    };
+    let (ev_tx, mut ev_rx) = mpsc::channel::<PathBuf>(8192);
+    let _watcher = if job.source.watch == Watch::Auto && !shared.once {
+        match folder::watch(&job.source, ev_tx) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(folder = %job.source.folder.display(), error = %e, hint = folder::watch_error_hint(&e), "Cannot watch the source folder for events; relying on rescans.");
+                None
+            }
+        }
+    } else {
+        drop(ev_tx);
+        None
+    };
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Found, Outcome)>();
+    let mut in_flight: JoinSet<()> = JoinSet::new();
+    let mut next_scan = tokio::time::Instant::now();
+    let mut last_status = (usize::MAX, Instant::now());
+    let mut folder_missing_warned = false;
+
+    loop {
+        // Hand ready files to free workers.
+        while !st.queue.is_empty() {
+            let Ok(permit) = shared.workers.clone().try_acquire_owned() else {
+                break;
+            };
+            let (found, first_seen) = st.queue.pop_front().expect("queue is not empty");
+            dispatch(
+                &mut in_flight,
+                &job,
+                &shared,
+                found,
+                first_seen,
+                permit,
+                done_tx.clone(),
+            );
+        }
+        if shared.once && st.once_finished() && in_flight.is_empty() {
+            break;
+        }
+        let waiting = st.tracker.waiting();
+        let since = last_status.1.elapsed();
+        if (waiting != last_status.0 && since > Duration::from_secs(1))
+            || since > Duration::from_secs(30)
+        {
+            let _ = shared.journal.job_status(
+                &job.name,
+                &job.source.folder.to_string_lossy(),
+                waiting as u64,
+            );
+            last_status = (waiting, Instant::now());
+        }
+        let next_wake = st
+            .wakes
+            .peek()
+            .map(|Reverse((t, _))| tokio::time::Instant::from_std(*t));
+        let want_permit = !st.queue.is_empty();
+        tokio::select! {
+            _ = stop.changed() => break,
+            Some(p) = ev_rx.recv() => {
+                st.on_event(&p);
+                // Drain a burst of events at once.
+                while let Ok(p) = ev_rx.try_recv() {
+                    st.on_event(&p);
+                }
+            }
+            Some((found, outcome)) = done_rx.recv() => st.on_outcome(found, outcome, &shared),
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            _ = tokio::time::sleep_until(next_scan), if !shared.once || st.once_pending.is_none() => {
+                let source = job.source.clone();
+                let scanned = tokio::task::spawn_blocking(move || folder::scan(&source)).await;
+                match scanned {
+                    Ok(Ok(found)) => {
+                        folder_missing_warned = false;
+                        st.on_scan(found, shared.once);
+                    }
+                    Ok(Err(e)) => {
+                        if !folder_missing_warned {
+                            tracing::warn!(folder = %job.source.folder.display(), error = %e, "Cannot list the source folder; trying again at every poll.");
+                            folder_missing_warned = true;
+                        }
+                        if shared.once {
+                            st.once_pending = Some(HashSet::new());
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "Scan task failed."),
+                }
+                next_scan = tokio::time::Instant::now() + job.source.poll;
+            }
+            _ = sleep_until_opt(next_wake) => st.on_wake(),
+            permit = shared.workers.clone().acquire_owned(), if want_permit => {
+                if let Ok(permit) = permit
+                    && let Some((found, first_seen)) = st.queue.pop_front()
+                {
+                    dispatch(&mut in_flight, &job, &shared, found, first_seen, permit, done_tx.clone());
+                }
+            }
+        }
+    }
+    // Stopped: no new files; finish what is in flight.
+    drop(done_tx);
+    while in_flight.join_next().await.is_some() {}
+    while let Ok((found, outcome)) = done_rx.try_recv() {
+        st.on_outcome(found, outcome, &shared);
+    }
+    let _ = shared.journal.job_status(
+        &job.name,
+        &job.source.folder.to_string_lossy(),
+        st.tracker.waiting() as u64,
+    );
+}
+
+async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn dispatch(
+    set: &mut JoinSet<()>,
+    job: &Arc<Job>,
+    shared: &Shared,
+    found: Found,
+    first_seen: i64,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    done: mpsc::UnboundedSender<(Found, Outcome)>,
+) {
+    let job = job.clone();
+    let journal = shared.journal.clone();
+    set.spawn_blocking(move || {
+        let outcome = process::process(&job, &found, first_seen, &journal);
+        drop(permit);
+        let _ = done.send((found, outcome));
+    });
+}
+
+struct JobState {
+    job: Arc<Job>,
+    tracker: Tracker,
+    /// When to look at a settling file again.
+    wakes: BinaryHeap<Reverse<(Instant, PathBuf)>>,
+    queue: VecDeque<(Found, i64)>,
+    /// In `--once` mode: the files present at start that are not handled yet.
+    once_pending: Option<HashSet<PathBuf>>,
+    journal: Arc<Journal>,
+}
+
+impl JobState {
+    fn once_finished(&self) -> bool {
+        self.once_pending.as_ref().is_some_and(HashSet::is_empty) && self.queue.is_empty()
+    }
+
+    fn resolve_once(&mut self, p: &Path) {
+        if let Some(set) = &mut self.once_pending {
+            set.remove(p);
+        }
+    }
+
+    fn gate_open(&self, f: &Found) -> bool {
+        match &self.job.source.ready {
+            Ready::Settle => true,
+            Ready::DoneFile(_) => self
+                .job
+                .source
+                .done_files(&f.name)
+                .iter()
+                .any(|n| f.path.with_file_name(n).exists()),
+        }
+    }
+
+    fn observe(&mut self, f: Found) {
+        if !self.tracker.is_known(&f.path) && self.job.after.success == Success::Keep {
+            let id = Identity {
+                path: f.path.to_string_lossy().into_owned(),
+                size: f.meta.size,
+                mtime_ns: f.meta.mtime_ns,
+            };
+            if self.journal.was_done(&self.job.name, &id).unwrap_or(false) {
+                self.tracker.mark_finished(&f.path, f.meta, now_ms());
+                self.resolve_once(&f.path);
+                return;
+            }
+        }
+        let gate = self.gate_open(&f);
+        match self
+            .tracker
+            .observe(&f.path, f.meta, Instant::now(), gate, now_ms())
+        {
+            Verdict::Ready { first_seen_ms } => self.queue.push_back((f, first_seen_ms)),
+            Verdict::WaitUntil(t) => self.wakes.push(Reverse((t, f.path))),
+            Verdict::Blocked => {
+                // In --once mode a file whose done-file is missing is not complete: skip it.
+                if self.once_pending.is_some() {
+                    tracing::info!(file = %f.path.display(), "No done-file yet; left for a later run.");
+                    self.resolve_once(&f.path);
+                }
+            }
+            Verdict::Ignore => {}
+        }
+    }
+
+    fn on_event(&mut self, p: &Path) {
+        match folder::stat(&self.job.source, p) {
+            Some(f) => self.observe(f),
+            None => {
+                if !p.exists() {
+                    self.tracker.vanished(p);
+                }
+                // A done-file appeared (or anything else): look at files waiting for one.
+                if matches!(self.job.source.ready, Ready::DoneFile(_)) {
+                    for path in self.tracker.settling() {
+                        if let Some(f) = folder::stat(&self.job.source, &path) {
+                            self.observe(f);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_scan(&mut self, found: Vec<Found>, once: bool) {
+        let seen: HashSet<PathBuf> = found.iter().map(|f| f.path.clone()).collect();
+        if once && self.once_pending.is_none() {
+            self.once_pending = Some(seen.clone());
+        }
+        self.tracker.forget_missing(&seen);
+        for f in found {
+            self.observe(f);
+        }
+    }
+
+    fn on_wake(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((t, _))) = self.wakes.peek() {
+            if *t > now {
+                break;
+            }
+            let Reverse((_, path)) = self.wakes.pop().expect("peeked");
+            match folder::stat(&self.job.source, &path) {
+                Some(f) => self.observe(f),
+                None => {
+                    self.tracker.vanished(&path);
+                    self.resolve_once(&path);
+                }
+            }
+        }
+    }
+
+    fn on_outcome(&mut self, found: Found, outcome: Outcome, shared: &Shared) {
+        match outcome {
+            Outcome::Done { kept } => {
+                shared.counters.done.fetch_add(1, Ordering::Relaxed);
+                self.tracker.finished(&found.path, kept);
+                self.resolve_once(&found.path);
+            }
+            Outcome::Failed { kept } => {
+                shared.counters.failed.fetch_add(1, Ordering::Relaxed);
+                self.tracker.finished(&found.path, kept);
+                self.resolve_once(&found.path);
+            }
+            Outcome::Stuck => {
+                shared.counters.failed.fetch_add(1, Ordering::Relaxed);
+                self.resolve_once(&found.path);
+            }
+            Outcome::Released => {
+                // Look again after a pause, so a file that cannot be taken now never spins.
+                let now = Instant::now();
+                self.tracker.released(&found.path, now);
+                let again = now + self.job.source.settle.max(Duration::from_millis(500));
+                self.wakes.push(Reverse((again, found.path)));
+            }
+        }
+    }
+}

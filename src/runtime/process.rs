@@ -1,0 +1,697 @@
+//! Processing one file, in the order that makes a crash at any instant safe:
+//!
+//! 1. **claim** it in the journal (lazy: an id, a `{seq}`, the attempt count);
+//! 2. write every output under a temporary name in its target folder and fsync it; nothing
+//!    is visible yet, and a failure here only leaves temporary files to remove;
+//! 3. make the **plan** durable: final names, hashes, where the original goes;
+//! 4. rename the outputs to their final names and fsync their folders;
+//! 5. archive, delete or keep the original;
+//! 6. record it **done** (lazy: recovery can tell from the plan and the disk).
+//!
+//! After a crash, recovery ([`super::recovery`]) finishes every planned file from step 4 on,
+//! and removes the temporary files of claimed ones, which are then taken again.
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use chrono::Local;
+
+use crate::fsutil;
+use crate::job::template::Vars;
+use crate::job::{Exists, Job, Success};
+use crate::journal::{Identity, Journal, Plan, PlannedOutput};
+use crate::outputs::folder::{self as out, TempOutput};
+use crate::readiness::Meta;
+use crate::sources::folder::{Found, meta_of};
+
+/// How processing a file ended, for the source that handed it over.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Every output committed and the original disposed of; `kept` when it stays in the
+    /// source.
+    Done { kept: Option<Meta> },
+    /// Sent to the error folder (or, when even that failed, left in place: `kept`).
+    Failed { kept: Option<Meta> },
+    /// The file changed or vanished while being taken: not an error, it settles again.
+    Released,
+    /// Outputs are committed but the original could not be disposed of; recovery at the
+    /// next start retries. Not taken again meanwhile.
+    Stuck,
+}
+
+/// A failure of one file, with the chain of causes for its error report.
+#[derive(Debug)]
+pub struct FileError {
+    pub chain: Vec<String>,
+}
+
+impl FileError {
+    fn new(what: impl Into<String>) -> Self {
+        FileError {
+            chain: vec![what.into()],
+        }
+    }
+
+    fn io(what: impl Into<String>, e: &io::Error) -> Self {
+        let mut chain = vec![what.into(), e.to_string()];
+        let mut src = std::error::Error::source(e);
+        while let Some(s) = src {
+            chain.push(s.to_string());
+            src = s.source();
+        }
+        FileError { chain }
+    }
+}
+
+impl std::fmt::Display for FileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.chain.join(": "))
+    }
+}
+
+struct Target {
+    idx: u32,
+    final_path: PathBuf,
+    temp: PathBuf,
+    exists: Exists,
+}
+
+/// Everything the names of one file resolve to.
+struct Resolved {
+    targets: Vec<Target>,
+    archive_dir: Option<PathBuf>,
+}
+
+fn render_dir(t: &crate::job::template::Template, vars: &Vars<'_>) -> Result<PathBuf, FileError> {
+    let rendered = t.render(vars);
+    let p = crate::job::absolute(Path::new(&rendered));
+    // A placeholder may add folders below the template's literal part, never climb out.
+    let prefix = crate::job::absolute(Path::new(t.literal_prefix()));
+    let base = if t.literal_prefix().ends_with('/') || t.is_literal() {
+        prefix
+    } else {
+        prefix.parent().map(Path::to_path_buf).unwrap_or(prefix)
+    };
+    if !p.starts_with(&base) {
+        return Err(FileError::new(format!(
+            "the folder {:?} rendered to {}, outside {}",
+            t.as_str(),
+            p.display(),
+            base.display()
+        )));
+    }
+    Ok(p)
+}
+
+fn resolve(job: &Job, vars: &Vars<'_>, id: i64) -> Result<Resolved, FileError> {
+    let mut targets = Vec::new();
+    for (i, o) in job.outputs.iter().enumerate() {
+        let dir = render_dir(&o.folder, vars)?;
+        let name = o.name.render(vars);
+        let final_path = fsutil::safe_join(&dir, &name, true)
+            .map_err(|e| FileError::new(format!("output {}: {e}", i + 1)))?;
+        let idx = i as u32;
+        targets.push(Target {
+            idx,
+            temp: out::temp_path(&final_path, id, idx),
+            final_path,
+            exists: o.exists,
+        });
+    }
+    let archive_dir = match job.after.success {
+        Success::Archive => Some(render_dir(&job.after.archive, vars)?),
+        _ => None,
+    };
+    Ok(Resolved {
+        targets,
+        archive_dir,
+    })
+}
+
+/// What a dry run shows: where each output and the original would go.
+pub struct Preview {
+    pub outputs: Vec<(PathBuf, Exists)>,
+    pub archive_dir: Option<PathBuf>,
+    pub error_dir: Option<PathBuf>,
+}
+
+/// Resolves every name of a file without touching anything (`ferry test`).
+pub fn preview(job: &Job, vars: &Vars<'_>) -> Result<Preview, FileError> {
+    let r = resolve(job, vars, 0)?;
+    Ok(Preview {
+        outputs: r
+            .targets
+            .into_iter()
+            .map(|t| (t.final_path, t.exists))
+            .collect(),
+        archive_dir: r.archive_dir,
+        error_dir: render_dir(&job.after.error, vars).ok(),
+    })
+}
+
+/// Processes one ready file of `job` to its end.
+pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) -> Outcome {
+    let span = tracing::info_span!("file", job = %job.name, file = %found.path.display());
+    let _enter = span.enter();
+
+    // Still the file that settled? A writer that resumed after a pause changes it.
+    match std::fs::symlink_metadata(&found.path) {
+        Ok(md) if meta_of(&md) == found.meta => {}
+        Ok(_) => {
+            tracing::info!("File changed since it settled; waiting for it to settle again.");
+            return Outcome::Released;
+        }
+        Err(_) => return Outcome::Released,
+    }
+    let identity = Identity {
+        path: found.path.to_string_lossy().into_owned(),
+        size: found.meta.size,
+        mtime_ns: found.meta.mtime_ns,
+    };
+    let taken = Local::now();
+    let mut resolved = None;
+    let claim = journal.claim(
+        &job.name,
+        &identity,
+        &found.name,
+        &found.rel_dir,
+        first_seen_ms,
+        |c| {
+            let vars = Vars {
+                name: &found.name,
+                dir: &found.rel_dir,
+                job: &job.name,
+                seq: c.seq,
+                taken,
+            };
+            let r = resolve(job, &vars, c.id);
+            let temps = r
+                .as_ref()
+                .map(|r| {
+                    r.targets
+                        .iter()
+                        .map(|t| t.temp.to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            resolved = Some(r);
+            temps
+        },
+    );
+    let claim = match claim {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot record the file in the journal; leaving it in place.");
+            return Outcome::Released;
+        }
+    };
+    let vars = Vars {
+        name: &found.name,
+        dir: &found.rel_dir,
+        job: &job.name,
+        seq: claim.seq,
+        taken,
+    };
+    if claim.attempts > job.after.max_attempts {
+        let err = FileError::new(format!(
+            "ferry was interrupted {} times while processing this file (max_attempts = {}); it is set aside so that it cannot stop the job again",
+            claim.attempts - 1,
+            job.after.max_attempts
+        ));
+        return fail(
+            job,
+            found,
+            &vars,
+            claim.id,
+            claim.attempts,
+            None,
+            err,
+            journal,
+        );
+    }
+    let resolved = match resolved.expect("claim calls its closure") {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(
+                job,
+                found,
+                &vars,
+                claim.id,
+                claim.attempts,
+                None,
+                e,
+                journal,
+            );
+        }
+    };
+    match deliver(job, found, claim.id, resolved, journal) {
+        Ok(outcome) => outcome,
+        Err((hash, e)) => fail(
+            job,
+            found,
+            &vars,
+            claim.id,
+            claim.attempts,
+            hash,
+            e,
+            journal,
+        ),
+    }
+}
+
+type Failure = (Option<String>, FileError);
+
+fn deliver(
+    job: &Job,
+    found: &Found,
+    id: i64,
+    resolved: Resolved,
+    journal: &Journal,
+) -> Result<Outcome, Failure> {
+    // Names taken already: decide before writing anything.
+    let mut targets = Vec::new();
+    for mut t in resolved.targets {
+        if fsutil::exists(&t.final_path) {
+            match t.exists {
+                Exists::Fail => {
+                    return Err((
+                        None,
+                        FileError::new(format!(
+                            "output {} {} exists already (exists = \"fail\")",
+                            t.idx + 1,
+                            t.final_path.display()
+                        )),
+                    ));
+                }
+                Exists::Skip => {
+                    let _ = journal.event(
+                        id,
+                        "skipped",
+                        format!("output {} exists: {}", t.idx + 1, t.final_path.display()),
+                    );
+                    continue;
+                }
+                Exists::Unique => {
+                    t.final_path = (1..)
+                        .map(|n| fsutil::numbered(&t.final_path, n))
+                        .find(|p| !fsutil::exists(p))
+                        .expect("an unbounded search finds a free name");
+                    t.temp = out::temp_path(&t.final_path, id, t.idx);
+                }
+                Exists::Overwrite => {}
+            }
+        }
+        targets.push(t);
+    }
+
+    // Write every output under its temporary name.
+    let cleanup = |targets: &[Target]| {
+        for t in targets {
+            let _ = std::fs::remove_file(&t.temp);
+        }
+    };
+    let written = (|| -> Result<(String, Vec<(String, u64)>), FileError> {
+        let mut src = std::fs::File::open(&found.path)
+            .map_err(|e| FileError::io(format!("cannot open {}", found.path.display()), &e))?;
+        let mut temps = Vec::new();
+        for t in &targets {
+            temps.push(TempOutput::create(&t.temp).map_err(|e| {
+                FileError::io(
+                    format!("cannot write output {} in {}", t.idx + 1, parent(&t.temp)),
+                    &e,
+                )
+            })?);
+        }
+        let (hash, n) = out::tee_copy(&mut src, &mut temps)
+            .map_err(|e| FileError::io("cannot copy the file to its outputs", &e))?;
+        if n != found.meta.size {
+            return Err(FileError::new(format!(
+                "read {n} bytes but the file had {} when it settled",
+                found.meta.size
+            )));
+        }
+        let mut sums = Vec::new();
+        for (t, tmp) in targets.iter().zip(temps) {
+            sums.push(tmp.finish().map_err(|e| {
+                FileError::io(
+                    format!("cannot fsync output {} in {}", t.idx + 1, parent(&t.temp)),
+                    &e,
+                )
+            })?);
+        }
+        Ok((hash, sums))
+    })();
+    let (hash, sums) = match written {
+        Ok(w) => w,
+        Err(e) => {
+            cleanup(&targets);
+            // A file still being written (a writer that paused longer than `settle`) is
+            // not a bad file: let it settle again.
+            if let Ok(md) = std::fs::symlink_metadata(&found.path)
+                && meta_of(&md) != found.meta
+            {
+                tracing::info!("File changed while being taken; waiting for it to settle again.");
+                return Ok(Outcome::Released);
+            }
+            return Err((None, e));
+        }
+    };
+
+    // Where the original goes.
+    let trigger = job
+        .source
+        .done_files(&found.name)
+        .into_iter()
+        .map(|n| found.path.with_file_name(n))
+        .find(|p| p.exists());
+    let dest = match &resolved.archive_dir {
+        Some(dir) => {
+            let base = fsutil::safe_join(dir, &found.name, false)
+                .map_err(|e| (Some(hash.clone()), FileError::new(e)))?;
+            Some(
+                (0..)
+                    .map(|n| fsutil::numbered(&base, n))
+                    .find(|p| !fsutil::exists(p))
+                    .expect("an unbounded search finds a free name"),
+            )
+        }
+        None => None,
+    };
+    let plan = Plan {
+        hash: hash.clone(),
+        outputs: targets
+            .iter()
+            .zip(&sums)
+            .map(|(t, (h, size))| PlannedOutput {
+                idx: t.idx,
+                temp: t.temp.to_string_lossy().into_owned(),
+                final_path: t.final_path.to_string_lossy().into_owned(),
+                hash: h.clone(),
+                size: *size,
+                policy: t.exists.as_str().to_string(),
+            })
+            .collect(),
+        disposition: job.after.success.as_str().to_string(),
+        dest: dest.as_ref().map(|d| d.to_string_lossy().into_owned()),
+        trigger: trigger.as_ref().map(|t| t.to_string_lossy().into_owned()),
+    };
+    if let Err(e) = journal.plan(id, plan.clone()) {
+        cleanup(&targets);
+        tracing::error!(error = %e, "Cannot make the plan durable; leaving the file in place.");
+        return Ok(Outcome::Released);
+    }
+
+    // Commit: from here on the outputs become visible.
+    let mut committed: Vec<PathBuf> = Vec::new();
+    for (t, o) in targets.iter().zip(&plan.outputs) {
+        match commit_output(o, journal, id) {
+            Ok(Some(p)) => committed.push(p),
+            Ok(None) => {}
+            Err(e) => {
+                // Only a name taken between our check and the rename gets here (or the
+                // folder vanished): undo this file's outputs so a retry cannot duplicate.
+                for p in &committed {
+                    let _ = std::fs::remove_file(p);
+                }
+                cleanup(&targets);
+                return Err((
+                    Some(hash),
+                    FileError::io(
+                        format!(
+                            "cannot commit output {} as {}",
+                            t.idx + 1,
+                            t.final_path.display()
+                        ),
+                        &e,
+                    ),
+                ));
+            }
+        }
+    }
+    let mut dirs: Vec<&Path> = committed.iter().filter_map(|p| p.parent()).collect();
+    dirs.sort();
+    dirs.dedup();
+    for d in dirs {
+        if let Err(e) = fsutil::sync_dir(d) {
+            tracing::error!(folder = %d.display(), error = %e, "Cannot fsync an output folder.");
+        }
+    }
+    for p in &committed {
+        tracing::info!(output = %p.display(), "Output delivered.");
+    }
+
+    // The original.
+    match dispose(&found.path, &plan) {
+        Ok(detail) => {
+            tracing::info!(original = %detail, "File done.");
+            let _ = journal.done(
+                id,
+                format!("{} output(s); original {detail}", committed.len()),
+            );
+            let kept = (job.after.success == Success::Keep).then_some(found.meta);
+            Ok(Outcome::Done { kept })
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Outputs are delivered but the original could not be disposed of; ferry retries at its next start. Check the archive folder.");
+            let _ = journal.event(
+                id,
+                "stuck",
+                format!("cannot {} the original: {e}", plan.disposition),
+            );
+            Ok(Outcome::Stuck)
+        }
+    }
+}
+
+fn parent(p: &Path) -> String {
+    p.parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default()
+}
+
+/// Renames one planned output into place, following its `exists` policy when the name was
+/// taken between planning and now. `Ok(None)`: skipped (`exists = "skip"`).
+pub(super) fn commit_output(
+    o: &PlannedOutput,
+    journal: &Journal,
+    id: i64,
+) -> io::Result<Option<PathBuf>> {
+    let temp = Path::new(&o.temp);
+    let base = PathBuf::from(&o.final_path);
+    if o.policy == "overwrite" {
+        std::fs::rename(temp, &base)?;
+        return Ok(Some(base));
+    }
+    let mut final_path = base.clone();
+    for n in 1.. {
+        match fsutil::rename_noreplace(temp, &final_path) {
+            Ok(()) => return Ok(Some(final_path)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && o.policy == "unique" => {
+                final_path = fsutil::numbered(&base, n);
+                journal
+                    .output_moved(id, o.idx, &final_path.to_string_lossy())
+                    .map_err(io::Error::other)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && o.policy == "skip" => {
+                std::fs::remove_file(temp)?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop above returns")
+}
+
+/// Archives, deletes or keeps the original as planned; returns what happened, for history.
+pub(super) fn dispose(src: &Path, plan: &Plan) -> io::Result<String> {
+    let detail = match plan.disposition.as_str() {
+        "archive" => {
+            let dest = PathBuf::from(plan.dest.as_deref().unwrap_or_default());
+            let went = out::move_unique(src, &dest)?;
+            format!("archived to {}", went.display())
+        }
+        "delete" => {
+            std::fs::remove_file(src)?;
+            out::sync_parent(src)?;
+            "deleted".to_string()
+        }
+        _ => "kept in the source".to_string(),
+    };
+    if let Some(t) = &plan.trigger
+        && plan.disposition != "keep"
+    {
+        match std::fs::remove_file(t) {
+            Ok(()) => out::sync_parent(Path::new(t))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(detail)
+}
+
+/// Sends the file to the error folder with a report beside it. A later failure of a file
+/// with the same name never overwrites an earlier one: both the file and its report take the
+/// first free numbered name.
+#[allow(clippy::too_many_arguments)]
+fn fail(
+    job: &Job,
+    found: &Found,
+    vars: &Vars<'_>,
+    id: i64,
+    attempts: u32,
+    hash: Option<String>,
+    err: FileError,
+    journal: &Journal,
+) -> Outcome {
+    tracing::warn!(error = %err, "File failed; moving it to the error folder.");
+    let dest = render_dir(&job.after.error, vars)
+        .and_then(|dir| fsutil::safe_join(&dir, &found.name, false).map_err(FileError::new))
+        .map(|base| free_error_name(&base));
+    let dest = match dest {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot name the file in the error folder; leaving it in place.");
+            let _ = journal.failed(id, format!("{err}; and it could not be moved: {e}"));
+            return Outcome::Failed {
+                kept: Some(found.meta),
+            };
+        }
+    };
+    if let Err(e) = journal.failing(id, &err.to_string(), &dest.to_string_lossy()) {
+        tracing::error!(error = %e, "Cannot record the failure in the journal; leaving the file in place.");
+        return Outcome::Failed {
+            kept: Some(found.meta),
+        };
+    }
+    let report = Report {
+        job: &job.name,
+        job_file: &job.file,
+        source: &found.path,
+        size: found.meta.size,
+        hash: hash.as_deref(),
+        attempts,
+        error: &err.chain,
+    };
+    match quarantine(
+        &found.path,
+        &dest,
+        &report,
+        job.source.done_files(&found.name),
+    ) {
+        Ok(went) => {
+            tracing::warn!(moved_to = %went.display(), "File moved to the error folder.");
+            let _ = journal.failed(id, format!("moved to {}: {err}", went.display()));
+            Outcome::Failed { kept: None }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot move the failed file to the error folder; it stays in the source and is not retried until it changes or ferry restarts.");
+            let _ = journal.failed(
+                id,
+                format!("{err}; and it could not be moved to the error folder: {e}"),
+            );
+            Outcome::Failed {
+                kept: Some(found.meta),
+            }
+        }
+    }
+}
+
+/// The first numbered variant of `base` such that neither it nor its report exists.
+pub(super) fn free_error_name(base: &Path) -> PathBuf {
+    (0..)
+        .map(|n| fsutil::numbered(base, n))
+        .find(|p| !fsutil::exists(p) && !fsutil::exists(&report_path(p)))
+        .expect("an unbounded search finds a free name")
+}
+
+/// `NAME.error.txt` beside `p`; a name too long for that is shortened, keeping the ending.
+pub fn report_path(p: &Path) -> PathBuf {
+    const SUFFIX: &str = ".error.txt";
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut cut = name.len().min(255 - SUFFIX.len());
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    p.with_file_name(format!("{}{SUFFIX}", &name[..cut]))
+}
+
+/// What an error report says.
+pub(super) struct Report<'a> {
+    pub job: &'a str,
+    pub job_file: &'a Path,
+    pub source: &'a Path,
+    pub size: u64,
+    pub hash: Option<&'a str>,
+    pub attempts: u32,
+    pub error: &'a [String],
+}
+
+impl Report<'_> {
+    fn render(&self, went: &Path) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "ferry could not process this file.");
+        let _ = writeln!(s);
+        let _ = writeln!(s, "file:      {}", self.source.display());
+        let _ = writeln!(s, "moved to:  {}", went.display());
+        let _ = writeln!(s, "job:       {} ({})", self.job, self.job_file.display());
+        let _ = writeln!(
+            s,
+            "time:      {}",
+            Local::now().format("%Y-%m-%d %H:%M:%S %z")
+        );
+        let _ = writeln!(s, "attempts:  {}", self.attempts);
+        let _ = writeln!(s, "size:      {} bytes", self.size);
+        if let Some(h) = self.hash {
+            let _ = writeln!(s, "sha256:    {h}");
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(s, "error:");
+        for (i, e) in self.error.iter().enumerate() {
+            if i == 0 {
+                let _ = writeln!(s, "  {e}");
+            } else {
+                let _ = writeln!(s, "  caused by: {e}");
+            }
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "To try again, fix the cause and move the file back into the source folder."
+        );
+        s
+    }
+}
+
+/// Moves `src` to `dest` (or the next free name) and writes its report beside it.
+pub(super) fn quarantine(
+    src: &Path,
+    dest: &Path,
+    report: &Report<'_>,
+    triggers: Vec<String>,
+) -> io::Result<PathBuf> {
+    let went = loop {
+        let candidate = free_error_name(dest);
+        match out::move_file(src, &candidate) {
+            Ok(()) => break candidate,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    write_report(&went, report)?;
+    for t in triggers {
+        let _ = std::fs::remove_file(src.with_file_name(t));
+    }
+    Ok(went)
+}
+
+pub(super) fn write_report(went: &Path, report: &Report<'_>) -> io::Result<()> {
+    let rp = report_path(went);
+    match fsutil::write_new_durable(&rp, report.render(went).as_bytes()) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}

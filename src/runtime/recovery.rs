@@ -1,0 +1,169 @@
+//! Crash recovery, run once at start before any source is watched.
+//!
+//! The journal says how far each unfinished file got:
+//! - **planned**: its outputs were fsynced under temporary names and its plan is durable. A
+//!   temporary file that still exists is complete, so it is renamed into place; then the
+//!   original is archived, deleted or kept as planned. Nothing is recomputed, so nothing can
+//!   come out twice.
+//! - **taken**: nothing was visible yet. Its temporary files are removed and the claim is
+//!   remembered, so that taking the file again counts as a further attempt.
+//! - **failing**: it was on its way to the error folder: the move and the report are finished.
+
+use std::path::{Path, PathBuf};
+
+use crate::journal::{Journal, Unfinished};
+use crate::readiness::Meta;
+use crate::sources::folder::meta_of;
+
+use super::process::{self, Report};
+
+/// What recovery did, for the log and tests.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    pub completed: usize,
+    pub retaken: usize,
+    pub failed: usize,
+}
+
+pub fn recover(journal: &Journal) -> crate::journal::Result<Recovered> {
+    let mut r = Recovered::default();
+    for u in journal.unfinished()? {
+        let span = tracing::info_span!("recover", job = %u.job, file = %u.identity.path);
+        let _e = span.enter();
+        match u.state.as_str() {
+            "planned" => match finish_plan(journal, &u) {
+                Ok(detail) => {
+                    tracing::info!(original = %detail, "Finished a file interrupted after its plan was made durable.");
+                    journal.done(u.id, format!("finished by recovery; original {detail}"))?;
+                    r.completed += 1;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot finish an interrupted file; ferry tries again at its next start.");
+                    journal.event(u.id, "stuck", format!("recovery: {e}"))?;
+                }
+            },
+            "failing" => {
+                finish_failing(journal, &u)?;
+                r.failed += 1;
+            }
+            _ => {
+                for t in &u.temps {
+                    let _ = std::fs::remove_file(t);
+                }
+                if still_there(&u) {
+                    journal.event(u.id, "interrupted", "ferry stopped before the file's outputs were planned; it will be taken again".into())?;
+                    journal.remember_interrupted(u);
+                    r.retaken += 1;
+                } else {
+                    journal.failed(
+                        u.id,
+                        "interrupted, and the file has since left the source".into(),
+                    )?;
+                }
+            }
+        }
+    }
+    journal.flush()?;
+    Ok(r)
+}
+
+fn still_there(u: &Unfinished) -> bool {
+    std::fs::symlink_metadata(&u.identity.path).is_ok_and(|md| {
+        meta_of(&md)
+            == Meta {
+                size: u.identity.size,
+                mtime_ns: u.identity.mtime_ns,
+            }
+    })
+}
+
+fn finish_plan(journal: &Journal, u: &Unfinished) -> std::io::Result<String> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for o in &u.outputs {
+        if Path::new(&o.temp).exists() {
+            if let Some(p) = process::commit_output(o, journal, u.id)? {
+                tracing::info!(output = %p.display(), "Output delivered.");
+                dirs.extend(p.parent().map(Path::to_path_buf));
+            }
+        }
+    }
+    dirs.sort();
+    dirs.dedup();
+    for d in dirs {
+        crate::fsutil::sync_dir(&d)?;
+    }
+    let plan = crate::journal::Plan {
+        hash: u.hash.clone().unwrap_or_default(),
+        outputs: u.outputs.clone(),
+        disposition: u.disposition.clone().unwrap_or_else(|| "keep".into()),
+        dest: u.dest.clone(),
+        trigger: u.trigger.clone(),
+    };
+    let src = Path::new(&u.identity.path);
+    if still_there(u) {
+        if plan.disposition == "archive"
+            && let Some(dest) = &plan.dest
+            && same_content(Path::new(dest), plan.hash.as_str())
+        {
+            // A copy across file systems finished but the original was not removed yet.
+            std::fs::remove_file(src)?;
+            crate::outputs::folder::sync_parent(src)?;
+            return Ok(format!("archived to {dest}"));
+        }
+        return process::dispose(src, &plan);
+    }
+    // The original already left: the disposition happened before the crash.
+    if let Some(t) = &plan.trigger
+        && plan.disposition != "keep"
+    {
+        let _ = std::fs::remove_file(t);
+    }
+    Ok(match plan.disposition.as_str() {
+        "archive" => format!("archived to {}", plan.dest.unwrap_or_default()),
+        "delete" => "deleted".into(),
+        _ => "kept in the source".into(),
+    })
+}
+
+fn same_content(p: &Path, hash: &str) -> bool {
+    crate::fsutil::hash_file(p).is_ok_and(|h| h == hash)
+}
+
+fn finish_failing(journal: &Journal, u: &Unfinished) -> crate::journal::Result<()> {
+    let error = u.error.clone().unwrap_or_default();
+    let dest = u.error_dest.clone();
+    let chain = vec![error.clone()];
+    let report = Report {
+        job: &u.job,
+        job_file: Path::new("(job file)"),
+        source: Path::new(&u.identity.path),
+        size: u.identity.size,
+        hash: u.hash.as_deref(),
+        attempts: u.attempts,
+        error: &chain,
+    };
+    let src = Path::new(&u.identity.path);
+    let result = match &dest {
+        Some(dest) if still_there(u) => {
+            process::quarantine(src, Path::new(dest), &report, Vec::new())
+        }
+        Some(dest) => {
+            let p = PathBuf::from(dest);
+            process::write_report(&p, &report).map(|_| p)
+        }
+        None => Err(std::io::Error::other("no error folder recorded")),
+    };
+    match result {
+        Ok(went) => journal.failed(
+            u.id,
+            format!(
+                "moved to {} (finished by recovery): {error}",
+                went.display()
+            ),
+        ),
+        Err(e) => journal.failed(
+            u.id,
+            format!("{error}; and recovery could not move it to the error folder: {e}"),
+        ),
+    }
+}

@@ -1,0 +1,4 @@
+//! Where files come from. Each source lists candidate files and says when one may be ready;
+//! readiness itself is decided in [`crate::readiness`].
+
+pub mod folder;
