@@ -226,7 +226,7 @@ pub fn fit_component(comp: &str) -> String {
     }
     let mut out = stem[..keep.min(stem.len())].to_string();
     if ext_len > 0 {
-        let mut e = &ext[..];
+        let mut e = ext;
         let mut cut = (ext_len - 1).min(e.len());
         while !e.is_char_boundary(cut) {
             cut -= 1;
@@ -291,6 +291,24 @@ pub fn temp_name() -> String {
     )
 }
 
+/// The sha256 of a file's content, hex.
+pub fn hash_file(p: &Path) -> io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = File::open(p)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,22 +367,4 @@ mod tests {
         sync_dir(&d).unwrap();
         std::fs::remove_dir_all(&d).unwrap();
     }
-}
-
-/// The sha256 of a file's content, hex.
-pub fn hash_file(p: &Path) -> io::Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f = File::open(p)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => h.update(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(hex::encode(h.finalize()))
 }

@@ -509,10 +509,7 @@ fn read_source(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Op
         (Some(false), None) => Some(Ready::Settle),
         (None, _) => None,
     };
-    let include_set = match &include {
-        Some(list) => Some(glob_set(doc, list)),
-        None => None,
-    };
+    let include_set = include.as_ref().map(|list| glob_set(doc, list));
     let mut all_exclude: Vec<Str> = ALWAYS_SKIPPED
         .iter()
         .map(|p| Str {

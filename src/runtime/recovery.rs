@@ -80,11 +80,11 @@ fn still_there(u: &Unfinished) -> bool {
 fn finish_plan(journal: &Journal, u: &Unfinished) -> std::io::Result<String> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     for o in &u.outputs {
-        if Path::new(&o.temp).exists() {
-            if let Some(p) = process::commit_output(o, journal, u.id)? {
-                tracing::info!(output = %p.display(), "Output delivered.");
-                dirs.extend(p.parent().map(Path::to_path_buf));
-            }
+        if Path::new(&o.temp).exists()
+            && let Some(p) = process::commit_output(o, journal, u.id)?
+        {
+            tracing::info!(output = %p.display(), "Output delivered.");
+            dirs.extend(p.parent().map(Path::to_path_buf));
         }
     }
     dirs.sort();

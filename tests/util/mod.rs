@@ -1,0 +1,192 @@
+//! Helpers for integration tests that drive the built `ferry` binary in a temporary
+//! deployment folder (`jobs/`, `var/`), in the spirit of ripgrep's tests/util.rs.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ferry");
+
+/// A temporary deployment: `root/jobs`, `root/var/...`. Removed on drop unless the test
+/// failed (then it is left for inspection and its path printed).
+pub struct Deployment {
+    pub root: PathBuf,
+}
+
+impl Deployment {
+    pub fn new(name: &str) -> Deployment {
+        let base = std::env::var_os("FERRY_TEST_TMP")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let root = base.join(format!(
+            "ferry-it-{name}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(root.join("jobs")).unwrap();
+        Deployment { root }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// Writes `jobs/NAME.toml`.
+    pub fn job(&self, name: &str, toml: &str) -> PathBuf {
+        let p = self.root.join("jobs").join(format!("{name}.toml"));
+        std::fs::write(&p, toml).unwrap();
+        p
+    }
+
+    /// Writes a file (creating folders) and returns its path.
+    pub fn write(&self, rel: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    pub fn mkdir(&self, rel: &str) -> PathBuf {
+        let p = self.root.join(rel);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.current_dir(&self.root).args(args);
+        c.env_remove("RUST_LOG");
+        c
+    }
+
+    /// Runs a ferry command to its end.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Starts `ferry run` in the background (stdout/stderr to var/ferry-N.log).
+    pub fn spawn(&self, extra: &[&str]) -> Child {
+        std::fs::create_dir_all(self.root.join("var")).unwrap();
+        let n = std::fs::read_dir(self.root.join("var")).unwrap().count();
+        let log = std::fs::File::create(self.root.join(format!("var/ferry-{n}.log"))).unwrap();
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        self.cmd(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap()
+    }
+
+    /// Every log written by spawned daemons, for assertion messages.
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        if let Ok(rd) = std::fs::read_dir(self.root.join("var")) {
+            let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            paths.sort();
+            for p in paths {
+                if p.extension().is_some_and(|e| e == "log") {
+                    s.push_str(&std::fs::read_to_string(&p).unwrap_or_default());
+                }
+            }
+        }
+        s
+    }
+
+    /// Regular files below `rel`, relative to it, sorted; hidden names (temporary files)
+    /// included so tests can assert none are left.
+    pub fn files(&self, rel: &str) -> Vec<String> {
+        let base = self.root.join(rel);
+        let mut out: Vec<String> = walkdir::WalkDir::new(&base)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .map(|e| e.path().strip_prefix(&base).unwrap().to_string_lossy().into_owned())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// `ferry history --json --limit 0` parsed.
+    pub fn history(&self) -> Vec<serde_json::Value> {
+        let out = self.run(&["history", "--json", "--limit", "0"]);
+        assert!(out.status.success(), "history failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test deployment kept for inspection: {}", self.root.display());
+            eprintln!("--- ferry logs ---\n{}", self.logs());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+/// Waits until `f` returns true, polling every 20 ms; panics with `what` after `deadline`.
+pub fn wait_for(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out after {deadline:?} waiting for: {what}");
+}
+
+/// Sends a signal to a child and waits for it to exit, returning its exit code (None when
+/// killed by a signal).
+pub fn signal_and_wait(child: &mut Child, sig: i32, deadline: Duration) -> Option<i32> {
+    // SAFETY: kill(2) with a pid we own.
+    unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            panic!("ferry did not exit within {deadline:?} after signal {sig}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Whether tests that need real external tools must run (set by the project's test
+/// script): then a missing tool fails the test instead of skipping it.
+pub fn require_tools() -> bool {
+    std::env::var_os("FERRY_REQUIRE_TOOLS").is_some()
+}
+
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+pub fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
+}
