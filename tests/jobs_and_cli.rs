@@ -8,15 +8,34 @@ use util::*;
 fn check_reports_every_problem_in_every_file_with_positions() {
     let d = Deployment::new("check");
     d.job("a", "[source]\nfolder = \"in/a\"\nsettel = \"2s\"\n\n[[output]]\nfolder = \"out\"\nname = \"{stem}.{nope}\"\n");
-    d.job("b", "[source]\nfolder = \"in/b\"\nsettle = \"soon\"\ninclude = 5\n");
+    d.job(
+        "b",
+        "[source]\nfolder = \"in/b\"\nsettle = \"soon\"\ninclude = 5\n",
+    );
     d.job("c", "[source]\nfolder = \"in/c\"\n");
     let o = d.run(&["check"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.contains("jobs/a.toml:3:1: source.settel: unknown key `settel`; did you mean `settle`?"), "{err}");
-    assert!(err.contains("jobs/a.toml:7:16: output[1].name: unknown placeholder `{nope}`"), "{err}");
-    assert!(err.contains("jobs/b.toml:3:10: source.settle: expected a duration"), "{err}");
-    assert!(err.contains("jobs/b.toml:4:11: source.include: expected a list of strings, found the integer 5"), "{err}");
+    assert!(
+        err.contains(
+            "jobs/a.toml:3:1: source.settel: unknown key `settel`; did you mean `settle`?"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("jobs/a.toml:7:16: output[1].name: unknown placeholder `{nope}`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("jobs/b.toml:3:10: source.settle: expected a duration"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "jobs/b.toml:4:11: source.include: expected a list of strings, found the integer 5"
+        ),
+        "{err}"
+    );
     assert!(stdout(&o).contains("ok: c"), "{}", stdout(&o));
 }
 
@@ -29,7 +48,10 @@ fn check_refuses_two_jobs_taking_the_same_files() {
     let o = d.run(&["check"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains("jobs `x` and `y` would both take the same files"), "{err}");
+    assert!(
+        err.contains("jobs `x` and `y` would both take the same files"),
+        "{err}"
+    );
     assert!(!err.contains("`z`"), "{err}");
 }
 
@@ -43,5 +65,9 @@ fn every_example_job_is_valid() {
         .unwrap();
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let n = std::fs::read_dir(repo.join("jobs")).unwrap().count();
-    assert!(stdout(&o).contains(&format!("{n} job file(s) valid")), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("{n} job file(s) valid")),
+        "{}",
+        stdout(&o)
+    );
 }

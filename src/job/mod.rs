@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use toml::de::DeTable;
+use toml::de::{DeTable, DeValue};
 
 use template::{PLACEHOLDERS, Template};
 use toml_reader::{Diag, Doc, Str, TableReader, parse_duration};
@@ -322,15 +322,92 @@ fn read_job(
     if name.is_empty() || name.starts_with('.') {
         doc.error(0..0, "", "a job file needs a name like `invoices.toml`");
     }
+    let (source, outputs, after) = (source?, outputs, after?);
+    if let Some(outputs) = outputs.iter().cloned().collect::<Option<Vec<_>>>() {
+        check_feedback(doc, table.get_ref(), &source, &outputs, &after);
+    }
     Some(Job {
         name: name.to_string(),
         file: PathBuf::new(),
         fingerprint: String::new(),
         description,
-        source: source?,
+        source,
         outputs: outputs.into_iter().collect::<Option<Vec<_>>>()?,
-        after: after?,
+        after,
     })
+}
+
+/// A folder ferry writes into must not be one it takes files from: the files would come
+/// back as new input, forever. An output, archive or error folder may sit *inside* the
+/// source folder only when the source is not recursive (subfolders are then not read).
+fn check_feedback(
+    doc: &mut Doc<'_>,
+    table: &DeTable<'_>,
+    source: &Source,
+    outputs: &[Output],
+    after: &After,
+) {
+    let span_of = |section: &str, idx: Option<usize>, key: &str| -> std::ops::Range<usize> {
+        let sec = table.get(section);
+        let t = match (sec.map(|v| v.get_ref()), idx) {
+            (Some(DeValue::Array(a)), Some(i)) => a.get(i).map(|v| v.get_ref()),
+            (Some(v), _) => Some(v),
+            _ => None,
+        };
+        match t {
+            Some(DeValue::Table(t)) => t.get(key).map_or(0..0, |v| v.span()),
+            _ => 0..0,
+        }
+    };
+    let mut folders: Vec<(String, std::ops::Range<usize>, &Template)> = outputs
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            (
+                format!("output[{}].folder", i + 1),
+                span_of("output", Some(i), "folder"),
+                &o.folder,
+            )
+        })
+        .collect();
+    if after.success == Success::Archive {
+        folders.push((
+            "after.archive".into(),
+            span_of("after", None, "archive"),
+            &after.archive,
+        ));
+    }
+    folders.push((
+        "after.error".into(),
+        span_of("after", None, "error"),
+        &after.error,
+    ));
+    for (key, span, t) in folders {
+        let prefix = absolute(Path::new(t.literal_prefix()));
+        let fixed = t.is_literal() || t.literal_prefix().ends_with('/');
+        let base = if fixed {
+            prefix.clone()
+        } else {
+            prefix.parent().map_or(prefix.clone(), Path::to_path_buf)
+        };
+        let loops = if source.recursive {
+            base.starts_with(&source.folder)
+        } else {
+            t.is_literal() && base == source.folder
+        };
+        if loops {
+            doc.error(
+                span,
+                &key,
+                format!(
+                    "{} is inside the source folder {}{}: its files would be taken again as new input; use a folder outside the source",
+                    t.as_str(),
+                    source.folder.display(),
+                    if source.recursive { " (recursive)" } else { "" }
+                ),
+            );
+        }
+    }
 }
 
 fn glob_set(doc: &mut Doc<'_>, patterns: &[Str]) -> Option<GlobSet> {
@@ -874,6 +951,29 @@ error = "var/error"
         let errs = compile_str("[source]\nfolder = \"x\n").unwrap_err();
         assert_eq!(errs[0].line, 2, "{errs:?}");
         assert!(errs[0].message.starts_with("TOML syntax"));
+    }
+
+    #[test]
+    fn folders_that_feed_back_into_the_source_are_refused() {
+        let errs = compile_str(
+            "[source]\nfolder = \"in\"\nrecursive = true\n[[output]]\nfolder = \"in/out\"\n[after]\narchive = \"in/archive/{date:%Y}\"\n",
+        )
+        .unwrap_err();
+        let text: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
+        assert!(
+            text[0].starts_with("jobs/t.toml:5:10: output[1].folder:"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].starts_with("jobs/t.toml:7:11: after.archive:"),
+            "{text:?}"
+        );
+        assert_eq!(text.len(), 2, "{text:?}");
+        // Not recursive: a subfolder is fine, the folder itself is not.
+        assert!(
+            compile_str("[source]\nfolder = \"in\"\n[[output]]\nfolder = \"in/out\"\n").is_ok()
+        );
+        assert!(compile_str("[source]\nfolder = \"in\"\n[[output]]\nfolder = \"in\"\n").is_err());
     }
 
     #[test]

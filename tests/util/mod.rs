@@ -105,7 +105,13 @@ impl Deployment {
             .into_iter()
             .filter_map(Result::ok)
             .filter(|e| e.file_type().is_file())
-            .map(|e| e.path().strip_prefix(&base).unwrap().to_string_lossy().into_owned())
+            .map(|e| {
+                e.path()
+                    .strip_prefix(&base)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         out.sort();
         out
@@ -114,7 +120,11 @@ impl Deployment {
     /// `ferry history --json --limit 0` parsed.
     pub fn history(&self) -> Vec<serde_json::Value> {
         let out = self.run(&["history", "--json", "--limit", "0"]);
-        assert!(out.status.success(), "history failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "history failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout)
             .unwrap()
             .lines()
@@ -126,7 +136,10 @@ impl Deployment {
 impl Drop for Deployment {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("test deployment kept for inspection: {}", self.root.display());
+            eprintln!(
+                "test deployment kept for inspection: {}",
+                self.root.display()
+            );
             eprintln!("--- ferry logs ---\n{}", self.logs());
         } else {
             let _ = std::fs::remove_dir_all(&self.root);

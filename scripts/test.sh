@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs ferry's whole test suite. Installs, on Debian, the real tools the tests use
+# (sshfs + socat for a FUSE share that raises no file events, inotify-tools), so a fresh
+# machine with only the Rust toolchain passes. Every test talks to 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v sshfs >/dev/null || missing+=(sshfs)
+command -v socat >/dev/null || missing+=(socat)
+command -v inotifywait >/dev/null || missing+=(inotify-tools)
+[ -x /usr/lib/openssh/sftp-server ] || missing+=(openssh-sftp-server)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test.sh: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q >/dev/null
+  $SUDO apt-get install -y -q "${missing[@]}" >/dev/null
+fi
+
+# Tests that need those tools fail, rather than skip, when they are missing.
+export FERRY_REQUIRE_TOOLS=1
+exec cargo test --locked --all-targets "$@"
