@@ -76,6 +76,8 @@ pub struct Source {
     pub exclude: Vec<String>,
     include_set: Option<GlobSet>,
     exclude_set: GlobSet,
+    /// Names of done-files (never data).
+    trigger_set: GlobSet,
     pub settle: Duration,
     pub poll: Duration,
     pub watch: Watch,
@@ -153,9 +155,7 @@ impl Source {
         if name.is_empty() || self.exclude_set.is_match(name) {
             return false;
         }
-        if let Ready::DoneFile(done) = &self.ready
-            && done.iter().any(|t| trigger_suffix_matches(t, name))
-        {
+        if self.trigger_set.is_match(name) {
             return false;
         }
         match &self.include_set {
@@ -182,20 +182,6 @@ impl Source {
                 .collect(),
         }
     }
-}
-
-/// Whether `name` looks like a trigger file of this template (ends with its literal suffix),
-/// so that `X.csv.done` is never taken as a data file itself.
-fn trigger_suffix_matches(t: &Template, name: &str) -> bool {
-    let rendered = t.render(&template::Vars {
-        name: "",
-        dir: "",
-        job: "",
-        seq: 0,
-        taken: chrono::Local::now(),
-    });
-    let suffix = rendered.trim_start_matches('.');
-    !suffix.is_empty() && name.ends_with(&format!(".{suffix}"))
 }
 
 /// The folder a deployment's relative paths resolve against: the parent of the jobs folder.
@@ -567,7 +553,21 @@ fn read_source(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Op
             });
             let templates: Vec<Option<Template>> = done
                 .iter()
-                .map(|s| template(doc, s, DONE_PLACEHOLDERS))
+                .map(|s| {
+                    let t = template(doc, s, DONE_PLACEHOLDERS)?;
+                    if t.to_glob().chars().all(|c| c == '*') || t.is_literal() {
+                        doc.error(
+                            s.span.clone(),
+                            &s.key,
+                            format!(
+                                "expected a done-file name made of a placeholder and fixed text, like \"{{name}}.done\", found {:?}",
+                                s.value
+                            ),
+                        );
+                        return None;
+                    }
+                    Some(t)
+                })
                 .collect();
             templates
                 .into_iter()
@@ -597,6 +597,15 @@ fn read_source(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Op
         .collect();
     all_exclude.extend(exclude.iter().cloned());
     let exclude_set = glob_set(doc, &all_exclude);
+    let mut triggers = GlobSetBuilder::new();
+    if let Some(Ready::DoneFile(list)) = &ready {
+        for t in list {
+            if let Ok(g) = Glob::new(&t.to_glob()) {
+                triggers.add(g);
+            }
+        }
+    }
+    let trigger_set = triggers.build().ok();
     t.finish(doc, SOURCE_KEYS);
     let folder = folder?;
     if folder.value.trim().is_empty() {
@@ -623,6 +632,7 @@ fn read_source(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Op
             None => None,
         },
         exclude_set: exclude_set?,
+        trigger_set: trigger_set?,
         settle: settle?,
         poll: poll?,
         watch: watch?,
@@ -992,5 +1002,10 @@ error = "var/error"
         assert!(!job.source.matches("x.csv.done"));
         assert!(job.source.matches("x.csv"));
         assert_eq!(job.source.done_files("x.csv"), vec!["x.csv.done", "x.done"]);
+        let job =
+            compile_str("[source]\nfolder = \"in\"\nready = \"done-file\"\ndone = \"ok_{name}\"\n")
+                .unwrap();
+        assert!(!job.source.matches("ok_x.csv"));
+        assert!(job.source.matches("x.csv"));
     }
 }

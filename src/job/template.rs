@@ -139,6 +139,30 @@ impl Template {
         }
     }
 
+    /// A glob that matches every name this template can render: each placeholder becomes
+    /// `*`. Done-file templates use it to recognise trigger files.
+    pub fn to_glob(&self) -> String {
+        let mut g = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Lit(s) => {
+                    for c in s.chars() {
+                        if matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\') {
+                            g.push('[');
+                            g.push(c);
+                            g.push(']');
+                        } else {
+                            g.push(c);
+                        }
+                    }
+                }
+                _ if g.ends_with('*') => {}
+                _ => g.push('*'),
+            }
+        }
+        g
+    }
+
     /// Renders the template. When `{ext}` is empty, a `.` written right before it is
     /// dropped, so `{stem}.{ext}` of `README` is `README`, not `README.`.
     pub fn render(&self, v: &Vars<'_>) -> String {
@@ -290,6 +314,14 @@ mod tests {
         assert!(Template::parse("a{stem", PLACEHOLDERS).is_err());
         assert!(Template::parse("a}b", PLACEHOLDERS).is_err());
         assert!(Template::parse("{seq:x}", PLACEHOLDERS).is_err());
+    }
+
+    #[test]
+    fn globs_of_templates() {
+        let g = |t: &str| Template::parse(t, PLACEHOLDERS).unwrap().to_glob();
+        assert_eq!(g("{name}.done"), "*.done");
+        assert_eq!(g("done_{stem}{ext}"), "done_*");
+        assert_eq!(g("a[1]*{name}"), "a[[]1[]][*]*");
     }
 
     #[test]
