@@ -155,6 +155,21 @@ pub fn test(jobs_dir: &Path, state_dir: &Path, job_name: &str, file: &Path) -> i
         }
     }
     let conn = Journal::open_read_only(state_dir).ok().flatten();
+    let mtime_ns = crate::sources::folder::meta_of(&md).mtime_ns;
+    if let Some((id, finished)) = conn.as_ref().and_then(|c| {
+        c.query_row(
+            "SELECT id, finished_at FROM files WHERE job = ?1 AND path = ?2 AND size = ?3 AND mtime_ns = ?4 AND state = 'done' ORDER BY id DESC LIMIT 1",
+            rusqlite::params![job.name, abs.to_string_lossy(), md.len() as i64, mtime_ns],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
+        )
+        .ok()
+    }) {
+        let _ = writeln!(
+            out,
+            "journal:   this exact file was processed on {} (history #{id}); it is not taken again while unchanged",
+            finished.map(journal::fmt_time).unwrap_or_default()
+        );
+    }
     let seq = Journal::peek_seq(conn.as_ref(), &job.name);
     let taken = chrono::Local::now();
     let vars = job::template::Vars {

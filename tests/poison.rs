@@ -24,12 +24,17 @@ fn a_file_interrupted_max_attempts_times_goes_to_the_error_folder() {
     for attempt in 1..=2u64 {
         let mut child = d.spawn(&["--workers", "1"]);
         // Kill only once the claim is durable (history shows it) and the copy has begun.
-        wait_for("the file to be claimed and its copy begun", Duration::from_secs(30), || {
-            let taken = d.history().iter().any(|h| {
-                h["state"] == "taken" && h["attempts"].as_u64() == Some(attempt)
-            });
-            taken && d.files("out").iter().any(|f| f.starts_with(".ferry-out-"))
-        });
+        wait_for(
+            "the file to be claimed and its copy begun",
+            Duration::from_secs(30),
+            || {
+                let taken = d
+                    .history()
+                    .iter()
+                    .any(|h| h["state"] == "taken" && h["attempts"].as_u64() == Some(attempt));
+                taken && d.files("out").iter().any(|f| f.starts_with(".ferry-out-"))
+            },
+        );
         signal_and_wait(&mut child, libc::SIGKILL, Duration::from_secs(10));
     }
     let o = d.run(&["run", "--once"]);
@@ -39,7 +44,11 @@ fn a_file_interrupted_max_attempts_times_goes_to_the_error_folder() {
     let report = std::fs::read_to_string(d.path("var/error/p/big.bin.error.txt")).unwrap();
     assert!(report.contains("interrupted 2 times"), "{report}");
     assert!(report.contains("attempts:  3"), "{report}");
-    assert!(d.files("out").is_empty(), "no output and no temporary file is left: {:?}", d.files("out"));
+    assert!(
+        d.files("out").is_empty(),
+        "no output and no temporary file is left: {:?}",
+        d.files("out")
+    );
     let h = d.history();
     assert_eq!(h.len(), 1);
     assert_eq!(h[0]["state"], "failed");
