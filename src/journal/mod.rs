@@ -143,6 +143,10 @@ enum Op {
         id: i64,
         detail: String,
     },
+    Released {
+        id: i64,
+        detail: String,
+    },
     Event {
         id: i64,
         state: String,
@@ -390,6 +394,12 @@ impl Journal {
 
     pub fn failed(&self, id: i64, detail: String) -> Result<()> {
         self.send(Op::Failed { id, detail }, false)
+    }
+
+    /// The file was given back before anything became visible (it changed while being
+    /// taken); a later claim makes a new record.
+    pub fn released(&self, id: i64, detail: String) -> Result<()> {
+        self.send(Op::Released { id, detail }, false)
     }
 
     pub fn event(&self, id: i64, state: &str, detail: String) -> Result<()> {
@@ -700,6 +710,13 @@ fn apply(tx: &rusqlite::Transaction<'_>, m: &Msg) -> rusqlite::Result<()> {
             )?
             .execute(params![id, at])?;
             event(*id, "failed", detail)?;
+        }
+        Op::Released { id, detail } => {
+            tx.prepare_cached(
+                "UPDATE files SET state = 'released', finished_at = ?2, updated_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![id, at])?;
+            event(*id, "released", detail)?;
         }
         Op::Event { id, state, detail } => {
             tx.prepare_cached("UPDATE files SET updated_at = ?2 WHERE id = ?1")?

@@ -228,7 +228,8 @@ pub fn job_status(conn: &Connection) -> rusqlite::Result<Vec<JobStatusRow>> {
         match state.as_str() {
             "done" => row.done += n,
             "failed" => row.failed += n,
-            _ => row.in_progress += n,
+            "taken" | "planned" | "failing" => row.in_progress += n,
+            _ => {}
         }
         let l = last.entry(job).or_insert(at);
         *l = (*l).max(at);

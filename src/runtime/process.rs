@@ -352,6 +352,10 @@ fn deliver(
                 && meta_of(&md) != found.meta
             {
                 tracing::info!("File changed while being taken; waiting for it to settle again.");
+                let _ = journal.released(
+                    id,
+                    "the file changed while being taken; it settles again".into(),
+                );
                 return Ok(Outcome::Released);
             }
             return Err((None, e));
