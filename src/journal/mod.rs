@@ -147,6 +147,10 @@ enum Op {
         id: i64,
         detail: String,
     },
+    Unplan {
+        id: i64,
+        detail: String,
+    },
     Event {
         id: i64,
         state: String,
@@ -394,6 +398,12 @@ impl Journal {
 
     pub fn failed(&self, id: i64, detail: String) -> Result<()> {
         self.send(Op::Failed { id, detail }, false)
+    }
+
+    /// Withdraws a plan before its outputs are rolled back (a rename failed), so that
+    /// recovery never finishes a plan whose outputs were removed. Waited for.
+    pub fn unplan(&self, id: i64, detail: String) -> Result<()> {
+        self.send(Op::Unplan { id, detail }, true)
     }
 
     /// The file was given back before anything became visible (it changed while being
@@ -717,6 +727,13 @@ fn apply(tx: &rusqlite::Transaction<'_>, m: &Msg) -> rusqlite::Result<()> {
             )?
             .execute(params![id, at])?;
             event(*id, "released", detail)?;
+        }
+        Op::Unplan { id, detail } => {
+            tx.prepare_cached("UPDATE files SET state = 'taken', updated_at = ?2 WHERE id = ?1")?
+                .execute(params![id, at])?;
+            tx.prepare_cached("DELETE FROM outputs WHERE file_id = ?1")?
+                .execute([id])?;
+            event(*id, "unplanned", detail)?;
         }
         Op::Event { id, state, detail } => {
             tx.prepare_cached("UPDATE files SET updated_at = ?2 WHERE id = ?1")?

@@ -415,6 +415,14 @@ fn deliver(
             Err(e) => {
                 // Only a name taken between our check and the rename gets here (or the
                 // folder vanished): undo this file's outputs so a retry cannot duplicate.
+                // The plan is withdrawn first, so recovery never finishes it.
+                if let Err(je) = journal.unplan(
+                    id,
+                    format!("output {} could not be committed: {e}", t.idx + 1),
+                ) {
+                    tracing::error!(error = %je, "Cannot withdraw the plan; leaving the delivered outputs and the original as they are for recovery.");
+                    return Ok(Outcome::Stuck);
+                }
                 for p in &committed {
                     let _ = std::fs::remove_file(p);
                 }
