@@ -9,6 +9,8 @@
 //! - [`sources`]: where files come from; [`sources::folder`] lists local folders and shares
 //!   and turns file-system events into hints.
 //! - [`readiness`]: "is this file completely written?" as a state machine.
+//! - [`formats`]: file contents as records: readers (CSV, ...), writers (JSON, ...), and
+//!   streaming text decoding.
 //! - [`journal`]: the durable SQLite record of every file: claims, plans, outputs, history.
 //! - [`outputs`]: atomic delivery (temporary name, fsync, rename).
 //! - [`runtime`]: the daemon: per-job runners, the worker pool, processing of one file
@@ -17,6 +19,7 @@
 //! - [`cli`]: the `check`, `test`, `history` and `status` commands.
 
 pub mod cli;
+pub mod formats;
 pub mod fsutil;
 pub mod job;
 pub mod journal;

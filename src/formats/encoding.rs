@@ -1,0 +1,191 @@
+//! Streaming text decoding: any encoding encoding_rs knows, to UTF-8.
+//!
+//! A byte-order mark wins over the configured encoding (as in browsers): a UTF-8 or UTF-16
+//! BOM selects that encoding and is removed. Undecodable bytes are an error naming their
+//! byte offset in the original file, unless the job asks to replace them with U+FFFD. The
+//! original bytes are never changed: this only reads.
+
+use std::io::{self, Read};
+
+use encoding_rs::{CoderResult, Decoder, DecoderResult, Encoding};
+
+/// Undecodable input, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bytes {bytes} at byte offset {offset} are not valid {encoding}")]
+pub struct DecodeError {
+    pub offset: u64,
+    pub encoding: &'static str,
+    /// The offending bytes, in hex.
+    pub bytes: String,
+}
+
+/// Looks up an encoding by any of its WHATWG labels (`utf-8`, `windows-1252`, `latin1`,
+/// `iso-8859-15`, `utf-16le`, `shift_jis`, ...).
+pub fn by_label(label: &str) -> Option<&'static Encoding> {
+    Encoding::for_label(label.trim().as_bytes())
+}
+
+/// A reader that yields the UTF-8 text of an encoded byte stream.
+pub struct DecodeReader<R> {
+    inner: R,
+    decoder: Decoder,
+    replace: bool,
+    input: Vec<u8>,
+    in_pos: usize,
+    in_len: usize,
+    /// Bytes of the original consumed by the decoder so far.
+    consumed: u64,
+    output: Vec<u8>,
+    out_pos: usize,
+    out_len: usize,
+    eof: bool,
+    done: bool,
+}
+
+impl<R: Read> DecodeReader<R> {
+    pub fn new(inner: R, encoding: &'static Encoding, replace: bool) -> Self {
+        DecodeReader {
+            inner,
+            decoder: encoding.new_decoder(),
+            replace,
+            input: vec![0; 64 * 1024],
+            in_pos: 0,
+            in_len: 0,
+            consumed: 0,
+            output: vec![0; 3 * 64 * 1024 + 16],
+            out_pos: 0,
+            out_len: 0,
+            eof: false,
+            done: false,
+        }
+    }
+
+    /// The encoding in use: the configured one, or the one a BOM selected.
+    pub fn encoding(&self) -> &'static Encoding {
+        self.decoder.encoding()
+    }
+
+    fn fill(&mut self) -> io::Result<()> {
+        while self.out_pos == self.out_len && !self.done {
+            if self.in_pos == self.in_len && !self.eof {
+                let n = loop {
+                    match self.inner.read(&mut self.input) {
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e),
+                    }
+                };
+                self.in_pos = 0;
+                self.in_len = n;
+                self.eof = n == 0;
+            }
+            let src = &self.input[self.in_pos..self.in_len];
+            let last = self.eof;
+            let (read, written) = if self.replace {
+                let (result, read, written, _) =
+                    self.decoder.decode_to_utf8(src, &mut self.output, last);
+                if result == CoderResult::InputEmpty && last {
+                    self.done = true;
+                }
+                (read, written)
+            } else {
+                let (result, read, written) =
+                    self.decoder
+                        .decode_to_utf8_without_replacement(src, &mut self.output, last);
+                match result {
+                    DecoderResult::InputEmpty if last => self.done = true,
+                    DecoderResult::Malformed(bad, after) => {
+                        // `consumed` is the file offset of `src[0]`; the bad bytes end
+                        // `after` bytes before the end of what this call read, and may
+                        // have started in an earlier buffer.
+                        let end = read - after as usize;
+                        let offset = (self.consumed + end as u64).saturating_sub(bad as u64);
+                        let shown = &src[end.saturating_sub(bad as usize)..end];
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            DecodeError {
+                                offset,
+                                encoding: self.decoder.encoding().name(),
+                                bytes: hex::encode(shown),
+                            },
+                        ));
+                    }
+                    _ => {}
+                }
+                (read, written)
+            };
+            self.in_pos += read;
+            self.consumed += read as u64;
+            self.out_pos = 0;
+            self.out_len = written;
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for DecodeReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.fill()?;
+        let n = buf.len().min(self.out_len - self.out_pos);
+        buf[..n].copy_from_slice(&self.output[self.out_pos..self.out_pos + n]);
+        self.out_pos += n;
+        Ok(n)
+    }
+}
+
+/// The decode error inside an I/O error, if that is what it is.
+pub fn decode_error(e: &io::Error) -> Option<&DecodeError> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<DecodeError>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(bytes: &[u8], label: &str, replace: bool) -> io::Result<String> {
+        let mut r = DecodeReader::new(bytes, by_label(label).unwrap(), replace);
+        let mut s = String::new();
+        r.read_to_string(&mut s)?;
+        Ok(s)
+    }
+
+    #[test]
+    fn windows_1252_and_boms() {
+        assert_eq!(
+            decode(b"M\xe4rz \x80", "windows-1252", false).unwrap(),
+            "März €"
+        );
+        assert_eq!(
+            decode(b"\xef\xbb\xbfa;b", "windows-1252", false).unwrap(),
+            "a;b"
+        );
+        assert_eq!(decode(b"\xff\xfea\x00;\x00", "utf-8", false).unwrap(), "a;");
+        assert_eq!(decode(b"\xfe\xff\x00a", "latin1", false).unwrap(), "a");
+    }
+
+    #[test]
+    fn strict_utf8_names_the_offset() {
+        let e = decode(b"abc\xffdef", "utf-8", false).unwrap_err();
+        let d = decode_error(&e).unwrap();
+        assert_eq!((d.offset, d.bytes.as_str()), (3, "ff"));
+        assert_eq!(
+            decode(b"abc\xffdef", "utf-8", true).unwrap(),
+            "abc\u{fffd}def"
+        );
+    }
+
+    #[test]
+    fn offsets_past_the_first_buffer() {
+        let mut big = vec![b'x'; 200_000];
+        big[150_001] = 0xc3; // a lead byte followed by 'x' is malformed
+        let e = decode(&big, "utf-8", false).unwrap_err();
+        assert_eq!(decode_error(&e).unwrap().offset, 150_001);
+    }
+
+    #[test]
+    fn truncated_multibyte_at_the_end() {
+        let e = decode(b"ab\xe2\x82", "utf-8", false).unwrap_err();
+        assert_eq!(decode_error(&e).unwrap().offset, 2);
+    }
+}
