@@ -222,6 +222,87 @@ impl<R: Read> CsvReader<R> {
     }
 }
 
+/// How a CSV output quotes fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quoting {
+    /// Only fields that need it (a delimiter, quote or line break inside).
+    Necessary,
+    Always,
+    /// Every field that is not a number.
+    NonNumeric,
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct CsvOutOptions {
+    pub delimiter: u8,
+    pub quote: u8,
+    pub quoting: Quoting,
+    pub header: bool,
+    /// `\r\n` (what most Windows consumers want) or `\n`.
+    pub crlf: bool,
+}
+
+impl Default for CsvOutOptions {
+    fn default() -> Self {
+        CsvOutOptions {
+            delimiter: b',',
+            quote: b'"',
+            quoting: Quoting::Necessary,
+            header: true,
+            crlf: false,
+        }
+    }
+}
+
+/// Writes records as CSV, streaming.
+pub struct CsvWriter<W: std::io::Write> {
+    w: csv::Writer<W>,
+    header: bool,
+    wrote_header: bool,
+}
+
+impl<W: std::io::Write> CsvWriter<W> {
+    pub fn new(out: W, opts: &CsvOutOptions) -> Self {
+        let w = csv::WriterBuilder::new()
+            .delimiter(opts.delimiter)
+            .quote(opts.quote)
+            .quote_style(match opts.quoting {
+                Quoting::Necessary => csv::QuoteStyle::Necessary,
+                Quoting::Always => csv::QuoteStyle::Always,
+                Quoting::NonNumeric => csv::QuoteStyle::NonNumeric,
+                Quoting::Never => csv::QuoteStyle::Never,
+            })
+            .terminator(if opts.crlf {
+                csv::Terminator::CRLF
+            } else {
+                csv::Terminator::Any(b'\n')
+            })
+            .buffer_capacity(256 * 1024)
+            .from_writer(out);
+        CsvWriter {
+            w,
+            header: opts.header,
+            wrote_header: false,
+        }
+    }
+
+    pub fn write(&mut self, rec: &Record) -> std::io::Result<()> {
+        if self.header && !self.wrote_header {
+            self.w.write_record(rec.names.iter())?;
+            self.wrote_header = true;
+        }
+        self.w.write_record(rec.values.iter())?;
+        Ok(())
+    }
+
+    pub fn finish(self) -> std::io::Result<W> {
+        self.w
+            .into_inner()
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +395,53 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rows[0][1], ("field2".into(), "y".into()));
+    }
+
+    #[test]
+    fn round_trip_through_windows_1252_and_crlf() {
+        use crate::formats::encoding::{DecodeReader, EncodeWriter, by_label};
+        let cp1252 = by_label("windows-1252").unwrap();
+        let text =
+            "Nr;Straße;Betrag\r\n1;\"Hauptstr. 5; Köln\";12,50 €\r\n2;\"Zeile\r\nzwei\";0\r\n";
+        let out = CsvOutOptions {
+            delimiter: b';',
+            crlf: true,
+            ..Default::default()
+        };
+        let mut w = CsvWriter::new(EncodeWriter::new(Vec::new(), cp1252, false), &out);
+        let mut r = CsvReader::new(
+            text.as_bytes(),
+            CsvOptions {
+                delimiter: b';',
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut rec = Record::default();
+        let mut first = Vec::new();
+        while r.read_into(&mut rec).unwrap() {
+            first.push(rec.values.clone());
+            w.write(&rec).unwrap();
+        }
+        let bytes = w.finish().unwrap().finish().unwrap();
+        assert!(
+            bytes.contains(&0x80) && bytes.contains(&0xdf),
+            "euro and sharp s in windows-1252"
+        );
+        let mut r = CsvReader::new(
+            DecodeReader::new(&bytes[..], cp1252, false),
+            CsvOptions {
+                delimiter: b';',
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut again = Vec::new();
+        while r.read_into(&mut rec).unwrap() {
+            again.push(rec.values.clone());
+        }
+        assert_eq!(first, again);
+        assert_eq!(&*rec.names, &["Nr", "Straße", "Betrag"]);
     }
 
     #[test]

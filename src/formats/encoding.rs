@@ -139,6 +139,117 @@ pub fn decode_error(e: &io::Error) -> Option<&DecodeError> {
         .and_then(|inner| inner.downcast_ref::<DecodeError>())
 }
 
+/// A character the target encoding cannot represent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the character {ch:?} (U+{code:04X}) cannot be written in {encoding}")]
+pub struct EncodeError {
+    pub ch: char,
+    pub code: u32,
+    pub encoding: &'static str,
+}
+
+/// A writer that takes UTF-8 text and writes it in another encoding. A character the
+/// encoding lacks is an error, or, with `replace`, written as the encoding's replacement
+/// (`?` for single-byte encodings, a numeric character reference never).
+pub struct EncodeWriter<W: std::io::Write> {
+    inner: W,
+    encoder: encoding_rs::Encoder,
+    replace: bool,
+    out: Vec<u8>,
+    /// An incomplete UTF-8 sequence from the end of the last write.
+    pending: Vec<u8>,
+    utf8: bool,
+}
+
+impl<W: std::io::Write> EncodeWriter<W> {
+    pub fn new(inner: W, encoding: &'static Encoding, replace: bool) -> Self {
+        // encoding_rs encodes UTF-16 as UTF-8 (as the WHATWG standard says); write those
+        // through a dedicated path.
+        let utf8 = encoding == encoding_rs::UTF_8;
+        EncodeWriter {
+            inner,
+            encoder: encoding.output_encoding().new_encoder(),
+            replace,
+            out: vec![0; 64 * 1024],
+            pending: Vec::new(),
+            utf8,
+        }
+    }
+
+    fn encode(&mut self, text: &str, last: bool) -> io::Result<()> {
+        let mut src = text;
+        loop {
+            let (result, read, written) =
+                self.encoder
+                    .encode_from_utf8_without_replacement(src, &mut self.out, last);
+            self.inner.write_all(&self.out[..written])?;
+            src = &src[read..];
+            match result {
+                encoding_rs::EncoderResult::InputEmpty => return Ok(()),
+                encoding_rs::EncoderResult::OutputFull => {}
+                encoding_rs::EncoderResult::Unmappable(ch) => {
+                    if self.replace {
+                        self.inner.write_all(b"?")?;
+                    } else {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            EncodeError {
+                                ch,
+                                code: ch as u32,
+                                encoding: self.encoder.encoding().name(),
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Flushes and returns the inner writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        if !self.pending.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "text ended inside a UTF-8 sequence",
+            ));
+        }
+        if !self.utf8 {
+            self.encode("", true)?;
+        }
+        self.inner.flush()?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for EncodeWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.utf8 {
+            return self.inner.write(buf);
+        }
+        self.pending.extend_from_slice(buf);
+        let valid = match std::str::from_utf8(&self.pending) {
+            Ok(_) => self.pending.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the text to encode is not UTF-8",
+                ));
+            }
+        };
+        let rest = self.pending.split_off(valid);
+        let text = std::mem::replace(&mut self.pending, rest);
+        // SAFETY-free: validated just above.
+        let text = String::from_utf8(text).map_err(|_| io::Error::other("UTF-8 validated"))?;
+        self.encode(&text, false)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +292,23 @@ mod tests {
         big[150_001] = 0xc3; // a lead byte followed by 'x' is malformed
         let e = decode(&big, "utf-8", false).unwrap_err();
         assert_eq!(decode_error(&e).unwrap().offset, 150_001);
+    }
+
+    #[test]
+    fn encoding_windows_1252() {
+        use std::io::Write;
+        let mut w = EncodeWriter::new(Vec::new(), by_label("windows-1252").unwrap(), false);
+        // Split a multi-byte character across writes.
+        let text = "März €".as_bytes();
+        w.write_all(&text[..2]).unwrap();
+        w.write_all(&text[2..]).unwrap();
+        assert_eq!(w.finish().unwrap(), b"M\xe4rz \x80");
+        let mut w = EncodeWriter::new(Vec::new(), by_label("windows-1252").unwrap(), false);
+        let e = w.write_all("Ω".as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("U+03A9"), "{e}");
+        let mut w = EncodeWriter::new(Vec::new(), by_label("windows-1252").unwrap(), true);
+        w.write_all("aΩb".as_bytes()).unwrap();
+        assert_eq!(w.finish().unwrap(), b"a?b");
     }
 
     #[test]
