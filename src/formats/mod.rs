@@ -4,6 +4,7 @@
 
 pub mod csv;
 pub mod encoding;
+pub mod fixed;
 pub mod json;
 
 use std::fmt;
