@@ -6,6 +6,7 @@ pub mod csv;
 pub mod encoding;
 pub mod fixed;
 pub mod json;
+pub mod xml;
 
 use std::fmt;
 use std::sync::Arc;
