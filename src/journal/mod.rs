@@ -7,9 +7,10 @@
 //! Most operations do not wait ("lazy"): they become durable with the next commit, and
 //! because the writer keeps their order, a later operation that was waited for makes every
 //! earlier one durable too. Only the step that must be durable before anything becomes
-//! visible outside ferry — the *plan* of a file's outputs and disposition — is waited for.
+//! visible outside ferry — the *plan* of a file's outputs and disposition — is waited for,
+//! and so is the *claim*, because it names the temporary files that recovery must remove.
 //!
-//! File ids and `{seq}` numbers are handed out from memory, so a claim costs no round trip.
+//! File ids and `{seq}` numbers are handed out from memory; concurrent claims share commits.
 
 mod schema;
 
@@ -216,6 +217,13 @@ impl Journal {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // A daemon starting on a fresh state folder creates the file a moment before its
+        // tables; until they are committed there is no journal to read yet.
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        give_sidecars_to_owner(&p);
+        if version == 0 {
+            return Ok(None);
+        }
         Ok(Some(conn))
     }
 
@@ -274,7 +282,7 @@ impl Journal {
     }
 
     /// Records that a file is taken. Reuses the record of an earlier, interrupted attempt at
-    /// the same file (same path, size and mtime), counting the attempt. Lazy.
+    /// the same file (same path, size and mtime), counting the attempt. Waited for.
     pub fn claim(
         &self,
         job: &str,
@@ -326,7 +334,9 @@ impl Journal {
                 temps,
                 next_seq: claim.seq + 1,
             },
-            false,
+            // Waited for: the caller creates the temporary files next, and recovery can
+            // only remove those of a claim that is durable.
+            true,
         )?;
         Ok(claim)
     }
@@ -528,6 +538,32 @@ impl Journal {
 impl Drop for Journal {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// Reading a WAL database makes SQLite create its `-wal` and `-shm` files when they are
+/// missing. When root runs `ferry history` on a state folder that belongs to the service
+/// user, those files must not end up owned by root, or the service could not open its own
+/// journal any more: give them the database file's owner.
+fn give_sidecars_to_owner(db: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(md) = std::fs::metadata(db) else { return };
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 || md.uid() == 0 {
+            return;
+        }
+        for suffix in ["-wal", "-shm"] {
+            let mut side = db.as_os_str().to_owned();
+            side.push(suffix);
+            let side = PathBuf::from(side);
+            if let Ok(smd) = std::fs::metadata(&side)
+                && smd.uid() != md.uid()
+            {
+                let _ = std::os::unix::fs::chown(&side, Some(md.uid()), Some(md.gid()));
+            }
+        }
     }
 }
 

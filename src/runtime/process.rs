@@ -1,6 +1,7 @@
 //! Processing one file, in the order that makes a crash at any instant safe:
 //!
-//! 1. **claim** it in the journal (lazy: an id, a `{seq}`, the attempt count);
+//! 1. **claim** it in the journal (an id, a `{seq}`, the attempt count), durably, so that
+//!    recovery knows every temporary file that may exist;
 //! 2. write every output under a temporary name in its target folder and fsync it; nothing
 //!    is visible yet, and a failure here only leaves temporary files to remove;
 //! 3. make the **plan** durable: final names, hashes, where the original goes;
