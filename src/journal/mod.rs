@@ -139,6 +139,7 @@ enum Op {
         id: i64,
         error: String,
         dest: String,
+        keep: bool,
     },
     Failed {
         id: i64,
@@ -395,12 +396,13 @@ impl Journal {
 
     /// The file is about to be moved to `dest` in the error folder. Waited for, so that
     /// recovery knows where to look.
-    pub fn failing(&self, id: i64, error: &str, dest: &str) -> Result<()> {
+    pub fn failing(&self, id: i64, error: &str, dest: &str, keep: bool) -> Result<()> {
         self.send(
             Op::Failing {
                 id,
                 error: error.to_string(),
                 dest: dest.to_string(),
+                keep,
             },
             true,
         )
@@ -449,15 +451,16 @@ impl Journal {
         self.send(Op::Flush, true)
     }
 
-    /// Whether this exact file (path, size, mtime) was finished by `job` before: a file kept
-    /// in its source (`success = "keep"`) is not taken again.
-    pub fn was_done(&self, job: &str, identity: &Identity) -> Result<bool> {
+    /// Whether this exact file (path, size, mtime) was finished by `job` before, done or
+    /// failed: a file kept in its source (`success = "keep"`) is not taken again while it is
+    /// unchanged.
+    pub fn was_finished(&self, job: &str, identity: &Identity) -> Result<bool> {
         let found: Option<i64> = self
             .reader
             .lock()
             .expect("reader")
             .query_row(
-                "SELECT 1 FROM files WHERE job = ?1 AND path = ?2 AND size = ?3 AND mtime_ns = ?4 AND state = 'done' LIMIT 1",
+                "SELECT 1 FROM files WHERE job = ?1 AND path = ?2 AND size = ?3 AND mtime_ns = ?4 AND state IN ('done', 'failed') LIMIT 1",
                 params![job, identity.path, identity.size as i64, identity.mtime_ns],
                 |r| r.get(0),
             )
@@ -549,7 +552,9 @@ fn give_sidecars_to_owner(db: &Path) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        let Ok(md) = std::fs::metadata(db) else { return };
+        let Ok(md) = std::fs::metadata(db) else {
+            return;
+        };
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 || md.uid() == 0 {
             return;
@@ -744,11 +749,18 @@ fn apply(tx: &rusqlite::Transaction<'_>, m: &Msg) -> rusqlite::Result<()> {
             .execute(params![id, at])?;
             event(*id, "done", detail)?;
         }
-        Op::Failing { id, error, dest } => {
+        Op::Failing {
+            id,
+            error,
+            dest,
+            keep,
+        } => {
+            // A job that keeps its originals copies failed files to the error folder.
+            let disposition = if *keep { Some("keep") } else { None };
             tx.prepare_cached(
-                "UPDATE files SET state = 'failing', error = ?2, error_dest = ?3, updated_at = ?4 WHERE id = ?1",
+                "UPDATE files SET state = 'failing', error = ?2, error_dest = ?3, disposition = ?5, updated_at = ?4 WHERE id = ?1",
             )?
-            .execute(params![id, error, dest, at])?;
+            .execute(params![id, error, dest, at, disposition])?;
         }
         Op::Failed { id, detail } => {
             tx.prepare_cached(

@@ -76,24 +76,36 @@ pub fn tee_copy(src: &mut File, outs: &mut [TempOutput]) -> io::Result<(String, 
     Ok((hex::encode(hasher.finalize()), total))
 }
 
-/// Moves `from` to `to` without replacing anything, across file systems too (copy to a
-/// temporary name beside `to`, fsync, rename, then remove `from`).
+/// Copies `from` to the new file `to` durably: a temporary name beside `to`, fsync, a
+/// rename that never replaces, the folder fsynced.
+pub fn copy_new(from: &Path, to: &Path) -> io::Result<()> {
+    if let Some(dir) = to.parent() {
+        fsutil::create_dir_all_durable(dir)?;
+    }
+    let tmp = to.with_file_name(fsutil::temp_name());
+    let result = (|| {
+        let mut src = File::open(from)?;
+        let mut out = TempOutput::create(&tmp)?;
+        io::copy(&mut src, &mut TempWriter(&mut out))?;
+        out.finish()?;
+        fsutil::rename_noreplace(&tmp, to)?;
+        sync_parent(to)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Moves `from` to `to` without replacing anything, across file systems too (a durable
+/// copy, then `from` is removed).
 pub fn move_file(from: &Path, to: &Path) -> io::Result<()> {
     if let Some(dir) = to.parent() {
         fsutil::create_dir_all_durable(dir)?;
     }
     match fsutil::rename_noreplace(from, to) {
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-            let tmp = to.with_file_name(fsutil::temp_name());
-            let mut src = File::open(from)?;
-            let mut out = TempOutput::create(&tmp)?;
-            io::copy(&mut src, &mut TempWriter(&mut out))?;
-            out.finish()?;
-            if let Err(e) = fsutil::rename_noreplace(&tmp, to) {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-            sync_parent(to)?;
+            copy_new(from, to)?;
             std::fs::remove_file(from)?;
             sync_parent(from)
         }

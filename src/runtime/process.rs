@@ -571,7 +571,8 @@ fn fail(
             };
         }
     };
-    if let Err(e) = journal.failing(id, &err.to_string(), &dest.to_string_lossy()) {
+    let keep = job.after.success == Success::Keep;
+    if let Err(e) = journal.failing(id, &err.to_string(), &dest.to_string_lossy(), keep) {
         tracing::error!(error = %e, "Cannot record the failure in the journal; leaving the file in place.");
         return Outcome::Failed {
             kept: Some(found.meta),
@@ -591,7 +592,15 @@ fn fail(
         &dest,
         &report,
         job.source.done_files(&found.name),
+        keep,
     ) {
+        Ok(went) if keep => {
+            tracing::warn!(copied_to = %went.display(), "File copied to the error folder; the original stays in the source (success = \"keep\") and is not taken again until it changes.");
+            let _ = journal.failed(id, format!("copied to {}: {err}", went.display()));
+            Outcome::Failed {
+                kept: Some(found.meta),
+            }
+        }
         Ok(went) => {
             tracing::warn!(moved_to = %went.display(), "File moved to the error folder.");
             let _ = journal.failed(id, format!("moved to {}: {err}", went.display()));
@@ -679,24 +688,33 @@ impl Report<'_> {
     }
 }
 
-/// Moves `src` to `dest` (or the next free name) and writes its report beside it.
+/// Moves `src` to `dest` (or the next free name) and writes its report beside it. With
+/// `keep` (the job never changes its source), the file is copied instead and stays.
 pub(super) fn quarantine(
     src: &Path,
     dest: &Path,
     report: &Report<'_>,
     triggers: Vec<String>,
+    keep: bool,
 ) -> io::Result<PathBuf> {
     let went = loop {
         let candidate = free_error_name(dest);
-        match out::move_file(src, &candidate) {
+        let result = if keep {
+            out::copy_new(src, &candidate)
+        } else {
+            out::move_file(src, &candidate)
+        };
+        match result {
             Ok(()) => break candidate,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
     };
     write_report(&went, report)?;
-    for t in triggers {
-        let _ = std::fs::remove_file(src.with_file_name(t));
+    if !keep {
+        for t in triggers {
+            let _ = std::fs::remove_file(src.with_file_name(t));
+        }
     }
     Ok(went)
 }

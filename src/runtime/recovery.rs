@@ -143,9 +143,10 @@ fn finish_failing(journal: &Journal, u: &Unfinished) -> crate::journal::Result<(
         error: &chain,
     };
     let src = Path::new(&u.identity.path);
+    let keep = u.disposition.as_deref() == Some("keep");
     let result = match &dest {
         Some(dest) if still_there(u) => {
-            process::quarantine(src, Path::new(dest), &report, Vec::new())
+            process::quarantine(src, Path::new(dest), &report, Vec::new(), keep)
         }
         Some(dest) => {
             let p = PathBuf::from(dest);
