@@ -164,13 +164,21 @@ impl Template {
     }
 
     /// Renders the template. When `{ext}` is empty, a `.` written right before it is
-    /// dropped, so `{stem}.{ext}` of `README` is `README`, not `README.`.
+    /// dropped, so `{stem}.{ext}` of `README` is `README`, not `README.`. Likewise, when
+    /// `{dir}` is empty (a file at the top of the source), a `/` written right after it is
+    /// dropped, so `{dir}/{name}` of `a.pdf` is `a.pdf`, not the absolute `/a.pdf`.
     pub fn render(&self, v: &Vars<'_>) -> String {
         let (stem, ext) = split_name(v.name);
         let mut out = String::new();
         for (i, part) in self.parts.iter().enumerate() {
             match part {
                 Part::Lit(s) => {
+                    let after_empty_dir =
+                        i > 0 && matches!(self.parts[i - 1], Part::Dir) && v.dir.is_empty();
+                    let s = match s.strip_prefix('/') {
+                        Some(rest) if after_empty_dir => rest,
+                        _ => s.as_str(),
+                    };
                     let next_is_empty_ext =
                         matches!(self.parts.get(i + 1), Some(Part::Ext)) && ext.is_empty();
                     match s.strip_suffix('.') {
@@ -302,6 +310,17 @@ mod tests {
         let t = Template::parse("{stem}.{ext}", PLACEHOLDERS).unwrap();
         assert_eq!(t.render(&vars("README")), "README");
         assert_eq!(t.render(&vars(".profile")), ".profile");
+    }
+
+    #[test]
+    fn empty_dir_drops_its_slash() {
+        let t = Template::parse("{dir}/{name}", PLACEHOLDERS).unwrap();
+        let top = Vars {
+            dir: "",
+            ..vars("a.pdf")
+        };
+        assert_eq!(t.render(&top), "a.pdf");
+        assert_eq!(t.render(&vars("a.pdf")), "sub/x/a.pdf");
     }
 
     #[test]

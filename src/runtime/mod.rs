@@ -158,10 +158,13 @@ async fn supervise(opts: &RunOptions, shared: &Shared, running: &mut HashMap<Str
     let _watcher = notify_dir(&opts.jobs_dir, ev_tx);
     let mut last = dir_fingerprint(&opts.jobs_dir);
     let mut tick = tokio::time::interval(Duration::from_secs(2));
+    // Both listeners live across iterations: a signal that arrives while the loop body runs
+    // (e.g. during the pause below) is kept for the next `select!`, not lost.
+    let mut sigint = interrupt_signal();
     let mut sigterm = terminate_signal();
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = tick.tick() => {}
             Some(_) = ev_rx.recv() => {
@@ -232,6 +235,12 @@ async fn shutdown(running: HashMap<String, Running>, grace: Duration) {
 }
 
 #[cfg(unix)]
+fn interrupt_signal() -> tokio::signal::unix::Signal {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .expect("SIGINT handler")
+}
+
+#[cfg(unix)]
 fn terminate_signal() -> tokio::signal::unix::Signal {
     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler")
@@ -239,8 +248,14 @@ fn terminate_signal() -> tokio::signal::unix::Signal {
 
 fn notify_dir(dir: &Path, tx: mpsc::Sender<PathBuf>) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
+    use notify::event::{AccessKind, AccessMode, EventKind};
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
+        // Opening the folder (as `dir_fingerprint` does) is no change: reacting to it made
+        // the loop wake itself every 200 ms, forever.
+        if let Ok(ev) = res
+            && !(ev.kind.is_access()
+                && ev.kind != EventKind::Access(AccessKind::Close(AccessMode::Write)))
+        {
             for p in ev.paths {
                 let _ = tx.try_send(p);
             }
@@ -297,6 +312,7 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
     let mut in_flight: JoinSet<()> = JoinSet::new();
     let mut next_scan = tokio::time::Instant::now();
     let mut last_status = (usize::MAX, Instant::now());
+    let mut last_status_check = Instant::now();
     let mut folder_missing_warned = false;
 
     loop {
@@ -319,17 +335,19 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
         if shared.once && st.once_finished() && in_flight.is_empty() {
             break;
         }
-        let waiting = st.tracker.waiting();
-        let since = last_status.1.elapsed();
-        if (waiting != last_status.0 && since > Duration::from_secs(1))
-            || since > Duration::from_secs(30)
-        {
-            let _ = shared.journal.job_status(
-                &job.name,
-                &job.source.folder.to_string_lossy(),
-                waiting as u64,
-            );
-            last_status = (waiting, Instant::now());
+        // Counting the waiting files walks every file the tracker knows: at most once a
+        // second, not once per finished file (that made a large backlog quadratic).
+        if last_status_check.elapsed() > Duration::from_secs(1) {
+            last_status_check = Instant::now();
+            let waiting = st.tracker.waiting();
+            if waiting != last_status.0 || last_status.1.elapsed() > Duration::from_secs(30) {
+                let _ = shared.journal.job_status(
+                    &job.name,
+                    &job.source.folder.to_string_lossy(),
+                    waiting as u64,
+                );
+                last_status = (waiting, Instant::now());
+            }
         }
         let next_wake = st
             .wakes
@@ -457,7 +475,11 @@ impl JobState {
                 size: f.meta.size,
                 mtime_ns: f.meta.mtime_ns,
             };
-            if self.journal.was_done(&self.job.name, &id).unwrap_or(false) {
+            if self
+                .journal
+                .was_finished(&self.job.name, &id)
+                .unwrap_or(false)
+            {
                 self.tracker.mark_finished(&f.path, f.meta, now_ms());
                 self.resolve_once(&f.path);
                 return;
