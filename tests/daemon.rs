@@ -1,0 +1,392 @@
+//! The daemon: hot reload of job files, graceful shutdown, `status` and `history`, `{seq}`
+//! across restarts, and the exit codes of `run --once`.
+
+mod util;
+
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use util::*;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A `ferry run` in the background, killed when the test ends (even on panic).
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    fn start(d: &Deployment, extra: &[&str]) -> Daemon {
+        Daemon {
+            child: d.spawn(extra),
+        }
+    }
+
+    /// Sends `sig` and waits for the exit; returns the exit code (None: killed by it).
+    fn stop_with(&mut self, sig: i32) -> Option<i32> {
+        signal_and_wait(&mut self.child, sig, Duration::from_secs(60))
+    }
+
+    fn stop(&mut self) -> Option<i32> {
+        self.stop_with(libc::SIGTERM)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Writes `rel` complete at once: beside the deployment first, then renamed in.
+fn drop_file(d: &Deployment, rel: &str, content: impl AsRef<[u8]>) {
+    let staged = d.write(&format!("staging/{}", rel.replace('/', "_")), content);
+    let dest = d.path(rel);
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    std::fs::rename(staged, dest).unwrap();
+}
+
+fn wait_exists(d: &Deployment, rel: &str) {
+    let p = d.path(rel);
+    wait_for(&format!("{rel} to exist"), DEADLINE, || p.exists());
+}
+
+fn wait_log(d: &Deployment, what: &str, n: usize) {
+    wait_for(
+        &format!("the log to say {what:?} {n} time(s)"),
+        DEADLINE,
+        || d.logs().matches(what).count() >= n,
+    );
+}
+
+/// Checks, for `window`, that `f` stays true (a negative check: something must *not*
+/// happen). Fails at the first look where it does not hold.
+fn assert_stays(what: &str, window: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < window {
+        assert!(f(), "no longer true: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn job_toml(src: &str, out: &str) -> String {
+    format!(
+        "[source]\nfolder = \"{src}\"\nsettle = \"1s\"\npoll = \"500ms\"\n\n[[output]]\nfolder = \"{out}\"\n"
+    )
+}
+
+#[test]
+fn an_edited_job_file_applies_without_a_restart() {
+    let d = Deployment::new("reload-edit");
+    d.job("j", &job_toml("in", "out-first"));
+    d.mkdir("in");
+    let mut daemon = Daemon::start(&d, &[]);
+    drop_file(&d, "in/one.txt", "1");
+    wait_exists(&d, "out-first/one.txt");
+
+    d.job("j", &job_toml("in", "out-second-version"));
+    wait_log(&d, "Job file changed", 1);
+    drop_file(&d, "in/two.txt", "2");
+    wait_exists(&d, "out-second-version/two.txt");
+    assert_eq!(d.files("out-first"), vec!["one.txt"]);
+    assert_eq!(d.files("out-second-version"), vec!["two.txt"]);
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn a_broken_edit_is_rejected_and_the_previous_version_keeps_running() {
+    let d = Deployment::new("reload-broken");
+    d.job("j", &job_toml("in", "out-good"));
+    d.mkdir("in");
+    let mut daemon = Daemon::start(&d, &[]);
+    drop_file(&d, "in/one.txt", "1");
+    wait_exists(&d, "out-good/one.txt");
+
+    // Invalid TOML.
+    d.job(
+        "j",
+        "[source\nfolder = \"in\"\n\n[[output]]\nfolder = \"out-bad\"\n",
+    );
+    wait_log(&d, "TOML syntax", 1);
+    wait_log(&d, "the previous version keeps running", 1);
+    drop_file(&d, "in/two.txt", "2");
+    wait_exists(&d, "out-good/two.txt");
+
+    // Valid TOML, unknown key.
+    d.job(
+        "j",
+        &job_toml("in", "out-bad-too").replace("settle", "settel"),
+    );
+    wait_log(&d, "unknown key `settel`", 1);
+    wait_log(&d, "the previous version keeps running", 2);
+    drop_file(&d, "in/three.txt", "3");
+    wait_exists(&d, "out-good/three.txt");
+
+    assert!(!d.path("out-bad").exists());
+    assert!(!d.path("out-bad-too").exists());
+    assert_eq!(d.files("out-good"), vec!["one.txt", "three.txt", "two.txt"]);
+
+    // Fixed: the new version takes over.
+    d.job("j", &job_toml("in", "out-fixed"));
+    wait_log(&d, "Job file changed", 1);
+    drop_file(&d, "in/four.txt", "4");
+    wait_exists(&d, "out-fixed/four.txt");
+    assert_eq!(daemon.stop(), Some(0));
+    let h = d.history();
+    assert_eq!(h.len(), 4, "{h:?}");
+    assert!(h.iter().all(|r| r["state"] == "done"), "{h:?}");
+}
+
+#[test]
+fn a_new_job_file_starts_a_job_and_a_deleted_one_stops_it() {
+    let d = Deployment::new("reload-add-remove");
+    d.job("j", &job_toml("in-j", "out-j"));
+    d.mkdir("in-j");
+    d.mkdir("in-k");
+    let mut daemon = Daemon::start(&d, &[]);
+    drop_file(&d, "in-j/one.txt", "1");
+    wait_exists(&d, "out-j/one.txt");
+
+    // A new job file.
+    let k = d.job("k", &job_toml("in-k", "out-k"));
+    drop_file(&d, "in-k/a.txt", "a");
+    wait_exists(&d, "out-k/a.txt");
+    wait_log(&d, "New job file; starting the job", 1);
+
+    // Deleted: the job stops.
+    std::fs::remove_file(&k).unwrap();
+    wait_log(&d, "Job file removed", 1);
+    drop_file(&d, "in-k/b.txt", "b");
+    // The daemon is alive and taking files of the other job...
+    drop_file(&d, "in-j/two.txt", "2");
+    wait_exists(&d, "out-j/two.txt");
+    // ...but not this one, over many of its former poll intervals.
+    assert_stays(
+        "in-k/b.txt stays untaken after its job file was deleted",
+        Duration::from_secs(3),
+        || d.path("in-k/b.txt").exists() && !d.path("out-k/b.txt").exists(),
+    );
+    assert_eq!(d.files("out-k"), vec!["a.txt"]);
+    assert_eq!(daemon.stop(), Some(0));
+    let h = d.history();
+    assert!(
+        !h.iter()
+            .any(|r| r["path"].as_str().unwrap().ends_with("b.txt")),
+        "{h:?}"
+    );
+}
+
+/// A signal while a large file is being copied: ferry finishes (or safely abandons) it,
+/// exits 0, and after a restart there is exactly one complete output and no temporary file.
+fn graceful_shutdown(sig: i32, name: &str) {
+    let d = Deployment::new(name);
+    d.job(
+        "big",
+        "[source]\nfolder = \"in\"\nsettle = \"0s\"\n\n[[output]]\nfolder = \"out\"\n\n[after]\nsuccess = \"archive\"\n",
+    );
+    let content = pseudo_random(64 << 20, 42);
+    drop_file(&d, "in/big.bin", &content);
+    let mut daemon = Daemon::start(&d, &["--workers", "1"]);
+    // The copy has begun (its temporary output exists), or is over already on a fast
+    // machine.
+    wait_for("the copy of big.bin to begin", DEADLINE, || {
+        d.files("out").iter().any(|f| f.starts_with(".ferry-out-"))
+            || d.path("out/big.bin").exists()
+    });
+    let mid_copy = !d.path("out/big.bin").exists();
+    assert_eq!(
+        daemon.stop_with(sig),
+        Some(0),
+        "a graceful stop exits 0\n{}",
+        d.logs()
+    );
+    assert!(d.logs().contains("Shutting down"), "{}", d.logs());
+    eprintln!("signal {sig} arrived during the copy: {mid_copy}");
+
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), vec!["big.bin"]);
+    assert!(
+        read(&d.path("out/big.bin")) == content,
+        "the output is not the complete file"
+    );
+    assert_eq!(d.files("var/archive/big"), vec!["big.bin"]);
+    assert!(d.files("in").is_empty(), "{:?}", d.files("in"));
+    let leftovers: Vec<String> = d
+        .files("")
+        .into_iter()
+        .filter(|f| {
+            Path::new(f)
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".ferry-"))
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    let h = d.history();
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0]["state"], "done", "{h:?}");
+    assert_eq!(h[0]["outputs"].as_array().unwrap().len(), 1, "{h:?}");
+    assert_eq!(h[0]["sha256"].as_str(), Some(sha256_hex(&content).as_str()));
+}
+
+#[test]
+fn sigterm_during_a_large_copy_stops_gracefully_and_loses_nothing() {
+    graceful_shutdown(libc::SIGTERM, "sigterm");
+}
+
+#[test]
+fn sigint_during_a_large_copy_stops_gracefully_and_loses_nothing() {
+    graceful_shutdown(libc::SIGINT, "sigint");
+}
+
+#[test]
+fn status_shows_the_running_daemon_and_history_lists_outputs_with_sha256() {
+    let d = Deployment::new("status");
+    d.job("orders", &job_toml("in", "out"));
+    d.mkdir("in");
+    let mut daemon = Daemon::start(&d, &[]);
+    let content = b"id;amount\n1;9.99\n".to_vec();
+    drop_file(&d, "in/a.csv", &content);
+    wait_for("a.csv recorded as done", DEADLINE, || {
+        d.history().iter().any(|r| r["state"] == "done")
+    });
+
+    let o = d.run(&["status"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(s.contains("ferry is running"), "{s}");
+    let row = s
+        .lines()
+        .find(|l| l.starts_with("orders "))
+        .unwrap_or_else(|| panic!("no row for the job: {s}"));
+    assert!(row.contains(&d.path("in").display().to_string()), "{row}");
+
+    let h = d.history();
+    assert_eq!(h.len(), 1, "{h:?}");
+    let r = &h[0];
+    assert_eq!(r["job"], "orders");
+    assert_eq!(r["state"], "done");
+    assert_eq!(r["path"], d.path("in/a.csv").display().to_string());
+    let sum = sha256_hex(&content);
+    assert_eq!(r["sha256"].as_str(), Some(sum.as_str()), "{r}");
+    let outputs = r["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 1, "{r}");
+    assert_eq!(
+        outputs[0]["path"],
+        d.path("out/a.csv").display().to_string()
+    );
+    assert_eq!(outputs[0]["sha256"].as_str(), Some(sum.as_str()), "{r}");
+    assert_eq!(outputs[0]["size"].as_u64(), Some(content.len() as u64));
+    assert_eq!(sha256_hex(&read(&d.path("out/a.csv"))), sum);
+
+    assert_eq!(daemon.stop(), Some(0));
+    let o = d.run(&["status"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("ferry is not running"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!stdout(&o).contains("ferry is running"), "{}", stdout(&o));
+}
+
+#[test]
+fn seq_numbers_continue_across_restarts() {
+    let d = Deployment::new("seq");
+    d.job(
+        "num",
+        "[source]\nfolder = \"in\"\nsettle = \"0s\"\n\n[[output]]\nfolder = \"out\"\nname = \"{seq:4}_{name}\"\n",
+    );
+    d.write("in/a.txt", "a");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), vec!["0001_a.txt"]);
+
+    d.write("in/b.txt", "b");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), vec!["0001_a.txt", "0002_b.txt"]);
+    assert_eq!(read(&d.path("out/0002_b.txt")), b"b");
+    let seqs: Vec<u64> = d
+        .history()
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![1, 2]);
+}
+
+#[test]
+fn run_once_exits_0_when_all_is_done_and_1_when_a_file_failed() {
+    let d = Deployment::new("exit-codes");
+    d.job(
+        "strict",
+        "[source]\nfolder = \"in\"\nsettle = \"0s\"\n\n[[output]]\nfolder = \"out\"\nexists = \"fail\"\n",
+    );
+    d.write("in/a.txt", "a");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), vec!["a.txt"]);
+
+    // The output's name is taken: exists = "fail".
+    d.write("out/b.txt", "already there");
+    d.write("in/b.txt", "new b");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(read(&d.path("out/b.txt")), b"already there");
+    assert_eq!(
+        d.files("var/error/strict"),
+        vec!["b.txt", "b.txt.error.txt"]
+    );
+    assert_eq!(read(&d.path("var/error/strict/b.txt")), b"new b");
+    let report = std::fs::read_to_string(d.path("var/error/strict/b.txt.error.txt")).unwrap();
+    assert!(report.contains("exists already"), "{report}");
+    assert!(d.files("in").is_empty(), "{:?}", d.files("in"));
+    let h = d.history();
+    let states: Vec<&str> = h.iter().map(|r| r["state"].as_str().unwrap()).collect();
+    assert_eq!(states, vec!["done", "failed"]);
+
+    // Nothing left to do: 0 again.
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn run_once_exits_2_when_a_job_file_is_invalid_and_still_runs_the_valid_jobs() {
+    let d = Deployment::new("exit-invalid");
+    d.job(
+        "good",
+        "[source]\nfolder = \"in\"\nsettle = \"0s\"\n\n[[output]]\nfolder = \"out\"\n",
+    );
+    d.job("bad", "[source]\nfolder = \"in-bad\"\nsettel = \"0s\"\n");
+    d.write("in/a.txt", "a");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown key `settel`"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(d.files("out"), vec!["a.txt"]);
+}
