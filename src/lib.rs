@@ -13,6 +13,7 @@
 //!   streaming text decoding.
 //! - [`journal`]: the durable SQLite record of every file: claims, plans, outputs, history.
 //! - [`outputs`]: atomic delivery (temporary name, fsync, rename).
+//! - [`transform`]: filters, computed fields and lookups (minijinja expressions).
 //! - [`runtime`]: the daemon: per-job runners, the worker pool, processing of one file
 //!   ([`runtime::process`]), crash recovery, hot reload and shutdown.
 //! - [`fsutil`]: the file-system primitives the guarantees rest on.
@@ -27,3 +28,4 @@ pub mod outputs;
 pub mod readiness;
 pub mod runtime;
 pub mod sources;
+pub mod transform;

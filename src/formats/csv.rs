@@ -58,6 +58,9 @@ pub struct CsvReader<R: Read> {
     count: u64,
     skipped_lines: u64,
     skipped_bytes: u64,
+    /// The file ends its lines with CRLF: the csv crate then puts a record's start at the
+    /// `\n` of the line before, one line and one byte early.
+    crlf: bool,
 }
 
 fn csv_error(e: csv::Error, skipped_lines: u64, skipped_bytes: u64) -> ParseError {
@@ -100,6 +103,12 @@ impl<R: Read> CsvReader<R> {
             skipped_lines += 1;
             skipped_bytes += n as u64;
         }
+        let crlf = {
+            let head = buf.fill_buf().unwrap_or(&[]);
+            head.iter()
+                .position(|&b| b == b'\n')
+                .is_some_and(|i| i > 0 && head[i - 1] == b'\r')
+        };
         let mut b = csv::ReaderBuilder::new();
         b.delimiter(opts.delimiter)
             .quote(opts.quote)
@@ -157,6 +166,7 @@ impl<R: Read> CsvReader<R> {
             count: 0,
             skipped_lines,
             skipped_bytes,
+            crlf,
         })
     }
 
@@ -179,10 +189,11 @@ impl<R: Read> CsvReader<R> {
             .position()
             .cloned()
             .unwrap_or_else(csv::Position::new);
+        let fix = u64::from(self.crlf && p.byte() > 0);
         let pos = Position {
             record: self.count,
-            line: p.line() + self.skipped_lines,
-            byte: p.byte() + self.skipped_bytes,
+            line: p.line() + self.skipped_lines + fix,
+            byte: p.byte() + self.skipped_bytes + fix,
         };
         let want = self.names.len();
         let got = self.row.len();
@@ -340,6 +351,30 @@ mod tests {
             vec![("No".into(), "1".into()), ("Name".into(), "Anna".into())]
         );
         assert_eq!(rows[1][1].1, "Bo;b");
+    }
+
+    #[test]
+    fn positions_are_right_with_crlf_and_lf() {
+        for eol in ["\n", "\r\n"] {
+            let text = format!("h;i{eol}a;1{eol}b;2{eol}");
+            let mut r = CsvReader::new(
+                text.as_bytes(),
+                CsvOptions {
+                    delimiter: b';',
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let mut rec = Record::default();
+            r.read_into(&mut rec).unwrap();
+            r.read_into(&mut rec).unwrap();
+            let start = text.find("b;2").unwrap() as u64;
+            assert_eq!(
+                (rec.pos.record, rec.pos.line, rec.pos.byte),
+                (2, 3, start),
+                "{eol:?}"
+            );
+        }
     }
 
     #[test]

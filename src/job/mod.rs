@@ -2,6 +2,7 @@
 //! every problem (see [`toml_reader`]), then checked against each other (two jobs must never
 //! take the same file).
 
+pub mod data;
 pub mod template;
 pub mod toml_reader;
 
@@ -91,6 +92,8 @@ pub struct Output {
     pub folder: Template,
     pub name: Template,
     pub exists: Exists,
+    /// The format written (the original bytes unless the job reads records).
+    pub data: data::OutputData,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +115,9 @@ pub struct Job {
     pub fingerprint: String,
     pub description: Option<String>,
     pub source: Source,
+    /// How to read the file as records; `None`: the file is only moved as bytes.
+    pub input: Option<data::Input>,
+    pub transform: data::TransformSpec,
     pub outputs: Vec<Output>,
     pub after: After,
 }
@@ -131,7 +137,14 @@ const ALWAYS_SKIPPED: &[&str] = &[
     "*.filepart",
 ];
 
-const TOP_KEYS: &[&str] = &["description", "source", "output", "after"];
+const TOP_KEYS: &[&str] = &[
+    "description",
+    "source",
+    "input",
+    "transform",
+    "output",
+    "after",
+];
 const SOURCE_KEYS: &[&str] = &[
     "folder",
     "include",
@@ -143,7 +156,20 @@ const SOURCE_KEYS: &[&str] = &[
     "done",
     "recursive",
 ];
-const OUTPUT_KEYS: &[&str] = &["folder", "name", "exists"];
+const OUTPUT_KEYS: &[&str] = &[
+    "folder",
+    "name",
+    "exists",
+    "format",
+    "encoding",
+    "on_unmappable",
+    "line_ending",
+    "delimiter",
+    "quote",
+    "quoting",
+    "header",
+    "column",
+];
 const AFTER_KEYS: &[&str] = &["success", "archive", "error", "max_attempts"];
 
 /// Placeholders a done-file name may use.
@@ -295,10 +321,25 @@ fn read_job(
             None
         }
     };
+    let has_input = table.get_ref().get("input").is_some();
+    let input = match top.table(doc, "input") {
+        Some(t) => data::read_input(doc, t).map(Some),
+        None => Some(None),
+    };
+    let job_dir = doc.file.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let transform = match top.table(doc, "transform") {
+        Some(t) if !has_input => {
+            let span = t.span.clone();
+            doc.error(span, "transform", "`[transform]` works on records: add an `[input]` section that says how to read the file");
+            None
+        }
+        Some(t) => data::read_transform(doc, &job_dir, t),
+        None => Some(data::TransformSpec::default()),
+    };
     let outputs: Vec<Option<Output>> = top
         .tables(doc, "output")
         .into_iter()
-        .map(|t| read_output(doc, root, t))
+        .map(|t| read_output(doc, root, t, has_input))
         .collect();
     let after = match top.table(doc, "after") {
         Some(t) => read_after(doc, root, Some(t)),
@@ -318,6 +359,8 @@ fn read_job(
         fingerprint: String::new(),
         description,
         source,
+        input: input?,
+        transform: transform?,
         outputs: outputs.into_iter().collect::<Option<Vec<_>>>()?,
         after,
     })
@@ -641,7 +684,12 @@ fn read_source(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Op
     })
 }
 
-fn read_output(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Option<Output> {
+fn read_output(
+    doc: &mut Doc<'_>,
+    root: &Path,
+    mut t: TableReader<'_, '_>,
+    has_input: bool,
+) -> Option<Output> {
     let folder = t.str(doc, "folder");
     if folder.is_none() && t.span_of("folder") == t.span {
         doc.error(
@@ -663,6 +711,7 @@ fn read_output(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Op
         ],
         Exists::Fail,
     );
+    let data = data::read_output_data(doc, &mut t, has_input);
     t.finish(doc, OUTPUT_KEYS);
     let folder = folder_template(doc, root, &folder?);
     let name = match name {
@@ -687,6 +736,7 @@ fn read_output(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Op
         folder: folder?,
         name: name?,
         exists: exists?,
+        data: data?,
     })
 }
 

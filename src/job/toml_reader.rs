@@ -305,6 +305,24 @@ impl<'a, 'i> TableReader<'a, 'i> {
         }
     }
 
+    /// A table of string values (`[input.fields]`, `[input.namespaces]`), in file order.
+    pub fn str_map(&mut self, doc: &mut Doc<'_>, key: &str) -> Option<Vec<(String, Str)>> {
+        let mut t = self.table(doc, key)?;
+        let mut out = Vec::new();
+        let keys: Vec<String> = t.map.iter().map(|(k, _)| k.get_ref().to_string()).collect();
+        for k in keys {
+            if let Some(v) = t.str(doc, &k) {
+                out.push((k, v));
+            }
+        }
+        Some(out)
+    }
+
+    /// Whether the table has this key (without marking it read).
+    pub fn has(&self, key: &str) -> bool {
+        self.map.get(key).is_some()
+    }
+
     /// Reports every key of this table that was never read, with a suggestion when one of
     /// `known` is close.
     pub fn finish(self, doc: &mut Doc<'_>, known: &[&str]) {

@@ -21,7 +21,7 @@ pub fn temp_path(final_path: &Path, id: i64, idx: u32) -> PathBuf {
 /// A temporary output being written.
 pub struct TempOutput {
     pub temp: PathBuf,
-    file: File,
+    file: io::BufWriter<File>,
     hasher: Sha256,
     size: u64,
 }
@@ -31,7 +31,7 @@ impl TempOutput {
         if let Some(dir) = temp.parent() {
             fsutil::create_dir_all_durable(dir)?;
         }
-        let file = File::create(temp)?;
+        let file = io::BufWriter::with_capacity(256 * 1024, File::create(temp)?);
         Ok(TempOutput {
             temp: temp.to_path_buf(),
             file,
@@ -49,8 +49,19 @@ impl TempOutput {
 
     /// fsyncs the content; returns its sha256 and size.
     pub fn finish(self) -> io::Result<(String, u64)> {
-        self.file.sync_all()?;
+        let file = self.file.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
         Ok((hex::encode(self.hasher.finalize()), self.size))
+    }
+}
+
+impl Write for TempOutput {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -86,7 +97,7 @@ pub fn copy_new(from: &Path, to: &Path) -> io::Result<()> {
     let result = (|| {
         let mut src = File::open(from)?;
         let mut out = TempOutput::create(&tmp)?;
-        io::copy(&mut src, &mut TempWriter(&mut out))?;
+        io::copy(&mut src, &mut out)?;
         out.finish()?;
         fsutil::rename_noreplace(&tmp, to)?;
         sync_parent(to)
@@ -114,18 +125,6 @@ pub fn move_file(from: &Path, to: &Path) -> io::Result<()> {
             sync_parent(to)?;
             sync_parent(from)
         }
-    }
-}
-
-struct TempWriter<'a>(&'a mut TempOutput);
-
-impl Write for TempWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write_all(buf)?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

@@ -19,12 +19,15 @@ use std::path::{Path, PathBuf};
 use chrono::Local;
 
 use crate::fsutil;
+use crate::job::data::{OnError, OutputFormat};
 use crate::job::template::Vars;
 use crate::job::{Exists, Job, Success};
 use crate::journal::{Identity, Journal, Plan, PlannedOutput};
 use crate::outputs::folder::{self as out, TempOutput};
 use crate::readiness::Meta;
 use crate::sources::folder::{Found, meta_of};
+
+use super::pipeline;
 
 /// How processing a file ended, for the source that handed it over.
 #[derive(Debug)]
@@ -312,20 +315,97 @@ fn deliver(
             let _ = std::fs::remove_file(&t.temp);
         }
     };
+    // Rejected records (`on_error = "skip"`) go beside the first output.
+    let rejects_target = match (&job.input, targets.first()) {
+        (Some(i), Some(first)) if i.on_error == OnError::Skip => {
+            let final_path = first
+                .final_path
+                .with_file_name(fsutil::fit_component(&format!(
+                    "{}.rejects.jsonl",
+                    found.name
+                )));
+            let idx = job.outputs.len() as u32;
+            Some(Target {
+                idx,
+                temp: out::temp_path(&final_path, id, idx),
+                final_path,
+                exists: Exists::Unique,
+            })
+        }
+        _ => None,
+    };
+    let mut rejected = 0;
     let written = (|| -> Result<(String, Vec<(String, u64)>), FileError> {
-        let mut src = std::fs::File::open(&found.path)
-            .map_err(|e| FileError::io(format!("cannot open {}", found.path.display()), &e))?;
-        let mut temps = Vec::new();
+        let mut raw = Vec::new();
+        let mut records = Vec::new();
         for t in &targets {
-            temps.push(TempOutput::create(&t.temp).map_err(|e| {
+            let tmp = TempOutput::create(&t.temp).map_err(|e| {
                 FileError::io(
                     format!("cannot write output {} in {}", t.idx + 1, parent(&t.temp)),
                     &e,
                 )
-            })?);
+            })?;
+            let data = &job.outputs[t.idx as usize].data;
+            match data.format {
+                OutputFormat::Original => raw.push((t.idx, tmp)),
+                _ => records.push((t.idx, tmp, data)),
+            }
         }
-        let (hash, n) = out::tee_copy(&mut src, &mut temps)
-            .map_err(|e| FileError::io("cannot copy the file to its outputs", &e))?;
+        let mut finished: Vec<(u32, TempOutput)> = Vec::new();
+        let mut hash = None;
+        if !raw.is_empty() || records.is_empty() {
+            let mut src = std::fs::File::open(&found.path)
+                .map_err(|e| FileError::io(format!("cannot open {}", found.path.display()), &e))?;
+            let (idxs, mut temps): (Vec<u32>, Vec<TempOutput>) = raw.into_iter().unzip();
+            let (h, n) = out::tee_copy(&mut src, &mut temps)
+                .map_err(|e| FileError::io("cannot copy the file to its outputs", &e))?;
+            hash = Some((h, n));
+            finished.extend(idxs.into_iter().zip(temps));
+        }
+        if !records.is_empty() {
+            let idxs: Vec<u32> = records.iter().map(|(i, _, _)| *i).collect();
+            let outs = records.into_iter().map(|(_, t, d)| (t, d)).collect();
+            let (stem, ext) = crate::job::template::split_name(&found.name);
+            let meta = std::collections::BTreeMap::from([
+                ("name".to_string(), found.name.clone()),
+                ("stem".to_string(), stem.to_string()),
+                ("ext".to_string(), ext.to_string()),
+                ("dir".to_string(), found.rel_dir.clone()),
+                ("job".to_string(), job.name.clone()),
+                (
+                    "source".to_string(),
+                    found.path.to_string_lossy().into_owned(),
+                ),
+            ]);
+            let mut rejects = pipeline::Rejects {
+                path: rejects_target
+                    .as_ref()
+                    .map_or(Path::new(""), |t| t.temp.as_path()),
+                file: None,
+            };
+            let result = pipeline::run(job, &found.path, outs, meta, &mut rejects);
+            if let Some(r) = rejects.file {
+                finished.push((u32::MAX, r));
+            }
+            let pipeline::Converted {
+                temps,
+                hash: h,
+                stats,
+            } = result.map_err(|e| FileError {
+                chain: vec![format!("cannot convert the file: {e}")],
+            })?;
+            tracing::info!(
+                read = stats.read,
+                written = stats.written,
+                filtered = stats.filtered,
+                rejected = stats.rejected,
+                "Records converted."
+            );
+            rejected = stats.rejected;
+            hash = hash.or(Some(h));
+            finished.extend(idxs.into_iter().zip(temps));
+        }
+        let (hash, n) = hash.expect("the file was read");
         if n != found.meta.size {
             return Err(FileError::new(format!(
                 "read {n} bytes but the file had {} when it settled",
@@ -333,16 +413,35 @@ fn deliver(
             )));
         }
         let mut sums = Vec::new();
-        for (t, tmp) in targets.iter().zip(temps) {
-            sums.push(tmp.finish().map_err(|e| {
-                FileError::io(
-                    format!("cannot fsync output {} in {}", t.idx + 1, parent(&t.temp)),
-                    &e,
-                )
-            })?);
+        let mut rejects_sum = None;
+        finished.sort_by_key(|(i, _)| *i);
+        for (i, tmp) in finished {
+            let what = if i == u32::MAX {
+                "the rejects file".to_string()
+            } else {
+                format!("output {}", i + 1)
+            };
+            let sum = tmp
+                .finish()
+                .map_err(|e| FileError::io(format!("cannot fsync {what}"), &e))?;
+            if i == u32::MAX {
+                rejects_sum = Some(sum);
+            } else {
+                sums.push(sum);
+            }
+        }
+        if let Some(sum) = rejects_sum {
+            sums.push(sum);
         }
         Ok((hash, sums))
     })();
+    if rejected > 0
+        && let Some(t) = rejects_target
+    {
+        targets.push(t);
+    } else if let Some(t) = &rejects_target {
+        let _ = std::fs::remove_file(&t.temp);
+    }
     let (hash, sums) = match written {
         Ok(w) => w,
         Err(e) => {

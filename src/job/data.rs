@@ -1,0 +1,519 @@
+//! The data parts of a job file: `[input]` (how to read records), `[transform]` (how to
+//! change them) and each output's `format` (how to write them).
+
+use std::path::Path;
+
+use encoding_rs::Encoding;
+
+use super::toml_reader::{Doc, Str, TableReader};
+use crate::formats::csv::{CsvOptions, CsvOutOptions, Quoting, Ragged};
+use crate::formats::fixed::{Align, Column, Layout};
+use crate::formats::json::JsonStyle;
+use crate::formats::xml::{XmlOptions, XmlPaths};
+
+/// What to do with a record that cannot be read or transformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// The whole file fails and goes to the error folder; nothing is written.
+    Fail,
+    /// The record is written to a rejects file beside the outputs, with the reason.
+    Skip,
+}
+
+#[derive(Debug, Clone)]
+pub enum InputFormat {
+    Csv(CsvOptions),
+    Xml(XmlOptions),
+    Fixed(Layout),
+}
+
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub format: InputFormat,
+    pub encoding: &'static Encoding,
+    /// Replace undecodable bytes with U+FFFD instead of failing.
+    pub replace: bool,
+    pub on_error: OnError,
+}
+
+/// `[transform]`: keep records matching `filter`, then compute `fields`.
+#[derive(Debug, Clone, Default)]
+pub struct TransformSpec {
+    /// A minijinja expression; records where it is false are dropped.
+    pub filter: Option<String>,
+    /// Output field name and its minijinja expression, in order.
+    pub fields: Vec<(String, String)>,
+    /// Keep the input fields not named in `fields` (after them).
+    pub keep: bool,
+    /// Lookup tables: name and CSV file (first column is the key).
+    pub lookups: Vec<(String, std::path::PathBuf)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum OutputFormat {
+    /// The original bytes, unchanged.
+    Original,
+    Csv(CsvOutOptions),
+    Json(JsonStyle),
+    Fixed(Layout),
+}
+
+#[derive(Debug, Clone)]
+pub struct OutputData {
+    pub format: OutputFormat,
+    pub encoding: &'static Encoding,
+    /// Write `?` for characters the encoding lacks instead of failing.
+    pub replace: bool,
+    pub crlf: bool,
+}
+
+impl Default for OutputData {
+    fn default() -> Self {
+        OutputData {
+            format: OutputFormat::Original,
+            encoding: encoding_rs::UTF_8,
+            replace: false,
+            crlf: false,
+        }
+    }
+}
+
+pub const INPUT_KEYS: &[&str] = &[
+    "format",
+    "encoding",
+    "on_undecodable",
+    "on_error",
+    "delimiter",
+    "quote",
+    "escape",
+    "header",
+    "columns",
+    "comment",
+    "skip_lines",
+    "ragged",
+    "trim",
+    "record",
+    "fields",
+    "namespaces",
+    "column",
+];
+pub const TRANSFORM_KEYS: &[&str] = &["filter", "fields", "keep", "lookups"];
+/// Keys an `[[output]]` may have for its format, besides folder, name and exists.
+pub const OUTPUT_FORMAT_KEYS: &[&str] = &[
+    "format",
+    "encoding",
+    "on_unmappable",
+    "line_ending",
+    "delimiter",
+    "quote",
+    "quoting",
+    "header",
+    "column",
+];
+
+fn one_char(doc: &mut Doc<'_>, s: Option<Str>, default: Option<u8>) -> Option<Option<u8>> {
+    let Some(s) = s else { return Some(default) };
+    let v = match s.value.as_str() {
+        "\\t" | "\t" | "tab" => "\t",
+        other => other,
+    };
+    if v.len() == 1 && v.is_ascii() {
+        return Some(Some(v.as_bytes()[0]));
+    }
+    doc.error(
+        s.span.clone(),
+        &s.key,
+        format!(
+            "expected one ASCII character (or \"tab\"), found {:?}",
+            s.value
+        ),
+    );
+    None
+}
+
+fn encoding(doc: &mut Doc<'_>, s: Option<Str>) -> Option<&'static Encoding> {
+    let Some(s) = s else {
+        return Some(encoding_rs::UTF_8);
+    };
+    match crate::formats::encoding::by_label(&s.value) {
+        Some(e) => Some(e),
+        None => {
+            doc.error(
+                s.span.clone(),
+                &s.key,
+                format!(
+                    "unknown encoding {:?}; use a label such as \"utf-8\", \"windows-1252\", \"iso-8859-15\", \"utf-16le\"",
+                    s.value
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn choice<T: Copy>(
+    doc: &mut Doc<'_>,
+    s: Option<Str>,
+    choices: &[(&str, T)],
+    default: T,
+) -> Option<T> {
+    let Some(s) = s else { return Some(default) };
+    if let Some((_, v)) = choices.iter().find(|(n, _)| *n == s.value) {
+        return Some(*v);
+    }
+    doc.error(
+        s.span.clone(),
+        &s.key,
+        format!(
+            "expected one of {}, found {:?}",
+            choices
+                .iter()
+                .map(|(n, _)| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+            s.value
+        ),
+    );
+    None
+}
+
+fn layout(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>, trim: bool) -> Option<Layout> {
+    let mut columns = Vec::new();
+    let mut ok = true;
+    let tables = t.tables(doc, "column");
+    if tables.is_empty() {
+        doc.error(
+            t.span.clone(),
+            &format!("{}.column", t.path),
+            "a fixed-width format needs `[[...column]]` entries with name, start and length",
+        );
+        return None;
+    }
+    for mut c in tables {
+        let name = c.str(doc, "name");
+        let start = c.uint(doc, "start");
+        let length = c.uint(doc, "length");
+        let align_raw = c.str(doc, "align");
+        let align = choice(
+            doc,
+            align_raw,
+            &[("left", Align::Left), ("right", Align::Right)],
+            Align::Left,
+        );
+        let pad_raw = c.str(doc, "pad");
+        let pad = match pad_raw {
+            Some(p) if p.value.chars().count() == 1 => p.value.chars().next(),
+            Some(p) => {
+                doc.error(p.span.clone(), &p.key, "expected one character");
+                None
+            }
+            None => Some(' '),
+        };
+        let span = c.span.clone();
+        let path = c.path.clone();
+        c.finish(doc, &["name", "start", "length", "align", "pad"]);
+        match (name, start, length, align, pad) {
+            (Some(n), Some(s), Some(l), Some(a), Some(p)) if s > 0 && l > 0 => {
+                columns.push(Column {
+                    name: n.value,
+                    start: s as usize,
+                    length: l as usize,
+                    align: a,
+                    pad: p,
+                })
+            }
+            (Some(_), Some(_), Some(_), _, _) => {
+                doc.error(span, &path, "start and length count from 1");
+                ok = false;
+            }
+            _ => {
+                if c_missing(doc, span, &path) {
+                    ok = false;
+                }
+            }
+        }
+    }
+    let l = Layout {
+        columns,
+        trim,
+        short_lines: true,
+    };
+    if let Err(e) = l.check() {
+        doc.error(t.span.clone(), &t.path, e);
+        return None;
+    }
+    ok.then_some(l)
+}
+
+fn c_missing(doc: &mut Doc<'_>, span: std::ops::Range<usize>, path: &str) -> bool {
+    doc.error(span, path, "each column needs `name`, `start` and `length`");
+    true
+}
+
+/// Reads `[input]`.
+pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input> {
+    let format_raw = t.str(doc, "format");
+    let format_span = format_raw.as_ref().map(|s| s.span.clone());
+    let kind = match format_raw {
+        Some(f) => match f.value.as_str() {
+            "csv" | "xml" | "fixed" => f.value,
+            other => {
+                doc.error(
+                    f.span.clone(),
+                    &f.key,
+                    format!("expected one of \"csv\", \"xml\", \"fixed\", found {other:?}"),
+                );
+                t.finish(doc, INPUT_KEYS);
+                return None;
+            }
+        },
+        None => {
+            doc.error(
+                t.span.clone(),
+                "input.format",
+                "missing `format`: \"csv\", \"xml\" or \"fixed\"",
+            );
+            t.finish(doc, INPUT_KEYS);
+            return None;
+        }
+    };
+    let enc_raw = t.str(doc, "encoding");
+    let enc = encoding(doc, enc_raw);
+    let undecodable_raw = t.str(doc, "on_undecodable");
+    let replace = choice(
+        doc,
+        undecodable_raw,
+        &[("error", false), ("replace", true)],
+        false,
+    );
+    let on_error_raw = t.str(doc, "on_error");
+    let on_error = choice(
+        doc,
+        on_error_raw,
+        &[("fail", OnError::Fail), ("skip", OnError::Skip)],
+        OnError::Fail,
+    );
+    let format = match kind.as_str() {
+        "csv" => {
+            let d = t.str(doc, "delimiter");
+            let delimiter = one_char(doc, d, Some(b','));
+            let q = t.str(doc, "quote");
+            let quote = one_char(doc, q, Some(b'"'));
+            let e = t.str(doc, "escape");
+            let escape = one_char(doc, e, None);
+            let c = t.str(doc, "comment");
+            let comment = one_char(doc, c, None);
+            let header = t.bool(doc, "header").unwrap_or(true);
+            let columns = t
+                .str_list(doc, "columns")
+                .map(|l| l.into_iter().map(|s| s.value).collect());
+            let skip_lines = t.uint(doc, "skip_lines").unwrap_or(0) as usize;
+            let r = t.str(doc, "ragged");
+            let ragged = choice(
+                doc,
+                r,
+                &[("error", Ragged::Error), ("pad", Ragged::Pad)],
+                Ragged::Error,
+            );
+            let trim = t.bool(doc, "trim").unwrap_or(false);
+            Some(InputFormat::Csv(CsvOptions {
+                delimiter: delimiter??,
+                quote: quote??,
+                escape: escape?,
+                header,
+                columns,
+                comment: comment?,
+                skip_lines,
+                ragged: ragged?,
+                trim,
+            }))
+        }
+        "xml" => {
+            let record = t.str(doc, "record");
+            let fields = t.str_map(doc, "fields").unwrap_or_default();
+            let namespaces = t.str_map(doc, "namespaces").unwrap_or_default();
+            let Some(record) = record else {
+                doc.error(
+                    t.span.clone(),
+                    "input.record",
+                    "missing `record`: the repeating element, e.g. \"/Invoice/cac:InvoiceLine\", or \"/\" for the whole document",
+                );
+                t.finish(doc, INPUT_KEYS);
+                return None;
+            };
+            if fields.is_empty() {
+                doc.error(
+                    record.span.clone(),
+                    "input.fields",
+                    "missing `[input.fields]`: name = \"path\" pairs such as `ID = \"cbc:ID\"`",
+                );
+            }
+            let opts = XmlOptions {
+                record: record.value.clone(),
+                fields: fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.value.clone()))
+                    .collect(),
+                namespaces: namespaces
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.value.clone()))
+                    .collect(),
+            };
+            match XmlPaths::compile(&opts) {
+                Ok(_) => Some(InputFormat::Xml(opts)),
+                Err(e) => {
+                    doc.error(record.span.clone(), "input", e);
+                    None
+                }
+            }
+        }
+        _ => {
+            let trim = t.bool(doc, "trim").unwrap_or(true);
+            layout(doc, &mut t, trim).map(InputFormat::Fixed)
+        }
+    };
+    let _ = format_span;
+    t.finish(doc, INPUT_KEYS);
+    Some(Input {
+        format: format?,
+        encoding: enc?,
+        replace: replace?,
+        on_error: on_error?,
+    })
+}
+
+/// Reads `[transform]`; lookup files resolve against the job file's folder.
+pub fn read_transform(
+    doc: &mut Doc<'_>,
+    job_dir: &Path,
+    mut t: TableReader<'_, '_>,
+) -> Option<TransformSpec> {
+    let filter = t.str(doc, "filter");
+    let fields = t.str_map(doc, "fields").unwrap_or_default();
+    let keep = t.bool(doc, "keep").unwrap_or(false);
+    let lookups = t.str_map(doc, "lookups").unwrap_or_default();
+    t.finish(doc, TRANSFORM_KEYS);
+    let env = crate::transform::environment(&Default::default());
+    let mut ok = true;
+    for s in filter.iter().chain(fields.iter().map(|(_, v)| v)) {
+        if let Err(e) = env.compile_expression(&s.value) {
+            doc.error(
+                s.span.clone(),
+                &s.key,
+                format!(
+                    "expected a minijinja expression: {}",
+                    e.detail().unwrap_or(&e.to_string())
+                ),
+            );
+            ok = false;
+        }
+    }
+    let mut tables = Vec::new();
+    for (name, file) in lookups {
+        let p = job_dir.join(&file.value);
+        if !p.is_file() {
+            doc.error(
+                file.span.clone(),
+                &file.key,
+                format!("no lookup table at {}", p.display()),
+            );
+            ok = false;
+        }
+        tables.push((name, p));
+    }
+    ok.then_some(TransformSpec {
+        filter: filter.map(|s| s.value),
+        fields: fields.into_iter().map(|(k, v)| (k, v.value)).collect(),
+        keep,
+        lookups: tables,
+    })
+}
+
+/// Reads the format keys of one `[[output]]`.
+pub fn read_output_data(
+    doc: &mut Doc<'_>,
+    t: &mut TableReader<'_, '_>,
+    has_input: bool,
+) -> Option<OutputData> {
+    let format_raw = t.str(doc, "format");
+    let enc_raw = t.str(doc, "encoding");
+    let enc = encoding(doc, enc_raw);
+    let unm_raw = t.str(doc, "on_unmappable");
+    let replace = choice(doc, unm_raw, &[("error", false), ("replace", true)], false);
+    let le_raw = t.str(doc, "line_ending");
+    let crlf = choice(doc, le_raw, &[("lf", false), ("crlf", true)], false);
+    let kind = format_raw
+        .as_ref()
+        .map_or("original", |s| s.value.as_str())
+        .to_string();
+    if kind != "original"
+        && !has_input
+        && let Some(f) = &format_raw
+    {
+        doc.error(
+            f.span.clone(),
+            &f.key,
+            "an output format other than \"original\" needs an `[input]` section that says how to read the file",
+        );
+        return None;
+    }
+    let format = match kind.as_str() {
+        "original" => Some(OutputFormat::Original),
+        "json" => Some(OutputFormat::Json(JsonStyle::Array)),
+        "jsonl" => Some(OutputFormat::Json(JsonStyle::Lines)),
+        "csv" => {
+            let d = t.str(doc, "delimiter");
+            let delimiter = one_char(doc, d, Some(b','));
+            let q = t.str(doc, "quote");
+            let quote = one_char(doc, q, Some(b'"'));
+            let qs = t.str(doc, "quoting");
+            let quoting = choice(
+                doc,
+                qs,
+                &[
+                    ("necessary", Quoting::Necessary),
+                    ("always", Quoting::Always),
+                    ("non-numeric", Quoting::NonNumeric),
+                    ("never", Quoting::Never),
+                ],
+                Quoting::Necessary,
+            );
+            let header = t.bool(doc, "header").unwrap_or(true);
+            Some(OutputFormat::Csv(CsvOutOptions {
+                delimiter: delimiter??,
+                quote: quote??,
+                quoting: quoting?,
+                header,
+                crlf: crlf?,
+            }))
+        }
+        "fixed" => layout(doc, t, false).map(OutputFormat::Fixed),
+        other => {
+            if let Some(f) = &format_raw {
+                doc.error(
+                    f.span.clone(),
+                    &f.key,
+                    format!("expected one of \"original\", \"csv\", \"json\", \"jsonl\", \"fixed\", found {other:?}"),
+                );
+            }
+            None
+        }
+    };
+    if let Some(e) = enc
+        && (e == encoding_rs::UTF_16LE || e == encoding_rs::UTF_16BE)
+    {
+        let span = t.span_of("encoding");
+        doc.error(
+            span,
+            &format!("{}.encoding", t.path),
+            "UTF-16 output is not supported; use \"utf-8\" or a single-byte encoding",
+        );
+        return None;
+    }
+    Some(OutputData {
+        format: format?,
+        encoding: enc?,
+        replace: replace?,
+        crlf: crlf?,
+    })
+}

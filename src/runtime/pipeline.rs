@@ -1,0 +1,285 @@
+//! The record pipeline of one file: decode, read records, transform, and write every
+//! record-format output, in one streaming pass. Outputs are temporary files (see
+//! [`crate::outputs::folder::TempOutput`]); nothing here makes anything visible.
+//!
+//! A bad record fails the whole file (`on_error = "fail"`, the default) with a report that
+//! names the record, line, byte offset, field and value; or, with `on_error = "skip"`, goes
+//! to a rejects file beside the first output (JSON Lines: the position, the reason and the
+//! record's fields) while the good records are written.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::formats::csv::{CsvReader, CsvWriter};
+use crate::formats::encoding::{DecodeReader, EncodeWriter};
+use crate::formats::fixed::{FixedReader, FixedWriter};
+use crate::formats::json::JsonWriter;
+use crate::formats::xml::{XmlPaths, XmlReader};
+use crate::formats::{ParseError, Record};
+use crate::job::Job;
+use crate::job::data::{InputFormat, OnError, OutputData, OutputFormat};
+use crate::outputs::folder::TempOutput;
+use crate::transform::{self, Transformer};
+
+/// Hashes what is read through it: the original's sha256 without a second pass.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Reads what is left (so the hash covers the whole file) and returns sha256 and size.
+    pub fn finish(mut self) -> io::Result<(String, u64)> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok((hex::encode(self.hasher.finalize()), self.bytes))
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+type Sink = EncodeWriter<TempOutput>;
+
+/// One record-format output being written.
+#[allow(clippy::large_enum_variant)] // one per output and file: boxing buys nothing
+enum Writer {
+    Csv(CsvWriter<Sink>),
+    Json(JsonWriter<Sink>),
+    Fixed(FixedWriter<Sink>),
+}
+
+impl Writer {
+    fn new(temp: TempOutput, data: &OutputData) -> Writer {
+        let sink = EncodeWriter::new(temp, data.encoding, data.replace);
+        match &data.format {
+            OutputFormat::Csv(o) => Writer::Csv(CsvWriter::new(sink, o)),
+            OutputFormat::Json(style) => Writer::Json(JsonWriter::new(sink, *style)),
+            OutputFormat::Fixed(l) => Writer::Fixed(FixedWriter::new(sink, l.clone(), data.crlf)),
+            OutputFormat::Original => unreachable!("original outputs are copied, not written"),
+        }
+    }
+
+    fn write(&mut self, rec: &Record) -> Result<(), ParseError> {
+        let io = |e: io::Error| {
+            let message = match e
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<crate::formats::encoding::EncodeError>())
+            {
+                Some(enc) => enc.to_string(),
+                None => format!("cannot write: {e}"),
+            };
+            ParseError {
+                pos: Some(rec.pos),
+                ..ParseError::new(message)
+            }
+        };
+        match self {
+            Writer::Csv(w) => w.write(rec).map_err(io),
+            Writer::Json(w) => w.write(rec).map_err(io),
+            Writer::Fixed(w) => w.write(rec),
+        }
+    }
+
+    fn finish(self) -> io::Result<TempOutput> {
+        let sink = match self {
+            Writer::Csv(w) => w.finish()?,
+            Writer::Json(w) => w.finish()?,
+            Writer::Fixed(w) => w.finish()?,
+        };
+        sink.finish()
+    }
+}
+
+/// What the pass did, for the journal and the log.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub read: u64,
+    pub written: u64,
+    pub filtered: u64,
+    pub rejected: u64,
+}
+
+/// Where rejected records go.
+pub struct Rejects<'a> {
+    pub path: &'a Path,
+    pub file: Option<TempOutput>,
+}
+
+/// What a pass produced: the outputs (to be fsynced and committed), the original's sha256
+/// and size, and what was done.
+pub struct Converted {
+    pub temps: Vec<TempOutput>,
+    pub hash: (String, u64),
+    pub stats: Stats,
+}
+
+/// Reads `src` as the job's input and writes the records to `outputs` (temporary files,
+/// with their format).
+pub fn run(
+    job: &Job,
+    src: &Path,
+    outputs: Vec<(TempOutput, &OutputData)>,
+    meta: BTreeMap<String, String>,
+    rejects: &mut Rejects<'_>,
+) -> Result<Converted, ParseError> {
+    let input = job.input.as_ref().expect("a record pipeline has an input");
+    let file = std::fs::File::open(src)
+        .map_err(|e| ParseError::new(format!("cannot open the file: {e}")))?;
+    let mut hashing = HashingReader::new(file);
+    let lookups = transform::load_lookups(&job.transform).map_err(ParseError::new)?;
+    let env = transform::environment(&lookups);
+    let mut transformer = Transformer::new(&env, &job.transform, meta).map_err(ParseError::new)?;
+    let mut writers: Vec<Writer> = outputs
+        .into_iter()
+        .map(|(t, d)| Writer::new(t, d))
+        .collect();
+    let mut stats = Stats::default();
+    {
+        let decoded = BufReader::with_capacity(
+            256 * 1024,
+            DecodeReader::new(&mut hashing, input.encoding, input.replace),
+        );
+        let mut reader = match &input.format {
+            InputFormat::Csv(o) => Reader::Csv(Box::new(CsvReader::new(decoded, o.clone())?)),
+            InputFormat::Xml(o) => Reader::Xml(Box::new(XmlReader::new(
+                decoded,
+                XmlPaths::compile(o).map_err(ParseError::new)?,
+            ))),
+            InputFormat::Fixed(l) => Reader::Fixed(Box::new(FixedReader::new(decoded, l.clone()))),
+        };
+        let mut rec = Record::default();
+        loop {
+            let bad = match reader.read_into(&mut rec) {
+                Ok(false) => break,
+                Ok(true) => {
+                    stats.read += 1;
+                    process_record(
+                        &mut rec,
+                        &mut transformer,
+                        &mut writers,
+                        &mut stats,
+                        input.on_error,
+                    )
+                }
+                Err(e) => Err(e),
+            };
+            match bad {
+                Ok(()) => {}
+                Err(Bad::Skip(e, data)) if input.on_error == OnError::Skip => {
+                    stats.rejected += 1;
+                    reject(rejects, &e, data.as_deref()).map_err(|io| {
+                        ParseError::new(format!("cannot write the rejects file: {io}"))
+                    })?;
+                }
+                Err(Bad::Skip(e, _) | Bad::Fatal(e)) => return Err(e),
+            }
+        }
+    }
+    let hash = hashing
+        .finish()
+        .map_err(|e| ParseError::new(format!("cannot read the file: {e}")))?;
+    let mut temps = Vec::new();
+    for w in writers {
+        temps.push(
+            w.finish()
+                .map_err(|e| ParseError::new(format!("cannot write an output: {e}")))?,
+        );
+    }
+    Ok(Converted { temps, hash, stats })
+}
+
+/// A record that went wrong: one that can be skipped (with what is known of it), or an
+/// error after which the file cannot be read further.
+enum Bad {
+    Skip(ParseError, Option<Box<Record>>),
+    Fatal(ParseError),
+}
+
+fn process_record(
+    rec: &mut Record,
+    transformer: &mut Transformer<'_>,
+    writers: &mut [Writer],
+    stats: &mut Stats,
+    on_error: OnError,
+) -> Result<(), Bad> {
+    let original = (on_error == OnError::Skip).then(|| Box::new(rec.clone()));
+    match transformer.apply(rec) {
+        Ok(true) => {}
+        Ok(false) => {
+            stats.filtered += 1;
+            return Ok(());
+        }
+        Err(e) => return Err(Bad::Skip(e, original)),
+    }
+    for w in writers.iter_mut() {
+        w.write(rec).map_err(|e| Bad::Skip(e, original.clone()))?;
+    }
+    stats.written += 1;
+    Ok(())
+}
+
+enum Reader<R: io::BufRead> {
+    Csv(Box<CsvReader<R>>),
+    Xml(Box<XmlReader<R>>),
+    Fixed(Box<FixedReader<R>>),
+}
+
+impl<R: io::BufRead> Reader<R> {
+    fn read_into(&mut self, rec: &mut Record) -> Result<bool, Bad> {
+        let (r, line_based) = match self {
+            Reader::Csv(r) => (r.read_into(rec), true),
+            Reader::Xml(r) => (r.read_into(rec), false),
+            Reader::Fixed(r) => (r.read_into(rec), true),
+        };
+        // In line-based formats a bad record (a wrong field count, a short line) can be
+        // skipped and reading goes on; undecodable bytes and malformed XML end the file.
+        r.map_err(|e| {
+            if line_based && e.pos.is_some() && !e.message.contains("not valid") {
+                Bad::Skip(e, None)
+            } else {
+                Bad::Fatal(e)
+            }
+        })
+    }
+}
+
+fn reject(rejects: &mut Rejects<'_>, e: &ParseError, rec: Option<&Record>) -> io::Result<()> {
+    if rejects.file.is_none() {
+        rejects.file = Some(TempOutput::create(rejects.path)?);
+    }
+    let f = rejects.file.as_mut().expect("just created");
+    let mut fields = serde_json::Map::new();
+    for (k, v) in rec.iter().flat_map(|r| r.fields()) {
+        fields.insert(k.to_string(), v.into());
+    }
+    let pos = e.pos.or(rec.map(|r| r.pos)).unwrap_or_default();
+    let line = serde_json::json!({
+        "record": pos.record,
+        "line": pos.line,
+        "byte": pos.byte,
+        "field": e.field,
+        "value": e.value,
+        "reason": e.message,
+        "data": fields,
+    });
+    serde_json::to_writer(&mut *f, &line)?;
+    f.write_all(b"\n")
+}

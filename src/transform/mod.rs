@@ -1,0 +1,515 @@
+//! Transforms: keep the records that match a filter, compute output fields with minijinja
+//! expressions (Jinja syntax admins know from Ansible), look values up in CSV tables.
+//!
+//! Every field of the record is a variable (`Qty`, or `record["Unit Price"]` for names that
+//! are not identifiers), and `meta` holds the file's facts (`meta.name`, `meta.job`, ...).
+//! Besides minijinja's built-in filters, ferry adds:
+//! - `num` / `num(",")`: a number from text, with a decimal point or a decimal comma
+//!   (`"12,50"`, `"1.234,56"`, `"1,234.56"`; name the decimal separator when the file
+//!   writes thousands as `1.000`); an error when it is not a number;
+//! - `decimal(places=2, sep=".")`: a number written with fixed decimals;
+//! - `date(from, to="%Y-%m-%d")`: a date parsed with one strftime format and written with
+//!   another;
+//! - `lookup(table, key, column)`: a value from a lookup table (none when the key is absent).
+//!
+//! Theory of operation: the record's values are moved into a reference-counted object for
+//! evaluation and moved back afterwards, so evaluating costs no copy of the record.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use minijinja::value::{Object, Value};
+use minijinja::{Environment, Error, ErrorKind, Expression, UndefinedBehavior};
+
+use crate::formats::{ParseError, Record};
+use crate::job::data::TransformSpec;
+
+/// A lookup table: the first column is the key.
+#[derive(Debug, Default)]
+pub struct Table {
+    columns: Vec<String>,
+    rows: HashMap<String, Vec<String>>,
+}
+
+/// Lookup tables by name.
+pub type Lookups = HashMap<String, Arc<Table>>;
+
+/// Loads the lookup tables a transform names (CSV, UTF-8, with a header row; `,` or `;`).
+pub fn load_lookups(spec: &TransformSpec) -> Result<Lookups, String> {
+    let mut out = HashMap::new();
+    for (name, path) in &spec.lookups {
+        out.insert(
+            name.clone(),
+            Arc::new(
+                load_table(path)
+                    .map_err(|e| format!("lookup table `{name}` ({}): {e}", path.display()))?,
+            ),
+        );
+    }
+    Ok(out)
+}
+
+fn load_table(path: &Path) -> Result<Table, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let first = text.lines().next().unwrap_or("");
+    let delimiter = if first.matches(';').count() > first.matches(',').count() {
+        b';'
+    } else {
+        b','
+    };
+    let mut r = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .from_reader(text.as_bytes());
+    let columns: Vec<String> = r
+        .headers()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|s| s.trim_start_matches('\u{feff}').to_string())
+        .collect();
+    let mut rows = HashMap::new();
+    for row in r.records() {
+        let row = row.map_err(|e| e.to_string())?;
+        let values: Vec<String> = row.iter().map(str::to_string).collect();
+        if let Some(k) = values.first() {
+            rows.insert(k.clone(), values);
+        }
+    }
+    Ok(Table { columns, rows })
+}
+
+/// Parses a number written with a decimal point or a decimal comma. Without `decimal`,
+/// a lone `,` is a decimal comma and a lone `.` a decimal point; with both, the last one is
+/// the decimal separator. `decimal` names it when the file says otherwise (`"1.000"` is a
+/// thousand with `decimal = ","`).
+pub fn parse_number_with(text: &str, decimal: Option<char>) -> Option<Value> {
+    let t: String = text
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '\'' | '\u{a0}' | '_'))
+        .collect();
+    if t.is_empty() {
+        return None;
+    }
+    let t = match decimal {
+        Some(',') => t.replace('.', "").replace(',', "."),
+        Some(_) => t.replace(',', ""),
+        None => t,
+    };
+    if decimal.is_some() {
+        return t.parse::<i64>().map(Value::from).ok().or_else(|| {
+            t.parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .map(Value::from)
+        });
+    }
+    let (last_dot, last_comma) = (t.rfind('.'), t.rfind(','));
+    let normalized = match (last_dot, last_comma) {
+        (Some(d), Some(c)) if c > d => t.replace('.', "").replace(',', "."),
+        (Some(_), Some(_)) => t.replace(',', ""),
+        (None, Some(_)) if t.matches(',').count() == 1 => t.replace(',', "."),
+        (None, Some(_)) => t.replace(',', ""),
+        _ => t,
+    };
+    if let Ok(i) = normalized.parse::<i64>() {
+        return Some(Value::from(i));
+    }
+    normalized
+        .parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
+        .map(Value::from)
+}
+
+/// See [`parse_number_with`].
+pub fn parse_number(text: &str) -> Option<Value> {
+    parse_number_with(text, None)
+}
+
+fn num(v: Value, decimal: Option<String>) -> Result<Value, Error> {
+    if v.is_number() {
+        return Ok(v);
+    }
+    let s = v
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string());
+    let sep = decimal.as_deref().and_then(|d| d.chars().next());
+    parse_number_with(&s, sep).ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("{s:?} is not a number"),
+        )
+    })
+}
+
+fn decimal(v: Value, places: Option<usize>, sep: Option<String>) -> Result<String, Error> {
+    let n = num(v, None)?;
+    let f = f64::try_from(n).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    let s = format!("{:.*}", places.unwrap_or(2), f);
+    Ok(match sep {
+        Some(sep) if sep != "." => s.replace('.', &sep),
+        _ => s,
+    })
+}
+
+fn date(v: Value, from: String, to: Option<String>) -> Result<String, Error> {
+    let s = v
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string());
+    let to = to.unwrap_or_else(|| "%Y-%m-%d".into());
+    let s = s.trim();
+    if let Ok(dt) = chrono::NaiveDateTime::parse_from_str(s, &from) {
+        return Ok(dt.format(&to).to_string());
+    }
+    chrono::NaiveDate::parse_from_str(s, &from)
+        .map(|d| d.format(&to).to_string())
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!("{s:?} is not a date in the format {from:?}: {e}"),
+            )
+        })
+}
+
+/// The minijinja environment every expression and template of a job uses.
+pub fn environment(lookups: &Lookups) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.add_filter("num", num);
+    env.add_filter("decimal", decimal);
+    env.add_filter("date", date);
+    let tables = lookups.clone();
+    env.add_function(
+        "lookup",
+        move |table: String, key: Value, column: String| -> Result<Value, Error> {
+            let t = tables.get(&table).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("no lookup table `{table}`"),
+                )
+            })?;
+            let col = t.columns.iter().position(|c| *c == column).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!(
+                        "lookup table `{table}` has no column `{column}` (it has {})",
+                        t.columns.join(", ")
+                    ),
+                )
+            })?;
+            let key = key
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| key.to_string());
+            Ok(t.rows
+                .get(&key)
+                .and_then(|r| r.get(col))
+                .map_or(Value::from(()), |v| Value::from(v.clone())))
+        },
+    );
+    env
+}
+
+/// A record as minijinja sees it.
+#[derive(Debug)]
+struct RecordObj {
+    names: Arc<[String]>,
+    values: Vec<String>,
+    meta: Arc<BTreeMap<String, String>>,
+}
+
+impl Object for RecordObj {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let k = key.as_str()?;
+        if let Some(i) = self.names.iter().position(|n| n == k) {
+            return Some(Value::from(self.values.get(i).cloned().unwrap_or_default()));
+        }
+        match k {
+            "record" => Some(Value::from_dyn_object(self.clone())),
+            "meta" => Some(Value::from(self.meta.as_ref().clone())),
+            _ => None,
+        }
+    }
+}
+
+/// Writes a value as field text: numbers without noise (`3`, `12.5`), none as empty.
+pub fn value_text(v: &Value) -> String {
+    if v.is_undefined() || v.is_none() {
+        return String::new();
+    }
+    if let Some(s) = v.as_str() {
+        return s.to_string();
+    }
+    if let Ok(i) = i64::try_from(v.clone()) {
+        return i.to_string();
+    }
+    if let Ok(f) = f64::try_from(v.clone()) {
+        let s = format!("{f}");
+        return s;
+    }
+    v.to_string()
+}
+
+/// Input field names and the output names computed from them.
+type NameMap = (Arc<[String]>, Arc<[String]>);
+
+/// A compiled transform for one file.
+pub struct Transformer<'env> {
+    filter: Option<Expression<'env, 'env>>,
+    fields: Vec<(String, Expression<'env, 'env>)>,
+    keep: bool,
+    meta: Arc<BTreeMap<String, String>>,
+    /// Output names, per input names (records of one file usually share one).
+    names: Option<NameMap>,
+}
+
+impl<'env> Transformer<'env> {
+    pub fn new(
+        env: &'env Environment<'env>,
+        spec: &'env TransformSpec,
+        meta: BTreeMap<String, String>,
+    ) -> Result<Self, String> {
+        let filter = match &spec.filter {
+            Some(f) => Some(
+                env.compile_expression(f)
+                    .map_err(|e| format!("filter: {e}"))?,
+            ),
+            None => None,
+        };
+        let mut fields = Vec::new();
+        for (name, expr) in &spec.fields {
+            fields.push((
+                name.clone(),
+                env.compile_expression(expr)
+                    .map_err(|e| format!("field `{name}`: {e}"))?,
+            ));
+        }
+        Ok(Transformer {
+            filter,
+            fields,
+            keep: spec.keep,
+            meta: Arc::new(meta),
+            names: None,
+        })
+    }
+
+    /// Transforms `rec` in place. `Ok(false)`: the filter dropped it.
+    pub fn apply(&mut self, rec: &mut Record) -> Result<bool, ParseError> {
+        if self.filter.is_none() && self.fields.is_empty() {
+            return Ok(true);
+        }
+        let obj = Arc::new(RecordObj {
+            names: rec.names.clone(),
+            values: std::mem::take(&mut rec.values),
+            meta: self.meta.clone(),
+        });
+        let ctx = Value::from_dyn_object(obj.clone());
+        let result = self.eval(&ctx, rec);
+        drop(ctx);
+        let values = Arc::try_unwrap(obj)
+            .map(|o| o.values)
+            .unwrap_or_else(|a| a.values.clone());
+        let (keep, computed) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                rec.values = values;
+                return Err(e);
+            }
+        };
+        if !keep {
+            rec.values = values;
+            return Ok(false);
+        }
+        if self.fields.is_empty() {
+            rec.values = values;
+            return Ok(true);
+        }
+        let names = self.output_names(&rec.names);
+        let mut out = computed;
+        if self.keep {
+            for (n, v) in rec.names.iter().zip(values) {
+                if !self.fields.iter().any(|(f, _)| f == n) {
+                    out.push(v);
+                }
+            }
+        }
+        rec.names = names;
+        rec.values = out;
+        Ok(true)
+    }
+
+    fn eval(&self, ctx: &Value, rec: &Record) -> Result<(bool, Vec<String>), ParseError> {
+        let err = |what: &str, e: Error| ParseError {
+            pos: Some(rec.pos),
+            field: Some(what.to_string()),
+            value: None,
+            message: match e.detail() {
+                Some(d) => format!("{}: {d}", e.kind()),
+                None => e.to_string(),
+            },
+        };
+        if let Some(f) = &self.filter {
+            let v = f.eval(ctx.clone()).map_err(|e| err("filter", e))?;
+            if !v.is_true() {
+                return Ok((false, Vec::new()));
+            }
+        }
+        let mut out = Vec::with_capacity(self.fields.len());
+        for (name, e) in &self.fields {
+            let v = e.eval(ctx.clone()).map_err(|e| err(name, e))?;
+            if v.is_undefined() {
+                return Err(ParseError {
+                    pos: Some(rec.pos),
+                    field: Some(name.clone()),
+                    value: None,
+                    message: format!(
+                        "the expression names something the record does not have (its fields: {})",
+                        rec.names.join(", ")
+                    ),
+                });
+            }
+            out.push(value_text(&v));
+        }
+        Ok((true, out))
+    }
+
+    fn output_names(&mut self, input: &Arc<[String]>) -> Arc<[String]> {
+        if let Some((i, o)) = &self.names
+            && (Arc::ptr_eq(i, input) || **i == **input)
+        {
+            return o.clone();
+        }
+        let mut names: Vec<String> = self.fields.iter().map(|(n, _)| n.clone()).collect();
+        if self.keep {
+            names.extend(
+                input
+                    .iter()
+                    .filter(|n| !self.fields.iter().any(|(f, _)| f == *n))
+                    .cloned(),
+            );
+        }
+        let o: Arc<[String]> = names.into();
+        self.names = Some((input.clone(), o.clone()));
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(names: &[&str], values: &[&str]) -> Record {
+        Record {
+            names: names
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .into(),
+            values: values.iter().map(|s| s.to_string()).collect(),
+            pos: Default::default(),
+        }
+    }
+
+    #[test]
+    fn numbers_in_both_notations() {
+        let n = |s: &str| parse_number(s).map(|v| v.to_string());
+        assert_eq!(n("12,50").as_deref(), Some("12.5"));
+        assert_eq!(n("1.234,56").as_deref(), Some("1234.56"));
+        assert_eq!(n("1,234.56").as_deref(), Some("1234.56"));
+        assert_eq!(n(" 42 ").as_deref(), Some("42"));
+        assert_eq!(n("-3").as_deref(), Some("-3"));
+        assert_eq!(n("abc"), None);
+        assert_eq!(n(""), None);
+        assert_eq!(
+            parse_number_with("1.000", Some(','))
+                .map(|v| v.to_string())
+                .as_deref(),
+            Some("1000")
+        );
+        assert_eq!(
+            parse_number_with("1,000", Some('.'))
+                .map(|v| v.to_string())
+                .as_deref(),
+            Some("1000")
+        );
+    }
+
+    #[test]
+    fn filter_rename_compute_and_lookup() {
+        let dir = std::env::temp_dir().join(format!("ferry-lookup-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("customers.csv"), "code;name\nC-100;Acme GmbH\n").unwrap();
+        let spec = TransformSpec {
+            filter: Some("Qty | num > 0".into()),
+            fields: vec![
+                ("OrderNo".into(), "No".into()),
+                (
+                    "Customer".into(),
+                    "lookup('customers', Cust, 'name') | default('?')".into(),
+                ),
+                (
+                    "Total".into(),
+                    "((Qty | num) * (Price | num)) | decimal(2, ',')".into(),
+                ),
+                ("Day".into(), "Date | date('%d.%m.%Y')".into()),
+                ("Source".into(), "meta.name".into()),
+            ],
+            keep: false,
+            lookups: vec![("customers".into(), dir.join("customers.csv"))],
+        };
+        let lookups = load_lookups(&spec).unwrap();
+        let env = environment(&lookups);
+        let meta = BTreeMap::from([("name".to_string(), "orders.csv".to_string())]);
+        let mut t = Transformer::new(&env, &spec, meta).unwrap();
+        let names = ["No", "Cust", "Qty", "Price", "Date"];
+        let mut r = rec(&names, &["1", "C-100", "3", "2,50", "02.11.2026"]);
+        assert!(t.apply(&mut r).unwrap());
+        assert_eq!(
+            &*r.names,
+            &["OrderNo", "Customer", "Total", "Day", "Source"]
+        );
+        assert_eq!(
+            r.values,
+            vec!["1", "Acme GmbH", "7,50", "2026-11-02", "orders.csv"]
+        );
+        let mut r = rec(&names, &["2", "C-999", "0", "1", "01.01.2026"]);
+        assert!(!t.apply(&mut r).unwrap(), "filtered out");
+        let mut r = rec(&names, &["3", "C-999", "x", "1", "01.01.2026"]);
+        let e = t.apply(&mut r).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("filter"));
+        assert!(e.message.contains("\"x\" is not a number"), "{e}");
+        let mut r = rec(&names, &["4", "C-999", "1", "1", "2026-01-01"]);
+        let e = t.apply(&mut r).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("Day"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn undefined_fields_are_errors_and_keep_adds_the_rest() {
+        let spec = TransformSpec {
+            filter: None,
+            fields: vec![
+                ("Quantity".into(), "Qty".into()),
+                ("X".into(), "record['Unit Price']".into()),
+            ],
+            keep: true,
+            lookups: vec![],
+        };
+        let env = environment(&Lookups::new());
+        let mut t = Transformer::new(&env, &spec, BTreeMap::new()).unwrap();
+        let mut r = rec(&["Qty", "Unit Price", "Item"], &["5", "9.99", "Bolt"]);
+        assert!(t.apply(&mut r).unwrap());
+        assert_eq!(&*r.names, &["Quantity", "X", "Qty", "Unit Price", "Item"]);
+        assert_eq!(r.values, vec!["5", "9.99", "5", "9.99", "Bolt"]);
+        let spec = TransformSpec {
+            fields: vec![("a".into(), "Qtty".into())],
+            ..spec
+        };
+        let mut t = Transformer::new(&env, &spec, BTreeMap::new()).unwrap();
+        let mut r = rec(&["Qty"], &["5"]);
+        assert!(t.apply(&mut r).is_err());
+    }
+}
