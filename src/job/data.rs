@@ -9,7 +9,9 @@ use super::toml_reader::{Doc, Str, TableReader};
 use crate::formats::csv::{CsvOptions, CsvOutOptions, Quoting, Ragged};
 use crate::formats::fixed::{Align, Column, Layout};
 use crate::formats::json::JsonStyle;
+use crate::formats::template_out::{TemplateOptions, TemplateWriter};
 use crate::formats::xml::{XmlOptions, XmlPaths};
+use crate::formats::xml_out::{XmlOutOptions, XmlWriter};
 
 /// What to do with a record that cannot be read or transformed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +58,9 @@ pub enum OutputFormat {
     Csv(CsvOutOptions),
     Json(JsonStyle),
     Fixed(Layout),
+    Xml(XmlOutOptions),
+    /// Text from minijinja templates: a header, one rendering per record, a footer.
+    Text(TemplateOptions),
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +114,16 @@ pub const OUTPUT_FORMAT_KEYS: &[&str] = &[
     "quoting",
     "header",
     "column",
+    "root",
+    "record",
+    "namespaces",
+    "default_namespace",
+    "fields",
+    "indent",
+    "declaration",
+    "skip_empty",
+    "template",
+    "footer",
 ];
 
 fn one_char(doc: &mut Doc<'_>, s: Option<Str>, default: Option<u8>) -> Option<Option<u8>> {
@@ -488,12 +503,60 @@ pub fn read_output_data(
             }))
         }
         "fixed" => layout(doc, t, false).map(OutputFormat::Fixed),
+        "xml" => {
+            let d = XmlOutOptions::default();
+            let root = t.str(doc, "root").map_or(d.root.clone(), |s| s.value);
+            let record = t.str(doc, "record").map_or(d.record.clone(), |s| s.value);
+            let namespaces = t.str_map(doc, "namespaces").unwrap_or_default();
+            let default_namespace = t.str(doc, "default_namespace").map(|s| s.value);
+            let fields = t.str_map(doc, "fields").unwrap_or_default();
+            let opts = XmlOutOptions {
+                root,
+                record,
+                namespaces: namespaces.into_iter().map(|(k, v)| (k, v.value)).collect(),
+                default_namespace,
+                fields: fields.into_iter().map(|(k, v)| (k, v.value)).collect(),
+                declaration: t.bool(doc, "declaration").unwrap_or(d.declaration),
+                indent: t.bool(doc, "indent").unwrap_or(true),
+                skip_empty: t.bool(doc, "skip_empty").unwrap_or(d.skip_empty),
+            };
+            match XmlWriter::new(Vec::new(), &opts) {
+                Ok(_) => Some(OutputFormat::Xml(opts)),
+                Err(e) => {
+                    let span = format_raw.as_ref().map_or(t.span.clone(), |f| f.span.clone());
+                    doc.error(span, &format!("{}.fields", t.path), e);
+                    None
+                }
+            }
+        }
+        "text" => {
+            let header = t.str(doc, "header").map(|s| s.value);
+            let template = t.str(doc, "template");
+            let footer = t.str(doc, "footer").map(|s| s.value);
+            let Some(template) = template else {
+                let span = format_raw.as_ref().map_or(t.span.clone(), |f| f.span.clone());
+                doc.error(span, &format!("{}.template", t.path), "a text output needs `template`, rendered once per record (and may have `header` and `footer`)");
+                return None;
+            };
+            let opts = TemplateOptions {
+                header,
+                record: template.value.clone(),
+                footer,
+            };
+            match TemplateWriter::new(Vec::new(), &opts, Default::default()) {
+                Ok(_) => Some(OutputFormat::Text(opts)),
+                Err(e) => {
+                    doc.error(template.span.clone(), &template.key, e);
+                    None
+                }
+            }
+        }
         other => {
             if let Some(f) = &format_raw {
                 doc.error(
                     f.span.clone(),
                     &f.key,
-                    format!("expected one of \"original\", \"csv\", \"json\", \"jsonl\", \"fixed\", found {other:?}"),
+                    format!("expected one of \"original\", \"csv\", \"json\", \"jsonl\", \"xml\", \"fixed\", \"text\", found {other:?}"),
                 );
             }
             None

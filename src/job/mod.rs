@@ -169,6 +169,16 @@ const OUTPUT_KEYS: &[&str] = &[
     "quoting",
     "header",
     "column",
+    "root",
+    "record",
+    "namespaces",
+    "default_namespace",
+    "fields",
+    "indent",
+    "declaration",
+    "skip_empty",
+    "template",
+    "footer",
 ];
 const AFTER_KEYS: &[&str] = &["success", "archive", "error", "max_attempts"];
 

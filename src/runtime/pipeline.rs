@@ -17,6 +17,8 @@ use crate::formats::csv::{CsvReader, CsvWriter};
 use crate::formats::encoding::{DecodeReader, EncodeWriter};
 use crate::formats::fixed::{FixedReader, FixedWriter};
 use crate::formats::json::JsonWriter;
+use crate::formats::template_out::TemplateWriter;
+use crate::formats::xml_out::XmlWriter;
 use crate::formats::xml::{XmlPaths, XmlReader};
 use crate::formats::{ParseError, Record};
 use crate::job::Job;
@@ -64,17 +66,25 @@ enum Writer {
     Csv(CsvWriter<Sink>),
     Json(JsonWriter<Sink>),
     Fixed(FixedWriter<Sink>),
+    Xml(XmlWriter<Sink>),
+    Text(TemplateWriter<Sink>),
 }
 
 impl Writer {
-    fn new(temp: TempOutput, data: &OutputData) -> Writer {
+    fn new(temp: TempOutput, data: &OutputData, meta: &BTreeMap<String, String>) -> Result<Writer, ParseError> {
         let sink = EncodeWriter::new(temp, data.encoding, data.replace);
-        match &data.format {
+        Ok(match &data.format {
             OutputFormat::Csv(o) => Writer::Csv(CsvWriter::new(sink, o)),
             OutputFormat::Json(style) => Writer::Json(JsonWriter::new(sink, *style)),
             OutputFormat::Fixed(l) => Writer::Fixed(FixedWriter::new(sink, l.clone(), data.crlf)),
+            OutputFormat::Xml(o) => Writer::Xml(
+                XmlWriter::new(sink, o)
+                    .map_err(ParseError::new)?
+                    .with_encoding(data.encoding.name()),
+            ),
+            OutputFormat::Text(o) => Writer::Text(TemplateWriter::new(sink, o, meta.clone()).map_err(ParseError::new)?),
             OutputFormat::Original => unreachable!("original outputs are copied, not written"),
-        }
+        })
     }
 
     fn write(&mut self, rec: &Record) -> Result<(), ParseError> {
@@ -95,6 +105,8 @@ impl Writer {
             Writer::Csv(w) => w.write(rec).map_err(io),
             Writer::Json(w) => w.write(rec).map_err(io),
             Writer::Fixed(w) => w.write(rec),
+            Writer::Xml(w) => w.write(rec),
+            Writer::Text(w) => w.write(rec),
         }
     }
 
@@ -103,6 +115,8 @@ impl Writer {
             Writer::Csv(w) => w.finish()?,
             Writer::Json(w) => w.finish()?,
             Writer::Fixed(w) => w.finish()?,
+            Writer::Xml(w) => w.finish()?,
+            Writer::Text(w) => w.finish()?,
         };
         sink.finish()
     }
@@ -146,11 +160,11 @@ pub fn run(
     let mut hashing = HashingReader::new(file);
     let lookups = transform::load_lookups(&job.transform).map_err(ParseError::new)?;
     let env = transform::environment(&lookups);
-    let mut transformer = Transformer::new(&env, &job.transform, meta).map_err(ParseError::new)?;
-    let mut writers: Vec<Writer> = outputs
-        .into_iter()
-        .map(|(t, d)| Writer::new(t, d))
-        .collect();
+    let mut transformer = Transformer::new(&env, &job.transform, meta.clone()).map_err(ParseError::new)?;
+    let mut writers = Vec::new();
+    for (t, d) in outputs {
+        writers.push(Writer::new(t, d, &meta)?);
+    }
     let mut stats = Stats::default();
     {
         let decoded = BufReader::with_capacity(

@@ -1,0 +1,229 @@
+//! Reading, transforming and writing records, driven through the binary: encodings, bad
+//! records (fail or skip to a rejects file), round trips, real PEPPOL invoices.
+
+mod util;
+
+use util::*;
+
+const ORDERS_JOB: &str = r#"
+[source]
+folder = "in"
+settle = "0s"
+
+[input]
+format = "csv"
+encoding = "windows-1252"
+delimiter = ";"
+
+[transform]
+filter = "(Menge | num(',')) > 0"
+[transform.fields]
+OrderNo = "Auftrag"
+Item = "Artikel"
+Qty = "Menge | num(',')"
+Total = "((Menge | num(',')) * (Preis | num(','))) | decimal(2, ',')"
+Date = "Datum | date('%d.%m.%Y')"
+
+[[output]]
+folder = "out/json"
+name = "{stem}.json"
+format = "json"
+
+[[output]]
+folder = "out/csv"
+name = "{stem}.csv"
+format = "csv"
+encoding = "windows-1252"
+delimiter = ";"
+line_ending = "crlf"
+"#;
+
+/// Windows-1252 bytes of an ERP order export: `ä` is 0xE4, `ü` 0xFC, `€` 0x80.
+fn erp_export(extra: &[u8]) -> Vec<u8> {
+    let mut v = b"Auftrag;Artikel;Menge;Preis;Datum\r\n1001;Schraube M6;1.000;0,12;02.11.2026\r\n1002;Mutter \xe4;0;0,05;02.11.2026\r\n1003;D\xfcbel \x80;7;1,50;03.11.2026\r\n".to_vec();
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn windows_1252_csv_is_filtered_transformed_and_written_as_json_and_csv() {
+    let d = Deployment::new("data-orders");
+    d.job("orders", ORDERS_JOB);
+    d.write("in/orders.csv", erp_export(b""));
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_slice(&read(&d.path("out/json/orders.json"))).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([
+            {"OrderNo": "1001", "Item": "Schraube M6", "Qty": "1000", "Total": "120,00", "Date": "2026-11-02"},
+            {"OrderNo": "1003", "Item": "Dübel €", "Qty": "7", "Total": "10,50", "Date": "2026-11-03"}
+        ])
+    );
+    assert_eq!(
+        read(&d.path("out/csv/orders.csv")),
+        b"OrderNo;Item;Qty;Total;Date\r\n1001;Schraube M6;1000;120,00;2026-11-02\r\n1003;D\xfcbel \x80;7;10,50;2026-11-03\r\n"
+    );
+    assert_eq!(d.files("var/archive/orders"), vec!["orders.csv"]);
+}
+
+#[test]
+fn a_bad_record_fails_the_file_with_its_position_and_nothing_is_written() {
+    let d = Deployment::new("data-bad");
+    d.job("orders", ORDERS_JOB);
+    d.write("in/orders.csv", erp_export(b"1004;Scheibe;viele;0,02;03.11.2026\r\n"));
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(d.files("out").is_empty(), "nothing half-written: {:?}", d.files("out"));
+    let report = std::fs::read_to_string(d.path("var/error/orders/orders.csv.error.txt")).unwrap();
+    // The fourth data record is on line 5. Record offsets count the decoded (UTF-8) text:
+    // 35 + 40 + 34 (`ä` is two bytes) + 35 (`ü` two, `€` three) = 144.
+    assert!(report.contains("record 4 (line 5, byte 144)"), "{report}");
+    assert!(report.contains("field `filter`"), "{report}");
+    assert!(report.contains("\"viele\" is not a number"), "{report}");
+    assert_eq!(read(&d.path("var/error/orders/orders.csv")), erp_export(b"1004;Scheibe;viele;0,02;03.11.2026\r\n"));
+}
+
+#[test]
+fn bad_records_can_be_skipped_into_a_rejects_file() {
+    let d = Deployment::new("data-skip");
+    d.job("orders", &ORDERS_JOB.replace("delimiter = \";\"\n\n[transform]", "delimiter = \";\"\non_error = \"skip\"\n\n[transform]"));
+    d.write("in/orders.csv", erp_export(b"1004;Scheibe;viele;0,02;03.11.2026\r\n1005;zu;kurz\r\n1006;Nagel;3;0,01;04.11.2026\r\n"));
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_slice(&read(&d.path("out/json/orders.json"))).unwrap();
+    let nos: Vec<&str> = json.as_array().unwrap().iter().map(|r| r["OrderNo"].as_str().unwrap()).collect();
+    assert_eq!(nos, vec!["1001", "1003", "1006"]);
+    let rejects = std::fs::read_to_string(d.path("out/json/orders.csv.rejects.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = rejects.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{rejects}");
+    assert_eq!((lines[0]["record"].as_u64(), lines[0]["line"].as_u64()), (Some(4), Some(5)));
+    assert_eq!(lines[0]["data"]["Menge"], "viele");
+    assert_eq!(lines[1]["line"].as_u64(), Some(6));
+    assert!(lines[1]["reason"].as_str().unwrap().contains("expected 5 fields"), "{rejects}");
+    let h = d.history();
+    assert_eq!(h[0]["outputs"].as_array().unwrap().len(), 3, "json, csv and the rejects file");
+}
+
+#[test]
+fn undecodable_bytes_fail_with_their_byte_offset() {
+    let d = Deployment::new("data-utf8");
+    d.job(
+        "j",
+        "[source]\nfolder = \"in\"\nsettle = \"0s\"\n[input]\nformat = \"csv\"\n[[output]]\nfolder = \"out\"\nname = \"{stem}.json\"\nformat = \"json\"\n",
+    );
+    d.write("in/a.csv", b"a,b\n1,M\xe4rz\n");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1));
+    let report = std::fs::read_to_string(d.path("var/error/j/a.csv.error.txt")).unwrap();
+    assert!(report.contains("bytes e4 at byte offset 7 are not valid UTF-8"), "{report}");
+    assert!(d.files("out").is_empty());
+}
+
+#[test]
+fn csv_to_fixed_width_to_csv_gives_back_the_same_data() {
+    for enc in ["utf-8", "windows-1252"] {
+        let d = Deployment::new("data-fixed");
+        let layout = "[[output.column]]\nname = \"no\"\nstart = 1\nlength = 6\nalign = \"right\"\npad = \"0\"\n[[output.column]]\nname = \"name\"\nstart = 7\nlength = 12\n[[output.column]]\nname = \"city\"\nstart = 19\nlength = 10\n";
+        d.job("to-fixed", &format!(
+            "[source]\nfolder = \"a\"\nsettle = \"0s\"\n[input]\nformat = \"csv\"\nencoding = \"{enc}\"\n[[output]]\nfolder = \"b\"\nname = \"{{stem}}.txt\"\nformat = \"fixed\"\nencoding = \"{enc}\"\nline_ending = \"crlf\"\n{layout}"
+        ));
+        d.job("to-csv", &format!(
+            "[source]\nfolder = \"b\"\nsettle = \"0s\"\n[input]\nformat = \"fixed\"\nencoding = \"{enc}\"\n{}[[output]]\nfolder = \"c\"\nname = \"{{stem}}.csv\"\nformat = \"csv\"\nencoding = \"{enc}\"\n",
+            layout.replace("output.column", "input.column").replace("align = \"right\"\npad = \"0\"\n", "align = \"right\"\npad = \"0\"\n")
+        ));
+        let text = "no,name,city\n42,Müller,Köln\n7,Ann Lee,Bonn\n";
+        let bytes: Vec<u8> = if enc == "utf-8" {
+            text.as_bytes().to_vec()
+        } else {
+            encoding_rs::WINDOWS_1252.encode(text).0.into_owned()
+        };
+        d.write("a/people.csv", &bytes);
+        let o = d.run(&["run", "--once"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let fixed = read(&d.path("b/people.txt"));
+        let o = d.run(&["run", "--once"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(read(&d.path("c/people.csv")), bytes, "{enc}: fixed was {:?}", String::from_utf8_lossy(&fixed));
+    }
+}
+
+#[test]
+fn peppol_invoices_become_one_csv_line_per_invoice_line() {
+    let d = Deployment::new("data-peppol");
+    d.job(
+        "peppol",
+        r#"
+[source]
+folder = "in"
+settle = "0s"
+
+[input]
+format = "xml"
+record = "/Invoice/cac:InvoiceLine"
+[input.namespaces]
+cac = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
+cbc = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
+[input.fields]
+Invoice = "/Invoice/cbc:ID"
+Issued = "/Invoice/cbc:IssueDate"
+Seller = "/Invoice/cac:AccountingSupplierParty/cac:Party/cac:PartyName/cbc:Name"
+Payable = "/Invoice/cac:LegalMonetaryTotal/cbc:PayableAmount"
+Line = "cbc:ID"
+Qty = "cbc:InvoicedQuantity"
+Unit = "cbc:InvoicedQuantity/@unitCode"
+Amount = "cbc:LineExtensionAmount"
+Item = "cac:Item/cbc:Name"
+
+[[output]]
+folder = "out"
+name = "{stem}.csv"
+format = "csv"
+"#,
+    );
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(d.path("in")).unwrap();
+    std::fs::copy(repo.join("tests/data/ubl-peppol/base-example.xml"), d.path("in/base-example.xml")).unwrap();
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(d.path("out/base-example.csv")).unwrap(),
+        "Invoice,Issued,Seller,Payable,Line,Qty,Unit,Amount,Item\n\
+         Snippet1,2017-11-13,SupplierTradingName Ltd.,1656.25,1,7,DAY,2800,item name\n\
+         Snippet1,2017-11-13,SupplierTradingName Ltd.,1656.25,2,-3,DAY,-1500,item name 2\n"
+    );
+}
+
+#[test]
+fn malformed_xml_goes_to_the_error_folder_with_its_line() {
+    let d = Deployment::new("data-badxml");
+    d.job(
+        "x",
+        "[source]\nfolder = \"in\"\nsettle = \"0s\"\n[input]\nformat = \"xml\"\nrecord = \"/a/b\"\n[input.fields]\nc = \"c\"\n[[output]]\nfolder = \"out\"\nname = \"{stem}.json\"\nformat = \"json\"\n",
+    );
+    d.write("in/t.xml", "<a>\n<b><c>1</c></b>\n<b><c>2</d></b>\n</a>\n");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1));
+    let report = std::fs::read_to_string(d.path("var/error/x/t.xml.error.txt")).unwrap();
+    assert!(report.contains("malformed XML"), "{report}");
+    assert!(report.contains("line 3"), "{report}");
+    assert!(d.files("out").is_empty());
+}
+
+#[test]
+fn data_keys_are_checked_with_positions() {
+    let d = Deployment::new("data-check");
+    d.job(
+        "j",
+        "[source]\nfolder = \"in\"\n[input]\nformat = \"csv\"\nencoding = \"klingon\"\ndelimiter = \";;\"\n[transform]\nfilter = \"Qty >\"\n[[output]]\nfolder = \"out\"\nformat = \"yaml\"\n",
+    );
+    d.job("k", "[source]\nfolder = \"in2\"\n[[output]]\nfolder = \"out2\"\nformat = \"csv\"\n");
+    let o = d.run(&["check"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("jobs/j.toml:5:12: input.encoding: unknown encoding \"klingon\""), "{err}");
+    assert!(err.contains("jobs/j.toml:6:13: input.delimiter: expected one ASCII character"), "{err}");
+    assert!(err.contains("jobs/j.toml:8:10: transform.filter: expected a minijinja expression"), "{err}");
+    assert!(err.contains("jobs/j.toml:11:10: output[1].format: expected one of"), "{err}");
+    assert!(err.contains("jobs/k.toml:5:10: output[1].format: an output format other than \"original\" needs an `[input]`"), "{err}");
+}
