@@ -52,7 +52,8 @@ fn windows_1252_csv_is_filtered_transformed_and_written_as_json_and_csv() {
     d.write("in/orders.csv", erp_export(b""));
     let o = d.run(&["run", "--once"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let json: serde_json::Value = serde_json::from_slice(&read(&d.path("out/json/orders.json"))).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&read(&d.path("out/json/orders.json"))).unwrap();
     assert_eq!(
         json,
         serde_json::json!([
@@ -71,38 +72,76 @@ fn windows_1252_csv_is_filtered_transformed_and_written_as_json_and_csv() {
 fn a_bad_record_fails_the_file_with_its_position_and_nothing_is_written() {
     let d = Deployment::new("data-bad");
     d.job("orders", ORDERS_JOB);
-    d.write("in/orders.csv", erp_export(b"1004;Scheibe;viele;0,02;03.11.2026\r\n"));
+    d.write(
+        "in/orders.csv",
+        erp_export(b"1004;Scheibe;viele;0,02;03.11.2026\r\n"),
+    );
     let o = d.run(&["run", "--once"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(d.files("out").is_empty(), "nothing half-written: {:?}", d.files("out"));
+    assert!(
+        d.files("out").is_empty(),
+        "nothing half-written: {:?}",
+        d.files("out")
+    );
     let report = std::fs::read_to_string(d.path("var/error/orders/orders.csv.error.txt")).unwrap();
     // The fourth data record is on line 5. Record offsets count the decoded (UTF-8) text:
     // 35 + 40 + 34 (`ä` is two bytes) + 35 (`ü` two, `€` three) = 144.
     assert!(report.contains("record 4 (line 5, byte 144)"), "{report}");
     assert!(report.contains("field `filter`"), "{report}");
     assert!(report.contains("\"viele\" is not a number"), "{report}");
-    assert_eq!(read(&d.path("var/error/orders/orders.csv")), erp_export(b"1004;Scheibe;viele;0,02;03.11.2026\r\n"));
+    assert_eq!(
+        read(&d.path("var/error/orders/orders.csv")),
+        erp_export(b"1004;Scheibe;viele;0,02;03.11.2026\r\n")
+    );
 }
 
 #[test]
 fn bad_records_can_be_skipped_into_a_rejects_file() {
     let d = Deployment::new("data-skip");
-    d.job("orders", &ORDERS_JOB.replace("delimiter = \";\"\n\n[transform]", "delimiter = \";\"\non_error = \"skip\"\n\n[transform]"));
+    d.job(
+        "orders",
+        &ORDERS_JOB.replace(
+            "delimiter = \";\"\n\n[transform]",
+            "delimiter = \";\"\non_error = \"skip\"\n\n[transform]",
+        ),
+    );
     d.write("in/orders.csv", erp_export(b"1004;Scheibe;viele;0,02;03.11.2026\r\n1005;zu;kurz\r\n1006;Nagel;3;0,01;04.11.2026\r\n"));
     let o = d.run(&["run", "--once"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let json: serde_json::Value = serde_json::from_slice(&read(&d.path("out/json/orders.json"))).unwrap();
-    let nos: Vec<&str> = json.as_array().unwrap().iter().map(|r| r["OrderNo"].as_str().unwrap()).collect();
+    let json: serde_json::Value =
+        serde_json::from_slice(&read(&d.path("out/json/orders.json"))).unwrap();
+    let nos: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["OrderNo"].as_str().unwrap())
+        .collect();
     assert_eq!(nos, vec!["1001", "1003", "1006"]);
     let rejects = std::fs::read_to_string(d.path("out/json/orders.csv.rejects.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = rejects.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = rejects
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2, "{rejects}");
-    assert_eq!((lines[0]["record"].as_u64(), lines[0]["line"].as_u64()), (Some(4), Some(5)));
+    assert_eq!(
+        (lines[0]["record"].as_u64(), lines[0]["line"].as_u64()),
+        (Some(4), Some(5))
+    );
     assert_eq!(lines[0]["data"]["Menge"], "viele");
     assert_eq!(lines[1]["line"].as_u64(), Some(6));
-    assert!(lines[1]["reason"].as_str().unwrap().contains("expected 5 fields"), "{rejects}");
+    assert!(
+        lines[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("expected 5 fields"),
+        "{rejects}"
+    );
     let h = d.history();
-    assert_eq!(h[0]["outputs"].as_array().unwrap().len(), 3, "json, csv and the rejects file");
+    assert_eq!(
+        h[0]["outputs"].as_array().unwrap().len(),
+        3,
+        "json, csv and the rejects file"
+    );
 }
 
 #[test]
@@ -116,7 +155,10 @@ fn undecodable_bytes_fail_with_their_byte_offset() {
     let o = d.run(&["run", "--once"]);
     assert_eq!(o.status.code(), Some(1));
     let report = std::fs::read_to_string(d.path("var/error/j/a.csv.error.txt")).unwrap();
-    assert!(report.contains("bytes e4 at byte offset 7 are not valid UTF-8"), "{report}");
+    assert!(
+        report.contains("bytes e4 at byte offset 7 are not valid UTF-8"),
+        "{report}"
+    );
     assert!(d.files("out").is_empty());
 }
 
@@ -130,7 +172,7 @@ fn csv_to_fixed_width_to_csv_gives_back_the_same_data() {
         ));
         d.job("to-csv", &format!(
             "[source]\nfolder = \"b\"\nsettle = \"0s\"\n[input]\nformat = \"fixed\"\nencoding = \"{enc}\"\n{}[[output]]\nfolder = \"c\"\nname = \"{{stem}}.csv\"\nformat = \"csv\"\nencoding = \"{enc}\"\n",
-            layout.replace("output.column", "input.column").replace("align = \"right\"\npad = \"0\"\n", "align = \"right\"\npad = \"0\"\n")
+            layout.replace("output.column", "input.column")
         ));
         let text = "no,name,city\n42,Müller,Köln\n7,Ann Lee,Bonn\n";
         let bytes: Vec<u8> = if enc == "utf-8" {
@@ -144,7 +186,12 @@ fn csv_to_fixed_width_to_csv_gives_back_the_same_data() {
         let fixed = read(&d.path("b/people.txt"));
         let o = d.run(&["run", "--once"]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-        assert_eq!(read(&d.path("c/people.csv")), bytes, "{enc}: fixed was {:?}", String::from_utf8_lossy(&fixed));
+        assert_eq!(
+            read(&d.path("c/people.csv")),
+            bytes,
+            "{enc}: fixed was {:?}",
+            String::from_utf8_lossy(&fixed)
+        );
     }
 }
 
@@ -183,7 +230,11 @@ format = "csv"
     );
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::create_dir_all(d.path("in")).unwrap();
-    std::fs::copy(repo.join("tests/data/ubl-peppol/base-example.xml"), d.path("in/base-example.xml")).unwrap();
+    std::fs::copy(
+        repo.join("tests/data/ubl-peppol/base-example.xml"),
+        d.path("in/base-example.xml"),
+    )
+    .unwrap();
     let o = d.run(&["run", "--once"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
@@ -217,13 +268,28 @@ fn data_keys_are_checked_with_positions() {
         "j",
         "[source]\nfolder = \"in\"\n[input]\nformat = \"csv\"\nencoding = \"klingon\"\ndelimiter = \";;\"\n[transform]\nfilter = \"Qty >\"\n[[output]]\nfolder = \"out\"\nformat = \"yaml\"\n",
     );
-    d.job("k", "[source]\nfolder = \"in2\"\n[[output]]\nfolder = \"out2\"\nformat = \"csv\"\n");
+    d.job(
+        "k",
+        "[source]\nfolder = \"in2\"\n[[output]]\nfolder = \"out2\"\nformat = \"csv\"\n",
+    );
     let o = d.run(&["check"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains("jobs/j.toml:5:12: input.encoding: unknown encoding \"klingon\""), "{err}");
-    assert!(err.contains("jobs/j.toml:6:13: input.delimiter: expected one ASCII character"), "{err}");
-    assert!(err.contains("jobs/j.toml:8:10: transform.filter: expected a minijinja expression"), "{err}");
-    assert!(err.contains("jobs/j.toml:11:10: output[1].format: expected one of"), "{err}");
+    assert!(
+        err.contains("jobs/j.toml:5:12: input.encoding: unknown encoding \"klingon\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("jobs/j.toml:6:13: input.delimiter: expected one ASCII character"),
+        "{err}"
+    );
+    assert!(
+        err.contains("jobs/j.toml:8:10: transform.filter: expected a minijinja expression"),
+        "{err}"
+    );
+    assert!(
+        err.contains("jobs/j.toml:11:10: output[1].format: expected one of"),
+        "{err}"
+    );
     assert!(err.contains("jobs/k.toml:5:10: output[1].format: an output format other than \"original\" needs an `[input]`"), "{err}");
 }

@@ -523,7 +523,9 @@ pub fn read_output_data(
             match XmlWriter::new(Vec::new(), &opts) {
                 Ok(_) => Some(OutputFormat::Xml(opts)),
                 Err(e) => {
-                    let span = format_raw.as_ref().map_or(t.span.clone(), |f| f.span.clone());
+                    let span = format_raw
+                        .as_ref()
+                        .map_or(t.span.clone(), |f| f.span.clone());
                     doc.error(span, &format!("{}.fields", t.path), e);
                     None
                 }
@@ -534,7 +536,9 @@ pub fn read_output_data(
             let template = t.str(doc, "template");
             let footer = t.str(doc, "footer").map(|s| s.value);
             let Some(template) = template else {
-                let span = format_raw.as_ref().map_or(t.span.clone(), |f| f.span.clone());
+                let span = format_raw
+                    .as_ref()
+                    .map_or(t.span.clone(), |f| f.span.clone());
                 doc.error(span, &format!("{}.template", t.path), "a text output needs `template`, rendered once per record (and may have `header` and `footer`)");
                 return None;
             };

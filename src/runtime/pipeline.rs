@@ -18,8 +18,8 @@ use crate::formats::encoding::{DecodeReader, EncodeWriter};
 use crate::formats::fixed::{FixedReader, FixedWriter};
 use crate::formats::json::JsonWriter;
 use crate::formats::template_out::TemplateWriter;
-use crate::formats::xml_out::XmlWriter;
 use crate::formats::xml::{XmlPaths, XmlReader};
+use crate::formats::xml_out::XmlWriter;
 use crate::formats::{ParseError, Record};
 use crate::job::Job;
 use crate::job::data::{InputFormat, OnError, OutputData, OutputFormat};
@@ -71,7 +71,11 @@ enum Writer {
 }
 
 impl Writer {
-    fn new(temp: TempOutput, data: &OutputData, meta: &BTreeMap<String, String>) -> Result<Writer, ParseError> {
+    fn new(
+        temp: TempOutput,
+        data: &OutputData,
+        meta: &BTreeMap<String, String>,
+    ) -> Result<Writer, ParseError> {
         let sink = EncodeWriter::new(temp, data.encoding, data.replace);
         Ok(match &data.format {
             OutputFormat::Csv(o) => Writer::Csv(CsvWriter::new(sink, o)),
@@ -82,7 +86,9 @@ impl Writer {
                     .map_err(ParseError::new)?
                     .with_encoding(data.encoding.name()),
             ),
-            OutputFormat::Text(o) => Writer::Text(TemplateWriter::new(sink, o, meta.clone()).map_err(ParseError::new)?),
+            OutputFormat::Text(o) => {
+                Writer::Text(TemplateWriter::new(sink, o, meta.clone()).map_err(ParseError::new)?)
+            }
             OutputFormat::Original => unreachable!("original outputs are copied, not written"),
         })
     }
@@ -160,7 +166,8 @@ pub fn run(
     let mut hashing = HashingReader::new(file);
     let lookups = transform::load_lookups(&job.transform).map_err(ParseError::new)?;
     let env = transform::environment(&lookups);
-    let mut transformer = Transformer::new(&env, &job.transform, meta.clone()).map_err(ParseError::new)?;
+    let mut transformer =
+        Transformer::new(&env, &job.transform, meta.clone()).map_err(ParseError::new)?;
     let mut writers = Vec::new();
     for (t, d) in outputs {
         writers.push(Writer::new(t, d, &meta)?);
