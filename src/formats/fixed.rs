@@ -150,10 +150,17 @@ impl<R: BufRead> FixedReader<R> {
                 let to = (c.start - 1 + c.length).min(self.chars.len());
                 v.extend(&self.chars[from..to]);
                 if self.layout.trim {
-                    let trimmed = v.trim_matches(|ch: char| {
-                        ch == ' ' || (c.align == Align::Right && ch == c.pad && c.pad != ' ')
-                    });
-                    if trimmed.len() != v.len() {
+                    // Padding sits on one side: before right-aligned values, after
+                    // left-aligned ones. Blanks go on both sides.
+                    let pad = |ch: char| ch == ' ' || ch == c.pad;
+                    let trimmed = match c.align {
+                        Align::Right => v.trim_start_matches(pad).trim_end(),
+                        Align::Left => v.trim_end_matches(pad).trim_start(),
+                    };
+                    if trimmed.is_empty() && c.pad != ' ' && v.contains(c.pad) {
+                        // All padding: `0000000000` is the number 0, not nothing.
+                        *v = c.pad.to_string();
+                    } else if trimmed.len() != v.len() {
                         *v = trimmed.to_string();
                     }
                 }
@@ -261,7 +268,8 @@ mod tests {
 
     #[test]
     fn reads_and_writes_back_the_same_lines() {
-        let text = "000042Müller     Köln  \r\n000007Ann         Bonn\r\n";
+        let text =
+            "000042Müller     Köln  \r\n000007Ann         Bonn\r\n000000Zoe        Ulm   \r\n";
         let mut r = FixedReader::new(text.as_bytes(), layout());
         let mut w = FixedWriter::new(Vec::new(), layout(), true);
         let mut rec = Record::default();
@@ -272,10 +280,11 @@ mod tests {
         }
         assert_eq!(rows[0], vec!["42", "Müller", "Köln"]);
         assert_eq!(rows[1], vec!["7", "Ann", "Bonn"]);
+        assert_eq!(rows[2], vec!["0", "Zoe", "Ulm"], "all padding is a zero");
         let out = String::from_utf8(w.finish().unwrap()).unwrap();
         assert_eq!(
             out,
-            "000042Müller     Köln  \r\n000007Ann        Bonn  \r\n"
+            "000042Müller     Köln  \r\n000007Ann        Bonn  \r\n000000Zoe        Ulm   \r\n"
         );
     }
 

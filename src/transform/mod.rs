@@ -328,14 +328,22 @@ impl<'env> Transformer<'env> {
             return Ok(true);
         }
         let names = self.output_names(&rec.names);
-        let mut out = computed;
-        if self.keep {
+        let out = if self.keep {
+            // Input fields in their places (replaced where a field of the same name was
+            // computed), then the new fields.
+            let mut computed: Vec<Option<String>> = computed.into_iter().map(Some).collect();
+            let mut out = Vec::with_capacity(names.len());
             for (n, v) in rec.names.iter().zip(values) {
-                if !self.fields.iter().any(|(f, _)| f == n) {
-                    out.push(v);
+                match self.fields.iter().position(|(f, _)| f == n) {
+                    Some(i) => out.push(computed[i].take().unwrap_or_default()),
+                    None => out.push(v),
                 }
             }
-        }
+            out.extend(computed.into_iter().flatten());
+            out
+        } else {
+            computed
+        };
         rec.names = names;
         rec.values = out;
         Ok(true)
@@ -382,15 +390,18 @@ impl<'env> Transformer<'env> {
         {
             return o.clone();
         }
-        let mut names: Vec<String> = self.fields.iter().map(|(n, _)| n.clone()).collect();
-        if self.keep {
+        let names: Vec<String> = if self.keep {
+            let mut names: Vec<String> = input.to_vec();
             names.extend(
-                input
+                self.fields
                     .iter()
-                    .filter(|n| !self.fields.iter().any(|(f, _)| f == *n))
-                    .cloned(),
+                    .filter(|(f, _)| !input.contains(f))
+                    .map(|(f, _)| f.clone()),
             );
-        }
+            names
+        } else {
+            self.fields.iter().map(|(n, _)| n.clone()).collect()
+        };
         let o: Arc<[String]> = names.into();
         self.names = Some((input.clone(), o.clone()));
         o
@@ -502,8 +513,23 @@ mod tests {
         let mut t = Transformer::new(&env, &spec, BTreeMap::new()).unwrap();
         let mut r = rec(&["Qty", "Unit Price", "Item"], &["5", "9.99", "Bolt"]);
         assert!(t.apply(&mut r).unwrap());
-        assert_eq!(&*r.names, &["Quantity", "X", "Qty", "Unit Price", "Item"]);
-        assert_eq!(r.values, vec!["5", "9.99", "5", "9.99", "Bolt"]);
+        assert_eq!(&*r.names, &["Qty", "Unit Price", "Item", "Quantity", "X"]);
+        assert_eq!(r.values, vec!["5", "9.99", "Bolt", "5", "9.99"]);
+        // A computed field with an input field's name replaces it in its place.
+        let spec2 = TransformSpec {
+            fields: vec![("Qty".into(), "(Qty | num) * 2".into())],
+            ..spec.clone()
+        };
+        let mut t2 = Transformer::new(&env, &spec2, BTreeMap::new()).unwrap();
+        let mut r = rec(&["Item", "Qty"], &["Bolt", "5"]);
+        assert!(t2.apply(&mut r).unwrap());
+        assert_eq!(
+            (&*r.names, r.values.clone()),
+            (
+                &["Item".to_string(), "Qty".to_string()][..],
+                vec!["Bolt".to_string(), "10".to_string()]
+            )
+        );
         let spec = TransformSpec {
             fields: vec![("a".into(), "Qtty".into())],
             ..spec
