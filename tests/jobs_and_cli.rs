@@ -64,7 +64,10 @@ fn every_example_job_is_valid() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-    let n = std::fs::read_dir(repo.join("jobs")).unwrap().count();
+    let n = std::fs::read_dir(repo.join("jobs"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "toml"))
+        .count();
     assert!(
         stdout(&o).contains(&format!("{n} job file(s) valid")),
         "{}",
