@@ -250,6 +250,9 @@ pub fn test(jobs_dir: &Path, state_dir: &Path, job_name: &str, file: &Path) -> i
             let _ = writeln!(out, "           the file would go to the error folder");
         }
     }
+    if job.input.is_some() && matches {
+        show_records(out, &job, &abs, &name, &rel_dir);
+    }
     let _ = writeln!(out, "(dry run: nothing was changed)");
     if matches { exit::OK } else { exit::FILE_FAILED }
 }
@@ -378,4 +381,77 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
         println!("{name:<20} INVALID: run `ferry check` ({})", file.display());
     }
     exit::OK
+}
+
+/// The first records of a file as the job reads, transforms and writes them.
+fn show_records(out: &mut impl Write, job: &Job, file: &Path, name: &str, dir: &str) {
+    const SHOWN: usize = 5;
+    let (stem, ext) = job::template::split_name(name);
+    let meta = std::collections::BTreeMap::from([
+        ("name".to_string(), name.to_string()),
+        ("stem".to_string(), stem.to_string()),
+        ("ext".to_string(), ext.to_string()),
+        ("dir".to_string(), dir.to_string()),
+        ("job".to_string(), job.name.clone()),
+        ("source".to_string(), file.to_string_lossy().into_owned()),
+    ]);
+    let p = match crate::runtime::pipeline::preview(job, file, meta, SHOWN) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(out, "records:   cannot read the file: {e}");
+            return;
+        }
+    };
+    let _ = writeln!(
+        out,
+        "records:   the first {} as read, then as transformed:",
+        p.parsed.len()
+    );
+    for (r, t) in p.parsed.iter().zip(&p.transformed) {
+        let fields: Vec<String> = r.fields().map(|(k, v)| format!("{k}={v:?}")).collect();
+        let _ = writeln!(
+            out,
+            "  #{} (line {}): {}",
+            r.pos.record,
+            r.pos.line,
+            fields.join(" ")
+        );
+        match t {
+            Ok(Some(t)) => {
+                let fields: Vec<String> = t.fields().map(|(k, v)| format!("{k}={v:?}")).collect();
+                let _ = writeln!(out, "     -> {}", fields.join(" "));
+            }
+            Ok(None) => {
+                let _ = writeln!(out, "     -> dropped by the filter");
+            }
+            Err(e) => {
+                let _ = writeln!(out, "     -> ERROR: {e}");
+            }
+        }
+    }
+    if let Some(e) = &p.error {
+        let _ = writeln!(out, "  reading stops: {e}");
+    }
+    let record_outputs = job
+        .outputs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| !matches!(o.data.format, job::data::OutputFormat::Original));
+    for ((i, _), text) in record_outputs.zip(&p.outputs) {
+        let _ = writeln!(
+            out,
+            "output {} as it would be written (these records only):",
+            i + 1
+        );
+        match text {
+            Ok(t) => {
+                for line in t.lines().take(40) {
+                    let _ = writeln!(out, "  | {line}");
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(out, "  ERROR: {e}");
+            }
+        }
+    }
 }

@@ -293,3 +293,26 @@ fn data_keys_are_checked_with_positions() {
     );
     assert!(err.contains("jobs/k.toml:5:10: output[1].format: an output format other than \"original\" needs an `[input]`"), "{err}");
 }
+
+#[test]
+fn ferry_test_shows_records_as_parsed_transformed_and_written() {
+    let d = Deployment::new("data-dry");
+    d.job("orders", ORDERS_JOB);
+    // A sample may be anywhere: it is matched by its name.
+    let sample = d.write("samples/orders.csv", erp_export(b""));
+    let o = d.run(&["test", "orders", sample.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("#1 (line 2): Auftrag=\"1001\""), "{out}");
+    assert!(
+        out.contains("-> OrderNo=\"1001\" Item=\"Schraube M6\" Qty=\"1000\""),
+        "{out}"
+    );
+    assert!(out.contains("-> dropped by the filter"), "{out}");
+    assert!(out.contains("output 2 as it would be written"), "{out}");
+    assert!(out.contains("| 1003;Dübel €;7;10,50;2026-11-03"), "{out}");
+    assert!(
+        d.files("out").is_empty() && !d.path("var").exists(),
+        "a dry run writes nothing"
+    );
+}

@@ -58,24 +58,23 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-type Sink = EncodeWriter<TempOutput>;
-
-/// One record-format output being written.
+/// One record-format output being written into `W` (a temporary file, or memory for a dry
+/// run).
 #[allow(clippy::large_enum_variant)] // one per output and file: boxing buys nothing
-enum Writer {
-    Csv(CsvWriter<Sink>),
-    Json(JsonWriter<Sink>),
-    Fixed(FixedWriter<Sink>),
-    Xml(XmlWriter<Sink>),
-    Text(TemplateWriter<Sink>),
+enum Writer<W: io::Write> {
+    Csv(CsvWriter<EncodeWriter<W>>),
+    Json(JsonWriter<EncodeWriter<W>>),
+    Fixed(FixedWriter<EncodeWriter<W>>),
+    Xml(XmlWriter<EncodeWriter<W>>),
+    Text(TemplateWriter<EncodeWriter<W>>),
 }
 
-impl Writer {
+impl<W: io::Write> Writer<W> {
     fn new(
-        temp: TempOutput,
+        temp: W,
         data: &OutputData,
         meta: &BTreeMap<String, String>,
-    ) -> Result<Writer, ParseError> {
+    ) -> Result<Writer<W>, ParseError> {
         let sink = EncodeWriter::new(temp, data.encoding, data.replace);
         Ok(match &data.format {
             OutputFormat::Csv(o) => Writer::Csv(CsvWriter::new(sink, o)),
@@ -116,7 +115,7 @@ impl Writer {
         }
     }
 
-    fn finish(self) -> io::Result<TempOutput> {
+    fn finish(self) -> io::Result<W> {
         let sink = match self {
             Writer::Csv(w) => w.finish()?,
             Writer::Json(w) => w.finish()?,
@@ -234,10 +233,10 @@ enum Bad {
     Fatal(ParseError),
 }
 
-fn process_record(
+fn process_record<W: io::Write>(
     rec: &mut Record,
     transformer: &mut Transformer<'_>,
-    writers: &mut [Writer],
+    writers: &mut [Writer<W>],
     stats: &mut Stats,
     on_error: OnError,
 ) -> Result<(), Bad> {
@@ -303,4 +302,81 @@ fn reject(rejects: &mut Rejects<'_>, e: &ParseError, rec: Option<&Record>) -> io
     });
     serde_json::to_writer(&mut *f, &line)?;
     f.write_all(b"\n")
+}
+
+/// What a dry run shows of the first records of a file.
+pub struct Preview {
+    pub parsed: Vec<Record>,
+    pub transformed: Vec<Result<Option<Record>, ParseError>>,
+    /// Each record output's text for those records (decoded for display).
+    pub outputs: Vec<Result<String, ParseError>>,
+    /// Reading stopped at this error.
+    pub error: Option<ParseError>,
+}
+
+/// Reads the first `limit` records of `src` and shows what the job makes of them, writing
+/// nothing anywhere.
+pub fn preview(
+    job: &Job,
+    src: &Path,
+    meta: BTreeMap<String, String>,
+    limit: usize,
+) -> Result<Preview, ParseError> {
+    let input = job
+        .input
+        .as_ref()
+        .ok_or_else(|| ParseError::new("the job has no [input]"))?;
+    let file = std::fs::File::open(src)
+        .map_err(|e| ParseError::new(format!("cannot open the file: {e}")))?;
+    let decoded = BufReader::new(DecodeReader::new(file, input.encoding, input.replace));
+    let mut reader = match &input.format {
+        InputFormat::Csv(o) => Reader::Csv(Box::new(CsvReader::new(decoded, o.clone())?)),
+        InputFormat::Xml(o) => Reader::Xml(Box::new(XmlReader::new(
+            decoded,
+            XmlPaths::compile(o).map_err(ParseError::new)?,
+        ))),
+        InputFormat::Fixed(l) => Reader::Fixed(Box::new(FixedReader::new(decoded, l.clone()))),
+    };
+    let lookups = transform::load_lookups(&job.transform).map_err(ParseError::new)?;
+    let env = transform::environment(&lookups);
+    let mut transformer =
+        Transformer::new(&env, &job.transform, meta.clone()).map_err(ParseError::new)?;
+    let mut p = Preview {
+        parsed: Vec::new(),
+        transformed: Vec::new(),
+        outputs: Vec::new(),
+        error: None,
+    };
+    let mut rec = Record::default();
+    while p.parsed.len() < limit {
+        match reader.read_into(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {
+                p.parsed.push(rec.clone());
+                let mut t = rec.clone();
+                p.transformed
+                    .push(transformer.apply(&mut t).map(|keep| keep.then_some(t)));
+            }
+            Err(Bad::Skip(e, _) | Bad::Fatal(e)) => {
+                p.error = Some(e);
+                break;
+            }
+        }
+    }
+    for o in job
+        .outputs
+        .iter()
+        .filter(|o| !matches!(o.data.format, OutputFormat::Original))
+    {
+        let rendered = (|| {
+            let mut w = Writer::new(Vec::new(), &o.data, &meta)?;
+            for r in p.transformed.iter().flatten().flatten() {
+                w.write(r)?;
+            }
+            let bytes = w.finish().map_err(|e| ParseError::new(e.to_string()))?;
+            Ok(o.data.encoding.decode(&bytes).0.into_owned())
+        })();
+        p.outputs.push(rendered);
+    }
+    Ok(p)
 }
