@@ -178,6 +178,7 @@ pub fn test(jobs_dir: &Path, state_dir: &Path, job_name: &str, file: &Path) -> i
         job: &job.name,
         seq,
         taken,
+        record: None,
     };
     let _ = writeln!(out, "seq:       {seq} (the next number of this job)");
     match crate::runtime::process::preview(&job, &vars) {

@@ -316,3 +316,80 @@ fn ferry_test_shows_records_as_parsed_transformed_and_written() {
         "a dry run writes nothing"
     );
 }
+
+#[test]
+fn json_records_at_a_path_become_csv() {
+    let d = Deployment::new("data-json");
+    d.job(
+        "j",
+        "[source]\nfolder = \"in\"\nsettle = \"0s\"\n[input]\nformat = \"json\"\nrecords = \"data.orders\"\n[[output]]\nfolder = \"out\"\nname = \"{stem}.csv\"\nformat = \"csv\"\n",
+    );
+    d.write(
+        "in/o.json",
+        r#"{"meta": {"n": 2}, "data": {"orders": [
+            {"no": 1, "price": 12.50, "customer": {"name": "Acme", "vat": null}, "tags": ["a", "b"]},
+            {"no": 2, "price": 3, "customer": {"name": "Bo \"B\""}, "tags": []}
+        ]}}"#,
+    );
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(d.path("out/o.csv")).unwrap(),
+        "no,price,customer.name,customer.vat,tags\n1,12.50,Acme,,\"[\"\"a\"\",\"\"b\"\"]\"\n2,3,\"Bo \"\"B\"\"\",,[]\n"
+    );
+}
+
+#[test]
+fn fields_are_captured_from_text_with_line_items() {
+    let d = Deployment::new("data-text");
+    d.job(
+        "t",
+        r#"
+[source]
+folder = "in"
+settle = "0s"
+
+[input]
+format = "text"
+mode = "capture"
+required = ["invoice", "total"]
+[input.capture]
+invoice = ['Invoice number\s*(?P<invoice>[A-Z0-9-]+)']
+date = ['Date:\s*(\d{2}\.\d{2}\.\d{4})', 'Dated (\S+)']
+total = ['Total\s+EUR\s+(?P<total>[0-9.,]+)']
+[input.items]
+start = 'Pos\s+Description'
+end = 'Total'
+line = '^\s*(?P<pos>\d+)\s+(?P<item>.+?)\s+(?P<amount>[0-9]+,[0-9]{2})\s*$'
+
+[transform]
+keep = true
+[transform.fields]
+amount = "amount | num | decimal(2)"
+
+[[output]]
+folder = "out"
+name = "{stem}.jsonl"
+format = "jsonl"
+"#,
+    );
+    d.write(
+        "in/inv.txt",
+        "ACME GmbH\nInvoice number\nRE-2026-0042\nDate: 02.11.2026\n\nPos  Description        Amount\n1    Hosting basic      12,50\n2    Domain .de          1,20\nTotal EUR 13,70\n",
+    );
+    d.write("in/broken.txt", "Some letter without an invoice number\n");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(d.path("out/inv.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["invoice"], "RE-2026-0042");
+    assert_eq!(lines[0]["date"], "02.11.2026");
+    assert_eq!(lines[1]["item"], "Domain .de");
+    assert_eq!(lines[1]["amount"], "1.20");
+    let report = std::fs::read_to_string(d.path("var/error/t/broken.txt.error.txt")).unwrap();
+    assert!(report.contains("invoice"), "{report}");
+}

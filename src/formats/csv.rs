@@ -266,11 +266,15 @@ impl Default for CsvOutOptions {
     }
 }
 
-/// Writes records as CSV, streaming.
+/// Writes records as CSV, streaming. The columns are the first record's fields; a later
+/// record with other fields (JSON input) is matched to them by name: a missing field is
+/// empty, a field that has no column is an error naming it.
 pub struct CsvWriter<W: std::io::Write> {
     w: csv::Writer<W>,
     header: bool,
     wrote_header: bool,
+    columns: Option<Arc<[String]>>,
+    row: Vec<String>,
 }
 
 impl<W: std::io::Write> CsvWriter<W> {
@@ -295,15 +299,35 @@ impl<W: std::io::Write> CsvWriter<W> {
             w,
             header: opts.header,
             wrote_header: false,
+            columns: None,
+            row: Vec::new(),
         }
     }
 
     pub fn write(&mut self, rec: &Record) -> std::io::Result<()> {
+        let columns = self.columns.get_or_insert_with(|| rec.names.clone());
         if self.header && !self.wrote_header {
-            self.w.write_record(rec.names.iter())?;
+            self.w.write_record(columns.iter())?;
             self.wrote_header = true;
         }
-        self.w.write_record(rec.values.iter())?;
+        if Arc::ptr_eq(columns, &rec.names) || **columns == *rec.names {
+            self.w.write_record(rec.values.iter())?;
+            return Ok(());
+        }
+        if let Some(extra) = rec.names.iter().find(|n| !columns.contains(n)) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the field `{extra}` has no CSV column (the columns are the first record's fields: {})",
+                    columns.join(", ")
+                ),
+            ));
+        }
+        self.row.clear();
+        for c in columns.iter() {
+            self.row.push(rec.get(c).unwrap_or("").to_string());
+        }
+        self.w.write_record(self.row.iter())?;
         Ok(())
     }
 

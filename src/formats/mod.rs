@@ -6,7 +6,9 @@ pub mod csv;
 pub mod encoding;
 pub mod fixed;
 pub mod json;
+pub mod json_in;
 pub mod template_out;
+pub mod text;
 pub mod xml;
 pub mod xml_out;
 

@@ -9,7 +9,9 @@ use super::toml_reader::{Doc, Str, TableReader};
 use crate::formats::csv::{CsvOptions, CsvOutOptions, Quoting, Ragged};
 use crate::formats::fixed::{Align, Column, Layout};
 use crate::formats::json::JsonStyle;
+use crate::formats::json_in::{JsonInOptions, JsonInStyle};
 use crate::formats::template_out::{TemplateOptions, TemplateWriter};
+use crate::formats::text::{ItemsOptions, TextMode, TextOptions, TextRules};
 use crate::formats::xml::{XmlOptions, XmlPaths};
 use crate::formats::xml_out::{XmlOutOptions, XmlWriter};
 
@@ -27,6 +29,8 @@ pub enum InputFormat {
     Csv(CsvOptions),
     Xml(XmlOptions),
     Fixed(Layout),
+    Json(JsonInOptions),
+    Text(TextRules),
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +105,13 @@ pub const INPUT_KEYS: &[&str] = &[
     "fields",
     "namespaces",
     "column",
+    "records",
+    "mode",
+    "line_field",
+    "max_bytes",
+    "capture",
+    "required",
+    "items",
 ];
 pub const TRANSFORM_KEYS: &[&str] = &["filter", "fields", "keep", "lookups"];
 /// Keys an `[[output]]` may have for its format, besides folder, name and exists.
@@ -271,12 +282,14 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
     let format_span = format_raw.as_ref().map(|s| s.span.clone());
     let kind = match format_raw {
         Some(f) => match f.value.as_str() {
-            "csv" | "xml" | "fixed" => f.value,
+            "csv" | "xml" | "fixed" | "json" | "jsonl" | "text" => f.value,
             other => {
                 doc.error(
                     f.span.clone(),
                     &f.key,
-                    format!("expected one of \"csv\", \"xml\", \"fixed\", found {other:?}"),
+                    format!(
+                        "expected one of \"csv\", \"xml\", \"json\", \"jsonl\", \"text\", \"fixed\", found {other:?}"
+                    ),
                 );
                 t.finish(doc, INPUT_KEYS);
                 return None;
@@ -286,7 +299,7 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
             doc.error(
                 t.span.clone(),
                 "input.format",
-                "missing `format`: \"csv\", \"xml\" or \"fixed\"",
+                "missing `format`: \"csv\", \"xml\", \"json\", \"jsonl\", \"text\" or \"fixed\"",
             );
             t.finish(doc, INPUT_KEYS);
             return None;
@@ -378,6 +391,95 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
                 Ok(_) => Some(InputFormat::Xml(opts)),
                 Err(e) => {
                     doc.error(record.span.clone(), "input", e);
+                    None
+                }
+            }
+        }
+        "json" | "jsonl" => {
+            let records = t.str(doc, "records");
+            let opts = JsonInOptions {
+                style: if kind == "json" {
+                    JsonInStyle::Array
+                } else {
+                    JsonInStyle::Lines
+                },
+                records: records.as_ref().map(|r| r.value.clone()),
+            };
+            match opts.check() {
+                Ok(()) => Some(InputFormat::Json(opts)),
+                Err(e) => {
+                    let span = records.map_or(t.span.clone(), |r| r.span);
+                    doc.error(span, "input.records", e);
+                    None
+                }
+            }
+        }
+        "text" => {
+            let mode_raw = t.str(doc, "mode");
+            let mode = choice(
+                doc,
+                mode_raw,
+                &[("lines", TextMode::Lines), ("capture", TextMode::Capture)],
+                TextMode::Lines,
+            );
+            let line_field = t
+                .str(doc, "line_field")
+                .map_or("line".to_string(), |s| s.value);
+            let max_bytes = t
+                .uint(doc, "max_bytes")
+                .unwrap_or(crate::formats::text::DEFAULT_MAX_BYTES);
+            let mut fields = Vec::new();
+            if let Some(mut c) = t.table(doc, "capture") {
+                let keys: Vec<String> = c.keys();
+                for k in keys {
+                    if let Some(list) = c.str_list(doc, &k) {
+                        fields.push((k, list.into_iter().map(|s| s.value).collect()));
+                    }
+                }
+            }
+            let required = t
+                .str_list(doc, "required")
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| s.value)
+                .collect();
+            let items = match t.table(doc, "items") {
+                Some(mut it) => {
+                    let start = it.str(doc, "start").map(|s| s.value);
+                    let end = it.str(doc, "end").map(|s| s.value);
+                    let line = it.str(doc, "line");
+                    let span = it.span.clone();
+                    it.finish(doc, &["start", "end", "line"]);
+                    match line {
+                        Some(l) => Some(ItemsOptions {
+                            start,
+                            end,
+                            line: l.value,
+                        }),
+                        None => {
+                            doc.error(
+                                span,
+                                "input.items.line",
+                                "missing `line`: the pattern of one item line, with named groups",
+                            );
+                            None
+                        }
+                    }
+                }
+                None => None,
+            };
+            let opts = TextOptions {
+                mode: mode?,
+                line_field,
+                max_bytes,
+                fields,
+                required,
+                items,
+            };
+            match opts.compile() {
+                Ok(rules) => Some(InputFormat::Text(rules)),
+                Err(e) => {
+                    doc.error(t.span.clone(), "input", e);
                     None
                 }
             }

@@ -213,6 +213,7 @@ impl Source {
                         job: "",
                         seq: 0,
                         taken: chrono::Local::now(),
+                        record: None,
                     })
                 })
                 .collect(),

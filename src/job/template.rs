@@ -28,9 +28,19 @@ enum Part {
     Ext,
     Dir,
     Job,
-    Seq { width: usize },
-    Date { format: String },
+    Seq {
+        width: usize,
+    },
+    Date {
+        format: String,
+    },
+    /// A field of the record (only where the job splits its records into several files).
+    Field(String),
 }
+
+/// Put in a template's allowed list to let it use record fields (`{OrderNo}`,
+/// `{field:Order No}`).
+pub const FIELDS: &str = "FIELDS";
 
 /// A parsed name template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +65,8 @@ pub struct Vars<'a> {
     pub job: &'a str,
     pub seq: u64,
     pub taken: DateTime<Local>,
+    /// The record whose fields `{Field}` placeholders name, when splitting.
+    pub record: Option<&'a crate::formats::Record>,
 }
 
 impl Template {
@@ -193,9 +205,48 @@ impl Template {
                 Part::Job => out.push_str(v.job),
                 Part::Seq { width } => out.push_str(&format!("{:0width$}", v.seq)),
                 Part::Date { format } => out.push_str(&v.taken.format(format).to_string()),
+                Part::Field(f) => {
+                    let value = v.record.and_then(|r| r.get(f)).unwrap_or("");
+                    out.push_str(&field_in_name(value));
+                }
             }
         }
         out
+    }
+}
+
+/// A field value as part of a file name: it comes from the file's content, so it may not
+/// add folders or climb out of one: `/`, `\\` and control characters become `_`, and `.`
+/// or `..` alone become `_`.
+fn field_in_name(value: &str) -> String {
+    let v: String = value
+        .trim()
+        .chars()
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if v.is_empty() || v == "." || v == ".." {
+        "_".into()
+    } else {
+        v
+    }
+}
+
+impl Template {
+    /// The record fields this template names.
+    pub fn fields(&self) -> Vec<&str> {
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Field(f) => Some(f.as_str()),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -237,6 +288,17 @@ fn parse_placeholder(inner: &str, allowed: &[&str]) -> Result<Part, String> {
         }
         ("name" | "stem" | "ext" | "dir" | "job", Some(_)) => {
             return Err(format!("`{{{key}}}` takes no `:argument`"));
+        }
+        ("field", Some(f)) if allowed.contains(&FIELDS) && !f.trim().is_empty() => {
+            return Ok(Part::Field(f.trim().to_string()));
+        }
+        (k, None)
+            if allowed.contains(&FIELDS)
+                && !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-') =>
+        {
+            return Ok(Part::Field(k.to_string()));
         }
         _ => {
             return Err(format!(
@@ -289,6 +351,7 @@ mod tests {
             job: "j",
             seq: 42,
             taken: Local.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap(),
+            record: None,
         }
     }
 
@@ -341,6 +404,28 @@ mod tests {
         assert_eq!(g("{name}.done"), "*.done");
         assert_eq!(g("done_{stem}{ext}"), "done_*");
         assert_eq!(g("a[1]*{name}"), "a[[]1[]][*]*");
+    }
+
+    #[test]
+    fn record_fields_in_names_are_made_safe() {
+        let mut allowed = PLACEHOLDERS.to_vec();
+        allowed.push(FIELDS);
+        let t = Template::parse("order_{OrderNo}_{field:Cust No}.{ext}", &allowed).unwrap();
+        assert_eq!(t.fields(), vec!["OrderNo", "Cust No"]);
+        let rec = crate::formats::Record {
+            names: vec!["OrderNo".to_string(), "Cust No".to_string()].into(),
+            values: vec!["../../etc/x".into(), "..".into()],
+            pos: Default::default(),
+        };
+        let v = Vars {
+            record: Some(&rec),
+            ..vars("a.xml")
+        };
+        assert_eq!(t.render(&v), "order_.._.._etc_x__.xml");
+        assert!(
+            Template::parse("{OrderNo}", PLACEHOLDERS).is_err(),
+            "fields only where allowed"
+        );
     }
 
     #[test]

@@ -318,6 +318,14 @@ impl<'a, 'i> TableReader<'a, 'i> {
         Some(out)
     }
 
+    /// Every key of the table, in file order.
+    pub fn keys(&self) -> Vec<String> {
+        self.map
+            .iter()
+            .map(|(k, _)| k.get_ref().to_string())
+            .collect()
+    }
+
     /// Whether the table has this key (without marking it read).
     pub fn has(&self, key: &str) -> bool {
         self.map.get(key).is_some()

@@ -17,7 +17,9 @@ use crate::formats::csv::{CsvReader, CsvWriter};
 use crate::formats::encoding::{DecodeReader, EncodeWriter};
 use crate::formats::fixed::{FixedReader, FixedWriter};
 use crate::formats::json::JsonWriter;
+use crate::formats::json_in::JsonReader;
 use crate::formats::template_out::TemplateWriter;
+use crate::formats::text::TextReader;
 use crate::formats::xml::{XmlPaths, XmlReader};
 use crate::formats::xml_out::XmlWriter;
 use crate::formats::{ParseError, Record};
@@ -177,14 +179,7 @@ pub fn run(
             256 * 1024,
             DecodeReader::new(&mut hashing, input.encoding, input.replace),
         );
-        let mut reader = match &input.format {
-            InputFormat::Csv(o) => Reader::Csv(Box::new(CsvReader::new(decoded, o.clone())?)),
-            InputFormat::Xml(o) => Reader::Xml(Box::new(XmlReader::new(
-                decoded,
-                XmlPaths::compile(o).map_err(ParseError::new)?,
-            ))),
-            InputFormat::Fixed(l) => Reader::Fixed(Box::new(FixedReader::new(decoded, l.clone()))),
-        };
+        let mut reader = Reader::open(input, decoded)?;
         let mut rec = Record::default();
         loop {
             let bad = match reader.read_into(&mut rec) {
@@ -260,6 +255,25 @@ enum Reader<R: io::BufRead> {
     Csv(Box<CsvReader<R>>),
     Xml(Box<XmlReader<R>>),
     Fixed(Box<FixedReader<R>>),
+    Json(Box<JsonReader<R>>),
+    Text(Box<TextReader<R>>),
+}
+
+impl<R: io::BufRead> Reader<R> {
+    fn open(input: &crate::job::data::Input, decoded: R) -> Result<Self, ParseError> {
+        Ok(match &input.format {
+            InputFormat::Csv(o) => Reader::Csv(Box::new(CsvReader::new(decoded, o.clone())?)),
+            InputFormat::Xml(o) => Reader::Xml(Box::new(XmlReader::new(
+                decoded,
+                XmlPaths::compile(o).map_err(ParseError::new)?,
+            ))),
+            InputFormat::Fixed(l) => Reader::Fixed(Box::new(FixedReader::new(decoded, l.clone()))),
+            InputFormat::Json(o) => Reader::Json(Box::new(JsonReader::new(decoded, o.clone()))),
+            InputFormat::Text(rules) => {
+                Reader::Text(Box::new(TextReader::new(decoded, rules.clone())))
+            }
+        })
+    }
 }
 
 impl<R: io::BufRead> Reader<R> {
@@ -268,6 +282,8 @@ impl<R: io::BufRead> Reader<R> {
             Reader::Csv(r) => (r.read_into(rec), true),
             Reader::Xml(r) => (r.read_into(rec), false),
             Reader::Fixed(r) => (r.read_into(rec), true),
+            Reader::Json(r) => (r.read_into(rec), true),
+            Reader::Text(r) => (r.read_into(rec), true),
         };
         // In line-based formats a bad record (a wrong field count, a short line) can be
         // skipped and reading goes on; undecodable bytes and malformed XML end the file.
@@ -329,14 +345,7 @@ pub fn preview(
     let file = std::fs::File::open(src)
         .map_err(|e| ParseError::new(format!("cannot open the file: {e}")))?;
     let decoded = BufReader::new(DecodeReader::new(file, input.encoding, input.replace));
-    let mut reader = match &input.format {
-        InputFormat::Csv(o) => Reader::Csv(Box::new(CsvReader::new(decoded, o.clone())?)),
-        InputFormat::Xml(o) => Reader::Xml(Box::new(XmlReader::new(
-            decoded,
-            XmlPaths::compile(o).map_err(ParseError::new)?,
-        ))),
-        InputFormat::Fixed(l) => Reader::Fixed(Box::new(FixedReader::new(decoded, l.clone()))),
-    };
+    let mut reader = Reader::open(input, decoded)?;
     let lookups = transform::load_lookups(&job.transform).map_err(ParseError::new)?;
     let env = transform::environment(&lookups);
     let mut transformer =

@@ -188,6 +188,7 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
                 job: &job.name,
                 seq: c.seq,
                 taken,
+                record: None,
             };
             let r = resolve(job, &vars, c.id);
             let temps = r
@@ -216,6 +217,7 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
         job: &job.name,
         seq: claim.seq,
         taken,
+        record: None,
     };
     if claim.attempts > job.after.max_attempts {
         let err = FileError::new(format!(
