@@ -393,3 +393,95 @@ format = "jsonl"
     let report = std::fs::read_to_string(d.path("var/error/t/broken.txt.error.txt")).unwrap();
     assert!(report.contains("invoice"), "{report}");
 }
+
+#[test]
+fn records_are_split_into_one_file_per_order() {
+    let d = Deployment::new("data-split");
+    d.job(
+        "split",
+        r#"
+[source]
+folder = "in"
+settle = "0s"
+
+[input]
+format = "csv"
+delimiter = ";"
+
+[transform]
+split = "Order"
+
+[[output]]
+folder = "out"
+name = "order_{Order}.xml"
+format = "xml"
+root = "Order"
+record = "Line"
+exists = "unique"
+
+[[output]]
+folder = "all"
+name = "{name}"
+"#,
+    );
+    d.write("out/order_A-2.xml", "an older file of the same name\n");
+    d.write(
+        "in/lines.csv",
+        "Order;Item;Qty\nA-1;Bolt;5\nA-2;Nut;7\nA-1;Washer;9\n../x;Evil;1\n",
+    );
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        d.files("out"),
+        vec![
+            "order_.._x.xml",
+            "order_A-1.xml",
+            "order_A-2.xml",
+            "order_A-2_1.xml"
+        ]
+    );
+    let a1 = std::fs::read_to_string(d.path("out/order_A-1.xml")).unwrap();
+    assert!(
+        a1.contains("<Item>Bolt</Item>")
+            && a1.contains("<Item>Washer</Item>")
+            && !a1.contains("Nut"),
+        "{a1}"
+    );
+    assert_eq!(
+        read(&d.path("out/order_A-2.xml")),
+        b"an older file of the same name\n"
+    );
+    assert!(
+        std::fs::read_to_string(d.path("out/order_A-2_1.xml"))
+            .unwrap()
+            .contains("<Item>Nut</Item>")
+    );
+    assert_eq!(
+        read(&d.path("all/lines.csv")),
+        read(&d.path("var/archive/split/lines.csv")),
+        "the original output too"
+    );
+    let h = d.history();
+    assert_eq!(
+        h[0]["outputs"].as_array().unwrap().len(),
+        4,
+        "{:?}",
+        h[0]["outputs"]
+    );
+    assert!(
+        !d.files("").iter().any(|f| f.contains(".ferry-")),
+        "no temporary file left"
+    );
+}
+
+#[test]
+fn field_placeholders_need_a_split() {
+    let d = Deployment::new("data-split-check");
+    d.job(
+        "j",
+        "[source]\nfolder = \"in\"\n[input]\nformat = \"csv\"\n[[output]]\nfolder = \"out\"\nname = \"o_{Order}.csv\"\nformat = \"csv\"\n",
+    );
+    let o = d.run(&["check"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("jobs/j.toml:7:8: output[1].name: `{Order}` names a record field: that needs `[transform] split"), "{}", stderr(&o));
+}

@@ -66,7 +66,13 @@ fn every_example_job_is_valid() {
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let n = std::fs::read_dir(repo.join("jobs"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "toml"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "toml")
+        })
         .count();
     assert!(
         stdout(&o).contains(&format!("{n} job file(s) valid")),

@@ -53,6 +53,9 @@ pub struct TransformSpec {
     pub keep: bool,
     /// Lookup tables: name and CSV file (first column is the key).
     pub lookups: Vec<(String, std::path::PathBuf)>,
+    /// Split the records into one file per value of this field (per output); output names
+    /// use the field as `{Field}`.
+    pub split: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -113,7 +116,7 @@ pub const INPUT_KEYS: &[&str] = &[
     "required",
     "items",
 ];
-pub const TRANSFORM_KEYS: &[&str] = &["filter", "fields", "keep", "lookups"];
+pub const TRANSFORM_KEYS: &[&str] = &["filter", "fields", "keep", "lookups", "split"];
 /// Keys an `[[output]]` may have for its format, besides folder, name and exists.
 pub const OUTPUT_FORMAT_KEYS: &[&str] = &[
     "format",
@@ -509,6 +512,7 @@ pub fn read_transform(
     let fields = t.str_map(doc, "fields").unwrap_or_default();
     let keep = t.bool(doc, "keep").unwrap_or(false);
     let lookups = t.str_map(doc, "lookups").unwrap_or_default();
+    let split = t.str(doc, "split").map(|s| s.value);
     t.finish(doc, TRANSFORM_KEYS);
     let env = crate::transform::environment(&Default::default());
     let mut ok = true;
@@ -543,6 +547,7 @@ pub fn read_transform(
         fields: fields.into_iter().map(|(k, v)| (k, v.value)).collect(),
         keep,
         lookups: tables,
+        split,
     })
 }
 

@@ -350,7 +350,10 @@ fn read_job(
     let outputs: Vec<Option<Output>> = top
         .tables(doc, "output")
         .into_iter()
-        .map(|t| read_output(doc, root, t, has_input))
+        .map(|t| {
+            let splits = transform.as_ref().is_some_and(|t| t.split.is_some());
+            read_output(doc, root, t, has_input, splits)
+        })
         .collect();
     let after = match top.table(doc, "after") {
         Some(t) => read_after(doc, root, Some(t)),
@@ -700,6 +703,7 @@ fn read_output(
     root: &Path,
     mut t: TableReader<'_, '_>,
     has_input: bool,
+    splits: bool,
 ) -> Option<Output> {
     let folder = t.str(doc, "folder");
     if folder.is_none() && t.span_of("folder") == t.span {
@@ -727,7 +731,27 @@ fn read_output(
     let folder = folder_template(doc, root, &folder?);
     let name = match name {
         Some(n) => {
-            let tpl = template(doc, &n, PLACEHOLDERS);
+            let mut allowed = PLACEHOLDERS.to_vec();
+            if has_input {
+                allowed.push(template::FIELDS);
+            }
+            let tpl = template(doc, &n, &allowed);
+            let record_output = data
+                .as_ref()
+                .is_some_and(|d| !matches!(d.format, data::OutputFormat::Original));
+            if let Some(t) = &tpl
+                && let Some(f) = t.fields().first()
+                && !(splits && record_output)
+            {
+                doc.error(
+                    n.span.clone(),
+                    &n.key,
+                    format!(
+                        "`{{{f}}}` names a record field: that needs `[transform] split = \"FIELD\"` (one file per value) and a record format for this output"
+                    ),
+                );
+                return None;
+            }
             if n.value.trim().is_empty() || n.value.starts_with('/') {
                 doc.error(
                     n.span.clone(),

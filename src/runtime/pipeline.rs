@@ -7,9 +7,9 @@
 //! to a rejects file beside the first output (JSON Lines: the position, the reason and the
 //! record's fields) while the good records are written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -148,6 +148,8 @@ pub struct Rejects<'a> {
 /// and size, and what was done.
 pub struct Converted {
     pub temps: Vec<TempOutput>,
+    /// Split outputs: output index, final path, temporary file.
+    pub split: Vec<(u32, PathBuf, TempOutput)>,
     pub hash: (String, u64),
     pub stats: Stats,
 }
@@ -160,6 +162,7 @@ pub fn run(
     outputs: Vec<(TempOutput, &OutputData)>,
     meta: BTreeMap<String, String>,
     rejects: &mut Rejects<'_>,
+    mut split: Option<Split<'_>>,
 ) -> Result<Converted, ParseError> {
     let input = job.input.as_ref().expect("a record pipeline has an input");
     let file = std::fs::File::open(src)
@@ -173,6 +176,9 @@ pub fn run(
     for (t, d) in outputs {
         writers.push(Writer::new(t, d, &meta)?);
     }
+    // With a split: one set of writers per value of the split field.
+    let mut groups: HashMap<String, usize> = HashMap::new();
+    let mut group_writers: Vec<Vec<(u32, PathBuf, Writer<TempOutput>)>> = Vec::new();
     let mut stats = Stats::default();
     {
         let decoded = BufReader::with_capacity(
@@ -182,21 +188,34 @@ pub fn run(
         let mut reader = Reader::open(input, decoded)?;
         let mut rec = Record::default();
         loop {
-            let bad = match reader.read_into(&mut rec) {
+            let step = match reader.read_into(&mut rec) {
                 Ok(false) => break,
                 Ok(true) => {
                     stats.read += 1;
-                    process_record(
-                        &mut rec,
-                        &mut transformer,
-                        &mut writers,
-                        &mut stats,
-                        input.on_error,
-                    )
+                    transform_record(&mut rec, &mut transformer, input.on_error)
                 }
                 Err(e) => Err(e),
             };
-            match bad {
+            let written = step.and_then(|kept| {
+                let Some(original) = kept else {
+                    stats.filtered += 1;
+                    return Ok(());
+                };
+                let targets: Vec<&mut Writer<TempOutput>> = match split.as_mut() {
+                    None => writers.iter_mut().collect(),
+                    Some(sp) => {
+                        let g = group_of(sp, &rec, &mut groups, &mut group_writers, &meta)
+                            .map_err(|e| Bad::Skip(e, original.clone()))?;
+                        group_writers[g].iter_mut().map(|(_, _, w)| w).collect()
+                    }
+                };
+                for w in targets {
+                    w.write(&rec).map_err(|e| Bad::Skip(e, original.clone()))?;
+                }
+                stats.written += 1;
+                Ok(())
+            });
+            match written {
                 Ok(()) => {}
                 Err(Bad::Skip(e, data)) if input.on_error == OnError::Skip => {
                     stats.rejected += 1;
@@ -211,14 +230,78 @@ pub fn run(
     let hash = hashing
         .finish()
         .map_err(|e| ParseError::new(format!("cannot read the file: {e}")))?;
+    let finish = |w: Writer<TempOutput>| {
+        w.finish()
+            .map_err(|e| ParseError::new(format!("cannot write an output: {e}")))
+    };
     let mut temps = Vec::new();
     for w in writers {
-        temps.push(
-            w.finish()
-                .map_err(|e| ParseError::new(format!("cannot write an output: {e}")))?,
-        );
+        temps.push(finish(w)?);
     }
-    Ok(Converted { temps, hash, stats })
+    let mut split_outputs = Vec::new();
+    for group in group_writers {
+        for (idx, final_path, w) in group {
+            split_outputs.push((idx, final_path, finish(w)?));
+        }
+    }
+    Ok(Converted {
+        temps,
+        hash,
+        stats,
+        split: split_outputs,
+    })
+}
+
+/// Names a new group's file for an output: its final and its temporary path.
+pub type OpenSplit<'a> = dyn FnMut(u32, &Record) -> Result<(PathBuf, PathBuf), ParseError> + 'a;
+
+/// How to split: the field, the record outputs, and how to name a new group's file.
+pub struct Split<'a> {
+    pub field: &'a str,
+    pub outputs: Vec<(u32, &'a OutputData)>,
+    /// Given an output's index and the first record of a group: its final path and the
+    /// temporary path to write it under.
+    pub open: &'a mut OpenSplit<'a>,
+}
+
+/// How many files one input may be split into: each is an open file until the end.
+pub const MAX_GROUPS: usize = 1000;
+
+fn group_of(
+    sp: &mut Split<'_>,
+    rec: &Record,
+    groups: &mut HashMap<String, usize>,
+    group_writers: &mut Vec<Vec<(u32, PathBuf, Writer<TempOutput>)>>,
+    meta: &BTreeMap<String, String>,
+) -> Result<usize, ParseError> {
+    let key = rec.get(sp.field).ok_or_else(|| ParseError {
+        pos: Some(rec.pos),
+        field: Some(sp.field.to_string()),
+        ..ParseError::new("the record has no such field to split by")
+    })?;
+    if let Some(&g) = groups.get(key) {
+        return Ok(g);
+    }
+    if groups.len() >= MAX_GROUPS {
+        return Err(ParseError {
+            pos: Some(rec.pos),
+            field: Some(sp.field.to_string()),
+            value: Some(key.to_string()),
+            ..ParseError::new(format!(
+                "more than {MAX_GROUPS} different values to split by"
+            ))
+        });
+    }
+    let mut ws = Vec::new();
+    for (idx, data) in &sp.outputs {
+        let (final_path, temp) = (sp.open)(*idx, rec)?;
+        let t = TempOutput::create(&temp)
+            .map_err(|e| ParseError::new(format!("cannot write {}: {e}", temp.display())))?;
+        ws.push((*idx, final_path, Writer::new(t, data, meta)?));
+    }
+    group_writers.push(ws);
+    groups.insert(key.to_string(), group_writers.len() - 1);
+    Ok(group_writers.len() - 1)
 }
 
 /// A record that went wrong: one that can be skipped (with what is known of it), or an
@@ -228,27 +311,19 @@ enum Bad {
     Fatal(ParseError),
 }
 
-fn process_record<W: io::Write>(
+/// Transforms one record. `Ok(None)`: the filter dropped it; `Ok(Some(original))`: keep it
+/// (the original is kept for the rejects file when bad records are skipped).
+fn transform_record(
     rec: &mut Record,
     transformer: &mut Transformer<'_>,
-    writers: &mut [Writer<W>],
-    stats: &mut Stats,
     on_error: OnError,
-) -> Result<(), Bad> {
+) -> Result<Option<Option<Box<Record>>>, Bad> {
     let original = (on_error == OnError::Skip).then(|| Box::new(rec.clone()));
     match transformer.apply(rec) {
-        Ok(true) => {}
-        Ok(false) => {
-            stats.filtered += 1;
-            return Ok(());
-        }
-        Err(e) => return Err(Bad::Skip(e, original)),
+        Ok(true) => Ok(Some(original)),
+        Ok(false) => Ok(None),
+        Err(e) => Err(Bad::Skip(e, original)),
     }
-    for w in writers.iter_mut() {
-        w.write(rec).map_err(|e| Bad::Skip(e, original.clone()))?;
-    }
-    stats.written += 1;
-    Ok(())
 }
 
 enum Reader<R: io::BufRead> {

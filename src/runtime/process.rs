@@ -84,7 +84,14 @@ struct Target {
 /// Everything the names of one file resolve to.
 struct Resolved {
     targets: Vec<Target>,
+    /// Outputs named per group of records (`split`): their index and folder.
+    split_dirs: Vec<(u32, PathBuf)>,
     archive_dir: Option<PathBuf>,
+}
+
+/// Whether output `o` of `job` is written per group of records.
+fn is_split(job: &Job, o: &crate::job::Output) -> bool {
+    job.transform.split.is_some() && !matches!(o.data.format, OutputFormat::Original)
 }
 
 fn render_dir(t: &crate::job::template::Template, vars: &Vars<'_>) -> Result<PathBuf, FileError> {
@@ -110,8 +117,13 @@ fn render_dir(t: &crate::job::template::Template, vars: &Vars<'_>) -> Result<Pat
 
 fn resolve(job: &Job, vars: &Vars<'_>, id: i64) -> Result<Resolved, FileError> {
     let mut targets = Vec::new();
+    let mut split_dirs = Vec::new();
     for (i, o) in job.outputs.iter().enumerate() {
         let dir = render_dir(&o.folder, vars)?;
+        if is_split(job, o) {
+            split_dirs.push((i as u32, dir));
+            continue;
+        }
         let name = o.name.render(vars);
         let final_path = fsutil::safe_join(&dir, &name, true)
             .map_err(|e| FileError::new(format!("output {}: {e}", i + 1)))?;
@@ -129,6 +141,7 @@ fn resolve(job: &Job, vars: &Vars<'_>, id: i64) -> Result<Resolved, FileError> {
     };
     Ok(Resolved {
         targets,
+        split_dirs,
         archive_dir,
     })
 }
@@ -191,12 +204,19 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
                 record: None,
             };
             let r = resolve(job, &vars, c.id);
+            // Split outputs get their names while the file is read: recovery removes
+            // their temporary files by pattern.
             let temps = r
                 .as_ref()
                 .map(|r| {
                     r.targets
                         .iter()
                         .map(|t| t.temp.to_string_lossy().into_owned())
+                        .chain(r.split_dirs.iter().map(|(_, d)| {
+                            d.join(format!(".ferry-out-{}-*", c.id))
+                                .to_string_lossy()
+                                .into_owned()
+                        }))
                         .collect()
                 })
                 .unwrap_or_default();
@@ -251,7 +271,7 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
             );
         }
     };
-    match deliver(job, found, claim.id, resolved, journal) {
+    match deliver(job, found, &vars, claim.id, resolved, journal) {
         Ok(outcome) => outcome,
         Err((hash, e)) => fail(
             job,
@@ -271,6 +291,7 @@ type Failure = (Option<String>, FileError);
 fn deliver(
     job: &Job,
     found: &Found,
+    vars: &Vars<'_>,
     id: i64,
     resolved: Resolved,
     journal: &Journal,
@@ -318,14 +339,16 @@ fn deliver(
         }
     };
     // Rejected records (`on_error = "skip"`) go beside the first output.
-    let rejects_target = match (&job.input, targets.first()) {
-        (Some(i), Some(first)) if i.on_error == OnError::Skip => {
-            let final_path = first
-                .final_path
-                .with_file_name(fsutil::fit_component(&format!(
-                    "{}.rejects.jsonl",
-                    found.name
-                )));
+    let first_folder = targets
+        .first()
+        .and_then(|t| t.final_path.parent().map(Path::to_path_buf))
+        .or_else(|| resolved.split_dirs.first().map(|(_, d)| d.clone()));
+    let rejects_target = match (&job.input, first_folder) {
+        (Some(i), Some(folder)) if i.on_error == OnError::Skip => {
+            let final_path = folder.join(fsutil::fit_component(&format!(
+                "{}.rejects.jsonl",
+                found.name
+            )));
             let idx = job.outputs.len() as u32;
             Some(Target {
                 idx,
@@ -337,6 +360,7 @@ fn deliver(
         _ => None,
     };
     let mut rejected = 0;
+    let mut split_made: Vec<Target> = Vec::new();
     let written = (|| -> Result<(String, Vec<(String, u64)>), FileError> {
         let mut raw = Vec::new();
         let mut records = Vec::new();
@@ -355,7 +379,8 @@ fn deliver(
         }
         let mut finished: Vec<(u32, TempOutput)> = Vec::new();
         let mut hash = None;
-        if !raw.is_empty() || records.is_empty() {
+        let converting = !records.is_empty() || !resolved.split_dirs.is_empty();
+        if !raw.is_empty() || !converting {
             let mut src = std::fs::File::open(&found.path)
                 .map_err(|e| FileError::io(format!("cannot open {}", found.path.display()), &e))?;
             let (idxs, mut temps): (Vec<u32>, Vec<TempOutput>) = raw.into_iter().unzip();
@@ -364,7 +389,7 @@ fn deliver(
             hash = Some((h, n));
             finished.extend(idxs.into_iter().zip(temps));
         }
-        if !records.is_empty() {
+        if converting {
             let idxs: Vec<u32> = records.iter().map(|(i, _, _)| *i).collect();
             let outs = records.into_iter().map(|(_, t, d)| (t, d)).collect();
             let (stem, ext) = crate::job::template::split_name(&found.name);
@@ -385,7 +410,75 @@ fn deliver(
                     .map_or(Path::new(""), |t| t.temp.as_path()),
                 file: None,
             };
-            let result = pipeline::run(job, &found.path, outs, meta, &mut rejects);
+            let mut split_targets: Vec<Target> = Vec::new();
+            let mut used: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
+            let mut open = |oi: u32, rec: &crate::formats::Record| {
+                let o = &job.outputs[oi as usize];
+                let dir = &resolved
+                    .split_dirs
+                    .iter()
+                    .find(|(i, _)| *i == oi)
+                    .expect("a split output has a folder")
+                    .1;
+                let v = Vars {
+                    record: Some(rec),
+                    ..vars.clone()
+                };
+                let name = o.name.render(&v);
+                let base = fsutil::safe_join(dir, &name, true).map_err(|e| {
+                    crate::formats::ParseError {
+                        pos: Some(rec.pos),
+                        ..crate::formats::ParseError::new(format!("output {}: {e}", oi + 1))
+                    }
+                })?;
+                let taken = |p: &Path| {
+                    used.contains(p)
+                        || (fsutil::exists(p)
+                            && o.exists != Exists::Overwrite
+                            && o.exists != Exists::Skip)
+                };
+                let final_path = match o.exists {
+                    Exists::Unique => (0..)
+                        .map(|n| fsutil::numbered(&base, n))
+                        .find(|p| !taken(p))
+                        .expect("a free name"),
+                    _ if taken(&base) => {
+                        return Err(crate::formats::ParseError {
+                            pos: Some(rec.pos),
+                            value: Some(base.display().to_string()),
+                            ..crate::formats::ParseError::new(format!(
+                                "output {} exists already, or two groups of records have this name (exists = \"{}\")",
+                                oi + 1,
+                                o.exists.as_str()
+                            ))
+                        });
+                    }
+                    _ => base,
+                };
+                used.insert(final_path.clone());
+                let idx = job.outputs.len() as u32 + 1 + split_targets.len() as u32;
+                let temp = out::temp_path(&final_path, id, idx);
+                split_targets.push(Target {
+                    idx,
+                    final_path: final_path.clone(),
+                    temp: temp.clone(),
+                    exists: o.exists,
+                });
+                Ok((final_path, temp))
+            };
+            let split = job.transform.split.as_deref().map(|field| pipeline::Split {
+                field,
+                outputs: job
+                    .outputs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, o)| is_split(job, o))
+                    .map(|(i, o)| (i as u32, &o.data))
+                    .collect(),
+                open: &mut open,
+            });
+            let result = pipeline::run(job, &found.path, outs, meta, &mut rejects, split);
+            split_made = split_targets;
             if let Some(r) = rejects.file {
                 finished.push((u32::MAX, r));
             }
@@ -393,6 +486,7 @@ fn deliver(
                 temps,
                 hash: h,
                 stats,
+                split,
             } = result.map_err(|e| FileError {
                 chain: vec![format!("cannot convert the file: {e}")],
             })?;
@@ -406,6 +500,13 @@ fn deliver(
             rejected = stats.rejected;
             hash = hash.or(Some(h));
             finished.extend(idxs.into_iter().zip(temps));
+            for (_, _, t) in split {
+                let idx = split_made
+                    .iter()
+                    .find(|s| s.temp == t.temp)
+                    .map_or(u32::MAX - 1, |s| s.idx);
+                finished.push((idx, t));
+            }
         }
         let (hash, n) = hash.expect("the file was read");
         if n != found.meta.size {
@@ -437,6 +538,7 @@ fn deliver(
         }
         Ok((hash, sums))
     })();
+    targets.extend(split_made);
     if rejected > 0
         && let Some(t) = rejects_target
     {

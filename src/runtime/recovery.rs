@@ -48,7 +48,7 @@ pub fn recover(journal: &Journal) -> crate::journal::Result<Recovered> {
             }
             _ => {
                 for t in &u.temps {
-                    let _ = std::fs::remove_file(t);
+                    remove_temp(t);
                 }
                 if still_there(&u) {
                     journal.event(u.id, "interrupted", "ferry stopped before the file's outputs were planned; it will be taken again".into())?;
@@ -166,5 +166,58 @@ fn finish_failing(journal: &Journal, u: &Unfinished) -> crate::journal::Result<(
             u.id,
             format!("{error}; and recovery could not move it to the error folder: {e}"),
         ),
+    }
+}
+
+/// Removes a temporary file, or every file matching `dir/prefix*` (the temporary files of
+/// split outputs, whose names were not known when the file was claimed).
+fn remove_temp(t: &str) {
+    let Some(prefix_path) = t.strip_suffix('*') else {
+        let _ = std::fs::remove_file(t);
+        return;
+    };
+    let p = Path::new(prefix_path);
+    let (Some(dir), Some(prefix)) = (p.parent(), p.file_name().and_then(|n| n.to_str())) else {
+        return;
+    };
+    if !prefix.starts_with(".ferry-out-") {
+        return;
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".tmp"))
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_temporaries_are_removed_by_pattern_and_nothing_else() {
+        let d = std::env::temp_dir().join(format!("ferry-recovery-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        for n in [
+            ".ferry-out-7-3.tmp",
+            ".ferry-out-7-4.tmp",
+            ".ferry-out-71-3.tmp",
+            "order_7.xml",
+        ] {
+            std::fs::write(d.join(n), "x").unwrap();
+        }
+        remove_temp(&d.join(".ferry-out-7-*").to_string_lossy());
+        let mut left: Vec<String> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec![".ferry-out-71-3.tmp", "order_7.xml"]);
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }

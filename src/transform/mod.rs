@@ -470,6 +470,7 @@ mod tests {
             ],
             keep: false,
             lookups: vec![("customers".into(), dir.join("customers.csv"))],
+            split: None,
         };
         let lookups = load_lookups(&spec).unwrap();
         let env = environment(&lookups);
@@ -508,6 +509,7 @@ mod tests {
             ],
             keep: true,
             lookups: vec![],
+            split: None,
         };
         let env = environment(&Lookups::new());
         let mut t = Transformer::new(&env, &spec, BTreeMap::new()).unwrap();
