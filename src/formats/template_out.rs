@@ -8,7 +8,8 @@
 //!   (`{{ record["Order No"] }}`, `{% for k, v in record|items %}`), and `rec_no`, the
 //!   1-based number of the record in this output;
 //! - the header: the first record's fields (by name and as `record`), when there is one;
-//! - the footer: `count` (records written) and the last record's fields, when there is one.
+//! - the footer: `count` (records written), `totals` (the sum of every field whose values
+//!   were all numbers, for trailer records) and the last record's fields, when there is one.
 //!
 //! `meta`, `record`, `rec_no` and `count` win over fields of the same name (reach those
 //! through `record`). Undefined names are errors (strict mode), so a typo fails the first
@@ -78,6 +79,8 @@ struct Context {
     rec_no: Option<u64>,
     count: Option<u64>,
     meta: Value,
+    /// In the footer: the sum of every field whose values were all numbers.
+    totals: Option<Value>,
 }
 
 impl Object for Context {
@@ -90,6 +93,7 @@ impl Object for Context {
             "meta" => Some(self.meta.clone()),
             "rec_no" if self.rec_no.is_some() => self.rec_no.map(Value::from),
             "count" if self.count.is_some() => self.count.map(Value::from),
+            "totals" if self.totals.is_some() => self.totals.clone(),
             "record" if self.fields.is_some() => self.fields.clone().map(Value::from_dyn_object),
             _ => self.fields.as_ref()?.get_value_by_str(key),
         }
@@ -144,6 +148,7 @@ fn environment() -> Environment<'static> {
             .build()
             .expect("default delimiters"),
     );
+    crate::transform::add_filters(&mut env);
     env
 }
 
@@ -156,6 +161,8 @@ pub struct TemplateWriter<W: Write> {
     has_footer: bool,
     started: bool,
     count: u64,
+    totals: BTreeMap<String, f64>,
+    not_numeric: std::collections::BTreeSet<String>,
     /// The last record written, for the footer.
     last: Option<Arc<Fields>>,
 }
@@ -189,6 +196,8 @@ impl<W: Write> TemplateWriter<W> {
             has_footer: opts.footer.is_some(),
             started: false,
             count: 0,
+            totals: BTreeMap::new(),
+            not_numeric: Default::default(),
             last: None,
         })
     }
@@ -221,6 +230,7 @@ impl<W: Write> TemplateWriter<W> {
                     rec_no: None,
                     count: None,
                     meta: self.meta.clone(),
+                    totals: None,
                 },
             );
             Some(h.map_err(|m| ParseError::new(m).at(pos))?)
@@ -235,6 +245,7 @@ impl<W: Write> TemplateWriter<W> {
                     rec_no: Some(self.count + 1),
                     count: None,
                     meta: self.meta.clone(),
+                    totals: None,
                 },
             )
             .map_err(|m| ParseError::new(m).at(pos))?;
@@ -245,6 +256,19 @@ impl<W: Write> TemplateWriter<W> {
         written.map_err(|e| ParseError::new(format!("cannot write: {e}")).at(pos))?;
         self.started = true;
         self.count += 1;
+        if self.has_footer {
+            for (name, value) in rec.fields() {
+                if self.not_numeric.contains(name) {
+                    continue;
+                }
+                match crate::transform::parse_number(value).and_then(|v| f64::try_from(v).ok()) {
+                    Some(n) => *self.totals.entry(name.to_string()).or_insert(0.0) += n,
+                    None => {
+                        self.not_numeric.insert(name.to_string());
+                    }
+                }
+            }
+        }
         self.last = Some(fields);
         Ok(())
     }
@@ -261,6 +285,7 @@ impl<W: Write> TemplateWriter<W> {
                         rec_no: None,
                         count: None,
                         meta: self.meta.clone(),
+                        totals: None,
                     },
                 )
                 .map_err(io::Error::other)?;
@@ -275,6 +300,21 @@ impl<W: Write> TemplateWriter<W> {
                         rec_no: None,
                         count: Some(self.count),
                         meta: self.meta.clone(),
+                        totals: Some(Value::from(
+                            self.totals
+                                .iter()
+                                .filter(|(k, _)| !self.not_numeric.contains(*k))
+                                .map(|(k, v)| {
+                                    // Whole sums read as whole numbers (`7`, not `7.0`).
+                                    let v = if v.fract() == 0.0 && v.abs() < 9.0e15 {
+                                        Value::from(*v as i64)
+                                    } else {
+                                        Value::from(*v)
+                                    };
+                                    (k.clone(), v)
+                                })
+                                .collect::<BTreeMap<String, Value>>(),
+                        )),
                     },
                 )
                 .map_err(io::Error::other)?;
@@ -297,6 +337,7 @@ pub fn render_name(template: &str, rec: &Record) -> Result<String, String> {
         rec_no: Some(rec.pos.record),
         count: None,
         meta: Value::from(BTreeMap::<String, String>::new()),
+        totals: None,
     };
     let name = env
         .template_from_named_str("name", template)
@@ -364,7 +405,7 @@ mod tests {
         let o = opts(
             Some("H;{{ meta.file }};{{ meta.job }};{{ OrderNo }}\r\n"),
             "{{ rec_no }};{{ OrderNo }};{{ record[\"Item name\"] }};{{ Qty|int * 2 }}\r\n",
-            Some("T;{{ count }};last {{ OrderNo }}\r\n"),
+            Some("T;{{ count }};last {{ OrderNo }};{{ totals.Qty }}\r\n"),
         );
         let recs = [
             rec(&[("OrderNo", "A1"), ("Item name", "Bolt"), ("Qty", "3")]),
@@ -372,7 +413,7 @@ mod tests {
         ];
         assert_eq!(
             render_all(&o, &recs).unwrap(),
-            "H;orders.csv;shop;A1\r\n1;A1;Bolt;6\r\n2;A2;Nüt €;8\r\nT;2;last A2\r\n"
+            "H;orders.csv;shop;A1\r\n1;A1;Bolt;6\r\n2;A2;Nüt €;8\r\nT;2;last A2;7\r\n"
         );
     }
 

@@ -174,13 +174,18 @@ fn date(v: Value, from: String, to: Option<String>) -> Result<String, Error> {
         })
 }
 
+/// Adds ferry's filters (`num`, `decimal`, `date`) to an environment.
+pub fn add_filters(env: &mut Environment<'_>) {
+    env.add_filter("num", num);
+    env.add_filter("decimal", decimal);
+    env.add_filter("date", date);
+}
+
 /// The minijinja environment every expression and template of a job uses.
 pub fn environment(lookups: &Lookups) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.add_filter("num", num);
-    env.add_filter("decimal", decimal);
-    env.add_filter("date", date);
+    add_filters(&mut env);
     let tables = lookups.clone();
     env.add_function(
         "lookup",
