@@ -4,63 +4,12 @@
 mod util;
 
 use std::path::Path;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use util::*;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// A `ferry run` in the background, killed when the test ends (even on panic).
-struct Daemon {
-    child: Child,
-}
-
-impl Daemon {
-    fn start(d: &Deployment, extra: &[&str]) -> Daemon {
-        Daemon {
-            child: d.spawn(extra),
-        }
-    }
-
-    /// Sends `sig` and waits for the exit; returns the exit code (None: killed by it).
-    fn stop_with(&mut self, sig: i32) -> Option<i32> {
-        signal_and_wait(&mut self.child, sig, Duration::from_secs(60))
-    }
-
-    fn stop(&mut self) -> Option<i32> {
-        self.stop_with(libc::SIGTERM)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
-/// Writes `rel` complete at once: beside the deployment first, then renamed in.
 fn drop_file(d: &Deployment, rel: &str, content: impl AsRef<[u8]>) {
     let staged = d.write(&format!("staging/{}", rel.replace('/', "_")), content);
     let dest = d.path(rel);

@@ -15,50 +15,6 @@ use util::*;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// A `ferry run` in the background, killed when the test ends (even on panic), so that no
-/// daemon outlives its test or keeps a mount busy.
-struct Daemon {
-    child: Child,
-}
-
-impl Daemon {
-    fn start(d: &Deployment) -> Daemon {
-        Daemon {
-            child: d.spawn(&[]),
-        }
-    }
-
-    /// Stops it gracefully; returns its exit code.
-    fn stop(&mut self) -> Option<i32> {
-        signal_and_wait(&mut self.child, libc::SIGTERM, DEADLINE)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Deterministic, non-repeating test content.
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// Drops `name` into `src` (written beside the folder, then renamed in) and waits for ferry
-/// to deliver it to `out`: proves the daemon's job is up and watching.
 fn probe(d: &Deployment, src: &str, out: &str, name: &str) {
     let staged = d.write(&format!("staging/{name}"), b"probe");
     std::fs::rename(&staged, d.path(&format!("{src}/{name}"))).unwrap();
@@ -99,7 +55,7 @@ fn a_file_still_being_written_is_never_taken_before_it_is_complete() {
         "[source]\nfolder = \"in\"\nsettle = \"1s\"\n\n[[output]]\nfolder = \"out\"\n",
     );
     d.mkdir("in");
-    let mut daemon = Daemon::start(&d);
+    let mut daemon = Daemon::start(&d, &[]);
     probe(&d, "in", "out", "probe.txt");
 
     let content = pseudo_random(10 * 64 * 1024, 7);
@@ -172,7 +128,7 @@ fn a_file_renamed_into_the_folder_is_taken_at_once_and_whole() {
         "[source]\nfolder = \"in\"\nsettle = \"0s\"\npoll = \"1h\"\n\n[[output]]\nfolder = \"out\"\n",
     );
     d.mkdir("in");
-    let mut daemon = Daemon::start(&d);
+    let mut daemon = Daemon::start(&d, &[]);
     probe(&d, "in", "out", "probe.txt");
 
     let content = pseudo_random(3 * 1024 * 1024 + 17, 11);
@@ -197,7 +153,7 @@ fn done_file_mode_takes_a_file_only_after_its_trigger_and_removes_the_trigger() 
         "[source]\nfolder = \"in\"\nready = \"done-file\"\npoll = \"500ms\"\n\n[[output]]\nfolder = \"out\"\n\n[after]\nsuccess = \"archive\"\n",
     );
     d.mkdir("in");
-    let mut daemon = Daemon::start(&d);
+    let mut daemon = Daemon::start(&d, &[]);
     d.write("in/probe.csv", "p\n");
     d.write("in/probe.csv.done", "");
     wait_for("the probe delivered", DEADLINE, || {
@@ -404,7 +360,7 @@ fn share_is_rescanned(watch: &str) {
             share.mount.display()
         ),
     );
-    let mut daemon = Daemon::start(&d);
+    let mut daemon = Daemon::start(&d, &[]);
     for (i, name) in ["first.bin", "second.bin"].into_iter().enumerate() {
         let content = pseudo_random(256 * 1024 + i, 100 + i as u64);
         share.write_on_server(name, &content);

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use encoding_rs::Encoding;
 
-use super::toml_reader::{Doc, Str, TableReader};
+use super::toml_reader::{Doc, Str, TableReader, one_of};
 use crate::formats::csv::{CsvOptions, CsvOutOptions, Quoting, Ragged};
 use crate::formats::fixed::{Align, Column, Layout};
 use crate::formats::json::JsonStyle;
@@ -180,32 +180,6 @@ fn encoding(doc: &mut Doc<'_>, s: Option<Str>) -> Option<&'static Encoding> {
     }
 }
 
-fn choice<T: Copy>(
-    doc: &mut Doc<'_>,
-    s: Option<Str>,
-    choices: &[(&str, T)],
-    default: T,
-) -> Option<T> {
-    let Some(s) = s else { return Some(default) };
-    if let Some((_, v)) = choices.iter().find(|(n, _)| *n == s.value) {
-        return Some(*v);
-    }
-    doc.error(
-        s.span.clone(),
-        &s.key,
-        format!(
-            "expected one of {}, found {:?}",
-            choices
-                .iter()
-                .map(|(n, _)| format!("\"{n}\""))
-                .collect::<Vec<_>>()
-                .join(", "),
-            s.value
-        ),
-    );
-    None
-}
-
 fn layout(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>, trim: bool) -> Option<Layout> {
     let mut columns = Vec::new();
     let mut ok = true;
@@ -223,7 +197,7 @@ fn layout(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>, trim: bool) -> Option<
         let start = c.uint(doc, "start");
         let length = c.uint(doc, "length");
         let align_raw = c.str(doc, "align");
-        let align = choice(
+        let align = one_of(
             doc,
             align_raw,
             &[("left", Align::Left), ("right", Align::Right)],
@@ -311,14 +285,14 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
     let enc_raw = t.str(doc, "encoding");
     let enc = encoding(doc, enc_raw);
     let undecodable_raw = t.str(doc, "on_undecodable");
-    let replace = choice(
+    let replace = one_of(
         doc,
         undecodable_raw,
         &[("error", false), ("replace", true)],
         false,
     );
     let on_error_raw = t.str(doc, "on_error");
-    let on_error = choice(
+    let on_error = one_of(
         doc,
         on_error_raw,
         &[("fail", OnError::Fail), ("skip", OnError::Skip)],
@@ -340,7 +314,7 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
                 .map(|l| l.into_iter().map(|s| s.value).collect());
             let skip_lines = t.uint(doc, "skip_lines").unwrap_or(0) as usize;
             let r = t.str(doc, "ragged");
-            let ragged = choice(
+            let ragged = one_of(
                 doc,
                 r,
                 &[("error", Ragged::Error), ("pad", Ragged::Pad)],
@@ -419,7 +393,7 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
         }
         "text" => {
             let mode_raw = t.str(doc, "mode");
-            let mode = choice(
+            let mode = one_of(
                 doc,
                 mode_raw,
                 &[("lines", TextMode::Lines), ("capture", TextMode::Capture)],
@@ -561,9 +535,9 @@ pub fn read_output_data(
     let enc_raw = t.str(doc, "encoding");
     let enc = encoding(doc, enc_raw);
     let unm_raw = t.str(doc, "on_unmappable");
-    let replace = choice(doc, unm_raw, &[("error", false), ("replace", true)], false);
+    let replace = one_of(doc, unm_raw, &[("error", false), ("replace", true)], false);
     let le_raw = t.str(doc, "line_ending");
-    let crlf = choice(doc, le_raw, &[("lf", false), ("crlf", true)], false);
+    let crlf = one_of(doc, le_raw, &[("lf", false), ("crlf", true)], false);
     let kind = format_raw
         .as_ref()
         .map_or("original", |s| s.value.as_str())
@@ -589,7 +563,7 @@ pub fn read_output_data(
             let q = t.str(doc, "quote");
             let quote = one_char(doc, q, Some(b'"'));
             let qs = t.str(doc, "quoting");
-            let quoting = choice(
+            let quoting = one_of(
                 doc,
                 qs,
                 &[

@@ -14,7 +14,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use toml::de::{DeTable, DeValue};
 
 use template::{PLACEHOLDERS, Template};
-use toml_reader::{Diag, Doc, Str, TableReader, parse_duration};
+use toml_reader::{Diag, Doc, Str, TableReader, one_of, parse_duration};
 
 /// How a file is known to be completely written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -529,32 +529,6 @@ fn folder_template(doc: &mut Doc<'_>, root: &Path, s: &Str) -> Option<Template> 
         .replace('{', "{{")
         .replace('}', "}}");
     Template::parse(&format!("{escaped_root}/{}", s.value), PLACEHOLDERS).ok()
-}
-
-fn one_of<T: Copy>(
-    doc: &mut Doc<'_>,
-    s: Option<Str>,
-    choices: &[(&str, T)],
-    default: T,
-) -> Option<T> {
-    let Some(s) = s else { return Some(default) };
-    if let Some((_, v)) = choices.iter().find(|(n, _)| *n == s.value) {
-        return Some(*v);
-    }
-    doc.error(
-        s.span.clone(),
-        &s.key,
-        format!(
-            "expected one of {}, found {:?}",
-            choices
-                .iter()
-                .map(|(n, _)| format!("\"{n}\""))
-                .collect::<Vec<_>>()
-                .join(", "),
-            s.value
-        ),
-    );
-    None
 }
 
 fn read_source(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Option<Source> {

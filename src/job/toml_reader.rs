@@ -379,6 +379,34 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// One of a closed set of words (`exists = "unique"`), or `default` when absent; anything
+/// else is reported with the choices.
+pub fn one_of<T: Copy>(
+    doc: &mut Doc<'_>,
+    s: Option<Str>,
+    choices: &[(&str, T)],
+    default: T,
+) -> Option<T> {
+    let Some(s) = s else { return Some(default) };
+    if let Some((_, v)) = choices.iter().find(|(n, _)| *n == s.value) {
+        return Some(*v);
+    }
+    doc.error(
+        s.span.clone(),
+        &s.key,
+        format!(
+            "expected one of {}, found {:?}",
+            choices
+                .iter()
+                .map(|(n, _)| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+            s.value
+        ),
+    );
+    None
+}
+
 /// Parses a duration like `2s`, `500ms`, `1m30s`, `3h`, `1d` or `0`.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let t = text.trim();

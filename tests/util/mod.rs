@@ -203,3 +203,55 @@ pub fn have(tool: &str) -> bool {
 pub fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
 }
+
+/// A `ferry run` in the background, killed when the test ends (even on panic), so that no
+/// daemon outlives its test or keeps a mount busy.
+pub struct Daemon {
+    pub child: Child,
+}
+
+impl Daemon {
+    pub fn start(d: &Deployment, extra: &[&str]) -> Daemon {
+        Daemon {
+            child: d.spawn(extra),
+        }
+    }
+
+    /// Sends `sig` and waits for the exit; returns the exit code (None: killed by it).
+    pub fn stop_with(&mut self, sig: i32) -> Option<i32> {
+        signal_and_wait(&mut self.child, sig, Duration::from_secs(60))
+    }
+
+    /// Stops it gracefully; returns its exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        self.stop_with(libc::SIGTERM)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Deterministic, non-repeating test content.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
