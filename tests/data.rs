@@ -485,3 +485,48 @@ fn field_placeholders_need_a_split() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("jobs/j.toml:7:8: output[1].name: `{Order}` names a record field: that needs `[transform] split"), "{}", stderr(&o));
 }
+
+#[test]
+fn csv_to_xml_to_csv_gives_back_the_same_data() {
+    for enc in ["utf-8", "windows-1252"] {
+        let d = Deployment::new("data-xml-trip");
+        d.job("to-xml", &format!(
+            "[source]\nfolder = \"a\"\nsettle = \"0s\"\n[input]\nformat = \"csv\"\nencoding = \"{enc}\"\ndelimiter = \";\"\n\
+             [[output]]\nfolder = \"b\"\nname = \"{{stem}}.xml\"\nformat = \"xml\"\nencoding = \"{enc}\"\nroot = \"Customers\"\nrecord = \"Customer\"\n\
+             [output.fields]\nno = \"@no\"\nname = \"Name\"\nstreet = \"Address/Street\"\ncity = \"Address/City\"\nnote = \"Note\"\n"
+        ));
+        d.job("to-csv", &format!(
+            "[source]\nfolder = \"b\"\nsettle = \"0s\"\n[input]\nformat = \"xml\"\nencoding = \"{enc}\"\nrecord = \"/Customers/Customer\"\n\
+             [input.fields]\nno = \"@no\"\nname = \"Name\"\nstreet = \"Address/Street\"\ncity = \"Address/City\"\nnote = \"Note\"\n\
+             [[output]]\nfolder = \"c\"\nname = \"{{stem}}.csv\"\nformat = \"csv\"\nencoding = \"{enc}\"\ndelimiter = \";\"\n"
+        ));
+        let text = "no;name;street;city;note\n1;Müller & Söhne <GmbH>;Hauptstr. 5;Köln;\"quote \"\"x\"\"; semi\"\n2;Ann;;Bonn;a€b\n";
+        let bytes: Vec<u8> = if enc == "utf-8" {
+            text.as_bytes().to_vec()
+        } else {
+            encoding_rs::WINDOWS_1252.encode(text).0.into_owned()
+        };
+        d.write("a/people.csv", &bytes);
+        for _ in 0..2 {
+            let o = d.run(&["run", "--once"]);
+            assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        }
+        let xml = read(&d.path("var/archive/to-csv/people.xml"));
+        assert!(
+            xml.starts_with(
+                format!(
+                    "<?xml version=\"1.0\" encoding=\"{}\"?>",
+                    if enc == "utf-8" {
+                        "UTF-8"
+                    } else {
+                        "windows-1252"
+                    }
+                )
+                .as_bytes()
+            ),
+            "{}",
+            String::from_utf8_lossy(&xml)
+        );
+        assert_eq!(read(&d.path("c/people.csv")), bytes, "{enc}");
+    }
+}

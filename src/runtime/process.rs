@@ -403,6 +403,7 @@ fn deliver(
                     "source".to_string(),
                     found.path.to_string_lossy().into_owned(),
                 ),
+                ("received".to_string(), vars.taken.to_rfc3339()),
             ]);
             let mut rejects = pipeline::Rejects {
                 path: rejects_target

@@ -226,17 +226,48 @@ struct RecordObj {
     meta: Arc<BTreeMap<String, String>>,
 }
 
+impl RecordObj {
+    /// A field by its full name, or a view of the fields below a dotted prefix (JSON input
+    /// flattens `{"customer": {"name": ..}}` to `customer.name`, read as `customer.name`).
+    fn lookup(self: &Arc<Self>, full: &str) -> Option<Value> {
+        if let Some(i) = self.names.iter().position(|n| n == full) {
+            return Some(Value::from(self.values.get(i).cloned().unwrap_or_default()));
+        }
+        let prefix = format!("{full}.");
+        self.names.iter().any(|n| n.starts_with(&prefix)).then(|| {
+            Value::from_object(Prefixed {
+                root: self.clone(),
+                prefix,
+            })
+        })
+    }
+}
+
 impl Object for RecordObj {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         let k = key.as_str()?;
-        if let Some(i) = self.names.iter().position(|n| n == k) {
-            return Some(Value::from(self.values.get(i).cloned().unwrap_or_default()));
+        if let Some(v) = self.lookup(k) {
+            return Some(v);
         }
         match k {
             "record" => Some(Value::from_dyn_object(self.clone())),
             "meta" => Some(Value::from(self.meta.as_ref().clone())),
             _ => None,
         }
+    }
+}
+
+/// The fields of a record below a dotted prefix.
+#[derive(Debug)]
+struct Prefixed {
+    root: Arc<RecordObj>,
+    prefix: String,
+}
+
+impl Object for Prefixed {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.root
+            .lookup(&format!("{}{}", self.prefix, key.as_str()?))
     }
 }
 
@@ -519,6 +550,18 @@ mod tests {
         let env = environment(&Lookups::new());
         let mut t = Transformer::new(&env, &spec, BTreeMap::new()).unwrap();
         let mut r = rec(&["Qty", "Unit Price", "Item"], &["5", "9.99", "Bolt"]);
+        let nested = TransformSpec {
+            fields: vec![("n".into(), "customer.address.city | upper".into())],
+            keep: false,
+            ..spec.clone()
+        };
+        let mut tn = Transformer::new(&env, &nested, BTreeMap::new()).unwrap();
+        let mut rn = rec(
+            &["customer.name", "customer.address.city"],
+            &["Ann", "Köln"],
+        );
+        assert!(tn.apply(&mut rn).unwrap());
+        assert_eq!(rn.values, vec!["KÖLN"]);
         assert!(t.apply(&mut r).unwrap());
         assert_eq!(&*r.names, &["Qty", "Unit Price", "Item", "Quantity", "X"]);
         assert_eq!(r.values, vec!["5", "9.99", "Bolt", "5", "9.99"]);
