@@ -80,3 +80,80 @@ fn every_example_job_is_valid() {
         stdout(&o)
     );
 }
+
+#[test]
+fn history_filters_by_job_and_file_glob() {
+    let d = Deployment::new("history-filters");
+    d.job(
+        "a",
+        "[source]\nfolder = \"in-a\"\nsettle = \"0s\"\n[[output]]\nfolder = \"out-a\"\n",
+    );
+    d.job(
+        "b",
+        "[source]\nfolder = \"in-b\"\nsettle = \"0s\"\n[[output]]\nfolder = \"out-b\"\n",
+    );
+    d.write("in-a/INV-1.xml", "1");
+    d.write("in-a/note.txt", "2");
+    d.write("in-b/INV-2.xml", "3");
+    assert_eq!(d.run(&["run", "--once"]).status.code(), Some(0));
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["history", "--json"];
+        all.extend_from_slice(args);
+        let o = d.run(&all);
+        let mut v: Vec<String> = stdout(&o)
+            .lines()
+            .map(|l| {
+                let j: serde_json::Value = serde_json::from_str(l).unwrap();
+                j["path"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&[]), vec!["INV-1.xml", "INV-2.xml", "note.txt"]);
+    assert_eq!(names(&["--job", "a"]), vec!["INV-1.xml", "note.txt"]);
+    assert_eq!(names(&["--file", "INV-*"]), vec!["INV-1.xml", "INV-2.xml"]);
+    assert_eq!(
+        names(&["--job", "b", "--file", "*.txt"]),
+        Vec::<String>::new()
+    );
+    let human = stdout(&d.run(&["history", "--job", "a", "--file", "note.txt"]));
+    assert!(
+        human.contains("[done]") && human.contains("output") && human.contains("sha256"),
+        "{human}"
+    );
+}
+
+#[test]
+fn json_logs_carry_job_and_file_on_every_file_line() {
+    let d = Deployment::new("json-logs");
+    d.job(
+        "j",
+        "[source]\nfolder = \"in\"\nsettle = \"0s\"\n[[output]]\nfolder = \"out\"\n",
+    );
+    d.write("in/a.csv", "x");
+    let o = d.run(&["--log-format", "json", "run", "--once"]);
+    assert_eq!(o.status.code(), Some(0));
+    let lines: Vec<serde_json::Value> = stderr(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let file_lines: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "Output delivered." || l["message"] == "File done.")
+        .collect();
+    assert_eq!(file_lines.len(), 2, "{lines:?}");
+    for l in file_lines {
+        assert_eq!(l["span"]["job"], "j", "{l}");
+        assert!(
+            l["span"]["file"].as_str().unwrap().ends_with("in/a.csv"),
+            "{l}"
+        );
+    }
+}
