@@ -27,6 +27,7 @@ use crate::job::{self, Job, Ready, Success, Watch};
 use crate::journal::{Identity, Journal, now_ms};
 use crate::readiness::{Tracker, Verdict};
 use crate::sources::folder::{self, Found};
+use crate::sources::watch as events;
 use process::Outcome;
 
 /// How `ferry run` was asked to run.
@@ -58,6 +59,8 @@ struct Counters {
 #[derive(Clone)]
 struct Shared {
     journal: Arc<Journal>,
+    /// The one file-system watcher, shared by every job.
+    hub: Arc<events::Hub>,
     workers: Arc<Semaphore>,
     counters: Arc<Counters>,
     once: bool,
@@ -78,6 +81,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     }
     let shared = Shared {
         journal: journal.clone(),
+        hub: events::Hub::new(),
         workers: Arc::new(Semaphore::new(opts.workers.max(1))),
         counters: Arc::default(),
         once: opts.once,
@@ -156,7 +160,7 @@ impl Running {
 /// a deleted file stops its job once its in-flight files are done.
 async fn supervise(opts: &RunOptions, shared: &Shared, running: &mut HashMap<String, Running>) {
     let (ev_tx, mut ev_rx) = mpsc::channel::<PathBuf>(64);
-    let _watcher = notify_dir(&opts.jobs_dir, ev_tx);
+    let _watch = shared.hub.subscribe(&opts.jobs_dir, false, ev_tx).ok();
     let mut last = dir_fingerprint(&opts.jobs_dir);
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     // Both listeners live across iterations: a signal that arrives while the loop body runs
@@ -247,26 +251,6 @@ fn terminate_signal() -> tokio::signal::unix::Signal {
         .expect("SIGTERM handler")
 }
 
-fn notify_dir(dir: &Path, tx: mpsc::Sender<PathBuf>) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    use notify::event::{AccessKind, AccessMode, EventKind};
-    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        // Opening the folder (as `dir_fingerprint` does) is no change: reacting to it made
-        // the loop wake itself every 200 ms, forever.
-        if let Ok(ev) = res
-            && !(ev.kind.is_access()
-                && ev.kind != EventKind::Access(AccessKind::Close(AccessMode::Write)))
-        {
-            for p in ev.paths {
-                let _ = tx.try_send(p);
-            }
-        }
-    })
-    .ok()?;
-    w.watch(dir, notify::RecursiveMode::NonRecursive).ok()?;
-    Some(w)
-}
-
 /// Names, sizes and mtimes of the job files: a cheap "did anything change".
 fn dir_fingerprint(dir: &Path) -> BTreeMap<PathBuf, (u64, i64)> {
     std::fs::read_dir(dir)
@@ -297,11 +281,14 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
         journal: shared.journal.clone(),
     };
     let (ev_tx, mut ev_rx) = mpsc::channel::<PathBuf>(8192);
-    let _watcher = if job.source.watch == Watch::Auto && !shared.once {
-        match folder::watch(&job.source, ev_tx) {
-            Ok(w) => Some(w),
+    let _watch = if job.source.watch == Watch::Auto && !shared.once {
+        match shared
+            .hub
+            .subscribe(&job.source.folder, job.source.recursive, ev_tx)
+        {
+            Ok(sub) => Some(sub),
             Err(e) => {
-                tracing::warn!(folder = %job.source.folder.display(), error = %e, hint = folder::watch_error_hint(&e), "Cannot watch the source folder for events; relying on rescans.");
+                tracing::warn!(folder = %job.source.folder.display(), error = %e, hint = events::error_hint(&e), "Cannot watch the source folder for events; relying on rescans.");
                 None
             }
         }

@@ -1,11 +1,10 @@
 //! Local folders and mounted shares: listing candidates, and file-system events as hints.
 //!
-//! Events only make ferry look sooner; a periodic full rescan is the truth, because network
-//! shares (SMB, NFS, FUSE) raise no events for changes made on the server side.
+//! Events ([`super::watch`]) only make ferry look sooner; a periodic full rescan is the
+//! truth, because network shares (SMB, NFS, FUSE) raise no events for changes made on the
+//! server side.
 
 use std::path::{Path, PathBuf};
-
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::job::Source;
 use crate::readiness::Meta;
@@ -97,39 +96,4 @@ pub fn scan(source: &Source) -> std::io::Result<Vec<Found>> {
         }
     }
     Ok(out)
-}
-
-/// Starts an event watcher on the source folder. Each event sends the paths it names; the
-/// callback never blocks (a full channel just drops the hint: the rescan finds the file).
-pub fn watch(
-    source: &Source,
-    tx: tokio::sync::mpsc::Sender<PathBuf>,
-) -> notify::Result<RecommendedWatcher> {
-    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            for p in ev.paths {
-                let _ = tx.try_send(p);
-            }
-        }
-    })?;
-    let mode = if source.recursive {
-        RecursiveMode::Recursive
-    } else {
-        RecursiveMode::NonRecursive
-    };
-    w.watch(&source.folder, mode)?;
-    Ok(w)
-}
-
-/// A hint for operators when the OS refuses more watches.
-pub fn watch_error_hint(e: &notify::Error) -> &'static str {
-    match &e.kind {
-        notify::ErrorKind::MaxFilesWatch => {
-            "the inotify watch limit is reached; raise fs.inotify.max_user_watches (sysctl), or set `watch = \"poll\"`"
-        }
-        notify::ErrorKind::Io(io) if io.raw_os_error() == Some(24) => {
-            "too many open files; raise the open-files limit (LimitNOFILE= in the systemd unit)"
-        }
-        _ => "falling back to rescans only",
-    }
 }

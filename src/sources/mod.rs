@@ -2,3 +2,4 @@
 //! readiness itself is decided in [`crate::readiness`].
 
 pub mod folder;
+pub mod watch;
