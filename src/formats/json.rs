@@ -2,6 +2,7 @@
 //! is written as it comes.
 
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use super::Record;
 
@@ -17,7 +18,15 @@ pub struct JsonWriter<W: Write> {
     out: W,
     style: JsonStyle,
     count: u64,
+    /// One record's text, handed to `out` in one write: dozens of small writes per record
+    /// through the encoder and the hashing output cost more than the formatting.
+    buf: Vec<u8>,
+    /// The field names of the last record, each written once as `"name":`.
+    keys: Option<Keys>,
 }
+
+/// Field names, and each one's `"name":`.
+type Keys = (Arc<[String]>, Vec<Vec<u8>>);
 
 impl<W: Write> JsonWriter<W> {
     pub fn new(out: W, style: JsonStyle) -> Self {
@@ -25,28 +34,47 @@ impl<W: Write> JsonWriter<W> {
             out,
             style,
             count: 0,
+            buf: Vec::with_capacity(4096),
+            keys: None,
         }
     }
 
     pub fn write(&mut self, rec: &Record) -> io::Result<()> {
+        if !matches!(&self.keys, Some((n, _)) if Arc::ptr_eq(n, &rec.names)) {
+            let keys = rec
+                .names
+                .iter()
+                .map(|k| {
+                    let mut v = Vec::new();
+                    write_str(&mut v, k);
+                    v.push(b':');
+                    v
+                })
+                .collect();
+            self.keys = Some((rec.names.clone(), keys));
+        }
+        let keys = self.keys.as_ref().map_or(&[][..], |(_, k)| &k[..]);
+        let b = &mut self.buf;
+        b.clear();
         match (self.style, self.count) {
-            (JsonStyle::Array, 0) => self.out.write_all(b"[\n")?,
-            (JsonStyle::Array, _) => self.out.write_all(b",\n")?,
+            (JsonStyle::Array, 0) => b.extend_from_slice(b"[\n"),
+            (JsonStyle::Array, _) => b.extend_from_slice(b",\n"),
             (JsonStyle::Lines, _) => {}
         }
-        self.out.write_all(b"{")?;
-        for (i, (k, v)) in rec.fields().enumerate() {
+        b.push(b'{');
+        for (i, (k, v)) in keys.iter().zip(&rec.values).enumerate() {
             if i > 0 {
-                self.out.write_all(b",")?;
+                b.push(b',');
             }
-            write_str(&mut self.out, k)?;
-            self.out.write_all(b":")?;
-            write_str(&mut self.out, v)?;
+            b.extend_from_slice(k);
+            write_str(b, v);
         }
-        self.out.write_all(b"}")?;
+        b.push(b'}');
         if self.style == JsonStyle::Lines {
-            self.out.write_all(b"\n")?;
+            b.push(b'\n');
         }
+        // One write per record, so an encoding error still belongs to its record.
+        self.out.write_all(&self.buf)?;
         self.count += 1;
         Ok(())
     }
@@ -65,10 +93,38 @@ impl<W: Write> JsonWriter<W> {
     }
 }
 
-/// Writes a JSON string literal, escaping as RFC 8259 requires.
-fn write_str<W: Write>(out: &mut W, s: &str) -> io::Result<()> {
-    out.write_all(b"\"")?;
+/// Whether any byte needs an escape (a control character, `"` or `\`). Most values need
+/// none: this looks at eight bytes at a time, then they are copied at once.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Exact per word: nonzero when some byte is zero, or below 0x20.
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let below_space = |x: u64| x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let x = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        if below_space(x) | zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\')))
+            != 0
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+/// Appends a JSON string literal, escaping as RFC 8259 requires.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
     let bytes = s.as_bytes();
+    if !needs_escape(bytes) {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {
@@ -78,19 +134,22 @@ fn write_str<W: Write>(out: &mut W, s: &str) -> io::Result<()> {
             b'\r' => b"\\r",
             b'\t' => b"\\t",
             0..=0x1f => {
-                out.write_all(&bytes[start..i])?;
-                write!(out, "\\u{b:04x}")?;
+                out.extend_from_slice(&bytes[start..i]);
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 15)]);
                 start = i + 1;
                 continue;
             }
             _ => continue,
         };
-        out.write_all(&bytes[start..i])?;
-        out.write_all(esc)?;
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(esc);
         start = i + 1;
     }
-    out.write_all(&bytes[start..])?;
-    out.write_all(b"\"")
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -114,5 +173,30 @@ mod tests {
         assert_eq!(v[0]["b\""], "");
         let w = JsonWriter::new(Vec::new(), JsonStyle::Array);
         assert_eq!(w.finish().unwrap(), b"[]\n");
+    }
+
+    #[test]
+    fn escape_check_agrees_with_a_byte_by_byte_check() {
+        let naive = |s: &[u8]| s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+        for special in 0u8..=255 {
+            for len in 1..20 {
+                for at in 0..len {
+                    let mut v = vec![b'a'; len];
+                    v[at] = special;
+                    assert_eq!(needs_escape(&v), naive(&v), "{special} at {at} of {len}");
+                }
+            }
+        }
+        let mut w = JsonWriter::new(Vec::new(), JsonStyle::Lines);
+        let rec = Record {
+            names: Arc::from(vec!["k".to_string()]),
+            values: vec!["0123456789\u{7f}\u{1f}é\"".into()],
+            pos: Default::default(),
+        };
+        w.write(&rec).unwrap();
+        assert_eq!(
+            String::from_utf8(w.finish().unwrap()).unwrap(),
+            "{\"k\":\"0123456789\u{7f}\\u001fé\\\"\"}\n"
+        );
     }
 }

@@ -148,32 +148,77 @@ impl XmlPaths {
     }
 }
 
-/// Counts lines as the parser consumes its input.
+/// The parser's buffer, counting lines lazily: only when a position is asked for (each
+/// record's start, errors), over everything consumed since the last time, in one pass.
+/// (Counting on every `consume`, a few bytes at a time, cost a tenth of the reading.)
 struct LineCounter<R> {
     inner: R,
-    lines: u64,
+    buf: Box<[u8]>,
+    pos: usize,
+    end: usize,
+    /// Lines before `buf[..counted.0]`.
+    counted: std::cell::Cell<(usize, u64)>,
 }
 
-impl<R: BufRead> std::io::Read for LineCounter<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+impl<R> LineCounter<R> {
+    fn new(inner: R) -> Self {
+        LineCounter {
+            inner,
+            // As big as the pipeline's reader: it then hands its input over without a copy.
+            buf: vec![0; 256 * 1024].into_boxed_slice(),
+            pos: 0,
+            end: 0,
+            counted: std::cell::Cell::new((0, 0)),
+        }
+    }
+
+    /// Lines consumed so far.
+    fn line_count(&self) -> u64 {
+        let (at, n) = self.counted.get();
+        let n = n + newlines(&self.buf[at.min(self.pos)..self.pos]);
+        self.counted.set((self.pos, n));
+        n
+    }
+}
+
+/// Newlines in `bytes`, in a form the compiler vectorizes.
+fn newlines(bytes: &[u8]) -> u64 {
+    bytes
+        .chunks(4096)
+        .map(|c| c.iter().map(|&b| usize::from(b == b'\n')).sum::<usize>() as u64)
+        .sum()
+}
+
+impl<R: std::io::Read> std::io::Read for LineCounter<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let avail = self.fill_buf()?;
+        let n = avail.len().min(out.len());
+        out[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
         Ok(n)
     }
 }
 
-impl<R: BufRead> BufRead for LineCounter<R> {
+impl<R: std::io::Read> BufRead for LineCounter<R> {
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        self.inner.fill_buf()
-    }
-    fn consume(&mut self, amt: usize) {
-        if let Ok(buf) = self.inner.fill_buf() {
-            self.lines += buf[..amt.min(buf.len())]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count() as u64;
+        if self.pos == self.end {
+            let n = self.line_count();
+            self.counted.set((0, n));
+            self.pos = 0;
+            self.end = 0;
+            self.end = loop {
+                match self.inner.read(&mut self.buf) {
+                    Ok(k) => break k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            };
         }
-        self.inner.consume(amt);
+        Ok(&self.buf[self.pos..self.end])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.pos = (self.pos + amt).min(self.end);
     }
 }
 
@@ -183,9 +228,34 @@ fn ns_id(ids: &HashMap<String, u32>, r: &ResolveResult<'_>) -> Option<u32> {
     match r {
         ResolveResult::Bound(ns) => {
             let uri: &str = ns.as_ref();
-            Some(ids.get(uri).copied().unwrap_or(u32::MAX))
+            // A job names a handful of namespaces: comparing costs less than hashing.
+            Some(
+                ids.iter()
+                    .find(|(k, _)| k.as_str() == uri)
+                    .map_or(u32::MAX, |(_, &id)| id),
+            )
         }
         _ => Some(u32::MAX - 1),
+    }
+}
+
+/// A field's text being collected: `set` once its element was seen (even empty). The text
+/// keeps its allocation from record to record.
+#[derive(Debug, Clone, Default)]
+struct Slot {
+    text: String,
+    set: bool,
+}
+
+impl Slot {
+    fn clear(&mut self) {
+        self.text.clear();
+        self.set = false;
+    }
+
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+        self.set = true;
     }
 }
 
@@ -193,13 +263,15 @@ pub struct XmlReader<R: BufRead> {
     reader: NsReader<LineCounter<R>>,
     paths: XmlPaths,
     buf: Vec<u8>,
-    /// The open elements: (namespace id or none, local name).
+    /// The open elements (the first `depth`; the rest keep their allocations for reuse):
+    /// namespace id or none, local name.
     stack: Vec<(Option<u32>, String)>,
+    depth: usize,
     record_depth: Option<usize>,
     /// Index of the field collecting text now, with the depth of its element.
     collecting: Vec<(usize, usize)>,
-    values: Vec<Option<String>>,
-    header: Vec<Option<String>>,
+    values: Vec<Slot>,
+    header: Vec<Slot>,
     count: u64,
     record_start: (u64, u64),
     done: bool,
@@ -207,10 +279,7 @@ pub struct XmlReader<R: BufRead> {
 
 impl<R: BufRead> XmlReader<R> {
     pub fn new(input: R, paths: XmlPaths) -> Self {
-        let mut reader = NsReader::from_reader(LineCounter {
-            inner: input,
-            lines: 0,
-        });
+        let mut reader = NsReader::from_reader(LineCounter::new(input));
         reader.config_mut().expand_empty_elements = false;
         let n = paths.fields.len();
         XmlReader {
@@ -218,10 +287,11 @@ impl<R: BufRead> XmlReader<R> {
             paths,
             buf: Vec::with_capacity(64 * 1024),
             stack: Vec::new(),
+            depth: 0,
             record_depth: None,
             collecting: Vec::new(),
-            values: vec![None; n],
-            header: vec![None; n],
+            values: vec![Slot::default(); n],
+            header: vec![Slot::default(); n],
             count: 0,
             record_start: (0, 1),
             done: false,
@@ -231,15 +301,15 @@ impl<R: BufRead> XmlReader<R> {
     fn position(&self) -> Position {
         Position {
             record: self.count + 1,
-            line: self.reader.get_ref().lines + 1,
+            line: self.reader.get_ref().line_count() + 1,
             byte: self.reader.buffer_position(),
         }
     }
 
     fn matches(&self, p: &FieldPath, base: usize) -> bool {
-        let stack = &self.stack[base..];
+        let stack = &self.stack[base..self.depth];
         let ok =
-            |s: &Step, e: &(Option<u32>, String)| s.local == e.1 && (s.ns.is_none() || s.ns == e.0);
+            |s: &Step, e: &(Option<u32>, String)| (s.ns.is_none() || s.ns == e.0) && s.local == e.1;
         if p.anywhere {
             stack.len() >= p.steps.len()
                 && p.steps
@@ -256,16 +326,21 @@ impl<R: BufRead> XmlReader<R> {
         ParseError::new(message).at(self.position())
     }
 
+    /// The slot of field `i` now: the header's outside a record for absolute paths.
+    fn slot(&mut self, i: usize) -> &mut Slot {
+        if self.paths.fields[i].absolute && self.record_depth.is_none() {
+            &mut self.header[i]
+        } else {
+            &mut self.values[i]
+        }
+    }
+
     fn append_text(&mut self, text: &str) {
-        let depth = self.stack.len();
-        for &(f, d) in &self.collecting {
+        let depth = self.depth;
+        for k in 0..self.collecting.len() {
+            let (f, d) = self.collecting[k];
             if d == depth {
-                let target = if self.paths.fields[f].absolute && self.record_depth.is_none() {
-                    &mut self.header[f]
-                } else {
-                    &mut self.values[f]
-                };
-                target.get_or_insert_with(String::new).push_str(text);
+                self.slot(f).push(text);
             }
         }
     }
@@ -276,95 +351,117 @@ impl<R: BufRead> XmlReader<R> {
             return Ok(false);
         }
         loop {
-            self.buf.clear();
-            let (res, ev) = match self.reader.read_resolved_event_into(&mut self.buf) {
-                Ok((r, e)) => (ns_id(&self.paths.ns_ids, &r), e.into_owned()),
-                Err(e) => {
-                    let mut p = self.position();
-                    p.byte = self.reader.error_position();
-                    return Err(ParseError::new(format!("malformed XML: {e}")).at(p));
-                }
-            };
-            match ev {
-                Event::Start(e) => {
-                    let local = e.local_name().as_ref().to_string();
-                    self.open(res, local, &e)?;
-                }
-                Event::Empty(e) => {
-                    let local = e.local_name().as_ref().to_string();
-                    self.open(res, local, &e)?;
-                    if self.close(out) {
-                        return Ok(true);
-                    }
-                }
-                Event::End(_) => {
-                    if self.close(out) {
-                        return Ok(true);
-                    }
-                }
-                Event::Text(t) => {
-                    if !self.collecting.is_empty() {
-                        let s = t.xml10_content().into_owned();
-                        self.append_text(&s);
-                    }
-                }
-                Event::CData(c) => {
-                    if !self.collecting.is_empty() {
-                        let s = c.xml10_content().into_owned();
-                        self.append_text(&s);
-                    }
-                }
-                Event::GeneralRef(r) => {
-                    let name = r.xml10_content().into_owned();
-                    let ch = match r.resolve_char_ref() {
-                        Ok(Some(c)) => c.to_string(),
-                        Ok(None) => match quick_xml::escape::resolve_predefined_entity(&name) {
-                            Some(s) => s.to_string(),
-                            None => {
-                                return Err(self.error(format!(
-                                    "the entity `&{name};` is not expanded: ferry resolves only character references and &amp; &lt; &gt; &quot; &apos; (no DTD entities)"
-                                )));
-                            }
-                        },
-                        Err(e) => {
-                            return Err(
-                                self.error(format!("bad character reference `&{name};`: {e}"))
-                            );
-                        }
-                    };
-                    if !self.collecting.is_empty() {
-                        self.append_text(&ch);
-                    }
-                }
-                Event::Eof => {
-                    self.done = true;
-                    if !self.stack.is_empty() {
-                        return Err(self.error(format!(
-                            "the document ends inside <{}>",
-                            self.stack.last().map(|s| s.1.as_str()).unwrap_or("")
-                        )));
-                    }
-                    if self.paths.record.is_none() {
-                        // The whole document is the record.
-                        self.values = std::mem::take(&mut self.header);
-                        self.emit(out);
-                        return Ok(true);
-                    }
-                    return Ok(false);
-                }
-                Event::DocType(_) | Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+            // Events borrow the buffer, not the reader: no copy of each event.
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.clear();
+            let step = self.step(&mut buf, out);
+            self.buf = buf;
+            if let Some(more) = step? {
+                return Ok(more);
             }
         }
+    }
+
+    /// Reads and handles one event: `Some` when `read_into` has its answer.
+    fn step(&mut self, buf: &mut Vec<u8>, out: &mut Record) -> Result<Option<bool>, ParseError> {
+        let ev = match self.reader.read_event_into(buf) {
+            Ok(e) => e,
+            Err(e) => {
+                let mut p = self.position();
+                p.byte = self.reader.error_position();
+                return Err(ParseError::new(format!("malformed XML: {e}")).at(p));
+            }
+        };
+        match ev {
+            Event::Start(e) => {
+                let ns = ns_id(
+                    &self.paths.ns_ids,
+                    &self.reader.resolver().resolve_element(e.name()).0,
+                );
+                self.open(ns, e.local_name().as_ref(), &e)?;
+            }
+            Event::Empty(e) => {
+                let ns = ns_id(
+                    &self.paths.ns_ids,
+                    &self.reader.resolver().resolve_element(e.name()).0,
+                );
+                self.open(ns, e.local_name().as_ref(), &e)?;
+                if self.close(out) {
+                    return Ok(Some(true));
+                }
+            }
+            Event::End(_) => {
+                if self.close(out) {
+                    return Ok(Some(true));
+                }
+            }
+            Event::Text(t) => {
+                if !self.collecting.is_empty() {
+                    self.append_text(&t.xml10_content());
+                }
+            }
+            Event::CData(c) => {
+                if !self.collecting.is_empty() {
+                    self.append_text(&c.xml10_content());
+                }
+            }
+            Event::GeneralRef(r) => {
+                let name = r.xml10_content().into_owned();
+                let ch = match r.resolve_char_ref() {
+                    Ok(Some(c)) => c.to_string(),
+                    Ok(None) => match quick_xml::escape::resolve_predefined_entity(&name) {
+                        Some(s) => s.to_string(),
+                        None => {
+                            return Err(self.error(format!(
+                                "the entity `&{name};` is not expanded: ferry resolves only character references and &amp; &lt; &gt; &quot; &apos; (no DTD entities)"
+                            )));
+                        }
+                    },
+                    Err(e) => {
+                        return Err(self.error(format!("bad character reference `&{name};`: {e}")));
+                    }
+                };
+                if !self.collecting.is_empty() {
+                    self.append_text(&ch);
+                }
+            }
+            Event::Eof => {
+                self.done = true;
+                if self.depth > 0 {
+                    return Err(self.error(format!(
+                        "the document ends inside <{}>",
+                        self.stack[self.depth - 1].1
+                    )));
+                }
+                if self.paths.record.is_none() {
+                    // The whole document is the record.
+                    std::mem::swap(&mut self.values, &mut self.header);
+                    self.emit(out);
+                    return Ok(Some(true));
+                }
+                return Ok(Some(false));
+            }
+            Event::DocType(_) | Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+        }
+        Ok(None)
     }
 
     fn open(
         &mut self,
         ns: Option<u32>,
-        local: String,
+        local: &str,
         e: &quick_xml::events::BytesStart<'_>,
     ) -> Result<(), ParseError> {
-        self.stack.push((ns, local));
-        let depth = self.stack.len();
+        match self.stack.get_mut(self.depth) {
+            Some(top) => {
+                top.0 = ns;
+                top.1.clear();
+                top.1.push_str(local);
+            }
+            None => self.stack.push((ns, local.to_string())),
+        }
+        self.depth += 1;
+        let depth = self.depth;
         if self.record_depth.is_none()
             && let Some(r) = &self.paths.record
             && self.matches(r, 0)
@@ -372,17 +469,18 @@ impl<R: BufRead> XmlReader<R> {
             self.record_depth = Some(depth);
             self.record_start = (
                 self.reader.buffer_position(),
-                self.reader.get_ref().lines + 1,
+                self.reader.get_ref().line_count() + 1,
             );
             for (i, v) in self.values.iter_mut().enumerate() {
-                *v = if self.paths.fields[i].absolute {
-                    self.header[i].clone()
+                if self.paths.fields[i].absolute {
+                    v.clone_from(&self.header[i]);
                 } else {
-                    None
-                };
+                    v.clear();
+                }
             }
         }
-        for (i, f) in self.paths.fields.iter().enumerate() {
+        for i in 0..self.paths.fields.len() {
+            let f = &self.paths.fields[i];
             let base = match (f.absolute, self.record_depth) {
                 (true, _) => 0,
                 (false, Some(d)) => d,
@@ -391,7 +489,6 @@ impl<R: BufRead> XmlReader<R> {
             if !self.matches(f, base) {
                 continue;
             }
-            let in_record = self.record_depth.is_some();
             match &f.attr {
                 Some(a) => {
                     for attr in e.attributes().flatten() {
@@ -402,27 +499,21 @@ impl<R: BufRead> XmlReader<R> {
                                 .map_err(|err| {
                                     ParseError::new(format!("bad attribute value: {err}"))
                                         .at(self.position())
-                                })?
-                                .into_owned();
-                            let slot = if f.absolute && !in_record {
+                                })?;
+                            let slot = if f.absolute && self.record_depth.is_none() {
                                 &mut self.header[i]
                             } else {
                                 &mut self.values[i]
                             };
-                            if slot.is_none() {
-                                *slot = Some(v);
+                            if !slot.set {
+                                slot.push(&v);
                             }
                         }
                     }
                 }
                 None => {
-                    let slot = if f.absolute && !in_record {
-                        &self.header[i]
-                    } else {
-                        &self.values[i]
-                    };
                     // The first occurrence of a field in a record wins.
-                    if slot.is_none() {
+                    if !self.slot(i).set {
                         self.collecting.push((i, depth));
                     }
                 }
@@ -433,21 +524,18 @@ impl<R: BufRead> XmlReader<R> {
 
     /// Closes the innermost element; true when a record was completed into `out`.
     fn close(&mut self, out: &mut Record) -> bool {
-        let depth = self.stack.len();
-        for &(i, d) in &self.collecting {
+        let depth = self.depth;
+        for k in 0..self.collecting.len() {
+            let (i, d) = self.collecting[k];
             if d == depth {
-                let in_record = self.record_depth.is_some();
-                let f = &self.paths.fields[i];
-                let slot = if f.absolute && !in_record {
-                    &mut self.header[i]
-                } else {
-                    &mut self.values[i]
-                };
-                slot.get_or_insert_with(String::new);
+                // Seen, if empty: the field is "" rather than missing.
+                self.slot(i).set = true;
             }
         }
-        self.collecting.retain(|&(_, d)| d != depth);
-        self.stack.pop();
+        if !self.collecting.is_empty() {
+            self.collecting.retain(|&(_, d)| d != depth);
+        }
+        self.depth -= 1;
         if self.record_depth == Some(depth) {
             self.record_depth = None;
             self.emit(out);
@@ -464,9 +552,10 @@ impl<R: BufRead> XmlReader<R> {
         out.values.resize(self.values.len(), String::new());
         for (o, v) in out.values.iter_mut().zip(self.values.iter_mut()) {
             o.clear();
-            if let Some(v) = v.take() {
-                o.push_str(v.trim());
+            if v.set {
+                o.push_str(v.text.trim());
             }
+            v.clear();
         }
         out.pos = Position {
             record: self.count,
@@ -560,6 +649,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rows, vec![vec!["INV-1", "Bolt & nut €"]]);
+    }
+
+    #[test]
+    fn lines_are_right_past_the_first_buffer() {
+        // Far more than one 256 KiB buffer, with line breaks inside records too.
+        let mut xml = String::from("<a>\n");
+        for i in 0..40_000 {
+            xml.push_str(&format!("<r>\n<v>{i}</v></r>\n"));
+        }
+        xml.push_str("<r><v>x</w></r>\n</a>\n");
+        let paths = XmlPaths::compile(&XmlOptions {
+            record: "/a/r".into(),
+            fields: vec![("v".into(), "v".into())],
+            namespaces: vec![],
+        })
+        .unwrap();
+        let mut r = XmlReader::new(xml.as_bytes(), paths);
+        let mut rec = Record::default();
+        for i in 0..40_000u64 {
+            assert!(r.read_into(&mut rec).unwrap());
+            assert_eq!(rec.values[0], i.to_string());
+            assert_eq!(rec.pos.line, 2 + 2 * i, "record {i}");
+        }
+        let e = r.read_into(&mut rec).unwrap_err();
+        assert_eq!(e.pos.unwrap().line, 80_002, "{e}");
     }
 
     #[test]

@@ -83,6 +83,24 @@ fn load_table(path: &Path) -> Result<Table, String> {
 /// the decimal separator. `decimal` names it when the file says otherwise (`"1.000"` is a
 /// thousand with `decimal = ","`).
 pub fn parse_number_with(text: &str, decimal: Option<char>) -> Option<Value> {
+    let plain = text.trim();
+    if decimal.is_none()
+        && !plain.is_empty()
+        && plain
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+'))
+    {
+        // Nothing to remove or normalize (the usual case): what the code below comes to,
+        // without its copies.
+        if let Ok(i) = plain.parse::<i64>() {
+            return Some(Value::from(i));
+        }
+        return plain
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(Value::from);
+    }
     let t: String = text
         .trim()
         .chars()
@@ -131,12 +149,16 @@ fn num(v: Value, decimal: Option<String>) -> Result<Value, Error> {
     if v.is_number() {
         return Ok(v);
     }
-    let s = v
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| v.to_string());
+    let owned;
+    let s = match v.as_str() {
+        Some(s) => s,
+        None => {
+            owned = v.to_string();
+            &owned
+        }
+    };
     let sep = decimal.as_deref().and_then(|d| d.chars().next());
-    parse_number_with(&s, sep).ok_or_else(|| {
+    parse_number_with(s, sep).ok_or_else(|| {
         Error::new(
             ErrorKind::InvalidOperation,
             format!("{s:?} is not a number"),
@@ -279,6 +301,17 @@ pub fn value_text(v: &Value) -> String {
     if let Some(s) = v.as_str() {
         return s.to_string();
     }
+    if v.is_number() && !v.is_integer() {
+        // A float, written as the conversions below would, without the error message a
+        // failed integer conversion builds.
+        if let Ok(f) = f64::try_from(v.clone()) {
+            return if f as i64 as f64 == f {
+                (f as i64).to_string()
+            } else {
+                format!("{f}")
+            };
+        }
+    }
     if let Ok(i) = i64::try_from(v.clone()) {
         return i.to_string();
     }
@@ -296,10 +329,28 @@ type NameMap = (Arc<[String]>, Arc<[String]>);
 pub struct Transformer<'env> {
     filter: Option<Expression<'env, 'env>>,
     fields: Vec<(String, Expression<'env, 'env>)>,
+    /// For each field, the input field it copies when its expression is nothing but that
+    /// name (`Quantity = "Qty"`, a rename): copied without evaluating, which costs a
+    /// hundredth of an evaluation.
+    plain: Vec<Option<String>>,
     keep: bool,
     meta: Arc<BTreeMap<String, String>>,
     /// Output names, per input names (records of one file usually share one).
     names: Option<NameMap>,
+}
+
+/// The field an expression names when it is a bare name (`Qty`), not a literal or keyword.
+fn plain_name(expr: &str) -> Option<String> {
+    let t = expr.trim();
+    let mut chars = t.chars();
+    let first = chars.next()?;
+    let name = (first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    const KEYWORDS: &[&str] = &[
+        "true", "false", "none", "True", "False", "None", "not", "and", "or", "in", "is", "if",
+        "else",
+    ];
+    (name && !KEYWORDS.contains(&t)).then(|| t.to_string())
 }
 
 impl<'env> Transformer<'env> {
@@ -316,7 +367,9 @@ impl<'env> Transformer<'env> {
             None => None,
         };
         let mut fields = Vec::new();
+        let mut plain = Vec::new();
         for (name, expr) in &spec.fields {
+            plain.push(plain_name(expr));
             fields.push((
                 name.clone(),
                 env.compile_expression(expr)
@@ -326,6 +379,7 @@ impl<'env> Transformer<'env> {
         Ok(Transformer {
             filter,
             fields,
+            plain,
             keep: spec.keep,
             meta: Arc::new(meta),
             names: None,
@@ -343,7 +397,7 @@ impl<'env> Transformer<'env> {
             meta: self.meta.clone(),
         });
         let ctx = Value::from_dyn_object(obj.clone());
-        let result = self.eval(&ctx, rec);
+        let result = self.eval(&ctx, &obj, rec);
         drop(ctx);
         let values = Arc::try_unwrap(obj)
             .map(|o| o.values)
@@ -385,7 +439,12 @@ impl<'env> Transformer<'env> {
         Ok(true)
     }
 
-    fn eval(&self, ctx: &Value, rec: &Record) -> Result<(bool, Vec<String>), ParseError> {
+    fn eval(
+        &self,
+        ctx: &Value,
+        obj: &RecordObj,
+        rec: &Record,
+    ) -> Result<(bool, Vec<String>), ParseError> {
         let err = |what: &str, e: Error| ParseError {
             pos: Some(rec.pos),
             field: Some(what.to_string()),
@@ -402,7 +461,14 @@ impl<'env> Transformer<'env> {
             }
         }
         let mut out = Vec::with_capacity(self.fields.len());
-        for (name, e) in &self.fields {
+        for ((name, e), plain) in self.fields.iter().zip(&self.plain) {
+            if let Some(src) = plain
+                && let Some(i) = obj.names.iter().position(|n| n == src)
+            {
+                // What evaluating the name gives: the field's text.
+                out.push(obj.values.get(i).cloned().unwrap_or_default());
+                continue;
+            }
             let v = e.eval(ctx.clone()).map_err(|e| err(name, e))?;
             if v.is_undefined() {
                 return Err(ParseError {
@@ -533,6 +599,51 @@ mod tests {
         let e = t.apply(&mut r).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("Day"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn numbers_as_field_text() {
+        let t = |v: Value| value_text(&v);
+        assert_eq!(t(Value::from(3.0)), "3");
+        assert_eq!(t(Value::from(12.5)), "12.5");
+        assert_eq!(t(Value::from(-0.1 * 3.0)), "-0.30000000000000004");
+        assert_eq!(t(Value::from(1e20)), "100000000000000000000");
+        assert_eq!(t(Value::from(7)), "7");
+        assert_eq!(t(Value::from(true)), "1");
+        let n = |s: &str| parse_number(s).map(|v| value_text(&v));
+        assert_eq!(n(" +7 ").as_deref(), Some("7"));
+        assert_eq!(n("2.50").as_deref(), Some("2.5"));
+        assert_eq!(n("1.2.3"), None);
+        assert_eq!(n("-"), None);
+    }
+
+    #[test]
+    fn bare_names_are_copied_as_evaluating_them_would() {
+        assert_eq!(plain_name(" Qty "), Some("Qty".into()));
+        for e in ["true", "None", "Qty | num", "record['a b']", "a.b", "1", ""] {
+            assert_eq!(plain_name(e), None, "{e}");
+        }
+        let spec = TransformSpec {
+            fields: vec![
+                ("a".into(), "Qty".into()),
+                ("b".into(), "true".into()),
+                ("c".into(), "meta".into()),
+                ("d".into(), "x".into()),
+            ],
+            ..Default::default()
+        };
+        let env = environment(&Lookups::new());
+        let meta = BTreeMap::from([("name".to_string(), "o.csv".to_string())]);
+        let mut t = Transformer::new(&env, &spec, meta).unwrap();
+        // `true` is the literal even with a field of that name; a field named `meta` wins
+        // over the file's facts, as in an evaluation.
+        let mut r = rec(&["Qty", "true", "meta", "x"], &["5", "no", "m", ""]);
+        assert!(t.apply(&mut r).unwrap());
+        assert_eq!(
+            r.values,
+            vec!["5", "1", "m", ""],
+            "`true` as field text is 1"
+        );
     }
 
     #[test]
