@@ -489,6 +489,11 @@ impl<R: BufRead> XmlReader<R> {
             if !self.matches(f, base) {
                 continue;
             }
+            // A header value (outside any record) is replaced when its element comes again:
+            // the second invoice of a file has its own number.
+            if f.absolute && self.record_depth.is_none() && self.paths.record.is_some() {
+                self.header[i].clear();
+            }
             match &f.attr {
                 Some(a) => {
                     for attr in e.attributes().flatten() {
@@ -674,6 +679,17 @@ mod tests {
         }
         let e = r.read_into(&mut rec).unwrap_err();
         assert_eq!(e.pos.unwrap().line, 80_002, "{e}");
+    }
+
+    #[test]
+    fn header_values_follow_each_new_header_element() {
+        let doc = "<Batch><Invoice><ID>INV-1</ID><Line><N>1</N></Line><Line><N>2</N></Line></Invoice>\
+                   <Invoice><ID>INV-2</ID><Line><N>3</N></Line></Invoice></Batch>";
+        let rows = read(doc, "//Line", &[("inv", "/Batch/Invoice/ID"), ("n", "N")]).unwrap();
+        assert_eq!(
+            rows,
+            vec![vec!["INV-1", "1"], vec!["INV-1", "2"], vec!["INV-2", "3"]]
+        );
     }
 
     #[test]
