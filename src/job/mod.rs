@@ -156,30 +156,8 @@ const SOURCE_KEYS: &[&str] = &[
     "done",
     "recursive",
 ];
-const OUTPUT_KEYS: &[&str] = &[
-    "folder",
-    "name",
-    "exists",
-    "format",
-    "encoding",
-    "on_unmappable",
-    "line_ending",
-    "delimiter",
-    "quote",
-    "quoting",
-    "header",
-    "column",
-    "root",
-    "record",
-    "namespaces",
-    "default_namespace",
-    "fields",
-    "indent",
-    "declaration",
-    "skip_empty",
-    "template",
-    "footer",
-];
+/// The keys of an `[[output]]` besides its format's (`data::OUTPUT_FORMAT_KEYS`).
+const OUTPUT_KEYS: &[&str] = &["folder", "name", "exists"];
 const AFTER_KEYS: &[&str] = &["success", "archive", "error", "max_attempts"];
 
 /// Placeholders a done-file name may use.
@@ -701,7 +679,7 @@ fn read_output(
         Exists::Fail,
     );
     let data = data::read_output_data(doc, &mut t, has_input);
-    t.finish(doc, OUTPUT_KEYS);
+    t.finish(doc, &[OUTPUT_KEYS, data::OUTPUT_FORMAT_KEYS].concat());
     let folder = folder_template(doc, root, &folder?);
     let name = match name {
         Some(n) => {
