@@ -574,11 +574,16 @@ def bench_latency():
 
 
 def parse_time_v(path):
-    rss = None
+    """(peak RSS kB, user s, system s) from `/usr/bin/time -v`."""
+    rss = user = sys_ = None
     for line in open(path, errors="replace"):
         if "Maximum resident set size" in line:
             rss = int(line.rsplit(":", 1)[1])
-    return rss
+        elif "User time (seconds)" in line:
+            user = float(line.rsplit(":", 1)[1])
+        elif "System time (seconds)" in line:
+            sys_ = float(line.rsplit(":", 1)[1])
+    return rss, user, sys_
 
 
 def backlog_ferry(n, mode, binary=None):
@@ -627,14 +632,15 @@ def backlog_ferry(n, mode, binary=None):
             rc = stop(p)
     finally:
         stop(p)
-    rss = parse_time_v(tv) or hwm
+    rss, user, sys_ = parse_time_v(tv)
+    rss = rss or hwm
     got = count_entries(arch)
     left = count_entries(src)
     res = {"first_ms": (first - t0) * 1000, "total_s": t1 - t0, "rate": n / (t1 - t0), "rss_mb": rss / 1024,
-           "rc": rc, "archived": got, "left": left}
+           "user_s": user, "sys_s": sys_, "rc": rc, "archived": got, "left": left}
     who = "ferry_alt" if binary and binary != FERRY else "ferry"
     log(f"  {who} run{' --once' if mode == 'once' else '       '} n={n:6d}: first output {res['first_ms']:7.1f} ms, total {res['total_s']:6.2f}s "
-        f"({res['rate']:.0f} files/s), peak RSS {res['rss_mb']:.1f} MB, rc={rc}, archived={got}, left={left}")
+        f"({res['rate']:.0f} files/s), CPU user {user}s sys {sys_}s, peak RSS {res['rss_mb']:.1f} MB, rc={rc}, archived={got}, left={left}")
     return res
 
 
@@ -709,6 +715,9 @@ def bench_backlog():
                 f" total {spread([x['total_s'] for x in runs], '{:.2f}')} s, rate {spread([x['rate'] for x in runs])} files/s")
         if "rss_mb" in runs[0]:
             line += f", peak RSS {spread([x['rss_mb'] for x in runs], '{:.1f}')} MB"
+            if all(x.get("user_s") is not None for x in runs):
+                line += (f", CPU user {spread([x['user_s'] for x in runs], '{:.1f}')} s"
+                         f" sys {spread([x['sys_s'] for x in runs], '{:.1f}')} s")
         log(line)
     keys = [f"ferry_{m}" for m in modes] + ([f"ferry_alt_{m}" for m in modes] if FERRY_ALT else []) + ["raw_fsync"]
     for key in keys:
