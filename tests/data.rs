@@ -144,6 +144,100 @@ fn bad_records_can_be_skipped_into_a_rejects_file() {
     );
 }
 
+/// A file big enough to be read on a thread of its own while another writes: every kind of
+/// bad record (unreadable, failing the filter, failing a computed field) lands in the
+/// rejects file once, in file order, and the good records are written in order.
+#[test]
+fn a_big_file_keeps_record_order_and_rejects_every_bad_record_once() {
+    let d = Deployment::new("data-big-skip");
+    d.job(
+        "orders",
+        &ORDERS_JOB.replace(
+            "delimiter = \";\"\n\n[transform]",
+            "delimiter = \";\"\non_error = \"skip\"\n\n[transform]",
+        ),
+    );
+    let mut csv = b"Auftrag;Artikel;Menge;Preis;Datum\r\n".to_vec();
+    let (mut kept, mut bad_lines) = (Vec::new(), Vec::new());
+    for i in 1..=60_000u64 {
+        let line = i + 1;
+        let row: Vec<u8> = if i % 997 == 0 {
+            bad_lines.push(line); // the filter fails: not a number
+            format!("{i};Schraube;viele;0,12;02.11.2026\r\n").into_bytes()
+        } else if i % 1499 == 0 {
+            bad_lines.push(line); // unreadable: too few fields
+            format!("{i};kurz\r\n").into_bytes()
+        } else if i % 2003 == 0 {
+            bad_lines.push(line); // a computed field fails: not a number
+            format!("{i};Mutter;2;teuer;02.11.2026\r\n").into_bytes()
+        } else if i % 5 == 0 {
+            format!("{i};Scheibe;0;0,05;02.11.2026\r\n").into_bytes() // filtered out
+        } else {
+            kept.push(i.to_string());
+            // `ü` in Windows-1252.
+            [
+                format!("{i};D").as_bytes(),
+                b"\xfc",
+                format!("bel;{};1,50;03.11.2026\r\n", i % 7 + 1).as_bytes(),
+            ]
+            .concat()
+        };
+        csv.extend_from_slice(&row);
+    }
+    assert!(
+        csv.len() > 1 << 20,
+        "big enough for the two-thread path (1 MiB)"
+    );
+    d.write("in/orders.csv", &csv);
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let json: serde_json::Value =
+        serde_json::from_slice(&read(&d.path("out/json/orders.json"))).unwrap();
+    let nos: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["OrderNo"].as_str().unwrap())
+        .collect();
+    assert_eq!(nos, kept);
+    let rejects = std::fs::read_to_string(d.path("out/json/orders.csv.rejects.jsonl")).unwrap();
+    let lines: Vec<u64> = rejects
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["line"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(lines, bad_lines);
+}
+
+/// The same file with `on_error = "fail"`: one bad record near the end fails it, and no
+/// output appears.
+#[test]
+fn a_big_file_with_a_bad_record_near_the_end_writes_nothing() {
+    let d = Deployment::new("data-big-fail");
+    d.job("orders", ORDERS_JOB);
+    let mut csv = b"Auftrag;Artikel;Menge;Preis;Datum\r\n".to_vec();
+    for i in 1..=60_000u64 {
+        let qty = if i == 59_000 {
+            "viele".to_string()
+        } else {
+            (i % 7 + 1).to_string()
+        };
+        csv.extend_from_slice(format!("{i};Schraube;{qty};0,12;02.11.2026\r\n").as_bytes());
+    }
+    d.write("in/orders.csv", &csv);
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(d.files("out/json").is_empty() && d.files("out/csv").is_empty());
+    let report = std::fs::read_to_string(d.path("var/error/orders/orders.csv.error.txt")).unwrap();
+    assert!(
+        report.contains("record 59000") || report.contains("line 59001"),
+        "{report}"
+    );
+}
+
 #[test]
 fn undecodable_bytes_fail_with_their_byte_offset() {
     let d = Deployment::new("data-utf8");

@@ -58,6 +58,26 @@ pub struct TransformSpec {
     pub split: Option<String>,
 }
 
+impl TransformSpec {
+    /// The filter alone, and everything but the filter: the two halves of the transform,
+    /// applied one after the other, do what the whole does.
+    pub fn split_filter(&self) -> (TransformSpec, TransformSpec) {
+        (
+            TransformSpec {
+                filter: self.filter.clone(),
+                fields: Vec::new(),
+                keep: true,
+                lookups: self.lookups.clone(),
+                split: None,
+            },
+            TransformSpec {
+                filter: None,
+                ..self.clone()
+            },
+        )
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum OutputFormat {
     /// The original bytes, unchanged.

@@ -154,102 +154,291 @@ pub struct Converted {
     pub stats: Stats,
 }
 
+/// Records per batch handed from the reading side to the writing side, and the value
+/// bytes after which a batch is handed over early (big records).
+const BATCH_RECORDS: usize = 512;
+const BATCH_BYTES: usize = 1 << 20;
+/// Batches in flight between the two sides: with the batches being filled and written,
+/// memory is bounded by about (this + 2) batches whatever the file's size.
+const BATCHES_IN_FLIGHT: usize = 4;
+/// Files from this size up are read on a thread of their own while this one writes.
+const THREADED_FROM: u64 = 1 << 20;
+
+/// Records read, handed from the reading side to the writing side.
+#[derive(Default)]
+struct Batch {
+    /// `recs[..len]` are the records read.
+    recs: Vec<Record>,
+    len: usize,
+    /// Records that could not be read or filtered and can be skipped: (index of the record
+    /// they came before, error, the record as read when known).
+    bad: Vec<(usize, ParseError, Option<Box<Record>>)>,
+    /// Records the filter dropped.
+    filtered: u64,
+    /// Set on the last batch: the original's sha256 and size, or the error that ended it.
+    end: Option<Result<(String, u64), ParseError>>,
+}
+
 /// Reads `src` as the job's input and writes the records to `outputs` (temporary files,
 /// with their format).
+///
+/// Big files are read, decoded, parsed and filtered on a second thread while this one
+/// computes the fields and formats, encodes, hashes and writes; batches of records go
+/// between the two through a bounded channel and come back to be refilled, so memory
+/// stays flat.
 pub fn run(
     job: &Job,
     src: &Path,
     outputs: Vec<(TempOutput, &OutputData)>,
     meta: BTreeMap<String, String>,
     rejects: &mut Rejects<'_>,
-    mut split: Option<Split<'_>>,
+    split: Option<Split<'_>>,
 ) -> Result<Converted, ParseError> {
     let input = job.input.as_ref().expect("a record pipeline has an input");
     let file = std::fs::File::open(src)
         .map_err(|e| ParseError::new(format!("cannot open the file: {e}")))?;
-    let mut hashing = HashingReader::new(file);
+    let threaded = file.metadata().is_ok_and(|m| m.len() >= THREADED_FROM);
     let lookups = transform::load_lookups(&job.transform).map_err(ParseError::new)?;
     let env = transform::environment(&lookups);
-    let mut transformer =
-        Transformer::new(&env, &job.transform, meta.clone()).map_err(ParseError::new)?;
+    // The filter runs on the reading side, the fields on the writing side.
+    let (filter_spec, fields_spec) = job.transform.split_filter();
+    let filter = Transformer::new(&env, &filter_spec, meta.clone()).map_err(ParseError::new)?;
+    let transformer =
+        Transformer::new(&env, &fields_spec, meta.clone()).map_err(ParseError::new)?;
     let mut writers = Vec::new();
     for (t, d) in outputs {
         writers.push(Writer::new(t, d, &meta)?);
     }
-    // With a split: one set of writers per value of the split field.
-    let mut groups: HashMap<String, usize> = HashMap::new();
-    let mut group_writers: Vec<Vec<(u32, PathBuf, Writer<TempOutput>)>> = Vec::new();
-    let mut stats = Stats::default();
-    {
+    let mut sink = Sink {
+        on_error: input.on_error,
+        transformer,
+        writers,
+        split,
+        groups: HashMap::new(),
+        group_writers: Vec::new(),
+        stats: Stats::default(),
+        rejects,
+        meta: &meta,
+    };
+    let hash = if threaded {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT);
+        let (back_tx, back_rx) = std::sync::mpsc::channel::<Batch>();
+        std::thread::scope(|s| {
+            let reading = std::thread::Builder::new()
+                .name("ferry-read".into())
+                .spawn_scoped(s, move || {
+                    produce(input, file, filter, &mut |b| {
+                        tx.send(b).ok()?;
+                        Some(back_rx.try_recv().unwrap_or_default())
+                    })
+                });
+            if let Err(e) = reading {
+                return Err(ParseError::new(format!(
+                    "cannot start a reading thread: {e}"
+                )));
+            }
+            // When this side stops early (an error), `rx` is dropped and the reading side
+            // stops at its next hand-over.
+            let mut hash = None;
+            for mut b in rx {
+                sink.take(&mut b)?;
+                if let Some(end) = b.end.take() {
+                    hash = Some(end?);
+                    break;
+                }
+                let _ = back_tx.send(b);
+            }
+            hash.ok_or_else(|| ParseError::new("the reading side stopped without a result"))
+        })?
+    } else {
+        let mut failed = None;
+        let mut hash = None;
+        produce(input, file, filter, &mut |mut b| {
+            if let Err(e) = sink.take(&mut b) {
+                failed = Some(e);
+                return None;
+            }
+            if let Some(end) = b.end.take() {
+                hash = Some(end);
+                return None;
+            }
+            Some(b)
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        hash.ok_or_else(|| ParseError::new("the reading side stopped without a result"))??
+    };
+    sink.finish(hash)
+}
+
+/// The reading side: reads, decodes and parses the file in batches handed to `emit`,
+/// which gives back a batch to refill or `None` to stop. The last batch carries the
+/// original's hash, or the error that ended reading.
+fn produce(
+    input: &crate::job::data::Input,
+    file: std::fs::File,
+    mut filter: Transformer<'_>,
+    emit: &mut dyn FnMut(Batch) -> Option<Batch>,
+) {
+    let mut batch = Batch::default();
+    let mut hashing = HashingReader::new(file);
+    // `Ok(false)`: the writing side stopped; nothing more to hand over.
+    let ended = (|| -> Result<bool, ParseError> {
         let decoded = BufReader::with_capacity(
             256 * 1024,
             DecodeReader::new(&mut hashing, input.encoding, input.replace),
         );
         let mut reader = Reader::open(input, decoded)?;
-        let mut rec = Record::default();
+        let mut bytes = 0;
         loop {
-            let step = match reader.read_into(&mut rec) {
-                Ok(false) => break,
-                Ok(true) => {
-                    stats.read += 1;
-                    transform_record(&mut rec, &mut transformer, input.on_error)
-                }
+            if batch.len == batch.recs.len() {
+                batch.recs.push(Record::default());
+            }
+            let rec = &mut batch.recs[batch.len];
+            let step = match reader.read_into(rec) {
+                Ok(false) => return Ok(true),
+                Ok(true) => transform_record(rec, &mut filter, input.on_error),
                 Err(e) => Err(e),
             };
-            let written = step.and_then(|kept| {
-                let Some(original) = kept else {
-                    stats.filtered += 1;
-                    return Ok(());
-                };
-                let targets: Vec<&mut Writer<TempOutput>> = match split.as_mut() {
-                    None => writers.iter_mut().collect(),
-                    Some(sp) => {
-                        let g = group_of(sp, &rec, &mut groups, &mut group_writers, &meta)
-                            .map_err(|e| Bad::Skip(e, original.clone()))?;
-                        group_writers[g].iter_mut().map(|(_, _, w)| w).collect()
-                    }
-                };
-                for w in targets {
-                    w.write(&rec).map_err(|e| Bad::Skip(e, original.clone()))?;
+            match step {
+                Ok(Some(_)) => {
+                    bytes += rec.values.iter().map(String::len).sum::<usize>();
+                    batch.len += 1;
                 }
-                stats.written += 1;
-                Ok(())
-            });
-            match written {
-                Ok(()) => {}
+                Ok(None) => batch.filtered += 1,
                 Err(Bad::Skip(e, data)) if input.on_error == OnError::Skip => {
-                    stats.rejected += 1;
-                    reject(rejects, &e, data.as_deref()).map_err(|io| {
-                        ParseError::new(format!("cannot write the rejects file: {io}"))
-                    })?;
+                    batch.bad.push((batch.len, e, data));
                 }
                 Err(Bad::Skip(e, _) | Bad::Fatal(e)) => return Err(e),
             }
+            if batch.len >= BATCH_RECORDS || bytes >= BATCH_BYTES {
+                let Some(mut next) = emit(std::mem::take(&mut batch)) else {
+                    return Ok(false);
+                };
+                next.len = 0;
+                next.filtered = 0;
+                next.bad.clear();
+                next.end = None;
+                batch = next;
+                bytes = 0;
+            }
         }
-    }
-    let hash = hashing
-        .finish()
-        .map_err(|e| ParseError::new(format!("cannot read the file: {e}")))?;
-    let finish = |w: Writer<TempOutput>| {
-        w.finish()
-            .map_err(|e| ParseError::new(format!("cannot write an output: {e}")))
-    };
-    let mut temps = Vec::new();
-    for w in writers {
-        temps.push(finish(w)?);
-    }
-    let mut split_outputs = Vec::new();
-    for group in group_writers {
-        for (idx, final_path, w) in group {
-            split_outputs.push((idx, final_path, finish(w)?));
+    })();
+    batch.end = Some(match ended {
+        Ok(false) => return,
+        Ok(true) => hashing
+            .finish()
+            .map_err(|e| ParseError::new(format!("cannot read the file: {e}"))),
+        Err(e) => Err(e),
+    });
+    emit(batch);
+}
+
+/// The writing side: the transform, every record output (or, with a split, one set per
+/// group) and the rejects file.
+struct Sink<'a, 'r, 's, 'e> {
+    on_error: OnError,
+    transformer: Transformer<'e>,
+    writers: Vec<Writer<TempOutput>>,
+    split: Option<Split<'s>>,
+    groups: HashMap<String, usize>,
+    group_writers: Vec<Vec<(u32, PathBuf, Writer<TempOutput>)>>,
+    stats: Stats,
+    rejects: &'r mut Rejects<'a>,
+    meta: &'r BTreeMap<String, String>,
+}
+
+impl Sink<'_, '_, '_, '_> {
+    /// Transforms and writes a batch: its records, and the records that could not be read
+    /// among them, in file order.
+    fn take(&mut self, b: &mut Batch) -> Result<(), ParseError> {
+        // Records the filter dropped were read too.
+        self.stats.read += b.filtered;
+        self.stats.filtered += b.filtered;
+        let mut bad = b.bad.drain(..).peekable();
+        for i in 0..=b.len {
+            while let Some((_, e, data)) = bad.next_if(|(at, ..)| *at == i) {
+                self.stats.read += u64::from(data.is_some());
+                self.reject(&e, data.as_deref())?;
+            }
+            if i == b.len {
+                break;
+            }
+            self.stats.read += 1;
+            let rec = &mut b.recs[i];
+            match transform_record(rec, &mut self.transformer, self.on_error) {
+                Ok(None) => self.stats.filtered += 1,
+                Ok(Some(original)) => match self.write(rec) {
+                    Ok(()) => self.stats.written += 1,
+                    Err(e) => self.skip(e, original)?,
+                },
+                Err(Bad::Skip(e, original)) => self.skip(e, original)?,
+                Err(Bad::Fatal(e)) => return Err(e),
+            }
         }
+        Ok(())
     }
-    Ok(Converted {
-        temps,
-        hash,
-        stats,
-        split: split_outputs,
-    })
+
+    fn write(&mut self, rec: &Record) -> Result<(), ParseError> {
+        let targets: Vec<&mut Writer<TempOutput>> = match self.split.as_mut() {
+            None => self.writers.iter_mut().collect(),
+            Some(sp) => {
+                let g = group_of(
+                    sp,
+                    rec,
+                    &mut self.groups,
+                    &mut self.group_writers,
+                    self.meta,
+                )?;
+                self.group_writers[g]
+                    .iter_mut()
+                    .map(|(_, _, w)| w)
+                    .collect()
+            }
+        };
+        for w in targets {
+            w.write(rec)?;
+        }
+        Ok(())
+    }
+
+    /// A bad record: to the rejects file with `on_error = "skip"`, else the file's error.
+    fn skip(&mut self, e: ParseError, original: Option<Box<Record>>) -> Result<(), ParseError> {
+        if self.on_error != OnError::Skip {
+            return Err(e);
+        }
+        self.reject(&e, original.as_deref())
+    }
+
+    fn reject(&mut self, e: &ParseError, rec: Option<&Record>) -> Result<(), ParseError> {
+        self.stats.rejected += 1;
+        reject(self.rejects, e, rec)
+            .map_err(|io| ParseError::new(format!("cannot write the rejects file: {io}")))
+    }
+
+    fn finish(self, hash: (String, u64)) -> Result<Converted, ParseError> {
+        let finish = |w: Writer<TempOutput>| {
+            w.finish()
+                .map_err(|e| ParseError::new(format!("cannot write an output: {e}")))
+        };
+        let mut temps = Vec::new();
+        for w in self.writers {
+            temps.push(finish(w)?);
+        }
+        let mut split = Vec::new();
+        for group in self.group_writers {
+            for (idx, final_path, w) in group {
+                split.push((idx, final_path, finish(w)?));
+            }
+        }
+        Ok(Converted {
+            temps,
+            hash,
+            stats: self.stats,
+            split,
+        })
+    }
 }
 
 /// Names a new group's file for an output: its final and its temporary path.

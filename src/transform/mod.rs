@@ -25,6 +25,8 @@ use minijinja::{Environment, Error, ErrorKind, Expression, UndefinedBehavior};
 use crate::formats::{ParseError, Record};
 use crate::job::data::TransformSpec;
 
+pub mod fast;
+
 /// A lookup table: the first column is the key.
 #[derive(Debug, Default)]
 pub struct Table {
@@ -337,6 +339,68 @@ pub struct Transformer<'env> {
     meta: Arc<BTreeMap<String, String>>,
     /// Output names, per input names (records of one file usually share one).
     names: Option<NameMap>,
+    /// The filter and every field compiled natively, when all of them are simple enough
+    /// (see [`fast`]); a record they are not sure about is evaluated by minijinja.
+    native: Option<Native>,
+}
+
+/// Record names, and for each slot the index of its field among them.
+type Layout = (Arc<[String]>, Vec<Option<usize>>);
+
+/// Natively compiled expressions and the record layout their field slots were resolved
+/// for.
+struct Native {
+    filter: Option<fast::Expr>,
+    fields: Vec<fast::Expr>,
+    /// The field names the slots stand for.
+    vars: Vec<String>,
+    /// For the record names below: the index of each slot's field.
+    layout: Option<Layout>,
+}
+
+impl Native {
+    fn compile(spec: &TransformSpec) -> Option<Native> {
+        let mut vars = Vec::new();
+        let filter = match &spec.filter {
+            Some(f) => Some(fast::compile(f, &mut vars)?),
+            None => None,
+        };
+        let fields = spec
+            .fields
+            .iter()
+            .map(|(_, e)| fast::compile(e, &mut vars))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Native {
+            filter,
+            fields,
+            vars,
+            layout: None,
+        })
+    }
+
+    /// `Some((keep, computed))` when every expression could be evaluated natively.
+    fn eval(&mut self, rec: &Record) -> Option<(bool, Vec<String>)> {
+        let stale = !matches!(&self.layout, Some((n, _)) if Arc::ptr_eq(n, &rec.names));
+        if stale {
+            let slots = self
+                .vars
+                .iter()
+                .map(|v| rec.names.iter().position(|n| n == v))
+                .collect();
+            self.layout = Some((rec.names.clone(), slots));
+        }
+        let slots = &self.layout.as_ref()?.1;
+        if let Some(f) = &self.filter
+            && !f.eval(&rec.values, slots)?.truthy()
+        {
+            return Some((false, Vec::new()));
+        }
+        let mut out = Vec::with_capacity(self.fields.len());
+        for e in &self.fields {
+            out.push(e.eval(&rec.values, slots)?.into_text()?);
+        }
+        Some((true, out))
+    }
 }
 
 /// The field an expression names when it is a bare name (`Qty`), not a literal or keyword.
@@ -383,6 +447,7 @@ impl<'env> Transformer<'env> {
             keep: spec.keep,
             meta: Arc::new(meta),
             names: None,
+            native: Native::compile(spec),
         })
     }
 
@@ -390,6 +455,15 @@ impl<'env> Transformer<'env> {
     pub fn apply(&mut self, rec: &mut Record) -> Result<bool, ParseError> {
         if self.filter.is_none() && self.fields.is_empty() {
             return Ok(true);
+        }
+        if let Some(native) = self.native.as_mut()
+            && let Some((keep, computed)) = native.eval(rec)
+        {
+            if keep && !self.fields.is_empty() {
+                let values = std::mem::take(&mut rec.values);
+                self.assemble(rec, values, computed);
+            }
+            return Ok(keep);
         }
         let obj = Arc::new(RecordObj {
             names: rec.names.clone(),
@@ -417,6 +491,12 @@ impl<'env> Transformer<'env> {
             rec.values = values;
             return Ok(true);
         }
+        self.assemble(rec, values, computed);
+        Ok(true)
+    }
+
+    /// Makes `rec` the output record: the computed fields (after the input's, with `keep`).
+    fn assemble(&mut self, rec: &mut Record, values: Vec<String>, computed: Vec<String>) {
         let names = self.output_names(&rec.names);
         let out = if self.keep {
             // Input fields in their places (replaced where a field of the same name was
@@ -436,7 +516,6 @@ impl<'env> Transformer<'env> {
         };
         rec.names = names;
         rec.values = out;
-        Ok(true)
     }
 
     fn eval(
@@ -698,5 +777,110 @@ mod tests {
         let mut t = Transformer::new(&env, &spec, BTreeMap::new()).unwrap();
         let mut r = rec(&["Qty"], &["5"]);
         assert!(t.apply(&mut r).is_err());
+    }
+
+    /// Random expressions of the natively compiled kind, on random records: the native
+    /// evaluator (with minijinja as its fallback) and minijinja alone give the same
+    /// records, the same filter decisions and the same errors.
+    #[test]
+    fn native_evaluation_agrees_with_minijinja() {
+        struct Rng(u64);
+        impl Rng {
+            fn below(&mut self, n: usize) -> usize {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                (self.0 % n as u64) as usize
+            }
+        }
+        fn expr(r: &mut Rng, depth: u32) -> String {
+            let leaf = depth == 0 || r.below(3) == 0;
+            if leaf {
+                return match r.below(6) {
+                    0 | 1 => ["A", "B", "C"][r.below(3)].to_string(),
+                    2 => ["0", "1", "5", "42", "9223372036854775807"][r.below(5)].to_string(),
+                    3 => ["0.5", "2.25", "1.0"][r.below(3)].to_string(),
+                    4 => ["'abc'", "''", "'7'", "\"2,50\""][r.below(4)].to_string(),
+                    _ => format!("{} | num", ["A", "B", "C"][r.below(3)]),
+                };
+            }
+            let a = expr(r, depth - 1);
+            let b = expr(r, depth - 1);
+            let e = match r.below(12) {
+                0 => format!("{a} | num"),
+                1 => format!("{a} | num(',')"),
+                2 => format!("-{a}"),
+                3 => format!("not {a}"),
+                4 => format!("{a} + {b}"),
+                5 => format!("{a} - {b}"),
+                6 => format!("{a} * {b}"),
+                7 => format!("{a} / {b}"),
+                8 => format!("{a} {} {b}", ["==", "!=", "<", "<=", ">", ">="][r.below(6)]),
+                9 => format!("{a} and {b}"),
+                10 => format!("{a} or {b}"),
+                _ => format!("({a})"),
+            };
+            if r.below(2) == 0 { format!("({e})") } else { e }
+        }
+        const VALUES: &[&str] = &[
+            "7",
+            "2,50",
+            "-3",
+            "0",
+            "",
+            "abc",
+            "1.5",
+            " 42 ",
+            "1.234,56",
+            "0.0",
+            "9223372036854775807",
+            "1e3",
+            "-0",
+            "12.5",
+        ];
+        let env = environment(&Lookups::default());
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut natively = 0;
+        for _ in 0..400 {
+            let spec = TransformSpec {
+                filter: (rng.below(2) == 0).then(|| expr(&mut rng, 3)),
+                fields: vec![
+                    ("X".into(), expr(&mut rng, 3)),
+                    ("Y".into(), expr(&mut rng, 2)),
+                ],
+                keep: rng.below(2) == 0,
+                lookups: Vec::new(),
+                split: None,
+            };
+            let Ok(mut native) = Transformer::new(&env, &spec, BTreeMap::new()) else {
+                continue;
+            };
+            if native.native.is_none() {
+                continue;
+            }
+            let mut reference = Transformer::new(&env, &spec, BTreeMap::new()).unwrap();
+            reference.native = None;
+            for _ in 0..20 {
+                let values: Vec<&str> = (0..3).map(|_| VALUES[rng.below(VALUES.len())]).collect();
+                let mut a = rec(&["A", "B", "C"], &values);
+                let mut b = a.clone();
+                if native.native.as_mut().unwrap().eval(&a).is_some() {
+                    natively += 1;
+                }
+                let ra = native.apply(&mut a);
+                let rb = reference.apply(&mut b);
+                assert_eq!(
+                    ra, rb,
+                    "{spec:?} on {values:?}: native {:?}, minijinja {:?}",
+                    a.values, b.values
+                );
+                assert_eq!(
+                    (&a.names, &a.values),
+                    (&b.names, &b.values),
+                    "{spec:?} on {values:?}"
+                );
+            }
+        }
+        assert!(natively > 500, "only {natively} records evaluated natively");
     }
 }
