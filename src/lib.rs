@@ -16,12 +16,14 @@
 //! - [`transform`]: filters, computed fields and lookups (minijinja expressions).
 //! - [`runtime`]: the daemon: per-job runners, the worker pool, processing of one file
 //!   ([`runtime::process`]), crash recovery, hot reload and shutdown.
-//! - [`fsutil`]: the file-system primitives the guarantees rest on.
+//! - [`fsutil`]: the file-system primitives the guarantees rest on; [`hashing`]: sha256 of
+//!   big streams on a thread of their own.
 //! - [`cli`]: the `check`, `test`, `history` and `status` commands.
 
 pub mod cli;
 pub mod formats;
 pub mod fsutil;
+pub mod hashing;
 pub mod job;
 pub mod journal;
 pub mod outputs;

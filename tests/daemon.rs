@@ -198,6 +198,10 @@ fn graceful_shutdown(sig: i32, name: &str) {
     assert_eq!(h[0]["state"], "done", "{h:?}");
     assert_eq!(h[0]["outputs"].as_array().unwrap().len(), 1, "{h:?}");
     assert_eq!(h[0]["sha256"].as_str(), Some(sha256_hex(&content).as_str()));
+    assert_eq!(
+        h[0]["outputs"][0]["sha256"].as_str(),
+        Some(sha256_hex(&content).as_str())
+    );
 }
 
 #[test]

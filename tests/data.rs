@@ -210,6 +210,19 @@ fn a_big_file_keeps_record_order_and_rejects_every_bad_record_once() {
         })
         .collect();
     assert_eq!(lines, bad_lines);
+    // The hashes (computed on threads of their own for big streams) are the files' own.
+    let h = d.history();
+    assert_eq!(h[0]["sha256"].as_str(), Some(sha256_hex(&csv).as_str()));
+    let outputs = h[0]["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 3, "json, csv and rejects");
+    for o in outputs {
+        let written = read(std::path::Path::new(o["path"].as_str().unwrap()));
+        assert_eq!(
+            o["sha256"].as_str(),
+            Some(sha256_hex(&written).as_str()),
+            "{o}"
+        );
+    }
 }
 
 /// The same file with `on_error = "fail"`: one bad record near the end fails it, and no

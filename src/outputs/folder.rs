@@ -9,9 +9,8 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use crate::fsutil;
+use crate::hashing::Hasher;
 
 /// The temporary name of output `idx` of file `id`, beside its final path.
 pub fn temp_path(final_path: &Path, id: i64, idx: u32) -> PathBuf {
@@ -22,7 +21,10 @@ pub fn temp_path(final_path: &Path, id: i64, idx: u32) -> PathBuf {
 pub struct TempOutput {
     pub temp: PathBuf,
     file: io::BufWriter<File>,
-    hasher: Sha256,
+    /// `None` while [`tee_copy`] writes the source's bytes, whose hash it computes once.
+    hasher: Option<Hasher>,
+    /// Set by [`tee_copy`]: the content is the source's, with this sha256.
+    copy_of: Option<String>,
     size: u64,
 }
 
@@ -35,14 +37,17 @@ impl TempOutput {
         Ok(TempOutput {
             temp: temp.to_path_buf(),
             file,
-            hasher: Sha256::new(),
+            hasher: Some(Hasher::new()),
+            copy_of: None,
             size: 0,
         })
     }
 
     pub fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.file.write_all(buf)?;
-        self.hasher.update(buf);
+        if let Some(h) = &mut self.hasher {
+            h.update(buf);
+        }
         self.size += buf.len() as u64;
         Ok(())
     }
@@ -51,7 +56,16 @@ impl TempOutput {
     pub fn finish(self) -> io::Result<(String, u64)> {
         let file = self.file.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
-        Ok((hex::encode(self.hasher.finalize()), self.size))
+        let hash = match (self.hasher, self.copy_of) {
+            (_, Some(hash)) => hash,
+            (Some(h), None) => {
+                h.finish()
+                    .ok_or_else(|| io::Error::other("hashing failed"))?
+                    .0
+            }
+            (None, None) => return Err(io::Error::other("an output copy was not finished")),
+        };
+        Ok((hash, self.size))
     }
 }
 
@@ -65,12 +79,16 @@ impl Write for TempOutput {
     }
 }
 
-/// Streams `src` into every output at once, hashing the source on the way. Returns the
-/// source's sha256 and the number of bytes read.
+/// Streams `src` into every output at once, hashing the source on the way (once: the
+/// outputs are the same bytes). Returns the source's sha256 and the number of bytes read.
 pub fn tee_copy(src: &mut File, outs: &mut [TempOutput]) -> io::Result<(String, u64)> {
-    let mut hasher = Sha256::new();
+    let mut hasher = Hasher::new();
+    for o in outs.iter_mut() {
+        if o.size == 0 {
+            o.hasher = None;
+        }
+    }
     let mut buf = vec![0u8; 256 * 1024];
-    let mut total = 0u64;
     loop {
         let n = match src.read(&mut buf) {
             Ok(0) => break,
@@ -82,9 +100,16 @@ pub fn tee_copy(src: &mut File, outs: &mut [TempOutput]) -> io::Result<(String, 
         for o in outs.iter_mut() {
             o.write_all(&buf[..n])?;
         }
-        total += n as u64;
     }
-    Ok((hex::encode(hasher.finalize()), total))
+    let hash = hasher
+        .finish()
+        .ok_or_else(|| io::Error::other("hashing failed"))?;
+    for o in outs.iter_mut() {
+        if o.hasher.is_none() {
+            o.copy_of = Some(hash.0.clone());
+        }
+    }
+    Ok(hash)
 }
 
 /// Copies `from` to the new file `to` durably: a temporary name beside `to`, fsync, a

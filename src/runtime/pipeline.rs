@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use crate::hashing::Hasher;
 
 use crate::formats::csv::{CsvReader, CsvWriter};
 use crate::formats::encoding::{DecodeReader, EncodeWriter};
@@ -31,23 +31,23 @@ use crate::transform::{self, Transformer};
 /// Hashes what is read through it: the original's sha256 without a second pass.
 pub struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
-    bytes: u64,
+    hasher: Hasher,
 }
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
         HashingReader {
             inner,
-            hasher: Sha256::new(),
-            bytes: 0,
+            hasher: Hasher::new(),
         }
     }
 
     /// Reads what is left (so the hash covers the whole file) and returns sha256 and size.
     pub fn finish(mut self) -> io::Result<(String, u64)> {
         io::copy(&mut self, &mut io::sink())?;
-        Ok((hex::encode(self.hasher.finalize()), self.bytes))
+        self.hasher
+            .finish()
+            .ok_or_else(|| io::Error::other("hashing failed"))
     }
 }
 
@@ -55,7 +55,6 @@ impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
         Ok(n)
     }
 }
