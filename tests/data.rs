@@ -95,6 +95,17 @@ fn a_bad_record_fails_the_file_with_its_position_and_nothing_is_written() {
     );
 }
 
+/// The order numbers of the JSON output, in order.
+fn order_nos(d: &Deployment) -> Vec<String> {
+    let json: serde_json::Value =
+        serde_json::from_slice(&read(&d.path("out/json/orders.json"))).unwrap();
+    json.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["OrderNo"].as_str().unwrap().to_string())
+        .collect()
+}
+
 #[test]
 fn bad_records_can_be_skipped_into_a_rejects_file() {
     let d = Deployment::new("data-skip");
@@ -108,14 +119,7 @@ fn bad_records_can_be_skipped_into_a_rejects_file() {
     d.write("in/orders.csv", erp_export(b"1004;Scheibe;viele;0,02;03.11.2026\r\n1005;zu;kurz\r\n1006;Nagel;3;0,01;04.11.2026\r\n"));
     let o = d.run(&["run", "--once"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let json: serde_json::Value =
-        serde_json::from_slice(&read(&d.path("out/json/orders.json"))).unwrap();
-    let nos: Vec<&str> = json
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["OrderNo"].as_str().unwrap())
-        .collect();
+    let nos = order_nos(&d);
     assert_eq!(nos, vec!["1001", "1003", "1006"]);
     let rejects = std::fs::read_to_string(d.path("out/json/orders.csv.rejects.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = rejects
@@ -191,14 +195,7 @@ fn a_big_file_keeps_record_order_and_rejects_every_bad_record_once() {
     d.write("in/orders.csv", &csv);
     let o = d.run(&["run", "--once"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let json: serde_json::Value =
-        serde_json::from_slice(&read(&d.path("out/json/orders.json"))).unwrap();
-    let nos: Vec<&str> = json
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["OrderNo"].as_str().unwrap())
-        .collect();
+    let nos = order_nos(&d);
     assert_eq!(nos, kept);
     let rejects = std::fs::read_to_string(d.path("out/json/orders.csv.rejects.jsonl")).unwrap();
     let lines: Vec<u64> = rejects
