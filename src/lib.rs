@@ -26,6 +26,7 @@ pub mod job;
 pub mod journal;
 pub mod outputs;
 pub mod readiness;
+pub mod remote;
 pub mod runtime;
 pub mod sources;
 pub mod transform;

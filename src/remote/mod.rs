@@ -1,0 +1,3 @@
+//! Remote sources and destinations (see docs/mail.md): mail protocol parts.
+
+pub mod mime;
