@@ -386,7 +386,13 @@ mod tests {
     fn urls() {
         let u = MailboxUrl::parse("imaps://orders@mail.example.test/INBOX").unwrap();
         assert_eq!(
-            (u.implicit_tls, u.host.as_str(), u.port, u.user.as_str(), u.folder.as_str()),
+            (
+                u.implicit_tls,
+                u.host.as_str(),
+                u.port,
+                u.user.as_str(),
+                u.folder.as_str()
+            ),
             (true, "mail.example.test", 993, "orders", "INBOX")
         );
         let u = MailboxUrl::parse("imap://a%40b.example@127.0.0.1:10143/Orders/In").unwrap();

@@ -1,4 +1,5 @@
 //! Remote sources and destinations (see docs/mail.md): mail protocol parts.
 
-pub mod mime;
 pub mod imap;
+pub mod mime;
+pub mod smtp;
