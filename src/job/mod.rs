@@ -84,6 +84,8 @@ pub struct Source {
     pub watch: Watch,
     pub ready: Ready,
     pub recursive: bool,
+    /// A mailbox this job takes attachments from; `folder` is then its local staging folder.
+    pub mailbox: Option<crate::remote::mail_config::MailboxSource>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +96,8 @@ pub struct Output {
     pub exists: Exists,
     /// The format written (the original bytes unless the job reads records).
     pub data: data::OutputData,
+    /// Sent by email; `folder` is then the local outbox the deliverer sends from.
+    pub email: Option<crate::remote::mail_config::EmailOutput>,
 }
 
 #[derive(Debug, Clone)]
@@ -155,6 +159,7 @@ const SOURCE_KEYS: &[&str] = &[
     "ready",
     "done",
     "recursive",
+    "staging",
 ];
 /// The keys of an `[[output]]` besides its format's (`data::OUTPUT_FORMAT_KEYS`).
 const OUTPUT_KEYS: &[&str] = &["folder", "name", "exists"];
@@ -298,7 +303,7 @@ fn read_job(
     let mut top = TableReader::new("", table.span(), table.get_ref());
     let description = top.str(doc, "description").map(|s| s.value);
     let source = match top.table(doc, "source") {
-        Some(t) => read_source(doc, root, t),
+        Some(t) => read_source(doc, root, t, name),
         None => {
             if table.get_ref().get("source").is_none() {
                 doc.error(
@@ -328,9 +333,10 @@ fn read_job(
     let outputs: Vec<Option<Output>> = top
         .tables(doc, "output")
         .into_iter()
-        .map(|t| {
+        .enumerate()
+        .map(|(i, t)| {
             let splits = transform.as_ref().is_some_and(|t| t.split.is_some());
-            read_output(doc, root, t, has_input, splits)
+            read_output(doc, root, t, has_input, splits, i + 1)
         })
         .collect();
     let after = match top.table(doc, "after") {
@@ -509,8 +515,37 @@ fn folder_template(doc: &mut Doc<'_>, root: &Path, s: &Str) -> Option<Template> 
     Template::parse(&format!("{escaped_root}/{}", s.value), PLACEHOLDERS).ok()
 }
 
-fn read_source(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Option<Source> {
-    let folder = t.str(doc, "folder");
+fn read_source(
+    doc: &mut Doc<'_>,
+    root: &Path,
+    mut t: TableReader<'_, '_>,
+    job_name: &str,
+) -> Option<Source> {
+    let is_mailbox = t.has("mailbox");
+    let mut folder = t.str(doc, "folder");
+    let staging = t.str(doc, "staging");
+    if is_mailbox {
+        if let Some(f) = &folder {
+            doc.error(
+                f.span.clone(),
+                &f.key,
+                "a mailbox source has no `folder`: attachments are staged in `staging` (default \"var/staging/{job}\")",
+            );
+        }
+        let mut st = staging.unwrap_or_else(|| Str {
+            value: "var/staging/{job}".into(),
+            span: 0..0,
+            key: "source.staging".into(),
+        });
+        st.value = st.value.replace("{job}", job_name);
+        folder = Some(st);
+    } else if let Some(s) = &staging {
+        doc.error(
+            s.span.clone(),
+            &s.key,
+            "`staging` is for remote sources (`mailbox = ...`)",
+        );
+    }
     if folder.is_none() && t.span_of("folder") == t.span {
         doc.error(
             t.span.clone(),
@@ -540,6 +575,15 @@ fn read_source(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Op
     );
     let done = t.str_list(doc, "done");
     let recursive = t.bool(doc, "recursive").unwrap_or(false);
+    let mailbox = if is_mailbox {
+        let p = poll.unwrap_or(Duration::from_secs(60));
+        match crate::remote::mail_config::read_mailbox(doc, root, &mut t, p) {
+            Some(m) => Some(Some(m)),
+            None => None,
+        }
+    } else {
+        Some(None)
+    };
     let mut ok = true;
     if let Some(p) = poll
         && p < Duration::from_millis(100)
@@ -615,7 +659,14 @@ fn read_source(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Op
         }
     }
     let trigger_set = triggers.build().ok();
-    t.finish(doc, SOURCE_KEYS);
+    if is_mailbox {
+        t.finish(
+            doc,
+            &[SOURCE_KEYS, crate::remote::mail_config::MAILBOX_KEYS].concat(),
+        );
+    } else {
+        t.finish(doc, SOURCE_KEYS);
+    }
     let folder = folder?;
     if folder.value.trim().is_empty() {
         doc.error(
@@ -647,6 +698,7 @@ fn read_source(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Op
         watch: watch?,
         ready: ready?,
         recursive,
+        mailbox: mailbox?,
     })
 }
 
@@ -656,8 +708,27 @@ fn read_output(
     mut t: TableReader<'_, '_>,
     has_input: bool,
     splits: bool,
+    index: usize,
 ) -> Option<Output> {
-    let folder = t.str(doc, "folder");
+    let is_email = t.has("email");
+    let mut folder = t.str(doc, "folder");
+    let email = if is_email {
+        if let Some(f) = &folder {
+            doc.error(
+                f.span.clone(),
+                &f.key,
+                "an email output has no `folder`: files wait in the outbox var/outbox/{job}/N until sent",
+            );
+        }
+        folder = Some(Str {
+            value: format!("var/outbox/{{job}}/{index}"),
+            span: 0..0,
+            key: format!("{}.folder", t.path),
+        });
+        crate::remote::mail_config::read_email(doc, root, &mut t).map(Some)
+    } else {
+        Some(None)
+    };
     if folder.is_none() && t.span_of("folder") == t.span {
         doc.error(
             t.span.clone(),
@@ -679,7 +750,19 @@ fn read_output(
         Exists::Fail,
     );
     let data = data::read_output_data(doc, &mut t, has_input);
-    t.finish(doc, &[OUTPUT_KEYS, data::OUTPUT_FORMAT_KEYS].concat());
+    if is_email {
+        t.finish(
+            doc,
+            &[
+                OUTPUT_KEYS,
+                data::OUTPUT_FORMAT_KEYS,
+                crate::remote::mail_config::EMAIL_KEYS,
+            ]
+            .concat(),
+        );
+    } else {
+        t.finish(doc, &[OUTPUT_KEYS, data::OUTPUT_FORMAT_KEYS].concat());
+    }
     let folder = folder_template(doc, root, &folder?);
     let name = match name {
         Some(n) => {
@@ -724,6 +807,7 @@ fn read_output(
         name: name?,
         exists: exists?,
         data: data?,
+        email: email?,
     })
 }
 

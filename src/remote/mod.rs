@@ -3,3 +3,4 @@
 pub mod imap;
 pub mod mime;
 pub mod smtp;
+pub mod mail_config;
