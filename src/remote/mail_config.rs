@@ -81,14 +81,7 @@ pub const MAILBOX_KEYS: &[&str] = &[
 ];
 
 pub const EMAIL_KEYS: &[&str] = &[
-    "email",
-    "smtp",
-    "password",
-    "ca_file",
-    "from",
-    "subject",
-    "body",
-    "per",
+    "email", "smtp", "password", "ca_file", "from", "subject", "body", "per",
 ];
 
 fn globs(doc: &mut Doc<'_>, list: Option<Vec<Str>>) -> Option<Option<GlobSet>> {
@@ -186,10 +179,10 @@ pub fn read_mailbox(
         subject: subject?,
         all,
         success: success?,
-        move_to: move_to.unwrap_or_else(|| "ferry/done".into()),
-        error_folder: error_folder.unwrap_or_else(|| "ferry/error".into()),
+        move_to: move_to.unwrap_or_else(|| "ferry-done".into()),
+        error_folder: error_folder.unwrap_or_else(|| "ferry-error".into()),
         no_match: no_match?,
-        no_match_folder: no_match_folder.unwrap_or_else(|| "ferry/unmatched".into()),
+        no_match_folder: no_match_folder.unwrap_or_else(|| "ferry-unmatched".into()),
         max_message_size: max,
         poll,
     })

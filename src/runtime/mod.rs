@@ -302,6 +302,43 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
     let mut last_status = (usize::MAX, Instant::now());
     let mut last_status_check = Instant::now();
     let mut folder_missing_warned = false;
+    // Mail adapters: a fetcher for a mailbox source, a deliverer per email output.
+    let mut adapters: JoinSet<()> = JoinSet::new();
+    if job.source.mailbox.is_some() {
+        if shared.once {
+            match crate::remote::mail_source::once_fetch(&job, &shared.journal).await {
+                Ok(r) => tracing::info!(
+                    messages = r.messages,
+                    files = r.files,
+                    skipped = r.skipped,
+                    "Mailbox read."
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "Cannot read the mailbox; staged files are still processed.")
+                }
+            }
+        } else {
+            adapters.spawn(
+                crate::remote::mail_source::run(job.clone(), shared.journal.clone(), stop.clone())
+                    .in_current_span(),
+            );
+        }
+    }
+    if !shared.once {
+        for (i, o) in job.outputs.iter().enumerate() {
+            if o.email.is_some() {
+                adapters.spawn(
+                    crate::remote::mail_output::run(
+                        job.clone(),
+                        i,
+                        shared.journal.clone(),
+                        stop.clone(),
+                    )
+                    .in_current_span(),
+                );
+            }
+        }
+    }
 
     loop {
         // Hand ready files to free workers.
@@ -395,6 +432,22 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
         &job.source.folder.to_string_lossy(),
         st.tracker.waiting() as u64,
     );
+    if shared.once {
+        let _ = shared.journal.flush();
+        for (i, o) in job.outputs.iter().enumerate() {
+            if o.email.is_some()
+                && let Err(e) = crate::remote::mail_output::once(&job, i, &shared.journal).await
+            {
+                tracing::warn!(error = %format!("{e:#}"), "Email output failed.");
+            }
+        }
+        if job.source.mailbox.is_some()
+            && let Err(e) = crate::remote::mail_source::once_dispose(&job, &shared.journal).await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "Cannot dispose of the mail messages; done at the next run.");
+        }
+    }
+    while adapters.join_next().await.is_some() {}
 }
 
 async fn sleep_until_opt(t: Option<tokio::time::Instant>) {

@@ -1,0 +1,239 @@
+//! The email deliverer: sends the files the engine wrote into an email output's outbox
+//! folder (one mail per file, or one per batch), then removes them.
+//!
+//! Each mail has a deterministic Message-ID made of the job, the output and the outbox
+//! files (name, size, mtime). Order: send, then record `sent` durably, then remove the
+//! file. A crash after the server accepted the mail but before the record re-sends it at
+//! the next start with the same Message-ID (recipients and most mail systems recognise
+//! the repeat); a crash after the record only removes the file. Nothing is lost: a file
+//! leaves the outbox only after its mail was accepted.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+use super::mail_config::{EmailOutput, Per, resolve_secret};
+use super::mail_store::Store;
+use super::smtp::{self, FilePart, Letter};
+use crate::fsutil;
+use crate::job::Job;
+use crate::journal::Journal;
+
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+/// The outbox folder of output `idx` (0-based): `<root>/var/outbox/<job>/<idx + 1>`.
+fn outbox_dir(job: &Job, idx: usize) -> PathBuf {
+    let s = job.outputs[idx].folder.as_str().replace("{job}", &job.name);
+    PathBuf::from(s.replace("{{", "{").replace("}}", "}"))
+}
+
+/// Files waiting in an outbox (hidden and temporary names skipped), oldest first.
+fn waiting(dir: &Path) -> Vec<(PathBuf, String, u64, i64)> {
+    let mut v = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return v;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let Ok(md) = e.metadata() else { continue };
+        if !md.is_file() {
+            continue;
+        }
+        let m = crate::sources::folder::meta_of(&md);
+        v.push((e.path(), name, m.size, m.mtime_ns));
+    }
+    v.sort_by_key(|x| (x.3, x.1.clone()));
+    v
+}
+
+fn message_id(job: &Job, idx: usize, files: &[(PathBuf, String, u64, i64)], from: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(job.name.as_bytes());
+    h.update([0]);
+    h.update(idx.to_le_bytes());
+    for (_, name, size, mtime) in files {
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(size.to_le_bytes());
+        h.update(mtime.to_le_bytes());
+    }
+    let domain = from.rsplit_once('@').map_or("ferry.invalid", |(_, d)| d);
+    let domain = domain.trim_end_matches('>');
+    format!("ferry.{}@{domain}", &hex::encode(h.finalize())[..32])
+}
+
+fn render(tpl: &str, job: &Job, names: &[String]) -> Result<String> {
+    let env = minijinja::Environment::new();
+    let ctx = minijinja::context! {
+        job => job.name.clone(),
+        name => names.first().cloned().unwrap_or_default(),
+        names => names.to_vec(),
+        count => names.len(),
+    };
+    Ok(env.render_str(tpl, ctx)?)
+}
+
+/// Sends what is waiting in one outbox. Returns (sent mails, files).
+pub async fn deliver(
+    job: &Job,
+    idx: usize,
+    e: &EmailOutput,
+    t: &smtp::Transport,
+    store: &Store,
+) -> Result<(usize, usize)> {
+    let dir = outbox_dir(job, idx);
+    let files = blocking(|| waiting(&dir));
+    if files.is_empty() {
+        return Ok((0, 0));
+    }
+    let groups: Vec<Vec<(PathBuf, String, u64, i64)>> = match e.per {
+        Per::File => files.into_iter().map(|f| vec![f]).collect(),
+        Per::Batch => vec![files],
+    };
+    let (mut mails, mut nfiles) = (0, 0);
+    for g in groups {
+        let mid = message_id(job, idx, &g, &e.from);
+        let names: Vec<String> = g.iter().map(|f| f.1.clone()).collect();
+        let already = blocking(|| store.was_sent(&job.name, idx as u32, &mid))?;
+        if !already {
+            let letter = Letter {
+                from: e.from.clone(),
+                to: e.to.clone(),
+                subject: render(&e.subject, job, &names)?,
+                body: render(&e.body, job, &names)?,
+                message_id: mid.clone(),
+                files: g
+                    .iter()
+                    .map(|f| FilePart {
+                        name: f.1.clone(),
+                        path: f.0.clone(),
+                    })
+                    .collect(),
+            };
+            let msg = blocking(|| smtp::build(&letter))?;
+            smtp::send(t, &msg).await?;
+            blocking(|| store.sent(&job.name, idx as u32, &mid, &names.join("\n")))?;
+            tracing::info!(files = %names.join(", "), to = %e.to.join(", "), message_id = %mid, "Sent by email.");
+        }
+        blocking(|| -> Result<()> {
+            for f in &g {
+                match std::fs::remove_file(&f.0) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(err).context("cannot remove a sent outbox file"),
+                }
+            }
+            fsutil::sync_dir(&dir)?;
+            Ok(())
+        })?;
+        mails += 1;
+        nfiles += g.len();
+    }
+    Ok((mails, nfiles))
+}
+
+fn server(e: &EmailOutput) -> Result<smtp::Server> {
+    let password = match &e.password {
+        Some(p) => Some(resolve_secret(p).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    Ok(smtp::Server {
+        url: e.smtp.clone(),
+        password,
+        ca_file: e.ca_file.clone(),
+        timeout: Duration::from_secs(60),
+    })
+}
+
+/// The daemon loop of one email output: delivers every couple of seconds, retries with
+/// backoff (1 s doubling to 5 min), logs once per change of error, until `stop`; then one
+/// last pass.
+pub async fn run(
+    job: Arc<Job>,
+    idx: usize,
+    journal: Arc<Journal>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let e = job.outputs[idx].email.clone().expect("an email output");
+    let store = match blocking(|| Store::open(journal.state_dir())) {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::error!(error = %err, "Cannot open the mail record; the outbox is not sent.");
+            return;
+        }
+    };
+    let mut backoff = Duration::from_secs(1);
+    let mut last_error = String::new();
+    let mut transport = None;
+    loop {
+        let stopping = *stop.borrow();
+        let res = async {
+            if transport.is_none() {
+                transport = Some(smtp::transport(&server(&e)?)?);
+            }
+            deliver(&job, idx, &e, transport.as_ref().expect("set"), &store).await
+        }
+        .await;
+        let wait = match res {
+            Ok(_) => {
+                if !last_error.is_empty() {
+                    tracing::info!(server = %e.smtp.display(), "Mail server reachable again; outbox sent.");
+                    last_error.clear();
+                }
+                backoff = Duration::from_secs(1);
+                Duration::from_secs(1)
+            }
+            Err(err) => {
+                transport = None;
+                let msg = format!("{err:#}");
+                if msg != last_error {
+                    tracing::warn!(server = %e.smtp.display(), error = %msg, "Sending by email failed; the files stay in the outbox and are retried with backoff.");
+                    last_error = msg;
+                }
+                let w = backoff;
+                backoff = (backoff * 2).min(Duration::from_secs(300));
+                w
+            }
+        };
+        if stopping {
+            break;
+        }
+        tokio::select! {
+            _ = stop.changed() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// For `run --once`: try to send everything waiting, a few times, then leave the rest in
+/// the outbox (sent by the next run) and say so.
+pub async fn once(job: &Job, idx: usize, journal: &Arc<Journal>) -> Result<usize> {
+    let e = job.outputs[idx].email.clone().expect("an email output");
+    let store = blocking(|| Store::open(journal.state_dir()))?;
+    let mut last = None;
+    for attempt in 0..3u32 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+        }
+        let r = async {
+            let t = smtp::transport(&server(&e)?)?;
+            deliver(job, idx, &e, &t, &store).await
+        }
+        .await;
+        match r {
+            Ok((_, files)) => return Ok(files),
+            Err(err) => last = Some(err),
+        }
+    }
+    let left = blocking(|| waiting(&outbox_dir(job, idx))).len();
+    tracing::warn!(server = %e.smtp.display(), waiting = left, error = %format!("{:#}", last.expect("an error")), "Could not send by email; the files stay in the outbox for the next run.");
+    Ok(0)
+}
