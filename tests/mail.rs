@@ -23,7 +23,7 @@ impl MailServers {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         for attempt in 0..20u32 {
-            let base = free_base(attempt);
+            let base = free_base(name, attempt);
             let out = Command::new("bash")
                 .arg(&script)
                 .arg("start")
@@ -34,7 +34,11 @@ impl MailServers {
             if out.status.success() {
                 return Some(MailServers { dir, base });
             }
-            let _ = Command::new("bash").arg(&script).arg("stop").arg(&dir).output();
+            let _ = Command::new("bash")
+                .arg(&script)
+                .arg("stop")
+                .arg(&dir)
+                .output();
             if attempt == 19 {
                 let msg = format!(
                     "cannot start the mail servers: {}{}",
@@ -97,7 +101,11 @@ impl MailServers {
 impl Drop for MailServers {
     fn drop(&mut self) {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/mail-servers.sh");
-        let _ = Command::new("bash").arg(script).arg("stop").arg(&self.dir).output();
+        let _ = Command::new("bash")
+            .arg(script)
+            .arg("stop")
+            .arg(&self.dir)
+            .output();
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -105,8 +113,13 @@ impl Drop for MailServers {
 }
 
 /// A base port with 7 free ports after it.
-fn free_base(attempt: u32) -> u16 {
-    let seed = (std::process::id() as u64 * 7919 + attempt as u64 * 104_729) % 2000;
+/// Each test starts from its own place (its name), so tests of one run do not race for
+/// the same ports.
+fn free_base(name: &str, attempt: u32) -> u16 {
+    let h = name
+        .bytes()
+        .fold(0u64, |a, b| a.wrapping_mul(131).wrapping_add(b as u64));
+    let seed = (std::process::id() as u64 * 7919 + h + attempt as u64 * 104_729) % 2000;
     for i in 0..2000u64 {
         let base = 30_000 + ((seed + i * 13) % 2000) as u16 * 10;
         if (0..7).all(|k| std::net::TcpListener::bind(("127.0.0.1", base + k)).is_ok()) {
@@ -139,11 +152,21 @@ fn base64_encode(b: &[u8]) -> String {
     const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::new();
     for c in b.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         s.push(T[(n >> 18) as usize & 63] as char);
         s.push(T[(n >> 12) as usize & 63] as char);
-        s.push(if c.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        s.push(if c.len() > 2 { T[n as usize & 63] as char } else { '=' });
+        s.push(if c.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        s.push(if c.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     s
 }
@@ -180,17 +203,46 @@ fn run_once(d: &Deployment) -> std::process::Output {
 
 #[test]
 fn attachments_taken_only_matching_and_message_moved() {
-    let Some(m) = MailServers::start("move") else { return };
+    let Some(m) = MailServers::start("move") else {
+        return;
+    };
     let d = Deployment::new("mail-move");
-    d.job("orders", &mailbox_job(&m, "move", "from = [\"*@supplier.example\"]"));
+    d.job(
+        "orders",
+        &mailbox_job(&m, "move", "from = [\"*@supplier.example\"]"),
+    );
     let csv = "id;qty\n1;5\n2;7\n";
-    m.deliver("alice", 1, &order_mail("m1@supplier.example", "orders@supplier.example", "Orders", csv));
-    m.deliver("alice", 2, &order_mail("m2@other.example", "x@other.example", "Orders", csv));
-    run_once(&d);
+    m.deliver(
+        "alice",
+        1,
+        &order_mail(
+            "m1@supplier.example",
+            "orders@supplier.example",
+            "Orders",
+            csv,
+        ),
+    );
+    m.deliver(
+        "alice",
+        2,
+        &order_mail("m2@other.example", "x@other.example", "Orders", csv),
+    );
+    let o = run_once(&d);
     let mut out = d.files("var/out");
     out.sort();
-    assert_eq!(out, ["orders-m1@supplier.example.csv", "scan-m1@supplier.example.pdf"]);
-    assert_eq!(read(&d.path("var/out/orders-m1@supplier.example.csv")), csv.as_bytes());
+    assert_eq!(
+        out,
+        [
+            "orders-m1@supplier.example.csv",
+            "scan-m1@supplier.example.pdf"
+        ],
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        read(&d.path("var/out/orders-m1@supplier.example.csv")),
+        csv.as_bytes()
+    );
     assert_eq!(
         read(&d.path("var/out/scan-m1@supplier.example.pdf")),
         b"%PDF-1.4\n%\xc7\xec\x8f\xa2\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n"
@@ -208,17 +260,28 @@ fn attachments_taken_only_matching_and_message_moved() {
 
 #[test]
 fn seen_then_nothing_twice_and_delete() {
-    let Some(m) = MailServers::start("seen") else { return };
+    let Some(m) = MailServers::start("seen") else {
+        return;
+    };
     let d = Deployment::new("mail-seen");
     d.job("orders", &mailbox_job(&m, "seen", ""));
     for i in 0..3 {
-        m.deliver("alice", i, &order_mail(&format!("s{i}@x.example"), "a@x.example", "Orders", "a\n"));
+        m.deliver(
+            "alice",
+            i,
+            &order_mail(&format!("s{i}@x.example"), "a@x.example", "Orders", "a\n"),
+        );
     }
     run_once(&d);
     assert_eq!(d.files("var/out").len(), 6);
     let msgs = m.messages("alice", "INBOX");
     assert_eq!(msgs.len(), 3);
-    assert!(msgs.iter().all(|(n, _)| n.contains(":2,") && n.rsplit(":2,").next().unwrap().contains('S')), "{:?}", msgs.iter().map(|m| &m.0).collect::<Vec<_>>());
+    assert!(
+        msgs.iter()
+            .all(|(n, _)| n.contains(":2,") && n.rsplit(":2,").next().unwrap().contains('S')),
+        "{:?}",
+        msgs.iter().map(|m| &m.0).collect::<Vec<_>>()
+    );
     // Marked unseen again by someone: still not taken twice (UIDVALIDITY + UID recorded).
     for (n, _) in &msgs {
         let p = m.maildir("alice", "INBOX").join("cur").join(n);
@@ -237,7 +300,9 @@ fn seen_then_nothing_twice_and_delete() {
 
 #[test]
 fn hostile_attachment_names_stay_in_the_staging_folder() {
-    let Some(m) = MailServers::start("hostile") else { return };
+    let Some(m) = MailServers::start("hostile") else {
+        return;
+    };
     let d = Deployment::new("mail-hostile");
     d.job("orders", &mailbox_job(&m, "seen", ""));
     let raw = "From: a@x.example\r\nSubject: evil\r\nMessage-ID: <evil@x.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"E\"\r\n\r\n--E\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
@@ -256,7 +321,9 @@ fn hostile_attachment_names_stay_in_the_staging_folder() {
 
 #[test]
 fn results_sent_by_smtp_arrive_byte_identical() {
-    let Some(m) = MailServers::start("smtp") else { return };
+    let Some(m) = MailServers::start("smtp") else {
+        return;
+    };
     let d = Deployment::new("mail-smtp");
     let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
     d.write("var/in/data.bin", &bytes);
@@ -302,7 +369,12 @@ fn attachment_of(raw: &[u8]) -> (String, Vec<u8>) {
     let s = String::from_utf8_lossy(raw).replace("\r\n", "\n");
     let i = s.find("filename=").expect("an attachment");
     let rest = &s[i + 9..];
-    let name = rest.trim_start_matches('"').split(['"', '\n']).next().unwrap().to_string();
+    let name = rest
+        .trim_start_matches('"')
+        .split(['"', '\n'])
+        .next()
+        .unwrap()
+        .to_string();
     let body_start = rest.find("\n\n").unwrap() + 2;
     let body = &rest[body_start..];
     let end = body.find("\n--").unwrap();
