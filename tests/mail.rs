@@ -264,7 +264,13 @@ fn seen_then_nothing_twice_and_delete() {
         return;
     };
     let d = Deployment::new("mail-seen");
-    d.job("orders", &mailbox_job(&m, "seen", ""));
+    // STARTTLS on the plain IMAP port this time.
+    let job = mailbox_job(&m, "seen", "").replace(
+        &format!("imaps://alice@127.0.0.1:{}", m.imaps()),
+        &format!("imap://alice@127.0.0.1:{}", m.imap()),
+    );
+    assert!(job.contains("imap://"));
+    d.job("orders", &job);
     for i in 0..3 {
         m.deliver(
             "alice",

@@ -576,11 +576,13 @@ fn read_source(
     let done = t.str_list(doc, "done");
     let recursive = t.bool(doc, "recursive").unwrap_or(false);
     let mailbox = if is_mailbox {
-        let p = poll.unwrap_or(Duration::from_secs(60));
-        match crate::remote::mail_config::read_mailbox(doc, root, &mut t, p) {
-            Some(m) => Some(Some(m)),
-            None => None,
-        }
+        // A mailbox is polled every minute unless the job says otherwise (IDLE wakes it).
+        let p = if t.has("poll") {
+            poll.unwrap_or(Duration::from_secs(60))
+        } else {
+            Duration::from_secs(60)
+        };
+        crate::remote::mail_config::read_mailbox(doc, root, &mut t, p).map(Some)
     } else {
         Some(None)
     };

@@ -282,5 +282,5 @@ pub fn resolve_secret(v: &str) -> Result<String, String> {
 
 /// Whether a value is a literal password (not a reference): `ferry check` warns.
 pub fn is_literal_secret(v: &str) -> bool {
-    !(v.starts_with("${env:") || v.starts_with("${file:")) && !v.is_empty()
+    !v.starts_with("${env:") && !v.starts_with("${file:") && !v.is_empty()
 }

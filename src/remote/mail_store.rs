@@ -106,6 +106,7 @@ impl Store {
 
     /// Records a fetched message and its staged files (before they are renamed into place).
     /// `state`: `fetched` (disposal pending), or `skipped` (nothing matched; disposed).
+    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &mut self,
         job: &str,
