@@ -36,6 +36,9 @@ pub fn check(jobs_dir: &Path) -> i32 {
         eprintln!("error: {d}");
     }
     for job in loaded.jobs.values() {
+        for w in crate::remote::check_warnings(job) {
+            eprintln!("warning: {w}");
+        }
         println!("ok: {} ({})", job.name, job.file.display());
     }
     let n_files = loaded.jobs.len() + loaded.broken.len();

@@ -84,7 +84,11 @@ pub struct Source {
     pub watch: Watch,
     pub ready: Ready,
     pub recursive: bool,
-    /// A mailbox this job takes attachments from; `folder` is then its local staging folder.
+    /// A remote source (`ftp = ...`): `folder` is then its local staging folder, read at
+    /// once (files only appear there by rename), and `settle`/`ready` apply remotely.
+    pub remote: Option<crate::remote::RemoteSource>,
+    /// A mailbox this job takes attachments from (`mailbox = ...`); `folder` is then its
+    /// local staging folder.
     pub mailbox: Option<crate::remote::mail_config::MailboxSource>,
 }
 
@@ -96,7 +100,9 @@ pub struct Output {
     pub exists: Exists,
     /// The format written (the original bytes unless the job reads records).
     pub data: data::OutputData,
-    /// Sent by email; `folder` is then the local outbox the deliverer sends from.
+    /// A remote destination (`ftp = ...`): `folder` is then its local outbox.
+    pub deliver: Option<crate::remote::RemoteTarget>,
+    /// Sent by email (`email = "mailto:..."`); `folder` is then the local outbox.
     pub email: Option<crate::remote::mail_config::EmailOutput>,
 }
 
@@ -151,6 +157,14 @@ const TOP_KEYS: &[&str] = &[
 ];
 const SOURCE_KEYS: &[&str] = &[
     "folder",
+    "ftp",
+    "staging",
+    "success",
+    "move_to",
+    "password",
+    "ca_file",
+    "tls_verify",
+    "passive",
     "include",
     "exclude",
     "settle",
@@ -159,10 +173,20 @@ const SOURCE_KEYS: &[&str] = &[
     "ready",
     "done",
     "recursive",
-    "staging",
 ];
 /// The keys of an `[[output]]` besides its format's (`data::OUTPUT_FORMAT_KEYS`).
-const OUTPUT_KEYS: &[&str] = &["folder", "name", "exists"];
+const OUTPUT_KEYS: &[&str] = &[
+    "folder",
+    "name",
+    "exists",
+    "ftp",
+    "outbox",
+    "done_file",
+    "password",
+    "ca_file",
+    "tls_verify",
+    "passive",
+];
 const AFTER_KEYS: &[&str] = &["success", "archive", "error", "max_attempts"];
 
 /// Placeholders a done-file name may use.
@@ -303,7 +327,7 @@ fn read_job(
     let mut top = TableReader::new("", table.span(), table.get_ref());
     let description = top.str(doc, "description").map(|s| s.value);
     let source = match top.table(doc, "source") {
-        Some(t) => read_source(doc, root, t, name),
+        Some(t) => read_source(doc, root, name, t),
         None => {
             if table.get_ref().get("source").is_none() {
                 doc.error(
@@ -336,7 +360,7 @@ fn read_job(
         .enumerate()
         .map(|(i, t)| {
             let splits = transform.as_ref().is_some_and(|t| t.split.is_some());
-            read_output(doc, root, t, has_input, splits, i + 1)
+            read_output(doc, root, t, has_input, splits, (name, i))
         })
         .collect();
     let after = match top.table(doc, "after") {
@@ -518,33 +542,86 @@ fn folder_template(doc: &mut Doc<'_>, root: &Path, s: &Str) -> Option<Template> 
 fn read_source(
     doc: &mut Doc<'_>,
     root: &Path,
-    mut t: TableReader<'_, '_>,
     job_name: &str,
+    mut t: TableReader<'_, '_>,
 ) -> Option<Source> {
     let is_mailbox = t.has("mailbox");
+    let ftp = t.str(doc, "ftp");
     let mut folder = t.str(doc, "folder");
-    let staging = t.str(doc, "staging");
+    let mut remote_parts = None;
     if is_mailbox {
         if let Some(f) = &folder {
             doc.error(
                 f.span.clone(),
                 &f.key,
-                "a mailbox source has no `folder`: attachments are staged in `staging` (default \"var/staging/{job}\")",
+                "a mailbox source stages its attachments locally in `staging` (default \"var/staging/{job}\"); remove `folder`",
             );
         }
-        let mut st = staging.unwrap_or_else(|| Str {
-            value: "var/staging/{job}".into(),
+        if let Some(f) = &ftp {
+            doc.error(
+                f.span.clone(),
+                &f.key,
+                "a source has either `mailbox` or `ftp`, not both",
+            );
+        }
+        folder = Some(t.str(doc, "staging").unwrap_or_else(|| Str {
+            value: format!("var/staging/{job_name}"),
+            span: 0..0,
+            key: "source.staging".into(),
+        }));
+    } else if let Some(url) = &ftp {
+        if let Some(f) = &folder {
+            doc.error(
+                f.span.clone(),
+                &f.key,
+                "a remote source stages its files locally in `staging` (default \"var/staging/{job}\"); remove `folder`",
+            );
+        }
+        let endpoint = crate::remote::read_endpoint(doc, &mut t, url);
+        let success_raw = t.str(doc, "success");
+        let move_to = t.str(doc, "move_to");
+        let success = match (success_raw.as_ref().map(|s| s.value.as_str()), move_to) {
+            (None | Some("delete"), None) => Some(crate::remote::Disposal::Delete),
+            (Some("keep"), None) => Some(crate::remote::Disposal::Keep),
+            (Some("move"), Some(m)) if !m.value.trim().is_empty() => Some(
+                crate::remote::Disposal::Move(m.value.trim_end_matches('/').to_string()),
+            ),
+            (Some("move"), _) => {
+                doc.error(
+                    t.span.clone(),
+                    "source.move_to",
+                    "`success = \"move\"` needs `move_to`: the remote folder to move taken files into",
+                );
+                None
+            }
+            (_, Some(m)) => {
+                doc.error(
+                    m.span.clone(),
+                    &m.key,
+                    "`move_to` only counts with `success = \"move\"`",
+                );
+                None
+            }
+            (Some(_), None) => {
+                let s = success_raw.clone().expect("present");
+                doc.error(
+                    s.span.clone(),
+                    &s.key,
+                    format!(
+                        "expected one of \"delete\", \"move\", \"keep\", found {:?}",
+                        s.value
+                    ),
+                );
+                None
+            }
+        };
+        let staging = t.str(doc, "staging").unwrap_or_else(|| Str {
+            value: format!("var/staging/{job_name}"),
             span: 0..0,
             key: "source.staging".into(),
         });
-        st.value = st.value.replace("{job}", job_name);
-        folder = Some(st);
-    } else if let Some(s) = &staging {
-        doc.error(
-            s.span.clone(),
-            &s.key,
-            "`staging` is for remote sources (`mailbox = ...`)",
-        );
+        folder = Some(staging);
+        remote_parts = Some((endpoint, success));
     }
     if folder.is_none() && t.span_of("folder") == t.span {
         doc.error(
@@ -681,7 +758,26 @@ fn read_source(
     if !ok {
         return None;
     }
+    let ready = ready?;
+    let settle = settle?;
+    let remote = match remote_parts {
+        Some((endpoint, success)) => Some(crate::remote::RemoteSource {
+            endpoint: endpoint?,
+            success: success?,
+            settle,
+            ready: ready.clone(),
+        }),
+        None => None,
+    };
+    // A staging folder is read at once: files only ever appear there by rename.
+    let mailbox = mailbox?;
+    let (settle, ready) = if remote.is_some() || mailbox.is_some() {
+        (Duration::ZERO, Ready::Settle)
+    } else {
+        (settle, ready)
+    };
     Some(Source {
+        remote,
         folder: resolve(root, &folder.value),
         include: include
             .unwrap_or_default()
@@ -695,12 +791,12 @@ fn read_source(
         },
         exclude_set: exclude_set?,
         trigger_set: trigger_set?,
-        settle: settle?,
+        settle,
         poll: poll?,
         watch: watch?,
-        ready: ready?,
+        ready,
         recursive,
-        mailbox: mailbox?,
+        mailbox,
     })
 }
 
@@ -710,27 +806,87 @@ fn read_output(
     mut t: TableReader<'_, '_>,
     has_input: bool,
     splits: bool,
-    index: usize,
+    (job_name, idx): (&str, usize),
 ) -> Option<Output> {
     let is_email = t.has("email");
+    let ftp = t.str(doc, "ftp");
     let mut folder = t.str(doc, "folder");
-    let email = if is_email {
+    let mut remote_parts = None;
+    let mut email = Some(None);
+    if is_email {
         if let Some(f) = &folder {
             doc.error(
                 f.span.clone(),
                 &f.key,
-                "an email output has no `folder`: files wait in the outbox var/outbox/{job}/N until sent",
+                "an email output is written to a local `outbox` first (default \"var/outbox/{job}/N\"); remove `folder`",
             );
         }
-        folder = Some(Str {
-            value: format!("var/outbox/{{job}}/{index}"),
+        if let Some(f) = &ftp {
+            doc.error(
+                f.span.clone(),
+                &f.key,
+                "an output has either `email` or `ftp`, not both",
+            );
+        }
+        let outbox = t.str(doc, "outbox").unwrap_or_else(|| Str {
+            value: format!("var/outbox/{job_name}/{}", idx + 1),
             span: 0..0,
-            key: format!("{}.folder", t.path),
+            key: format!("{}.outbox", t.path),
         });
-        crate::remote::mail_config::read_email(doc, root, &mut t).map(Some)
-    } else {
-        Some(None)
-    };
+        if outbox.value.contains('{') {
+            doc.error(
+                outbox.span.clone(),
+                &outbox.key,
+                "expected a plain folder (no placeholders) for the outbox",
+            );
+        }
+        let outbox_path = resolve(root, &outbox.value);
+        email = crate::remote::mail_config::read_email(doc, root, &mut t, outbox_path.clone())
+            .map(Some);
+        folder = Some(Str {
+            value: outbox_path
+                .display()
+                .to_string()
+                .replace('{', "{{")
+                .replace('}', "}}"),
+            ..outbox
+        });
+    } else if let Some(url) = &ftp {
+        if let Some(f) = &folder {
+            doc.error(
+                f.span.clone(),
+                &f.key,
+                "a remote output is written to a local `outbox` first (default \"var/outbox/{job}/N\"); remove `folder`",
+            );
+        }
+        let endpoint = crate::remote::read_endpoint(doc, &mut t, url);
+        let done_file = t.str(doc, "done_file");
+        let done = match done_file {
+            Some(d) => template(doc, &d, PLACEHOLDERS).map(Some),
+            None => Some(None),
+        };
+        let outbox = t.str(doc, "outbox").unwrap_or_else(|| Str {
+            value: format!("var/outbox/{job_name}/{}", idx + 1),
+            span: 0..0,
+            key: format!("{}.outbox", t.path),
+        });
+        if outbox.value.contains('{') {
+            doc.error(
+                outbox.span.clone(),
+                &outbox.key,
+                "expected a plain folder (no placeholders) for the outbox",
+            );
+        }
+        remote_parts = Some((endpoint, done, resolve(root, &outbox.value)));
+        folder = Some(Str {
+            value: resolve(root, &outbox.value)
+                .display()
+                .to_string()
+                .replace('{', "{{")
+                .replace('}', "}}"),
+            ..outbox
+        });
+    }
     if folder.is_none() && t.span_of("folder") == t.span {
         doc.error(
             t.span.clone(),
@@ -804,11 +960,20 @@ fn read_output(
         }
         None => Template::parse("{name}", PLACEHOLDERS).ok(),
     };
+    let deliver = match remote_parts {
+        Some((endpoint, done_file, outbox)) => Some(crate::remote::RemoteTarget {
+            endpoint: endpoint?,
+            done_file: done_file?,
+            outbox,
+        }),
+        None => None,
+    };
     Some(Output {
         folder: folder?,
         name: name?,
         exists: exists?,
         data: data?,
+        deliver,
         email: email?,
     })
 }

@@ -29,8 +29,7 @@ pub enum NoMatch {
 #[derive(Debug, Clone)]
 pub struct MailboxSource {
     pub url: MailboxUrl,
-    /// As written (`${env:..}`, `${file:..}` or, warned about, a literal).
-    pub password: String,
+    pub password: crate::secrets::Secret,
     pub ca_file: Option<PathBuf>,
     pub from: Option<GlobSet>,
     pub subject: Option<GlobSet>,
@@ -57,12 +56,14 @@ pub enum Per {
 pub struct EmailOutput {
     pub to: Vec<String>,
     pub smtp: SmtpUrl,
-    pub password: Option<String>,
+    pub password: Option<crate::secrets::Secret>,
     pub ca_file: Option<PathBuf>,
     pub from: String,
     pub subject: String,
     pub body: String,
     pub per: Per,
+    /// The local outbox the engine writes into and the deliverer sends from.
+    pub outbox: PathBuf,
 }
 
 pub const MAILBOX_KEYS: &[&str] = &[
@@ -81,7 +82,7 @@ pub const MAILBOX_KEYS: &[&str] = &[
 ];
 
 pub const EMAIL_KEYS: &[&str] = &[
-    "email", "smtp", "password", "ca_file", "from", "subject", "body", "per",
+    "email", "outbox", "smtp", "password", "ca_file", "from", "subject", "body", "per",
 ];
 
 fn globs(doc: &mut Doc<'_>, list: Option<Vec<Str>>) -> Option<Option<GlobSet>> {
@@ -135,14 +136,15 @@ pub fn read_mailbox(
             None
         }
     };
-    let password = t.str(doc, "password");
-    if password.is_none() {
+    let password_s = t.str(doc, "password");
+    if password_s.is_none() {
         doc.error(
             t.span.clone(),
             "source.password",
             "missing `password` for the mailbox: e.g. `password = \"${env:FERRY_IMAP_PASSWORD}\"`",
         );
     }
+    let password = password_s.and_then(|p| secret(doc, &p));
     let ca_file = t.str(doc, "ca_file");
     let from_l = t.str_list(doc, "from");
     let from = globs(doc, from_l);
@@ -173,7 +175,7 @@ pub fn read_mailbox(
     let max = t.uint(doc, "max_message_size").unwrap_or(50 * 1024 * 1024);
     Some(MailboxSource {
         url: url?,
-        password: password?.value,
+        password: password?,
         ca_file: path_of(root, ca_file),
         from: from?,
         subject: subject?,
@@ -193,6 +195,7 @@ pub fn read_email(
     doc: &mut Doc<'_>,
     root: &Path,
     t: &mut TableReader<'_, '_>,
+    outbox: PathBuf,
 ) -> Option<EmailOutput> {
     let to_s = t.str(doc, "email")?;
     let to = match parse_mailto(&to_s.value) {
@@ -220,7 +223,10 @@ pub fn read_email(
             None
         }
     };
-    let password = t.str(doc, "password").map(|s| s.value);
+    let password = match t.str(doc, "password") {
+        Some(p) => Some(secret(doc, &p)?),
+        None => None,
+    };
     let ca_file = t.str(doc, "ca_file");
     let from = t.str(doc, "from");
     if from.is_none() {
@@ -262,25 +268,16 @@ pub fn read_email(
         subject,
         body,
         per: per?,
+        outbox,
     })
 }
 
-/// Resolves `${env:NAME}` and `${file:PATH}` (trailing newline trimmed); anything else is
-/// the literal value. The error never contains the secret.
-pub fn resolve_secret(v: &str) -> Result<String, String> {
-    if let Some(name) = v.strip_prefix("${env:").and_then(|r| r.strip_suffix('}')) {
-        return std::env::var(name)
-            .map_err(|_| format!("the environment variable {name} is not set"));
+fn secret(doc: &mut Doc<'_>, s: &Str) -> Option<crate::secrets::Secret> {
+    match crate::secrets::Secret::parse(&s.value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            doc.error(s.span.clone(), &s.key, e);
+            None
+        }
     }
-    if let Some(p) = v.strip_prefix("${file:").and_then(|r| r.strip_suffix('}')) {
-        return std::fs::read_to_string(p)
-            .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
-            .map_err(|e| format!("cannot read the secret file {p}: {e}"));
-    }
-    Ok(v.to_string())
-}
-
-/// Whether a value is a literal password (not a reference): `ferry check` warns.
-pub fn is_literal_secret(v: &str) -> bool {
-    !v.starts_with("${env:") && !v.starts_with("${file:") && !v.is_empty()
 }

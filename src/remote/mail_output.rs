@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
-use super::mail_config::{EmailOutput, Per, resolve_secret};
+use super::mail_config::{EmailOutput, Per};
 use super::mail_store::Store;
 use super::smtp::{self, FilePart, Letter};
 use crate::fsutil;
@@ -26,10 +26,12 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
-/// The outbox folder of output `idx` (0-based): `<root>/var/outbox/<job>/<idx + 1>`.
 fn outbox_dir(job: &Job, idx: usize) -> PathBuf {
-    let s = job.outputs[idx].folder.as_str().replace("{job}", &job.name);
-    PathBuf::from(s.replace("{{", "{").replace("}}", "}"))
+    job.outputs[idx]
+        .email
+        .as_ref()
+        .map(|e| e.outbox.clone())
+        .unwrap_or_default()
 }
 
 /// Files waiting in an outbox (hidden and temporary names skipped), oldest first.
@@ -142,7 +144,7 @@ pub async fn deliver(
 
 fn server(e: &EmailOutput) -> Result<smtp::Server> {
     let password = match &e.password {
-        Some(p) => Some(resolve_secret(p).map_err(anyhow::Error::msg)?),
+        Some(p) => Some(p.resolve().map_err(anyhow::Error::msg)?),
         None => None,
     };
     Ok(smtp::Server {
@@ -163,14 +165,14 @@ pub async fn run(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let e = job.outputs[idx].email.clone().expect("an email output");
-    let store = match blocking(|| Store::open(journal.state_dir())) {
+    let store = match blocking(|| Store::open(&journal)) {
         Ok(s) => s,
         Err(err) => {
             tracing::error!(error = %err, "Cannot open the mail record; the outbox is not sent.");
             return;
         }
     };
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = super::Backoff::default();
     let mut last_error = String::new();
     let mut transport = None;
     loop {
@@ -188,7 +190,7 @@ pub async fn run(
                     tracing::info!(server = %e.smtp.display(), "Mail server reachable again; outbox sent.");
                     last_error.clear();
                 }
-                backoff = Duration::from_secs(1);
+                backoff.succeed();
                 Duration::from_secs(1)
             }
             Err(err) => {
@@ -198,9 +200,7 @@ pub async fn run(
                     tracing::warn!(server = %e.smtp.display(), error = %msg, "Sending by email failed; the files stay in the outbox and are retried with backoff.");
                     last_error = msg;
                 }
-                let w = backoff;
-                backoff = (backoff * 2).min(Duration::from_secs(300));
-                w
+                backoff.fail()
             }
         };
         if stopping {
@@ -217,7 +217,7 @@ pub async fn run(
 /// the outbox (sent by the next run) and say so.
 pub async fn once(job: &Job, idx: usize, journal: &Arc<Journal>) -> Result<usize> {
     let e = job.outputs[idx].email.clone().expect("an email output");
-    let store = blocking(|| Store::open(journal.state_dir()))?;
+    let store = blocking(|| Store::open(journal))?;
     let mut last = None;
     for attempt in 0..3u32 {
         if attempt > 0 {

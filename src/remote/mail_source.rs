@@ -22,10 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rusqlite::OptionalExtension;
 
 use super::imap::{self, Caps, Session};
-use super::mail_config::{MailSuccess, MailboxSource, NoMatch, resolve_secret};
+use super::mail_config::{MailSuccess, MailboxSource, NoMatch};
 use super::mail_store::{StagedFile, Store};
 use super::mime;
 use crate::fsutil;
@@ -82,7 +81,7 @@ pub fn recover(job: &Job, store: &Store) -> Result<()> {
 }
 
 fn connect_settings(m: &MailboxSource) -> Result<imap::Connect> {
-    let password = resolve_secret(&m.password).map_err(anyhow::Error::msg)?;
+    let password = m.password.resolve().map_err(anyhow::Error::msg)?;
     Ok(imap::Connect {
         url: m.url.clone(),
         password,
@@ -95,7 +94,7 @@ fn connect_settings(m: &MailboxSource) -> Result<imap::Connect> {
 /// (for IDLE) and what it did.
 pub async fn round(
     job: &Job,
-    store: &mut Store,
+    store: &Store,
     journal: &Arc<Journal>,
 ) -> Result<(Session, Caps, Round)> {
     let m = mailbox(job);
@@ -148,7 +147,7 @@ pub async fn round(
 #[allow(clippy::too_many_arguments)]
 async fn take_message(
     job: &Job,
-    store: &mut Store,
+    store: &Store,
     s: &mut Session,
     caps: Caps,
     uidvalidity: u32,
@@ -277,26 +276,10 @@ fn unique_staged(
     anyhow::bail!("no free name for {name} in {}", staging.display())
 }
 
-/// The engine's verdict on a staged file: `Some(true)` done, `Some(false)` failed (in the
-/// error folder), `None` not finished yet. Also the file's journal id.
-fn verdict(conn: &rusqlite::Connection, job: &str, path: &str) -> Result<Option<(bool, i64)>> {
-    let row: Option<(i64, String)> = conn
-        .prepare_cached(
-            "SELECT id, state FROM files WHERE job = ?1 AND path = ?2 ORDER BY id DESC LIMIT 1",
-        )?
-        .query_row(rusqlite::params![job, path], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    Ok(match row {
-        Some((id, s)) if s == "done" => Some((true, id)),
-        Some((id, s)) if s == "failed" => Some((false, id)),
-        _ => None,
-    })
-}
-
 /// Disposes of every pending message whose files are all finished. Returns how many.
 async fn dispose(
     job: &Job,
-    store: &mut Store,
+    store: &Store,
     journal: &Arc<Journal>,
     s: &mut Session,
     caps: Caps,
@@ -307,16 +290,13 @@ async fn dispose(
     if pending.is_empty() {
         return Ok(0);
     }
-    let Some(conn) = blocking(|| Journal::open_read_only(journal.state_dir()))? else {
-        return Ok(0);
-    };
     let mut n = 0;
     for p in pending {
         let mut all_done = true;
         let mut any_failed = false;
         let mut ids = Vec::new();
         for f in &p.files {
-            match blocking(|| verdict(&conn, &job.name, &f.staged))? {
+            match blocking(|| store.verdict(&job.name, &f.staged))? {
                 Some((ok, id)) => {
                     any_failed |= !ok;
                     ids.push(id);
@@ -368,7 +348,7 @@ async fn dispose(
 }
 
 /// A final disposal pass (for `run --once`, after the engine finished the staged files).
-pub async fn dispose_only(job: &Job, store: &mut Store, journal: &Arc<Journal>) -> Result<usize> {
+pub async fn dispose_only(job: &Job, store: &Store, journal: &Arc<Journal>) -> Result<usize> {
     let m = mailbox(job);
     let mut s = imap::connect(&connect_settings(m)?).await?;
     let caps = imap::caps(&mut s).await?;
@@ -387,7 +367,7 @@ pub async fn run(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let m = mailbox(&job).clone();
-    let mut store = match blocking(|| Store::open(journal.state_dir())) {
+    let store = match blocking(|| Store::open(&journal)) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "Cannot open the mail record; the mailbox is not read.");
@@ -397,19 +377,19 @@ pub async fn run(
     if let Err(e) = blocking(|| recover(&job, &store)) {
         tracing::error!(error = %e, "Cannot recover the staging folder.");
     }
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = super::Backoff::default();
     let mut last_error = String::new();
     loop {
         if *stop.borrow() {
             break;
         }
-        let wait = match round(&job, &mut store, &journal).await {
+        let wait = match round(&job, &store, &journal).await {
             Ok((session, caps, r)) => {
                 if !last_error.is_empty() {
                     tracing::info!(mailbox = %m.url.display(), "Mailbox reachable again.");
                     last_error.clear();
                 }
-                backoff = Duration::from_secs(1);
+                backoff.succeed();
                 if r.messages + r.disposed + r.skipped > 0 {
                     tracing::debug!(?r, "Mailbox round.");
                 }
@@ -438,11 +418,8 @@ pub async fn run(
                     tracing::warn!(mailbox = %m.url.display(), error = %msg, "Mailbox round failed; retrying with backoff.");
                     last_error = msg;
                 }
-                let w = backoff;
-                backoff = (backoff * 2)
-                    .min(Duration::from_secs(300))
-                    .min(m.poll.max(Duration::from_secs(1)) * 4);
-                w
+                // A mailbox is retried at least every `poll` (and sooner at first).
+                backoff.fail().min(m.poll.max(Duration::from_secs(1)))
             }
         };
         tokio::select! {
@@ -454,15 +431,16 @@ pub async fn run(
 
 /// For `run --once`: one fetch round before the engine reads the staging folder.
 pub async fn once_fetch(job: &Job, journal: &Arc<Journal>) -> Result<Round> {
-    let mut store = blocking(|| Store::open(journal.state_dir()))?;
+    let store = blocking(|| Store::open(journal))?;
     blocking(|| recover(job, &store))?;
-    let (mut s, _, r) = round(job, &mut store, journal).await?;
+    let (mut s, _, r) = round(job, &store, journal).await?;
     let _ = s.logout().await;
     Ok(r)
 }
 
 /// For `run --once`: dispose of what the engine finished.
 pub async fn once_dispose(job: &Job, journal: &Arc<Journal>) -> Result<usize> {
-    let mut store = blocking(|| Store::open(journal.state_dir()))?;
-    dispose_only(job, &mut store, journal).await
+    let store = blocking(|| Store::open(journal))?;
+    blocking(|| journal.flush())?;
+    dispose_only(job, &store, journal).await
 }

@@ -296,6 +296,19 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
         drop(ev_tx);
         None
     };
+    // Remote parts (docs/remote.md): with --once, fetch before the local pass and deliver
+    // after it; as a daemon, fetcher and deliverer threads run beside the runner.
+    let remote_tasks = if crate::remote::is_remote(&job) {
+        if shared.once {
+            let (j, jr) = (job.clone(), shared.journal.clone());
+            let _ = tokio::task::spawn_blocking(move || crate::remote::fetch_once(&j, &jr)).await;
+            None
+        } else {
+            crate::remote::RemoteTasks::spawn(&job, &shared.journal)
+        }
+    } else {
+        None
+    };
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Found, Outcome)>();
     let mut in_flight: JoinSet<()> = JoinSet::new();
     let mut next_scan = tokio::time::Instant::now();
@@ -432,6 +445,12 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
         &job.source.folder.to_string_lossy(),
         st.tracker.waiting() as u64,
     );
+    if let Some(tasks) = remote_tasks {
+        let _ = tokio::task::spawn_blocking(move || tasks.stop()).await;
+    } else if shared.once && crate::remote::is_remote(&job) {
+        let (j, jr) = (job.clone(), shared.journal.clone());
+        let _ = tokio::task::spawn_blocking(move || crate::remote::finish_once(&j, &jr)).await;
+    }
     if shared.once {
         let _ = shared.journal.flush();
         for (i, o) in job.outputs.iter().enumerate() {
