@@ -412,3 +412,91 @@ fn base64_decode(s: &str) -> Vec<u8> {
     }
     out
 }
+
+/// A job reading its password from a file (`${file:..}`), for daemons.
+fn daemon_job(d: &Deployment, m: &MailServers, success: &str) -> String {
+    let pw = d.write("var/imap.pw", "secret\n");
+    mailbox_job(m, success, "")
+        .replace("${env:FERRY_TEST_IMAP_PW}", &format!("${{file:{}}}", pw.display()))
+        .replace("poll = \"500ms\"", "poll = \"200ms\"")
+        .replace("folder = \"var/out\"", "folder = \"var/out\"\nexists = \"unique\"")
+}
+
+#[test]
+fn sigkill_at_any_time_loses_and_duplicates_nothing() {
+    let Some(m) = MailServers::start("kill") else { return };
+    let d = Deployment::new("mail-kill");
+    d.job("orders", &daemon_job(&d, &m, "seen"));
+    let n = 40;
+    let mut expected = std::collections::BTreeMap::new();
+    for i in 0..n {
+        let id = format!("k{i}@x.example");
+        let csv = format!("order;{i}\n{}\n", "x".repeat(i * 37));
+        m.deliver("alice", i, &order_mail(&id, "a@x.example", "Orders", &csv));
+        expected.insert(format!("orders-{id}.csv"), csv.into_bytes());
+        expected.insert(
+            format!("scan-{id}.pdf"),
+            b"%PDF-1.4\n%\xc7\xec\x8f\xa2\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n".to_vec(),
+        );
+    }
+    // Kill the daemon whenever it has made progress, again and again.
+    let mut kills = 0;
+    while kills < 12 && d.files("var/out").len() < expected.len() {
+        let before = d.files("var/out").len();
+        let mut daemon = Daemon::start(&d, &[]);
+        wait_for("progress", Duration::from_secs(60), || {
+            d.files("var/out").len() > before
+        });
+        daemon.stop_with(libc::SIGKILL);
+        kills += 1;
+    }
+    let mut daemon = Daemon::start(&d, &[]);
+    wait_for("every attachment and every message seen", Duration::from_secs(120), || {
+        d.files("var/out").len() >= expected.len()
+            && m.messages("alice", "INBOX")
+                .iter()
+                .all(|(name, _)| name.rsplit(":2,").next().is_some_and(|f| f.contains('S') && name.contains(":2,")))
+    });
+    daemon.stop();
+    let got: std::collections::BTreeMap<String, Vec<u8>> = d
+        .files("var/out")
+        .into_iter()
+        .map(|f| {
+            let b = read(&d.path(&format!("var/out/{f}")));
+            (f, b)
+        })
+        .collect();
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "after {kills} kills\n{}",
+        d.logs()
+    );
+    assert!(got == expected, "contents differ after {kills} kills");
+    assert!(d.files("var/staging/orders").is_empty());
+}
+
+#[test]
+fn a_mailbox_with_5000_messages() {
+    let Some(m) = MailServers::start("5000") else { return };
+    let d = Deployment::new("mail-5000");
+    d.job(
+        "orders",
+        &mailbox_job(&m, "seen", "").replace("include = [\"*.csv\", \"*.pdf\"]", "include = [\"*.csv\"]"),
+    );
+    let n = 5000;
+    for i in 0..n {
+        m.deliver(
+            "alice",
+            i,
+            &order_mail(&format!("b{i}@x.example"), "a@x.example", "Orders", &format!("n;{i}\n")),
+        );
+    }
+    run_once(&d);
+    let out = d.files("var/out");
+    assert_eq!(out.len(), n);
+    assert_eq!(read(&d.path("var/out/orders-b4321@x.example.csv")), b"n;4321\n");
+    // Every message seen, none taken twice by a second run.
+    run_once(&d);
+    assert_eq!(d.files("var/out").len(), n);
+}
