@@ -417,14 +417,22 @@ fn base64_decode(s: &str) -> Vec<u8> {
 fn daemon_job(d: &Deployment, m: &MailServers, success: &str) -> String {
     let pw = d.write("var/imap.pw", "secret\n");
     mailbox_job(m, success, "")
-        .replace("${env:FERRY_TEST_IMAP_PW}", &format!("${{file:{}}}", pw.display()))
+        .replace(
+            "${env:FERRY_TEST_IMAP_PW}",
+            &format!("${{file:{}}}", pw.display()),
+        )
         .replace("poll = \"500ms\"", "poll = \"200ms\"")
-        .replace("folder = \"var/out\"", "folder = \"var/out\"\nexists = \"unique\"")
+        .replace(
+            "folder = \"var/out\"",
+            "folder = \"var/out\"\nexists = \"unique\"",
+        )
 }
 
 #[test]
 fn sigkill_at_any_time_loses_and_duplicates_nothing() {
-    let Some(m) = MailServers::start("kill") else { return };
+    let Some(m) = MailServers::start("kill") else {
+        return;
+    };
     let d = Deployment::new("mail-kill");
     d.job("orders", &daemon_job(&d, &m, "seen"));
     let n = 40;
@@ -451,12 +459,18 @@ fn sigkill_at_any_time_loses_and_duplicates_nothing() {
         kills += 1;
     }
     let mut daemon = Daemon::start(&d, &[]);
-    wait_for("every attachment and every message seen", Duration::from_secs(120), || {
-        d.files("var/out").len() >= expected.len()
-            && m.messages("alice", "INBOX")
-                .iter()
-                .all(|(name, _)| name.rsplit(":2,").next().is_some_and(|f| f.contains('S') && name.contains(":2,")))
-    });
+    wait_for(
+        "every attachment and every message seen",
+        Duration::from_secs(120),
+        || {
+            d.files("var/out").len() >= expected.len()
+                && m.messages("alice", "INBOX").iter().all(|(name, _)| {
+                    name.rsplit(":2,")
+                        .next()
+                        .is_some_and(|f| f.contains('S') && name.contains(":2,"))
+                })
+        },
+    );
     daemon.stop();
     let got: std::collections::BTreeMap<String, Vec<u8>> = d
         .files("var/out")
@@ -478,25 +492,104 @@ fn sigkill_at_any_time_loses_and_duplicates_nothing() {
 
 #[test]
 fn a_mailbox_with_5000_messages() {
-    let Some(m) = MailServers::start("5000") else { return };
+    let Some(m) = MailServers::start("5000") else {
+        return;
+    };
     let d = Deployment::new("mail-5000");
     d.job(
         "orders",
-        &mailbox_job(&m, "seen", "").replace("include = [\"*.csv\", \"*.pdf\"]", "include = [\"*.csv\"]"),
+        &mailbox_job(&m, "seen", "")
+            .replace("include = [\"*.csv\", \"*.pdf\"]", "include = [\"*.csv\"]"),
     );
     let n = 5000;
     for i in 0..n {
         m.deliver(
             "alice",
             i,
-            &order_mail(&format!("b{i}@x.example"), "a@x.example", "Orders", &format!("n;{i}\n")),
+            &order_mail(
+                &format!("b{i}@x.example"),
+                "a@x.example",
+                "Orders",
+                &format!("n;{i}\n"),
+            ),
         );
     }
     run_once(&d);
     let out = d.files("var/out");
     assert_eq!(out.len(), n);
-    assert_eq!(read(&d.path("var/out/orders-b4321@x.example.csv")), b"n;4321\n");
+    assert_eq!(
+        read(&d.path("var/out/orders-b4321@x.example.csv")),
+        b"n;4321\n"
+    );
     // Every message seen, none taken twice by a second run.
     run_once(&d);
     assert_eq!(d.files("var/out").len(), n);
+}
+
+#[test]
+fn alerts_mail_the_error_report_and_a_daily_summary() {
+    let Some(m) = MailServers::start("alert") else {
+        return;
+    };
+    let d = Deployment::new("mail-alert");
+    d.write("var/in/a.csv", "x\n");
+    d.write("var/out/a.csv", "already there\n");
+    d.job(
+        "feed",
+        &format!(
+            r#"[source]
+folder = "var/in"
+settle = "0s"
+
+[[output]]
+folder = "var/out"
+exists = "fail"
+
+[alert]
+email = "mailto:bob@example.test"
+smtp = "smtps://alice@127.0.0.1:{port}"
+password = "${{env:FERRY_TEST_SMTP_PW}}"
+ca_file = "{ca}"
+from = "alice@example.test"
+daily = "00:00"
+"#,
+            port = m.base + 6,
+            ca = m.ca().display()
+        ),
+    );
+    // A failed file makes the exit status say so.
+    let run = || {
+        d.cmd(&["run", "--once"])
+            .env("FERRY_TEST_SMTP_PW", "secret")
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    assert_eq!(
+        d.files("var/error/feed").len(),
+        2,
+        "the file and its report: {}",
+        stderr(&o)
+    );
+    wait_for("alert and summary for bob", Duration::from_secs(30), || {
+        m.messages("bob", "INBOX").len() == 2
+    });
+    let all: Vec<String> = m
+        .messages("bob", "INBOX")
+        .into_iter()
+        .map(|(_, raw)| String::from_utf8_lossy(&raw).into_owned())
+        .collect();
+    let alert = all
+        .iter()
+        .find(|s| s.contains("Subject: ferry feed: "))
+        .expect("an alert");
+    assert!(alert.contains("a.csv"), "{alert}");
+    let summary = all
+        .iter()
+        .find(|s| s.contains("summary-"))
+        .expect("a summary");
+    assert!(summary.contains("failed: 1"), "{summary}");
+    // Not sent twice.
+    run();
+    assert_eq!(m.messages("bob", "INBOX").len(), 2);
 }

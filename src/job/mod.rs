@@ -130,6 +130,8 @@ pub struct Job {
     pub transform: data::TransformSpec,
     pub outputs: Vec<Output>,
     pub after: After,
+    /// An admin address told about every file sent to the error folder, and a daily summary.
+    pub alert: Option<crate::remote::alerts::Alert>,
 }
 
 /// Names that are skipped in every source: hidden files and the usual temporary names that
@@ -154,6 +156,7 @@ const TOP_KEYS: &[&str] = &[
     "transform",
     "output",
     "after",
+    "alert",
 ];
 const SOURCE_KEYS: &[&str] = &[
     "folder",
@@ -367,6 +370,10 @@ fn read_job(
         Some(t) => read_after(doc, root, Some(t)),
         None => read_after(doc, root, None),
     };
+    let alert = match top.table(doc, "alert") {
+        Some(t) => crate::remote::alerts::read(doc, root, t, name).map(Some),
+        None => Some(None),
+    };
     top.finish(doc, TOP_KEYS);
     if name.is_empty() || name.starts_with('.') {
         doc.error(0..0, "", "a job file needs a name like `invoices.toml`");
@@ -385,6 +392,7 @@ fn read_job(
         transform: transform?,
         outputs: outputs.into_iter().collect::<Option<Vec<_>>>()?,
         after,
+        alert: alert?,
     })
 }
 

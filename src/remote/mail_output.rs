@@ -22,16 +22,11 @@ use crate::fsutil;
 use crate::job::Job;
 use crate::journal::Journal;
 
+/// The record key of a job's alert outbox (outputs use their index).
+pub const ALERTS: u32 = u32::MAX;
+
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
-}
-
-fn outbox_dir(job: &Job, idx: usize) -> PathBuf {
-    job.outputs[idx]
-        .email
-        .as_ref()
-        .map(|e| e.outbox.clone())
-        .unwrap_or_default()
 }
 
 /// Files waiting in an outbox (hidden and temporary names skipped), oldest first.
@@ -56,7 +51,7 @@ fn waiting(dir: &Path) -> Vec<(PathBuf, String, u64, i64)> {
     v
 }
 
-fn message_id(job: &Job, idx: usize, files: &[(PathBuf, String, u64, i64)], from: &str) -> String {
+fn message_id(job: &Job, idx: u32, files: &[(PathBuf, String, u64, i64)], from: &str) -> String {
     let mut h = Sha256::new();
     h.update(job.name.as_bytes());
     h.update([0]);
@@ -72,26 +67,36 @@ fn message_id(job: &Job, idx: usize, files: &[(PathBuf, String, u64, i64)], from
     format!("ferry.{}@{domain}", &hex::encode(h.finalize())[..32])
 }
 
-fn render(tpl: &str, job: &Job, names: &[String]) -> Result<String> {
+fn render(tpl: &str, job: &Job, names: &[String], first: &Path) -> Result<String> {
     let env = minijinja::Environment::new();
+    // `content`: the first file's text, when it is small UTF-8 text (alerts put their
+    // report in the body this way).
+    let content = std::fs::metadata(first)
+        .ok()
+        .filter(|m| m.len() <= 64 * 1024)
+        .and_then(|_| std::fs::read(first).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_default();
     let ctx = minijinja::context! {
         job => job.name.clone(),
         name => names.first().cloned().unwrap_or_default(),
         names => names.to_vec(),
         count => names.len(),
+        content => content,
     };
     Ok(env.render_str(tpl, ctx)?)
 }
 
-/// Sends what is waiting in one outbox. Returns (sent mails, files).
+/// Sends what is waiting in one outbox. `idx` tells the outboxes of a job apart in the
+/// record (the output's index, or [`ALERTS`]). Returns (sent mails, files).
 pub async fn deliver(
     job: &Job,
-    idx: usize,
+    idx: u32,
     e: &EmailOutput,
     t: &smtp::Transport,
     store: &Store,
 ) -> Result<(usize, usize)> {
-    let dir = outbox_dir(job, idx);
+    let dir = e.outbox.clone();
     let files = blocking(|| waiting(&dir));
     if files.is_empty() {
         return Ok((0, 0));
@@ -104,13 +109,13 @@ pub async fn deliver(
     for g in groups {
         let mid = message_id(job, idx, &g, &e.from);
         let names: Vec<String> = g.iter().map(|f| f.1.clone()).collect();
-        let already = blocking(|| store.was_sent(&job.name, idx as u32, &mid))?;
+        let already = blocking(|| store.was_sent(&job.name, idx, &mid))?;
         if !already {
             let letter = Letter {
                 from: e.from.clone(),
                 to: e.to.clone(),
-                subject: render(&e.subject, job, &names)?,
-                body: render(&e.body, job, &names)?,
+                subject: render(&e.subject, job, &names, &g[0].0)?,
+                body: render(&e.body, job, &names, &g[0].0)?,
                 message_id: mid.clone(),
                 files: g
                     .iter()
@@ -122,7 +127,7 @@ pub async fn deliver(
             };
             let msg = blocking(|| smtp::build(&letter))?;
             smtp::send(t, &msg).await?;
-            blocking(|| store.sent(&job.name, idx as u32, &mid, &names.join("\n")))?;
+            blocking(|| store.sent(&job.name, idx, &mid, &names.join("\n")))?;
             tracing::info!(files = %names.join(", "), to = %e.to.join(", "), message_id = %mid, "Sent by email.");
         }
         blocking(|| -> Result<()> {
@@ -160,11 +165,11 @@ fn server(e: &EmailOutput) -> Result<smtp::Server> {
 /// last pass.
 pub async fn run(
     job: Arc<Job>,
-    idx: usize,
+    idx: u32,
+    e: EmailOutput,
     journal: Arc<Journal>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let e = job.outputs[idx].email.clone().expect("an email output");
     let store = match blocking(|| Store::open(&journal)) {
         Ok(s) => s,
         Err(err) => {
@@ -215,8 +220,8 @@ pub async fn run(
 
 /// For `run --once`: try to send everything waiting, a few times, then leave the rest in
 /// the outbox (sent by the next run) and say so.
-pub async fn once(job: &Job, idx: usize, journal: &Arc<Journal>) -> Result<usize> {
-    let e = job.outputs[idx].email.clone().expect("an email output");
+pub async fn once(job: &Job, idx: u32, e: &EmailOutput, journal: &Arc<Journal>) -> Result<usize> {
+    let e = e.clone();
     let store = blocking(|| Store::open(journal))?;
     let mut last = None;
     for attempt in 0..3u32 {
@@ -233,7 +238,7 @@ pub async fn once(job: &Job, idx: usize, journal: &Arc<Journal>) -> Result<usize
             Err(err) => last = Some(err),
         }
     }
-    let left = blocking(|| waiting(&outbox_dir(job, idx))).len();
+    let left = blocking(|| waiting(&e.outbox)).len();
     tracing::warn!(server = %e.smtp.display(), waiting = left, error = %format!("{:#}", last.expect("an error")), "Could not send by email; the files stay in the outbox for the next run.");
     Ok(0)
 }

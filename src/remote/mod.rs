@@ -25,6 +25,7 @@
 //! fetcher ([`mail_source`]) built on the same staging rules and journal; the email output
 //! ([`mail_output`]) sends from an outbox the same way, with one mail per file or batch.
 
+pub mod alerts;
 pub mod ftp;
 pub mod imap;
 pub mod mail_config;

@@ -339,17 +339,34 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
     }
     if !shared.once {
         for (i, o) in job.outputs.iter().enumerate() {
-            if o.email.is_some() {
+            if let Some(e) = &o.email {
                 adapters.spawn(
                     crate::remote::mail_output::run(
                         job.clone(),
-                        i,
+                        i as u32,
+                        e.clone(),
                         shared.journal.clone(),
                         stop.clone(),
                     )
                     .in_current_span(),
                 );
             }
+        }
+        if let Some(a) = &job.alert {
+            adapters.spawn(
+                crate::remote::alerts::run(job.clone(), shared.journal.clone(), stop.clone())
+                    .in_current_span(),
+            );
+            adapters.spawn(
+                crate::remote::mail_output::run(
+                    job.clone(),
+                    crate::remote::mail_output::ALERTS,
+                    a.email.clone(),
+                    shared.journal.clone(),
+                    stop.clone(),
+                )
+                .in_current_span(),
+            );
         }
     }
 
@@ -454,10 +471,26 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
     if shared.once {
         let _ = shared.journal.flush();
         for (i, o) in job.outputs.iter().enumerate() {
-            if o.email.is_some()
-                && let Err(e) = crate::remote::mail_output::once(&job, i, &shared.journal).await
+            if let Some(e) = &o.email
+                && let Err(e) =
+                    crate::remote::mail_output::once(&job, i as u32, e, &shared.journal).await
             {
                 tracing::warn!(error = %format!("{e:#}"), "Email output failed.");
+            }
+        }
+        if let Some(a) = &job.alert {
+            if let Err(e) = crate::remote::alerts::once(&job, &shared.journal) {
+                tracing::warn!(error = %format!("{e:#}"), "Cannot prepare alerts.");
+            }
+            if let Err(e) = crate::remote::mail_output::once(
+                &job,
+                crate::remote::mail_output::ALERTS,
+                &a.email,
+                &shared.journal,
+            )
+            .await
+            {
+                tracing::warn!(error = %format!("{e:#}"), "Alert mail failed.");
             }
         }
         if job.source.mailbox.is_some()
