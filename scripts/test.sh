@@ -19,6 +19,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -q "${missing[@]}" >/dev/null
 fi
 
+# Mail tests run real dovecot + postfix (installed here when missing; each test starts its
+# own instances on free loopback ports).
+bash scripts/mail-servers.sh install
+
 # Tests that need those tools fail, rather than skip, when they are missing.
 export FERRY_REQUIRE_TOOLS=1
 exec cargo test --locked --all-targets "$@"
