@@ -581,15 +581,84 @@ daily = "00:00"
         .collect();
     let alert = all
         .iter()
-        .find(|s| s.contains("Subject: ferry feed: "))
+        .find(|s| s.contains("Subject: ferry feed: ") && s.contains(".error.txt"))
         .expect("an alert");
     assert!(alert.contains("a.csv"), "{alert}");
     let summary = all
         .iter()
-        .find(|s| s.contains("summary-"))
+        .find(|s| s.contains("Subject: ferry feed: summary-"))
         .expect("a summary");
     assert!(summary.contains("failed: 1"), "{summary}");
     // Not sent twice.
     run();
     assert_eq!(m.messages("bob", "INBOX").len(), 2);
+}
+
+#[test]
+fn mail_examples_pass_check() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples");
+    let out = Command::new(BIN)
+        .args(["check", "--jobs"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{text}");
+    let n = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "toml")
+        })
+        .count();
+    assert!(text.contains(&format!("{n} job file(s) valid")), "{text}");
+    assert!(!text.contains("warning"), "{text}");
+}
+
+#[test]
+fn mail_keys_are_checked_with_positions() {
+    let d = Deployment::new("mail-check");
+    d.job(
+        "bad",
+        r#"[source]
+mailbox = "imaps://orders:hunter2@mail.example.test/INBOX"
+password = "${env:X}"
+success = "archive"
+
+[[output]]
+email = "ap@partner.example.test"
+from = "ferry@example.test"
+"#,
+    );
+    let out = d.run(&["check"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("bad.toml:2:"), "{text}");
+    assert!(text.contains("must not carry a password"), "{text}");
+    assert!(
+        !text.contains("hunter2"),
+        "the password is never printed: {text}"
+    );
+    assert!(text.contains("source.success"), "{text}");
+    assert!(text.contains("mailto:"), "{text}");
+    assert!(text.contains("missing `smtp`"), "{text}");
+    // A literal password works but is warned about.
+    d.job(
+        "bad",
+        r#"[source]
+mailbox = "imaps://orders@mail.example.test/INBOX"
+password = "hunter2"
+
+[[output]]
+folder = "var/out"
+"#,
+    );
+    let out = d.run(&["check"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("literal password"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
 }
