@@ -182,6 +182,7 @@ pub fn test(jobs_dir: &Path, state_dir: &Path, job_name: &str, file: &Path) -> i
         seq,
         taken,
         record: None,
+        mail: None,
     };
     let _ = writeln!(out, "seq:       {seq} (the next number of this job)");
     match crate::runtime::process::preview(&job, &vars) {

@@ -207,10 +207,12 @@ fn attachments_taken_only_matching_and_message_moved() {
         return;
     };
     let d = Deployment::new("mail-move");
-    d.job(
-        "orders",
-        &mailbox_job(&m, "move", "from = [\"*@supplier.example\"]"),
+    // A second output named from the message: sender, date and subject.
+    let job = format!(
+        "{}\n[[output]]\nfolder = \"var/bymail\"\nname = \"{{mail:from}}/{{mail:date}}-{{mail:subject}}-{{name}}\"\n",
+        mailbox_job(&m, "move", "from = [\"*@supplier.example\"]")
     );
+    d.job("orders", &job);
     let csv = "id;qty\n1;5\n2;7\n";
     m.deliver(
         "alice",
@@ -246,6 +248,13 @@ fn attachments_taken_only_matching_and_message_moved() {
     assert_eq!(
         read(&d.path("var/out/scan-m1@supplier.example.pdf")),
         b"%PDF-1.4\n%\xc7\xec\x8f\xa2\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n"
+    );
+    assert_eq!(
+        d.files("var/bymail/orders@supplier.example"),
+        [
+            "20261123-100000-Orders-orders-m1@supplier.example.csv",
+            "20261123-100000-Orders-scan-m1@supplier.example.pdf"
+        ]
     );
     // The taken message moved; the one from another sender left alone.
     assert_eq!(m.messages("alice", "ferry-done").len(), 1);

@@ -224,6 +224,7 @@ impl Source {
                         seq: 0,
                         taken: chrono::Local::now(),
                         record: None,
+                        mail: None,
                     })
                 })
                 .collect(),

@@ -271,3 +271,18 @@ impl Store {
         Ok(())
     }
 }
+
+/// The message a staged file came from (for names, transforms and history), if any.
+pub fn meta_of_staged(journal: &Journal, staged: &str) -> Option<super::mime::MailMeta> {
+    let json: Option<String> = journal
+        .read(|c| {
+            c.prepare_cached(
+                "SELECT m.meta FROM mail_files f JOIN mail_messages m USING (job, uidvalidity, uid) WHERE f.staged = ?1 ORDER BY m.at DESC LIMIT 1",
+            )?
+            .query_row(params![staged], |r| r.get(0))
+            .optional()
+        })
+        .ok()
+        .flatten();
+    json.and_then(|j| serde_json::from_str(&j).ok())
+}

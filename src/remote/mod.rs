@@ -647,6 +647,7 @@ fn done_names(list: &[Template], name: &str) -> Vec<String> {
                 seq: 0,
                 taken: chrono::Local::now(),
                 record: None,
+                mail: None,
             })
         })
         .collect()
@@ -834,6 +835,7 @@ impl DeliveryRunner {
                         seq: 0,
                         taken: chrono::Local::now(),
                         record: None,
+                        mail: None,
                     });
                     if dir.is_empty() {
                         rendered
@@ -898,6 +900,7 @@ impl DeliveryRunner {
             seq: 0,
             taken: chrono::Local::now(),
             record: None,
+            mail: None,
         });
         let dir = PathBuf::from(dir);
         if fsutil::create_dir_all_durable(&dir).is_err() {
