@@ -261,7 +261,8 @@ fn attachments_taken_only_matching_and_message_moved() {
     assert_eq!(m.messages("alice", "INBOX").len(), 1);
     // The history of the staged file names the message.
     let h = stdout(&d.run(&["history", "--json"]));
-    assert!(h.contains("m1@supplier.example"), "{h}");
+    assert!(h.contains(r#"\"subject\":\"Orders\""#), "{h}");
+    assert!(h.contains("message moved to ferry-done"), "{h}");
     // A second run takes nothing again.
     run_once(&d);
     assert_eq!(d.files("var/out").len(), 2);
