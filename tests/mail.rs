@@ -672,3 +672,46 @@ folder = "var/out"
     assert!(text.contains("literal password"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+#[test]
+fn a_failed_attachment_sends_its_message_to_the_error_folder() {
+    let Some(m) = MailServers::start("fail") else {
+        return;
+    };
+    let d = Deployment::new("mail-fail");
+    d.job(
+        "orders",
+        &mailbox_job(&m, "delete", "").replace(
+            "folder = \"var/out\"",
+            "folder = \"var/out\"\nexists = \"fail\"",
+        ),
+    );
+    // The CSV's output name is taken already: that file fails, the PDF is fine.
+    d.write("var/out/orders-f1@x.example.csv", "taken\n");
+    m.deliver(
+        "alice",
+        1,
+        &order_mail("f1@x.example", "a@x.example", "Orders", "a\n"),
+    );
+    let o = d
+        .cmd(&["run", "--once"])
+        .env("FERRY_TEST_IMAP_PW", "secret")
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "a failed file shows in the exit status"
+    );
+    assert!(
+        d.files("var/error/orders")
+            .contains(&"orders-f1@x.example.csv".to_string())
+    );
+    // Not deleted: kept in the remote error folder for a person to look at.
+    assert_eq!(m.messages("alice", "INBOX").len(), 0);
+    assert_eq!(
+        m.messages("alice", "ferry-error").len(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+}
