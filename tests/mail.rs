@@ -18,12 +18,21 @@ impl MailServers {
     /// Starts dovecot + postfix, or `None` (skip) when they cannot be installed and tools
     /// are not required.
     fn start(name: &str) -> Option<MailServers> {
+        Self::start_at(name, None)
+    }
+
+    fn dir_for(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("ferry-mail-{name}-{}", std::process::id()))
+    }
+
+    /// Starts on `at` (only there), or on free ports.
+    fn start_at(name: &str, at: Option<u16>) -> Option<MailServers> {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/mail-servers.sh");
-        let dir = std::env::temp_dir().join(format!("ferry-mail-{name}-{}", std::process::id()));
+        let dir = Self::dir_for(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         for attempt in 0..20u32 {
-            let base = free_base(name, attempt);
+            let base = at.unwrap_or_else(|| free_base(name, attempt));
             let out = Command::new("bash")
                 .arg(&script)
                 .arg("start")
@@ -39,7 +48,7 @@ impl MailServers {
                 .arg("stop")
                 .arg(&dir)
                 .output();
-            if attempt == 19 {
+            if attempt == 19 || at.is_some() {
                 let msg = format!(
                     "cannot start the mail servers: {}{}",
                     String::from_utf8_lossy(&out.stdout),
@@ -714,4 +723,56 @@ fn a_failed_attachment_sends_its_message_to_the_error_folder() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn a_mail_server_that_is_down_loses_nothing() {
+    let base = free_base("down", 0);
+    let dir = MailServers::dir_for("down");
+    let d = Deployment::new("mail-down");
+    d.write("var/in/result.csv", "id;total\n1;9.90\n");
+    d.write("var/smtp.pw", "secret\n");
+    d.job(
+        "send",
+        &format!(
+            r#"[source]
+folder = "var/in"
+settle = "0s"
+
+[[output]]
+email = "mailto:bob@example.test"
+smtp = "smtp://alice@127.0.0.1:{port}"
+password = "${{file:{pw}}}"
+ca_file = "{ca}"
+from = "alice@example.test"
+"#,
+            port = base + 5,
+            pw = d.path("var/smtp.pw").display(),
+            ca = dir.join("tls/ca.pem").display()
+        ),
+    );
+    let mut daemon = Daemon::start(&d, &[]);
+    // The server is down: the file waits in the outbox, the original is archived.
+    wait_for("the output in the outbox", Duration::from_secs(60), || {
+        d.files("var/outbox/send/1") == ["result.csv"] && d.files("var/archive/send").len() == 1
+    });
+    wait_for("a logged retry", Duration::from_secs(60), || {
+        d.logs().contains("retried with backoff")
+    });
+    let Some(m) = MailServers::start_at("down", Some(base)) else {
+        return;
+    };
+    wait_for(
+        "the mail, once the server is up",
+        Duration::from_secs(120),
+        || m.messages("bob", "INBOX").len() == 1,
+    );
+    wait_for("the outbox emptied", Duration::from_secs(30), || {
+        d.files("var/outbox/send/1").is_empty()
+    });
+    daemon.stop();
+    let (_, raw) = &m.messages("bob", "INBOX")[0];
+    let (name, body) = attachment_of(raw);
+    assert_eq!(name, "result.csv");
+    assert_eq!(body, b"id;total\n1;9.90\n");
 }
