@@ -443,7 +443,9 @@ fn daemon_job(d: &Deployment, m: &MailServers, success: &str) -> String {
         .replace("poll = \"500ms\"", "poll = \"200ms\"")
         .replace(
             "folder = \"var/out\"",
-            "folder = \"var/out\"\nexists = \"unique\"",
+            // Killed again and again: a file interrupted 3 times would be set aside as
+            // poison (max_attempts); here every kill is the test's.
+            "folder = \"var/out\"\nexists = \"unique\"\n\n[after]\nmax_attempts = 1000",
         )
 }
 

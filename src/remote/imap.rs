@@ -266,10 +266,10 @@ pub async fn fetch(s: &mut Session, uids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>>
     Ok(out)
 }
 
-/// Marks a message seen.
-pub async fn mark_seen(s: &mut Session, uid: u32) -> Result<()> {
+/// Marks messages seen.
+pub async fn mark_seen(s: &mut Session, uids: &[u32]) -> Result<()> {
     let v: Vec<_> = s
-        .uid_store(uid.to_string(), "+FLAGS.SILENT (\\Seen)")
+        .uid_store(uid_set(uids), "+FLAGS.SILENT (\\Seen)")
         .await?
         .try_collect()
         .await?;
@@ -277,33 +277,33 @@ pub async fn mark_seen(s: &mut Session, uid: u32) -> Result<()> {
     Ok(())
 }
 
-/// Moves a message to a folder (created when missing), with MOVE when offered, else
+/// Moves messages to a folder (created when missing), with MOVE when offered, else
 /// COPY + \Deleted + UID EXPUNGE. A message already gone counts as moved.
-pub async fn move_to(s: &mut Session, uid: u32, folder: &str, has_move: bool) -> Result<()> {
+pub async fn move_to(s: &mut Session, uids: &[u32], folder: &str, has_move: bool) -> Result<()> {
     ensure_folder(s, folder).await?;
     if has_move {
-        s.uid_mv(uid.to_string(), folder)
+        s.uid_mv(uid_set(uids), folder)
             .await
             .with_context(|| format!("cannot move the message to {folder:?}"))?;
         return Ok(());
     }
-    s.uid_copy(uid.to_string(), folder)
+    s.uid_copy(uid_set(uids), folder)
         .await
         .with_context(|| format!("cannot copy the message to {folder:?}"))?;
-    delete(s, uid, true).await
+    delete(s, uids, true).await
 }
 
 /// Deletes a message (\Deleted, then UID EXPUNGE of that message only when `uidplus`, else
 /// EXPUNGE).
-pub async fn delete(s: &mut Session, uid: u32, uidplus: bool) -> Result<()> {
+pub async fn delete(s: &mut Session, uids: &[u32], uidplus: bool) -> Result<()> {
     let v: Vec<_> = s
-        .uid_store(uid.to_string(), "+FLAGS.SILENT (\\Deleted)")
+        .uid_store(uid_set(uids), "+FLAGS.SILENT (\\Deleted)")
         .await?
         .try_collect()
         .await?;
     drop(v);
     if uidplus {
-        let v: Vec<_> = s.uid_expunge(uid.to_string()).await?.try_collect().await?;
+        let v: Vec<_> = s.uid_expunge(uid_set(uids)).await?.try_collect().await?;
         drop(v);
     } else {
         let v: Vec<_> = s.expunge().await?.try_collect().await?;

@@ -120,8 +120,8 @@ pub async fn round(
     for (uid, size) in sizes {
         if u64::from(size) > m.max_message_size {
             tracing::warn!(uid, size, max = m.max_message_size, folder = %m.error_folder, "Message larger than max_message_size; moved to the error folder.");
-            imap::move_to(&mut s, uid, &m.error_folder, caps.r#move).await?;
-            blocking(|| store.record(&job.name, uidvalidity, uid, "", "{}", "failed", &[]))?;
+            imap::move_to(&mut s, &[uid], &m.error_folder, caps.r#move).await?;
+            blocking(|| store.record(&job.name, uidvalidity, uid, "", "{}", "failed", &[], false))?;
             continue;
         }
         if !batch.is_empty() && (batch.len() >= 100 || batch_bytes + u64::from(size) > 32 << 20) {
@@ -136,12 +136,64 @@ pub async fn round(
     }
     for b in batches {
         let msgs = imap::fetch(&mut s, &b).await?;
+        let mut batch = Batch::default();
         for (uid, raw) in msgs {
-            take_message(job, store, &mut s, caps, uidvalidity, uid, &raw, &mut r).await?;
+            take_message(
+                job,
+                store,
+                &mut s,
+                caps,
+                uidvalidity,
+                uid,
+                &raw,
+                &mut r,
+                &mut batch,
+            )
+            .await?;
         }
+        blocking(|| commit(job, store, uidvalidity, batch))?;
     }
     // Files just staged may be finished by the time of the next round; nothing to dispose now.
     Ok((s, caps, r))
+}
+
+/// Messages of one FETCH whose parts are written and fsynced, to be recorded together.
+#[derive(Default)]
+struct Batch {
+    prepared: Vec<(u32, String, String, Vec<StagedFile>)>,
+    /// Staged names given out in this batch.
+    names: HashSet<PathBuf>,
+    /// Message-ids taken in this batch.
+    message_ids: HashSet<String>,
+}
+
+/// Records the batch (one durable wait for all of it: the journal's writer commits in
+/// order), then renames its files into place and fsyncs the staging folder once.
+fn commit(job: &Job, store: &Store, uidvalidity: u32, batch: Batch) -> Result<()> {
+    let n = batch.prepared.len();
+    for (i, (uid, mid, meta, files)) in batch.prepared.iter().enumerate() {
+        store.record(
+            &job.name,
+            uidvalidity,
+            *uid,
+            mid,
+            meta,
+            "fetched",
+            files,
+            i + 1 == n,
+        )?;
+    }
+    let staging = &job.source.folder;
+    for (uid, _, meta, files) in &batch.prepared {
+        for f in files {
+            fsutil::rename_noreplace(&staging.join(&f.part), Path::new(&f.staged))?;
+        }
+        tracing::info!(uid, files = files.len(), message = %meta, "Took attachments from a message.");
+    }
+    if n > 0 {
+        fsutil::sync_dir(staging)?;
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -154,18 +206,20 @@ async fn take_message(
     uid: u32,
     raw: &[u8],
     r: &mut Round,
+    batch: &mut Batch,
 ) -> Result<()> {
     let m = mailbox(job);
     let staging = &job.source.folder;
     let Some(parsed) = mime::parse(raw) else {
         tracing::warn!(uid, folder = %m.error_folder, "Not a mail message; moved to the error folder.");
-        imap::move_to(s, uid, &m.error_folder, caps.r#move).await?;
-        blocking(|| store.record(&job.name, uidvalidity, uid, "", "{}", "failed", &[]))?;
+        imap::move_to(s, &[uid], &m.error_folder, caps.r#move).await?;
+        blocking(|| store.record(&job.name, uidvalidity, uid, "", "{}", "failed", &[], false))?;
         return Ok(());
     };
     let meta = &parsed.meta;
     let meta_json = serde_json::to_string(meta)?;
-    let dup = blocking(|| store.message_id_known(&job.name, &meta.message_id))?;
+    let dup = (!meta.message_id.is_empty() && batch.message_ids.contains(&meta.message_id))
+        || blocking(|| store.message_id_known(&job.name, &meta.message_id))?;
     if dup {
         tracing::info!(uid, message_id = %meta.message_id, "Message-id taken before (under another UID); not taken again.");
         blocking(|| {
@@ -177,6 +231,7 @@ async fn take_message(
                 &meta_json,
                 "duplicate",
                 &[],
+                false,
             )
         })?;
         r.skipped += 1;
@@ -195,7 +250,7 @@ async fn take_message(
     };
     if wanted.is_empty() {
         if m.no_match == NoMatch::Move {
-            imap::move_to(s, uid, &m.no_match_folder, caps.r#move).await?;
+            imap::move_to(s, &[uid], &m.no_match_folder, caps.r#move).await?;
         }
         blocking(|| {
             store.record(
@@ -206,14 +261,15 @@ async fn take_message(
                 &meta_json,
                 "skipped",
                 &[],
+                false,
             )
         })?;
         r.skipped += 1;
         return Ok(());
     }
-    // 1. parts, fsynced.
+    // Parts written and fsynced now; recorded and renamed with the batch.
     let mut files = Vec::with_capacity(wanted.len());
-    let mut taken_names: HashSet<PathBuf> = HashSet::new();
+    let taken_names = &mut batch.names;
     blocking(|| -> Result<()> {
         for (i, a) in wanted.iter().enumerate() {
             let part = format!("{PART_PREFIX}{uidvalidity}-{uid}-{i}");
@@ -225,33 +281,23 @@ async fn take_message(
                 f.write_all(&a.bytes)?;
                 f.sync_all()?;
             }
-            let staged = unique_staged(staging, &a.name, &taken_names, store)?;
+            let staged = unique_staged(staging, &a.name, taken_names, store)?;
             taken_names.insert(staged.clone());
             files.push(StagedFile {
                 part,
                 staged: staged.to_string_lossy().into_owned(),
             });
         }
-        // 2. the record.
-        store.record(
-            &job.name,
-            uidvalidity,
-            uid,
-            &meta.message_id,
-            &meta_json,
-            "fetched",
-            &files,
-        )?;
-        // 3. into place.
-        for f in &files {
-            fsutil::rename_noreplace(&staging.join(&f.part), Path::new(&f.staged))?;
-        }
-        fsutil::sync_dir(staging)?;
         Ok(())
     })?;
-    tracing::info!(uid, from = %meta.from, subject = %meta.subject, message_id = %meta.message_id, files = files.len(), "Took attachments from a message.");
     r.messages += 1;
     r.files += files.len();
+    if !meta.message_id.is_empty() {
+        batch.message_ids.insert(meta.message_id.clone());
+    }
+    batch
+        .prepared
+        .push((uid, meta.message_id.clone(), meta_json, files));
     Ok(())
 }
 
@@ -290,7 +336,8 @@ async fn dispose(
     if pending.is_empty() {
         return Ok(0);
     }
-    let mut n = 0;
+    // Decide every finished message first, then act per kind with one command each.
+    let mut ready: Vec<(super::mail_store::Pending, bool, Vec<i64>)> = Vec::new();
     for p in pending {
         let mut all_done = true;
         let mut any_failed = false;
@@ -304,30 +351,57 @@ async fn dispose(
                 None => all_done = false,
             }
         }
-        if !all_done {
-            continue;
+        if all_done {
+            ready.push((p, any_failed, ids));
         }
-        let detail = if p.uidvalidity != uidvalidity {
+    }
+    let uids = |pred: &dyn Fn(&super::mail_store::Pending, bool) -> bool| -> Vec<u32> {
+        ready
+            .iter()
+            .filter(|(p, failed, _)| pred(p, *failed))
+            .map(|(p, _, _)| p.uid)
+            .collect()
+    };
+    let current = |p: &super::mail_store::Pending| p.uidvalidity == uidvalidity;
+    let failed = uids(&|p, f| current(p) && f);
+    let succeeded = uids(&|p, f| current(p) && !f);
+    for chunk in failed.chunks(1000) {
+        imap::move_to(s, chunk, &m.error_folder, caps.r#move).await?;
+    }
+    let success_detail = if succeeded.is_empty() {
+        String::new()
+    } else {
+        match m.success {
+            // In chunks: a UID set of scattered UIDs must fit in one command line.
+            MailSuccess::Seen => {
+                for chunk in succeeded.chunks(1000) {
+                    imap::mark_seen(s, chunk).await?;
+                }
+                "marked seen".into()
+            }
+            MailSuccess::Move => {
+                for chunk in succeeded.chunks(1000) {
+                    imap::move_to(s, chunk, &m.move_to, caps.r#move).await?;
+                }
+                format!("moved to {}", m.move_to)
+            }
+            MailSuccess::Delete => {
+                for chunk in succeeded.chunks(1000) {
+                    imap::delete(s, chunk, caps.uidplus).await?;
+                }
+                "deleted".into()
+            }
+        }
+    };
+    let n = ready.len();
+    for (i, (p, any_failed, ids)) in ready.into_iter().enumerate() {
+        let detail = if !current(&p) {
             // The folder was recreated: the UID means another message now; leave it.
-            "the folder's UIDVALIDITY changed; message left as it is".to_string()
+            "left as it is (the folder's UIDVALIDITY changed)".to_string()
         } else if any_failed {
-            imap::move_to(s, p.uid, &m.error_folder, caps.r#move).await?;
             format!("moved to {}", m.error_folder)
         } else {
-            match m.success {
-                MailSuccess::Seen => {
-                    imap::mark_seen(s, p.uid).await?;
-                    "marked seen".into()
-                }
-                MailSuccess::Move => {
-                    imap::move_to(s, p.uid, &m.move_to, caps.r#move).await?;
-                    format!("moved to {}", m.move_to)
-                }
-                MailSuccess::Delete => {
-                    imap::delete(s, p.uid, caps.uidplus).await?;
-                    "deleted".into()
-                }
-            }
+            success_detail.clone()
         };
         for id in ids {
             let _ = journal.event(
@@ -341,8 +415,8 @@ async fn dispose(
                 ),
             );
         }
-        blocking(|| store.disposed(&job.name, p.uidvalidity, p.uid, &detail))?;
-        n += 1;
+        let last = i + 1 == n;
+        blocking(|| store.disposed(&job.name, p.uidvalidity, p.uid, &detail, last))?;
     }
     Ok(n)
 }

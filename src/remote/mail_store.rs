@@ -113,10 +113,10 @@ impl Store {
     }
 
     /// Records a message and its staged files (before they are renamed into place),
-    /// durably. `state`: `fetched` (disposal pending), `skipped` (nothing matched),
-    /// `duplicate` (message-id taken before) or `failed` (moved to the error folder). The
-    /// files go first and the message row last: until that row is durable the message
-    /// counts as not taken.
+    /// `state`: `fetched` (disposal pending), `skipped` (nothing matched), `duplicate`
+    /// (message-id taken before) or `failed` (moved to the error folder). The files go
+    /// first and the message row last: until that row is durable the message counts as
+    /// not taken. With `wait`, returns once this and everything before it is durable.
     #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
@@ -127,6 +127,7 @@ impl Store {
         meta: &str,
         state: &str,
         files: &[StagedFile],
+        wait: bool,
     ) -> R<()> {
         let key = || vec![text(job), int(i64::from(uidvalidity)), int(i64::from(uid))];
         self.journal.exec(
@@ -154,7 +155,7 @@ impl Store {
         self.journal.exec(
             "INSERT OR REPLACE INTO mail_messages (job, uidvalidity, uid, message_id, meta, state, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             p,
-            state == "fetched",
+            wait,
         )?;
         Ok(())
     }
@@ -213,7 +214,14 @@ impl Store {
             .collect())
     }
 
-    pub fn disposed(&self, job: &str, uidvalidity: u32, uid: u32, detail: &str) -> R<()> {
+    pub fn disposed(
+        &self,
+        job: &str,
+        uidvalidity: u32,
+        uid: u32,
+        detail: &str,
+        wait: bool,
+    ) -> R<()> {
         self.journal.exec(
             "UPDATE mail_messages SET state = 'disposed', detail = ?4, at = ?5 WHERE job = ?1 AND uidvalidity = ?2 AND uid = ?3",
             vec![
@@ -223,7 +231,7 @@ impl Store {
                 text(detail),
                 int(crate::journal::now_ms()),
             ],
-            true,
+            wait,
         )?;
         Ok(())
     }
