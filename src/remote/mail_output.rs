@@ -101,50 +101,87 @@ pub async fn deliver(
     if files.is_empty() {
         return Ok((0, 0));
     }
-    let groups: Vec<Vec<(PathBuf, String, u64, i64)>> = match e.per {
+    let groups: Vec<Group> = match e.per {
         Per::File => files.into_iter().map(|f| vec![f]).collect(),
         Per::Batch => vec![files],
     };
+    // Up to SENDERS mails in flight on pooled connections: an SMTP server spends most of
+    // its time per message on its own queue fsyncs, so one at a time leaves it idle.
+    use futures_util::StreamExt;
+    let dir = &dir;
+    let results: Vec<Result<usize>> = futures_util::stream::iter(groups)
+        .map(|g| async move { send_group(job, idx, e, t, store, dir, g).await })
+        .buffer_unordered(SENDERS)
+        .collect()
+        .await;
     let (mut mails, mut nfiles) = (0, 0);
-    for g in groups {
-        let mid = message_id(job, idx, &g, &e.from);
-        let names: Vec<String> = g.iter().map(|f| f.1.clone()).collect();
-        let already = blocking(|| store.was_sent(&job.name, idx, &mid))?;
-        if !already {
-            let letter = Letter {
-                from: e.from.clone(),
-                to: e.to.clone(),
-                subject: render(&e.subject, job, &names, &g[0].0)?,
-                body: render(&e.body, job, &names, &g[0].0)?,
-                message_id: mid.clone(),
-                files: g
-                    .iter()
-                    .map(|f| FilePart {
-                        name: f.1.clone(),
-                        path: f.0.clone(),
-                    })
-                    .collect(),
-            };
-            let msg = blocking(|| smtp::build(&letter))?;
-            smtp::send(t, &msg).await?;
-            blocking(|| store.sent(&job.name, idx, &mid, &names.join("\n")))?;
-            tracing::info!(files = %names.join(", "), to = %e.to.join(", "), message_id = %mid, "Sent by email.");
-        }
-        blocking(|| -> Result<()> {
-            for f in &g {
-                match std::fs::remove_file(&f.0) {
-                    Ok(()) => {}
-                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(err) => return Err(err).context("cannot remove a sent outbox file"),
-                }
+    let mut first_err = None;
+    for r in results {
+        match r {
+            Ok(n) => {
+                mails += 1;
+                nfiles += n;
             }
-            fsutil::sync_dir(&dir)?;
-            Ok(())
-        })?;
-        mails += 1;
-        nfiles += g.len();
+            Err(err) => {
+                first_err.get_or_insert(err);
+            }
+        }
     }
-    Ok((mails, nfiles))
+    match first_err {
+        Some(err) => Err(err),
+        None => Ok((mails, nfiles)),
+    }
+}
+
+const SENDERS: usize = 8;
+
+type Group = Vec<(PathBuf, String, u64, i64)>;
+
+/// Sends one mail (unless the record says it was sent), records it, removes its files.
+async fn send_group(
+    job: &Job,
+    idx: u32,
+    e: &EmailOutput,
+    t: &smtp::Transport,
+    store: &Store,
+    dir: &Path,
+    g: Group,
+) -> Result<usize> {
+    let mid = message_id(job, idx, &g, &e.from);
+    let names: Vec<String> = g.iter().map(|f| f.1.clone()).collect();
+    let already = blocking(|| store.was_sent(&job.name, idx, &mid))?;
+    if !already {
+        let letter = Letter {
+            from: e.from.clone(),
+            to: e.to.clone(),
+            subject: render(&e.subject, job, &names, &g[0].0)?,
+            body: render(&e.body, job, &names, &g[0].0)?,
+            message_id: mid.clone(),
+            files: g
+                .iter()
+                .map(|f| FilePart {
+                    name: f.1.clone(),
+                    path: f.0.clone(),
+                })
+                .collect(),
+        };
+        let msg = blocking(|| smtp::build(&letter))?;
+        smtp::send(t, &msg).await?;
+        blocking(|| store.sent(&job.name, idx, &mid, &names.join("\n")))?;
+        tracing::info!(files = %names.join(", "), to = %e.to.join(", "), message_id = %mid, "Sent by email.");
+    }
+    blocking(|| -> Result<()> {
+        for f in &g {
+            match std::fs::remove_file(&f.0) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err).context("cannot remove a sent outbox file"),
+            }
+        }
+        fsutil::sync_dir(dir)?;
+        Ok(())
+    })?;
+    Ok(g.len())
 }
 
 fn server(e: &EmailOutput) -> Result<smtp::Server> {
