@@ -451,3 +451,59 @@ fn check_warns_about_a_literal_password_and_loads_the_example() {
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
 }
+
+fn pure_ftpd_ok() -> bool {
+    ftp_server::available(ftp_server::pure_ftpd_path(), "pure-ftpd")
+}
+
+/// pure-ftpd lists with MLSD (exact sizes and times) where vsftpd has only LIST: the same
+/// pickup and delivery work on both. pure-ftpd logs the account in to its home folder,
+/// which is changed for the server's lifetime: one test holds every pure-ftpd check.
+#[test]
+fn pure_ftpd_with_mlsd_pickup_delivery_and_ftps() {
+    if !pure_ftpd_ok() {
+        return;
+    }
+    let d = Deployment::new("pure-ftpd");
+    let tls = d.path("tls");
+    ftp_server::make_tls(&tls, "DNS:localhost,IP:127.0.0.1");
+    let srv = Server::pure_ftpd(&d.path("srv"), Some(&tls));
+    let body = pseudo_random(250_000, 11);
+    srv.put("in/a b ü.bin", &body);
+    srv.put("in/sub/deep.csv", b"deep\n");
+    srv.put("in/skip.tmp", b"partial");
+    srv.mkdir("inbound");
+    let ca = tls.join("ca.pem").display().to_string();
+    d.job(
+        "p",
+        &source_job(
+            &srv.url("ftps", "in"),
+            &format!(
+                "ca_file = \"{ca}\"\nrecursive = true\nsuccess = \"move\"\nmove_to = \"done\""
+            ),
+        ),
+    );
+    d.write("local/up load.csv", b"u\r\n");
+    d.job(
+        "u",
+        &dest_job(
+            &srv.url("ftps", "inbound/new"),
+            &format!("ca_file = \"{ca}\"\npassive = true"),
+        )
+        .replace("folder = \"in\"", "folder = \"local\""),
+    );
+    let o = run_once(&d);
+    assert!(o.status.success(), "{}\n{}", stderr(&o), srv.log());
+    assert_eq!(d.files("out"), vec!["a b ü.bin", "deep.csv"]);
+    assert_eq!(read(&d.path("out/a b ü.bin")), body);
+    assert_eq!(
+        srv.files("in"),
+        vec!["done/a b ü.bin", "done/sub/deep.csv", "skip.tmp"]
+    );
+    assert_eq!(srv.files("inbound/new"), vec!["up load.csv"]);
+    assert_eq!(read(&srv.root.join("inbound/new/up load.csv")), b"u\r\n");
+    // Moved originals are never listed as input again.
+    let o = run_once(&d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(d.files("out").len(), 2);
+}

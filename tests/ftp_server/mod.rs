@@ -228,8 +228,6 @@ impl Server {
                     "50".into(),
                     "-C".into(),
                     "50".into(),
-                    "-8".into(),
-                    "UTF-8".into(),
                 ];
                 if let Some(t) = &self.tls {
                     args.extend(["-Y".into(), "1".into()]);
@@ -353,5 +351,9 @@ fn descendants(pid: u32) -> Vec<u32> {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+        if self.kind == Kind::PureFtpd {
+            // Back to a home that always exists (vsftpd needs one before local_root).
+            let _ = Command::new("usermod").args(["-d", "/", USER]).output();
+        }
     }
 }
