@@ -304,27 +304,24 @@ impl Conn {
         if feats.keys().any(|k| k.eq_ignore_ascii_case("UTF8")) {
             let _ = s.opts("UTF8", Some("ON"));
         }
-        let mut dirs = HashSet::new();
-        if !ep.path.is_empty() {
-            if s.cwd(&ep.path).is_err() {
-                if !create_base {
-                    return Err(RemoteError::Transient(format!(
-                        "{who}: the remote folder {:?} does not exist or cannot be entered",
-                        ep.path
-                    )));
-                }
-                let home = s.pwd().map_err(|e| transient("PWD", e))?;
-                mkdirs(&mut s, &home, &ep.path, &mut dirs)?;
-                s.cwd(&ep.path)
-                    .map_err(|e| transient(&format!("{who}: CWD {}", ep.path), e))?;
+        if !ep.path.is_empty() && s.cwd(&ep.path).is_err() {
+            if !create_base {
+                return Err(RemoteError::Transient(format!(
+                    "{who}: the remote folder {:?} does not exist or cannot be entered",
+                    ep.path
+                )));
             }
+            let home = s.pwd().map_err(|e| transient("PWD", e))?;
+            mkdirs(&mut s, &home, &ep.path, &mut HashSet::new())?;
+            s.cwd(&ep.path)
+                .map_err(|e| transient(&format!("{who}: CWD {}", ep.path), e))?;
         }
         let base = s.pwd().map_err(|e| transient("PWD", e))?;
         Ok(Conn {
             s,
             base,
             mlsd,
-            dirs,
+            dirs: HashSet::new(),
         })
     }
 

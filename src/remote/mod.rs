@@ -54,7 +54,8 @@ use crate::readiness::{Meta, Tracker, Verdict};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposal {
     Delete,
-    /// Moved into this remote folder (relative to the login folder unless absolute).
+    /// Moved into this remote folder (relative to the source folder unless absolute, as
+    /// Camel's `move`); never listed as input, even with `recursive`.
     Move(String),
     /// Left in place; the journal keeps it from being taken again while unchanged.
     Keep,
@@ -509,6 +510,11 @@ impl SourceRunner {
                 None => ("", item.key.as_str()),
             };
             if !self.job.source.matches(name) || dir.split('/').any(|c| c.starts_with('.')) {
+                continue;
+            }
+            if let Disposal::Move(to) = &self.remote.success
+                && (dir == to || dir.starts_with(&format!("{to}/")))
+            {
                 continue;
             }
             let path = PathBuf::from(&item.key);
@@ -1074,11 +1080,19 @@ pub fn fetch_once(job: &Arc<Job>, journal: &Arc<Journal>) {
     src.disconnect();
 }
 
-/// How long `run --once` keeps retrying deliveries before leaving them in the outbox.
+/// How long `run --once` keeps retrying deliveries before leaving them in the outbox;
+/// the environment variable `FERRY_DELIVERY_WAIT` (a duration like "2m") changes it.
 pub const ONCE_DELIVERY_BOUND: Duration = Duration::from_secs(30);
 
+fn once_delivery_bound() -> Duration {
+    std::env::var("FERRY_DELIVERY_WAIT")
+        .ok()
+        .and_then(|v| crate::job::toml_reader::parse_duration(&v).ok())
+        .unwrap_or(ONCE_DELIVERY_BOUND)
+}
+
 /// `run --once`, after the local pass: dispose of finished remote originals, and deliver
-/// the outboxes (retrying up to [`ONCE_DELIVERY_BOUND`]).
+/// the outboxes (retrying up to [`ONCE_DELIVERY_BOUND`] or `FERRY_DELIVERY_WAIT`).
 pub fn finish_once(job: &Arc<Job>, journal: &Arc<Journal>) {
     if !is_remote(job) || init_journal(journal).is_err() {
         return;
@@ -1095,7 +1109,7 @@ pub fn finish_once(job: &Arc<Job>, journal: &Arc<Journal>) {
         }
         src.disconnect();
     }
-    let end = Instant::now() + ONCE_DELIVERY_BOUND;
+    let end = Instant::now() + once_delivery_bound();
     for idx in 0..job.outputs.len() {
         let Some(mut d) = DeliveryRunner::new(job.clone(), idx, journal.clone()) else {
             continue;
@@ -1116,22 +1130,6 @@ pub fn finish_once(job: &Arc<Job>, journal: &Arc<Journal>) {
         d.disconnect();
     }
     let _ = journal.flush();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_the_cap_with_jitter() {
-        let mut b = Backoff::default();
-        let waits: Vec<Duration> = (0..12).map(|_| b.fail()).collect();
-        assert!(waits[0] >= Duration::from_millis(800) && waits[0] <= Duration::from_millis(1200));
-        assert!(waits[1] >= Duration::from_millis(1600) && waits[1] <= Duration::from_millis(2400));
-        assert!(waits[11] <= Duration::from_secs(360) && waits[11] >= Duration::from_secs(240));
-        b.succeed();
-        assert!(b.fail() <= Duration::from_millis(1200));
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1271,4 +1269,20 @@ pub fn check_warnings(job: &Job) -> Vec<Diag> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_jitter() {
+        let mut b = Backoff::default();
+        let waits: Vec<Duration> = (0..12).map(|_| b.fail()).collect();
+        assert!(waits[0] >= Duration::from_millis(800) && waits[0] <= Duration::from_millis(1200));
+        assert!(waits[1] >= Duration::from_millis(1600) && waits[1] <= Duration::from_millis(2400));
+        assert!(waits[11] <= Duration::from_secs(360) && waits[11] >= Duration::from_secs(240));
+        b.succeed();
+        assert!(b.fail() <= Duration::from_millis(1200));
+    }
 }

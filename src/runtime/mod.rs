@@ -268,8 +268,8 @@ fn dir_fingerprint(dir: &Path) -> BTreeMap<PathBuf, (u64, i64)> {
 
 /// One job's runner.
 async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>) {
-    if job.source.mailbox.is_some() {
-        // The staging folder exists before it is watched.
+    if job.source.remote.is_some() || job.source.mailbox.is_some() {
+        // The staging folder is ferry's own: make it, so it can be watched from the start.
         let _ = crate::fsutil::create_dir_all_durable(&job.source.folder);
     }
     let settle = match job.source.ready {
