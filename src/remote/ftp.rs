@@ -291,7 +291,18 @@ impl Conn {
                     ))
                 })?;
         }
-        if !ep.passive {
+        if ep.passive {
+            // Data connections with the same timeouts, and without Nagle's delay on the
+            // last segment of each small file.
+            s = s.passive_stream_builder(|addr| {
+                let t = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+                    .map_err(FtpError::ConnectionError)?;
+                let _ = t.set_read_timeout(Some(IO_TIMEOUT));
+                let _ = t.set_write_timeout(Some(IO_TIMEOUT));
+                let _ = t.set_nodelay(true);
+                Ok(t)
+            });
+        } else {
             s = s.active_mode(IO_TIMEOUT);
         }
         let password = match &ep.password {
