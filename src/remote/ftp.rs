@@ -244,6 +244,11 @@ struct Conn {
     mlsd: bool,
     /// Folders known to exist (created or seen) on this connection.
     dirs: HashSet<String>,
+    /// Names in destination folders, listed once per connection and kept up to date by
+    /// our own uploads: an existence check per file without a round trip. (A name another
+    /// client adds meanwhile is caught by `exists` only at the next connection; RNTO onto
+    /// it then replaces it, as `overwrite` would.)
+    names: std::collections::HashMap<String, HashSet<String>>,
 }
 
 impl Conn {
@@ -286,7 +291,18 @@ impl Conn {
                     ))
                 })?;
         }
-        if !ep.passive {
+        if ep.passive {
+            // Data connections with the same timeouts, and without Nagle's delay on the
+            // last segment of each small file.
+            s = s.passive_stream_builder(|addr| {
+                let t = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+                    .map_err(FtpError::ConnectionError)?;
+                let _ = t.set_read_timeout(Some(IO_TIMEOUT));
+                let _ = t.set_write_timeout(Some(IO_TIMEOUT));
+                let _ = t.set_nodelay(true);
+                Ok(t)
+            });
+        } else {
             s = s.active_mode(IO_TIMEOUT);
         }
         let password = match &ep.password {
@@ -322,6 +338,7 @@ impl Conn {
             base,
             mlsd,
             dirs: HashSet::new(),
+            names: std::collections::HashMap::new(),
         })
     }
 
@@ -375,6 +392,27 @@ impl Conn {
             Ok(n) => Ok(Some(n as u64)),
             Err(e) if is_unavailable(&e) => Ok(None),
             Err(e) => Err(transient(&format!("SIZE {p}"), e)),
+        }
+    }
+
+    /// Whether `rel` exists, from the cached listing of its folder.
+    fn exists_cached(&mut self, rel: &str) -> RResult<bool> {
+        let (dir, name) = split(rel);
+        if !self.names.contains_key(dir) {
+            let listed: HashSet<String> = self
+                .list_dir(dir)?
+                .into_iter()
+                .map(|f| f.name().to_string())
+                .collect();
+            self.names.insert(dir.to_string(), listed);
+        }
+        Ok(self.names[dir].contains(name))
+    }
+
+    fn note_created(&mut self, rel: &str) {
+        let (dir, name) = split(rel);
+        if let Some(set) = self.names.get_mut(dir) {
+            set.insert(name.to_string());
         }
     }
 
@@ -577,8 +615,8 @@ impl Deliverer for FtpClient {
         let (dir, file) = split(name);
         c.ensure_dir(dir)?;
         let mut final_rel = name.to_string();
-        let existing = c.size(name)?;
-        if existing.is_some() {
+        let existing = c.exists_cached(name)?;
+        if existing {
             match exists {
                 Exists::Fail => {
                     return Err(RemoteError::Permanent(format!(
@@ -592,7 +630,7 @@ impl Deliverer for FtpClient {
                         let cand = crate::fsutil::numbered(Path::new(name), n)
                             .to_string_lossy()
                             .into_owned();
-                        if c.size(&cand)?.is_none() {
+                        if !c.exists_cached(&cand)? {
                             final_rel = cand;
                             break;
                         }
@@ -628,7 +666,7 @@ impl Deliverer for FtpClient {
         let fin = c.full(&final_rel);
         if let Err(e) = c.s.rename(&tmp, &fin) {
             // Some servers refuse to rename onto an existing file.
-            if exists == Exists::Overwrite && existing.is_some() {
+            if exists == Exists::Overwrite && existing {
                 let _ = c.s.rm(&fin);
                 c.s.rename(&tmp, &fin)
                     .map_err(|e| transient(&format!("renaming {tmp} to {fin}"), e))?;
@@ -636,10 +674,12 @@ impl Deliverer for FtpClient {
                 return Err(transient(&format!("renaming {tmp} to {fin}"), e));
             }
         }
+        c.note_created(&final_rel);
         if let Some(done) = done_file {
             let p = c.full(done);
             c.s.put_file(&p, &mut std::io::empty())
                 .map_err(|e| transient(&format!("writing the done-file {p}"), e))?;
+            c.note_created(done);
         }
         Ok(Delivered::Sent(final_rel))
     }

@@ -310,6 +310,15 @@ fn int(i: i64) -> Value {
 // ---------------------------------------------------------------------------------------
 // Source side
 
+/// A downloaded file, not yet committed.
+struct Part {
+    item: Listed,
+    part_name: String,
+    part: PathBuf,
+    staged: PathBuf,
+    meta: Meta,
+}
+
 /// One job's fetcher: polls, downloads to staging, disposes of finished originals.
 pub struct SourceRunner {
     job: Arc<Job>,
@@ -544,32 +553,49 @@ impl SourceRunner {
             }
         }
         self.tracker.forget_missing(&seen);
+        // Downloaded files are committed in small batches: one durable journal write and
+        // one folder fsync per batch, not per file (a batch also ends after a second, so
+        // big files do not wait for each other).
+        let mut batch: Vec<Part> = Vec::new();
+        let mut batch_started = Instant::now();
+        let mut result = Ok(next);
         for item in ready {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
             let path = PathBuf::from(&item.key);
             match self.fetch_one(&item, stop) {
-                Ok(true) => self.tracker.finished(&path, None),
+                Ok(Some(part)) => {
+                    if batch.is_empty() {
+                        batch_started = Instant::now();
+                    }
+                    batch.push(part);
+                    self.tracker.finished(&path, None);
+                }
                 // Not now (the previous version is still staged, or it changed): look again.
-                Ok(false) => self.tracker.vanished(&path),
+                Ok(None) => self.tracker.vanished(&path),
                 Err(e) => {
                     self.tracker.vanished(&path);
-                    return Err(e);
+                    result = Err(e);
+                    break;
                 }
             }
+            if batch.len() >= 64 || batch_started.elapsed() > Duration::from_secs(1) {
+                self.commit(std::mem::take(&mut batch))?;
+            }
         }
-        Ok(next)
+        self.commit(batch)?;
+        result
     }
 
-    /// Downloads one item into staging. `Ok(false)`: not now.
-    fn fetch_one(&mut self, item: &Listed, stop: &AtomicBool) -> RResult<bool> {
+    /// Downloads one item into a hidden part file in staging, fsynced. `None`: not now.
+    fn fetch_one(&mut self, item: &Listed, stop: &AtomicBool) -> RResult<Option<Part>> {
         let staged = fsutil::safe_join(self.staging(), &item.key, false)
             .map_err(|e| RemoteError::Permanent(format!("{}: {e}", item.key)))?;
         if fsutil::exists(&staged) {
             // The previous file of that name is still being processed: keep the name (it
             // feeds output names) and take this one after.
-            return Ok(false);
+            return Ok(None);
         }
         let dir = staged.parent().unwrap_or(self.staging()).to_path_buf();
         let local = |e: std::io::Error| RemoteError::Transient(format!("staging: {e}"));
@@ -593,9 +619,11 @@ impl SourceRunner {
             drop(f);
             let _ = std::fs::remove_file(&part);
             tracing::info!(remote_file = %item.key, listed = item.size, got, "The remote file changed while it was fetched; it settles again.");
-            return Ok(false);
+            return Ok(None);
         }
-        let synced = f.sync_all().and_then(|_| f.metadata());
+        // Made durable with the rest of its batch in `commit` (one syncfs, not an fsync
+        // per file).
+        let synced = f.metadata();
         drop(f);
         let md = match synced {
             Ok(md) => md,
@@ -604,43 +632,95 @@ impl SourceRunner {
                 return Err(local(e));
             }
         };
-        let meta = crate::sources::folder::meta_of(&md);
-        // Durable before the rename: a crash after it finishes the rename at start.
-        if let Err(e) = self.journal.exec(
-            "INSERT OR REPLACE INTO remote_items (job, key, version, staged, part, state, size, mtime_ns, remote, disposition, fetched_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'fetched', ?6, ?7, ?8, ?9, ?10)",
-            vec![
-                text(&self.job.name),
-                text(&item.key),
-                text(&item.version()),
-                text(&item.key),
-                text(&part_name),
-                int(meta.size as i64),
-                int(meta.mtime_ns),
-                text(&self.remote.endpoint.display()),
-                text(self.remote.success.as_str()),
-                int(now_ms()),
-            ],
-            true,
-        ) {
-            let _ = std::fs::remove_file(&part);
-            return Err(RemoteError::Transient(format!("journal: {e}")));
+        Ok(Some(Part {
+            item: item.clone(),
+            part_name,
+            part,
+            staged,
+            meta: crate::sources::folder::meta_of(&md),
+        }))
+    }
+
+    /// Records a batch of downloaded parts (durably), then renames them into place.
+    fn commit(&mut self, parts: Vec<Part>) -> RResult<()> {
+        if parts.is_empty() {
+            return Ok(());
         }
-        fsutil::rename_noreplace(&part, &staged).map_err(local)?;
-        fsutil::sync_dir(&dir).map_err(local)?;
-        let _ = self.journal.exec(
-            "UPDATE remote_items SET state = 'staged' WHERE job = ?1 AND key = ?2 AND version = ?3",
-            vec![text(&self.job.name), text(&item.key), text(&item.version())],
-            false,
-        );
-        self.known.insert((item.key.clone(), item.version()));
-        tracing::info!(remote_file = %item.key, size = item.size, "Fetched from the remote source.");
-        Ok(true)
+        let local = |e: std::io::Error| RemoteError::Transient(format!("staging: {e}"));
+        // The parts' bytes first, then the journal, then the renames: a crash after the
+        // journal write finishes the renames at start.
+        sync_files(self.staging(), &parts).map_err(local)?;
+        let n = parts.len();
+        for (i, p) in parts.iter().enumerate() {
+            let r = self.journal.exec(
+                "INSERT OR REPLACE INTO remote_items (job, key, version, staged, part, state, size, mtime_ns, remote, disposition, fetched_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'fetched', ?6, ?7, ?8, ?9, ?10)",
+                vec![
+                    text(&self.job.name),
+                    text(&p.item.key),
+                    text(&p.item.version()),
+                    text(&p.item.key),
+                    text(&p.part_name),
+                    int(p.meta.size as i64),
+                    int(p.meta.mtime_ns),
+                    text(&self.remote.endpoint.display()),
+                    text(self.remote.success.as_str()),
+                    int(now_ms()),
+                ],
+                i + 1 == n,
+            );
+            if let Err(e) = r {
+                for p in &parts {
+                    let _ = std::fs::remove_file(&p.part);
+                }
+                return Err(RemoteError::Transient(format!("journal: {e}")));
+            }
+        }
+        let mut dirs = HashSet::new();
+        for p in &parts {
+            fsutil::rename_noreplace(&p.part, &p.staged).map_err(local)?;
+            dirs.insert(p.staged.parent().unwrap_or(self.staging()).to_path_buf());
+        }
+        for d in dirs {
+            fsutil::sync_dir(&d).map_err(local)?;
+        }
+        for p in parts {
+            let _ = self.journal.exec(
+                "UPDATE remote_items SET state = 'staged' WHERE job = ?1 AND key = ?2 AND version = ?3",
+                vec![
+                    text(&self.job.name),
+                    text(&p.item.key),
+                    text(&p.item.version()),
+                ],
+                false,
+            );
+            self.known.insert((p.item.key.clone(), p.item.version()));
+            tracing::info!(remote_file = %p.item.key, size = p.item.size, "Fetched from the remote source.");
+        }
+        Ok(())
     }
 
     pub fn disconnect(&mut self) {
         self.fetcher.disconnect();
     }
+}
+
+/// Makes the parts' contents durable: one `syncfs` for the whole batch on Linux (the
+/// staging folder's file system), an fsync per file elsewhere.
+fn sync_files(staging: &Path, parts: &[Part]) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let dir = std::fs::File::open(staging)?;
+        // SAFETY: syncfs(2) on a file descriptor we own for the duration of the call.
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } == 0 {
+            return Ok(());
+        }
+    }
+    for p in parts {
+        std::fs::File::open(&p.part)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn done_names(list: &[Template], name: &str) -> Vec<String> {
@@ -783,10 +863,9 @@ impl DeliveryRunner {
             .map(|md| crate::sources::folder::meta_of(&md) == m)
             .unwrap_or(false);
         if same {
+            // No folder fsync: a removal undone by a power loss finds the journal's
+            // `delivered` (or `delivering` and the same bytes on the server): not sent again.
             let _ = std::fs::remove_file(path);
-            if let Some(d) = path.parent() {
-                let _ = fsutil::sync_dir(d);
-            }
         }
     }
 
@@ -822,13 +901,16 @@ impl DeliveryRunner {
                 }
                 todo.push((path.clone(), rel.clone(), *m));
             }
+            // One durable journal write per batch, not per file. After a crash, a file
+            // marked `delivering` is compared with the server's copy byte for byte
+            // (`is_there`) instead of being sent again, so marking a few files early is safe.
+            for (i, (_, rel, m)) in todo.iter().enumerate() {
+                self.record(rel, *m, "delivering", None, None, i + 1 == todo.len());
+            }
             for (path, rel, m) in todo {
                 if stop.load(Ordering::Relaxed) {
                     return RoundEnd::Stopped;
                 }
-                // Durable before sending: after a crash, only a file marked `delivering`
-                // is checked on the server (by its bytes) instead of being sent again.
-                self.record(&rel, m, "delivering", None, None, true);
                 let done_name = self.target.done_file.as_ref().map(|t| {
                     let (dir, name) = match rel.rsplit_once('/') {
                         Some((d, n)) => (d.to_string(), n),
@@ -945,6 +1027,8 @@ impl DeliveryRunner {
 /// The remote threads of one job (daemon mode).
 pub struct RemoteTasks {
     stop: Arc<AtomicBool>,
+    /// `run --once`: deliver what is in the outbox, then end (bounded in time).
+    drain: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -979,8 +1063,9 @@ pub fn is_remote(job: &Job) -> bool {
 }
 
 impl RemoteTasks {
-    /// Starts the fetcher and the deliverers of a job, if it has any.
-    pub fn spawn(job: &Arc<Job>, journal: &Arc<Journal>) -> Option<RemoteTasks> {
+    /// Starts the fetcher and the deliverers of a job, if it has any. With `once`, only
+    /// the deliverers (they overlap the local pass; [`RemoteTasks::finish`] drains them).
+    pub fn spawn(job: &Arc<Job>, journal: &Arc<Journal>, once: bool) -> Option<RemoteTasks> {
         if !is_remote(job) {
             return None;
         }
@@ -988,10 +1073,18 @@ impl RemoteTasks {
             tracing::error!(job = %job.name, error = %e, "Cannot prepare the journal for remote transfers.");
             return None;
         }
-        log_start_warnings(job);
+        if !once || job.source.remote.is_none() {
+            log_start_warnings(job);
+        }
         let stop = Arc::new(AtomicBool::new(false));
+        let drain = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
-        if let Some(mut src) = SourceRunner::new(job.clone(), journal.clone()) {
+        let fetcher = if once {
+            None
+        } else {
+            SourceRunner::new(job.clone(), journal.clone())
+        };
+        if let Some(mut src) = fetcher {
             let stop = stop.clone();
             let poll = job.source.poll;
             let span = tracing::info_span!("job", job = %job.name);
@@ -1018,6 +1111,7 @@ impl RemoteTasks {
                 continue;
             };
             let stop = stop.clone();
+            let drain = drain.clone();
             let span = tracing::info_span!("job", job = %job.name, output = idx + 1);
             threads.push(
                 std::thread::Builder::new()
@@ -1025,8 +1119,20 @@ impl RemoteTasks {
                     .spawn(move || {
                         let _g = span.enter();
                         let mut idle_since = Instant::now();
+                        let mut deadline: Option<Instant> = None;
                         while !stop.load(Ordering::Relaxed) {
+                            if deadline.is_none() && drain.load(Ordering::Relaxed) {
+                                deadline = Some(Instant::now() + once_delivery_bound());
+                            }
                             match d.round(&stop) {
+                                RoundEnd::Empty if deadline.is_some() => break,
+                                RoundEnd::RetryIn(w)
+                                    if deadline.is_some_and(|end| Instant::now() + w > end) =>
+                                {
+                                    tracing::warn!(pending = d.pending().len(), outbox = %d.target.outbox.display(), "Deliveries still failing; the files stay in the outbox for the next run.");
+                                    break;
+                                }
+                                RoundEnd::Empty if once => nap(&drain, Duration::from_millis(50)),
                                 RoundEnd::Empty => {
                                     // Close an idle connection after a while.
                                     if idle_since.elapsed() > Duration::from_secs(60) {
@@ -1049,7 +1155,20 @@ impl RemoteTasks {
                     .expect("deliverer thread"),
             );
         }
-        Some(RemoteTasks { stop, threads })
+        Some(RemoteTasks {
+            stop,
+            drain,
+            threads,
+        })
+    }
+
+    /// `run --once`: lets the deliverers send what is in the outboxes (retrying up to
+    /// [`ONCE_DELIVERY_BOUND`] or `FERRY_DELIVERY_WAIT`), then waits for them.
+    pub fn finish(self) {
+        self.drain.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
     }
 
     /// Stops the threads (an in-flight transfer is abandoned safely) and waits for them.
@@ -1091,16 +1210,12 @@ fn once_delivery_bound() -> Duration {
         .unwrap_or(ONCE_DELIVERY_BOUND)
 }
 
-/// `run --once`, after the local pass: dispose of finished remote originals, and deliver
-/// the outboxes (retrying up to [`ONCE_DELIVERY_BOUND`] or `FERRY_DELIVERY_WAIT`).
+/// `run --once`, after the local pass: dispose of the remote originals whose staged
+/// copies are finished.
 pub fn finish_once(job: &Arc<Job>, journal: &Arc<Journal>) {
-    if !is_remote(job) || init_journal(journal).is_err() {
+    if job.source.remote.is_none() || init_journal(journal).is_err() {
         return;
     }
-    if job.source.remote.is_none() {
-        log_start_warnings(job);
-    }
-    let stop = AtomicBool::new(false);
     // The local pass's last records must be visible to the reader.
     let _ = journal.flush();
     if let Some(mut src) = SourceRunner::new(job.clone(), journal.clone()) {
@@ -1108,26 +1223,6 @@ pub fn finish_once(job: &Arc<Job>, journal: &Arc<Journal>) {
             tracing::error!(error = %e, "Cannot dispose of remote originals; done at the next run.");
         }
         src.disconnect();
-    }
-    let end = Instant::now() + once_delivery_bound();
-    for idx in 0..job.outputs.len() {
-        let Some(mut d) = DeliveryRunner::new(job.clone(), idx, journal.clone()) else {
-            continue;
-        };
-        loop {
-            match d.round(&stop) {
-                RoundEnd::Empty | RoundEnd::Stopped => break,
-                RoundEnd::RetryIn(w) => {
-                    if Instant::now() + w > end {
-                        let n = d.pending().len();
-                        tracing::warn!(pending = n, outbox = %d.target.outbox.display(), "Deliveries still failing; the files stay in the outbox for the next run.");
-                        break;
-                    }
-                    std::thread::sleep(w);
-                }
-            }
-        }
-        d.disconnect();
     }
     let _ = journal.flush();
 }

@@ -306,10 +306,8 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
         if shared.once {
             let (j, jr) = (job.clone(), shared.journal.clone());
             let _ = tokio::task::spawn_blocking(move || crate::remote::fetch_once(&j, &jr)).await;
-            None
-        } else {
-            crate::remote::RemoteTasks::spawn(&job, &shared.journal)
         }
+        crate::remote::RemoteTasks::spawn(&job, &shared.journal, shared.once)
     } else {
         None
     };
@@ -467,8 +465,12 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
         st.tracker.waiting() as u64,
     );
     if let Some(tasks) = remote_tasks {
-        let _ = tokio::task::spawn_blocking(move || tasks.stop()).await;
-    } else if shared.once && crate::remote::is_remote(&job) {
+        let once = shared.once;
+        let _ =
+            tokio::task::spawn_blocking(move || if once { tasks.finish() } else { tasks.stop() })
+                .await;
+    }
+    if shared.once && job.source.remote.is_some() {
         let (j, jr) = (job.clone(), shared.journal.clone());
         let _ = tokio::task::spawn_blocking(move || crate::remote::finish_once(&j, &jr)).await;
     }
