@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs ferry's whole test suite. Installs, on Debian, the real tools the tests use
-# (sshfs + socat for a FUSE share that raises no file events, inotify-tools), so a fresh
-# machine with only the Rust toolchain passes. Every test talks to 127.0.0.1 only.
+# (sshfs + socat for a FUSE share that raises no file events, inotify-tools, vsftpd and
+# pure-ftpd + openssl for the FTP tests, lftp for the FTP benchmark), so a fresh machine with
+# only the Rust toolchain passes. Every test talks to 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,9 @@ command -v sshfs >/dev/null || missing+=(sshfs)
 command -v socat >/dev/null || missing+=(socat)
 command -v inotifywait >/dev/null || missing+=(inotify-tools)
 [ -x /usr/lib/openssh/sftp-server ] || missing+=(openssh-sftp-server)
+[ -x /usr/sbin/vsftpd ] || missing+=(vsftpd)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v lftp >/dev/null || missing+=(lftp)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]}" >&2
   SUDO=""
@@ -18,6 +22,23 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -q >/dev/null
   $SUDO apt-get install -y -q "${missing[@]}" >/dev/null
 fi
+
+# pure-ftpd (a second FTP server, with MLSD) conflicts with vsftpd as a Debian package:
+# unpack it beside, without installing it.
+PUREFTPD_DIR=/opt/ferry-pure-ftpd
+if [ ! -x "$PUREFTPD_DIR/usr/sbin/pure-ftpd" ] && [ ! -x /usr/sbin/pure-ftpd ]; then
+  echo "test.sh: unpacking pure-ftpd into $PUREFTPD_DIR" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -q pure-ftpd >/dev/null 2>&1 || { $SUDO apt-get update -q >/dev/null && apt-get download -q pure-ftpd >/dev/null; })
+  $SUDO dpkg -x "$tmp"/pure-ftpd_*.deb "$PUREFTPD_DIR"
+  rm -rf "$tmp"
+fi
+
+# Mail tests run real dovecot + postfix (installed here when missing; each test starts its
+# own instances on free loopback ports).
+bash scripts/mail-servers.sh install
 
 # Tests that need those tools fail, rather than skip, when they are missing.
 export FERRY_REQUIRE_TOOLS=1

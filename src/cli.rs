@@ -36,6 +36,9 @@ pub fn check(jobs_dir: &Path) -> i32 {
         eprintln!("error: {d}");
     }
     for job in loaded.jobs.values() {
+        for w in crate::remote::check_warnings(job) {
+            eprintln!("warning: {w}");
+        }
         println!("ok: {} ({})", job.name, job.file.display());
     }
     let n_files = loaded.jobs.len() + loaded.broken.len();
@@ -179,6 +182,7 @@ pub fn test(jobs_dir: &Path, state_dir: &Path, job_name: &str, file: &Path) -> i
         seq,
         taken,
         record: None,
+        mail: None,
     };
     let _ = writeln!(out, "seq:       {seq} (the next number of this job)");
     match crate::runtime::process::preview(&job, &vars) {

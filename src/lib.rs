@@ -16,6 +16,9 @@
 //! - [`transform`]: filters, computed fields and lookups (minijinja expressions).
 //! - [`runtime`]: the daemon: per-job runners, the worker pool, processing of one file
 //!   ([`runtime::process`]), crash recovery, hot reload and shutdown.
+//! - [`remote`]: remote sources and destinations (FTP/FTPS, IMAP mailboxes, SMTP) as
+//!   adapters around local staging and outbox folders; [`secrets`] resolves `${env:..}` /
+//!   `${file:..}` passwords.
 //! - [`fsutil`]: the file-system primitives the guarantees rest on; [`hashing`]: sha256 of
 //!   big streams on a thread of their own.
 //! - [`cli`]: the `check`, `test`, `history` and `status` commands.
@@ -28,6 +31,8 @@ pub mod job;
 pub mod journal;
 pub mod outputs;
 pub mod readiness;
+pub mod remote;
 pub mod runtime;
+pub mod secrets;
 pub mod sources;
 pub mod transform;

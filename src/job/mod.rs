@@ -84,6 +84,12 @@ pub struct Source {
     pub watch: Watch,
     pub ready: Ready,
     pub recursive: bool,
+    /// A remote source (`ftp = ...`): `folder` is then its local staging folder, read at
+    /// once (files only appear there by rename), and `settle`/`ready` apply remotely.
+    pub remote: Option<crate::remote::RemoteSource>,
+    /// A mailbox this job takes attachments from (`mailbox = ...`); `folder` is then its
+    /// local staging folder.
+    pub mailbox: Option<crate::remote::mail_config::MailboxSource>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +100,10 @@ pub struct Output {
     pub exists: Exists,
     /// The format written (the original bytes unless the job reads records).
     pub data: data::OutputData,
+    /// A remote destination (`ftp = ...`): `folder` is then its local outbox.
+    pub deliver: Option<crate::remote::RemoteTarget>,
+    /// Sent by email (`email = "mailto:..."`); `folder` is then the local outbox.
+    pub email: Option<crate::remote::mail_config::EmailOutput>,
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +130,8 @@ pub struct Job {
     pub transform: data::TransformSpec,
     pub outputs: Vec<Output>,
     pub after: After,
+    /// An admin address told about every file sent to the error folder, and a daily summary.
+    pub alert: Option<crate::remote::alerts::Alert>,
 }
 
 /// Names that are skipped in every source: hidden files and the usual temporary names that
@@ -144,9 +156,18 @@ const TOP_KEYS: &[&str] = &[
     "transform",
     "output",
     "after",
+    "alert",
 ];
 const SOURCE_KEYS: &[&str] = &[
     "folder",
+    "ftp",
+    "staging",
+    "success",
+    "move_to",
+    "password",
+    "ca_file",
+    "tls_verify",
+    "passive",
     "include",
     "exclude",
     "settle",
@@ -157,7 +178,18 @@ const SOURCE_KEYS: &[&str] = &[
     "recursive",
 ];
 /// The keys of an `[[output]]` besides its format's (`data::OUTPUT_FORMAT_KEYS`).
-const OUTPUT_KEYS: &[&str] = &["folder", "name", "exists"];
+const OUTPUT_KEYS: &[&str] = &[
+    "folder",
+    "name",
+    "exists",
+    "ftp",
+    "outbox",
+    "done_file",
+    "password",
+    "ca_file",
+    "tls_verify",
+    "passive",
+];
 const AFTER_KEYS: &[&str] = &["success", "archive", "error", "max_attempts"];
 
 /// Placeholders a done-file name may use.
@@ -192,6 +224,7 @@ impl Source {
                         seq: 0,
                         taken: chrono::Local::now(),
                         record: None,
+                        mail: None,
                     })
                 })
                 .collect(),
@@ -298,7 +331,7 @@ fn read_job(
     let mut top = TableReader::new("", table.span(), table.get_ref());
     let description = top.str(doc, "description").map(|s| s.value);
     let source = match top.table(doc, "source") {
-        Some(t) => read_source(doc, root, t),
+        Some(t) => read_source(doc, root, name, t),
         None => {
             if table.get_ref().get("source").is_none() {
                 doc.error(
@@ -328,14 +361,19 @@ fn read_job(
     let outputs: Vec<Option<Output>> = top
         .tables(doc, "output")
         .into_iter()
-        .map(|t| {
+        .enumerate()
+        .map(|(i, t)| {
             let splits = transform.as_ref().is_some_and(|t| t.split.is_some());
-            read_output(doc, root, t, has_input, splits)
+            read_output(doc, root, t, has_input, splits, (name, i))
         })
         .collect();
     let after = match top.table(doc, "after") {
         Some(t) => read_after(doc, root, Some(t)),
         None => read_after(doc, root, None),
+    };
+    let alert = match top.table(doc, "alert") {
+        Some(t) => crate::remote::alerts::read(doc, root, t, name).map(Some),
+        None => Some(None),
     };
     top.finish(doc, TOP_KEYS);
     if name.is_empty() || name.starts_with('.') {
@@ -355,6 +393,7 @@ fn read_job(
         transform: transform?,
         outputs: outputs.into_iter().collect::<Option<Vec<_>>>()?,
         after,
+        alert: alert?,
     })
 }
 
@@ -509,8 +548,90 @@ fn folder_template(doc: &mut Doc<'_>, root: &Path, s: &Str) -> Option<Template> 
     Template::parse(&format!("{escaped_root}/{}", s.value), PLACEHOLDERS).ok()
 }
 
-fn read_source(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Option<Source> {
-    let folder = t.str(doc, "folder");
+fn read_source(
+    doc: &mut Doc<'_>,
+    root: &Path,
+    job_name: &str,
+    mut t: TableReader<'_, '_>,
+) -> Option<Source> {
+    let is_mailbox = t.has("mailbox");
+    let ftp = t.str(doc, "ftp");
+    let mut folder = t.str(doc, "folder");
+    let mut remote_parts = None;
+    if is_mailbox {
+        if let Some(f) = &folder {
+            doc.error(
+                f.span.clone(),
+                &f.key,
+                "a mailbox source stages its attachments locally in `staging` (default \"var/staging/{job}\"); remove `folder`",
+            );
+        }
+        if let Some(f) = &ftp {
+            doc.error(
+                f.span.clone(),
+                &f.key,
+                "a source has either `mailbox` or `ftp`, not both",
+            );
+        }
+        folder = Some(t.str(doc, "staging").unwrap_or_else(|| Str {
+            value: format!("var/staging/{job_name}"),
+            span: 0..0,
+            key: "source.staging".into(),
+        }));
+    } else if let Some(url) = &ftp {
+        if let Some(f) = &folder {
+            doc.error(
+                f.span.clone(),
+                &f.key,
+                "a remote source stages its files locally in `staging` (default \"var/staging/{job}\"); remove `folder`",
+            );
+        }
+        let endpoint = crate::remote::read_endpoint(doc, &mut t, url);
+        let success_raw = t.str(doc, "success");
+        let move_to = t.str(doc, "move_to");
+        let success = match (success_raw.as_ref().map(|s| s.value.as_str()), move_to) {
+            (None | Some("delete"), None) => Some(crate::remote::Disposal::Delete),
+            (Some("keep"), None) => Some(crate::remote::Disposal::Keep),
+            (Some("move"), Some(m)) if !m.value.trim().is_empty() => Some(
+                crate::remote::Disposal::Move(m.value.trim_end_matches('/').to_string()),
+            ),
+            (Some("move"), _) => {
+                doc.error(
+                    t.span.clone(),
+                    "source.move_to",
+                    "`success = \"move\"` needs `move_to`: the remote folder to move taken files into",
+                );
+                None
+            }
+            (_, Some(m)) => {
+                doc.error(
+                    m.span.clone(),
+                    &m.key,
+                    "`move_to` only counts with `success = \"move\"`",
+                );
+                None
+            }
+            (Some(_), None) => {
+                let s = success_raw.clone().expect("present");
+                doc.error(
+                    s.span.clone(),
+                    &s.key,
+                    format!(
+                        "expected one of \"delete\", \"move\", \"keep\", found {:?}",
+                        s.value
+                    ),
+                );
+                None
+            }
+        };
+        let staging = t.str(doc, "staging").unwrap_or_else(|| Str {
+            value: format!("var/staging/{job_name}"),
+            span: 0..0,
+            key: "source.staging".into(),
+        });
+        folder = Some(staging);
+        remote_parts = Some((endpoint, success));
+    }
     if folder.is_none() && t.span_of("folder") == t.span {
         doc.error(
             t.span.clone(),
@@ -540,6 +661,17 @@ fn read_source(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Op
     );
     let done = t.str_list(doc, "done");
     let recursive = t.bool(doc, "recursive").unwrap_or(false);
+    let mailbox = if is_mailbox {
+        // A mailbox is polled every minute unless the job says otherwise (IDLE wakes it).
+        let p = if t.has("poll") {
+            poll.unwrap_or(Duration::from_secs(60))
+        } else {
+            Duration::from_secs(60)
+        };
+        crate::remote::mail_config::read_mailbox(doc, root, &mut t, p).map(Some)
+    } else {
+        Some(None)
+    };
     let mut ok = true;
     if let Some(p) = poll
         && p < Duration::from_millis(100)
@@ -615,7 +747,14 @@ fn read_source(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Op
         }
     }
     let trigger_set = triggers.build().ok();
-    t.finish(doc, SOURCE_KEYS);
+    if is_mailbox {
+        t.finish(
+            doc,
+            &[SOURCE_KEYS, crate::remote::mail_config::MAILBOX_KEYS].concat(),
+        );
+    } else {
+        t.finish(doc, SOURCE_KEYS);
+    }
     let folder = folder?;
     if folder.value.trim().is_empty() {
         doc.error(
@@ -628,7 +767,26 @@ fn read_source(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Op
     if !ok {
         return None;
     }
+    let ready = ready?;
+    let settle = settle?;
+    let remote = match remote_parts {
+        Some((endpoint, success)) => Some(crate::remote::RemoteSource {
+            endpoint: endpoint?,
+            success: success?,
+            settle,
+            ready: ready.clone(),
+        }),
+        None => None,
+    };
+    // A staging folder is read at once: files only ever appear there by rename.
+    let mailbox = mailbox?;
+    let (settle, ready) = if remote.is_some() || mailbox.is_some() {
+        (Duration::ZERO, Ready::Settle)
+    } else {
+        (settle, ready)
+    };
     Some(Source {
+        remote,
         folder: resolve(root, &folder.value),
         include: include
             .unwrap_or_default()
@@ -642,11 +800,12 @@ fn read_source(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Op
         },
         exclude_set: exclude_set?,
         trigger_set: trigger_set?,
-        settle: settle?,
+        settle,
         poll: poll?,
         watch: watch?,
-        ready: ready?,
+        ready,
         recursive,
+        mailbox,
     })
 }
 
@@ -656,8 +815,87 @@ fn read_output(
     mut t: TableReader<'_, '_>,
     has_input: bool,
     splits: bool,
+    (job_name, idx): (&str, usize),
 ) -> Option<Output> {
-    let folder = t.str(doc, "folder");
+    let is_email = t.has("email");
+    let ftp = t.str(doc, "ftp");
+    let mut folder = t.str(doc, "folder");
+    let mut remote_parts = None;
+    let mut email = Some(None);
+    if is_email {
+        if let Some(f) = &folder {
+            doc.error(
+                f.span.clone(),
+                &f.key,
+                "an email output is written to a local `outbox` first (default \"var/outbox/{job}/N\"); remove `folder`",
+            );
+        }
+        if let Some(f) = &ftp {
+            doc.error(
+                f.span.clone(),
+                &f.key,
+                "an output has either `email` or `ftp`, not both",
+            );
+        }
+        let outbox = t.str(doc, "outbox").unwrap_or_else(|| Str {
+            value: format!("var/outbox/{job_name}/{}", idx + 1),
+            span: 0..0,
+            key: format!("{}.outbox", t.path),
+        });
+        if outbox.value.contains('{') {
+            doc.error(
+                outbox.span.clone(),
+                &outbox.key,
+                "expected a plain folder (no placeholders) for the outbox",
+            );
+        }
+        let outbox_path = resolve(root, &outbox.value);
+        email = crate::remote::mail_config::read_email(doc, root, &mut t, outbox_path.clone())
+            .map(Some);
+        folder = Some(Str {
+            value: outbox_path
+                .display()
+                .to_string()
+                .replace('{', "{{")
+                .replace('}', "}}"),
+            ..outbox
+        });
+    } else if let Some(url) = &ftp {
+        if let Some(f) = &folder {
+            doc.error(
+                f.span.clone(),
+                &f.key,
+                "a remote output is written to a local `outbox` first (default \"var/outbox/{job}/N\"); remove `folder`",
+            );
+        }
+        let endpoint = crate::remote::read_endpoint(doc, &mut t, url);
+        let done_file = t.str(doc, "done_file");
+        let done = match done_file {
+            Some(d) => template(doc, &d, PLACEHOLDERS).map(Some),
+            None => Some(None),
+        };
+        let outbox = t.str(doc, "outbox").unwrap_or_else(|| Str {
+            value: format!("var/outbox/{job_name}/{}", idx + 1),
+            span: 0..0,
+            key: format!("{}.outbox", t.path),
+        });
+        if outbox.value.contains('{') {
+            doc.error(
+                outbox.span.clone(),
+                &outbox.key,
+                "expected a plain folder (no placeholders) for the outbox",
+            );
+        }
+        remote_parts = Some((endpoint, done, resolve(root, &outbox.value)));
+        folder = Some(Str {
+            value: resolve(root, &outbox.value)
+                .display()
+                .to_string()
+                .replace('{', "{{")
+                .replace('}', "}}"),
+            ..outbox
+        });
+    }
     if folder.is_none() && t.span_of("folder") == t.span {
         doc.error(
             t.span.clone(),
@@ -679,7 +917,19 @@ fn read_output(
         Exists::Fail,
     );
     let data = data::read_output_data(doc, &mut t, has_input);
-    t.finish(doc, &[OUTPUT_KEYS, data::OUTPUT_FORMAT_KEYS].concat());
+    if is_email {
+        t.finish(
+            doc,
+            &[
+                OUTPUT_KEYS,
+                data::OUTPUT_FORMAT_KEYS,
+                crate::remote::mail_config::EMAIL_KEYS,
+            ]
+            .concat(),
+        );
+    } else {
+        t.finish(doc, &[OUTPUT_KEYS, data::OUTPUT_FORMAT_KEYS].concat());
+    }
     let folder = folder_template(doc, root, &folder?);
     let name = match name {
         Some(n) => {
@@ -719,11 +969,21 @@ fn read_output(
         }
         None => Template::parse("{name}", PLACEHOLDERS).ok(),
     };
+    let deliver = match remote_parts {
+        Some((endpoint, done_file, outbox)) => Some(crate::remote::RemoteTarget {
+            endpoint: endpoint?,
+            done_file: done_file?,
+            outbox,
+        }),
+        None => None,
+    };
     Some(Output {
         folder: folder?,
         name: name?,
         exists: exists?,
         data: data?,
+        deliver,
+        email: email?,
     })
 }
 

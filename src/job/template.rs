@@ -18,6 +18,7 @@ pub const PLACEHOLDERS: &[&str] = &[
     "seq",
     "seq:WIDTH",
     "date:FORMAT",
+    "mail:FIELD",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,9 @@ enum Part {
     },
     /// A field of the record (only where the job splits its records into several files).
     Field(String),
+    /// The message a mailbox attachment came from: `from`, `subject`, `date`,
+    /// `message_id` (empty for files that did not come by mail).
+    Mail(String),
 }
 
 /// Put in a template's allowed list to let it use record fields (`{OrderNo}`,
@@ -67,6 +71,8 @@ pub struct Vars<'a> {
     pub taken: DateTime<Local>,
     /// The record whose fields `{Field}` placeholders name, when splitting.
     pub record: Option<&'a crate::formats::Record>,
+    /// The message of a file taken from a mailbox.
+    pub mail: Option<&'a crate::remote::mime::MailMeta>,
 }
 
 impl Template {
@@ -209,6 +215,18 @@ impl Template {
                     let value = v.record.and_then(|r| r.get(f)).unwrap_or("");
                     out.push_str(&field_in_name(value));
                 }
+                Part::Mail(f) => {
+                    let value = v.mail.map_or(String::new(), |m| match f.as_str() {
+                        "from" => m.from.clone(),
+                        "subject" => m.subject.clone(),
+                        // The date in a name: the message's own date, 20261123-100000.
+                        "date" => chrono::DateTime::parse_from_rfc3339(&m.date)
+                            .map(|d| d.format("%Y%m%d-%H%M%S").to_string())
+                            .unwrap_or_default(),
+                        _ => m.message_id.clone(),
+                    });
+                    out.push_str(&field_in_name(&value));
+                }
             }
         }
         out
@@ -289,6 +307,15 @@ fn parse_placeholder(inner: &str, allowed: &[&str]) -> Result<Part, String> {
         ("name" | "stem" | "ext" | "dir" | "job", Some(_)) => {
             return Err(format!("`{{{key}}}` takes no `:argument`"));
         }
+        ("mail", Some(f)) => {
+            let f = f.trim();
+            if !["from", "subject", "date", "message_id"].contains(&f) {
+                return Err(format!(
+                    "`{{mail:{f}}}`: expected one of {{mail:from}} {{mail:subject}} {{mail:date}} {{mail:message_id}}"
+                ));
+            }
+            Part::Mail(f.to_string())
+        }
         ("field", Some(f)) if allowed.contains(&FIELDS) && !f.trim().is_empty() => {
             return Ok(Part::Field(f.trim().to_string()));
         }
@@ -352,6 +379,7 @@ mod tests {
             seq: 42,
             taken: Local.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap(),
             record: None,
+            mail: None,
         }
     }
 
@@ -419,6 +447,7 @@ mod tests {
         };
         let v = Vars {
             record: Some(&rec),
+            mail: None,
             ..vars("a.xml")
         };
         assert_eq!(t.render(&v), "order_.._.._etc_x__.xml");

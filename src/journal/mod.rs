@@ -163,6 +163,12 @@ enum Op {
         source: String,
         waiting: u64,
     },
+    /// One statement on another module's tables (remote items, deliveries), in order with
+    /// every other write.
+    Exec {
+        sql: &'static str,
+        params: Vec<rusqlite::types::Value>,
+    },
     Flush,
 }
 
@@ -444,6 +450,23 @@ impl Journal {
             },
             false,
         )
+    }
+
+    /// Runs one statement on the writer thread, in order with every other write; with
+    /// `wait`, returns once it is durable. For the tables of other modules ([`crate::remote`]).
+    pub fn exec(
+        &self,
+        sql: &'static str,
+        params: Vec<rusqlite::types::Value>,
+        wait: bool,
+    ) -> Result<()> {
+        self.send(Op::Exec { sql, params }, wait)
+    }
+
+    /// Reads through the journal's reader connection (committed data only).
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let conn = self.reader.lock().expect("reader");
+        Ok(f(&conn)?)
     }
 
     /// Waits until everything sent so far is durable.
@@ -798,6 +821,10 @@ fn apply(tx: &rusqlite::Transaction<'_>, m: &Msg) -> rusqlite::Result<()> {
                  ON CONFLICT(job) DO UPDATE SET source = excluded.source, waiting = excluded.waiting, updated_at = excluded.updated_at",
             )?
             .execute(params![job, source, *waiting as i64, at])?;
+        }
+        Op::Exec { sql, params } => {
+            tx.prepare_cached(sql)?
+                .execute(rusqlite::params_from_iter(params.iter()))?;
         }
         Op::Flush => {}
     }

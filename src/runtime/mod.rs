@@ -268,6 +268,10 @@ fn dir_fingerprint(dir: &Path) -> BTreeMap<PathBuf, (u64, i64)> {
 
 /// One job's runner.
 async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>) {
+    if job.source.remote.is_some() || job.source.mailbox.is_some() {
+        // The staging folder is ferry's own: make it, so it can be watched from the start.
+        let _ = crate::fsutil::create_dir_all_durable(&job.source.folder);
+    }
     let settle = match job.source.ready {
         Ready::Settle => job.source.settle,
         Ready::DoneFile(_) => Duration::ZERO,
@@ -296,12 +300,77 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
         drop(ev_tx);
         None
     };
+    // Remote parts (docs/remote.md): with --once, fetch before the local pass and deliver
+    // after it; as a daemon, fetcher and deliverer threads run beside the runner.
+    let remote_tasks = if crate::remote::is_remote(&job) {
+        if shared.once {
+            let (j, jr) = (job.clone(), shared.journal.clone());
+            let _ = tokio::task::spawn_blocking(move || crate::remote::fetch_once(&j, &jr)).await;
+        }
+        crate::remote::RemoteTasks::spawn(&job, &shared.journal, shared.once)
+    } else {
+        None
+    };
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Found, Outcome)>();
     let mut in_flight: JoinSet<()> = JoinSet::new();
     let mut next_scan = tokio::time::Instant::now();
     let mut last_status = (usize::MAX, Instant::now());
     let mut last_status_check = Instant::now();
     let mut folder_missing_warned = false;
+    // Mail adapters: a fetcher for a mailbox source, a deliverer per email output.
+    let mut adapters: JoinSet<()> = JoinSet::new();
+    if job.source.mailbox.is_some() {
+        if shared.once {
+            match crate::remote::mail_source::once_fetch(&job, &shared.journal).await {
+                Ok(r) => tracing::info!(
+                    messages = r.messages,
+                    files = r.files,
+                    skipped = r.skipped,
+                    "Mailbox read."
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "Cannot read the mailbox; staged files are still processed.")
+                }
+            }
+        } else {
+            adapters.spawn(
+                crate::remote::mail_source::run(job.clone(), shared.journal.clone(), stop.clone())
+                    .in_current_span(),
+            );
+        }
+    }
+    if !shared.once {
+        for (i, o) in job.outputs.iter().enumerate() {
+            if let Some(e) = &o.email {
+                adapters.spawn(
+                    crate::remote::mail_output::run(
+                        job.clone(),
+                        i as u32,
+                        e.clone(),
+                        shared.journal.clone(),
+                        stop.clone(),
+                    )
+                    .in_current_span(),
+                );
+            }
+        }
+        if let Some(a) = &job.alert {
+            adapters.spawn(
+                crate::remote::alerts::run(job.clone(), shared.journal.clone(), stop.clone())
+                    .in_current_span(),
+            );
+            adapters.spawn(
+                crate::remote::mail_output::run(
+                    job.clone(),
+                    crate::remote::mail_output::ALERTS,
+                    a.email.clone(),
+                    shared.journal.clone(),
+                    stop.clone(),
+                )
+                .in_current_span(),
+            );
+        }
+    }
 
     loop {
         // Hand ready files to free workers.
@@ -395,6 +464,48 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
         &job.source.folder.to_string_lossy(),
         st.tracker.waiting() as u64,
     );
+    if let Some(tasks) = remote_tasks {
+        let once = shared.once;
+        let _ =
+            tokio::task::spawn_blocking(move || if once { tasks.finish() } else { tasks.stop() })
+                .await;
+    }
+    if shared.once && job.source.remote.is_some() {
+        let (j, jr) = (job.clone(), shared.journal.clone());
+        let _ = tokio::task::spawn_blocking(move || crate::remote::finish_once(&j, &jr)).await;
+    }
+    if shared.once {
+        let _ = shared.journal.flush();
+        for (i, o) in job.outputs.iter().enumerate() {
+            if let Some(e) = &o.email
+                && let Err(e) =
+                    crate::remote::mail_output::once(&job, i as u32, e, &shared.journal).await
+            {
+                tracing::warn!(error = %format!("{e:#}"), "Email output failed.");
+            }
+        }
+        if let Some(a) = &job.alert {
+            if let Err(e) = crate::remote::alerts::once(&job, &shared.journal) {
+                tracing::warn!(error = %format!("{e:#}"), "Cannot prepare alerts.");
+            }
+            if let Err(e) = crate::remote::mail_output::once(
+                &job,
+                crate::remote::mail_output::ALERTS,
+                &a.email,
+                &shared.journal,
+            )
+            .await
+            {
+                tracing::warn!(error = %format!("{e:#}"), "Alert mail failed.");
+            }
+        }
+        if job.source.mailbox.is_some()
+            && let Err(e) = crate::remote::mail_source::once_dispose(&job, &shared.journal).await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "Cannot dispose of the mail messages; done at the next run.");
+        }
+    }
+    while adapters.join_next().await.is_some() {}
 }
 
 async fn sleep_until_opt(t: Option<tokio::time::Instant>) {

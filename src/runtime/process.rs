@@ -187,6 +187,12 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
         mtime_ns: found.meta.mtime_ns,
     };
     let taken = Local::now();
+    // A file taken from a mailbox: its message, for names and transforms.
+    let mail_meta = job
+        .source
+        .mailbox
+        .as_ref()
+        .and_then(|_| crate::remote::mail_store::meta_of_staged(journal, &identity.path));
     let mut resolved = None;
     let claim = journal.claim(
         &job.name,
@@ -202,6 +208,7 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
                 seq: c.seq,
                 taken,
                 record: None,
+                mail: mail_meta.as_ref(),
             };
             let r = resolve(job, &vars, c.id);
             // Split outputs get their names while the file is read: recovery removes
@@ -238,6 +245,7 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
         seq: claim.seq,
         taken,
         record: None,
+        mail: mail_meta.as_ref(),
     };
     if claim.attempts > job.after.max_attempts {
         let err = FileError::new(format!(
@@ -405,6 +413,13 @@ fn deliver(
                 ),
                 ("received".to_string(), vars.taken.to_rfc3339()),
             ]);
+            let mut meta = meta;
+            if let Some(m) = vars.mail {
+                meta.insert("mail_from".into(), m.from.clone());
+                meta.insert("mail_subject".into(), m.subject.clone());
+                meta.insert("mail_date".into(), m.date.clone());
+                meta.insert("mail_message_id".into(), m.message_id.clone());
+            }
             let mut rejects = pipeline::Rejects {
                 path: rejects_target
                     .as_ref()
@@ -423,6 +438,7 @@ fn deliver(
                     .1;
                 let v = Vars {
                     record: Some(rec),
+                    mail: vars.mail,
                     ..vars.clone()
                 };
                 let name = o.name.render(&v);

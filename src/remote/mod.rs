@@ -1,0 +1,1383 @@
+//! Remote sources and destinations (FTP today; IMAP and SMTP plug into the same parts), as
+//! adapters around the local engine, which stays the one place where files are processed.
+//!
+//! Theory of operation (docs/remote.md has the reasons):
+//!
+//! - A remote **source** is a [`Fetcher`] plus a local staging folder. The job's
+//!   `source.folder` *is* the staging folder; the normal runner takes files from it. A
+//!   fetcher thread per job polls the remote listing, decides readiness (size and time
+//!   unchanged for `settle`, or a done-file), downloads into `staging/.ferry-part-*`
+//!   (hidden, so the runner never sees it), checks the size, fsyncs, records the item in the
+//!   journal (`remote_items`, waited), then renames it into place. Only after the local
+//!   engine finished the staged file (done, or failed into the error folder) is the remote
+//!   original deleted, moved or kept ([`Disposal`]). The journal key (job, remote key,
+//!   version) keeps an item from being taken twice, even with `keep` and after a restart.
+//! - A remote **destination** is a local outbox plus a [`Deliverer`]. The engine writes the
+//!   output into the outbox like any folder output (durably, atomically), so the original
+//!   is archived only once every output is safe on local disk. A deliverer thread per
+//!   (job, output) sends each outbox file, journals it in `deliveries`, and removes it.
+//!   Failures are retried with [`Backoff`]; one dead destination blocks nothing else.
+//!
+//! Protocol modules implement the two traits; everything else here is protocol-neutral.
+//!
+//! Mail (docs/mail.md) is message-shaped rather than file-shaped: one message gives several
+//! files and is disposed of once all of them are finished, so the mailbox has its own
+//! fetcher ([`mail_source`]) built on the same staging rules and journal; the email output
+//! ([`mail_output`]) sends from an outbox the same way, with one mail per file or batch.
+
+pub mod alerts;
+pub mod ftp;
+pub mod imap;
+pub mod mail_config;
+pub mod mail_output;
+pub mod mail_source;
+pub mod mail_store;
+pub mod mime;
+pub mod smtp;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rusqlite::OptionalExtension;
+use rusqlite::types::Value;
+
+use crate::fsutil;
+use crate::job::template::{Template, Vars};
+use crate::job::{Exists, Job, Ready};
+use crate::journal::{Identity, Journal, now_ms};
+use crate::readiness::{Meta, Tracker, Verdict};
+
+/// What happens to a remote original once its staged copy is finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposal {
+    Delete,
+    /// Moved into this remote folder (relative to the source folder unless absolute, as
+    /// Camel's `move`); never listed as input, even with `recursive`.
+    Move(String),
+    /// Left in place; the journal keeps it from being taken again while unchanged.
+    Keep,
+}
+
+impl Disposal {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Disposal::Delete => "delete",
+            Disposal::Move(_) => "move",
+            Disposal::Keep => "keep",
+        }
+    }
+}
+
+/// A remote endpoint of any protocol.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    Ftp(ftp::FtpEndpoint),
+}
+
+impl Endpoint {
+    /// For logs and status: never contains a password.
+    pub fn display(&self) -> String {
+        match self {
+            Endpoint::Ftp(e) => e.display(),
+        }
+    }
+
+    /// Where a literal password was written, for `ferry check`'s warning.
+    pub fn literal_password(&self) -> bool {
+        match self {
+            Endpoint::Ftp(e) => e.password.as_ref().is_some_and(|p| p.is_literal()),
+        }
+    }
+
+    fn fetcher(&self) -> Box<dyn Fetcher> {
+        match self {
+            Endpoint::Ftp(e) => Box::new(ftp::FtpClient::new(e.clone())),
+        }
+    }
+
+    fn deliverer(&self) -> Box<dyn Deliverer> {
+        match self {
+            Endpoint::Ftp(e) => Box::new(ftp::FtpClient::new(e.clone())),
+        }
+    }
+
+    /// A warning to log at every start, if any (TLS verification turned off).
+    pub fn start_warning(&self) -> Option<String> {
+        match self {
+            Endpoint::Ftp(e) if e.secure && !e.tls_verify => Some(format!(
+                "TLS certificate verification is OFF for {}: anyone on the path can read and change the transfer",
+                e.display()
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// A job's remote source: the local `source.folder` is its staging folder.
+#[derive(Debug, Clone)]
+pub struct RemoteSource {
+    pub endpoint: Endpoint,
+    pub success: Disposal,
+    /// Remote readiness (the staging folder itself is read at once).
+    pub settle: Duration,
+    pub ready: Ready,
+}
+
+/// An output delivered to a remote place; its `folder` is the local outbox.
+#[derive(Debug, Clone)]
+pub struct RemoteTarget {
+    pub endpoint: Endpoint,
+    /// A done-file written after each file, e.g. `{name}.done`.
+    pub done_file: Option<Template>,
+    /// The outbox folder (the output's `folder`, without placeholders).
+    pub outbox: PathBuf,
+}
+
+/// One file in a remote listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The path relative to the remote folder, `/`-separated.
+    pub key: String,
+    pub size: u64,
+    /// Modification time as the server reports it (ns since the epoch; 0 if unknown).
+    pub mtime_ns: i64,
+}
+
+impl Listed {
+    /// The version that tells a changed remote file from the one taken before.
+    pub fn version(&self) -> String {
+        format!("{}:{}", self.size, self.mtime_ns)
+    }
+}
+
+/// Errors of remote operations, split by consequence.
+#[derive(Debug, Clone)]
+pub enum RemoteError {
+    /// Try again later (network, server down, login refused, disk full there).
+    Transient(String),
+    /// This item can never succeed as configured (e.g. the name exists and `exists = "fail"`).
+    Permanent(String),
+}
+
+impl std::fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RemoteError::Transient(s) | RemoteError::Permanent(s) => f.write_str(s),
+        }
+    }
+}
+
+pub type RResult<T> = Result<T, RemoteError>;
+
+/// The source side of a protocol: list, fetch, dispose. Implementations keep their
+/// connection open between calls and reconnect after an error.
+pub trait Fetcher: Send {
+    /// Every file below the remote folder (its subfolders too with `recursive`).
+    fn list(&mut self, recursive: bool) -> RResult<Vec<Listed>>;
+    /// Whether a done-file name is present beside `key` in the last listing is decided by
+    /// the caller; this downloads `item` into `out`, returning the byte count. Stops early
+    /// (with an error) when `stop` is set.
+    fn fetch(&mut self, item: &Listed, out: &mut std::fs::File, stop: &AtomicBool) -> RResult<u64>;
+    /// Deletes or moves the remote original. Something already gone is fine.
+    fn dispose(&mut self, key: &str, how: &Disposal) -> RResult<()>;
+    /// Drops the connection (after an error, or when idle).
+    fn disconnect(&mut self);
+}
+
+/// What a delivery ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    /// Sent; the final remote name.
+    Sent(String),
+    /// Not sent: the name exists and `exists = "skip"`.
+    Skipped,
+}
+
+/// The destination side of a protocol.
+pub trait Deliverer: Send {
+    /// Sends the local file as `name` (relative, `/`-separated) under the remote folder.
+    fn deliver(
+        &mut self,
+        local: &Path,
+        name: &str,
+        size: u64,
+        exists: Exists,
+        done_file: Option<&str>,
+    ) -> RResult<Delivered>;
+    /// After a crash between sending and journaling: whether `name` is there already with
+    /// this size (then it was delivered, and sending again would duplicate it).
+    /// this size and these bytes (then it was delivered, and sending again would duplicate it).
+    fn is_there(&mut self, name: &str, local: &Path, size: u64) -> RResult<bool>;
+    fn disconnect(&mut self);
+}
+
+/// Exponential backoff: 1 s doubling to 5 min, with ±20% jitter so that many failing
+/// deliveries do not retry in lockstep.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    failures: u32,
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            failures: 0,
+            min: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Backoff {
+    /// Records a failure; returns how long to wait before the next try.
+    pub fn fail(&mut self) -> Duration {
+        let base = self
+            .min
+            .saturating_mul(1u32 << self.failures.min(16))
+            .min(self.max);
+        self.failures = self.failures.saturating_add(1);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let jitter = (f64::from(nanos % 1000) / 1000.0 - 0.5) * 0.4; // -0.2 .. 0.2
+        base.mul_f64(1.0 + jitter)
+    }
+
+    pub fn succeed(&mut self) {
+        self.failures = 0;
+    }
+
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Journal tables
+
+const CREATE_ITEMS: &str = "CREATE TABLE IF NOT EXISTS remote_items (
+    job TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version TEXT NOT NULL,
+    staged TEXT NOT NULL,
+    part TEXT NOT NULL,
+    state TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    remote TEXT NOT NULL,
+    disposition TEXT NOT NULL,
+    fetched_at INTEGER NOT NULL,
+    disposed_at INTEGER,
+    error TEXT,
+    PRIMARY KEY (job, key, version)
+)";
+
+const CREATE_DELIVERIES: &str = "CREATE TABLE IF NOT EXISTS deliveries (
+    job TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    file TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    remote TEXT NOT NULL,
+    final TEXT,
+    error TEXT,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (job, idx, file, size, mtime_ns)
+)";
+
+/// Creates the remote tables when missing. Waited for.
+pub fn init_journal(journal: &Journal) -> anyhow::Result<()> {
+    journal.exec(CREATE_ITEMS, Vec::new(), false)?;
+    journal.exec(CREATE_DELIVERIES, Vec::new(), true)?;
+    Ok(())
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_string())
+}
+
+fn int(i: i64) -> Value {
+    Value::Integer(i)
+}
+
+// ---------------------------------------------------------------------------------------
+// Source side
+
+/// A downloaded file, not yet committed.
+struct Part {
+    item: Listed,
+    part_name: String,
+    part: PathBuf,
+    staged: PathBuf,
+    meta: Meta,
+}
+
+/// One job's fetcher: polls, downloads to staging, disposes of finished originals.
+pub struct SourceRunner {
+    job: Arc<Job>,
+    remote: RemoteSource,
+    journal: Arc<Journal>,
+    fetcher: Box<dyn Fetcher>,
+    tracker: Tracker,
+    /// (key, version) already in the journal: not taken again.
+    known: HashSet<(String, String)>,
+    last_error: Option<String>,
+}
+
+impl SourceRunner {
+    pub fn new(job: Arc<Job>, journal: Arc<Journal>) -> Option<SourceRunner> {
+        let remote = job.source.remote.clone()?;
+        let fetcher = remote.endpoint.fetcher();
+        Some(SourceRunner {
+            tracker: Tracker::new(remote.settle),
+            job,
+            remote,
+            journal,
+            fetcher,
+            known: HashSet::new(),
+            last_error: None,
+        })
+    }
+
+    fn staging(&self) -> &Path {
+        &self.job.source.folder
+    }
+
+    /// At start: finishes renames the journal recorded, removes part files it did not.
+    pub fn recover(&mut self) {
+        let job = self.job.name.clone();
+        let rows: Vec<(String, String, String, String)> = self
+            .journal
+            .read(|c| {
+                let mut st = c.prepare(
+                    "SELECT key, version, staged, part FROM remote_items WHERE job = ?1 AND state = 'fetched'",
+                )?;
+                st.query_map([&job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut parts_kept = HashSet::new();
+        for (key, version, staged, part) in rows {
+            let Ok(staged_path) = fsutil::safe_join(self.staging(), &staged, false) else {
+                continue;
+            };
+            let part_path = staged_path.with_file_name(&part);
+            let state = if fsutil::exists(&staged_path) {
+                "staged"
+            } else if fsutil::exists(&part_path)
+                && fsutil::rename_noreplace(&part_path, &staged_path).is_ok()
+            {
+                let _ = fsutil::sync_dir(staged_path.parent().unwrap_or(self.staging()));
+                tracing::info!(file = %staged, "Finished staging a file fetched before the stop.");
+                "staged"
+            } else {
+                parts_kept.insert(part_path);
+                "lost"
+            };
+            let _ = self.journal.exec(
+                "UPDATE remote_items SET state = ?4 WHERE job = ?1 AND key = ?2 AND version = ?3",
+                vec![text(&job), text(&key), text(&version), text(state)],
+                false,
+            );
+            if state == "lost" {
+                // Neither the part nor the staged file is there: take it again.
+                let _ = self.journal.exec(
+                    "DELETE FROM remote_items WHERE job = ?1 AND key = ?2 AND version = ?3",
+                    vec![text(&job), text(&key), text(&version)],
+                    false,
+                );
+            }
+        }
+        let _ = self.journal.flush();
+        for e in walkdir::WalkDir::new(self.staging())
+            .into_iter()
+            .filter_map(Result::ok)
+        {
+            let name = e.file_name().to_string_lossy();
+            if e.file_type().is_file() && name.starts_with(".ferry-part-") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// One poll: dispose of finished items, list, fetch what is ready. Returns when the
+    /// next look is useful (the earliest settle deadline), if any.
+    pub fn round(&mut self, stop: &AtomicBool) -> Option<Instant> {
+        let result = self.dispose_finished().and_then(|_| self.fetch_ready(stop));
+        match result {
+            Ok(next) => {
+                if self.last_error.take().is_some() {
+                    tracing::info!(remote = %self.remote.endpoint.display(), "The remote source works again.");
+                }
+                next
+            }
+            Err(e) => {
+                self.fetcher.disconnect();
+                let msg = e.to_string();
+                if self.last_error.as_deref() != Some(msg.as_str()) {
+                    tracing::error!(remote = %self.remote.endpoint.display(), error = %msg, "Cannot take files from the remote source; trying again at every poll.");
+                    let _ = self.journal.job_status(
+                        &self.job.name,
+                        &format!("{} (error: {msg})", self.remote.endpoint.display()),
+                        0,
+                    );
+                    self.last_error = Some(msg);
+                }
+                None
+            }
+        }
+    }
+
+    /// Items staged earlier whose local processing has finished: dispose of the originals.
+    pub fn dispose_finished(&mut self) -> RResult<()> {
+        let job = self.job.name.clone();
+        let rows: Vec<(String, String, String, i64, i64)> = self
+            .journal
+            .read(|c| {
+                let mut st = c.prepare(
+                    "SELECT key, version, staged, size, mtime_ns FROM remote_items WHERE job = ?1 AND state = 'staged'",
+                )?;
+                st.query_map([&job], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect()
+            })
+            .map_err(|e| RemoteError::Transient(format!("journal: {e}")))?;
+        for (key, version, staged, size, mtime_ns) in rows {
+            let Ok(path) = fsutil::safe_join(self.staging(), &staged, false) else {
+                continue;
+            };
+            let id = Identity {
+                path: path.to_string_lossy().into_owned(),
+                size: size as u64,
+                mtime_ns,
+            };
+            if !self.journal.was_finished(&job, &id).unwrap_or(false) {
+                continue;
+            }
+            self.fetcher.dispose(&key, &self.remote.success)?;
+            if self.remote.success != Disposal::Keep {
+                tracing::info!(remote_file = %key, disposition = self.remote.success.as_str(), "Remote original disposed of.");
+            }
+            let _ = self.journal.exec(
+                "UPDATE remote_items SET state = 'disposed', disposed_at = ?4 WHERE job = ?1 AND key = ?2 AND version = ?3",
+                vec![text(&job), text(&key), text(&version), int(now_ms())],
+                false,
+            );
+        }
+        Ok(())
+    }
+
+    fn is_known(&mut self, item: &Listed) -> bool {
+        let k = (item.key.clone(), item.version());
+        if self.known.contains(&k) {
+            return true;
+        }
+        let keep = self.remote.success == Disposal::Keep;
+        let found: Option<String> = self
+            .journal
+            .read(|c| {
+                c.query_row(
+                    "SELECT state FROM remote_items WHERE job = ?1 AND key = ?2 AND version = ?3",
+                    [&self.job.name, &k.0, &k.1],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .ok()
+            .flatten();
+        // A deleted or moved original that shows up again is a new file, even with the
+        // same size and time; a kept one is the same file.
+        let known = match found.as_deref() {
+            None => false,
+            Some("disposed") => keep,
+            Some(_) => true,
+        };
+        if known {
+            self.known.insert(k);
+        }
+        known
+    }
+
+    fn fetch_ready(&mut self, stop: &AtomicBool) -> RResult<Option<Instant>> {
+        let listed = self.fetcher.list(self.job.source.recursive)?;
+        let names: HashSet<&str> = listed.iter().map(|l| l.key.as_str()).collect();
+        let mut seen = HashSet::new();
+        let mut ready = Vec::new();
+        let mut next: Option<Instant> = None;
+        let now = Instant::now();
+        for item in &listed {
+            let (dir, name) = match item.key.rsplit_once('/') {
+                Some((d, n)) => (d, n),
+                None => ("", item.key.as_str()),
+            };
+            if !self.job.source.matches(name) || dir.split('/').any(|c| c.starts_with('.')) {
+                continue;
+            }
+            if let Disposal::Move(to) = &self.remote.success
+                && (dir == to || dir.starts_with(&format!("{to}/")))
+            {
+                continue;
+            }
+            let path = PathBuf::from(&item.key);
+            seen.insert(path.clone());
+            if self.is_known(item) {
+                continue;
+            }
+            let gate = match &self.remote.ready {
+                Ready::Settle => true,
+                Ready::DoneFile(list) => done_names(list, name).iter().any(|d| {
+                    let k = if dir.is_empty() {
+                        d.clone()
+                    } else {
+                        format!("{dir}/{d}")
+                    };
+                    names.contains(k.as_str())
+                }),
+            };
+            let meta = Meta {
+                size: item.size,
+                mtime_ns: item.mtime_ns,
+            };
+            match self.tracker.observe(&path, meta, now, gate, now_ms()) {
+                Verdict::Ready { .. } => ready.push(item.clone()),
+                Verdict::WaitUntil(t) => next = Some(next.map_or(t, |n| n.min(t))),
+                Verdict::Blocked | Verdict::Ignore => {}
+            }
+        }
+        self.tracker.forget_missing(&seen);
+        // Downloaded files are committed in small batches: one durable journal write and
+        // one folder fsync per batch, not per file (a batch also ends after a second, so
+        // big files do not wait for each other).
+        let mut batch: Vec<Part> = Vec::new();
+        let mut batch_started = Instant::now();
+        let mut result = Ok(next);
+        for item in ready {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let path = PathBuf::from(&item.key);
+            match self.fetch_one(&item, stop) {
+                Ok(Some(part)) => {
+                    if batch.is_empty() {
+                        batch_started = Instant::now();
+                    }
+                    batch.push(part);
+                    self.tracker.finished(&path, None);
+                }
+                // Not now (the previous version is still staged, or it changed): look again.
+                Ok(None) => self.tracker.vanished(&path),
+                Err(e) => {
+                    self.tracker.vanished(&path);
+                    result = Err(e);
+                    break;
+                }
+            }
+            if batch.len() >= 64 || batch_started.elapsed() > Duration::from_secs(1) {
+                self.commit(std::mem::take(&mut batch))?;
+            }
+        }
+        self.commit(batch)?;
+        result
+    }
+
+    /// Downloads one item into a hidden part file in staging, fsynced. `None`: not now.
+    fn fetch_one(&mut self, item: &Listed, stop: &AtomicBool) -> RResult<Option<Part>> {
+        let staged = fsutil::safe_join(self.staging(), &item.key, false)
+            .map_err(|e| RemoteError::Permanent(format!("{}: {e}", item.key)))?;
+        if fsutil::exists(&staged) {
+            // The previous file of that name is still being processed: keep the name (it
+            // feeds output names) and take this one after.
+            return Ok(None);
+        }
+        let dir = staged.parent().unwrap_or(self.staging()).to_path_buf();
+        let local = |e: std::io::Error| RemoteError::Transient(format!("staging: {e}"));
+        fsutil::create_dir_all_durable(&dir).map_err(local)?;
+        let part_name = format!(".ferry-part-{}", &fsutil::temp_name()[11..]);
+        let part = dir.join(&part_name);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&part)
+            .map_err(local)?;
+        let got = match self.fetcher.fetch(item, &mut f, stop) {
+            Ok(n) => n,
+            Err(e) => {
+                drop(f);
+                let _ = std::fs::remove_file(&part);
+                return Err(e);
+            }
+        };
+        if got != item.size {
+            drop(f);
+            let _ = std::fs::remove_file(&part);
+            tracing::info!(remote_file = %item.key, listed = item.size, got, "The remote file changed while it was fetched; it settles again.");
+            return Ok(None);
+        }
+        // Made durable with the rest of its batch in `commit` (one syncfs, not an fsync
+        // per file).
+        let synced = f.metadata();
+        drop(f);
+        let md = match synced {
+            Ok(md) => md,
+            Err(e) => {
+                let _ = std::fs::remove_file(&part);
+                return Err(local(e));
+            }
+        };
+        Ok(Some(Part {
+            item: item.clone(),
+            part_name,
+            part,
+            staged,
+            meta: crate::sources::folder::meta_of(&md),
+        }))
+    }
+
+    /// Records a batch of downloaded parts (durably), then renames them into place.
+    fn commit(&mut self, parts: Vec<Part>) -> RResult<()> {
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let local = |e: std::io::Error| RemoteError::Transient(format!("staging: {e}"));
+        // The parts' bytes first, then the journal, then the renames: a crash after the
+        // journal write finishes the renames at start.
+        sync_files(self.staging(), &parts).map_err(local)?;
+        let n = parts.len();
+        for (i, p) in parts.iter().enumerate() {
+            let r = self.journal.exec(
+                "INSERT OR REPLACE INTO remote_items (job, key, version, staged, part, state, size, mtime_ns, remote, disposition, fetched_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'fetched', ?6, ?7, ?8, ?9, ?10)",
+                vec![
+                    text(&self.job.name),
+                    text(&p.item.key),
+                    text(&p.item.version()),
+                    text(&p.item.key),
+                    text(&p.part_name),
+                    int(p.meta.size as i64),
+                    int(p.meta.mtime_ns),
+                    text(&self.remote.endpoint.display()),
+                    text(self.remote.success.as_str()),
+                    int(now_ms()),
+                ],
+                i + 1 == n,
+            );
+            if let Err(e) = r {
+                for p in &parts {
+                    let _ = std::fs::remove_file(&p.part);
+                }
+                return Err(RemoteError::Transient(format!("journal: {e}")));
+            }
+        }
+        let mut dirs = HashSet::new();
+        for p in &parts {
+            fsutil::rename_noreplace(&p.part, &p.staged).map_err(local)?;
+            dirs.insert(p.staged.parent().unwrap_or(self.staging()).to_path_buf());
+        }
+        for d in dirs {
+            fsutil::sync_dir(&d).map_err(local)?;
+        }
+        for p in parts {
+            let _ = self.journal.exec(
+                "UPDATE remote_items SET state = 'staged' WHERE job = ?1 AND key = ?2 AND version = ?3",
+                vec![
+                    text(&self.job.name),
+                    text(&p.item.key),
+                    text(&p.item.version()),
+                ],
+                false,
+            );
+            self.known.insert((p.item.key.clone(), p.item.version()));
+            tracing::info!(remote_file = %p.item.key, size = p.item.size, "Fetched from the remote source.");
+        }
+        Ok(())
+    }
+
+    pub fn disconnect(&mut self) {
+        self.fetcher.disconnect();
+    }
+}
+
+/// Makes the parts' contents durable: one `syncfs` for the whole batch on Linux (the
+/// staging folder's file system), an fsync per file elsewhere.
+fn sync_files(staging: &Path, parts: &[Part]) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let dir = std::fs::File::open(staging)?;
+        // SAFETY: syncfs(2) on a file descriptor we own for the duration of the call.
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } == 0 {
+            return Ok(());
+        }
+    }
+    for p in parts {
+        std::fs::File::open(&p.part)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn done_names(list: &[Template], name: &str) -> Vec<String> {
+    list.iter()
+        .map(|t| {
+            t.render(&Vars {
+                name,
+                dir: "",
+                job: "",
+                seq: 0,
+                taken: chrono::Local::now(),
+                record: None,
+                mail: None,
+            })
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Destination side
+
+/// One output's deliverer: sends outbox files, with backoff after failures.
+pub struct DeliveryRunner {
+    job: Arc<Job>,
+    idx: usize,
+    target: RemoteTarget,
+    exists: Exists,
+    journal: Arc<Journal>,
+    deliverer: Box<dyn Deliverer>,
+    pub backoff: Backoff,
+    last_error: Option<String>,
+}
+
+/// What one delivery round left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoundEnd {
+    /// The outbox is empty.
+    Empty,
+    /// A failure: retry after this long.
+    RetryIn(Duration),
+    /// Stopped before the end.
+    Stopped,
+}
+
+impl DeliveryRunner {
+    pub fn new(job: Arc<Job>, idx: usize, journal: Arc<Journal>) -> Option<DeliveryRunner> {
+        let out = job.outputs.get(idx)?;
+        let target = out.deliver.clone()?;
+        Some(DeliveryRunner {
+            deliverer: target.endpoint.deliverer(),
+            exists: out.exists,
+            target,
+            job,
+            idx,
+            journal,
+            backoff: Backoff::default(),
+            last_error: None,
+        })
+    }
+
+    /// Outbox files, oldest first, as (path, relative name).
+    fn pending(&self) -> Vec<(PathBuf, String, Meta)> {
+        let mut out: Vec<(PathBuf, String, Meta)> = walkdir::WalkDir::new(&self.target.outbox)
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'))
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .filter_map(|e| {
+                let rel = e
+                    .path()
+                    .strip_prefix(&self.target.outbox)
+                    .ok()?
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                let md = e.metadata().ok()?;
+                Some((
+                    e.path().to_path_buf(),
+                    rel,
+                    crate::sources::folder::meta_of(&md),
+                ))
+            })
+            .collect();
+        out.sort_by(|a, b| (a.2.mtime_ns, &a.1).cmp(&(b.2.mtime_ns, &b.1)));
+        out
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending().is_empty()
+    }
+
+    fn row_state(&self, rel: &str, m: Meta) -> Option<String> {
+        self.journal
+            .read(|c| {
+                c.query_row(
+                    "SELECT state FROM deliveries WHERE job = ?1 AND idx = ?2 AND file = ?3 AND size = ?4 AND mtime_ns = ?5",
+                    rusqlite::params![self.job.name, self.idx as i64, rel, m.size as i64, m.mtime_ns],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .ok()
+            .flatten()
+    }
+
+    fn record(
+        &self,
+        rel: &str,
+        m: Meta,
+        state: &str,
+        fin: Option<&str>,
+        err: Option<&str>,
+        wait: bool,
+    ) {
+        let _ = self.journal.exec(
+            "INSERT INTO deliveries (job, idx, file, size, mtime_ns, state, attempts, remote, final, error, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, CASE WHEN ?6 = 'delivering' THEN 1 ELSE 0 END, ?7, ?8, ?9, ?10)
+             ON CONFLICT (job, idx, file, size, mtime_ns) DO UPDATE SET state = excluded.state,
+               attempts = attempts + CASE WHEN excluded.state = 'delivering' THEN 1 ELSE 0 END,
+               final = COALESCE(excluded.final, final), error = excluded.error, updated_at = excluded.updated_at",
+            vec![
+                text(&self.job.name),
+                int(self.idx as i64),
+                text(rel),
+                int(m.size as i64),
+                int(m.mtime_ns),
+                text(state),
+                text(&self.target.endpoint.display()),
+                fin.map_or(Value::Null, text),
+                err.map_or(Value::Null, text),
+                int(now_ms()),
+            ],
+            wait,
+        );
+    }
+
+    /// Removes the outbox file unless it was replaced meanwhile (then the new one is
+    /// delivered next round).
+    fn remove_sent(&self, path: &Path, m: Meta) {
+        let same = std::fs::symlink_metadata(path)
+            .map(|md| crate::sources::folder::meta_of(&md) == m)
+            .unwrap_or(false);
+        if same {
+            // No folder fsync: a removal undone by a power loss finds the journal's
+            // `delivered` (or `delivering` and the same bytes on the server): not sent again.
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Sends every outbox file once, in order. Stops at the first failure (the destination
+    /// is probably down: the rest would fail the same way).
+    pub fn round(&mut self, stop: &AtomicBool) -> RoundEnd {
+        let files = self.pending();
+        if files.is_empty() {
+            return RoundEnd::Empty;
+        }
+        for chunk in files.chunks(64) {
+            let mut todo = Vec::with_capacity(chunk.len());
+            for (path, rel, m) in chunk {
+                match self.row_state(rel, *m).as_deref() {
+                    Some("delivering") => {
+                        // Interrupted after sending? Then the final name is there already.
+                        match self.deliverer.is_there(rel, path, m.size) {
+                            Ok(true) => {
+                                tracing::info!(file = %rel, "Delivered before the stop; not sent again.");
+                                self.remove_sent(path, *m);
+                                self.record(rel, *m, "delivered", Some(rel), None, false);
+                                continue;
+                            }
+                            Ok(false) => {}
+                            Err(e) => return self.failed(e),
+                        }
+                    }
+                    Some("delivered") | Some("skipped") => {
+                        self.remove_sent(path, *m);
+                        continue;
+                    }
+                    _ => {}
+                }
+                todo.push((path.clone(), rel.clone(), *m));
+            }
+            // One durable journal write per batch, not per file. After a crash, a file
+            // marked `delivering` is compared with the server's copy byte for byte
+            // (`is_there`) instead of being sent again, so marking a few files early is safe.
+            for (i, (_, rel, m)) in todo.iter().enumerate() {
+                self.record(rel, *m, "delivering", None, None, i + 1 == todo.len());
+            }
+            for (path, rel, m) in todo {
+                if stop.load(Ordering::Relaxed) {
+                    return RoundEnd::Stopped;
+                }
+                let done_name = self.target.done_file.as_ref().map(|t| {
+                    let (dir, name) = match rel.rsplit_once('/') {
+                        Some((d, n)) => (d.to_string(), n),
+                        None => (String::new(), rel.as_str()),
+                    };
+                    let rendered = t.render(&Vars {
+                        name,
+                        dir: &dir,
+                        job: &self.job.name,
+                        seq: 0,
+                        taken: chrono::Local::now(),
+                        record: None,
+                        mail: None,
+                    });
+                    if dir.is_empty() {
+                        rendered
+                    } else {
+                        format!("{dir}/{rendered}")
+                    }
+                });
+                match self
+                    .deliverer
+                    .deliver(&path, &rel, m.size, self.exists, done_name.as_deref())
+                {
+                    Ok(Delivered::Sent(fin)) => {
+                        tracing::info!(file = %rel, remote = %self.target.endpoint.display(), remote_name = %fin, "Delivered.");
+                        self.remove_sent(&path, m);
+                        self.record(&rel, m, "delivered", Some(&fin), None, false);
+                    }
+                    Ok(Delivered::Skipped) => {
+                        tracing::info!(file = %rel, "The remote name exists; skipped (exists = \"skip\").");
+                        self.remove_sent(&path, m);
+                        self.record(&rel, m, "skipped", None, None, false);
+                    }
+                    Err(RemoteError::Permanent(msg)) => {
+                        tracing::error!(file = %rel, error = %msg, "Cannot be delivered; moved to the error folder.");
+                        self.to_error_folder(&path, &rel, &msg);
+                        self.record(&rel, m, "failed", None, Some(&msg), false);
+                    }
+                    Err(e) => {
+                        // Stays `delivering`: the rename may have happened before the error.
+                        return self.failed(e);
+                    }
+                }
+            }
+        }
+        if self.last_error.take().is_some() {
+            tracing::info!(remote = %self.target.endpoint.display(), "The destination works again.");
+        }
+        self.backoff.succeed();
+        if self.has_pending() {
+            RoundEnd::RetryIn(Duration::ZERO)
+        } else {
+            RoundEnd::Empty
+        }
+    }
+
+    fn failed(&mut self, e: RemoteError) -> RoundEnd {
+        self.deliverer.disconnect();
+        let wait = self.backoff.fail();
+        let msg = e.to_string();
+        if self.last_error.as_deref() != Some(msg.as_str()) {
+            tracing::error!(remote = %self.target.endpoint.display(), error = %msg, pending = self.pending().len(), "Delivery failed; the files stay in the outbox and are retried with backoff.");
+            self.last_error = Some(msg);
+        }
+        RoundEnd::RetryIn(wait)
+    }
+
+    fn to_error_folder(&self, path: &Path, rel: &str, msg: &str) {
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        let dir = self.job.after.error.render(&Vars {
+            name,
+            dir: "",
+            job: &self.job.name,
+            seq: 0,
+            taken: chrono::Local::now(),
+            record: None,
+            mail: None,
+        });
+        let dir = PathBuf::from(dir);
+        if fsutil::create_dir_all_durable(&dir).is_err() {
+            return;
+        }
+        let dest = (0..10_000)
+            .map(|n| fsutil::numbered(&dir.join(name), n))
+            .find(|p| {
+                !fsutil::exists(p) && !fsutil::exists(&crate::runtime::process::report_path(p))
+            });
+        if let Some(dest) = dest
+            && fsutil::rename_noreplace(path, &dest).is_ok()
+        {
+            let report = format!(
+                "file: {name}\njob: {}\noutput: {}\ndestination: {}\nerror: {msg}\n",
+                self.job.name,
+                self.idx + 1,
+                self.target.endpoint.display()
+            );
+            let _ = fsutil::write_new_durable(
+                &crate::runtime::process::report_path(&dest),
+                report.as_bytes(),
+            );
+            let _ = fsutil::sync_dir(&dir);
+        }
+    }
+
+    pub fn disconnect(&mut self) {
+        self.deliverer.disconnect();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Threads
+
+/// The remote threads of one job (daemon mode).
+pub struct RemoteTasks {
+    stop: Arc<AtomicBool>,
+    /// `run --once`: deliver what is in the outbox, then end (bounded in time).
+    drain: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Sleeps up to `d`, waking early when `stop` is set.
+fn nap(stop: &AtomicBool, d: Duration) {
+    let end = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(100)));
+    }
+}
+
+fn log_start_warnings(job: &Job) {
+    let eps = job.source.remote.iter().map(|r| &r.endpoint).chain(
+        job.outputs
+            .iter()
+            .filter_map(|o| o.deliver.as_ref().map(|d| &d.endpoint)),
+    );
+    for ep in eps {
+        if let Some(w) = ep.start_warning() {
+            tracing::warn!(job = %job.name, "{w}");
+        }
+    }
+}
+
+/// Whether a job has anything remote.
+pub fn is_remote(job: &Job) -> bool {
+    job.source.remote.is_some() || job.outputs.iter().any(|o| o.deliver.is_some())
+}
+
+impl RemoteTasks {
+    /// Starts the fetcher and the deliverers of a job, if it has any. With `once`, only
+    /// the deliverers (they overlap the local pass; [`RemoteTasks::finish`] drains them).
+    pub fn spawn(job: &Arc<Job>, journal: &Arc<Journal>, once: bool) -> Option<RemoteTasks> {
+        if !is_remote(job) {
+            return None;
+        }
+        if let Err(e) = init_journal(journal) {
+            tracing::error!(job = %job.name, error = %e, "Cannot prepare the journal for remote transfers.");
+            return None;
+        }
+        if !once || job.source.remote.is_none() {
+            log_start_warnings(job);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let drain = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let fetcher = if once {
+            None
+        } else {
+            SourceRunner::new(job.clone(), journal.clone())
+        };
+        if let Some(mut src) = fetcher {
+            let stop = stop.clone();
+            let poll = job.source.poll;
+            let span = tracing::info_span!("job", job = %job.name);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("ferry-fetch-{}", job.name))
+                    .spawn(move || {
+                        let _g = span.enter();
+                        src.recover();
+                        while !stop.load(Ordering::Relaxed) {
+                            let next = src.round(&stop);
+                            let wait = next
+                                .map(|t| t.saturating_duration_since(Instant::now()))
+                                .map_or(poll, |d| d.min(poll));
+                            nap(&stop, wait.max(Duration::from_millis(50)));
+                        }
+                        src.disconnect();
+                    })
+                    .expect("fetcher thread"),
+            );
+        }
+        for idx in 0..job.outputs.len() {
+            let Some(mut d) = DeliveryRunner::new(job.clone(), idx, journal.clone()) else {
+                continue;
+            };
+            let stop = stop.clone();
+            let drain = drain.clone();
+            let span = tracing::info_span!("job", job = %job.name, output = idx + 1);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("ferry-deliver-{}-{}", job.name, idx + 1))
+                    .spawn(move || {
+                        let _g = span.enter();
+                        let mut idle_since = Instant::now();
+                        let mut deadline: Option<Instant> = None;
+                        while !stop.load(Ordering::Relaxed) {
+                            if deadline.is_none() && drain.load(Ordering::Relaxed) {
+                                deadline = Some(Instant::now() + once_delivery_bound());
+                            }
+                            match d.round(&stop) {
+                                RoundEnd::Empty if deadline.is_some() => break,
+                                RoundEnd::RetryIn(w)
+                                    if deadline.is_some_and(|end| Instant::now() + w > end) =>
+                                {
+                                    tracing::warn!(pending = d.pending().len(), outbox = %d.target.outbox.display(), "Deliveries still failing; the files stay in the outbox for the next run.");
+                                    break;
+                                }
+                                RoundEnd::Empty if once => nap(&drain, Duration::from_millis(50)),
+                                RoundEnd::Empty => {
+                                    // Close an idle connection after a while.
+                                    if idle_since.elapsed() > Duration::from_secs(60) {
+                                        d.disconnect();
+                                    }
+                                    nap(&stop, Duration::from_millis(200));
+                                }
+                                RoundEnd::RetryIn(w) => {
+                                    idle_since = Instant::now();
+                                    nap(&stop, w);
+                                }
+                                RoundEnd::Stopped => break,
+                            }
+                            if d.has_pending() {
+                                idle_since = Instant::now();
+                            }
+                        }
+                        d.disconnect();
+                    })
+                    .expect("deliverer thread"),
+            );
+        }
+        Some(RemoteTasks {
+            stop,
+            drain,
+            threads,
+        })
+    }
+
+    /// `run --once`: lets the deliverers send what is in the outboxes (retrying up to
+    /// [`ONCE_DELIVERY_BOUND`] or `FERRY_DELIVERY_WAIT`), then waits for them.
+    pub fn finish(self) {
+        self.drain.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Stops the threads (an in-flight transfer is abandoned safely) and waits for them.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `run --once`, before the local pass: fetch what is ready now (two listings `settle`
+/// apart, so a file still growing is left for a later run).
+pub fn fetch_once(job: &Arc<Job>, journal: &Arc<Journal>) {
+    let Some(mut src) = SourceRunner::new(job.clone(), journal.clone()) else {
+        return;
+    };
+    if init_journal(journal).is_err() {
+        return;
+    }
+    log_start_warnings(job);
+    let stop = AtomicBool::new(false);
+    src.recover();
+    if let Some(t) = src.round(&stop) {
+        std::thread::sleep(t.saturating_duration_since(Instant::now()));
+        src.round(&stop);
+    }
+    src.disconnect();
+}
+
+/// How long `run --once` keeps retrying deliveries before leaving them in the outbox;
+/// the environment variable `FERRY_DELIVERY_WAIT` (a duration like "2m") changes it.
+pub const ONCE_DELIVERY_BOUND: Duration = Duration::from_secs(30);
+
+fn once_delivery_bound() -> Duration {
+    std::env::var("FERRY_DELIVERY_WAIT")
+        .ok()
+        .and_then(|v| crate::job::toml_reader::parse_duration(&v).ok())
+        .unwrap_or(ONCE_DELIVERY_BOUND)
+}
+
+/// `run --once`, after the local pass: dispose of the remote originals whose staged
+/// copies are finished.
+pub fn finish_once(job: &Arc<Job>, journal: &Arc<Journal>) {
+    if job.source.remote.is_none() || init_journal(journal).is_err() {
+        return;
+    }
+    // The local pass's last records must be visible to the reader.
+    let _ = journal.flush();
+    if let Some(mut src) = SourceRunner::new(job.clone(), journal.clone()) {
+        if let Err(e) = src.dispose_finished() {
+            tracing::error!(error = %e, "Cannot dispose of remote originals; done at the next run.");
+        }
+        src.disconnect();
+    }
+    let _ = journal.flush();
+}
+
+// ---------------------------------------------------------------------------------------
+// Job file keys
+
+use crate::job::toml_reader::{Diag, Doc, Str, TableReader};
+
+/// Keys every remote endpoint may have besides its URL key.
+pub const ENDPOINT_KEYS: &[&str] = &["password", "ca_file", "tls_verify", "passive"];
+/// Keys of a `[source]` with a remote URL.
+pub const SOURCE_KEYS: &[&str] = &["ftp", "staging", "success", "move_to"];
+/// Keys of an `[[output]]` with a remote URL.
+pub const OUTPUT_KEYS: &[&str] = &["ftp", "outbox", "done_file"];
+
+/// Reads a remote URL (`ftp = "ftp://..."` / `ftps://`) and the endpoint keys beside it.
+pub fn read_endpoint(
+    doc: &mut Doc<'_>,
+    t: &mut TableReader<'_, '_>,
+    url: &Str,
+) -> Option<Endpoint> {
+    let password = t.str(doc, "password");
+    let ca_file = t.str(doc, "ca_file");
+    let tls_verify = t.bool(doc, "tls_verify");
+    let passive = t.bool(doc, "passive");
+    let (mut ep, url_password) = match ftp::FtpEndpoint::parse(&url.value) {
+        Ok(x) => x,
+        Err(e) => {
+            doc.error(url.span.clone(), &url.key, e);
+            return None;
+        }
+    };
+    let mut ok = true;
+    ep.password = match (password, url_password) {
+        (Some(_), Some(_)) => {
+            doc.error(
+                url.span.clone(),
+                &url.key,
+                "a password is given both in the URL and in `password`: keep only `password = \"${env:NAME}\"`",
+            );
+            ok = false;
+            None
+        }
+        (Some(p), None) => match crate::secrets::Secret::parse(&p.value) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                doc.error(p.span.clone(), &p.key, e);
+                ok = false;
+                None
+            }
+        },
+        (None, Some(p)) => Some(crate::secrets::Secret::Literal(p)),
+        (None, None) => None,
+    };
+    if let Some(ca) = ca_file {
+        if !ep.secure {
+            doc.error(
+                ca.span.clone(),
+                &ca.key,
+                "`ca_file` only matters for `ftps://` URLs",
+            );
+            ok = false;
+        }
+        ep.ca_file = Some(PathBuf::from(ca.value));
+    }
+    if let Some(v) = tls_verify {
+        ep.tls_verify = v;
+    }
+    if let Some(p) = passive {
+        ep.passive = p;
+    }
+    ok.then_some(Endpoint::Ftp(ep))
+}
+
+/// Warnings for `ferry check`: literal passwords in job files.
+pub fn check_warnings(job: &Job) -> Vec<Diag> {
+    let text = std::fs::read_to_string(&job.file).unwrap_or_default();
+    let line_of = |needle: &str, nth: usize| -> usize {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| l.trim_start().starts_with(needle))
+            .nth(nth)
+            .map_or(1, |(i, _)| i + 1)
+    };
+    let mut out = Vec::new();
+    let mut warn = |key: String, line: usize, what: &str| {
+        out.push(Diag {
+            file: job.file.clone(),
+            line,
+            col: 1,
+            key,
+            message: format!(
+                "a literal password {what}: anyone who reads the job file has it; use `password = \"${{env:NAME}}\"` or `\"${{file:/path}}\"`"
+            ),
+        });
+    };
+    if let Some(r) = &job.source.remote
+        && r.endpoint.literal_password()
+    {
+        warn("source.password".into(), line_of("ftp", 0), "in the source");
+    }
+    if job
+        .source
+        .mailbox
+        .as_ref()
+        .is_some_and(|m| m.password.is_literal())
+    {
+        warn(
+            "source.password".into(),
+            line_of("mailbox", 0),
+            "in the source",
+        );
+    }
+    for (i, o) in job.outputs.iter().enumerate() {
+        if o.email
+            .as_ref()
+            .and_then(|e| e.password.as_ref())
+            .is_some_and(|p| p.is_literal())
+        {
+            warn(
+                format!("output[{}].password", i + 1),
+                line_of("email", i),
+                "in this output",
+            );
+        }
+    }
+    let mut nth = usize::from(job.source.remote.is_some());
+    for (i, o) in job.outputs.iter().enumerate() {
+        if let Some(d) = &o.deliver {
+            if d.endpoint.literal_password() {
+                warn(
+                    format!("output[{}].password", i + 1),
+                    line_of("ftp", nth),
+                    "in this output",
+                );
+            }
+            nth += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_jitter() {
+        let mut b = Backoff::default();
+        let waits: Vec<Duration> = (0..12).map(|_| b.fail()).collect();
+        assert!(waits[0] >= Duration::from_millis(800) && waits[0] <= Duration::from_millis(1200));
+        assert!(waits[1] >= Duration::from_millis(1600) && waits[1] <= Duration::from_millis(2400));
+        assert!(waits[11] <= Duration::from_secs(360) && waits[11] >= Duration::from_secs(240));
+        b.succeed();
+        assert!(b.fail() <= Duration::from_millis(1200));
+    }
+}
