@@ -245,7 +245,10 @@ fn a_server_stopped_mid_batch_gets_every_file_exactly_once() {
     }
     d.job(
         "out",
-        &dest_job(&srv.url("ftp", "inbound"), "exists = \"unique\""),
+        &dest_job(
+            &srv.url("ftp", "inbound"),
+            "exists = \"unique\"\nconnections = 3",
+        ),
     );
     let mut ferry = daemon(&d);
     wait_for("some files delivered", LONG, || {

@@ -121,6 +121,9 @@ pub struct RemoteTarget {
     pub done_file: Option<Template>,
     /// The outbox folder (the output's `folder`, without placeholders).
     pub outbox: PathBuf,
+    /// Parallel connections (each sends the files whose name hashes to it, so one name
+    /// always goes through the same connection, in order).
+    pub connections: usize,
 }
 
 /// One file in a remote listing.
@@ -730,6 +733,8 @@ fn done_names(list: &[Template], name: &str) -> Vec<String> {
 
 /// One output's deliverer: sends outbox files, with backoff after failures.
 pub struct DeliveryRunner {
+    /// (this connection, of how many): the share of the outbox this runner sends.
+    share: (usize, usize),
     job: Arc<Job>,
     idx: usize,
     target: RemoteTarget,
@@ -738,6 +743,17 @@ pub struct DeliveryRunner {
     deliverer: Box<dyn Deliverer>,
     pub backoff: Backoff,
     last_error: Option<String>,
+}
+
+/// Which of `n` connections sends the outbox file `rel` (FNV-1a of the name: stable
+/// across runs, so an interrupted file is checked by the connection that sent it).
+fn share_of(rel: &str, n: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in rel.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % n as u64) as usize
 }
 
 /// What one delivery round left.
@@ -752,10 +768,16 @@ pub enum RoundEnd {
 }
 
 impl DeliveryRunner {
-    pub fn new(job: Arc<Job>, idx: usize, journal: Arc<Journal>) -> Option<DeliveryRunner> {
+    pub fn new(
+        job: Arc<Job>,
+        idx: usize,
+        journal: Arc<Journal>,
+        share: (usize, usize),
+    ) -> Option<DeliveryRunner> {
         let out = job.outputs.get(idx)?;
         let target = out.deliver.clone()?;
         Some(DeliveryRunner {
+            share,
             deliverer: target.endpoint.deliverer(),
             exists: out.exists,
             target,
@@ -781,6 +803,9 @@ impl DeliveryRunner {
                     .ok()?
                     .to_string_lossy()
                     .replace('\\', "/");
+                if self.share.1 > 1 && share_of(&rel, self.share.1) != self.share.0 {
+                    return None;
+                }
                 let md = e.metadata().ok()?;
                 Some((
                     e.path().to_path_buf(),
@@ -1090,8 +1115,12 @@ impl RemoteTasks {
                     .expect("fetcher thread"),
             );
         }
-        for idx in 0..job.outputs.len() {
-            let Some(mut d) = DeliveryRunner::new(job.clone(), idx, journal.clone()) else {
+        let shares = job.outputs.iter().enumerate().flat_map(|(idx, o)| {
+            let n = o.deliver.as_ref().map_or(0, |d| d.connections.max(1));
+            (0..n).map(move |k| (idx, k, n))
+        });
+        for (idx, k, n) in shares {
+            let Some(mut d) = DeliveryRunner::new(job.clone(), idx, journal.clone(), (k, n)) else {
                 continue;
             };
             let stop = stop.clone();
@@ -1099,7 +1128,7 @@ impl RemoteTasks {
             let span = tracing::info_span!("job", job = %job.name, output = idx + 1);
             threads.push(
                 std::thread::Builder::new()
-                    .name(format!("ferry-deliver-{}-{}", job.name, idx + 1))
+                    .name(format!("ferry-deliver-{}-{}-{k}", job.name, idx + 1))
                     .spawn(move || {
                         let _g = span.enter();
                         let mut idle_since = Instant::now();
@@ -1221,7 +1250,7 @@ pub const ENDPOINT_KEYS: &[&str] = &["password", "ca_file", "tls_verify", "passi
 /// Keys of a `[source]` with a remote URL.
 pub const SOURCE_KEYS: &[&str] = &["ftp", "staging", "success", "move_to"];
 /// Keys of an `[[output]]` with a remote URL.
-pub const OUTPUT_KEYS: &[&str] = &["ftp", "outbox", "done_file"];
+pub const OUTPUT_KEYS: &[&str] = &["ftp", "outbox", "done_file", "connections"];
 
 /// Reads a remote URL (`ftp = "ftp://..."` / `ftps://`) and the endpoint keys beside it.
 pub fn read_endpoint(
