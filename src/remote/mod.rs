@@ -982,6 +982,17 @@ impl DeliveryRunner {
         self.deliverer.disconnect();
         let wait = self.backoff.fail();
         let msg = e.to_string();
+        // For `ferry status`: the error on the files waiting for this output.
+        let _ = self.journal.exec(
+            "UPDATE deliveries SET error = ?3, updated_at = ?4 WHERE job = ?1 AND idx = ?2 AND state = 'delivering'",
+            vec![
+                text(&self.job.name),
+                int(self.idx as i64),
+                text(&msg),
+                int(now_ms()),
+            ],
+            false,
+        );
         if self.last_error.as_deref() != Some(msg.as_str()) {
             tracing::error!(remote = %self.target.endpoint.display(), error = %msg, pending = self.pending().len(), "Delivery failed; the files stay in the outbox and are retried with backoff.");
             self.last_error = Some(msg);
@@ -1238,6 +1249,75 @@ pub fn finish_once(job: &Arc<Job>, journal: &Arc<Journal>) {
         src.disconnect();
     }
     let _ = journal.flush();
+}
+
+// ---------------------------------------------------------------------------------------
+// Status
+
+/// One remote place of a job, for `ferry status`.
+#[derive(Debug, serde::Serialize)]
+pub struct RemoteStatus {
+    pub job: String,
+    /// "source" or "output N".
+    pub part: String,
+    pub remote: String,
+    /// Source: fetched files whose remote original is not disposed of yet. Output: files
+    /// waiting in the outbox.
+    pub pending: usize,
+    pub last_error: Option<String>,
+}
+
+/// The remote parts of the jobs, with what waits and the last delivery error.
+pub fn status(conn: Option<&rusqlite::Connection>, jobs: &[&Job]) -> Vec<RemoteStatus> {
+    let mut out = Vec::new();
+    for job in jobs {
+        if let Some(r) = &job.source.remote {
+            let pending = conn
+                .and_then(|c| {
+                    c.query_row(
+                        "SELECT COUNT(*) FROM remote_items WHERE job = ?1 AND state IN ('fetched', 'staged')",
+                        [&job.name],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .ok()
+                })
+                .unwrap_or(0);
+            out.push(RemoteStatus {
+                job: job.name.clone(),
+                part: "source".into(),
+                remote: r.endpoint.display(),
+                pending: pending as usize,
+                last_error: None,
+            });
+        }
+        for (idx, o) in job.outputs.iter().enumerate() {
+            let Some(d) = &o.deliver else { continue };
+            let pending = walkdir::WalkDir::new(&d.outbox)
+                .into_iter()
+                .filter_entry(|e| {
+                    e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')
+                })
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_file())
+                .count();
+            let last_error = conn.and_then(|c| {
+                c.query_row(
+                    "SELECT error FROM deliveries WHERE job = ?1 AND idx = ?2 AND state = 'delivering' AND error IS NOT NULL ORDER BY updated_at DESC LIMIT 1",
+                    rusqlite::params![job.name, idx as i64],
+                    |r| r.get::<_, String>(0),
+                )
+                .ok()
+            });
+            out.push(RemoteStatus {
+                job: job.name.clone(),
+                part: format!("output {}", idx + 1),
+                remote: d.endpoint.display(),
+                pending,
+                last_error: if pending > 0 { last_error } else { None },
+            });
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------
