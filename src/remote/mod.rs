@@ -1438,6 +1438,76 @@ pub fn check_warnings(job: &Job) -> Vec<Diag> {
 mod tests {
     use super::*;
 
+    fn compile(src: &str) -> Result<Job, Vec<String>> {
+        crate::job::compile(
+            std::path::Path::new("jobs/t.toml"),
+            std::path::Path::new("/srv/ferry"),
+            src,
+        )
+        .map_err(|d| d.iter().map(|d| d.to_string()).collect())
+    }
+
+    #[test]
+    fn ftp_job_keys() {
+        let job = compile(
+            "[source]\nftp = \"ftps://u@h:2121/out box\"\npassword = \"${env:PW}\"\nsettle = \"7s\"\nsuccess = \"move\"\nmove_to = \"done/\"\n\n[[output]]\nftp = \"ftp://w@h/in\"\npassword = \"lit\"\nconnections = 2\ndone_file = \"{name}.ok\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            job.source.folder,
+            std::path::Path::new("/srv/ferry/var/staging/t")
+        );
+        assert_eq!(job.source.settle, Duration::ZERO, "staging is read at once");
+        let r = job.source.remote.as_ref().unwrap();
+        assert_eq!(r.settle, Duration::from_secs(7));
+        assert_eq!(r.success, Disposal::Move("done".into()));
+        assert!(!r.endpoint.literal_password());
+        let d = job.outputs[0].deliver.as_ref().unwrap();
+        assert_eq!(d.outbox, std::path::Path::new("/srv/ferry/var/outbox/t/1"));
+        assert_eq!(d.connections, 2);
+        assert!(d.endpoint.literal_password());
+        assert_eq!(
+            job.outputs[0].folder.literal_prefix(),
+            "/srv/ferry/var/outbox/t/1"
+        );
+    }
+
+    #[test]
+    fn ftp_job_mistakes_are_reported() {
+        let errs = compile(
+            "[source]\nftp = \"ftp://u@h/x\"\nfolder = \"in\"\nsuccess = \"move\"\n\n[[output]]\nftp = \"sftp://h/x\"\nconnections = 99\n",
+        )
+        .unwrap_err();
+        let all = errs.join("\n");
+        assert!(
+            all.contains("jobs/t.toml:3:10: source.folder: a remote source stages"),
+            "{all}"
+        );
+        assert!(
+            all.contains("source.move_to: `success = \"move\"` needs `move_to`"),
+            "{all}"
+        );
+        assert!(all.contains("output[1].ftp: expected a URL like"), "{all}");
+        assert!(
+            all.contains("output[1].connections: expected 1 to 16"),
+            "{all}"
+        );
+        let errs = compile("[source]\nfolder = \"in\"\nsuccess = \"delete\"\n").unwrap_err();
+        assert!(errs[0].contains("unknown key `success`"), "{errs:?}");
+    }
+
+    #[test]
+    fn connection_shares_are_stable_and_spread() {
+        let n = 4;
+        let mut counts = [0usize; 4];
+        for i in 0..1000 {
+            let k = share_of(&format!("f{i:05}.dat"), n);
+            assert_eq!(k, share_of(&format!("f{i:05}.dat"), n));
+            counts[k] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 150), "{counts:?}");
+    }
+
     #[test]
     fn backoff_doubles_to_the_cap_with_jitter() {
         let mut b = Backoff::default();
