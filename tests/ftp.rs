@@ -328,7 +328,10 @@ fn a_wrong_password_is_a_clear_error_and_the_file_is_kept() {
         .lines()
         .find(|l| l.starts_with("dst") && l.contains("output 1"))
         .unwrap_or_else(|| panic!("{text}"));
-    assert!(line.contains("1 pending") && line.contains("login refused"), "{text}");
+    assert!(
+        line.contains("1 pending") && line.contains("login refused"),
+        "{text}"
+    );
     // With the right password, the next run delivers it.
     let o = run_once(&d);
     assert!(o.status.success(), "{}", stderr(&o));
