@@ -8,6 +8,7 @@ Cases (each run BENCH_RUNS times, default 3, reported as median (min..max)):
   upload-small  N files of 10 KiB (FTP_FILES, default 1000) from a local folder to the
                 server: `ferry run --once` (folder source, FTP output) vs
                 `lftp -e "mput -O inbound ..."`; files/s.
+                FTP_CONNECTIONS=N gives ferry's output N parallel connections.
   upload-big    one file of FTP_BIG_MB (default 500) MB; MB/s.
   pickup        N files of 10 KiB taken from the server and deleted there:
                 `ferry run --once` (FTP source, success = "delete") vs
@@ -31,6 +32,8 @@ FERRY = os.path.abspath(os.environ.get("FERRY_BIN", "target/release/ferry"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 N = int(os.environ.get("FTP_FILES", "1000"))
 BIG_MB = int(os.environ.get("FTP_BIG_MB", "500"))
+# `connections` of ferry's FTP output (lftp's mput uses one).
+CONNS = int(os.environ.get("FTP_CONNECTIONS", "1"))
 ROOT = os.path.abspath(os.environ.get("BENCH_TMP") or f"/tmp/ferry-ftp-bench.{os.getpid()}")
 USER, PW = "ferryftp", "ferry-secret-pw"
 
@@ -168,6 +171,7 @@ settle = "0s"
 [[output]]
 ftp = "ftp://{USER}@127.0.0.1:{SRV.port}/inbound"
 password = "${{env:FTP_PW}}"
+connections = {CONNS}
 
 [after]
 success = "keep"

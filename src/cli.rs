@@ -325,15 +325,19 @@ pub fn history(state_dir: &Path, filter: &HistoryFilter, json: bool) -> i32 {
 /// `ferry status`.
 pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
     let running = journal::running_pid(state_dir);
-    let mut rows = match Journal::open_read_only(state_dir) {
-        Ok(Some(c)) => journal::job_status(&c).unwrap_or_default(),
-        Ok(None) => Vec::new(),
+    let conn = match Journal::open_read_only(state_dir) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("error: cannot open the journal: {e}");
             return exit::FATAL;
         }
     };
+    let mut rows = match &conn {
+        Some(c) => journal::job_status(c).unwrap_or_default(),
+        None => Vec::new(),
+    };
     let loaded = job::load_dir(jobs_dir).unwrap_or_default();
+    let remote = crate::remote::status(conn.as_ref(), &loaded.jobs.values().collect::<Vec<_>>());
     for (name, job) in &loaded.jobs {
         match rows.iter_mut().find(|r| &r.job == name) {
             Some(r) => r.source = Some(job.source.folder.display().to_string()),
@@ -350,6 +354,7 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
             "running": running.is_some(),
             "pid": running,
             "jobs": rows,
+            "remote": remote,
             "invalid_job_files": loaded.broken.values().collect::<Vec<_>>(),
         });
         println!("{v}");
@@ -380,6 +385,19 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
             r.failed,
             r.last_activity.as_deref().unwrap_or("-"),
             r.source.as_deref().unwrap_or("(job file removed)")
+        );
+    }
+    for r in &remote {
+        println!(
+            "{:<20} {:<9} {} pending  {}{}",
+            r.job,
+            r.part,
+            r.pending,
+            r.remote,
+            r.last_error
+                .as_ref()
+                .map(|e| format!("  last error: {e}"))
+                .unwrap_or_default()
         );
     }
     for (name, file) in &loaded.broken {

@@ -245,7 +245,10 @@ fn a_server_stopped_mid_batch_gets_every_file_exactly_once() {
     }
     d.job(
         "out",
-        &dest_job(&srv.url("ftp", "inbound"), "exists = \"unique\""),
+        &dest_job(
+            &srv.url("ftp", "inbound"),
+            "exists = \"unique\"\nconnections = 3",
+        ),
     );
     let mut ferry = daemon(&d);
     wait_for("some files delivered", LONG, || {
@@ -319,6 +322,16 @@ fn a_wrong_password_is_a_clear_error_and_the_file_is_kept() {
     assert!(srv.files("inbound").is_empty());
     let st = d.run(&["status"]);
     assert!(!stdout(&st).contains(secret) && !stderr(&st).contains(secret));
+    // The waiting delivery and why it waits are visible.
+    let text = stdout(&st);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("dst") && l.contains("output 1"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("1 pending") && line.contains("login refused"),
+        "{text}"
+    );
     // With the right password, the next run delivers it.
     let o = run_once(&d);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -185,6 +185,7 @@ const OUTPUT_KEYS: &[&str] = &[
     "ftp",
     "outbox",
     "done_file",
+    "connections",
     "password",
     "ca_file",
     "tls_verify",
@@ -870,6 +871,15 @@ fn read_output(
         }
         let endpoint = crate::remote::read_endpoint(doc, &mut t, url);
         let done_file = t.str(doc, "done_file");
+        let connections = match t.uint(doc, "connections") {
+            None => Some(1),
+            Some(n @ 1..=16) => Some(n as usize),
+            Some(_) => {
+                let span = t.span_of("connections");
+                doc.error(span, &format!("{}.connections", t.path), "expected 1 to 16");
+                None
+            }
+        };
         let done = match done_file {
             Some(d) => template(doc, &d, PLACEHOLDERS).map(Some),
             None => Some(None),
@@ -886,7 +896,7 @@ fn read_output(
                 "expected a plain folder (no placeholders) for the outbox",
             );
         }
-        remote_parts = Some((endpoint, done, resolve(root, &outbox.value)));
+        remote_parts = Some((endpoint, done, resolve(root, &outbox.value), connections));
         folder = Some(Str {
             value: resolve(root, &outbox.value)
                 .display()
@@ -970,10 +980,11 @@ fn read_output(
         None => Template::parse("{name}", PLACEHOLDERS).ok(),
     };
     let deliver = match remote_parts {
-        Some((endpoint, done_file, outbox)) => Some(crate::remote::RemoteTarget {
+        Some((endpoint, done_file, outbox, connections)) => Some(crate::remote::RemoteTarget {
             endpoint: endpoint?,
             done_file: done_file?,
             outbox,
+            connections: connections?,
         }),
         None => None,
     };

@@ -134,6 +134,9 @@ pub struct RemoteTarget {
     pub done_file: Option<Template>,
     /// The outbox folder (the output's `folder`, without placeholders).
     pub outbox: PathBuf,
+    /// Parallel connections (each sends the files whose name hashes to it, so one name
+    /// always goes through the same connection, in order).
+    pub connections: usize,
 }
 
 /// One file in a remote listing.
@@ -744,6 +747,8 @@ fn done_names(list: &[Template], name: &str) -> Vec<String> {
 
 /// One output's deliverer: sends outbox files, with backoff after failures.
 pub struct DeliveryRunner {
+    /// (this connection, of how many): the share of the outbox this runner sends.
+    share: (usize, usize),
     job: Arc<Job>,
     idx: usize,
     target: RemoteTarget,
@@ -752,6 +757,17 @@ pub struct DeliveryRunner {
     deliverer: Box<dyn Deliverer>,
     pub backoff: Backoff,
     last_error: Option<String>,
+}
+
+/// Which of `n` connections sends the outbox file `rel` (FNV-1a of the name: stable
+/// across runs, so an interrupted file is checked by the connection that sent it).
+fn share_of(rel: &str, n: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in rel.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % n as u64) as usize
 }
 
 /// What one delivery round left.
@@ -766,10 +782,16 @@ pub enum RoundEnd {
 }
 
 impl DeliveryRunner {
-    pub fn new(job: Arc<Job>, idx: usize, journal: Arc<Journal>) -> Option<DeliveryRunner> {
+    pub fn new(
+        job: Arc<Job>,
+        idx: usize,
+        journal: Arc<Journal>,
+        share: (usize, usize),
+    ) -> Option<DeliveryRunner> {
         let out = job.outputs.get(idx)?;
         let target = out.deliver.clone()?;
         Some(DeliveryRunner {
+            share,
             deliverer: target.endpoint.deliverer(),
             exists: out.exists,
             target,
@@ -795,6 +817,9 @@ impl DeliveryRunner {
                     .ok()?
                     .to_string_lossy()
                     .replace('\\', "/");
+                if self.share.1 > 1 && share_of(&rel, self.share.1) != self.share.0 {
+                    return None;
+                }
                 let md = e.metadata().ok()?;
                 Some((
                     e.path().to_path_buf(),
@@ -972,6 +997,17 @@ impl DeliveryRunner {
         self.deliverer.disconnect();
         let wait = self.backoff.fail();
         let msg = e.to_string();
+        // For `ferry status`: the error on the files waiting for this output.
+        let _ = self.journal.exec(
+            "UPDATE deliveries SET error = ?3, updated_at = ?4 WHERE job = ?1 AND idx = ?2 AND state = 'delivering'",
+            vec![
+                text(&self.job.name),
+                int(self.idx as i64),
+                text(&msg),
+                int(now_ms()),
+            ],
+            false,
+        );
         if self.last_error.as_deref() != Some(msg.as_str()) {
             tracing::error!(remote = %self.target.endpoint.display(), error = %msg, pending = self.pending().len(), "Delivery failed; the files stay in the outbox and are retried with backoff.");
             self.last_error = Some(msg);
@@ -1106,8 +1142,12 @@ impl RemoteTasks {
                     .expect("fetcher thread"),
             );
         }
-        for idx in 0..job.outputs.len() {
-            let Some(mut d) = DeliveryRunner::new(job.clone(), idx, journal.clone()) else {
+        let shares = job.outputs.iter().enumerate().flat_map(|(idx, o)| {
+            let n = o.deliver.as_ref().map_or(0, |d| d.connections.max(1));
+            (0..n).map(move |k| (idx, k, n))
+        });
+        for (idx, k, n) in shares {
+            let Some(mut d) = DeliveryRunner::new(job.clone(), idx, journal.clone(), (k, n)) else {
                 continue;
             };
             let stop = stop.clone();
@@ -1115,7 +1155,7 @@ impl RemoteTasks {
             let span = tracing::info_span!("job", job = %job.name, output = idx + 1);
             threads.push(
                 std::thread::Builder::new()
-                    .name(format!("ferry-deliver-{}-{}", job.name, idx + 1))
+                    .name(format!("ferry-deliver-{}-{}-{k}", job.name, idx + 1))
                     .spawn(move || {
                         let _g = span.enter();
                         let mut idle_since = Instant::now();
@@ -1228,6 +1268,75 @@ pub fn finish_once(job: &Arc<Job>, journal: &Arc<Journal>) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Status
+
+/// One remote place of a job, for `ferry status`.
+#[derive(Debug, serde::Serialize)]
+pub struct RemoteStatus {
+    pub job: String,
+    /// "source" or "output N".
+    pub part: String,
+    pub remote: String,
+    /// Source: fetched files whose remote original is not disposed of yet. Output: files
+    /// waiting in the outbox.
+    pub pending: usize,
+    pub last_error: Option<String>,
+}
+
+/// The remote parts of the jobs, with what waits and the last delivery error.
+pub fn status(conn: Option<&rusqlite::Connection>, jobs: &[&Job]) -> Vec<RemoteStatus> {
+    let mut out = Vec::new();
+    for job in jobs {
+        if let Some(r) = &job.source.remote {
+            let pending = conn
+                .and_then(|c| {
+                    c.query_row(
+                        "SELECT COUNT(*) FROM remote_items WHERE job = ?1 AND state IN ('fetched', 'staged')",
+                        [&job.name],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .ok()
+                })
+                .unwrap_or(0);
+            out.push(RemoteStatus {
+                job: job.name.clone(),
+                part: "source".into(),
+                remote: r.endpoint.display(),
+                pending: pending as usize,
+                last_error: None,
+            });
+        }
+        for (idx, o) in job.outputs.iter().enumerate() {
+            let Some(d) = &o.deliver else { continue };
+            let pending = walkdir::WalkDir::new(&d.outbox)
+                .into_iter()
+                .filter_entry(|e| {
+                    e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')
+                })
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_file())
+                .count();
+            let last_error = conn.and_then(|c| {
+                c.query_row(
+                    "SELECT error FROM deliveries WHERE job = ?1 AND idx = ?2 AND state = 'delivering' AND error IS NOT NULL ORDER BY updated_at DESC LIMIT 1",
+                    rusqlite::params![job.name, idx as i64],
+                    |r| r.get::<_, String>(0),
+                )
+                .ok()
+            });
+            out.push(RemoteStatus {
+                job: job.name.clone(),
+                part: format!("output {}", idx + 1),
+                remote: d.endpoint.display(),
+                pending,
+                last_error: if pending > 0 { last_error } else { None },
+            });
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
 // Job file keys
 
 use crate::job::toml_reader::{Diag, Doc, Str, TableReader};
@@ -1237,7 +1346,7 @@ pub const ENDPOINT_KEYS: &[&str] = &["password", "ca_file", "tls_verify", "passi
 /// Keys of a `[source]` with a remote URL.
 pub const SOURCE_KEYS: &[&str] = &["ftp", "staging", "success", "move_to"];
 /// Keys of an `[[output]]` with a remote URL.
-pub const OUTPUT_KEYS: &[&str] = &["ftp", "outbox", "done_file"];
+pub const OUTPUT_KEYS: &[&str] = &["ftp", "outbox", "done_file", "connections"];
 
 /// Reads a remote URL (`ftp = "ftp://..."` / `ftps://`) and the endpoint keys beside it.
 pub fn read_endpoint(
@@ -1369,6 +1478,76 @@ pub fn check_warnings(job: &Job) -> Vec<Diag> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn compile(src: &str) -> Result<Job, Vec<String>> {
+        crate::job::compile(
+            std::path::Path::new("jobs/t.toml"),
+            std::path::Path::new("/srv/ferry"),
+            src,
+        )
+        .map_err(|d| d.iter().map(|d| d.to_string()).collect())
+    }
+
+    #[test]
+    fn ftp_job_keys() {
+        let job = compile(
+            "[source]\nftp = \"ftps://u@h:2121/out box\"\npassword = \"${env:PW}\"\nsettle = \"7s\"\nsuccess = \"move\"\nmove_to = \"done/\"\n\n[[output]]\nftp = \"ftp://w@h/in\"\npassword = \"lit\"\nconnections = 2\ndone_file = \"{name}.ok\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            job.source.folder,
+            std::path::Path::new("/srv/ferry/var/staging/t")
+        );
+        assert_eq!(job.source.settle, Duration::ZERO, "staging is read at once");
+        let r = job.source.remote.as_ref().unwrap();
+        assert_eq!(r.settle, Duration::from_secs(7));
+        assert_eq!(r.success, Disposal::Move("done".into()));
+        assert!(!r.endpoint.literal_password());
+        let d = job.outputs[0].deliver.as_ref().unwrap();
+        assert_eq!(d.outbox, std::path::Path::new("/srv/ferry/var/outbox/t/1"));
+        assert_eq!(d.connections, 2);
+        assert!(d.endpoint.literal_password());
+        assert_eq!(
+            job.outputs[0].folder.literal_prefix(),
+            "/srv/ferry/var/outbox/t/1"
+        );
+    }
+
+    #[test]
+    fn ftp_job_mistakes_are_reported() {
+        let errs = compile(
+            "[source]\nftp = \"ftp://u@h/x\"\nfolder = \"in\"\nsuccess = \"move\"\n\n[[output]]\nftp = \"sftp://h/x\"\nconnections = 99\n",
+        )
+        .unwrap_err();
+        let all = errs.join("\n");
+        assert!(
+            all.contains("jobs/t.toml:3:10: source.folder: a remote source stages"),
+            "{all}"
+        );
+        assert!(
+            all.contains("source.move_to: `success = \"move\"` needs `move_to`"),
+            "{all}"
+        );
+        assert!(all.contains("output[1].ftp: expected a URL like"), "{all}");
+        assert!(
+            all.contains("output[1].connections: expected 1 to 16"),
+            "{all}"
+        );
+        let errs = compile("[source]\nfolder = \"in\"\nsuccess = \"delete\"\n").unwrap_err();
+        assert!(errs[0].contains("unknown key `success`"), "{errs:?}");
+    }
+
+    #[test]
+    fn connection_shares_are_stable_and_spread() {
+        let n = 4;
+        let mut counts = [0usize; 4];
+        for i in 0..1000 {
+            let k = share_of(&format!("f{i:05}.dat"), n);
+            assert_eq!(k, share_of(&format!("f{i:05}.dat"), n));
+            counts[k] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 150), "{counts:?}");
+    }
 
     #[test]
     fn backoff_doubles_to_the_cap_with_jitter() {
