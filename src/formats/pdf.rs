@@ -217,7 +217,11 @@ fn pdf_date(s: &str) -> Option<String> {
 fn pdfa_level(doc: &Document) -> Option<String> {
     let catalog = doc.catalog().ok()?;
     let (_, md) = doc.dereference(catalog.get(b"Metadata").ok()?).ok()?;
-    let xmp = md.as_stream().ok()?.get_plain_content_with_limit(1 << 20).ok()?;
+    let xmp = md
+        .as_stream()
+        .ok()?
+        .get_plain_content_with_limit(1 << 20)
+        .ok()?;
     let text = String::from_utf8_lossy(&xmp);
     let value = |key: &str| -> Option<String> {
         let at = text.find(key)? + key.len();
@@ -689,6 +693,134 @@ mod tests {
         let t = text(&doc, &limits()).unwrap();
         assert!(t.contains("Invoice 42"), "{t:?}");
         assert!(t.contains("Page two"), "{t:?}");
+        let m = info(&doc);
+        assert_eq!(m["pages"], "2");
+        assert_eq!(m["title"], "Test invoice");
+        assert_eq!(m["created"], "2026-01-02T03:04:05+01:00");
+        assert_eq!(m["encrypted"], "false");
+        assert_eq!(m["pdfa"], "false");
+    }
+
+    #[test]
+    fn split_and_merge_count_pages() {
+        let bytes = testpdf::with_pages(&[&["one"], &["two"], &["three"]]);
+        let doc = load(&bytes, &limits()).unwrap();
+        let parts = split(&doc, &PageSplit::Every(1)).unwrap();
+        assert_eq!(parts.len(), 3);
+        for p in &parts {
+            let d = load(&p.data, &limits()).unwrap();
+            assert_eq!(d.get_pages().len(), 1);
+        }
+        let two = split(
+            &doc,
+            &PageSplit::Ranges(vec![PageRange::parse("2-").unwrap()]),
+        )
+        .unwrap();
+        let d = load(&two[0].data, &limits()).unwrap();
+        assert_eq!(d.get_pages().len(), 2);
+        assert!(text(&d, &limits()).unwrap().contains("three"));
+        assert!(
+            split(
+                &doc,
+                &PageSplit::Ranges(vec![PageRange::parse("4").unwrap()])
+            )
+            .is_err()
+        );
+        let docs = parts
+            .iter()
+            .map(|p| load(&p.data, &limits()).unwrap())
+            .collect();
+        let merged = merge(docs).unwrap();
+        let m = load(&merged, &limits()).unwrap();
+        assert_eq!(m.get_pages().len(), 3);
+        let t = text(&m, &limits()).unwrap();
+        let (a, b) = (t.find("one").unwrap(), t.find("three").unwrap());
+        assert!(a < b, "{t:?}");
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        let l = limits();
+        assert!(load(b"", &l).unwrap_err().contains("empty"));
+        assert!(load(b"hello", &l).unwrap_err().contains("not a PDF"));
+        let good = testpdf::with_pages(&[&["x"]]);
+        for cut in [10, good.len() / 2, good.len() - 10] {
+            let b = good[..cut].to_vec();
+            // A truncated file may be repaired by lopdf or fail; it must never panic out.
+            let _ = guarded(Duration::from_secs(10), move || {
+                load(&b, &l).and_then(|d| text(&d, &l))
+            });
+        }
+        let small = PdfLimits { max_size: 10, ..l };
+        assert!(load(&good, &small).unwrap_err().contains("pdf.max_size"));
+    }
+
+    #[test]
+    fn guarded_catches_panics_and_time() {
+        let r: Result<(), String> = guarded(Duration::from_secs(5), || panic!("boom"));
+        assert!(r.unwrap_err().contains("boom"));
+        let r: Result<(), String> = guarded(Duration::from_millis(50), || {
+            std::thread::sleep(Duration::from_secs(2));
+            Ok(())
+        });
+        assert!(r.unwrap_err().contains("pdf.timeout"));
+    }
+
+    #[test]
+    fn page_ranges() {
+        assert_eq!(
+            PageRange::parse("2-3").unwrap(),
+            PageRange {
+                first: 2,
+                last: Some(3)
+            }
+        );
+        assert!(PageRange::parse("3-2").is_err());
+        assert!(PageRange::parse("0").is_err());
+        assert!(PageRange::parse("x").is_err());
+    }
+
+    #[test]
+    fn attachment_names_are_safe() {
+        assert_eq!(safe_name("../../etc/passwd"), "passwd");
+        assert_eq!(safe_name("C:\\x\\factur-x.xml"), "factur-x.xml");
+        assert_eq!(safe_name(""), "attachment");
+        assert_eq!(safe_name(".."), "attachment");
+    }
+}
+
+#[cfg(test)]
+mod corpus {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn factur_x_attachments_are_byte_identical() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pdf/factur-x");
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_none_or(|x| x != "pdf") {
+                continue;
+            }
+            let doc = load(&std::fs::read(&p).unwrap(), &PdfLimits::default()).unwrap();
+            let got = attachments(&doc, &PdfLimits::default()).unwrap();
+            let stem = p.file_stem().unwrap();
+            let mut want: Vec<_> = std::fs::read_dir(dir.join("expected").join(stem))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            want.sort();
+            let mut names: Vec<_> = got.iter().map(|a| a.name.clone()).collect();
+            names.sort();
+            let want_names: Vec<_> = want
+                .iter()
+                .map(|w| w.file_name().unwrap().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(names, want_names, "{}", p.display());
+            for a in &got {
+                let w = std::fs::read(dir.join("expected").join(stem).join(&a.name)).unwrap();
+                assert!(a.data == w, "{} {}", p.display(), a.name);
+            }
         }
     }
 }
