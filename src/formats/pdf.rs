@@ -26,6 +26,7 @@
 //!   page tree.
 
 use std::collections::{BTreeMap, HashSet};
+use std::io::Read as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
@@ -127,6 +128,64 @@ pub fn load(bytes: &[u8], limits: &PdfLimits) -> Result<Document, String> {
         return Err("the PDF has no pages (a broken page tree or cross-reference table?)".into());
     }
     Ok(doc)
+}
+
+/// What a record input takes from a PDF.
+pub enum Want {
+    /// The text of its pages.
+    Text,
+    /// The first embedded file whose name matches (the pattern as written, for messages).
+    Attachment(globset::GlobMatcher, String),
+}
+
+/// Reads what a record input needs from a PDF's bytes, guarded: the bytes to read records
+/// from, and the document's facts ([`info`]; with an attachment, also `attachment`, its
+/// name).
+pub fn read_for_records(
+    bytes: Vec<u8>,
+    limits: PdfLimits,
+    want: Want,
+) -> Result<(Vec<u8>, BTreeMap<String, String>), String> {
+    guarded(limits.timeout, move || {
+        let doc = load(&bytes, &limits)?;
+        let mut meta = info(&doc);
+        let data =
+            match want {
+                Want::Text => text(&doc, &limits)?.into_bytes(),
+                Want::Attachment(m, pattern) => {
+                    let all = attachments(&doc, &limits)?;
+                    let names: Vec<String> = all.iter().map(|a| a.name.clone()).collect();
+                    let a = all.into_iter().find(|a| m.is_match(&a.name)).ok_or_else(|| {
+                    if names.is_empty() {
+                        format!("the PDF has no embedded files; expected one matching {pattern:?}")
+                    } else {
+                        format!(
+                            "the PDF has no embedded file matching {pattern:?}; it has {}",
+                            names.join(", ")
+                        )
+                    }
+                })?;
+                    meta.insert("attachment".into(), a.name);
+                    a.data
+                }
+            };
+        Ok((data, meta))
+    })
+}
+
+/// Reads a whole file into memory, refusing one larger than `max_size` before reading it.
+pub fn read_limited(r: &mut impl std::io::Read, limits: &PdfLimits) -> Result<Vec<u8>, String> {
+    let mut buf = Vec::new();
+    std::io::Read::take(&mut *r, limits.max_size + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read the file: {e}"))?;
+    if buf.len() as u64 > limits.max_size {
+        return Err(format!(
+            "the PDF is more than {} bytes, the job's limit (pdf.max_size)",
+            limits.max_size
+        ));
+    }
+    Ok(buf)
 }
 
 /// The message for a file over `max_size`.

@@ -3,6 +3,7 @@
 //! take the same file).
 
 pub mod data;
+pub mod pdf;
 pub mod template;
 pub mod toml_reader;
 
@@ -84,6 +85,8 @@ pub struct Source {
     pub watch: Watch,
     pub ready: Ready,
     pub recursive: bool,
+    /// Take only PDFs whose text passes this rule (`contains`, `matches`).
+    pub content: Option<pdf::ContentRule>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +97,8 @@ pub struct Output {
     pub exists: Exists,
     /// The format written (the original bytes unless the job reads records).
     pub data: data::OutputData,
+    /// Pieces taken out of a PDF (attachments, pages), one file each, instead of `data`.
+    pub extract: Option<pdf::Extract>,
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +125,8 @@ pub struct Job {
     pub transform: data::TransformSpec,
     pub outputs: Vec<Output>,
     pub after: After,
+    /// `[pdf]`: time and size limits of PDF work on one file.
+    pub pdf: crate::formats::pdf::PdfLimits,
 }
 
 /// Names that are skipped in every source: hidden files and the usual temporary names that
@@ -144,6 +151,7 @@ const TOP_KEYS: &[&str] = &[
     "transform",
     "output",
     "after",
+    "pdf",
 ];
 const SOURCE_KEYS: &[&str] = &[
     "folder",
@@ -155,6 +163,8 @@ const SOURCE_KEYS: &[&str] = &[
     "ready",
     "done",
     "recursive",
+    "contains",
+    "matches",
 ];
 /// The keys of an `[[output]]` besides its format's (`data::OUTPUT_FORMAT_KEYS`).
 const OUTPUT_KEYS: &[&str] = &["folder", "name", "exists"];
@@ -337,6 +347,10 @@ fn read_job(
         Some(t) => read_after(doc, root, Some(t)),
         None => read_after(doc, root, None),
     };
+    let limits = match top.table(doc, "pdf") {
+        Some(t) => pdf::read_limits(doc, Some(t)),
+        None => pdf::read_limits(doc, None),
+    };
     top.finish(doc, TOP_KEYS);
     if name.is_empty() || name.starts_with('.') {
         doc.error(0..0, "", "a job file needs a name like `invoices.toml`");
@@ -355,6 +369,7 @@ fn read_job(
         transform: transform?,
         outputs: outputs.into_iter().collect::<Option<Vec<_>>>()?,
         after,
+        pdf: limits?,
     })
 }
 
@@ -540,6 +555,7 @@ fn read_source(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Op
     );
     let done = t.str_list(doc, "done");
     let recursive = t.bool(doc, "recursive").unwrap_or(false);
+    let content = pdf::read_content_rule(doc, &mut t);
     let mut ok = true;
     if let Some(p) = poll
         && p < Duration::from_millis(100)
@@ -647,6 +663,7 @@ fn read_source(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Op
         watch: watch?,
         ready: ready?,
         recursive,
+        content: content?,
     })
 }
 
@@ -679,10 +696,61 @@ fn read_output(
         Exists::Fail,
     );
     let data = data::read_output_data(doc, &mut t, has_input);
-    t.finish(doc, &[OUTPUT_KEYS, data::OUTPUT_FORMAT_KEYS].concat());
+    let extract = pdf::read_extract(doc, &mut t);
+    if let (Some(Some(_)), Some(d)) = (&extract, &data)
+        && !matches!(d.format, data::OutputFormat::Original)
+    {
+        doc.error(
+            t.span_of("format"),
+            &format!("{}.format", t.path),
+            "an `extract` output writes the pieces as they are; remove `format`",
+        );
+        return None;
+    }
+    t.finish(
+        doc,
+        &[OUTPUT_KEYS, data::OUTPUT_FORMAT_KEYS, pdf::EXTRACT_KEYS].concat(),
+    );
+    let extract = extract?;
     let folder = folder_template(doc, root, &folder?);
-    let name = match name {
-        Some(n) => {
+    let name = match (name, &extract) {
+        (Some(n), Some(e)) => {
+            let mut allowed = PLACEHOLDERS.to_vec();
+            allowed.push(template::FIELDS);
+            let tpl = template(doc, &n, &allowed)?;
+            let ok = pdf::extract_fields(e);
+            if let Some(f) = tpl.fields().into_iter().find(|f| !ok.contains(f)) {
+                doc.error(
+                    n.span.clone(),
+                    &n.key,
+                    format!(
+                        "unknown placeholder `{{{f}}}`; this output may use {} and {}",
+                        PLACEHOLDERS
+                            .iter()
+                            .map(|p| format!("{{{p}}}"))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        ok.iter()
+                            .map(|p| format!("{{{p}}}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ),
+                );
+                return None;
+            }
+            Some(tpl)
+        }
+        (None, Some(e)) => {
+            let default = match e {
+                pdf::Extract::Attachments { .. } => "{attachment}",
+                pdf::Extract::Pages(_) => "{stem}_{page}.pdf",
+                pdf::Extract::Merge => "{stem}.pdf",
+            };
+            let mut allowed = PLACEHOLDERS.to_vec();
+            allowed.push(template::FIELDS);
+            Template::parse(default, &allowed).ok()
+        }
+        (Some(n), None) => {
             let mut allowed = PLACEHOLDERS.to_vec();
             if has_input {
                 allowed.push(template::FIELDS);
@@ -717,13 +785,14 @@ fn read_output(
             }
             tpl
         }
-        None => Template::parse("{name}", PLACEHOLDERS).ok(),
+        (None, None) => Template::parse("{name}", PLACEHOLDERS).ok(),
     };
     Some(Output {
         folder: folder?,
         name: name?,
         exists: exists?,
         data: data?,
+        extract,
     })
 }
 

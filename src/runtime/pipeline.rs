@@ -160,7 +160,7 @@ pub fn run(
     job: &Job,
     src: &Path,
     outputs: Vec<(TempOutput, &OutputData)>,
-    meta: BTreeMap<String, String>,
+    mut meta: BTreeMap<String, String>,
     rejects: &mut Rejects<'_>,
     mut split: Option<Split<'_>>,
 ) -> Result<Converted, ParseError> {
@@ -168,6 +168,7 @@ pub fn run(
     let file = std::fs::File::open(src)
         .map_err(|e| ParseError::new(format!("cannot open the file: {e}")))?;
     let mut hashing = HashingReader::new(file);
+    let from_pdf = pdf_source(job, input, &mut hashing, &mut meta)?;
     let lookups = transform::load_lookups(&job.transform).map_err(ParseError::new)?;
     let env = transform::environment(&lookups);
     let mut transformer =
@@ -181,9 +182,13 @@ pub fn run(
     let mut group_writers: Vec<Vec<(u32, PathBuf, Writer<TempOutput>)>> = Vec::new();
     let mut stats = Stats::default();
     {
+        let raw: Box<dyn Read + '_> = match from_pdf {
+            Some(bytes) => Box::new(io::Cursor::new(bytes)),
+            None => Box::new(&mut hashing),
+        };
         let decoded = BufReader::with_capacity(
             256 * 1024,
-            DecodeReader::new(&mut hashing, input.encoding, input.replace),
+            DecodeReader::new(raw, input.encoding, input.replace),
         );
         let mut reader = Reader::open(input, decoded)?;
         let mut rec = Record::default();
@@ -250,6 +255,27 @@ pub fn run(
         stats,
         split: split_outputs,
     })
+}
+
+/// With PDF input (`format = "pdf"`, or `attachment`): reads the whole file (within
+/// `pdf.max_size`) and returns the bytes to read records from, the PDF's text (UTF-8) or
+/// an embedded file, adding the PDF's facts to `meta`. `None`: read the file itself.
+fn pdf_source(
+    job: &Job,
+    input: &crate::job::data::Input,
+    file: &mut impl Read,
+    meta: &mut BTreeMap<String, String>,
+) -> Result<Option<Vec<u8>>, ParseError> {
+    use crate::formats::pdf;
+    let want = match (&input.format, &input.attachment) {
+        (InputFormat::Pdf(_), _) => pdf::Want::Text,
+        (_, Some((pattern, m))) => pdf::Want::Attachment(m.clone(), pattern.clone()),
+        _ => return Ok(None),
+    };
+    let bytes = pdf::read_limited(file, &job.pdf).map_err(ParseError::new)?;
+    let (data, facts) = pdf::read_for_records(bytes, job.pdf, want).map_err(ParseError::new)?;
+    meta.extend(facts);
+    Ok(Some(data))
 }
 
 /// Names a new group's file for an output: its final and its temporary path.
@@ -344,7 +370,7 @@ impl<R: io::BufRead> Reader<R> {
             ))),
             InputFormat::Fixed(l) => Reader::Fixed(Box::new(FixedReader::new(decoded, l.clone()))),
             InputFormat::Json(o) => Reader::Json(Box::new(JsonReader::new(decoded, o.clone()))),
-            InputFormat::Text(rules) => {
+            InputFormat::Text(rules) | InputFormat::Pdf(rules) => {
                 Reader::Text(Box::new(TextReader::new(decoded, rules.clone())))
             }
         })
@@ -417,9 +443,14 @@ pub fn preview(
         .input
         .as_ref()
         .ok_or_else(|| ParseError::new("the job has no [input]"))?;
-    let file = std::fs::File::open(src)
+    let mut file = std::fs::File::open(src)
         .map_err(|e| ParseError::new(format!("cannot open the file: {e}")))?;
-    let decoded = BufReader::new(DecodeReader::new(file, input.encoding, input.replace));
+    let mut meta = meta;
+    let raw: Box<dyn Read> = match pdf_source(job, input, &mut file, &mut meta)? {
+        Some(bytes) => Box::new(io::Cursor::new(bytes)),
+        None => Box::new(file),
+    };
+    let decoded = BufReader::new(DecodeReader::new(raw, input.encoding, input.replace));
     let mut reader = Reader::open(input, decoded)?;
     let lookups = transform::load_lookups(&job.transform).map_err(ParseError::new)?;
     let env = transform::environment(&lookups);

@@ -27,7 +27,7 @@ use crate::outputs::folder::{self as out, TempOutput};
 use crate::readiness::Meta;
 use crate::sources::folder::{Found, meta_of};
 
-use super::pipeline;
+use super::{extract, pipeline};
 
 /// How processing a file ended, for the source that handed it over.
 #[derive(Debug)]
@@ -86,6 +86,8 @@ struct Resolved {
     targets: Vec<Target>,
     /// Outputs named per group of records (`split`): their index and folder.
     split_dirs: Vec<(u32, PathBuf)>,
+    /// Outputs that extract pieces of a PDF (`extract`): their index and folder.
+    extract_dirs: Vec<(u32, PathBuf)>,
     archive_dir: Option<PathBuf>,
 }
 
@@ -118,8 +120,13 @@ fn render_dir(t: &crate::job::template::Template, vars: &Vars<'_>) -> Result<Pat
 fn resolve(job: &Job, vars: &Vars<'_>, id: i64) -> Result<Resolved, FileError> {
     let mut targets = Vec::new();
     let mut split_dirs = Vec::new();
+    let mut extract_dirs = Vec::new();
     for (i, o) in job.outputs.iter().enumerate() {
         let dir = render_dir(&o.folder, vars)?;
+        if o.extract.is_some() {
+            extract_dirs.push((i as u32, dir));
+            continue;
+        }
         if is_split(job, o) {
             split_dirs.push((i as u32, dir));
             continue;
@@ -142,6 +149,7 @@ fn resolve(job: &Job, vars: &Vars<'_>, id: i64) -> Result<Resolved, FileError> {
     Ok(Resolved {
         targets,
         split_dirs,
+        extract_dirs,
         archive_dir,
     })
 }
@@ -212,7 +220,7 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
                     r.targets
                         .iter()
                         .map(|t| t.temp.to_string_lossy().into_owned())
-                        .chain(r.split_dirs.iter().map(|(_, d)| {
+                        .chain(r.split_dirs.iter().chain(&r.extract_dirs).map(|(_, d)| {
                             d.join(format!(".ferry-out-{}-*", c.id))
                                 .to_string_lossy()
                                 .into_owned()
@@ -361,6 +369,7 @@ fn deliver(
     };
     let mut rejected = 0;
     let mut split_made: Vec<Target> = Vec::new();
+    let mut extract_made: Vec<Target> = Vec::new();
     let written = (|| -> Result<(String, Vec<(String, u64)>), FileError> {
         let mut raw = Vec::new();
         let mut records = Vec::new();
@@ -509,6 +518,23 @@ fn deliver(
                 finished.push((idx, t));
             }
         }
+        if !resolved.extract_dirs.is_empty() {
+            let chain = |e: String| FileError {
+                chain: vec!["cannot take the pieces out of the PDF".into(), e],
+            };
+            let pieces = extract::pieces(job, &found.path).map_err(chain)?;
+            let made =
+                extract::write(job, vars, id, &resolved.extract_dirs, pieces).map_err(chain)?;
+            for m in made {
+                extract_made.push(Target {
+                    idx: m.idx,
+                    final_path: m.final_path,
+                    temp: m.temp,
+                    exists: m.exists,
+                });
+                finished.push((m.idx, m.file));
+            }
+        }
         let (hash, n) = hash.expect("the file was read");
         if n != found.meta.size {
             return Err(FileError::new(format!(
@@ -540,6 +566,7 @@ fn deliver(
         Ok((hash, sums))
     })();
     targets.extend(split_made);
+    targets.extend(extract_made);
     if rejected > 0
         && let Some(t) = rejects_target
     {
