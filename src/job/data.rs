@@ -453,13 +453,15 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
                     let start = it.str(doc, "start").map(|s| s.value);
                     let end = it.str(doc, "end").map(|s| s.value);
                     let line = it.str(doc, "line");
+                    let across_lines = it.bool(doc, "across_lines").unwrap_or(false);
                     let span = it.span.clone();
-                    it.finish(doc, &["start", "end", "line"]);
+                    it.finish(doc, &["start", "end", "line", "across_lines"]);
                     match line {
                         Some(l) => Some(ItemsOptions {
                             start,
                             end,
                             line: l.value,
+                            across_lines,
                         }),
                         None => {
                             doc.error(
