@@ -4,6 +4,7 @@
 
 pub mod data;
 pub mod pdf;
+pub mod set;
 pub mod template;
 pub mod toml_reader;
 
@@ -87,6 +88,8 @@ pub struct Source {
     pub recursive: bool,
     /// Take only PDFs whose text passes this rule (`contains`, `matches`).
     pub content: Option<pdf::ContentRule>,
+    /// `[source.set]`: files taken together as one document set.
+    pub set: Option<set::SetSpec>,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +102,8 @@ pub struct Output {
     pub data: data::OutputData,
     /// Pieces taken out of a PDF (attachments, pages), one file each, instead of `data`.
     pub extract: Option<pdf::Extract>,
+    /// In a document set: write this member's bytes instead of the lead's.
+    pub member: Option<set::Member>,
 }
 
 #[derive(Debug, Clone)]
@@ -165,9 +170,10 @@ const SOURCE_KEYS: &[&str] = &[
     "recursive",
     "contains",
     "matches",
+    "set",
 ];
 /// The keys of an `[[output]]` besides its format's (`data::OUTPUT_FORMAT_KEYS`).
-const OUTPUT_KEYS: &[&str] = &["folder", "name", "exists"];
+const OUTPUT_KEYS: &[&str] = &["folder", "name", "exists", "member"];
 const AFTER_KEYS: &[&str] = &["success", "archive", "error", "max_attempts"];
 
 /// Placeholders a done-file name may use.
@@ -340,7 +346,8 @@ fn read_job(
         .into_iter()
         .map(|t| {
             let splits = transform.as_ref().is_some_and(|t| t.split.is_some());
-            read_output(doc, root, t, has_input, splits)
+            let in_set = source.as_ref().is_some_and(|s| s.set.is_some());
+            read_output(doc, root, t, has_input, splits, in_set)
         })
         .collect();
     let after = match top.table(doc, "after") {
@@ -556,6 +563,24 @@ fn read_source(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Op
     let done = t.str_list(doc, "done");
     let recursive = t.bool(doc, "recursive").unwrap_or(false);
     let content = pdf::read_content_rule(doc, &mut t);
+    let set = match t.table(doc, "set") {
+        Some(st) => set::read(doc, st).map(Some),
+        None => Some(None),
+    };
+    // A set's members are what the job takes, unless `include` says otherwise.
+    let include = match (include, &set) {
+        (None, Some(Some(s))) => Some(
+            s.members
+                .iter()
+                .map(|m| Str {
+                    value: m.glob(),
+                    span: 0..0,
+                    key: "source.set.members".into(),
+                })
+                .collect(),
+        ),
+        (i, _) => i,
+    };
     let mut ok = true;
     if let Some(p) = poll
         && p < Duration::from_millis(100)
@@ -664,6 +689,7 @@ fn read_source(doc: &mut Doc<'_>, root: &Path, mut t: TableReader<'_, '_>) -> Op
         ready: ready?,
         recursive,
         content: content?,
+        set: set?,
     })
 }
 
@@ -673,6 +699,7 @@ fn read_output(
     mut t: TableReader<'_, '_>,
     has_input: bool,
     splits: bool,
+    in_set: bool,
 ) -> Option<Output> {
     let folder = t.str(doc, "folder");
     if folder.is_none() && t.span_of("folder") == t.span {
@@ -697,6 +724,34 @@ fn read_output(
     );
     let data = data::read_output_data(doc, &mut t, has_input);
     let extract = pdf::read_extract(doc, &mut t);
+    let member = match t.str(doc, "member") {
+        None => Some(None),
+        Some(m) if !in_set => {
+            doc.error(
+                m.span.clone(),
+                &m.key,
+                "`member` names a file of a document set: the job needs `[source.set]`",
+            );
+            None
+        }
+        Some(m) => match m.value.split_once("{stem}") {
+            Some((p, s)) if !s.contains("{stem}") => Some(Some(set::Member {
+                prefix: p.to_string(),
+                suffix: s.to_string(),
+            })),
+            _ => {
+                doc.error(
+                    m.span.clone(),
+                    &m.key,
+                    format!(
+                        "expected one of the set's members, like \"{{stem}}.pdf\", found {:?}",
+                        m.value
+                    ),
+                );
+                None
+            }
+        },
+    };
     if let (Some(Some(_)), Some(d)) = (&extract, &data)
         && !matches!(d.format, data::OutputFormat::Original)
     {
@@ -762,6 +817,7 @@ fn read_output(
             if let Some(t) = &tpl
                 && let Some(f) = t.fields().first()
                 && !(splits && record_output)
+                && !in_set
             {
                 doc.error(
                     n.span.clone(),
@@ -793,6 +849,7 @@ fn read_output(
         exists: exists?,
         data: data?,
         extract,
+        member: member?,
     })
 }
 
@@ -927,7 +984,9 @@ pub fn conflicts(jobs: &[&Job]) -> Vec<(String, String, String)> {
             let same = sa.folder == sb.folder
                 || (sa.recursive && sb.folder.starts_with(&sa.folder))
                 || (sb.recursive && sa.folder.starts_with(&sb.folder));
-            if !same {
+            // Jobs that both choose their files by content share a folder: the content
+            // decides (see docs/pdf.md).
+            if !same || (sa.content.is_some() && sb.content.is_some()) {
                 continue;
             }
             let pa = if sa.include.is_empty() {
