@@ -252,3 +252,41 @@ folder = "out"
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(d.files("in"), ["b.pdf"]);
 }
+
+#[test]
+fn a_set_of_pdfs_is_merged_into_one() {
+    let d = Deployment::new("set-merge");
+    d.job(
+        "merge",
+        r#"
+[source]
+folder = "in"
+settle = "0s"
+
+[source.set]
+members = ["{stem}.pdf", "annex-{stem}.pdf"]
+
+[[output]]
+folder = "out"
+name = "{stem}-complete.pdf"
+extract = "merge"
+
+[after]
+archive = "archive"
+"#,
+    );
+    d.write("in/7.pdf", pdf("QualityHosting.pdf"));
+    d.write("in/annex-7.pdf", pdf("FlipkartInvoice.pdf"));
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), ["7-complete.pdf"]);
+    let merged = lopdf::Document::load(d.path("out/7-complete.pdf")).unwrap();
+    assert_eq!(merged.get_pages().len(), 3, "2 pages + 1 page");
+    let text = merged.extract_text(&[1, 2, 3]).unwrap();
+    let (q, f) = (
+        text.find("QualityHosting").unwrap(),
+        text.find("Flipkart").unwrap(),
+    );
+    assert!(q < f, "the lead's pages first");
+    assert_eq!(d.files("archive"), ["7.pdf", "annex-7.pdf"]);
+}

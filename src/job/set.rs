@@ -47,12 +47,18 @@ pub struct SetSpec {
 }
 
 impl SetSpec {
-    /// Which member `name` is, and its stem; the lead wins when several match.
+    /// Which member `name` is, and its stem. When several match (`annex-7.pdf` is both
+    /// `annex-{stem}.pdf` and `{stem}.pdf`), the one with the most literal text wins.
     pub fn which<'a>(&self, name: &'a str) -> Option<(usize, &'a str)> {
         self.members
             .iter()
             .enumerate()
-            .find_map(|(i, m)| m.stem_of(name).map(|s| (i, s)))
+            .filter_map(|(i, m)| {
+                m.stem_of(name)
+                    .map(|s| (i, s, m.prefix.len() + m.suffix.len()))
+            })
+            .max_by_key(|&(i, _, lit)| (lit, std::cmp::Reverse(i)))
+            .map(|(i, s, _)| (i, s))
     }
 }
 
@@ -141,5 +147,20 @@ mod tests {
         assert_eq!(m.stem_of("12345.xml"), None);
         assert_eq!(m.name("9"), "IDX_9.xml");
         assert_eq!(m.glob(), "IDX_*.xml");
+        let set = SetSpec {
+            members: vec![
+                Member {
+                    prefix: "".into(),
+                    suffix: ".pdf".into(),
+                },
+                Member {
+                    prefix: "annex-".into(),
+                    suffix: ".pdf".into(),
+                },
+            ],
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(set.which("7.pdf"), Some((0, "7")));
+        assert_eq!(set.which("annex-7.pdf"), Some((1, "7")));
     }
 }

@@ -37,9 +37,25 @@ pub struct Made {
 
 /// Cuts the pieces every extract output of `job` wants out of the PDF at `path`, within
 /// the job's limits (guarded: a panic or a hang of the parser is an error, not a crash).
-pub fn pieces(job: &Job, path: &Path) -> Result<Vec<Piece>, String> {
+/// `members` are the other PDFs of a document set, for `extract = "merge"`.
+pub fn pieces(job: &Job, path: &Path, members: &[PathBuf]) -> Result<Vec<Piece>, String> {
+    let is_pdf = |p: &Path| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("pdf"));
     let mut f = std::fs::File::open(path).map_err(|e| format!("cannot open the file: {e}"))?;
     let bytes = pdf::read_limited(&mut f, &job.pdf)?;
+    let mut others = Vec::new();
+    if job
+        .outputs
+        .iter()
+        .any(|o| matches!(o.extract, Some(Extract::Merge)))
+    {
+        for m in members.iter().filter(|m| is_pdf(m)) {
+            let mut f =
+                std::fs::File::open(m).map_err(|e| format!("cannot open {}: {e}", m.display()))?;
+            others.push(pdf::read_limited(&mut f, &job.pdf)?);
+        }
+    }
+    // The lead is part of a merge only when it is a PDF itself (not an XML index).
+    let lead_in_merge = is_pdf(path) || others.is_empty();
     let wanted: Vec<(u32, Extract)> = job
         .outputs
         .iter()
@@ -48,14 +64,27 @@ pub fn pieces(job: &Job, path: &Path) -> Result<Vec<Piece>, String> {
         .collect();
     let limits: PdfLimits = job.pdf;
     pdf::guarded(limits.timeout, move || {
-        let doc = pdf::load(&bytes, &limits)?;
-        cut(&doc, &limits, &wanted)
+        let needs_lead = lead_in_merge || wanted.iter().any(|(_, e)| !matches!(e, Extract::Merge));
+        let doc = if needs_lead {
+            Some(pdf::load(&bytes, &limits)?)
+        } else {
+            None
+        };
+        let mut merged = Vec::new();
+        if lead_in_merge && let Some(d) = &doc {
+            merged.push(d.clone());
+        }
+        for b in &others {
+            merged.push(pdf::load(b, &limits)?);
+        }
+        cut(doc.as_ref(), merged, &limits, &wanted)
     })
 }
 
 /// The pieces of one loaded document.
 pub fn cut(
-    doc: &lopdf::Document,
+    doc: Option<&lopdf::Document>,
+    merged: Vec<lopdf::Document>,
     limits: &PdfLimits,
     wanted: &[(u32, Extract)],
 ) -> Result<Vec<Piece>, String> {
@@ -68,6 +97,7 @@ pub fn cut(
                 patterns,
                 required,
             } => {
+                let doc = doc.ok_or("the file is not a PDF")?;
                 if attachments.is_none() {
                     attachments = Some(pdf::attachments(doc, limits)?);
                 }
@@ -101,6 +131,7 @@ pub fn cut(
                 }
             }
             Extract::Pages(how) => {
+                let doc = doc.ok_or("the file is not a PDF")?;
                 for (n, part) in pdf::split(doc, how)?.into_iter().enumerate() {
                     out.push(Piece {
                         output: *idx,
@@ -114,11 +145,11 @@ pub fn cut(
                 }
             }
             Extract::Merge => {
-                // A single PDF merged with nothing is itself.
-                let mut d = doc.clone();
-                let mut data = Vec::new();
-                d.save_to(&mut data)
-                    .map_err(|e| format!("cannot write the PDF: {e}"))?;
+                let docs = merged.clone();
+                if docs.is_empty() {
+                    return Err("nothing to merge: the set has no PDF".into());
+                }
+                let data = pdf::merge(docs)?;
                 out.push(Piece {
                     output: *idx,
                     fields: Vec::new(),

@@ -612,7 +612,8 @@ fn deliver(
             let chain = |e: String| FileError {
                 chain: vec!["cannot take the pieces out of the PDF".into(), e],
             };
-            let pieces = extract::pieces(job, &found.path).map_err(chain)?;
+            let members: Vec<PathBuf> = companions.iter().map(|c| c.found.path.clone()).collect();
+            let pieces = extract::pieces(job, &found.path, &members).map_err(chain)?;
             let made =
                 extract::write(job, vars, id, &resolved.extract_dirs, pieces).map_err(chain)?;
             for m in made {
