@@ -290,3 +290,37 @@ archive = "archive"
     assert!(q < f, "the lead's pages first");
     assert_eq!(d.files("archive"), ["7.pdf", "annex-7.pdf"]);
 }
+
+#[test]
+fn the_document_set_example_job_renames_the_pdf_by_its_index() {
+    let d = Deployment::new("set-example");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    d.write(
+        "jobs/document-sets.toml",
+        read(&repo.join("jobs/document-sets.toml")),
+    );
+    for f in ["SCAN-000815.xml", "SCAN-000815.pdf"] {
+        d.write(
+            &format!("samples/document-sets/{f}"),
+            read(&repo.join("samples/document-sets").join(f)),
+        );
+    }
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        d.files("var/out/document-sets"),
+        [
+            "WS Retail_invoice_BLR-982590_2015-10-20.json",
+            "WS Retail_invoice_BLR-982590_2015-10-20.pdf"
+        ]
+    );
+    assert_eq!(
+        read(&d.path("var/out/document-sets/WS Retail_invoice_BLR-982590_2015-10-20.pdf")),
+        read(&repo.join("samples/document-sets/SCAN-000815.pdf"))
+    );
+    // Samples are kept, and a second run takes nothing again.
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("var/out/document-sets").len(), 2);
+    assert_eq!(d.files("samples/document-sets").len(), 2);
+}
