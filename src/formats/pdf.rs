@@ -173,6 +173,17 @@ pub fn read_for_records(
     })
 }
 
+/// Refuses a file over `max_size` by its size on disk, before a byte of it is read.
+pub fn check_size(path: &std::path::Path, limits: &PdfLimits) -> Result<(), String> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read the file: {e}"))?
+        .len();
+    if size > limits.max_size {
+        return Err(too_big(size, limits));
+    }
+    Ok(())
+}
+
 /// Reads a whole file into memory, refusing one larger than `max_size` before reading it.
 pub fn read_limited(r: &mut impl std::io::Read, limits: &PdfLimits) -> Result<Vec<u8>, String> {
     let mut buf = Vec::new();

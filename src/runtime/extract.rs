@@ -40,6 +40,7 @@ pub struct Made {
 /// `members` are the other PDFs of a document set, for `extract = "merge"`.
 pub fn pieces(job: &Job, path: &Path, members: &[PathBuf]) -> Result<Vec<Piece>, String> {
     let is_pdf = |p: &Path| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("pdf"));
+    pdf::check_size(path, &job.pdf)?;
     let mut f = std::fs::File::open(path).map_err(|e| format!("cannot open the file: {e}"))?;
     let bytes = pdf::read_limited(&mut f, &job.pdf)?;
     let mut others = Vec::new();
@@ -49,6 +50,7 @@ pub fn pieces(job: &Job, path: &Path, members: &[PathBuf]) -> Result<Vec<Piece>,
         .any(|o| matches!(o.extract, Some(Extract::Merge)))
     {
         for m in members.iter().filter(|m| is_pdf(m)) {
+            pdf::check_size(m, &job.pdf)?;
             let mut f =
                 std::fs::File::open(m).map_err(|e| format!("cannot open {}: {e}", m.display()))?;
             others.push(pdf::read_limited(&mut f, &job.pdf)?);

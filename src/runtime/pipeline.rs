@@ -168,6 +168,9 @@ pub fn run(
     let file = std::fs::File::open(src)
         .map_err(|e| ParseError::new(format!("cannot open the file: {e}")))?;
     let mut hashing = HashingReader::new(file);
+    if matches!(input.format, InputFormat::Pdf(_)) || input.attachment.is_some() {
+        crate::formats::pdf::check_size(src, &job.pdf).map_err(ParseError::new)?;
+    }
     let from_pdf = pdf_source(job, input, &mut hashing, &mut meta)?;
     let lookups = transform::load_lookups(&job.transform).map_err(ParseError::new)?;
     let env = transform::environment(&lookups);

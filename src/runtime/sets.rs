@@ -220,6 +220,7 @@ pub fn route(job: &Job, found: &Found) -> Result<Option<Outcome>, String> {
     let limits = job.pdf;
     let path = found.path.clone();
     let text = crate::formats::pdf::guarded(limits.timeout, move || {
+        crate::formats::pdf::check_size(&path, &limits)?;
         let mut f = std::fs::File::open(&path).map_err(|e| format!("cannot open: {e}"))?;
         let bytes = crate::formats::pdf::read_limited(&mut f, &limits)?;
         let doc = crate::formats::pdf::load(&bytes, &limits)?;
