@@ -1,11 +1,19 @@
+//! Prints what ferry reads from PDFs: their facts (`meta`) and the text that `[input]
+//! format = "pdf"` captures from, page by page. For writing capture patterns:
+//!
+//!     cargo run --example pdftext -- invoice.pdf
+use ferry::formats::pdf;
+
 fn main() {
+    let limits = pdf::PdfLimits::default();
     for p in std::env::args().skip(1) {
-        let b = std::fs::read(&p).unwrap();
-        let l = ferry::formats::pdf::PdfLimits::default();
-        let r = ferry::formats::pdf::load(&b, &l).and_then(|d| {
-            let m = ferry::formats::pdf::info(&d);
-            ferry::formats::pdf::text(&d, &l).map(|t| (t.len(), m))
-        });
-        println!("==== {p}: {r:?}");
+        let read = std::fs::read(&p)
+            .map_err(|e| e.to_string())
+            .and_then(|b| pdf::load(&b, &limits))
+            .and_then(|d| pdf::text(&d, &limits).map(|t| (pdf::info(&d), t)));
+        match read {
+            Ok((facts, text)) => println!("==== {p}\n{facts:?}\n{text}"),
+            Err(e) => println!("==== {p}: {e}"),
+        }
     }
 }
