@@ -7,6 +7,7 @@ pub mod encoding;
 pub mod fixed;
 pub mod json;
 pub mod json_in;
+pub mod pdf;
 pub mod template_out;
 pub mod text;
 pub mod xml;

@@ -57,6 +57,10 @@ pub struct ItemsOptions {
     pub end: Option<String>,
     /// An item line; its named groups are the item's fields.
     pub line: String,
+    /// The `line` pattern may span several lines (`\n` in it): each match in the section
+    /// is one item. Text pulled from PDFs often puts an item's name, quantity and price on
+    /// lines of their own.
+    pub across_lines: bool,
 }
 
 /// What a job says about its text input; [`TextOptions::compile`] checks it.
@@ -102,6 +106,7 @@ struct ItemRules {
     start: Option<Regex>,
     end: Option<Regex>,
     line: Regex,
+    across_lines: bool,
     /// Group index of each item field, in output order (after the header fields).
     groups: Vec<usize>,
     /// Item fields that must be found, as indexes into `groups`.
@@ -219,6 +224,7 @@ impl TextOptions {
                     start,
                     end,
                     line,
+                    across_lines: it.across_lines,
                     groups,
                     required: Vec::new(),
                 })
@@ -469,6 +475,9 @@ impl<R: Read> TextReader<R> {
             .at(top));
         }
         let found = sections.iter().any(|&(b, e)| {
+            if items.across_lines {
+                return items.line.is_match(&text[b..e]);
+            }
             text[b..e]
                 .split('\n')
                 .any(|l| items.line.is_match(l.strip_suffix('\r').unwrap_or(l)))
@@ -594,6 +603,56 @@ impl<R: Read> TextReader<R> {
                 st.section += 1;
                 continue;
             }
+            if items.across_lines {
+                let Some(caps) = items.line.captures_at(&st.text[..end], st.at) else {
+                    st.line += count_lines(&st.text[st.at..end]);
+                    st.at = end;
+                    continue;
+                };
+                let m = caps.get(0).expect("group 0 is the match");
+                st.line += count_lines(&st.text[st.at..m.start()]);
+                let pos = Position {
+                    record: self.count + 1,
+                    line: st.line,
+                    byte: m.start() as u64,
+                };
+                st.line += count_lines(m.as_str());
+                st.at = if m.end() > m.start() {
+                    m.end()
+                } else {
+                    m.end() + 1
+                };
+                self.count += 1;
+                if let Some(&missing) = items
+                    .required
+                    .iter()
+                    .find(|&&g| caps.get(items.groups[g]).is_none())
+                {
+                    let name = &self.rules.names[st.header.len() + missing];
+                    return Err(ParseError {
+                        field: Some(name.clone()),
+                        value: Some(m.as_str().to_string()),
+                        ..ParseError::new("required field not found in this item").at(pos)
+                    });
+                }
+                if !Arc::ptr_eq(&out.names, &self.rules.names) && *out.names != *self.rules.names {
+                    out.names = self.rules.names.clone();
+                }
+                let n = st.header.len() + items.groups.len();
+                out.values.resize(n, String::new());
+                let values = st.header.iter().map(String::as_str).chain(
+                    items
+                        .groups
+                        .iter()
+                        .map(|&g| caps.get(g).map_or("", |m| m.as_str().trim())),
+                );
+                for (o, v) in out.values.iter_mut().zip(values) {
+                    o.clear();
+                    o.push_str(v);
+                }
+                out.pos = pos;
+                return Ok(true);
+            }
             let (line_start, line_no) = (st.at, st.line);
             let line_end = st.text[st.at..end].find('\n').map_or(end, |i| st.at + i);
             if line_end < end {
@@ -672,6 +731,47 @@ fn find_sections(text: &str, start: Option<&Regex>, end: Option<&Regex>) -> Vec<
         }
     }
     sections
+}
+
+#[cfg(test)]
+mod across_lines_tests {
+    use super::*;
+
+    #[test]
+    fn items_may_span_lines() {
+        let rules = TextOptions {
+            mode: TextMode::Capture,
+            fields: vec![("inv".into(), vec![r"Invoice\s+(\d+)".into()])],
+            items: Some(ItemsOptions {
+                start: Some("Detail".into()),
+                end: None,
+                line: r"^(?P<name>[A-Z][^\n$]*?) *\n\$(?P<price>[0-9.]+)".into(),
+                across_lines: true,
+            }),
+            ..Default::default()
+        }
+        .compile()
+        .unwrap();
+        let text = "Invoice 7\nDetail\nData Transfer \n$0.01 \nCharges\n$0.01\nGlacier\n$2.22\n";
+        let mut r = TextReader::new(text.as_bytes(), rules);
+        let mut rec = Record::default();
+        let mut got = Vec::new();
+        while r.read_into(&mut rec).unwrap() {
+            got.push((
+                rec.get("name").unwrap().to_string(),
+                rec.get("price").unwrap().to_string(),
+                rec.pos.line,
+            ));
+        }
+        assert_eq!(
+            got,
+            vec![
+                ("Data Transfer".into(), "0.01".into(), 3),
+                ("Charges".into(), "0.01".into(), 5),
+                ("Glacier".into(), "2.22".into(), 7)
+            ]
+        );
+    }
 }
 
 #[cfg(test)]
@@ -844,6 +944,7 @@ Zahlbar innerhalb von 14 Tagen.
                 end: Some(r"Übertrag|Zwischensumme".into()),
                 line: r"^(?P<pos>\d+)\s+(?P<qty>\d+,\d+)\s+(?P<desc>.+?)\s+(?P<price>\d+,\d{2})$"
                     .into(),
+                across_lines: false,
             }),
         )
     }
@@ -1001,6 +1102,7 @@ Zahlbar innerhalb von 14 Tagen.
                     start: start.map(str::to_string),
                     end: None,
                     line: r"^(?P<sku>[A-Z]) (?P<qty>\d+)$".into(),
+                    across_lines: false,
                 }),
             )
             .compile()

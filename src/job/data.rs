@@ -31,6 +31,8 @@ pub enum InputFormat {
     Fixed(Layout),
     Json(JsonInOptions),
     Text(TextRules),
+    /// A PDF's text, read with the rules of `text` (`mode`, `capture`, `items`, ...).
+    Pdf(TextRules),
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +42,9 @@ pub struct Input {
     /// Replace undecodable bytes with U+FFFD instead of failing.
     pub replace: bool,
     pub on_error: OnError,
+    /// Read the records from the first embedded file of a PDF whose name matches this glob
+    /// (`attachment = "factur-x.xml"`), not from the file itself.
+    pub attachment: Option<(String, globset::GlobMatcher)>,
 }
 
 /// `[transform]`: keep records matching `filter`, then compute `fields`.
@@ -135,6 +140,7 @@ pub const INPUT_KEYS: &[&str] = &[
     "capture",
     "required",
     "items",
+    "attachment",
 ];
 pub const TRANSFORM_KEYS: &[&str] = &["filter", "fields", "keep", "lookups", "split"];
 /// Keys an `[[output]]` may have for its format, besides folder, name and exists.
@@ -279,13 +285,13 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
     let format_span = format_raw.as_ref().map(|s| s.span.clone());
     let kind = match format_raw {
         Some(f) => match f.value.as_str() {
-            "csv" | "xml" | "fixed" | "json" | "jsonl" | "text" => f.value,
+            "csv" | "xml" | "fixed" | "json" | "jsonl" | "text" | "pdf" => f.value,
             other => {
                 doc.error(
                     f.span.clone(),
                     &f.key,
                     format!(
-                        "expected one of \"csv\", \"xml\", \"json\", \"jsonl\", \"text\", \"fixed\", found {other:?}"
+                        "expected one of \"csv\", \"xml\", \"json\", \"jsonl\", \"text\", \"fixed\", \"pdf\", found {other:?}"
                     ),
                 );
                 t.finish(doc, INPUT_KEYS);
@@ -296,7 +302,7 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
             doc.error(
                 t.span.clone(),
                 "input.format",
-                "missing `format`: \"csv\", \"xml\", \"json\", \"jsonl\", \"text\" or \"fixed\"",
+                "missing `format`: \"csv\", \"xml\", \"json\", \"jsonl\", \"text\", \"fixed\" or \"pdf\"",
             );
             t.finish(doc, INPUT_KEYS);
             return None;
@@ -318,6 +324,28 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
         &[("fail", OnError::Fail), ("skip", OnError::Skip)],
         OnError::Fail,
     );
+    let attachment = match t.str(doc, "attachment") {
+        Some(a) if kind == "pdf" => {
+            doc.error(
+                a.span.clone(),
+                &a.key,
+                "`attachment` reads an embedded file in another format (\"xml\", \"csv\", ...); with format = \"pdf\" the PDF's own text is read",
+            );
+            None
+        }
+        Some(a) => match globset::Glob::new(&a.value) {
+            Ok(g) => Some(Some((a.value.clone(), g.compile_matcher()))),
+            Err(e) => {
+                doc.error(
+                    a.span.clone(),
+                    &a.key,
+                    format!("expected a glob pattern, found {:?}: {}", a.value, e.kind()),
+                );
+                None
+            }
+        },
+        None => Some(None),
+    };
     let format = match kind.as_str() {
         "csv" => {
             let d = t.str(doc, "delimiter");
@@ -411,7 +439,7 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
                 }
             }
         }
-        "text" => {
+        "text" | "pdf" => {
             let mode_raw = t.str(doc, "mode");
             let mode = one_of(
                 doc,
@@ -445,13 +473,15 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
                     let start = it.str(doc, "start").map(|s| s.value);
                     let end = it.str(doc, "end").map(|s| s.value);
                     let line = it.str(doc, "line");
+                    let across_lines = it.bool(doc, "across_lines").unwrap_or(false);
                     let span = it.span.clone();
-                    it.finish(doc, &["start", "end", "line"]);
+                    it.finish(doc, &["start", "end", "line", "across_lines"]);
                     match line {
                         Some(l) => Some(ItemsOptions {
                             start,
                             end,
                             line: l.value,
+                            across_lines,
                         }),
                         None => {
                             doc.error(
@@ -474,6 +504,7 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
                 items,
             };
             match opts.compile() {
+                Ok(rules) if kind == "pdf" => Some(InputFormat::Pdf(rules)),
                 Ok(rules) => Some(InputFormat::Text(rules)),
                 Err(e) => {
                     doc.error(t.span.clone(), "input", e);
@@ -493,6 +524,7 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
         encoding: enc?,
         replace: replace?,
         on_error: on_error?,
+        attachment: attachment?,
     })
 }
 

@@ -3,6 +3,8 @@
 //! take the same file).
 
 pub mod data;
+pub mod pdf;
+pub mod set;
 pub mod template;
 pub mod toml_reader;
 
@@ -90,6 +92,10 @@ pub struct Source {
     /// A mailbox this job takes attachments from (`mailbox = ...`); `folder` is then its
     /// local staging folder.
     pub mailbox: Option<crate::remote::mail_config::MailboxSource>,
+    /// Take only PDFs whose text passes this rule (`contains`, `matches`).
+    pub content: Option<pdf::ContentRule>,
+    /// `[source.set]`: files taken together as one document set.
+    pub set: Option<set::SetSpec>,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +110,10 @@ pub struct Output {
     pub deliver: Option<crate::remote::RemoteTarget>,
     /// Sent by email (`email = "mailto:..."`); `folder` is then the local outbox.
     pub email: Option<crate::remote::mail_config::EmailOutput>,
+    /// Pieces taken out of a PDF (attachments, pages), one file each, instead of `data`.
+    pub extract: Option<pdf::Extract>,
+    /// In a document set: write this member's bytes instead of the lead's.
+    pub member: Option<set::Member>,
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +142,8 @@ pub struct Job {
     pub after: After,
     /// An admin address told about every file sent to the error folder, and a daily summary.
     pub alert: Option<crate::remote::alerts::Alert>,
+    /// `[pdf]`: time and size limits of PDF work on one file.
+    pub pdf: crate::formats::pdf::PdfLimits,
 }
 
 /// Names that are skipped in every source: hidden files and the usual temporary names that
@@ -157,6 +169,7 @@ const TOP_KEYS: &[&str] = &[
     "output",
     "after",
     "alert",
+    "pdf",
 ];
 const SOURCE_KEYS: &[&str] = &[
     "folder",
@@ -176,6 +189,9 @@ const SOURCE_KEYS: &[&str] = &[
     "ready",
     "done",
     "recursive",
+    "contains",
+    "matches",
+    "set",
 ];
 /// The keys of an `[[output]]` besides its format's (`data::OUTPUT_FORMAT_KEYS`).
 const OUTPUT_KEYS: &[&str] = &[
@@ -190,6 +206,7 @@ const OUTPUT_KEYS: &[&str] = &[
     "ca_file",
     "tls_verify",
     "passive",
+    "member",
 ];
 const AFTER_KEYS: &[&str] = &["success", "archive", "error", "max_attempts"];
 
@@ -365,7 +382,8 @@ fn read_job(
         .enumerate()
         .map(|(i, t)| {
             let splits = transform.as_ref().is_some_and(|t| t.split.is_some());
-            read_output(doc, root, t, has_input, splits, (name, i))
+            let in_set = source.as_ref().is_some_and(|s| s.set.is_some());
+            read_output(doc, root, t, has_input, splits, in_set, (name, i))
         })
         .collect();
     let after = match top.table(doc, "after") {
@@ -375,6 +393,10 @@ fn read_job(
     let alert = match top.table(doc, "alert") {
         Some(t) => crate::remote::alerts::read(doc, root, t, name).map(Some),
         None => Some(None),
+    };
+    let limits = match top.table(doc, "pdf") {
+        Some(t) => pdf::read_limits(doc, Some(t)),
+        None => pdf::read_limits(doc, None),
     };
     top.finish(doc, TOP_KEYS);
     if name.is_empty() || name.starts_with('.') {
@@ -395,6 +417,7 @@ fn read_job(
         outputs: outputs.into_iter().collect::<Option<Vec<_>>>()?,
         after,
         alert: alert?,
+        pdf: limits?,
     })
 }
 
@@ -673,6 +696,25 @@ fn read_source(
     } else {
         Some(None)
     };
+    let content = pdf::read_content_rule(doc, &mut t);
+    let set = match t.table(doc, "set") {
+        Some(st) => set::read(doc, st).map(Some),
+        None => Some(None),
+    };
+    // A set's members are what the job takes, unless `include` says otherwise.
+    let include = match (include, &set) {
+        (None, Some(Some(s))) => Some(
+            s.members
+                .iter()
+                .map(|m| Str {
+                    value: m.glob(),
+                    span: 0..0,
+                    key: "source.set.members".into(),
+                })
+                .collect(),
+        ),
+        (i, _) => i,
+    };
     let mut ok = true;
     if let Some(p) = poll
         && p < Duration::from_millis(100)
@@ -807,6 +849,8 @@ fn read_source(
         ready,
         recursive,
         mailbox,
+        content: content?,
+        set: set?,
     })
 }
 
@@ -816,6 +860,7 @@ fn read_output(
     mut t: TableReader<'_, '_>,
     has_input: bool,
     splits: bool,
+    in_set: bool,
     (job_name, idx): (&str, usize),
 ) -> Option<Output> {
     let is_email = t.has("email");
@@ -927,22 +972,90 @@ fn read_output(
         Exists::Fail,
     );
     let data = data::read_output_data(doc, &mut t, has_input);
-    if is_email {
-        t.finish(
-            doc,
-            &[
-                OUTPUT_KEYS,
-                data::OUTPUT_FORMAT_KEYS,
-                crate::remote::mail_config::EMAIL_KEYS,
-            ]
-            .concat(),
+    let extract = pdf::read_extract(doc, &mut t);
+    let member = match t.str(doc, "member") {
+        None => Some(None),
+        Some(m) if !in_set => {
+            doc.error(
+                m.span.clone(),
+                &m.key,
+                "`member` names a file of a document set: the job needs `[source.set]`",
+            );
+            None
+        }
+        Some(m) => match m.value.split_once("{stem}") {
+            Some((p, s)) if !s.contains("{stem}") => Some(Some(set::Member {
+                prefix: p.to_string(),
+                suffix: s.to_string(),
+            })),
+            _ => {
+                doc.error(
+                    m.span.clone(),
+                    &m.key,
+                    format!(
+                        "expected one of the set's members, like \"{{stem}}.pdf\", found {:?}",
+                        m.value
+                    ),
+                );
+                None
+            }
+        },
+    };
+    if let (Some(Some(_)), Some(d)) = (&extract, &data)
+        && !matches!(d.format, data::OutputFormat::Original)
+    {
+        doc.error(
+            t.span_of("format"),
+            &format!("{}.format", t.path),
+            "an `extract` output writes the pieces as they are; remove `format`",
         );
-    } else {
-        t.finish(doc, &[OUTPUT_KEYS, data::OUTPUT_FORMAT_KEYS].concat());
+        return None;
     }
+    let mut keys = [OUTPUT_KEYS, data::OUTPUT_FORMAT_KEYS, pdf::EXTRACT_KEYS].concat();
+    if is_email {
+        keys.extend_from_slice(crate::remote::mail_config::EMAIL_KEYS);
+    }
+    t.finish(doc, &keys);
+    let extract = extract?;
     let folder = folder_template(doc, root, &folder?);
-    let name = match name {
-        Some(n) => {
+    let name = match (name, &extract) {
+        (Some(n), Some(e)) => {
+            let mut allowed = PLACEHOLDERS.to_vec();
+            allowed.push(template::FIELDS);
+            let tpl = template(doc, &n, &allowed)?;
+            let ok = pdf::extract_fields(e);
+            if let Some(f) = tpl.fields().into_iter().find(|f| !ok.contains(f)) {
+                doc.error(
+                    n.span.clone(),
+                    &n.key,
+                    format!(
+                        "unknown placeholder `{{{f}}}`; this output may use {} and {}",
+                        PLACEHOLDERS
+                            .iter()
+                            .map(|p| format!("{{{p}}}"))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        ok.iter()
+                            .map(|p| format!("{{{p}}}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ),
+                );
+                return None;
+            }
+            Some(tpl)
+        }
+        (None, Some(e)) => {
+            let default = match e {
+                pdf::Extract::Attachments { .. } => "{attachment}",
+                pdf::Extract::Pages(_) => "{stem}_{page}.pdf",
+                pdf::Extract::Merge => "{stem}.pdf",
+            };
+            let mut allowed = PLACEHOLDERS.to_vec();
+            allowed.push(template::FIELDS);
+            Template::parse(default, &allowed).ok()
+        }
+        (Some(n), None) => {
             let mut allowed = PLACEHOLDERS.to_vec();
             if has_input {
                 allowed.push(template::FIELDS);
@@ -954,6 +1067,7 @@ fn read_output(
             if let Some(t) = &tpl
                 && let Some(f) = t.fields().first()
                 && !(splits && record_output)
+                && !in_set
             {
                 doc.error(
                     n.span.clone(),
@@ -977,7 +1091,7 @@ fn read_output(
             }
             tpl
         }
-        None => Template::parse("{name}", PLACEHOLDERS).ok(),
+        (None, None) => Template::parse("{name}", PLACEHOLDERS).ok(),
     };
     let deliver = match remote_parts {
         Some((endpoint, done_file, outbox, connections)) => Some(crate::remote::RemoteTarget {
@@ -995,6 +1109,8 @@ fn read_output(
         data: data?,
         deliver,
         email: email?,
+        extract,
+        member: member?,
     })
 }
 
@@ -1129,7 +1245,9 @@ pub fn conflicts(jobs: &[&Job]) -> Vec<(String, String, String)> {
             let same = sa.folder == sb.folder
                 || (sa.recursive && sb.folder.starts_with(&sa.folder))
                 || (sb.recursive && sa.folder.starts_with(&sb.folder));
-            if !same {
+            // Jobs that both choose their files by content share a folder: the content
+            // decides (see docs/pdf.md).
+            if !same || (sa.content.is_some() && sb.content.is_some()) {
                 continue;
             }
             let pa = if sa.include.is_empty() {

@@ -126,6 +126,10 @@ enum Op {
         id: i64,
         plan: Plan,
     },
+    /// The plans of every file of a document set, in one transaction.
+    PlanSet {
+        plans: Vec<(i64, Plan)>,
+    },
     OutputMoved {
         id: i64,
         idx: u32,
@@ -381,6 +385,12 @@ impl Journal {
     /// returns.
     pub fn plan(&self, id: i64, plan: Plan) -> Result<()> {
         self.send(Op::Plan { id, plan }, true)
+    }
+
+    /// The plans of a document set's files, durable together or not at all: recovery
+    /// never finishes part of a set. Waited for.
+    pub fn plan_set(&self, plans: Vec<(i64, Plan)>) -> Result<()> {
+        self.send(Op::PlanSet { plans }, true)
     }
 
     /// An output had to take another name than planned (`exists = "unique"` and someone
@@ -756,6 +766,21 @@ fn apply(tx: &rusqlite::Transaction<'_>, m: &Msg) -> rusqlite::Result<()> {
                     plan.disposition
                 ),
             )?;
+        }
+        Op::PlanSet { plans } => {
+            for (id, plan) in plans {
+                apply(
+                    tx,
+                    &Msg {
+                        op: Op::Plan {
+                            id: *id,
+                            plan: plan.clone(),
+                        },
+                        at,
+                        reply: None,
+                    },
+                )?;
+            }
         }
         Op::OutputMoved {
             id,

@@ -8,9 +8,11 @@
 //! outcome goes back to the runner, which updates the tracker. Stopping a runner stops its
 //! intake at once and returns when its in-flight files are finished.
 
+pub mod extract;
 pub mod pipeline;
 pub mod process;
 pub mod recovery;
+pub mod sets;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
@@ -665,7 +667,16 @@ impl JobState {
                 shared.counters.failed.fetch_add(1, Ordering::Relaxed);
                 self.resolve_once(&found.path);
             }
-            Outcome::Released => {
+            Outcome::Ignored { meta } => {
+                self.tracker.finished(&found.path, Some(meta));
+                self.resolve_once(&found.path);
+            }
+            Outcome::Waiting if self.once_pending.is_some() => {
+                tracing::info!(file = %found.path.display(), "Waiting for the rest of its document set; left for a later run.");
+                self.tracker.released(&found.path, Instant::now());
+                self.resolve_once(&found.path);
+            }
+            Outcome::Released | Outcome::Waiting => {
                 // Look again after a pause, so a file that cannot be taken now never spins.
                 let now = Instant::now();
                 self.tracker.released(&found.path, now);

@@ -189,7 +189,7 @@ pub fn run(
     job: &Job,
     src: &Path,
     outputs: Vec<(TempOutput, &OutputData)>,
-    meta: BTreeMap<String, String>,
+    mut meta: BTreeMap<String, String>,
     rejects: &mut Rejects<'_>,
     split: Option<Split<'_>>,
 ) -> Result<Converted, ParseError> {
@@ -197,6 +197,11 @@ pub fn run(
     let file = std::fs::File::open(src)
         .map_err(|e| ParseError::new(format!("cannot open the file: {e}")))?;
     let threaded = file.metadata().is_ok_and(|m| m.len() >= THREADED_FROM);
+    let mut hashing = HashingReader::new(file);
+    if matches!(input.format, InputFormat::Pdf(_)) || input.attachment.is_some() {
+        crate::formats::pdf::check_size(src, &job.pdf).map_err(ParseError::new)?;
+    }
+    let from_pdf = pdf_source(job, input, &mut hashing, &mut meta)?;
     let lookups = transform::load_lookups(&job.transform).map_err(ParseError::new)?;
     let env = transform::environment(&lookups);
     // The filter runs on the reading side, the fields on the writing side.
@@ -226,7 +231,7 @@ pub fn run(
             let reading = std::thread::Builder::new()
                 .name("ferry-read".into())
                 .spawn_scoped(s, move || {
-                    produce(input, file, filter, &mut |b| {
+                    produce(input, hashing, from_pdf, filter, &mut |b| {
                         tx.send(b).ok()?;
                         Some(back_rx.try_recv().unwrap_or_default())
                     })
@@ -252,7 +257,7 @@ pub fn run(
     } else {
         let mut failed = None;
         let mut hash = None;
-        produce(input, file, filter, &mut |mut b| {
+        produce(input, hashing, from_pdf, filter, &mut |mut b| {
             if let Err(e) = sink.take(&mut b) {
                 failed = Some(e);
                 return None;
@@ -276,17 +281,23 @@ pub fn run(
 /// original's hash, or the error that ended reading.
 fn produce(
     input: &crate::job::data::Input,
-    file: std::fs::File,
+    mut hashing: HashingReader<std::fs::File>,
+    from_pdf: Option<Vec<u8>>,
     mut filter: Transformer<'_>,
     emit: &mut dyn FnMut(Batch) -> Option<Batch>,
 ) {
     let mut batch = Batch::default();
-    let mut hashing = HashingReader::new(file);
     // `Ok(false)`: the writing side stopped; nothing more to hand over.
     let ended = (|| -> Result<bool, ParseError> {
+        // With PDF input, records come from the text or attachment taken out of it (the
+        // file itself was read, and hashed, whole).
+        let raw: Box<dyn Read + '_> = match from_pdf {
+            Some(bytes) => Box::new(io::Cursor::new(bytes)),
+            None => Box::new(&mut hashing),
+        };
         let decoded = BufReader::with_capacity(
             256 * 1024,
-            DecodeReader::new(&mut hashing, input.encoding, input.replace),
+            DecodeReader::new(raw, input.encoding, input.replace),
         );
         let mut reader = Reader::open(input, decoded)?;
         let mut bytes = 0;
@@ -440,6 +451,27 @@ impl Sink<'_, '_, '_, '_> {
     }
 }
 
+/// With PDF input (`format = "pdf"`, or `attachment`): reads the whole file (within
+/// `pdf.max_size`) and returns the bytes to read records from, the PDF's text (UTF-8) or
+/// an embedded file, adding the PDF's facts to `meta`. `None`: read the file itself.
+fn pdf_source(
+    job: &Job,
+    input: &crate::job::data::Input,
+    file: &mut impl Read,
+    meta: &mut BTreeMap<String, String>,
+) -> Result<Option<Vec<u8>>, ParseError> {
+    use crate::formats::pdf;
+    let want = match (&input.format, &input.attachment) {
+        (InputFormat::Pdf(_), _) => pdf::Want::Text,
+        (_, Some((pattern, m))) => pdf::Want::Attachment(m.clone(), pattern.clone()),
+        _ => return Ok(None),
+    };
+    let bytes = pdf::read_limited(file, &job.pdf).map_err(ParseError::new)?;
+    let (data, facts) = pdf::read_for_records(bytes, job.pdf, want).map_err(ParseError::new)?;
+    meta.extend(facts);
+    Ok(Some(data))
+}
+
 /// Names a new group's file for an output: its final and its temporary path.
 pub type OpenSplit<'a> = dyn FnMut(u32, &Record) -> Result<(PathBuf, PathBuf), ParseError> + 'a;
 
@@ -532,7 +564,7 @@ impl<R: io::BufRead> Reader<R> {
             ))),
             InputFormat::Fixed(l) => Reader::Fixed(Box::new(FixedReader::new(decoded, l.clone()))),
             InputFormat::Json(o) => Reader::Json(Box::new(JsonReader::new(decoded, o.clone()))),
-            InputFormat::Text(rules) => {
+            InputFormat::Text(rules) | InputFormat::Pdf(rules) => {
                 Reader::Text(Box::new(TextReader::new(decoded, rules.clone())))
             }
         })
@@ -605,9 +637,14 @@ pub fn preview(
         .input
         .as_ref()
         .ok_or_else(|| ParseError::new("the job has no [input]"))?;
-    let file = std::fs::File::open(src)
+    let mut file = std::fs::File::open(src)
         .map_err(|e| ParseError::new(format!("cannot open the file: {e}")))?;
-    let decoded = BufReader::new(DecodeReader::new(file, input.encoding, input.replace));
+    let mut meta = meta;
+    let raw: Box<dyn Read> = match pdf_source(job, input, &mut file, &mut meta)? {
+        Some(bytes) => Box::new(io::Cursor::new(bytes)),
+        None => Box::new(file),
+    };
+    let decoded = BufReader::new(DecodeReader::new(raw, input.encoding, input.replace));
     let mut reader = Reader::open(input, decoded)?;
     let lookups = transform::load_lookups(&job.transform).map_err(ParseError::new)?;
     let env = transform::environment(&lookups);

@@ -27,7 +27,7 @@ use crate::outputs::folder::{self as out, TempOutput};
 use crate::readiness::Meta;
 use crate::sources::folder::{Found, meta_of};
 
-use super::pipeline;
+use super::{extract, pipeline, sets};
 
 /// How processing a file ended, for the source that handed it over.
 #[derive(Debug)]
@@ -42,6 +42,12 @@ pub enum Outcome {
     /// Outputs are committed but the original could not be disposed of; recovery at the
     /// next start retries. Not taken again meanwhile.
     Stuck,
+    /// Not complete yet (a document set missing a member): looked at again after
+    /// `settle`; in `--once` mode left for a later run.
+    Waiting,
+    /// Not this job's file (its content does not match, or it is a set member that its
+    /// lead took already): left alone until it changes.
+    Ignored { meta: Meta },
 }
 
 /// A failure of one file, with the chain of causes for its error report.
@@ -79,6 +85,8 @@ struct Target {
     final_path: PathBuf,
     temp: PathBuf,
     exists: Exists,
+    /// A document set's member whose bytes this output gets, instead of the file's.
+    member: Option<String>,
 }
 
 /// Everything the names of one file resolve to.
@@ -86,6 +94,8 @@ struct Resolved {
     targets: Vec<Target>,
     /// Outputs named per group of records (`split`): their index and folder.
     split_dirs: Vec<(u32, PathBuf)>,
+    /// Outputs that extract pieces of a PDF (`extract`): their index and folder.
+    extract_dirs: Vec<(u32, PathBuf)>,
     archive_dir: Option<PathBuf>,
 }
 
@@ -118,8 +128,13 @@ fn render_dir(t: &crate::job::template::Template, vars: &Vars<'_>) -> Result<Pat
 fn resolve(job: &Job, vars: &Vars<'_>, id: i64) -> Result<Resolved, FileError> {
     let mut targets = Vec::new();
     let mut split_dirs = Vec::new();
+    let mut extract_dirs = Vec::new();
     for (i, o) in job.outputs.iter().enumerate() {
         let dir = render_dir(&o.folder, vars)?;
+        if o.extract.is_some() {
+            extract_dirs.push((i as u32, dir));
+            continue;
+        }
         if is_split(job, o) {
             split_dirs.push((i as u32, dir));
             continue;
@@ -128,11 +143,16 @@ fn resolve(job: &Job, vars: &Vars<'_>, id: i64) -> Result<Resolved, FileError> {
         let final_path = fsutil::safe_join(&dir, &name, true)
             .map_err(|e| FileError::new(format!("output {}: {e}", i + 1)))?;
         let idx = i as u32;
+        let member = o.member.as_ref().and_then(|m| {
+            let set = job.source.set.as_ref()?;
+            set.which(vars.name).map(|(_, stem)| m.name(stem))
+        });
         targets.push(Target {
             idx,
             temp: out::temp_path(&final_path, id, idx),
             final_path,
             exists: o.exists,
+            member,
         });
     }
     let archive_dir = match job.after.success {
@@ -142,6 +162,7 @@ fn resolve(job: &Job, vars: &Vars<'_>, id: i64) -> Result<Resolved, FileError> {
     Ok(Resolved {
         targets,
         split_dirs,
+        extract_dirs,
         archive_dir,
     })
 }
@@ -181,12 +202,34 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
         }
         Err(_) => return Outcome::Released,
     }
+    // Content routing and document sets decide before anything is claimed.
+    let mut pre_error = match sets::route(job, found) {
+        Ok(Some(outcome)) => return outcome,
+        Ok(None) => None,
+        Err(e) => Some(e),
+    };
+    let taken = Local::now();
+    let mut set = match sets::prepare(job, found, first_seen_ms, journal) {
+        sets::Prep::Alone => None,
+        sets::Prep::Set(s) => Some(s),
+        sets::Prep::Outcome(o) => return o,
+    };
+    if let Some(s) = &mut set {
+        if let Some(e) = s.incomplete.take() {
+            pre_error = Some(e);
+        } else if pre_error.is_none() {
+            match sets::read_index(job, found, meta_map(job, found, taken)) {
+                Ok(r) => s.index = r,
+                Err(e) => pre_error = Some(e),
+            }
+        }
+    }
+    let index = set.as_ref().and_then(|s| s.index.as_ref());
     let identity = Identity {
         path: found.path.to_string_lossy().into_owned(),
         size: found.meta.size,
         mtime_ns: found.meta.mtime_ns,
     };
-    let taken = Local::now();
     // A file taken from a mailbox: its message, for names and transforms.
     let mail_meta = job
         .source
@@ -207,7 +250,7 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
                 job: &job.name,
                 seq: c.seq,
                 taken,
-                record: None,
+                record: index,
                 mail: mail_meta.as_ref(),
             };
             let r = resolve(job, &vars, c.id);
@@ -219,7 +262,7 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
                     r.targets
                         .iter()
                         .map(|t| t.temp.to_string_lossy().into_owned())
-                        .chain(r.split_dirs.iter().map(|(_, d)| {
+                        .chain(r.split_dirs.iter().chain(&r.extract_dirs).map(|(_, d)| {
                             d.join(format!(".ferry-out-{}-*", c.id))
                                 .to_string_lossy()
                                 .into_owned()
@@ -244,8 +287,58 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
         job: &job.name,
         seq: claim.seq,
         taken,
-        record: None,
+        record: index,
         mail: mail_meta.as_ref(),
+    };
+    // A set's other members are claimed with it: they are planned, disposed of or failed
+    // together with the lead.
+    let mut companions: Vec<Companion> = Vec::new();
+    for c in set.as_ref().map_or(&[][..], |s| &s.companions[..]) {
+        let id = Identity {
+            path: c.path.to_string_lossy().into_owned(),
+            size: c.meta.size,
+            mtime_ns: c.meta.mtime_ns,
+        };
+        match journal.claim(&job.name, &id, &c.name, &c.rel_dir, first_seen_ms, |_| {
+            Vec::new()
+        }) {
+            Ok(cl) => companions.push(Companion {
+                found: c.clone(),
+                id: cl.id,
+                attempts: cl.attempts,
+                seq: cl.seq,
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot record a set member in the journal; leaving the set in place.");
+                return Outcome::Released;
+            }
+        }
+    }
+    let fail_all = |hash: Option<String>, err: FileError| {
+        let msg = err.to_string();
+        let outcome = fail(
+            job,
+            found,
+            &vars,
+            claim.id,
+            claim.attempts,
+            hash,
+            err,
+            journal,
+        );
+        for c in &companions {
+            let cvars = Vars {
+                name: &c.found.name,
+                seq: c.seq,
+                ..vars.clone()
+            };
+            let e = FileError::new(format!(
+                "this file belongs to the document set of {}, which failed: {msg}",
+                found.name
+            ));
+            let _ = fail(job, &c.found, &cvars, c.id, c.attempts, None, e, journal);
+        }
+        outcome
     };
     if claim.attempts > job.after.max_attempts {
         let err = FileError::new(format!(
@@ -253,45 +346,48 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
             claim.attempts - 1,
             job.after.max_attempts
         ));
-        return fail(
-            job,
-            found,
-            &vars,
-            claim.id,
-            claim.attempts,
-            None,
-            err,
-            journal,
-        );
+        return fail_all(None, err);
+    }
+    if let Some(e) = pre_error {
+        return fail_all(None, FileError::new(e));
     }
     let resolved = match resolved.expect("claim calls its closure") {
         Ok(r) => r,
-        Err(e) => {
-            return fail(
-                job,
-                found,
-                &vars,
-                claim.id,
-                claim.attempts,
-                None,
-                e,
-                journal,
-            );
-        }
+        Err(e) => return fail_all(None, e),
     };
-    match deliver(job, found, &vars, claim.id, resolved, journal) {
+    match deliver(job, found, &vars, claim.id, resolved, &companions, journal) {
         Ok(outcome) => outcome,
-        Err((hash, e)) => fail(
-            job,
-            found,
-            &vars,
-            claim.id,
-            claim.attempts,
-            hash,
-            e,
-            journal,
-        ),
+        Err((hash, e)) => fail_all(hash, e),
     }
+}
+
+/// A set member claimed with its lead.
+struct Companion {
+    found: Found,
+    id: i64,
+    attempts: u32,
+    seq: u64,
+}
+
+/// What expressions see as `meta` for a file.
+fn meta_map(
+    job: &Job,
+    found: &Found,
+    taken: chrono::DateTime<Local>,
+) -> std::collections::BTreeMap<String, String> {
+    let (stem, ext) = crate::job::template::split_name(&found.name);
+    std::collections::BTreeMap::from([
+        ("name".to_string(), found.name.clone()),
+        ("stem".to_string(), stem.to_string()),
+        ("ext".to_string(), ext.to_string()),
+        ("dir".to_string(), found.rel_dir.clone()),
+        ("job".to_string(), job.name.clone()),
+        (
+            "source".to_string(),
+            found.path.to_string_lossy().into_owned(),
+        ),
+        ("received".to_string(), taken.to_rfc3339()),
+    ])
 }
 
 type Failure = (Option<String>, FileError);
@@ -302,6 +398,7 @@ fn deliver(
     vars: &Vars<'_>,
     id: i64,
     resolved: Resolved,
+    companions: &[Companion],
     journal: &Journal,
 ) -> Result<Outcome, Failure> {
     // Names taken already: decide before writing anything.
@@ -363,15 +460,18 @@ fn deliver(
                 temp: out::temp_path(&final_path, id, idx),
                 final_path,
                 exists: Exists::Unique,
+                member: None,
             })
         }
         _ => None,
     };
     let mut rejected = 0;
     let mut split_made: Vec<Target> = Vec::new();
+    let mut extract_made: Vec<Target> = Vec::new();
     let written = (|| -> Result<(String, Vec<(String, u64)>), FileError> {
         let mut raw = Vec::new();
         let mut records = Vec::new();
+        let mut finished: Vec<(u32, TempOutput)> = Vec::new();
         for t in &targets {
             let tmp = TempOutput::create(&t.temp).map_err(|e| {
                 FileError::io(
@@ -380,12 +480,22 @@ fn deliver(
                 )
             })?;
             let data = &job.outputs[t.idx as usize].data;
+            if let Some(m) = &t.member {
+                let mut tmp = tmp;
+                let p = found.path.with_file_name(m);
+                let mut src = std::fs::File::open(&p)
+                    .map_err(|e| FileError::io(format!("cannot open {}", p.display()), &e))?;
+                io::copy(&mut src, &mut tmp).map_err(|e| {
+                    FileError::io(format!("cannot copy {} to output {}", m, t.idx + 1), &e)
+                })?;
+                finished.push((t.idx, tmp));
+                continue;
+            }
             match data.format {
                 OutputFormat::Original => raw.push((t.idx, tmp)),
                 _ => records.push((t.idx, tmp, data)),
             }
         }
-        let mut finished: Vec<(u32, TempOutput)> = Vec::new();
         let mut hash = None;
         let converting = !records.is_empty() || !resolved.split_dirs.is_empty();
         if !raw.is_empty() || !converting {
@@ -400,20 +510,7 @@ fn deliver(
         if converting {
             let idxs: Vec<u32> = records.iter().map(|(i, _, _)| *i).collect();
             let outs = records.into_iter().map(|(_, t, d)| (t, d)).collect();
-            let (stem, ext) = crate::job::template::split_name(&found.name);
-            let meta = std::collections::BTreeMap::from([
-                ("name".to_string(), found.name.clone()),
-                ("stem".to_string(), stem.to_string()),
-                ("ext".to_string(), ext.to_string()),
-                ("dir".to_string(), found.rel_dir.clone()),
-                ("job".to_string(), job.name.clone()),
-                (
-                    "source".to_string(),
-                    found.path.to_string_lossy().into_owned(),
-                ),
-                ("received".to_string(), vars.taken.to_rfc3339()),
-            ]);
-            let mut meta = meta;
+            let mut meta = meta_map(job, found, vars.taken);
             if let Some(m) = vars.mail {
                 meta.insert("mail_from".into(), m.from.clone());
                 meta.insert("mail_subject".into(), m.subject.clone());
@@ -480,6 +577,7 @@ fn deliver(
                     final_path: final_path.clone(),
                     temp: temp.clone(),
                     exists: o.exists,
+                    member: None,
                 });
                 Ok((final_path, temp))
             };
@@ -525,6 +623,25 @@ fn deliver(
                 finished.push((idx, t));
             }
         }
+        if !resolved.extract_dirs.is_empty() {
+            let chain = |e: String| FileError {
+                chain: vec!["cannot take the pieces out of the PDF".into(), e],
+            };
+            let members: Vec<PathBuf> = companions.iter().map(|c| c.found.path.clone()).collect();
+            let pieces = extract::pieces(job, &found.path, &members).map_err(chain)?;
+            let made =
+                extract::write(job, vars, id, &resolved.extract_dirs, pieces).map_err(chain)?;
+            for m in made {
+                extract_made.push(Target {
+                    idx: m.idx,
+                    final_path: m.final_path,
+                    temp: m.temp,
+                    exists: m.exists,
+                    member: None,
+                });
+                finished.push((m.idx, m.file));
+            }
+        }
         let (hash, n) = hash.expect("the file was read");
         if n != found.meta.size {
             return Err(FileError::new(format!(
@@ -556,6 +673,7 @@ fn deliver(
         Ok((hash, sums))
     })();
     targets.extend(split_made);
+    targets.extend(extract_made);
     if rejected > 0
         && let Some(t) = rejects_target
     {
@@ -621,7 +739,57 @@ fn deliver(
         dest: dest.as_ref().map(|d| d.to_string_lossy().into_owned()),
         trigger: trigger.as_ref().map(|t| t.to_string_lossy().into_owned()),
     };
-    if let Err(e) = journal.plan(id, plan.clone()) {
+    // A set's members: each with its own plan (no outputs, the same disposition), made
+    // durable in one transaction with the lead's.
+    let mut member_plans = Vec::new();
+    for c in companions {
+        let h = std::fs::File::open(&c.found.path)
+            .and_then(|mut f| out::tee_copy(&mut f, &mut []))
+            .map_err(|e| {
+                (
+                    Some(hash.clone()),
+                    FileError::io(format!("cannot read {}", c.found.name), &e),
+                )
+            });
+        let (h, _) = match h {
+            Ok(h) => h,
+            Err(e) => {
+                cleanup(&targets);
+                return Err(e);
+            }
+        };
+        let cdest = match &resolved.archive_dir {
+            Some(dir) => {
+                let base = fsutil::safe_join(dir, &c.found.name, false)
+                    .map_err(|e| (Some(hash.clone()), FileError::new(e)))?;
+                Some(
+                    (0..)
+                        .map(|n| fsutil::numbered(&base, n))
+                        .find(|p| !fsutil::exists(p) && Some(p) != dest.as_ref())
+                        .expect("an unbounded search finds a free name"),
+                )
+            }
+            None => None,
+        };
+        member_plans.push((
+            c,
+            Plan {
+                hash: h,
+                outputs: Vec::new(),
+                disposition: plan.disposition.clone(),
+                dest: cdest.map(|d| d.to_string_lossy().into_owned()),
+                trigger: None,
+            },
+        ));
+    }
+    let planned = if member_plans.is_empty() {
+        journal.plan(id, plan.clone())
+    } else {
+        let mut all = vec![(id, plan.clone())];
+        all.extend(member_plans.iter().map(|(c, p)| (c.id, p.clone())));
+        journal.plan_set(all)
+    };
+    if let Err(e) = planned {
         cleanup(&targets);
         tracing::error!(error = %e, "Cannot make the plan durable; leaving the file in place.");
         return Ok(Outcome::Released);
@@ -636,7 +804,12 @@ fn deliver(
             Err(e) => {
                 // Only a name taken between our check and the rename gets here (or the
                 // folder vanished): undo this file's outputs so a retry cannot duplicate.
-                // The plan is withdrawn first, so recovery never finishes it.
+                // The plan is withdrawn first, so recovery never finishes it (set members
+                // first: a lead still planned finishes its set at recovery).
+                for (c, _) in &member_plans {
+                    let _ =
+                        journal.unplan(c.id, format!("the set's lead could not be committed: {e}"));
+                }
                 if let Err(je) = journal.unplan(
                     id,
                     format!("output {} could not be committed: {e}", t.idx + 1),
@@ -683,6 +856,26 @@ fn deliver(
                 format!("{} output(s); original {detail}", committed.len()),
             );
             let kept = (job.after.success == Success::Keep).then_some(found.meta);
+            for (c, p) in &member_plans {
+                match dispose(&c.found.path, p) {
+                    Ok(detail) => {
+                        tracing::info!(member = %c.found.name, original = %detail, "Set member done.");
+                        let _ = journal.done(
+                            c.id,
+                            format!("member of the set of {}; {detail}", found.name),
+                        );
+                    }
+                    Err(e) => {
+                        tracing::error!(member = %c.found.name, error = %e, "A set member could not be disposed of; ferry retries at its next start.");
+                        let _ = journal.event(
+                            c.id,
+                            "stuck",
+                            format!("cannot {} the original: {e}", p.disposition),
+                        );
+                        return Ok(Outcome::Stuck);
+                    }
+                }
+            }
             Ok(Outcome::Done { kept })
         }
         Err(e) => {

@@ -1,0 +1,246 @@
+//! Outputs with `extract`: pieces taken out of a PDF (embedded files, page ranges), one
+//! output file each. Like split outputs, their number and names are known only once the
+//! PDF is read, so the claim records their folders' temporary-file pattern and recovery
+//! removes what matches; each piece is written under a temporary name, fsynced with the
+//! others, and renamed only after the plan is durable.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::formats::Record;
+use crate::formats::pdf::{self, PdfLimits};
+use crate::fsutil;
+use crate::job::pdf::Extract;
+use crate::job::template::Vars;
+use crate::job::{Exists, Job};
+use crate::outputs::folder::{self as out, TempOutput};
+
+/// Output indexes of extracted pieces start here, above record outputs and split groups.
+pub const FIRST_PIECE_IDX: u32 = 1_000_000;
+
+/// One piece: which output, the fields its name may use, its bytes.
+pub struct Piece {
+    pub output: u32,
+    pub fields: Vec<(&'static str, String)>,
+    pub data: Vec<u8>,
+}
+
+/// A piece written under its temporary name.
+pub struct Made {
+    pub idx: u32,
+    pub final_path: PathBuf,
+    pub temp: PathBuf,
+    pub exists: Exists,
+    pub file: TempOutput,
+}
+
+/// Cuts the pieces every extract output of `job` wants out of the PDF at `path`, within
+/// the job's limits (guarded: a panic or a hang of the parser is an error, not a crash).
+/// `members` are the other PDFs of a document set, for `extract = "merge"`.
+pub fn pieces(job: &Job, path: &Path, members: &[PathBuf]) -> Result<Vec<Piece>, String> {
+    let is_pdf = |p: &Path| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("pdf"));
+    pdf::check_size(path, &job.pdf)?;
+    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot open the file: {e}"))?;
+    let bytes = pdf::read_limited(&mut f, &job.pdf)?;
+    let mut others = Vec::new();
+    if job
+        .outputs
+        .iter()
+        .any(|o| matches!(o.extract, Some(Extract::Merge)))
+    {
+        for m in members.iter().filter(|m| is_pdf(m)) {
+            pdf::check_size(m, &job.pdf)?;
+            let mut f =
+                std::fs::File::open(m).map_err(|e| format!("cannot open {}: {e}", m.display()))?;
+            others.push(pdf::read_limited(&mut f, &job.pdf)?);
+        }
+    }
+    // The lead is part of a merge only when it is a PDF itself (not an XML index).
+    let lead_in_merge = is_pdf(path) || others.is_empty();
+    let wanted: Vec<(u32, Extract)> = job
+        .outputs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| o.extract.clone().map(|e| (i as u32, e)))
+        .collect();
+    let limits: PdfLimits = job.pdf;
+    pdf::guarded(limits.timeout, move || {
+        let needs_lead = lead_in_merge || wanted.iter().any(|(_, e)| !matches!(e, Extract::Merge));
+        let doc = if needs_lead {
+            Some(pdf::load(&bytes, &limits)?)
+        } else {
+            None
+        };
+        let mut merged = Vec::new();
+        if lead_in_merge && let Some(d) = &doc {
+            merged.push(d.clone());
+        }
+        for b in &others {
+            merged.push(pdf::load(b, &limits)?);
+        }
+        cut(doc.as_ref(), merged, &limits, &wanted)
+    })
+}
+
+/// The pieces of one loaded document.
+pub fn cut(
+    doc: Option<&lopdf::Document>,
+    merged: Vec<lopdf::Document>,
+    limits: &PdfLimits,
+    wanted: &[(u32, Extract)],
+) -> Result<Vec<Piece>, String> {
+    let mut out = Vec::new();
+    let mut attachments = None;
+    for (idx, e) in wanted {
+        match e {
+            Extract::Attachments {
+                include,
+                patterns,
+                required,
+            } => {
+                let doc = doc.ok_or("the file is not a PDF")?;
+                if attachments.is_none() {
+                    attachments = Some(pdf::attachments(doc, limits)?);
+                }
+                let all = attachments.as_ref().expect("just read");
+                let before = out.len();
+                for a in all {
+                    if include.as_ref().is_none_or(|g| g.is_match(&a.name)) {
+                        out.push(Piece {
+                            output: *idx,
+                            fields: vec![("attachment", a.name.clone())],
+                            data: a.data.clone(),
+                        });
+                    }
+                }
+                if *required && out.len() == before {
+                    let names: Vec<&str> = all.iter().map(|a| a.name.as_str()).collect();
+                    return Err(format!(
+                        "output {}: the PDF has no embedded file{} (it has {}); set `required = false` on the output if that is fine",
+                        idx + 1,
+                        if patterns.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" matching {}", patterns.join(", "))
+                        },
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    ));
+                }
+            }
+            Extract::Pages(how) => {
+                let doc = doc.ok_or("the file is not a PDF")?;
+                for (n, part) in pdf::split(doc, how)?.into_iter().enumerate() {
+                    out.push(Piece {
+                        output: *idx,
+                        fields: vec![
+                            ("page", part.first.to_string()),
+                            ("last_page", part.last.to_string()),
+                            ("part", (n + 1).to_string()),
+                        ],
+                        data: part.data,
+                    });
+                }
+            }
+            Extract::Merge => {
+                let docs = merged.clone();
+                if docs.is_empty() {
+                    return Err("nothing to merge: the set has no PDF".into());
+                }
+                let data = pdf::merge(docs)?;
+                out.push(Piece {
+                    output: *idx,
+                    fields: Vec::new(),
+                    data,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Names every piece (with its output's `exists` policy) and writes it under a temporary
+/// name in `dirs` (each extract output's folder). `first_idx` numbers them.
+pub fn write(
+    job: &Job,
+    vars: &Vars<'_>,
+    id: i64,
+    dirs: &[(u32, PathBuf)],
+    pieces: Vec<Piece>,
+) -> Result<Vec<Made>, String> {
+    let mut made: Vec<Made> = Vec::new();
+    let mut used: HashSet<PathBuf> = HashSet::new();
+    let result = (|| {
+        for p in pieces {
+            let o = &job.outputs[p.output as usize];
+            let dir = &dirs
+                .iter()
+                .find(|(i, _)| *i == p.output)
+                .ok_or("an extract output has no folder")?
+                .1;
+            let names: Vec<String> = p.fields.iter().map(|(k, _)| k.to_string()).collect();
+            let rec = Record {
+                names: Arc::from(names),
+                values: p.fields.iter().map(|(_, v)| v.clone()).collect(),
+                pos: Default::default(),
+            };
+            let v = Vars {
+                record: Some(&rec),
+                ..vars.clone()
+            };
+            let name = o.name.render(&v);
+            let base = fsutil::safe_join(dir, &name, true)
+                .map_err(|e| format!("output {}: {e}", p.output + 1))?;
+            let taken = |q: &Path| {
+                used.contains(q)
+                    || (fsutil::exists(q)
+                        && o.exists != Exists::Overwrite
+                        && o.exists != Exists::Skip)
+            };
+            let final_path = match o.exists {
+                Exists::Unique => (0..)
+                    .map(|n| fsutil::numbered(&base, n))
+                    .find(|q| !taken(q))
+                    .expect("a free name"),
+                _ if taken(&base) => {
+                    return Err(format!(
+                        "output {}: {} exists already, or two pieces have this name (exists = \"{}\")",
+                        p.output + 1,
+                        base.display(),
+                        o.exists.as_str()
+                    ));
+                }
+                _ => base,
+            };
+            used.insert(final_path.clone());
+            let idx = FIRST_PIECE_IDX + made.len() as u32;
+            let temp = out::temp_path(&final_path, id, idx);
+            let mut file = TempOutput::create(&temp)
+                .map_err(|e| format!("cannot write {}: {e}", temp.display()))?;
+            file.write_all(&p.data)
+                .map_err(|e| format!("cannot write {}: {e}", temp.display()))?;
+            made.push(Made {
+                idx,
+                final_path,
+                temp,
+                exists: o.exists,
+                file,
+            });
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(made),
+        Err(e) => {
+            for m in made {
+                drop(m.file);
+                let _ = std::fs::remove_file(&m.temp);
+            }
+            Err(e)
+        }
+    }
+}

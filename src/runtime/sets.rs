@@ -1,0 +1,245 @@
+//! Before a file is claimed: is it part of a complete document set (`[source.set]`), and
+//! does its content match the job (`[source] contains` / `matches`)?
+//!
+//! A set is driven by its lead (the first member). When the lead is ready, every other
+//! member must exist and must have kept the same size and modification time for `settle`
+//! as seen by ferry (the same rule as for any file; the observations are kept here between
+//! looks). Until then the lead *waits*: it is looked at again after `settle`, and in
+//! `--once` mode it is left for a later run. A member that is not the lead waits for its
+//! lead, which takes it along. A set still incomplete `timeout` after its first file was
+//! seen goes to the error folder: the files present, each with a report naming the
+//! missing ones.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::formats::Record;
+use crate::job::Job;
+use crate::journal::{Identity, Journal, now_ms};
+use crate::readiness::Meta;
+use crate::sources::folder::{Found, meta_of};
+
+use super::process::Outcome;
+
+/// A set about to be processed with its lead.
+pub struct SetCtx {
+    /// The other members present (all of them, unless the set is incomplete).
+    pub companions: Vec<Found>,
+    /// The lead's first record as the job reads and transforms it: the index fields that
+    /// output names may use.
+    pub index: Option<Record>,
+    /// Set when the set timed out incomplete: the error to fail it with.
+    pub incomplete: Option<String>,
+}
+
+pub enum Prep {
+    /// Not a set job: process the file as usual.
+    Alone,
+    Set(SetCtx),
+    /// Nothing to do now.
+    Outcome(Outcome),
+}
+
+/// When each companion was first seen with its current size and mtime.
+static SEEN: Mutex<Option<HashMap<PathBuf, (Meta, Instant)>>> = Mutex::new(None);
+
+/// Whether `path` (with `meta` now) has been unchanged for `settle`.
+fn settled(path: &PathBuf, meta: Meta, settle: Duration) -> bool {
+    let mut g = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let map = g.get_or_insert_with(HashMap::new);
+    let now = Instant::now();
+    match map.get(path) {
+        Some((m, since)) if *m == meta => now.duration_since(*since) >= settle,
+        _ => {
+            map.insert(path.clone(), (meta, now));
+            settle.is_zero()
+        }
+    }
+}
+
+/// `path` has settled by the runtime's own readiness check (it was handed over as ready).
+fn mark_settled(path: &std::path::Path, meta: Meta, settle: Duration) {
+    let mut g = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let since = Instant::now()
+        .checked_sub(settle)
+        .unwrap_or_else(Instant::now);
+    g.get_or_insert_with(HashMap::new)
+        .insert(path.to_path_buf(), (meta, since));
+}
+
+fn forget(paths: &[PathBuf]) {
+    let mut g = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(map) = g.as_mut() {
+        for p in paths {
+            map.remove(p);
+        }
+    }
+}
+
+/// Decides what to do with a ready file of a set job.
+pub fn prepare(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) -> Prep {
+    let Some(set) = &job.source.set else {
+        return Prep::Alone;
+    };
+    let Some((which, stem)) = set.which(&found.name) else {
+        // Taken by `include` but not a member: a set job processes sets only.
+        tracing::info!("Not a member of a document set; left alone.");
+        return Prep::Outcome(Outcome::Ignored { meta: found.meta });
+    };
+    let timed_out = now_ms().saturating_sub(first_seen_ms) > set.timeout.as_millis() as i64;
+    if which != 0 {
+        let lead = found.path.with_file_name(set.members[0].name(stem));
+        if job.after.success == crate::job::Success::Keep {
+            let id = Identity {
+                path: found.path.to_string_lossy().into_owned(),
+                size: found.meta.size,
+                mtime_ns: found.meta.mtime_ns,
+            };
+            if journal.was_finished(&job.name, &id).unwrap_or(false) {
+                return Prep::Outcome(Outcome::Ignored { meta: found.meta });
+            }
+        }
+        if lead.exists() {
+            // The lead takes this file along; it has settled already.
+            mark_settled(&found.path, found.meta, job.source.settle);
+            return Prep::Outcome(Outcome::Waiting);
+        }
+        if !timed_out {
+            return Prep::Outcome(Outcome::Waiting);
+        }
+        return Prep::Set(SetCtx {
+            companions: Vec::new(),
+            index: None,
+            incomplete: Some(format!(
+                "the document set {stem:?} is incomplete after {}: {} is missing",
+                fmt_duration(set.timeout),
+                set.members[0].name(stem)
+            )),
+        });
+    }
+    let mut companions = Vec::new();
+    let mut missing = Vec::new();
+    let mut unsettled = false;
+    for m in &set.members[1..] {
+        let name = m.name(stem);
+        let path = found.path.with_file_name(&name);
+        match std::fs::symlink_metadata(&path) {
+            Ok(md) if md.is_file() => {
+                let meta = meta_of(&md);
+                if !settled(&path, meta, job.source.settle) {
+                    unsettled = true;
+                }
+                companions.push(Found {
+                    path,
+                    rel_dir: found.rel_dir.clone(),
+                    name,
+                    meta,
+                });
+            }
+            _ => missing.push(name),
+        }
+    }
+    if missing.is_empty() && !unsettled {
+        forget(
+            &companions
+                .iter()
+                .map(|c| c.path.clone())
+                .collect::<Vec<_>>(),
+        );
+        return Prep::Set(SetCtx {
+            companions,
+            index: None,
+            incomplete: None,
+        });
+    }
+    if !timed_out {
+        // Present but not seen settled yet: look again after `settle` (in `--once` mode
+        // too). Missing: wait for it.
+        return Prep::Outcome(if missing.is_empty() {
+            Outcome::Released
+        } else {
+            Outcome::Waiting
+        });
+    }
+    forget(
+        &companions
+            .iter()
+            .map(|c| c.path.clone())
+            .collect::<Vec<_>>(),
+    );
+    let what = if missing.is_empty() {
+        "still being written".to_string()
+    } else {
+        format!("missing: {}", missing.join(", "))
+    };
+    Prep::Set(SetCtx {
+        companions,
+        index: None,
+        incomplete: Some(format!(
+            "the document set {stem:?} is incomplete after {}; {what}",
+            fmt_duration(set.timeout)
+        )),
+    })
+}
+
+/// The lead's first record, read and transformed by the job, for names that use index
+/// fields. `Ok(None)` when the job reads no records.
+pub fn read_index(
+    job: &Job,
+    found: &Found,
+    meta: std::collections::BTreeMap<String, String>,
+) -> Result<Option<Record>, String> {
+    if job.input.is_none() {
+        return Ok(None);
+    }
+    let p = super::pipeline::preview(job, &found.path, meta, 1)
+        .map_err(|e| format!("cannot read the set's index {}: {e}", found.name))?;
+    if let Some(e) = p.error {
+        return Err(format!("cannot read the set's index {}: {e}", found.name));
+    }
+    match p.transformed.into_iter().next() {
+        Some(Ok(Some(r))) => Ok(Some(r)),
+        Some(Ok(None)) => Err(format!(
+            "the set's index {} has no record (the filter dropped it)",
+            found.name
+        )),
+        Some(Err(e)) => Err(format!("cannot read the set's index {}: {e}", found.name)),
+        None => Err(format!("the set's index {} has no record", found.name)),
+    }
+}
+
+/// `[source] contains` / `matches`: `Ok(Some(outcome))` when the file is not this job's
+/// (left alone until it changes). A PDF that cannot be read at all is not left alone: the
+/// error fails it with its reason.
+pub fn route(job: &Job, found: &Found) -> Result<Option<Outcome>, String> {
+    let Some(rule) = job.source.content.as_ref() else {
+        return Ok(None);
+    };
+    let limits = job.pdf;
+    let path = found.path.clone();
+    let text = crate::formats::pdf::guarded(limits.timeout, move || {
+        crate::formats::pdf::check_size(&path, &limits)?;
+        let mut f = std::fs::File::open(&path).map_err(|e| format!("cannot open: {e}"))?;
+        let bytes = crate::formats::pdf::read_limited(&mut f, &limits)?;
+        let doc = crate::formats::pdf::load(&bytes, &limits)?;
+        crate::formats::pdf::text(&doc, &limits)
+    });
+    match text {
+        Ok(t) if rule.accepts(&t) => Ok(None),
+        Ok(_) => {
+            tracing::info!("The content does not match this job's rule; left alone.");
+            Ok(Some(Outcome::Ignored { meta: found.meta }))
+        }
+        Err(e) => Err(format!("cannot check the job's content rule: {e}")),
+    }
+}
+
+fn fmt_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}

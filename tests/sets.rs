@@ -1,0 +1,326 @@
+//! Document sets (`[source.set]`) and content routing (`[source] contains`), driven
+//! through the binary: complete, late, incomplete and timed-out sets, a set failing as
+//! one, kills at random moments, and PDFs routed to jobs by their text.
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use util::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn pdf(name: &str) -> Vec<u8> {
+    let p: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/pdf/pdf-invoices")
+        .join(name);
+    read(&p)
+}
+
+fn index(number: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\"?>\n<Index><Document type=\"invoice\"><Number>{number}</Number><Supplier>ACME</Supplier></Document></Index>\n"
+    )
+}
+
+fn set_job(timeout: &str) -> String {
+    format!(
+        r#"
+[source]
+folder = "in"
+settle = "200ms"
+poll = "200ms"
+
+[source.set]
+members = ["{{stem}}.xml", "{{stem}}.pdf"]
+timeout = "{timeout}"
+
+[input]
+format = "xml"
+record = "/"
+[input.fields]
+Number = "/Index/Document/Number"
+Supplier = "/Index/Document/Supplier"
+
+[[output]]
+folder = "out"
+member = "{{stem}}.pdf"
+name = "{{Supplier}}_{{Number}}.pdf"
+
+[after]
+archive = "archive"
+error = "error"
+"#
+    )
+}
+
+#[test]
+fn a_complete_set_is_renamed_by_its_index_and_archived_as_one() {
+    let d = Deployment::new("set-complete");
+    d.job("scans", &set_job("1h"));
+    d.write("in/S1.xml", index("INV-1"));
+    d.write("in/S1.pdf", pdf("FlipkartInvoice.pdf"));
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), ["ACME_INV-1.pdf"]);
+    assert_eq!(
+        read(&d.path("out/ACME_INV-1.pdf")),
+        pdf("FlipkartInvoice.pdf")
+    );
+    assert_eq!(d.files("archive"), ["S1.pdf", "S1.xml"]);
+    assert!(d.files("in").is_empty());
+    // Both members are in the journal, done.
+    let h = d.history();
+    assert_eq!(h.len(), 2, "{h:?}");
+}
+
+#[test]
+fn a_set_waits_for_its_late_member_then_goes_as_one() {
+    let d = Deployment::new("set-late");
+    d.job("scans", &set_job("1h"));
+    let mut daemon = Daemon::start(&d, &[]);
+    d.write("in/S2.xml", index("INV-2"));
+    // The index alone is not taken: give the daemon several polls and settles.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(d.files("out").is_empty());
+    assert_eq!(d.files("in"), ["S2.xml"]);
+    d.write("in/S2.pdf", pdf("FlipkartInvoice.pdf"));
+    wait_for("the set to be archived", WAIT, || {
+        d.files("archive") == ["S2.pdf", "S2.xml"]
+    });
+    assert_eq!(d.files("out"), ["ACME_INV-2.pdf"]);
+    daemon.stop();
+}
+
+#[test]
+fn once_leaves_an_incomplete_set_alone() {
+    let d = Deployment::new("set-once");
+    d.job("scans", &set_job("1h"));
+    d.write("in/S3.xml", index("INV-3"));
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("in"), ["S3.xml"]);
+    assert!(d.files("out").is_empty() && d.files("error").is_empty());
+}
+
+#[test]
+fn an_incomplete_set_times_out_to_the_error_folder_naming_what_is_missing() {
+    let d = Deployment::new("set-timeout");
+    d.job("scans", &set_job("1s"));
+    let mut daemon = Daemon::start(&d, &[]);
+    d.write("in/S4.xml", index("INV-4"));
+    d.write("in/S5.pdf", pdf("FlipkartInvoice.pdf"));
+    wait_for("both to be in the error folder", WAIT, || {
+        d.files("error").len() == 4
+    });
+    daemon.stop();
+    let r4 = String::from_utf8(read(&d.path("error/S4.xml.error.txt"))).unwrap();
+    assert!(
+        r4.contains("incomplete") && r4.contains("missing: S4.pdf"),
+        "{r4}"
+    );
+    let r5 = String::from_utf8(read(&d.path("error/S5.pdf.error.txt"))).unwrap();
+    assert!(r5.contains("S5.xml is missing"), "{r5}");
+    assert!(d.files("out").is_empty() && d.files("in").is_empty());
+}
+
+#[test]
+fn a_set_whose_index_is_bad_fails_as_one() {
+    let d = Deployment::new("set-bad-index");
+    d.job("scans", &set_job("1h"));
+    d.write("in/S6.xml", "<Index><Document>");
+    d.write("in/S6.pdf", pdf("FlipkartInvoice.pdf"));
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        d.files("error"),
+        ["S6.pdf", "S6.pdf.error.txt", "S6.xml", "S6.xml.error.txt"]
+    );
+    let r = String::from_utf8(read(&d.path("error/S6.pdf.error.txt"))).unwrap();
+    assert!(r.contains("document set of S6.xml"), "{r}");
+    assert!(d.files("out").is_empty() && d.files("in").is_empty());
+}
+
+/// Kills ferry at moments spread over the processing of many sets; after a clean run at
+/// the end every set is delivered exactly once and both its members are archived.
+#[test]
+fn sets_survive_kills_at_any_moment() {
+    let d = Deployment::new("set-crash");
+    d.job("scans", &set_job("1h"));
+    let n = 24;
+    for i in 0..n {
+        d.write(&format!("in/C{i:02}.xml"), index(&format!("N{i:02}")));
+        d.write(&format!("in/C{i:02}.pdf"), pdf("FlipkartInvoice.pdf"));
+    }
+    for round in 0..8u64 {
+        let mut daemon = Daemon::start(&d, &["--workers", "4"]);
+        // Pseudo-random pauses from 150 to 650 ms: some land before taking, some mid-way.
+        std::thread::sleep(Duration::from_millis(150 + (round * 7919) % 500));
+        daemon.stop_with(libc::SIGKILL);
+    }
+    let o = d.run(&["run", "--once"]);
+    assert!(o.status.code().is_some(), "{}", stderr(&o));
+    let out = d.files("out");
+    let want: Vec<String> = (0..n).map(|i| format!("ACME_N{i:02}.pdf")).collect();
+    assert_eq!(out, want, "every set delivered exactly once");
+    let archived = d.files("archive");
+    assert_eq!(archived.len(), 2 * n, "{archived:?}");
+    assert!(d.files("in").is_empty());
+    assert!(d.files("error").is_empty(), "{:?}", d.files("error"));
+}
+
+#[test]
+fn pdfs_are_routed_by_their_text() {
+    let d = Deployment::new("route");
+    let job = |needle: &str, out: &str| {
+        format!(
+            r#"
+[source]
+folder = "in"
+include = "*.pdf"
+settle = "0s"
+contains = ["{needle}"]
+
+[[output]]
+folder = "{out}"
+"#
+        )
+    };
+    d.job("aws", &job("Amazon Web Services", "out/aws"));
+    d.job("flipkart", &job("Flipkart", "out/flipkart"));
+    d.job(
+        "german",
+        r#"
+[source]
+folder = "in"
+include = "*.pdf"
+settle = "0s"
+matches = 'UStId DE \d{3}'
+
+[[output]]
+folder = "out/german"
+"#,
+    );
+    let o = d.run(&["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    d.write("in/a.pdf", pdf("AmazonWebServices.pdf"));
+    d.write("in/b.pdf", pdf("FlipkartInvoice.pdf"));
+    d.write("in/c.pdf", pdf("QualityHosting.pdf"));
+    d.write(
+        "in/d.pdf",
+        read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pdf/bad/no-text.pdf")),
+    );
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(d.files("out/aws"), ["a.pdf"]);
+    assert_eq!(d.files("out/flipkart"), ["b.pdf"]);
+    assert_eq!(d.files("out/german"), ["c.pdf"]);
+    // A PDF without text cannot be routed: it fails with the reason (in the first job
+    // that looked at it), never silently.
+    let errors: Vec<String> = ["aws", "flipkart", "german"]
+        .iter()
+        .flat_map(|j| d.files(&format!("var/error/{j}")))
+        .collect();
+    assert_eq!(errors, ["d.pdf", "d.pdf.error.txt"], "{errors:?}");
+    assert!(d.files("in").is_empty());
+}
+
+#[test]
+fn a_pdf_matching_no_rule_is_left_alone() {
+    let d = Deployment::new("route-none");
+    d.job(
+        "aws",
+        r#"
+[source]
+folder = "in"
+include = "*.pdf"
+settle = "0s"
+contains = ["Amazon Web Services", "42183017"]
+
+[[output]]
+folder = "out"
+"#,
+    );
+    d.write("in/b.pdf", pdf("FlipkartInvoice.pdf"));
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("in"), ["b.pdf"]);
+    assert!(d.files("out").is_empty());
+    // Still left alone on the next run (it has not changed).
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("in"), ["b.pdf"]);
+}
+
+#[test]
+fn a_set_of_pdfs_is_merged_into_one() {
+    let d = Deployment::new("set-merge");
+    d.job(
+        "merge",
+        r#"
+[source]
+folder = "in"
+settle = "0s"
+
+[source.set]
+members = ["{stem}.pdf", "annex-{stem}.pdf"]
+
+[[output]]
+folder = "out"
+name = "{stem}-complete.pdf"
+extract = "merge"
+
+[after]
+archive = "archive"
+"#,
+    );
+    d.write("in/7.pdf", pdf("QualityHosting.pdf"));
+    d.write("in/annex-7.pdf", pdf("FlipkartInvoice.pdf"));
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), ["7-complete.pdf"]);
+    let merged = lopdf::Document::load(d.path("out/7-complete.pdf")).unwrap();
+    assert_eq!(merged.get_pages().len(), 3, "2 pages + 1 page");
+    let text = merged.extract_text(&[1, 2, 3]).unwrap();
+    let (q, f) = (
+        text.find("QualityHosting").unwrap(),
+        text.find("Flipkart").unwrap(),
+    );
+    assert!(q < f, "the lead's pages first");
+    assert_eq!(d.files("archive"), ["7.pdf", "annex-7.pdf"]);
+}
+
+#[test]
+fn the_document_set_example_job_renames_the_pdf_by_its_index() {
+    let d = Deployment::new("set-example");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    d.write(
+        "jobs/document-sets.toml",
+        read(&repo.join("jobs/document-sets.toml")),
+    );
+    for f in ["SCAN-000815.xml", "SCAN-000815.pdf"] {
+        d.write(
+            &format!("samples/document-sets/{f}"),
+            read(&repo.join("samples/document-sets").join(f)),
+        );
+    }
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        d.files("var/out/document-sets"),
+        [
+            "WS Retail_invoice_BLR-982590_2015-10-20.json",
+            "WS Retail_invoice_BLR-982590_2015-10-20.pdf"
+        ]
+    );
+    assert_eq!(
+        read(&d.path("var/out/document-sets/WS Retail_invoice_BLR-982590_2015-10-20.pdf")),
+        read(&repo.join("samples/document-sets/SCAN-000815.pdf"))
+    );
+    // Samples are kept, and a second run takes nothing again.
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("var/out/document-sets").len(), 2);
+    assert_eq!(d.files("samples/document-sets").len(), 2);
+}
