@@ -277,6 +277,79 @@ fn attachments_taken_only_matching_and_message_moved() {
     assert_eq!(d.files("var/out").len(), 2);
 }
 
+/// A supplier mails a Factur-X invoice: the PDF attachment is taken from the mailbox and
+/// its embedded invoice XML comes out byte-identical to what pdfdetach extracts, with a CSV
+/// summary line read from that XML.
+#[test]
+fn a_factur_x_pdf_mailed_in_flows_through_to_its_invoice_xml() {
+    let Some(m) = MailServers::start("facturx") else {
+        return;
+    };
+    let d = Deployment::new("mail-facturx");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pdf/factur-x");
+    let pdf = read(&data.join("EN16931_Einfach.pdf"));
+    let expected = read(&data.join("expected/EN16931_Einfach/factur-x.xml"));
+    let job = format!(
+        r#"[source]
+mailbox = "imaps://alice@127.0.0.1:{port}/INBOX"
+password = "${{env:FERRY_TEST_IMAP_PW}}"
+ca_file = "{ca}"
+include = ["*.pdf"]
+success = "move"
+poll = "500ms"
+
+[input]
+format = "xml"
+attachment = "factur-x.xml"
+record = "/"
+[input.fields]
+InvoiceNo = "/CrossIndustryInvoice/ExchangedDocument/ID"
+
+[transform.fields]
+Invoice = "InvoiceNo"
+From = "meta.mail_from"
+
+[[output]]
+folder = "var/xml"
+name = "{{stem}}.xml"
+extract = "attachments"
+attachments = ["factur-x.xml"]
+
+[[output]]
+folder = "var/summary"
+name = "{{stem}}.csv"
+format = "csv"
+"#,
+        port = m.imaps(),
+        ca = m.ca().display(),
+    );
+    d.job("invoices", &job);
+    let mut b64 = String::new();
+    for chunk in base64_encode(&pdf).as_bytes().chunks(76) {
+        b64.push_str(std::str::from_utf8(chunk).unwrap());
+        b64.push_str("\r\n");
+    }
+    let mail = format!(
+        "From: billing@supplier.example\r\nTo: alice@example.test\r\nSubject: Invoice 471102\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <inv-471102@supplier.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\nYour invoice.\r\n\
+         --XX\r\nContent-Type: application/pdf; name=\"EN16931_Einfach.pdf\"\r\nContent-Disposition: attachment; filename=\"EN16931_Einfach.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}--XX--\r\n"
+    );
+    m.deliver("alice", 1, mail.as_bytes());
+    let o = run_once(&d);
+    assert_eq!(
+        d.files("var/xml"),
+        ["EN16931_Einfach.xml"],
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(read(&d.path("var/xml/EN16931_Einfach.xml")), expected);
+    let summary = String::from_utf8(read(&d.path("var/summary/EN16931_Einfach.csv"))).unwrap();
+    assert_eq!(
+        summary.replace("\r\n", "\n"),
+        "Invoice,From\n471102,billing@supplier.example\n"
+    );
+    assert_eq!(m.messages("alice", "ferry-done").len(), 1);
+}
+
 #[test]
 fn seen_then_nothing_twice_and_delete() {
     let Some(m) = MailServers::start("seen") else {
