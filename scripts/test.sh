@@ -14,6 +14,10 @@ command -v inotifywait >/dev/null || missing+=(inotify-tools)
 [ -x /usr/sbin/vsftpd ] || missing+=(vsftpd)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v lftp >/dev/null || missing+=(lftp)
+# The libraries the unpacked pure-ftpd (below) links against.
+for lib in libsodium23 libssl3 libcap2 libpam0g libcrypt1; do
+  dpkg -s "$lib" >/dev/null 2>&1 || missing+=("$lib")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]}" >&2
   SUDO=""
