@@ -11,12 +11,13 @@
 //! missing ones.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::formats::Record;
 use crate::job::Job;
+use crate::job::set::{MAX_MANIFEST, Manifest};
 use crate::journal::{Identity, Journal, now_ms};
 use crate::readiness::Meta;
 use crate::sources::folder::{Found, meta_of};
@@ -78,11 +79,138 @@ fn forget(paths: &[PathBuf]) {
     }
 }
 
+/// Reads and checks the manifest at `path` (at most [`MAX_MANIFEST`] bytes).
+pub fn read_manifest(m: &Manifest, path: &Path) -> Result<Vec<String>, String> {
+    use std::io::Read;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot open the manifest: {e}"))?;
+    let mut bytes = Vec::new();
+    f.take(MAX_MANIFEST + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the manifest: {e}"))?;
+    if bytes.len() as u64 > MAX_MANIFEST {
+        return Err(format!(
+            "the manifest is larger than {} KiB: it lists file names, not data",
+            MAX_MANIFEST / 1024
+        ));
+    }
+    m.members(&name, &bytes)
+}
+
+/// Whether a good manifest in `dir` lists `name`.
+fn listed(m: &Manifest, dir: &Path, name: &str) -> bool {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    rd.flatten().any(|e| {
+        let n = e.file_name().to_string_lossy().into_owned();
+        m.glob.is_match(&n)
+            && !n.starts_with('.')
+            && e.file_type().is_ok_and(|t| t.is_file())
+            && read_manifest(m, &e.path()).is_ok_and(|l| l.iter().any(|x| x == name))
+    })
+}
+
+/// The members of the set a file of a job belongs to, other than the file itself, in
+/// their order, and the names missing (for `ferry test`).
+pub fn members_of(job: &Job, path: &Path) -> Result<(Vec<PathBuf>, Vec<String>), String> {
+    let Some(set) = &job.source.set else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let names: Vec<String> = match &set.manifest {
+        Some(m) if m.glob.is_match(&name) => read_manifest(m, path)?,
+        Some(_) => return Ok((Vec::new(), Vec::new())),
+        None => match set.which(&name) {
+            Some((0, stem)) => set.members[1..].iter().map(|m| m.name(stem)).collect(),
+            _ => return Ok((Vec::new(), Vec::new())),
+        },
+    };
+    let (mut present, mut missing) = (Vec::new(), Vec::new());
+    for n in names {
+        let p = path.with_file_name(&n);
+        if p.is_file() {
+            present.push(p);
+        } else {
+            missing.push(n);
+        }
+    }
+    Ok((present, missing))
+}
+
+/// A manifest set: the manifest is the lead; any other file waits to be listed by one.
+fn prepare_manifest(
+    job: &Job,
+    m: &Manifest,
+    timeout: Duration,
+    found: &Found,
+    first_seen_ms: i64,
+    journal: &Journal,
+) -> Prep {
+    let timed_out = now_ms().saturating_sub(first_seen_ms) > timeout.as_millis() as i64;
+    if !m.glob.is_match(&found.name) {
+        if job.after.success == crate::job::Success::Keep {
+            let id = Identity {
+                path: found.path.to_string_lossy().into_owned(),
+                size: found.meta.size,
+                mtime_ns: found.meta.mtime_ns,
+            };
+            if journal.was_finished(&job.name, &id).unwrap_or(false) {
+                return Prep::Outcome(Outcome::Ignored { meta: found.meta });
+            }
+        }
+        let dir = found.path.parent().unwrap_or(Path::new("."));
+        if listed(m, dir, &found.name) {
+            // Its manifest takes this file along; it has settled already.
+            mark_settled(&found.path, found.meta, job.source.settle);
+            return Prep::Outcome(Outcome::Waiting);
+        }
+        if !timed_out {
+            return Prep::Outcome(Outcome::Waiting);
+        }
+        return Prep::Set(SetCtx {
+            companions: Vec::new(),
+            index: None,
+            incomplete: Some(format!(
+                "no manifest ({}) lists this file after {}: a file of a manifest set waits for the manifest that lists it",
+                m.pattern,
+                fmt_duration(timeout)
+            )),
+        });
+    }
+    match read_manifest(m, &found.path) {
+        // An untrusted list is not acted on at all: the manifest alone fails; the files
+        // it names wait for a good manifest (or their own timeout).
+        Err(e) => Prep::Set(SetCtx {
+            companions: Vec::new(),
+            index: None,
+            incomplete: Some(format!("bad manifest {}: {e}", found.name)),
+        }),
+        Ok(names) => gather(
+            job,
+            found,
+            names,
+            timed_out,
+            &format!("of the manifest {:?}", found.name),
+            timeout,
+        ),
+    }
+}
+
 /// Decides what to do with a ready file of a set job.
 pub fn prepare(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) -> Prep {
     let Some(set) = &job.source.set else {
         return Prep::Alone;
     };
+    if let Some(m) = &set.manifest {
+        return prepare_manifest(job, m, set.timeout, found, first_seen_ms, journal);
+    }
     let Some((which, stem)) = set.which(&found.name) else {
         // Taken by `include` but not a member: a set job processes sets only.
         tracing::info!("Not a member of a document set; left alone.");
@@ -119,11 +247,24 @@ pub fn prepare(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
             )),
         });
     }
+    let names = set.members[1..].iter().map(|m| m.name(stem)).collect();
+    gather(job, found, names, timed_out, &format!("{stem:?}"), set.timeout)
+}
+
+/// The lead's other members `names` (in order): the set when all are present and
+/// settled, else wait, or fail it as incomplete once `timed_out`.
+fn gather(
+    job: &Job,
+    found: &Found,
+    names: Vec<String>,
+    timed_out: bool,
+    label: &str,
+    timeout: Duration,
+) -> Prep {
     let mut companions = Vec::new();
     let mut missing = Vec::new();
     let mut unsettled = false;
-    for m in &set.members[1..] {
-        let name = m.name(stem);
+    for name in names {
         let path = found.path.with_file_name(&name);
         match std::fs::symlink_metadata(&path) {
             Ok(md) if md.is_file() => {
@@ -178,8 +319,8 @@ pub fn prepare(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
         companions,
         index: None,
         incomplete: Some(format!(
-            "the document set {stem:?} is incomplete after {}; {what}",
-            fmt_duration(set.timeout)
+            "the document set {label} is incomplete after {}; {what}",
+            fmt_duration(timeout)
         )),
     })
 }
