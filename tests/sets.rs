@@ -324,3 +324,188 @@ fn the_document_set_example_job_renames_the_pdf_by_its_index() {
     assert_eq!(d.files("var/out/document-sets").len(), 2);
     assert_eq!(d.files("samples/document-sets").len(), 2);
 }
+
+fn manifest_job(timeout: &str) -> String {
+    format!(
+        r#"
+[source]
+folder = "in"
+settle = "200ms"
+poll = "200ms"
+
+[source.set]
+manifest = "*.manifest"
+timeout = "{timeout}"
+
+[[output]]
+folder = "out"
+name = "{{stem}}.pdf"
+extract = "merge"
+
+[after]
+archive = "archive"
+error = "error"
+"#
+    )
+}
+
+fn page_count(p: &Path) -> usize {
+    lopdf::Document::load(p).unwrap().get_pages().len()
+}
+
+fn pages_of(name: &str) -> usize {
+    page_count(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/pdf/pdf-invoices")
+            .join(name),
+    )
+}
+
+#[test]
+fn a_manifest_set_is_merged_in_manifest_order_and_archived_as_one() {
+    let d = Deployment::new("manifest-complete");
+    d.job("batches", &manifest_job("1h"));
+    d.write("in/b-flip.pdf", pdf("FlipkartInvoice.pdf"));
+    d.write("in/a-quality.pdf", pdf("QualityHosting.pdf"));
+    d.write("in/c-aws.pdf", pdf("AmazonWebServices.pdf"));
+    // Not alphabetical: the manifest's order is the merge order.
+    d.write(
+        "in/B1.manifest",
+        "# batch 1\nb-flip.pdf\nc-aws.pdf\na-quality.pdf\n",
+    );
+    // Listed by no manifest: left alone (it waits for one, until the timeout).
+    d.write("in/later.pdf", pdf("FlipkartInvoice.pdf"));
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), ["B1.pdf"]);
+    let want = pages_of("FlipkartInvoice.pdf")
+        + pages_of("AmazonWebServices.pdf")
+        + pages_of("QualityHosting.pdf");
+    let merged = lopdf::Document::load(d.path("out/B1.pdf")).unwrap();
+    let n = merged.get_pages().len();
+    assert_eq!(n, want);
+    let text = merged
+        .extract_text(&(1..=n as u32).collect::<Vec<_>>())
+        .unwrap();
+    let at = |s: &str| text.find(s).unwrap_or_else(|| panic!("{s} in {text}"));
+    assert!(at("Flipkart") < at("Amazon Web Services"), "manifest order");
+    assert!(
+        at("Amazon Web Services") < at("QualityHosting"),
+        "manifest order"
+    );
+    assert_eq!(
+        d.files("archive"),
+        ["B1.manifest", "a-quality.pdf", "b-flip.pdf", "c-aws.pdf"]
+    );
+    assert_eq!(d.files("in"), ["later.pdf"]);
+    assert!(d.files("error").is_empty());
+    assert_eq!(d.history().len(), 4, "{:?}", d.history());
+}
+
+#[test]
+fn a_manifest_naming_a_missing_file_times_out_naming_it() {
+    let d = Deployment::new("manifest-timeout");
+    d.job("batches", &manifest_job("1s"));
+    let mut daemon = Daemon::start(&d, &[]);
+    d.write("in/a.pdf", pdf("FlipkartInvoice.pdf"));
+    d.write("in/B2.manifest", "a.pdf\nb.pdf\n");
+    d.write("in/stray.pdf", pdf("FlipkartInvoice.pdf"));
+    wait_for(
+        "the set and the stray file in the error folder",
+        WAIT,
+        || d.files("error").len() == 6,
+    );
+    daemon.stop();
+    assert_eq!(
+        d.files("error"),
+        [
+            "B2.manifest",
+            "B2.manifest.error.txt",
+            "a.pdf",
+            "a.pdf.error.txt",
+            "stray.pdf",
+            "stray.pdf.error.txt"
+        ]
+    );
+    let r = String::from_utf8(read(&d.path("error/B2.manifest.error.txt"))).unwrap();
+    assert!(
+        r.contains("incomplete") && r.contains("missing: b.pdf") && !r.contains("a.pdf"),
+        "{r}"
+    );
+    let r = String::from_utf8(read(&d.path("error/a.pdf.error.txt"))).unwrap();
+    assert!(
+        r.contains("document set of B2.manifest") && r.contains("missing: b.pdf"),
+        "{r}"
+    );
+    let r = String::from_utf8(read(&d.path("error/stray.pdf.error.txt"))).unwrap();
+    assert!(
+        r.contains("no manifest (*.manifest) lists this file"),
+        "{r}"
+    );
+    assert!(d.files("out").is_empty() && d.files("in").is_empty());
+}
+
+#[test]
+fn a_manifest_with_hostile_entries_fails_alone_and_touches_nothing_else() {
+    let d = Deployment::new("manifest-hostile");
+    d.job("batches", &manifest_job("1h"));
+    d.write("x.pdf", pdf("FlipkartInvoice.pdf"));
+    d.write("in/ok.pdf", pdf("FlipkartInvoice.pdf"));
+    d.write("in/H.manifest", "ok.pdf\n../x.pdf\n/etc/passwd\nCON.pdf\n");
+    let passwd = std::fs::metadata("/etc/passwd").unwrap();
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(d.files("error"), ["H.manifest", "H.manifest.error.txt"]);
+    let r = String::from_utf8(read(&d.path("error/H.manifest.error.txt"))).unwrap();
+    for s in [
+        "bad manifest H.manifest",
+        "\"../x.pdf\" climbs out",
+        "\"/etc/passwd\" is an absolute path",
+        "\"CON.pdf\" is a reserved device name",
+    ] {
+        assert!(r.contains(s), "{s} in {r}");
+    }
+    // Nothing the manifest named was touched: not the good entry either (the list as a
+    // whole is not trusted), not the file outside, not /etc/passwd.
+    assert_eq!(d.files("in"), ["ok.pdf"]);
+    assert_eq!(read(&d.path("x.pdf")), pdf("FlipkartInvoice.pdf"));
+    let now = std::fs::metadata("/etc/passwd").unwrap();
+    assert_eq!(
+        (now.len(), now.modified().unwrap()),
+        (passwd.len(), passwd.modified().unwrap())
+    );
+    assert!(d.files("out").is_empty() && d.files("archive").is_empty());
+}
+
+/// Kills ferry at moments spread over the processing of many manifest sets; after a
+/// clean run every batch is merged exactly once and every file archived.
+#[test]
+fn manifest_sets_survive_kills_at_any_moment() {
+    let d = Deployment::new("manifest-crash");
+    d.job("batches", &manifest_job("1h"));
+    let n = 12;
+    for i in 0..n {
+        d.write(&format!("in/M{i:02}-1.pdf"), pdf("QualityHosting.pdf"));
+        d.write(&format!("in/M{i:02}-2.pdf"), pdf("FlipkartInvoice.pdf"));
+        d.write(
+            &format!("in/M{i:02}.manifest"),
+            format!("M{i:02}-2.pdf\nM{i:02}-1.pdf\n"),
+        );
+    }
+    for round in 0..8u64 {
+        let mut daemon = Daemon::start(&d, &["--workers", "4"]);
+        std::thread::sleep(Duration::from_millis(150 + (round * 7919) % 500));
+        daemon.stop_with(libc::SIGKILL);
+    }
+    let o = d.run(&["run", "--once"]);
+    assert!(o.status.code().is_some(), "{}", stderr(&o));
+    let want: Vec<String> = (0..n).map(|i| format!("M{i:02}.pdf")).collect();
+    assert_eq!(d.files("out"), want, "every batch merged exactly once");
+    let pages = pages_of("QualityHosting.pdf") + pages_of("FlipkartInvoice.pdf");
+    for f in &want {
+        assert_eq!(page_count(&d.path(&format!("out/{f}"))), pages, "{f}");
+    }
+    assert_eq!(d.files("archive").len(), 3 * n, "{:?}", d.files("archive"));
+    assert!(d.files("in").is_empty(), "{:?}", d.files("in"));
+    assert!(d.files("error").is_empty(), "{:?}", d.files("error"));
+}

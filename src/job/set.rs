@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use super::toml_reader::{Doc, TableReader, parse_duration};
 
-pub const SET_KEYS: &[&str] = &["members", "manifest", "list", "column", "element", "timeout"];
+pub const SET_KEYS: &[&str] = &[
+    "members", "manifest", "list", "column", "element", "timeout",
+];
 
 /// How a manifest lists its members.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,8 +142,12 @@ pub fn read(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<SetSpec> {
         };
         let list = match (list.as_ref().map(|l| l.value.as_str()), column, element) {
             (None | Some("lines"), None, None) => ListFormat::Lines,
-            (Some("csv"), Some(c), None) if !c.value.is_empty() => ListFormat::Csv { column: c.value },
-            (Some("xml"), None, Some(e)) if !e.value.is_empty() => ListFormat::Xml { element: e.value },
+            (Some("csv"), Some(c), None) if !c.value.is_empty() => {
+                ListFormat::Csv { column: c.value }
+            }
+            (Some("xml"), None, Some(e)) if !e.value.is_empty() => {
+                ListFormat::Xml { element: e.value }
+            }
             (Some("csv"), None, _) => {
                 doc.error(span, "source.set.column", "`list = \"csv\"` needs `column`: the header of the column that names the files");
                 return None;
@@ -307,7 +313,9 @@ fn check_entry(e: &str, own_name: &str, glob: &globset::GlobMatcher) -> Result<(
         return Err("climbs out of the folder with `..`".into());
     }
     if e.contains(['/', '\\']) {
-        return Err("names a file in another folder; a manifest names files in its own folder".into());
+        return Err(
+            "names a file in another folder; a manifest names files in its own folder".into(),
+        );
     }
     if e == "." {
         return Err("is not a file name".into());
@@ -402,9 +410,7 @@ fn xml_elements(text: &str, element: &str) -> Result<Vec<String>, String> {
                     Ok(None) => match quick_xml::escape::resolve_predefined_entity(&name) {
                         Some(s) => cur.push_str(s),
                         None => {
-                            return Err(format!(
-                                "the manifest uses an unknown entity &{name};"
-                            ));
+                            return Err(format!("the manifest uses an unknown entity &{name};"));
                         }
                     },
                     Err(e) => return Err(bad(&e)),
@@ -465,17 +471,26 @@ mod tests {
     fn manifest_lists() {
         let m = manifest(ListFormat::Lines);
         assert_eq!(
-            m.members("b.manifest", "\u{feff}# batch 1\r\na.pdf\r\n\r\n b c.pdf \n").unwrap(),
+            m.members(
+                "b.manifest",
+                "\u{feff}# batch 1\r\na.pdf\r\n\r\n b c.pdf \n"
+            )
+            .unwrap(),
             ["a.pdf", "b c.pdf"]
         );
         let m = manifest(ListFormat::Csv {
             column: "file".into(),
         });
         assert_eq!(
-            m.members("b.manifest", b"seq,file\n1,x.pdf\n2,\"y,1.pdf\"\n").unwrap(),
+            m.members("b.manifest", b"seq,file\n1,x.pdf\n2,\"y,1.pdf\"\n")
+                .unwrap(),
             ["x.pdf", "y,1.pdf"]
         );
-        assert!(m.members("b.manifest", b"seq,name\n1,x.pdf\n").unwrap_err().contains("no column"));
+        assert!(
+            m.members("b.manifest", b"seq,name\n1,x.pdf\n")
+                .unwrap_err()
+                .contains("no column")
+        );
         let m = manifest(ListFormat::Xml {
             element: "File".into(),
         });
@@ -487,7 +502,10 @@ mod tests {
             .unwrap(),
             ["a.pdf", "R&D.pdf"]
         );
-        assert!(m.members("b.manifest", b"<Batch><File>a.pdf</Batch>").is_err());
+        assert!(
+            m.members("b.manifest", b"<Batch><File>a.pdf</Batch>")
+                .is_err()
+        );
     }
 
     #[test]
@@ -513,7 +531,15 @@ mod tests {
             assert!(e.contains(s), "{s} in {e}");
         }
         assert!(e.starts_with("the manifest has 9 bad entries"), "{e}");
-        assert!(m.members("b.manifest", b"\n# nothing\n").unwrap_err().contains("no file"));
-        assert!(m.members("b.manifest", b"a\xff.pdf").unwrap_err().contains("UTF-8"));
+        assert!(
+            m.members("b.manifest", b"\n# nothing\n")
+                .unwrap_err()
+                .contains("no file")
+        );
+        assert!(
+            m.members("b.manifest", b"a\xff.pdf")
+                .unwrap_err()
+                .contains("UTF-8")
+        );
     }
 }

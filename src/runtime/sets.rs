@@ -248,7 +248,14 @@ pub fn prepare(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
         });
     }
     let names = set.members[1..].iter().map(|m| m.name(stem)).collect();
-    gather(job, found, names, timed_out, &format!("{stem:?}"), set.timeout)
+    gather(
+        job,
+        found,
+        names,
+        timed_out,
+        &format!("{stem:?}"),
+        set.timeout,
+    )
 }
 
 /// The lead's other members `names` (in order): the set when all are present and
