@@ -473,7 +473,7 @@ mod tests {
         assert_eq!(
             m.members(
                 "b.manifest",
-                "\u{feff}# batch 1\r\na.pdf\r\n\r\n b c.pdf \n"
+                "\u{feff}# batch 1\r\na.pdf\r\n\r\n b c.pdf \n".as_bytes()
             )
             .unwrap(),
             ["a.pdf", "b c.pdf"]
