@@ -163,6 +163,33 @@ pub fn cut(
     Ok(out)
 }
 
+/// The name piece `p` gets in its output's folder (before the `exists` policy).
+pub fn name_of(
+    job: &Job,
+    vars: &Vars<'_>,
+    dirs: &[(u32, PathBuf)],
+    p: &Piece,
+) -> Result<PathBuf, String> {
+    let o = &job.outputs[p.output as usize];
+    let dir = &dirs
+        .iter()
+        .find(|(i, _)| *i == p.output)
+        .ok_or("an extract output has no folder")?
+        .1;
+    let names: Vec<String> = p.fields.iter().map(|(k, _)| k.to_string()).collect();
+    let rec = Record {
+        names: Arc::from(names),
+        values: p.fields.iter().map(|(_, v)| v.clone()).collect(),
+        pos: Default::default(),
+    };
+    let v = Vars {
+        record: Some(&rec),
+        ..vars.clone()
+    };
+    let name = o.name.render(&v);
+    fsutil::safe_join(dir, &name, true).map_err(|e| format!("output {}: {e}", p.output + 1))
+}
+
 /// Names every piece (with its output's `exists` policy) and writes it under a temporary
 /// name in `dirs` (each extract output's folder). `first_idx` numbers them.
 pub fn write(
@@ -177,24 +204,7 @@ pub fn write(
     let result = (|| {
         for p in pieces {
             let o = &job.outputs[p.output as usize];
-            let dir = &dirs
-                .iter()
-                .find(|(i, _)| *i == p.output)
-                .ok_or("an extract output has no folder")?
-                .1;
-            let names: Vec<String> = p.fields.iter().map(|(k, _)| k.to_string()).collect();
-            let rec = Record {
-                names: Arc::from(names),
-                values: p.fields.iter().map(|(_, v)| v.clone()).collect(),
-                pos: Default::default(),
-            };
-            let v = Vars {
-                record: Some(&rec),
-                ..vars.clone()
-            };
-            let name = o.name.render(&v);
-            let base = fsutil::safe_join(dir, &name, true)
-                .map_err(|e| format!("output {}: {e}", p.output + 1))?;
+            let base = name_of(job, vars, dirs, &p)?;
             let taken = |q: &Path| {
                 used.contains(q)
                     || (fsutil::exists(q)

@@ -114,34 +114,65 @@ fn listed(m: &Manifest, dir: &Path, name: &str) -> bool {
     })
 }
 
-/// The members of the set a file of a job belongs to, other than the file itself, in
-/// their order, and the names missing (for `ferry test`).
-pub fn members_of(job: &Job, path: &Path) -> Result<(Vec<PathBuf>, Vec<String>), String> {
+/// What a file is in its job's document set, for `ferry test`.
+pub enum Role {
+    /// Not a set job.
+    Alone,
+    /// The lead: the other members present, in their order, and those missing.
+    Lead {
+        present: Vec<PathBuf>,
+        missing: Vec<String>,
+    },
+    /// Another member: taken along by its lead (named when present).
+    Member { lead: Option<String> },
+}
+
+/// The role of the file at `path` in `job`'s document set.
+pub fn role_of(job: &Job, path: &Path) -> Result<Role, String> {
     let Some(set) = &job.source.set else {
-        return Ok((Vec::new(), Vec::new()));
+        return Ok(Role::Alone);
     };
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let dir = path.parent().unwrap_or(Path::new("."));
     let names: Vec<String> = match &set.manifest {
         Some(m) if m.glob.is_match(&name) => read_manifest(m, path)?,
-        Some(_) => return Ok((Vec::new(), Vec::new())),
+        Some(m) => {
+            let lead = std::fs::read_dir(dir).ok().and_then(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .find(|n| {
+                        m.glob.is_match(n)
+                            && read_manifest(m, &dir.join(n))
+                                .is_ok_and(|l| l.iter().any(|x| *x == name))
+                    })
+            });
+            return Ok(Role::Member { lead });
+        }
         None => match set.which(&name) {
             Some((0, stem)) => set.members[1..].iter().map(|m| m.name(stem)).collect(),
-            _ => return Ok((Vec::new(), Vec::new())),
+            Some((_, stem)) => {
+                let lead = set.members[0].name(stem);
+                let present = dir.join(&lead).is_file();
+                return Ok(Role::Member {
+                    lead: present.then_some(lead),
+                });
+            }
+            None => return Ok(Role::Member { lead: None }),
         },
     };
     let (mut present, mut missing) = (Vec::new(), Vec::new());
     for n in names {
-        let p = path.with_file_name(&n);
+        let p = dir.join(&n);
         if p.is_file() {
             present.push(p);
         } else {
             missing.push(n);
         }
     }
-    Ok((present, missing))
+    Ok(Role::Lead { present, missing })
 }
 
 /// A manifest set: the manifest is the lead; any other file waits to be listed by one.
