@@ -509,3 +509,48 @@ fn manifest_sets_survive_kills_at_any_moment() {
     assert!(d.files("in").is_empty(), "{:?}", d.files("in"));
     assert!(d.files("error").is_empty(), "{:?}", d.files("error"));
 }
+
+#[test]
+fn the_manifest_set_example_job_merges_the_batch_in_order() {
+    let d = Deployment::new("manifest-example");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    d.write(
+        "jobs/manifest-sets.toml",
+        read(&repo.join("jobs/manifest-sets.toml")),
+    );
+    let files = [
+        "BATCH-0042.manifest",
+        "batch-0042-001.pdf",
+        "batch-0042-002.pdf",
+        "batch-0042-003.pdf",
+    ];
+    for f in files {
+        d.write(
+            &format!("samples/manifest-sets/{f}"),
+            read(&repo.join("samples/manifest-sets").join(f)),
+        );
+    }
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("var/out/manifest-sets"), ["BATCH-0042.pdf"]);
+    let merged = d.path("var/out/manifest-sets/BATCH-0042.pdf");
+    let parts: usize = files[1..]
+        .iter()
+        .map(|f| page_count(&repo.join("samples/manifest-sets").join(f)))
+        .sum();
+    let doc = lopdf::Document::load(&merged).unwrap();
+    let n = doc.get_pages().len();
+    assert_eq!(n, parts);
+    let text = doc
+        .extract_text(&(1..=n as u32).collect::<Vec<_>>())
+        .unwrap();
+    let at = |s: &str| text.find(s).unwrap_or_else(|| panic!("{s}"));
+    assert!(at("Flipkart") < at("Amazon Web Services"));
+    assert!(at("Amazon Web Services") < at("QualityHosting"));
+    // Samples are kept, and a second run takes nothing again.
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("var/out/manifest-sets"), ["BATCH-0042.pdf"]);
+    assert_eq!(d.files("samples/manifest-sets").len(), 4);
+    assert!(d.files("var/error/manifest-sets").is_empty());
+}
