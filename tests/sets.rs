@@ -554,3 +554,35 @@ fn the_manifest_set_example_job_merges_the_batch_in_order() {
     assert_eq!(d.files("samples/manifest-sets").len(), 4);
     assert!(d.files("var/error/manifest-sets").is_empty());
 }
+
+#[test]
+fn check_explains_bad_manifest_set_keys() {
+    let d = Deployment::new("manifest-check");
+    d.job(
+        "both",
+        "[source]\nfolder = \"in1\"\n[source.set]\nmanifest = \"*.lst\"\nmembers = [\"{stem}.pdf\", \"{stem}.xml\"]\n",
+    );
+    d.job(
+        "csv",
+        "[source]\nfolder = \"in2\"\n[source.set]\nmanifest = \"*.csv\"\nlist = \"csv\"\n",
+    );
+    d.job(
+        "member",
+        "[source]\nfolder = \"in3\"\n[source.set]\nmanifest = \"*.lst\"\n[[output]]\nfolder = \"o\"\nmember = \"{stem}.pdf\"\n",
+    );
+    d.job(
+        "list",
+        "[source]\nfolder = \"in4\"\n[source.set]\nmanifest = \"*.lst\"\nlist = \"json\"\n",
+    );
+    let o = d.run(&["check"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    for s in [
+        "both.toml:4:12: source.set.manifest: a set has either `members`",
+        "csv.toml:3:1: source.set.column: `list = \"csv\"` needs `column`",
+        "member.toml:7:10: output[1].member: `member` names a file of a document set by its `{stem}`",
+        "list.toml:5:8: source.set.list: expected \"lines\", \"csv\" or \"xml\"",
+    ] {
+        assert!(all.contains(s), "{s} in {all}");
+    }
+}
