@@ -9,6 +9,9 @@
 //! lead, which takes it along. A set still incomplete `timeout` after its first file was
 //! seen goes to the error folder: the files present, each with a report naming the
 //! missing ones.
+//!
+//! A manifest set works the same way with the manifest as the lead and the files it
+//! lists as the other members; any other file waits until a good manifest lists it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
