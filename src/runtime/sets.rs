@@ -148,8 +148,7 @@ pub fn role_of(job: &Job, path: &Path) -> Result<Role, String> {
                     .map(|e| e.file_name().to_string_lossy().into_owned())
                     .find(|n| {
                         m.glob.is_match(n)
-                            && read_manifest(m, &dir.join(n))
-                                .is_ok_and(|l| l.iter().any(|x| *x == name))
+                            && read_manifest(m, &dir.join(n)).is_ok_and(|l| l.contains(&name))
                     })
             });
             return Ok(Role::Member { lead });
