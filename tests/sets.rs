@@ -403,6 +403,33 @@ fn a_manifest_set_is_merged_in_manifest_order_and_archived_as_one() {
 }
 
 #[test]
+fn a_manifest_set_waits_for_its_manifest_and_its_last_file() {
+    let d = Deployment::new("manifest-late");
+    d.job("batches", &manifest_job("1h"));
+    let mut daemon = Daemon::start(&d, &[]);
+    // The batch comes first; its files wait for a manifest.
+    d.write("in/a.pdf", pdf("FlipkartInvoice.pdf"));
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(d.files("in"), ["a.pdf"]);
+    // The manifest names a file still to come: the set waits for it.
+    d.write("in/L.manifest", "a.pdf\nb.pdf\n");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(d.files("in"), ["L.manifest", "a.pdf"]);
+    assert!(d.files("out").is_empty() && d.files("error").is_empty());
+    d.write("in/b.pdf", pdf("QualityHosting.pdf"));
+    wait_for("the batch to be archived", WAIT, || {
+        d.files("archive") == ["L.manifest", "a.pdf", "b.pdf"]
+    });
+    daemon.stop();
+    assert_eq!(d.files("out"), ["L.pdf"]);
+    assert_eq!(
+        page_count(&d.path("out/L.pdf")),
+        pages_of("FlipkartInvoice.pdf") + pages_of("QualityHosting.pdf")
+    );
+    assert!(d.files("in").is_empty() && d.files("error").is_empty());
+}
+
+#[test]
 fn a_manifest_naming_a_missing_file_times_out_naming_it() {
     let d = Deployment::new("manifest-timeout");
     d.job("batches", &manifest_job("1s"));

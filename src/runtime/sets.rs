@@ -13,9 +13,9 @@
 //! A manifest set works the same way with the manifest as the lead and the files it
 //! lists as the other members; any other file waits until a good manifest lists it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::formats::Record;
@@ -103,18 +103,46 @@ pub fn read_manifest(m: &Manifest, path: &Path) -> Result<Vec<String>, String> {
     m.members(&name, &bytes)
 }
 
-/// Whether a good manifest in `dir` lists `name`.
-fn listed(m: &Manifest, dir: &Path, name: &str) -> bool {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    rd.flatten().any(|e| {
-        let n = e.file_name().to_string_lossy().into_owned();
-        m.glob.is_match(&n)
-            && !n.starts_with('.')
-            && e.file_type().is_ok_and(|t| t.is_file())
-            && read_manifest(m, &e.path()).is_ok_and(|l| l.iter().any(|x| x == name))
-    })
+/// The names the good manifests of a folder list, as last read, and when.
+type Listed = HashMap<(String, PathBuf), (Instant, Arc<HashSet<String>>)>;
+static LISTED: Mutex<Option<Listed>> = Mutex::new(None);
+
+/// How long the names a folder's manifests list are reused: every waiting file of a batch
+/// asks, and reading the folder and its manifests for each would be quadratic. A stale
+/// answer only delays: either way the file waits; a fresh look decides a timeout.
+const LISTED_FOR: Duration = Duration::from_secs(1);
+
+/// Whether a good manifest in `dir` lists `name`; `fresh` reads the folder again.
+fn listed(m: &Manifest, dir: &Path, name: &str, fresh: bool) -> bool {
+    let now = Instant::now();
+    let key = (m.pattern.clone(), dir.to_path_buf());
+    if !fresh {
+        let g = LISTED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, names)) = g.as_ref().and_then(|map| map.get(&key))
+            && now.duration_since(*at) < LISTED_FOR
+        {
+            return names.contains(name);
+        }
+    }
+    let mut names = HashSet::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if m.glob.is_match(&n)
+                && !n.starts_with('.')
+                && e.file_type().is_ok_and(|t| t.is_file())
+                && let Ok(l) = read_manifest(m, &e.path())
+            {
+                names.extend(l);
+            }
+        }
+    }
+    let found = names.contains(name);
+    let mut g = LISTED.lock().unwrap_or_else(|e| e.into_inner());
+    let map = g.get_or_insert_with(HashMap::new);
+    map.retain(|_, (at, _)| now.duration_since(*at) < LISTED_FOR);
+    map.insert(key, (now, Arc::new(names)));
+    found
 }
 
 /// What a file is in its job's document set, for `ferry test`.
@@ -199,7 +227,7 @@ fn prepare_manifest(
             }
         }
         let dir = found.path.parent().unwrap_or(Path::new("."));
-        if listed(m, dir, &found.name) {
+        if listed(m, dir, &found.name, timed_out) {
             // Its manifest takes this file along; it has settled already.
             mark_settled(&found.path, found.meta, job.source.settle);
             return Prep::Outcome(Outcome::Waiting);
