@@ -613,3 +613,26 @@ fn check_explains_bad_manifest_set_keys() {
         assert!(all.contains(s), "{s} in {all}");
     }
 }
+
+#[test]
+fn a_manifest_set_without_pdfs_fails_its_merge_as_one() {
+    let d = Deployment::new("manifest-no-pdf");
+    d.job("batches", &manifest_job("1h"));
+    d.write("in/a.txt", "not a PDF\n");
+    d.write("in/N.manifest", "a.txt\n");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        d.files("error"),
+        [
+            "N.manifest",
+            "N.manifest.error.txt",
+            "a.txt",
+            "a.txt.error.txt"
+        ]
+    );
+    let r = String::from_utf8(read(&d.path("error/N.manifest.error.txt"))).unwrap();
+    assert!(r.contains("nothing to merge: the set has no PDF"), "{r}");
+    let r = String::from_utf8(read(&d.path("error/a.txt.error.txt"))).unwrap();
+    assert!(r.contains("document set of N.manifest"), "{r}");
+}

@@ -56,8 +56,14 @@ pub fn pieces(job: &Job, path: &Path, members: &[PathBuf]) -> Result<Vec<Piece>,
             others.push(pdf::read_limited(&mut f, &job.pdf)?);
         }
     }
-    // The lead is part of a merge only when it is a PDF itself (not an XML index).
-    let lead_in_merge = is_pdf(path) || others.is_empty();
+    // The lead is part of a merge only when it is a PDF itself (not an XML index), and
+    // never when it is a manifest: its files are the merge.
+    let is_manifest = job
+        .source
+        .set
+        .as_ref()
+        .is_some_and(|s| s.manifest.is_some());
+    let lead_in_merge = !is_manifest && (is_pdf(path) || others.is_empty());
     let wanted: Vec<(u32, Extract)> = job
         .outputs
         .iter()
@@ -149,7 +155,10 @@ pub fn cut(
             Extract::Merge => {
                 let docs = merged.clone();
                 if docs.is_empty() {
-                    return Err("nothing to merge: the set has no PDF".into());
+                    return Err(
+                        "nothing to merge: the set has no PDF (files whose name ends in .pdf)"
+                            .into(),
+                    );
                 }
                 let data = pdf::merge(docs)?;
                 out.push(Piece {
