@@ -636,3 +636,66 @@ fn a_manifest_set_without_pdfs_fails_its_merge_as_one() {
     let r = String::from_utf8(read(&d.path("error/a.txt.error.txt"))).unwrap();
     assert!(r.contains("document set of N.manifest"), "{r}");
 }
+
+#[test]
+fn csv_and_xml_manifests_list_their_files_in_order() {
+    let d = Deployment::new("manifest-csv-xml");
+    let job = |folder: &str, pattern: &str, list: &str| {
+        format!(
+            r#"
+[source]
+folder = "{folder}"
+settle = "0s"
+
+[source.set]
+manifest = "{pattern}"
+{list}
+
+[[output]]
+folder = "out"
+name = "{{stem}}.pdf"
+extract = "merge"
+
+[after]
+archive = "archive"
+"#
+        )
+    };
+    d.job(
+        "csv",
+        &job("in-csv", "*.csv", "list = \"csv\"\ncolumn = \"file\""),
+    );
+    d.job(
+        "xml",
+        &job("in-xml", "*.xml", "list = \"xml\"\nelement = \"File\""),
+    );
+    d.write("in-csv/q.pdf", pdf("QualityHosting.pdf"));
+    d.write("in-csv/f.pdf", pdf("FlipkartInvoice.pdf"));
+    d.write("in-csv/C.csv", "seq,file\n1,f.pdf\n2,q.pdf\n");
+    d.write("in-xml/q.pdf", pdf("QualityHosting.pdf"));
+    d.write("in-xml/f.pdf", pdf("FlipkartInvoice.pdf"));
+    d.write(
+        "in-xml/X.xml",
+        "<?xml version=\"1.0\"?>\n<Batch><File>q.pdf</File><File>f.pdf</File></Batch>\n",
+    );
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), ["C.pdf", "X.pdf"]);
+    let first_text = |f: &str| {
+        let doc = lopdf::Document::load(d.path(f)).unwrap();
+        assert_eq!(
+            doc.get_pages().len(),
+            pages_of("QualityHosting.pdf") + pages_of("FlipkartInvoice.pdf")
+        );
+        doc.extract_text(&[1]).unwrap()
+    };
+    assert!(
+        first_text("out/C.pdf").contains("Flipkart"),
+        "CSV order: f.pdf first"
+    );
+    assert!(
+        first_text("out/X.pdf").contains("QualityHosting"),
+        "XML order: q.pdf first"
+    );
+    assert_eq!(d.files("archive").len(), 6);
+}
