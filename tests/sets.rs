@@ -699,3 +699,29 @@ archive = "archive"
     );
     assert_eq!(d.files("archive").len(), 6);
 }
+
+#[test]
+fn a_merge_larger_than_max_size_together_fails_with_the_reason() {
+    let d = Deployment::new("manifest-too-big");
+    // Each part is below the limit; together they are not.
+    d.job(
+        "batches",
+        &format!(
+            "{}\n[pdf]\nmax_size = {}\n",
+            manifest_job("1h"),
+            pdf("QualityHosting.pdf").len() + 1000
+        ),
+    );
+    d.write("in/q.pdf", pdf("QualityHosting.pdf"));
+    d.write("in/f.pdf", pdf("FlipkartInvoice.pdf"));
+    d.write("in/T.manifest", "q.pdf\nf.pdf\n");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let r = String::from_utf8(read(&d.path("error/T.manifest.error.txt"))).unwrap();
+    assert!(
+        r.contains("the set's PDFs together are larger than [pdf] max_size"),
+        "{r}"
+    );
+    assert_eq!(d.files("error").len(), 6);
+    assert!(d.files("out").is_empty());
+}

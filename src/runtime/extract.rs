@@ -49,8 +49,17 @@ pub fn pieces(job: &Job, path: &Path, members: &[PathBuf]) -> Result<Vec<Piece>,
         .iter()
         .any(|o| matches!(o.extract, Some(Extract::Merge)))
     {
+        // A merge holds every part in memory: together they are bounded like one PDF.
+        let mut total = if is_pdf(path) { bytes.len() as u64 } else { 0 };
         for m in members.iter().filter(|m| is_pdf(m)) {
             pdf::check_size(m, &job.pdf)?;
+            total += std::fs::metadata(m).map_or(0, |md| md.len());
+            if total > job.pdf.max_size {
+                return Err(format!(
+                    "the set's PDFs together are larger than [pdf] max_size ({} bytes): a merge holds them all in memory",
+                    job.pdf.max_size
+                ));
+            }
             let mut f =
                 std::fs::File::open(m).map_err(|e| format!("cannot open {}: {e}", m.display()))?;
             others.push(pdf::read_limited(&mut f, &job.pdf)?);
