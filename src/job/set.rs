@@ -307,14 +307,14 @@ fn check_entry(e: &str, own_name: &str, glob: &globset::GlobMatcher) -> Result<(
     }
     let b = e.as_bytes();
     if e.starts_with(['/', '\\']) || (b.len() >= 2 && b[1] == b':' && b[0].is_ascii_alphabetic()) {
-        return Err("is an absolute path; a manifest names files in its own folder".into());
+        return Err("is an absolute path (a manifest names files in its own folder)".into());
     }
     if e.split(['/', '\\']).any(|c| c == "..") {
         return Err("climbs out of the folder with `..`".into());
     }
     if e.contains(['/', '\\']) {
         return Err(
-            "names a file in another folder; a manifest names files in its own folder".into(),
+            "names a file in another folder (a manifest names files in its own folder)".into(),
         );
     }
     if e == "." {

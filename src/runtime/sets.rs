@@ -251,7 +251,10 @@ fn prepare_manifest(
         Err(e) => Prep::Set(SetCtx {
             companions: Vec::new(),
             index: None,
-            incomplete: Some(format!("bad manifest {}: {e}", found.name)),
+            incomplete: Some(format!(
+                "bad manifest {}: {e}; nothing it names was taken",
+                found.name
+            )),
         }),
         Ok(names) => gather(
             job,
