@@ -509,14 +509,20 @@ fn a_manifest_with_hostile_entries_fails_alone_and_touches_nothing_else() {
 #[test]
 fn manifest_sets_survive_kills_at_any_moment() {
     let d = Deployment::new("manifest-crash");
-    d.job("batches", &manifest_job("1h"));
-    let n = 12;
+    // Eight kills may interrupt one batch eight times: not a poison file here.
+    d.job(
+        "batches",
+        &manifest_job("1h").replace("[after]\n", "[after]\nmax_attempts = 20\n"),
+    );
+    // About a second of work for one run: the first kills land in the middle of it.
+    let n = 24;
     for i in 0..n {
         d.write(&format!("in/M{i:02}-1.pdf"), pdf("QualityHosting.pdf"));
         d.write(&format!("in/M{i:02}-2.pdf"), pdf("FlipkartInvoice.pdf"));
+        d.write(&format!("in/M{i:02}-3.pdf"), pdf("AmazonWebServices.pdf"));
         d.write(
             &format!("in/M{i:02}.manifest"),
-            format!("M{i:02}-2.pdf\nM{i:02}-1.pdf\n"),
+            format!("M{i:02}-3.pdf\nM{i:02}-2.pdf\nM{i:02}-1.pdf\n"),
         );
     }
     for round in 0..8u64 {
@@ -528,11 +534,13 @@ fn manifest_sets_survive_kills_at_any_moment() {
     assert!(o.status.code().is_some(), "{}", stderr(&o));
     let want: Vec<String> = (0..n).map(|i| format!("M{i:02}.pdf")).collect();
     assert_eq!(d.files("out"), want, "every batch merged exactly once");
-    let pages = pages_of("QualityHosting.pdf") + pages_of("FlipkartInvoice.pdf");
+    let pages = pages_of("QualityHosting.pdf")
+        + pages_of("FlipkartInvoice.pdf")
+        + pages_of("AmazonWebServices.pdf");
     for f in &want {
         assert_eq!(page_count(&d.path(&format!("out/{f}"))), pages, "{f}");
     }
-    assert_eq!(d.files("archive").len(), 3 * n, "{:?}", d.files("archive"));
+    assert_eq!(d.files("archive").len(), 4 * n, "{:?}", d.files("archive"));
     assert!(d.files("in").is_empty(), "{:?}", d.files("in"));
     assert!(d.files("error").is_empty(), "{:?}", d.files("error"));
 }
