@@ -187,8 +187,10 @@ pub fn test(jobs_dir: &Path, state_dir: &Path, job_name: &str, file: &Path) -> i
     let _ = writeln!(out, "seq:       {seq} (the next number of this job)");
     match crate::runtime::process::preview(&job, &vars) {
         Ok(p) => {
-            if p.outputs.is_empty() {
+            if p.outputs.is_empty() && p.extract_dirs.is_empty() {
                 let _ = writeln!(out, "outputs:   none (the job only routes the original)");
+            } else if p.outputs.is_empty() {
+                let _ = writeln!(out, "outputs:   only files taken out of the PDF (below)");
             } else {
                 let _ = writeln!(out, "outputs:");
             }
@@ -220,6 +222,7 @@ pub fn test(jobs_dir: &Path, state_dir: &Path, job_name: &str, file: &Path) -> i
                     let _ = writeln!(out, "     exists already: {what}");
                 }
             }
+            show_set_and_pieces(out, &job, &abs, &vars, &p.extract_dirs);
             match (job.after.success, &p.archive_dir) {
                 (Success::Archive, Some(dir)) => {
                     let _ = writeln!(
@@ -260,6 +263,103 @@ pub fn test(jobs_dir: &Path, state_dir: &Path, job_name: &str, file: &Path) -> i
     }
     let _ = writeln!(out, "(dry run: nothing was changed)");
     if matches { exit::OK } else { exit::FILE_FAILED }
+}
+
+/// For `ferry test`: the members of the file's document set, and the files its `extract`
+/// outputs would write (names and sizes), cut out of the PDF as a run would.
+fn show_set_and_pieces(
+    out: &mut impl Write,
+    job: &job::Job,
+    file: &Path,
+    vars: &job::template::Vars<'_>,
+    dirs: &[(u32, std::path::PathBuf)],
+) {
+    use crate::runtime::sets::Role;
+    let present = match crate::runtime::sets::role_of(job, file) {
+        Ok(Role::Alone) => Vec::new(),
+        Ok(Role::Member { lead }) => {
+            let _ = writeln!(
+                out,
+                "set:       a member of a document set: taken along with {}",
+                match lead {
+                    Some(l) => format!("its lead {l}, which is present"),
+                    None => "its lead (not present now: this file waits for it, until the set's timeout)".to_string(),
+                }
+            );
+            return;
+        }
+        Ok(Role::Lead { present, missing }) => {
+            let names: Vec<String> = present
+                .iter()
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect();
+            let _ = writeln!(
+                out,
+                "set:       the lead, with {}{}",
+                if names.is_empty() {
+                    "no other member present".to_string()
+                } else {
+                    names.join(", ")
+                },
+                if missing.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (missing now: {}; the set waits for them, until its timeout)",
+                        missing.join(", ")
+                    )
+                }
+            );
+            present
+        }
+        Err(e) => {
+            let _ = writeln!(out, "set:       {e}");
+            let _ = writeln!(
+                out,
+                "           the set would FAIL and go to the error folder"
+            );
+            return;
+        }
+    };
+    if dirs.is_empty() {
+        return;
+    }
+    match crate::runtime::extract::pieces(job, file, &present) {
+        Ok(pieces) => {
+            let _ = writeln!(out, "extracted: {} file(s)", pieces.len());
+            for p in &pieces {
+                match crate::runtime::extract::name_of(job, vars, dirs, p) {
+                    Ok(path) => {
+                        let _ = writeln!(
+                            out,
+                            "  output {}: {} ({} bytes){}",
+                            p.output + 1,
+                            path.display(),
+                            p.data.len(),
+                            if fsutil::exists(&path) {
+                                format!(
+                                    " exists already (exists = \"{}\")",
+                                    job.outputs[p.output as usize].exists.as_str()
+                                )
+                            } else {
+                                String::new()
+                            }
+                        );
+                    }
+                    Err(e) => {
+                        let _ = writeln!(out, "  output {}: error: {e}", p.output + 1);
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(
+                out,
+                "extracted: error: cannot take the pieces out of the PDF: {e}"
+            );
+            let _ = writeln!(out, "           the file would go to the error folder");
+        }
+    }
 }
 
 /// `ferry history`.

@@ -182,6 +182,13 @@ const WINDOWS_RESERVED: &[&str] = &[
     "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
 ];
 
+/// Whether `stem` (a name without its extension) is a device name Windows reserves.
+pub fn is_reserved_name(stem: &str) -> bool {
+    WINDOWS_RESERVED
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(stem.trim_end()))
+}
+
 /// Makes one path component safe on Windows shares too: characters Windows refuses become
 /// `_`, trailing dots and spaces go, and reserved device names (`CON`, `NUL.txt`, `com1.csv`)
 /// get a `_` after their stem.

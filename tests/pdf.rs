@@ -362,3 +362,114 @@ attachments = "factur-x.xml"
     assert!(r.contains("no embedded file matching factur-x.xml"), "{r}");
     assert!(d.files("out").is_empty());
 }
+
+/// `(path, size)` of every "output N: PATH (SIZE bytes)" line of `ferry test`.
+fn listed_pieces(out: &str) -> Vec<(String, u64)> {
+    out.lines()
+        .filter_map(|l| l.trim().strip_prefix("output "))
+        .filter_map(|l| {
+            let (_, rest) = l.split_once(": ")?;
+            let (path, size) = rest.rsplit_once(" (")?;
+            Some((
+                path.to_string(),
+                size.strip_suffix(" bytes)")?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn test_shows_the_files_an_extract_output_would_write() {
+    let d = Deployment::new("pdf-test-pieces");
+    d.job(
+        "pages",
+        r#"
+[source]
+folder = "in"
+include = "*.pdf"
+settle = "0s"
+
+[[output]]
+folder = "out"
+name = "{stem}-p{page}.pdf"
+extract = "pages"
+
+[[output]]
+folder = "xml"
+extract = "attachments"
+required = false
+"#,
+    );
+    copy_in(&d, &data("pdf-invoices/QualityHosting.pdf"), "in/q.pdf");
+    let o = d.run(&["test", "pages", &d.path("in/q.pdf").to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let shown = listed_pieces(&stdout(&o));
+    assert_eq!(shown.len(), 2, "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("extracted: 2 file(s)"),
+        "{}",
+        stdout(&o)
+    );
+    // Nothing was written by the dry run; the real run writes exactly what it showed.
+    assert!(d.files("out").is_empty());
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), ["q-p1.pdf", "q-p2.pdf"]);
+    for (path, size) in shown {
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size, "{path}");
+    }
+}
+
+#[test]
+fn test_shows_a_manifest_sets_merged_file_and_refuses_a_bad_manifest() {
+    let d = Deployment::new("pdf-test-merge");
+    d.job(
+        "batches",
+        r#"
+[source]
+folder = "in"
+settle = "0s"
+
+[source.set]
+manifest = "*.lst"
+
+[[output]]
+folder = "out"
+name = "{stem}.pdf"
+extract = "merge"
+"#,
+    );
+    copy_in(&d, &data("pdf-invoices/QualityHosting.pdf"), "in/q.pdf");
+    copy_in(&d, &data("pdf-invoices/FlipkartInvoice.pdf"), "in/f.pdf");
+    d.write("in/B.lst", "f.pdf\nq.pdf\n");
+    let o = d.run(&["test", "batches", &d.path("in/B.lst").to_string_lossy()]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("set:       the lead, with f.pdf, q.pdf"),
+        "{text}"
+    );
+    let shown = listed_pieces(&text);
+    assert_eq!(shown.len(), 1, "{text}");
+    let o = d.run(&["test", "batches", &d.path("in/q.pdf").to_string_lossy()]);
+    assert!(
+        stdout(&o).contains("taken along with its lead B.lst"),
+        "{}",
+        stdout(&o)
+    );
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), ["B.pdf"]);
+    assert_eq!(std::fs::metadata(&shown[0].0).unwrap().len(), shown[0].1);
+    assert_eq!(
+        pages(&d.path("out/B.pdf")),
+        pages(&data("pdf-invoices/QualityHosting.pdf"))
+            + pages(&data("pdf-invoices/FlipkartInvoice.pdf"))
+    );
+    d.write("in/C.lst", "../q.pdf\n");
+    let o = d.run(&["test", "batches", &d.path("in/C.lst").to_string_lossy()]);
+    assert!(
+        stdout(&o).contains("\"../q.pdf\" climbs out") && stdout(&o).contains("would FAIL"),
+        "{}",
+        stdout(&o)
+    );
+}

@@ -324,3 +324,412 @@ fn the_document_set_example_job_renames_the_pdf_by_its_index() {
     assert_eq!(d.files("var/out/document-sets").len(), 2);
     assert_eq!(d.files("samples/document-sets").len(), 2);
 }
+
+fn manifest_job(timeout: &str) -> String {
+    format!(
+        r#"
+[source]
+folder = "in"
+settle = "200ms"
+poll = "200ms"
+
+[source.set]
+manifest = "*.manifest"
+timeout = "{timeout}"
+
+[[output]]
+folder = "out"
+name = "{{stem}}.pdf"
+extract = "merge"
+
+[after]
+archive = "archive"
+error = "error"
+"#
+    )
+}
+
+fn page_count(p: &Path) -> usize {
+    lopdf::Document::load(p).unwrap().get_pages().len()
+}
+
+fn pages_of(name: &str) -> usize {
+    page_count(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/pdf/pdf-invoices")
+            .join(name),
+    )
+}
+
+#[test]
+fn a_manifest_set_is_merged_in_manifest_order_and_archived_as_one() {
+    let d = Deployment::new("manifest-complete");
+    d.job("batches", &manifest_job("1h"));
+    d.write("in/b-flip.pdf", pdf("FlipkartInvoice.pdf"));
+    d.write("in/a-quality.pdf", pdf("QualityHosting.pdf"));
+    d.write("in/c-aws.pdf", pdf("AmazonWebServices.pdf"));
+    // Not alphabetical: the manifest's order is the merge order.
+    d.write(
+        "in/B1.manifest",
+        "# batch 1\nb-flip.pdf\nc-aws.pdf\na-quality.pdf\n",
+    );
+    // Listed by no manifest: left alone (it waits for one, until the timeout).
+    d.write("in/later.pdf", pdf("FlipkartInvoice.pdf"));
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), ["B1.pdf"]);
+    let want = pages_of("FlipkartInvoice.pdf")
+        + pages_of("AmazonWebServices.pdf")
+        + pages_of("QualityHosting.pdf");
+    let merged = lopdf::Document::load(d.path("out/B1.pdf")).unwrap();
+    let n = merged.get_pages().len();
+    assert_eq!(n, want);
+    let text = merged
+        .extract_text(&(1..=n as u32).collect::<Vec<_>>())
+        .unwrap();
+    let at = |s: &str| text.find(s).unwrap_or_else(|| panic!("{s} in {text}"));
+    assert!(at("Flipkart") < at("Amazon Web Services"), "manifest order");
+    assert!(
+        at("Amazon Web Services") < at("QualityHosting"),
+        "manifest order"
+    );
+    assert_eq!(
+        d.files("archive"),
+        ["B1.manifest", "a-quality.pdf", "b-flip.pdf", "c-aws.pdf"]
+    );
+    assert_eq!(d.files("in"), ["later.pdf"]);
+    assert!(d.files("error").is_empty());
+    assert_eq!(d.history().len(), 4, "{:?}", d.history());
+}
+
+#[test]
+fn a_manifest_set_waits_for_its_manifest_and_its_last_file() {
+    let d = Deployment::new("manifest-late");
+    d.job("batches", &manifest_job("1h"));
+    let mut daemon = Daemon::start(&d, &[]);
+    // The batch comes first; its files wait for a manifest.
+    d.write("in/a.pdf", pdf("FlipkartInvoice.pdf"));
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(d.files("in"), ["a.pdf"]);
+    // The manifest names a file still to come: the set waits for it.
+    d.write("in/L.manifest", "a.pdf\nb.pdf\n");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(d.files("in"), ["L.manifest", "a.pdf"]);
+    assert!(d.files("out").is_empty() && d.files("error").is_empty());
+    d.write("in/b.pdf", pdf("QualityHosting.pdf"));
+    wait_for("the batch to be archived", WAIT, || {
+        d.files("archive") == ["L.manifest", "a.pdf", "b.pdf"]
+    });
+    daemon.stop();
+    assert_eq!(d.files("out"), ["L.pdf"]);
+    assert_eq!(
+        page_count(&d.path("out/L.pdf")),
+        pages_of("FlipkartInvoice.pdf") + pages_of("QualityHosting.pdf")
+    );
+    assert!(d.files("in").is_empty() && d.files("error").is_empty());
+}
+
+#[test]
+fn a_manifest_naming_a_missing_file_times_out_naming_it() {
+    let d = Deployment::new("manifest-timeout");
+    d.job("batches", &manifest_job("1s"));
+    let mut daemon = Daemon::start(&d, &[]);
+    d.write("in/a.pdf", pdf("FlipkartInvoice.pdf"));
+    d.write("in/B2.manifest", "a.pdf\nb.pdf\n");
+    d.write("in/stray.pdf", pdf("FlipkartInvoice.pdf"));
+    wait_for(
+        "the set and the stray file in the error folder",
+        WAIT,
+        || d.files("error").len() == 6,
+    );
+    daemon.stop();
+    assert_eq!(
+        d.files("error"),
+        [
+            "B2.manifest",
+            "B2.manifest.error.txt",
+            "a.pdf",
+            "a.pdf.error.txt",
+            "stray.pdf",
+            "stray.pdf.error.txt"
+        ]
+    );
+    let r = String::from_utf8(read(&d.path("error/B2.manifest.error.txt"))).unwrap();
+    assert!(
+        r.contains("incomplete") && r.contains("missing: b.pdf") && !r.contains("a.pdf"),
+        "{r}"
+    );
+    let r = String::from_utf8(read(&d.path("error/a.pdf.error.txt"))).unwrap();
+    assert!(
+        r.contains("document set of B2.manifest") && r.contains("missing: b.pdf"),
+        "{r}"
+    );
+    let r = String::from_utf8(read(&d.path("error/stray.pdf.error.txt"))).unwrap();
+    assert!(
+        r.contains("no manifest (*.manifest) lists this file"),
+        "{r}"
+    );
+    assert!(d.files("out").is_empty() && d.files("in").is_empty());
+}
+
+#[test]
+fn a_manifest_with_hostile_entries_fails_alone_and_touches_nothing_else() {
+    let d = Deployment::new("manifest-hostile");
+    d.job("batches", &manifest_job("1h"));
+    d.write("x.pdf", pdf("FlipkartInvoice.pdf"));
+    d.write("in/ok.pdf", pdf("FlipkartInvoice.pdf"));
+    d.write("in/H.manifest", "ok.pdf\n../x.pdf\n/etc/passwd\nCON.pdf\n");
+    let passwd = std::fs::metadata("/etc/passwd").unwrap();
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(d.files("error"), ["H.manifest", "H.manifest.error.txt"]);
+    let r = String::from_utf8(read(&d.path("error/H.manifest.error.txt"))).unwrap();
+    for s in [
+        "bad manifest H.manifest",
+        "\"../x.pdf\" climbs out",
+        "\"/etc/passwd\" is an absolute path",
+        "\"CON.pdf\" is a reserved device name",
+    ] {
+        assert!(r.contains(s), "{s} in {r}");
+    }
+    // Nothing the manifest named was touched: not the good entry either (the list as a
+    // whole is not trusted), not the file outside, not /etc/passwd.
+    assert_eq!(d.files("in"), ["ok.pdf"]);
+    assert_eq!(read(&d.path("x.pdf")), pdf("FlipkartInvoice.pdf"));
+    let now = std::fs::metadata("/etc/passwd").unwrap();
+    assert_eq!(
+        (now.len(), now.modified().unwrap()),
+        (passwd.len(), passwd.modified().unwrap())
+    );
+    assert!(d.files("out").is_empty() && d.files("archive").is_empty());
+}
+
+/// Kills ferry at moments spread over the processing of many manifest sets; after a
+/// clean run every batch is merged exactly once and every file archived.
+#[test]
+fn manifest_sets_survive_kills_at_any_moment() {
+    let d = Deployment::new("manifest-crash");
+    // Eight kills may interrupt one batch eight times: not a poison file here.
+    d.job(
+        "batches",
+        &manifest_job("1h").replace("[after]\n", "[after]\nmax_attempts = 20\n"),
+    );
+    // About a second of work for one run: the first kills land in the middle of it.
+    let n = 24;
+    for i in 0..n {
+        d.write(&format!("in/M{i:02}-1.pdf"), pdf("QualityHosting.pdf"));
+        d.write(&format!("in/M{i:02}-2.pdf"), pdf("FlipkartInvoice.pdf"));
+        d.write(&format!("in/M{i:02}-3.pdf"), pdf("AmazonWebServices.pdf"));
+        d.write(
+            &format!("in/M{i:02}.manifest"),
+            format!("M{i:02}-3.pdf\nM{i:02}-2.pdf\nM{i:02}-1.pdf\n"),
+        );
+    }
+    for round in 0..8u64 {
+        let mut daemon = Daemon::start(&d, &["--workers", "4"]);
+        std::thread::sleep(Duration::from_millis(150 + (round * 7919) % 500));
+        daemon.stop_with(libc::SIGKILL);
+    }
+    let o = d.run(&["run", "--once"]);
+    assert!(o.status.code().is_some(), "{}", stderr(&o));
+    let want: Vec<String> = (0..n).map(|i| format!("M{i:02}.pdf")).collect();
+    assert_eq!(d.files("out"), want, "every batch merged exactly once");
+    let pages = pages_of("QualityHosting.pdf")
+        + pages_of("FlipkartInvoice.pdf")
+        + pages_of("AmazonWebServices.pdf");
+    for f in &want {
+        assert_eq!(page_count(&d.path(&format!("out/{f}"))), pages, "{f}");
+    }
+    assert_eq!(d.files("archive").len(), 4 * n, "{:?}", d.files("archive"));
+    assert!(d.files("in").is_empty(), "{:?}", d.files("in"));
+    assert!(d.files("error").is_empty(), "{:?}", d.files("error"));
+}
+
+#[test]
+fn the_manifest_set_example_job_merges_the_batch_in_order() {
+    let d = Deployment::new("manifest-example");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    d.write(
+        "jobs/manifest-sets.toml",
+        read(&repo.join("jobs/manifest-sets.toml")),
+    );
+    let files = [
+        "BATCH-0042.manifest",
+        "batch-0042-001.pdf",
+        "batch-0042-002.pdf",
+        "batch-0042-003.pdf",
+    ];
+    for f in files {
+        d.write(
+            &format!("samples/manifest-sets/{f}"),
+            read(&repo.join("samples/manifest-sets").join(f)),
+        );
+    }
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("var/out/manifest-sets"), ["BATCH-0042.pdf"]);
+    let merged = d.path("var/out/manifest-sets/BATCH-0042.pdf");
+    let parts: usize = files[1..]
+        .iter()
+        .map(|f| page_count(&repo.join("samples/manifest-sets").join(f)))
+        .sum();
+    let doc = lopdf::Document::load(&merged).unwrap();
+    let n = doc.get_pages().len();
+    assert_eq!(n, parts);
+    let text = doc
+        .extract_text(&(1..=n as u32).collect::<Vec<_>>())
+        .unwrap();
+    let at = |s: &str| text.find(s).unwrap_or_else(|| panic!("{s}"));
+    assert!(at("Flipkart") < at("Amazon Web Services"));
+    assert!(at("Amazon Web Services") < at("QualityHosting"));
+    // Samples are kept, and a second run takes nothing again.
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("var/out/manifest-sets"), ["BATCH-0042.pdf"]);
+    assert_eq!(d.files("samples/manifest-sets").len(), 4);
+    assert!(d.files("var/error/manifest-sets").is_empty());
+}
+
+#[test]
+fn check_explains_bad_manifest_set_keys() {
+    let d = Deployment::new("manifest-check");
+    d.job(
+        "both",
+        "[source]\nfolder = \"in1\"\n[source.set]\nmanifest = \"*.lst\"\nmembers = [\"{stem}.pdf\", \"{stem}.xml\"]\n",
+    );
+    d.job(
+        "csv",
+        "[source]\nfolder = \"in2\"\n[source.set]\nmanifest = \"*.csv\"\nlist = \"csv\"\n",
+    );
+    d.job(
+        "member",
+        "[source]\nfolder = \"in3\"\n[source.set]\nmanifest = \"*.lst\"\n[[output]]\nfolder = \"o\"\nmember = \"{stem}.pdf\"\n",
+    );
+    d.job(
+        "list",
+        "[source]\nfolder = \"in4\"\n[source.set]\nmanifest = \"*.lst\"\nlist = \"json\"\n",
+    );
+    let o = d.run(&["check"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    for s in [
+        "both.toml:4:12: source.set.manifest: a set has either `members`",
+        "csv.toml:3:1: source.set.column: `list = \"csv\"` needs `column`",
+        "member.toml:7:10: output[1].member: `member` names a file of a document set by its `{stem}`",
+        "list.toml:5:8: source.set.list: expected \"lines\", \"csv\" or \"xml\"",
+    ] {
+        assert!(all.contains(s), "{s} in {all}");
+    }
+}
+
+#[test]
+fn a_manifest_set_without_pdfs_fails_its_merge_as_one() {
+    let d = Deployment::new("manifest-no-pdf");
+    d.job("batches", &manifest_job("1h"));
+    d.write("in/a.txt", "not a PDF\n");
+    d.write("in/N.manifest", "a.txt\n");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        d.files("error"),
+        [
+            "N.manifest",
+            "N.manifest.error.txt",
+            "a.txt",
+            "a.txt.error.txt"
+        ]
+    );
+    let r = String::from_utf8(read(&d.path("error/N.manifest.error.txt"))).unwrap();
+    assert!(r.contains("nothing to merge: the set has no PDF"), "{r}");
+    let r = String::from_utf8(read(&d.path("error/a.txt.error.txt"))).unwrap();
+    assert!(r.contains("document set of N.manifest"), "{r}");
+}
+
+#[test]
+fn csv_and_xml_manifests_list_their_files_in_order() {
+    let d = Deployment::new("manifest-csv-xml");
+    let job = |folder: &str, pattern: &str, list: &str| {
+        format!(
+            r#"
+[source]
+folder = "{folder}"
+settle = "0s"
+
+[source.set]
+manifest = "{pattern}"
+{list}
+
+[[output]]
+folder = "out"
+name = "{{stem}}.pdf"
+extract = "merge"
+
+[after]
+archive = "archive"
+"#
+        )
+    };
+    d.job(
+        "csv",
+        &job("in-csv", "*.csv", "list = \"csv\"\ncolumn = \"file\""),
+    );
+    d.job(
+        "xml",
+        &job("in-xml", "*.xml", "list = \"xml\"\nelement = \"File\""),
+    );
+    d.write("in-csv/q.pdf", pdf("QualityHosting.pdf"));
+    d.write("in-csv/f.pdf", pdf("FlipkartInvoice.pdf"));
+    d.write("in-csv/C.csv", "seq,file\n1,f.pdf\n2,q.pdf\n");
+    d.write("in-xml/q.pdf", pdf("QualityHosting.pdf"));
+    d.write("in-xml/f.pdf", pdf("FlipkartInvoice.pdf"));
+    d.write(
+        "in-xml/X.xml",
+        "<?xml version=\"1.0\"?>\n<Batch><File>q.pdf</File><File>f.pdf</File></Batch>\n",
+    );
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), ["C.pdf", "X.pdf"]);
+    let first_text = |f: &str| {
+        let doc = lopdf::Document::load(d.path(f)).unwrap();
+        assert_eq!(
+            doc.get_pages().len(),
+            pages_of("QualityHosting.pdf") + pages_of("FlipkartInvoice.pdf")
+        );
+        doc.extract_text(&[1]).unwrap()
+    };
+    assert!(
+        first_text("out/C.pdf").contains("Flipkart"),
+        "CSV order: f.pdf first"
+    );
+    assert!(
+        first_text("out/X.pdf").contains("QualityHosting"),
+        "XML order: q.pdf first"
+    );
+    assert_eq!(d.files("archive").len(), 6);
+}
+
+#[test]
+fn a_merge_larger_than_max_size_together_fails_with_the_reason() {
+    let d = Deployment::new("manifest-too-big");
+    // Each part is below the limit; together they are not.
+    d.job(
+        "batches",
+        &format!(
+            "{}\n[pdf]\nmax_size = {}\n",
+            manifest_job("1h"),
+            pdf("QualityHosting.pdf").len() + 1000
+        ),
+    );
+    d.write("in/q.pdf", pdf("QualityHosting.pdf"));
+    d.write("in/f.pdf", pdf("FlipkartInvoice.pdf"));
+    d.write("in/T.manifest", "q.pdf\nf.pdf\n");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let r = String::from_utf8(read(&d.path("error/T.manifest.error.txt"))).unwrap();
+    assert!(
+        r.contains("the set's PDFs together are larger than [pdf] max_size"),
+        "{r}"
+    );
+    assert_eq!(d.files("error").len(), 6);
+    assert!(d.files("out").is_empty());
+}

@@ -382,7 +382,10 @@ fn read_job(
         .enumerate()
         .map(|(i, t)| {
             let splits = transform.as_ref().is_some_and(|t| t.split.is_some());
-            let in_set = source.as_ref().is_some_and(|s| s.set.is_some());
+            // `member` names a member by its `{stem}`: manifest sets have none.
+            let in_set = source
+                .as_ref()
+                .is_some_and(|s| s.set.as_ref().is_some_and(|s| s.manifest.is_none()));
             read_output(doc, root, t, has_input, splits, in_set, (name, i))
         })
         .collect();
@@ -703,7 +706,7 @@ fn read_source(
     };
     // A set's members are what the job takes, unless `include` says otherwise.
     let include = match (include, &set) {
-        (None, Some(Some(s))) => Some(
+        (None, Some(Some(s))) if s.manifest.is_none() => Some(
             s.members
                 .iter()
                 .map(|m| Str {
@@ -979,7 +982,7 @@ fn read_output(
             doc.error(
                 m.span.clone(),
                 &m.key,
-                "`member` names a file of a document set: the job needs `[source.set]`",
+                "`member` names a file of a document set by its `{stem}`: the job needs `[source.set] members`",
             );
             None
         }

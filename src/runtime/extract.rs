@@ -49,15 +49,30 @@ pub fn pieces(job: &Job, path: &Path, members: &[PathBuf]) -> Result<Vec<Piece>,
         .iter()
         .any(|o| matches!(o.extract, Some(Extract::Merge)))
     {
+        // A merge holds every part in memory: together they are bounded like one PDF.
+        let mut total = if is_pdf(path) { bytes.len() as u64 } else { 0 };
         for m in members.iter().filter(|m| is_pdf(m)) {
             pdf::check_size(m, &job.pdf)?;
+            total += std::fs::metadata(m).map_or(0, |md| md.len());
+            if total > job.pdf.max_size {
+                return Err(format!(
+                    "the set's PDFs together are larger than [pdf] max_size ({} bytes): a merge holds them all in memory",
+                    job.pdf.max_size
+                ));
+            }
             let mut f =
                 std::fs::File::open(m).map_err(|e| format!("cannot open {}: {e}", m.display()))?;
             others.push(pdf::read_limited(&mut f, &job.pdf)?);
         }
     }
-    // The lead is part of a merge only when it is a PDF itself (not an XML index).
-    let lead_in_merge = is_pdf(path) || others.is_empty();
+    // The lead is part of a merge only when it is a PDF itself (not an XML index), and
+    // never when it is a manifest: its files are the merge.
+    let is_manifest = job
+        .source
+        .set
+        .as_ref()
+        .is_some_and(|s| s.manifest.is_some());
+    let lead_in_merge = !is_manifest && (is_pdf(path) || others.is_empty());
     let wanted: Vec<(u32, Extract)> = job
         .outputs
         .iter()
@@ -149,7 +164,10 @@ pub fn cut(
             Extract::Merge => {
                 let docs = merged.clone();
                 if docs.is_empty() {
-                    return Err("nothing to merge: the set has no PDF".into());
+                    return Err(
+                        "nothing to merge: the set has no PDF (files whose name ends in .pdf)"
+                            .into(),
+                    );
                 }
                 let data = pdf::merge(docs)?;
                 out.push(Piece {
@@ -161,6 +179,33 @@ pub fn cut(
         }
     }
     Ok(out)
+}
+
+/// The name piece `p` gets in its output's folder (before the `exists` policy).
+pub fn name_of(
+    job: &Job,
+    vars: &Vars<'_>,
+    dirs: &[(u32, PathBuf)],
+    p: &Piece,
+) -> Result<PathBuf, String> {
+    let o = &job.outputs[p.output as usize];
+    let dir = &dirs
+        .iter()
+        .find(|(i, _)| *i == p.output)
+        .ok_or("an extract output has no folder")?
+        .1;
+    let names: Vec<String> = p.fields.iter().map(|(k, _)| k.to_string()).collect();
+    let rec = Record {
+        names: Arc::from(names),
+        values: p.fields.iter().map(|(_, v)| v.clone()).collect(),
+        pos: Default::default(),
+    };
+    let v = Vars {
+        record: Some(&rec),
+        ..vars.clone()
+    };
+    let name = o.name.render(&v);
+    fsutil::safe_join(dir, &name, true).map_err(|e| format!("output {}: {e}", p.output + 1))
 }
 
 /// Names every piece (with its output's `exists` policy) and writes it under a temporary
@@ -177,24 +222,7 @@ pub fn write(
     let result = (|| {
         for p in pieces {
             let o = &job.outputs[p.output as usize];
-            let dir = &dirs
-                .iter()
-                .find(|(i, _)| *i == p.output)
-                .ok_or("an extract output has no folder")?
-                .1;
-            let names: Vec<String> = p.fields.iter().map(|(k, _)| k.to_string()).collect();
-            let rec = Record {
-                names: Arc::from(names),
-                values: p.fields.iter().map(|(_, v)| v.clone()).collect(),
-                pos: Default::default(),
-            };
-            let v = Vars {
-                record: Some(&rec),
-                ..vars.clone()
-            };
-            let name = o.name.render(&v);
-            let base = fsutil::safe_join(dir, &name, true)
-                .map_err(|e| format!("output {}: {e}", p.output + 1))?;
+            let base = name_of(job, vars, dirs, &p)?;
             let taken = |q: &Path| {
                 used.contains(q)
                     || (fsutil::exists(q)

@@ -172,6 +172,8 @@ pub struct Preview {
     pub outputs: Vec<(PathBuf, Exists)>,
     pub archive_dir: Option<PathBuf>,
     pub error_dir: Option<PathBuf>,
+    /// Outputs that take pieces out of a PDF (`extract`): their index and folder.
+    pub extract_dirs: Vec<(u32, PathBuf)>,
 }
 
 /// Resolves every name of a file without touching anything (`ferry test`).
@@ -185,6 +187,7 @@ pub fn preview(job: &Job, vars: &Vars<'_>) -> Result<Preview, FileError> {
             .collect(),
         archive_dir: r.archive_dir,
         error_dir: render_dir(&job.after.error, vars).ok(),
+        extract_dirs: r.extract_dirs,
     })
 }
 

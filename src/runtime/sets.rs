@@ -9,14 +9,18 @@
 //! lead, which takes it along. A set still incomplete `timeout` after its first file was
 //! seen goes to the error folder: the files present, each with a report naming the
 //! missing ones.
+//!
+//! A manifest set works the same way with the manifest as the lead and the files it
+//! lists as the other members; any other file waits until a good manifest lists it.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::formats::Record;
 use crate::job::Job;
+use crate::job::set::{MAX_MANIFEST, Manifest};
 use crate::journal::{Identity, Journal, now_ms};
 use crate::readiness::Meta;
 use crate::sources::folder::{Found, meta_of};
@@ -78,11 +82,199 @@ fn forget(paths: &[PathBuf]) {
     }
 }
 
+/// Reads and checks the manifest at `path` (at most [`MAX_MANIFEST`] bytes).
+pub fn read_manifest(m: &Manifest, path: &Path) -> Result<Vec<String>, String> {
+    use std::io::Read;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot open the manifest: {e}"))?;
+    let mut bytes = Vec::new();
+    f.take(MAX_MANIFEST + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the manifest: {e}"))?;
+    if bytes.len() as u64 > MAX_MANIFEST {
+        return Err(format!(
+            "the manifest is larger than {} KiB: it lists file names, not data",
+            MAX_MANIFEST / 1024
+        ));
+    }
+    m.members(&name, &bytes)
+}
+
+/// The names the good manifests of a folder list, as last read, and when.
+type Listed = HashMap<(String, PathBuf), (Instant, Arc<HashSet<String>>)>;
+static LISTED: Mutex<Option<Listed>> = Mutex::new(None);
+
+/// How long the names a folder's manifests list are reused: every waiting file of a batch
+/// asks, and reading the folder and its manifests for each would be quadratic. A stale
+/// answer only delays: either way the file waits; a fresh look decides a timeout.
+const LISTED_FOR: Duration = Duration::from_secs(1);
+
+/// Whether a good manifest in `dir` lists `name`; `fresh` reads the folder again.
+fn listed(m: &Manifest, dir: &Path, name: &str, fresh: bool) -> bool {
+    let now = Instant::now();
+    let key = (m.pattern.clone(), dir.to_path_buf());
+    if !fresh {
+        let g = LISTED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, names)) = g.as_ref().and_then(|map| map.get(&key))
+            && now.duration_since(*at) < LISTED_FOR
+        {
+            return names.contains(name);
+        }
+    }
+    let mut names = HashSet::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if m.glob.is_match(&n)
+                && !n.starts_with('.')
+                && e.file_type().is_ok_and(|t| t.is_file())
+                && let Ok(l) = read_manifest(m, &e.path())
+            {
+                names.extend(l);
+            }
+        }
+    }
+    let found = names.contains(name);
+    let mut g = LISTED.lock().unwrap_or_else(|e| e.into_inner());
+    let map = g.get_or_insert_with(HashMap::new);
+    map.retain(|_, (at, _)| now.duration_since(*at) < LISTED_FOR);
+    map.insert(key, (now, Arc::new(names)));
+    found
+}
+
+/// What a file is in its job's document set, for `ferry test`.
+pub enum Role {
+    /// Not a set job.
+    Alone,
+    /// The lead: the other members present, in their order, and those missing.
+    Lead {
+        present: Vec<PathBuf>,
+        missing: Vec<String>,
+    },
+    /// Another member: taken along by its lead (named when present).
+    Member { lead: Option<String> },
+}
+
+/// The role of the file at `path` in `job`'s document set.
+pub fn role_of(job: &Job, path: &Path) -> Result<Role, String> {
+    let Some(set) = &job.source.set else {
+        return Ok(Role::Alone);
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let names: Vec<String> = match &set.manifest {
+        Some(m) if m.glob.is_match(&name) => read_manifest(m, path)?,
+        Some(m) => {
+            let lead = std::fs::read_dir(dir).ok().and_then(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .find(|n| {
+                        m.glob.is_match(n)
+                            && read_manifest(m, &dir.join(n)).is_ok_and(|l| l.contains(&name))
+                    })
+            });
+            return Ok(Role::Member { lead });
+        }
+        None => match set.which(&name) {
+            Some((0, stem)) => set.members[1..].iter().map(|m| m.name(stem)).collect(),
+            Some((_, stem)) => {
+                let lead = set.members[0].name(stem);
+                let present = dir.join(&lead).is_file();
+                return Ok(Role::Member {
+                    lead: present.then_some(lead),
+                });
+            }
+            None => return Ok(Role::Member { lead: None }),
+        },
+    };
+    let (mut present, mut missing) = (Vec::new(), Vec::new());
+    for n in names {
+        let p = dir.join(&n);
+        if p.is_file() {
+            present.push(p);
+        } else {
+            missing.push(n);
+        }
+    }
+    Ok(Role::Lead { present, missing })
+}
+
+/// A manifest set: the manifest is the lead; any other file waits to be listed by one.
+fn prepare_manifest(
+    job: &Job,
+    m: &Manifest,
+    timeout: Duration,
+    found: &Found,
+    first_seen_ms: i64,
+    journal: &Journal,
+) -> Prep {
+    let timed_out = now_ms().saturating_sub(first_seen_ms) > timeout.as_millis() as i64;
+    if !m.glob.is_match(&found.name) {
+        if job.after.success == crate::job::Success::Keep {
+            let id = Identity {
+                path: found.path.to_string_lossy().into_owned(),
+                size: found.meta.size,
+                mtime_ns: found.meta.mtime_ns,
+            };
+            if journal.was_finished(&job.name, &id).unwrap_or(false) {
+                return Prep::Outcome(Outcome::Ignored { meta: found.meta });
+            }
+        }
+        let dir = found.path.parent().unwrap_or(Path::new("."));
+        if listed(m, dir, &found.name, timed_out) {
+            // Its manifest takes this file along; it has settled already.
+            mark_settled(&found.path, found.meta, job.source.settle);
+            return Prep::Outcome(Outcome::Waiting);
+        }
+        if !timed_out {
+            return Prep::Outcome(Outcome::Waiting);
+        }
+        return Prep::Set(SetCtx {
+            companions: Vec::new(),
+            index: None,
+            incomplete: Some(format!(
+                "no manifest ({}) lists this file after {}: a file of a manifest set waits for the manifest that lists it",
+                m.pattern,
+                fmt_duration(timeout)
+            )),
+        });
+    }
+    match read_manifest(m, &found.path) {
+        // An untrusted list is not acted on at all: the manifest alone fails; the files
+        // it names wait for a good manifest (or their own timeout).
+        Err(e) => Prep::Set(SetCtx {
+            companions: Vec::new(),
+            index: None,
+            incomplete: Some(format!(
+                "bad manifest {}: {e}; nothing it names was taken",
+                found.name
+            )),
+        }),
+        Ok(names) => gather(
+            job,
+            found,
+            names,
+            timed_out,
+            &format!("of the manifest {:?}", found.name),
+            timeout,
+        ),
+    }
+}
+
 /// Decides what to do with a ready file of a set job.
 pub fn prepare(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) -> Prep {
     let Some(set) = &job.source.set else {
         return Prep::Alone;
     };
+    if let Some(m) = &set.manifest {
+        return prepare_manifest(job, m, set.timeout, found, first_seen_ms, journal);
+    }
     let Some((which, stem)) = set.which(&found.name) else {
         // Taken by `include` but not a member: a set job processes sets only.
         tracing::info!("Not a member of a document set; left alone.");
@@ -119,11 +311,31 @@ pub fn prepare(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
             )),
         });
     }
+    let names = set.members[1..].iter().map(|m| m.name(stem)).collect();
+    gather(
+        job,
+        found,
+        names,
+        timed_out,
+        &format!("{stem:?}"),
+        set.timeout,
+    )
+}
+
+/// The lead's other members `names` (in order): the set when all are present and
+/// settled, else wait, or fail it as incomplete once `timed_out`.
+fn gather(
+    job: &Job,
+    found: &Found,
+    names: Vec<String>,
+    timed_out: bool,
+    label: &str,
+    timeout: Duration,
+) -> Prep {
     let mut companions = Vec::new();
     let mut missing = Vec::new();
     let mut unsettled = false;
-    for m in &set.members[1..] {
-        let name = m.name(stem);
+    for name in names {
         let path = found.path.with_file_name(&name);
         match std::fs::symlink_metadata(&path) {
             Ok(md) if md.is_file() => {
@@ -178,8 +390,8 @@ pub fn prepare(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
         companions,
         index: None,
         incomplete: Some(format!(
-            "the document set {stem:?} is incomplete after {}; {what}",
-            fmt_duration(set.timeout)
+            "the document set {label} is incomplete after {}; {what}",
+            fmt_duration(timeout)
         )),
     })
 }
