@@ -222,6 +222,9 @@ pub trait Deliverer: Send {
     /// this size (then it was delivered, and sending again would duplicate it).
     /// this size and these bytes (then it was delivered, and sending again would duplicate it).
     fn is_there(&mut self, name: &str, local: &Path, size: u64) -> RResult<bool>;
+    /// Connects (and logs in) ahead of the first file, so that `run --once` does it while
+    /// the local pass writes the outbox. Errors are left to the first delivery.
+    fn warm_up(&mut self) {}
     fn disconnect(&mut self);
 }
 
@@ -1107,15 +1110,46 @@ impl DeliveryRunner {
     }
 
     /// Removes the outbox file unless it was replaced meanwhile (then the new one is
-    /// delivered next round).
-    fn remove_sent(&self, path: &Path, m: Meta) {
+    /// delivered next round). Whether it was removed.
+    fn remove_sent(&self, path: &Path, m: Meta) -> bool {
         let same = std::fs::symlink_metadata(path)
             .map(|md| crate::sources::folder::meta_of(&md) == m)
             .unwrap_or(false);
-        if same {
-            // No folder fsync: a removal undone by a power loss finds the journal's
-            // `delivered` (or `delivering` and the same bytes on the server): not sent again.
-            let _ = std::fs::remove_file(path);
+        // No folder fsync here: a removal undone by a power loss finds the journal's
+        // `delivered` (or `delivering` and the same bytes on the server): not sent again.
+        same && std::fs::remove_file(path).is_ok()
+    }
+
+    /// Makes the removals of sent outbox files durable (one fsync per folder), then marks
+    /// their rows `+removed`: from then on a file with the same name, size and time in the
+    /// outbox is a new file (an original linked into the outbox keeps the original's
+    /// time, so a partner's identical re-send can look the same) and is sent.
+    fn settle_removed(&self, removed: &mut Vec<(PathBuf, String, Meta, &'static str)>) {
+        if removed.is_empty() {
+            return;
+        }
+        let mut dirs: Vec<&Path> = removed.iter().filter_map(|(p, ..)| p.parent()).collect();
+        dirs.sort();
+        dirs.dedup();
+        if dirs.iter().any(|d| fsutil::sync_dir(d).is_err()) {
+            // Left `delivered`: a same-looking file is then taken for this one (the
+            // behaviour before), never sent twice.
+            removed.clear();
+            return;
+        }
+        for (_, rel, m, state) in removed.drain(..) {
+            let _ = self.journal.exec(
+                "UPDATE deliveries SET state = ?6 WHERE job = ?1 AND idx = ?2 AND file = ?3 AND size = ?4 AND mtime_ns = ?5",
+                vec![
+                    text(&self.job.name),
+                    int(self.idx as i64),
+                    text(&rel),
+                    int(m.size as i64),
+                    int(m.mtime_ns),
+                    text(&format!("{state}+removed")),
+                ],
+                false,
+            );
         }
     }
 
@@ -1126,7 +1160,33 @@ impl DeliveryRunner {
         if files.is_empty() {
             return RoundEnd::Empty;
         }
+        let mut removed: Vec<(PathBuf, String, Meta, &'static str)> = Vec::new();
+        let end = self.round_files(&files, stop, &mut removed);
+        self.settle_removed(&mut removed);
+        if let Some(end) = end {
+            return end;
+        }
+        if self.last_error.take().is_some() {
+            tracing::info!(remote = %self.target.endpoint.display(), "The destination works again.");
+        }
+        self.backoff.succeed();
+        if self.has_pending() {
+            RoundEnd::RetryIn(Duration::ZERO)
+        } else {
+            RoundEnd::Empty
+        }
+    }
+
+    /// The body of [`DeliveryRunner::round`]; `Some` when it ended early. Sent files whose
+    /// outbox copy was removed are added to `removed`.
+    fn round_files(
+        &mut self,
+        files: &[(PathBuf, String, Meta)],
+        stop: &AtomicBool,
+        removed: &mut Vec<(PathBuf, String, Meta, &'static str)>,
+    ) -> Option<RoundEnd> {
         for chunk in files.chunks(64) {
+            self.settle_removed(removed);
             let mut todo = Vec::with_capacity(chunk.len());
             for (path, rel, m) in chunk {
                 match self.row_state(rel, *m).as_deref() {
@@ -1135,16 +1195,28 @@ impl DeliveryRunner {
                         match self.deliverer.is_there(rel, path, m.size) {
                             Ok(true) => {
                                 tracing::info!(file = %rel, "Delivered before the stop; not sent again.");
-                                self.remove_sent(path, *m);
                                 self.record(rel, *m, "delivered", Some(rel), None, false);
+                                if self.remove_sent(path, *m) {
+                                    removed.push((path.clone(), rel.clone(), *m, "delivered"));
+                                }
                                 continue;
                             }
                             Ok(false) => {}
-                            Err(e) => return self.failed(e),
+                            Err(e) => return Some(self.failed(e)),
                         }
                     }
-                    Some("delivered") | Some("skipped") => {
-                        self.remove_sent(path, *m);
+                    // Sent, but the removal of the outbox copy may have been undone by a power
+                    // loss (rows whose removal was made durable are `+removed`: a file that
+                    // looks the same is then a new one, and is sent).
+                    Some(state @ ("delivered" | "skipped")) => {
+                        if self.remove_sent(path, *m) {
+                            let state = if state == "delivered" {
+                                "delivered"
+                            } else {
+                                "skipped"
+                            };
+                            removed.push((path.clone(), rel.clone(), *m, state));
+                        }
                         continue;
                     }
                     _ => {}
@@ -1159,7 +1231,7 @@ impl DeliveryRunner {
             }
             for (path, rel, m) in todo {
                 if stop.load(Ordering::Relaxed) {
-                    return RoundEnd::Stopped;
+                    return Some(RoundEnd::Stopped);
                 }
                 let done_name = self.target.done_file.as_ref().map(|t| {
                     let (dir, name) = match rel.rsplit_once('/') {
@@ -1187,13 +1259,17 @@ impl DeliveryRunner {
                 {
                     Ok(Delivered::Sent(fin)) => {
                         tracing::info!(file = %rel, remote = %self.target.endpoint.display(), remote_name = %fin, "Delivered.");
-                        self.remove_sent(&path, m);
                         self.record(&rel, m, "delivered", Some(&fin), None, false);
+                        if self.remove_sent(&path, m) {
+                            removed.push((path, rel, m, "delivered"));
+                        }
                     }
                     Ok(Delivered::Skipped) => {
                         tracing::info!(file = %rel, "The remote name exists; skipped (exists = \"skip\").");
-                        self.remove_sent(&path, m);
                         self.record(&rel, m, "skipped", None, None, false);
+                        if self.remove_sent(&path, m) {
+                            removed.push((path, rel, m, "skipped"));
+                        }
                     }
                     Err(RemoteError::Permanent(msg)) => {
                         tracing::error!(file = %rel, error = %msg, "Cannot be delivered; moved to the error folder.");
@@ -1202,20 +1278,12 @@ impl DeliveryRunner {
                     }
                     Err(e) => {
                         // Stays `delivering`: the rename may have happened before the error.
-                        return self.failed(e);
+                        return Some(self.failed(e));
                     }
                 }
             }
         }
-        if self.last_error.take().is_some() {
-            tracing::info!(remote = %self.target.endpoint.display(), "The destination works again.");
-        }
-        self.backoff.succeed();
-        if self.has_pending() {
-            RoundEnd::RetryIn(Duration::ZERO)
-        } else {
-            RoundEnd::Empty
-        }
+        None
     }
 
     fn failed(&mut self, e: RemoteError) -> RoundEnd {
@@ -1279,6 +1347,10 @@ impl DeliveryRunner {
 
     pub fn disconnect(&mut self) {
         self.deliverer.disconnect();
+    }
+
+    pub fn warm_up(&mut self) {
+        self.deliverer.warm_up();
     }
 }
 
@@ -1383,6 +1455,9 @@ impl RemoteTasks {
                     .name(format!("ferry-deliver-{}-{}-{k}", job.name, idx + 1))
                     .spawn(move || {
                         let _g = span.enter();
+                        if once {
+                            d.warm_up();
+                        }
                         let mut idle_since = Instant::now();
                         let mut deadline: Option<Instant> = None;
                         while !stop.load(Ordering::Relaxed) {
