@@ -1857,6 +1857,13 @@ mod tests {
         assert_eq!(d.outbox, std::path::Path::new("/srv/ferry/var/outbox/t/1"));
         assert_eq!(d.connections, 2);
         assert!(d.endpoint.literal_password());
+        assert_eq!(r.connections, DEFAULT_SOURCE_CONNECTIONS);
+        let job = compile("[source]\nftp = \"ftp://u@h/x\"\nconnections = 1\n\n[[output]]\nftp = \"ftp://w@h/in\"\n").unwrap();
+        assert_eq!(job.source.remote.as_ref().unwrap().connections, 1);
+        assert_eq!(
+            job.outputs[0].deliver.as_ref().unwrap().connections,
+            DEFAULT_OUTPUT_CONNECTIONS
+        );
         assert_eq!(
             job.outputs[0].folder.literal_prefix(),
             "/srv/ferry/var/outbox/t/1"
