@@ -559,11 +559,13 @@ impl SourceRunner {
                 continue;
             };
             let rel = rel.to_string_lossy().replace('\\', "/");
+            // A file is staged under its remote key (`commit`): the lookup uses the
+            // primary key's (job, key) prefix, not a scan of every row ever fetched.
             let rows: Vec<(String, String, i64, i64)> = self
                 .journal
                 .read(|c| {
                     let mut st = c.prepare_cached(
-                        "SELECT key, version, size, mtime_ns FROM remote_items WHERE job = ?1 AND staged = ?2 AND state IN ('fetched', 'staged')",
+                        "SELECT key, version, size, mtime_ns FROM remote_items WHERE job = ?1 AND key = ?2 AND staged = ?2 AND state IN ('fetched', 'staged')",
                     )?;
                     st.query_map([&job, &rel], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                         .collect()
