@@ -594,3 +594,53 @@ fn an_original_is_linked_into_the_outbox_and_a_same_looking_resend_is_sent_again
     assert!(d.files("var/outbox/up").is_empty());
     assert_eq!(d.files("var/archive/up").len(), 2);
 }
+
+#[test]
+fn parallel_downloads_and_overlapped_disposal_take_every_file_once() {
+    if !vsftpd_ok() {
+        return;
+    }
+    let d = Deployment::new("ftp-parallel");
+    let srv = Server::vsftpd(&d.path("srv"), None, 0);
+    let mut want = Vec::new();
+    for i in 0..150 {
+        let name = format!("p{i:03}.dat");
+        srv.put(&format!("par/{name}"), &pseudo_random(3000 + i, i as u64));
+        want.push(name);
+    }
+    for i in 0..20 {
+        srv.put(
+            &format!("one/o{i:02}.dat"),
+            &pseudo_random(100, 1000 + i as u64),
+        );
+    }
+    // Four connections (the default): three download while one lists and deletes.
+    d.job("par", &source_job(&srv.url("ftp", "par"), ""));
+    d.job(
+        "one",
+        &source_job(&srv.url("ftp", "one"), "connections = 1")
+            .replace("folder = \"out\"", "folder = \"out1\""),
+    );
+    let o = run_once(&d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Every file once, with its bytes; every original deleted by the end of the run.
+    assert_eq!(d.files("out"), want);
+    for (i, name) in want.iter().enumerate() {
+        assert_eq!(
+            read(&d.path(&format!("out/{name}"))),
+            pseudo_random(3000 + i, i as u64)
+        );
+    }
+    assert_eq!(d.files("out1").len(), 20);
+    assert!(srv.files("par").is_empty(), "{:?}", srv.files("par"));
+    assert!(srv.files("one").is_empty(), "{:?}", srv.files("one"));
+    assert!(d.files("var/staging").is_empty());
+    // Several download connections were used.
+    let log = srv.log();
+    let logins = log.matches("OK LOGIN").count();
+    assert!(logins >= 4, "{logins} logins:\n{log}");
+    // A second run finds nothing to take.
+    let o = run_once(&d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(d.files("out").len(), 150);
+}
