@@ -8,12 +8,16 @@ Cases (each run BENCH_RUNS times, default 3, reported as median (min..max)):
   upload-small  N files of 10 KiB (FTP_FILES, default 1000) from a local folder to the
                 server: `ferry run --once` (folder source, FTP output) vs
                 `lftp -e "mput -O inbound ..."`; files/s.
-                FTP_CONNECTIONS=N gives ferry's output N parallel connections.
+                FTP_CONNECTIONS=N sets `connections` of ferry's output (unset: the
+                default). FTP_UPLOAD_SUCCESS=archive|delete sets `[after] success`
+                (default keep; the originals are then made again before each ferry run).
   upload-big    one file of FTP_BIG_MB (default 500) MB; MB/s.
   pickup        N files of 10 KiB taken from the server and deleted there:
                 `ferry run --once` (FTP source, success = "delete") vs
                 `lftp -e "mirror --Remove-source-files ..."`; files/s.
-Both tools use one control connection, passive mode, binary transfers. ferry's time is
+FERRY_BIN_B=path runs a second ferry binary in the same loop (A/B, interleaved: ferry,
+ferry-b, lftp, ferry, ...). The load average is printed at the end.
+Passive mode, binary transfers. ferry's time is
 the whole run: local processing, journal (fsync per file), temp name + rename per upload.
 Needs root (a local FTP account is created: ferryftp), vsftpd and lftp (scripts/test.sh
 installs them).
@@ -29,11 +33,17 @@ import sys
 import time
 
 FERRY = os.path.abspath(os.environ.get("FERRY_BIN", "target/release/ferry"))
+# A second ferry binary (e.g. the previous version), run in the same loop: A/B interleaved.
+FERRY_B = os.environ.get("FERRY_BIN_B")
+TOOLS = ["ferry"] + (["ferry-b"] if FERRY_B else []) + ["lftp"]
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 N = int(os.environ.get("FTP_FILES", "1000"))
 BIG_MB = int(os.environ.get("FTP_BIG_MB", "500"))
 # `connections` of ferry's FTP output (lftp's mput uses one).
-CONNS = int(os.environ.get("FTP_CONNECTIONS", "1"))
+# Unset: the job does not say (ferry's default applies).
+CONNS = os.environ.get("FTP_CONNECTIONS")
+# `[after] success` of the upload jobs (the originals are made again before each run).
+UP_SUCCESS = os.environ.get("FTP_UPLOAD_SUCCESS", "keep")
 ROOT = os.path.abspath(os.environ.get("BENCH_TMP") or f"/tmp/ferry-ftp-bench.{os.getpid()}")
 USER, PW = "ferryftp", "ferry-secret-pw"
 
@@ -130,10 +140,10 @@ def ferry_deploy(base, job):
         f.write(job)
 
 
-def run_ferry(base):
+def run_ferry(base, binary=FERRY):
     env = dict(os.environ, FTP_PW=PW, RUST_LOG="warn")
     t = time.perf_counter()
-    r = subprocess.run([FERRY, "run", "--once"], cwd=base, env=env, capture_output=True, text=True)
+    r = subprocess.run([os.path.abspath(binary), "run", "--once"], cwd=base, env=env, capture_output=True, text=True)
     dt = time.perf_counter() - t
     if r.returncode != 0:
         raise SystemExit(f"ferry failed: {r.stderr[-2000:]}")
@@ -157,43 +167,54 @@ def count(folder):
 
 def upload(n, size, label, unit):
     src = os.path.join(ROOT, "src")
-    shutil.rmtree(src, ignore_errors=True)
-    make_files(src, n, size)
     total_mb = n * size / 1e6
-    res = {"ferry": [], "lftp": []}
+    res = {t: [] for t in TOOLS}
+    conns = f"connections = {CONNS}\n" if CONNS else ""
+    made = False
     for _ in range(RUNS):
-        SRV.clear("inbound")
-        base = os.path.join(ROOT, "ferry")
-        ferry_deploy(base, f"""[source]
+        for tool in TOOLS:
+            if not made or (UP_SUCCESS != "keep" and tool != "lftp") or count(src) != n:
+                shutil.rmtree(src, ignore_errors=True)
+                make_files(src, n, size)
+                sh("sync")
+                made = True
+            SRV.clear("inbound")
+            if tool == "lftp":
+                dt = run_lftp(f"mput -O inbound {src}/*", ROOT)
+            else:
+                base = os.path.join(ROOT, "ferry")
+                ferry_deploy(base, f"""[source]
 folder = "{src}"
 settle = "0s"
 
 [[output]]
 ftp = "ftp://{USER}@127.0.0.1:{SRV.port}/inbound"
 password = "${{env:FTP_PW}}"
-connections = {CONNS}
-
+{conns}
 [after]
-success = "keep"
+success = "{UP_SUCCESS}"
 """)
-        dt = run_ferry(base)
-        assert count(os.path.join(SRV.root, "inbound")) == n, "ferry delivered everything"
-        res["ferry"].append(dt)
-        SRV.clear("inbound")
-        dt = run_lftp(f"mput -O inbound {src}/*", ROOT)
-        assert count(os.path.join(SRV.root, "inbound")) == n
-        res["lftp"].append(dt)
+                dt = run_ferry(base, FERRY if tool == "ferry" else FERRY_B)
+            assert count(os.path.join(SRV.root, "inbound")) == n, f"{tool} delivered everything"
+            res[tool].append(dt)
     return report(label, res, n if unit == "files/s" else total_mb, unit)
 
 
 def pickup(n):
-    res = {"ferry": [], "lftp": []}
+    res = {t: [] for t in TOOLS}
     for _ in range(RUNS):
-        SRV.clear("out")
-        make_files(os.path.join(SRV.root, "out"), n, 10 * 1024)
-        sh(f"chmod -R a+rw '{SRV.root}/out'")
-        base = os.path.join(ROOT, "ferry")
-        ferry_deploy(base, f"""[source]
+        for tool in TOOLS:
+            SRV.clear("out")
+            make_files(os.path.join(SRV.root, "out"), n, 10 * 1024)
+            sh(f"chmod -R a+rw '{SRV.root}/out'")
+            if tool == "lftp":
+                dest = os.path.join(ROOT, "lftp-got")
+                shutil.rmtree(dest, ignore_errors=True)
+                dt = run_lftp(f"mirror --Remove-source-files out {dest}", ROOT)
+                assert count(dest) == n and count(os.path.join(SRV.root, "out")) == 0
+            else:
+                base = os.path.join(ROOT, "ferry")
+                ferry_deploy(base, f"""[source]
 ftp = "ftp://{USER}@127.0.0.1:{SRV.port}/out"
 password = "${{env:FTP_PW}}"
 settle = "0s"
@@ -205,17 +226,9 @@ folder = "got"
 [after]
 success = "delete"
 """)
-        dt = run_ferry(base)
-        assert count(os.path.join(base, "got")) == n and count(os.path.join(SRV.root, "out")) == 0
-        res["ferry"].append(dt)
-        SRV.clear("out")
-        make_files(os.path.join(SRV.root, "out"), n, 10 * 1024)
-        sh(f"chmod -R a+rw '{SRV.root}/out'")
-        dest = os.path.join(ROOT, "lftp-got")
-        shutil.rmtree(dest, ignore_errors=True)
-        dt = run_lftp(f"mirror --Remove-source-files out {dest}", ROOT)
-        assert count(dest) == n and count(os.path.join(SRV.root, "out")) == 0
-        res["lftp"].append(dt)
+                dt = run_ferry(base, FERRY if tool == "ferry" else FERRY_B)
+                assert count(os.path.join(base, "got")) == n and count(os.path.join(SRV.root, "out")) == 0
+            res[tool].append(dt)
     return report("pickup", res, n, "files/s")
 
 
@@ -225,7 +238,7 @@ def report(label, res, amount, unit):
         rates = sorted(amount / t for t in times)
         out[tool] = {"median": statistics.median(rates), "min": rates[0], "max": rates[-1],
                      "seconds": [round(t, 3) for t in times]}
-        print(f"{label:13} {tool:6} {statistics.median(rates):9.1f} {unit} "
+        print(f"{label:13} {tool:7} {statistics.median(rates):9.1f} {unit} "
               f"({rates[0]:.1f}..{rates[-1]:.1f})  seconds {out[tool]['seconds']}", flush=True)
     return out
 
@@ -246,4 +259,5 @@ if __name__ == "__main__":
         SRV.stop()
         if not os.environ.get("BENCH_KEEP"):
             shutil.rmtree(ROOT, ignore_errors=True)
+    print("load average:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(json.dumps(results))

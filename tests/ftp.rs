@@ -520,3 +520,127 @@ fn pure_ftpd_with_mlsd_pickup_delivery_and_ftps() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(d.files("out").len(), 2);
 }
+
+/// The inode of a file (two names of one file have the same).
+fn ino(p: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).unwrap().ino()
+}
+
+#[test]
+fn an_original_is_linked_into_the_outbox_and_a_same_looking_resend_is_sent_again() {
+    if !vsftpd_ok() {
+        return;
+    }
+    let d = Deployment::new("ftp-link");
+    let srv = Server::vsftpd(&d.path("srv"), None, 0);
+    srv.mkdir("inbound");
+    let body = pseudo_random(200_000, 11);
+    // A producer that keeps file times (cp -p, rsync -t, unzip): a re-send looks the same.
+    let when = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let drop_file = |rel: &str| {
+        let p = d.write(rel, &body);
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    };
+    drop_file("in/a.dat");
+    drop_file("keep/k.dat");
+    d.job("up", &dest_job(&srv.url("ftp", "inbound"), ""));
+    d.job(
+        "kept",
+        &dest_job(&srv.url("ftp", "inbound/k"), "")
+            .replace("folder = \"in\"", "folder = \"keep\"")
+            .replace(
+                "poll = \"200ms\"",
+                "poll = \"200ms\"\n\n[after]\nsuccess = \"keep\"",
+            ),
+    );
+    // First the server refuses the login: the files wait in the outboxes.
+    let o = d
+        .cmd(&["run", "--once"])
+        .env("FTP_PW", "wrong")
+        .env("FERRY_DELIVERY_WAIT", "1s")
+        .output()
+        .unwrap();
+    assert!(stderr(&o).contains("login refused"), "{}", stderr(&o));
+    let archived = d.files("var/archive/up");
+    assert_eq!(archived, vec!["a.dat"]);
+    let outbox = d.path("var/outbox/up/1/a.dat");
+    // The original was archived by ferry: the outbox copy is the same file (a hard link),
+    // not a second copy of the bytes.
+    assert_eq!(ino(&outbox), ino(&d.path("var/archive/up/a.dat")));
+    assert_eq!(read(&outbox), body);
+    // With `success = "keep"` the producer may rewrite the original in place: copied.
+    assert_ne!(
+        ino(&d.path("var/outbox/kept/1/k.dat")),
+        ino(&d.path("keep/k.dat"))
+    );
+    // The server accepts the login again: both are delivered.
+    let o = run_once(&d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(srv.files("inbound"), vec!["a.dat", "k/k.dat"]);
+    assert_eq!(read(&srv.root.join("inbound/a.dat")), body);
+    // The partner takes the file; the producer sends the very same file again (same name,
+    // size and time): it is a new file and is delivered again, not taken for the first.
+    std::fs::remove_file(srv.root.join("inbound/a.dat")).unwrap();
+    drop_file("in/a.dat");
+    let o = run_once(&d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(srv.files("inbound"), vec!["a.dat", "k/k.dat"]);
+    assert!(d.files("var/outbox/up").is_empty());
+    assert_eq!(d.files("var/archive/up").len(), 2);
+}
+
+#[test]
+fn parallel_downloads_and_overlapped_disposal_take_every_file_once() {
+    if !vsftpd_ok() {
+        return;
+    }
+    let d = Deployment::new("ftp-parallel");
+    let srv = Server::vsftpd(&d.path("srv"), None, 0);
+    let mut want = Vec::new();
+    for i in 0..150 {
+        let name = format!("p{i:03}.dat");
+        srv.put(&format!("par/{name}"), &pseudo_random(3000 + i, i as u64));
+        want.push(name);
+    }
+    for i in 0..20 {
+        srv.put(
+            &format!("one/o{i:02}.dat"),
+            &pseudo_random(100, 1000 + i as u64),
+        );
+    }
+    // Four connections (the default): three download while one lists and deletes.
+    d.job("par", &source_job(&srv.url("ftp", "par"), ""));
+    d.job(
+        "one",
+        &source_job(&srv.url("ftp", "one"), "connections = 1")
+            .replace("folder = \"out\"", "folder = \"out1\""),
+    );
+    let o = run_once(&d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Every file once, with its bytes; every original deleted by the end of the run.
+    assert_eq!(d.files("out"), want);
+    for (i, name) in want.iter().enumerate() {
+        assert_eq!(
+            read(&d.path(&format!("out/{name}"))),
+            pseudo_random(3000 + i, i as u64)
+        );
+    }
+    assert_eq!(d.files("out1").len(), 20);
+    assert!(srv.files("par").is_empty(), "{:?}", srv.files("par"));
+    assert!(srv.files("one").is_empty(), "{:?}", srv.files("one"));
+    assert!(d.files("var/staging").is_empty());
+    // Several download connections were used.
+    let log = srv.log();
+    let logins = log.matches("OK LOGIN").count();
+    assert!(logins >= 4, "{logins} logins:\n{log}");
+    // A second run finds nothing to take.
+    let o = run_once(&d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(d.files("out").len(), 150);
+}

@@ -738,6 +738,43 @@ exists = "fail"
     );
 }
 
+/// A partner may rewrite the file in its output folder in place: that must never change
+/// the archived original or another output, so folder outputs are copies (only outboxes,
+/// read by ferry alone, get hard links).
+#[test]
+fn folder_outputs_are_copies_even_when_the_original_is_archived() {
+    use std::os::unix::fs::MetadataExt;
+    let d = Deployment::new("outputs-are-copies");
+    d.job(
+        "two",
+        r#"[source]
+folder = "in"
+settle = "0s"
+
+[[output]]
+folder = "var/out/a"
+
+[[output]]
+folder = "var/out/b"
+"#,
+    );
+    d.write("in/x.csv", "id;qty\n1;5\n");
+    run_ok(&d, &["run", "--once"]);
+    let ino = |rel: &str| std::fs::metadata(d.path(rel)).unwrap().ino();
+    let archived = ino("var/archive/two/x.csv");
+    assert_ne!(ino("var/out/a/x.csv"), archived);
+    assert_ne!(ino("var/out/b/x.csv"), archived);
+    assert_ne!(ino("var/out/a/x.csv"), ino("var/out/b/x.csv"));
+    // The partner rewrites its copy in place; the archive and the other output keep theirs.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(d.path("var/out/a/x.csv"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"2;7\n"))
+        .unwrap();
+    assert_eq!(read(&d.path("var/archive/two/x.csv")), b"id;qty\n1;5\n");
+    assert_eq!(read(&d.path("var/out/b/x.csv")), b"id;qty\n1;5\n");
+}
+
 #[test]
 fn exists_skip_and_overwrite_do_as_named() {
     let d = Deployment::new("exists-skip-overwrite");

@@ -177,6 +177,7 @@ const SOURCE_KEYS: &[&str] = &[
     "staging",
     "success",
     "move_to",
+    "connections",
     "password",
     "ca_file",
     "tls_verify",
@@ -193,6 +194,23 @@ const SOURCE_KEYS: &[&str] = &[
     "matches",
     "set",
 ];
+/// `connections` of a remote source or output: 1 to 16, `default` when absent.
+fn read_connections(
+    doc: &mut Doc<'_>,
+    t: &mut TableReader<'_, '_>,
+    default: usize,
+) -> Option<usize> {
+    match t.uint(doc, "connections") {
+        None => Some(default),
+        Some(n @ 1..=16) => Some(n as usize),
+        Some(_) => {
+            let span = t.span_of("connections");
+            doc.error(span, &format!("{}.connections", t.path), "expected 1 to 16");
+            None
+        }
+    }
+}
+
 /// The keys of an `[[output]]` besides its format's (`data::OUTPUT_FORMAT_KEYS`).
 const OUTPUT_KEYS: &[&str] = &[
     "folder",
@@ -657,7 +675,8 @@ fn read_source(
             key: "source.staging".into(),
         });
         folder = Some(staging);
-        remote_parts = Some((endpoint, success));
+        let connections = read_connections(doc, &mut t, crate::remote::DEFAULT_SOURCE_CONNECTIONS);
+        remote_parts = Some((endpoint, success, connections));
     }
     if folder.is_none() && t.span_of("folder") == t.span {
         doc.error(
@@ -816,9 +835,10 @@ fn read_source(
     let ready = ready?;
     let settle = settle?;
     let remote = match remote_parts {
-        Some((endpoint, success)) => Some(crate::remote::RemoteSource {
+        Some((endpoint, success, connections)) => Some(crate::remote::RemoteSource {
             endpoint: endpoint?,
             success: success?,
+            connections: connections?,
             settle,
             ready: ready.clone(),
         }),
@@ -919,15 +939,7 @@ fn read_output(
         }
         let endpoint = crate::remote::read_endpoint(doc, &mut t, url);
         let done_file = t.str(doc, "done_file");
-        let connections = match t.uint(doc, "connections") {
-            None => Some(1),
-            Some(n @ 1..=16) => Some(n as usize),
-            Some(_) => {
-                let span = t.span_of("connections");
-                doc.error(span, &format!("{}.connections", t.path), "expected 1 to 16");
-                None
-            }
-        };
+        let connections = read_connections(doc, &mut t, crate::remote::DEFAULT_OUTPUT_CONNECTIONS);
         let done = match done_file {
             Some(d) => template(doc, &d, PLACEHOLDERS).map(Some),
             None => Some(None),

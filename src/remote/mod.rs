@@ -124,7 +124,15 @@ pub struct RemoteSource {
     /// Remote readiness (the staging folder itself is read at once).
     pub settle: Duration,
     pub ready: Ready,
+    /// Connections to the server: with more than one, one lists and disposes of originals
+    /// while the others download in parallel.
+    pub connections: usize,
 }
+
+/// `connections` of a remote source when the job does not say.
+pub const DEFAULT_SOURCE_CONNECTIONS: usize = 4;
+/// `connections` of a remote output when the job does not say.
+pub const DEFAULT_OUTPUT_CONNECTIONS: usize = 4;
 
 /// An output delivered to a remote place; its `folder` is the local outbox.
 #[derive(Debug, Clone)]
@@ -214,6 +222,9 @@ pub trait Deliverer: Send {
     /// this size (then it was delivered, and sending again would duplicate it).
     /// this size and these bytes (then it was delivered, and sending again would duplicate it).
     fn is_there(&mut self, name: &str, local: &Path, size: u64) -> RResult<bool>;
+    /// Connects (and logs in) ahead of the first file, so that `run --once` does it while
+    /// the local pass writes the outbox. Errors are left to the first delivery.
+    fn warm_up(&mut self) {}
     fn disconnect(&mut self);
 }
 
@@ -327,11 +338,22 @@ pub struct SourceRunner {
     job: Arc<Job>,
     remote: RemoteSource,
     journal: Arc<Journal>,
+    /// Lists and disposes of originals (and downloads, with one connection).
     fetcher: Box<dyn Fetcher>,
+    /// The download connections when `connections` > 1 (made on first use, kept).
+    pool: Vec<Box<dyn Fetcher>>,
     tracker: Tracker,
     /// (key, version) already in the journal: not taken again.
     known: HashSet<(String, String)>,
     last_error: Option<String>,
+    /// Told the path of every file renamed into staging (`run --once`: the runner takes it
+    /// at once instead of waiting for the end of the download phase).
+    pub on_staged: Option<tokio::sync::mpsc::UnboundedSender<PathBuf>>,
+    /// Staged files the runner has finished (`run --once`): their originals are disposed
+    /// of while the downloads go on.
+    pub finished_rx: Option<std::sync::mpsc::Receiver<PathBuf>>,
+    /// Finished staged files whose journal record was not readable yet: looked at again.
+    finished_wait: Vec<PathBuf>,
 }
 
 impl SourceRunner {
@@ -344,8 +366,12 @@ impl SourceRunner {
             remote,
             journal,
             fetcher,
+            pool: Vec::new(),
             known: HashSet::new(),
             last_error: None,
+            on_staged: None,
+            finished_rx: None,
+            finished_wait: Vec::new(),
         })
     }
 
@@ -422,7 +448,7 @@ impl SourceRunner {
                 next
             }
             Err(e) => {
-                self.fetcher.disconnect();
+                self.disconnect();
                 let msg = e.to_string();
                 if self.last_error.as_deref() != Some(msg.as_str()) {
                     tracing::error!(remote = %self.remote.endpoint.display(), error = %msg, "Cannot take files from the remote source; trying again at every poll.");
@@ -454,28 +480,117 @@ impl SourceRunner {
             })
             .map_err(|e| RemoteError::Transient(format!("journal: {e}")))?;
         for (key, version, staged, size, mtime_ns) in rows {
-            let Ok(path) = fsutil::safe_join(self.staging(), &staged, false) else {
-                continue;
-            };
-            let id = Identity {
-                path: path.to_string_lossy().into_owned(),
-                size: size as u64,
-                mtime_ns,
-            };
-            if !self.journal.was_finished(&job, &id).unwrap_or(false) {
-                continue;
-            }
-            self.fetcher.dispose(&key, &self.remote.success)?;
-            if self.remote.success != Disposal::Keep {
-                tracing::info!(remote_file = %key, disposition = self.remote.success.as_str(), "Remote original disposed of.");
-            }
-            let _ = self.journal.exec(
-                "UPDATE remote_items SET state = 'disposed', disposed_at = ?4 WHERE job = ?1 AND key = ?2 AND version = ?3",
-                vec![text(&job), text(&key), text(&version), int(now_ms())],
-                false,
-            );
+            self.dispose_row(&key, &version, &staged, size, mtime_ns)?;
         }
         Ok(())
+    }
+
+    /// Disposes of one staged item's original if the journal shows its staged copy
+    /// finished; `Ok(false)` when it does not (yet).
+    fn dispose_row(
+        &mut self,
+        key: &str,
+        version: &str,
+        staged: &str,
+        size: i64,
+        mtime_ns: i64,
+    ) -> RResult<bool> {
+        let job = self.job.name.clone();
+        let Ok(path) = fsutil::safe_join(self.staging(), staged, false) else {
+            return Ok(false);
+        };
+        let id = Identity {
+            path: path.to_string_lossy().into_owned(),
+            size: size as u64,
+            mtime_ns,
+        };
+        if !self.journal.was_finished(&job, &id).unwrap_or(false) {
+            return Ok(false);
+        }
+        self.fetcher.dispose(key, &self.remote.success)?;
+        if self.remote.success != Disposal::Keep {
+            tracing::info!(remote_file = %key, disposition = self.remote.success.as_str(), "Remote original disposed of.");
+        }
+        let _ = self.journal.exec(
+            "UPDATE remote_items SET state = 'disposed', disposed_at = ?4 WHERE job = ?1 AND key = ?2 AND version = ?3",
+            vec![text(&job), text(key), text(version), int(now_ms())],
+            false,
+        );
+        Ok(true)
+    }
+
+    /// `run --once`: disposes of the originals of the staged files the runner reported
+    /// finished (the same journal check as [`SourceRunner::dispose_finished`], per item).
+    /// Returns whether the runner is still reporting.
+    pub fn dispose_reported(&mut self, wait: Duration) -> RResult<bool> {
+        let mut open = true;
+        let mut paths = std::mem::take(&mut self.finished_wait);
+        if let Some(rx) = &self.finished_rx {
+            let first = if paths.is_empty() {
+                match rx.recv_timeout(wait) {
+                    Ok(p) => Some(p),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                        open = false;
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            paths.extend(first);
+            loop {
+                match rx.try_recv() {
+                    Ok(p) => paths.push(p),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+        } else {
+            open = false;
+        }
+        let job = self.job.name.clone();
+        let mut later = Vec::new();
+        for (i, p) in paths.iter().enumerate() {
+            let Ok(rel) = p.strip_prefix(self.staging()) else {
+                continue;
+            };
+            let rel = rel.to_string_lossy().replace('\\', "/");
+            // A file is staged under its remote key (`commit`): the lookup uses the
+            // primary key's (job, key) prefix, not a scan of every row ever fetched.
+            let rows: Vec<(String, String, i64, i64)> = self
+                .journal
+                .read(|c| {
+                    let mut st = c.prepare_cached(
+                        "SELECT key, version, size, mtime_ns FROM remote_items WHERE job = ?1 AND key = ?2 AND staged = ?2 AND state IN ('fetched', 'staged')",
+                    )?;
+                    st.query_map([&job, &rel], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                        .collect()
+                })
+                .map_err(|e| RemoteError::Transient(format!("journal: {e}")))?;
+            // No row: not fetched by this job (or disposed of already); the final pass
+            // of `finish_once` looks at every staged row anyway.
+            let mut all = true;
+            for (key, version, size, mtime_ns) in rows {
+                match self.dispose_row(&key, &version, &rel, size, mtime_ns) {
+                    Ok(done) => all &= done,
+                    Err(e) => {
+                        self.finished_wait.extend(paths[i..].iter().cloned());
+                        self.finished_wait.extend(later);
+                        return Err(e);
+                    }
+                }
+            }
+            if !all {
+                // Not readable in the journal yet (its writes are in flight): next time.
+                later.push(p.clone());
+            }
+        }
+        self.finished_wait = later;
+        Ok(open)
     }
 
     fn is_known(&mut self, item: &Listed) -> bool {
@@ -556,92 +671,142 @@ impl SourceRunner {
             }
         }
         self.tracker.forget_missing(&seen);
+        let workers = self.remote.connections.saturating_sub(1).min(ready.len());
+        if workers > 1 || (workers == 1 && self.finished_rx.is_some()) {
+            return self.fetch_parallel(ready, workers, stop).map(|()| next);
+        }
         // Downloaded files are committed in small batches: one durable journal write and
         // one folder fsync per batch, not per file (a batch also ends after a second, so
         // big files do not wait for each other).
         let mut batch: Vec<Part> = Vec::new();
         let mut batch_started = Instant::now();
         let mut result = Ok(next);
-        for item in ready {
+        let mut rest = ready.into_iter();
+        for item in rest.by_ref() {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            let path = PathBuf::from(&item.key);
-            match self.fetch_one(&item, stop) {
+            // Whatever happens, the tracker lets go of the item: a file not fetched now
+            // (the previous version is still staged, it changed, an error) is looked at
+            // again, and settles again, from the next listing on.
+            self.tracker.finished(Path::new(&item.key), None);
+            match download(self.fetcher.as_mut(), &self.job.source.folder, &item, stop) {
                 Ok(Some(part)) => {
                     if batch.is_empty() {
                         batch_started = Instant::now();
                     }
                     batch.push(part);
-                    self.tracker.finished(&path, None);
                 }
-                // Not now (the previous version is still staged, or it changed): look again.
-                Ok(None) => self.tracker.vanished(&path),
+                Ok(None) => {}
                 Err(e) => {
-                    self.tracker.vanished(&path);
                     result = Err(e);
                     break;
                 }
             }
             if batch.len() >= 64 || batch_started.elapsed() > Duration::from_secs(1) {
                 self.commit(std::mem::take(&mut batch))?;
+                // `run --once`: originals of finished files, between downloads.
+                if self.finished_rx.is_some() {
+                    self.dispose_reported(Duration::ZERO)?;
+                }
             }
+        }
+        for item in rest {
+            self.tracker.finished(Path::new(&item.key), None);
         }
         self.commit(batch)?;
         result
     }
 
-    /// Downloads one item into a hidden part file in staging, fsynced. `None`: not now.
-    fn fetch_one(&mut self, item: &Listed, stop: &AtomicBool) -> RResult<Option<Part>> {
-        let staged = fsutil::safe_join(self.staging(), &item.key, false)
-            .map_err(|e| RemoteError::Permanent(format!("{}: {e}", item.key)))?;
-        if fsutil::exists(&staged) {
-            // The previous file of that name is still being processed: keep the name (it
-            // feeds output names) and take this one after.
-            return Ok(None);
+    /// Downloads `ready` over `workers` connections of their own (a thread each, taking
+    /// the next item as they go) while this thread commits what they hand back in batches
+    /// and, in `run --once`, disposes of finished originals on the main connection. The
+    /// first error stops the handing out; what was downloaded is still committed, and the
+    /// error is returned.
+    fn fetch_parallel(
+        &mut self,
+        ready: Vec<Listed>,
+        workers: usize,
+        stop: &AtomicBool,
+    ) -> RResult<()> {
+        let mut pool = std::mem::take(&mut self.pool);
+        while pool.len() < workers {
+            pool.push(self.remote.endpoint.fetcher());
         }
-        let dir = staged.parent().unwrap_or(self.staging()).to_path_buf();
-        let local = |e: std::io::Error| RemoteError::Transient(format!("staging: {e}"));
-        fsutil::create_dir_all_durable(&dir).map_err(local)?;
-        let part_name = format!(".ferry-part-{}", &fsutil::temp_name()[11..]);
-        let part = dir.join(&part_name);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&part)
-            .map_err(local)?;
-        let got = match self.fetcher.fetch(item, &mut f, stop) {
-            Ok(n) => n,
-            Err(e) => {
-                drop(f);
-                let _ = std::fs::remove_file(&part);
-                return Err(e);
+        let staging = self.staging().to_path_buf();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let abort = AtomicBool::new(false);
+        let mut first_err: Option<RemoteError> = None;
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::channel::<RResult<Option<Part>>>();
+            for f in pool.iter_mut().take(workers) {
+                let tx = tx.clone();
+                let (ready, next, abort, staging) = (&ready, &next, &abort, &staging);
+                let span = tracing::Span::current();
+                s.spawn(move || {
+                    let _g = span.enter();
+                    while !stop.load(Ordering::Relaxed) && !abort.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = ready.get(i) else { break };
+                        let r = download(f.as_mut(), staging, item, stop);
+                        if r.is_err() {
+                            f.disconnect();
+                            abort.store(true, Ordering::Relaxed);
+                        }
+                        if tx.send(r).is_err() {
+                            break;
+                        }
+                    }
+                });
             }
-        };
-        if got != item.size {
-            drop(f);
-            let _ = std::fs::remove_file(&part);
-            tracing::info!(remote_file = %item.key, listed = item.size, got, "The remote file changed while it was fetched; it settles again.");
-            return Ok(None);
+            drop(tx);
+            let mut batch: Vec<Part> = Vec::new();
+            let mut batch_started = Instant::now();
+            let mut disposing = self.finished_rx.is_some();
+            loop {
+                match rx.recv_timeout(Duration::from_millis(20)) {
+                    Ok(Ok(Some(part))) => {
+                        if batch.is_empty() {
+                            batch_started = Instant::now();
+                        }
+                        batch.push(part);
+                    }
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => {
+                        first_err.get_or_insert(e);
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+                if (batch.len() >= 64
+                    || (!batch.is_empty() && batch_started.elapsed() > Duration::from_secs(1)))
+                    && let Err(e) = self.commit(std::mem::take(&mut batch))
+                {
+                    abort.store(true, Ordering::Relaxed);
+                    first_err.get_or_insert(e);
+                }
+                if disposing && let Err(e) = self.dispose_reported(Duration::ZERO) {
+                    // The main connection failed: the downloads go on; disposal is tried
+                    // again after them.
+                    tracing::warn!(error = %e, "Cannot dispose of remote originals now; trying again later.");
+                    self.fetcher.disconnect();
+                    disposing = false;
+                }
+            }
+            if let Err(e) = self.commit(batch) {
+                first_err.get_or_insert(e);
+            }
+        });
+        self.pool = pool;
+        // Every item (downloaded, refused or never handed out) leaves the tracker: the
+        // next listing decides again, from the journal and from scratch.
+        for item in &ready {
+            self.tracker.finished(Path::new(&item.key), None);
         }
-        // Made durable with the rest of its batch in `commit` (one syncfs, not an fsync
-        // per file).
-        let synced = f.metadata();
-        drop(f);
-        let md = match synced {
-            Ok(md) => md,
-            Err(e) => {
-                let _ = std::fs::remove_file(&part);
-                return Err(local(e));
-            }
-        };
-        Ok(Some(Part {
-            item: item.clone(),
-            part_name,
-            part,
-            staged,
-            meta: crate::sources::folder::meta_of(&md),
-        }))
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Records a batch of downloaded parts (durably), then renames them into place.
@@ -699,13 +864,78 @@ impl SourceRunner {
             );
             self.known.insert((p.item.key.clone(), p.item.version()));
             tracing::info!(remote_file = %p.item.key, size = p.item.size, "Fetched from the remote source.");
+            if let Some(tx) = &self.on_staged {
+                let _ = tx.send(p.staged.clone());
+            }
         }
         Ok(())
     }
 
     pub fn disconnect(&mut self) {
         self.fetcher.disconnect();
+        for f in &mut self.pool {
+            f.disconnect();
+        }
     }
+}
+
+/// Downloads one item into a hidden part file in staging (made durable by the batch's
+/// commit). `None`: not now.
+fn download(
+    fetcher: &mut dyn Fetcher,
+    staging: &Path,
+    item: &Listed,
+    stop: &AtomicBool,
+) -> RResult<Option<Part>> {
+    let staged = fsutil::safe_join(staging, &item.key, false)
+        .map_err(|e| RemoteError::Permanent(format!("{}: {e}", item.key)))?;
+    if fsutil::exists(&staged) {
+        // The previous file of that name is still being processed: keep the name (it
+        // feeds output names) and take this one after.
+        return Ok(None);
+    }
+    let dir = staged.parent().unwrap_or(staging).to_path_buf();
+    let local = |e: std::io::Error| RemoteError::Transient(format!("staging: {e}"));
+    fsutil::create_dir_all_durable(&dir).map_err(local)?;
+    let part_name = format!(".ferry-part-{}", &fsutil::temp_name()[11..]);
+    let part = dir.join(&part_name);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&part)
+        .map_err(local)?;
+    let got = match fetcher.fetch(item, &mut f, stop) {
+        Ok(n) => n,
+        Err(e) => {
+            drop(f);
+            let _ = std::fs::remove_file(&part);
+            return Err(e);
+        }
+    };
+    if got != item.size {
+        drop(f);
+        let _ = std::fs::remove_file(&part);
+        tracing::info!(remote_file = %item.key, listed = item.size, got, "The remote file changed while it was fetched; it settles again.");
+        return Ok(None);
+    }
+    // Made durable with the rest of its batch in `commit` (one syncfs, not an fsync
+    // per file).
+    let synced = f.metadata();
+    drop(f);
+    let md = match synced {
+        Ok(md) => md,
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(local(e));
+        }
+    };
+    Ok(Some(Part {
+        item: item.clone(),
+        part_name,
+        part,
+        staged,
+        meta: crate::sources::folder::meta_of(&md),
+    }))
 }
 
 /// Makes the parts' contents durable: one `syncfs` for the whole batch on Linux (the
@@ -882,15 +1112,46 @@ impl DeliveryRunner {
     }
 
     /// Removes the outbox file unless it was replaced meanwhile (then the new one is
-    /// delivered next round).
-    fn remove_sent(&self, path: &Path, m: Meta) {
+    /// delivered next round). Whether it was removed.
+    fn remove_sent(&self, path: &Path, m: Meta) -> bool {
         let same = std::fs::symlink_metadata(path)
             .map(|md| crate::sources::folder::meta_of(&md) == m)
             .unwrap_or(false);
-        if same {
-            // No folder fsync: a removal undone by a power loss finds the journal's
-            // `delivered` (or `delivering` and the same bytes on the server): not sent again.
-            let _ = std::fs::remove_file(path);
+        // No folder fsync here: a removal undone by a power loss finds the journal's
+        // `delivered` (or `delivering` and the same bytes on the server): not sent again.
+        same && std::fs::remove_file(path).is_ok()
+    }
+
+    /// Makes the removals of sent outbox files durable (one fsync per folder), then marks
+    /// their rows `+removed`: from then on a file with the same name, size and time in the
+    /// outbox is a new file (an original linked into the outbox keeps the original's
+    /// time, so a partner's identical re-send can look the same) and is sent.
+    fn settle_removed(&self, removed: &mut Vec<(PathBuf, String, Meta, &'static str)>) {
+        if removed.is_empty() {
+            return;
+        }
+        let mut dirs: Vec<&Path> = removed.iter().filter_map(|(p, ..)| p.parent()).collect();
+        dirs.sort();
+        dirs.dedup();
+        if dirs.iter().any(|d| fsutil::sync_dir(d).is_err()) {
+            // Left `delivered`: a same-looking file is then taken for this one (the
+            // behaviour before), never sent twice.
+            removed.clear();
+            return;
+        }
+        for (_, rel, m, state) in removed.drain(..) {
+            let _ = self.journal.exec(
+                "UPDATE deliveries SET state = ?6 WHERE job = ?1 AND idx = ?2 AND file = ?3 AND size = ?4 AND mtime_ns = ?5",
+                vec![
+                    text(&self.job.name),
+                    int(self.idx as i64),
+                    text(&rel),
+                    int(m.size as i64),
+                    int(m.mtime_ns),
+                    text(&format!("{state}+removed")),
+                ],
+                false,
+            );
         }
     }
 
@@ -901,7 +1162,33 @@ impl DeliveryRunner {
         if files.is_empty() {
             return RoundEnd::Empty;
         }
+        let mut removed: Vec<(PathBuf, String, Meta, &'static str)> = Vec::new();
+        let end = self.round_files(&files, stop, &mut removed);
+        self.settle_removed(&mut removed);
+        if let Some(end) = end {
+            return end;
+        }
+        if self.last_error.take().is_some() {
+            tracing::info!(remote = %self.target.endpoint.display(), "The destination works again.");
+        }
+        self.backoff.succeed();
+        if self.has_pending() {
+            RoundEnd::RetryIn(Duration::ZERO)
+        } else {
+            RoundEnd::Empty
+        }
+    }
+
+    /// The body of [`DeliveryRunner::round`]; `Some` when it ended early. Sent files whose
+    /// outbox copy was removed are added to `removed`.
+    fn round_files(
+        &mut self,
+        files: &[(PathBuf, String, Meta)],
+        stop: &AtomicBool,
+        removed: &mut Vec<(PathBuf, String, Meta, &'static str)>,
+    ) -> Option<RoundEnd> {
         for chunk in files.chunks(64) {
+            self.settle_removed(removed);
             let mut todo = Vec::with_capacity(chunk.len());
             for (path, rel, m) in chunk {
                 match self.row_state(rel, *m).as_deref() {
@@ -910,16 +1197,28 @@ impl DeliveryRunner {
                         match self.deliverer.is_there(rel, path, m.size) {
                             Ok(true) => {
                                 tracing::info!(file = %rel, "Delivered before the stop; not sent again.");
-                                self.remove_sent(path, *m);
                                 self.record(rel, *m, "delivered", Some(rel), None, false);
+                                if self.remove_sent(path, *m) {
+                                    removed.push((path.clone(), rel.clone(), *m, "delivered"));
+                                }
                                 continue;
                             }
                             Ok(false) => {}
-                            Err(e) => return self.failed(e),
+                            Err(e) => return Some(self.failed(e)),
                         }
                     }
-                    Some("delivered") | Some("skipped") => {
-                        self.remove_sent(path, *m);
+                    // Sent, but the removal of the outbox copy may have been undone by a power
+                    // loss (rows whose removal was made durable are `+removed`: a file that
+                    // looks the same is then a new one, and is sent).
+                    Some(state @ ("delivered" | "skipped")) => {
+                        if self.remove_sent(path, *m) {
+                            let state = if state == "delivered" {
+                                "delivered"
+                            } else {
+                                "skipped"
+                            };
+                            removed.push((path.clone(), rel.clone(), *m, state));
+                        }
                         continue;
                     }
                     _ => {}
@@ -934,7 +1233,7 @@ impl DeliveryRunner {
             }
             for (path, rel, m) in todo {
                 if stop.load(Ordering::Relaxed) {
-                    return RoundEnd::Stopped;
+                    return Some(RoundEnd::Stopped);
                 }
                 let done_name = self.target.done_file.as_ref().map(|t| {
                     let (dir, name) = match rel.rsplit_once('/') {
@@ -962,13 +1261,17 @@ impl DeliveryRunner {
                 {
                     Ok(Delivered::Sent(fin)) => {
                         tracing::info!(file = %rel, remote = %self.target.endpoint.display(), remote_name = %fin, "Delivered.");
-                        self.remove_sent(&path, m);
                         self.record(&rel, m, "delivered", Some(&fin), None, false);
+                        if self.remove_sent(&path, m) {
+                            removed.push((path, rel, m, "delivered"));
+                        }
                     }
                     Ok(Delivered::Skipped) => {
                         tracing::info!(file = %rel, "The remote name exists; skipped (exists = \"skip\").");
-                        self.remove_sent(&path, m);
                         self.record(&rel, m, "skipped", None, None, false);
+                        if self.remove_sent(&path, m) {
+                            removed.push((path, rel, m, "skipped"));
+                        }
                     }
                     Err(RemoteError::Permanent(msg)) => {
                         tracing::error!(file = %rel, error = %msg, "Cannot be delivered; moved to the error folder.");
@@ -977,20 +1280,12 @@ impl DeliveryRunner {
                     }
                     Err(e) => {
                         // Stays `delivering`: the rename may have happened before the error.
-                        return self.failed(e);
+                        return Some(self.failed(e));
                     }
                 }
             }
         }
-        if self.last_error.take().is_some() {
-            tracing::info!(remote = %self.target.endpoint.display(), "The destination works again.");
-        }
-        self.backoff.succeed();
-        if self.has_pending() {
-            RoundEnd::RetryIn(Duration::ZERO)
-        } else {
-            RoundEnd::Empty
-        }
+        None
     }
 
     fn failed(&mut self, e: RemoteError) -> RoundEnd {
@@ -1054,6 +1349,10 @@ impl DeliveryRunner {
 
     pub fn disconnect(&mut self) {
         self.deliverer.disconnect();
+    }
+
+    pub fn warm_up(&mut self) {
+        self.deliverer.warm_up();
     }
 }
 
@@ -1158,6 +1457,9 @@ impl RemoteTasks {
                     .name(format!("ferry-deliver-{}-{}-{k}", job.name, idx + 1))
                     .spawn(move || {
                         let _g = span.enter();
+                        if once {
+                            d.warm_up();
+                        }
                         let mut idle_since = Instant::now();
                         let mut deadline: Option<Instant> = None;
                         while !stop.load(Ordering::Relaxed) {
@@ -1220,23 +1522,73 @@ impl RemoteTasks {
     }
 }
 
-/// `run --once`, before the local pass: fetch what is ready now (two listings `settle`
-/// apart, so a file still growing is left for a later run).
-pub fn fetch_once(job: &Arc<Job>, journal: &Arc<Journal>) {
-    let Some(mut src) = SourceRunner::new(job.clone(), journal.clone()) else {
-        return;
-    };
-    if init_journal(journal).is_err() {
-        return;
+/// `run --once` with a remote source: the fetcher on a thread of its own, as in the
+/// daemon, so that the runner takes each batch as soon as it is staged and the originals
+/// are disposed of as the runner finishes their staged copies, instead of three phases
+/// one after the other (download all, process all, dispose of all).
+pub struct OnceFetch {
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl OnceFetch {
+    /// Fetches what is ready now (two listings `settle` apart, so that a file still
+    /// growing is left for a later run), telling `staged` the path of each staged file;
+    /// then, until the runner drops its end of `finished`, disposes of the originals of
+    /// the files it reports finished. [`finish_once`] makes a last full pass after.
+    pub fn start(
+        job: &Arc<Job>,
+        journal: &Arc<Journal>,
+        staged: tokio::sync::mpsc::UnboundedSender<PathBuf>,
+        finished: std::sync::mpsc::Receiver<PathBuf>,
+    ) -> Option<OnceFetch> {
+        let mut src = SourceRunner::new(job.clone(), journal.clone())?;
+        if let Err(e) = init_journal(journal) {
+            tracing::error!(job = %job.name, error = %e, "Cannot prepare the journal for remote transfers.");
+            return None;
+        }
+        log_start_warnings(job);
+        let span = tracing::Span::current();
+        let thread = std::thread::Builder::new()
+            .name(format!("ferry-fetch-{}", job.name))
+            .spawn(move || {
+                let _g = span.enter();
+                src.on_staged = Some(staged);
+                src.finished_rx = Some(finished);
+                let stop = AtomicBool::new(false);
+                src.recover();
+                if let Some(t) = src.round(&stop) {
+                    while Instant::now() < t {
+                        let left = t.saturating_duration_since(Instant::now());
+                        let wait = left.min(Duration::from_millis(100));
+                        if src.dispose_reported(wait).is_err() {
+                            src.disconnect();
+                            std::thread::sleep(wait);
+                        }
+                    }
+                    src.round(&stop);
+                }
+                // Fetching is over: the runner learns it when this end is dropped.
+                src.on_staged = None;
+                loop {
+                    match src.dispose_reported(Duration::from_millis(100)) {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Cannot dispose of remote originals now; trying again at the end of the run.");
+                            break;
+                        }
+                    }
+                }
+                src.disconnect();
+            })
+            .ok()?;
+        Some(OnceFetch { thread })
     }
-    log_start_warnings(job);
-    let stop = AtomicBool::new(false);
-    src.recover();
-    if let Some(t) = src.round(&stop) {
-        std::thread::sleep(t.saturating_duration_since(Instant::now()));
-        src.round(&stop);
+
+    /// Waits for the thread (after the runner dropped its end of `finished`).
+    pub fn join(self) {
+        let _ = self.thread.join();
     }
-    src.disconnect();
 }
 
 /// How long `run --once` keeps retrying deliveries before leaving them in the outbox;
@@ -1344,7 +1696,7 @@ use crate::job::toml_reader::{Diag, Doc, Str, TableReader};
 /// Keys every remote endpoint may have besides its URL key.
 pub const ENDPOINT_KEYS: &[&str] = &["password", "ca_file", "tls_verify", "passive"];
 /// Keys of a `[source]` with a remote URL.
-pub const SOURCE_KEYS: &[&str] = &["ftp", "staging", "success", "move_to"];
+pub const SOURCE_KEYS: &[&str] = &["ftp", "staging", "success", "move_to", "connections"];
 /// Keys of an `[[output]]` with a remote URL.
 pub const OUTPUT_KEYS: &[&str] = &["ftp", "outbox", "done_file", "connections"];
 
@@ -1507,6 +1859,13 @@ mod tests {
         assert_eq!(d.outbox, std::path::Path::new("/srv/ferry/var/outbox/t/1"));
         assert_eq!(d.connections, 2);
         assert!(d.endpoint.literal_password());
+        assert_eq!(r.connections, DEFAULT_SOURCE_CONNECTIONS);
+        let job = compile("[source]\nftp = \"ftp://u@h/x\"\nconnections = 1\n\n[[output]]\nftp = \"ftp://w@h/in\"\n").unwrap();
+        assert_eq!(job.source.remote.as_ref().unwrap().connections, 1);
+        assert_eq!(
+            job.outputs[0].deliver.as_ref().unwrap().connections,
+            DEFAULT_OUTPUT_CONNECTIONS
+        );
         assert_eq!(
             job.outputs[0].folder.literal_prefix(),
             "/srv/ferry/var/outbox/t/1"

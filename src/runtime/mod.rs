@@ -285,6 +285,7 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
         queue: VecDeque::new(),
         once_pending: None,
         journal: shared.journal.clone(),
+        finished_tx: None,
     };
     let (ev_tx, mut ev_rx) = mpsc::channel::<PathBuf>(8192);
     let _watch = if job.source.watch == Watch::Auto && !shared.once {
@@ -302,13 +303,21 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
         drop(ev_tx);
         None
     };
-    // Remote parts (docs/remote.md): with --once, fetch before the local pass and deliver
-    // after it; as a daemon, fetcher and deliverer threads run beside the runner.
+    // Remote parts (docs/remote.md): fetcher and deliverer threads run beside the runner.
+    // With --once, the fetcher tells the runner each file it stages (the run ends once it
+    // is done fetching and every staged file is processed) and disposes of originals as
+    // the runner reports them finished; the deliverers drain the outboxes at the end.
+    let mut staged_rx = None;
+    let once_fetch = if shared.once && job.source.remote.is_some() {
+        let (staged_tx, rx) = mpsc::unbounded_channel::<PathBuf>();
+        let (finished_tx, finished_rx) = std::sync::mpsc::channel::<PathBuf>();
+        staged_rx = Some(rx);
+        st.finished_tx = Some(finished_tx);
+        crate::remote::OnceFetch::start(&job, &shared.journal, staged_tx, finished_rx)
+    } else {
+        None
+    };
     let remote_tasks = if crate::remote::is_remote(&job) {
-        if shared.once {
-            let (j, jr) = (job.clone(), shared.journal.clone());
-            let _ = tokio::task::spawn_blocking(move || crate::remote::fetch_once(&j, &jr)).await;
-        }
         crate::remote::RemoteTasks::spawn(&job, &shared.journal, shared.once)
     } else {
         None
@@ -391,7 +400,7 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
                 done_tx.clone(),
             );
         }
-        if shared.once && st.once_finished() && in_flight.is_empty() {
+        if shared.once && st.once_finished() && in_flight.is_empty() && staged_rx.is_none() {
             break;
         }
         // Counting the waiting files walks every file the tracker knows: at most once a
@@ -423,6 +432,16 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
                 }
             }
             Some((found, outcome)) = done_rx.recv() => st.on_outcome(found, outcome, &shared),
+            staged = recv_opt(&mut staged_rx), if staged_rx.is_some() => match staged {
+                Some(p) => {
+                    st.on_staged(p);
+                    while let Some(Ok(p)) = staged_rx.as_mut().map(|rx| rx.try_recv()) {
+                        st.on_staged(p);
+                    }
+                }
+                // The fetcher is done: what it staged is known.
+                None => staged_rx = None,
+            },
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             _ = tokio::time::sleep_until(next_scan), if !shared.once || st.once_pending.is_none() => {
                 let source = job.source.clone();
@@ -460,6 +479,11 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
     while in_flight.join_next().await.is_some() {}
     while let Ok((found, outcome)) = done_rx.try_recv() {
         st.on_outcome(found, outcome, &shared);
+    }
+    // The once-mode fetcher disposes of what it was told, then ends.
+    st.finished_tx = None;
+    if let Some(f) = once_fetch {
+        let _ = tokio::task::spawn_blocking(move || f.join()).await;
     }
     let _ = shared.journal.job_status(
         &job.name,
@@ -510,6 +534,13 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
     while adapters.join_next().await.is_some() {}
 }
 
+async fn recv_opt(rx: &mut Option<mpsc::UnboundedReceiver<PathBuf>>) -> Option<PathBuf> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
@@ -544,6 +575,9 @@ struct JobState {
     /// In `--once` mode: the files present at start that are not handled yet.
     once_pending: Option<HashSet<PathBuf>>,
     journal: Arc<Journal>,
+    /// `run --once` with a remote source: staged files finished (done, or failed into the
+    /// error folder), for the fetcher to dispose of their originals.
+    finished_tx: Option<std::sync::mpsc::Sender<PathBuf>>,
 }
 
 impl JobState {
@@ -623,6 +657,26 @@ impl JobState {
         }
     }
 
+    /// `run --once`: the fetcher staged `p`. Before the first scan there is nothing to do
+    /// (the file is in place already, so the scan finds it).
+    fn on_staged(&mut self, p: PathBuf) {
+        if self.once_pending.is_none() || self.tracker.is_known(&p) {
+            return;
+        }
+        if let Some(f) = folder::stat(&self.job.source, &p) {
+            if let Some(set) = &mut self.once_pending {
+                set.insert(p);
+            }
+            self.observe(f);
+        }
+    }
+
+    fn report_finished(&self, p: &Path) {
+        if let Some(tx) = &self.finished_tx {
+            let _ = tx.send(p.to_path_buf());
+        }
+    }
+
     fn on_scan(&mut self, found: Vec<Found>, once: bool) {
         let seen: HashSet<PathBuf> = found.iter().map(|f| f.path.clone()).collect();
         if once && self.once_pending.is_none() {
@@ -657,11 +711,13 @@ impl JobState {
                 shared.counters.done.fetch_add(1, Ordering::Relaxed);
                 self.tracker.finished(&found.path, kept);
                 self.resolve_once(&found.path);
+                self.report_finished(&found.path);
             }
             Outcome::Failed { kept } => {
                 shared.counters.failed.fetch_add(1, Ordering::Relaxed);
                 self.tracker.finished(&found.path, kept);
                 self.resolve_once(&found.path);
+                self.report_finished(&found.path);
             }
             Outcome::Stuck => {
                 shared.counters.failed.fetch_add(1, Ordering::Relaxed);

@@ -471,11 +471,33 @@ fn deliver(
     let mut rejected = 0;
     let mut split_made: Vec<Target> = Vec::new();
     let mut extract_made: Vec<Target> = Vec::new();
+    // The original's bytes go into an outbox (an FTP or email output, which only ferry's
+    // deliverer reads) by a hard link instead of a copy when ferry moves or deletes the
+    // original (docs/design.md, "Outputs by hard link"). Folder outputs are always copies:
+    // a partner that rewrites its file in place must not change the archived original.
+    let converting_job = !resolved.split_dirs.is_empty()
+        || targets.iter().any(|t| {
+            !matches!(
+                job.outputs[t.idx as usize].data.format,
+                OutputFormat::Original
+            )
+        });
+    let may_link = !converting_job
+        && companions.is_empty()
+        && job.after.success != Success::Keep
+        && owned_by_us(found);
     let written = (|| -> Result<(String, Vec<(String, u64)>), FileError> {
         let mut raw = Vec::new();
         let mut records = Vec::new();
         let mut finished: Vec<(u32, TempOutput)> = Vec::new();
+        let mut linked: Vec<u32> = Vec::new();
         for t in &targets {
+            let o = &job.outputs[t.idx as usize];
+            let outbox = o.deliver.is_some() || o.email.is_some();
+            if may_link && outbox && t.member.is_none() && link_output(&found.path, &t.temp) {
+                linked.push(t.idx);
+                continue;
+            }
             let tmp = TempOutput::create(&t.temp).map_err(|e| {
                 FileError::io(
                     format!("cannot write output {} in {}", t.idx + 1, parent(&t.temp)),
@@ -502,6 +524,7 @@ fn deliver(
         let mut hash = None;
         let converting = !records.is_empty() || !resolved.split_dirs.is_empty();
         if !raw.is_empty() || !converting {
+            // With every output linked this only hashes the original (no outputs to write).
             let mut src = std::fs::File::open(&found.path)
                 .map_err(|e| FileError::io(format!("cannot open {}", found.path.display()), &e))?;
             let (idxs, mut temps): (Vec<u32>, Vec<TempOutput>) = raw.into_iter().unzip();
@@ -654,8 +677,29 @@ fn deliver(
         }
         let mut sums = Vec::new();
         let mut rejects_sum = None;
+        if let Some(first) = linked.first() {
+            // One fsync of the inode makes every link's content durable (each link's name
+            // is made durable by the rename and folder fsync of the commit, as a copy's).
+            let t = targets
+                .iter()
+                .find(|t| t.idx == *first)
+                .expect("a linked output is a target");
+            std::fs::File::open(&t.temp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| FileError::io(format!("cannot fsync output {}", first + 1), &e))?;
+        }
+        finished.sort_by_key(|(i, _)| *i);
+        let mut finished: Vec<(u32, Option<TempOutput>)> = finished
+            .into_iter()
+            .map(|(i, t)| (i, Some(t)))
+            .chain(linked.iter().map(|i| (*i, None)))
+            .collect();
         finished.sort_by_key(|(i, _)| *i);
         for (i, tmp) in finished {
+            let Some(tmp) = tmp else {
+                sums.push((hash.clone(), n));
+                continue;
+            };
             let what = if i == u32::MAX {
                 "the rejects file".to_string()
             } else {
@@ -889,6 +933,42 @@ fn deliver(
                 format!("cannot {} the original: {e}", plan.disposition),
             );
             Ok(Outcome::Stuck)
+        }
+    }
+}
+
+/// Whether the original belongs to ferry's own user: an output linked to it then has the
+/// owner and permissions a copy would have had (more or less: the producer's mode).
+fn owned_by_us(found: &Found) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid(2) cannot fail and has no side effects.
+        let me = unsafe { libc::geteuid() };
+        std::fs::symlink_metadata(&found.path).is_ok_and(|md| md.uid() == me)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = found;
+        false
+    }
+}
+
+/// Makes `temp` a hard link to the original; `false` (then the output is copied) when the
+/// two are on different file systems or the link is refused for any other reason.
+fn link_output(original: &Path, temp: &Path) -> bool {
+    if let Some(dir) = temp.parent()
+        && fsutil::create_dir_all_durable(dir).is_err()
+    {
+        return false;
+    }
+    // A temporary left by an earlier attempt (recovery removes them; be sure).
+    let _ = std::fs::remove_file(temp);
+    match std::fs::hard_link(original, temp) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "Cannot link the output to the original; copying it.");
+            false
         }
     }
 }
