@@ -516,10 +516,22 @@ fn check_feedback(
 }
 
 fn glob_set(doc: &mut Doc<'_>, patterns: &[Str]) -> Option<GlobSet> {
+    compile_globs(doc, patterns, true, false)
+}
+
+/// Compiles glob patterns, each bad one reported at its position. With `names_only` a
+/// pattern matches a file name and a `/` in it is an error; with `any_case` letters match
+/// in either case (mail addresses and subjects).
+pub(crate) fn compile_globs(
+    doc: &mut Doc<'_>,
+    patterns: &[Str],
+    names_only: bool,
+    any_case: bool,
+) -> Option<GlobSet> {
     let mut b = GlobSetBuilder::new();
     let mut ok = true;
     for p in patterns {
-        if p.value.contains('/') {
+        if names_only && p.value.contains('/') {
             doc.error(
                 p.span.clone(),
                 &p.key,
@@ -531,7 +543,11 @@ fn glob_set(doc: &mut Doc<'_>, patterns: &[Str]) -> Option<GlobSet> {
             ok = false;
             continue;
         }
-        match Glob::new(&p.value) {
+        let glob = globset::GlobBuilder::new(&p.value)
+            .case_insensitive(any_case)
+            .literal_separator(false)
+            .build();
+        match glob {
             Ok(g) => {
                 b.add(g);
             }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::GlobSet;
 use regex::Regex;
 
 use super::toml_reader::{Doc, Str, TableReader, parse_duration};
@@ -154,27 +154,7 @@ pub fn read_extract(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> Option<Op
 }
 
 pub fn glob_set(doc: &mut Doc<'_>, patterns: &[Str]) -> Option<GlobSet> {
-    let mut b = GlobSetBuilder::new();
-    let mut ok = true;
-    for p in patterns {
-        match Glob::new(&p.value) {
-            Ok(g) => {
-                b.add(g);
-            }
-            Err(e) => {
-                doc.error(
-                    p.span.clone(),
-                    &p.key,
-                    format!("expected a glob pattern, found {:?}: {}", p.value, e.kind()),
-                );
-                ok = false;
-            }
-        }
-    }
-    if !ok {
-        return None;
-    }
-    b.build().ok()
+    super::compile_globs(doc, patterns, false, false)
 }
 
 /// `[source] contains` / `matches`: which PDFs a job takes by their text.

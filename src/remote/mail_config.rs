@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::GlobSet;
 
 use super::imap::MailboxUrl;
 use super::smtp::{SmtpUrl, parse_mailto};
@@ -89,32 +89,7 @@ fn globs(doc: &mut Doc<'_>, list: Option<Vec<Str>>) -> Option<Option<GlobSet>> {
     let Some(list) = list else {
         return Some(None);
     };
-    let mut b = GlobSetBuilder::new();
-    let mut ok = true;
-    for p in &list {
-        match globset::GlobBuilder::new(&p.value)
-            .case_insensitive(true)
-            .literal_separator(false)
-            .build()
-            .or_else(|_| Glob::new(&p.value))
-        {
-            Ok(g) => {
-                b.add(g);
-            }
-            Err(e) => {
-                doc.error(
-                    p.span.clone(),
-                    &p.key,
-                    format!("expected a glob pattern, found {:?}: {}", p.value, e.kind()),
-                );
-                ok = false;
-            }
-        }
-    }
-    if !ok {
-        return None;
-    }
-    Some(b.build().ok())
+    crate::job::compile_globs(doc, &list, false, true).map(Some)
 }
 
 fn path_of(root: &Path, s: Option<Str>) -> Option<PathBuf> {
