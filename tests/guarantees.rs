@@ -773,6 +773,28 @@ folder = "var/out/b"
         .unwrap();
     assert_eq!(read(&d.path("var/archive/two/x.csv")), b"id;qty\n1;5\n");
     assert_eq!(read(&d.path("var/out/b/x.csv")), b"id;qty\n1;5\n");
+
+    // The one case a folder output shares the inode: it is the only output and the original
+    // is deleted, so no other name of the bytes remains.
+    d.job(
+        "sole",
+        r#"[source]
+folder = "in2"
+settle = "0s"
+
+[[output]]
+folder = "var/out/sole"
+
+[after]
+success = "delete"
+"#,
+    );
+    d.write("in2/y.csv", "id;qty\n2;6\n");
+    let original = ino("in2/y.csv");
+    run_ok(&d, &["run", "--once"]);
+    assert!(d.files("in2").is_empty());
+    assert_eq!(ino("var/out/sole/y.csv"), original);
+    assert_eq!(read(&d.path("var/out/sole/y.csv")), b"id;qty\n2;6\n");
 }
 
 #[test]

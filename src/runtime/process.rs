@@ -471,10 +471,12 @@ fn deliver(
     let mut rejected = 0;
     let mut split_made: Vec<Target> = Vec::new();
     let mut extract_made: Vec<Target> = Vec::new();
-    // The original's bytes go into an outbox (an FTP or email output, which only ferry's
-    // deliverer reads) by a hard link instead of a copy when ferry moves or deletes the
-    // original (docs/design.md, "Outputs by hard link"). Folder outputs are always copies:
-    // a partner that rewrites its file in place must not change the archived original.
+    // The original's bytes go into an output by a hard link instead of a copy when ferry
+    // moves or deletes the original (docs/design.md, "Outputs by hard link"): into an
+    // outbox (an FTP or email output, which only ferry's deliverer reads), or into a
+    // folder when it is the file's only output and the original is deleted. Otherwise a
+    // folder output is a copy: a partner that rewrites its file in place must not change
+    // the archived original or another output.
     let converting_job = !resolved.split_dirs.is_empty()
         || targets.iter().any(|t| {
             !matches!(
@@ -494,7 +496,12 @@ fn deliver(
         for t in &targets {
             let o = &job.outputs[t.idx as usize];
             let outbox = o.deliver.is_some() || o.email.is_some();
-            if may_link && outbox && t.member.is_none() && link_output(&found.path, &t.temp) {
+            let sole = targets.len() == 1 && job.after.success == Success::Delete;
+            if may_link
+                && (outbox || sole)
+                && t.member.is_none()
+                && link_output(&found.path, &t.temp)
+            {
                 linked.push(t.idx);
                 continue;
             }
