@@ -4,6 +4,7 @@
 //! it (the machine's other core does it). The bytes are copied into buffers that go through
 //! a bounded channel and come back to be reused: memory stays at a few buffers.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::thread::JoinHandle;
 
@@ -15,6 +16,9 @@ pub const BACKGROUND_FROM: u64 = 1 << 20;
 const CHUNK: usize = 256 * 1024;
 /// Chunks waiting for the hashing thread (the writer waits when it falls behind).
 const IN_FLIGHT: usize = 4;
+/// Hashing threads at once in the whole process; further big streams hash inline.
+const MAX_BACKGROUND: usize = 8;
+static BACKGROUND: AtomicUsize = AtomicUsize::new(0);
 
 /// A sha256 being computed, with the number of bytes seen.
 pub struct Hasher {
@@ -78,7 +82,14 @@ impl Hasher {
     }
 
     fn move_to_thread(&mut self) {
+        // A file split into many big outputs must not start a thread (and its buffers) per
+        // output: past the limit, streams are hashed where they are written.
+        if BACKGROUND.fetch_add(1, Ordering::SeqCst) >= MAX_BACKGROUND {
+            BACKGROUND.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
         let State::Inline(h) = std::mem::replace(&mut self.state, State::Poisoned) else {
+            BACKGROUND.fetch_sub(1, Ordering::SeqCst);
             return;
         };
         let here = h.clone();
@@ -93,6 +104,7 @@ impl Hasher {
                     chunk.clear();
                     let _ = back_tx.send(chunk);
                 }
+                BACKGROUND.fetch_sub(1, Ordering::SeqCst);
                 h
             });
         self.state = match spawned {
@@ -103,7 +115,10 @@ impl Hasher {
                 thread,
             },
             // No thread to be had (a process limit): hash here, as for small streams.
-            Err(_) => State::Inline(here),
+            Err(_) => {
+                BACKGROUND.fetch_sub(1, Ordering::SeqCst);
+                State::Inline(here)
+            }
         };
     }
 
@@ -129,6 +144,28 @@ impl Hasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn more_big_streams_than_hashing_threads_all_hash_right() {
+        let data: Vec<u8> = (0..(BACKGROUND_FROM as usize + 4096))
+            .map(|i| (i * 7 % 256) as u8)
+            .collect();
+        let want = hex::encode(Sha256::digest(&data));
+        let mut hashers: Vec<Hasher> = (0..MAX_BACKGROUND * 2).map(|_| Hasher::new()).collect();
+        for piece in data.chunks(65536) {
+            for h in &mut hashers {
+                h.update(piece);
+            }
+        }
+        let inline = hashers
+            .iter()
+            .filter(|h| matches!(h.state, State::Inline(_)))
+            .count();
+        assert!(inline >= MAX_BACKGROUND, "{inline} hashed inline");
+        for h in hashers {
+            assert_eq!(h.finish().unwrap().0, want);
+        }
+    }
 
     #[test]
     fn inline_and_background_hashes_are_the_plain_sha256() {
