@@ -893,6 +893,39 @@ fn read_source(
     })
 }
 
+/// The local outbox of a remote output (`outbox`, default `var/outbox/{job}/N`): its
+/// path, and the same as the output's folder template (braces escaped).
+fn read_outbox(
+    doc: &mut Doc<'_>,
+    root: &Path,
+    t: &mut TableReader<'_, '_>,
+    job_name: &str,
+    idx: usize,
+) -> (PathBuf, Str) {
+    let outbox = t.str(doc, "outbox").unwrap_or_else(|| Str {
+        value: format!("var/outbox/{job_name}/{}", idx + 1),
+        span: 0..0,
+        key: format!("{}.outbox", t.path),
+    });
+    if outbox.value.contains('{') {
+        doc.error(
+            outbox.span.clone(),
+            &outbox.key,
+            "expected a plain folder (no placeholders) for the outbox",
+        );
+    }
+    let path = resolve(root, &outbox.value);
+    let folder = Str {
+        value: path
+            .display()
+            .to_string()
+            .replace('{', "{{")
+            .replace('}', "}}"),
+        ..outbox
+    };
+    (path, folder)
+}
+
 fn read_output(
     doc: &mut Doc<'_>,
     root: &Path,
@@ -922,29 +955,9 @@ fn read_output(
                 "an output has either `email` or `ftp`, not both",
             );
         }
-        let outbox = t.str(doc, "outbox").unwrap_or_else(|| Str {
-            value: format!("var/outbox/{job_name}/{}", idx + 1),
-            span: 0..0,
-            key: format!("{}.outbox", t.path),
-        });
-        if outbox.value.contains('{') {
-            doc.error(
-                outbox.span.clone(),
-                &outbox.key,
-                "expected a plain folder (no placeholders) for the outbox",
-            );
-        }
-        let outbox_path = resolve(root, &outbox.value);
-        email = crate::remote::mail_config::read_email(doc, root, &mut t, outbox_path.clone())
-            .map(Some);
-        folder = Some(Str {
-            value: outbox_path
-                .display()
-                .to_string()
-                .replace('{', "{{")
-                .replace('}', "}}"),
-            ..outbox
-        });
+        let (outbox_path, outbox) = read_outbox(doc, root, &mut t, job_name, idx);
+        email = crate::remote::mail_config::read_email(doc, root, &mut t, outbox_path).map(Some);
+        folder = Some(outbox);
     } else if let Some(url) = &ftp {
         if let Some(f) = &folder {
             doc.error(
@@ -960,27 +973,9 @@ fn read_output(
             Some(d) => template(doc, &d, PLACEHOLDERS).map(Some),
             None => Some(None),
         };
-        let outbox = t.str(doc, "outbox").unwrap_or_else(|| Str {
-            value: format!("var/outbox/{job_name}/{}", idx + 1),
-            span: 0..0,
-            key: format!("{}.outbox", t.path),
-        });
-        if outbox.value.contains('{') {
-            doc.error(
-                outbox.span.clone(),
-                &outbox.key,
-                "expected a plain folder (no placeholders) for the outbox",
-            );
-        }
-        remote_parts = Some((endpoint, done, resolve(root, &outbox.value), connections));
-        folder = Some(Str {
-            value: resolve(root, &outbox.value)
-                .display()
-                .to_string()
-                .replace('{', "{{")
-                .replace('}', "}}"),
-            ..outbox
-        });
+        let (outbox_path, outbox) = read_outbox(doc, root, &mut t, job_name, idx);
+        remote_parts = Some((endpoint, done, outbox_path, connections));
+        folder = Some(outbox);
     }
     if folder.is_none() && t.span_of("folder") == t.span {
         doc.error(

@@ -292,21 +292,7 @@ impl Server {
 
     /// Regular files below `rel` in the server's folder (hidden names included), sorted.
     pub fn files(&self, rel: &str) -> Vec<String> {
-        let base = self.root.join(rel);
-        let mut out: Vec<String> = walkdir::WalkDir::new(&base)
-            .into_iter()
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_file())
-            .map(|e| {
-                e.path()
-                    .strip_prefix(&base)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        out.sort();
-        out
+        crate::util::files_below(&self.root.join(rel))
     }
 
     pub fn log(&self) -> String {

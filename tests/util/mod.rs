@@ -100,21 +100,7 @@ impl Deployment {
     /// Regular files below `rel`, relative to it, sorted; hidden names (temporary files)
     /// included so tests can assert none are left.
     pub fn files(&self, rel: &str) -> Vec<String> {
-        let base = self.root.join(rel);
-        let mut out: Vec<String> = walkdir::WalkDir::new(&base)
-            .into_iter()
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_file())
-            .map(|e| {
-                e.path()
-                    .strip_prefix(&base)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        out.sort();
-        out
+        files_below(&self.root.join(rel))
     }
 
     /// `ferry history --json --limit 0` parsed.
@@ -254,4 +240,22 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Regular files below `base`, relative to it, sorted, hidden names included.
+pub fn files_below(base: &Path) -> Vec<String> {
+    let mut out: Vec<String> = walkdir::WalkDir::new(base)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            e.path()
+                .strip_prefix(base)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    out.sort();
+    out
 }
