@@ -623,35 +623,13 @@ impl<R: Read> TextReader<R> {
                     m.end() + 1
                 };
                 self.count += 1;
-                if let Some(&missing) = items
-                    .required
-                    .iter()
-                    .find(|&&g| caps.get(items.groups[g]).is_none())
-                {
-                    let name = &self.rules.names[st.header.len() + missing];
-                    return Err(ParseError {
-                        field: Some(name.clone()),
-                        value: Some(m.as_str().to_string()),
-                        ..ParseError::new("required field not found in this item").at(pos)
-                    });
-                }
-                if !Arc::ptr_eq(&out.names, &self.rules.names) && *out.names != *self.rules.names {
-                    out.names = self.rules.names.clone();
-                }
-                let n = st.header.len() + items.groups.len();
-                out.values.resize(n, String::new());
-                let values = st.header.iter().map(String::as_str).chain(
-                    items
-                        .groups
-                        .iter()
-                        .map(|&g| caps.get(g).map_or("", |m| m.as_str().trim())),
-                );
-                for (o, v) in out.values.iter_mut().zip(values) {
-                    o.clear();
-                    o.push_str(v);
-                }
-                out.pos = pos;
-                return Ok(true);
+                let item = Item {
+                    caps: &caps,
+                    text: m.as_str(),
+                    what: "item",
+                    pos,
+                };
+                return item_record(&self.rules.names, &st.header, items, item, out);
             }
             let (line_start, line_no) = (st.at, st.line);
             let line_end = st.text[st.at..end].find('\n').map_or(end, |i| st.at + i);
@@ -672,37 +650,64 @@ impl<R: Read> TextReader<R> {
                 line: line_no,
                 byte: line_start as u64,
             };
-            if let Some(&missing) = items
-                .required
-                .iter()
-                .find(|&&g| caps.get(items.groups[g]).is_none())
-            {
-                let name = &self.rules.names[st.header.len() + missing];
-                return Err(ParseError {
-                    field: Some(name.clone()),
-                    value: Some(line.to_string()),
-                    ..ParseError::new("required field not found in this item line").at(pos)
-                });
-            }
-            if !Arc::ptr_eq(&out.names, &self.rules.names) && *out.names != *self.rules.names {
-                out.names = self.rules.names.clone();
-            }
-            let n = st.header.len() + items.groups.len();
-            out.values.resize(n, String::new());
-            let values = st.header.iter().map(String::as_str).chain(
-                items
-                    .groups
-                    .iter()
-                    .map(|&g| caps.get(g).map_or("", |m| m.as_str().trim())),
-            );
-            for (o, v) in out.values.iter_mut().zip(values) {
-                o.clear();
-                o.push_str(v);
-            }
-            out.pos = pos;
-            return Ok(true);
+            let item = Item {
+                caps: &caps,
+                text: line,
+                what: "item line",
+                pos,
+            };
+            return item_record(&self.rules.names, &st.header, items, item, out);
         }
     }
+}
+
+/// One matched item: its captures, the text it matched (for errors) and where.
+struct Item<'c, 't> {
+    caps: &'c regex::Captures<'t>,
+    text: &'t str,
+    what: &'static str,
+    pos: Position,
+}
+
+/// Makes `out` the record of one item: the header's fields, then the item's groups; an
+/// error when a required group did not match.
+fn item_record(
+    names: &Arc<[String]>,
+    header: &[String],
+    items: &ItemRules,
+    item: Item<'_, '_>,
+    out: &mut Record,
+) -> Result<bool, ParseError> {
+    let caps = item.caps;
+    if let Some(&missing) = items
+        .required
+        .iter()
+        .find(|&&g| caps.get(items.groups[g]).is_none())
+    {
+        return Err(ParseError {
+            field: Some(names[header.len() + missing].clone()),
+            value: Some(item.text.to_string()),
+            ..ParseError::new(format!("required field not found in this {}", item.what))
+                .at(item.pos)
+        });
+    }
+    if !Arc::ptr_eq(&out.names, names) && *out.names != **names {
+        out.names = names.clone();
+    }
+    out.values
+        .resize(header.len() + items.groups.len(), String::new());
+    let values = header.iter().map(String::as_str).chain(
+        items
+            .groups
+            .iter()
+            .map(|&g| caps.get(g).map_or("", |m| m.as_str().trim())),
+    );
+    for (o, v) in out.values.iter_mut().zip(values) {
+        o.clear();
+        o.push_str(v);
+    }
+    out.pos = item.pos;
+    Ok(true)
 }
 
 fn count_lines(s: &str) -> u64 {
