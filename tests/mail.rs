@@ -96,10 +96,14 @@ impl MailServers {
         for sub in ["new", "cur"] {
             if let Ok(rd) = std::fs::read_dir(self.maildir(user, folder).join(sub)) {
                 for e in rd.flatten() {
-                    v.push((
-                        e.file_name().to_string_lossy().into_owned(),
-                        std::fs::read(e.path()).unwrap(),
-                    ));
+                    // dovecot renames a message file when its flags change (new/ to cur/,
+                    // `:2,S`): one listed a moment ago may be gone; it is read under its new
+                    // name by the next look (callers wait for the count they expect).
+                    match std::fs::read(e.path()) {
+                        Ok(bytes) => v.push((e.file_name().to_string_lossy().into_owned(), bytes)),
+                        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(err) => panic!("{}: {err}", e.path().display()),
+                    }
                 }
             }
         }
