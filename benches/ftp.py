@@ -12,6 +12,9 @@ Cases (each run BENCH_RUNS times, default 3, reported as median (min..max)):
                 default). FTP_UPLOAD_SUCCESS=archive|delete sets `[after] success`
                 (default keep; the originals are then made again before each ferry run).
   upload-big    one file of FTP_BIG_MB (default 500) MB; MB/s.
+                Uploads also run `lftp-same`: lftp doing what ferry does, uploading
+                under a temporary name renamed when complete (`set xfer:use-temp-file
+                yes`), and with FTP_UPLOAD_SUCCESS=delete deleting the sources (`mput -E`).
   pickup        N files of 10 KiB taken from the server and deleted there:
                 `ferry run --once` (FTP source, success = "delete") vs
                 `lftp -e "mirror --Remove-source-files ..."`; files/s.
@@ -36,6 +39,9 @@ FERRY = os.path.abspath(os.environ.get("FERRY_BIN", "target/release/ferry"))
 # A second ferry binary (e.g. the previous version), run in the same loop: A/B interleaved.
 FERRY_B = os.environ.get("FERRY_BIN_B")
 TOOLS = ["ferry"] + (["ferry-b"] if FERRY_B else []) + ["lftp"]
+# For uploads, lftp also run the way ferry works: under a temporary name renamed when
+# complete (`xfer:use-temp-file`), and deleting the sources when ferry does (`mput -E`).
+UP_TOOLS = TOOLS + ["lftp-same"]
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 N = int(os.environ.get("FTP_FILES", "1000"))
 BIG_MB = int(os.environ.get("FTP_BIG_MB", "500"))
@@ -168,11 +174,11 @@ def count(folder):
 def upload(n, size, label, unit):
     src = os.path.join(ROOT, "src")
     total_mb = n * size / 1e6
-    res = {t: [] for t in TOOLS}
+    res = {t: [] for t in UP_TOOLS}
     conns = f"connections = {CONNS}\n" if CONNS else ""
     made = False
     for _ in range(RUNS):
-        for tool in TOOLS:
+        for tool in UP_TOOLS:
             if not made or (UP_SUCCESS != "keep" and tool != "lftp") or count(src) != n:
                 shutil.rmtree(src, ignore_errors=True)
                 make_files(src, n, size)
@@ -181,6 +187,9 @@ def upload(n, size, label, unit):
             SRV.clear("inbound")
             if tool == "lftp":
                 dt = run_lftp(f"mput -O inbound {src}/*", ROOT)
+            elif tool == "lftp-same":
+                remove = "-E " if UP_SUCCESS == "delete" else ""
+                dt = run_lftp(f"set xfer:use-temp-file yes; mput {remove}-O inbound {src}/*", ROOT)
             else:
                 base = os.path.join(ROOT, "ferry")
                 ferry_deploy(base, f"""[source]

@@ -403,7 +403,9 @@ pub fn history(state_dir: &Path, filter: &HistoryFilter, json: bool) -> i32 {
             let _ = writeln!(
                 out,
                 "    output   {} ({} bytes, sha256 {})",
-                o.path, o.size, o.sha256
+                o.path,
+                o.size,
+                if o.sha256.is_empty() { "-" } else { &o.sha256 }
             );
         }
         if let Some(o) = &r.original {

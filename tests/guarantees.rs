@@ -797,6 +797,57 @@ success = "delete"
     assert_eq!(read(&d.path("var/out/sole/y.csv")), b"id;qty\n2;6\n");
 }
 
+/// A big original whose only output is a link to it is planned before it is hashed (the
+/// hash is read while deliverers already send it): the history still ends up with the
+/// original's sha256, for the file and for the output, and the plan event says so.
+#[test]
+fn a_big_linked_original_gets_its_sha256_after_the_plan() {
+    let d = Deployment::new("deferred-hash");
+    d.job(
+        "big",
+        r#"[source]
+folder = "in"
+settle = "0s"
+
+[[output]]
+folder = "var/out"
+
+[after]
+success = "delete"
+"#,
+    );
+    // Past process::DEFER_HASH_FROM (16 MiB), and not a repeated pattern a wrong offset
+    // would hash the same.
+    let mut content = Vec::with_capacity(17 << 20);
+    let mut x: u32 = 1;
+    while content.len() < (17 << 20) + 123 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        content.extend_from_slice(&x.to_le_bytes());
+    }
+    d.write("in/big.bin", &content);
+    run_ok(&d, &["run", "--once"]);
+    assert!(d.files("in").is_empty());
+    assert_eq!(read(&d.path("var/out/big.bin")), content);
+    let sum = sha256_hex(&content);
+    let h = d.history();
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0]["state"], "done", "{h:?}");
+    assert_eq!(h[0]["sha256"].as_str(), Some(sum.as_str()), "{h:?}");
+    assert_eq!(
+        h[0]["outputs"][0]["sha256"].as_str(),
+        Some(sum.as_str()),
+        "{h:?}"
+    );
+    let o = d.run(&["history"]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("computed while the outputs are delivered") && text.contains(&sum),
+        "{text}"
+    );
+}
+
 #[test]
 fn exists_skip_and_overwrite_do_as_named() {
     let d = Deployment::new("exists-skip-overwrite");

@@ -139,6 +139,10 @@ enum Op {
         id: i64,
         detail: String,
     },
+    Hashed {
+        id: i64,
+        hash: String,
+    },
     Failing {
         id: i64,
         error: String,
@@ -408,6 +412,13 @@ impl Journal {
 
     pub fn done(&self, id: i64, detail: String) -> Result<()> {
         self.send(Op::Done { id, detail }, false)
+    }
+
+    /// The sha256 of an original whose plan was made before its hash was known (a big
+    /// file whose outputs are all links to it: see `process::DEFER_HASH_FROM`); also the
+    /// hash of those outputs.
+    pub fn hashed(&self, id: i64, hash: String) -> Result<()> {
+        self.send(Op::Hashed { id, hash }, false)
     }
 
     /// The file is about to be moved to `dest` in the error folder. Waited for, so that
@@ -747,7 +758,15 @@ fn apply(tx: &rusqlite::Transaction<'_>, m: &Msg) -> rusqlite::Result<()> {
             tx.prepare_cached(
                 "UPDATE files SET state = 'planned', hash = ?2, disposition = ?3, dest = ?4, trigger = ?5, updated_at = ?6 WHERE id = ?1",
             )?
-            .execute(params![id, plan.hash, plan.disposition, plan.dest, plan.trigger, at])?;
+            .execute(params![
+                id,
+                // Empty: not known yet (recorded by `hashed`).
+                (!plan.hash.is_empty()).then_some(&plan.hash),
+                plan.disposition,
+                plan.dest,
+                plan.trigger,
+                at
+            ])?;
             tx.prepare_cached("DELETE FROM outputs WHERE file_id = ?1")?
                 .execute([id])?;
             for o in &plan.outputs {
@@ -761,7 +780,11 @@ fn apply(tx: &rusqlite::Transaction<'_>, m: &Msg) -> rusqlite::Result<()> {
                 "planned",
                 &format!(
                     "sha256 {}, {} output(s), then {}",
-                    plan.hash,
+                    if plan.hash.is_empty() {
+                        "computed while the outputs are delivered"
+                    } else {
+                        &plan.hash
+                    },
                     plan.outputs.len(),
                     plan.disposition
                 ),
@@ -789,6 +812,13 @@ fn apply(tx: &rusqlite::Transaction<'_>, m: &Msg) -> rusqlite::Result<()> {
         } => {
             tx.prepare_cached("UPDATE outputs SET final = ?3 WHERE file_id = ?1 AND idx = ?2")?
                 .execute(params![id, idx, final_path])?;
+        }
+        Op::Hashed { id, hash } => {
+            tx.prepare_cached("UPDATE files SET hash = ?2, updated_at = ?3 WHERE id = ?1")?
+                .execute(params![id, hash, at])?;
+            tx.prepare_cached("UPDATE outputs SET hash = ?2 WHERE file_id = ?1 AND hash = ''")?
+                .execute(params![id, hash])?;
+            event(*id, "hashed", &format!("sha256 {hash}"))?;
         }
         Op::Done { id, detail } => {
             tx.prepare_cached(

@@ -488,6 +488,10 @@ fn deliver(
         && companions.is_empty()
         && job.after.success != Success::Keep
         && owned_by_us(found);
+    // A big original whose outputs are all links to it is hashed after it is planned and
+    // disposed of, from this open handle, while the deliverers send it (see
+    // DEFER_HASH_FROM).
+    let mut deferred: Option<std::fs::File> = None;
     let written = (|| -> Result<(String, Vec<(String, u64)>), FileError> {
         let mut raw = Vec::new();
         let mut records = Vec::new();
@@ -530,7 +534,27 @@ fn deliver(
         }
         let mut hash = None;
         let converting = !records.is_empty() || !resolved.split_dirs.is_empty();
-        if !raw.is_empty() || !converting {
+        if raw.is_empty()
+            && !converting
+            && !linked.is_empty()
+            && resolved.extract_dirs.is_empty()
+            && found.meta.size >= DEFER_HASH_FROM
+        {
+            // Through the link, which only ferry uses: the content that will be delivered.
+            let link = targets
+                .iter()
+                .find(|t| t.idx == linked[0])
+                .map(|t| t.temp.as_path())
+                .expect("a linked output is a target");
+            let src = std::fs::File::open(link)
+                .map_err(|e| FileError::io(format!("cannot open {}", link.display()), &e))?;
+            let n = src
+                .metadata()
+                .map_err(|e| FileError::io(format!("cannot read {}", link.display()), &e))?
+                .len();
+            hash = Some((String::new(), n));
+            deferred = Some(src);
+        } else if !raw.is_empty() || !converting {
             // With every output linked this only hashes the original (no outputs to write).
             let mut src = std::fs::File::open(&found.path)
                 .map_err(|e| FileError::io(format!("cannot open {}", found.path.display()), &e))?;
@@ -902,7 +926,11 @@ fn deliver(
     }
 
     // The original.
-    match dispose(&found.path, &plan) {
+    let disposed = dispose(&found.path, &plan);
+    if let Some(f) = deferred {
+        record_deferred_hash(journal, id, f, found.meta.size);
+    }
+    match disposed {
         Ok(detail) => {
             tracing::info!(original = %detail, "File done.");
             let _ = journal.done(
@@ -941,6 +969,28 @@ fn deliver(
             );
             Ok(Outcome::Stuck)
         }
+    }
+}
+
+/// Originals from this size on whose outputs are all hard links to them (FTP and email
+/// outputs, or the sole folder output of a deleted original) are planned before they are
+/// hashed: their sha256 is computed after the plan, from a handle opened before it, while
+/// the deliverers already send the file, and recorded in the journal when done
+/// (`Journal::hashed`). Nothing in delivery or recovery needs the hash before then; a
+/// crash in between leaves the file's history without one.
+pub const DEFER_HASH_FROM: u64 = 16 << 20;
+
+fn record_deferred_hash(journal: &Journal, id: i64, mut f: std::fs::File, size: u64) {
+    match out::tee_copy(&mut f, &mut []) {
+        Ok((hash, n)) if n == size => {
+            let _ = journal.hashed(id, hash);
+        }
+        Ok((_, n)) => tracing::warn!(
+            expected = size,
+            read = n,
+            "The original changed size after it was planned; its sha256 is not recorded."
+        ),
+        Err(e) => tracing::warn!(error = %e, "Cannot read the original for its sha256."),
     }
 }
 
@@ -1170,7 +1220,7 @@ impl Report<'_> {
         );
         let _ = writeln!(s, "attempts:  {}", self.attempts);
         let _ = writeln!(s, "size:      {} bytes", self.size);
-        if let Some(h) = self.hash {
+        if let Some(h) = self.hash.filter(|h| !h.is_empty()) {
             let _ = writeln!(s, "sha256:    {h}");
         }
         let _ = writeln!(s);

@@ -103,7 +103,7 @@ fn finish_plan(journal: &Journal, u: &Unfinished) -> std::io::Result<String> {
     if still_there(u) {
         if plan.disposition == "archive"
             && let Some(dest) = &plan.dest
-            && same_content(Path::new(dest), plan.hash.as_str())
+            && same_content(Path::new(dest), plan.hash.as_str(), src)
         {
             // A copy across file systems finished but the original was not removed yet.
             std::fs::remove_file(src)?;
@@ -125,8 +125,21 @@ fn finish_plan(journal: &Journal, u: &Unfinished) -> std::io::Result<String> {
     })
 }
 
-fn same_content(p: &Path, hash: &str) -> bool {
-    crate::fsutil::hash_file(p).is_ok_and(|h| h == hash)
+/// Whether `p` has the original's content: its planned sha256, or, when the plan was made
+/// before the hash was known (`process::DEFER_HASH_FROM`), the original's own.
+fn same_content(p: &Path, hash: &str, original: &Path) -> bool {
+    if !p.exists() {
+        return false;
+    }
+    let want = if hash.is_empty() {
+        match crate::fsutil::hash_file(original) {
+            Ok(h) => h,
+            Err(_) => return false,
+        }
+    } else {
+        hash.to_string()
+    };
+    crate::fsutil::hash_file(p).is_ok_and(|h| h == want)
 }
 
 fn finish_failing(journal: &Journal, u: &Unfinished) -> crate::journal::Result<()> {
