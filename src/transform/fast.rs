@@ -80,14 +80,24 @@ impl V<'_> {
     /// The field text minijinja's result would become ([`super::value_text`]); `None` for
     /// booleans, whose text is left to minijinja.
     pub fn into_text(self) -> Option<String> {
-        Some(match self {
-            V::Str(s) => s.to_string(),
-            V::Owned(s) => s,
-            V::Int(i) => i.to_string(),
-            V::Float(f) if f as i64 as f64 == f => (f as i64).to_string(),
-            V::Float(f) => format!("{f}"),
+        let mut out = String::new();
+        self.write_text(&mut out)?;
+        Some(out)
+    }
+
+    /// [`V::into_text`] into `out` (cleared first), reusing its allocation.
+    pub fn write_text(self, out: &mut String) -> Option<()> {
+        use std::fmt::Write;
+        out.clear();
+        match self {
+            V::Str(s) => out.push_str(s),
+            V::Owned(s) => *out = s,
+            V::Int(i) => write!(out, "{i}").ok()?,
+            V::Float(f) if f as i64 as f64 == f => write!(out, "{}", f as i64).ok()?,
+            V::Float(f) => write!(out, "{f}").ok()?,
             V::Bool(_) => return None,
-        })
+        }
+        Some(())
     }
 }
 

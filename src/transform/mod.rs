@@ -342,6 +342,8 @@ pub struct Transformer<'env> {
     /// The filter and every field compiled natively, when all of them are simple enough
     /// (see [`fast`]); a record they are not sure about is evaluated by minijinja.
     native: Option<Native>,
+    /// Where native evaluation writes a record's computed fields.
+    scratch: Vec<String>,
 }
 
 /// Record names, and for each slot the index of its field among them.
@@ -378,8 +380,9 @@ impl Native {
         })
     }
 
-    /// `Some((keep, computed))` when every expression could be evaluated natively.
-    fn eval(&mut self, rec: &Record) -> Option<(bool, Vec<String>)> {
+    /// `Some(keep)` when every expression could be evaluated natively; the computed fields
+    /// are then in `out` (one per field, their allocations reused from record to record).
+    fn eval(&mut self, rec: &Record, out: &mut Vec<String>) -> Option<bool> {
         let stale = !matches!(&self.layout, Some((n, _)) if Arc::ptr_eq(n, &rec.names));
         if stale {
             let slots = self
@@ -393,13 +396,13 @@ impl Native {
         if let Some(f) = &self.filter
             && !f.eval(&rec.values, slots)?.truthy()
         {
-            return Some((false, Vec::new()));
+            return Some(false);
         }
-        let mut out = Vec::with_capacity(self.fields.len());
-        for e in &self.fields {
-            out.push(e.eval(&rec.values, slots)?.into_text()?);
+        out.resize_with(self.fields.len(), String::new);
+        for (e, o) in self.fields.iter().zip(out.iter_mut()) {
+            e.eval(&rec.values, slots)?.write_text(o)?;
         }
-        Some((true, out))
+        Some(true)
     }
 }
 
@@ -448,6 +451,7 @@ impl<'env> Transformer<'env> {
             meta: Arc::new(meta),
             names: None,
             native: Native::compile(spec),
+            scratch: Vec::new(),
         })
     }
 
@@ -457,11 +461,19 @@ impl<'env> Transformer<'env> {
             return Ok(true);
         }
         if let Some(native) = self.native.as_mut()
-            && let Some((keep, computed)) = native.eval(rec)
+            && let Some(keep) = native.eval(rec, &mut self.scratch)
         {
             if keep && !self.fields.is_empty() {
-                let values = std::mem::take(&mut rec.values);
-                self.assemble(rec, values, computed);
+                if self.keep {
+                    let values = std::mem::take(&mut rec.values);
+                    let computed = std::mem::take(&mut self.scratch);
+                    self.assemble(rec, values, computed);
+                } else {
+                    // The computed fields become the record's values, and its old values
+                    // (their allocations) the next record's scratch.
+                    rec.names = self.output_names(&rec.names);
+                    std::mem::swap(&mut rec.values, &mut self.scratch);
+                }
             }
             return Ok(keep);
         }
