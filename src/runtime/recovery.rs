@@ -101,6 +101,12 @@ fn finish_plan(journal: &Journal, u: &Unfinished) -> std::io::Result<String> {
     };
     let src = Path::new(&u.identity.path);
     if still_there(u) {
+        if plan.hash.is_empty()
+            && let Ok(h) = crate::fsutil::hash_file(src)
+        {
+            // Planned before its hash was known (`process::DEFER_HASH_FROM`).
+            let _ = journal.hashed(u.id, h);
+        }
         if plan.disposition == "archive"
             && let Some(dest) = &plan.dest
             && same_content(Path::new(dest), plan.hash.as_str(), src)
