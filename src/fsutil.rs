@@ -300,20 +300,27 @@ pub fn temp_name() -> String {
 
 /// The sha256 of a file's content, hex.
 pub fn hash_file(p: &Path) -> io::Result<String> {
+    hash_reader(&mut File::open(p)?).map(|(h, _)| h)
+}
+
+/// The hex sha256 of what `r` gives, and its size, read on the calling thread.
+pub fn hash_reader(r: &mut impl io::Read) -> io::Result<(String, u64)> {
     use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f = File::open(p)?;
     let mut h = Sha256::new();
+    let mut size = 0u64;
     let mut buf = vec![0u8; 256 * 1024];
     loop {
-        match f.read(&mut buf) {
+        match r.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => h.update(&buf[..n]),
+            Ok(n) => {
+                h.update(&buf[..n]);
+                size += n as u64;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(hex::encode(h.finalize()))
+    Ok((hex::encode(h.finalize()), size))
 }
 
 #[cfg(test)]

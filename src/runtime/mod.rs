@@ -9,6 +9,7 @@
 //! intake at once and returns when its in-flight files are finished.
 
 pub mod extract;
+pub mod late_hash;
 pub mod pipeline;
 pub mod process;
 pub mod recovery;
@@ -81,6 +82,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
             "Recovered files interrupted by the last stop."
         );
     }
+    late_hash::start(journal.clone());
     let shared = Shared {
         journal: journal.clone(),
         hub: events::Hub::new(),
@@ -107,7 +109,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         supervise(&opts, &shared, &mut running).await;
         shutdown(running, opts.grace).await;
     }
-    tokio::task::block_in_place(|| journal.close());
+    tokio::task::block_in_place(|| {
+        late_hash::finish();
+        journal.close()
+    });
     Ok(Summary {
         done: shared.counters.done.load(Ordering::SeqCst),
         failed: shared.counters.failed.load(Ordering::SeqCst),

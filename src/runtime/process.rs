@@ -927,8 +927,15 @@ fn deliver(
 
     // The original.
     let disposed = dispose(&found.path, &plan);
-    if let Some(f) = deferred {
-        record_deferred_hash(journal, id, f, found.meta.size);
+    if let Some(file) = deferred {
+        super::late_hash::submit(
+            journal,
+            super::late_hash::Pending {
+                id,
+                file,
+                size: found.meta.size,
+            },
+        );
     }
     match disposed {
         Ok(detail) => {
@@ -975,24 +982,10 @@ fn deliver(
 /// Originals from this size on whose outputs are all hard links to them (FTP and email
 /// outputs, or the sole folder output of a deleted original) are planned before they are
 /// hashed: their sha256 is computed after the plan, from a handle opened before it, while
-/// the deliverers already send the file, and recorded in the journal when done
-/// (`Journal::hashed`). Nothing in delivery or recovery needs the hash before then; a
+/// the deliverers already send the file ([`super::late_hash`]), and recorded in the journal
+/// when done (`Journal::hashed`). Nothing in delivery or recovery needs the hash before then; a
 /// crash in between leaves the file's history without one.
 pub const DEFER_HASH_FROM: u64 = 16 << 20;
-
-fn record_deferred_hash(journal: &Journal, id: i64, mut f: std::fs::File, size: u64) {
-    match out::tee_copy(&mut f, &mut []) {
-        Ok((hash, n)) if n == size => {
-            let _ = journal.hashed(id, hash);
-        }
-        Ok((_, n)) => tracing::warn!(
-            expected = size,
-            read = n,
-            "The original changed size after it was planned; its sha256 is not recorded."
-        ),
-        Err(e) => tracing::warn!(error = %e, "Cannot read the original for its sha256."),
-    }
-}
 
 /// Whether the original belongs to ferry's own user: an output linked to it then has the
 /// owner and permissions a copy would have had (more or less: the producer's mode).

@@ -876,7 +876,13 @@ mod tests {
                 let values: Vec<&str> = (0..3).map(|_| VALUES[rng.below(VALUES.len())]).collect();
                 let mut a = rec(&["A", "B", "C"], &values);
                 let mut b = a.clone();
-                if native.native.as_mut().unwrap().eval(&a).is_some() {
+                if native
+                    .native
+                    .as_mut()
+                    .unwrap()
+                    .eval(&a, &mut Vec::new())
+                    .is_some()
+                {
                     natively += 1;
                 }
                 let ra = native.apply(&mut a);
