@@ -392,7 +392,13 @@ impl Sink<'_, '_, '_, '_> {
 
     fn write(&mut self, rec: &Record) -> Result<(), ParseError> {
         let targets: Vec<&mut Writer<TempOutput>> = match self.split.as_mut() {
-            None => self.writers.iter_mut().collect(),
+            None => {
+                // No split: straight to the outputs (no list of targets per record).
+                for w in &mut self.writers {
+                    w.write(rec)?;
+                }
+                return Ok(());
+            }
             Some(sp) => {
                 let g = group_of(
                     sp,
