@@ -195,11 +195,17 @@ impl<R> LineCounter<R> {
     }
 }
 
-/// Newlines in `bytes`, in a form the compiler vectorizes.
+/// Newlines in `bytes`, in a form the compiler vectorizes: byte-wide counters (a block of
+/// 255 bytes cannot overflow them), summed per block.
 fn newlines(bytes: &[u8]) -> u64 {
     bytes
-        .chunks(4096)
-        .map(|c| c.iter().map(|&b| usize::from(b == b'\n')).sum::<usize>() as u64)
+        .chunks(255)
+        .map(|c| {
+            u64::from(
+                c.iter()
+                    .fold(0u8, |n, &b| n.wrapping_add(u8::from(b == b'\n'))),
+            )
+        })
         .sum()
 }
 
@@ -214,25 +220,37 @@ impl<R: std::io::Read> std::io::Read for LineCounter<R> {
 }
 
 impl<R: std::io::Read> BufRead for LineCounter<R> {
+    #[inline]
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
         if self.pos == self.end {
-            let n = self.line_count();
-            self.counted.set((0, n));
-            self.pos = 0;
-            self.end = 0;
-            self.end = loop {
-                match self.inner.read(&mut self.buf) {
-                    Ok(k) => break k,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
-            };
+            self.refill()?;
         }
         Ok(&self.buf[self.pos..self.end])
     }
 
+    #[inline]
     fn consume(&mut self, amt: usize) {
         self.pos = (self.pos + amt).min(self.end);
+    }
+}
+
+impl<R: std::io::Read> LineCounter<R> {
+    /// Reads the next block (the parser asks for bytes many times per event: the common
+    /// case above stays small enough to inline).
+    #[inline(never)]
+    fn refill(&mut self) -> std::io::Result<()> {
+        let n = self.line_count();
+        self.counted.set((0, n));
+        self.pos = 0;
+        self.end = 0;
+        self.end = loop {
+            match self.inner.read(&mut self.buf) {
+                Ok(k) => break k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        Ok(())
     }
 }
 
@@ -322,8 +340,9 @@ impl<R: BufRead> XmlReader<R> {
 
     fn matches(&self, p: &FieldPath, base: usize) -> bool {
         let stack = &self.stack[base..self.depth];
-        let ok =
-            |s: &Step, e: &(Option<u32>, u32, String)| (s.ns.is_none() || s.ns == e.0) && s.local == e.1;
+        let ok = |s: &Step, e: &(Option<u32>, u32, String)| {
+            (s.ns.is_none() || s.ns == e.0) && s.local == e.1
+        };
         if p.anywhere {
             stack.len() >= p.steps.len()
                 && p.steps
