@@ -617,6 +617,20 @@ impl<R: BufRead> XmlReader<R> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn newline_count_is_exact_past_the_byte_counters() {
+        // Runs of newlines longer than a counter holds, and ragged lengths.
+        for len in [0usize, 1, 254, 255, 256, 511, 1000, 70_000] {
+            for every in [1usize, 2, 7, 300] {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|i| if i % every == 0 { b'\n' } else { b'a' })
+                    .collect();
+                let want = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+                assert_eq!(newlines(&bytes), want, "{len} bytes, every {every}");
+            }
+        }
+    }
+
     const UBL: &[(&str, &str)] = &[
         (
             "cac",
