@@ -19,6 +19,8 @@ pub fn temp_path(final_path: &Path, id: i64, idx: u32) -> PathBuf {
 
 /// The write buffer of a temporary output.
 const BUF: usize = 256 * 1024;
+/// Written bytes after which their writeback to the disk is started.
+const WRITEBACK_EVERY: u64 = 8 << 20;
 
 /// A temporary output being written.
 pub struct TempOutput {
@@ -33,6 +35,10 @@ pub struct TempOutput {
     /// Set by [`tee_copy`]: the content is the source's, with this sha256.
     copy_of: Option<String>,
     size: u64,
+    /// Bytes written to `file`, and up to where the kernel was asked to start writing them
+    /// to the disk.
+    on_file: u64,
+    writeback_from: u64,
 }
 
 impl TempOutput {
@@ -48,6 +54,8 @@ impl TempOutput {
             hasher: Some(Hasher::new()),
             copy_of: None,
             size: 0,
+            on_file: 0,
+            writeback_from: 0,
         })
     }
 
@@ -57,7 +65,7 @@ impl TempOutput {
         }
         if data.len() >= self.buf.capacity() {
             // Too big to buffer: straight to the file, hashed by copy.
-            self.file.write_all(data)?;
+            self.to_file_direct(data)?;
             if let Some(h) = &mut self.hasher {
                 h.update(data);
             }
@@ -68,12 +76,41 @@ impl TempOutput {
         Ok(())
     }
 
+    fn to_file_direct(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all(data)?;
+        self.wrote(data.len());
+        Ok(())
+    }
+
+    /// Counts bytes written to the file; every [`WRITEBACK_EVERY`] bytes, asks the kernel to
+    /// start writing them to the disk (without waiting), so that the final fsync of a big
+    /// output finds little left to write instead of the whole file.
+    fn wrote(&mut self, n: usize) {
+        self.on_file += n as u64;
+        let pending = self.on_file - self.writeback_from;
+        if pending >= WRITEBACK_EVERY {
+            use std::os::fd::AsRawFd;
+            // A hint only: the fsync in `finish` is what makes the content durable, and
+            // reports any error.
+            let _ = unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    self.writeback_from as libc::off64_t,
+                    pending as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+            self.writeback_from = self.on_file;
+        }
+    }
+
     /// Writes the buffered bytes, then hands them to the hasher.
     fn flush_buf(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
         self.file.write_all(&self.buf)?;
+        self.wrote(self.buf.len());
         match &mut self.hasher {
             Some(h) => {
                 let full = std::mem::take(&mut self.buf);
