@@ -381,7 +381,13 @@ impl Sink<'_, '_, '_, '_> {
                 Ok(None) => self.stats.filtered += 1,
                 Ok(Some(original)) => match self.write(rec) {
                     Ok(()) => self.stats.written += 1,
-                    Err(e) => self.skip(e, original)?,
+                    Err(e) => {
+                        let original = original.or_else(|| {
+                            (self.on_error == OnError::Skip && self.transformer.is_noop())
+                                .then(|| Box::new(rec.clone()))
+                        });
+                        self.skip(e, original)?
+                    }
                 },
                 Err(Bad::Skip(e, original)) => self.skip(e, original)?,
                 Err(Bad::Fatal(e)) => return Err(e),
@@ -544,6 +550,11 @@ fn transform_record(
     transformer: &mut Transformer<'_>,
     on_error: OnError,
 ) -> Result<Option<Option<Box<Record>>>, Bad> {
+    if transformer.is_noop() {
+        // Nothing changes the record: no copy of the original either (a record that then
+        // cannot be written is itself the original).
+        return Ok(Some(None));
+    }
     let original = (on_error == OnError::Skip).then(|| Box::new(rec.clone()));
     match transformer.apply(rec) {
         Ok(true) => Ok(Some(original)),
