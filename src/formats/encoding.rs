@@ -158,6 +158,8 @@ pub struct EncodeWriter<W: std::io::Write> {
     out: Vec<u8>,
     /// An incomplete UTF-8 sequence from the end of the last write.
     pending: Vec<u8>,
+    /// The encoding of one write, written once all of it is encoded.
+    staged: Vec<u8>,
     utf8: bool,
 }
 
@@ -172,24 +174,30 @@ impl<W: std::io::Write> EncodeWriter<W> {
             replace,
             out: vec![0; 64 * 1024],
             pending: Vec::new(),
+            staged: Vec::new(),
             utf8,
         }
     }
 
+    /// Encodes `text` whole, or writes nothing of it: a record with a character the
+    /// encoding lacks must not leave half of itself in the output when it is skipped.
     fn encode(&mut self, text: &str, last: bool) -> io::Result<()> {
         let mut src = text;
+        self.staged.clear();
         loop {
             let (result, read, written) =
                 self.encoder
                     .encode_from_utf8_without_replacement(src, &mut self.out, last);
-            self.inner.write_all(&self.out[..written])?;
+            self.staged.extend_from_slice(&self.out[..written]);
             src = &src[read..];
             match result {
-                encoding_rs::EncoderResult::InputEmpty => return Ok(()),
+                encoding_rs::EncoderResult::InputEmpty => {
+                    return self.inner.write_all(&self.staged);
+                }
                 encoding_rs::EncoderResult::OutputFull => {}
                 encoding_rs::EncoderResult::Unmappable(ch) => {
                     if self.replace {
-                        self.inner.write_all(b"?")?;
+                        self.staged.push(b'?');
                     } else {
                         return Err(io::Error::new(
                             io::ErrorKind::InvalidData,
