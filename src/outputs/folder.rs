@@ -65,7 +65,7 @@ impl TempOutput {
         }
         if data.len() >= self.buf.capacity() {
             // Too big to buffer: straight to the file, hashed by copy.
-            self.to_file_direct(data)?;
+            self.write_direct(data)?;
             if let Some(h) = &mut self.hasher {
                 h.update(data);
             }
@@ -76,7 +76,7 @@ impl TempOutput {
         Ok(())
     }
 
-    fn to_file_direct(&mut self, data: &[u8]) -> io::Result<()> {
+    fn write_direct(&mut self, data: &[u8]) -> io::Result<()> {
         self.file.write_all(data)?;
         self.wrote(data.len());
         Ok(())
