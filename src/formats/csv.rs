@@ -507,7 +507,11 @@ mod tests {
         };
         let mut r = CsvReader::new(text, opts).unwrap();
         let e = r.read_into(&mut rec).unwrap_err();
-        assert!(e.message.starts_with("invalid UTF-8 in field"), "{}", e.message);
+        assert!(
+            e.message.starts_with("invalid UTF-8 in field"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
