@@ -9,9 +9,13 @@ Run through benches/data.sh, which finds (or builds) the binaries and cleans up:
        `mlr --icsv --ojson cat`; (b) rename two fields, filter Qty > 5, compute Qty*Price,
        ferry [transform] vs `mlr ... rename then filter then put`; (c) the csv crate's raw
        parsing (examples/csv_raw.rs) on the same file, and ferry's CSV reader alone
-       (`csv_raw --ferry`: decoding and records, no output, hashing or fsync).
+       (`csv_raw --ferry`: decoding and records, no output, hashing or fsync); (d) the
+       integrity floor: `sha256sum` of the input and of ferry's JSON output (the two hashes
+       ferry computes and the peers do not), next to the csv crate's parse.
   xml  a UBL-like XML of invoices (DATA_MB), invoice lines to CSV: ferry vs
-       `xmlstarlet sel -t -m //cac:InvoiceLine ...`.
+       `xmlstarlet sel -t -m //cac:InvoiceLine ...`; then quick-xml's own speed
+       (examples/xml_raw.rs: NsReader events with namespaces resolved, counting the
+       invoice lines) and ferry's XML reader alone (`xml_raw --ferry`).
   rss  peak RSS and time of ferry on a BIG_MB (default 2048 MB) input of each format: CSV to
        JSON, XML to CSV, fixed-width to CSV. One big file at a time, deleted afterwards.
 
@@ -24,6 +28,7 @@ Inputs are read once before timing, so all tools read from the page cache.
 Environment:
   FERRY_BIN      the ferry binary (data.sh sets it)
   CSV_RAW_BIN    the csv_raw example binary (data.sh sets it)
+  XML_RAW_BIN    the xml_raw example binary (data.sh sets it)
   BENCH_TMP      work folder (default /tmp/ferry-data-bench.<pid>)
   BENCH_RUNS     repetitions per figure (default 3)
   DATA_MB        size of the CSV and XML inputs (default 200)
@@ -42,6 +47,7 @@ import time
 
 FERRY = os.environ.get("FERRY_BIN", "target/release/ferry")
 CSV_RAW = os.environ.get("CSV_RAW_BIN", "")
+XML_RAW = os.environ.get("XML_RAW_BIN", "")
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 DATA_MB = float(os.environ.get("DATA_MB", "200"))
 BIG_MB = float(os.environ.get("BIG_MB", "2048"))
@@ -510,6 +516,19 @@ def bench_csv():
             "csv_crate", lambda: (*measured([CSV_RAW, path]), None),
             "ferry_reader", lambda: (*measured([CSV_RAW, "--ferry", path]), None),
         )
+    # (d) The integrity floor: ferry hashes the original and every output (and fsyncs the
+    # output); the peers do neither. sha256sum over the input and ferry's JSON output, on
+    # one core: what that work costs by itself.
+    log("csv (d): sha256sum of the input and of ferry's JSON output")
+    _, _, _, out = ferry_once("csvjson", CSV_JSON_JOB, path)
+    res["floor"] = compare(
+        "sha256", RUNS, size,
+        "sha256sum", lambda: (*measured(["sha256sum", path, out]), None),
+        "sha2_crate", (lambda: (*measured([CSV_RAW, "--sha256", path, out]), None))
+        if CSV_RAW else None,
+    )
+    res["floor"]["output_bytes"] = os.path.getsize(out)
+    drop(out)
     os.unlink(path)
     for d in ("dep-csvjson", "dep-csvxf"):
         shutil.rmtree(os.path.join(ROOT, d), ignore_errors=True)
@@ -539,6 +558,13 @@ def bench_xml():
         "xmlstarlet", peer("xmlstarlet", [*XMLSTARLET, path], "xmlstarlet.csv"),
         check=check_same,
     )
+    if XML_RAW:
+        log("xml: quick-xml alone (events, namespaces), and ferry's XML reader alone")
+        res["raw"] = compare(
+            "xml raw", RUNS, size,
+            "quick_xml", lambda: (*measured([XML_RAW, path]), None),
+            "ferry_reader", lambda: (*measured([XML_RAW, "--ferry", path]), None),
+        )
     os.unlink(path)
     shutil.rmtree(os.path.join(ROOT, "dep-xmlcsv"), ignore_errors=True)
     RESULTS["xml"] = res
@@ -601,6 +627,20 @@ def report():
             print(f"    csv crate / ferry CSV->JSON end to end: "
                   f"{raw / c['to_json']['ferry']['mb_per_s']['median']:.1f}x; "
                   f"csv crate / ferry reader: {raw / c['raw']['ferry_reader']['mb_per_s']['median']:.1f}x")
+        if "floor" in c:
+            f = c["floor"]
+            hashed = c["input"]["bytes"] + f["output_bytes"]
+            w = f["sha256sum"]["wall_s"]["median"]
+            print(f"  (d) integrity floor: sha256 of input + JSON output ({hashed / 1e6:.0f} MB), one core")
+            print(f"    sha256sum  {w:.2f} s ({hashed / 1e6 / w:.0f} MB/s hashed)")
+            if "sha2_crate" in f:
+                w = f["sha2_crate"]["wall_s"]["median"]
+                print(f"    sha2 crate {w:.2f} s ({hashed / 1e6 / w:.0f} MB/s hashed; ferry's hashing)")
+            if "raw" in c:
+                parse = c["input"]["bytes"] / 1e6 / raw
+                print(f"    csv crate parse {parse:.2f} s + hashes {w:.2f} s = {parse + w:.2f} s of one core; "
+                      f"ferry end to end {c['to_json']['ferry']['wall_s']['median']:.2f} s wall, "
+                      f"{c['to_json']['ferry']['cpu_s']['median']:.2f} s cpu")
     if "xml" in RESULTS:
         x = RESULTS["xml"]
         print(f"\nXML input: {x['input']['bytes'] / 1e6:.1f} MB, {x['input']['invoice_lines']} invoice lines")
@@ -608,6 +648,14 @@ def report():
             print(f"    {tool:10} {fmt(x['to_csv'][tool])}")
         ratio = x["to_csv"]["ferry"]["mb_per_s"]["median"] / x["to_csv"]["xmlstarlet"]["mb_per_s"]["median"]
         print(f"    ferry/xmlstarlet throughput: {ratio:.1f}x; outputs {x['to_csv']['check']}")
+        if "raw" in x:
+            q = x["raw"]["quick_xml"]["mb_per_s"]["median"]
+            xs = x["to_csv"]["xmlstarlet"]["mb_per_s"]["median"]
+            print(f"  quick-xml alone (NsReader events, namespaces resolved), and ferry's XML reader alone")
+            print(f"    {'quick-xml':10} {fmt(x['raw']['quick_xml'])}")
+            print(f"    {'ferry rdr':10} {fmt(x['raw']['ferry_reader'])}")
+            print(f"    quick-xml/xmlstarlet: {q / xs:.1f}x (10x xmlstarlet = {10 * xs:.0f} MB/s); "
+                  f"quick-xml / ferry end to end: {q / x['to_csv']['ferry']['mb_per_s']['median']:.1f}x")
     if "rss" in RESULTS:
         print("\nBig inputs, ferry, one run each")
         for k, v in RESULTS["rss"].items():

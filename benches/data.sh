@@ -6,7 +6,8 @@
 # FERRY_BIN overrides the binary (default target/release/ferry, or
 # $CARGO_TARGET_DIR/release/ferry; built when missing). The csv crate yardstick is
 # examples/csv_raw.rs, built with `cargo build --release --example csv_raw` (CSV_RAW_BIN
-# overrides it). BENCH_TMP sets the work folder (default /tmp/ferry-data-bench.<pid>);
+# overrides it); the quick-xml yardstick is examples/xml_raw.rs (XML_RAW_BIN). sha256sum
+# (coreutils) times the integrity floor. BENCH_TMP sets the work folder (default /tmp/ferry-data-bench.<pid>);
 # BENCH_RUNS (3), DATA_MB (200) and BIG_MB (2048) are described in benches/data.py.
 # Peers come from Debian: apt-get install -y miller xmlstarlet time.
 set -euo pipefail
@@ -36,10 +37,22 @@ if [ "$what" = csv ] || [ "$what" = all ]; then
   export CSV_RAW_BIN="$(realpath "$CSV_RAW_BIN")"
 fi
 
+if [ "$what" = xml ] || [ "$what" = all ]; then
+  if [ -z "${XML_RAW_BIN:-}" ]; then
+    XML_RAW_BIN="$target/release/examples/xml_raw"
+    if [ ! -x "$XML_RAW_BIN" ]; then
+      echo "data.sh: building $XML_RAW_BIN" >&2
+      cargo build --release --example xml_raw >&2
+    fi
+  fi
+  export XML_RAW_BIN="$(realpath "$XML_RAW_BIN")"
+fi
+
 missing=()
 command -v mlr >/dev/null || missing+=(miller)
 command -v xmlstarlet >/dev/null || missing+=(xmlstarlet)
 [ -x /usr/bin/time ] || missing+=(time)
+command -v sha256sum >/dev/null || missing+=(coreutils)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "data.sh: missing ${missing[*]}; install with: apt-get install -y ${missing[*]}" >&2
   exit 2

@@ -8,6 +8,11 @@
 //! With `--ferry`, reads FILE the way ferry's pipeline does (UTF-8 decoding, ferry's CSV
 //! reader filling one reused record), without transforming, writing, hashing or fsyncing:
 //! ferry's reading layer on its own, for comparison with the raw figure.
+//!
+//!     cargo run --release --example csv_raw -- --sha256 FILE...
+//!
+//! With `--sha256`, computes the sha256 of each FILE with the crate ferry hashes with (on
+//! one thread): the cost of ferry's integrity hashes on their own.
 
 use std::io::BufReader;
 use std::time::Instant;
@@ -18,6 +23,9 @@ use ferry::formats::encoding::DecodeReader;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "--sha256") {
+        return sha256(&args[1..]);
+    }
     let (ferry_mode, path) = match args.as_slice() {
         [flag, path] if flag == "--ferry" => (true, path),
         [path] => (false, path),
@@ -50,6 +58,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "{n} records, {size} bytes in {secs:.3} s: {:.1} MB/s",
         size as f64 / 1e6 / secs
+    );
+    Ok(())
+}
+
+fn sha256(files: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    use sha2::Digest;
+    use std::io::Read;
+    let start = Instant::now();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 256 * 1024];
+    for f in files {
+        let mut file = std::fs::File::open(f)?;
+        let mut h = sha2::Sha256::new();
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            total += n as u64;
+        }
+        println!("{}  {f}", hex::encode(h.finalize()));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{total} bytes hashed in {secs:.3} s: {:.1} MB/s",
+        total as f64 / 1e6 / secs
     );
     Ok(())
 }

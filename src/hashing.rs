@@ -81,6 +81,49 @@ impl Hasher {
         }
     }
 
+    /// Hashes a whole buffer the caller has finished with, without copying it: on the
+    /// hashing thread the buffer itself goes there. Returns an empty buffer to refill (the
+    /// same one when hashed here, else one the hashing thread gave back, or a new one).
+    pub fn update_owned(&mut self, data: Vec<u8>) -> Vec<u8> {
+        let cap = data.capacity();
+        match &mut self.state {
+            State::Background {
+                chunk, tx, back, ..
+            } => {
+                self.size += data.len() as u64;
+                // Bytes still waiting in the copy chunk go first.
+                if !chunk.is_empty() {
+                    let next = back
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+                    let pending = std::mem::replace(chunk, next);
+                    if tx.send(pending).is_err() {
+                        self.state = State::Poisoned;
+                        let mut data = data;
+                        data.clear();
+                        return data;
+                    }
+                }
+                if tx.send(data).is_err() {
+                    self.state = State::Poisoned;
+                    return Vec::with_capacity(cap);
+                }
+                let mut next = back.try_recv().unwrap_or_else(|_| Vec::with_capacity(cap));
+                next.clear();
+                if next.capacity() < cap {
+                    next.reserve(cap);
+                }
+                next
+            }
+            _ => {
+                let mut data = data;
+                self.update(&data);
+                data.clear();
+                data
+            }
+        }
+    }
+
     fn move_to_thread(&mut self) {
         // A file split into many big outputs must not start a thread (and its buffers) per
         // output: past the limit, streams are hashed where they are written.
@@ -164,6 +207,29 @@ mod tests {
         assert!(inline >= MAX_BACKGROUND, "{inline} hashed inline");
         for h in hashers {
             assert_eq!(h.finish().unwrap().0, want);
+        }
+    }
+
+    #[test]
+    fn owned_buffers_mixed_with_copied_bytes_hash_in_order() {
+        for len in [0usize, 1000, 1 << 20, (5 << 20) + 777] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 13 % 253) as u8).collect();
+            let mut h = Hasher::new();
+            let mut spare = Vec::new();
+            // Alternately whole buffers handed over and small pieces copied, as a temporary
+            // output does (its buffer, then a write too big to buffer).
+            for (n, piece) in data.chunks(100_000).enumerate() {
+                if n % 3 == 2 {
+                    h.update(piece);
+                } else {
+                    assert!(spare.is_empty());
+                    spare.extend_from_slice(piece);
+                    spare = h.update_owned(std::mem::take(&mut spare));
+                }
+            }
+            let (hex, size) = h.finish().unwrap();
+            assert_eq!(size, len as u64);
+            assert_eq!(hex, hex::encode(Sha256::digest(&data)), "{len} bytes");
         }
     }
 

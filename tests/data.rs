@@ -634,3 +634,43 @@ fn csv_to_xml_to_csv_gives_back_the_same_data() {
         assert_eq!(read(&d.path("c/people.csv")), bytes, "{enc}");
     }
 }
+
+/// Without a transform nothing is copied per record for the rejects file; a record that
+/// then cannot be written (a character the output encoding lacks) still lands there whole,
+/// and leaves nothing of itself in the output, on the small-file path and on the two-thread
+/// path for big files.
+#[test]
+fn without_a_transform_an_unwritable_record_is_rejected_with_its_fields() {
+    for rows in [3usize, 40_000] {
+        let d = Deployment::new("data-skip-notransform");
+        d.job(
+            "plain",
+            "[source]\nfolder = \"in\"\nsettle = \"0s\"\n[input]\nformat = \"csv\"\non_error = \"skip\"\n\
+             [[output]]\nfolder = \"out\"\nname = \"{stem}.json\"\nformat = \"json\"\nencoding = \"windows-1252\"\n",
+        );
+        let mut csv = String::from("No,Name\n");
+        for i in 1..=rows {
+            if i == 2 {
+                csv.push_str("2,Tōkyō 東京\n");
+            } else {
+                csv.push_str(&format!("{i},Müller\n"));
+            }
+        }
+        d.write("in/plain.csv", csv.as_bytes());
+        let o = d.run(&["run", "--once"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let bytes = read(&d.path("out/plain.json"));
+        let (text, _, _) = encoding_rs::WINDOWS_1252.decode(&bytes);
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json.as_array().unwrap().len(), rows - 1, "all but one");
+        assert_eq!(json[1]["No"], "3");
+        let rejects = std::fs::read_to_string(d.path("out/plain.csv.rejects.jsonl")).unwrap();
+        let lines: Vec<serde_json::Value> = rejects
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "{rejects}");
+        assert_eq!(lines[0]["data"]["No"], "2", "{rejects}");
+        assert_eq!(lines[0]["data"]["Name"], "Tōkyō 東京", "{rejects}");
+    }
+}

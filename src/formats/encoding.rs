@@ -25,6 +25,9 @@ pub fn by_label(label: &str) -> Option<&'static Encoding> {
     Encoding::for_label(label.trim().as_bytes())
 }
 
+/// Bytes of the original read at a time.
+const INPUT: usize = 128 * 1024;
+
 /// A reader that yields the UTF-8 text of an encoded byte stream.
 pub struct DecodeReader<R> {
     inner: R,
@@ -48,11 +51,13 @@ impl<R: Read> DecodeReader<R> {
             inner,
             decoder: encoding.new_decoder(),
             replace,
-            input: vec![0; 64 * 1024],
+            input: vec![0; INPUT],
             in_pos: 0,
             in_len: 0,
             consumed: 0,
-            output: vec![0; 3 * 64 * 1024 + 16],
+            // For reads too small to decode into directly (decoding stops when it is full
+            // and goes on at the next read).
+            output: vec![0; 64 * 1024],
             out_pos: 0,
             out_len: 0,
             eof: false,
@@ -65,8 +70,10 @@ impl<R: Read> DecodeReader<R> {
         self.decoder.encoding()
     }
 
-    fn fill(&mut self) -> io::Result<()> {
-        while self.out_pos == self.out_len && !self.done {
+    /// Decodes into `dst` (at least [`MIN_DIRECT`] bytes), reading more of the original as
+    /// needed; 0 only at the end.
+    fn decode_into(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        while !self.done {
             if self.in_pos == self.in_len && !self.eof {
                 let n = loop {
                     match self.inner.read(&mut self.input) {
@@ -82,16 +89,15 @@ impl<R: Read> DecodeReader<R> {
             let src = &self.input[self.in_pos..self.in_len];
             let last = self.eof;
             let (read, written) = if self.replace {
-                let (result, read, written, _) =
-                    self.decoder.decode_to_utf8(src, &mut self.output, last);
+                let (result, read, written, _) = self.decoder.decode_to_utf8(src, dst, last);
                 if result == CoderResult::InputEmpty && last {
                     self.done = true;
                 }
                 (read, written)
             } else {
-                let (result, read, written) =
-                    self.decoder
-                        .decode_to_utf8_without_replacement(src, &mut self.output, last);
+                let (result, read, written) = self
+                    .decoder
+                    .decode_to_utf8_without_replacement(src, dst, last);
                 match result {
                     DecoderResult::InputEmpty if last => self.done = true,
                     DecoderResult::Malformed(bad, after) => {
@@ -116,16 +122,30 @@ impl<R: Read> DecodeReader<R> {
             };
             self.in_pos += read;
             self.consumed += read as u64;
-            self.out_pos = 0;
-            self.out_len = written;
+            if written > 0 {
+                return Ok(written);
+            }
         }
-        Ok(())
+        Ok(0)
     }
 }
 
+/// A read into a buffer at least this big is decoded straight into it, not into this
+/// reader's own buffer and then copied.
+const MIN_DIRECT: usize = 4096;
+
 impl<R: Read> Read for DecodeReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.fill()?;
+        if self.out_pos == self.out_len {
+            if buf.len() >= MIN_DIRECT {
+                return self.decode_into(buf);
+            }
+            let mut out = std::mem::take(&mut self.output);
+            let decoded = self.decode_into(&mut out);
+            self.output = out;
+            self.out_pos = 0;
+            self.out_len = decoded?;
+        }
         let n = buf.len().min(self.out_len - self.out_pos);
         buf[..n].copy_from_slice(&self.output[self.out_pos..self.out_pos + n]);
         self.out_pos += n;
@@ -158,6 +178,8 @@ pub struct EncodeWriter<W: std::io::Write> {
     out: Vec<u8>,
     /// An incomplete UTF-8 sequence from the end of the last write.
     pending: Vec<u8>,
+    /// The encoding of one write, written once all of it is encoded.
+    staged: Vec<u8>,
     utf8: bool,
 }
 
@@ -172,24 +194,30 @@ impl<W: std::io::Write> EncodeWriter<W> {
             replace,
             out: vec![0; 64 * 1024],
             pending: Vec::new(),
+            staged: Vec::new(),
             utf8,
         }
     }
 
+    /// Encodes `text` whole, or writes nothing of it: a record with a character the
+    /// encoding lacks must not leave half of itself in the output when it is skipped.
     fn encode(&mut self, text: &str, last: bool) -> io::Result<()> {
         let mut src = text;
+        self.staged.clear();
         loop {
             let (result, read, written) =
                 self.encoder
                     .encode_from_utf8_without_replacement(src, &mut self.out, last);
-            self.inner.write_all(&self.out[..written])?;
+            self.staged.extend_from_slice(&self.out[..written]);
             src = &src[read..];
             match result {
-                encoding_rs::EncoderResult::InputEmpty => return Ok(()),
+                encoding_rs::EncoderResult::InputEmpty => {
+                    return self.inner.write_all(&self.staged);
+                }
                 encoding_rs::EncoderResult::OutputFull => {}
                 encoding_rs::EncoderResult::Unmappable(ch) => {
                     if self.replace {
-                        self.inner.write_all(b"?")?;
+                        self.staged.push(b'?');
                     } else {
                         return Err(io::Error::new(
                             io::ErrorKind::InvalidData,
@@ -292,6 +320,45 @@ mod tests {
         big[150_001] = 0xc3; // a lead byte followed by 'x' is malformed
         let e = decode(&big, "utf-8", false).unwrap_err();
         assert_eq!(decode_error(&e).unwrap().offset, 150_001);
+    }
+
+    #[test]
+    fn small_and_big_reads_decode_the_same_text() {
+        // Reads big enough to decode into directly alternate with small ones served from
+        // the reader's own buffer; multi-byte characters straddle every boundary.
+        let text: String = (0..300_000)
+            .map(|i| ['a', 'é', '€', '𝄞', '\n'][i % 5])
+            .collect();
+        for (label, bytes) in [
+            ("utf-8", text.as_bytes().to_vec()),
+            (
+                "utf-16le",
+                text.encode_utf16().flat_map(u16::to_le_bytes).collect(),
+            ),
+            ("windows-1252", {
+                let t: String = text.chars().filter(|&c| c != '𝄞').collect();
+                by_label("windows-1252").unwrap().encode(&t).0.into_owned()
+            }),
+        ] {
+            let want = by_label(label)
+                .unwrap()
+                .decode_without_bom_handling(&bytes)
+                .0;
+            let mut r = DecodeReader::new(&bytes[..], by_label(label).unwrap(), false);
+            let mut got = Vec::new();
+            for size in [1usize, 5000, 3, 200_000, 4095, 4096, 70_000]
+                .iter()
+                .cycle()
+            {
+                let mut buf = vec![0; *size];
+                let n = r.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(String::from_utf8(got).unwrap(), want, "{label}");
+        }
     }
 
     #[test]

@@ -56,6 +56,11 @@ impl<W: Write> JsonWriter<W> {
         let keys = self.keys.as_ref().map_or(&[][..], |(_, k)| &k[..]);
         let b = &mut self.buf;
         b.clear();
+        // Room for the record unless values need escapes: no growing while it is written.
+        b.reserve(
+            4 + keys.iter().map(Vec::len).sum::<usize>()
+                + rec.values.iter().map(|v| v.len() + 3).sum::<usize>(),
+        );
         match (self.style, self.count) {
             (JsonStyle::Array, 0) => b.extend_from_slice(b"[\n"),
             (JsonStyle::Array, _) => b.extend_from_slice(b",\n"),
@@ -94,26 +99,33 @@ impl<W: Write> JsonWriter<W> {
 }
 
 /// Whether any byte needs an escape (a control character, `"` or `\`). Most values need
-/// none: this looks at eight bytes at a time, then they are copied at once.
+/// none: this looks at eight bytes at a time (a short value, or the tail of a long one, as
+/// one padded or overlapping word), then they are copied at once.
 fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // Exact per word: nonzero when some byte is zero, or below 0x20.
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let below_space = |x: u64| x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+    let bad = |x: u64| {
+        below_space(x) | zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\')))
+            != 0
+    };
+    let word = |c: &[u8]| u64::from_le_bytes(c.try_into().expect("8 bytes"));
+    if bytes.len() < 8 {
+        // Padded with spaces, which need no escape.
+        let mut w = [b' '; 8];
+        w[..bytes.len()].copy_from_slice(bytes);
+        return bad(u64::from_le_bytes(w));
+    }
     let mut chunks = bytes.chunks_exact(8);
     for c in &mut chunks {
-        let x = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-        if below_space(x) | zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\')))
-            != 0
-        {
+        if bad(word(c)) {
             return true;
         }
     }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    // The last eight bytes, overlapping what was checked.
+    !chunks.remainder().is_empty() && bad(word(&bytes[bytes.len() - 8..]))
 }
 
 /// Appends a JSON string literal, escaping as RFC 8259 requires.

@@ -25,7 +25,8 @@ use super::{ParseError, Position, Record};
 struct Step {
     /// Interned namespace id; `None` matches any namespace.
     ns: Option<u32>,
-    local: String,
+    /// Interned local name: its index in [`XmlPaths::locals`].
+    local: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -54,12 +55,16 @@ pub struct XmlPaths {
     fields: Vec<FieldPath>,
     names: Arc<[String]>,
     ns_ids: HashMap<String, u32>,
+    /// The local names the paths use. Each element's name is looked up here once, and
+    /// paths are matched on numbers: no name comparisons per path and element.
+    locals: Vec<String>,
 }
 
 fn parse_path(
     text: &str,
     prefixes: &HashMap<String, String>,
     ns_ids: &mut HashMap<String, u32>,
+    locals: &mut Vec<String>,
 ) -> Result<FieldPath, String> {
     let t = text.trim();
     let anywhere = t.starts_with("//");
@@ -97,6 +102,13 @@ fn parse_path(
             }
             None => (None, part.to_string()),
         };
+        let local = match locals.iter().position(|n| *n == local) {
+            Some(i) => i as u32,
+            None => {
+                locals.push(local);
+                locals.len() as u32 - 1
+            }
+        };
         steps.push(Step { ns, local });
     }
     Ok(FieldPath {
@@ -111,10 +123,11 @@ impl XmlPaths {
     pub fn compile(opts: &XmlOptions) -> Result<XmlPaths, String> {
         let prefixes: HashMap<String, String> = opts.namespaces.iter().cloned().collect();
         let mut ns_ids = HashMap::new();
+        let mut locals = Vec::new();
         let record = if opts.record.trim() == "/" {
             None
         } else {
-            let r = parse_path(&opts.record, &prefixes, &mut ns_ids)?;
+            let r = parse_path(&opts.record, &prefixes, &mut ns_ids, &mut locals)?;
             if !r.absolute || r.attr.is_some() || r.steps.is_empty() {
                 return Err(format!(
                     "record {:?}: expected an absolute element path like \"/Invoice/cac:InvoiceLine\" or \"//Order\", or \"/\" for the whole document",
@@ -125,7 +138,7 @@ impl XmlPaths {
         };
         let mut fields = Vec::new();
         for (name, path) in &opts.fields {
-            let p = parse_path(path, &prefixes, &mut ns_ids)
+            let p = parse_path(path, &prefixes, &mut ns_ids, &mut locals)
                 .map_err(|e| format!("field `{name}`: {e}"))?;
             if record.is_none() && !p.absolute {
                 return Err(format!(
@@ -144,6 +157,7 @@ impl XmlPaths {
                 .collect::<Vec<_>>()
                 .into(),
             ns_ids,
+            locals,
         })
     }
 }
@@ -181,11 +195,17 @@ impl<R> LineCounter<R> {
     }
 }
 
-/// Newlines in `bytes`, in a form the compiler vectorizes.
+/// Newlines in `bytes`, in a form the compiler vectorizes: byte-wide counters (a block of
+/// 255 bytes cannot overflow them), summed per block.
 fn newlines(bytes: &[u8]) -> u64 {
     bytes
-        .chunks(4096)
-        .map(|c| c.iter().map(|&b| usize::from(b == b'\n')).sum::<usize>() as u64)
+        .chunks(255)
+        .map(|c| {
+            u64::from(
+                c.iter()
+                    .fold(0u8, |n, &b| n.wrapping_add(u8::from(b == b'\n'))),
+            )
+        })
         .sum()
 }
 
@@ -200,25 +220,37 @@ impl<R: std::io::Read> std::io::Read for LineCounter<R> {
 }
 
 impl<R: std::io::Read> BufRead for LineCounter<R> {
+    #[inline]
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
         if self.pos == self.end {
-            let n = self.line_count();
-            self.counted.set((0, n));
-            self.pos = 0;
-            self.end = 0;
-            self.end = loop {
-                match self.inner.read(&mut self.buf) {
-                    Ok(k) => break k,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
-            };
+            self.refill()?;
         }
         Ok(&self.buf[self.pos..self.end])
     }
 
+    #[inline]
     fn consume(&mut self, amt: usize) {
         self.pos = (self.pos + amt).min(self.end);
+    }
+}
+
+impl<R: std::io::Read> LineCounter<R> {
+    /// Reads the next block (the parser asks for bytes many times per event: the common
+    /// case above stays small enough to inline).
+    #[inline(never)]
+    fn refill(&mut self) -> std::io::Result<()> {
+        let n = self.line_count();
+        self.counted.set((0, n));
+        self.pos = 0;
+        self.end = 0;
+        self.end = loop {
+            match self.inner.read(&mut self.buf) {
+                Ok(k) => break k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        Ok(())
     }
 }
 
@@ -264,8 +296,8 @@ pub struct XmlReader<R: BufRead> {
     paths: XmlPaths,
     buf: Vec<u8>,
     /// The open elements (the first `depth`; the rest keep their allocations for reuse):
-    /// namespace id or none, local name.
-    stack: Vec<(Option<u32>, String)>,
+    /// namespace id or none, interned local name (`u32::MAX`: one no path uses), local name.
+    stack: Vec<(Option<u32>, u32, String)>,
     depth: usize,
     record_depth: Option<usize>,
     /// Index of the field collecting text now, with the depth of its element.
@@ -308,8 +340,9 @@ impl<R: BufRead> XmlReader<R> {
 
     fn matches(&self, p: &FieldPath, base: usize) -> bool {
         let stack = &self.stack[base..self.depth];
-        let ok =
-            |s: &Step, e: &(Option<u32>, String)| (s.ns.is_none() || s.ns == e.0) && s.local == e.1;
+        let ok = |s: &Step, e: &(Option<u32>, u32, String)| {
+            (s.ns.is_none() || s.ns == e.0) && s.local == e.1
+        };
         if p.anywhere {
             stack.len() >= p.steps.len()
                 && p.steps
@@ -374,18 +407,10 @@ impl<R: BufRead> XmlReader<R> {
         };
         match ev {
             Event::Start(e) => {
-                let ns = ns_id(
-                    &self.paths.ns_ids,
-                    &self.reader.resolver().resolve_element(e.name()).0,
-                );
-                self.open(ns, e.local_name().as_ref(), &e)?;
+                self.open(&e)?;
             }
             Event::Empty(e) => {
-                let ns = ns_id(
-                    &self.paths.ns_ids,
-                    &self.reader.resolver().resolve_element(e.name()).0,
-                );
-                self.open(ns, e.local_name().as_ref(), &e)?;
+                self.open(&e)?;
                 if self.close(out) {
                     return Ok(Some(true));
                 }
@@ -430,7 +455,7 @@ impl<R: BufRead> XmlReader<R> {
                 if self.depth > 0 {
                     return Err(self.error(format!(
                         "the document ends inside <{}>",
-                        self.stack[self.depth - 1].1
+                        self.stack[self.depth - 1].2
                     )));
                 }
                 if self.paths.record.is_none() {
@@ -446,21 +471,39 @@ impl<R: BufRead> XmlReader<R> {
         Ok(None)
     }
 
-    fn open(
-        &mut self,
-        ns: Option<u32>,
-        local: &str,
-        e: &quick_xml::events::BytesStart<'_>,
-    ) -> Result<(), ParseError> {
+    fn open(&mut self, e: &quick_xml::events::BytesStart<'_>) -> Result<(), ParseError> {
+        let local_name = e.local_name();
+        let local: &str = local_name.as_ref();
+        let id = self
+            .paths
+            .locals
+            .iter()
+            .position(|n| n == local)
+            .map_or(u32::MAX, |i| i as u32);
+        // The namespace matters only for names the paths use.
+        let ns = if id == u32::MAX {
+            None
+        } else {
+            ns_id(
+                &self.paths.ns_ids,
+                &self.reader.resolver().resolve_element(e.name()).0,
+            )
+        };
         match self.stack.get_mut(self.depth) {
             Some(top) => {
                 top.0 = ns;
-                top.1.clear();
-                top.1.push_str(local);
+                top.1 = id;
+                top.2.clear();
+                top.2.push_str(local);
             }
-            None => self.stack.push((ns, local.to_string())),
+            None => self.stack.push((ns, id, local.to_string())),
         }
         self.depth += 1;
+        if id == u32::MAX {
+            // Every path ends in a named element (or, for `.` and `@name`, in the record
+            // element): one that no path names starts no record and no field.
+            return Ok(());
+        }
         let depth = self.depth;
         if self.record_depth.is_none()
             && let Some(r) = &self.paths.record
@@ -573,6 +616,20 @@ impl<R: BufRead> XmlReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn newline_count_is_exact_past_the_byte_counters() {
+        // Runs of newlines longer than a counter holds, and ragged lengths.
+        for len in [0usize, 1, 254, 255, 256, 511, 1000, 70_000] {
+            for every in [1usize, 2, 7, 300] {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|i| if i % every == 0 { b'\n' } else { b'a' })
+                    .collect();
+                let want = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+                assert_eq!(newlines(&bytes), want, "{len} bytes, every {every}");
+            }
+        }
+    }
 
     const UBL: &[(&str, &str)] = &[
         (

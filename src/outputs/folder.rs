@@ -17,15 +17,28 @@ pub fn temp_path(final_path: &Path, id: i64, idx: u32) -> PathBuf {
     final_path.with_file_name(format!(".ferry-out-{id}-{idx}.tmp"))
 }
 
+/// The write buffer of a temporary output.
+const BUF: usize = 256 * 1024;
+/// Written bytes after which their writeback to the disk is started.
+const WRITEBACK_EVERY: u64 = 8 << 20;
+
 /// A temporary output being written.
 pub struct TempOutput {
     pub temp: PathBuf,
-    file: io::BufWriter<File>,
+    file: File,
+    /// Bytes not yet written to `file`. A full buffer is written, then handed whole to the
+    /// hasher (to its thread, for big outputs) and a recycled one comes back: each byte is
+    /// copied once on its way out, not into a file buffer and a hashing buffer both.
+    buf: Vec<u8>,
     /// `None` while [`tee_copy`] writes the source's bytes, whose hash it computes once.
     hasher: Option<Hasher>,
     /// Set by [`tee_copy`]: the content is the source's, with this sha256.
     copy_of: Option<String>,
     size: u64,
+    /// Bytes written to `file`, and up to where the kernel was asked to start writing them
+    /// to the disk.
+    on_file: u64,
+    writeback_from: u64,
 }
 
 impl TempOutput {
@@ -33,28 +46,88 @@ impl TempOutput {
         if let Some(dir) = temp.parent() {
             fsutil::create_dir_all_durable(dir)?;
         }
-        let file = io::BufWriter::with_capacity(256 * 1024, File::create(temp)?);
+        let file = File::create(temp)?;
         Ok(TempOutput {
             temp: temp.to_path_buf(),
             file,
+            buf: Vec::with_capacity(BUF),
             hasher: Some(Hasher::new()),
             copy_of: None,
             size: 0,
+            on_file: 0,
+            writeback_from: 0,
         })
     }
 
-    pub fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file.write_all(buf)?;
-        if let Some(h) = &mut self.hasher {
-            h.update(buf);
+    pub fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.buf.len() + data.len() > self.buf.capacity() {
+            self.flush_buf()?;
         }
-        self.size += buf.len() as u64;
+        if data.len() >= self.buf.capacity() {
+            // Too big to buffer: straight to the file, hashed by copy.
+            self.write_direct(data)?;
+            if let Some(h) = &mut self.hasher {
+                h.update(data);
+            }
+        } else {
+            self.buf.extend_from_slice(data);
+        }
+        self.size += data.len() as u64;
+        Ok(())
+    }
+
+    fn write_direct(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all(data)?;
+        self.wrote(data.len());
+        Ok(())
+    }
+
+    /// Counts bytes written to the file; every [`WRITEBACK_EVERY`] bytes, asks the kernel to
+    /// start writing them to the disk (without waiting), so that the final fsync of a big
+    /// output finds little left to write instead of the whole file.
+    fn wrote(&mut self, n: usize) {
+        self.on_file += n as u64;
+        let pending = self.on_file - self.writeback_from;
+        if pending >= WRITEBACK_EVERY {
+            use std::os::fd::AsRawFd;
+            // A hint only: the fsync in `finish` is what makes the content durable, and
+            // reports any error.
+            let _ = unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    self.writeback_from as libc::off64_t,
+                    pending as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+            self.writeback_from = self.on_file;
+        }
+    }
+
+    /// Writes the buffered bytes, then hands them to the hasher.
+    fn flush_buf(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all(&self.buf)?;
+        self.wrote(self.buf.len());
+        match &mut self.hasher {
+            Some(h) => {
+                let full = std::mem::take(&mut self.buf);
+                self.buf = h.update_owned(full);
+                if self.buf.capacity() < BUF {
+                    self.buf.reserve(BUF);
+                }
+            }
+            None => self.buf.clear(),
+        }
         Ok(())
     }
 
     /// fsyncs the content; returns its sha256 and size.
-    pub fn finish(self) -> io::Result<(String, u64)> {
-        let file = self.file.into_inner().map_err(|e| e.into_error())?;
+    pub fn finish(mut self) -> io::Result<(String, u64)> {
+        self.flush_buf()?;
+        let file = self.file;
         file.sync_all()?;
         let hash = match (self.hasher, self.copy_of) {
             (_, Some(hash)) => hash,
@@ -75,7 +148,7 @@ impl Write for TempOutput {
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        self.flush_buf()
     }
 }
 
@@ -175,4 +248,42 @@ pub fn move_unique(from: &Path, to: &Path) -> io::Result<PathBuf> {
         io::ErrorKind::AlreadyExists,
         format!("no free name for {} after 10,000 tries", to.display()),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    #[test]
+    fn temp_output_writes_and_hashes_every_byte_in_order() {
+        let dir = std::env::temp_dir().join(format!("ferry-tempout-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Small writes, writes that fill the buffer exactly, writes bigger than it; past
+        // the size at which hashing moves to its own thread.
+        let sizes = [
+            1usize,
+            7,
+            BUF - 8,
+            BUF,
+            3 * BUF + 5,
+            100,
+            BUF + 1,
+            12345,
+            2 << 20,
+        ];
+        let mut want = Vec::new();
+        let path = dir.join("out.tmp");
+        let mut out = TempOutput::create(&path).unwrap();
+        for (n, size) in sizes.iter().enumerate() {
+            let piece: Vec<u8> = (0..*size).map(|i| (i * 7 + n) as u8).collect();
+            out.write_all(&piece).unwrap();
+            want.extend_from_slice(&piece);
+        }
+        let (hash, size) = out.finish().unwrap();
+        assert_eq!(size, want.len() as u64);
+        assert_eq!(hash, hex::encode(Sha256::digest(&want)));
+        assert_eq!(std::fs::read(&path).unwrap(), want);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

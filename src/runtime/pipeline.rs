@@ -381,7 +381,13 @@ impl Sink<'_, '_, '_, '_> {
                 Ok(None) => self.stats.filtered += 1,
                 Ok(Some(original)) => match self.write(rec) {
                     Ok(()) => self.stats.written += 1,
-                    Err(e) => self.skip(e, original)?,
+                    Err(e) => {
+                        let original = original.or_else(|| {
+                            (self.on_error == OnError::Skip && self.transformer.is_noop())
+                                .then(|| Box::new(rec.clone()))
+                        });
+                        self.skip(e, original)?
+                    }
                 },
                 Err(Bad::Skip(e, original)) => self.skip(e, original)?,
                 Err(Bad::Fatal(e)) => return Err(e),
@@ -392,7 +398,13 @@ impl Sink<'_, '_, '_, '_> {
 
     fn write(&mut self, rec: &Record) -> Result<(), ParseError> {
         let targets: Vec<&mut Writer<TempOutput>> = match self.split.as_mut() {
-            None => self.writers.iter_mut().collect(),
+            None => {
+                // No split: straight to the outputs (no list of targets per record).
+                for w in &mut self.writers {
+                    w.write(rec)?;
+                }
+                return Ok(());
+            }
             Some(sp) => {
                 let g = group_of(
                     sp,
@@ -538,6 +550,11 @@ fn transform_record(
     transformer: &mut Transformer<'_>,
     on_error: OnError,
 ) -> Result<Option<Option<Box<Record>>>, Bad> {
+    if transformer.is_noop() {
+        // Nothing changes the record: no copy of the original either (a record that then
+        // cannot be written is itself the original).
+        return Ok(Some(None));
+    }
     let original = (on_error == OnError::Skip).then(|| Box::new(rec.clone()));
     match transformer.apply(rec) {
         Ok(true) => Ok(Some(original)),

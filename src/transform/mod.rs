@@ -455,6 +455,11 @@ impl<'env> Transformer<'env> {
         })
     }
 
+    /// Whether this transform leaves every record as it is (no filter, no fields).
+    pub fn is_noop(&self) -> bool {
+        self.filter.is_none() && self.fields.is_empty()
+    }
+
     /// Transforms `rec` in place. `Ok(false)`: the filter dropped it.
     pub fn apply(&mut self, rec: &mut Record) -> Result<bool, ParseError> {
         if self.filter.is_none() && self.fields.is_empty() {
