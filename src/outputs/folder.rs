@@ -89,17 +89,22 @@ impl TempOutput {
         self.on_file += n as u64;
         let pending = self.on_file - self.writeback_from;
         if pending >= WRITEBACK_EVERY {
-            use std::os::fd::AsRawFd;
-            // A hint only: the fsync in `finish` is what makes the content durable, and
-            // reports any error.
-            let _ = unsafe {
-                libc::sync_file_range(
-                    self.file.as_raw_fd(),
-                    self.writeback_from as libc::off64_t,
-                    pending as libc::off64_t,
-                    libc::SYNC_FILE_RANGE_WRITE,
-                )
-            };
+            #[cfg(target_os = "linux")]
+            {
+                use std::os::fd::AsRawFd;
+                // A hint only: the fsync in `finish` is what makes the content durable, and
+                // reports any error.
+                // SAFETY: sync_file_range(2) on our own open descriptor, with plain
+                // integers; no memory is passed.
+                let _ = unsafe {
+                    libc::sync_file_range(
+                        self.file.as_raw_fd(),
+                        self.writeback_from as libc::off64_t,
+                        pending as libc::off64_t,
+                        libc::SYNC_FILE_RANGE_WRITE,
+                    )
+                };
+            }
             self.writeback_from = self.on_file;
         }
     }
