@@ -537,6 +537,7 @@ fn deliver(
         if raw.is_empty()
             && !converting
             && !linked.is_empty()
+            && linked.len() == targets.len()
             && resolved.extract_dirs.is_empty()
             && found.meta.size >= DEFER_HASH_FROM
         {
