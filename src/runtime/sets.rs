@@ -216,34 +216,21 @@ fn prepare_manifest(
 ) -> Prep {
     let timed_out = now_ms().saturating_sub(first_seen_ms) > timeout.as_millis() as i64;
     if !m.glob.is_match(&found.name) {
-        if job.after.success == crate::job::Success::Keep {
-            let id = Identity {
-                path: found.path.to_string_lossy().into_owned(),
-                size: found.meta.size,
-                mtime_ns: found.meta.mtime_ns,
-            };
-            if journal.was_finished(&job.name, &id).unwrap_or(false) {
-                return Prep::Outcome(Outcome::Ignored { meta: found.meta });
-            }
-        }
         let dir = found.path.parent().unwrap_or(Path::new("."));
-        if listed(m, dir, &found.name, timed_out) {
-            // Its manifest takes this file along; it has settled already.
-            mark_settled(&found.path, found.meta, job.source.settle);
-            return Prep::Outcome(Outcome::Waiting);
-        }
-        if !timed_out {
-            return Prep::Outcome(Outcome::Waiting);
-        }
-        return Prep::Set(SetCtx {
-            companions: Vec::new(),
-            index: None,
-            incomplete: Some(format!(
-                "no manifest ({}) lists this file after {}: a file of a manifest set waits for the manifest that lists it",
-                m.pattern,
-                fmt_duration(timeout)
-            )),
-        });
+        return member_waits(
+            job,
+            found,
+            journal,
+            || listed(m, dir, &found.name, timed_out),
+            timed_out,
+            || {
+                format!(
+                    "no manifest ({}) lists this file after {}: a file of a manifest set waits for the manifest that lists it",
+                    m.pattern,
+                    fmt_duration(timeout)
+                )
+            },
+        );
     }
     match read_manifest(m, &found.path) {
         // An untrusted list is not acted on at all: the manifest alone fails; the files
@@ -283,33 +270,20 @@ pub fn prepare(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
     let timed_out = now_ms().saturating_sub(first_seen_ms) > set.timeout.as_millis() as i64;
     if which != 0 {
         let lead = found.path.with_file_name(set.members[0].name(stem));
-        if job.after.success == crate::job::Success::Keep {
-            let id = Identity {
-                path: found.path.to_string_lossy().into_owned(),
-                size: found.meta.size,
-                mtime_ns: found.meta.mtime_ns,
-            };
-            if journal.was_finished(&job.name, &id).unwrap_or(false) {
-                return Prep::Outcome(Outcome::Ignored { meta: found.meta });
-            }
-        }
-        if lead.exists() {
-            // The lead takes this file along; it has settled already.
-            mark_settled(&found.path, found.meta, job.source.settle);
-            return Prep::Outcome(Outcome::Waiting);
-        }
-        if !timed_out {
-            return Prep::Outcome(Outcome::Waiting);
-        }
-        return Prep::Set(SetCtx {
-            companions: Vec::new(),
-            index: None,
-            incomplete: Some(format!(
-                "the document set {stem:?} is incomplete after {}: {} is missing",
-                fmt_duration(set.timeout),
-                set.members[0].name(stem)
-            )),
-        });
+        return member_waits(
+            job,
+            found,
+            journal,
+            || lead.exists(),
+            timed_out,
+            || {
+                format!(
+                    "the document set {stem:?} is incomplete after {}: {} is missing",
+                    fmt_duration(set.timeout),
+                    set.members[0].name(stem)
+                )
+            },
+        );
     }
     let names = set.members[1..].iter().map(|m| m.name(stem)).collect();
     gather(
@@ -320,6 +294,42 @@ pub fn prepare(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
         &format!("{stem:?}"),
         set.timeout,
     )
+}
+
+/// A set's file that is not its lead: ignored when kept and already done; waiting while
+/// the lead (or a manifest listing it) will take it along, or until `timed_out`; then
+/// failed alone as incomplete, with `why`.
+fn member_waits(
+    job: &Job,
+    found: &Found,
+    journal: &Journal,
+    taken_along: impl FnOnce() -> bool,
+    timed_out: bool,
+    why: impl FnOnce() -> String,
+) -> Prep {
+    if job.after.success == crate::job::Success::Keep {
+        let id = Identity {
+            path: found.path.to_string_lossy().into_owned(),
+            size: found.meta.size,
+            mtime_ns: found.meta.mtime_ns,
+        };
+        if journal.was_finished(&job.name, &id).unwrap_or(false) {
+            return Prep::Outcome(Outcome::Ignored { meta: found.meta });
+        }
+    }
+    if taken_along() {
+        // The file that takes it along has it settled already.
+        mark_settled(&found.path, found.meta, job.source.settle);
+        return Prep::Outcome(Outcome::Waiting);
+    }
+    if !timed_out {
+        return Prep::Outcome(Outcome::Waiting);
+    }
+    Prep::Set(SetCtx {
+        companions: Vec::new(),
+        index: None,
+        incomplete: Some(why()),
+    })
 }
 
 /// The lead's other members `names` (in order): the set when all are present and
