@@ -218,10 +218,8 @@ async fn take_message(
     };
     let meta = &parsed.meta;
     let meta_json = serde_json::to_string(meta)?;
-    let dup = (!meta.message_id.is_empty() && batch.message_ids.contains(&meta.message_id))
-        || blocking(|| store.message_id_known(&job.name, &meta.message_id))?;
-    if dup {
-        tracing::info!(uid, message_id = %meta.message_id, "Message-id taken before (under another UID); not taken again.");
+    // A message none of whose parts is taken: remembered, so it is not looked at again.
+    let record_without_files = |state: &str| {
         blocking(|| {
             store.record(
                 &job.name,
@@ -229,11 +227,17 @@ async fn take_message(
                 uid,
                 &meta.message_id,
                 &meta_json,
-                "duplicate",
+                state,
                 &[],
                 false,
             )
-        })?;
+        })
+    };
+    let dup = (!meta.message_id.is_empty() && batch.message_ids.contains(&meta.message_id))
+        || blocking(|| store.message_id_known(&job.name, &meta.message_id))?;
+    if dup {
+        tracing::info!(uid, message_id = %meta.message_id, "Message-id taken before (under another UID); not taken again.");
+        record_without_files("duplicate")?;
         r.skipped += 1;
         return Ok(());
     }
@@ -252,18 +256,7 @@ async fn take_message(
         if m.no_match == NoMatch::Move {
             imap::move_to(s, &[uid], &m.no_match_folder, caps.r#move).await?;
         }
-        blocking(|| {
-            store.record(
-                &job.name,
-                uidvalidity,
-                uid,
-                &meta.message_id,
-                &meta_json,
-                "skipped",
-                &[],
-                false,
-            )
-        })?;
+        record_without_files("skipped")?;
         r.skipped += 1;
         return Ok(());
     }
