@@ -265,8 +265,8 @@ fn bad_pdfs_go_to_the_error_folder_with_a_reason() {
         "{}",
         reason("empty.pdf")
     );
-    assert!(reason("garbage.pdf").contains("corrupt or truncated"));
-    assert!(reason("truncated.pdf").contains("corrupt or truncated"));
+    assert!(reason("garbage.pdf").contains("truncated or damaged"));
+    assert!(reason("truncated.pdf").contains("truncated or damaged"));
     assert!(reason("password.pdf").contains("protected by a password"));
     assert!(reason("no-text.pdf").contains("no text at all"));
     assert!(
@@ -293,6 +293,43 @@ fn bad_pdfs_go_to_the_error_folder_with_a_reason() {
         d.files("out").iter().all(|f| !f.starts_with('.')),
         "no temporary files left"
     );
+}
+
+#[test]
+fn a_truncated_pdf_is_reported_as_truncated_not_as_a_scan() {
+    // Real invoices cut off as an interrupted upload leaves them. lopdf rebuilds what it
+    // can of such a file: cut at 60% it read no text at all (once reported as "a scanned
+    // image"), cut at 90% a part of the text that passed for the whole invoice.
+    let d = Deployment::new("pdf-truncated");
+    d.job("text", TEXT_JOB);
+    for (src, cut) in [
+        ("factur-x/XRECHNUNG_Einfach.pdf", 60),
+        ("factur-x/XRECHNUNG_Einfach.pdf", 90),
+        ("pdf-invoices/QualityHosting.pdf", 95),
+    ] {
+        let bytes = std::fs::read(data(src)).unwrap();
+        let stem = Path::new(src).file_stem().unwrap().to_string_lossy();
+        d.write(
+            &format!("in/{stem}-{cut}.pdf"),
+            &bytes[..bytes.len() * cut / 100],
+        );
+    }
+    copy_in(&d, &data("factur-x/XRECHNUNG_Einfach.pdf"), "in/whole.pdf");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    for f in [
+        "XRECHNUNG_Einfach-60.pdf",
+        "XRECHNUNG_Einfach-90.pdf",
+        "QualityHosting-95.pdf",
+    ] {
+        let report =
+            String::from_utf8(read(&d.path(&format!("var/error/text/{f}.error.txt")))).unwrap();
+        assert!(
+            report.contains("the PDF is truncated or damaged") && !report.contains("scanned"),
+            "{f}: {report}"
+        );
+    }
+    assert_eq!(d.files("out"), vec!["whole.json"], "only the whole file is read");
 }
 
 #[test]
