@@ -510,3 +510,54 @@ extract = "merge"
         stdout(&o)
     );
 }
+
+#[test]
+fn the_factur_x_example_reads_zugferd_1_and_2() {
+    // The shipped job over its samples plus a ZUGFeRD 1.0 invoice (ZUGFeRD/corpus,
+    // Intarsys): attachment `ZUGFeRD-invoice.xml`, root `CrossIndustryDocument`.
+    let d = Deployment::new("pdf-zugferd1");
+    d.write(
+        "jobs/factur-x.toml",
+        std::fs::read(repo("jobs/factur-x.toml")).unwrap(),
+    );
+    for f in ["EN16931_Einfach.pdf", "XRECHNUNG_Einfach.pdf"] {
+        copy_in(
+            &d,
+            &repo(&format!("samples/factur-x/{f}")),
+            &format!("samples/factur-x/{f}"),
+        );
+    }
+    copy_in(
+        &d,
+        &data("zugferd-1/ZUGFeRD_1p0_BASIC_Einfach.pdf"),
+        "samples/factur-x/v1.pdf",
+    );
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let summary = |stem: &str| {
+        String::from_utf8(read(&d.path(&format!(
+            "var/out/factur-x/summary/{stem}.csv"
+        ))))
+        .unwrap()
+    };
+    assert_eq!(
+        summary("v1"),
+        "File,Invoice,Kind,Date,Seller,Buyer,Currency,Net,Gross,Due,PdfA\n\
+         v1.pdf,471102,invoice,2013-03-05,Lieferant GmbH,Kunden AG Mitte,EUR,198.00,235.62,235.62,3B\n"
+    );
+    assert!(
+        summary("EN16931_Einfach").ends_with(
+            "EN16931_Einfach.pdf,471102,invoice,2018-03-05,Lieferant GmbH,Kunden AG Mitte,EUR,473.00,529.87,529.87,3B\n"
+        ),
+        "{}",
+        summary("EN16931_Einfach")
+    );
+    // The embedded XML, extracted although its name differs in case from the job's globs.
+    let xml = String::from_utf8(read(&d.path("var/out/factur-x/xml/v1.xml"))).unwrap();
+    assert!(xml.contains("<rsm:CrossIndustryDocument"), "{xml}");
+    assert_eq!(
+        d.files("var/out/factur-x/xml"),
+        vec!["EN16931_Einfach.xml", "XRECHNUNG_Einfach.xml", "v1.xml"]
+    );
+    assert!(d.files("var/error").is_empty());
+}

@@ -333,7 +333,11 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
             );
             None
         }
-        Some(a) => match globset::Glob::new(&a.value) {
+        // In either case, like `[[output]] attachments` (see `job::pdf::glob_set`).
+        Some(a) => match globset::GlobBuilder::new(&a.value)
+            .case_insensitive(true)
+            .build()
+        {
             Ok(g) => Some(Some((a.value.clone(), g.compile_matcher()))),
             Err(e) => {
                 doc.error(
