@@ -175,13 +175,19 @@ pub fn test(jobs_dir: &Path, state_dir: &Path, job_name: &str, file: &Path) -> i
     }
     let seq = Journal::peek_seq(conn.as_ref(), &job.name);
     let taken = chrono::Local::now();
+    // Names made of the file's first record (a PDF's captures, ...), as a run reads it.
+    let first =
+        crate::runtime::naming::record_for(&job, &abs, &name, &rel_dir).unwrap_or_else(|e| {
+            let _ = writeln!(out, "names:     {e}");
+            None
+        });
     let vars = job::template::Vars {
         name: &name,
         dir: &rel_dir,
         job: &job.name,
         seq,
         taken,
-        record: None,
+        record: first.as_ref(),
         mail: None,
     };
     let _ = writeln!(out, "seq:       {seq} (the next number of this job)");

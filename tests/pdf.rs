@@ -329,7 +329,11 @@ fn a_truncated_pdf_is_reported_as_truncated_not_as_a_scan() {
             "{f}: {report}"
         );
     }
-    assert_eq!(d.files("out"), vec!["whole.json"], "only the whole file is read");
+    assert_eq!(
+        d.files("out"),
+        vec!["whole.json"],
+        "only the whole file is read"
+    );
 }
 
 #[test]
@@ -535,9 +539,9 @@ fn the_factur_x_example_reads_zugferd_1_and_2() {
     let o = d.run(&["run", "--once"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let summary = |stem: &str| {
-        String::from_utf8(read(&d.path(&format!(
-            "var/out/factur-x/summary/{stem}.csv"
-        ))))
+        String::from_utf8(read(
+            &d.path(&format!("var/out/factur-x/summary/{stem}.csv")),
+        ))
         .unwrap()
     };
     assert_eq!(
@@ -560,4 +564,129 @@ fn the_factur_x_example_reads_zugferd_1_and_2() {
         vec!["EN16931_Einfach.xml", "XRECHNUNG_Einfach.xml", "v1.xml"]
     );
     assert!(d.files("var/error").is_empty());
+}
+
+const ROUTE_JOB: &str = r#"
+[source]
+folder = "in"
+include = "*.pdf"
+settle = "0s"
+
+[input]
+format = "pdf"
+mode = "capture"
+[input.capture]
+InvoiceNo = ['Kundennr\.\s*\n\s*(\d{8})\s*\n']
+Total = ['Total EUR\s*\n\s*([0-9.]*[0-9]+,[0-9]{2})']
+
+[[output]]
+folder = "var/out/invoices/{InvoiceNo}"
+name = "{InvoiceNo}.pdf"
+
+[[output]]
+folder = "var/out/summary"
+name = "{InvoiceNo}.csv"
+format = "csv"
+"#;
+
+#[test]
+fn a_pdf_is_routed_by_the_fields_it_captures() {
+    let d = Deployment::new("pdf-route");
+    d.job("route", ROUTE_JOB);
+    copy_in(
+        &d,
+        &data("pdf-invoices/QualityHosting.pdf"),
+        "in/QualityHosting.pdf",
+    );
+    // The AWS invoice has no `Kundennr.`: its InvoiceNo is empty and it cannot be named.
+    copy_in(
+        &d,
+        &data("pdf-invoices/AmazonWebServices.pdf"),
+        "in/aws.pdf",
+    );
+
+    let t = d.run(&["test", "route", "in/QualityHosting.pdf"]);
+    let shown = String::from_utf8_lossy(&t.stdout);
+    assert!(
+        shown.contains("var/out/invoices/30064443/30064443.pdf"),
+        "{shown}"
+    );
+    let t = d.run(&["test", "route", "in/aws.pdf"]);
+    let shown = String::from_utf8_lossy(&t.stdout);
+    assert!(shown.contains("needs `InvoiceNo`"), "{shown}");
+
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        read(&d.path("var/out/invoices/30064443/30064443.pdf")),
+        read(&data("pdf-invoices/QualityHosting.pdf")),
+        "the original, byte for byte, in the folder its number names"
+    );
+    assert_eq!(
+        String::from_utf8(read(&d.path("var/out/summary/30064443.csv"))).unwrap(),
+        "InvoiceNo,Total\n30064443,\"34,73\"\n"
+    );
+    assert_eq!(d.files("var/out/invoices"), vec!["30064443/30064443.pdf"]);
+    let report = String::from_utf8(read(&d.path("var/error/route/aws.pdf.error.txt"))).unwrap();
+    assert!(
+        report.contains("output 1: its folder")
+            && report
+                .contains("needs `InvoiceNo`, but the file's first record has no value for it"),
+        "{report}"
+    );
+    assert_eq!(
+        read(&d.path("var/error/route/aws.pdf")),
+        read(&data("pdf-invoices/AmazonWebServices.pdf"))
+    );
+}
+
+#[test]
+fn an_extract_output_is_named_by_the_invoice_it_carries() {
+    let d = Deployment::new("pdf-route-extract");
+    d.job(
+        "xml",
+        r#"
+[source]
+folder = "in"
+include = "*.pdf"
+settle = "0s"
+
+[input]
+format = "xml"
+attachment = "factur-x.xml"
+record = "/"
+[input.fields]
+InvoiceNo = "/CrossIndustryInvoice/ExchangedDocument/ID"
+Seller = "/CrossIndustryInvoice/SupplyChainTradeTransaction/ApplicableHeaderTradeAgreement/SellerTradeParty/Name"
+
+[[output]]
+folder = "out/{Seller}"
+name = "{InvoiceNo}-{attachment}"
+extract = "attachments"
+attachments = ["factur-x.xml"]
+"#,
+    );
+    copy_in(&d, &data("factur-x/EN16931_Einfach.pdf"), "in/a.pdf");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        read(&d.path("out/Lieferant GmbH/471102-factur-x.xml")),
+        read(&data("factur-x/expected/EN16931_Einfach/factur-x.xml"))
+    );
+}
+
+#[test]
+fn check_refuses_a_placeholder_no_field_can_fill() {
+    let d = Deployment::new("pdf-route-check");
+    d.job(
+        "route",
+        &ROUTE_JOB.replace("invoices/{InvoiceNo}\"", "invoices/{InvoiceNumber}\""),
+    );
+    let o = d.run(&["check"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("route.toml:15:28: output[1].folder: unknown placeholder `{InvoiceNumber}`: no field of the job's records has this name; they have {InvoiceNo} {Total}"),
+        "{err}"
+    );
 }

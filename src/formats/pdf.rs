@@ -366,10 +366,7 @@ pub fn text(doc: &Document, limits: &PdfLimits) -> Result<String, String> {
 /// The first page whose `/Contents` names an object the file does not have: a damaged
 /// file, not a scan.
 fn page_without_content(doc: &Document) -> Option<u32> {
-    let missing = |o: &Object| {
-        o.as_reference()
-            .is_ok_and(|id| doc.get_object(id).is_err())
-    };
+    let missing = |o: &Object| o.as_reference().is_ok_and(|id| doc.get_object(id).is_err());
     doc.get_pages().into_iter().find_map(|(n, id)| {
         let page = doc.get_dictionary(id).ok()?;
         let broken = match page.get(b"Contents").ok()? {

@@ -105,7 +105,7 @@ fn is_split(job: &Job, o: &crate::job::Output) -> bool {
 }
 
 fn render_dir(t: &crate::job::template::Template, vars: &Vars<'_>) -> Result<PathBuf, FileError> {
-    let rendered = t.render(vars);
+    let rendered = t.render_folder(vars);
     let p = crate::job::absolute(Path::new(&rendered));
     // A placeholder may add folders below the template's literal part, never climb out.
     let prefix = crate::job::absolute(Path::new(t.literal_prefix()));
@@ -130,6 +130,7 @@ fn resolve(job: &Job, vars: &Vars<'_>, id: i64) -> Result<Resolved, FileError> {
     let mut split_dirs = Vec::new();
     let mut extract_dirs = Vec::new();
     for (i, o) in job.outputs.iter().enumerate() {
+        super::naming::check(job, i, vars.record).map_err(FileError::new)?;
         let dir = render_dir(&o.folder, vars)?;
         if o.extract.is_some() {
             extract_dirs.push((i as u32, dir));
@@ -227,7 +228,21 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
             }
         }
     }
-    let index = set.as_ref().and_then(|s| s.index.as_ref());
+    // Names made of what the file says: its first record, read before the claim (a
+    // set's lead gave its index above).
+    let mut first = None;
+    if set.is_none() && pre_error.is_none() && job.input.is_some() && super::naming::use_record(job)
+    {
+        let meta = meta_map(job, found, taken);
+        match super::naming::first_record(job, &found.path, meta) {
+            Ok(r) => first = Some(r),
+            Err(e) => pre_error = Some(e),
+        }
+    }
+    let index = set
+        .as_ref()
+        .and_then(|s| s.index.as_ref())
+        .or(first.as_ref());
     let identity = Identity {
         path: found.path.to_string_lossy().into_owned(),
         size: found.meta.size,
@@ -378,19 +393,7 @@ fn meta_map(
     found: &Found,
     taken: chrono::DateTime<Local>,
 ) -> std::collections::BTreeMap<String, String> {
-    let (stem, ext) = crate::job::template::split_name(&found.name);
-    std::collections::BTreeMap::from([
-        ("name".to_string(), found.name.clone()),
-        ("stem".to_string(), stem.to_string()),
-        ("ext".to_string(), ext.to_string()),
-        ("dir".to_string(), found.rel_dir.clone()),
-        ("job".to_string(), job.name.clone()),
-        (
-            "source".to_string(),
-            found.path.to_string_lossy().into_owned(),
-        ),
-        ("received".to_string(), taken.to_rfc3339()),
-    ])
+    super::naming::meta(job, &found.path, &found.name, &found.rel_dir, taken)
 }
 
 type Failure = (Option<String>, FileError);
