@@ -271,6 +271,34 @@ pub fn test(jobs_dir: &Path, state_dir: &Path, job_name: &str, file: &Path) -> i
     if matches { exit::OK } else { exit::FILE_FAILED }
 }
 
+/// `ferry test JOB FILE --text`: prints exactly the text the job's `[input]` reads its
+/// records from (a PDF's text as capture patterns see it, an embedded file, or the file
+/// decoded) and nothing else, for writing patterns.
+pub fn test_text(jobs_dir: &Path, job_name: &str, file: &Path) -> i32 {
+    let job = match find_job(jobs_dir, job_name) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    if job.input.is_none() {
+        eprintln!(
+            "error: job {} has no [input]: it reads no text from its files",
+            job.name
+        );
+        return exit::INVALID;
+    }
+    match crate::runtime::pipeline::input_text(&job, file) {
+        Ok(text) => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            exit::FILE_FAILED
+        }
+    }
+}
+
 /// For `ferry test`: the members of the file's document set, and the files its `extract`
 /// outputs would write (names and sizes), cut out of the PDF as a run would.
 fn show_set_and_pieces(

@@ -690,3 +690,32 @@ fn check_refuses_a_placeholder_no_field_can_fill() {
         "{err}"
     );
 }
+
+#[test]
+fn test_text_prints_exactly_what_captures_work_on() {
+    let d = Deployment::new("pdf-test-text");
+    d.job("route", ROUTE_JOB);
+    copy_in(&d, &data("pdf-invoices/QualityHosting.pdf"), "in/q.pdf");
+    let o = d.run(&["test", "route", "in/q.pdf", "--text"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    // Only the text: the job's own pattern finds its value in it, pages are joined by a
+    // form-feed line.
+    let re = regex::RegexBuilder::new(r"Kundennr\.\s*\n\s*(\d{8})\s*\n")
+        .multi_line(true)
+        .build()
+        .unwrap();
+    assert_eq!(&re.captures(&text).expect(&text)[1], "30064443");
+    assert_eq!(text.matches("\n\u{c}\n").count(), 1, "two pages");
+    assert!(!text.contains("job:"), "nothing but the text");
+    // A file that cannot be read says why, and exits 1.
+    let bytes = read(&data("pdf-invoices/QualityHosting.pdf"));
+    d.write("in/cut.pdf", &bytes[..bytes.len() / 2]);
+    let o = d.run(&["test", "route", "in/cut.pdf", "--text"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("truncated or damaged"),
+        "{}",
+        stderr(&o)
+    );
+}
