@@ -228,21 +228,6 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
             }
         }
     }
-    // Names made of what the file says: its first record, read before the claim (a
-    // set's lead gave its index above).
-    let mut first = None;
-    if set.is_none() && pre_error.is_none() && job.input.is_some() && super::naming::use_record(job)
-    {
-        let meta = meta_map(job, found, taken);
-        match super::naming::first_record(job, &found.path, meta) {
-            Ok(r) => first = Some(r),
-            Err(e) => pre_error = Some(e),
-        }
-    }
-    let index = set
-        .as_ref()
-        .and_then(|s| s.index.as_ref())
-        .or(first.as_ref());
     let identity = Identity {
         path: found.path.to_string_lossy().into_owned(),
         size: found.meta.size,
@@ -254,6 +239,21 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
         .mailbox
         .as_ref()
         .and_then(|_| crate::remote::mail_store::meta_of_staged(journal, &identity.path));
+    // Names made of what the file says: its first record, read before the claim (a
+    // set's lead gave its index above).
+    let mut first = None;
+    if set.is_none() && pre_error.is_none() && job.input.is_some() && super::naming::use_record(job)
+    {
+        let meta = with_mail(meta_map(job, found, taken), mail_meta.as_ref());
+        match super::naming::first_record(job, &found.path, meta) {
+            Ok(r) => first = Some(r),
+            Err(e) => pre_error = Some(e),
+        }
+    }
+    let index = set
+        .as_ref()
+        .and_then(|s| s.index.as_ref())
+        .or(first.as_ref());
     let mut resolved = None;
     let claim = journal.claim(
         &job.name,
@@ -394,6 +394,21 @@ fn meta_map(
     taken: chrono::DateTime<Local>,
 ) -> std::collections::BTreeMap<String, String> {
     super::naming::meta(job, &found.path, &found.name, &found.rel_dir, taken)
+}
+
+/// `meta` with the message's facts of a file taken from a mailbox (`mail_from`, ...), as
+/// the conversion in `deliver` sees it.
+fn with_mail(
+    mut meta: std::collections::BTreeMap<String, String>,
+    mail: Option<&crate::remote::mime::MailMeta>,
+) -> std::collections::BTreeMap<String, String> {
+    if let Some(m) = mail {
+        meta.insert("mail_from".into(), m.from.clone());
+        meta.insert("mail_subject".into(), m.subject.clone());
+        meta.insert("mail_date".into(), m.date.clone());
+        meta.insert("mail_message_id".into(), m.message_id.clone());
+    }
+    meta
 }
 
 type Failure = (Option<String>, FileError);
