@@ -1155,13 +1155,7 @@ fn read_output(
     let name = match (name, &extract) {
         (Some(n), Some(e)) => {
             let tpl = template(doc, &n, &with_fields)?;
-            let own = pdf::extract_fields(e);
-            let fields = match &ctx.fields {
-                // Without [input], the placeholders an extract output has are its own.
-                RecordFields::NoInput => RecordFields::Known(Vec::new()),
-                f => f.clone(),
-            };
-            if !check_fields(doc, &n, &tpl, &fields, own) {
+            if !check_fields(doc, &n, &tpl, &ctx.fields, pdf::extract_fields(e)) {
                 return None;
             }
             Some(tpl)
