@@ -175,13 +175,19 @@ pub fn test(jobs_dir: &Path, state_dir: &Path, job_name: &str, file: &Path) -> i
     }
     let seq = Journal::peek_seq(conn.as_ref(), &job.name);
     let taken = chrono::Local::now();
+    // Names made of the file's first record (a PDF's captures, ...), as a run reads it.
+    let first =
+        crate::runtime::naming::record_for(&job, &abs, &name, &rel_dir).unwrap_or_else(|e| {
+            let _ = writeln!(out, "names:     {e}");
+            None
+        });
     let vars = job::template::Vars {
         name: &name,
         dir: &rel_dir,
         job: &job.name,
         seq,
         taken,
-        record: None,
+        record: first.as_ref(),
         mail: None,
     };
     let _ = writeln!(out, "seq:       {seq} (the next number of this job)");
@@ -263,6 +269,34 @@ pub fn test(jobs_dir: &Path, state_dir: &Path, job_name: &str, file: &Path) -> i
     }
     let _ = writeln!(out, "(dry run: nothing was changed)");
     if matches { exit::OK } else { exit::FILE_FAILED }
+}
+
+/// `ferry test JOB FILE --text`: prints exactly the text the job's `[input]` reads its
+/// records from (a PDF's text as capture patterns see it, an embedded file, or the file
+/// decoded) and nothing else, for writing patterns.
+pub fn test_text(jobs_dir: &Path, job_name: &str, file: &Path) -> i32 {
+    let job = match find_job(jobs_dir, job_name) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    if job.input.is_none() {
+        eprintln!(
+            "error: job {} has no [input]: it reads no text from its files",
+            job.name
+        );
+        return exit::INVALID;
+    }
+    match crate::runtime::pipeline::input_text(&job, file) {
+        Ok(text) => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            exit::FILE_FAILED
+        }
+    }
 }
 
 /// For `ferry test`: the members of the file's document set, and the files its `extract`

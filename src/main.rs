@@ -71,6 +71,10 @@ enum Command {
         job: String,
         /// A sample file; it may be anywhere.
         file: PathBuf,
+        /// Print only the text the job's [input] reads records from (a PDF's text, exactly
+        /// as capture patterns see it; an embedded file; or the file decoded), nothing else.
+        #[arg(long)]
+        text: bool,
     },
     /// What happened to each file: seen, taken, outputs (path, sha256), where the original
     /// went, or why it failed.
@@ -134,7 +138,12 @@ fn main() {
         .unwrap_or_else(|| ferry::job::deployment_root(&cli.jobs).join("var/state"));
     let code = match cli.command {
         Command::Check => ferry::cli::check(&cli.jobs),
-        Command::Test { job, file } => ferry::cli::test(&cli.jobs, &state, &job, &file),
+        Command::Test {
+            job,
+            file,
+            text: true,
+        } => ferry::cli::test_text(&cli.jobs, &job, &file),
+        Command::Test { job, file, .. } => ferry::cli::test(&cli.jobs, &state, &job, &file),
         Command::History {
             job,
             file,

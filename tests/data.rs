@@ -579,15 +579,30 @@ name = "{name}"
 }
 
 #[test]
-fn field_placeholders_need_a_split() {
+fn field_placeholders_without_split_take_the_first_record() {
+    // Without `split`, `{Order}` is the first record's field (the whole file is one
+    // output). A CSV header is known only from the file; `columns` are known at load.
     let d = Deployment::new("data-split-check");
+    let job = "[source]\nfolder = \"in\"\nsettle = \"0s\"\n[input]\nformat = \"csv\"\n[[output]]\nfolder = \"out\"\nname = \"o_{Order}.csv\"\nformat = \"csv\"\n";
+    d.job("j", job);
+    d.write("in/a.csv", "Order,Qty\nA1,2\nA2,3\n");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(read(&d.path("out/o_A1.csv")), b"Order,Qty\nA1,2\nA2,3\n");
     d.job(
         "j",
-        "[source]\nfolder = \"in\"\n[input]\nformat = \"csv\"\n[[output]]\nfolder = \"out\"\nname = \"o_{Order}.csv\"\nformat = \"csv\"\n",
+        &job.replace(
+            "format = \"csv\"\n[[",
+            "format = \"csv\"\ncolumns = [\"Ord\", \"Qty\"]\n[[",
+        ),
     );
     let o = d.run(&["check"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("jobs/j.toml:7:8: output[1].name: `{Order}` names a record field: that needs `[transform] split"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("jobs/j.toml:9:11: output[1].name: unknown placeholder `{Order}`: no field of the job's records has this name; they have {Ord} {Qty}"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

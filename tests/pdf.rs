@@ -265,8 +265,8 @@ fn bad_pdfs_go_to_the_error_folder_with_a_reason() {
         "{}",
         reason("empty.pdf")
     );
-    assert!(reason("garbage.pdf").contains("corrupt or truncated"));
-    assert!(reason("truncated.pdf").contains("corrupt or truncated"));
+    assert!(reason("garbage.pdf").contains("truncated or damaged"));
+    assert!(reason("truncated.pdf").contains("truncated or damaged"));
     assert!(reason("password.pdf").contains("protected by a password"));
     assert!(reason("no-text.pdf").contains("no text at all"));
     assert!(
@@ -292,6 +292,47 @@ fn bad_pdfs_go_to_the_error_folder_with_a_reason() {
     assert!(
         d.files("out").iter().all(|f| !f.starts_with('.')),
         "no temporary files left"
+    );
+}
+
+#[test]
+fn a_truncated_pdf_is_reported_as_truncated_not_as_a_scan() {
+    // Real invoices cut off as an interrupted upload leaves them. lopdf rebuilds what it
+    // can of such a file: cut at 60% it read no text at all (once reported as "a scanned
+    // image"), cut at 90% a part of the text that passed for the whole invoice.
+    let d = Deployment::new("pdf-truncated");
+    d.job("text", TEXT_JOB);
+    for (src, cut) in [
+        ("factur-x/XRECHNUNG_Einfach.pdf", 60),
+        ("factur-x/XRECHNUNG_Einfach.pdf", 90),
+        ("pdf-invoices/QualityHosting.pdf", 95),
+    ] {
+        let bytes = std::fs::read(data(src)).unwrap();
+        let stem = Path::new(src).file_stem().unwrap().to_string_lossy();
+        d.write(
+            &format!("in/{stem}-{cut}.pdf"),
+            &bytes[..bytes.len() * cut / 100],
+        );
+    }
+    copy_in(&d, &data("factur-x/XRECHNUNG_Einfach.pdf"), "in/whole.pdf");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    for f in [
+        "XRECHNUNG_Einfach-60.pdf",
+        "XRECHNUNG_Einfach-90.pdf",
+        "QualityHosting-95.pdf",
+    ] {
+        let report =
+            String::from_utf8(read(&d.path(&format!("var/error/text/{f}.error.txt")))).unwrap();
+        assert!(
+            report.contains("the PDF is truncated or damaged") && !report.contains("scanned"),
+            "{f}: {report}"
+        );
+    }
+    assert_eq!(
+        d.files("out"),
+        vec!["whole.json"],
+        "only the whole file is read"
     );
 }
 
@@ -471,5 +512,210 @@ extract = "merge"
         stdout(&o).contains("\"../q.pdf\" climbs out") && stdout(&o).contains("would FAIL"),
         "{}",
         stdout(&o)
+    );
+}
+
+#[test]
+fn the_factur_x_example_reads_zugferd_1_and_2() {
+    // The shipped job over its samples plus a ZUGFeRD 1.0 invoice (ZUGFeRD/corpus,
+    // Intarsys): attachment `ZUGFeRD-invoice.xml`, root `CrossIndustryDocument`.
+    let d = Deployment::new("pdf-zugferd1");
+    d.write(
+        "jobs/factur-x.toml",
+        std::fs::read(repo("jobs/factur-x.toml")).unwrap(),
+    );
+    for f in ["EN16931_Einfach.pdf", "XRECHNUNG_Einfach.pdf"] {
+        copy_in(
+            &d,
+            &repo(&format!("samples/factur-x/{f}")),
+            &format!("samples/factur-x/{f}"),
+        );
+    }
+    copy_in(
+        &d,
+        &data("zugferd-1/ZUGFeRD_1p0_BASIC_Einfach.pdf"),
+        "samples/factur-x/v1.pdf",
+    );
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let summary = |stem: &str| {
+        String::from_utf8(read(
+            &d.path(&format!("var/out/factur-x/summary/{stem}.csv")),
+        ))
+        .unwrap()
+    };
+    assert_eq!(
+        summary("v1"),
+        "File,Invoice,Kind,Date,Seller,Buyer,Currency,Net,Gross,Due,PdfA\n\
+         v1.pdf,471102,invoice,2013-03-05,Lieferant GmbH,Kunden AG Mitte,EUR,198.00,235.62,235.62,3B\n"
+    );
+    assert!(
+        summary("EN16931_Einfach").ends_with(
+            "EN16931_Einfach.pdf,471102,invoice,2018-03-05,Lieferant GmbH,Kunden AG Mitte,EUR,473.00,529.87,529.87,3B\n"
+        ),
+        "{}",
+        summary("EN16931_Einfach")
+    );
+    // The embedded XML, extracted although its name differs in case from the job's globs.
+    let xml = String::from_utf8(read(&d.path("var/out/factur-x/xml/v1.xml"))).unwrap();
+    assert!(xml.contains("<rsm:CrossIndustryDocument"), "{xml}");
+    assert_eq!(
+        d.files("var/out/factur-x/xml"),
+        vec!["EN16931_Einfach.xml", "XRECHNUNG_Einfach.xml", "v1.xml"]
+    );
+    assert!(d.files("var/error").is_empty());
+}
+
+const ROUTE_JOB: &str = r#"
+[source]
+folder = "in"
+include = "*.pdf"
+settle = "0s"
+
+[input]
+format = "pdf"
+mode = "capture"
+[input.capture]
+InvoiceNo = ['Kundennr\.\s*\n\s*(\d{8})\s*\n']
+Total = ['Total EUR\s*\n\s*([0-9.]*[0-9]+,[0-9]{2})']
+
+[[output]]
+folder = "var/out/invoices/{InvoiceNo}"
+name = "{InvoiceNo}.pdf"
+
+[[output]]
+folder = "var/out/summary"
+name = "{InvoiceNo}.csv"
+format = "csv"
+"#;
+
+#[test]
+fn a_pdf_is_routed_by_the_fields_it_captures() {
+    let d = Deployment::new("pdf-route");
+    d.job("route", ROUTE_JOB);
+    copy_in(
+        &d,
+        &data("pdf-invoices/QualityHosting.pdf"),
+        "in/QualityHosting.pdf",
+    );
+    // The AWS invoice has no `Kundennr.`: its InvoiceNo is empty and it cannot be named.
+    copy_in(
+        &d,
+        &data("pdf-invoices/AmazonWebServices.pdf"),
+        "in/aws.pdf",
+    );
+
+    let t = d.run(&["test", "route", "in/QualityHosting.pdf"]);
+    let shown = String::from_utf8_lossy(&t.stdout);
+    assert!(
+        shown.contains("var/out/invoices/30064443/30064443.pdf"),
+        "{shown}"
+    );
+    let t = d.run(&["test", "route", "in/aws.pdf"]);
+    let shown = String::from_utf8_lossy(&t.stdout);
+    assert!(shown.contains("needs `InvoiceNo`"), "{shown}");
+
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        read(&d.path("var/out/invoices/30064443/30064443.pdf")),
+        read(&data("pdf-invoices/QualityHosting.pdf")),
+        "the original, byte for byte, in the folder its number names"
+    );
+    assert_eq!(
+        String::from_utf8(read(&d.path("var/out/summary/30064443.csv"))).unwrap(),
+        "InvoiceNo,Total\n30064443,\"34,73\"\n"
+    );
+    assert_eq!(d.files("var/out/invoices"), vec!["30064443/30064443.pdf"]);
+    let report = String::from_utf8(read(&d.path("var/error/route/aws.pdf.error.txt"))).unwrap();
+    assert!(
+        report.contains("output 1: its folder")
+            && report
+                .contains("needs `InvoiceNo`, but the file's first record has no value for it"),
+        "{report}"
+    );
+    assert_eq!(
+        read(&d.path("var/error/route/aws.pdf")),
+        read(&data("pdf-invoices/AmazonWebServices.pdf"))
+    );
+}
+
+#[test]
+fn an_extract_output_is_named_by_the_invoice_it_carries() {
+    let d = Deployment::new("pdf-route-extract");
+    d.job(
+        "xml",
+        r#"
+[source]
+folder = "in"
+include = "*.pdf"
+settle = "0s"
+
+[input]
+format = "xml"
+attachment = "factur-x.xml"
+record = "/"
+[input.fields]
+InvoiceNo = "/CrossIndustryInvoice/ExchangedDocument/ID"
+Seller = "/CrossIndustryInvoice/SupplyChainTradeTransaction/ApplicableHeaderTradeAgreement/SellerTradeParty/Name"
+
+[[output]]
+folder = "out/{Seller}"
+name = "{InvoiceNo}-{attachment}"
+extract = "attachments"
+attachments = ["factur-x.xml"]
+"#,
+    );
+    copy_in(&d, &data("factur-x/EN16931_Einfach.pdf"), "in/a.pdf");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        read(&d.path("out/Lieferant GmbH/471102-factur-x.xml")),
+        read(&data("factur-x/expected/EN16931_Einfach/factur-x.xml"))
+    );
+}
+
+#[test]
+fn check_refuses_a_placeholder_no_field_can_fill() {
+    let d = Deployment::new("pdf-route-check");
+    d.job(
+        "route",
+        &ROUTE_JOB.replace("invoices/{InvoiceNo}\"", "invoices/{InvoiceNumber}\""),
+    );
+    let o = d.run(&["check"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("route.toml:15:28: output[1].folder: unknown placeholder `{InvoiceNumber}`: no field of the job's records has this name; they have {InvoiceNo} {Total}"),
+        "{err}"
+    );
+}
+
+#[test]
+fn test_text_prints_exactly_what_captures_work_on() {
+    let d = Deployment::new("pdf-test-text");
+    d.job("route", ROUTE_JOB);
+    copy_in(&d, &data("pdf-invoices/QualityHosting.pdf"), "in/q.pdf");
+    let o = d.run(&["test", "route", "in/q.pdf", "--text"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    // Only the text: the job's own pattern finds its value in it, pages are joined by a
+    // form-feed line.
+    let re = regex::RegexBuilder::new(r"Kundennr\.\s*\n\s*(\d{8})\s*\n")
+        .multi_line(true)
+        .build()
+        .unwrap();
+    assert_eq!(&re.captures(&text).expect(&text)[1], "30064443");
+    assert_eq!(text.matches("\n\u{c}\n").count(), 1, "two pages");
+    assert!(!text.contains("job:"), "nothing but the text");
+    // A file that cannot be read says why, and exits 1.
+    let bytes = read(&data("pdf-invoices/QualityHosting.pdf"));
+    d.write("in/cut.pdf", &bytes[..bytes.len() / 2]);
+    let o = d.run(&["test", "route", "in/cut.pdf", "--text"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("truncated or damaged"),
+        "{}",
+        stderr(&o)
     );
 }

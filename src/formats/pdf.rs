@@ -112,6 +112,9 @@ pub fn load(bytes: &[u8], limits: &PdfLimits) -> Result<Document, String> {
     if !head.windows(5).any(|w| w == b"%PDF-") {
         return Err("not a PDF: no `%PDF-` header in the first 1024 bytes".into());
     }
+    if !ends_with_eof(bytes) {
+        return Err(TRUNCATED.into());
+    }
     let options = LoadOptions {
         max_decompressed_size: Some(limits.max_stream as usize),
         ..LoadOptions::default()
@@ -128,6 +131,18 @@ pub fn load(bytes: &[u8], limits: &PdfLimits) -> Result<Document, String> {
         return Err("the PDF has no pages (a broken page tree or cross-reference table?)".into());
     }
     Ok(doc)
+}
+
+/// Why a PDF without its end marker is refused.
+const TRUNCATED: &str = "the PDF is truncated or damaged: its last 1024 bytes hold no `%%EOF` end marker (an incomplete upload or copy?); ask the sender for the whole file";
+
+/// Whether a PDF ends as every complete one does: `%%EOF` in its last 1024 bytes (where
+/// readers look for it; a few producers write bytes after it). A file cut off in transfer
+/// lacks it, and lopdf would otherwise rebuild what it can of it: a part of the text, or
+/// none, that would pass for the whole document or for a scan.
+fn ends_with_eof(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(1024)..];
+    tail.windows(5).any(|w| w == b"%%EOF")
 }
 
 /// What a record input takes from a PDF.
@@ -335,12 +350,31 @@ pub fn text(doc: &Document, limits: &PdfLimits) -> Result<String, String> {
         ));
     }
     if out.trim().is_empty() {
+        if let Some(n) = page_without_content(doc) {
+            return Err(format!(
+                "the PDF is damaged: the content of page {n} is missing (a broken or cut-off file?); nothing to capture"
+            ));
+        }
         return Err(
             "the PDF has no text at all (a scanned image without a text layer?); nothing to capture"
                 .into(),
         );
     }
     Ok(out)
+}
+
+/// The first page whose `/Contents` names an object the file does not have: a damaged
+/// file, not a scan.
+fn page_without_content(doc: &Document) -> Option<u32> {
+    let missing = |o: &Object| o.as_reference().is_ok_and(|id| doc.get_object(id).is_err());
+    doc.get_pages().into_iter().find_map(|(n, id)| {
+        let page = doc.get_dictionary(id).ok()?;
+        let broken = match page.get(b"Contents").ok()? {
+            Object::Array(a) => a.iter().any(missing),
+            o => missing(o),
+        };
+        broken.then_some(n)
+    })
 }
 
 /// One embedded file.
@@ -789,6 +823,26 @@ mod tests {
         assert_eq!(m["created"], "2026-01-02T03:04:05+01:00");
         assert_eq!(m["encrypted"], "false");
         assert_eq!(m["pdfa"], "false");
+    }
+
+    #[test]
+    fn cut_off_and_damaged_files_say_so() {
+        let bytes = testpdf::with_pages(&[&["Invoice 42"]]);
+        let cut = load(&bytes[..bytes.len() - 40], &limits()).unwrap_err();
+        assert!(cut.starts_with("the PDF is truncated or damaged"), "{cut}");
+        // A page whose content object is gone: damaged, not a scan.
+        let mut doc = load(&bytes, &limits()).unwrap();
+        let page = *doc.get_pages().get(&1).unwrap();
+        let contents = doc
+            .get_dictionary(page)
+            .unwrap()
+            .get(b"Contents")
+            .unwrap()
+            .as_reference()
+            .unwrap();
+        doc.objects.remove(&contents);
+        let e = text(&doc, &limits()).unwrap_err();
+        assert!(e.contains("the content of page 1 is missing"), "{e}");
     }
 
     #[test]

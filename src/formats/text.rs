@@ -134,6 +134,14 @@ fn compile_pattern(what: &str, pattern: &str) -> Result<Regex, String> {
         .map_err(|e| format!("{what}: pattern {pattern:?}: {e}"))
 }
 
+impl TextRules {
+    /// The fields of its records, in order: the captured fields, then the item groups (or
+    /// the line field).
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
 impl TextOptions {
     /// Checks the options and compiles their patterns; the error names the field and
     /// pattern at fault.

@@ -47,6 +47,21 @@ pub struct Input {
     pub attachment: Option<(String, globset::GlobMatcher)>,
 }
 
+impl Input {
+    /// The names of the fields its records have, when the job file says them all (XML
+    /// paths, text captures, fixed-width columns, CSV `columns`); `None` when the file
+    /// does (a CSV header, JSON keys).
+    pub fn field_names(&self) -> Option<Vec<String>> {
+        match &self.format {
+            InputFormat::Csv(o) => o.columns.clone(),
+            InputFormat::Xml(o) => Some(o.fields.iter().map(|(n, _)| n.clone()).collect()),
+            InputFormat::Fixed(l) => Some(l.columns.iter().map(|c| c.name.clone()).collect()),
+            InputFormat::Json(_) => None,
+            InputFormat::Text(r) | InputFormat::Pdf(r) => Some(r.names().to_vec()),
+        }
+    }
+}
+
 /// `[transform]`: keep records matching `filter`, then compute `fields`.
 #[derive(Debug, Clone, Default)]
 pub struct TransformSpec {
@@ -333,7 +348,11 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
             );
             None
         }
-        Some(a) => match globset::Glob::new(&a.value) {
+        // In either case, like `[[output]] attachments` (see `job::pdf::glob_set`).
+        Some(a) => match globset::GlobBuilder::new(&a.value)
+            .case_insensitive(true)
+            .build()
+        {
             Ok(g) => Some(Some((a.value.clone(), g.compile_matcher()))),
             Err(e) => {
                 doc.error(

@@ -399,12 +399,14 @@ fn read_job(
         .into_iter()
         .enumerate()
         .map(|(i, t)| {
-            let splits = transform.as_ref().is_some_and(|t| t.split.is_some());
-            // `member` names a member by its `{stem}`: manifest sets have none.
-            let in_set = source
-                .as_ref()
-                .is_some_and(|s| s.set.as_ref().is_some_and(|s| s.manifest.is_none()));
-            read_output(doc, root, t, has_input, splits, in_set, (name, i))
+            let ctx = OutputContext {
+                // `member` names a member by its `{stem}`: manifest sets have none.
+                in_set: source
+                    .as_ref()
+                    .is_some_and(|s| s.set.as_ref().is_some_and(|s| s.manifest.is_none())),
+                fields: record_fields(has_input, input.as_ref(), transform.as_ref()),
+            };
+            read_output(doc, root, t, &ctx, (name, i))
         })
         .collect();
     let after = match top.table(doc, "after") {
@@ -595,8 +597,18 @@ fn template(doc: &mut Doc<'_>, s: &Str, allowed: &[&str]) -> Option<Template> {
 /// A folder template: relative folders resolve against the deployment root; the literal
 /// prefix is joined, the placeholders stay to be rendered per file.
 fn folder_template(doc: &mut Doc<'_>, root: &Path, s: &Str) -> Option<Template> {
+    folder_template_with(doc, root, s, PLACEHOLDERS)
+}
+
+/// A folder template that may use `allowed` (an output's folder: record fields too).
+fn folder_template_with(
+    doc: &mut Doc<'_>,
+    root: &Path,
+    s: &Str,
+    allowed: &[&str],
+) -> Option<Template> {
     // Parse as written first, so error positions point into the job file.
-    let t = template(doc, s, PLACEHOLDERS)?;
+    let t = template(doc, s, allowed)?;
     if Path::new(&s.value).is_absolute() {
         return Some(t);
     }
@@ -606,7 +618,7 @@ fn folder_template(doc: &mut Doc<'_>, root: &Path, s: &Str) -> Option<Template> 
         .to_string()
         .replace('{', "{{")
         .replace('}', "}}");
-    Template::parse(&format!("{escaped_root}/{}", s.value), PLACEHOLDERS).ok()
+    Template::parse(&format!("{escaped_root}/{}", s.value), allowed).ok()
 }
 
 fn read_source(
@@ -926,15 +938,102 @@ fn read_outbox(
     (path, folder)
 }
 
+/// The record fields a job's names may use: none without `[input]`; `Unknown` when only
+/// the file says (a CSV header, JSON keys): they are checked per file then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RecordFields {
+    NoInput,
+    Unknown,
+    Known(Vec<String>),
+}
+
+/// What an `[[output]]` needs to know about the rest of its job.
+struct OutputContext {
+    in_set: bool,
+    fields: RecordFields,
+}
+
+/// The fields of a job's first record as names see it: the input's fields (captures,
+/// paths, columns) and the transform's.
+fn record_fields(
+    has_input: bool,
+    input: Option<&Option<data::Input>>,
+    transform: Option<&data::TransformSpec>,
+) -> RecordFields {
+    if !has_input {
+        return RecordFields::NoInput;
+    }
+    let Some(Some(input)) = input else {
+        // A broken [input] is reported already; do not add errors about its fields.
+        return RecordFields::Unknown;
+    };
+    let Some(mut names) = input.field_names() else {
+        return RecordFields::Unknown;
+    };
+    names.extend(
+        transform
+            .iter()
+            .flat_map(|t| t.fields.iter().map(|(n, _)| n.clone())),
+    );
+    RecordFields::Known(names)
+}
+
+/// Checks the record fields a name or folder template uses (other than `own`, which the
+/// output gives itself) against what the job's records can have; each error points at
+/// its placeholder.
+fn check_fields(
+    doc: &mut Doc<'_>,
+    s: &Str,
+    tpl: &Template,
+    fields: &RecordFields,
+    own: &[&str],
+) -> bool {
+    let mut ok = true;
+    for f in tpl.fields().into_iter().filter(|f| !own.contains(f)) {
+        let message = match fields {
+            RecordFields::Unknown => continue,
+            RecordFields::Known(k) if k.iter().any(|n| n == f) => continue,
+            RecordFields::NoInput => format!(
+                "`{{{f}}}` names a field of the file's records: add an `[input]` section that reads them (a PDF's text with `format = \"pdf\"` and `[input.capture]`, an XML's paths, ...)"
+            ),
+            RecordFields::Known(k) => format!(
+                "unknown placeholder `{{{f}}}`: no field of the job's records has this name; they have {}{}",
+                k.iter()
+                    .map(|n| format!("{{{n}}}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                if own.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", and this output {}",
+                        own.iter()
+                            .map(|n| format!("{{{n}}}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    )
+                }
+            ),
+        };
+        let at = [format!("{{{f}}}"), format!("{{field:{f}}}")]
+            .iter()
+            .find_map(|p| s.value.find(p.as_str()).map(|i| i..i + p.len()))
+            .unwrap_or(0..0);
+        doc.error_in_str(s, at, message);
+        ok = false;
+    }
+    ok
+}
+
 fn read_output(
     doc: &mut Doc<'_>,
     root: &Path,
     mut t: TableReader<'_, '_>,
-    has_input: bool,
-    splits: bool,
-    in_set: bool,
+    ctx: &OutputContext,
     (job_name, idx): (&str, usize),
 ) -> Option<Output> {
+    let has_input = ctx.fields != RecordFields::NoInput;
+    let in_set = ctx.in_set;
     let is_email = t.has("email");
     let ftp = t.str(doc, "ftp");
     let mut folder = t.str(doc, "folder");
@@ -1043,30 +1142,20 @@ fn read_output(
     }
     t.finish(doc, &keys);
     let extract = extract?;
-    let folder = folder_template(doc, root, &folder?);
+    let mut with_fields = PLACEHOLDERS.to_vec();
+    with_fields.push(template::FIELDS);
+    let folder = folder?;
+    let folder_allowed = if has_input {
+        &with_fields[..]
+    } else {
+        PLACEHOLDERS
+    };
+    let folder = folder_template_with(doc, root, &folder, folder_allowed)
+        .filter(|tpl| check_fields(doc, &folder, tpl, &ctx.fields, &[]));
     let name = match (name, &extract) {
         (Some(n), Some(e)) => {
-            let mut allowed = PLACEHOLDERS.to_vec();
-            allowed.push(template::FIELDS);
-            let tpl = template(doc, &n, &allowed)?;
-            let ok = pdf::extract_fields(e);
-            if let Some(f) = tpl.fields().into_iter().find(|f| !ok.contains(f)) {
-                doc.error(
-                    n.span.clone(),
-                    &n.key,
-                    format!(
-                        "unknown placeholder `{{{f}}}`; this output may use {} and {}",
-                        PLACEHOLDERS
-                            .iter()
-                            .map(|p| format!("{{{p}}}"))
-                            .collect::<Vec<_>>()
-                            .join(" "),
-                        ok.iter()
-                            .map(|p| format!("{{{p}}}"))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    ),
-                );
+            let tpl = template(doc, &n, &with_fields)?;
+            if !check_fields(doc, &n, &tpl, &ctx.fields, pdf::extract_fields(e)) {
                 return None;
             }
             Some(tpl)
@@ -1087,21 +1176,9 @@ fn read_output(
                 allowed.push(template::FIELDS);
             }
             let tpl = template(doc, &n, &allowed);
-            let record_output = data
-                .as_ref()
-                .is_some_and(|d| !matches!(d.format, data::OutputFormat::Original));
             if let Some(t) = &tpl
-                && let Some(f) = t.fields().first()
-                && !(splits && record_output)
-                && !in_set
+                && !check_fields(doc, &n, t, &ctx.fields, &[])
             {
-                doc.error(
-                    n.span.clone(),
-                    &n.key,
-                    format!(
-                        "`{{{f}}}` names a record field: that needs `[transform] split = \"FIELD\"` (one file per value) and a record format for this output"
-                    ),
-                );
                 return None;
             }
             if n.value.trim().is_empty() || n.value.starts_with('/') {

@@ -153,8 +153,10 @@ pub fn read_extract(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> Option<Op
     }
 }
 
+/// Globs on embedded files' names match in either case: producers spell the same
+/// attachment differently (`ZUGFeRD-invoice.xml`, `zugferd-invoice.xml`).
 pub fn glob_set(doc: &mut Doc<'_>, patterns: &[Str]) -> Option<GlobSet> {
-    super::compile_globs(doc, patterns, false, false)
+    super::compile_globs(doc, patterns, false, true)
 }
 
 /// `[source] contains` / `matches`: which PDFs a job takes by their text.

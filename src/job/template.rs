@@ -186,6 +186,17 @@ impl Template {
     /// `{dir}` is empty (a file at the top of the source), a `/` written right after it is
     /// dropped, so `{dir}/{name}` of `a.pdf` is `a.pdf`, not the absolute `/a.pdf`.
     pub fn render(&self, v: &Vars<'_>) -> String {
+        self.render_as(v, false)
+    }
+
+    /// Renders a folder template: like [`Template::render`], and a record field's value
+    /// is also made a portable folder name ([`crate::fsutil::portable_component`]), as
+    /// output file names are.
+    pub fn render_folder(&self, v: &Vars<'_>) -> String {
+        self.render_as(v, true)
+    }
+
+    fn render_as(&self, v: &Vars<'_>, folder: bool) -> String {
         let (stem, ext) = split_name(v.name);
         let mut out = String::new();
         for (i, part) in self.parts.iter().enumerate() {
@@ -212,8 +223,14 @@ impl Template {
                 Part::Seq { width } => out.push_str(&format!("{:0width$}", v.seq)),
                 Part::Date { format } => out.push_str(&v.taken.format(format).to_string()),
                 Part::Field(f) => {
-                    let value = v.record.and_then(|r| r.get(f)).unwrap_or("");
-                    out.push_str(&field_in_name(value));
+                    let value = field_in_name(v.record.and_then(|r| r.get(f)).unwrap_or(""));
+                    if folder {
+                        out.push_str(&crate::fsutil::fit_component(
+                            &crate::fsutil::portable_component(&value),
+                        ));
+                    } else {
+                        out.push_str(&value);
+                    }
                 }
                 Part::Mail(f) => {
                     let value = v.mail.map_or(String::new(), |m| match f.as_str() {
@@ -256,6 +273,26 @@ fn field_in_name(value: &str) -> String {
 }
 
 impl Template {
+    /// The record fields this template names that `record` does not have, or has only
+    /// blank: a name made of them would be `_`. Fields in `own` are left out (an extract
+    /// output's `{attachment}`, `{page}`, ... come from the piece, not the record).
+    pub fn missing_fields(
+        &self,
+        record: Option<&crate::formats::Record>,
+        own: &[&str],
+    ) -> Vec<String> {
+        self.fields()
+            .into_iter()
+            .filter(|f| !own.contains(f))
+            .filter(|f| {
+                record
+                    .and_then(|r| r.get(f))
+                    .is_none_or(|v| v.trim().is_empty())
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
     /// The record fields this template names.
     pub fn fields(&self) -> Vec<&str> {
         self.parts
@@ -455,6 +492,31 @@ mod tests {
             Template::parse("{OrderNo}", PLACEHOLDERS).is_err(),
             "fields only where allowed"
         );
+    }
+
+    #[test]
+    fn record_fields_in_folders_are_portable_folder_names() {
+        let mut allowed = PLACEHOLDERS.to_vec();
+        allowed.push(FIELDS);
+        let t = Template::parse("out/{A}/{B}/{C}/{D}", &allowed).unwrap();
+        let rec = crate::formats::Record {
+            names: vec!["A".to_string(), "B".into(), "C".into(), "D".into()].into(),
+            values: vec!["../..".into(), "CON".into(), "a:b?.".into(), " x/y ".into()],
+            pos: Default::default(),
+        };
+        let v = Vars {
+            record: Some(&rec),
+            ..vars("a.pdf")
+        };
+        assert_eq!(t.render_folder(&v), "out/.._/CON_/a_b_/x_y");
+        assert_eq!(t.missing_fields(Some(&rec), &[]), Vec::<String>::new());
+        let short = crate::formats::Record {
+            names: vec!["A".to_string(), "B".into()].into(),
+            values: vec!["1".into(), "  ".into()],
+            pos: Default::default(),
+        };
+        assert_eq!(t.missing_fields(Some(&short), &["C"]), vec!["B", "D"]);
+        assert_eq!(t.missing_fields(None, &[]).len(), 4);
     }
 
     #[test]

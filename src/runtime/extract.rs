@@ -194,10 +194,19 @@ pub fn name_of(
         .find(|(i, _)| *i == p.output)
         .ok_or("an extract output has no folder")?
         .1;
-    let names: Vec<String> = p.fields.iter().map(|(k, _)| k.to_string()).collect();
+    // The piece's own fields, then the file's first record's (names made of what the
+    // file says).
+    let mut names: Vec<String> = p.fields.iter().map(|(k, _)| k.to_string()).collect();
+    let mut values: Vec<String> = p.fields.iter().map(|(_, v)| v.clone()).collect();
+    for (n, v) in vars.record.iter().flat_map(|r| r.fields()) {
+        if !names.iter().any(|x| x == n) {
+            names.push(n.to_string());
+            values.push(v.to_string());
+        }
+    }
     let rec = Record {
         names: Arc::from(names),
-        values: p.fields.iter().map(|(_, v)| v.clone()).collect(),
+        values,
         pos: Default::default(),
     };
     let v = Vars {

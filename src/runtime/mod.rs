@@ -10,6 +10,7 @@
 
 pub mod extract;
 pub mod late_hash;
+pub mod naming;
 pub mod pipeline;
 pub mod process;
 pub mod recovery;

@@ -484,6 +484,28 @@ fn pdf_source(
     Ok(Some(data))
 }
 
+/// What the job's `[input]` reads its records from, decoded to UTF-8 as its reader gets
+/// it: a PDF's text (`format = "pdf"`), an embedded file (`attachment`), or the file
+/// itself. For `ferry test --text`: the exact text capture patterns work on.
+pub fn input_text(job: &Job, src: &Path) -> Result<String, ParseError> {
+    let input = job
+        .input
+        .as_ref()
+        .ok_or_else(|| ParseError::new("the job has no [input]"))?;
+    let mut file = std::fs::File::open(src)
+        .map_err(|e| ParseError::new(format!("cannot open the file: {e}")))?;
+    let mut meta = BTreeMap::new();
+    let raw: Box<dyn Read> = match pdf_source(job, input, &mut file, &mut meta)? {
+        Some(bytes) => Box::new(io::Cursor::new(bytes)),
+        None => Box::new(file),
+    };
+    let mut text = String::new();
+    DecodeReader::new(raw, input.encoding, input.replace)
+        .read_to_string(&mut text)
+        .map_err(|e| ParseError::new(format!("cannot decode the text: {e}")))?;
+    Ok(text)
+}
+
 /// Names a new group's file for an output: its final and its temporary path.
 pub type OpenSplit<'a> = dyn FnMut(u32, &Record) -> Result<(PathBuf, PathBuf), ParseError> + 'a;
 

@@ -105,7 +105,7 @@ fn is_split(job: &Job, o: &crate::job::Output) -> bool {
 }
 
 fn render_dir(t: &crate::job::template::Template, vars: &Vars<'_>) -> Result<PathBuf, FileError> {
-    let rendered = t.render(vars);
+    let rendered = t.render_folder(vars);
     let p = crate::job::absolute(Path::new(&rendered));
     // A placeholder may add folders below the template's literal part, never climb out.
     let prefix = crate::job::absolute(Path::new(t.literal_prefix()));
@@ -130,6 +130,7 @@ fn resolve(job: &Job, vars: &Vars<'_>, id: i64) -> Result<Resolved, FileError> {
     let mut split_dirs = Vec::new();
     let mut extract_dirs = Vec::new();
     for (i, o) in job.outputs.iter().enumerate() {
+        super::naming::check(job, i, vars.record).map_err(FileError::new)?;
         let dir = render_dir(&o.folder, vars)?;
         if o.extract.is_some() {
             extract_dirs.push((i as u32, dir));
@@ -227,7 +228,6 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
             }
         }
     }
-    let index = set.as_ref().and_then(|s| s.index.as_ref());
     let identity = Identity {
         path: found.path.to_string_lossy().into_owned(),
         size: found.meta.size,
@@ -239,6 +239,21 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
         .mailbox
         .as_ref()
         .and_then(|_| crate::remote::mail_store::meta_of_staged(journal, &identity.path));
+    // Names made of what the file says: its first record, read before the claim (a
+    // set's lead gave its index above).
+    let mut first = None;
+    if set.is_none() && pre_error.is_none() && job.input.is_some() && super::naming::use_record(job)
+    {
+        let meta = with_mail(meta_map(job, found, taken), mail_meta.as_ref());
+        match super::naming::first_record(job, &found.path, meta) {
+            Ok(r) => first = Some(r),
+            Err(e) => pre_error = Some(e),
+        }
+    }
+    let index = set
+        .as_ref()
+        .and_then(|s| s.index.as_ref())
+        .or(first.as_ref());
     let mut resolved = None;
     let claim = journal.claim(
         &job.name,
@@ -378,19 +393,22 @@ fn meta_map(
     found: &Found,
     taken: chrono::DateTime<Local>,
 ) -> std::collections::BTreeMap<String, String> {
-    let (stem, ext) = crate::job::template::split_name(&found.name);
-    std::collections::BTreeMap::from([
-        ("name".to_string(), found.name.clone()),
-        ("stem".to_string(), stem.to_string()),
-        ("ext".to_string(), ext.to_string()),
-        ("dir".to_string(), found.rel_dir.clone()),
-        ("job".to_string(), job.name.clone()),
-        (
-            "source".to_string(),
-            found.path.to_string_lossy().into_owned(),
-        ),
-        ("received".to_string(), taken.to_rfc3339()),
-    ])
+    super::naming::meta(job, &found.path, &found.name, &found.rel_dir, taken)
+}
+
+/// `meta` with the message's facts of a file taken from a mailbox (`mail_from`, ...), as
+/// the conversion in `deliver` sees it.
+fn with_mail(
+    mut meta: std::collections::BTreeMap<String, String>,
+    mail: Option<&crate::remote::mime::MailMeta>,
+) -> std::collections::BTreeMap<String, String> {
+    if let Some(m) = mail {
+        meta.insert("mail_from".into(), m.from.clone());
+        meta.insert("mail_subject".into(), m.subject.clone());
+        meta.insert("mail_date".into(), m.date.clone());
+        meta.insert("mail_message_id".into(), m.message_id.clone());
+    }
+    meta
 }
 
 type Failure = (Option<String>, FileError);

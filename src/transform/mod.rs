@@ -26,6 +26,7 @@ use crate::formats::{ParseError, Record};
 use crate::job::data::TransformSpec;
 
 pub mod fast;
+mod months;
 
 /// A lookup table: the first column is the key.
 #[derive(Debug, Default)]
@@ -178,12 +179,30 @@ fn decimal(v: Value, places: Option<usize>, sep: Option<String>) -> Result<Strin
     })
 }
 
-fn date(v: Value, from: String, to: Option<String>) -> Result<String, Error> {
+/// `date(FROM)`, `date(FROM, TO)`, and `locale='de'` for month names in another language
+/// (`'12. März 2026' | date('%d. %B %Y', locale='de')`).
+fn date(
+    v: Value,
+    from: String,
+    to: Option<String>,
+    kwargs: minijinja::value::Kwargs,
+) -> Result<String, Error> {
+    let locale: Option<String> = kwargs.get("locale")?;
+    kwargs.assert_all_used()?;
     let s = v
         .as_str()
         .map(str::to_string)
         .unwrap_or_else(|| v.to_string());
     let to = to.unwrap_or_else(|| "%Y-%m-%d".into());
+    // Month names become English full names, which `%B` parses (`%b` takes only the
+    // three-letter abbreviation, so it reads as `%B` here).
+    let (s, from) = match &locale {
+        Some(l) => (
+            months::to_english(&s, l).map_err(|e| Error::new(ErrorKind::InvalidOperation, e))?,
+            months::full_month_format(&from),
+        ),
+        None => (s, from),
+    };
     let s = s.trim();
     if let Ok(dt) = chrono::NaiveDateTime::parse_from_str(s, &from) {
         return Ok(dt.format(&to).to_string());
@@ -695,6 +714,37 @@ mod tests {
         let e = t.apply(&mut r).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("Day"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn dates_with_month_names_in_other_languages() {
+        let spec = TransformSpec {
+            fields: vec![
+                ("De".into(), "A | date('%d. %B %Y', locale='de')".into()),
+                (
+                    "Fr".into(),
+                    "B | date('%d %b %Y', '%d.%m.%Y', locale='fr')".into(),
+                ),
+                ("En".into(), "C | date('%B %d, %Y')".into()),
+            ],
+            ..TransformSpec::default()
+        };
+        let env = environment(&Lookups::default());
+        let mut t = Transformer::new(&env, &spec, BTreeMap::new()).unwrap();
+        let names = ["A", "B", "C"];
+        let mut r = rec(&names, &["7. Mai 2014", "3 févr 2026", "May 7, 2014"]);
+        assert!(t.apply(&mut r).unwrap());
+        assert_eq!(r.values, vec!["2014-05-07", "03.02.2026", "2014-05-07"]);
+        let bad = TransformSpec {
+            fields: vec![("X".into(), "A | date('%d %B', locale='xx')".into())],
+            ..TransformSpec::default()
+        };
+        let mut t = Transformer::new(&env, &bad, BTreeMap::new()).unwrap();
+        let e = t.apply(&mut rec(&["A"], &["1 Mai"])).unwrap_err();
+        assert!(
+            e.message.contains("no month names for locale \"xx\""),
+            "{e}"
+        );
     }
 
     #[test]
