@@ -134,12 +134,13 @@ pub fn create_dir_all_durable(dir: &Path) -> io::Result<()> {
 }
 
 /// Joins a rendered, `/`-separated relative name onto `base`, refusing anything that could
-/// leave `base`: absolute paths, `..`, drive prefixes, empty components.
+/// leave `base`: absolute paths, `..`, drive prefixes, empty components. A `\` is no
+/// separator: it becomes `_` (a source name `a\b.txt` is `a_b.txt`, never `a/b.txt`).
 pub fn safe_join(base: &Path, rel: &str, portable: bool) -> Result<PathBuf, String> {
     if rel.is_empty() {
         return Err("the name is empty".into());
     }
-    let rel_norm = rel.replace('\\', "/");
+    let rel_norm = rel.replace('\\', "_");
     if rel_norm.starts_with('/') {
         return Err(format!(
             "{rel:?} is an absolute path; names must stay inside their folder"
@@ -337,7 +338,14 @@ mod tests {
         assert!(safe_join(base, "../x", false).is_err());
         assert!(safe_join(base, "a/../../x", false).is_err());
         assert!(safe_join(base, "/etc/passwd", false).is_err());
-        assert!(safe_join(base, "..\\x", false).is_err());
+        assert_eq!(
+            safe_join(base, "..\\x", false).unwrap(),
+            Path::new("/out/.._x")
+        );
+        assert_eq!(
+            safe_join(base, "\\etc\\cron.d\\x", false).unwrap(),
+            Path::new("/out/_etc_cron.d_x")
+        );
         assert!(safe_join(base, "", false).is_err());
         assert!(safe_join(base, "./", false).is_err());
         assert_eq!(safe_join(base, "./a", false).unwrap(), Path::new("/out/a"));

@@ -1175,7 +1175,12 @@ fn fail(
 ) -> Outcome {
     tracing::warn!(error = %err, "File failed; moving it to the error folder.");
     let dest = render_dir(&job.after.error, vars)
-        .and_then(|dir| fsutil::safe_join(&dir, &found.name, false).map_err(FileError::new))
+        .and_then(|dir| {
+            // A name that cannot be used as it is still goes, made portable, with a report.
+            fsutil::safe_join(&dir, &found.name, false)
+                .or_else(|_| fsutil::safe_join(&dir, &fsutil::portable_component(&found.name), true))
+                .map_err(FileError::new)
+        })
         .map(|base| free_error_name(&base));
     let dest = match dest {
         Ok(d) => d,
