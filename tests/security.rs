@@ -71,6 +71,16 @@ fn leaked(d: &Deployment, rels: &[&str]) -> Vec<String> {
     bad
 }
 
+/// Symlinks below `base` (an archived link would point out of the deployment).
+fn links_below(base: &Path) -> Vec<String> {
+    walkdir::WalkDir::new(base)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.path_is_symlink())
+        .map(|e| e.path().display().to_string())
+        .collect()
+}
+
 /// A 0600 key outside every configured folder.
 fn key(d: &Deployment, rel: &str) -> Vec<u8> {
     let mut content = MARK.to_vec();
@@ -96,8 +106,8 @@ fn a_file_swapped_for_a_symlink_is_never_read_through() {
     let link = d.path("in/.bait-link");
     std::os::unix::fs::symlink(&target, &link).unwrap();
     set_mtime(&link, 1_700_000_000);
-    const FILES: usize = 10;
-    const SWAPS_PER_FILE: usize = 2_000;
+    const FILES: usize = 8;
+    const MAX_SWAPS_PER_FILE: usize = 50_000;
     let started = Instant::now();
     let mut swaps = 0;
     for i in 0..FILES {
@@ -106,18 +116,24 @@ fn a_file_swapped_for_a_symlink_is_never_read_through() {
         let tmp = d.write(&format!("stage/f{i}.txt"), &bait);
         set_mtime(&tmp, 1_700_000_000);
         std::fs::rename(&tmp, &name).unwrap();
-        // An even number of swaps leaves the regular file in place. A swap fails only
-        // when ferry took one of the two names meanwhile: then this file is done.
-        for _ in 0..SWAPS_PER_FILE {
-            if started.elapsed() > Duration::from_secs(20) || !exchange(&name, &link) {
+        // Swap until ferry takes one of the two names (the swap then fails), bounded in
+        // count and time.
+        let file_started = Instant::now();
+        for _ in 0..MAX_SWAPS_PER_FILE {
+            if file_started.elapsed() > Duration::from_secs(2)
+                || started.elapsed() > Duration::from_secs(20)
+                || !exchange(&name, &link)
+            {
                 break;
             }
             swaps += 1;
         }
-        if swaps % 2 == 1 && exchange(&name, &link) {
-            swaps += 1;
+        // Whatever is left: the bait under its name, no symlink under a visible name, a
+        // fresh link for the next file.
+        let is_link = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+        if is_link(&name) && std::fs::symlink_metadata(&link).is_ok_and(|m| m.is_file()) {
+            exchange(&name, &link);
         }
-        // Whatever is left: no symlink under a visible name, a fresh link for the next.
         if std::fs::symlink_metadata(&name).is_ok_and(|m| m.file_type().is_symlink()) {
             std::fs::remove_file(&name).unwrap();
         }
@@ -136,6 +152,8 @@ fn a_file_swapped_for_a_symlink_is_never_read_through() {
     daemon.stop();
     let bad = leaked(&d, &["out", "var/archive", "var/error"]);
     assert!(bad.is_empty(), "the key leaked into {bad:?}\n{}", d.logs());
+    let links = links_below(&d.path("var"));
+    assert!(links.is_empty(), "links to outside: {links:?}");
     assert_eq!(std::fs::read(&key_path).unwrap(), key_content, "the key is untouched");
     // Every output is a bait file's content, a regular file, never a link.
     let outs = d.files("out");
@@ -180,8 +198,12 @@ fn a_subfolder_swapped_for_a_link_is_never_entered_nor_deleted_from() {
             std::fs::remove_dir_all(&sub).unwrap_or(());
         }
         std::fs::rename(d.path("stage"), &sub).unwrap();
-        for _ in 0..1_000 {
-            if started.elapsed() > Duration::from_secs(20) {
+        // Swap while ferry works through the subfolder, bounded in count and time.
+        let round_started = Instant::now();
+        for _ in 0..50_000 {
+            if round_started.elapsed() > Duration::from_secs(2)
+                || started.elapsed() > Duration::from_secs(20)
+            {
                 break;
             }
             assert!(exchange(&sub, &link), "renameat2 failed");
@@ -229,18 +251,28 @@ fn a_source_folder_replaced_by_a_symlink_is_not_followed() {
     });
     std::fs::rename(d.path("in"), d.path("in.old")).unwrap();
     std::os::unix::fs::symlink(d.path("elsewhere"), d.path("in")).unwrap();
-    wait_for("the swap noticed and logged", DEADLINE, || {
-        d.logs().contains("replaced by a symbolic link")
-    });
-    // ferry keeps to the folder it opened: a file there is still taken.
+    // ferry keeps to the folder it opened: a file there is still taken, and nothing of
+    // the link's target is (following it, ferry would delete the files there).
     d.write("in.old/probe2.txt", "two");
-    wait_for("the second probe delivered from the opened folder", DEADLINE, || {
-        d.path("out/probe2.txt").exists()
+    wait_for(
+        "the second probe delivered from the opened folder (or the link followed)",
+        DEADLINE,
+        || d.path("out/probe2.txt").exists() || d.files("elsewhere").len() < 5,
+    );
+    // Rescans after the swap (poll is 100 ms) would have followed the link by now.
+    d.write("in.old/probe3.txt", "three");
+    wait_for("a third probe delivered", DEADLINE, || {
+        d.path("out/probe3.txt").exists() || d.files("elsewhere").len() < 5
     });
     daemon.stop();
     assert_eq!(d.files("elsewhere").len(), 5, "{}", d.logs());
     let bad = leaked(&d, &["out", "var/archive", "var/error"]);
     assert!(bad.is_empty(), "files leaked into {bad:?}\n{}", d.logs());
+    assert!(
+        d.logs().contains("replaced by a symbolic link"),
+        "the swap is logged\n{}",
+        d.logs()
+    );
 }
 
 #[test]

@@ -24,16 +24,50 @@ pub fn dest_dir(base: &Path, dir: &Path) -> io::Result<Dir> {
     root.create_beneath(rel)
 }
 
-/// Fails unless the original's name still refers to the file that was taken.
+/// How often a name that holds another file than the one taken (a swap in progress) is
+/// looked at again before the original is left in place, and how long apart.
+const SWAP_RETRIES: u32 = 100;
+const SWAP_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
+fn not_ours(found: &Found) -> io::Error {
+    io::Error::other(format!(
+        "{} in the source folder is no longer the file that was taken (another file or a link took its name); it is left in place",
+        found.name
+    ))
+}
+
+/// Waits (briefly) until the original's name refers to the file that was taken.
 fn still_ours(found: &Found, dir: &Dir) -> io::Result<()> {
-    let st = dir.stat(&found.name)?;
-    if found.id.is_some_and(|id| id != st.id) {
-        return Err(io::Error::other(format!(
-            "{} in the source folder is no longer the file that was taken (another file took its name); it is left in place",
-            found.name
-        )));
+    for _ in 0..SWAP_RETRIES {
+        let st = dir.stat(&found.name)?;
+        if found.id.is_none_or(|id| id == st.id) {
+            return Ok(());
+        }
+        std::thread::sleep(SWAP_PAUSE);
     }
-    Ok(())
+    Err(not_ours(found))
+}
+
+/// Renames the original's name to `to_name` in `to`, and makes sure that what moved is the
+/// file that was taken: an entry swapped in between the check and the rename is put
+/// back (or, when that name is taken again and it is a symlink, removed: only the link
+/// goes, never what it points to) and the move is tried again.
+fn rename_ours(found: &Found, dir: &Dir, to: &Dir, to_name: &str) -> io::Result<()> {
+    for _ in 0..SWAP_RETRIES {
+        still_ours(found, dir)?;
+        dir.rename_noreplace(&found.name, to, to_name)?;
+        let moved = to.stat(to_name)?;
+        if found.id.is_none_or(|id| id == moved.id) {
+            return Ok(());
+        }
+        tracing::warn!(file = %found.name, "Another entry took the original's name at the instant it was archived; putting it back and trying again.");
+        if to.rename_noreplace(to_name, dir, &found.name).is_err()
+            && moved.kind == crate::sources::dir::Kind::Other
+        {
+            to.unlink(to_name)?;
+        }
+    }
+    Err(not_ours(found))
 }
 
 fn name_of(p: &Path) -> io::Result<&str> {
@@ -56,12 +90,11 @@ pub fn move_to(
     let Some(dir) = &found.dir else {
         return Err(io::Error::other("the original was not listed through a folder handle"));
     };
-    still_ours(found, dir)?;
     let mut candidates = candidates.peekable();
     let first = candidates.peek().cloned().unwrap_or_default();
     let to = dest_dir(base, first.parent().unwrap_or(base))?;
     for cand in candidates.take(10_000) {
-        match dir.rename_noreplace(&found.name, &to, name_of(&cand)?) {
+        match rename_ours(found, dir, &to, name_of(&cand)?) {
             Ok(()) => {
                 to.sync()?;
                 dir.sync()?;
@@ -70,6 +103,7 @@ pub fn move_to(
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
                 copy_into(found, &to, &cand)?;
+                still_ours(found, dir)?;
                 dir.unlink(&found.name)?;
                 dir.sync()?;
                 return Ok(cand);
