@@ -130,7 +130,8 @@ fn a_file_swapped_for_a_symlink_is_never_read_through() {
         }
         // Whatever is left: the bait under its name, no symlink under a visible name, a
         // fresh link for the next file.
-        let is_link = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+        let is_link =
+            |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
         if is_link(&name) && std::fs::symlink_metadata(&link).is_ok_and(|m| m.is_file()) {
             exchange(&name, &link);
         }
@@ -154,7 +155,11 @@ fn a_file_swapped_for_a_symlink_is_never_read_through() {
     assert!(bad.is_empty(), "the key leaked into {bad:?}\n{}", d.logs());
     let links = links_below(&d.path("var"));
     assert!(links.is_empty(), "links to outside: {links:?}");
-    assert_eq!(std::fs::read(&key_path).unwrap(), key_content, "the key is untouched");
+    assert_eq!(
+        std::fs::read(&key_path).unwrap(),
+        key_content,
+        "the key is untouched"
+    );
     // Every output is a bait file's content, a regular file, never a link.
     let outs = d.files("out");
     assert!(!outs.is_empty(), "{}", d.logs());
@@ -227,7 +232,11 @@ fn a_subfolder_swapped_for_a_link_is_never_entered_nor_deleted_from() {
         );
     }
     let bad = leaked(&d, &["out", "var/archive", "var/error"]);
-    assert!(bad.is_empty(), "outside files leaked into {bad:?}\n{}", d.logs());
+    assert!(
+        bad.is_empty(),
+        "outside files leaked into {bad:?}\n{}",
+        d.logs()
+    );
     assert_eq!(d.files("outside").len(), FILES);
 }
 
@@ -290,10 +299,19 @@ fn a_file_that_grows_after_it_was_taken_is_taken_again_whole() {
     }
     let path = d.write("stage/big.csv", &first);
     std::fs::rename(&path, d.path("in/big.csv")).unwrap();
-    // The writer pauses (longer than settle) and goes on once ferry is converting.
-    wait_for("ferry converting the file", DEADLINE, || {
-        d.files("out").iter().any(|f| f.starts_with(".ferry-out-"))
-    });
+    // The writer pauses (longer than settle) and goes on just after ferry has read the
+    // whole file: before it plans, while its outputs are being finished.
+    let src = d.path("in/big.csv");
+    let size = first.len() as u64;
+    let pid = daemon.child.id();
+    let started = Instant::now();
+    while read_position(pid, &src) < Some(size) {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "ferry never read the file to its end"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
     {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
@@ -319,6 +337,26 @@ fn a_file_that_grows_after_it_was_taken_is_taken_again_whole() {
         d.logs()
     );
     assert_eq!(d.files("out"), vec!["big.jsonl"]);
+}
+
+/// How far process `pid` has read `file` through its open descriptor, if it has it open.
+fn read_position(pid: u32, file: &Path) -> Option<u64> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    for fd in fds.flatten() {
+        if std::fs::read_link(fd.path()).ok().as_deref() != Some(file) {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        ))
+        .ok()?;
+        return info
+            .lines()
+            .find_map(|l| l.strip_prefix("pos:"))
+            .and_then(|v| v.trim().parse().ok());
+    }
+    None
 }
 
 #[test]

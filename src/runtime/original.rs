@@ -88,7 +88,9 @@ pub fn move_to(
     candidates: impl Iterator<Item = PathBuf>,
 ) -> io::Result<PathBuf> {
     let Some(dir) = &found.dir else {
-        return Err(io::Error::other("the original was not listed through a folder handle"));
+        return Err(io::Error::other(
+            "the original was not listed through a folder handle",
+        ));
     };
     let mut candidates = candidates.peekable();
     let first = candidates.peek().cloned().unwrap_or_default();

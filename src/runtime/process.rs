@@ -512,11 +512,7 @@ fn deliver(
             let o = &job.outputs[t.idx as usize];
             let outbox = o.deliver.is_some() || o.email.is_some();
             let sole = targets.len() == 1 && job.after.success == Success::Delete;
-            if may_link
-                && (outbox || sole)
-                && t.member.is_none()
-                && link_output(found, &t.temp)
-            {
+            if may_link && (outbox || sole) && t.member.is_none() && link_output(found, &t.temp) {
                 linked.push(t.idx);
                 continue;
             }
@@ -963,8 +959,8 @@ fn deliver(
     }
 
     // The original.
-    let archive_base = (job.after.success == Success::Archive)
-        .then(|| template_base(&job.after.archive));
+    let archive_base =
+        (job.after.success == Success::Archive).then(|| template_base(&job.after.archive));
     let disposed = super::original::dispose(found, &plan, archive_base.as_deref());
     if let Some(file) = deferred {
         super::late_hash::submit(
@@ -1071,7 +1067,9 @@ fn link_output(found: &Found, temp: &Path) -> bool {
             .filter(|m| m.is_file())
             .map(|m| crate::sources::dir::FileId::of(&m));
     if !same {
-        tracing::warn!("The original's name holds another file now; copying from the open file instead of linking.");
+        tracing::warn!(
+            "The original's name holds another file now; copying from the open file instead of linking."
+        );
         let _ = std::fs::remove_file(temp);
     }
     same
@@ -1178,7 +1176,9 @@ fn fail(
         .and_then(|dir| {
             // A name that cannot be used as it is still goes, made portable, with a report.
             fsutil::safe_join(&dir, &found.name, false)
-                .or_else(|_| fsutil::safe_join(&dir, &fsutil::portable_component(&found.name), true))
+                .or_else(|_| {
+                    fsutil::safe_join(&dir, &fsutil::portable_component(&found.name), true)
+                })
                 .map_err(FileError::new)
         })
         .map(|base| free_error_name(&base));

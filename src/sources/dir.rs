@@ -341,7 +341,12 @@ mod imp {
         Ok(File::from(fd))
     }
 
-    pub fn rename_noreplace(from: &Handle, name: &str, to: &Handle, to_name: &str) -> io::Result<()> {
+    pub fn rename_noreplace(
+        from: &Handle,
+        name: &str,
+        to: &Handle,
+        to_name: &str,
+    ) -> io::Result<()> {
         use rustix::fs::RenameFlags;
         match rustix::fs::renameat_with(from, name, to, to_name, RenameFlags::NOREPLACE) {
             Ok(()) => Ok(()),
@@ -465,7 +470,12 @@ mod imp {
             .open(dir.join(name))
     }
 
-    pub fn rename_noreplace(from: &Handle, name: &str, to: &Handle, to_name: &str) -> io::Result<()> {
+    pub fn rename_noreplace(
+        from: &Handle,
+        name: &str,
+        to: &Handle,
+        to_name: &str,
+    ) -> io::Result<()> {
         crate::fsutil::rename_noreplace(&from.join(name), &to.join(to_name))
     }
 
@@ -538,7 +548,9 @@ impl SourceRoot {
             Some(h) => self.replaced(h),
         };
         if reopen {
-            let was_link = std::fs::symlink_metadata(&self.folder)?.file_type().is_symlink();
+            let was_link = std::fs::symlink_metadata(&self.folder)?
+                .file_type()
+                .is_symlink();
             let dir = Dir::open(&self.folder)?;
             *held = Some(Held {
                 dir,
@@ -562,8 +574,8 @@ impl SourceRoot {
         if imp::id_of_metadata(&now) == mine || !now.is_dir() {
             return false;
         }
-        let is_link = std::fs::symlink_metadata(&self.folder)
-            .is_ok_and(|m| m.file_type().is_symlink());
+        let is_link =
+            std::fs::symlink_metadata(&self.folder).is_ok_and(|m| m.file_type().is_symlink());
         if is_link && !h.was_link {
             if !h.swap_logged {
                 tracing::error!(folder = %self.folder.display(), "The source folder was replaced by a symbolic link while ferry runs; ferry does not follow it and keeps to the folder it opened. Restart ferry (or reload the job) if the change is intended.");

@@ -188,7 +188,9 @@ fn walk(source: &Source, dir: &Dir, rel_dir: &str, out: &mut Vec<Found>) -> io::
                 } else {
                     format!("{rel_dir}/{name}")
                 };
-                let walked = dir.subdir(name).and_then(|sub| walk(source, &sub, &rel, out));
+                let walked = dir
+                    .subdir(name)
+                    .and_then(|sub| walk(source, &sub, &rel, out));
                 if let Err(e) = walked {
                     tracing::warn!(folder = %source.folder.display(), subfolder = %rel, error = %e, "Cannot read part of the source folder.");
                 }
@@ -198,4 +200,71 @@ fn walk(source: &Source, dir: &Dir, rel_dir: &str, out: &mut Vec<Found>) -> io::
         }
     }
     Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    fn listed(dir: &Dir, name: &str) -> Found {
+        let st = dir.stat(name).unwrap();
+        Found {
+            path: dir.path().join(name),
+            rel_dir: String::new(),
+            name: name.into(),
+            meta: st.meta,
+            dir: Some(dir.clone()),
+            id: Some(st.id),
+            opened: None,
+        }
+    }
+
+    fn set_mtime(p: &Path, secs: i64) {
+        let f = std::fs::File::options().write(true).open(p).unwrap();
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64);
+        f.set_modified(t).unwrap();
+    }
+
+    #[test]
+    fn an_original_is_opened_only_as_the_file_that_was_listed() {
+        let base = std::env::temp_dir().join(format!("ferry-found-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("in")).unwrap();
+        std::fs::write(base.join("key"), "SECRET").unwrap();
+        std::fs::write(base.join("in/a.txt"), "abcdef").unwrap();
+        set_mtime(&base.join("key"), 1_700_000_000);
+        set_mtime(&base.join("in/a.txt"), 1_700_000_000);
+        let dir = Dir::open(&base.join("in")).unwrap();
+        let found = listed(&dir, "a.txt");
+
+        // As listed: opened, and a writer going on afterwards shows on the open handle.
+        let taken = found.open_checked().unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(base.join("in/a.txt"))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"more"))
+            .unwrap();
+        assert_ne!(taken.now().unwrap(), found.meta);
+
+        // A symlink swapped in is refused, never read through.
+        std::fs::rename(base.join("in/a.txt"), base.join("a.moved")).unwrap();
+        std::os::unix::fs::symlink(base.join("key"), base.join("in/a.txt")).unwrap();
+        assert!(matches!(found.open_checked(), Err(NotAsListed::Changed(_))));
+        assert!(found.reader().is_err());
+
+        // Another regular file with the same size and mtime: another inode.
+        std::fs::remove_file(base.join("in/a.txt")).unwrap();
+        std::fs::write(base.join("in/a.txt"), "ghijkl").unwrap();
+        set_mtime(&base.join("in/a.txt"), 1_700_000_000);
+        let other = listed(&dir, "a.txt");
+        assert_eq!(other.meta, found.meta);
+        assert!(matches!(found.open_checked(), Err(NotAsListed::Changed(_))));
+
+        // A subfolder that is a link is never entered, alone or inside a path.
+        std::os::unix::fs::symlink(&base, base.join("in/sub")).unwrap();
+        assert!(dir.subdir("sub").is_err());
+        assert!(dir.beneath(Path::new("sub/in")).is_err());
+        assert!(dir.beneath(Path::new("../in")).is_err());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }
