@@ -588,6 +588,29 @@ impl SourceRoot {
     }
 }
 
+/// What `ferry check` says about a source folder ferry cannot lock: one that exists but
+/// is not writable (a read-only share) gets no `.ferry.lock`.
+pub fn check_warnings(folder: &Path) -> Vec<String> {
+    if !folder.is_dir() || writable(folder) {
+        return Vec::new();
+    }
+    vec![format!(
+        "the source folder {} is not writable: ferry cannot keep its {LOCK_NAME} there, so nothing stops a second deployment (another --state folder) from taking the same files; run one deployment per source",
+        folder.display()
+    )]
+}
+
+#[cfg(unix)]
+fn writable(folder: &Path) -> bool {
+    use rustix::fs::Access;
+    rustix::fs::access(folder, Access::WRITE_OK | Access::EXEC_OK).is_ok()
+}
+
+#[cfg(not(unix))]
+fn writable(folder: &Path) -> bool {
+    std::fs::metadata(folder).is_ok_and(|m| !m.permissions().readonly())
+}
+
 /// An exclusive `flock` on a source folder's `.ferry.lock`, shared by every job of this
 /// process that reads the folder.
 pub struct SourceLock {

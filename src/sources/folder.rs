@@ -48,6 +48,7 @@ impl Found {
                 io::ErrorKind::NotFound | io::ErrorKind::InvalidInput => {
                     NotAsListed::Changed(e.to_string())
                 }
+                #[cfg(unix)]
                 _ if e.raw_os_error() == Some(libc::ELOOP) => {
                     NotAsListed::Changed("it is a symbolic link now".into())
                 }
