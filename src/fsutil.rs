@@ -299,9 +299,22 @@ pub fn temp_name() -> String {
     )
 }
 
-/// The sha256 of a file's content, hex.
+/// The sha256 of a file's content, hex. A symlink is refused, never read through.
 pub fn hash_file(p: &Path) -> io::Result<String> {
-    hash_reader(&mut File::open(p)?).map(|(h, _)| h)
+    hash_reader(&mut open_nofollow(p)?).map(|(h, _)| h)
+}
+
+/// Opens `p` for reading, refusing a symlink as its last component (`O_NOFOLLOW`): for
+/// originals named by path (crash recovery), whose folder handle is not held.
+pub fn open_nofollow(p: &Path) -> io::Result<File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.custom_flags(libc::O_NOFOLLOW);
+    }
+    o.open(p)
 }
 
 /// The hex sha256 of what `r` gives, and its size, read on the calling thread.

@@ -423,3 +423,38 @@ fn two_deployments_over_one_source_deliver_each_file_once() {
         d.logs()
     );
 }
+
+#[test]
+fn archive_and_error_folders_below_their_literal_part_are_never_followed() {
+    let d = Deployment::new("sec-dest");
+    d.job(
+        "drop",
+        "[source]\nfolder = \"in\"\nsettle = \"0s\"\n\n[input]\nformat = \"csv\"\n\n[[output]]\nfolder = \"out\"\nformat = \"csv\"\n",
+    );
+    // The folders that `{job}` renders to are links to outside the deployment's folders.
+    d.mkdir("outside-archive");
+    d.mkdir("outside-error");
+    d.mkdir("var/archive");
+    d.mkdir("var/error");
+    std::os::unix::fs::symlink(d.path("outside-archive"), d.path("var/archive/drop")).unwrap();
+    std::os::unix::fs::symlink(d.path("outside-error"), d.path("var/error/drop")).unwrap();
+    d.write("in/good.csv", "a,b\n1,2\n");
+    d.write("in/bad.csv", "a,b\n1,2,3\n");
+    let o = d.run(&["run", "--once"]);
+    assert!(d.files("outside-archive").is_empty(), "{}", stderr(&o));
+    assert!(d.files("outside-error").is_empty(), "{}", stderr(&o));
+    // Nothing is lost: the good file is delivered and both originals stay in place.
+    assert_eq!(d.files("out"), vec!["good.csv"], "{}", stderr(&o));
+    assert_eq!(d.files("in"), vec!["bad.csv", "good.csv"], "{}", stderr(&o));
+    // The next start's recovery (the good file's plan is unfinished) does not follow the
+    // links either.
+    let o = d.run(&["run", "--once"]);
+    assert!(
+        stderr(&o).contains("is a symbolic link; ferry follows no link"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(d.files("outside-archive").is_empty(), "{}", stderr(&o));
+    assert!(d.files("outside-error").is_empty(), "{}", stderr(&o));
+    assert_eq!(d.files("in"), vec!["bad.csv", "good.csv"], "{}", stderr(&o));
+}

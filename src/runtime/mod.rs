@@ -74,7 +74,9 @@ struct Shared {
 /// are handled).
 pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     let journal = tokio::task::block_in_place(|| Journal::open(&opts.state_dir))?;
-    let recovered = tokio::task::block_in_place(|| recovery::recover(&journal))?;
+    // Jobs first: recovery disposes of originals through their source folders' handles.
+    let loaded = load_jobs(&opts.jobs_dir);
+    let recovered = tokio::task::block_in_place(|| recovery::recover(&journal, &loaded.jobs))?;
     if recovered != recovery::Recovered::default() {
         tracing::info!(
             completed = recovered.completed,
@@ -91,7 +93,6 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         counters: Arc::default(),
         once: opts.once,
     };
-    let loaded = load_jobs(&opts.jobs_dir);
     let invalid_jobs = loaded.broken.len();
     if loaded.jobs.is_empty() && !opts.once {
         tracing::warn!(jobs = %opts.jobs_dir.display(), "No valid job yet; waiting for job files.");

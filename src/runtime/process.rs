@@ -1344,7 +1344,7 @@ pub(super) fn quarantine(
 /// [`quarantine`] of an original listed through its folder's handle: moved (or copied)
 /// through that handle into the error folder, opened below its literal part `base`
 /// without following a symlink.
-fn quarantine_found(
+pub(super) fn quarantine_found(
     found: &Found,
     dest: &Path,
     base: &Path,

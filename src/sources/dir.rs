@@ -120,10 +120,31 @@ impl Dir {
         }
     }
 
-    /// The subfolder `name`, refused when it is a symlink (`ELOOP`) or not a folder.
+    /// The subfolder `name`, refused when it is a symlink or not a folder.
     pub fn subdir(&self, name: &str) -> io::Result<Dir> {
-        let h = imp::open_dir_at(&self.handle, plain(name)?)?;
-        Ok(self.child(h, Path::new(name)))
+        match imp::open_dir_at(&self.handle, plain(name)?) {
+            Ok(h) => Ok(self.child(h, Path::new(name))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(e),
+            Err(e) => Err(self.explain(Path::new(name), e)),
+        }
+    }
+
+    /// Says plainly that `rel` goes through a symbolic link, when that is why it failed.
+    fn explain(&self, rel: &Path, e: io::Error) -> io::Error {
+        let mut cur = self.path.to_path_buf();
+        for c in rel.components() {
+            cur.push(c);
+            if std::fs::symlink_metadata(&cur).is_ok_and(|m| m.file_type().is_symlink()) {
+                return io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{} is a symbolic link; ferry follows no link below a configured folder",
+                        cur.display()
+                    ),
+                );
+            }
+        }
+        e
     }
 
     /// The folder `rel` below this one, never through a symlink.
@@ -132,8 +153,11 @@ impl Dir {
         if comps.is_empty() {
             return Ok(self.clone());
         }
-        let h = imp::open_beneath(&self.handle, &comps)?;
-        Ok(self.child(h, rel))
+        match imp::open_beneath(&self.handle, &comps) {
+            Ok(h) => Ok(self.child(h, rel)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(e),
+            Err(e) => Err(self.explain(rel, e)),
+        }
     }
 
     /// Like [`Dir::beneath`], creating missing folders (each new one made durable).

@@ -138,6 +138,26 @@ pub fn stat(source: &Source, root: &Dir, path: &Path) -> Option<Found> {
     stat_in(source, &dir, &rel_dir, &name)
 }
 
+/// The original at `path`, named by crash recovery: reached from the source folder without
+/// following any symlink below it, when it is a regular file there. Its identity is what
+/// it is now (the journal records size and mtime, checked by the caller).
+pub fn at(source: &Source, path: &Path) -> Option<Found> {
+    let rel = path.strip_prefix(&source.folder).ok()?;
+    let name = rel.file_name()?.to_str()?.to_string();
+    let rel_parent = rel.parent().unwrap_or(Path::new(""));
+    let dir = Dir::open(&source.folder).ok()?.beneath(rel_parent).ok()?;
+    let st = dir.stat(&name).ok()?;
+    (st.kind == Kind::File).then(|| Found {
+        path: path.to_path_buf(),
+        rel_dir: rel_parent.to_string_lossy().replace('\\', "/"),
+        name,
+        meta: st.meta,
+        dir: Some(dir),
+        id: Some(st.id),
+        opened: None,
+    })
+}
+
 /// The entry `name` of `dir` as a candidate, when it is a regular file this source takes.
 fn stat_in(source: &Source, dir: &Dir, rel_dir: &str, name: &str) -> Option<Found> {
     if name.starts_with('.') || !source.matches(name) {
