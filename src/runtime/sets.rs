@@ -88,7 +88,9 @@ pub fn read_manifest(m: &Manifest, path: &Path) -> Result<Vec<String>, String> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot open the manifest: {e}"))?;
+    // Another manifest of the folder, named by path: never read through a symlink.
+    let f =
+        crate::fsutil::open_nofollow(path).map_err(|e| format!("cannot open the manifest: {e}"))?;
     read_manifest_from(m, &name, f)
 }
 
