@@ -341,6 +341,61 @@ fn a_file_that_grows_after_it_was_taken_is_taken_again_whole() {
     assert_eq!(d.files("out"), vec!["big.jsonl"]);
 }
 
+#[test]
+fn a_copied_file_that_grows_after_it_was_read_is_taken_again_whole() {
+    let d = Deployment::new("sec-grow-copy");
+    d.job(
+        "copy",
+        "[source]\nfolder = \"in\"\nsettle = \"200ms\"\npoll = \"100ms\"\n\n[[output]]\nfolder = \"out\"\n",
+    );
+    d.mkdir("in");
+    let mut daemon = Daemon::start(&d, &[]);
+    let first = pseudo_random(16 << 20, 5);
+    let path = d.write("stage/big.bin", &first);
+    std::fs::rename(&path, d.path("in/big.bin")).unwrap();
+    // The writer goes on just after ferry has read the whole file: while it finishes
+    // (fsyncs) its outputs, before it plans and archives.
+    let src = d.path("in/big.bin");
+    let pid = daemon.child.id();
+    let started = Instant::now();
+    let whole_written = || {
+        std::fs::read_dir(d.path("out")).is_ok_and(|rd| {
+            rd.flatten().any(|e| {
+                e.file_name().to_string_lossy().starts_with(".ferry-out-")
+                    && e.metadata().is_ok_and(|m| m.len() == first.len() as u64)
+            })
+        })
+    };
+    while read_position(pid, &src) < Some(first.len() as u64) || !whole_written() {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "ferry never read the file to its end"
+        );
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let tail = b"APPENDED-AFTER-THE-PAUSE";
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&src).unwrap();
+        f.write_all(tail).unwrap();
+    }
+    wait_for("the output delivered", DEADLINE, || {
+        d.path("out/big.bin").exists()
+    });
+    daemon.stop();
+    let mut whole = first.clone();
+    whole.extend_from_slice(tail);
+    let out = read(&d.path("out/big.bin"));
+    assert!(
+        out.len() == whole.len() && out == whole,
+        "the output has {} bytes, the whole file {}: the appended bytes were not delivered\n{}",
+        out.len(),
+        whole.len(),
+        d.logs()
+    );
+    assert_eq!(read(&d.path("var/archive/copy/big.bin")), whole);
+}
+
 /// How far process `pid` has read `file` through its open descriptor, if it has it open.
 fn read_position(pid: u32, file: &Path) -> Option<u64> {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
