@@ -39,6 +39,12 @@ pub fn check(jobs_dir: &Path) -> i32 {
         for w in crate::remote::check_warnings(job) {
             eprintln!("warning: {w}");
         }
+        let local = job.source.remote.is_none() && job.source.mailbox.is_none();
+        if local {
+            for w in crate::sources::dir::check_warnings(&job.source.folder) {
+                eprintln!("warning: {}: {w}", job.name);
+            }
+        }
         println!("ok: {} ({})", job.name, job.file.display());
     }
     let n_files = loaded.jobs.len() + loaded.broken.len();

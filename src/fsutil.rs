@@ -134,12 +134,13 @@ pub fn create_dir_all_durable(dir: &Path) -> io::Result<()> {
 }
 
 /// Joins a rendered, `/`-separated relative name onto `base`, refusing anything that could
-/// leave `base`: absolute paths, `..`, drive prefixes, empty components.
+/// leave `base`: absolute paths, `..`, drive prefixes, empty components. A `\` is no
+/// separator: it becomes `_` (a source name `a\b.txt` is `a_b.txt`, never `a/b.txt`).
 pub fn safe_join(base: &Path, rel: &str, portable: bool) -> Result<PathBuf, String> {
     if rel.is_empty() {
         return Err("the name is empty".into());
     }
-    let rel_norm = rel.replace('\\', "/");
+    let rel_norm = rel.replace('\\', "_");
     if rel_norm.starts_with('/') {
         return Err(format!(
             "{rel:?} is an absolute path; names must stay inside their folder"
@@ -298,9 +299,22 @@ pub fn temp_name() -> String {
     )
 }
 
-/// The sha256 of a file's content, hex.
+/// The sha256 of a file's content, hex. A symlink is refused, never read through.
 pub fn hash_file(p: &Path) -> io::Result<String> {
-    hash_reader(&mut File::open(p)?).map(|(h, _)| h)
+    hash_reader(&mut open_nofollow(p)?).map(|(h, _)| h)
+}
+
+/// Opens `p` for reading, refusing a symlink as its last component (`O_NOFOLLOW`): for
+/// originals named by path (crash recovery), whose folder handle is not held.
+pub fn open_nofollow(p: &Path) -> io::Result<File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.custom_flags(libc::O_NOFOLLOW);
+    }
+    o.open(p)
 }
 
 /// The hex sha256 of what `r` gives, and its size, read on the calling thread.
@@ -337,7 +351,14 @@ mod tests {
         assert!(safe_join(base, "../x", false).is_err());
         assert!(safe_join(base, "a/../../x", false).is_err());
         assert!(safe_join(base, "/etc/passwd", false).is_err());
-        assert!(safe_join(base, "..\\x", false).is_err());
+        assert_eq!(
+            safe_join(base, "..\\x", false).unwrap(),
+            Path::new("/out/.._x")
+        );
+        assert_eq!(
+            safe_join(base, "\\etc\\cron.d\\x", false).unwrap(),
+            Path::new("/out/_etc_cron.d_x")
+        );
         assert!(safe_join(base, "", false).is_err());
         assert!(safe_join(base, "./", false).is_err());
         assert_eq!(safe_join(base, "./a", false).unwrap(), Path::new("/out/a"));

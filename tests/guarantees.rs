@@ -1034,7 +1034,15 @@ fn output_names_never_leave_their_folder() {
     // The others are valid jobs whose names fail per file.
     let o = d.run(&["run", "--once"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    for name in ["up", "deep", "back", "dir"] {
+    // A `\` is no folder separator (README, "Names are made safe"): it becomes `_`, and
+    // the name stays inside its folder.
+    assert_eq!(
+        d.files("var/out/back"),
+        vec![".._escape-back.csv"],
+        "{}",
+        stderr(&o)
+    );
+    for name in ["up", "deep", "dir"] {
         let file = format!("escape-{name}.csv");
         assert_eq!(
             d.files(&format!("var/error/{name}")),
@@ -1059,10 +1067,13 @@ fn output_names_never_leave_their_folder() {
     // the failed originals in the error folders and the file left by the invalid job.
     for p in walk_files(&d.root) {
         let n = p.file_name().unwrap().to_string_lossy();
-        if n.starts_with("escape-") {
+        if n.starts_with("escape-") || n.starts_with(".._escape-") {
             let rel = p.strip_prefix(&d.root).unwrap();
             assert!(
-                rel.starts_with("var/error") || rel == Path::new("in/abs/escape-abs.csv"),
+                rel.starts_with("var/error")
+                    || rel.starts_with("var/archive/back")
+                    || rel == Path::new("var/out/back/.._escape-back.csv")
+                    || rel == Path::new("in/abs/escape-abs.csv"),
                 "a copy escaped to {}",
                 p.display()
             );

@@ -193,6 +193,19 @@ pub fn check_size(path: &std::path::Path, limits: &PdfLimits) -> Result<(), Stri
     let size = std::fs::metadata(path)
         .map_err(|e| format!("cannot read the file: {e}"))?
         .len();
+    check_len(size, limits)
+}
+
+/// Refuses an open file over `max_size` by its size, before a byte of it is read.
+pub fn check_file(f: &std::fs::File, limits: &PdfLimits) -> Result<(), String> {
+    let size = f
+        .metadata()
+        .map_err(|e| format!("cannot read the file: {e}"))?
+        .len();
+    check_len(size, limits)
+}
+
+fn check_len(size: u64, limits: &PdfLimits) -> Result<(), String> {
     if size > limits.max_size {
         return Err(too_big(size, limits));
     }

@@ -198,7 +198,7 @@ pub fn copy_new(from: &Path, to: &Path) -> io::Result<()> {
     }
     let tmp = to.with_file_name(fsutil::temp_name());
     let result = (|| {
-        let mut src = File::open(from)?;
+        let mut src = fsutil::open_nofollow(from)?;
         let mut out = TempOutput::create(&tmp)?;
         io::copy(&mut src, &mut out)?;
         out.finish()?;

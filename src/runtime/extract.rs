@@ -39,9 +39,28 @@ pub struct Made {
 /// the job's limits (guarded: a panic or a hang of the parser is an error, not a crash).
 /// `members` are the other PDFs of a document set, for `extract = "merge"`.
 pub fn pieces(job: &Job, path: &Path, members: &[PathBuf]) -> Result<Vec<Piece>, String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot open the file: {e}"))?;
+    let opened = members
+        .iter()
+        .map(|m| {
+            std::fs::File::open(m)
+                .map(|f| (m.clone(), f))
+                .map_err(|e| format!("cannot open {}: {e}", m.display()))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    pieces_from(job, path, f, opened)
+}
+
+/// [`pieces`] of files already open (originals, through their checked handles); the
+/// paths only name them.
+pub fn pieces_from(
+    job: &Job,
+    path: &Path,
+    mut f: std::fs::File,
+    members: Vec<(PathBuf, std::fs::File)>,
+) -> Result<Vec<Piece>, String> {
     let is_pdf = |p: &Path| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("pdf"));
-    pdf::check_size(path, &job.pdf)?;
-    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot open the file: {e}"))?;
+    pdf::check_file(&f, &job.pdf)?;
     let bytes = pdf::read_limited(&mut f, &job.pdf)?;
     let mut others = Vec::new();
     if job
@@ -51,17 +70,15 @@ pub fn pieces(job: &Job, path: &Path, members: &[PathBuf]) -> Result<Vec<Piece>,
     {
         // A merge holds every part in memory: together they are bounded like one PDF.
         let mut total = if is_pdf(path) { bytes.len() as u64 } else { 0 };
-        for m in members.iter().filter(|m| is_pdf(m)) {
-            pdf::check_size(m, &job.pdf)?;
-            total += std::fs::metadata(m).map_or(0, |md| md.len());
+        for (_, mut f) in members.into_iter().filter(|(m, _)| is_pdf(m)) {
+            pdf::check_file(&f, &job.pdf)?;
+            total += f.metadata().map_or(0, |md| md.len());
             if total > job.pdf.max_size {
                 return Err(format!(
                     "the set's PDFs together are larger than [pdf] max_size ({} bytes): a merge holds them all in memory",
                     job.pdf.max_size
                 ));
             }
-            let mut f =
-                std::fs::File::open(m).map_err(|e| format!("cannot open {}: {e}", m.display()))?;
             others.push(pdf::read_limited(&mut f, &job.pdf)?);
         }
     }

@@ -11,6 +11,7 @@
 pub mod extract;
 pub mod late_hash;
 pub mod naming;
+pub mod original;
 pub mod pipeline;
 pub mod process;
 pub mod recovery;
@@ -74,7 +75,9 @@ struct Shared {
 /// are handled).
 pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     let journal = tokio::task::block_in_place(|| Journal::open(&opts.state_dir))?;
-    let recovered = tokio::task::block_in_place(|| recovery::recover(&journal))?;
+    // Jobs first: recovery disposes of originals through their source folders' handles.
+    let loaded = load_jobs(&opts.jobs_dir);
+    let recovered = tokio::task::block_in_place(|| recovery::recover(&journal, &loaded.jobs))?;
     if recovered != recovery::Recovered::default() {
         tracing::info!(
             completed = recovered.completed,
@@ -91,7 +94,6 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         counters: Arc::default(),
         once: opts.once,
     };
-    let loaded = load_jobs(&opts.jobs_dir);
     let invalid_jobs = loaded.broken.len();
     if loaded.jobs.is_empty() && !opts.once {
         tracing::warn!(jobs = %opts.jobs_dir.display(), "No valid job yet; waiting for job files.");
@@ -292,6 +294,7 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
         once_pending: None,
         journal: shared.journal.clone(),
         finished_tx: None,
+        root: Arc::new(crate::sources::dir::SourceRoot::new(&job.source.folder)),
     };
     let (ev_tx, mut ev_rx) = mpsc::channel::<PathBuf>(8192);
     let _watch = if job.source.watch == Watch::Auto && !shared.once {
@@ -450,8 +453,11 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
             },
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             _ = tokio::time::sleep_until(next_scan), if !shared.once || st.once_pending.is_none() => {
-                let source = job.source.clone();
-                let scanned = tokio::task::spawn_blocking(move || folder::scan(&source)).await;
+                let (source, root) = (job.source.clone(), st.root.clone());
+                let scanned = tokio::task::spawn_blocking(move || {
+                    root.get().and_then(|dir| folder::scan(&source, &dir))
+                })
+                .await;
                 match scanned {
                     Ok(Ok(found)) => {
                         folder_missing_warned = false;
@@ -584,6 +590,8 @@ struct JobState {
     /// `run --once` with a remote source: staged files finished (done, or failed into the
     /// error folder), for the fetcher to dispose of their originals.
     finished_tx: Option<std::sync::mpsc::Sender<PathBuf>>,
+    /// The source folder, held open (docs/design.md, "Folders as handles").
+    root: Arc<crate::sources::dir::SourceRoot>,
 }
 
 impl JobState {
@@ -644,8 +652,14 @@ impl JobState {
         }
     }
 
+    /// `path` as a candidate, looked at through the held source folder.
+    fn stat(&self, path: &Path) -> Option<Found> {
+        let root = self.root.get().ok()?;
+        folder::stat(&self.job.source, &root, path)
+    }
+
     fn on_event(&mut self, p: &Path) {
-        match folder::stat(&self.job.source, p) {
+        match self.stat(p) {
             Some(f) => self.observe(f),
             None => {
                 if !p.exists() {
@@ -654,7 +668,7 @@ impl JobState {
                 // A done-file appeared (or anything else): look at files waiting for one.
                 if matches!(self.job.source.ready, Ready::DoneFile(_)) {
                     for path in self.tracker.settling() {
-                        if let Some(f) = folder::stat(&self.job.source, &path) {
+                        if let Some(f) = self.stat(&path) {
                             self.observe(f);
                         }
                     }
@@ -669,7 +683,7 @@ impl JobState {
         if self.once_pending.is_none() || self.tracker.is_known(&p) {
             return;
         }
-        if let Some(f) = folder::stat(&self.job.source, &p) {
+        if let Some(f) = self.stat(&p) {
             if let Some(set) = &mut self.once_pending {
                 set.insert(p);
             }
@@ -701,7 +715,7 @@ impl JobState {
                 break;
             }
             let Reverse((_, path)) = self.wakes.pop().expect("peeked");
-            match folder::stat(&self.job.source, &path) {
+            match self.stat(&path) {
                 Some(f) => self.observe(f),
                 None => {
                     self.tracker.vanished(&path);

@@ -187,20 +187,18 @@ struct Batch {
 /// stays flat.
 pub fn run(
     job: &Job,
-    src: &Path,
+    file: std::fs::File,
     outputs: Vec<(TempOutput, &OutputData)>,
     mut meta: BTreeMap<String, String>,
     rejects: &mut Rejects<'_>,
     split: Option<Split<'_>>,
 ) -> Result<Converted, ParseError> {
     let input = job.input.as_ref().expect("a record pipeline has an input");
-    let file = std::fs::File::open(src)
-        .map_err(|e| ParseError::new(format!("cannot open the file: {e}")))?;
     let threaded = file.metadata().is_ok_and(|m| m.len() >= THREADED_FROM);
-    let mut hashing = HashingReader::new(file);
     if matches!(input.format, InputFormat::Pdf(_)) || input.attachment.is_some() {
-        crate::formats::pdf::check_size(src, &job.pdf).map_err(ParseError::new)?;
+        crate::formats::pdf::check_file(&file, &job.pdf).map_err(ParseError::new)?;
     }
+    let mut hashing = HashingReader::new(file);
     let from_pdf = pdf_source(job, input, &mut hashing, &mut meta)?;
     let lookups = transform::load_lookups(&job.transform).map_err(ParseError::new)?;
     let env = transform::environment(&lookups);
@@ -672,12 +670,22 @@ pub fn preview(
     meta: BTreeMap<String, String>,
     limit: usize,
 ) -> Result<Preview, ParseError> {
+    let file = std::fs::File::open(src)
+        .map_err(|e| ParseError::new(format!("cannot open the file: {e}")))?;
+    preview_file(job, file, meta, limit)
+}
+
+/// [`preview`] of a file already open (an original, read through its checked handle).
+pub fn preview_file(
+    job: &Job,
+    mut file: std::fs::File,
+    meta: BTreeMap<String, String>,
+    limit: usize,
+) -> Result<Preview, ParseError> {
     let input = job
         .input
         .as_ref()
         .ok_or_else(|| ParseError::new("the job has no [input]"))?;
-    let mut file = std::fs::File::open(src)
-        .map_err(|e| ParseError::new(format!("cannot open the file: {e}")))?;
     let mut meta = meta;
     let raw: Box<dyn Read> = match pdf_source(job, input, &mut file, &mut meta)? {
         Some(bytes) => Box::new(io::Cursor::new(bytes)),

@@ -25,7 +25,7 @@ use crate::job::{Exists, Job, Success};
 use crate::journal::{Identity, Journal, Plan, PlannedOutput};
 use crate::outputs::folder::{self as out, TempOutput};
 use crate::readiness::Meta;
-use crate::sources::folder::{Found, meta_of};
+use crate::sources::folder::{Found, NotAsListed};
 
 use super::{extract, pipeline, sets};
 
@@ -104,16 +104,22 @@ fn is_split(job: &Job, o: &crate::job::Output) -> bool {
     job.transform.split.is_some() && !matches!(o.data.format, OutputFormat::Original)
 }
 
+/// The folder a folder template's placeholders render below: its literal part. The
+/// admin's path to it may go through symlinks; nothing below it is followed.
+pub(super) fn template_base(t: &crate::job::template::Template) -> PathBuf {
+    let prefix = crate::job::absolute(Path::new(t.literal_prefix()));
+    if t.literal_prefix().ends_with('/') || t.is_literal() {
+        prefix
+    } else {
+        prefix.parent().map(Path::to_path_buf).unwrap_or(prefix)
+    }
+}
+
 fn render_dir(t: &crate::job::template::Template, vars: &Vars<'_>) -> Result<PathBuf, FileError> {
     let rendered = t.render_folder(vars);
     let p = crate::job::absolute(Path::new(&rendered));
     // A placeholder may add folders below the template's literal part, never climb out.
-    let prefix = crate::job::absolute(Path::new(t.literal_prefix()));
-    let base = if t.literal_prefix().ends_with('/') || t.is_literal() {
-        prefix
-    } else {
-        prefix.parent().map(Path::to_path_buf).unwrap_or(prefix)
-    };
+    let base = template_base(t);
     if !p.starts_with(&base) {
         return Err(FileError::new(format!(
             "the folder {:?} rendered to {}, outside {}",
@@ -197,15 +203,20 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
     let span = tracing::info_span!("file", job = %job.name, file = %found.path.display());
     let _enter = span.enter();
 
-    // Still the file that settled? A writer that resumed after a pause changes it.
-    match std::fs::symlink_metadata(&found.path) {
-        Ok(md) if meta_of(&md) == found.meta => {}
-        Ok(_) => {
-            tracing::info!("File changed since it settled; waiting for it to settle again.");
+    // Still the file that settled? Opened through its folder's handle, never through a
+    // symlink, and checked to be the regular file that was listed (device, inode, size,
+    // mtime); everything read of the original is read from this handle.
+    let found = &match found.open_checked() {
+        Ok(f) => f,
+        Err(NotAsListed::Changed(why)) => {
+            tracing::info!(reason = %why, "File changed since it settled; waiting for it to settle again.");
             return Outcome::Released;
         }
-        Err(_) => return Outcome::Released,
-    }
+        Err(NotAsListed::Io(e)) => {
+            tracing::warn!(error = %e, "Cannot open the file; trying again later.");
+            return Outcome::Released;
+        }
+    };
     // Content routing and document sets decide before anything is claimed.
     let mut pre_error = match sets::route(job, found) {
         Ok(Some(outcome)) => return outcome,
@@ -519,11 +530,7 @@ fn deliver(
             let o = &job.outputs[t.idx as usize];
             let outbox = o.deliver.is_some() || o.email.is_some();
             let sole = targets.len() == 1 && job.after.success == Success::Delete;
-            if may_link
-                && (outbox || sole)
-                && t.member.is_none()
-                && link_output(&found.path, &t.temp)
-            {
+            if may_link && (outbox || sole) && t.member.is_none() && link_output(found, &t.temp) {
                 linked.push(t.idx);
                 continue;
             }
@@ -536,9 +543,9 @@ fn deliver(
             let data = &job.outputs[t.idx as usize].data;
             if let Some(m) = &t.member {
                 let mut tmp = tmp;
-                let p = found.path.with_file_name(m);
-                let mut src = std::fs::File::open(&p)
-                    .map_err(|e| FileError::io(format!("cannot open {}", p.display()), &e))?;
+                let mut src = found.sibling(m).map_err(|e| {
+                    FileError::io(format!("cannot open {}", parent_join(&found.path, m)), &e)
+                })?;
                 io::copy(&mut src, &mut tmp).map_err(|e| {
                     FileError::io(format!("cannot copy {} to output {}", m, t.idx + 1), &e)
                 })?;
@@ -575,7 +582,8 @@ fn deliver(
             deferred = Some(src);
         } else if !raw.is_empty() || !converting {
             // With every output linked this only hashes the original (no outputs to write).
-            let mut src = std::fs::File::open(&found.path)
+            let mut src = found
+                .reader()
                 .map_err(|e| FileError::io(format!("cannot open {}", found.path.display()), &e))?;
             let (idxs, mut temps): (Vec<u32>, Vec<TempOutput>) = raw.into_iter().unzip();
             let (h, n) = out::tee_copy(&mut src, &mut temps)
@@ -668,7 +676,10 @@ fn deliver(
                     .collect(),
                 open: &mut open,
             });
-            let result = pipeline::run(job, &found.path, outs, meta, &mut rejects, split);
+            let src = found
+                .reader()
+                .map_err(|e| FileError::io(format!("cannot open {}", found.path.display()), &e))?;
+            let result = pipeline::run(job, src, outs, meta, &mut rejects, split);
             split_made = split_targets;
             if let Some(r) = rejects.file {
                 finished.push((u32::MAX, r));
@@ -703,8 +714,16 @@ fn deliver(
             let chain = |e: String| FileError {
                 chain: vec!["cannot take the pieces out of the PDF".into(), e],
             };
-            let members: Vec<PathBuf> = companions.iter().map(|c| c.found.path.clone()).collect();
-            let pieces = extract::pieces(job, &found.path, &members).map_err(chain)?;
+            let opened = |f: &Found| {
+                f.reader()
+                    .map_err(|e| chain(format!("cannot open {}: {e}", f.path.display())))
+            };
+            let mut members = Vec::new();
+            for c in companions {
+                members.push((c.found.path.clone(), opened(&c.found)?));
+            }
+            let pieces =
+                extract::pieces_from(job, &found.path, opened(found)?, members).map_err(chain)?;
             let made =
                 extract::write(job, vars, id, &resolved.extract_dirs, pieces).map_err(chain)?;
             for m in made {
@@ -784,9 +803,7 @@ fn deliver(
             cleanup(&targets);
             // A file still being written (a writer that paused longer than `settle`) is
             // not a bad file: let it settle again.
-            if let Ok(md) = std::fs::symlink_metadata(&found.path)
-                && meta_of(&md) != found.meta
-            {
+            if found.now().is_ok_and(|now| now != found.meta) {
                 tracing::info!("File changed while being taken; waiting for it to settle again.");
                 let _ = journal.released(
                     id,
@@ -797,6 +814,19 @@ fn deliver(
             return Err((None, e));
         }
     };
+
+    // A writer that paused longer than `settle` and wrote on while the file was read:
+    // the outputs miss what it added. Checked on the open handle before anything is
+    // planned; the file is given back and taken again once it settles.
+    if let Some(changed) = grew(found) {
+        cleanup(&targets);
+        tracing::warn!(now = %changed, "File changed while being taken (its writer went on after a pause longer than `settle`); its outputs are dropped and it is taken again once it settles.");
+        let _ = journal.released(
+            id,
+            format!("the file changed while being taken ({changed}); it settles again"),
+        );
+        return Ok(Outcome::Released);
+    }
 
     // Where the original goes.
     let trigger = job
@@ -840,7 +870,9 @@ fn deliver(
     // durable in one transaction with the lead's.
     let mut member_plans = Vec::new();
     for c in companions {
-        let h = std::fs::File::open(&c.found.path)
+        let h = c
+            .found
+            .reader()
             .and_then(|mut f| out::tee_copy(&mut f, &mut []))
             .map_err(|e| {
                 (
@@ -945,7 +977,9 @@ fn deliver(
     }
 
     // The original.
-    let disposed = dispose(&found.path, &plan);
+    let archive_base =
+        (job.after.success == Success::Archive).then(|| template_base(&job.after.archive));
+    let disposed = super::original::dispose(found, &plan, archive_base.as_deref());
     if let Some(file) = deferred {
         super::late_hash::submit(
             journal,
@@ -965,7 +999,7 @@ fn deliver(
             );
             let kept = (job.after.success == Success::Keep).then_some(found.meta);
             for (c, p) in &member_plans {
-                match dispose(&c.found.path, p) {
+                match super::original::dispose(&c.found, p, archive_base.as_deref()) {
                     Ok(detail) => {
                         tracing::info!(member = %c.found.name, original = %detail, "Set member done.");
                         let _ = journal.done(
@@ -1014,7 +1048,10 @@ fn owned_by_us(found: &Found) -> bool {
         use std::os::unix::fs::MetadataExt;
         // SAFETY: geteuid(2) cannot fail and has no side effects.
         let me = unsafe { libc::geteuid() };
-        std::fs::symlink_metadata(&found.path).is_ok_and(|md| md.uid() == me)
+        found
+            .opened
+            .as_ref()
+            .is_some_and(|f| f.metadata().is_ok_and(|md| md.uid() == me))
     }
     #[cfg(not(unix))]
     {
@@ -1023,23 +1060,53 @@ fn owned_by_us(found: &Found) -> bool {
     }
 }
 
-/// Makes `temp` a hard link to the original; `false` (then the output is copied) when the
-/// two are on different file systems or the link is refused for any other reason.
-fn link_output(original: &Path, temp: &Path) -> bool {
-    if let Some(dir) = temp.parent()
-        && fsutil::create_dir_all_durable(dir).is_err()
+/// Makes `temp` a hard link to the original (its name in its folder's handle, never
+/// following a symlink), and checks that the link is the inode that was opened; `false`
+/// (then the output is copied from the handle) when the two are on different file
+/// systems, the link is refused, or the name now holds another file.
+fn link_output(found: &Found, temp: &Path) -> bool {
+    let (Some(dir), Some(opened)) = (&found.dir, &found.opened) else {
+        return false;
+    };
+    if let Some(d) = temp.parent()
+        && fsutil::create_dir_all_durable(d).is_err()
     {
         return false;
     }
     // A temporary left by an earlier attempt (recovery removes them; be sure).
     let _ = std::fs::remove_file(temp);
-    match std::fs::hard_link(original, temp) {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::debug!(error = %e, "Cannot link the output to the original; copying it.");
-            false
-        }
+    if let Err(e) = dir.link_to(&found.name, temp) {
+        tracing::debug!(error = %e, "Cannot link the output to the original; copying it.");
+        return false;
     }
+    let same = crate::sources::dir::stat_of_file(opened).ok().map(|s| s.id)
+        == std::fs::symlink_metadata(temp)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| crate::sources::dir::FileId::of(&m));
+    if !same {
+        tracing::warn!(
+            "The original's name holds another file now; copying from the open file instead of linking."
+        );
+        let _ = std::fs::remove_file(temp);
+    }
+    same
+}
+
+/// How the original differs now (from its open handle) from when it was listed, if it
+/// does.
+fn grew(found: &Found) -> Option<String> {
+    let now = found.now().ok()?;
+    (now != found.meta).then(|| {
+        format!(
+            "{} bytes, was {} when it settled",
+            now.size, found.meta.size
+        )
+    })
+}
+
+fn parent_join(p: &Path, name: &str) -> String {
+    p.with_file_name(name).display().to_string()
 }
 
 fn parent(p: &Path) -> String {
@@ -1124,7 +1191,14 @@ fn fail(
 ) -> Outcome {
     tracing::warn!(error = %err, "File failed; moving it to the error folder.");
     let dest = render_dir(&job.after.error, vars)
-        .and_then(|dir| fsutil::safe_join(&dir, &found.name, false).map_err(FileError::new))
+        .and_then(|dir| {
+            // A name that cannot be used as it is still goes, made portable, with a report.
+            fsutil::safe_join(&dir, &found.name, false)
+                .or_else(|_| {
+                    fsutil::safe_join(&dir, &fsutil::portable_component(&found.name), true)
+                })
+                .map_err(FileError::new)
+        })
         .map(|base| free_error_name(&base));
     let dest = match dest {
         Ok(d) => d,
@@ -1152,9 +1226,10 @@ fn fail(
         attempts,
         error: &err.chain,
     };
-    match quarantine(
-        &found.path,
+    match quarantine_found(
+        found,
         &dest,
+        &template_base(&job.after.error),
         &report,
         job.source.done_files(&found.name),
         keep,
@@ -1279,6 +1354,37 @@ pub(super) fn quarantine(
     if !keep {
         for t in triggers {
             let _ = std::fs::remove_file(src.with_file_name(t));
+        }
+    }
+    Ok(went)
+}
+
+/// [`quarantine`] of an original listed through its folder's handle: moved (or copied)
+/// through that handle into the error folder, opened below its literal part `base`
+/// without following a symlink.
+pub(super) fn quarantine_found(
+    found: &Found,
+    dest: &Path,
+    base: &Path,
+    report: &Report<'_>,
+    triggers: Vec<String>,
+    keep: bool,
+) -> io::Result<PathBuf> {
+    if found.dir.is_none() {
+        return quarantine(&found.path, dest, report, triggers, keep);
+    }
+    let free = (0..)
+        .map(|n| fsutil::numbered(dest, n))
+        .filter(|p| !fsutil::exists(p) && !fsutil::exists(&report_path(p)));
+    let went = if keep {
+        super::original::copy_to(found, base, free)?
+    } else {
+        super::original::move_to(found, base, free)?
+    };
+    write_report(&went, report)?;
+    if !keep {
+        for t in triggers {
+            let _ = super::original::remove_sibling(found, &t);
         }
     }
     Ok(went)

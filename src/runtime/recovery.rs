@@ -9,11 +9,13 @@
 //!   remembered, so that taking the file again counts as a further attempt.
 //! - **failing**: it was on its way to the error folder: the move and the report are finished.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::job::Job;
 use crate::journal::{Journal, Unfinished};
 use crate::readiness::Meta;
-use crate::sources::folder::meta_of;
+use crate::sources::folder::{Found, meta_of};
 
 use super::process::{self, Report};
 
@@ -25,13 +27,23 @@ pub struct Recovered {
     pub failed: usize,
 }
 
-pub fn recover(journal: &Journal) -> crate::journal::Result<Recovered> {
+/// Finishes what the journal left unfinished. `jobs` (those loaded now) give the source
+/// folders through whose handles originals are disposed of, and the literal parts of
+/// archive and error folders (docs/design.md, "Folders as handles"); a file of a job that
+/// is gone is disposed of by its recorded path.
+pub fn recover(
+    journal: &Journal,
+    jobs: &BTreeMap<String, Job>,
+) -> crate::journal::Result<Recovered> {
     let mut r = Recovered::default();
     for u in journal.unfinished()? {
         let span = tracing::info_span!("recover", job = %u.job, file = %u.identity.path);
         let _e = span.enter();
+        let held = jobs
+            .get(&u.job)
+            .and_then(|j| original_of(j, &u).map(|f| (j, f)));
         match u.state.as_str() {
-            "planned" => match finish_plan(journal, &u) {
+            "planned" => match finish_plan(journal, &u, held.as_ref()) {
                 Ok(detail) => {
                     tracing::info!(original = %detail, "Finished a file interrupted after its plan was made durable.");
                     journal.done(u.id, format!("finished by recovery; original {detail}"))?;
@@ -43,7 +55,7 @@ pub fn recover(journal: &Journal) -> crate::journal::Result<Recovered> {
                 }
             },
             "failing" => {
-                finish_failing(journal, &u)?;
+                finish_failing(journal, &u, held.as_ref())?;
                 r.failed += 1;
             }
             _ => {
@@ -77,7 +89,31 @@ fn still_there(u: &Unfinished) -> bool {
     })
 }
 
-fn finish_plan(journal: &Journal, u: &Unfinished) -> std::io::Result<String> {
+/// The original as the journal recorded it, reached through its job's source folder.
+fn original_of(job: &Job, u: &Unfinished) -> Option<Found> {
+    let f = crate::sources::folder::at(&job.source, Path::new(&u.identity.path))?;
+    let recorded = Meta {
+        size: u.identity.size,
+        mtime_ns: u.identity.mtime_ns,
+    };
+    (f.meta == recorded).then_some(f)
+}
+
+/// `base` when `dest` lies below it, else `dest`'s own folder (the job's folder template
+/// changed since the plan).
+fn base_for(base: PathBuf, dest: &Path) -> PathBuf {
+    if dest.starts_with(&base) {
+        base
+    } else {
+        dest.parent().map(Path::to_path_buf).unwrap_or(base)
+    }
+}
+
+fn finish_plan(
+    journal: &Journal,
+    u: &Unfinished,
+    held: Option<&(&Job, Found)>,
+) -> std::io::Result<String> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     for o in &u.outputs {
         if Path::new(&o.temp).exists()
@@ -100,6 +136,26 @@ fn finish_plan(journal: &Journal, u: &Unfinished) -> std::io::Result<String> {
         trigger: u.trigger.clone(),
     };
     let src = Path::new(&u.identity.path);
+    if let Some((job, found)) = held {
+        if plan.hash.is_empty()
+            && let Ok((h, _)) = found
+                .reader()
+                .and_then(|mut f| crate::fsutil::hash_reader(&mut f))
+        {
+            let _ = journal.hashed(u.id, h);
+        }
+        let dest = Path::new(plan.dest.as_deref().unwrap_or_default());
+        if plan.disposition == "archive" && same_content(dest, plan.hash.as_str(), src) {
+            // A copy across file systems finished but the original was not removed yet.
+            if let Some(dir) = &found.dir {
+                dir.unlink(&found.name)?;
+                dir.sync()?;
+            }
+            return Ok(format!("archived to {}", dest.display()));
+        }
+        let base = base_for(process::template_base(&job.after.archive), dest);
+        return super::original::dispose(found, &plan, Some(&base));
+    }
     if still_there(u) {
         if plan.hash.is_empty()
             && let Ok(h) = crate::fsutil::hash_file(src)
@@ -148,7 +204,11 @@ fn same_content(p: &Path, hash: &str, original: &Path) -> bool {
     crate::fsutil::hash_file(p).is_ok_and(|h| h == want)
 }
 
-fn finish_failing(journal: &Journal, u: &Unfinished) -> crate::journal::Result<()> {
+fn finish_failing(
+    journal: &Journal,
+    u: &Unfinished,
+    held: Option<&(&Job, Found)>,
+) -> crate::journal::Result<()> {
     let error = u.error.clone().unwrap_or_default();
     let dest = u.error_dest.clone();
     let chain = vec![error.clone()];
@@ -163,15 +223,19 @@ fn finish_failing(journal: &Journal, u: &Unfinished) -> crate::journal::Result<(
     };
     let src = Path::new(&u.identity.path);
     let keep = u.disposition.as_deref() == Some("keep");
-    let result = match &dest {
-        Some(dest) if still_there(u) => {
+    let result = match (&dest, held) {
+        (Some(dest), Some((job, found))) => {
+            let base = base_for(process::template_base(&job.after.error), Path::new(dest));
+            process::quarantine_found(found, Path::new(dest), &base, &report, Vec::new(), keep)
+        }
+        (Some(dest), None) if still_there(u) => {
             process::quarantine(src, Path::new(dest), &report, Vec::new(), keep)
         }
-        Some(dest) => {
+        (Some(dest), None) => {
             let p = PathBuf::from(dest);
             process::write_report(&p, &report).map(|_| p)
         }
-        None => Err(std::io::Error::other("no error folder recorded")),
+        (None, _) => Err(std::io::Error::other("no error folder recorded")),
     };
     match result {
         Ok(went) => journal.failed(

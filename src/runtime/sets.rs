@@ -84,12 +84,23 @@ fn forget(paths: &[PathBuf]) {
 
 /// Reads and checks the manifest at `path` (at most [`MAX_MANIFEST`] bytes).
 pub fn read_manifest(m: &Manifest, path: &Path) -> Result<Vec<String>, String> {
-    use std::io::Read;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot open the manifest: {e}"))?;
+    // Another manifest of the folder, named by path: never read through a symlink.
+    let f =
+        crate::fsutil::open_nofollow(path).map_err(|e| format!("cannot open the manifest: {e}"))?;
+    read_manifest_from(m, &name, f)
+}
+
+/// [`read_manifest`] of a manifest already open (a lead, through its checked handle).
+pub fn read_manifest_from(
+    m: &Manifest,
+    name: &str,
+    f: std::fs::File,
+) -> Result<Vec<String>, String> {
+    use std::io::Read;
     let mut bytes = Vec::new();
     f.take(MAX_MANIFEST + 1)
         .read_to_end(&mut bytes)
@@ -100,7 +111,7 @@ pub fn read_manifest(m: &Manifest, path: &Path) -> Result<Vec<String>, String> {
             MAX_MANIFEST / 1024
         ));
     }
-    m.members(&name, &bytes)
+    m.members(name, &bytes)
 }
 
 /// The names the good manifests of a folder list, as last read, and when.
@@ -232,7 +243,11 @@ fn prepare_manifest(
             },
         );
     }
-    match read_manifest(m, &found.path) {
+    let read = found
+        .reader()
+        .map_err(|e| format!("cannot open the manifest: {e}"))
+        .and_then(|f| read_manifest_from(m, &found.name, f));
+    match read {
         // An untrusted list is not acted on at all: the manifest alone fails; the files
         // it names wait for a good manifest (or their own timeout).
         Err(e) => Prep::Set(SetCtx {
@@ -347,9 +362,24 @@ fn gather(
     let mut unsettled = false;
     for name in names {
         let path = found.path.with_file_name(&name);
-        match std::fs::symlink_metadata(&path) {
-            Ok(md) if md.is_file() => {
-                let meta = meta_of(&md);
+        // Through the lead's folder handle, never following a symlink.
+        let st = match &found.dir {
+            Some(d) => d.stat(&name).ok(),
+            None => std::fs::symlink_metadata(&path)
+                .ok()
+                .map(|md| crate::sources::dir::Stat {
+                    kind: if md.is_file() {
+                        crate::sources::dir::Kind::File
+                    } else {
+                        crate::sources::dir::Kind::Other
+                    },
+                    id: crate::sources::dir::FileId { dev: 0, ino: 0 },
+                    meta: meta_of(&md),
+                }),
+        };
+        match st {
+            Some(st) if st.kind == crate::sources::dir::Kind::File => {
+                let meta = st.meta;
                 if !settled(&path, meta, job.source.settle) {
                     unsettled = true;
                 }
@@ -358,6 +388,9 @@ fn gather(
                     rel_dir: found.rel_dir.clone(),
                     name,
                     meta,
+                    dir: found.dir.clone(),
+                    id: found.dir.as_ref().map(|_| st.id),
+                    opened: None,
                 });
             }
             _ => missing.push(name),
@@ -416,7 +449,10 @@ pub fn read_index(
     if job.input.is_none() {
         return Ok(None);
     }
-    let p = super::pipeline::preview(job, &found.path, meta, 1)
+    let f = found
+        .reader()
+        .map_err(|e| format!("cannot open the set's index {}: {e}", found.name))?;
+    let p = super::pipeline::preview_file(job, f, meta, 1)
         .map_err(|e| format!("cannot read the set's index {}: {e}", found.name))?;
     if let Some(e) = p.error {
         return Err(format!("cannot read the set's index {}: {e}", found.name));
@@ -440,10 +476,10 @@ pub fn route(job: &Job, found: &Found) -> Result<Option<Outcome>, String> {
         return Ok(None);
     };
     let limits = job.pdf;
-    let path = found.path.clone();
+    let f = found.reader().map_err(|e| format!("cannot open: {e}"));
     let text = crate::formats::pdf::guarded(limits.timeout, move || {
-        crate::formats::pdf::check_size(&path, &limits)?;
-        let mut f = std::fs::File::open(&path).map_err(|e| format!("cannot open: {e}"))?;
+        let mut f = f?;
+        crate::formats::pdf::check_file(&f, &limits)?;
         let bytes = crate::formats::pdf::read_limited(&mut f, &limits)?;
         let doc = crate::formats::pdf::load(&bytes, &limits)?;
         crate::formats::pdf::text(&doc, &limits)

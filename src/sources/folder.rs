@@ -4,8 +4,12 @@
 //! truth, because network shares (SMB, NFS, FUSE) raise no events for changes made on the
 //! server side.
 
+use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use super::dir::{Dir, FileId, Kind};
 use crate::job::Source;
 use crate::readiness::Meta;
 
@@ -17,6 +21,92 @@ pub struct Found {
     pub rel_dir: String,
     pub name: String,
     pub meta: Meta,
+    /// The handle of the folder holding the file, when it was listed through one
+    /// ([`super::dir`]): every open, rename and unlink of the original goes through it.
+    pub dir: Option<Dir>,
+    /// The file's identity when it was listed.
+    pub id: Option<FileId>,
+    /// The original, opened and checked ([`Found::open_checked`]): what is read of it.
+    pub opened: Option<Arc<File>>,
+}
+
+/// Why an original cannot be taken as it was listed.
+#[derive(Debug)]
+pub enum NotAsListed {
+    /// Gone, or no longer the same regular file (a symlink, another inode, other size or
+    /// mtime): not an error, the name is looked at again.
+    Changed(String),
+    Io(io::Error),
+}
+
+impl Found {
+    /// Opens the original through its folder's handle without following a symlink, and
+    /// checks that it is the regular file that was listed (device, inode, size, mtime).
+    pub fn open_checked(&self) -> Result<Found, NotAsListed> {
+        let (file, st) = match &self.dir {
+            Some(d) => d.open_file(&self.name).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound | io::ErrorKind::InvalidInput => {
+                    NotAsListed::Changed(e.to_string())
+                }
+                #[cfg(unix)]
+                _ if e.raw_os_error() == Some(libc::ELOOP) => {
+                    NotAsListed::Changed("it is a symbolic link now".into())
+                }
+                _ => NotAsListed::Io(e),
+            })?,
+            None => {
+                let f = File::open(&self.path).map_err(NotAsListed::Io)?;
+                let st = super::dir::stat_of_file(&f).map_err(NotAsListed::Io)?;
+                (f, st)
+            }
+        };
+        if self.id.is_some_and(|id| id != st.id) {
+            return Err(NotAsListed::Changed(
+                "another file took its name (device and inode differ)".into(),
+            ));
+        }
+        if st.meta != self.meta {
+            return Err(NotAsListed::Changed(
+                "its size or modification time changed".into(),
+            ));
+        }
+        Ok(Found {
+            opened: Some(Arc::new(file)),
+            ..self.clone()
+        })
+    }
+
+    /// A reader of the original from its start: the checked handle when there is one,
+    /// else the file opened through its folder's handle (never following a symlink).
+    pub fn reader(&self) -> io::Result<File> {
+        use std::io::Seek;
+        if let Some(f) = &self.opened {
+            let mut f = f.try_clone()?;
+            f.seek(io::SeekFrom::Start(0))?;
+            return Ok(f);
+        }
+        match &self.dir {
+            Some(d) => d.open_file(&self.name).map(|(f, _)| f),
+            None => File::open(&self.path),
+        }
+    }
+
+    /// The original as it is now, from the checked handle.
+    pub fn now(&self) -> io::Result<Meta> {
+        match &self.opened {
+            Some(f) => super::dir::stat_of_file(f).map(|s| s.meta),
+            None => std::fs::symlink_metadata(&self.path).map(|m| meta_of(&m)),
+        }
+    }
+
+    /// A file beside the original (a set's member, a done-file), opened through the same
+    /// folder handle without following a symlink.
+    pub fn sibling(&self, name: &str) -> io::Result<File> {
+        match &self.dir {
+            Some(d) => d.open_file(name).map(|(f, _)| f),
+            None => File::open(self.path.with_file_name(name)),
+        }
+    }
 }
 
 pub fn meta_of(md: &std::fs::Metadata) -> Meta {
@@ -31,69 +121,171 @@ pub fn meta_of(md: &std::fs::Metadata) -> Meta {
     }
 }
 
-/// Looks at one path: a candidate when it is a regular file this source takes.
-pub fn stat(source: &Source, path: &Path) -> Option<Found> {
+/// Looks at one path (an event's, a settling file's): a candidate when it is a regular
+/// file this source takes, reached from `root` without following any symlink.
+pub fn stat(source: &Source, root: &Dir, path: &Path) -> Option<Found> {
     let rel = path.strip_prefix(&source.folder).ok()?;
     let name = rel.file_name()?.to_str()?.to_string();
-    let rel_dir = rel
-        .parent()
-        .map(|p| p.to_string_lossy().replace('\\', "/"))
-        .unwrap_or_default();
+    let rel_parent = rel.parent().unwrap_or(Path::new(""));
+    let rel_dir = rel_parent.to_string_lossy().replace('\\', "/");
     if !rel_dir.is_empty() && !source.recursive {
         return None;
     }
     if rel_dir.split('/').any(|c| c.starts_with('.')) {
         return None;
     }
-    if !source.matches(&name) {
-        return None;
-    }
-    let md = std::fs::symlink_metadata(path).ok()?;
-    if !md.file_type().is_file() {
-        return None;
-    }
-    Some(Found {
+    let dir = root.beneath(rel_parent).ok()?;
+    stat_in(source, &dir, &rel_dir, &name)
+}
+
+/// The original at `path`, named by crash recovery: reached from the source folder without
+/// following any symlink below it, when it is a regular file there. Its identity is what
+/// it is now (the journal records size and mtime, checked by the caller).
+pub fn at(source: &Source, path: &Path) -> Option<Found> {
+    let rel = path.strip_prefix(&source.folder).ok()?;
+    let name = rel.file_name()?.to_str()?.to_string();
+    let rel_parent = rel.parent().unwrap_or(Path::new(""));
+    let dir = Dir::open(&source.folder).ok()?.beneath(rel_parent).ok()?;
+    let st = dir.stat(&name).ok()?;
+    (st.kind == Kind::File).then(|| Found {
         path: path.to_path_buf(),
-        rel_dir,
+        rel_dir: rel_parent.to_string_lossy().replace('\\', "/"),
         name,
-        meta: meta_of(&md),
+        meta: st.meta,
+        dir: Some(dir),
+        id: Some(st.id),
+        opened: None,
     })
 }
 
-/// Lists every candidate in the source now. Names that are not UTF-8 are skipped with a
-/// warning: they cannot be named safely in outputs or reports.
-pub fn scan(source: &Source) -> std::io::Result<Vec<Found>> {
+/// The entry `name` of `dir` as a candidate, when it is a regular file this source takes.
+fn stat_in(source: &Source, dir: &Dir, rel_dir: &str, name: &str) -> Option<Found> {
+    if name.starts_with('.') || !source.matches(name) {
+        return None;
+    }
+    let st = dir.stat(name).ok()?;
+    if st.kind != Kind::File {
+        return None;
+    }
+    let path = if rel_dir.is_empty() {
+        source.folder.join(name)
+    } else {
+        source.folder.join(rel_dir).join(name)
+    };
+    Some(Found {
+        path,
+        rel_dir: rel_dir.to_string(),
+        name: name.to_string(),
+        meta: st.meta,
+        dir: Some(dir.clone()),
+        id: Some(st.id),
+        opened: None,
+    })
+}
+
+/// Lists every candidate in the source now, through the held folder handle; subfolders
+/// (with `recursive`) are entered through their parent's handle, never through a
+/// symlink. Names that are not UTF-8 are skipped with a warning: they cannot be named
+/// safely in outputs or reports.
+pub fn scan(source: &Source, root: &Dir) -> io::Result<Vec<Found>> {
     let mut out = Vec::new();
-    let depth = if source.recursive { usize::MAX } else { 1 };
-    let walker = walkdir::WalkDir::new(&source.folder)
-        .min_depth(1)
-        .max_depth(depth)
-        .follow_links(false)
-        .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
-    for entry in walker {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) if e.depth() == 0 => {
-                return Err(e
-                    .into_io_error()
-                    .unwrap_or_else(|| std::io::Error::other("walk failed")));
-            }
-            Err(e) => {
-                tracing::warn!(folder = %source.folder.display(), error = %e, "Cannot read part of the source folder.");
-                continue;
-            }
+    walk(source, root, "", &mut out)?;
+    Ok(out)
+}
+
+fn walk(source: &Source, dir: &Dir, rel_dir: &str, out: &mut Vec<Found>) -> io::Result<()> {
+    for (name, kind) in dir.entries()? {
+        let Some(name) = name.to_str() else {
+            tracing::warn!(file = %dir.path().join(&name).display(), "Skipping a file whose name is not UTF-8.");
+            continue;
         };
-        if !entry.file_type().is_file() {
+        if name.starts_with('.') {
             continue;
         }
-        if entry.file_name().to_str().is_none() {
-            tracing::warn!(file = %entry.path().display(), "Skipping a file whose name is not UTF-8.");
-            continue;
-        }
-        if let Some(f) = stat(source, entry.path()) {
-            out.push(f);
+        match kind {
+            Kind::Dir if source.recursive => {
+                let rel = if rel_dir.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{rel_dir}/{name}")
+                };
+                let walked = dir
+                    .subdir(name)
+                    .and_then(|sub| walk(source, &sub, &rel, out));
+                if let Err(e) = walked {
+                    tracing::warn!(folder = %source.folder.display(), subfolder = %rel, error = %e, "Cannot read part of the source folder.");
+                }
+            }
+            Kind::File => out.extend(stat_in(source, dir, rel_dir, name)),
+            _ => {}
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    fn listed(dir: &Dir, name: &str) -> Found {
+        let st = dir.stat(name).unwrap();
+        Found {
+            path: dir.path().join(name),
+            rel_dir: String::new(),
+            name: name.into(),
+            meta: st.meta,
+            dir: Some(dir.clone()),
+            id: Some(st.id),
+            opened: None,
+        }
+    }
+
+    fn set_mtime(p: &Path, secs: i64) {
+        let f = std::fs::File::options().write(true).open(p).unwrap();
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64);
+        f.set_modified(t).unwrap();
+    }
+
+    #[test]
+    fn an_original_is_opened_only_as_the_file_that_was_listed() {
+        let base = std::env::temp_dir().join(format!("ferry-found-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("in")).unwrap();
+        std::fs::write(base.join("key"), "SECRET").unwrap();
+        std::fs::write(base.join("in/a.txt"), "abcdef").unwrap();
+        set_mtime(&base.join("key"), 1_700_000_000);
+        set_mtime(&base.join("in/a.txt"), 1_700_000_000);
+        let dir = Dir::open(&base.join("in")).unwrap();
+        let found = listed(&dir, "a.txt");
+
+        // As listed: opened, and a writer going on afterwards shows on the open handle.
+        let taken = found.open_checked().unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(base.join("in/a.txt"))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"more"))
+            .unwrap();
+        assert_ne!(taken.now().unwrap(), found.meta);
+
+        // A symlink swapped in is refused, never read through.
+        std::fs::rename(base.join("in/a.txt"), base.join("a.moved")).unwrap();
+        std::os::unix::fs::symlink(base.join("key"), base.join("in/a.txt")).unwrap();
+        assert!(matches!(found.open_checked(), Err(NotAsListed::Changed(_))));
+        assert!(found.reader().is_err());
+
+        // Another regular file with the same size and mtime: another inode.
+        std::fs::remove_file(base.join("in/a.txt")).unwrap();
+        std::fs::write(base.join("in/a.txt"), "ghijkl").unwrap();
+        set_mtime(&base.join("in/a.txt"), 1_700_000_000);
+        let other = listed(&dir, "a.txt");
+        assert_eq!(other.meta, found.meta);
+        assert!(matches!(found.open_checked(), Err(NotAsListed::Changed(_))));
+
+        // A subfolder that is a link is never entered, alone or inside a path.
+        std::os::unix::fs::symlink(&base, base.join("in/sub")).unwrap();
+        assert!(dir.subdir("sub").is_err());
+        assert!(dir.beneath(Path::new("sub/in")).is_err());
+        assert!(dir.beneath(Path::new("../in")).is_err());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }

@@ -83,16 +83,23 @@ impl Hub {
     }
 
     /// Sends the paths of events in `folder` (and below it, when `recursive`) to `tx`.
+    ///
+    /// The watcher's lock is held across the whole change, the routes' lock only around
+    /// the bookkeeping, never while the watcher is asked to watch or unwatch: its event
+    /// thread takes the routes' lock to deliver an event, and `watch`/`unwatch` wait for
+    /// that thread, so holding both would deadlock on an event arriving meanwhile.
     pub fn subscribe(
         self: &Arc<Self>,
         folder: &Path,
         recursive: bool,
         tx: mpsc::Sender<PathBuf>,
     ) -> notify::Result<Subscription> {
-        let mut routes = self.routes.lock().expect("watch routes");
-        let (count, rec) = routes.watched.get(folder).copied().unwrap_or((0, false));
+        let mut w = self.watcher.lock().expect("watcher");
+        let (count, rec) = {
+            let routes = self.routes.lock().expect("watch routes");
+            routes.watched.get(folder).copied().unwrap_or((0, false))
+        };
         if count == 0 || (recursive && !rec) {
-            let mut w = self.watcher.lock().expect("watcher");
             let w = w
                 .as_mut()
                 .ok_or_else(|| notify::Error::generic("no file-system watcher"))?;
@@ -103,6 +110,7 @@ impl Hub {
             };
             w.watch(folder, mode)?;
         }
+        let mut routes = self.routes.lock().expect("watch routes");
         routes
             .watched
             .insert(folder.to_path_buf(), (count + 1, rec || recursive));
@@ -123,23 +131,28 @@ impl Hub {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let mut routes = self.hub.routes.lock().expect("watch routes");
-        let Some(i) = routes.list.iter().position(|r| r.id == self.id) else {
-            return;
-        };
-        let route = routes.list.remove(i);
-        let gone = match routes.watched.get_mut(&route.folder) {
-            Some((n, _)) if *n > 1 => {
-                *n -= 1;
-                false
+        // Lock order as in `subscribe`: the watcher, then briefly the routes.
+        let mut w = self.hub.watcher.lock().expect("watcher");
+        let unwatch = {
+            let mut routes = self.hub.routes.lock().expect("watch routes");
+            let Some(i) = routes.list.iter().position(|r| r.id == self.id) else {
+                return;
+            };
+            let route = routes.list.remove(i);
+            let gone = match routes.watched.get_mut(&route.folder) {
+                Some((n, _)) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                _ => true,
+            };
+            if gone {
+                routes.watched.remove(&route.folder);
             }
-            _ => true,
+            gone.then_some(route.folder)
         };
-        if gone {
-            routes.watched.remove(&route.folder);
-            if let Some(w) = self.hub.watcher.lock().expect("watcher").as_mut() {
-                let _ = w.unwatch(&route.folder);
-            }
+        if let (Some(folder), Some(w)) = (unwatch, w.as_mut()) {
+            let _ = w.unwatch(&folder);
         }
     }
 }

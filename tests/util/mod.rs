@@ -248,6 +248,9 @@ pub fn files_below(base: &Path) -> Vec<String> {
         .into_iter()
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
+        // The lock a source folder holds against a second deployment (README, "Two
+        // deployments"), not a file of the test's.
+        .filter(|e| e.file_name() != ".ferry.lock")
         .map(|e| {
             e.path()
                 .strip_prefix(base)
