@@ -1,0 +1,438 @@
+//! Checks across the jobs of a deployment, on folders compared by their real identity: two
+//! jobs must never take the same file (overlaps), and jobs must never feed each other's
+//! sources in a loop (cycles), unless a job says the loop is intended (`allow_cycle`).
+//!
+//! A folder's real identity is the canonical path of its nearest existing ancestor with
+//! the rest of the path appended: `in` and a symlink `alias -> in` are the same folder,
+//! and a folder that does not exist yet is compared by where it will be. A folder template
+//! with placeholders (`var/out/{Customer}`) is judged by its literal prefix: any folder the
+//! prefix can lead to counts as written.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use super::template::Template;
+use super::toml_reader::{Diag, Doc};
+
+/// Where a key stands in its job file.
+#[derive(Debug, Clone)]
+pub struct At {
+    pub span: Range<usize>,
+    pub line: usize,
+    pub col: usize,
+    pub key: String,
+}
+
+impl At {
+    pub fn new(doc: &Doc<'_>, span: Range<usize>, key: &str) -> At {
+        let (line, col) = doc.position(span.start);
+        At {
+            span,
+            line,
+            col,
+            key: key.to_string(),
+        }
+    }
+}
+
+/// A folder on an FTP server: `user@host:port` and the path below the login folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FtpPlace {
+    pub server: String,
+    pub path: String,
+}
+
+impl FtpPlace {
+    pub fn of(endpoint: &crate::remote::Endpoint) -> FtpPlace {
+        match endpoint {
+            crate::remote::Endpoint::Ftp(e) => FtpPlace {
+                server: format!("{}@{}:{}", e.user, e.host.to_lowercase(), e.port),
+                path: e
+                    .path
+                    .split('/')
+                    .filter(|s| !s.is_empty() && *s != ".")
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            },
+        }
+    }
+
+    fn display(&self) -> String {
+        format!("ftp://{}/{}", self.server, self.path)
+    }
+}
+
+/// What the checks need from a job's `[source]`, read even when other keys of it have
+/// problems.
+#[derive(Debug, Clone)]
+pub struct SourceFacts {
+    /// Absolute, as configured (the staging folder of a remote source or mailbox).
+    pub folder: PathBuf,
+    pub include: Vec<String>,
+    pub recursive: bool,
+    /// The job chooses its files by their content (`contains`, `matches`).
+    pub by_content: bool,
+    pub allow_cycle: bool,
+    pub ftp: Option<FtpPlace>,
+    pub at: At,
+}
+
+/// Somewhere a job writes files: an output, archive or error folder, or an FTP folder.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Folder(Template),
+    Ftp(FtpPlace),
+}
+
+#[derive(Debug, Clone)]
+pub struct Write {
+    pub target: Target,
+    pub at: At,
+}
+
+/// What the checks across jobs need from one job file, known even when the job itself has
+/// problems, so that one `check` reports an overlap together with everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub name: String,
+    pub file: PathBuf,
+    pub source: Option<SourceFacts>,
+    /// `None` when an output or `[after]` could not be read.
+    pub writes: Option<Vec<Write>>,
+}
+
+/// A folder's real identity (see the module documentation). Touches the disk.
+pub fn real_path(p: &Path) -> PathBuf {
+    let mut existing = p;
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(mut real) = std::fs::canonicalize(existing) {
+            real.extend(rest.iter().rev());
+            return super::absolute(&real);
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name);
+                existing = parent;
+            }
+            _ => return p.to_path_buf(),
+        }
+    }
+}
+
+/// Where a write target leads, with paths made real (or left as written).
+enum Place {
+    /// Every folder named `base/fragment*` or below it (`literal`: exactly `base`).
+    Local {
+        base: PathBuf,
+        fragment: String,
+        literal: bool,
+    },
+    Ftp(FtpPlace),
+}
+
+fn place(target: &Target, real: bool) -> Place {
+    let resolve = |p: &Path| if real { real_path(p) } else { p.to_path_buf() };
+    match target {
+        Target::Ftp(f) => Place::Ftp(f.clone()),
+        Target::Folder(t) if t.is_literal() => Place::Local {
+            base: resolve(&super::absolute(Path::new(t.literal_prefix()))),
+            fragment: String::new(),
+            literal: true,
+        },
+        Target::Folder(t) => {
+            let prefix = t.literal_prefix();
+            let abs = super::absolute(Path::new(prefix));
+            let (base, fragment) = if prefix.ends_with('/') {
+                (abs, String::new())
+            } else {
+                let fragment = abs
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (abs.parent().map_or(abs.clone(), Path::to_path_buf), fragment)
+            };
+            Place::Local {
+                base: resolve(&base),
+                fragment,
+                literal: false,
+            }
+        }
+    }
+}
+
+/// Whether files written to `place` are taken by a source at `folder` (and `ftp`).
+fn lands_in(place: &Place, folder: &Path, ftp: Option<&FtpPlace>, recursive: bool) -> bool {
+    match place {
+        Place::Local {
+            base,
+            fragment,
+            literal,
+        } => {
+            let covered = recursive && base.starts_with(folder);
+            let under_prefix = !literal
+                && folder
+                    .strip_prefix(base)
+                    .ok()
+                    .and_then(|r| r.components().next())
+                    .is_some_and(|c| c.as_os_str().to_string_lossy().starts_with(fragment));
+            covered || (*literal && base == folder) || under_prefix
+        }
+        Place::Ftp(w) => ftp.is_some_and(|s| {
+            w.server == s.server
+                && (w.path == s.path || (recursive && Path::new(&w.path).starts_with(&s.path)))
+        }),
+    }
+}
+
+/// Whether a job's write lands in its own source, paths compared as written (the check of
+/// one job file; `real` paths are compared across jobs).
+pub fn feeds_itself(write: &Write, source: &SourceFacts) -> bool {
+    matches!(write.target, Target::Folder(_))
+        && lands_in(
+            &place(&write.target, false),
+            &source.folder,
+            None,
+            source.recursive,
+        )
+}
+
+/// Problems found across jobs, and the jobs left out because of them.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub diags: Vec<Diag>,
+    /// Job name and why it is left out.
+    pub left_out: Vec<(String, String)>,
+}
+
+/// Runs every check across jobs on the facts of every job file.
+pub fn check(facts: &[Facts]) -> Findings {
+    let mut found = Findings::default();
+    let real: Vec<Option<PathBuf>> = facts
+        .iter()
+        .map(|f| f.source.as_ref().map(|s| real_path(&s.folder)))
+        .collect();
+    overlaps(facts, &real, &mut found);
+    cycles(facts, &real, &mut found);
+    found
+}
+
+fn diag(f: &Facts, at: &At, message: String) -> Diag {
+    Diag {
+        file: f.file.clone(),
+        line: at.line,
+        col: at.col,
+        key: at.key.clone(),
+        message,
+    }
+}
+
+fn overlaps(facts: &[Facts], real: &[Option<PathBuf>], found: &mut Findings) {
+    for (i, a) in facts.iter().enumerate() {
+        for (j, b) in facts.iter().enumerate().skip(i + 1) {
+            let (Some(sa), Some(sb), Some(ra), Some(rb)) = (&a.source, &b.source, &real[i], &real[j])
+            else {
+                continue;
+            };
+            let Some(why) = overlap(sa, sb, ra, rb) else {
+                continue;
+            };
+            found.diags.push(diag(
+                b,
+                &sb.at,
+                format!(
+                    "jobs `{}` and `{}` would both take the same files: {why}; narrow `include`/`exclude` so that each file belongs to one job",
+                    a.name, b.name
+                ),
+            ));
+            found.left_out.push((
+                a.name.clone(),
+                format!("it would take the same files as `{}`", b.name),
+            ));
+            found.left_out.push((
+                b.name.clone(),
+                format!("it would take the same files as `{}`", a.name),
+            ));
+        }
+    }
+}
+
+/// Why two sources could take the same file, if they can. They overlap when one's folder
+/// is the other's (or inside it, when that one is recursive) and their include patterns
+/// can match a common name. Jobs that both choose their files by content share a folder:
+/// the content decides (see docs/pdf.md).
+fn overlap(a: &SourceFacts, b: &SourceFacts, ra: &Path, rb: &Path) -> Option<String> {
+    let same = ra == rb || (a.recursive && rb.starts_with(ra)) || (b.recursive && ra.starts_with(rb));
+    if !same || (a.by_content && b.by_content) {
+        return None;
+    }
+    let all = vec!["*".to_string()];
+    let pa = if a.include.is_empty() { &all } else { &a.include };
+    let pb = if b.include.is_empty() { &all } else { &b.include };
+    let (x, y) = pa
+        .iter()
+        .flat_map(|x| pb.iter().map(move |y| (x, y)))
+        .find(|(x, y)| super::globs_may_overlap(x, y))?;
+    let alias = if a.folder != b.folder && ra == rb {
+        format!(" (also named {})", b.folder.display())
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "both watch {}{alias} and {x:?} overlaps {y:?}",
+        a.folder.display()
+    ))
+}
+
+/// An edge of the feeding graph: job `from`'s write number `write` lands in `to`'s source.
+#[derive(Clone, Copy)]
+struct Edge {
+    to: usize,
+    write: usize,
+}
+
+/// Jobs that feed each other in a loop: every strongly connected part of the graph "writes
+/// into the source of" is reported with one concrete loop, and all its jobs are left out.
+/// A job with `allow_cycle = true` is left out of the graph: loops through it are intended.
+fn cycles(facts: &[Facts], real: &[Option<PathBuf>], found: &mut Findings) {
+    let edges = feeding_graph(facts, real);
+    let reach: Vec<BTreeSet<usize>> = (0..facts.len()).map(|v| reachable(&edges, v)).collect();
+    let mut reported = BTreeSet::new();
+    for v in 0..facts.len() {
+        if reported.contains(&v) || !reach[v].contains(&v) {
+            continue;
+        }
+        let part: BTreeSet<usize> = reach[v]
+            .iter()
+            .copied()
+            .filter(|&u| reach[u].contains(&v))
+            .collect();
+        let path = shortest_loop(&edges, &part, v);
+        report_loop(facts, real, &edges, &path, found);
+        let names = loop_names(facts, &path);
+        for &u in &part {
+            found.left_out.push((
+                facts[u].name.clone(),
+                format!("it is part of a loop of jobs feeding each other ({names})"),
+            ));
+        }
+        reported.extend(part);
+    }
+}
+
+fn feeding_graph(facts: &[Facts], real: &[Option<PathBuf>]) -> Vec<Vec<Edge>> {
+    let places: Vec<Vec<Place>> = facts
+        .iter()
+        .map(|f| match &f.writes {
+            Some(w) => w.iter().map(|w| place(&w.target, true)).collect(),
+            None => Vec::new(),
+        })
+        .collect();
+    let mut edges = vec![Vec::new(); facts.len()];
+    for (a, fa) in facts.iter().enumerate() {
+        if fa.source.as_ref().is_none_or(|s| s.allow_cycle) {
+            continue;
+        }
+        for (b, fb) in facts.iter().enumerate() {
+            let (Some(sb), Some(rb)) = (&fb.source, &real[b]) else {
+                continue;
+            };
+            if sb.allow_cycle {
+                continue;
+            }
+            let hit = places[a].iter().enumerate().find(|(w, p)| {
+                let lexical_self = a == b && feeds_itself(&fa.writes.as_ref().expect("writes")[*w], sb);
+                // A job writing into its own source as written is reported by its own check.
+                !lexical_self && lands_in(p, rb, sb.ftp.as_ref(), sb.recursive)
+            });
+            if let Some((w, _)) = hit {
+                edges[a].push(Edge { to: b, write: w });
+            }
+        }
+    }
+    edges
+}
+
+fn reachable(edges: &[Vec<Edge>], from: usize) -> BTreeSet<usize> {
+    let mut seen = BTreeSet::new();
+    let mut stack: Vec<usize> = edges[from].iter().map(|e| e.to).collect();
+    while let Some(v) = stack.pop() {
+        if seen.insert(v) {
+            stack.extend(edges[v].iter().map(|e| e.to));
+        }
+    }
+    seen
+}
+
+/// The shortest loop from `v` back to `v` inside `part`, as the list of jobs (first = v).
+fn shortest_loop(edges: &[Vec<Edge>], part: &BTreeSet<usize>, v: usize) -> Vec<usize> {
+    let mut parent: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut queue = VecDeque::from([v]);
+    while let Some(u) = queue.pop_front() {
+        for e in &edges[u] {
+            if e.to == v {
+                let mut path = vec![u];
+                while let Some(&p) = parent.get(path.last().expect("non-empty")) {
+                    path.push(p);
+                }
+                path.reverse();
+                return path;
+            }
+            if part.contains(&e.to) && e.to != v && !parent.contains_key(&e.to) {
+                parent.insert(e.to, u);
+                queue.push_back(e.to);
+            }
+        }
+    }
+    vec![v]
+}
+
+fn loop_names(facts: &[Facts], path: &[usize]) -> String {
+    let mut names: Vec<&str> = path.iter().map(|&i| facts[i].name.as_str()).collect();
+    names.push(&facts[path[0]].name);
+    names.join(" → ")
+}
+
+/// One problem per step of the loop, at the key that writes into the next job's source.
+fn report_loop(
+    facts: &[Facts],
+    real: &[Option<PathBuf>],
+    edges: &[Vec<Edge>],
+    path: &[usize],
+    found: &mut Findings,
+) {
+    let names = loop_names(facts, path);
+    for (k, &from) in path.iter().enumerate() {
+        let to = path[(k + 1) % path.len()];
+        let Some(edge) = edges[from].iter().find(|e| e.to == to) else {
+            continue;
+        };
+        let f = &facts[from];
+        let write = &f.writes.as_ref().expect("writes")[edge.write];
+        let src = facts[to].source.as_ref().expect("source");
+        let written = match &write.target {
+            Target::Folder(t) => t.as_str().to_string(),
+            Target::Ftp(p) => p.display(),
+        };
+        let whose = if from == to {
+            "its own source folder".to_string()
+        } else {
+            format!("the source folder of `{}`", facts[to].name)
+        };
+        let folder = match (&write.target, &src.ftp) {
+            (Target::Ftp(_), Some(p)) => p.display(),
+            _ => real[to].as_ref().expect("real").display().to_string(),
+        };
+        found.diags.push(diag(
+            f,
+            &write.at,
+            format!(
+                "{written} lands in {whose} {folder} ({}:{}:{}): the jobs feed each other in a loop, {names}, and a file would go round forever; the jobs in the loop are left out. If the loop is intended, add `allow_cycle = true` to the `[source]` of one of them",
+                facts[to].file.display(),
+                src.at.line,
+                src.at.col
+            ),
+        ));
+    }
+}
