@@ -508,10 +508,9 @@ fn read_job(
     if name.is_empty() || name.starts_with('.') {
         doc.error(0..0, "", "a job file needs a name like `invoices.toml`");
     }
-    if let (Some(outputs), Some(after)) = (
-        outputs.iter().cloned().collect::<Option<Vec<_>>>(),
-        &after,
-    ) {
+    if let (Some(outputs), Some(after)) =
+        (outputs.iter().cloned().collect::<Option<Vec<_>>>(), &after)
+    {
         facts.writes = Some(writes(doc, table.get_ref(), &outputs, after));
     }
     if let (Some(source), Some(writes)) = (&facts.source, &facts.writes) {
@@ -951,7 +950,10 @@ fn read_source(
                 .as_ref()
                 .and_then(|(e, _, _)| e.as_ref())
                 .map(plumbing::FtpPlace::of),
-            at: plumbing::At::new(doc, f.span.clone(), &f.key),
+            at: match &ftp {
+                Some(url) => plumbing::At::new(doc, url.span.clone(), &url.key),
+                None => plumbing::At::new(doc, f.span.clone(), &f.key),
+            },
         });
     }
     let folder = folder?;

@@ -151,7 +151,10 @@ fn place(target: &Target, real: bool) -> Place {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                (abs.parent().map_or(abs.clone(), Path::to_path_buf), fragment)
+                (
+                    abs.parent().map_or(abs.clone(), Path::to_path_buf),
+                    fragment,
+                )
             };
             Place::Local {
                 base: resolve(&base),
@@ -231,7 +234,8 @@ fn diag(f: &Facts, at: &At, message: String) -> Diag {
 fn overlaps(facts: &[Facts], real: &[Option<PathBuf>], found: &mut Findings) {
     for (i, a) in facts.iter().enumerate() {
         for (j, b) in facts.iter().enumerate().skip(i + 1) {
-            let (Some(sa), Some(sb), Some(ra), Some(rb)) = (&a.source, &b.source, &real[i], &real[j])
+            let (Some(sa), Some(sb), Some(ra), Some(rb)) =
+                (&a.source, &b.source, &real[i], &real[j])
             else {
                 continue;
             };
@@ -263,13 +267,22 @@ fn overlaps(facts: &[Facts], real: &[Option<PathBuf>], found: &mut Findings) {
 /// can match a common name. Jobs that both choose their files by content share a folder:
 /// the content decides (see docs/pdf.md).
 fn overlap(a: &SourceFacts, b: &SourceFacts, ra: &Path, rb: &Path) -> Option<String> {
-    let same = ra == rb || (a.recursive && rb.starts_with(ra)) || (b.recursive && ra.starts_with(rb));
+    let same =
+        ra == rb || (a.recursive && rb.starts_with(ra)) || (b.recursive && ra.starts_with(rb));
     if !same || (a.by_content && b.by_content) {
         return None;
     }
     let all = vec!["*".to_string()];
-    let pa = if a.include.is_empty() { &all } else { &a.include };
-    let pb = if b.include.is_empty() { &all } else { &b.include };
+    let pa = if a.include.is_empty() {
+        &all
+    } else {
+        &a.include
+    };
+    let pb = if b.include.is_empty() {
+        &all
+    } else {
+        &b.include
+    };
     let (x, y) = pa
         .iter()
         .flat_map(|x| pb.iter().map(move |y| (x, y)))
@@ -310,12 +323,16 @@ fn cycles(facts: &[Facts], real: &[Option<PathBuf>], found: &mut Findings) {
             .collect();
         let path = shortest_loop(&edges, &part, v);
         report_loop(facts, real, &edges, &path, found);
-        let names = loop_names(facts, &path);
+        let why = if path.len() == 1 {
+            "it writes into its own source folder".to_string()
+        } else {
+            format!(
+                "it is part of a loop of jobs feeding each other ({})",
+                loop_names(facts, &path)
+            )
+        };
         for &u in &part {
-            found.left_out.push((
-                facts[u].name.clone(),
-                format!("it is part of a loop of jobs feeding each other ({names})"),
-            ));
+            found.left_out.push((facts[u].name.clone(), why.clone()));
         }
         reported.extend(part);
     }
@@ -342,7 +359,8 @@ fn feeding_graph(facts: &[Facts], real: &[Option<PathBuf>]) -> Vec<Vec<Edge>> {
                 continue;
             }
             let hit = places[a].iter().enumerate().find(|(w, p)| {
-                let lexical_self = a == b && feeds_itself(&fa.writes.as_ref().expect("writes")[*w], sb);
+                let lexical_self =
+                    a == b && feeds_itself(&fa.writes.as_ref().expect("writes")[*w], sb);
                 // A job writing into its own source as written is reported by its own check.
                 !lexical_self && lands_in(p, rb, sb.ftp.as_ref(), sb.recursive)
             });
@@ -415,24 +433,26 @@ fn report_loop(
             Target::Folder(t) => t.as_str().to_string(),
             Target::Ftp(p) => p.display(),
         };
-        let whose = if from == to {
-            "its own source folder".to_string()
-        } else {
-            format!("the source folder of `{}`", facts[to].name)
-        };
         let folder = match (&write.target, &src.ftp) {
             (Target::Ftp(_), Some(p)) => p.display(),
             _ => real[to].as_ref().expect("real").display().to_string(),
         };
-        found.diags.push(diag(
-            f,
-            &write.at,
+        let source_at = format!(
+            "{}:{}:{}",
+            facts[to].file.display(),
+            src.at.line,
+            src.at.col
+        );
+        let message = if path.len() == 1 {
             format!(
-                "{written} lands in {whose} {folder} ({}:{}:{}): the jobs feed each other in a loop, {names}, and a file would go round forever; the jobs in the loop are left out. If the loop is intended, add `allow_cycle = true` to the `[source]` of one of them",
-                facts[to].file.display(),
-                src.at.line,
-                src.at.col
-            ),
-        ));
+                "{written} leads into the job's own source folder {folder} ({source_at}): its files would be taken again as new input, forever; the job is left out. If the loop is intended, add `allow_cycle = true` to its `[source]`"
+            )
+        } else {
+            format!(
+                "{written} leads into the source folder of `{}`, {folder} ({source_at}): the jobs feed each other in a loop, {names}, and a file would go round forever; the jobs in the loop are left out. If the loop is intended, add `allow_cycle = true` to the `[source]` of one of them",
+                facts[to].name
+            )
+        };
+        found.diags.push(diag(f, &write.at, message));
     }
 }

@@ -127,7 +127,7 @@ fn load_jobs(dir: &Path) -> job::Loaded {
                 tracing::error!(problem = %d, "Invalid job file.");
             }
             for (name, why) in &l.left_out {
-                tracing::error!(job = %name, why = %why, "The job is left out: it does not run.");
+                tracing::error!(job = %name, why = %why, "The job is left out.");
             }
             l
         }
