@@ -456,3 +456,122 @@ fn report_loop(
         found.diags.push(diag(f, &write.at, message));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Facts of jobs compiled from text, under a root that does not exist (so real paths
+    /// are the paths as written).
+    fn facts(jobs: &[(&str, &str)]) -> Vec<Facts> {
+        jobs.iter()
+            .map(|(name, src)| {
+                let path = PathBuf::from(format!("jobs/{name}.toml"));
+                super::super::compile_with_facts(&path, Path::new("/nonexistent-ferry"), src).1
+            })
+            .collect()
+    }
+
+    fn left_out(jobs: &[(&str, &str)]) -> Vec<String> {
+        let mut names: Vec<String> = check(&facts(jobs))
+            .left_out
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    #[test]
+    fn an_output_folder_with_placeholders_covers_every_folder_its_prefix_leads_to() {
+        let jobs = [
+            (
+                "a",
+                "[source]\nfolder = \"in/acme\"\n[[output]]\nfolder = \"mid\"\n",
+            ),
+            (
+                "b",
+                "[source]\nfolder = \"mid\"\n[[output]]\nfolder = \"in/{date:%Y}\"\n",
+            ),
+        ];
+        assert_eq!(left_out(&jobs), ["a", "b"]);
+        // A fixed part of the last name counts: `in/cust-{x}` cannot lead to `in/acme`.
+        let jobs = [
+            (
+                "a",
+                "[source]\nfolder = \"in/acme\"\n[[output]]\nfolder = \"mid\"\n",
+            ),
+            (
+                "b",
+                "[source]\nfolder = \"mid\"\n[[output]]\nfolder = \"in/cust-{date:%Y}\"\n",
+            ),
+        ];
+        assert!(left_out(&jobs).is_empty());
+    }
+
+    #[test]
+    fn a_recursive_source_covers_its_subfolders() {
+        let a = "[source]\nfolder = \"in\"\nrecursive = true\n[[output]]\nfolder = \"mid\"\n";
+        let b = "[source]\nfolder = \"mid\"\n[[output]]\nfolder = \"in/deep/er\"\n";
+        assert_eq!(left_out(&[("a", a), ("b", b)]), ["a", "b"]);
+        let a = a.replace("recursive = true\n", "");
+        assert!(left_out(&[("a", &a), ("b", b)]).is_empty());
+    }
+
+    #[test]
+    fn error_folders_feed_too() {
+        let a = "[source]\nfolder = \"in\"\n[[output]]\nfolder = \"mid\"\n";
+        let b =
+            "[source]\nfolder = \"mid\"\n[[output]]\nfolder = \"out\"\n[after]\nerror = \"in\"\n";
+        let found = check(&facts(&[("a", a), ("b", b)]));
+        assert!(
+            found
+                .diags
+                .iter()
+                .any(|d| d.to_string().starts_with("jobs/b.toml:6:9: after.error: /nonexistent-ferry/in leads into the source folder of `a`")),
+            "{:?}",
+            found.diags
+        );
+    }
+
+    #[test]
+    fn ftp_outputs_into_ftp_sources_on_the_same_server() {
+        let src = |from: &str, to: &str| {
+            format!(
+                "[source]\nftp = \"ftp://u@Files.example:21/{from}\"\npassword = \"p\"\n[[output]]\nftp = \"ftp://u@files.example/{to}/\"\npassword = \"p\"\n"
+            )
+        };
+        let (a, b) = (src("in", "mid"), src("mid", "in"));
+        assert_eq!(left_out(&[("a", &a), ("b", &b)]), ["a", "b"]);
+        // Another server (another port) is another folder.
+        let b = b.replace("files.example/in", "files.example:2121/in");
+        assert!(left_out(&[("a", &a), ("b", &b)]).is_empty());
+    }
+
+    #[test]
+    fn allow_cycle_accepts_only_the_loops_through_its_job() {
+        let job = |src: &str, outs: &[&str]| {
+            let mut s = format!("[source]\nfolder = \"{src}\"\n");
+            for o in outs {
+                s.push_str(&format!("[[output]]\nfolder = \"{o}\"\n"));
+            }
+            s
+        };
+        let a = job("a", &["b", "c"]);
+        let b = job("b", &["a"]).replace("[source]\n", "[source]\nallow_cycle = true\n");
+        let c = job("c", &["a"]);
+        assert_eq!(left_out(&[("a", &a), ("b", &b), ("c", &c)]), ["a", "c"]);
+        let c = c.replace("[source]\n", "[source]\nallow_cycle = true\n");
+        assert!(left_out(&[("a", &a), ("b", &b), ("c", &c)]).is_empty());
+    }
+
+    #[test]
+    fn a_job_with_errors_elsewhere_still_has_its_source_compared() {
+        let a = "[source]\nfolder = \"in\"\nsettle = \"soon\"\n[[output]]\nfolder = \"{nope}\"\n";
+        let b = "[source]\nfolder = \"in\"\n";
+        let f = facts(&[("a", a), ("b", b)]);
+        assert!(f[0].source.is_some() && f[0].writes.is_none());
+        assert_eq!(left_out(&[("a", a), ("b", b)]), ["a", "b"]);
+    }
+}
