@@ -434,6 +434,7 @@ fn compile_with_facts(
         }
         _ => Err(diags),
     };
+    facts.valid = job.is_ok();
     (job, facts)
 }
 

@@ -100,6 +100,8 @@ pub struct Facts {
     pub source: Option<SourceFacts>,
     /// `None` when an output or `[after]` could not be read.
     pub writes: Option<Vec<Write>>,
+    /// The job file has no problem of its own (the job can run).
+    pub valid: bool,
 }
 
 /// A folder's real identity (see the module documentation). Touches the disk.
@@ -250,14 +252,17 @@ fn overlaps(facts: &[Facts], real: &[Option<PathBuf>], found: &mut Findings) {
                     a.name, b.name
                 ),
             ));
-            found.left_out.push((
-                a.name.clone(),
-                format!("it would take the same files as `{}`", b.name),
-            ));
-            found.left_out.push((
-                b.name.clone(),
-                format!("it would take the same files as `{}`", a.name),
-            ));
+            // A job with errors does not run: the other one is not kept from running.
+            if a.valid && b.valid {
+                found.left_out.push((
+                    a.name.clone(),
+                    format!("it would take the same files as `{}`", b.name),
+                ));
+                found.left_out.push((
+                    b.name.clone(),
+                    format!("it would take the same files as `{}`", a.name),
+                ));
+            }
         }
     }
 }
@@ -306,23 +311,26 @@ struct Edge {
 }
 
 /// Jobs that feed each other in a loop: every strongly connected part of the graph "writes
-/// into the source of" is reported with one concrete loop, and all its jobs are left out.
-/// A job with `allow_cycle = true` is left out of the graph: loops through it are intended.
+/// into the source of" is reported with one concrete loop. The valid jobs of the loops
+/// that remain among valid jobs only are left out: a job with errors does not run, so it
+/// closes no loop (a broken job file never stops the others). A job with
+/// `allow_cycle = true` is left out of the graph: loops through it are intended.
 fn cycles(facts: &[Facts], real: &[Option<PathBuf>], found: &mut Findings) {
     let edges = feeding_graph(facts, real);
-    let reach: Vec<BTreeSet<usize>> = (0..facts.len()).map(|v| reachable(&edges, v)).collect();
-    let mut reported = BTreeSet::new();
-    for v in 0..facts.len() {
-        if reported.contains(&v) || !reach[v].contains(&v) {
-            continue;
-        }
-        let part: BTreeSet<usize> = reach[v]
-            .iter()
-            .copied()
-            .filter(|&u| reach[u].contains(&v))
-            .collect();
-        let path = shortest_loop(&edges, &part, v);
+    for (_, path) in loops(&edges) {
         report_loop(facts, real, &edges, &path, found);
+    }
+    let valid_edges: Vec<Vec<Edge>> = edges
+        .iter()
+        .enumerate()
+        .map(|(v, out)| {
+            out.iter()
+                .copied()
+                .filter(|e| facts[v].valid && facts[e.to].valid)
+                .collect()
+        })
+        .collect();
+    for (part, path) in loops(&valid_edges) {
         let why = if path.len() == 1 {
             "it writes into its own source folder".to_string()
         } else {
@@ -331,11 +339,31 @@ fn cycles(facts: &[Facts], real: &[Option<PathBuf>], found: &mut Findings) {
                 loop_names(facts, &path)
             )
         };
-        for &u in &part {
+        for u in part {
             found.left_out.push((facts[u].name.clone(), why.clone()));
         }
-        reported.extend(part);
     }
+}
+
+/// The strongly connected parts of the graph that hold a loop, each with one shortest loop.
+fn loops(edges: &[Vec<Edge>]) -> Vec<(BTreeSet<usize>, Vec<usize>)> {
+    let reach: Vec<BTreeSet<usize>> = (0..edges.len()).map(|v| reachable(edges, v)).collect();
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for v in 0..edges.len() {
+        if seen.contains(&v) || !reach[v].contains(&v) {
+            continue;
+        }
+        let part: BTreeSet<usize> = reach[v]
+            .iter()
+            .copied()
+            .filter(|&u| reach[u].contains(&v))
+            .collect();
+        let path = shortest_loop(edges, &part, v);
+        seen.extend(part.iter().copied());
+        out.push((part, path));
+    }
+    out
 }
 
 fn feeding_graph(facts: &[Facts], real: &[Option<PathBuf>]) -> Vec<Vec<Edge>> {
@@ -572,6 +600,29 @@ mod tests {
         let b = "[source]\nfolder = \"in\"\n";
         let f = facts(&[("a", a), ("b", b)]);
         assert!(f[0].source.is_some() && f[0].writes.is_none());
-        assert_eq!(left_out(&[("a", a), ("b", b)]), ["a", "b"]);
+        let found = check(&f);
+        assert!(
+            found.diags[0].to_string().starts_with(
+                "jobs/b.toml:2:10: source.folder: jobs `a` and `b` would both take the same files"
+            ),
+            "{:?}",
+            found.diags
+        );
+        // `a` does not run: `b` is not kept from running (a broken file never stops others).
+        assert!(found.left_out.is_empty(), "{:?}", found.left_out);
+    }
+
+    #[test]
+    fn a_loop_through_a_job_with_errors_is_reported_but_stops_no_valid_job() {
+        let a = "[source]\nfolder = \"a\"\nsettle = \"soon\"\n[[output]]\nfolder = \"b\"\n";
+        let b = "[source]\nfolder = \"b\"\n[[output]]\nfolder = \"a\"\n";
+        let found = check(&facts(&[("a", a), ("b", b)]));
+        assert_eq!(found.diags.len(), 2, "{:?}", found.diags);
+        assert!(
+            found.diags[0].message.contains("a → b → a"),
+            "{:?}",
+            found.diags
+        );
+        assert!(found.left_out.is_empty(), "{:?}", found.left_out);
     }
 }
