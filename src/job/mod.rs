@@ -3,6 +3,7 @@
 //! take the same file).
 
 pub mod data;
+mod job_file;
 pub mod pdf;
 pub mod plumbing;
 pub mod set;
@@ -312,7 +313,7 @@ fn load_file_with_facts(path: &Path, root: &Path) -> (Result<Job, Vec<Diag>>, pl
         doc.error(0..0, "", message);
         doc.diags
     };
-    let src = match read_job_text(path) {
+    let src = match job_file::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(s) => s,
             Err(e) => {
@@ -326,67 +327,6 @@ fn load_file_with_facts(path: &Path, root: &Path) -> (Result<Job, Vec<Diag>>, pl
         Err(message) => return (Err(whole_file(message)), facts_of(path)),
     };
     compile_with_facts(path, root, &src)
-}
-
-/// Reads a job file without ever blocking: a FIFO is opened non-blocking and refused, like
-/// a device, by the type of what was opened.
-fn read_job_text(path: &Path) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let cannot = |e: std::io::Error| format!("cannot read the job file: {e}");
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(cannot)?;
-    let kind = f.metadata().map_err(cannot)?.file_type();
-    if !kind.is_file() {
-        return Err(not_regular(kind, path));
-    }
-    let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes).map_err(cannot)?;
-    Ok(bytes)
-}
-
-/// Why a path named like a job file is not one, if it is not: it must be a regular file or
-/// a symlink to one. Looks at the types only (never opens it: a FIFO would block).
-fn not_a_job_file(path: &Path) -> Option<String> {
-    let link = std::fs::symlink_metadata(path)
-        .ok()
-        .is_some_and(|m| m.file_type().is_symlink());
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => None,
-        Ok(m) => Some(not_regular(m.file_type(), path)),
-        Err(e) if link => Some(format!(
-            "a symlink to {} that cannot be followed ({e}); the job file is skipped",
-            std::fs::read_link(path).unwrap_or_default().display()
-        )),
-        Err(e) => Some(format!("cannot read the job file: {e}")),
-    }
-}
-
-fn not_regular(kind: std::fs::FileType, path: &Path) -> String {
-    use std::os::unix::fs::FileTypeExt;
-    let what = if kind.is_fifo() {
-        "a FIFO (named pipe)"
-    } else if kind.is_char_device() {
-        "a character device"
-    } else if kind.is_block_device() {
-        "a block device"
-    } else if kind.is_socket() {
-        "a socket"
-    } else if kind.is_dir() {
-        "a folder"
-    } else {
-        "not a regular file"
-    };
-    let via = match std::fs::read_link(path) {
-        Ok(target) => format!("a symlink to {} which is ", target.display()),
-        Err(_) => String::new(),
-    };
-    format!(
-        "this is {via}{what}, not a regular file; the job file is skipped (a job file must be a regular file or a symlink to one)"
-    )
 }
 
 fn facts_of(path: &Path) -> plumbing::Facts {
@@ -1367,7 +1307,7 @@ fn job_files(dir: &Path, loaded: &mut Loaded) -> std::io::Result<Vec<PathBuf>> {
         if p.extension().is_none_or(|e| e != "toml") {
             continue;
         }
-        match not_a_job_file(&p) {
+        match job_file::not_a_job_file(&p) {
             None => files.push(p),
             Some(why) => {
                 loaded.diags.push(Diag {
