@@ -656,6 +656,7 @@ fn read_source(
 ) -> Option<Source> {
     let is_mailbox = t.has("mailbox");
     let has_include = t.has("include");
+    let move_to_span = t.span_of("move_to");
     let ftp = t.str(doc, "ftp");
     let mut folder = t.str(doc, "folder");
     let mut remote_parts = None;
@@ -891,6 +892,15 @@ fn read_source(
                 .as_ref()
                 .and_then(|(e, _, _)| e.as_ref())
                 .map(plumbing::FtpPlace::of),
+            remote_move: match &remote_parts {
+                Some((Some(e), Some(crate::remote::Disposal::Move(to)), _)) => {
+                    Some(plumbing::Write {
+                        target: plumbing::Target::Ftp(plumbing::FtpPlace::of(e).below(to)),
+                        at: plumbing::At::new(doc, move_to_span, "source.move_to"),
+                    })
+                }
+                _ => None,
+            },
             at: match &ftp {
                 Some(url) => plumbing::At::new(doc, url.span.clone(), &url.key),
                 None => plumbing::At::new(doc, f.span.clone(), &f.key),

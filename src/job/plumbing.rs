@@ -58,6 +58,23 @@ impl FtpPlace {
         }
     }
 
+    /// The folder `rel` below this one (`/rel`: from the login folder).
+    pub fn below(&self, rel: &str) -> FtpPlace {
+        let joined = if rel.starts_with('/') {
+            rel.to_string()
+        } else {
+            format!("{}/{rel}", self.path)
+        };
+        FtpPlace {
+            server: self.server.clone(),
+            path: joined
+                .split('/')
+                .filter(|s| !s.is_empty() && *s != ".")
+                .collect::<Vec<_>>()
+                .join("/"),
+        }
+    }
+
     fn display(&self) -> String {
         format!("ftp://{}/{}", self.server, self.path)
     }
@@ -75,6 +92,8 @@ pub struct SourceFacts {
     pub by_content: bool,
     pub allow_cycle: bool,
     pub ftp: Option<FtpPlace>,
+    /// An FTP source's `move_to` folder (never taken from by its own job).
+    pub remote_move: Option<Write>,
     pub at: At,
 }
 
@@ -102,6 +121,17 @@ pub struct Facts {
     pub writes: Option<Vec<Write>>,
     /// The job file has no problem of its own (the job can run).
     pub valid: bool,
+}
+
+impl Facts {
+    /// Every place the job writes into, its source's remote `move_to` last.
+    fn all_writes(&self) -> Vec<&Write> {
+        let Some(writes) = &self.writes else {
+            return Vec::new();
+        };
+        let moved = self.source.as_ref().and_then(|s| s.remote_move.as_ref());
+        writes.iter().chain(moved).collect()
+    }
 }
 
 /// A folder's real identity (see the module documentation). Touches the disk.
@@ -367,12 +397,10 @@ fn loops(edges: &[Vec<Edge>]) -> Vec<(BTreeSet<usize>, Vec<usize>)> {
 }
 
 fn feeding_graph(facts: &[Facts], real: &[Option<PathBuf>]) -> Vec<Vec<Edge>> {
-    let places: Vec<Vec<Place>> = facts
+    let writes: Vec<Vec<&Write>> = facts.iter().map(Facts::all_writes).collect();
+    let places: Vec<Vec<Place>> = writes
         .iter()
-        .map(|f| match &f.writes {
-            Some(w) => w.iter().map(|w| place(&w.target, true)).collect(),
-            None => Vec::new(),
-        })
+        .map(|w| w.iter().map(|w| place(&w.target, true)).collect())
         .collect();
     let mut edges = vec![Vec::new(); facts.len()];
     for (a, fa) in facts.iter().enumerate() {
@@ -387,10 +415,12 @@ fn feeding_graph(facts: &[Facts], real: &[Option<PathBuf>]) -> Vec<Vec<Edge>> {
                 continue;
             }
             let hit = places[a].iter().enumerate().find(|(w, p)| {
-                let lexical_self =
-                    a == b && feeds_itself(&fa.writes.as_ref().expect("writes")[*w], sb);
-                // A job writing into its own source as written is reported by its own check.
-                !lexical_self && lands_in(p, rb, sb.ftp.as_ref(), sb.recursive)
+                // A job writing into its own source as written is reported by its own
+                // check, and its own `move_to` is never listed as input.
+                let own_move = a == b
+                    && (sb.remote_move.as_ref()).is_some_and(|m| std::ptr::eq(m, writes[a][*w]));
+                let lexical_self = a == b && feeds_itself(writes[a][*w], sb);
+                !own_move && !lexical_self && lands_in(p, rb, sb.ftp.as_ref(), sb.recursive)
             });
             if let Some((w, _)) = hit {
                 edges[a].push(Edge { to: b, write: w });
@@ -455,7 +485,7 @@ fn report_loop(
             continue;
         };
         let f = &facts[from];
-        let write = &f.writes.as_ref().expect("writes")[edge.write];
+        let write = f.all_writes()[edge.write];
         let src = facts[to].source.as_ref().expect("source");
         let written = match &write.target {
             Target::Folder(t) => t.as_str().to_string(),
@@ -624,5 +654,20 @@ mod tests {
             found.diags
         );
         assert!(found.left_out.is_empty(), "{:?}", found.left_out);
+    }
+
+    #[test]
+    fn an_ftp_move_to_feeds_other_jobs_but_never_its_own() {
+        let a = "[source]\nftp = \"ftp://u@h/in\"\npassword = \"p\"\nrecursive = true\nsuccess = \"move\"\nmove_to = \"done\"\n";
+        assert!(left_out(&[("a", a)]).is_empty());
+        let a = a.replace("\"done\"", "\"/mid\"");
+        let b = "[source]\nftp = \"ftp://u@h/mid\"\npassword = \"p\"\n[[output]]\nftp = \"ftp://u@h/in/x\"\npassword = \"p\"\n";
+        let found = check(&facts(&[("a", &a), ("b", b)]));
+        assert!(
+            found.diags.iter().any(|d| d.to_string().starts_with("jobs/a.toml:6:11: source.move_to: ftp://u@h:21/mid leads into the source folder of `b`")),
+            "{:?}",
+            found.diags
+        );
+        assert_eq!(found.left_out.len(), 2);
     }
 }
