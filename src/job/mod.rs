@@ -452,7 +452,7 @@ fn read_job(
     if let (Some(outputs), Some(after)) =
         (outputs.iter().cloned().collect::<Option<Vec<_>>>(), &after)
     {
-        facts.writes = Some(writes(doc, table.get_ref(), &outputs, after));
+        facts.writes = Some(writes(doc, (table.get_ref(), name), &outputs, after));
     }
     if let (Some(source), Some(writes)) = (&facts.source, &facts.writes) {
         check_feedback(doc, source, writes);
@@ -477,7 +477,7 @@ fn read_job(
 /// folders), each with where its key stands.
 fn writes(
     doc: &Doc<'_>,
-    table: &DeTable<'_>,
+    (table, name): (&DeTable<'_>, &str),
     outputs: &[Output],
     after: &After,
 ) -> Vec<plumbing::Write> {
@@ -502,7 +502,7 @@ fn writes(
             "folder"
         };
         out.push(plumbing::Write {
-            target: plumbing::Target::Folder(o.folder.clone()),
+            target: plumbing::Target::Folder(plumbing::Folder::of(&o.folder, name)),
             at: at("output", Some(i), key, format!("output[{}].{key}", i + 1)),
         });
         if let Some(d) = &o.deliver {
@@ -514,12 +514,12 @@ fn writes(
     }
     if after.success == Success::Archive {
         out.push(plumbing::Write {
-            target: plumbing::Target::Folder(after.archive.clone()),
+            target: plumbing::Target::Folder(plumbing::Folder::of(&after.archive, name)),
             at: at("after", None, "archive", "after.archive".into()),
         });
     }
     out.push(plumbing::Write {
-        target: plumbing::Target::Folder(after.error.clone()),
+        target: plumbing::Target::Folder(plumbing::Folder::of(&after.error, name)),
         at: at("after", None, "error", "after.error".into()),
     });
     out
@@ -535,7 +535,7 @@ fn check_feedback(doc: &mut Doc<'_>, source: &plumbing::SourceFacts, writes: &[p
         return;
     }
     for w in writes {
-        let plumbing::Target::Folder(t) = &w.target else {
+        let plumbing::Target::Folder(f) = &w.target else {
             continue;
         };
         if plumbing::feeds_itself(w, source) {
@@ -544,7 +544,7 @@ fn check_feedback(doc: &mut Doc<'_>, source: &plumbing::SourceFacts, writes: &[p
                 &w.at.key,
                 format!(
                     "{} is inside the source folder {}{}: its files would be taken again as new input; use a folder outside the source",
-                    t.as_str(),
+                    f.shown,
                     source.folder.display(),
                     if source.recursive { " (recursive)" } else { "" }
                 ),

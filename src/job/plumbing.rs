@@ -100,8 +100,30 @@ pub struct SourceFacts {
 /// Somewhere a job writes files: an output, archive or error folder, or an FTP folder.
 #[derive(Debug, Clone)]
 pub enum Target {
-    Folder(Template),
+    Folder(Folder),
     Ftp(FtpPlace),
+}
+
+/// A folder template as one job renders it: its fixed part is known (`{job}` included).
+#[derive(Debug, Clone)]
+pub struct Folder {
+    /// As written (resolved against the deployment root), for messages.
+    pub shown: String,
+    /// The text before the first placeholder that varies from file to file.
+    pub prefix: String,
+    /// No such placeholder: the folder is `prefix`.
+    pub literal: bool,
+}
+
+impl Folder {
+    pub fn of(t: &Template, job: &str) -> Folder {
+        let (prefix, literal) = t.fixed_prefix_for_job(job);
+        Folder {
+            shown: t.as_str().to_string(),
+            prefix,
+            literal,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -168,13 +190,13 @@ fn place(target: &Target, real: bool) -> Place {
     let resolve = |p: &Path| if real { real_path(p) } else { p.to_path_buf() };
     match target {
         Target::Ftp(f) => Place::Ftp(f.clone()),
-        Target::Folder(t) if t.is_literal() => Place::Local {
-            base: resolve(&super::absolute(Path::new(t.literal_prefix()))),
+        Target::Folder(f) if f.literal => Place::Local {
+            base: resolve(&super::absolute(Path::new(&f.prefix))),
             fragment: String::new(),
             literal: true,
         },
-        Target::Folder(t) => {
-            let prefix = t.literal_prefix();
+        Target::Folder(f) => {
+            let prefix = f.prefix.as_str();
             let abs = super::absolute(Path::new(prefix));
             let (base, fragment) = if prefix.ends_with('/') {
                 (abs, String::new())
@@ -488,7 +510,7 @@ fn report_loop(
         let write = f.all_writes()[edge.write];
         let src = facts[to].source.as_ref().expect("source");
         let written = match &write.target {
-            Target::Folder(t) => t.as_str().to_string(),
+            Target::Folder(f) => f.shown.clone(),
             Target::Ftp(p) => p.display(),
         };
         let folder = match (&write.target, &src.ftp) {
@@ -669,5 +691,22 @@ mod tests {
             found.diags
         );
         assert_eq!(found.left_out.len(), 2);
+    }
+
+    #[test]
+    fn job_in_a_folder_is_the_job_s_own_name() {
+        // The default error folder is `var/error/{job}`: `retry`'s own is var/error/retry.
+        let retry = "[source]\nfolder = \"var/error/orders\"\n[[output]]\nfolder = \"var/in\"\n";
+        let f = facts(&[("retry", retry)]);
+        assert!(f[0].valid);
+        assert!(check(&f).diags.is_empty());
+        // Files that fail in `orders` go to `retry`, which puts them back: a loop.
+        let orders = "[source]\nfolder = \"var/in\"\n[[output]]\nfolder = \"out\"\n";
+        assert_eq!(
+            left_out(&[("orders", orders), ("retry", retry)]),
+            ["orders", "retry"]
+        );
+        let other = orders.replace("var/in", "var/other");
+        assert!(left_out(&[("other", &other), ("retry", retry)]).is_empty());
     }
 }

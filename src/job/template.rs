@@ -157,6 +157,20 @@ impl Template {
         }
     }
 
+    /// The fixed part of a folder template for one job: the text before the first
+    /// placeholder other than `{job}`, with `{job}` rendered; and whether that is all of it.
+    pub fn fixed_prefix_for_job(&self, job: &str) -> (String, bool) {
+        let mut prefix = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Lit(s) => prefix.push_str(s),
+                Part::Job => prefix.push_str(job),
+                _ => return (prefix, false),
+            }
+        }
+        (prefix, true)
+    }
+
     /// A glob that matches every name this template can render: each placeholder becomes
     /// `*`. Done-file templates use it to recognise trigger files.
     pub fn to_glob(&self) -> String {
