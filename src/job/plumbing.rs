@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use super::template::Template;
+use super::template::{FixedEnd, Template};
 use super::toml_reader::{Diag, Doc};
 
 /// Where a key stands in its job file.
@@ -111,17 +111,17 @@ pub struct Folder {
     pub shown: String,
     /// The text before the first placeholder that varies from file to file.
     pub prefix: String,
-    /// No such placeholder: the folder is `prefix`.
-    pub literal: bool,
+    /// What follows `prefix`.
+    pub end: FixedEnd,
 }
 
 impl Folder {
     pub fn of(t: &Template, job: &str) -> Folder {
-        let (prefix, literal) = t.fixed_prefix_for_job(job);
+        let (prefix, end) = t.fixed_prefix_for_job(job);
         Folder {
             shown: t.as_str().to_string(),
             prefix,
-            literal,
+            end,
         }
     }
 }
@@ -177,11 +177,12 @@ pub fn real_path(p: &Path) -> PathBuf {
 
 /// Where a write target leads, with paths made real (or left as written).
 enum Place {
-    /// Every folder named `base/fragment*` or below it (`literal`: exactly `base`).
+    /// Every folder named `base/fragment*` or below it (`End`: exactly `base`; `Date`:
+    /// `fragment` followed by a date in that format).
     Local {
         base: PathBuf,
         fragment: String,
-        literal: bool,
+        end: FixedEnd,
     },
     Ftp(FtpPlace),
 }
@@ -190,10 +191,10 @@ fn place(target: &Target, real: bool) -> Place {
     let resolve = |p: &Path| if real { real_path(p) } else { p.to_path_buf() };
     match target {
         Target::Ftp(f) => Place::Ftp(f.clone()),
-        Target::Folder(f) if f.literal => Place::Local {
+        Target::Folder(f) if f.end == FixedEnd::End => Place::Local {
             base: resolve(&super::absolute(Path::new(&f.prefix))),
             fragment: String::new(),
-            literal: true,
+            end: FixedEnd::End,
         },
         Target::Folder(f) => {
             let prefix = f.prefix.as_str();
@@ -213,7 +214,7 @@ fn place(target: &Target, real: bool) -> Place {
             Place::Local {
                 base: resolve(&base),
                 fragment,
-                literal: false,
+                end: f.end.clone(),
             }
         }
     }
@@ -225,22 +226,61 @@ fn lands_in(place: &Place, folder: &Path, ftp: Option<&FtpPlace>, recursive: boo
         Place::Local {
             base,
             fragment,
-            literal,
+            end,
         } => {
             let covered = recursive && base.starts_with(folder);
-            let under_prefix = !literal
-                && folder
-                    .strip_prefix(base)
-                    .ok()
-                    .and_then(|r| r.components().next())
-                    .is_some_and(|c| c.as_os_str().to_string_lossy().starts_with(fragment));
-            covered || (*literal && base == folder) || under_prefix
+            let first = folder
+                .strip_prefix(base)
+                .ok()
+                .and_then(|r| r.components().next())
+                .map(|c| c.as_os_str().to_string_lossy().into_owned());
+            let under_prefix =
+                first.is_some_and(|c| match (end, c.strip_prefix(fragment.as_str())) {
+                    (_, None) | (FixedEnd::End, _) => false,
+                    (FixedEnd::Date(format), Some(rest)) => date_may_start(format, rest),
+                    (FixedEnd::Other, Some(_)) => true,
+                });
+            covered || (*end == FixedEnd::End && base == folder) || under_prefix
         }
         Place::Ftp(w) => ftp.is_some_and(|s| {
             w.server == s.server
                 && (w.path == s.path || (recursive && Path::new(&w.path).starts_with(&s.path)))
         }),
     }
+}
+
+/// Whether a folder name may begin with a date written in `format` (`rest` is the name
+/// after the template's fixed text). Dates are compared by shape, every digit as `0`, over
+/// sample dates that cover every month, weekday, one- and two-digit days and both halves
+/// of the day.
+fn date_may_start(format: &str, rest: &str) -> bool {
+    use chrono::{NaiveDate, NaiveTime, TimeZone, Utc};
+    use std::fmt::Write as _;
+    let shape = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_ascii_digit() { '0' } else { c })
+            .collect()
+    };
+    let rest = shape(rest);
+    let year = 2026;
+    (1..=12)
+        .flat_map(|m| (1..=7).chain(20..=26).map(move |d| (m, d)))
+        .flat_map(|(m, d)| [0, 13].map(move |h| (m, d, h)))
+        .filter_map(|(m, d, h)| {
+            let date = NaiveDate::from_ymd_opt(year, m, d)?;
+            Some(Utc.from_utc_datetime(&date.and_time(NaiveTime::from_hms_opt(h, 0, 0)?)))
+        })
+        .any(|t| {
+            let mut text = String::new();
+            if write!(text, "{}", t.format(format)).is_err() {
+                return true;
+            }
+            let rendered = shape(&text);
+            match rendered.split_once('/') {
+                Some((first, _)) => first == rest,
+                None => rest.starts_with(&rendered),
+            }
+        })
 }
 
 /// Whether a job's write lands in its own source, paths compared as written (the check of
@@ -565,29 +605,24 @@ mod tests {
 
     #[test]
     fn an_output_folder_with_placeholders_covers_every_folder_its_prefix_leads_to() {
-        let jobs = [
-            (
-                "a",
-                "[source]\nfolder = \"in/acme\"\n[[output]]\nfolder = \"mid\"\n",
-            ),
-            (
-                "b",
-                "[source]\nfolder = \"mid\"\n[[output]]\nfolder = \"in/{date:%Y}\"\n",
-            ),
-        ];
-        assert_eq!(left_out(&jobs), ["a", "b"]);
+        let pair = |source: &str, output: &str| {
+            let a = format!("[source]\nfolder = \"{source}\"\n[[output]]\nfolder = \"mid\"\n");
+            let b = format!("[source]\nfolder = \"mid\"\n[[output]]\nfolder = \"{output}\"\n");
+            left_out(&[("a", &a), ("b", &b)]).len() == 2
+        };
+        assert!(!pair("in/acme", "in/{date:%Y}/x"));
+        assert!(pair("in/acme", "in/{dir}"));
         // A fixed part of the last name counts: `in/cust-{x}` cannot lead to `in/acme`.
-        let jobs = [
-            (
-                "a",
-                "[source]\nfolder = \"in/acme\"\n[[output]]\nfolder = \"mid\"\n",
-            ),
-            (
-                "b",
-                "[source]\nfolder = \"mid\"\n[[output]]\nfolder = \"in/cust-{date:%Y}\"\n",
-            ),
-        ];
-        assert!(left_out(&jobs).is_empty());
+        assert!(!pair("in/acme", "in/cust-{dir}"));
+        assert!(pair("in/cust-acme", "in/cust-{dir}"));
+        // A date leads only where a date fits, any year.
+        assert!(pair("in/2019", "in/{date:%Y}"));
+        assert!(pair("in/2019-03/x", "in/{date:%Y-%m}/x"));
+        assert!(!pair("in/2019-03/x", "in/{date:%Y/%m}"));
+        assert!(pair("in/2019/03", "in/{date:%Y/%m}"));
+        assert!(pair("in/March 2019", "in/{date:%B %Y}"));
+        assert!(!pair("in/Smarch 2019", "in/{date:%B %Y}"));
+        assert!(pair("in/x+0000", "in/x{date:%z}"));
     }
 
     #[test]
