@@ -35,6 +35,13 @@ pub fn check(jobs_dir: &Path) -> i32 {
     for d in &loaded.diags {
         eprintln!("error: {d}");
     }
+    for (name, why) in &loaded.left_out {
+        let file = loaded.broken.get(name).cloned().unwrap_or_default();
+        eprintln!(
+            "left out: job `{name}` ({}) does not run: {why}",
+            file.display()
+        );
+    }
     for job in loaded.jobs.values() {
         for w in crate::remote::check_warnings(job) {
             eprintln!("warning: {w}");

@@ -3,7 +3,9 @@
 //! take the same file).
 
 pub mod data;
+mod job_file;
 pub mod pdf;
+pub mod plumbing;
 pub mod set;
 pub mod template;
 pub mod toml_reader;
@@ -190,6 +192,7 @@ const SOURCE_KEYS: &[&str] = &[
     "ready",
     "done",
     "recursive",
+    "allow_cycle",
     "contains",
     "matches",
     "set",
@@ -300,33 +303,57 @@ fn resolve(root: &Path, p: &str) -> PathBuf {
 
 /// Reads and checks one job file. `root` is the deployment root for relative paths.
 pub fn load_file(path: &Path, root: &Path) -> Result<Job, Vec<Diag>> {
-    let src = match std::fs::read(path) {
+    load_file_with_facts(path, root).0
+}
+
+/// [`load_file`], with what the checks across jobs need (known even when the job is not).
+fn load_file_with_facts(path: &Path, root: &Path) -> (Result<Job, Vec<Diag>>, plumbing::Facts) {
+    let whole_file = |message: String| {
+        let mut doc = Doc::new(path, "");
+        doc.error(0..0, "", message);
+        doc.diags
+    };
+    let src = match job_file::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(s) => s,
             Err(e) => {
-                let mut doc = Doc::new(path, "");
-                doc.error(
-                    0..0,
-                    "",
-                    format!(
-                        "the file is not UTF-8 (invalid byte at offset {}); save it as UTF-8",
-                        e.utf8_error().valid_up_to()
-                    ),
+                let message = format!(
+                    "the file is not UTF-8 (invalid byte at offset {}); save it as UTF-8",
+                    e.utf8_error().valid_up_to()
                 );
-                return Err(doc.diags);
+                return (Err(whole_file(message)), facts_of(path));
             }
         },
-        Err(e) => {
-            let mut doc = Doc::new(path, "");
-            doc.error(0..0, "", format!("cannot read the job file: {e}"));
-            return Err(doc.diags);
-        }
+        Err(message) => return (Err(whole_file(message)), facts_of(path)),
     };
-    compile(path, root, &src)
+    compile_with_facts(path, root, &src)
+}
+
+fn facts_of(path: &Path) -> plumbing::Facts {
+    plumbing::Facts {
+        name: job_name_of(path),
+        file: path.to_path_buf(),
+        ..Default::default()
+    }
+}
+
+fn job_name_of(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Compiles a job from its text. The job's name is the file's stem.
 pub fn compile(path: &Path, root: &Path, src: &str) -> Result<Job, Vec<Diag>> {
+    compile_with_facts(path, root, src).0
+}
+
+fn compile_with_facts(
+    path: &Path,
+    root: &Path,
+    src: &str,
+) -> (Result<Job, Vec<Diag>>, plumbing::Facts) {
+    let mut facts = facts_of(path);
     let mut doc = Doc::new(path, src);
     let (table, errors) = DeTable::parse_recoverable(src);
     for e in &errors {
@@ -334,23 +361,21 @@ pub fn compile(path: &Path, root: &Path, src: &str) -> Result<Job, Vec<Diag>> {
         doc.error(span, "", format!("TOML syntax: {}", e.message().trim()));
     }
     if !errors.is_empty() {
-        return Err(doc.diags);
+        return (Err(doc.diags), facts);
     }
-    let name = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let job = read_job(&mut doc, &name, root, &table);
+    let job = read_job(&mut doc, &facts.name.clone(), root, &table, &mut facts);
     let mut diags = doc.diags;
     diags.sort_by_key(|d| (d.line, d.col));
-    match job {
+    let job = match job {
         Some(mut job) if diags.is_empty() => {
             job.file = path.to_path_buf();
             job.fingerprint = fingerprint(src);
             Ok(job)
         }
         _ => Err(diags),
-    }
+    };
+    facts.valid = job.is_ok();
+    (job, facts)
 }
 
 fn fingerprint(src: &str) -> String {
@@ -363,11 +388,12 @@ fn read_job(
     name: &str,
     root: &Path,
     table: &toml::Spanned<DeTable<'_>>,
+    facts: &mut plumbing::Facts,
 ) -> Option<Job> {
     let mut top = TableReader::new("", table.span(), table.get_ref());
     let description = top.str(doc, "description").map(|s| s.value);
     let source = match top.table(doc, "source") {
-        Some(t) => read_source(doc, root, name, t),
+        Some(t) => read_source(doc, root, name, t, &mut facts.source),
         None => {
             if table.get_ref().get("source").is_none() {
                 doc.error(
@@ -425,10 +451,15 @@ fn read_job(
     if name.is_empty() || name.starts_with('.') {
         doc.error(0..0, "", "a job file needs a name like `invoices.toml`");
     }
-    let (source, outputs, after) = (source?, outputs, after?);
-    if let Some(outputs) = outputs.iter().cloned().collect::<Option<Vec<_>>>() {
-        check_feedback(doc, table.get_ref(), &source, &outputs, &after);
+    if let (Some(outputs), Some(after)) =
+        (outputs.iter().cloned().collect::<Option<Vec<_>>>(), &after)
+    {
+        facts.writes = Some(writes(doc, (table.get_ref(), name), &outputs, after));
     }
+    if let (Some(source), Some(writes)) = (&facts.source, &facts.writes) {
+        check_feedback(doc, source, writes);
+    }
+    let (source, outputs, after) = (source?, outputs, after?);
     Some(Job {
         name: name.to_string(),
         file: PathBuf::new(),
@@ -444,71 +475,78 @@ fn read_job(
     })
 }
 
-/// A folder ferry writes into must not be one it takes files from: the files would come
-/// back as new input, forever. An output, archive or error folder may sit *inside* the
-/// source folder only when the source is not recursive (subfolders are then not read).
-fn check_feedback(
-    doc: &mut Doc<'_>,
-    table: &DeTable<'_>,
-    source: &Source,
+/// Every folder a job writes into (outputs, outboxes, FTP folders, archive and error
+/// folders), each with where its key stands.
+fn writes(
+    doc: &Doc<'_>,
+    (table, name): (&DeTable<'_>, &str),
     outputs: &[Output],
     after: &After,
-) {
-    let span_of = |section: &str, idx: Option<usize>, key: &str| -> std::ops::Range<usize> {
+) -> Vec<plumbing::Write> {
+    let at = |section: &str, idx: Option<usize>, key: &str, path: String| {
         let sec = table.get(section);
         let t = match (sec.map(|v| v.get_ref()), idx) {
             (Some(DeValue::Array(a)), Some(i)) => a.get(i).map(|v| v.get_ref()),
             (Some(v), _) => Some(v),
             _ => None,
         };
-        match t {
+        let span = match t {
             Some(DeValue::Table(t)) => t.get(key).map_or(0..0, |v| v.span()),
             _ => 0..0,
-        }
+        };
+        plumbing::At::new(doc, span, &path)
     };
-    let mut folders: Vec<(String, std::ops::Range<usize>, &Template)> = outputs
-        .iter()
-        .enumerate()
-        .map(|(i, o)| {
-            (
-                format!("output[{}].folder", i + 1),
-                span_of("output", Some(i), "folder"),
-                &o.folder,
-            )
-        })
-        .collect();
-    if after.success == Success::Archive {
-        folders.push((
-            "after.archive".into(),
-            span_of("after", None, "archive"),
-            &after.archive,
-        ));
+    let mut out = Vec::new();
+    for (i, o) in outputs.iter().enumerate() {
+        let key = if o.deliver.is_some() || o.email.is_some() {
+            "outbox"
+        } else {
+            "folder"
+        };
+        out.push(plumbing::Write {
+            target: plumbing::Target::Folder(plumbing::Folder::of(&o.folder, name)),
+            at: at("output", Some(i), key, format!("output[{}].{key}", i + 1)),
+        });
+        if let Some(d) = &o.deliver {
+            out.push(plumbing::Write {
+                target: plumbing::Target::Ftp(plumbing::FtpPlace::of(&d.endpoint)),
+                at: at("output", Some(i), "ftp", format!("output[{}].ftp", i + 1)),
+            });
+        }
     }
-    folders.push((
-        "after.error".into(),
-        span_of("after", None, "error"),
-        &after.error,
-    ));
-    for (key, span, t) in folders {
-        let prefix = absolute(Path::new(t.literal_prefix()));
-        let fixed = t.is_literal() || t.literal_prefix().ends_with('/');
-        let base = if fixed {
-            prefix.clone()
-        } else {
-            prefix.parent().map_or(prefix.clone(), Path::to_path_buf)
+    if after.success == Success::Archive {
+        out.push(plumbing::Write {
+            target: plumbing::Target::Folder(plumbing::Folder::of(&after.archive, name)),
+            at: at("after", None, "archive", "after.archive".into()),
+        });
+    }
+    out.push(plumbing::Write {
+        target: plumbing::Target::Folder(plumbing::Folder::of(&after.error, name)),
+        at: at("after", None, "error", "after.error".into()),
+    });
+    out
+}
+
+/// A folder ferry writes into must not be one it takes files from: the files would come
+/// back as new input, forever. An output, archive or error folder may sit *inside* the
+/// source folder only when the source is not recursive (subfolders are then not read).
+/// Paths are compared as written here; [`plumbing`] compares real paths across jobs.
+/// `allow_cycle = true` says the loop is intended.
+fn check_feedback(doc: &mut Doc<'_>, source: &plumbing::SourceFacts, writes: &[plumbing::Write]) {
+    if source.allow_cycle {
+        return;
+    }
+    for w in writes {
+        let plumbing::Target::Folder(f) = &w.target else {
+            continue;
         };
-        let loops = if source.recursive {
-            base.starts_with(&source.folder)
-        } else {
-            t.is_literal() && base == source.folder
-        };
-        if loops {
+        if plumbing::feeds_itself(w, source) {
             doc.error(
-                span,
-                &key,
+                w.at.span.clone(),
+                &w.at.key,
                 format!(
                     "{} is inside the source folder {}{}: its files would be taken again as new input; use a folder outside the source",
-                    t.as_str(),
+                    f.shown,
                     source.folder.display(),
                     if source.recursive { " (recursive)" } else { "" }
                 ),
@@ -626,8 +664,11 @@ fn read_source(
     root: &Path,
     job_name: &str,
     mut t: TableReader<'_, '_>,
+    facts: &mut Option<plumbing::SourceFacts>,
 ) -> Option<Source> {
     let is_mailbox = t.has("mailbox");
+    let has_include = t.has("include");
+    let move_to_span = t.span_of("move_to");
     let ftp = t.str(doc, "ftp");
     let mut folder = t.str(doc, "folder");
     let mut remote_parts = None;
@@ -735,6 +776,7 @@ fn read_source(
     );
     let done = t.str_list(doc, "done");
     let recursive = t.bool(doc, "recursive").unwrap_or(false);
+    let allow_cycle = t.bool(doc, "allow_cycle").unwrap_or(false);
     let mailbox = if is_mailbox {
         // A mailbox is polled every minute unless the job says otherwise (IDLE wakes it).
         let p = if t.has("poll") {
@@ -847,6 +889,35 @@ fn read_source(
         );
     } else {
         t.finish(doc, SOURCE_KEYS);
+    }
+    if let Some(f) = &folder
+        && !f.value.trim().is_empty()
+        && (include.is_some() || !has_include)
+    {
+        *facts = Some(plumbing::SourceFacts {
+            folder: resolve(root, &f.value),
+            include: include.iter().flatten().map(|s| s.value.clone()).collect(),
+            recursive,
+            by_content: matches!(content, Some(Some(_))),
+            allow_cycle,
+            ftp: remote_parts
+                .as_ref()
+                .and_then(|(e, _, _)| e.as_ref())
+                .map(plumbing::FtpPlace::of),
+            remote_move: match &remote_parts {
+                Some((Some(e), Some(crate::remote::Disposal::Move(to)), _)) => {
+                    Some(plumbing::Write {
+                        target: plumbing::Target::Ftp(plumbing::FtpPlace::of(e).below(to)),
+                        at: plumbing::At::new(doc, move_to_span, "source.move_to"),
+                    })
+                }
+                _ => None,
+            },
+            at: match &ftp {
+                Some(url) => plumbing::At::new(doc, url.span.clone(), &url.key),
+                None => plumbing::At::new(doc, f.span.clone(), &f.key),
+            },
+        });
     }
     let folder = folder?;
     if folder.value.trim().is_empty() {
@@ -1275,111 +1346,70 @@ fn read_after(doc: &mut Doc<'_>, root: &Path, t: Option<TableReader<'_, '_>>) ->
 pub struct Loaded {
     pub jobs: BTreeMap<String, Job>,
     pub diags: Vec<Diag>,
-    /// Job files that had problems, by job name.
+    /// Job files that had problems, or are left out, by job name.
     pub broken: BTreeMap<String, PathBuf>,
+    /// Jobs valid on their own but left out because of others (an overlap, a loop), with
+    /// why. They are in `broken` too.
+    pub left_out: BTreeMap<String, String>,
 }
 
-/// Loads every `*.toml` in `dir`, then checks the jobs against each other.
+/// Loads every `*.toml` in `dir`, then checks the jobs against each other (see
+/// [`plumbing`]): every problem of every file is reported in one go.
 pub fn load_dir(dir: &Path) -> std::io::Result<Loaded> {
     let root = deployment_root(dir);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
-        .collect();
-    files.sort();
     let mut loaded = Loaded::default();
-    for f in files {
-        match load_file(&f, &root) {
+    let mut facts = Vec::new();
+    for f in job_files(dir, &mut loaded)? {
+        let (job, f_facts) = load_file_with_facts(&f, &root);
+        match job {
             Ok(job) => {
                 loaded.jobs.insert(job.name.clone(), job);
             }
             Err(d) => {
-                let name = f
-                    .file_stem()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned();
-                loaded.broken.insert(name, f.clone());
+                loaded.broken.insert(f_facts.name.clone(), f.clone());
                 loaded.diags.extend(d);
             }
         }
+        facts.push(f_facts);
     }
-    let conflicts = conflicts(&loaded.jobs.values().collect::<Vec<_>>());
-    for (a, b, why) in conflicts {
-        let job_b = &loaded.jobs[&b];
-        loaded.diags.push(Diag {
-            file: job_b.file.clone(),
-            line: source_line(&job_b.file),
-            col: 1,
-            key: "source".into(),
-            message: format!(
-                "jobs `{a}` and `{b}` would both take the same files: {why}; narrow `include`/`exclude` so that each file belongs to one job"
-            ),
-        });
-        for name in [a, b] {
-            if let Some(j) = loaded.jobs.remove(&name) {
-                loaded.broken.insert(name, j.file);
-            }
+    let found = plumbing::check(&facts);
+    loaded.diags.extend(found.diags);
+    for (name, why) in found.left_out {
+        if let Some(j) = loaded.jobs.remove(&name) {
+            loaded.broken.insert(name.clone(), j.file);
+            loaded.left_out.insert(name, why);
+        } else if let Some(w) = loaded.left_out.get_mut(&name) {
+            w.push_str("; ");
+            w.push_str(&why);
         }
     }
     Ok(loaded)
 }
 
-fn source_line(file: &Path) -> usize {
-    std::fs::read_to_string(file)
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .position(|l| l.trim_start().starts_with("[source]"))
-        })
-        .map_or(1, |i| i + 1)
-}
-
-/// Pairs of jobs that could take the same file, with why. Two jobs overlap when one's
-/// folder is the other's (or inside it, when that one is recursive) and their include
-/// patterns can match a common name. Pattern overlap is judged by the literal text before
-/// the first and after the last wildcard: `*.xml` and `*.pdf` are disjoint, `A*` and `*.csv`
-/// are not. This errs on the side of reporting.
-pub fn conflicts(jobs: &[&Job]) -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    for (i, a) in jobs.iter().enumerate() {
-        for b in &jobs[i + 1..] {
-            let (sa, sb) = (&a.source, &b.source);
-            let same = sa.folder == sb.folder
-                || (sa.recursive && sb.folder.starts_with(&sa.folder))
-                || (sb.recursive && sa.folder.starts_with(&sb.folder));
-            // Jobs that both choose their files by content share a folder: the content
-            // decides (see docs/pdf.md).
-            if !same || (sa.content.is_some() && sb.content.is_some()) {
-                continue;
-            }
-            let pa = if sa.include.is_empty() {
-                vec!["*".to_string()]
-            } else {
-                sa.include.clone()
-            };
-            let pb = if sb.include.is_empty() {
-                vec!["*".to_string()]
-            } else {
-                sb.include.clone()
-            };
-            if let Some((x, y)) = pa
-                .iter()
-                .flat_map(|x| pb.iter().map(move |y| (x, y)))
-                .find(|(x, y)| globs_may_overlap(x, y))
-            {
-                out.push((
-                    a.name.clone(),
-                    b.name.clone(),
-                    format!(
-                        "both watch {} and {x:?} overlaps {y:?}",
-                        sa.folder.display()
-                    ),
-                ));
+/// The `*.toml` entries of the jobs folder that are job files, sorted; the others (a FIFO,
+/// a device, a folder, a dangling symlink) are reported and counted as broken.
+fn job_files(dir: &Path, loaded: &mut Loaded) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for p in std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())) {
+        if p.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        match job_file::not_a_job_file(&p) {
+            None => files.push(p),
+            Some(why) => {
+                loaded.diags.push(Diag {
+                    file: p.clone(),
+                    line: 1,
+                    col: 1,
+                    key: String::new(),
+                    message: why,
+                });
+                loaded.broken.insert(job_name_of(&p), p);
             }
         }
     }
-    out
+    files.sort();
+    Ok(files)
 }
 
 fn globs_may_overlap(a: &str, b: &str) -> bool {

@@ -46,6 +46,17 @@ enum Part {
 /// `{field:Order No}`).
 pub const FIELDS: &str = "FIELDS";
 
+/// What ends the fixed part of a template (see [`Template::fixed_prefix_for_job`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FixedEnd {
+    /// Nothing: the template is fixed.
+    End,
+    /// A `{date:FORMAT}`.
+    Date(String),
+    /// Any other placeholder.
+    Other,
+}
+
 /// A parsed name template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
@@ -155,6 +166,21 @@ impl Template {
             Some(Part::Lit(s)) => s,
             _ => "",
         }
+    }
+
+    /// The fixed part of a folder template for one job: the text before the first
+    /// placeholder other than `{job}`, with `{job}` rendered; and what ends it.
+    pub fn fixed_prefix_for_job(&self, job: &str) -> (String, FixedEnd) {
+        let mut prefix = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Lit(s) => prefix.push_str(s),
+                Part::Job => prefix.push_str(job),
+                Part::Date { format } => return (prefix, FixedEnd::Date(format.clone())),
+                _ => return (prefix, FixedEnd::Other),
+            }
+        }
+        (prefix, FixedEnd::End)
     }
 
     /// A glob that matches every name this template can render: each placeholder becomes

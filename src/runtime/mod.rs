@@ -129,6 +129,9 @@ fn load_jobs(dir: &Path) -> job::Loaded {
             for d in &l.diags {
                 tracing::error!(problem = %d, "Invalid job file.");
             }
+            for (name, why) in &l.left_out {
+                tracing::error!(job = %name, why = %why, "The job is left out.");
+            }
             l
         }
         Err(e) => {
@@ -221,7 +224,11 @@ fn reload(opts: &RunOptions, shared: &Shared, running: &mut HashMap<String, Runn
             if !running.contains_key(&name) {
                 continue;
             }
-            tracing::warn!(job = %name, "The job file has errors; the previous version keeps running.");
+            if loaded.left_out.contains_key(&name) {
+                tracing::warn!(job = %name, "The job is left out; the running version keeps running.");
+            } else {
+                tracing::warn!(job = %name, "The job file has errors; the previous version keeps running.");
+            }
             continue;
         }
         let still = running.get(&name).is_some_and(|r| r.job.file.exists());
