@@ -98,8 +98,12 @@ pub fn learn(value: &str) {
             next.patterns.push(Pattern { text, anywhere });
         }
     }
-    next.patterns
-        .sort_by(|a, b| b.text.len().cmp(&a.text.len()).then(b.anywhere.cmp(&a.anywhere)));
+    next.patterns.sort_by(|a, b| {
+        b.text
+            .len()
+            .cmp(&a.text.len())
+            .then(b.anywhere.cmp(&a.anywhere))
+    });
     *guard = Arc::new(next);
 }
 
@@ -205,7 +209,12 @@ fn forms(value: &str) -> Vec<String> {
     for _ in 0..3 {
         let mut next = Vec::new();
         for f in &frontier {
-            for e in [debug_escaped(f), json_escaped(f), imap_quoted(f), percent_encoded(f)] {
+            for e in [
+                debug_escaped(f),
+                json_escaped(f),
+                imap_quoted(f),
+                percent_encoded(f),
+            ] {
                 if !all.contains(&e) {
                     all.push(e.clone());
                     next.push(e);
@@ -224,7 +233,9 @@ fn debug_escaped(s: &str) -> String {
 
 fn json_escaped(s: &str) -> String {
     let j = serde_json::to_string(s).unwrap_or_default();
-    j.get(1..j.len().saturating_sub(1)).unwrap_or("").to_string()
+    j.get(1..j.len().saturating_sub(1))
+        .unwrap_or("")
+        .to_string()
 }
 
 /// An IMAP quoted string's content (RFC 3501: `\` and `"` escaped).
@@ -285,13 +296,17 @@ impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Redacting<M> {
     }
 }
 
-/// A writer that keeps what it is given and writes it scrubbed on `flush` and when dropped.
+/// A writer that keeps what it is given and writes it scrubbed on `flush` and when dropped
+/// (a log event, a command's output). Past [`Scrubbed::HOLD`] bytes, the complete lines
+/// held are written: memory stays bounded, and a secret never spans a line.
 pub struct Scrubbed<W: Write> {
     buf: Vec<u8>,
     inner: W,
 }
 
 impl<W: Write> Scrubbed<W> {
+    pub const HOLD: usize = 64 * 1024;
+
     pub fn new(inner: W) -> Scrubbed<W> {
         Scrubbed {
             buf: Vec::new(),
@@ -299,20 +314,31 @@ impl<W: Write> Scrubbed<W> {
         }
     }
 
-    fn write_out(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
+    /// Writes the first `n` bytes held, scrubbed.
+    fn write_held(&mut self, n: usize) -> io::Result<()> {
+        if n == 0 {
             return Ok(());
         }
-        let text = String::from_utf8_lossy(&self.buf);
+        let text = String::from_utf8_lossy(&self.buf[..n]);
         let result = self.inner.write_all(scrub(&text).as_bytes());
-        self.buf.clear();
-        result.and_then(|()| self.inner.flush())
+        self.buf.drain(..n);
+        result
+    }
+
+    fn write_out(&mut self) -> io::Result<()> {
+        self.write_held(self.buf.len())?;
+        self.inner.flush()
     }
 }
 
 impl<W: Write> Write for Scrubbed<W> {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
         self.buf.extend_from_slice(b);
+        if self.buf.len() > Self::HOLD
+            && let Some(end) = self.buf.iter().rposition(|&c| c == b'\n')
+        {
+            self.write_held(end + 1)?;
+        }
         Ok(b.len())
     }
 
@@ -346,12 +372,10 @@ pub fn library_caps(spec: &str) -> Targets {
         spec.split(',')
             .any(|d| d.trim().split(['=', '[']).next() == Some(lib))
     };
-    LIBRARY_CAPS
-        .iter()
-        .filter(|(lib, _)| !named(lib))
-        .fold(Targets::new().with_default(LevelFilter::TRACE), |t, (lib, cap)| {
-            t.with_target(*lib, *cap)
-        })
+    LIBRARY_CAPS.iter().filter(|(lib, _)| !named(lib)).fold(
+        Targets::new().with_default(LevelFilter::TRACE),
+        |t, (lib, cap)| t.with_target(*lib, *cap),
+    )
 }
 
 #[cfg(test)]
@@ -405,6 +429,18 @@ mod tests {
             "sftp://u:***@h:21/x"
         );
         assert_eq!(url_for_message("ftp://u@h/x:y@z"), "ftp://u@h/x:y@z");
+        // Job file errors about a URL never quote its password.
+        let errors = [
+            crate::remote::ftp::FtpEndpoint::parse("sftp://u:Url-Pw-2x@h/").unwrap_err(),
+            crate::remote::ftp::FtpEndpoint::parse("ftp://u:Url-Pw-2x@:21/").unwrap_err(),
+            crate::remote::ftp::FtpEndpoint::parse("ftp://u:Url-Pw-%zz@h/").unwrap_err(),
+            crate::remote::imap::MailboxUrl::parse("imapx://u:Url-Pw-2x@h/").unwrap_err(),
+            crate::remote::smtp::SmtpUrl::parse("smtpx://u:Url-Pw-2x@h").unwrap_err(),
+            crate::remote::smtp::SmtpUrl::parse("smtp://u:Url-Pw-2x@h/x").unwrap_err(),
+        ];
+        for e in errors {
+            assert!(!e.contains("Url-Pw"), "{e}");
+        }
     }
 
     #[test]
@@ -442,6 +478,27 @@ mod tests {
         let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         assert!(!out.contains("Trace-Pw-5t6y"), "{out}");
         assert_eq!(out.matches(MASK).count(), 3, "{out}");
+    }
+
+    #[test]
+    fn a_secret_split_between_writes_is_scrubbed_and_long_output_is_written_by_lines() {
+        learn("Split-Pw-8k1m");
+        let mut out = Vec::new();
+        {
+            let mut w = Scrubbed::new(&mut out);
+            write!(w, "PASS Split-").unwrap();
+            write!(w, "Pw-8k1m\n").unwrap();
+            let line = format!("{}\n", "x".repeat(1000));
+            for _ in 0..100 {
+                w.write_all(line.as_bytes()).unwrap();
+            }
+            assert!(w.buf.len() <= Scrubbed::<Vec<u8>>::HOLD, "{}", w.buf.len());
+            write!(w, "end Split-Pw-8k1m").unwrap();
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("PASS ***\n"), "{}", &text[..20]);
+        assert!(text.ends_with("end ***"));
+        assert_eq!(text.lines().count(), 102);
     }
 
     #[test]

@@ -938,7 +938,10 @@ fn issue_11_no_mail_password_anywhere_at_trace_level() {
     let o2 = run("json");
     let json_log = stderr(&o2);
     assert_eq!(d.files("var/out").len(), 4, "{json_log}");
-    assert!(json_log.contains("LOGIN") && json_log.contains("***"), "{json_log}");
+    assert!(
+        json_log.contains("LOGIN") && json_log.contains("***"),
+        "{json_log}"
+    );
     let mut texts = vec![
         ("text log".to_string(), log + &stdout(&o)),
         ("JSON log".to_string(), json_log + &stdout(&o2)),

@@ -159,7 +159,11 @@ fn issue_11_no_ftp_password_anywhere_at_trace_level() {
     srv.put("env/a3.csv", b"a3\n");
     let o3 = run_once(&d, &["--log", "trace"]);
     let capped = stderr(&o3);
-    assert_eq!(d.files("var/out/env"), ["a.csv", "a2.csv", "a3.csv"], "{capped}");
+    assert_eq!(
+        d.files("var/out/env"),
+        ["a.csv", "a2.csv", "a3.csv"],
+        "{capped}"
+    );
     assert!(!capped.contains("CC OUT"), "{capped}");
 
     let mut outputs = vec![
@@ -203,7 +207,9 @@ fn issue_11_a_job_added_while_running_has_its_password_scrubbed() {
         .unwrap();
     let mut daemon = Daemon { child };
     let deadline = Duration::from_secs(60);
-    wait_for("the first file", deadline, || d.files("var/out") == ["a.csv"]);
+    wait_for("the first file", deadline, || {
+        d.files("var/out") == ["a.csv"]
+    });
     // A new job with a wrong literal password, picked up by the hot reload.
     d.write("in/x.csv", b"x\n");
     d.job(

@@ -205,10 +205,14 @@ impl FileHistory {
     fn scrub(&mut self) {
         use crate::redact::scrub_string;
         scrub_string(&mut self.path);
-        self.outputs.iter_mut().for_each(|o| scrub_string(&mut o.path));
+        self.outputs
+            .iter_mut()
+            .for_each(|o| scrub_string(&mut o.path));
         self.original.iter_mut().for_each(scrub_string);
         self.error.iter_mut().for_each(scrub_string);
-        self.events.iter_mut().for_each(|e| scrub_string(&mut e.detail));
+        self.events
+            .iter_mut()
+            .for_each(|e| scrub_string(&mut e.detail));
     }
 }
 
