@@ -487,7 +487,7 @@ mod tests {
         {
             let mut w = Scrubbed::new(&mut out);
             write!(w, "PASS Split-").unwrap();
-            write!(w, "Pw-8k1m\n").unwrap();
+            writeln!(w, "Pw-8k1m").unwrap();
             let line = format!("{}\n", "x".repeat(1000));
             for _ in 0..100 {
                 w.write_all(line.as_bytes()).unwrap();
