@@ -124,6 +124,26 @@ fn issue_11_no_ftp_password_anywhere_at_trace_level() {
     let tls = d.path("tls");
     ftp_server::make_tls(&tls, "DNS:localhost,IP:127.0.0.1");
     let srv = Server::vsftpd(&d.path("srv"), Some(&tls), 0);
+    no_password_anywhere(&d, &srv, &tls);
+}
+
+/// The same against pure-ftpd (MLSD listings, its own replies). It logs the account in to
+/// its home folder, changed for the server's lifetime: one pure-ftpd test in this file.
+#[test]
+fn issue_11_no_ftp_password_anywhere_at_trace_level_pure_ftpd() {
+    if !ftp_server::available(ftp_server::pure_ftpd_path(), "pure-ftpd") {
+        return;
+    }
+    let d = Deployment::new("secrets-pure-ftpd");
+    let tls = d.path("tls");
+    ftp_server::make_tls(&tls, "DNS:localhost,IP:127.0.0.1");
+    let srv = Server::pure_ftpd(&d.path("srv"), Some(&tls));
+    no_password_anywhere(&d, &srv, &tls);
+}
+
+/// Three runs (text log, JSON log, library traces capped), then every file under `var/`,
+/// every log, `status` and `history` are searched for the passwords.
+fn no_password_anywhere(d: &Deployment, srv: &Server, tls: &Path) {
     let ca = tls.join("ca.pem").display().to_string();
     srv.put("env/a.csv", b"a\n");
     srv.put("url/b.csv", b"b\n");
@@ -131,10 +151,10 @@ fn issue_11_no_ftp_password_anywhere_at_trace_level() {
     d.write("in-file/c.csv", b"c\n");
     d.write("in-wrong/w.csv", b"w\n");
     d.write("in-echo/bad.csv", format!("id;qty\n1;{PASSWORD}\n"));
-    deploy(&d, &srv, &ca);
+    deploy(d, srv, &ca);
 
     // Human log at trace level, the FTP library's protocol trace included.
-    let o = run_once(&d, &["--log", TRACE_ALL]);
+    let o = run_once(d, &["--log", TRACE_ALL]);
     let log = stderr(&o);
     assert_eq!(d.files("var/out/env"), ["a.csv"], "{log}");
     assert_eq!(d.files("var/out/url"), ["b.csv"], "{log}");
@@ -150,14 +170,14 @@ fn issue_11_no_ftp_password_anywhere_at_trace_level() {
     srv.put("env/a2.csv", b"a2\n");
     srv.put("url/b2.csv", b"b2\n");
     d.write("in-file/c2.csv", b"c2\n");
-    let o2 = run_once(&d, &["--log", TRACE_ALL, "--log-format", "json"]);
+    let o2 = run_once(d, &["--log", TRACE_ALL, "--log-format", "json"]);
     let json_log = stderr(&o2);
     assert!(json_log.contains("CC OUT: PASS ***"), "{json_log}");
     assert_eq!(srv.files("inbound"), ["c.csv", "c2.csv"], "{json_log}");
 
     // Without naming the library, its protocol trace is not logged at all.
     srv.put("env/a3.csv", b"a3\n");
-    let o3 = run_once(&d, &["--log", "trace"]);
+    let o3 = run_once(d, &["--log", "trace"]);
     let capped = stderr(&o3);
     assert_eq!(
         d.files("var/out/env"),
@@ -171,12 +191,12 @@ fn issue_11_no_ftp_password_anywhere_at_trace_level() {
         ("run (JSON log)", json_log + &stdout(&o2)),
         ("run (capped)", capped + &stdout(&o3)),
     ];
-    let shown = reports(&d);
+    let shown = reports(d);
     let history = &shown[2].1;
     assert!(history.contains("\"***\" is not a number"), "{history}");
     assert!(shown[0].1.contains("login refused"), "{}", shown[0].1);
     outputs.extend(shown);
-    let found = leaks(&d, &outputs, &[PASSWORD, WRONG]);
+    let found = leaks(d, &outputs, &[PASSWORD, WRONG]);
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
