@@ -122,9 +122,8 @@ fn init_logging(format: LogFormat, filter: &str) {
     let layer = fmt::layer()
         .with_writer(ferry::redact::Redacting::new(std::io::stderr))
         .with_ansi(std::io::stderr().is_terminal());
-    let registry = tracing_subscriber::registry()
-        .with(filter)
-        .with(ferry::redact::library_caps(&spec));
+    let caps = ferry::redact::library_caps(&spec, filter.max_level_hint());
+    let registry = tracing_subscriber::registry().with(filter).with(caps);
     match format {
         LogFormat::Human => registry.with(layer).init(),
         LogFormat::Json => registry

@@ -366,16 +366,21 @@ const LIBRARY_CAPS: &[(&str, LevelFilter)] = &[
 ];
 
 /// A filter (to add beside the log filter) that caps the libraries of [`LIBRARY_CAPS`]
-/// not named in the log filter `spec`; everything else passes.
-pub fn library_caps(spec: &str) -> Targets {
+/// not named in the log filter `spec`; everything else up to `most` passes. `most` is the
+/// log filter's own most verbose level: the two together keep its level hint, so `log`
+/// records above it are still dropped at no cost.
+pub fn library_caps(spec: &str, most: Option<LevelFilter>) -> Targets {
+    let most = most.unwrap_or(LevelFilter::TRACE);
     let named = |lib: &str| {
         spec.split(',')
             .any(|d| d.trim().split(['=', '[']).next() == Some(lib))
     };
-    LIBRARY_CAPS.iter().filter(|(lib, _)| !named(lib)).fold(
-        Targets::new().with_default(LevelFilter::TRACE),
-        |t, (lib, cap)| t.with_target(*lib, *cap),
-    )
+    LIBRARY_CAPS
+        .iter()
+        .filter(|(lib, _)| !named(lib))
+        .fold(Targets::new().with_default(most), |t, (lib, cap)| {
+            t.with_target(*lib, (*cap).min(most))
+        })
 }
 
 #[cfg(test)]
@@ -503,13 +508,18 @@ mod tests {
 
     #[test]
     fn library_traces_are_capped_unless_named() {
-        let t = library_caps("trace");
+        let t = library_caps("trace", Some(LevelFilter::TRACE));
         assert!(t.would_enable("suppaftp::sync_ftp::control", &tracing::Level::DEBUG));
         assert!(!t.would_enable("suppaftp::sync_ftp::control", &tracing::Level::TRACE));
         assert!(!t.would_enable("lettre::transport", &tracing::Level::DEBUG));
         assert!(t.would_enable("ferry::remote", &tracing::Level::TRACE));
-        let named = library_caps("info,suppaftp=trace");
+        let named = library_caps("info,suppaftp=trace", Some(LevelFilter::TRACE));
         assert!(named.would_enable("suppaftp::sync_ftp::control", &tracing::Level::TRACE));
         assert!(!named.would_enable("async_imap::imap_stream", &tracing::Level::TRACE));
+        // Never beyond the log filter's own level hint.
+        let info = library_caps("info", Some(LevelFilter::INFO));
+        assert!(!info.would_enable("ferry::remote", &tracing::Level::DEBUG));
+        assert!(info.would_enable("lettre::transport", &tracing::Level::INFO));
+        assert!(!info.would_enable("suppaftp::sync_ftp::control", &tracing::Level::DEBUG));
     }
 }
