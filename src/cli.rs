@@ -97,7 +97,8 @@ pub fn test(jobs_dir: &Path, state_dir: &Path, job_name: &str, file: &Path) -> i
         Ok(j) => j,
         Err(code) => return code,
     };
-    let out = &mut std::io::stdout().lock();
+    // A sample's records and errors may quote a secret: scrubbed as the logs are.
+    let out = &mut crate::redact::Scrubbed::new(std::io::stdout().lock());
     let md = match std::fs::metadata(file) {
         Ok(md) if md.is_file() => md,
         Ok(_) => {

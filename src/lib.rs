@@ -18,7 +18,7 @@
 //!   ([`runtime::process`]), crash recovery, hot reload and shutdown.
 //! - [`remote`]: remote sources and destinations (FTP/FTPS, IMAP mailboxes, SMTP) as
 //!   adapters around local staging and outbox folders; [`secrets`] resolves `${env:..}` /
-//!   `${file:..}` passwords.
+//!   `${file:..}` passwords; [`redact`] scrubs their values from everything ferry writes.
 //! - [`fsutil`]: the file-system primitives the guarantees rest on; [`hashing`]: sha256 of
 //!   big streams on a thread of their own.
 //! - [`cli`]: the `check`, `test`, `history` and `status` commands.
@@ -31,6 +31,7 @@ pub mod job;
 pub mod journal;
 pub mod outputs;
 pub mod readiness;
+pub mod redact;
 pub mod remote;
 pub mod runtime;
 pub mod secrets;

@@ -107,24 +107,37 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     ferry::job::toml_reader::parse_duration(s)
 }
 
+/// Every log line goes through the redactor (no secret value is ever written), and the
+/// libraries that trace credentials are capped unless the filter names them.
 fn init_logging(format: LogFormat, filter: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info")));
     use std::io::IsTerminal;
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{EnvFilter, fmt};
+    let (spec, filter) = match std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(&f).ok().map(|e| (f, e)))
+    {
+        Some(from_env) => from_env,
+        None => (
+            filter.to_string(),
+            EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info")),
+        ),
+    };
+    let layer = fmt::layer()
+        .with_writer(ferry::redact::Redacting::new(std::io::stderr))
         .with_ansi(std::io::stderr().is_terminal());
+    let caps = ferry::redact::library_caps(&spec, filter.max_level_hint());
+    let registry = tracing_subscriber::registry().with(filter).with(caps);
     match format {
-        LogFormat::Human => b.init(),
-        LogFormat::Json => b
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+        LogFormat::Human => registry.with(layer).init(),
+        LogFormat::Json => registry
+            .with(
+                layer
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
             .init(),
     }
 }
@@ -132,6 +145,10 @@ fn init_logging(format: LogFormat, filter: &str) {
 fn main() {
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log);
+    if !matches!(cli.command, Command::Run { .. }) {
+        // `run` learns them as it loads (and reloads) the jobs.
+        ferry::redact::learn_jobs_dir(&cli.jobs);
+    }
     let state = cli
         .state
         .clone()
@@ -212,7 +229,7 @@ fn run(opts: ferry::runtime::RunOptions) -> i32 {
         Err(e) => {
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             tracing::error!(error = %chain.join(": "), "ferry cannot run.");
-            eprintln!("error: {}", chain.join(": "));
+            eprintln!("error: {}", ferry::redact::scrub(&chain.join(": ")));
             exit::FATAL
         }
     }

@@ -42,8 +42,15 @@ impl Secret {
         matches!(self, Secret::Literal(_))
     }
 
-    /// The value, read now. The error names the source, never a value.
+    /// The value, read now, and made known to [`crate::redact`] before anyone can send or
+    /// print it. The error names the source, never a value.
     pub fn resolve(&self) -> Result<String, String> {
+        let value = self.read()?;
+        crate::redact::learn(&value);
+        Ok(value)
+    }
+
+    fn read(&self) -> Result<String, String> {
         match self {
             Secret::Env(name) => std::env::var(name).map_err(|_| {
                 format!("the password variable {name} is not set in ferry's environment")

@@ -855,3 +855,113 @@ from = "alice@example.test"
     assert_eq!(name, "result.csv");
     assert_eq!(body, b"id;total\n1;9.90\n");
 }
+
+/// Issue 11, "secrets reach logs": at trace level with the IMAP library's own protocol trace
+/// on, no password (IMAP from the environment, SMTP from a file, a wrong literal for each
+/// that the server refuses) appears in the log (text and JSON), the journal, `status` or
+/// `history`. The FTP protocols: tests/secrets.rs.
+#[test]
+fn issue_11_no_mail_password_anywhere_at_trace_level() {
+    let Some(m) = MailServers::start("secrets") else {
+        return;
+    };
+    const PW: &str = "Mail-Pw-q8Z4nx";
+    const WRONG_IMAP: &str = "Wrong-Imap-Pw-j5T";
+    const WRONG_SMTP: &str = "Wrong-Smtp-Pw-r2D";
+    // A distinctive password for alice (dovecot reads its passwd-file again when it changes).
+    std::fs::write(
+        m.dir.join("dovecot/users"),
+        format!("alice:{{PLAIN}}{PW}::::::\nbob:{{PLAIN}}secret::::::\n"),
+    )
+    .unwrap();
+    let d = Deployment::new("mail-secrets");
+    d.job("imap", &mailbox_job(&m, "seen", ""));
+    d.job(
+        "imapwrong",
+        &mailbox_job(&m, "seen", "")
+            .replace("alice@", "bob@")
+            .replace("${env:FERRY_TEST_IMAP_PW}", WRONG_IMAP)
+            .replace("var/out", "var/out-wrong"),
+    );
+    let pw_file = d.write("secret/smtp.pw", format!("{PW}\n"));
+    let smtp_job = |source: &str, password: &str| {
+        format!(
+            "[source]\nfolder = \"{source}\"\nsettle = \"0s\"\n\n[[output]]\nemail = \"mailto:bob@example.test\"\nsmtp = \"smtp://alice@127.0.0.1:{}\"\npassword = \"{password}\"\nca_file = \"{}\"\nfrom = \"alice@example.test\"\n",
+            m.submission(),
+            m.ca().display()
+        )
+    };
+    d.job(
+        "smtp",
+        &smtp_job("in-smtp", &format!("${{file:{}}}", pw_file.display())),
+    );
+    d.job("smtpwrong", &smtp_job("in-wrong", WRONG_SMTP));
+    d.write("in-smtp/result.csv", "id\n1\n");
+    d.write("in-wrong/held.csv", "id\n2\n");
+    m.deliver(
+        "alice",
+        1,
+        &order_mail("k1@x.example", "a@x.example", "Orders", "a\n"),
+    );
+    let run = |format: &str| {
+        d.cmd(&[
+            "run",
+            "--once",
+            "--log",
+            "trace,async_imap=trace,lettre=trace,rustls=trace",
+            "--log-format",
+            format,
+        ])
+        .env("FERRY_TEST_IMAP_PW", PW)
+        .env("FERRY_DELIVERY_WAIT", "2s")
+        .output()
+        .unwrap()
+    };
+    let o = run("human");
+    let log = stderr(&o);
+    assert_eq!(d.files("var/out").len(), 2, "{log}");
+    wait_for("the mail for bob", Duration::from_secs(30), || {
+        m.messages("bob", "INBOX").len() == 1
+    });
+    assert_eq!(d.files("var/outbox/smtpwrong/1"), ["held.csv"], "{log}");
+    // The IMAP library traced the LOGIN command, with a mask for the password.
+    let login = log
+        .lines()
+        .find(|l| l.contains("LOGIN") && l.contains("alice"))
+        .unwrap_or_else(|| panic!("no LOGIN trace:\n{log}"));
+    assert!(login.contains("***"), "{login}");
+    m.deliver(
+        "alice",
+        2,
+        &order_mail("k2@x.example", "a@x.example", "Orders", "b\n"),
+    );
+    let o2 = run("json");
+    let json_log = stderr(&o2);
+    assert_eq!(d.files("var/out").len(), 4, "{json_log}");
+    assert!(
+        json_log.contains("LOGIN") && json_log.contains("***"),
+        "{json_log}"
+    );
+    let mut texts = vec![
+        ("text log".to_string(), log + &stdout(&o)),
+        ("JSON log".to_string(), json_log + &stdout(&o2)),
+    ];
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["history", "--limit", "0"],
+        &["history", "--json", "--limit", "0"],
+    ] {
+        let o = d.cmd(args).env("FERRY_TEST_IMAP_PW", PW).output().unwrap();
+        texts.push((args.join(" "), stdout(&o) + &stderr(&o)));
+    }
+    for rel in d.files("var") {
+        let bytes = read(&d.path(&format!("var/{rel}")));
+        texts.push((rel, String::from_utf8_lossy(&bytes).into_owned()));
+    }
+    for (what, text) in &texts {
+        for pw in [PW, WRONG_IMAP, WRONG_SMTP] {
+            assert!(!text.contains(pw), "{what} holds {pw}:\n{text}");
+        }
+    }
+}

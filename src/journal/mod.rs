@@ -693,7 +693,9 @@ fn apply_batch(conn: &mut Connection, batch: &[Msg]) -> rusqlite::Result<()> {
 
 fn apply(tx: &rusqlite::Transaction<'_>, m: &Msg) -> rusqlite::Result<()> {
     let at = m.at;
+    // Free texts (details, errors) may quote a server's reply: no secret is stored.
     let event = |id: i64, state: &str, detail: &str| -> rusqlite::Result<()> {
+        let detail = crate::redact::scrub(detail);
         tx.prepare_cached(
             "INSERT INTO events (file_id, at, state, detail) VALUES (?1, ?2, ?3, ?4)",
         )?
@@ -838,7 +840,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, m: &Msg) -> rusqlite::Result<()> {
             tx.prepare_cached(
                 "UPDATE files SET state = 'failing', error = ?2, error_dest = ?3, disposition = ?5, updated_at = ?4 WHERE id = ?1",
             )?
-            .execute(params![id, error, dest, at, disposition])?;
+            .execute(params![id, crate::redact::scrub(error), dest, at, disposition])?;
         }
         Op::Failed { id, detail } => {
             tx.prepare_cached(

@@ -195,7 +195,25 @@ pub fn history(conn: &Connection, f: &HistoryFilter) -> rusqlite::Result<Vec<Fil
         }
     }
     out.reverse();
+    out.iter_mut().for_each(FileHistory::scrub);
     Ok(out)
+}
+
+impl FileHistory {
+    /// Every text with secrets replaced, for whoever shows it (`ferry history`, the
+    /// console): a journal written before a secret was known may still hold it.
+    fn scrub(&mut self) {
+        use crate::redact::scrub_string;
+        scrub_string(&mut self.path);
+        self.outputs
+            .iter_mut()
+            .for_each(|o| scrub_string(&mut o.path));
+        self.original.iter_mut().for_each(scrub_string);
+        self.error.iter_mut().for_each(scrub_string);
+        self.events
+            .iter_mut()
+            .for_each(|e| scrub_string(&mut e.detail));
+    }
 }
 
 #[derive(Debug, Serialize, Default)]

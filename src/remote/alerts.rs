@@ -124,7 +124,7 @@ fn save(journal: &Journal, job: &str, last: i64, daily: &str) -> Result<()> {
 fn put(dir: &Path, name: &str, text: &str) -> Result<()> {
     fsutil::create_dir_all_durable(dir)?;
     let tmp = dir.join(fsutil::temp_name());
-    std::fs::write(&tmp, text)?;
+    std::fs::write(&tmp, crate::redact::scrub(text).as_bytes())?;
     std::fs::File::open(&tmp)?.sync_all()?;
     std::fs::rename(&tmp, dir.join(name))?;
     fsutil::sync_dir(dir)?;

@@ -81,7 +81,8 @@ impl FtpEndpoint {
             (true, r)
         } else {
             return Err(format!(
-                "expected a URL like \"ftp://user@host/folder\" or \"ftps://...\", found {url:?}"
+                "expected a URL like \"ftp://user@host/folder\" or \"ftps://...\", found {:?}",
+                crate::redact::url_for_message(url)
             ));
         };
         let (authority, path) = match rest.find('/') {
@@ -94,7 +95,14 @@ impl FtpEndpoint {
         };
         let (user, password) = match userinfo {
             Some(u) => match u.split_once(':') {
-                Some((u, p)) => (percent_decode(u)?, Some(percent_decode(p)?)),
+                Some((u, p)) => (
+                    percent_decode(u)?,
+                    // The error must not quote the password.
+                    Some(percent_decode(p).map_err(|_| {
+                        "the password in the URL has a bad %-escape or is not UTF-8 once decoded"
+                            .to_string()
+                    })?),
+                ),
                 None => (percent_decode(u)?, None),
             },
             None => ("anonymous".to_string(), None),
@@ -110,7 +118,10 @@ impl FtpEndpoint {
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
-            return Err(format!("the URL {url:?} has no host"));
+            return Err(format!(
+                "the URL {:?} has no host",
+                crate::redact::url_for_message(url)
+            ));
         }
         let path = percent_decode(path.trim_end_matches('/'))?;
         Ok((

@@ -38,7 +38,8 @@ impl MailboxUrl {
             (false, r)
         } else {
             return Err(format!(
-                "expected a mailbox URL like \"imaps://user@host/INBOX\", found {s:?}"
+                "expected a mailbox URL like \"imaps://user@host/INBOX\", found {:?}",
+                crate::redact::url_for_message(s)
             ));
         };
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));

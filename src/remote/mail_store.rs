@@ -228,7 +228,7 @@ impl Store {
                 text(job),
                 int(i64::from(uidvalidity)),
                 int(i64::from(uid)),
-                text(detail),
+                text(&crate::redact::scrub(detail)),
                 int(crate::journal::now_ms()),
             ],
             wait,

@@ -317,6 +317,12 @@ fn text(s: &str) -> Value {
     Value::Text(s.to_string())
 }
 
+/// An error or other free text for the journal: secrets scrubbed (a server's reply may
+/// echo one).
+fn free_text(s: &str) -> Value {
+    Value::Text(crate::redact::scrub(s).into_owned())
+}
+
 fn int(i: i64) -> Value {
     Value::Integer(i)
 }
@@ -1104,7 +1110,7 @@ impl DeliveryRunner {
                 text(state),
                 text(&self.target.endpoint.display()),
                 fin.map_or(Value::Null, text),
-                err.map_or(Value::Null, text),
+                err.map_or(Value::Null, free_text),
                 int(now_ms()),
             ],
             wait,
@@ -1298,7 +1304,7 @@ impl DeliveryRunner {
             vec![
                 text(&self.job.name),
                 int(self.idx as i64),
-                text(&msg),
+                free_text(&msg),
                 int(now_ms()),
             ],
             false,
@@ -1681,7 +1687,9 @@ pub fn status(conn: Option<&rusqlite::Connection>, jobs: &[&Job]) -> Vec<RemoteS
                 part: format!("output {}", idx + 1),
                 remote: d.endpoint.display(),
                 pending,
-                last_error: if pending > 0 { last_error } else { None },
+                last_error: last_error
+                    .filter(|_| pending > 0)
+                    .map(|e| crate::redact::scrub(&e).into_owned()),
             });
         }
     }

@@ -35,12 +35,16 @@ impl SmtpUrl {
             (false, r)
         } else {
             return Err(format!(
-                "expected an SMTP server URL like \"smtp://user@mail.example:587\" (STARTTLS) or \"smtps://user@mail.example\" (implicit TLS), found {s:?}"
+                "expected an SMTP server URL like \"smtp://user@mail.example:587\" (STARTTLS) or \"smtps://user@mail.example\" (implicit TLS), found {:?}",
+                crate::redact::url_for_message(s)
             ));
         };
         let authority = rest.trim_end_matches('/');
         if authority.contains('/') {
-            return Err(format!("the SMTP URL {s:?} must not have a path"));
+            return Err(format!(
+                "the SMTP URL {:?} must not have a path",
+                crate::redact::url_for_message(s)
+            ));
         }
         let (user, hostport) = match authority.rsplit_once('@') {
             Some((u, h)) => {

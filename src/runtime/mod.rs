@@ -126,6 +126,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
 fn load_jobs(dir: &Path) -> job::Loaded {
     match job::load_dir(dir) {
         Ok(l) => {
+            // Before anything about these jobs is logged: their secrets are redacted.
+            l.jobs.values().for_each(crate::redact::learn_job);
             for d in &l.diags {
                 tracing::error!(problem = %d, "Invalid job file.");
             }

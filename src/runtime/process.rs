@@ -1392,7 +1392,8 @@ pub(super) fn quarantine_found(
 
 pub(super) fn write_report(went: &Path, report: &Report<'_>) -> io::Result<()> {
     let rp = report_path(went);
-    match fsutil::write_new_durable(&rp, report.render(went).as_bytes()) {
+    let text = crate::redact::scrub(&report.render(went)).into_owned();
+    match fsutil::write_new_durable(&rp, text.as_bytes()) {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         other => other,
     }
