@@ -60,7 +60,32 @@ pub struct ParseError {
     pub message: String,
 }
 
+/// The largest record a reader takes by default (`[input] max_record`): 64 MiB.
+pub const DEFAULT_MAX_RECORD: u64 = 64 * 1024 * 1024;
+
+/// How far past a record's limit a reader may have read ahead (its buffers) before the
+/// record is known to be too large: the limit on reading is `max_record` plus this.
+pub const READ_AHEAD: u64 = 1024 * 1024;
+
+/// The start of the message of [`ParseError::too_large`].
+const TOO_LARGE: &str = "the record is larger than max_record";
+
 impl ParseError {
+    /// A record beyond `[input] max_record` bytes, starting at `pos`. It ends the file
+    /// whatever `on_error` says: past it, the reader cannot tell where the next record
+    /// starts.
+    pub fn too_large(max: u64, pos: Position) -> Self {
+        ParseError::new(format!(
+            "{TOO_LARGE} ({max} bytes); the file is not read further (raise `[input] max_record` if records this large are expected)"
+        ))
+        .at(pos)
+    }
+
+    /// Whether this is a record beyond `max_record` (see [`ParseError::too_large`]).
+    pub fn is_too_large(&self) -> bool {
+        self.message.starts_with(TOO_LARGE)
+    }
+
     pub fn new(message: impl Into<String>) -> Self {
         ParseError {
             message: message.into(),

@@ -327,6 +327,13 @@ fn produce(
                     return Ok(false);
                 };
                 next.len = 0;
+                // A big record's buffers are not kept for the next one: only the batches
+                // in flight hold big records.
+                for r in &mut next.recs {
+                    if r.values.iter().any(|v| v.capacity() > BATCH_BYTES) {
+                        *r = Record::default();
+                    }
+                }
                 next.filtered = 0;
                 next.bad.clear();
                 next.end = None;
@@ -573,17 +580,26 @@ enum Reader<R: io::BufRead> {
 
 impl<R: io::BufRead> Reader<R> {
     fn open(input: &crate::job::data::Input, decoded: R) -> Result<Self, ParseError> {
+        let max = input.max_record;
         Ok(match &input.format {
-            InputFormat::Csv(o) => Reader::Csv(Box::new(CsvReader::new(decoded, o.clone())?)),
-            InputFormat::Xml(o) => Reader::Xml(Box::new(XmlReader::new(
+            InputFormat::Csv(o) => Reader::Csv(Box::new(CsvReader::with_max_record(
                 decoded,
-                XmlPaths::compile(o).map_err(ParseError::new)?,
-            ))),
-            InputFormat::Fixed(l) => Reader::Fixed(Box::new(FixedReader::new(decoded, l.clone()))),
-            InputFormat::Json(o) => Reader::Json(Box::new(JsonReader::new(decoded, o.clone()))),
-            InputFormat::Text(rules) | InputFormat::Pdf(rules) => {
-                Reader::Text(Box::new(TextReader::new(decoded, rules.clone())))
-            }
+                o.clone(),
+                max,
+            )?)),
+            InputFormat::Xml(o) => Reader::Xml(Box::new(
+                XmlReader::new(decoded, XmlPaths::compile(o).map_err(ParseError::new)?)
+                    .with_max_record(max),
+            )),
+            InputFormat::Fixed(l) => Reader::Fixed(Box::new(
+                FixedReader::new(decoded, l.clone()).with_max_record(max),
+            )),
+            InputFormat::Json(o) => Reader::Json(Box::new(
+                JsonReader::new(decoded, o.clone()).with_max_record(max),
+            )),
+            InputFormat::Text(rules) | InputFormat::Pdf(rules) => Reader::Text(Box::new(
+                TextReader::new(decoded, rules.clone()).with_max_record(max),
+            )),
         })
     }
 }
@@ -597,11 +613,15 @@ impl<R: io::BufRead> Reader<R> {
             Reader::Json(r) => (r.read_into(rec), true),
             Reader::Text(r) => (r.read_into(rec), true),
         };
+        // A CSV row with the wrong number of fields comes as it was read: the rejects file
+        // shows it.
+        let as_read = matches!(self, Reader::Csv(r) if r.bad_row());
         // In line-based formats a bad record (a wrong field count, a short line) can be
-        // skipped and reading goes on; undecodable bytes and malformed XML end the file.
+        // skipped and reading goes on; undecodable bytes, malformed XML and a record
+        // beyond `max_record` end the file.
         r.map_err(|e| {
-            if line_based && e.pos.is_some() && !e.message.contains("not valid") {
-                Bad::Skip(e, None)
+            if line_based && e.pos.is_some() && !e.message.contains("not valid") && !e.is_too_large() {
+                Bad::Skip(e, as_read.then(|| Box::new(rec.clone())))
             } else {
                 Bad::Fatal(e)
             }
