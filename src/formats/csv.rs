@@ -144,7 +144,11 @@ impl<R: Read> CsvReader<R> {
 
     /// A reader that fails on a record (or header, or skipped line) longer than
     /// `max_record` bytes, holding no more than about that much of it.
-    pub fn with_max_record(input: R, opts: CsvOptions, max_record: u64) -> Result<Self, ParseError> {
+    pub fn with_max_record(
+        input: R,
+        opts: CsvOptions,
+        max_record: u64,
+    ) -> Result<Self, ParseError> {
         let limit = |from: u64| from.saturating_add(max_record).saturating_add(READ_AHEAD);
         let end = Rc::new(Cell::new(limit(0)));
         let bounded = Bounded {
@@ -343,9 +347,11 @@ impl<R: Read> CsvReader<R> {
             );
         }
         let names = match wrong_count {
-            // The row as it is, for the rejects file: extra fields named by position.
+            // The row as it is, for the rejects file: extra fields named by position,
+            // missing ones left out.
             Some(_) if got > want => extra_names(&self.names, got),
-            _ => self.names.clone(),
+            Some(_) => self.names[..got].to_vec().into(),
+            None => self.names.clone(),
         };
         self.fill(out, names, pos)?;
         match wrong_count {
@@ -420,7 +426,11 @@ fn extra_names(names: &[String], got: usize) -> Arc<[String]> {
     let mut all = names.to_vec();
     for i in names.len() + 1..=got {
         let n = format!("field{i}");
-        all.push(if names.contains(&n) { format!("#{i}") } else { n });
+        all.push(if names.contains(&n) {
+            format!("#{i}")
+        } else {
+            n
+        });
     }
     all.into()
 }

@@ -142,7 +142,7 @@ impl TextOptions {
             }
             return Ok(TextRules {
                 mode: self.mode,
-                    fields: Vec::new(),
+                fields: Vec::new(),
                 required: Vec::new(),
                 items: None,
                 names: Arc::from(vec![self.line_field.clone()]),

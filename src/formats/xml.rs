@@ -260,7 +260,9 @@ impl<R: std::io::Read> LineCounter<R> {
         self.end = 0;
         if self.base.saturating_sub(self.mark) > self.max {
             self.past = true;
-            return Err(std::io::Error::other("the record is larger than max_record"));
+            return Err(std::io::Error::other(
+                "the record is larger than max_record",
+            ));
         }
         self.end = loop {
             match self.inner.read(&mut self.buf) {

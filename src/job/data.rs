@@ -545,7 +545,11 @@ fn read_max_record(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> Option<u64
         None => Some(crate::formats::DEFAULT_MAX_RECORD),
         Some(0) => {
             let span = t.span_of("max_record");
-            doc.error(span, "input.max_record", "max_record must be at least 1 byte");
+            doc.error(
+                span,
+                "input.max_record",
+                "max_record must be at least 1 byte",
+            );
             None
         }
         Some(n) => Some(n),

@@ -620,7 +620,11 @@ impl<R: io::BufRead> Reader<R> {
         // skipped and reading goes on; undecodable bytes, malformed XML and a record
         // beyond `max_record` end the file.
         r.map_err(|e| {
-            if line_based && e.pos.is_some() && !e.message.contains("not valid") && !e.is_too_large() {
+            if line_based
+                && e.pos.is_some()
+                && !e.message.contains("not valid")
+                && !e.is_too_large()
+            {
                 Bad::Skip(e, as_read.then(|| Box::new(rec.clone())))
             } else {
                 Bad::Fatal(e)
