@@ -56,6 +56,15 @@ fn every_key_of_the_rejects_file() {
         String::from_utf8(read(&d.path("out/orders.csv"))).unwrap(),
         "No,Qty,When\n1,3,2026-11-02\n6,1,2026-11-04\n"
     );
+    // The keys in a fixed order, the record's fields in the file's.
+    let text = std::fs::read_to_string(d.path("out/orders.csv.rejects.jsonl")).unwrap();
+    assert_eq!(
+        text.lines().take(2).collect::<Vec<_>>(),
+        [
+            r#"{"record":2,"line":3,"byte":30,"field":"Qty","value":"viele","reason":"invalid operation: \"viele\" is not a number","data":{"No":"2","Menge":"viele","Datum":"02.11.2026"}}"#,
+            r#"{"record":3,"line":4,"byte":49,"field":null,"value":null,"reason":"expected 3 fields (as in the header), found 4","data":{"No":"3","Menge":"7","Datum":"03.11.2026","field4":"extra"}}"#,
+        ]
+    );
     let got = rejects(&d, "orders.csv");
     let want = vec![
         json!({

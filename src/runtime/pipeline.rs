@@ -633,27 +633,37 @@ impl<R: io::BufRead> Reader<R> {
     }
 }
 
+/// Writes one line of the rejects file: the keys in a fixed order (README, "The rejects
+/// file"), the record's fields in its order.
 fn reject(rejects: &mut Rejects<'_>, e: &ParseError, rec: Option<&Record>) -> io::Result<()> {
+    use std::io::Write;
     if rejects.file.is_none() {
         rejects.file = Some(TempOutput::create(rejects.path)?);
     }
     let f = rejects.file.as_mut().expect("just created");
-    let mut fields = serde_json::Map::new();
-    for (k, v) in rec.iter().flat_map(|r| r.fields()) {
-        fields.insert(k.to_string(), v.into());
-    }
     let pos = e.pos.or(rec.map(|r| r.pos)).unwrap_or_default();
-    let line = serde_json::json!({
-        "record": pos.record,
-        "line": pos.line,
-        "byte": pos.byte,
-        "field": e.field,
-        "value": e.value,
-        "reason": e.message,
-        "data": fields,
-    });
-    serde_json::to_writer(&mut *f, &line)?;
-    f.write_all(b"\n")
+    let mut line = Vec::with_capacity(256);
+    write!(
+        line,
+        "{{\"record\":{},\"line\":{},\"byte\":{},\"field\":",
+        pos.record, pos.line, pos.byte
+    )?;
+    serde_json::to_writer(&mut line, &e.field)?;
+    line.extend_from_slice(b",\"value\":");
+    serde_json::to_writer(&mut line, &e.value)?;
+    line.extend_from_slice(b",\"reason\":");
+    serde_json::to_writer(&mut line, &e.message)?;
+    line.extend_from_slice(b",\"data\":{");
+    for (i, (k, v)) in rec.iter().flat_map(|r| r.fields()).enumerate() {
+        if i > 0 {
+            line.push(b',');
+        }
+        serde_json::to_writer(&mut line, k)?;
+        line.push(b':');
+        serde_json::to_writer(&mut line, v)?;
+    }
+    line.extend_from_slice(b"}}\n");
+    f.write_all(&line)
 }
 
 /// What a dry run shows of the first records of a file.
