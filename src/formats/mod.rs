@@ -120,3 +120,134 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+#[cfg(test)]
+mod limit_tests {
+    //! Every reader stops a record that never ends at `max_record`, having read little more
+    //! than that: the input here is endless and refuses to be read past 8 MiB.
+
+    use std::io::{self, BufReader, Read};
+
+    use super::*;
+
+    const MAX: u64 = 64 * 1024;
+    const REFUSED_FROM: u64 = 8 * 1024 * 1024;
+
+    /// `prefix`, then `x` forever (an error past [`REFUSED_FROM`] bytes).
+    struct Endless {
+        prefix: Vec<u8>,
+        at: u64,
+    }
+
+    fn endless(prefix: &str) -> Endless {
+        Endless {
+            prefix: prefix.as_bytes().to_vec(),
+            at: 0,
+        }
+    }
+
+    impl Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.at >= REFUSED_FROM {
+                return Err(io::Error::other("read far past the limit"));
+            }
+            let n = buf.len().min(64 * 1024);
+            for (i, b) in buf[..n].iter_mut().enumerate() {
+                let at = self.at as usize + i;
+                *b = self.prefix.get(at).copied().unwrap_or(b'x');
+            }
+            self.at += n as u64;
+            Ok(n)
+        }
+    }
+
+    /// Reads until an error, which must be "too large" at `want`.
+    fn fails_at(
+        mut read: impl FnMut(&mut Record) -> Result<bool, ParseError>,
+        want: (u64, u64, u64),
+    ) {
+        let mut rec = Record::default();
+        let e = loop {
+            match read(&mut rec) {
+                Ok(true) => continue,
+                Ok(false) => panic!("the reader ended without an error"),
+                Err(e) => break e,
+            }
+        };
+        assert!(e.is_too_large(), "{e}");
+        let p = e.pos.expect("a position");
+        assert_eq!((p.record, p.line, p.byte), want, "{e}");
+    }
+
+    #[test]
+    fn csv() {
+        let mut r =
+            csv::CsvReader::with_max_record(endless("a\n1\n"), Default::default(), MAX).unwrap();
+        fails_at(|rec| r.read_into(rec), (2, 3, 4));
+        // A header that never ends is record 0.
+        let e = csv::CsvReader::with_max_record(endless(""), Default::default(), MAX)
+            .err()
+            .unwrap();
+        assert!(e.is_too_large(), "{e}");
+    }
+
+    #[test]
+    fn json_lines_and_array() {
+        use json_in::{JsonInOptions, JsonInStyle, JsonReader};
+        let lines = JsonInOptions {
+            style: JsonInStyle::Lines,
+            records: None,
+        };
+        let mut r = JsonReader::new(endless("{\"a\":1}\n{\"a\":\""), lines).with_max_record(MAX);
+        fails_at(|rec| r.read_into(rec), (2, 2, 8));
+        let mut r = JsonReader::new(endless("[{\"a\":1},{\"a\":\""), JsonInOptions::default())
+            .with_max_record(MAX);
+        fails_at(|rec| r.read_into(rec), (2, 1, 9));
+    }
+
+    #[test]
+    fn xml_records_and_events_outside_them() {
+        let opts = xml::XmlOptions {
+            record: "/r/rec".into(),
+            fields: vec![("A".into(), "a".into())],
+            namespaces: Vec::new(),
+        };
+        let paths = || xml::XmlPaths::compile(&opts).unwrap();
+        let input = BufReader::new(endless("<r><rec><a>1</a></rec>\n<rec><a>"));
+        let mut r = xml::XmlReader::new(input, paths()).with_max_record(MAX);
+        fails_at(|rec| r.read_into(rec), (2, 2, 28));
+        // A text outside any record is held whole by the parser: limited too.
+        let input = BufReader::new(endless("<r><other>"));
+        let mut r = xml::XmlReader::new(input, paths()).with_max_record(MAX);
+        fails_at(|rec| r.read_into(rec), (1, 1, 10));
+    }
+
+    #[test]
+    fn fixed_width_and_text() {
+        let layout = fixed::Layout {
+            columns: vec![fixed::Column {
+                name: "A".into(),
+                start: 1,
+                length: 5,
+                align: fixed::Align::Left,
+                pad: ' ',
+            }],
+            trim: true,
+            short_lines: true,
+        };
+        let mut r =
+            fixed::FixedReader::new(BufReader::new(endless("1\n")), layout).with_max_record(MAX);
+        fails_at(|rec| r.read_into(rec), (2, 2, 2));
+        let rules = text::TextOptions::default().compile().unwrap();
+        let mut r = text::TextReader::new(endless("1\n"), rules).with_max_record(MAX);
+        fails_at(|rec| r.read_into(rec), (2, 2, 2));
+        let capture = text::TextOptions {
+            mode: text::TextMode::Capture,
+            fields: vec![("A".into(), vec!["(x+)".into()])],
+            ..Default::default()
+        };
+        let mut r =
+            text::TextReader::new(endless(""), capture.compile().unwrap()).with_max_record(MAX);
+        fails_at(|rec| r.read_into(rec), (1, 1, 0));
+    }
+}
