@@ -136,6 +136,107 @@ fn csv_error(e: csv::Error, skipped_lines: u64, skipped_bytes: u64) -> ParseErro
     }
 }
 
+/// Where [`Bounded`] stops for a record starting at `from`.
+fn limit(from: u64, max_record: u64) -> u64 {
+    from.saturating_add(max_record).saturating_add(READ_AHEAD)
+}
+
+/// Skips `n` lines (report titles); returns the lines and bytes skipped.
+fn skip_lines<R: Read>(
+    buf: &mut BufReader<Bounded<R>>,
+    n: usize,
+    max_record: u64,
+    end: &Cell<u64>,
+) -> Result<(u64, u64), ParseError> {
+    let (mut lines, mut bytes) = (0u64, 0u64);
+    let mut line = Vec::new();
+    for _ in 0..n {
+        line.clear();
+        end.set(limit(bytes, max_record));
+        let at = Position {
+            record: 0,
+            line: lines + 1,
+            byte: bytes,
+        };
+        let n = buf
+            .take(max_record + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| match super::encoding::decode_error(&e) {
+                _ if past_limit(&e) => ParseError::too_large(max_record, at),
+                Some(d) => ParseError::new(d.to_string()),
+                None => ParseError::new(format!("cannot read: {e}")),
+            })?;
+        if n as u64 > max_record && line.last() != Some(&b'\n') {
+            return Err(ParseError::too_large(max_record, at));
+        }
+        if n == 0 {
+            break;
+        }
+        lines += 1;
+        bytes += n as u64;
+    }
+    Ok((lines, bytes))
+}
+
+fn builder(opts: &CsvOptions) -> csv::ReaderBuilder {
+    let mut b = csv::ReaderBuilder::new();
+    b.delimiter(opts.delimiter)
+        .quote(opts.quote)
+        .has_headers(false)
+        .flexible(true)
+        .comment(opts.comment)
+        .trim(if opts.trim {
+            csv::Trim::All
+        } else {
+            csv::Trim::None
+        })
+        .buffer_capacity(256 * 1024);
+    if let Some(e) = opts.escape {
+        b.escape(Some(e)).double_quote(false);
+    }
+    b
+}
+
+/// Reads the header row at `at`: the field names (the job's `columns` if it names them).
+fn read_header<R: Read>(
+    rdr: &mut csv::Reader<R>,
+    row: &mut csv::ByteRecord,
+    opts: &CsvOptions,
+    at: Position,
+    max_record: u64,
+) -> Result<Vec<String>, ParseError> {
+    let has = rdr.read_byte_record(row).map_err(|e| {
+        if is_past_limit(&e) {
+            return ParseError::too_large(max_record, at);
+        }
+        csv_error(e, at.line - 1, at.byte)
+    })?;
+    if rdr.position().byte() > max_record + 1 {
+        return Err(ParseError::too_large(max_record, at));
+    }
+    let mut from_file: Vec<String> = if has {
+        let header = csv::StringRecord::from_byte_record(row.clone()).map_err(|e| {
+            ParseError::new(format!(
+                "invalid UTF-8 in field {}",
+                e.utf8_error().field() + 1
+            ))
+            .at(at)
+        })?;
+        header.iter().map(str::to_string).collect()
+    } else {
+        Vec::new()
+    };
+    if let Some(first) = from_file.first_mut()
+        && let Some(stripped) = first.strip_prefix('\u{feff}')
+    {
+        *first = stripped.to_string();
+    }
+    Ok(match &opts.columns {
+        Some(cols) => cols.clone(),
+        None => from_file,
+    })
+}
+
 impl<R: Read> CsvReader<R> {
     /// A reader with the default record limit ([`DEFAULT_MAX_RECORD`]).
     pub fn new(input: R, opts: CsvOptions) -> Result<Self, ParseError> {
@@ -149,111 +250,31 @@ impl<R: Read> CsvReader<R> {
         opts: CsvOptions,
         max_record: u64,
     ) -> Result<Self, ParseError> {
-        let limit = |from: u64| from.saturating_add(max_record).saturating_add(READ_AHEAD);
-        let end = Rc::new(Cell::new(limit(0)));
+        let end = Rc::new(Cell::new(limit(0, max_record)));
         let bounded = Bounded {
             inner: input,
             read: 0,
             end: end.clone(),
         };
         let mut buf = BufReader::with_capacity(256 * 1024, bounded);
-        let (mut skipped_lines, mut skipped_bytes) = (0u64, 0u64);
-        let mut line = Vec::new();
-        for _ in 0..opts.skip_lines {
-            line.clear();
-            end.set(limit(skipped_bytes));
-            let at = Position {
-                record: 0,
-                line: skipped_lines + 1,
-                byte: skipped_bytes,
-            };
-            let n = (&mut buf)
-                .take(max_record + 1)
-                .read_until(b'\n', &mut line)
-                .map_err(|e| match super::encoding::decode_error(&e) {
-                    _ if past_limit(&e) => ParseError::too_large(max_record, at),
-                    Some(d) => ParseError::new(d.to_string()),
-                    None => ParseError::new(format!("cannot read: {e}")),
-                })?;
-            if n as u64 > max_record && line.last() != Some(&b'\n') {
-                return Err(ParseError::too_large(max_record, at));
-            }
-            if n == 0 {
-                break;
-            }
-            skipped_lines += 1;
-            skipped_bytes += n as u64;
-        }
+        let (skipped_lines, skipped_bytes) =
+            skip_lines(&mut buf, opts.skip_lines, max_record, &end)?;
         let crlf = {
             let head = buf.fill_buf().unwrap_or(&[]);
             head.iter()
                 .position(|&b| b == b'\n')
                 .is_some_and(|i| i > 0 && head[i - 1] == b'\r')
         };
-        let mut b = csv::ReaderBuilder::new();
-        b.delimiter(opts.delimiter)
-            .quote(opts.quote)
-            .has_headers(false)
-            .flexible(true)
-            .comment(opts.comment)
-            .trim(if opts.trim {
-                csv::Trim::All
-            } else {
-                csv::Trim::None
-            })
-            .buffer_capacity(256 * 1024);
-        if let Some(e) = opts.escape {
-            b.escape(Some(e)).double_quote(false);
-        }
-        end.set(limit(skipped_bytes));
-        let mut rdr = b.from_reader(buf);
+        end.set(limit(skipped_bytes, max_record));
+        let mut rdr = builder(&opts).from_reader(buf);
         let mut row = csv::ByteRecord::new();
-        let names: Vec<String> = if opts.header {
-            let has = rdr.read_byte_record(&mut row).map_err(|e| {
-                if is_past_limit(&e) {
-                    let at = Position {
-                        record: 0,
-                        line: skipped_lines + 1,
-                        byte: skipped_bytes,
-                    };
-                    return ParseError::too_large(max_record, at);
-                }
-                csv_error(e, skipped_lines, skipped_bytes)
-            })?;
-            let size = rdr.position().byte();
-            if size > max_record + 1 {
-                let at = Position {
-                    record: 0,
-                    line: skipped_lines + 1,
-                    byte: skipped_bytes,
-                };
-                return Err(ParseError::too_large(max_record, at));
-            }
-            let mut from_file: Vec<String> = if has {
-                let header = csv::StringRecord::from_byte_record(row.clone()).map_err(|e| {
-                    ParseError::new(format!(
-                        "invalid UTF-8 in field {}",
-                        e.utf8_error().field() + 1
-                    ))
-                    .at(Position {
-                        record: 0,
-                        line: skipped_lines + 1,
-                        byte: skipped_bytes,
-                    })
-                })?;
-                header.iter().map(str::to_string).collect()
-            } else {
-                Vec::new()
-            };
-            if let Some(first) = from_file.first_mut()
-                && let Some(stripped) = first.strip_prefix('\u{feff}')
-            {
-                *first = stripped.to_string();
-            }
-            match &opts.columns {
-                Some(cols) => cols.clone(),
-                None => from_file,
-            }
+        let at = Position {
+            record: 0,
+            line: skipped_lines + 1,
+            byte: skipped_bytes,
+        };
+        let names = if opts.header {
+            read_header(&mut rdr, &mut row, &opts, at, max_record)?
         } else {
             opts.columns.clone().unwrap_or_default()
         };
@@ -265,10 +286,10 @@ impl<R: Read> CsvReader<R> {
                     message: "the header names this field twice; name the columns in the job (`columns = [...]`)".into(),
                     ..Default::default()
                 }
-                .at(Position { record: 0, line: skipped_lines + 1, byte: skipped_bytes }));
+                .at(at));
             }
         }
-        end.set(limit(skipped_bytes + rdr.position().byte()));
+        end.set(limit(skipped_bytes + rdr.position().byte(), max_record));
         Ok(CsvReader {
             rdr,
             end,
@@ -323,11 +344,8 @@ impl<R: Read> CsvReader<R> {
         if end - p.byte() > self.max_record + 1 + u64::from(self.crlf) {
             return Err(ParseError::too_large(self.max_record, pos));
         }
-        self.end.set(
-            (self.skipped_bytes + end)
-                .saturating_add(self.max_record)
-                .saturating_add(READ_AHEAD),
-        );
+        self.end
+            .set(limit(self.skipped_bytes + end, self.max_record));
         let want = self.names.len();
         let got = self.row.len();
         self.bad_row = false;
