@@ -167,30 +167,36 @@ impl<R: BufRead> FixedReader<R> {
             if !Arc::ptr_eq(&out.names, &self.names) {
                 out.names = self.names.clone();
             }
-            out.values.resize(self.names.len(), String::new());
-            for (v, c) in out.values.iter_mut().zip(&self.layout.columns) {
-                v.clear();
-                let from = self.bounds[(c.start - 1).min(chars)];
-                let to = self.bounds[(c.start - 1 + c.length).min(chars)];
-                v.push_str(&text[from..to]);
-                if self.layout.trim {
-                    // Padding sits on one side: before right-aligned values, after
-                    // left-aligned ones. Blanks go on both sides.
-                    let pad = |ch: char| ch == ' ' || ch == c.pad;
-                    let trimmed = match c.align {
-                        Align::Right => v.trim_start_matches(pad).trim_end(),
-                        Align::Left => v.trim_end_matches(pad).trim_start(),
-                    };
-                    if trimmed.is_empty() && c.pad != ' ' && v.contains(c.pad) {
-                        // All padding: `0000000000` is the number 0, not nothing.
-                        *v = c.pad.to_string();
-                    } else if trimmed.len() != v.len() {
-                        *v = trimmed.to_string();
-                    }
-                }
-            }
+            cut(&self.layout, text, &self.bounds, chars, &mut out.values);
             out.pos = pos;
             return Ok(true);
+        }
+    }
+}
+
+/// Cuts a line into the layout's values: `bounds` holds the byte offset of each of its
+/// first `chars` characters and of the end of the last.
+fn cut(layout: &Layout, text: &str, bounds: &[usize], chars: usize, values: &mut Vec<String>) {
+    values.resize(layout.columns.len(), String::new());
+    for (v, c) in values.iter_mut().zip(&layout.columns) {
+        v.clear();
+        let from = bounds[(c.start - 1).min(chars)];
+        let to = bounds[(c.start - 1 + c.length).min(chars)];
+        v.push_str(&text[from..to]);
+        if layout.trim {
+            // Padding sits on one side: before right-aligned values, after left-aligned
+            // ones. Blanks go on both sides.
+            let pad = |ch: char| ch == ' ' || ch == c.pad;
+            let trimmed = match c.align {
+                Align::Right => v.trim_start_matches(pad).trim_end(),
+                Align::Left => v.trim_end_matches(pad).trim_start(),
+            };
+            if trimmed.is_empty() && c.pad != ' ' && v.contains(c.pad) {
+                // All padding: `0000000000` is the number 0, not nothing.
+                *v = c.pad.to_string();
+            } else if trimmed.len() != v.len() {
+                *v = trimmed.to_string();
+            }
         }
     }
 }
