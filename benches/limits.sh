@@ -11,6 +11,7 @@
 #   json       a JSON array holding one 300 MiB object
 #   xml        an XML record element holding 300 MiB of text
 #   fixed      a fixed-width file whose one line is 300 MiB long
+#   csv-many   a CSV of 6 rows with a 60 MiB field each: under the limit, converted
 #
 # FERRY_BIN overrides the binary (default target/release/ferry, built when missing).
 # BENCH_TMP sets the work folder (default /tmp/ferry-limits-bench.<pid>); the generated
@@ -44,6 +45,10 @@ generate() {
   case "$1" in
     csv-nonl) xs $((1024 * MiB)) >"$2" ;;
     csv-field) { printf 'a,b\n1,'; xs $((100 * MiB)); printf '\n2,y\n'; } >"$2" ;;
+    csv-many)
+      printf 'a,b\n' >"$2"
+      for i in 1 2 3 4 5 6; do { printf '%d,' "$i"; xs $((60 * MiB)); printf '\n'; } >>"$2"; done
+      ;;
     jsonl) { printf '{"a":"'; xs $((300 * MiB)); printf '"}\n'; } >"$2" ;;
     json) { printf '[{"a":"'; xs $((300 * MiB)); printf '"}]\n'; } >"$2" ;;
     xml) { printf '<r><rec><a>'; xs $((300 * MiB)); printf '</a></rec></r>\n'; } >"$2" ;;
@@ -97,7 +102,7 @@ run_case() {
 }
 
 cases=("$@")
-[ ${#cases[@]} -gt 0 ] || cases=(csv-nonl csv-field jsonl json xml fixed)
+[ ${#cases[@]} -gt 0 ] || cases=(csv-nonl csv-field jsonl json xml fixed csv-many)
 echo "ferry: $FERRY_BIN" >&2
 printf '| case | input | peak RSS | wall | exit | outcome |\n|---|---|---|---|---|---|\n'
 for c in "${cases[@]}"; do

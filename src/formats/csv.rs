@@ -321,6 +321,7 @@ impl<R: Read> CsvReader<R> {
 
     /// Reads the next record into `out`, reusing its allocations. `Ok(false)` at the end.
     pub fn read_into(&mut self, out: &mut Record) -> Result<bool, ParseError> {
+        self.bad_row = false;
         let start = self.rdr.position().clone();
         let has = self.rdr.read_byte_record(&mut self.row).map_err(|e| {
             if is_past_limit(&e) {
@@ -348,7 +349,6 @@ impl<R: Read> CsvReader<R> {
             .set(limit(self.skipped_bytes + end, self.max_record));
         let want = self.names.len();
         let got = self.row.len();
-        self.bad_row = false;
         let mut wrong_count = None;
         if want == 0 {
             // No header and no columns: name fields by position, from the first row.
