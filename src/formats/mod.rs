@@ -67,23 +67,33 @@ pub const DEFAULT_MAX_RECORD: u64 = 64 * 1024 * 1024;
 /// record is known to be too large: the limit on reading is `max_record` plus this.
 pub const READ_AHEAD: u64 = 1024 * 1024;
 
-/// The start of the message of [`ParseError::too_large`].
-const TOO_LARGE: &str = "the record is larger than max_record";
+/// What every message of [`ParseError::too_large`] says.
+const TOO_LARGE: &str = " is larger than max_record (";
 
 impl ParseError {
-    /// A record beyond `[input] max_record` bytes, starting at `pos`. It ends the file
-    /// whatever `on_error` says: past it, the reader cannot tell where the next record
-    /// starts.
+    /// A record beyond `[input] max_record` bytes, starting at `pos` (record 0: the CSV
+    /// header, or a line skipped before it). It ends the file whatever `on_error` says:
+    /// past it, the reader cannot tell where the next record starts.
     pub fn too_large(max: u64, pos: Position) -> Self {
+        let what = if pos.record == 0 {
+            "the header (or a line skipped before it)"
+        } else {
+            "the record"
+        };
+        Self::too_large_thing(what, max, pos)
+    }
+
+    /// As [`ParseError::too_large`], for `what` (not a record).
+    pub fn too_large_thing(what: &str, max: u64, pos: Position) -> Self {
         ParseError::new(format!(
-            "{TOO_LARGE} ({max} bytes); the file is not read further (raise `[input] max_record` if records this large are expected)"
+            "{what}{TOO_LARGE}{max} bytes); the file is not read further (raise `[input] max_record` if records this large are expected)"
         ))
         .at(pos)
     }
 
     /// Whether this is a record beyond `max_record` (see [`ParseError::too_large`]).
     pub fn is_too_large(&self) -> bool {
-        self.message.starts_with(TOO_LARGE)
+        self.message.contains(TOO_LARGE)
     }
 
     pub fn new(message: impl Into<String>) -> Self {
@@ -165,7 +175,7 @@ mod limit_tests {
     fn fails_at(
         mut read: impl FnMut(&mut Record) -> Result<bool, ParseError>,
         want: (u64, u64, u64),
-    ) {
+    ) -> ParseError {
         let mut rec = Record::default();
         let e = loop {
             match read(&mut rec) {
@@ -177,6 +187,7 @@ mod limit_tests {
         assert!(e.is_too_large(), "{e}");
         let p = e.pos.expect("a position");
         assert_eq!((p.record, p.line, p.byte), want, "{e}");
+        e
     }
 
     #[test]
@@ -188,6 +199,10 @@ mod limit_tests {
         let e = csv::CsvReader::with_max_record(endless(""), Default::default(), MAX)
             .err()
             .unwrap();
+        assert!(
+            e.message
+                .starts_with("the header (or a line skipped before it) is larger")
+        );
         assert!(e.is_too_large(), "{e}");
     }
 
@@ -219,7 +234,11 @@ mod limit_tests {
         // A text outside any record is held whole by the parser: limited too.
         let input = BufReader::new(endless("<r><other>"));
         let mut r = xml::XmlReader::new(input, paths()).with_max_record(MAX);
-        fails_at(|rec| r.read_into(rec), (1, 1, 10));
+        let e = fails_at(|rec| r.read_into(rec), (1, 1, 10));
+        assert!(
+            e.message
+                .starts_with("a text or tag outside the records is larger")
+        );
     }
 
     #[test]

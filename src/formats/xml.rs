@@ -364,19 +364,19 @@ impl<R: BufRead> XmlReader<R> {
         self.done = true;
         let lc = self.reader.get_ref();
         let (max, mark) = (lc.max, lc.mark);
-        let pos = if self.record_depth.is_some() || self.paths.record.is_none() {
-            Position {
+        if self.record_depth.is_some() || self.paths.record.is_none() {
+            let pos = Position {
                 record: self.count + 1,
                 line: self.record_start.1,
                 byte: mark,
-            }
-        } else {
-            Position {
-                byte: mark,
-                ..self.position()
-            }
+            };
+            return ParseError::too_large(max, pos);
+        }
+        let pos = Position {
+            byte: mark,
+            ..self.position()
         };
-        ParseError::too_large(max, pos)
+        ParseError::too_large_thing("a text or tag outside the records", max, pos)
     }
 
     fn position(&self) -> Position {
