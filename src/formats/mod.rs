@@ -239,6 +239,24 @@ mod limit_tests {
             e.message
                 .starts_with("a text or tag outside the records is larger")
         );
+        // With `record = "/"` the document is one record, but it is not held: a document
+        // larger than the limit is read, a text larger than it is not.
+        let whole = xml::XmlOptions {
+            record: "/".into(),
+            fields: vec![("A".into(), "/r/a".into())],
+            namespaces: Vec::new(),
+        };
+        let doc = format!("<r><a>1</a>{}</r>", "<b>y</b>".repeat(20_000));
+        assert!(doc.len() as u64 > 2 * MAX);
+        let paths = || xml::XmlPaths::compile(&whole).unwrap();
+        let mut r = xml::XmlReader::new(doc.as_bytes(), paths()).with_max_record(MAX);
+        let mut rec = Record::default();
+        assert!(r.read_into(&mut rec).unwrap());
+        assert_eq!(rec.values, ["1"]);
+        let input = BufReader::new(endless("<r><a>"));
+        let mut r = xml::XmlReader::new(input, paths()).with_max_record(MAX);
+        let e = fails_at(|rec| r.read_into(rec), (1, 1, 6));
+        assert!(e.message.starts_with("a text or tag is larger"), "{e}");
     }
 
     #[test]

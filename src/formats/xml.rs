@@ -353,7 +353,7 @@ impl<R: BufRead> XmlReader<R> {
 
     /// Fails on a record element (or, outside records, an event: a text, a tag) longer
     /// than `max` bytes, holding no more than about that much of it. With `record = "/"`
-    /// the whole document is the record.
+    /// the limit applies to each event: the document is not held, only its fields.
     pub fn with_max_record(mut self, max: u64) -> Self {
         self.reader.get_mut().max = max;
         self
@@ -364,7 +364,7 @@ impl<R: BufRead> XmlReader<R> {
         self.done = true;
         let lc = self.reader.get_ref();
         let (max, mark) = (lc.max, lc.mark);
-        if self.record_depth.is_some() || self.paths.record.is_none() {
+        if self.record_depth.is_some() {
             let pos = Position {
                 record: self.count + 1,
                 line: self.record_start.1,
@@ -376,7 +376,12 @@ impl<R: BufRead> XmlReader<R> {
             byte: mark,
             ..self.position()
         };
-        ParseError::too_large_thing("a text or tag outside the records", max, pos)
+        let what = if self.paths.record.is_some() {
+            "a text or tag outside the records"
+        } else {
+            "a text or tag"
+        };
+        ParseError::too_large_thing(what, max, pos)
     }
 
     fn position(&self) -> Position {
@@ -446,8 +451,9 @@ impl<R: BufRead> XmlReader<R> {
 
     /// Reads and handles one event: `Some` when `read_into` has its answer.
     fn step(&mut self, buf: &mut Vec<u8>, out: &mut Record) -> Result<Option<bool>, ParseError> {
-        if self.record_depth.is_none() && self.paths.record.is_some() {
-            // Outside records, each event is held on its own.
+        if self.record_depth.is_none() {
+            // Outside records (and in a document that is one record, `/`), each event is
+            // held on its own.
             self.reader.get_mut().mark = self.reader.buffer_position();
         }
         let ev = match self.reader.read_event_into(buf) {
