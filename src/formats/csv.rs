@@ -2,10 +2,12 @@
 //! leading lines, ragged rows, trimming. The csv crate does the parsing; this adds the
 //! options legacy exports need and positions for error reports.
 
-use std::io::{BufRead, BufReader, Read};
+use std::cell::Cell;
+use std::io::{self, BufRead, BufReader, Read};
+use std::rc::Rc;
 use std::sync::Arc;
 
-use super::{ParseError, Position, Record};
+use super::{DEFAULT_MAX_RECORD, ParseError, Position, READ_AHEAD, Record};
 
 /// What to do with a row that has a different number of fields than the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,9 +51,51 @@ impl Default for CsvOptions {
     }
 }
 
+/// The input under the csv crate, which holds a whole record in memory: it hands over no
+/// byte past `end` (the start of the record being read plus `max_record` plus the read
+/// ahead of the buffers), so that a record that never ends fails once it is too large
+/// instead of taking all memory.
+struct Bounded<R> {
+    inner: R,
+    read: u64,
+    end: Rc<Cell<u64>>,
+}
+
+/// What [`Bounded`] answers past its end.
+#[derive(Debug)]
+struct PastLimit;
+
+impl std::fmt::Display for PastLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the record is larger than max_record")
+    }
+}
+
+impl std::error::Error for PastLimit {}
+
+fn past_limit(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|i| i.is::<PastLimit>())
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.end.get().saturating_sub(self.read);
+        if left == 0 {
+            return Err(io::Error::other(PastLimit));
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
 /// Reads records from CSV text (already decoded to UTF-8).
 pub struct CsvReader<R: Read> {
-    rdr: csv::Reader<BufReader<R>>,
+    rdr: csv::Reader<BufReader<Bounded<R>>>,
+    /// Where [`Bounded`] stops, moved on after every record.
+    end: Rc<Cell<u64>>,
+    max_record: u64,
     names: Arc<[String]>,
     /// Read as bytes: the text was validated when it was decoded, and one check of the
     /// whole row (below) costs less than the csv crate's per-record and per-field checks.
@@ -63,6 +107,12 @@ pub struct CsvReader<R: Read> {
     /// The file ends its lines with CRLF: the csv crate then puts a record's start at the
     /// `\n` of the line before, one line and one byte early.
     crlf: bool,
+    /// See [`CsvReader::bad_row`].
+    bad_row: bool,
+}
+
+fn is_past_limit(e: &csv::Error) -> bool {
+    matches!(e.kind(), csv::ErrorKind::Io(io) if past_limit(io))
 }
 
 fn csv_error(e: csv::Error, skipped_lines: u64, skipped_bytes: u64) -> ParseError {
@@ -86,77 +136,145 @@ fn csv_error(e: csv::Error, skipped_lines: u64, skipped_bytes: u64) -> ParseErro
     }
 }
 
-impl<R: Read> CsvReader<R> {
-    pub fn new(input: R, opts: CsvOptions) -> Result<Self, ParseError> {
-        let mut buf = BufReader::with_capacity(256 * 1024, input);
-        let (mut skipped_lines, mut skipped_bytes) = (0u64, 0u64);
-        let mut line = Vec::new();
-        for _ in 0..opts.skip_lines {
-            line.clear();
-            let n = buf.read_until(b'\n', &mut line).map_err(|e| {
-                ParseError::new(match super::encoding::decode_error(&e) {
-                    Some(d) => d.to_string(),
-                    None => format!("cannot read: {e}"),
-                })
+/// Where [`Bounded`] stops for a record starting at `from`.
+fn limit(from: u64, max_record: u64) -> u64 {
+    from.saturating_add(max_record).saturating_add(READ_AHEAD)
+}
+
+/// Skips `n` lines (report titles); returns the lines and bytes skipped.
+fn skip_lines<R: Read>(
+    buf: &mut BufReader<Bounded<R>>,
+    n: usize,
+    max_record: u64,
+    end: &Cell<u64>,
+) -> Result<(u64, u64), ParseError> {
+    let (mut lines, mut bytes) = (0u64, 0u64);
+    let mut line = Vec::new();
+    for _ in 0..n {
+        line.clear();
+        end.set(limit(bytes, max_record));
+        let at = Position {
+            record: 0,
+            line: lines + 1,
+            byte: bytes,
+        };
+        let n = buf
+            .take(max_record + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| match super::encoding::decode_error(&e) {
+                _ if past_limit(&e) => ParseError::too_large(max_record, at),
+                Some(d) => ParseError::new(d.to_string()),
+                None => ParseError::new(format!("cannot read: {e}")),
             })?;
-            if n == 0 {
-                break;
-            }
-            skipped_lines += 1;
-            skipped_bytes += n as u64;
+        if n as u64 > max_record && line.last() != Some(&b'\n') {
+            return Err(ParseError::too_large(max_record, at));
         }
+        if n == 0 {
+            break;
+        }
+        lines += 1;
+        bytes += n as u64;
+    }
+    Ok((lines, bytes))
+}
+
+fn builder(opts: &CsvOptions) -> csv::ReaderBuilder {
+    let mut b = csv::ReaderBuilder::new();
+    b.delimiter(opts.delimiter)
+        .quote(opts.quote)
+        .has_headers(false)
+        .flexible(true)
+        .comment(opts.comment)
+        .trim(if opts.trim {
+            csv::Trim::All
+        } else {
+            csv::Trim::None
+        })
+        .buffer_capacity(256 * 1024);
+    if let Some(e) = opts.escape {
+        b.escape(Some(e)).double_quote(false);
+    }
+    b
+}
+
+/// Reads the header row at `at`: the field names (the job's `columns` if it names them).
+fn read_header<R: Read>(
+    rdr: &mut csv::Reader<R>,
+    row: &mut csv::ByteRecord,
+    opts: &CsvOptions,
+    at: Position,
+    max_record: u64,
+) -> Result<Vec<String>, ParseError> {
+    let has = rdr.read_byte_record(row).map_err(|e| {
+        if is_past_limit(&e) {
+            return ParseError::too_large(max_record, at);
+        }
+        csv_error(e, at.line - 1, at.byte)
+    })?;
+    if rdr.position().byte() > max_record + 1 {
+        return Err(ParseError::too_large(max_record, at));
+    }
+    let mut from_file: Vec<String> = if has {
+        let header = csv::StringRecord::from_byte_record(row.clone()).map_err(|e| {
+            ParseError::new(format!(
+                "invalid UTF-8 in field {}",
+                e.utf8_error().field() + 1
+            ))
+            .at(at)
+        })?;
+        header.iter().map(str::to_string).collect()
+    } else {
+        Vec::new()
+    };
+    if let Some(first) = from_file.first_mut()
+        && let Some(stripped) = first.strip_prefix('\u{feff}')
+    {
+        *first = stripped.to_string();
+    }
+    Ok(match &opts.columns {
+        Some(cols) => cols.clone(),
+        None => from_file,
+    })
+}
+
+impl<R: Read> CsvReader<R> {
+    /// A reader with the default record limit ([`DEFAULT_MAX_RECORD`]).
+    pub fn new(input: R, opts: CsvOptions) -> Result<Self, ParseError> {
+        Self::with_max_record(input, opts, DEFAULT_MAX_RECORD)
+    }
+
+    /// A reader that fails on a record (or header, or skipped line) longer than
+    /// `max_record` bytes, holding no more than about that much of it.
+    pub fn with_max_record(
+        input: R,
+        opts: CsvOptions,
+        max_record: u64,
+    ) -> Result<Self, ParseError> {
+        let end = Rc::new(Cell::new(limit(0, max_record)));
+        let bounded = Bounded {
+            inner: input,
+            read: 0,
+            end: end.clone(),
+        };
+        let mut buf = BufReader::with_capacity(256 * 1024, bounded);
+        let (skipped_lines, skipped_bytes) =
+            skip_lines(&mut buf, opts.skip_lines, max_record, &end)?;
         let crlf = {
             let head = buf.fill_buf().unwrap_or(&[]);
             head.iter()
                 .position(|&b| b == b'\n')
                 .is_some_and(|i| i > 0 && head[i - 1] == b'\r')
         };
-        let mut b = csv::ReaderBuilder::new();
-        b.delimiter(opts.delimiter)
-            .quote(opts.quote)
-            .has_headers(false)
-            .flexible(true)
-            .comment(opts.comment)
-            .trim(if opts.trim {
-                csv::Trim::All
-            } else {
-                csv::Trim::None
-            })
-            .buffer_capacity(256 * 1024);
-        if let Some(e) = opts.escape {
-            b.escape(Some(e)).double_quote(false);
-        }
-        let mut rdr = b.from_reader(buf);
+        end.set(limit(skipped_bytes, max_record));
+        let mut rdr = builder(&opts).from_reader(buf);
         let mut row = csv::ByteRecord::new();
-        let names: Vec<String> = if opts.header {
-            let has = rdr
-                .read_byte_record(&mut row)
-                .map_err(|e| csv_error(e, skipped_lines, skipped_bytes))?;
-            let mut from_file: Vec<String> = if has {
-                let header = csv::StringRecord::from_byte_record(row.clone()).map_err(|e| {
-                    ParseError::new(format!(
-                        "invalid UTF-8 in field {}",
-                        e.utf8_error().field() + 1
-                    ))
-                    .at(Position {
-                        record: 0,
-                        line: skipped_lines + 1,
-                        byte: skipped_bytes,
-                    })
-                })?;
-                header.iter().map(str::to_string).collect()
-            } else {
-                Vec::new()
-            };
-            if let Some(first) = from_file.first_mut()
-                && let Some(stripped) = first.strip_prefix('\u{feff}')
-            {
-                *first = stripped.to_string();
-            }
-            match &opts.columns {
-                Some(cols) => cols.clone(),
-                None => from_file,
-            }
+        let at = Position {
+            record: 0,
+            line: skipped_lines + 1,
+            byte: skipped_bytes,
+        };
+        let names = if opts.header {
+            read_header(&mut rdr, &mut row, &opts, at, max_record)?
         } else {
             opts.columns.clone().unwrap_or_default()
         };
@@ -168,11 +286,14 @@ impl<R: Read> CsvReader<R> {
                     message: "the header names this field twice; name the columns in the job (`columns = [...]`)".into(),
                     ..Default::default()
                 }
-                .at(Position { record: 0, line: skipped_lines + 1, byte: skipped_bytes }));
+                .at(at));
             }
         }
+        end.set(limit(skipped_bytes + rdr.position().byte(), max_record));
         Ok(CsvReader {
             rdr,
+            end,
+            max_record,
             names: names.into(),
             row,
             opts,
@@ -180,7 +301,18 @@ impl<R: Read> CsvReader<R> {
             skipped_lines,
             skipped_bytes,
             crlf,
+            bad_row: false,
         })
+    }
+
+    /// Where the record `record` starting at the crate's position `p` is in the file.
+    fn position(&self, p: &csv::Position, record: u64) -> Position {
+        let fix = u64::from(self.crlf && p.byte() > 0);
+        Position {
+            record,
+            line: p.line() + self.skipped_lines + fix,
+            byte: p.byte() + self.skipped_bytes + fix,
+        }
     }
 
     pub fn names(&self) -> &Arc<[String]> {
@@ -189,10 +321,15 @@ impl<R: Read> CsvReader<R> {
 
     /// Reads the next record into `out`, reusing its allocations. `Ok(false)` at the end.
     pub fn read_into(&mut self, out: &mut Record) -> Result<bool, ParseError> {
-        let has = self
-            .rdr
-            .read_byte_record(&mut self.row)
-            .map_err(|e| csv_error(e, self.skipped_lines, self.skipped_bytes))?;
+        self.bad_row = false;
+        let start = self.rdr.position().clone();
+        let has = self.rdr.read_byte_record(&mut self.row).map_err(|e| {
+            if is_past_limit(&e) {
+                let at = self.position(&start, self.count + 1);
+                return ParseError::too_large(self.max_record, at);
+            }
+            csv_error(e, self.skipped_lines, self.skipped_bytes)
+        })?;
         if !has {
             return Ok(false);
         }
@@ -202,14 +339,17 @@ impl<R: Read> CsvReader<R> {
             .position()
             .cloned()
             .unwrap_or_else(csv::Position::new);
-        let fix = u64::from(self.crlf && p.byte() > 0);
-        let pos = Position {
-            record: self.count,
-            line: p.line() + self.skipped_lines + fix,
-            byte: p.byte() + self.skipped_bytes + fix,
-        };
+        let pos = self.position(&p, self.count);
+        // The record and its line break (and, in a CRLF file, the `\n` before it).
+        let end = self.rdr.position().byte();
+        if end - p.byte() > self.max_record + 1 + u64::from(self.crlf) {
+            return Err(ParseError::too_large(self.max_record, pos));
+        }
+        self.end
+            .set(limit(self.skipped_bytes + end, self.max_record));
         let want = self.names.len();
         let got = self.row.len();
+        let mut wrong_count = None;
         if want == 0 {
             // No header and no columns: name fields by position, from the first row.
             self.names = (1..=got)
@@ -217,15 +357,48 @@ impl<R: Read> CsvReader<R> {
                 .collect::<Vec<_>>()
                 .into();
         } else if got > want || (got < want && self.opts.ragged == Ragged::Error) {
-            return Err(ParseError::new(format!(
-                "expected {want} fields (as in the header), found {got}"
-            ))
-            .at(pos));
+            wrong_count = Some(
+                ParseError::new(format!(
+                    "expected {want} fields (as in the header), found {got}"
+                ))
+                .at(pos),
+            );
         }
-        if !Arc::ptr_eq(&out.names, &self.names) {
-            out.names = self.names.clone();
+        let names = match wrong_count {
+            // The row as it is, for the rejects file: extra fields named by position,
+            // missing ones left out.
+            Some(_) if got > want => extra_names(&self.names, got),
+            Some(_) => self.names[..got].to_vec().into(),
+            None => self.names.clone(),
+        };
+        self.fill(out, names, pos)?;
+        match wrong_count {
+            Some(e) => {
+                self.bad_row = true;
+                Err(e)
+            }
+            None => Ok(true),
         }
-        out.values.truncate(self.names.len());
+    }
+
+    /// Whether the last error came with the row as it was read in the record (a row with
+    /// the wrong number of fields): the rejects file then shows it.
+    pub fn bad_row(&self) -> bool {
+        self.bad_row
+    }
+
+    /// Puts the row's fields into `out` under `names` (empty for the fields it lacks).
+    fn fill(
+        &mut self,
+        out: &mut Record,
+        names: Arc<[String]>,
+        pos: Position,
+    ) -> Result<(), ParseError> {
+        let got = self.row.len();
+        if !Arc::ptr_eq(&out.names, &names) {
+            out.names = names;
+        }
+        out.values.truncate(out.names.len());
         // The fields are slices of the row; the row is checked once (simdutf8, which
         // encoding_rs already brings in: a few percent of the reading thread over `std`'s
         // check on rows of this length).
@@ -240,7 +413,7 @@ impl<R: Read> CsvReader<R> {
                 return Err(bad_field(i));
             }
         };
-        for i in 0..got {
+        for i in 0..got.min(out.names.len()) {
             let range = self.row.range(i).unwrap_or_default();
             // Not on a character boundary only with a non-ASCII delimiter or quote byte.
             let Some(field) = text.get(range) else {
@@ -254,15 +427,30 @@ impl<R: Read> CsvReader<R> {
                 None => out.values.push(field.to_string()),
             }
         }
-        for i in got..self.names.len() {
+        for i in got..out.names.len() {
             match out.values.get_mut(i) {
                 Some(v) => v.clear(),
                 None => out.values.push(String::new()),
             }
         }
         out.pos = pos;
-        Ok(true)
+        Ok(())
     }
+}
+
+/// The header's names and, for the fields past them, `field4`, `field5`, ... by position
+/// (`#4` should the header have a field of that name).
+fn extra_names(names: &[String], got: usize) -> Arc<[String]> {
+    let mut all = names.to_vec();
+    for i in names.len() + 1..=got {
+        let n = format!("field{i}");
+        all.push(if names.contains(&n) {
+            format!("#{i}")
+        } else {
+            n
+        });
+    }
+    all.into()
 }
 
 /// How a CSV output quotes fields.

@@ -5,7 +5,7 @@
 use std::io::{BufRead, Write};
 use std::sync::Arc;
 
-use super::{ParseError, Position, Record};
+use super::{DEFAULT_MAX_RECORD, ParseError, Position, Record};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Align {
@@ -73,11 +73,13 @@ pub struct FixedReader<R: BufRead> {
     input: R,
     layout: Layout,
     names: Arc<[String]>,
-    line: String,
-    chars: Vec<char>,
+    line: Vec<u8>,
+    /// Byte offsets of the line's first characters, as far as the layout reaches.
+    bounds: Vec<usize>,
     line_no: u64,
     byte: u64,
     count: u64,
+    max_record: u64,
 }
 
 impl<R: BufRead> FixedReader<R> {
@@ -92,30 +94,52 @@ impl<R: BufRead> FixedReader<R> {
             input,
             layout,
             names,
-            line: String::new(),
-            chars: Vec::new(),
+            line: Vec::new(),
+            bounds: Vec::new(),
             line_no: 0,
             byte: 0,
             count: 0,
+            max_record: DEFAULT_MAX_RECORD,
         }
+    }
+
+    /// Fails on a line longer than `max` bytes (its line break not counted), reading no
+    /// more of it than that.
+    pub fn with_max_record(mut self, max: u64) -> Self {
+        self.max_record = max;
+        self
     }
 
     pub fn read_into(&mut self, out: &mut Record) -> Result<bool, ParseError> {
         loop {
             self.line.clear();
             let start_byte = self.byte;
-            let n = self.input.read_line(&mut self.line).map_err(|e| {
-                ParseError::new(match super::encoding::decode_error(&e) {
-                    Some(d) => d.to_string(),
-                    None => format!("cannot read: {e}"),
-                })
-            })?;
+            let max = self.max_record;
+            // A line break past `max` bytes still ends a line of `max` bytes.
+            let n = std::io::Read::take(&mut self.input, max + 1)
+                .read_until(b'\n', &mut self.line)
+                .map_err(|e| {
+                    ParseError::new(match super::encoding::decode_error(&e) {
+                        Some(d) => d.to_string(),
+                        None => format!("cannot read: {e}"),
+                    })
+                })?;
             if n == 0 {
                 return Ok(false);
             }
             self.byte += n as u64;
             self.line_no += 1;
-            let text = self.line.trim_end_matches(['\r', '\n']);
+            let pos = Position {
+                record: self.count + 1,
+                line: self.line_no,
+                byte: start_byte,
+            };
+            if n as u64 > max && self.line.last() != Some(&b'\n') {
+                return Err(ParseError::too_large(max, pos));
+            }
+            let text = std::str::from_utf8(&self.line)
+                .map_err(|_| ParseError::new("the line is not valid UTF-8").at(pos))?
+                .trim_end_matches(['\r', '\n']);
             let text = if self.line_no == 1 {
                 text.trim_start_matches('\u{feff}')
             } else {
@@ -125,48 +149,54 @@ impl<R: BufRead> FixedReader<R> {
                 continue;
             }
             self.count += 1;
-            let pos = Position {
-                record: self.count,
-                line: self.line_no,
-                byte: start_byte,
-            };
-            self.chars.clear();
-            self.chars.extend(text.chars());
             let width = self.layout.width();
-            if self.chars.len() < width && !self.layout.short_lines {
+            // The byte offset of each character the layout uses, and of the end.
+            self.bounds.clear();
+            self.bounds
+                .extend(text.char_indices().map(|(i, _)| i).take(width + 1));
+            let chars = self.bounds.len().min(width);
+            if self.bounds.len() <= width {
+                self.bounds.push(text.len());
+            }
+            if chars < width && !self.layout.short_lines {
                 return Err(ParseError::new(format!(
-                    "the line has {} characters; the layout needs {width}",
-                    self.chars.len()
+                    "the line has {chars} characters; the layout needs {width}"
                 ))
                 .at(pos));
             }
             if !Arc::ptr_eq(&out.names, &self.names) {
                 out.names = self.names.clone();
             }
-            out.values.resize(self.names.len(), String::new());
-            for (v, c) in out.values.iter_mut().zip(&self.layout.columns) {
-                v.clear();
-                let from = (c.start - 1).min(self.chars.len());
-                let to = (c.start - 1 + c.length).min(self.chars.len());
-                v.extend(&self.chars[from..to]);
-                if self.layout.trim {
-                    // Padding sits on one side: before right-aligned values, after
-                    // left-aligned ones. Blanks go on both sides.
-                    let pad = |ch: char| ch == ' ' || ch == c.pad;
-                    let trimmed = match c.align {
-                        Align::Right => v.trim_start_matches(pad).trim_end(),
-                        Align::Left => v.trim_end_matches(pad).trim_start(),
-                    };
-                    if trimmed.is_empty() && c.pad != ' ' && v.contains(c.pad) {
-                        // All padding: `0000000000` is the number 0, not nothing.
-                        *v = c.pad.to_string();
-                    } else if trimmed.len() != v.len() {
-                        *v = trimmed.to_string();
-                    }
-                }
-            }
+            cut(&self.layout, text, &self.bounds, chars, &mut out.values);
             out.pos = pos;
             return Ok(true);
+        }
+    }
+}
+
+/// Cuts a line into the layout's values: `bounds` holds the byte offset of each of its
+/// first `chars` characters and of the end of the last.
+fn cut(layout: &Layout, text: &str, bounds: &[usize], chars: usize, values: &mut Vec<String>) {
+    values.resize(layout.columns.len(), String::new());
+    for (v, c) in values.iter_mut().zip(&layout.columns) {
+        v.clear();
+        let from = bounds[(c.start - 1).min(chars)];
+        let to = bounds[(c.start - 1 + c.length).min(chars)];
+        v.push_str(&text[from..to]);
+        if layout.trim {
+            // Padding sits on one side: before right-aligned values, after left-aligned
+            // ones. Blanks go on both sides.
+            let pad = |ch: char| ch == ' ' || ch == c.pad;
+            let trimmed = match c.align {
+                Align::Right => v.trim_start_matches(pad).trim_end(),
+                Align::Left => v.trim_end_matches(pad).trim_start(),
+            };
+            if trimmed.is_empty() && c.pad != ' ' && v.contains(c.pad) {
+                // All padding: `0000000000` is the number 0, not nothing.
+                *v = c.pad.to_string();
+            } else if trimmed.len() != v.len() {
+                *v = trimmed.to_string();
+            }
         }
     }
 }

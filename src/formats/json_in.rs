@@ -29,7 +29,7 @@ use std::fmt;
 use std::io::{self, Read};
 use std::sync::Arc;
 
-use super::{ParseError, Position, Record};
+use super::{DEFAULT_MAX_RECORD, ParseError, Position, Record};
 
 /// How the records are laid out in the file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -146,6 +146,7 @@ pub struct JsonReader<R: Read> {
     /// Dotted name of the field being read.
     key: String,
     tmp: Vec<u8>,
+    max_record: u64,
 }
 
 impl<R: Read> JsonReader<R> {
@@ -179,7 +180,22 @@ impl<R: Read> JsonReader<R> {
             n: 0,
             key: String::new(),
             tmp: Vec::new(),
+            max_record: DEFAULT_MAX_RECORD,
         }
+    }
+
+    /// Fails on a record (an array element, a JSON Lines line) longer than `max` bytes,
+    /// holding no more than about that much of it.
+    pub fn with_max_record(mut self, max: u64) -> Self {
+        self.max_record = max;
+        self
+    }
+
+    /// The record being read is larger than `max_record`: nothing more is read.
+    #[cold]
+    fn too_large(&mut self) -> ParseError {
+        self.io_failed = true;
+        ParseError::too_large(self.max_record, self.rec_pos)
     }
 
     /// Reads the next record into `out`, reusing its allocations. `Ok(false)` at the end.
@@ -244,6 +260,9 @@ impl<R: Read> JsonReader<R> {
         self.base += self.len as u64;
         self.pos = 0;
         self.len = 0;
+        if self.in_record && self.base - self.rec_pos.byte > self.max_record {
+            return Err(self.too_large());
+        }
         loop {
             match self.input.read(&mut self.buf) {
                 Ok(0) => {
@@ -537,6 +556,9 @@ impl<R: Read> JsonReader<R> {
         match self.peek()? {
             Some(b'{') => {
                 self.record(out)?;
+                if self.offset() - self.rec_pos.byte > self.max_record {
+                    return Err(Fail::Fatal(self.too_large()));
+                }
                 self.in_record = false;
                 Ok(true)
             }
@@ -560,6 +582,9 @@ impl<R: Read> JsonReader<R> {
             return Err(self.not_an_object(b));
         }
         self.record(out)?;
+        if self.offset() - self.rec_pos.byte > self.max_record {
+            return Err(self.too_large());
+        }
         loop {
             match self.peek()? {
                 Some(b' ' | b'\t' | b'\r') => self.pos += 1,

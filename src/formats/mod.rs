@@ -60,7 +60,42 @@ pub struct ParseError {
     pub message: String,
 }
 
+/// The largest record a reader takes by default (`[input] max_record`): 64 MiB.
+pub const DEFAULT_MAX_RECORD: u64 = 64 * 1024 * 1024;
+
+/// How far past a record's limit a reader may have read ahead (its buffers) before the
+/// record is known to be too large: the limit on reading is `max_record` plus this.
+pub const READ_AHEAD: u64 = 1024 * 1024;
+
+/// What every message of [`ParseError::too_large`] says.
+const TOO_LARGE: &str = " is larger than max_record (";
+
 impl ParseError {
+    /// A record beyond `[input] max_record` bytes, starting at `pos` (record 0: the CSV
+    /// header, or a line skipped before it). It ends the file whatever `on_error` says:
+    /// past it, the reader cannot tell where the next record starts.
+    pub fn too_large(max: u64, pos: Position) -> Self {
+        let what = if pos.record == 0 {
+            "the header (or a line skipped before it)"
+        } else {
+            "the record"
+        };
+        Self::too_large_thing(what, max, pos)
+    }
+
+    /// As [`ParseError::too_large`], for `what` (not a record).
+    pub fn too_large_thing(what: &str, max: u64, pos: Position) -> Self {
+        ParseError::new(format!(
+            "{what}{TOO_LARGE}{max} bytes); the file is not read further (raise `[input] max_record` if records this large are expected)"
+        ))
+        .at(pos)
+    }
+
+    /// Whether this is a record beyond `max_record` (see [`ParseError::too_large`]).
+    pub fn is_too_large(&self) -> bool {
+        self.message.contains(TOO_LARGE)
+    }
+
     pub fn new(message: impl Into<String>) -> Self {
         ParseError {
             message: message.into(),
@@ -95,3 +130,161 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+#[cfg(test)]
+mod limit_tests {
+    //! Every reader stops a record that never ends at `max_record`, having read little more
+    //! than that: the input here is endless and refuses to be read past 8 MiB.
+
+    use std::io::{self, BufReader, Read};
+
+    use super::*;
+
+    const MAX: u64 = 64 * 1024;
+    const REFUSED_FROM: u64 = 8 * 1024 * 1024;
+
+    /// `prefix`, then `x` forever (an error past [`REFUSED_FROM`] bytes).
+    struct Endless {
+        prefix: Vec<u8>,
+        at: u64,
+    }
+
+    fn endless(prefix: &str) -> Endless {
+        Endless {
+            prefix: prefix.as_bytes().to_vec(),
+            at: 0,
+        }
+    }
+
+    impl Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.at >= REFUSED_FROM {
+                return Err(io::Error::other("read far past the limit"));
+            }
+            let n = buf.len().min(64 * 1024);
+            for (i, b) in buf[..n].iter_mut().enumerate() {
+                let at = self.at as usize + i;
+                *b = self.prefix.get(at).copied().unwrap_or(b'x');
+            }
+            self.at += n as u64;
+            Ok(n)
+        }
+    }
+
+    /// Reads until an error, which must be "too large" at `want`.
+    fn fails_at(
+        mut read: impl FnMut(&mut Record) -> Result<bool, ParseError>,
+        want: (u64, u64, u64),
+    ) -> ParseError {
+        let mut rec = Record::default();
+        let e = loop {
+            match read(&mut rec) {
+                Ok(true) => continue,
+                Ok(false) => panic!("the reader ended without an error"),
+                Err(e) => break e,
+            }
+        };
+        assert!(e.is_too_large(), "{e}");
+        let p = e.pos.expect("a position");
+        assert_eq!((p.record, p.line, p.byte), want, "{e}");
+        e
+    }
+
+    #[test]
+    fn csv() {
+        let mut r =
+            csv::CsvReader::with_max_record(endless("a\n1\n"), Default::default(), MAX).unwrap();
+        fails_at(|rec| r.read_into(rec), (2, 3, 4));
+        // A header that never ends is record 0.
+        let e = csv::CsvReader::with_max_record(endless(""), Default::default(), MAX)
+            .err()
+            .unwrap();
+        assert!(
+            e.message
+                .starts_with("the header (or a line skipped before it) is larger")
+        );
+        assert!(e.is_too_large(), "{e}");
+    }
+
+    #[test]
+    fn json_lines_and_array() {
+        use json_in::{JsonInOptions, JsonInStyle, JsonReader};
+        let lines = JsonInOptions {
+            style: JsonInStyle::Lines,
+            records: None,
+        };
+        let mut r = JsonReader::new(endless("{\"a\":1}\n{\"a\":\""), lines).with_max_record(MAX);
+        fails_at(|rec| r.read_into(rec), (2, 2, 8));
+        let mut r = JsonReader::new(endless("[{\"a\":1},{\"a\":\""), JsonInOptions::default())
+            .with_max_record(MAX);
+        fails_at(|rec| r.read_into(rec), (2, 1, 9));
+    }
+
+    #[test]
+    fn xml_records_and_events_outside_them() {
+        let opts = xml::XmlOptions {
+            record: "/r/rec".into(),
+            fields: vec![("A".into(), "a".into())],
+            namespaces: Vec::new(),
+        };
+        let paths = || xml::XmlPaths::compile(&opts).unwrap();
+        let input = BufReader::new(endless("<r><rec><a>1</a></rec>\n<rec><a>"));
+        let mut r = xml::XmlReader::new(input, paths()).with_max_record(MAX);
+        fails_at(|rec| r.read_into(rec), (2, 2, 28));
+        // A text outside any record is held whole by the parser: limited too.
+        let input = BufReader::new(endless("<r><other>"));
+        let mut r = xml::XmlReader::new(input, paths()).with_max_record(MAX);
+        let e = fails_at(|rec| r.read_into(rec), (1, 1, 10));
+        assert!(
+            e.message
+                .starts_with("a text or tag outside the records is larger")
+        );
+        // With `record = "/"` the document is one record, but it is not held: a document
+        // larger than the limit is read, a text larger than it is not.
+        let whole = xml::XmlOptions {
+            record: "/".into(),
+            fields: vec![("A".into(), "/r/a".into())],
+            namespaces: Vec::new(),
+        };
+        let doc = format!("<r><a>1</a>{}</r>", "<b>y</b>".repeat(20_000));
+        assert!(doc.len() as u64 > 2 * MAX);
+        let paths = || xml::XmlPaths::compile(&whole).unwrap();
+        let mut r = xml::XmlReader::new(doc.as_bytes(), paths()).with_max_record(MAX);
+        let mut rec = Record::default();
+        assert!(r.read_into(&mut rec).unwrap());
+        assert_eq!(rec.values, ["1"]);
+        let input = BufReader::new(endless("<r><a>"));
+        let mut r = xml::XmlReader::new(input, paths()).with_max_record(MAX);
+        let e = fails_at(|rec| r.read_into(rec), (1, 1, 6));
+        assert!(e.message.starts_with("a text or tag is larger"), "{e}");
+    }
+
+    #[test]
+    fn fixed_width_and_text() {
+        let layout = fixed::Layout {
+            columns: vec![fixed::Column {
+                name: "A".into(),
+                start: 1,
+                length: 5,
+                align: fixed::Align::Left,
+                pad: ' ',
+            }],
+            trim: true,
+            short_lines: true,
+        };
+        let mut r =
+            fixed::FixedReader::new(BufReader::new(endless("1\n")), layout).with_max_record(MAX);
+        fails_at(|rec| r.read_into(rec), (2, 2, 2));
+        let rules = text::TextOptions::default().compile().unwrap();
+        let mut r = text::TextReader::new(endless("1\n"), rules).with_max_record(MAX);
+        fails_at(|rec| r.read_into(rec), (2, 2, 2));
+        let capture = text::TextOptions {
+            mode: text::TextMode::Capture,
+            fields: vec![("A".into(), vec!["(x+)".into()])],
+            ..Default::default()
+        };
+        let mut r =
+            text::TextReader::new(endless(""), capture.compile().unwrap()).with_max_record(MAX);
+        fails_at(|rec| r.read_into(rec), (1, 1, 0));
+    }
+}

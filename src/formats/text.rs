@@ -1,11 +1,11 @@
 //! Text in: plain text as records, two ways.
 //!
 //! `Lines`: one record per non-blank line, in one field (`line` unless the job names it
-//! otherwise). Streams: memory holds one line, at most `max_bytes` long.
+//! otherwise). Streams: memory holds one line, at most `[input] max_record` long.
 //!
 //! `Capture`, in the manner of invoice2data, for text pulled from PDFs and printed reports,
 //! where values sit next to labels rather than in columns. The whole text is read (at most
-//! `max_bytes`, 64 MiB unless set), then:
+//! `[input] max_record`, 64 MiB unless set), then:
 //!
 //! - each header field tries its patterns in order; the first pattern that matches gives
 //!   the value: the capture group named like the field, or else the first capture group,
@@ -33,10 +33,7 @@ use std::sync::Arc;
 
 use regex::{Regex, RegexBuilder};
 
-use super::{ParseError, Position, Record};
-
-/// The largest text read in capture mode, and the longest line in lines mode, by default.
-pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+use super::{DEFAULT_MAX_RECORD, ParseError, Position, Record};
 
 /// How text becomes records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -70,8 +67,6 @@ pub struct TextOptions {
     pub mode: TextMode,
     /// The field holding the line, in lines mode.
     pub line_field: String,
-    /// Capture mode: the largest text read. Lines mode: the longest line.
-    pub max_bytes: u64,
     /// Capture mode: (field name, patterns tried in order), in output order.
     pub fields: Vec<(String, Vec<String>)>,
     /// Capture mode: fields (header fields or item groups) that must be found.
@@ -86,7 +81,6 @@ impl Default for TextOptions {
         TextOptions {
             mode: TextMode::Lines,
             line_field: "line".into(),
-            max_bytes: DEFAULT_MAX_BYTES,
             fields: Vec::new(),
             required: Vec::new(),
             items: None,
@@ -118,7 +112,6 @@ struct ItemRules {
 #[derive(Debug, Clone)]
 pub struct TextRules {
     mode: TextMode,
-    max_bytes: u64,
     fields: Vec<FieldRule>,
     /// Header fields that must be found, as indexes into `fields`.
     required: Vec<usize>,
@@ -146,9 +139,6 @@ impl TextOptions {
     /// Checks the options and compiles their patterns; the error names the field and
     /// pattern at fault.
     pub fn compile(&self) -> Result<TextRules, String> {
-        if self.max_bytes == 0 {
-            return Err("max_bytes must be at least 1".into());
-        }
         if self.mode == TextMode::Lines {
             if self.line_field.is_empty() {
                 return Err("line_field: the field holding the line needs a name".into());
@@ -160,7 +150,6 @@ impl TextOptions {
             }
             return Ok(TextRules {
                 mode: self.mode,
-                max_bytes: self.max_bytes,
                 fields: Vec::new(),
                 required: Vec::new(),
                 items: None,
@@ -240,7 +229,6 @@ impl TextOptions {
         };
         let mut rules = TextRules {
             mode: self.mode,
-            max_bytes: self.max_bytes,
             fields,
             required: Vec::new(),
             items,
@@ -294,6 +282,8 @@ pub struct TextReader<R: Read> {
     buf: Vec<u8>,
     line: u64,
     byte: u64,
+    /// Lines mode: the longest line. Capture mode: the largest text.
+    max_record: u64,
 }
 
 impl<R: Read> TextReader<R> {
@@ -307,7 +297,15 @@ impl<R: Read> TextReader<R> {
             buf: Vec::new(),
             line: 0,
             byte: 0,
+            max_record: DEFAULT_MAX_RECORD,
         }
+    }
+
+    /// Fails on a line (lines mode) or a text (capture mode) longer than `max` bytes (a
+    /// line's line break not counted), reading no more of it than that.
+    pub fn with_max_record(mut self, max: u64) -> Self {
+        self.max_record = max;
+        self
     }
 
     /// Reads the next record into `out`, reusing its allocations. `Ok(false)` at the end.
@@ -356,7 +354,7 @@ impl<R: Read> TextReader<R> {
                 byte: self.byte,
             };
             self.buf.clear();
-            let max = self.rules.max_bytes;
+            let max = self.max_record;
             let n = match (&mut self.input)
                 .take(max + 1)
                 .read_until(b'\n', &mut self.buf)
@@ -375,15 +373,10 @@ impl<R: Read> TextReader<R> {
             self.byte += n as u64;
             let ended = self.buf.last() == Some(&b'\n');
             if !ended && n as u64 > max {
-                self.count += 1;
-                let skipped = self.skip_line();
-                let e = ParseError::new(format!("the line is longer than max_bytes ({max} bytes)"))
-                    .at(pos);
-                if let Err(io) = skipped {
-                    self.state = State::Done;
-                    return Err(self.read_error(io, pos));
-                }
-                return Err(e);
+                // Where the next line starts is not known without reading on: the file
+                // ends here.
+                self.state = State::Done;
+                return Err(ParseError::too_large(max, pos));
             }
             let mut line = &self.buf[..];
             if ended {
@@ -426,28 +419,6 @@ impl<R: Read> TextReader<R> {
             }
             out.pos = pos;
             return Ok(true);
-        }
-    }
-
-    /// Skips the rest of an overlong line, counting its bytes.
-    fn skip_line(&mut self) -> std::io::Result<()> {
-        loop {
-            let buf = self.input.fill_buf()?;
-            if buf.is_empty() {
-                return Ok(());
-            }
-            match buf.iter().position(|&b| b == b'\n') {
-                Some(i) => {
-                    self.input.consume(i + 1);
-                    self.byte += i as u64 + 1;
-                    return Ok(());
-                }
-                None => {
-                    let n = buf.len();
-                    self.input.consume(n);
-                    self.byte += n as u64;
-                }
-            }
         }
     }
 
@@ -512,19 +483,17 @@ impl<R: Read> TextReader<R> {
         self.next_item(out)
     }
 
-    /// Reads the whole text, at most `max_bytes`.
+    /// Reads the whole text, at most `max_record` bytes.
     fn read_text(&mut self, top: Position) -> Result<String, ParseError> {
-        let max = self.rules.max_bytes;
+        let max = self.max_record;
         let mut bytes = Vec::new();
         (&mut self.input)
             .take(max + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| self.read_error(e, top))?;
         if bytes.len() as u64 > max {
-            return Err(ParseError::new(format!(
-                "the text is longer than max_bytes ({max} bytes); capture mode reads the whole text, raise max_bytes if this file is expected"
-            ))
-            .at(top));
+            // Capture mode reads the whole text as one record.
+            return Err(ParseError::too_large(max, top));
         }
         let mut text = String::from_utf8(bytes).map_err(|e| {
             let at = e.utf8_error().valid_up_to();
@@ -792,7 +761,11 @@ mod tests {
     use super::*;
 
     fn read_all(text: &str, rules: &TextRules) -> Vec<Result<Record, ParseError>> {
-        let mut r = TextReader::new(text.as_bytes(), rules.clone());
+        read_all_max(text, rules, DEFAULT_MAX_RECORD)
+    }
+
+    fn read_all_max(text: &str, rules: &TextRules, max: u64) -> Vec<Result<Record, ParseError>> {
+        let mut r = TextReader::new(text.as_bytes(), rules.clone()).with_max_record(max);
         let mut rec = Record::default();
         let mut out = Vec::new();
         loop {
@@ -853,34 +826,19 @@ mod tests {
 
     #[test]
     fn lines_mode_errors_go_on_with_the_next_line() {
-        let rules = TextOptions {
-            max_bytes: 8,
-            ..Default::default()
-        }
-        .compile()
-        .unwrap();
-        let all = read_all("short\nmuch too long a line\nok\n", &rules);
-        assert_eq!(all.len(), 3);
+        let rules = TextOptions::default().compile().unwrap();
+        // A line past max_record ends the file.
+        let all = read_all_max("short\nmuch too long a line\nok\n", &rules, 8);
+        assert_eq!(all.len(), 2);
         let e = all[1].as_ref().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "record 2 (line 2, byte 6): the line is longer than max_bytes (8 bytes)"
+            "record 2 (line 2, byte 6): the record is larger than max_record (8 bytes); the file is not read further (raise `[input] max_record` if records this large are expected)"
         );
-        let last = all[2].as_ref().unwrap();
-        assert_eq!(last.values, vec!["ok"]);
-        assert_eq!(
-            last.pos,
-            Position {
-                record: 3,
-                line: 3,
-                byte: 27
-            }
-        );
-        // Exactly max_bytes fits, with or without its line break.
-        let all = read_all("12345678\n12345678", &rules);
+        // Exactly max_record fits, with or without its line break.
+        let all = read_all_max("12345678\n12345678", &rules, 8);
         assert!(all.iter().all(|r| r.is_ok()) && all.len() == 2);
 
-        let rules = TextOptions::default().compile().unwrap();
         let mut r = TextReader::new(&b"a\nb\xffc\nd"[..], rules);
         let mut rec = Record::default();
         assert!(r.read_into(&mut rec).unwrap());
@@ -1145,19 +1103,16 @@ Zahlbar innerhalb von 14 Tagen.
     }
 
     #[test]
-    fn capture_reads_at_most_max_bytes() {
-        let mut o = capture(vec![field("x", &["x"])], &[], None);
-        o.max_bytes = 10;
+    fn capture_reads_at_most_max_record() {
+        let o = capture(vec![field("x", &["x"])], &[], None);
         let rules = o.compile().unwrap();
-        let all = read_all("x123456789", &rules);
+        let all = read_all_max("x123456789", &rules, 10);
         assert!(all[0].is_ok());
-        let all = read_all("x1234567890", &rules);
+        let all = read_all_max("x1234567890", &rules, 10);
         assert_eq!(all.len(), 1);
         let e = all[0].as_ref().unwrap_err();
-        assert!(
-            e.message.contains("longer than max_bytes (10 bytes)"),
-            "{e}"
-        );
+        assert!(e.is_too_large(), "{e}");
+        assert!(e.message.contains("max_record (10 bytes)"), "{e}");
         let mut r = TextReader::new(&b"ab\ncd\xff"[..], rules);
         let e = r.read_into(&mut Record::default()).unwrap_err();
         assert_eq!(

@@ -19,7 +19,7 @@ use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
 
-use super::{ParseError, Position, Record};
+use super::{DEFAULT_MAX_RECORD, ParseError, Position, Record};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Step {
@@ -165,6 +165,10 @@ impl XmlPaths {
 /// The parser's buffer, counting lines lazily: only when a position is asked for (each
 /// record's start, errors), over everything consumed since the last time, in one pass.
 /// (Counting on every `consume`, a few bytes at a time, cost a tenth of the reading.)
+///
+/// It also keeps the parser, which holds a whole event (a text, a tag) in memory, from
+/// reading more than `max` bytes past `mark` (the start of the record being read, or of
+/// the event being read outside records): it then fails with `past` set.
 struct LineCounter<R> {
     inner: R,
     buf: Box<[u8]>,
@@ -172,6 +176,11 @@ struct LineCounter<R> {
     end: usize,
     /// Lines before `buf[..counted.0]`.
     counted: std::cell::Cell<(usize, u64)>,
+    /// Offset of `buf[0]` in the input.
+    base: u64,
+    mark: u64,
+    max: u64,
+    past: bool,
 }
 
 impl<R> LineCounter<R> {
@@ -183,6 +192,10 @@ impl<R> LineCounter<R> {
             pos: 0,
             end: 0,
             counted: std::cell::Cell::new((0, 0)),
+            base: 0,
+            mark: 0,
+            max: DEFAULT_MAX_RECORD,
+            past: false,
         }
     }
 
@@ -241,8 +254,16 @@ impl<R: std::io::Read> LineCounter<R> {
     fn refill(&mut self) -> std::io::Result<()> {
         let n = self.line_count();
         self.counted.set((0, n));
+        // Everything handed over was consumed: what the record (or event) took so far.
+        self.base += self.end as u64;
         self.pos = 0;
         self.end = 0;
+        if self.base.saturating_sub(self.mark) > self.max {
+            self.past = true;
+            return Err(std::io::Error::other(
+                "the record is larger than max_record",
+            ));
+        }
         self.end = loop {
             match self.inner.read(&mut self.buf) {
                 Ok(k) => break k,
@@ -330,6 +351,39 @@ impl<R: BufRead> XmlReader<R> {
         }
     }
 
+    /// Fails on a record element (or, outside records, an event: a text, a tag) longer
+    /// than `max` bytes, holding no more than about that much of it. With `record = "/"`
+    /// the limit applies to each event: the document is not held, only its fields.
+    pub fn with_max_record(mut self, max: u64) -> Self {
+        self.reader.get_mut().max = max;
+        self
+    }
+
+    /// Where the record being read started, or this event outside records.
+    fn too_large(&mut self) -> ParseError {
+        self.done = true;
+        let lc = self.reader.get_ref();
+        let (max, mark) = (lc.max, lc.mark);
+        if self.record_depth.is_some() {
+            let pos = Position {
+                record: self.count + 1,
+                line: self.record_start.1,
+                byte: mark,
+            };
+            return ParseError::too_large(max, pos);
+        }
+        let pos = Position {
+            byte: mark,
+            ..self.position()
+        };
+        let what = if self.paths.record.is_some() {
+            "a text or tag outside the records"
+        } else {
+            "a text or tag"
+        };
+        ParseError::too_large_thing(what, max, pos)
+    }
+
     fn position(&self) -> Position {
         Position {
             record: self.count + 1,
@@ -397,8 +451,14 @@ impl<R: BufRead> XmlReader<R> {
 
     /// Reads and handles one event: `Some` when `read_into` has its answer.
     fn step(&mut self, buf: &mut Vec<u8>, out: &mut Record) -> Result<Option<bool>, ParseError> {
+        if self.record_depth.is_none() {
+            // Outside records (and in a document that is one record, `/`), each event is
+            // held on its own.
+            self.reader.get_mut().mark = self.reader.buffer_position();
+        }
         let ev = match self.reader.read_event_into(buf) {
             Ok(e) => e,
+            Err(_) if self.reader.get_ref().past => return Err(self.too_large()),
             Err(e) => {
                 let mut p = self.position();
                 p.byte = self.reader.error_position();
@@ -412,12 +472,12 @@ impl<R: BufRead> XmlReader<R> {
             Event::Empty(e) => {
                 self.open(&e)?;
                 if self.close(out) {
-                    return Ok(Some(true));
+                    return self.checked(out);
                 }
             }
             Event::End(_) => {
                 if self.close(out) {
-                    return Ok(Some(true));
+                    return self.checked(out);
                 }
             }
             Event::Text(t) => {
@@ -514,6 +574,7 @@ impl<R: BufRead> XmlReader<R> {
                 self.reader.buffer_position(),
                 self.reader.get_ref().line_count() + 1,
             );
+            self.reader.get_mut().mark = self.record_start.0;
             for (i, v) in self.values.iter_mut().enumerate() {
                 if self.paths.fields[i].absolute {
                     v.clone_from(&self.header[i]);
@@ -568,6 +629,16 @@ impl<R: BufRead> XmlReader<R> {
             }
         }
         Ok(())
+    }
+
+    /// A record just completed into `out`, if it is within `max_record`.
+    fn checked(&mut self, out: &Record) -> Result<Option<bool>, ParseError> {
+        let lc = self.reader.get_ref();
+        if self.reader.buffer_position() - out.pos.byte > lc.max {
+            self.done = true;
+            return Err(ParseError::too_large(lc.max, out.pos));
+        }
+        Ok(Some(true))
     }
 
     /// Closes the innermost element; true when a record was completed into `out`.

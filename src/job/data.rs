@@ -45,6 +45,9 @@ pub struct Input {
     /// Read the records from the first embedded file of a PDF whose name matches this glob
     /// (`attachment = "factur-x.xml"`), not from the file itself.
     pub attachment: Option<(String, globset::GlobMatcher)>,
+    /// The largest record, in bytes of the decoded text (`max_record`): a larger one fails
+    /// the file, and no reader holds much more of it than this.
+    pub max_record: u64,
 }
 
 impl Input {
@@ -151,7 +154,7 @@ pub const INPUT_KEYS: &[&str] = &[
     "records",
     "mode",
     "line_field",
-    "max_bytes",
+    "max_record",
     "capture",
     "required",
     "items",
@@ -365,6 +368,7 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
         },
         None => Some(None),
     };
+    let max_record = read_max_record(doc, &mut t);
     let format = match kind.as_str() {
         "csv" => {
             let d = t.str(doc, "delimiter");
@@ -469,9 +473,6 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
             let line_field = t
                 .str(doc, "line_field")
                 .map_or("line".to_string(), |s| s.value);
-            let max_bytes = t
-                .uint(doc, "max_bytes")
-                .unwrap_or(crate::formats::text::DEFAULT_MAX_BYTES);
             let mut fields = Vec::new();
             if let Some(mut c) = t.table(doc, "capture") {
                 let keys: Vec<String> = c.keys();
@@ -517,7 +518,6 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
             let opts = TextOptions {
                 mode: mode?,
                 line_field,
-                max_bytes,
                 fields,
                 required,
                 items,
@@ -544,7 +544,35 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
         replace: replace?,
         on_error: on_error?,
         attachment: attachment?,
+        max_record: max_record?,
     })
+}
+
+/// `max_record` (bytes, at least 1), and a word for `max_bytes`, its old name in text
+/// input.
+fn read_max_record(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> Option<u64> {
+    if t.uint(doc, "max_bytes").is_some() {
+        let span = t.span_of("max_bytes");
+        doc.error(
+            span,
+            "input.max_bytes",
+            "`max_bytes` is now `max_record` (bytes), the record size limit of every input format",
+        );
+        return None;
+    }
+    match t.uint(doc, "max_record") {
+        None => Some(crate::formats::DEFAULT_MAX_RECORD),
+        Some(0) => {
+            let span = t.span_of("max_record");
+            doc.error(
+                span,
+                "input.max_record",
+                "max_record must be at least 1 byte",
+            );
+            None
+        }
+        Some(n) => Some(n),
+    }
 }
 
 /// Reads `[transform]`; lookup files resolve against the job file's folder.

@@ -325,6 +325,13 @@ fn produce(
                     return Ok(false);
                 };
                 next.len = 0;
+                // A big record's buffers are not kept for the next one: only the batches
+                // in flight hold big records.
+                for r in &mut next.recs {
+                    if r.values.iter().any(|v| v.capacity() > BATCH_BYTES) {
+                        *r = Record::default();
+                    }
+                }
                 next.filtered = 0;
                 next.bad.clear();
                 next.end = None;
@@ -593,17 +600,26 @@ enum Reader<R: io::BufRead> {
 
 impl<R: io::BufRead> Reader<R> {
     fn open(input: &crate::job::data::Input, decoded: R) -> Result<Self, ParseError> {
+        let max = input.max_record;
         Ok(match &input.format {
-            InputFormat::Csv(o) => Reader::Csv(Box::new(CsvReader::new(decoded, o.clone())?)),
-            InputFormat::Xml(o) => Reader::Xml(Box::new(XmlReader::new(
+            InputFormat::Csv(o) => Reader::Csv(Box::new(CsvReader::with_max_record(
                 decoded,
-                XmlPaths::compile(o).map_err(ParseError::new)?,
-            ))),
-            InputFormat::Fixed(l) => Reader::Fixed(Box::new(FixedReader::new(decoded, l.clone()))),
-            InputFormat::Json(o) => Reader::Json(Box::new(JsonReader::new(decoded, o.clone()))),
-            InputFormat::Text(rules) | InputFormat::Pdf(rules) => {
-                Reader::Text(Box::new(TextReader::new(decoded, rules.clone())))
-            }
+                o.clone(),
+                max,
+            )?)),
+            InputFormat::Xml(o) => Reader::Xml(Box::new(
+                XmlReader::new(decoded, XmlPaths::compile(o).map_err(ParseError::new)?)
+                    .with_max_record(max),
+            )),
+            InputFormat::Fixed(l) => Reader::Fixed(Box::new(
+                FixedReader::new(decoded, l.clone()).with_max_record(max),
+            )),
+            InputFormat::Json(o) => Reader::Json(Box::new(
+                JsonReader::new(decoded, o.clone()).with_max_record(max),
+            )),
+            InputFormat::Text(rules) | InputFormat::Pdf(rules) => Reader::Text(Box::new(
+                TextReader::new(decoded, rules.clone()).with_max_record(max),
+            )),
         })
     }
 }
@@ -617,11 +633,19 @@ impl<R: io::BufRead> Reader<R> {
             Reader::Json(r) => (r.read_into(rec), true),
             Reader::Text(r) => (r.read_into(rec), true),
         };
+        // A CSV row with the wrong number of fields comes as it was read: the rejects file
+        // shows it.
+        let as_read = matches!(self, Reader::Csv(r) if r.bad_row());
         // In line-based formats a bad record (a wrong field count, a short line) can be
-        // skipped and reading goes on; undecodable bytes and malformed XML end the file.
+        // skipped and reading goes on; undecodable bytes, malformed XML and a record
+        // beyond `max_record` end the file.
         r.map_err(|e| {
-            if line_based && e.pos.is_some() && !e.message.contains("not valid") {
-                Bad::Skip(e, None)
+            if line_based
+                && e.pos.is_some()
+                && !e.message.contains("not valid")
+                && !e.is_too_large()
+            {
+                Bad::Skip(e, as_read.then(|| Box::new(rec.clone())))
             } else {
                 Bad::Fatal(e)
             }
@@ -629,27 +653,37 @@ impl<R: io::BufRead> Reader<R> {
     }
 }
 
+/// Writes one line of the rejects file: the keys in a fixed order (README, "The rejects
+/// file"), the record's fields in its order.
 fn reject(rejects: &mut Rejects<'_>, e: &ParseError, rec: Option<&Record>) -> io::Result<()> {
+    use std::io::Write;
     if rejects.file.is_none() {
         rejects.file = Some(TempOutput::create(rejects.path)?);
     }
     let f = rejects.file.as_mut().expect("just created");
-    let mut fields = serde_json::Map::new();
-    for (k, v) in rec.iter().flat_map(|r| r.fields()) {
-        fields.insert(k.to_string(), v.into());
-    }
     let pos = e.pos.or(rec.map(|r| r.pos)).unwrap_or_default();
-    let line = serde_json::json!({
-        "record": pos.record,
-        "line": pos.line,
-        "byte": pos.byte,
-        "field": e.field,
-        "value": e.value,
-        "reason": e.message,
-        "data": fields,
-    });
-    serde_json::to_writer(&mut *f, &line)?;
-    f.write_all(b"\n")
+    let mut line = Vec::with_capacity(256);
+    write!(
+        line,
+        "{{\"record\":{},\"line\":{},\"byte\":{},\"field\":",
+        pos.record, pos.line, pos.byte
+    )?;
+    serde_json::to_writer(&mut line, &e.field)?;
+    line.extend_from_slice(b",\"value\":");
+    serde_json::to_writer(&mut line, &e.value)?;
+    line.extend_from_slice(b",\"reason\":");
+    serde_json::to_writer(&mut line, &e.message)?;
+    line.extend_from_slice(b",\"data\":{");
+    for (i, (k, v)) in rec.iter().flat_map(|r| r.fields()).enumerate() {
+        if i > 0 {
+            line.push(b',');
+        }
+        serde_json::to_writer(&mut line, k)?;
+        line.push(b':');
+        serde_json::to_writer(&mut line, v)?;
+    }
+    line.extend_from_slice(b"}}\n");
+    f.write_all(&line)
 }
 
 /// What a dry run shows of the first records of a file.

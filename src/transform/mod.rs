@@ -148,6 +148,31 @@ pub fn parse_number(text: &str) -> Option<Value> {
     parse_number_with(text, None)
 }
 
+/// The text a filter could not take (`num`, `decimal`, `date`), carried as the source of
+/// its error: the rejects file and the report show it as the value.
+#[derive(Debug)]
+struct Offending(String);
+
+impl std::fmt::Display for Offending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl std::error::Error for Offending {}
+
+/// The text an expression's filter could not take, when the error says.
+fn offending(e: &Error) -> Option<String> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(o) = s.downcast_ref::<Offending>() {
+            return Some(o.0.clone());
+        }
+        source = s.source();
+    }
+    None
+}
+
 fn num(v: Value, decimal: Option<String>) -> Result<Value, Error> {
     if v.is_number() {
         return Ok(v);
@@ -166,6 +191,7 @@ fn num(v: Value, decimal: Option<String>) -> Result<Value, Error> {
             ErrorKind::InvalidOperation,
             format!("{s:?} is not a number"),
         )
+        .with_source(Offending(s.to_string()))
     })
 }
 
@@ -214,6 +240,7 @@ fn date(
                 ErrorKind::InvalidOperation,
                 format!("{s:?} is not a date in the format {from:?}: {e}"),
             )
+            .with_source(Offending(s.to_string()))
         })
 }
 
@@ -563,7 +590,7 @@ impl<'env> Transformer<'env> {
         let err = |what: &str, e: Error| ParseError {
             pos: Some(rec.pos),
             field: Some(what.to_string()),
-            value: None,
+            value: offending(&e),
             message: match e.detail() {
                 Some(d) => format!("{}: {d}", e.kind()),
                 None => e.to_string(),
