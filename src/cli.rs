@@ -378,7 +378,11 @@ pub fn history(jobs_dir: &Path, state_dir: &Path, filter: &HistoryFilter, json: 
         eprintln!(
             "error: no job `{name}`: there is no job file {} and the journal has no file of it (jobs: {})",
             jobs_dir.join(format!("{name}.toml")).display(),
-            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
         );
         return exit::INVALID;
     }

@@ -253,7 +253,9 @@ fn journal(state: &std::path::Path, action: JournalAction) -> i32 {
                 "journal {verb} {} ({} file(s) recorded, newest activity {})",
                 c.path.display(),
                 c.files,
-                c.newest.map(ferry::journal::fmt_time).unwrap_or_else(|| "-".into())
+                c.newest
+                    .map(ferry::journal::fmt_time)
+                    .unwrap_or_else(|| "-".into())
             );
             exit::OK
         }

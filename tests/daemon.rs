@@ -347,8 +347,7 @@ fn run_once_exits_2_when_a_job_file_is_invalid_and_still_runs_the_valid_jobs() {
 }
 
 #[test]
-fn issue11_a_clean_stop_exits_0_though_a_file_failed_and_the_log_says_what_ran_and_what_was_left()
-{
+fn issue11_a_clean_stop_exits_0_though_a_file_failed_and_the_log_says_what_ran_and_what_was_left() {
     let d = Deployment::new("clean-stop");
     d.job(
         "strict",
@@ -419,7 +418,12 @@ fn status_waiting(d: &Deployment) -> (String, Vec<(String, Option<u64>)>) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|j| (j["job"].as_str().unwrap().to_string(), j["waiting"].as_u64()))
+        .map(|j| {
+            (
+                j["job"].as_str().unwrap().to_string(),
+                j["waiting"].as_u64(),
+            )
+        })
         .collect();
     (stdout(&o), rows)
 }
@@ -512,9 +516,13 @@ fn issue11_members_taken_with_their_set_are_not_counted_as_waiting() {
 
     let mut daemon = Daemon::start(&d, &[]);
     drop_sets(&d, 3);
-    wait_for("the sets taken and no file counted as waiting", DEADLINE, || {
-        let (_, rows) = status_waiting(&d);
-        d.files("in").is_empty() && rows == vec![("sets".to_string(), Some(0))]
-    });
+    wait_for(
+        "the sets taken and no file counted as waiting",
+        DEADLINE,
+        || {
+            let (_, rows) = status_waiting(&d);
+            d.files("in").is_empty() && rows == vec![("sets".to_string(), Some(0))]
+        },
+    );
     assert_eq!(daemon.stop(), Some(0));
 }

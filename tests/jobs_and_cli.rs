@@ -174,7 +174,10 @@ fn issue11_the_help_examples_of_test_name_sample_files_that_exist() {
             .lines()
             .filter_map(|l| l.trim().strip_prefix("ferry test invoices "))
             .collect();
-        assert!(!examples.is_empty(), "no `ferry test invoices` example: {text}");
+        assert!(
+            !examples.is_empty(),
+            "no `ferry test invoices` example: {text}"
+        );
         for e in examples {
             let file = e.split_whitespace().next().unwrap();
             assert!(repo.join(file).is_file(), "{file} does not exist");

@@ -54,7 +54,11 @@ fn issue11_a_deleted_journal_is_refused_until_new_journal_accepts_the_loss() {
         let _ = std::fs::remove_file(d.path("var/state").join(side));
     }
     let o = run_once(&d, &[]);
-    assert_refused(&d, &o, "journal.sqlite is missing (it was deleted or moved)");
+    assert_refused(
+        &d,
+        &o,
+        "journal.sqlite is missing (it was deleted or moved)",
+    );
     // The refusal changed nothing: no new journal was made.
     assert!(!d.path("var/state/journal.sqlite").exists());
     // The daemon refuses too, at once.
@@ -63,8 +67,16 @@ fn issue11_a_deleted_journal_is_refused_until_new_journal_accepts_the_loss() {
 
     let o = run_once(&d, &["--new-journal"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("Starting a new journal"), "{}", stderr(&o));
-    assert_eq!(d.files("out"), ["a.txt", "a_1.txt"], "accepted: taken again");
+    assert!(
+        stderr(&o).contains("Starting a new journal"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        d.files("out"),
+        ["a.txt", "a_1.txt"],
+        "accepted: taken again"
+    );
     // The new journal is the state folder's journal now.
     let o = run_once(&d, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -143,11 +155,7 @@ fn issue11_a_backup_made_while_the_daemon_runs_restores_without_duplicates() {
     });
     let o = d.run(&["journal", "backup", "var/backup.sqlite"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(
-        stdout(&o).contains("20 file(s) recorded"),
-        "{}",
-        stdout(&o)
-    );
+    assert!(stdout(&o).contains("20 file(s) recorded"), "{}", stdout(&o));
     // A restore is refused while the daemon runs.
     let o = d.run(&["journal", "restore", "var/backup.sqlite"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));

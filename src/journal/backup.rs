@@ -49,7 +49,10 @@ pub fn restore(state_dir: &Path, from: &Path) -> anyhow::Result<Copied> {
     let src = open_read_only(from)?;
     let version: i64 = src.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version == 0 {
-        bail!("{} is not a ferry journal (it has no tables)", from.display());
+        bail!(
+            "{} is not a ferry journal (it has no tables)",
+            from.display()
+        );
     }
     let id = schema::journal_id(&src)?;
     let db = db_path(state_dir);
@@ -145,11 +148,10 @@ fn online_copy(src: &Connection, to: &Path) -> anyhow::Result<()> {
 
 fn describe(path: PathBuf) -> anyhow::Result<Copied> {
     let conn = open_read_only(&path)?;
-    let (files, newest) = conn.query_row(
-        "SELECT COUNT(*), MAX(updated_at) FROM files",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (files, newest) =
+        conn.query_row("SELECT COUNT(*), MAX(updated_at) FROM files", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     Ok(Copied {
         path,
         files,

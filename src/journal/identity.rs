@@ -104,7 +104,12 @@ pub(super) fn new_id() -> String {
     let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
     if random.is_err() {
         use sha2::Digest;
-        let seed = format!("{:?} {} {:?}", std::time::SystemTime::now(), std::process::id(), std::thread::current().id());
+        let seed = format!(
+            "{:?} {} {:?}",
+            std::time::SystemTime::now(),
+            std::process::id(),
+            std::thread::current().id()
+        );
         bytes.copy_from_slice(&sha2::Sha256::digest(seed.as_bytes())[..16]);
     }
     hex::encode(bytes)
@@ -149,9 +154,7 @@ pub(super) fn judge(
         empty,
     };
     match found {
-        Found::Missing | Found::Empty if !new_journal => {
-            Err(lost(None, *found == Found::Empty))
-        }
+        Found::Missing | Found::Empty if !new_journal => Err(lost(None, *found == Found::Empty)),
         Found::Missing | Found::Empty => {
             tracing::warn!(
                 journal = %db.display(),

@@ -40,11 +40,9 @@ pub(super) fn journal_id(conn: &Connection) -> rusqlite::Result<Option<String>> 
     if !has_meta {
         return Ok(None);
     }
-    conn.query_row(
-        "SELECT value FROM meta WHERE key = 'journal_id'",
-        [],
-        |r| r.get(0),
-    )
+    conn.query_row("SELECT value FROM meta WHERE key = 'journal_id'", [], |r| {
+        r.get(0)
+    })
     .optional()
 }
 

@@ -86,8 +86,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
             opts.jobs_dir.display()
         );
     }
-    let journal =
-        tokio::task::block_in_place(|| Journal::open(&opts.state_dir, opts.new_journal))?;
+    let journal = tokio::task::block_in_place(|| Journal::open(&opts.state_dir, opts.new_journal))?;
     let recovered = tokio::task::block_in_place(|| recovery::recover(&journal))?;
     if recovered != recovery::Recovered::default() {
         tracing::info!(
