@@ -387,6 +387,7 @@ pub fn history(jobs_dir: &Path, state_dir: &Path, filter: &HistoryFilter, json: 
         return exit::INVALID;
     }
     let Some(conn) = conn else {
+        warn_if_journal_lost(state_dir);
         if !json {
             println!("no history yet (no journal in {})", state_dir.display());
         }
@@ -445,6 +446,17 @@ pub fn history(jobs_dir: &Path, state_dir: &Path, filter: &HistoryFilter, json: 
     exit::OK
 }
 
+/// No journal, but the state folder had one: it was lost, and `ferry run` will refuse to
+/// start. Said on stderr, so that `--json` output stays as it is.
+fn warn_if_journal_lost(state_dir: &Path) {
+    if let Ok(Some(id)) = journal::recorded_id(state_dir) {
+        eprintln!(
+            "warning: the journal in {} is missing or empty, but this state folder had one (id {id}); `ferry run` refuses to start until it is restored (`ferry journal restore BACKUP`) or `--new-journal` accepts the loss",
+            state_dir.display()
+        );
+    }
+}
+
 /// Whether `name` is a job: a job file names it, or the journal has its files.
 fn job_is_known(jobs_dir: &Path, conn: Option<&rusqlite::Connection>, name: &str) -> bool {
     job_file_names(jobs_dir).iter().any(|n| n == name)
@@ -485,7 +497,10 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
     };
     let mut rows = match &conn {
         Some(c) => journal::job_status(c).unwrap_or_default(),
-        None => Vec::new(),
+        None => {
+            warn_if_journal_lost(state_dir);
+            Vec::new()
+        }
     };
     let loaded = job::load_dir(jobs_dir).unwrap_or_default();
     let remote = crate::remote::status(conn.as_ref(), &loaded.jobs.values().collect::<Vec<_>>());

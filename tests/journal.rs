@@ -61,6 +61,12 @@ fn issue11_a_deleted_journal_is_refused_until_new_journal_accepts_the_loss() {
     );
     // The refusal changed nothing: no new journal was made.
     assert!(!d.path("var/state/journal.sqlite").exists());
+    let o = d.run(&["status"]);
+    assert!(
+        stderr(&o).contains("warning: the journal in") && stderr(&o).contains("--new-journal"),
+        "{}",
+        stderr(&o)
+    );
     // The daemon refuses too, at once.
     let o = d.run(&["run"]);
     assert_refused(&d, &o, "is missing");
@@ -144,18 +150,38 @@ fn a_lost_id_file_is_written_again_from_the_journal() {
 
 #[test]
 fn issue11_a_backup_made_while_the_daemon_runs_restores_without_duplicates() {
+    const N: usize = 200;
     let d = Deployment::new("journal-backup");
     keep_job(&d);
-    for i in 0..20 {
-        d.write(&format!("in/f{i:02}.txt"), format!("file {i}"));
-    }
+    d.mkdir("in");
     let mut daemon = Daemon::start(&d, &[]);
-    wait_for("20 files done", DEADLINE, || {
-        d.history().iter().filter(|r| r["state"] == "done").count() == 20
+    for i in 0..N {
+        d.write(&format!("in/f{i:03}.txt"), format!("file {i}"));
+    }
+    wait_for("the daemon's journal to exist", DEADLINE, || {
+        !d.history().is_empty()
     });
-    let o = d.run(&["journal", "backup", "var/backup.sqlite"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stdout(&o).contains("20 file(s) recorded"), "{}", stdout(&o));
+    // Backups while the daemon commits: each one is complete and passes SQLite's check
+    // (the command checks it before it renames it into place).
+    let (mut backups, mut during) = (0, 0);
+    loop {
+        let done = d.history().iter().filter(|r| r["state"] == "done").count();
+        let o = d.run(&["journal", "backup", "var/backup.sqlite"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        backups += 1;
+        if done < N {
+            during += 1;
+        }
+        if done == N && backups >= 2 {
+            eprintln!("{backups} backups, {during} of them while files were being done");
+            break;
+        }
+        assert!(backups < 10_000, "the files were not done");
+    }
+    assert!(
+        stdout(&d.run(&["journal", "backup", "var/backup.sqlite"]))
+            .contains(&format!("{N} file(s) recorded")),
+    );
     // A restore is refused while the daemon runs.
     let o = d.run(&["journal", "restore", "var/backup.sqlite"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
@@ -174,17 +200,17 @@ fn issue11_a_backup_made_while_the_daemon_runs_restores_without_duplicates() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let o = run_once(&d, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let expected: Vec<String> = (0..20).map(|i| format!("f{i:02}.txt")).collect();
+    let expected: Vec<String> = (0..N).map(|i| format!("f{i:03}.txt")).collect();
     assert_eq!(d.files("out"), expected, "nothing delivered twice");
-    assert_eq!(d.history().len(), 20);
+    assert_eq!(d.history().len(), N);
 
     // A new file after the restore is taken as usual, with the next {seq}.
     d.write("in/g.txt", "g");
     let o = run_once(&d, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let h = d.history();
-    assert_eq!(h.len(), 21, "{h:?}");
-    assert_eq!(h[20]["seq"], 21, "{:?}", h[20]);
+    assert_eq!(h.len(), N + 1);
+    assert_eq!(h[N]["seq"], N + 1, "{:?}", h[N]);
 }
 
 #[test]

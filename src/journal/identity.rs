@@ -176,3 +176,71 @@ pub(super) fn judge(
         Found::Journal(_) => Ok(recorded),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (recorded id, what is found, --new-journal) -> Ok(id to give a journal without
+    /// one) or Err(what the refusal says).
+    #[test]
+    fn lost_replaced_and_accepted_journals() {
+        let dir = Path::new("/srv/ferry/var/state");
+        let db = dir.join("journal.sqlite");
+        let j = |id: &str| Found::Journal(Some(id.to_string()));
+        let cases: Vec<(Option<&str>, Found, bool, Result<Option<&str>, &str>)> = vec![
+            // A first start: a new id.
+            (None, Found::Missing, false, Ok(None)),
+            (None, Found::Empty, false, Ok(None)),
+            // The id file alone was lost: harmless.
+            (None, j("a"), false, Ok(None)),
+            (Some("a"), j("a"), false, Ok(Some("a"))),
+            // A journal made before ids takes the recorded one.
+            (Some("a"), Found::Journal(None), false, Ok(Some("a"))),
+            (
+                Some("a"),
+                Found::Missing,
+                false,
+                Err("is missing (it was deleted or moved)"),
+            ),
+            (
+                Some("a"),
+                Found::Empty,
+                false,
+                Err("is empty (it was truncated"),
+            ),
+            (Some("a"), j("b"), false, Err("its id is b, but")),
+            (Some("a"), Found::Missing, true, Ok(None)),
+            (Some("a"), Found::Empty, true, Ok(None)),
+            (Some("a"), j("b"), true, Ok(Some("b"))),
+        ];
+        for (recorded, found, accept, expected) in cases {
+            let got = judge(dir, &db, recorded.map(String::from), &found, accept);
+            let what = format!("{recorded:?} {found:?} accept={accept}");
+            match (got, expected) {
+                (Ok(id), Ok(Some(want))) => assert_eq!(id, want, "{what}"),
+                // A new id: 32 hex digits, not the recorded one.
+                (Ok(id), Ok(None)) => {
+                    assert_eq!(id.len(), 32, "{what}");
+                    assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{what}");
+                    assert_ne!(Some(id.as_str()), recorded, "{what}");
+                }
+                (Err(e), Err(want)) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains(want), "{what}: {msg}");
+                    assert!(msg.contains("--new-journal"), "{what}: {msg}");
+                    assert!(
+                        msg.contains("/srv/ferry/var/state/journal.id"),
+                        "{what}: {msg}"
+                    );
+                }
+                (got, want) => panic!("{what}: got {got:?}, expected {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn new_ids_differ() {
+        assert_ne!(new_id(), new_id());
+    }
+}
