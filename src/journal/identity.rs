@@ -188,7 +188,9 @@ mod tests {
         let dir = Path::new("/srv/ferry/var/state");
         let db = dir.join("journal.sqlite");
         let j = |id: &str| Found::Journal(Some(id.to_string()));
-        let cases: Vec<(Option<&str>, Found, bool, Result<Option<&str>, &str>)> = vec![
+        /// `Ok(None)`: a new id; `Ok(Some(id))`: that id; `Err(text)`: refused, saying it.
+        type Expected = Result<Option<&'static str>, &'static str>;
+        let cases: Vec<(Option<&str>, Found, bool, Expected)> = vec![
             // A first start: a new id.
             (None, Found::Missing, false, Ok(None)),
             (None, Found::Empty, false, Ok(None)),
