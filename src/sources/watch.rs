@@ -89,11 +89,21 @@ impl Hub {
         recursive: bool,
         tx: mpsc::Sender<PathBuf>,
     ) -> notify::Result<Subscription> {
-        let mut routes = self.routes.lock().expect("watch routes");
-        let (count, rec) = routes.watched.get(folder).copied().unwrap_or((0, false));
+        // Lock order: `watcher`, then `routes`, never `routes` across a call into the
+        // watcher. notify's watch and unwatch wait for its event thread, which may be in the
+        // callback waiting for `routes`: holding it there deadlocked a job reload. The
+        // `watcher` lock (which the callback never takes) keeps subscriptions in order.
+        let mut watcher = self.watcher.lock().expect("watcher");
+        let (count, rec) = self
+            .routes
+            .lock()
+            .expect("watch routes")
+            .watched
+            .get(folder)
+            .copied()
+            .unwrap_or((0, false));
         if count == 0 || (recursive && !rec) {
-            let mut w = self.watcher.lock().expect("watcher");
-            let w = w
+            let w = watcher
                 .as_mut()
                 .ok_or_else(|| notify::Error::generic("no file-system watcher"))?;
             let mode = if recursive || rec {
@@ -103,6 +113,7 @@ impl Hub {
             };
             w.watch(folder, mode)?;
         }
+        let mut routes = self.routes.lock().expect("watch routes");
         routes
             .watched
             .insert(folder.to_path_buf(), (count + 1, rec || recursive));
@@ -123,23 +134,31 @@ impl Hub {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let mut routes = self.hub.routes.lock().expect("watch routes");
-        let Some(i) = routes.list.iter().position(|r| r.id == self.id) else {
-            return;
-        };
-        let route = routes.list.remove(i);
-        let gone = match routes.watched.get_mut(&route.folder) {
-            Some((n, _)) if *n > 1 => {
-                *n -= 1;
-                false
+        // The lock order of `subscribe`: the route goes under `routes`, the watch is removed
+        // after `routes` is released.
+        let mut watcher = self.hub.watcher.lock().expect("watcher");
+        let gone = {
+            let mut routes = self.hub.routes.lock().expect("watch routes");
+            let Some(i) = routes.list.iter().position(|r| r.id == self.id) else {
+                return;
+            };
+            let route = routes.list.remove(i);
+            let last = match routes.watched.get_mut(&route.folder) {
+                Some((n, _)) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                _ => true,
+            };
+            if last {
+                routes.watched.remove(&route.folder);
             }
-            _ => true,
+            last.then_some(route.folder)
         };
-        if gone {
-            routes.watched.remove(&route.folder);
-            if let Some(w) = self.hub.watcher.lock().expect("watcher").as_mut() {
-                let _ = w.unwatch(&route.folder);
-            }
+        if let Some(folder) = gone
+            && let Some(w) = watcher.as_mut()
+        {
+            let _ = w.unwatch(&folder);
         }
     }
 }
@@ -214,6 +233,54 @@ mod tests {
             va.extend(got(&mut ra));
         }
         assert!(va.contains(&a.join("z")), "{va:?}");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// Subscribing and unsubscribing while events arrive never hangs (it did: the watch
+    /// was removed under the routes lock, which the callback needed to finish the event that
+    /// notify's event thread was delivering, and notify's unwatch waits for that thread).
+    #[test]
+    fn subscriptions_come_and_go_while_events_arrive() {
+        let base = std::env::temp_dir().join(format!("ferry-hub-churn-{}", std::process::id()));
+        let (busy, other) = (base.join("busy"), base.join("other"));
+        std::fs::create_dir_all(&busy).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        let hub = Hub::new();
+        let (tx, _rx) = mpsc::channel(1);
+        let watching = hub.subscribe(&busy, false, tx).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (stop, busy) = (stop.clone(), busy.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::fs::write(busy.join(format!("f{}", n % 16)), n.to_le_bytes()).unwrap();
+                    n += 1;
+                }
+            })
+        };
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let churn = {
+            let hub = hub.clone();
+            std::thread::spawn(move || {
+                for _ in 0..2000 {
+                    let (tx, _rx) = mpsc::channel(1);
+                    drop(hub.subscribe(&other, false, tx).unwrap());
+                }
+                let _ = done_tx.send(());
+            })
+        };
+        let finished = done_rx.recv_timeout(Duration::from_secs(120)).is_ok();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().unwrap();
+        if !finished {
+            // Dropping them would hang too: fail instead.
+            std::mem::forget(watching);
+            std::mem::forget(hub);
+            panic!("subscribing and unsubscribing hung while events arrived");
+        }
+        churn.join().unwrap();
+        drop(watching);
         std::fs::remove_dir_all(&base).unwrap();
     }
 }
