@@ -374,17 +374,7 @@ pub fn history(jobs_dir: &Path, state_dir: &Path, filter: &HistoryFilter, json: 
     if let Some(name) = &filter.job
         && !job_is_known(jobs_dir, conn.as_ref(), name)
     {
-        let names = job_file_names(jobs_dir);
-        eprintln!(
-            "error: no job `{name}`: there is no job file {} and the journal has no file of it (jobs: {})",
-            jobs_dir.join(format!("{name}.toml")).display(),
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.join(", ")
-            }
-        );
-        return exit::INVALID;
+        return unknown_job(jobs_dir, name);
     }
     let Some(conn) = conn else {
         warn_if_journal_lost(state_dir);
@@ -406,6 +396,12 @@ pub fn history(jobs_dir: &Path, state_dir: &Path, filter: &HistoryFilter, json: 
             None => println!("no file matches"),
         }
     }
+    print_history(&rows, json);
+    exit::OK
+}
+
+/// The rows of `ferry history`, as text or one JSON object per line.
+fn print_history(rows: &[journal::FileHistory], json: bool) {
     let out = &mut std::io::stdout().lock();
     for r in rows {
         if json {
@@ -443,7 +439,21 @@ pub fn history(jobs_dir: &Path, state_dir: &Path, filter: &HistoryFilter, json: 
             let _ = writeln!(out, "    {}  {} {}", e.at, e.state, e.detail);
         }
     }
-    exit::OK
+}
+
+/// `history --job NAME` for a job that is neither a job file nor in the journal.
+fn unknown_job(jobs_dir: &Path, name: &str) -> i32 {
+    let names = job_file_names(jobs_dir);
+    eprintln!(
+        "error: no job `{name}`: there is no job file {} and the journal has no file of it (jobs: {})",
+        jobs_dir.join(format!("{name}.toml")).display(),
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    );
+    exit::INVALID
 }
 
 /// No journal, but the state folder had one: it was lost, and `ferry run` will refuse to
