@@ -257,6 +257,9 @@ fn journal(state: &std::path::Path, action: JournalAction) -> i32 {
                     .map(ferry::journal::fmt_time)
                     .unwrap_or_else(|| "-".into())
             );
+            if let Some(n) = &c.note {
+                eprintln!("note: {n}");
+            }
             exit::OK
         }
         Err(e) => {

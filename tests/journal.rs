@@ -240,6 +240,24 @@ fn a_backup_into_a_folder_gets_a_dated_name_and_is_a_complete_journal() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o).lines().count(), 1, "{}", stdout(&o));
 
+    // Restoring another deployment's backup works, and says so.
+    let f = Deployment::new("journal-restore-other");
+    keep_job(&f);
+    let o = run_once(&f, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = f.run(&[
+        "journal",
+        "restore",
+        d.path("backups").join(&files[0]).to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("note: the backup is of journal"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(f.history().len(), 1);
+
     // No journal: nothing to back up, and nothing is created.
     let e = Deployment::new("journal-backup-none");
     let o = e.run(&["journal", "backup", "x.sqlite"]);

@@ -25,6 +25,9 @@ pub struct Copied {
     pub files: i64,
     /// The newest activity it records (ms since the epoch).
     pub newest: Option<i64>,
+    /// Something the operator should know (a restore of another journal than the one the
+    /// state folder had).
+    pub note: Option<String>,
 }
 
 /// Copies the journal of `state_dir` to `dest` (a file, or a folder to put a dated file in).
@@ -55,6 +58,12 @@ pub fn restore(state_dir: &Path, from: &Path) -> anyhow::Result<Copied> {
         );
     }
     let id = schema::journal_id(&src)?;
+    let note = match (identity::recorded(state_dir)?, &id) {
+        (Some(had), Some(id)) if had != *id => Some(format!(
+            "the backup is of journal {id}, not of {had}, the journal this state folder had"
+        )),
+        _ => None,
+    };
     let db = db_path(state_dir);
     copy_into_then(&src, &db, || {
         for suffix in ["-wal", "-shm"] {
@@ -71,7 +80,10 @@ pub fn restore(state_dir: &Path, from: &Path) -> anyhow::Result<Copied> {
     if let Some(id) = id {
         identity::record(state_dir, &id)?;
     }
-    describe(db)
+    Ok(Copied {
+        note,
+        ..describe(db)?
+    })
 }
 
 fn open_read_only(p: &Path) -> anyhow::Result<Connection> {
@@ -156,5 +168,6 @@ fn describe(path: PathBuf) -> anyhow::Result<Copied> {
         path,
         files,
         newest,
+        note: None,
     })
 }

@@ -157,6 +157,8 @@ fn log_start(opts: &RunOptions, loaded: &job::Loaded) {
             job = %job.name,
             source = %job.source.folder.display(),
             recursive = job.source.recursive,
+            events = job.source.watch == Watch::Auto && !opts.once,
+            poll = ?job.source.poll,
             outputs = %outputs.join(", "),
             "Watching the job's source folder."
         );
