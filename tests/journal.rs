@@ -240,6 +240,16 @@ fn a_backup_into_a_folder_gets_a_dated_name_and_is_a_complete_journal() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o).lines().count(), 1, "{}", stdout(&o));
 
+    // The journal itself is no place for its backup.
+    let o = d.run(&["journal", "backup", "var/state/journal.sqlite"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is the journal itself"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(d.history().len(), 1);
+
     // Restoring another deployment's backup works, and says so.
     let f = Deployment::new("journal-restore-other");
     keep_job(&f);

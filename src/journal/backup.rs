@@ -41,6 +41,12 @@ pub fn backup(state_dir: &Path, dest: &Path) -> anyhow::Result<Copied> {
     } else {
         dest.to_path_buf()
     };
+    if same_file(&dest, &db_path(state_dir)) {
+        bail!(
+            "{} is the journal itself; give a path outside the state folder",
+            dest.display()
+        );
+    }
     copy_into(&src, &dest).with_context(|| format!("cannot write {}", dest.display()))?;
     describe(dest)
 }
@@ -84,6 +90,21 @@ pub fn restore(state_dir: &Path, from: &Path) -> anyhow::Result<Copied> {
         note,
         ..describe(db)?
     })
+}
+
+/// Whether two paths name the same existing file (device and inode).
+#[cfg(unix)]
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }
 
 fn open_read_only(p: &Path) -> anyhow::Result<Connection> {
