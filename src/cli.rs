@@ -411,19 +411,25 @@ fn show_set_and_pieces(
 }
 
 /// `ferry history`.
-pub fn history(state_dir: &Path, filter: &HistoryFilter, json: bool) -> i32 {
+pub fn history(jobs_dir: &Path, state_dir: &Path, filter: &HistoryFilter, json: bool) -> i32 {
     let conn = match Journal::open_read_only(state_dir) {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            if !json {
-                println!("no history yet (no journal in {})", state_dir.display());
-            }
-            return exit::OK;
-        }
+        Ok(c) => c,
         Err(e) => {
             eprintln!("error: cannot open the journal: {e}");
             return exit::FATAL;
         }
+    };
+    if let Some(name) = &filter.job
+        && !job_is_known(jobs_dir, conn.as_ref(), name)
+    {
+        return unknown_job(jobs_dir, name);
+    }
+    let Some(conn) = conn else {
+        warn_if_journal_lost(state_dir);
+        if !json {
+            println!("no history yet (no journal in {})", state_dir.display());
+        }
+        return exit::OK;
     };
     let rows = match journal::history(&conn, filter) {
         Ok(r) => r,
@@ -432,6 +438,18 @@ pub fn history(state_dir: &Path, filter: &HistoryFilter, json: bool) -> i32 {
             return exit::FATAL;
         }
     };
+    if rows.is_empty() && !json {
+        match &filter.job {
+            Some(name) => println!("no file of job `{name}` matches"),
+            None => println!("no file matches"),
+        }
+    }
+    print_history(&rows, json);
+    exit::OK
+}
+
+/// The rows of `ferry history`, as text or one JSON object per line.
+fn print_history(rows: &[journal::FileHistory], json: bool) {
     let out = &mut std::io::stdout().lock();
     for r in rows {
         if json {
@@ -469,7 +487,60 @@ pub fn history(state_dir: &Path, filter: &HistoryFilter, json: bool) -> i32 {
             let _ = writeln!(out, "    {}  {} {}", e.at, e.state, e.detail);
         }
     }
-    exit::OK
+}
+
+/// `history --job NAME` for a job that is neither a job file nor in the journal.
+fn unknown_job(jobs_dir: &Path, name: &str) -> i32 {
+    let names = job_file_names(jobs_dir);
+    eprintln!(
+        "error: no job `{name}`: there is no job file {} and the journal has no file of it (jobs: {})",
+        jobs_dir.join(format!("{name}.toml")).display(),
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    );
+    exit::INVALID
+}
+
+/// No journal, but the state folder had one: it was lost, and `ferry run` will refuse to
+/// start. Said on stderr, so that `--json` output stays as it is.
+fn warn_if_journal_lost(state_dir: &Path) {
+    if let Ok(Some(id)) = journal::recorded_id(state_dir) {
+        eprintln!(
+            "warning: the journal in {} is missing or empty, but this state folder had one (id {id}); `ferry run` refuses to start until it is restored (`ferry journal restore BACKUP`) or `--new-journal` accepts the loss",
+            state_dir.display()
+        );
+    }
+}
+
+/// Whether `name` is a job: a job file names it, or the journal has its files.
+fn job_is_known(jobs_dir: &Path, conn: Option<&rusqlite::Connection>, name: &str) -> bool {
+    job_file_names(jobs_dir).iter().any(|n| n == name)
+        || conn.is_some_and(|c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM files WHERE job = ?1)",
+                [name],
+                |r| r.get::<_, bool>(0),
+            )
+            .unwrap_or(false)
+        })
+}
+
+/// The stems of the job files (`*.toml`) in `jobs_dir`, sorted.
+fn job_file_names(jobs_dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(jobs_dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 /// `ferry status`.
@@ -484,7 +555,10 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
     };
     let mut rows = match &conn {
         Some(c) => journal::job_status(c).unwrap_or_default(),
-        None => Vec::new(),
+        None => {
+            warn_if_journal_lost(state_dir);
+            Vec::new()
+        }
     };
     let loaded = job::load_dir(jobs_dir).unwrap_or_default();
     let remote = crate::remote::status(conn.as_ref(), &loaded.jobs.values().collect::<Vec<_>>());
@@ -499,6 +573,13 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
         }
     }
     rows.sort_by(|a, b| a.job.cmp(&b.job));
+    if running.is_none() {
+        // The count the daemon last reported says nothing about the source now: shown as
+        // unknown, in the table and in JSON alike.
+        for r in &mut rows {
+            r.waiting = None;
+        }
+    }
     if json {
         let v = serde_json::json!({
             "running": running.is_some(),
@@ -517,19 +598,31 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
         ),
         None => println!("ferry is not running; state in {}", state_dir.display()),
     }
+    print_status_table(&rows, &remote, &loaded.broken);
+    exit::OK
+}
+
+/// The table of `ferry status`, its first column as wide as the longest job name.
+fn print_status_table(
+    rows: &[journal::JobStatusRow],
+    remote: &[crate::remote::RemoteStatus],
+    broken: &std::collections::BTreeMap<String, PathBuf>,
+) {
+    let w = rows
+        .iter()
+        .map(|r| r.job.chars().count())
+        .chain(remote.iter().map(|r| r.job.chars().count()))
+        .chain(broken.keys().map(|n| n.chars().count()))
+        .fold(20, usize::max);
     println!(
-        "{:<20} {:>8} {:>12} {:>8} {:>8}  {:<23}  SOURCE",
+        "{:<w$} {:>8} {:>12} {:>8} {:>8}  {:<23}  SOURCE",
         "JOB", "WAITING", "IN PROGRESS", "DONE", "FAILED", "LAST ACTIVITY"
     );
-    for r in &rows {
-        let waiting = match (running.is_some(), r.waiting) {
-            (true, Some(w)) => w.to_string(),
-            _ => "-".into(),
-        };
+    for r in rows {
         println!(
-            "{:<20} {:>8} {:>12} {:>8} {:>8}  {:<23}  {}",
+            "{:<w$} {:>8} {:>12} {:>8} {:>8}  {:<23}  {}",
             r.job,
-            waiting,
+            r.waiting.map_or_else(|| "-".to_string(), |w| w.to_string()),
             r.in_progress,
             r.done,
             r.failed,
@@ -537,9 +630,9 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
             r.source.as_deref().unwrap_or("(job file removed)")
         );
     }
-    for r in &remote {
+    for r in remote {
         println!(
-            "{:<20} {:<9} {} pending  {}{}",
+            "{:<w$} {:<9} {} pending  {}{}",
             r.job,
             r.part,
             r.pending,
@@ -550,10 +643,9 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
                 .unwrap_or_default()
         );
     }
-    for (name, file) in &loaded.broken {
-        println!("{name:<20} INVALID: run `ferry check` ({})", file.display());
+    for (name, file) in broken {
+        println!("{name:<w$} INVALID: run `ferry check` ({})", file.display());
     }
-    exit::OK
 }
 
 /// The first records of a file as the job reads, transforms and writes them.

@@ -11,7 +11,8 @@
 //! - [`readiness`]: "is this file completely written?" as a state machine.
 //! - [`formats`]: file contents as records: readers (CSV, ...), writers (JSON, ...), and
 //!   streaming text decoding.
-//! - [`journal`]: the durable SQLite record of every file: claims, plans, outputs, history.
+//! - [`journal`]: the durable SQLite record of every file: claims, plans, outputs, history;
+//!   its identity (a lost journal is refused), backup and restore.
 //! - [`outputs`]: atomic delivery (temporary name, fsync, rename).
 //! - [`transform`]: filters, computed fields and lookups (minijinja expressions).
 //! - [`runtime`]: the daemon: per-job runners, the worker pool, processing of one file

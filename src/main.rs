@@ -12,7 +12,8 @@ use ferry::cli::exit;
     name = "ferry",
     version,
     about = "A watched-folder file integration engine: takes finished files from folders, delivers them atomically, never loses one.",
-    after_help = "Examples:\n  ferry check                       validate every job in ./jobs\n  ferry run --once                  process what is waiting now, then exit\n  ferry run                         run as a daemon (Ctrl-C or SIGTERM stops it gracefully)\n  ferry test invoices samples/a.xml dry-run one file through a job\n  ferry history --job invoices      what happened to each file\n  ferry status                      jobs, waiting files, failures"
+    after_help = "Examples:\n  ferry check                       validate every job in ./jobs\n  ferry run --once                  process what is waiting now, then exit\n  ferry run                         run as a daemon (Ctrl-C or SIGTERM stops it gracefully)\n  ferry test invoices samples/invoices/INV-2026-1001.xml
+                                    dry-run one file through a job\n  ferry history --job invoices      what happened to each file\n  ferry status                      jobs, waiting files, failures"
 )]
 struct Cli {
     /// The folder of job files (one *.toml per job). Relative paths in jobs resolve against
@@ -42,7 +43,7 @@ enum LogFormat {
 enum Command {
     /// Run every job: watch the sources and process files as they become ready.
     #[command(
-        after_help = "Exit codes: 0 all files processed; 1 at least one file failed (it is in its error folder, with a report); 2 a job file is invalid (the valid jobs still ran); 3 ferry could not run (state folder locked, journal unreadable).\n\nExamples:\n  ferry run                     daemon; job file edits apply without a restart\n  ferry run --once              batch: take what is in the sources now, wait for files still being written, exit\n  ferry run --jobs /srv/ferry/jobs --log-format json"
+        after_help = "Exit codes of `run --once`: 0 all files processed; 1 at least one file failed (it is in its error folder, with a report); 2 a job file is invalid (the valid jobs still ran); 3 ferry could not run (no jobs folder, state folder locked, journal unreadable or lost).\nThe daemon exits 0 after a clean stop (SIGINT/SIGTERM), whatever happened to files meanwhile, and 3 when it cannot run.\n\nExamples:\n  ferry run                     daemon; job file edits apply without a restart\n  ferry run --once              batch: take what is in the sources now, wait for files still being written, exit\n  ferry run --jobs /srv/ferry/jobs --log-format json"
     )]
     Run {
         /// Take what is in the sources now (waiting for files still being written),
@@ -56,6 +57,11 @@ enum Command {
         /// are redone safely at the next start).
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         grace: Duration,
+        /// Start although the journal this state folder had is gone (deleted, emptied or
+        /// replaced): begin a new one (or go on with the one found), accepting that files
+        /// kept in their sources (`success = "keep"`) will be taken again.
+        #[arg(long)]
+        new_journal: bool,
     },
     /// Validate every job file; report every problem with file:line:column.
     #[command(
@@ -64,7 +70,7 @@ enum Command {
     Check,
     /// Dry run: show what the job would do with FILE. Changes nothing.
     #[command(
-        after_help = "Exit codes: 0 the job takes the file; 1 it does not; 2 bad job or file.\n\nExamples:\n  ferry test invoices samples/invoices/INV-1001.xml\n  ferry test jobs/invoices.toml /tmp/x.pdf"
+        after_help = "Exit codes: 0 the job takes the file; 1 it does not; 2 bad job or file.\n\nExamples:\n  ferry test invoices samples/invoices/INV-2026-1001.xml\n  ferry test jobs/invoices.toml /tmp/x.pdf"
     )]
     Test {
         /// The job's name (its file's stem) or the path of its file.
@@ -98,8 +104,37 @@ enum Command {
     /// Every job, its source, files waiting / in progress / failed, last activity.
     #[command(after_help = "Example:\n  ferry status --json")]
     Status {
+        /// One JSON object: `running`, `pid`, `jobs` (one object per job, with the table's
+        /// columns; `waiting` is null while ferry is not running), `remote`,
+        /// `invalid_job_files`.
         #[arg(long)]
         json: bool,
+    },
+    /// The journal: back it up while ferry runs, or put a backup back.
+    Journal {
+        #[command(subcommand)]
+        action: JournalAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum JournalAction {
+    /// Copies the journal to PATH (a file, or a folder for a dated file) with SQLite's online
+    /// backup: a consistent copy, safe while ferry runs.
+    #[command(
+        after_help = "Exit codes: 0 the backup is written (complete and checked); 3 it could not be made.\n\nExamples:\n  ferry journal backup /backup/ferry/journal.sqlite\n  ferry journal backup /backup/ferry/        (writes journal-YYYYMMDD-HHMMSS.sqlite there)"
+    )]
+    Backup {
+        /// Where to write the backup; an existing file is replaced atomically.
+        path: PathBuf,
+    },
+    /// Puts a backup back as the journal. ferry must be stopped.
+    #[command(
+        after_help = "Files taken after the backup was made are not in it: files kept in their sources (success = \"keep\") since then will be taken again.\n\nExit codes: 0 restored; 3 it could not be restored (ferry is running, not a journal).\n\nExample:\n  ferry journal restore /backup/ferry/journal.sqlite"
+    )]
+    Restore {
+        /// The backup file (made by `ferry journal backup`).
+        backup: PathBuf,
     },
 }
 
@@ -176,13 +211,15 @@ fn main() {
                 None => None,
             };
             let filter = ferry::journal::HistoryFilter { job, file, limit };
-            ferry::cli::history(&state, &filter, json)
+            ferry::cli::history(&cli.jobs, &state, &filter, json)
         }
+        Command::Journal { action } => journal(&state, action),
         Command::Status { json } => ferry::cli::status(&cli.jobs, &state, json),
         Command::Run {
             once,
             workers,
             grace,
+            new_journal,
         } => {
             let opts = ferry::runtime::RunOptions {
                 jobs_dir: cli.jobs.clone(),
@@ -190,6 +227,7 @@ fn main() {
                 once,
                 workers,
                 grace,
+                new_journal,
             };
             run(opts)
         }
@@ -214,21 +252,44 @@ fn run(opts: ferry::runtime::RunOptions) -> i32 {
     // the next start redo them.
     rt.shutdown_timeout(Duration::from_millis(100));
     match result {
-        Ok(s) => {
-            if once {
-                tracing::info!(done = s.done, failed = s.failed, "Run finished.");
+        // A daemon that was stopped cleanly exits 0: a file that failed is in its error folder
+        // with a report, not a failure of the service.
+        Ok(_) if !once => exit::OK,
+        Ok(s) if s.failed > 0 => exit::FILE_FAILED,
+        Ok(s) if s.invalid_jobs > 0 => exit::INVALID,
+        Ok(_) => exit::OK,
+        Err(e) => {
+            // Printed once, plainly: the log goes to stderr too.
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", chain.join(": "));
+            exit::FATAL
+        }
+    }
+}
+
+fn journal(state: &std::path::Path, action: JournalAction) -> i32 {
+    use ferry::journal::backup;
+    let (result, verb) = match &action {
+        JournalAction::Backup { path } => (backup::backup(state, path), "backed up to"),
+        JournalAction::Restore { backup: from } => (backup::restore(state, from), "restored as"),
+    };
+    match result {
+        Ok(c) => {
+            println!(
+                "journal {verb} {} ({} file(s) recorded, newest activity {})",
+                c.path.display(),
+                c.files,
+                c.newest
+                    .map(ferry::journal::fmt_time)
+                    .unwrap_or_else(|| "-".into())
+            );
+            if let Some(n) = &c.note {
+                eprintln!("note: {n}");
             }
-            if s.failed > 0 {
-                exit::FILE_FAILED
-            } else if s.invalid_jobs > 0 {
-                exit::INVALID
-            } else {
-                exit::OK
-            }
+            exit::OK
         }
         Err(e) => {
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            tracing::error!(error = %chain.join(": "), "ferry cannot run.");
             eprintln!("error: {}", ferry::redact::scrub(&chain.join(": ")));
             exit::FATAL
         }

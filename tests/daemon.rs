@@ -345,3 +345,184 @@ fn run_once_exits_2_when_a_job_file_is_invalid_and_still_runs_the_valid_jobs() {
     );
     assert_eq!(d.files("out"), vec!["a.txt"]);
 }
+
+#[test]
+fn issue11_a_clean_stop_exits_0_though_a_file_failed_and_the_log_says_what_ran_and_what_was_left() {
+    let d = Deployment::new("clean-stop");
+    d.job(
+        "strict",
+        "[source]\nfolder = \"in\"\nsettle = \"0s\"\npoll = \"200ms\"\n\n[[output]]\nfolder = \"out\"\nexists = \"fail\"\n",
+    );
+    d.write("out/b.txt", "already there");
+    d.write("in/b.txt", "new b");
+    d.write("in/c.txt", "c");
+    let mut daemon = Daemon::start(&d, &[]);
+    wait_for("b.txt failed and c.txt done", DEADLINE, || {
+        let h = d.history();
+        h.iter().any(|r| r["state"] == "failed") && h.iter().any(|r| r["state"] == "done")
+    });
+    assert_eq!(
+        daemon.stop(),
+        Some(0),
+        "a failed file is not a failure of the daemon\n{}",
+        d.logs()
+    );
+    let logs = d.logs();
+    assert!(
+        logs.contains("ferry started: 1 job(s), 0 invalid job file(s) left out."),
+        "{logs}"
+    );
+    let watching = logs
+        .lines()
+        .find(|l| l.contains("Watching the job's source folder."))
+        .unwrap_or_else(|| panic!("no line for the job's folder: {logs}"));
+    assert!(watching.contains("job=strict"), "{watching}");
+    assert!(
+        watching.contains(&format!("source={}", d.path("in").display())),
+        "{watching}"
+    );
+    assert!(
+        logs.contains("Stopped: 1 file(s) done, 1 failed; 0 left in progress (redone at the next start), 0 waiting in the sources."),
+        "{logs}"
+    );
+}
+
+#[test]
+fn issue11_a_lock_conflict_prints_its_error_once() {
+    let d = Deployment::new("lock-once");
+    d.job("j", &job_toml("in", "out"));
+    let mut daemon = Daemon::start(&d, &[]);
+    wait_for("the daemon to hold the state folder", DEADLINE, || {
+        stdout(&d.run(&["status"])).contains("ferry is running")
+    });
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(
+        err.matches("is in use by another ferry process").count(),
+        1,
+        "{err}"
+    );
+    assert!(err.starts_with("error: the state folder"), "{err}");
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+/// `ferry status` as a table and as JSON, parsed into (job, waiting) pairs.
+fn status_waiting(d: &Deployment) -> (String, Vec<(String, Option<u64>)>) {
+    let o = d.run(&["status"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o2 = d.run(&["status", "--json"]);
+    assert!(o2.status.success(), "{}", stderr(&o2));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o2)).unwrap();
+    let rows = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["job"].as_str().unwrap().to_string(),
+                j["waiting"].as_u64(),
+            )
+        })
+        .collect();
+    (stdout(&o), rows)
+}
+
+/// Checks that the table's columns line up under their headers and that its WAITING
+/// column says what the JSON says.
+fn assert_table_agrees(table: &str, json: &[(String, Option<u64>)]) {
+    let mut lines = table.lines().skip(1);
+    let header = lines.next().unwrap();
+    let source_at = header.find("SOURCE").unwrap();
+    let waiting_end = header.find("WAITING").unwrap() + "WAITING".len();
+    for (job, waiting) in json {
+        let row = table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(job))
+            .unwrap_or_else(|| panic!("no row for {job}: {table}"));
+        assert_eq!(row.rfind(" /").map(|i| i + 1), Some(source_at), "{table}");
+        let cell = row[..waiting_end].split_whitespace().last().unwrap();
+        let expected = waiting.map_or("-".to_string(), |w| w.to_string());
+        assert_eq!(cell, expected, "{job}: table and JSON differ\n{table}");
+    }
+}
+
+#[test]
+fn issue11_status_table_agrees_with_its_json_and_aligns_long_job_names() {
+    let d = Deployment::new("status-agree");
+    let long = "a_job_whose_name_is_much_longer_than_twenty_characters";
+    d.job("short", &job_toml("in-short", "out"));
+    d.job(long, &job_toml("in-long", "out"));
+    d.mkdir("in-short");
+    d.mkdir("in-long");
+    let mut daemon = Daemon::start(&d, &[]);
+    drop_file(&d, "in-short/a.txt", "a");
+    drop_file(&d, "in-long/b.txt", "b");
+    wait_for("both files done and counts reported", DEADLINE, || {
+        let (_, rows) = status_waiting(&d);
+        d.history().len() == 2 && rows.iter().all(|(_, w)| *w == Some(0)) && rows.len() == 2
+    });
+    let (table, json) = status_waiting(&d);
+    assert_table_agrees(&table, &json);
+
+    assert_eq!(daemon.stop(), Some(0));
+    let (table, json) = status_waiting(&d);
+    assert!(json.iter().all(|(_, w)| w.is_none()), "{json:?}");
+    assert_table_agrees(&table, &json);
+}
+
+fn set_job() -> &'static str {
+    r#"
+[source]
+folder = "in"
+settle = "200ms"
+poll = "200ms"
+
+[source.set]
+members = ["{stem}.xml", "{stem}.pdf"]
+timeout = "1h"
+
+[[output]]
+folder = "out"
+member = "{stem}.pdf"
+
+[after]
+archive = "archive"
+"#
+}
+
+fn drop_sets(d: &Deployment, n: usize) {
+    for i in 0..n {
+        drop_file(d, &format!("in/S{i}.pdf"), format!("%PDF-1.4 set {i}"));
+        drop_file(d, &format!("in/S{i}.xml"), format!("<Index n=\"{i}\"/>"));
+    }
+}
+
+#[test]
+fn issue11_members_taken_with_their_set_are_not_counted_as_waiting() {
+    let d = Deployment::new("set-waiting");
+    d.job("sets", set_job());
+    d.mkdir("in");
+    drop_sets(&d, 3);
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out").len(), 3, "{:?}", d.files("out"));
+    assert!(d.files("in").is_empty(), "{:?}", d.files("in"));
+    assert!(
+        stderr(&o).contains("0 waiting in the sources"),
+        "{}",
+        stderr(&o)
+    );
+
+    let mut daemon = Daemon::start(&d, &[]);
+    drop_sets(&d, 3);
+    wait_for(
+        "the sets taken and no file counted as waiting",
+        DEADLINE,
+        || {
+            let (_, rows) = status_waiting(&d);
+            d.files("in").is_empty() && rows == vec![("sets".to_string(), Some(0))]
+        },
+    );
+    assert_eq!(daemon.stop(), Some(0));
+}

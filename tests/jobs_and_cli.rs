@@ -157,3 +157,101 @@ fn json_logs_carry_job_and_file_on_every_file_line() {
         );
     }
 }
+
+/// The examples of `ferry test` in the help texts name files that exist, and work.
+#[test]
+fn issue11_the_help_examples_of_test_name_sample_files_that_exist() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let state = Deployment::new("help-example");
+    for help in [&["--help"][..], &["test", "--help"][..]] {
+        let o = std::process::Command::new(BIN)
+            .current_dir(repo)
+            .args(help)
+            .output()
+            .unwrap();
+        let text = stdout(&o);
+        let examples: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("ferry test invoices "))
+            .collect();
+        assert!(
+            !examples.is_empty(),
+            "no `ferry test invoices` example: {text}"
+        );
+        for e in examples {
+            let file = e.split_whitespace().next().unwrap();
+            assert!(repo.join(file).is_file(), "{file} does not exist");
+            let o = std::process::Command::new(BIN)
+                .current_dir(repo)
+                .args(["test", "invoices", file, "--state"])
+                .arg(state.path("var/state"))
+                .output()
+                .unwrap();
+            assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+            assert!(stdout(&o).contains("matches:   yes"), "{}", stdout(&o));
+        }
+    }
+}
+
+#[test]
+fn issue11_run_once_without_a_jobs_folder_creates_nothing_and_exits_3() {
+    let d = Deployment::new("no-jobs-folder");
+    std::fs::remove_dir(d.path("jobs")).unwrap();
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("error: the jobs folder jobs does not exist"),
+        "{err}"
+    );
+    assert_eq!(err.matches("does not exist").count(), 1, "{err}");
+    assert!(!d.path("var").exists(), "{:?}", d.files(""));
+    // The daemon too.
+    let o = d.run(&["run"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(!d.path("var").exists(), "{:?}", d.files(""));
+}
+
+#[test]
+fn issue11_history_of_an_unknown_job_says_so_and_exits_2() {
+    let d = Deployment::new("history-unknown");
+    d.job(
+        "known",
+        "[source]\nfolder = \"in\"\nsettle = \"0s\"\n[[output]]\nfolder = \"out\"\n",
+    );
+    // Before any run: no journal yet.
+    let o = d.run(&["history", "--job", "nosuch"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("error: no job `nosuch`") && stderr(&o).contains("(jobs: known)"),
+        "{}",
+        stderr(&o)
+    );
+    d.write("in/a.txt", "a");
+    assert_eq!(d.run(&["run", "--once"]).status.code(), Some(0));
+    let o = d.run(&["history", "--job", "nosuch", "--json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+    // A known job is fine, and so is a job whose file is gone but whose files are in the
+    // journal.
+    let o = d.run(&["history", "--job", "known"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("a.txt [done]"), "{}", stdout(&o));
+    std::fs::rename(d.path("jobs/known.toml"), d.path("known.toml.off")).unwrap();
+    let o = d.run(&["history", "--job", "known"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("a.txt [done]"), "{}", stdout(&o));
+}
+
+#[test]
+fn status_json_is_explained_in_its_help() {
+    let d = Deployment::new("status-help");
+    let o = d.run(&["status", "--help"]);
+    assert!(o.status.success());
+    let help = stdout(&o);
+    let line = help
+        .lines()
+        .find(|l| l.trim_start().starts_with("--json"))
+        .unwrap_or_default();
+    assert!(line.contains("One JSON object"), "{help}");
+}

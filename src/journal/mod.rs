@@ -12,6 +12,8 @@
 //!
 //! File ids and `{seq}` numbers are handed out from memory; concurrent claims share commits.
 
+pub mod backup;
+mod identity;
 mod schema;
 
 use std::collections::HashMap;
@@ -37,6 +39,8 @@ pub enum JournalError {
         "the state folder {0} is in use by another ferry process (pid {1}); stop it first or use another --state folder"
     )]
     Locked(PathBuf, String),
+    #[error(transparent)]
+    Lost(#[from] LostJournal),
 }
 
 pub type Result<T> = std::result::Result<T, JournalError>;
@@ -206,6 +210,34 @@ fn open_conn(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Opens the journal for writing once it is known to be the one this state folder had,
+/// migrating it, and records its id beside it.
+fn open_verified(state_dir: &Path, path: &Path, new_journal: bool) -> Result<Connection> {
+    let recorded = identity::recorded(state_dir)?;
+    let found = identity::inspect(path)?;
+    let id_for_new = identity::judge(state_dir, path, recorded.clone(), &found, new_journal)?;
+    if matches!(found, identity::Found::Missing | identity::Found::Empty) {
+        // What a lost journal left behind must not be replayed into the new one.
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            let _ = std::fs::remove_file(PathBuf::from(side));
+        }
+    }
+    let mut conn = open_conn(path)?;
+    schema::migrate(&mut conn, &id_for_new)?;
+    let id = schema::journal_id(&conn)?.unwrap_or(id_for_new);
+    if recorded.as_deref() != Some(id.as_str()) {
+        identity::record(state_dir, &id)?;
+    }
+    Ok(conn)
+}
+
+/// The journal's id, as recorded in the journal (`None` before its first start).
+pub fn journal_id(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    schema::journal_id(conn)
+}
+
 /// The journal's database file in a state folder.
 pub fn db_path(state_dir: &Path) -> PathBuf {
     state_dir.join("journal.sqlite")
@@ -213,11 +245,12 @@ pub fn db_path(state_dir: &Path) -> PathBuf {
 
 impl Journal {
     /// Opens (creating if needed) the journal in `state_dir` for writing, taking the folder's
-    /// lock so that two ferry processes never share it.
-    pub fn open(state_dir: &Path) -> Result<Arc<Journal>> {
+    /// lock so that two ferry processes never share it. A journal that was lost (deleted,
+    /// emptied or replaced: see [`identity`]) is refused unless `new_journal` accepts it.
+    pub fn open(state_dir: &Path, new_journal: bool) -> Result<Arc<Journal>> {
         crate::fsutil::create_dir_all_durable(state_dir)?;
         let lock = lock_state_dir(state_dir)?;
-        Self::open_inner(state_dir, Some(lock))
+        Self::open_inner(state_dir, Some(lock), new_journal)
     }
 
     /// Opens the journal only to read it (history, status, dry runs); no lock is taken.
@@ -242,10 +275,13 @@ impl Journal {
         Ok(Some(conn))
     }
 
-    fn open_inner(state_dir: &Path, lock: Option<std::fs::File>) -> Result<Arc<Journal>> {
+    fn open_inner(
+        state_dir: &Path,
+        lock: Option<std::fs::File>,
+        new_journal: bool,
+    ) -> Result<Arc<Journal>> {
         let path = db_path(state_dir);
-        let mut conn = open_conn(&path)?;
-        schema::migrate(&mut conn)?;
+        let conn = open_verified(state_dir, &path, new_journal)?;
         let max_id: i64 =
             conn.query_row("SELECT COALESCE(MAX(id), 0) FROM files", [], |r| r.get(0))?;
         let reader = open_conn(&path)?;
@@ -888,4 +924,5 @@ fn apply(tx: &rusqlite::Transaction<'_>, m: &Msg) -> rusqlite::Result<()> {
     Ok(())
 }
 
+pub use identity::{ID_FILE, LostJournal, recorded as recorded_id};
 pub use schema::{FileHistory, HistoryFilter, JobStatusRow, fmt_time, history, job_status};

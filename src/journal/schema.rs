@@ -3,13 +3,50 @@
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
-pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+/// Brings the journal's tables to the current version. `journal_id` is stored as the
+/// journal's identity when it has none yet (a new journal, or one made before ids).
+pub(super) fn migrate(conn: &mut Connection, journal_id: &str) -> rusqlite::Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version >= SCHEMA_VERSION {
         return Ok(());
     }
+    if version < 1 {
+        create_v1(conn)?;
+    }
+    // Version 2: the journal's identity, also kept beside it in the state folder, so that a
+    // journal that was deleted, emptied or replaced is noticed (see `identity`).
+    let tx = conn.transaction()?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    )?;
+    tx.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('journal_id', ?1)",
+        [journal_id],
+    )?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()
+}
+
+/// The journal's identity (`None` in a journal made before ids, until it is migrated).
+pub(super) fn journal_id(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    use rusqlite::OptionalExtension;
+    let has_meta: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_meta {
+        return Ok(None);
+    }
+    conn.query_row("SELECT value FROM meta WHERE key = 'journal_id'", [], |r| {
+        r.get(0)
+    })
+    .optional()
+}
+
+fn create_v1(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "BEGIN;
         CREATE TABLE IF NOT EXISTS files (

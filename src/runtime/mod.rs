@@ -44,6 +44,8 @@ pub struct RunOptions {
     pub workers: usize,
     /// How long shutdown waits for in-flight files.
     pub grace: Duration,
+    /// Accept a journal that was lost or replaced (`--new-journal`).
+    pub new_journal: bool,
 }
 
 /// What a run ended with, for the exit code.
@@ -58,6 +60,10 @@ pub struct Summary {
 struct Counters {
     done: AtomicUsize,
     failed: AtomicUsize,
+    /// Files being processed now; after a stop, those abandoned at the grace period's end.
+    in_flight: AtomicUsize,
+    /// Files the stopped runners left waiting in their sources.
+    waiting_left: AtomicUsize,
 }
 
 /// Everything a runner shares with the rest of the daemon.
@@ -74,7 +80,15 @@ struct Shared {
 /// Runs every job until a shutdown signal (or, with `once`, until the files present at start
 /// are handled).
 pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
-    let journal = tokio::task::block_in_place(|| Journal::open(&opts.state_dir))?;
+    // Nothing is created (not even the state folder) when there is nothing to run: a
+    // `ferry run` started in the wrong folder says so and leaves it as it was.
+    if !opts.jobs_dir.is_dir() {
+        anyhow::bail!(
+            "the jobs folder {} does not exist (or is not a folder); run ferry in the deployment folder that holds jobs/, or give --jobs DIR",
+            opts.jobs_dir.display()
+        );
+    }
+    let journal = tokio::task::block_in_place(|| Journal::open(&opts.state_dir, opts.new_journal))?;
     // Jobs first: recovery disposes of originals through their source folders' handles.
     let loaded = load_jobs(&opts.jobs_dir);
     let recovered = tokio::task::block_in_place(|| recovery::recover(&journal, &loaded.jobs))?;
@@ -95,9 +109,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         once: opts.once,
     };
     let invalid_jobs = loaded.broken.len();
-    if loaded.jobs.is_empty() && !opts.once {
-        tracing::warn!(jobs = %opts.jobs_dir.display(), "No valid job yet; waiting for job files.");
-    }
+    log_start(&opts, &loaded);
     let mut running: HashMap<String, Running> = HashMap::new();
     for job in loaded.jobs.into_values() {
         let name = job.name.clone();
@@ -116,11 +128,68 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         late_hash::finish();
         journal.close()
     });
-    Ok(Summary {
+    let summary = Summary {
         done: shared.counters.done.load(Ordering::SeqCst),
         failed: shared.counters.failed.load(Ordering::SeqCst),
         invalid_jobs,
-    })
+    };
+    log_stop(&opts, &summary, &shared.counters);
+    Ok(summary)
+}
+
+/// What the daemon runs, said once at start: every job with the folder it watches, and
+/// the job files that are left out.
+fn log_start(opts: &RunOptions, loaded: &job::Loaded) {
+    let names: Vec<&str> = loaded.jobs.keys().map(String::as_str).collect();
+    tracing::info!(
+        jobs = %names.join(", "),
+        jobs_folder = %opts.jobs_dir.display(),
+        state = %opts.state_dir.display(),
+        mode = if opts.once { "once" } else { "daemon" },
+        "ferry started: {} job(s), {} invalid job file(s) left out.",
+        names.len(),
+        loaded.broken.len()
+    );
+    for job in loaded.jobs.values() {
+        let outputs: Vec<String> = job
+            .outputs
+            .iter()
+            .map(|o| o.folder.as_str().to_string())
+            .collect();
+        tracing::info!(
+            job = %job.name,
+            source = %job.source.folder.display(),
+            recursive = job.source.recursive,
+            events = job.source.watch == Watch::Auto && !opts.once,
+            poll = ?job.source.poll,
+            outputs = %outputs.join(", "),
+            "Watching the job's source folder."
+        );
+    }
+    for (name, file) in &loaded.broken {
+        tracing::warn!(job = %name, file = %file.display(), "Job file left out: it has errors (see above; `ferry check` lists them).");
+    }
+    if loaded.jobs.is_empty() && !opts.once {
+        tracing::warn!(jobs = %opts.jobs_dir.display(), "No valid job yet; waiting for job files.");
+    }
+}
+
+/// What a run finished and what it left, said once at its end.
+fn log_stop(opts: &RunOptions, s: &Summary, c: &Counters) {
+    let left = c.in_flight.load(Ordering::SeqCst);
+    let waiting = c.waiting_left.load(Ordering::SeqCst);
+    tracing::info!(
+        done = s.done,
+        failed = s.failed,
+        in_progress_left = left,
+        waiting_left = waiting,
+        "{}: {} file(s) done, {} failed; {} left in progress (redone at the next start), {} waiting in the sources.",
+        if opts.once { "Run finished" } else { "Stopped" },
+        s.done,
+        s.failed,
+        left,
+        waiting
+    );
 }
 
 fn load_jobs(dir: &Path) -> job::Loaded {
@@ -506,10 +575,22 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
     if let Some(f) = once_fetch {
         let _ = tokio::task::spawn_blocking(move || f.join()).await;
     }
+    // Only files still in the source wait: members of a document set that were taken along
+    // with their lead are gone, though the tracker has not seen them leave.
+    let waiting = st
+        .tracker
+        .settling()
+        .iter()
+        .filter(|p| crate::fsutil::exists(p))
+        .count();
+    shared
+        .counters
+        .waiting_left
+        .fetch_add(waiting, Ordering::SeqCst);
     let _ = shared.journal.job_status(
         &job.name,
         &job.source.folder.to_string_lossy(),
-        st.tracker.waiting() as u64,
+        waiting as u64,
     );
     if let Some(tasks) = remote_tasks {
         let once = shared.once;
@@ -580,8 +661,11 @@ fn dispatch(
 ) {
     let job = job.clone();
     let journal = shared.journal.clone();
+    let counters = shared.counters.clone();
+    counters.in_flight.fetch_add(1, Ordering::SeqCst);
     set.spawn_blocking(move || {
         let outcome = process::process(&job, &found, first_seen, &journal);
+        counters.in_flight.fetch_sub(1, Ordering::SeqCst);
         drop(permit);
         let _ = done.send((found, outcome));
     });

@@ -1,0 +1,277 @@
+//! A lost journal (issue 11): a journal that was deleted, emptied or replaced is noticed
+//! and refused, `--new-journal` accepts the loss, and `ferry journal backup` / `restore`
+//! bring a journal back without anything being delivered twice.
+
+mod util;
+
+use std::time::Duration;
+
+use util::*;
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+/// A job that leaves its files in the source: only the journal keeps them from being
+/// delivered again (a second delivery would be `a_1.txt`).
+fn keep_job(d: &Deployment) {
+    d.job(
+        "keep",
+        "[source]\nfolder = \"in\"\nsettle = \"0s\"\npoll = \"200ms\"\n\n[[output]]\nfolder = \"out\"\nexists = \"unique\"\n\n[after]\nsuccess = \"keep\"\n",
+    );
+}
+
+fn run_once(d: &Deployment, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["run", "--once"];
+    args.extend_from_slice(extra);
+    d.run(&args)
+}
+
+/// A deployment whose keep job delivered `in/a.txt` once.
+fn delivered_once(name: &str) -> Deployment {
+    let d = Deployment::new(name);
+    keep_job(&d);
+    d.write("in/a.txt", "a");
+    let o = run_once(&d, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), ["a.txt"]);
+    assert!(d.path("var/state/journal.id").exists());
+    d
+}
+
+fn assert_refused(d: &Deployment, o: &std::process::Output, what: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains(what), "{err}");
+    assert!(err.contains("ferry journal restore BACKUP"), "{err}");
+    assert!(err.contains("`ferry run --new-journal`"), "{err}");
+    assert!(err.contains("will be taken again"), "{err}");
+    assert_eq!(d.files("out"), ["a.txt"], "nothing may be delivered twice");
+}
+
+#[test]
+fn issue11_a_deleted_journal_is_refused_until_new_journal_accepts_the_loss() {
+    let d = delivered_once("journal-deleted");
+    for side in ["journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm"] {
+        let _ = std::fs::remove_file(d.path("var/state").join(side));
+    }
+    let o = run_once(&d, &[]);
+    assert_refused(
+        &d,
+        &o,
+        "journal.sqlite is missing (it was deleted or moved)",
+    );
+    // The refusal changed nothing: no new journal was made.
+    assert!(!d.path("var/state/journal.sqlite").exists());
+    let o = d.run(&["status"]);
+    assert!(
+        stderr(&o).contains("warning: the journal in") && stderr(&o).contains("--new-journal"),
+        "{}",
+        stderr(&o)
+    );
+    // The daemon refuses too, at once.
+    let o = d.run(&["run"]);
+    assert_refused(&d, &o, "is missing");
+
+    let o = run_once(&d, &["--new-journal"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Starting a new journal"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        d.files("out"),
+        ["a.txt", "a_1.txt"],
+        "accepted: taken again"
+    );
+    // The new journal is the state folder's journal now.
+    let o = run_once(&d, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), ["a.txt", "a_1.txt"]);
+}
+
+#[test]
+fn issue11_a_journal_truncated_to_0_bytes_is_refused() {
+    let d = delivered_once("journal-truncated");
+    std::fs::File::create(d.path("var/state/journal.sqlite")).unwrap();
+    let o = run_once(&d, &[]);
+    assert_refused(&d, &o, "journal.sqlite is empty");
+    assert_eq!(
+        std::fs::metadata(d.path("var/state/journal.sqlite"))
+            .unwrap()
+            .len(),
+        0,
+        "a refused start leaves the journal file as it was"
+    );
+    let o = run_once(&d, &["--new-journal"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), ["a.txt", "a_1.txt"]);
+}
+
+#[test]
+fn issue11_a_journal_replaced_by_a_fresh_one_is_refused() {
+    let d = delivered_once("journal-replaced");
+    // Another deployment's journal (a fresh one, without this file in it).
+    let other = Deployment::new("journal-other");
+    keep_job(&other);
+    let o = run_once(&other, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for side in ["journal.sqlite-wal", "journal.sqlite-shm"] {
+        let _ = std::fs::remove_file(d.path("var/state").join(side));
+    }
+    std::fs::copy(
+        other.path("var/state/journal.sqlite"),
+        d.path("var/state/journal.sqlite"),
+    )
+    .unwrap();
+    let o = run_once(&d, &[]);
+    assert_refused(&d, &o, "is not the one this state folder had");
+
+    let o = run_once(&d, &["--new-journal"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), ["a.txt", "a_1.txt"]);
+    let id = std::fs::read_to_string(d.path("var/state/journal.id")).unwrap();
+    let other_id = std::fs::read_to_string(other.path("var/state/journal.id")).unwrap();
+    assert_eq!(id, other_id, "the journal accepted is the one recorded now");
+}
+
+#[test]
+fn a_lost_id_file_is_written_again_from_the_journal() {
+    let d = delivered_once("journal-id-lost");
+    let id = std::fs::read_to_string(d.path("var/state/journal.id")).unwrap();
+    std::fs::remove_file(d.path("var/state/journal.id")).unwrap();
+    let o = run_once(&d, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), ["a.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(d.path("var/state/journal.id")).unwrap(),
+        id
+    );
+}
+
+#[test]
+fn issue11_a_backup_made_while_the_daemon_runs_restores_without_duplicates() {
+    const N: usize = 200;
+    let d = Deployment::new("journal-backup");
+    keep_job(&d);
+    d.mkdir("in");
+    let mut daemon = Daemon::start(&d, &[]);
+    for i in 0..N {
+        d.write(&format!("in/f{i:03}.txt"), format!("file {i}"));
+    }
+    wait_for("the daemon's journal to exist", DEADLINE, || {
+        !d.history().is_empty()
+    });
+    // Backups while the daemon commits: each one is complete and passes SQLite's check
+    // (the command checks it before it renames it into place).
+    let (mut backups, mut during) = (0, 0);
+    loop {
+        let done = d.history().iter().filter(|r| r["state"] == "done").count();
+        let o = d.run(&["journal", "backup", "var/backup.sqlite"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        backups += 1;
+        if done < N {
+            during += 1;
+        }
+        if done == N && backups >= 2 {
+            eprintln!("{backups} backups, {during} of them while files were being done");
+            break;
+        }
+        assert!(backups < 10_000, "the files were not done");
+    }
+    assert!(
+        stdout(&d.run(&["journal", "backup", "var/backup.sqlite"]))
+            .contains(&format!("{N} file(s) recorded")),
+    );
+    // A restore is refused while the daemon runs.
+    let o = d.run(&["journal", "restore", "var/backup.sqlite"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("in use by another ferry process"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(daemon.stop(), Some(0));
+
+    // The journal is lost; the backup brings it back.
+    std::fs::remove_file(d.path("var/state/journal.sqlite")).unwrap();
+    let o = run_once(&d, &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let o = d.run(&["journal", "restore", "var/backup.sqlite"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run_once(&d, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let expected: Vec<String> = (0..N).map(|i| format!("f{i:03}.txt")).collect();
+    assert_eq!(d.files("out"), expected, "nothing delivered twice");
+    assert_eq!(d.history().len(), N);
+
+    // A new file after the restore is taken as usual, with the next {seq}.
+    d.write("in/g.txt", "g");
+    let o = run_once(&d, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let h = d.history();
+    assert_eq!(h.len(), N + 1);
+    assert_eq!(h[N]["seq"], N + 1, "{:?}", h[N]);
+}
+
+#[test]
+fn a_backup_into_a_folder_gets_a_dated_name_and_is_a_complete_journal() {
+    let d = Deployment::new("journal-backup-dir");
+    keep_job(&d);
+    d.write("in/a.txt", "a");
+    let o = run_once(&d, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    d.mkdir("backups");
+    let o = d.run(&["journal", "backup", "backups"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let files = d.files("backups");
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(
+        files[0].starts_with("journal-") && files[0].ends_with(".sqlite"),
+        "{files:?}"
+    );
+    // The backup is a journal on its own: history reads it.
+    d.mkdir("restored-state");
+    std::fs::copy(
+        d.path("backups").join(&files[0]),
+        d.path("restored-state/journal.sqlite"),
+    )
+    .unwrap();
+    let o = d.run(&["history", "--state", "restored-state", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 1, "{}", stdout(&o));
+
+    // The journal itself is no place for its backup.
+    let o = d.run(&["journal", "backup", "var/state/journal.sqlite"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is the journal itself"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(d.history().len(), 1);
+
+    // Restoring another deployment's backup works, and says so.
+    let f = Deployment::new("journal-restore-other");
+    keep_job(&f);
+    let o = run_once(&f, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = f.run(&[
+        "journal",
+        "restore",
+        d.path("backups").join(&files[0]).to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("note: the backup is of journal"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(f.history().len(), 1);
+
+    // No journal: nothing to back up, and nothing is created.
+    let e = Deployment::new("journal-backup-none");
+    let o = e.run(&["journal", "backup", "x.sqlite"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no journal"), "{}", stderr(&o));
+    assert!(!e.path("x.sqlite").exists());
+}
