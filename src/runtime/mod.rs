@@ -80,6 +80,10 @@ struct Shared {
 /// Runs every job until a shutdown signal (or, with `once`, until the files present at start
 /// are handled).
 pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
+    // The stop signals are caught from the first instant: one that arrives while the
+    // journal opens or recovery runs stops the daemon cleanly once it is up, instead of
+    // killing it half way.
+    let signals = (!opts.once).then(StopSignals::new);
     // Nothing is created (not even the state folder) when there is nothing to run: a
     // `ferry run` started in the wrong folder says so and leaves it as it was.
     if !opts.jobs_dir.is_dir() {
@@ -121,7 +125,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
             let _ = r.handle.await;
         }
     } else {
-        supervise(&opts, &shared, &mut running).await;
+        let signals = signals.expect("installed for a daemon");
+        supervise(&opts, &shared, &mut running, signals).await;
         shutdown(running, opts.grace).await;
     }
     tokio::task::block_in_place(|| {
@@ -242,19 +247,22 @@ impl Running {
 /// Watches the jobs folder and applies edits: a changed valid file replaces its job, a
 /// broken edit is logged and the previous version keeps running, a new file starts a job,
 /// a deleted file stops its job once its in-flight files are done.
-async fn supervise(opts: &RunOptions, shared: &Shared, running: &mut HashMap<String, Running>) {
+async fn supervise(
+    opts: &RunOptions,
+    shared: &Shared,
+    running: &mut HashMap<String, Running>,
+    mut signals: StopSignals,
+) {
     let (ev_tx, mut ev_rx) = mpsc::channel::<PathBuf>(64);
     let _watch = shared.hub.subscribe(&opts.jobs_dir, false, ev_tx).ok();
     let mut last = dir_fingerprint(&opts.jobs_dir);
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     // Both listeners live across iterations: a signal that arrives while the loop body runs
     // (e.g. during the pause below) is kept for the next `select!`, not lost.
-    let mut sigint = interrupt_signal();
-    let mut sigterm = terminate_signal();
     loop {
         tokio::select! {
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            _ = signals.int.recv() => break,
+            _ = signals.term.recv() => break,
             _ = tick.tick() => {}
             Some(_) = ev_rx.recv() => {
                 // Editors write in several steps: let them finish.
@@ -327,16 +335,22 @@ async fn shutdown(running: HashMap<String, Running>, grace: Duration) {
     }
 }
 
+/// The daemon's listeners for SIGINT and SIGTERM.
 #[cfg(unix)]
-fn interrupt_signal() -> tokio::signal::unix::Signal {
-    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .expect("SIGINT handler")
+struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
 }
 
 #[cfg(unix)]
-fn terminate_signal() -> tokio::signal::unix::Signal {
-    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler")
+impl StopSignals {
+    fn new() -> StopSignals {
+        use tokio::signal::unix::{SignalKind, signal};
+        StopSignals {
+            int: signal(SignalKind::interrupt()).expect("SIGINT handler"),
+            term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+        }
+    }
 }
 
 /// Names, sizes and mtimes of the job files: a cheap "did anything change".
