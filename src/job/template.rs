@@ -443,6 +443,7 @@ mod tests {
         let rec = crate::formats::Record {
             names: vec!["OrderNo".to_string(), "Cust No".to_string()].into(),
             values: vec!["../../etc/x".into(), "..".into()],
+            kinds: Vec::new(),
             pos: Default::default(),
         };
         let v = Vars {

@@ -198,6 +198,7 @@ pub fn name_of(
     let rec = Record {
         names: Arc::from(names),
         values: p.fields.iter().map(|(_, v)| v.clone()).collect(),
+        kinds: Vec::new(),
         pos: Default::default(),
     };
     let v = Vars {

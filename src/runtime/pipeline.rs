@@ -590,6 +590,9 @@ impl<R: io::BufRead> Reader<R> {
 
 impl<R: io::BufRead> Reader<R> {
     fn read_into(&mut self, rec: &mut Record) -> Result<bool, Bad> {
+        // The record is reused: kinds a transform gave the last one do not carry over (a
+        // reader that has kinds, JSON's, sets them).
+        rec.kinds.clear();
         let (r, line_based) = match self {
             Reader::Csv(r) => (r.read_into(rec), true),
             Reader::Xml(r) => (r.read_into(rec), false),
