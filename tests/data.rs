@@ -57,8 +57,8 @@ fn windows_1252_csv_is_filtered_transformed_and_written_as_json_and_csv() {
     assert_eq!(
         json,
         serde_json::json!([
-            {"OrderNo": "1001", "Item": "Schraube M6", "Qty": "1000", "Total": "120,00", "Date": "2026-11-02"},
-            {"OrderNo": "1003", "Item": "Dübel €", "Qty": "7", "Total": "10,50", "Date": "2026-11-03"}
+            {"OrderNo": "1001", "Item": "Schraube M6", "Qty": 1000, "Total": "120,00", "Date": "2026-11-02"},
+            {"OrderNo": "1003", "Item": "Dübel €", "Qty": 7, "Total": "10,50", "Date": "2026-11-03"}
         ])
     );
     assert_eq!(
@@ -421,6 +421,83 @@ fn ferry_test_shows_records_as_parsed_transformed_and_written() {
     );
 }
 
+/// Issue 11: JSON and JSON Lines outputs wrote every value as a string.
+#[test]
+fn json_outputs_write_numbers_booleans_and_null_with_their_type_issue_11() {
+    let d = Deployment::new("data-json-types");
+    let job = |style: &str| {
+        format!(
+            r#"
+[source]
+folder = "in"
+settle = "0s"
+[input]
+format = "csv"
+[transform.fields]
+A = "a | num"
+B = "1 + 1"
+C = "c | decimal"
+D = "(a | num) > 1"
+E = "none"
+F = "a | num | string"
+G = "a"
+[[output]]
+folder = "out"
+name = "{{stem}}.{style}"
+format = "{style}"
+"#
+        )
+    };
+    d.job("json", &job("json"));
+    d.write("in/t.csv", "a,c
+1.5,1.5
+0,7
+");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let fields = [
+        r#"{"A":1.5,"B":2,"C":1.50,"D":true,"E":null,"F":"1.5","G":"1.5"}"#,
+        r#"{"A":0,"B":2,"C":7.00,"D":false,"E":null,"F":"0","G":"0"}"#,
+    ];
+    assert_eq!(
+        std::fs::read_to_string(d.path("out/t.json")).unwrap(),
+        format!("[\n{},\n{}\n]\n", fields[0], fields[1])
+    );
+    std::fs::remove_file(d.path("jobs/json.toml")).unwrap();
+    d.job("jsonl", &job("jsonl"));
+    d.write("in/t.csv", "a,c
+1.5,1.5
+0,7
+");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(d.path("out/t.jsonl")).unwrap(),
+        format!("{}\n{}\n", fields[0], fields[1])
+    );
+}
+
+/// Issue 11: a JSON input's numbers, booleans and null pass through to a JSON output as
+/// they were written; CSV input values stay strings.
+#[test]
+fn json_input_types_pass_through_to_json_output_issue_11() {
+    let d = Deployment::new("data-json-pass");
+    d.job(
+        "j",
+        "[source]\nfolder = \"in\"\nsettle = \"0s\"\n[input]\nformat = \"json\"\n[[output]]\nfolder = \"out\"\nname = \"{stem}.jsonl\"\nformat = \"jsonl\"\n",
+    );
+    d.write(
+        "in/o.json",
+        r#"[{"no": "1", "price": 12.50, "paid": false, "vat": null, "c": {"n": -1e3}, "tags": [1]}]"#,
+    );
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(d.path("out/o.jsonl")).unwrap(),
+        "{\"no\":\"1\",\"price\":12.50,\"paid\":false,\"vat\":null,\"c.n\":-1e3,\"tags\":\"[1]\"}\n"
+    );
+}
+
 #[test]
 fn json_records_at_a_path_become_csv() {
     let d = Deployment::new("data-json");
@@ -493,7 +570,12 @@ format = "jsonl"
     assert_eq!(lines[0]["invoice"], "RE-2026-0042");
     assert_eq!(lines[0]["date"], "02.11.2026");
     assert_eq!(lines[1]["item"], "Domain .de");
-    assert_eq!(lines[1]["amount"], "1.20");
+    assert!(
+        std::fs::read_to_string(d.path("out/inv.jsonl"))
+            .unwrap()
+            .contains(r#""amount":1.20}"#),
+        "`decimal` digits as written"
+    );
     let report = std::fs::read_to_string(d.path("var/error/t/broken.txt.error.txt")).unwrap();
     assert!(report.contains("invoice"), "{report}");
 }
