@@ -449,10 +449,13 @@ format = "{style}"
         )
     };
     d.job("json", &job("json"));
-    d.write("in/t.csv", "a,c
+    d.write(
+        "in/t.csv",
+        "a,c
 1.5,1.5
 0,7
-");
+",
+    );
     let o = d.run(&["run", "--once"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let fields = [
@@ -465,10 +468,13 @@ format = "{style}"
     );
     std::fs::remove_file(d.path("jobs/json.toml")).unwrap();
     d.job("jsonl", &job("jsonl"));
-    d.write("in/t.csv", "a,c
+    d.write(
+        "in/t.csv",
+        "a,c
 1.5,1.5
 0,7
-");
+",
+    );
     let o = d.run(&["run", "--once"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
@@ -495,6 +501,26 @@ fn json_input_types_pass_through_to_json_output_issue_11() {
     assert_eq!(
         std::fs::read_to_string(d.path("out/o.jsonl")).unwrap(),
         "{\"no\":\"1\",\"price\":12.50,\"paid\":false,\"vat\":null,\"c.n\":-1e3,\"tags\":\"[1]\"}\n"
+    );
+}
+
+/// Issue 11: with `format = "csv"` and no `name`, `orders.json` was written holding CSV.
+#[test]
+fn a_record_format_without_a_name_writes_its_extension_issue_11() {
+    let d = Deployment::new("data-default-name");
+    d.job(
+        "j",
+        "[source]\nfolder = \"in\"\nsettle = \"0s\"\n[input]\nformat = \"json\"\n[[output]]\nfolder = \"out\"\nformat = \"csv\"\n[[output]]\nfolder = \"copy\"\n",
+    );
+    d.write("in/orders.json", r#"[{"no": 1}]"#);
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), vec!["orders.csv"]);
+    assert_eq!(read(&d.path("out/orders.csv")), b"no\n1\n");
+    assert_eq!(
+        d.files("copy"),
+        vec!["orders.json"],
+        "an original keeps its name"
     );
 }
 
@@ -657,6 +683,104 @@ name = "{name}"
     assert!(
         !d.files("").iter().any(|f| f.contains(".ferry-")),
         "no temporary file left"
+    );
+}
+
+/// Issue 11: `ferry test` on a split job said "outputs: none", previewed one combined file,
+/// numbered a second output wrong, and exited 0 for a file that would fail.
+#[test]
+fn ferry_test_lists_split_files_and_gives_a_verdict_issue_11() {
+    let d = Deployment::new("data-split-test");
+    d.job(
+        "split",
+        r#"
+[source]
+folder = "in"
+settle = "0s"
+[input]
+format = "csv"
+delimiter = ";"
+[transform]
+split = "Order"
+[transform.fields]
+Order = "Order"
+Qty = "Qty | num"
+[[output]]
+folder = "out"
+name = "order_{Order}.csv"
+format = "csv"
+[[output]]
+folder = "all"
+[[output]]
+folder = "json"
+name = "{Order}.jsonl"
+format = "jsonl"
+"#,
+    );
+    let sample = d.write("samples/lines.csv", "Order;Qty
+A-1;5
+A-2;7
+A-1;9
+");
+    let o = d.run(&["test", "split", sample.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    let p = |rel: &str| d.path(rel).display().to_string();
+    let want = format!(
+        "outputs:\n  1. one file per value of `Order` in {}: 2 files\n     {}\n     {}\n  2. {}\n  3. one file per value of `Order` in {}: 2 files\n     {}\n     {}\n",
+        p("out"),
+        p("out/order_A-1.csv"),
+        p("out/order_A-2.csv"),
+        p("all/lines.csv"),
+        p("json"),
+        p("json/A-1.jsonl"),
+        p("json/A-2.jsonl"),
+    );
+    assert!(out.contains(&want), "{out}");
+    assert!(
+        out.contains("output 1, the file for Order = \"A-1\", as it would be written (these records only):\n  | Order,Qty\n  | A-1,5\n  | A-1,9\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("output 3, the file for Order = \"A-2\", as it would be written (these records only):\n  | {\"Order\":\"A-2\",\"Qty\":7}\n"),
+        "{out}"
+    );
+    assert!(out.contains("\nverdict:   would deliver (3 records read)\n"), "{out}");
+    assert!(d.files("out").is_empty() && d.files("json").is_empty(), "a dry run writes nothing");
+
+    // What a run would write is what the dry run listed.
+    d.write("in/lines.csv", "Order;Qty\nA-1;5\nA-2;7\nA-1;9\n");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), vec!["order_A-1.csv", "order_A-2.csv"]);
+    assert_eq!(d.files("json"), vec!["A-1.jsonl", "A-2.jsonl"]);
+
+    // A file that would fail: a record past the ones shown is not a number.
+    let mut bad = String::from("Order;Qty\n");
+    for i in 0..20 {
+        bad.push_str(&format!("B-{i};{i}\n"));
+    }
+    bad.push_str("B-9;lots\n");
+    let sample = d.write("samples/bad.csv", bad);
+    let o = d.run(&["test", "split", sample.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("\nverdict:   would fail: record 21 (line 22, byte "),
+        "{out}"
+    );
+    assert!(out.contains("\"lots\" is not a number"), "{out}");
+    // An output that exists already with `exists = "fail"`.
+    let sample = d.write("samples/lines.csv", "Order;Qty\nA-1;5\n");
+    let o = d.run(&["test", "split", sample.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "\nverdict:   would fail: output 1: {} exists already, or two groups of records have this name (exists = \"fail\")\n",
+            p("out/order_A-1.csv")
+        )),
+        "{out}"
     );
 }
 

@@ -1117,7 +1117,11 @@ fn read_output(
             }
             tpl
         }
-        (None, None) => Template::parse("{name}", PLACEHOLDERS).ok(),
+        (None, None) => Template::parse(
+            &default_name(data.as_ref().map(|d| &d.format)),
+            PLACEHOLDERS,
+        )
+        .ok(),
     };
     let deliver = match remote_parts {
         Some((endpoint, done_file, outbox, connections)) => Some(crate::remote::RemoteTarget {
@@ -1138,6 +1142,21 @@ fn read_output(
         extract,
         member: member?,
     })
+}
+
+/// An output's name when the job gives none: the original's name, or with a record format
+/// its stem and the format's extension (`orders.json` written as CSV is `orders.csv`).
+fn default_name(format: Option<&data::OutputFormat>) -> String {
+    use data::OutputFormat as F;
+    let ext = match format {
+        None | Some(F::Original) => return "{name}".into(),
+        Some(F::Csv(_)) => "csv",
+        Some(F::Json(crate::formats::json::JsonStyle::Array)) => "json",
+        Some(F::Json(crate::formats::json::JsonStyle::Lines)) => "jsonl",
+        Some(F::Xml(_)) => "xml",
+        Some(F::Fixed(_) | F::Text(_)) => "txt",
+    };
+    format!("{{stem}}.{ext}")
 }
 
 fn read_after(doc: &mut Doc<'_>, root: &Path, t: Option<TableReader<'_, '_>>) -> Option<After> {
@@ -1330,6 +1349,25 @@ mod tests {
 
     fn compile_str(src: &str) -> Result<Job, Vec<Diag>> {
         compile(Path::new("jobs/t.toml"), Path::new("/srv/ferry"), src)
+    }
+
+    /// Issue 11: `format = "csv"` with the default name wrote `orders.json` holding CSV.
+    #[test]
+    fn a_record_format_gives_the_default_name_its_extension() {
+        let name = |format: &str| {
+            let src = format!(
+                "[source]\nfolder = \"in\"\n[input]\nformat = \"json\"\n[[output]]\nfolder = \"out\"\n{format}\n"
+            );
+            let job = compile_str(&src).unwrap();
+            job.outputs[0].name.as_str().to_string()
+        };
+        assert_eq!(name(""), "{name}");
+        assert_eq!(name("format = \"original\""), "{name}");
+        assert_eq!(name("format = \"csv\""), "{stem}.csv");
+        assert_eq!(name("format = \"json\""), "{stem}.json");
+        assert_eq!(name("format = \"jsonl\""), "{stem}.jsonl");
+        assert_eq!(name("format = \"xml\""), "{stem}.xml");
+        assert_eq!(name("format = \"text\"\ntemplate = \"x\""), "{stem}.txt");
     }
 
     #[test]
