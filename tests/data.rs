@@ -524,6 +524,47 @@ fn a_record_format_without_a_name_writes_its_extension_issue_11() {
     );
 }
 
+/// Issue 11: `ferry check` passed `Itme | uper`, and every file then failed at run time.
+#[test]
+fn check_reports_unknown_filters_functions_and_syntax_errors_issue_11() {
+    let d = Deployment::new("data-check-names");
+    d.job(
+        "j",
+        r#"[source]
+folder = "in"
+[input]
+format = "csv"
+[transform]
+filter = "Qty | num > 0 and Itme is definedd"
+[transform.fields]
+Item = "Itme | uper"
+Total = "summ(Qty)"
+Bad = "(Qty | num"
+Fine = "lookup('t', Item, 'name') | default('?') | upper"
+[[output]]
+folder = "out"
+format = "text"
+template = "{{ Item | lowr }}"
+"#,
+    );
+    let o = d.run(&["check"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    for want in [
+        "jobs/j.toml:6:37: transform.filter: unknown test `definedd` (did you mean `defined`?)",
+        "jobs/j.toml:8:16: transform.fields.Item: unknown filter `uper` (did you mean `upper`?)",
+        "jobs/j.toml:9:10: transform.fields.Total: unknown function `summ`",
+        "jobs/j.toml:10:7: transform.fields.Bad: expected a minijinja expression",
+        "jobs/j.toml:15:23: output[1].template: unknown filter `lowr` (did you mean `lower`?)",
+    ] {
+        assert!(err.contains(want), "{want}\nin:\n{err}");
+    }
+    assert_eq!(err.matches("error: ").count(), 5, "{err}");
+    // The daemon's loader refuses the job the same way.
+    let o = d.run(&["run", "--once"]);
+    assert!(stderr(&o).contains("unknown filter `uper`"), "{}", stderr(&o));
+}
+
 #[test]
 fn json_records_at_a_path_become_csv() {
     let d = Deployment::new("data-json");
@@ -717,11 +758,14 @@ name = "{Order}.jsonl"
 format = "jsonl"
 "#,
     );
-    let sample = d.write("samples/lines.csv", "Order;Qty
+    let sample = d.write(
+        "samples/lines.csv",
+        "Order;Qty
 A-1;5
 A-2;7
 A-1;9
-");
+",
+    );
     let o = d.run(&["test", "split", sample.to_str().unwrap()]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
@@ -745,8 +789,14 @@ A-1;9
         out.contains("output 3, the file for Order = \"A-2\", as it would be written (these records only):\n  | {\"Order\":\"A-2\",\"Qty\":7}\n"),
         "{out}"
     );
-    assert!(out.contains("\nverdict:   would deliver (3 records read)\n"), "{out}");
-    assert!(d.files("out").is_empty() && d.files("json").is_empty(), "a dry run writes nothing");
+    assert!(
+        out.contains("\nverdict:   would deliver (3 records read)\n"),
+        "{out}"
+    );
+    assert!(
+        d.files("out").is_empty() && d.files("json").is_empty(),
+        "a dry run writes nothing"
+    );
 
     // What a run would write is what the dry run listed.
     d.write("in/lines.csv", "Order;Qty\nA-1;5\nA-2;7\nA-1;9\n");

@@ -1110,7 +1110,11 @@ success = "archive"
     let after = snapshot(&d.root);
     // The name is taken and `exists = "fail"`: a run would fail the file.
     assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
-    assert!(stdout(&o).contains("verdict:   would fail: output 1: "), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("verdict:   would fail: output 1: "),
+        "{}",
+        stdout(&o)
+    );
     let out = stdout(&o);
     println!("{out}");
     assert_unchanged(&before, &after);

@@ -137,7 +137,8 @@ fn describe(e: &minijinja::Error) -> String {
     s
 }
 
-fn environment() -> Environment<'static> {
+/// The environment text output templates are rendered with.
+pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_syntax(

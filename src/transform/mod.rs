@@ -30,6 +30,7 @@ use minijinja::{Environment, Error, ErrorKind, Expression, UndefinedBehavior};
 use crate::formats::{Kind, ParseError, Record};
 use crate::job::data::TransformSpec;
 
+pub mod check;
 pub mod fast;
 
 /// A lookup table: the first column is the key.
