@@ -562,7 +562,11 @@ template = "{{ Item | lowr }}"
     assert_eq!(err.matches("error: ").count(), 5, "{err}");
     // The daemon's loader refuses the job the same way.
     let o = d.run(&["run", "--once"]);
-    assert!(stderr(&o).contains("unknown filter `uper`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown filter `uper`"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -1351,6 +1351,18 @@ mod tests {
         compile(Path::new("jobs/t.toml"), Path::new("/srv/ferry"), src)
     }
 
+    /// Issue 11: unknown filters in mail templates are found when the job is loaded.
+    #[test]
+    fn mail_templates_with_unknown_filters_are_refused() {
+        let src = "[source]\nfolder = \"in\"\n[[output]]\nemail = \"mailto:a@b.test\"\nsmtp = \"smtp://x@mail.test\"\npassword = \"p\"\nfrom = \"f@b.test\"\nsubject = \"{{ names | jion(', ') }}\"\n";
+        let errs = compile_str(src).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(
+            errs[0].to_string(),
+            "jobs/t.toml:8:11: output[1].subject: bad template: unknown filter `jion` (did you mean `join`?)"
+        );
+    }
+
     /// Issue 11: `format = "csv"` with the default name wrote `orders.json` holding CSV.
     #[test]
     fn a_record_format_gives_the_default_name_its_extension() {
