@@ -77,12 +77,11 @@ impl<W: Write> JsonWriter<W> {
                 b.push(b',');
             }
             b.extend_from_slice(k);
-            match rec.kind(i) {
-                Kind::Number if is_json_number(v.as_bytes()) => b.extend_from_slice(v.as_bytes()),
-                Kind::Text | Kind::Number => write_str(b, v),
-                Kind::Bool(true) => b.extend_from_slice(b"true"),
-                Kind::Bool(false) => b.extend_from_slice(b"false"),
-                Kind::Null => b.extend_from_slice(b"null"),
+            // Most records (every one read from CSV and not transformed) are all text.
+            if rec.kinds.is_empty() {
+                write_str(b, v);
+            } else {
+                write_value(b, v, rec.kind(i));
             }
         }
         b.push(b'}');
@@ -137,6 +136,17 @@ fn needs_escape(bytes: &[u8]) -> bool {
     }
     // The last eight bytes, overlapping what was checked.
     !chunks.remainder().is_empty() && bad(word(&bytes[bytes.len() - 8..]))
+}
+
+/// Appends a value as its kind says (see the module comment).
+fn write_value(b: &mut Vec<u8>, v: &str, kind: Kind) {
+    match kind {
+        Kind::Number if is_json_number(v.as_bytes()) => b.extend_from_slice(v.as_bytes()),
+        Kind::Text | Kind::Number => write_str(b, v),
+        Kind::Bool(true) => b.extend_from_slice(b"true"),
+        Kind::Bool(false) => b.extend_from_slice(b"false"),
+        Kind::Null => b.extend_from_slice(b"null"),
+    }
 }
 
 /// Whether `t` is a number as RFC 8259 writes one: `-?(0|[1-9][0-9]*)(.[0-9]+)?
