@@ -249,11 +249,12 @@ pub fn unknown_names(
     src: &str,
     template: bool,
 ) -> Vec<(Range<usize>, String)> {
-    let blocks = if template {
-        template_blocks(src)
+    let mut blocks = Vec::new();
+    if template {
+        blocks = template_blocks(src);
     } else {
-        vec![0..src.len()]
-    };
+        blocks.push(0..src.len());
+    }
     let mut defined = Vec::new();
     let mut all = Vec::new();
     for b in blocks {
