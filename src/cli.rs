@@ -112,67 +112,9 @@ pub fn test(jobs_dir: &Path, state_dir: &Path, job_name: &str, file: &Path) -> i
     }
     let _ = writeln!(out, "file:      {} ({} bytes)", abs.display(), md.len());
     let _ = writeln!(out, "source:    {}", job.source.folder.display());
-    let matches = job.source.matches(&name);
-    if matches {
-        let why = if job.source.include.is_empty() {
-            "every file is included".to_string()
-        } else {
-            format!("include {:?}", job.source.include)
-        };
-        let _ = writeln!(out, "matches:   yes ({why})");
-    } else {
-        let _ = writeln!(
-            out,
-            "matches:   NO: the name {name:?} is not taken by this job (include {:?}, exclude {:?}, plus hidden and temporary names)",
-            job.source.include, job.source.exclude
-        );
-    }
-    match &job.source.ready {
-        Ready::Settle => {
-            let _ = writeln!(
-                out,
-                "ready:     once its size and modification time are unchanged for {:?}",
-                job.source.settle
-            );
-        }
-        Ready::DoneFile(_) => {
-            let names = job.source.done_files(&name);
-            let present: Vec<&String> = names
-                .iter()
-                .filter(|n| abs.with_file_name(n).exists())
-                .collect();
-            let _ = writeln!(
-                out,
-                "ready:     when a done-file appears: {} (present now: {})",
-                names.join(" or "),
-                if present.is_empty() {
-                    "none".to_string()
-                } else {
-                    present
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }
-            );
-        }
-    }
+    let matches = show_taking(out, &job, &abs, &name);
     let conn = Journal::open_read_only(state_dir).ok().flatten();
-    let mtime_ns = crate::sources::folder::meta_of(&md).mtime_ns;
-    if let Some((id, finished)) = conn.as_ref().and_then(|c| {
-        c.query_row(
-            "SELECT id, finished_at FROM files WHERE job = ?1 AND path = ?2 AND size = ?3 AND mtime_ns = ?4 AND state = 'done' ORDER BY id DESC LIMIT 1",
-            rusqlite::params![job.name, abs.to_string_lossy(), md.len() as i64, mtime_ns],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
-        )
-        .ok()
-    }) {
-        let _ = writeln!(
-            out,
-            "journal:   this exact file was processed on {} (history #{id}); it is not taken again while unchanged",
-            finished.map(journal::fmt_time).unwrap_or_default()
-        );
-    }
+    show_journal(out, &job, conn.as_ref(), &abs, &md);
     let seq = Journal::peek_seq(conn.as_ref(), &job.name);
     let taken = chrono::Local::now();
     let vars = job::template::Vars {
@@ -217,6 +159,81 @@ pub fn test(jobs_dir: &Path, state_dir: &Path, job_name: &str, file: &Path) -> i
     );
     let _ = writeln!(out, "(dry run: nothing was changed)");
     code
+}
+
+/// For `ferry test`: whether the job takes a file of this name, and when it is ready.
+fn show_taking(out: &mut impl Write, job: &Job, abs: &Path, name: &str) -> bool {
+    let matches = job.source.matches(name);
+    if matches {
+        let why = if job.source.include.is_empty() {
+            "every file is included".to_string()
+        } else {
+            format!("include {:?}", job.source.include)
+        };
+        let _ = writeln!(out, "matches:   yes ({why})");
+    } else {
+        let _ = writeln!(
+            out,
+            "matches:   NO: the name {name:?} is not taken by this job (include {:?}, exclude {:?}, plus hidden and temporary names)",
+            job.source.include, job.source.exclude
+        );
+    }
+    match &job.source.ready {
+        Ready::Settle => {
+            let _ = writeln!(
+                out,
+                "ready:     once its size and modification time are unchanged for {:?}",
+                job.source.settle
+            );
+        }
+        Ready::DoneFile(_) => {
+            let names = job.source.done_files(name);
+            let present: Vec<&String> = names
+                .iter()
+                .filter(|n| abs.with_file_name(n).exists())
+                .collect();
+            let _ = writeln!(
+                out,
+                "ready:     when a done-file appears: {} (present now: {})",
+                names.join(" or "),
+                if present.is_empty() {
+                    "none".to_string()
+                } else {
+                    present
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            );
+        }
+    }
+    matches
+}
+
+/// For `ferry test`: whether the journal has this very file as done already.
+fn show_journal(
+    out: &mut impl Write,
+    job: &Job,
+    conn: Option<&rusqlite::Connection>,
+    abs: &Path,
+    md: &std::fs::Metadata,
+) {
+    let mtime_ns = crate::sources::folder::meta_of(md).mtime_ns;
+    if let Some((id, finished)) = conn.and_then(|c| {
+        c.query_row(
+            "SELECT id, finished_at FROM files WHERE job = ?1 AND path = ?2 AND size = ?3 AND mtime_ns = ?4 AND state = 'done' ORDER BY id DESC LIMIT 1",
+            rusqlite::params![job.name, abs.to_string_lossy(), md.len() as i64, mtime_ns],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
+        )
+        .ok()
+    }) {
+        let _ = writeln!(
+            out,
+            "journal:   this exact file was processed on {} (history #{id}); it is not taken again while unchanged",
+            finished.map(journal::fmt_time).unwrap_or_default()
+        );
+    }
 }
 
 /// For `ferry test`: every output the file would be written to, numbered as in the job
