@@ -221,25 +221,34 @@ fn suggestion(env: &Environment<'_>, used: Use, name: &str) -> Option<&'static s
     KNOWN
         .iter()
         .map(|k| (strsim_distance(k, name), *k))
-        .filter(|(d, k)| *d <= 2 && *d < name.len() && known(env, used, k))
+        .filter(|(d, k)| *d <= if name.len() <= 4 { 1 } else { 2 } && known(env, used, k))
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
 }
 
-/// Levenshtein distance (names are short).
+/// Edit distance counting a swap of two neighbours as one edit (optimal string
+/// alignment; names are short).
 fn strsim_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
         }
     }
-    row[b.len()]
+    d[a.len()][b.len()]
 }
 
 /// The unknown filters, tests and functions of an expression (`template = false`) or a
@@ -300,6 +309,13 @@ fn template_blocks(src: &str) -> Vec<Range<usize>> {
             out.push(start..end);
         }
         at = (end + 2).min(src.len());
+        // What `{% raw %}` holds is text, not blocks.
+        if close == "%}"
+            && src[start..end].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace())
+                == "raw"
+        {
+            at = src[at..].find("endraw").map_or(src.len(), |e| at + e);
+        }
     }
     out
 }
@@ -354,6 +370,10 @@ mod tests {
         );
         let fine = "{% macro row(x) %}{{ x }}{% endmacro %}{% for r in rows %}{{ row(r) }}{{ loop.index }}{% endfor %}{% set n = namespace(a=1) %}{% filter upper %}x{% endfilter %}";
         assert_eq!(check(fine, true), Vec::<String>::new());
+        assert_eq!(
+            check("{% raw %}{{ a | nope }}{% endraw %}{{ b | nah }}", true),
+            ["nah: unknown filter `nah`"]
+        );
         assert_eq!(
             check("{% filter uppr %}x{% endfilter %}", true),
             ["uppr: unknown filter `uppr` (did you mean `upper`?)"]
