@@ -492,6 +492,15 @@ fn show_set_and_pieces(
                                 String::new()
                             }
                         );
+                        if fsutil::exists(&path)
+                            && job.outputs[p.output as usize].exists == Exists::Fail
+                        {
+                            failures.push(format!(
+                                "output {}: {} exists already (exists = \"fail\")",
+                                p.output + 1,
+                                path.display()
+                            ));
+                        }
                     }
                     Err(e) => {
                         let _ = writeln!(out, "  output {}: error: {e}", p.output + 1);

@@ -426,6 +426,18 @@ required = false
     for (path, size) in shown {
         assert_eq!(std::fs::metadata(&path).unwrap().len(), size, "{path}");
     }
+    // The same PDF again: its pieces' names are taken and `exists = "fail"` (issue 11).
+    copy_in(&d, &data("pdf-invoices/QualityHosting.pdf"), "in/q.pdf");
+    let o = d.run(&["test", "pages", &d.path("in/q.pdf").to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!(
+            "\nverdict:   would fail: output 1: {} exists already (exists = \"fail\")\n",
+            d.path("out/q-p1.pdf").display()
+        )),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -475,6 +487,12 @@ extract = "merge"
     );
     d.write("in/C.lst", "../q.pdf\n");
     let o = d.run(&["test", "batches", &d.path("in/C.lst").to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("\nverdict:   would fail: "),
+        "{}",
+        stdout(&o)
+    );
     assert!(
         stdout(&o).contains("\"../q.pdf\" climbs out") && stdout(&o).contains("would FAIL"),
         "{}",
