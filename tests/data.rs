@@ -838,6 +838,29 @@ A-1;9
     );
 }
 
+/// Issue 11: with `on_error = "skip"` bad records do not fail the file: the verdict says
+/// how many would go to the rejects file.
+#[test]
+fn ferry_test_counts_rejected_records_with_skip_issue_11() {
+    let d = Deployment::new("data-test-skip");
+    d.job(
+        "s",
+        "[source]\nfolder = \"in\"\n[input]\nformat = \"csv\"\non_error = \"skip\"\n[transform.fields]\nQty = \"Qty | num\"\n[[output]]\nfolder = \"out\"\nformat = \"jsonl\"\n",
+    );
+    let sample = d.write("samples/q.csv", "Qty\n1\nx\n\"2,5\"\n3,4\n");
+    let o = d.run(&["test", "s", sample.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("\nverdict:   would deliver (3 records read, 2 to the rejects file)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  | {\"Qty\":1}\n  | {\"Qty\":2.5}\n"),
+        "{out}"
+    );
+}
+
 #[test]
 fn field_placeholders_need_a_split() {
     let d = Deployment::new("data-split-check");

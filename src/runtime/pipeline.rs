@@ -702,42 +702,15 @@ pub fn preview(
         .map(|(_, d)| Writer::new(io::sink(), d, &meta))
         .collect::<Result<Vec<_>, _>>()?;
     let mut p = Preview::default();
-    let mut groups = std::collections::HashSet::new();
     let skip = input.on_error == OnError::Skip;
-    let mut rec = Record::default();
-    while p.failure.is_none() {
-        match reader.read_into(&mut rec) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(Bad::Skip(e, _)) if skip => {
-                p.rejected += 1;
-                p.error.get_or_insert(e);
-                continue;
-            }
-            Err(Bad::Skip(e, _) | Bad::Fatal(e)) => {
-                p.error.get_or_insert(e.clone());
-                p.failure = Some(e);
-                break;
-            }
-        }
-        p.read += 1;
-        let mut t = rec.clone();
-        let result = transformer.apply(&mut t).map(|keep| keep.then_some(t));
-        let checked = match &result {
-            Ok(Some(t)) => check_record(job, t, &mut checks, &mut groups, &mut p.groups),
-            Ok(None) => Ok(()),
-            Err(e) => Err(e.clone()),
-        };
-        match checked {
-            Err(_) if skip => p.rejected += 1,
-            Err(e) => p.failure = Some(e),
-            Ok(()) => {}
-        }
-        if p.parsed.len() < limit {
-            p.parsed.push(rec.clone());
-            p.transformed.push(result);
-        }
-    }
+    scan(
+        &mut p,
+        &mut reader,
+        &mut transformer,
+        (job, &mut checks),
+        skip,
+        limit,
+    );
     for w in checks {
         if let Err(e) = w.finish()
             && p.failure.is_none()
@@ -751,6 +724,52 @@ pub fn preview(
         .map(|(i, d)| (*i, render_output(d, split, &p.transformed, &meta)))
         .collect();
     Ok(p)
+}
+
+/// The dry run's reading: every record read, transformed and checked as a run would,
+/// until the end or what would fail the file; the first `limit` kept to show.
+fn scan<R: io::BufRead>(
+    p: &mut Preview,
+    reader: &mut Reader<R>,
+    transformer: &mut Transformer<'_>,
+    (job, checks): (&Job, &mut [Writer<io::Sink>]),
+    skip: bool,
+    limit: usize,
+) {
+    let mut groups = std::collections::HashSet::new();
+    let mut rec = Record::default();
+    while p.failure.is_none() {
+        match reader.read_into(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(Bad::Skip(_, _)) if skip => {
+                p.rejected += 1;
+                continue;
+            }
+            Err(Bad::Skip(e, _) | Bad::Fatal(e)) => {
+                p.error = Some(e.clone());
+                p.failure = Some(e);
+                break;
+            }
+        }
+        p.read += 1;
+        let mut t = rec.clone();
+        let result = transformer.apply(&mut t).map(|keep| keep.then_some(t));
+        let checked = match &result {
+            Ok(Some(t)) => check_record(job, t, checks, &mut groups, &mut p.groups),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.clone()),
+        };
+        match checked {
+            Err(_) if skip => p.rejected += 1,
+            Err(e) => p.failure = Some(e),
+            Ok(()) => {}
+        }
+        if p.parsed.len() < limit {
+            p.parsed.push(rec.clone());
+            p.transformed.push(result);
+        }
+    }
 }
 
 /// One transformed record of a dry run: its split group, and each record output's writer.
