@@ -151,7 +151,7 @@ fn write_value(b: &mut Vec<u8>, v: &str, kind: Kind) {
 
 /// Whether `t` is a number as RFC 8259 writes one: `-?(0|[1-9][0-9]*)(.[0-9]+)?
 /// ([eE][+-]?[0-9]+)?`.
-fn is_json_number(t: &[u8]) -> bool {
+pub fn is_json_number(t: &[u8]) -> bool {
     let digits = |i: usize| t[i..].iter().take_while(|b| b.is_ascii_digit()).count();
     let mut i = usize::from(t.first() == Some(&b'-'));
     match digits(i) {

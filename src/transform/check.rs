@@ -289,6 +289,45 @@ pub fn unknown_names(
         .collect()
 }
 
+/// Whether the expression's last step is the filter `name` (`... | decimal(2)`): a `|` outside
+/// any brackets, then the name, then at most its arguments.
+pub fn ends_with_filter(src: &str, name: &str) -> bool {
+    let toks = tokens(src, 0..src.len());
+    let mut depth = 0i32;
+    let mut last_pipe = None;
+    for (i, t) in toks.iter().enumerate() {
+        match t {
+            Tok::Punct(b'(' | b'[' | b'{') => depth += 1,
+            Tok::Punct(b')' | b']' | b'}') => depth -= 1,
+            Tok::Punct(b'|') if depth == 0 => last_pipe = Some(i),
+            _ => {}
+        }
+    }
+    let Some(p) = last_pipe else { return false };
+    if !matches!(toks.get(p + 1), Some(Tok::Name(n, _)) if *n == name) {
+        return false;
+    }
+    match toks.get(p + 2) {
+        None => true,
+        // Its arguments: the brackets that open here close at the very end.
+        Some(Tok::Punct(b'(')) => {
+            let mut depth = 0i32;
+            for (i, t) in toks.iter().enumerate().skip(p + 2) {
+                match t {
+                    Tok::Punct(b'(' | b'[' | b'{') => depth += 1,
+                    Tok::Punct(b')' | b']' | b'}') => depth -= 1,
+                    _ => {}
+                }
+                if depth == 0 {
+                    return i == toks.len() - 1;
+                }
+            }
+            false
+        }
+        Some(_) => false,
+    }
+}
+
 /// The insides of a template's `{{ }}` and `{% %}` blocks.
 fn template_blocks(src: &str) -> Vec<Range<usize>> {
     let mut out = Vec::new();
@@ -359,6 +398,29 @@ mod tests {
             "a | date('%d.%m.%Y') | string | trim",
         ] {
             assert_eq!(check(fine, false), Vec::<String>::new(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn the_last_filter_of_an_expression() {
+        for yes in [
+            "a | decimal",
+            "(a | num) * 2 | decimal(2)",
+            "((Qty | num) * (Price | num)) | decimal(2, '.')",
+            "a|decimal()",
+        ] {
+            assert!(ends_with_filter(yes, "decimal"), "{yes}");
+        }
+        for no in [
+            "a | decimal | string",
+            "(a | decimal) ~ ''",
+            "a | decimal if b else c",
+            "a | decimal(2) ~ 'x'",
+            "'| decimal'",
+            "decimal(a)",
+            "a | decimals",
+        ] {
+            assert!(!ends_with_filter(no, "decimal"), "{no}");
         }
     }
 

@@ -13,9 +13,11 @@
 //! - `lookup(table, key, column)`: a value from a lookup table (none when the key is absent).
 //!
 //! A computed field keeps the type of its result for the JSON writers ([`Kind`]): a number
-//! (`num`, arithmetic, `decimal` with a decimal point, whose digits are kept as written), a
-//! boolean or none; anything else, and minijinja's `string` filter, gives text. A bare field
-//! name copies the field with its kind.
+//! (`num`, arithmetic), a boolean or none; anything else, and minijinja's `string` filter,
+//! gives text. `decimal` gives a string to the expression (so string filters and
+//! comparisons work on it), but an expression that ends with it gives a number whose digits
+//! are kept as written (`1.50`; not with a decimal comma). A bare field name copies the
+//! field with its kind.
 //!
 //! Theory of operation: the record's values are moved into a reference-counted object for
 //! evaluation and moved back afterwards, so evaluating costs no copy of the record.
@@ -24,7 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use minijinja::value::{Object, ObjectRepr, Value, ValueKind};
+use minijinja::value::{Object, Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, Expression, UndefinedBehavior};
 
 use crate::formats::{Kind, ParseError, Record};
@@ -174,29 +176,13 @@ fn num(v: Value, decimal: Option<String>) -> Result<Value, Error> {
     })
 }
 
-/// What `decimal` gives with a decimal point: a number written with fixed decimals, which
-/// renders (and becomes field text) as those digits and is a number to the JSON writers.
-#[derive(Debug)]
-struct Decimal(String);
-
-impl Object for Decimal {
-    fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Plain
-    }
-
-    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-fn decimal(v: Value, places: Option<usize>, sep: Option<String>) -> Result<Value, Error> {
+fn decimal(v: Value, places: Option<usize>, sep: Option<String>) -> Result<String, Error> {
     let n = num(v, None)?;
     let f = f64::try_from(n).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
     let s = format!("{:.*}", places.unwrap_or(2), f);
     Ok(match sep {
-        // A decimal comma is not a number in JSON: text.
-        Some(sep) if sep != "." => Value::from(s.replace('.', &sep)),
-        _ => Value::from_object(Decimal(s)),
+        Some(sep) if sep != "." => s.replace('.', &sep),
+        _ => s,
     })
 }
 
@@ -323,7 +309,6 @@ pub fn value_kind(v: &Value) -> Kind {
         ValueKind::Number => Kind::Number,
         ValueKind::Bool => Kind::Bool(v.is_true()),
         ValueKind::None => Kind::Null,
-        _ if v.downcast_object_ref::<Decimal>().is_some() => Kind::Number,
         _ => Kind::Text,
     }
 }
@@ -335,9 +320,6 @@ pub fn value_text(v: &Value) -> String {
     }
     if let Some(s) = v.as_str() {
         return s.to_string();
-    }
-    if let Some(d) = v.downcast_object_ref::<Decimal>() {
-        return d.0.clone();
     }
     if v.is_number() && !v.is_integer() {
         // A float, written as the conversions below would, without the error message a
@@ -374,6 +356,10 @@ pub struct Transformer<'env> {
     /// name (`Quantity = "Qty"`, a rename): copied without evaluating, which costs a
     /// hundredth of an evaluation.
     plain: Vec<Option<String>>,
+    /// For each field, whether its expression ends with the `decimal` filter: its text is
+    /// then a number's digits (a string to minijinja, so every string filter and
+    /// comparison works on it as before).
+    decimal_last: Vec<bool>,
     keep: bool,
     meta: Arc<BTreeMap<String, String>>,
     /// Output names, per input names (records of one file usually share one).
@@ -494,6 +480,11 @@ impl<'env> Transformer<'env> {
         }
         Ok(Transformer {
             filter,
+            decimal_last: spec
+                .fields
+                .iter()
+                .map(|(_, e)| check::ends_with_filter(e, "decimal"))
+                .collect(),
             fields,
             plain,
             keep: spec.keep,
@@ -625,7 +616,9 @@ impl<'env> Transformer<'env> {
         }
         let mut out = Vec::with_capacity(self.fields.len());
         let mut kinds = Vec::with_capacity(self.fields.len());
-        for ((name, e), plain) in self.fields.iter().zip(&self.plain) {
+        for (((name, e), plain), decimal) in
+            self.fields.iter().zip(&self.plain).zip(&self.decimal_last)
+        {
             if let Some(src) = plain
                 && let Some(i) = obj.names.iter().position(|n| n == src)
             {
@@ -646,8 +639,14 @@ impl<'env> Transformer<'env> {
                     ),
                 });
             }
-            out.push(value_text(&v));
-            kinds.push(value_kind(&v));
+            let text = value_text(&v);
+            kinds.push(match value_kind(&v) {
+                Kind::Text if *decimal && crate::formats::json::is_json_number(text.as_bytes()) => {
+                    Kind::Number
+                }
+                kind => kind,
+            });
+            out.push(text);
         }
         Ok((true, (out, kinds)))
     }
@@ -798,6 +797,9 @@ mod tests {
             ("H", "a | decimal(2, ',')"),
             ("I", "(a | decimal) ~ ''"),
             ("J", "(a | num) / 4"),
+            // Inside an expression `decimal` gives text, as it always did.
+            ("K", "(a | decimal) == '1.50'"),
+            ("L", "a | decimal | float"),
         ];
         let spec = TransformSpec {
             fields: fields.map(|(n, e)| (n.into(), e.into())).to_vec(),
@@ -812,28 +814,13 @@ mod tests {
             let mut r = rec(&["a"], &["1,5"]);
             r.kinds = vec![Kind::Number];
             assert!(t.apply(&mut r).unwrap());
-            let n = Kind::Number;
-            assert_eq!(
-                r.values,
-                [
-                    "1.5", "2", "1.50", "1", "", "1.5", "1,5", "1,50", "1.50", "0.375"
-                ]
-            );
-            assert_eq!(
-                r.kinds,
-                [
-                    n,
-                    n,
-                    n,
-                    Kind::Bool(true),
-                    Kind::Null,
-                    Kind::Text,
-                    n,
-                    Kind::Text,
-                    Kind::Text,
-                    n
-                ]
-            );
+            let (n, t, b) = (Kind::Number, Kind::Text, Kind::Bool(true));
+            let values = [
+                "1.5", "2", "1.50", "1", "", "1.5", "1,5", "1,50", "1.50", "0.375",
+            ];
+            assert_eq!(r.values[..10], values);
+            assert_eq!(r.values[10..], ["1", "1.5"]);
+            assert_eq!(r.kinds, [n, n, n, b, Kind::Null, t, n, t, t, n, b, n]);
         }
     }
 
