@@ -126,7 +126,64 @@ pub fn test(jobs_dir: &Path, state_dir: &Path, job_name: &str, file: &Path) -> i
     }
     let _ = writeln!(out, "file:      {} ({} bytes)", abs.display(), md.len());
     let _ = writeln!(out, "source:    {}", job.source.folder.display());
-    let matches = job.source.matches(&name);
+    let matches = show_taking(out, &job, &abs, &name);
+    let conn = Journal::open_read_only(state_dir).ok().flatten();
+    show_journal(out, &job, conn.as_ref(), &abs, &md);
+    let seq = Journal::peek_seq(conn.as_ref(), &job.name);
+    let taken = chrono::Local::now();
+    // Names made of the file's first record (a PDF's captures, ...), as a run reads it.
+    let first =
+        crate::runtime::naming::record_for(&job, &abs, &name, &rel_dir).unwrap_or_else(|e| {
+            let _ = writeln!(out, "names:     {e}");
+            None
+        });
+    let vars = job::template::Vars {
+        name: &name,
+        dir: &rel_dir,
+        job: &job.name,
+        seq,
+        taken,
+        record: first.as_ref(),
+        mail: None,
+    };
+    let _ = writeln!(out, "seq:       {seq} (the next number of this job)");
+    // Every record is read first: split outputs are named after them, and what would fail
+    // the file is found wherever it is.
+    let records =
+        (job.input.is_some() && matches).then(|| read_records(&job, &abs, &name, &rel_dir));
+    let mut failures = Vec::new();
+    match crate::runtime::process::preview(&job, &vars) {
+        Ok(p) => {
+            let groups = match &records {
+                Some(Ok(r)) => &r.groups[..],
+                _ => &[],
+            };
+            show_outputs(out, &job, &vars, &p, groups, &mut failures);
+            show_set_and_pieces(out, &job, &abs, &vars, &p.extract_dirs, &mut failures);
+            show_after(out, &job, &p, &name);
+        }
+        Err(e) => {
+            let _ = writeln!(out, "error:     {e}");
+            let _ = writeln!(out, "           the file would go to the error folder");
+            failures.push(e.to_string());
+        }
+    }
+    if let Some(r) = &records {
+        show_records(out, &job, r, &mut failures);
+    }
+    let code = verdict(
+        out,
+        matches,
+        &failures,
+        records.as_ref().and_then(|r| r.as_ref().ok()),
+    );
+    let _ = writeln!(out, "(dry run: nothing was changed)");
+    code
+}
+
+/// For `ferry test`: whether the job takes a file of this name, and when it is ready.
+fn show_taking(out: &mut impl Write, job: &Job, abs: &Path, name: &str) -> bool {
+    let matches = job.source.matches(name);
     if matches {
         let why = if job.source.include.is_empty() {
             "every file is included".to_string()
@@ -150,7 +207,7 @@ pub fn test(jobs_dir: &Path, state_dir: &Path, job_name: &str, file: &Path) -> i
             );
         }
         Ready::DoneFile(_) => {
-            let names = job.source.done_files(&name);
+            let names = job.source.done_files(name);
             let present: Vec<&String> = names
                 .iter()
                 .filter(|n| abs.with_file_name(n).exists())
@@ -171,9 +228,19 @@ pub fn test(jobs_dir: &Path, state_dir: &Path, job_name: &str, file: &Path) -> i
             );
         }
     }
-    let conn = Journal::open_read_only(state_dir).ok().flatten();
-    let mtime_ns = crate::sources::folder::meta_of(&md).mtime_ns;
-    if let Some((id, finished)) = conn.as_ref().and_then(|c| {
+    matches
+}
+
+/// For `ferry test`: whether the journal has this very file as done already.
+fn show_journal(
+    out: &mut impl Write,
+    job: &Job,
+    conn: Option<&rusqlite::Connection>,
+    abs: &Path,
+    md: &std::fs::Metadata,
+) {
+    let mtime_ns = crate::sources::folder::meta_of(md).mtime_ns;
+    if let Some((id, finished)) = conn.and_then(|c| {
         c.query_row(
             "SELECT id, finished_at FROM files WHERE job = ?1 AND path = ?2 AND size = ?3 AND mtime_ns = ?4 AND state = 'done' ORDER BY id DESC LIMIT 1",
             rusqlite::params![job.name, abs.to_string_lossy(), md.len() as i64, mtime_ns],
@@ -187,102 +254,180 @@ pub fn test(jobs_dir: &Path, state_dir: &Path, job_name: &str, file: &Path) -> i
             finished.map(journal::fmt_time).unwrap_or_default()
         );
     }
-    let seq = Journal::peek_seq(conn.as_ref(), &job.name);
-    let taken = chrono::Local::now();
-    // Names made of the file's first record (a PDF's captures, ...), as a run reads it.
-    let first =
-        crate::runtime::naming::record_for(&job, &abs, &name, &rel_dir).unwrap_or_else(|e| {
-            let _ = writeln!(out, "names:     {e}");
-            None
-        });
-    let vars = job::template::Vars {
-        name: &name,
-        dir: &rel_dir,
-        job: &job.name,
-        seq,
-        taken,
-        record: first.as_ref(),
-        mail: None,
-    };
-    let _ = writeln!(out, "seq:       {seq} (the next number of this job)");
-    match crate::runtime::process::preview(&job, &vars) {
-        Ok(p) => {
-            if p.outputs.is_empty() && p.extract_dirs.is_empty() {
-                let _ = writeln!(out, "outputs:   none (the job only routes the original)");
-            } else if p.outputs.is_empty() {
-                let _ = writeln!(out, "outputs:   only files taken out of the PDF (below)");
-            } else {
-                let _ = writeln!(out, "outputs:");
-            }
-            for (i, (path, policy)) in p.outputs.iter().enumerate() {
-                let _ = writeln!(out, "  {}. {}", i + 1, path.display());
-                if fsutil::exists(path) {
-                    let what = match policy {
-                        Exists::Fail => {
-                            "the file would FAIL and go to the error folder (exists = \"fail\")"
-                                .to_string()
-                        }
-                        Exists::Overwrite => {
-                            "it would be replaced (exists = \"overwrite\")".to_string()
-                        }
-                        Exists::Skip => {
-                            "this output would be skipped (exists = \"skip\")".to_string()
-                        }
-                        Exists::Unique => {
-                            let free = (1..)
-                                .map(|n| fsutil::numbered(path, n))
-                                .find(|p| !fsutil::exists(p))
-                                .expect("free name");
-                            format!(
-                                "it would be written as {} (exists = \"unique\")",
-                                free.display()
-                            )
-                        }
-                    };
-                    let _ = writeln!(out, "     exists already: {what}");
-                }
-            }
-            show_set_and_pieces(out, &job, &abs, &vars, &p.extract_dirs);
-            match (job.after.success, &p.archive_dir) {
-                (Success::Archive, Some(dir)) => {
-                    let _ = writeln!(
-                        out,
-                        "then:      the original is archived to {}",
-                        dir.join(&name).display()
-                    );
-                }
-                (Success::Delete, _) => {
-                    let _ = writeln!(out, "then:      the original is deleted");
-                }
-                _ => {
-                    let _ = writeln!(
-                        out,
-                        "then:      the original is kept in the source (the journal keeps it from being taken twice)"
-                    );
-                }
-            }
-            if let Some(e) = &p.error_dir {
+}
+
+/// For `ferry test`: every output the file would be written to, numbered as in the job
+/// file; a split output once per group of records, named after the group's first record.
+fn show_outputs(
+    out: &mut impl Write,
+    job: &Job,
+    vars: &job::template::Vars<'_>,
+    p: &crate::runtime::process::Preview,
+    groups: &[crate::formats::Record],
+    failures: &mut Vec<String>,
+) {
+    let split = crate::runtime::process::preview_split(job, vars, &p.split_dirs, groups);
+    if p.outputs.is_empty() && p.split_dirs.is_empty() && p.extract_dirs.is_empty() {
+        let _ = writeln!(out, "outputs:   none (the job only routes the original)");
+    } else if p.outputs.is_empty() && p.split_dirs.is_empty() {
+        let _ = writeln!(out, "outputs:   only files taken out of the PDF (below)");
+    } else {
+        let _ = writeln!(out, "outputs:");
+    }
+    let mut order: Vec<u32> = p.outputs.iter().map(|o| o.0).collect();
+    order.extend(p.split_dirs.iter().map(|d| d.0));
+    order.sort_unstable();
+    for idx in order {
+        if let Some((_, path, policy)) = p.outputs.iter().find(|o| o.0 == idx) {
+            let _ = writeln!(out, "  {}. {}", idx + 1, path.display());
+            if fsutil::exists(path) {
                 let _ = writeln!(
                     out,
-                    "on error:  the original goes to {} with {} beside it",
-                    e.join(&name).display(),
-                    crate::runtime::process::report_path(&e.join(&name))
-                        .file_name()
-                        .unwrap_or_default()
-                        .to_string_lossy()
+                    "     exists already: {}",
+                    exists_already(path, *policy)
                 );
+                if *policy == Exists::Fail {
+                    failures.push(format!(
+                        "output {}: {} exists already (exists = \"fail\")",
+                        idx + 1,
+                        path.display()
+                    ));
+                }
+            }
+        } else if let Some((_, dir)) = p.split_dirs.iter().find(|d| d.0 == idx) {
+            let files: Vec<_> = split
+                .iter()
+                .filter(|(i, _)| *i == idx)
+                .map(|(_, f)| f)
+                .collect();
+            show_split_output(out, job, (idx, dir), &files, failures);
+        }
+    }
+}
+
+/// For `ferry test`: a split output's files, one per group of records.
+fn show_split_output(
+    out: &mut impl Write,
+    job: &Job,
+    (idx, dir): (u32, &Path),
+    files: &[&Result<PathBuf, String>],
+    failures: &mut Vec<String>,
+) {
+    let _ = writeln!(
+        out,
+        "  {}. one file per value of `{}` in {}: {}",
+        idx + 1,
+        job.transform.split.as_deref().unwrap_or_default(),
+        dir.display(),
+        match files.len() {
+            0 => "none (no record to write)".to_string(),
+            1 => "1 file".to_string(),
+            n => format!("{n} files"),
+        }
+    );
+    for f in files {
+        match f {
+            Ok(path) => {
+                let _ = writeln!(out, "     {}", path.display());
+                if fsutil::exists(path) {
+                    let policy = job.outputs[idx as usize].exists;
+                    let _ = writeln!(
+                        out,
+                        "       exists already: {}",
+                        exists_already(path, policy)
+                    );
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(out, "     ERROR: {e}");
+                failures.push(e.clone());
             }
         }
-        Err(e) => {
-            let _ = writeln!(out, "error:     {e}");
-            let _ = writeln!(out, "           the file would go to the error folder");
+    }
+}
+
+/// What happens to an output whose name is taken.
+fn exists_already(path: &Path, policy: Exists) -> String {
+    match policy {
+        Exists::Fail => {
+            "the file would FAIL and go to the error folder (exists = \"fail\")".to_string()
+        }
+        Exists::Overwrite => "it would be replaced (exists = \"overwrite\")".to_string(),
+        Exists::Skip => "this output would be skipped (exists = \"skip\")".to_string(),
+        Exists::Unique => {
+            let free = (1..)
+                .map(|n| fsutil::numbered(path, n))
+                .find(|p| !fsutil::exists(p))
+                .expect("free name");
+            format!(
+                "it would be written as {} (exists = \"unique\")",
+                free.display()
+            )
         }
     }
-    if job.input.is_some() && matches {
-        show_records(out, &job, &abs, &name, &rel_dir);
+}
+
+/// For `ferry test`: where the original goes after success, and after an error.
+fn show_after(out: &mut impl Write, job: &Job, p: &crate::runtime::process::Preview, name: &str) {
+    match (job.after.success, &p.archive_dir) {
+        (Success::Archive, Some(dir)) => {
+            let _ = writeln!(
+                out,
+                "then:      the original is archived to {}",
+                dir.join(name).display()
+            );
+        }
+        (Success::Delete, _) => {
+            let _ = writeln!(out, "then:      the original is deleted");
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "then:      the original is kept in the source (the journal keeps it from being taken twice)"
+            );
+        }
     }
-    let _ = writeln!(out, "(dry run: nothing was changed)");
-    if matches { exit::OK } else { exit::FILE_FAILED }
+    if let Some(e) = &p.error_dir {
+        let _ = writeln!(
+            out,
+            "on error:  the original goes to {} with {} beside it",
+            e.join(name).display(),
+            crate::runtime::process::report_path(&e.join(name))
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+        );
+    }
+}
+
+/// The last line of `ferry test`, and its exit code: whether a run would deliver the file.
+fn verdict(
+    out: &mut impl Write,
+    matches: bool,
+    failures: &[String],
+    records: Option<&crate::runtime::pipeline::Preview>,
+) -> i32 {
+    if !matches {
+        let _ = writeln!(
+            out,
+            "verdict:   would not be taken: its name does not match the job"
+        );
+        return exit::FILE_FAILED;
+    }
+    if let Some(first) = failures.first() {
+        let _ = writeln!(out, "verdict:   would fail: {first}");
+        return exit::FILE_FAILED;
+    }
+    let counts = match records {
+        Some(r) if r.rejected > 0 => format!(
+            " ({} records read, {} to the rejects file)",
+            r.read, r.rejected
+        ),
+        Some(r) => format!(" ({} records read)", r.read),
+        None => String::new(),
+    };
+    let _ = writeln!(out, "verdict:   would deliver{counts}");
+    exit::OK
 }
 
 /// `ferry test JOB FILE --text`: prints exactly the text the job's `[input]` reads its
@@ -321,6 +466,7 @@ fn show_set_and_pieces(
     file: &Path,
     vars: &job::template::Vars<'_>,
     dirs: &[(u32, std::path::PathBuf)],
+    failures: &mut Vec<String>,
 ) {
     use crate::runtime::sets::Role;
     let present = match crate::runtime::sets::role_of(job, file) {
@@ -366,6 +512,7 @@ fn show_set_and_pieces(
                 out,
                 "           the set would FAIL and go to the error folder"
             );
+            failures.push(e.to_string());
             return;
         }
     };
@@ -393,9 +540,19 @@ fn show_set_and_pieces(
                                 String::new()
                             }
                         );
+                        if fsutil::exists(&path)
+                            && job.outputs[p.output as usize].exists == Exists::Fail
+                        {
+                            failures.push(format!(
+                                "output {}: {} exists already (exists = \"fail\")",
+                                p.output + 1,
+                                path.display()
+                            ));
+                        }
                     }
                     Err(e) => {
                         let _ = writeln!(out, "  output {}: error: {e}", p.output + 1);
+                        failures.push(format!("output {}: {e}", p.output + 1));
                     }
                 }
             }
@@ -406,6 +563,7 @@ fn show_set_and_pieces(
                 "extracted: error: cannot take the pieces out of the PDF: {e}"
             );
             let _ = writeln!(out, "           the file would go to the error folder");
+            failures.push(format!("cannot take the pieces out of the PDF: {e}"));
         }
     }
 }
@@ -648,8 +806,13 @@ fn print_status_table(
     }
 }
 
-/// The first records of a file as the job reads, transforms and writes them.
-fn show_records(out: &mut impl Write, job: &Job, file: &Path, name: &str, dir: &str) {
+/// Reads every record of a file as the job would, keeping the first ones to show.
+fn read_records(
+    job: &Job,
+    file: &Path,
+    name: &str,
+    dir: &str,
+) -> Result<crate::runtime::pipeline::Preview, crate::formats::ParseError> {
     const SHOWN: usize = 5;
     let (stem, ext) = job::template::split_name(name);
     let meta = std::collections::BTreeMap::from([
@@ -660,13 +823,27 @@ fn show_records(out: &mut impl Write, job: &Job, file: &Path, name: &str, dir: &
         ("job".to_string(), job.name.clone()),
         ("source".to_string(), file.to_string_lossy().into_owned()),
     ]);
-    let p = match crate::runtime::pipeline::preview(job, file, meta, SHOWN) {
+    crate::runtime::pipeline::preview(job, file, meta, SHOWN)
+}
+
+/// The first records of a file as the job reads, transforms and writes them.
+fn show_records(
+    out: &mut impl Write,
+    job: &Job,
+    p: &Result<crate::runtime::pipeline::Preview, crate::formats::ParseError>,
+    failures: &mut Vec<String>,
+) {
+    let p = match p {
         Ok(p) => p,
         Err(e) => {
             let _ = writeln!(out, "records:   cannot read the file: {e}");
+            failures.push(format!("cannot read the file: {e}"));
             return;
         }
     };
+    if let Some(e) = &p.failure {
+        failures.push(e.to_string());
+    }
     let _ = writeln!(
         out,
         "records:   the first {} as read, then as transformed:",
@@ -697,25 +874,30 @@ fn show_records(out: &mut impl Write, job: &Job, file: &Path, name: &str, dir: &
     if let Some(e) = &p.error {
         let _ = writeln!(out, "  reading stops: {e}");
     }
-    let record_outputs = job
-        .outputs
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| !matches!(o.data.format, job::data::OutputFormat::Original));
-    for ((i, _), text) in record_outputs.zip(&p.outputs) {
-        let _ = writeln!(
-            out,
-            "output {} as it would be written (these records only):",
-            i + 1
-        );
-        match text {
-            Ok(t) => {
-                for line in t.lines().take(40) {
-                    let _ = writeln!(out, "  | {line}");
+    for (i, texts) in &p.outputs {
+        for t in texts {
+            let _ = match &t.group {
+                Some(g) => writeln!(
+                    out,
+                    "output {}, the file for {} = {g:?}, as it would be written (these records only):",
+                    i + 1,
+                    job.transform.split.as_deref().unwrap_or_default()
+                ),
+                None => writeln!(
+                    out,
+                    "output {} as it would be written (these records only):",
+                    i + 1
+                ),
+            };
+            match &t.text {
+                Ok(t) => {
+                    for line in t.lines().take(40) {
+                        let _ = writeln!(out, "  | {line}");
+                    }
                 }
-            }
-            Err(e) => {
-                let _ = writeln!(out, "  ERROR: {e}");
+                Err(e) => {
+                    let _ = writeln!(out, "  ERROR: {e}");
+                }
             }
         }
     }

@@ -70,7 +70,7 @@ enum Command {
     Check,
     /// Dry run: show what the job would do with FILE. Changes nothing.
     #[command(
-        after_help = "Exit codes: 0 the job takes the file; 1 it does not; 2 bad job or file.\n\nExamples:\n  ferry test invoices samples/invoices/INV-2026-1001.xml\n  ferry test jobs/invoices.toml /tmp/x.pdf"
+        after_help = "Exit codes: 0 a run would deliver the file (verdict: would deliver); 1 it would not take it, or would fail it (verdict: would fail: REASON); 2 bad job or file.\n\nExamples:\n  ferry test invoices samples/invoices/INV-2026-1001.xml\n  ferry test jobs/invoices.toml /tmp/x.pdf"
     )]
     Test {
         /// The job's name (its file's stem) or the path of its file.

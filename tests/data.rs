@@ -57,8 +57,8 @@ fn windows_1252_csv_is_filtered_transformed_and_written_as_json_and_csv() {
     assert_eq!(
         json,
         serde_json::json!([
-            {"OrderNo": "1001", "Item": "Schraube M6", "Qty": "1000", "Total": "120,00", "Date": "2026-11-02"},
-            {"OrderNo": "1003", "Item": "Dübel €", "Qty": "7", "Total": "10,50", "Date": "2026-11-03"}
+            {"OrderNo": "1001", "Item": "Schraube M6", "Qty": 1000, "Total": "120,00", "Date": "2026-11-02"},
+            {"OrderNo": "1003", "Item": "Dübel €", "Qty": 7, "Total": "10,50", "Date": "2026-11-03"}
         ])
     );
     assert_eq!(
@@ -421,6 +421,154 @@ fn ferry_test_shows_records_as_parsed_transformed_and_written() {
     );
 }
 
+/// Issue 11: JSON and JSON Lines outputs wrote every value as a string.
+#[test]
+fn json_outputs_write_numbers_booleans_and_null_with_their_type_issue_11() {
+    let d = Deployment::new("data-json-types");
+    let job = |style: &str| {
+        format!(
+            r#"
+[source]
+folder = "in"
+settle = "0s"
+[input]
+format = "csv"
+[transform.fields]
+A = "a | num"
+B = "1 + 1"
+C = "c | decimal"
+D = "(a | num) > 1"
+E = "none"
+F = "a | num | string"
+G = "a"
+[[output]]
+folder = "out"
+name = "{{stem}}.{style}"
+format = "{style}"
+"#
+        )
+    };
+    d.job("json", &job("json"));
+    d.write(
+        "in/t.csv",
+        "a,c
+1.5,1.5
+0,7
+",
+    );
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let fields = [
+        r#"{"A":1.5,"B":2,"C":1.50,"D":true,"E":null,"F":"1.5","G":"1.5"}"#,
+        r#"{"A":0,"B":2,"C":7.00,"D":false,"E":null,"F":"0","G":"0"}"#,
+    ];
+    assert_eq!(
+        std::fs::read_to_string(d.path("out/t.json")).unwrap(),
+        format!("[\n{},\n{}\n]\n", fields[0], fields[1])
+    );
+    std::fs::remove_file(d.path("jobs/json.toml")).unwrap();
+    d.job("jsonl", &job("jsonl"));
+    d.write(
+        "in/t.csv",
+        "a,c
+1.5,1.5
+0,7
+",
+    );
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(d.path("out/t.jsonl")).unwrap(),
+        format!("{}\n{}\n", fields[0], fields[1])
+    );
+}
+
+/// Issue 11: a JSON input's numbers, booleans and null pass through to a JSON output as
+/// they were written; CSV input values stay strings.
+#[test]
+fn json_input_types_pass_through_to_json_output_issue_11() {
+    let d = Deployment::new("data-json-pass");
+    d.job(
+        "j",
+        "[source]\nfolder = \"in\"\nsettle = \"0s\"\n[input]\nformat = \"json\"\n[[output]]\nfolder = \"out\"\nname = \"{stem}.jsonl\"\nformat = \"jsonl\"\n",
+    );
+    d.write(
+        "in/o.json",
+        r#"[{"no": "1", "price": 12.50, "paid": false, "vat": null, "c": {"n": -1e3}, "tags": [1]}]"#,
+    );
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(d.path("out/o.jsonl")).unwrap(),
+        "{\"no\":\"1\",\"price\":12.50,\"paid\":false,\"vat\":null,\"c.n\":-1e3,\"tags\":\"[1]\"}\n"
+    );
+}
+
+/// Issue 11: with `format = "csv"` and no `name`, `orders.json` was written holding CSV.
+#[test]
+fn a_record_format_without_a_name_writes_its_extension_issue_11() {
+    let d = Deployment::new("data-default-name");
+    d.job(
+        "j",
+        "[source]\nfolder = \"in\"\nsettle = \"0s\"\n[input]\nformat = \"json\"\n[[output]]\nfolder = \"out\"\nformat = \"csv\"\n[[output]]\nfolder = \"copy\"\n",
+    );
+    d.write("in/orders.json", r#"[{"no": 1}]"#);
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), vec!["orders.csv"]);
+    assert_eq!(read(&d.path("out/orders.csv")), b"no\n1\n");
+    assert_eq!(
+        d.files("copy"),
+        vec!["orders.json"],
+        "an original keeps its name"
+    );
+}
+
+/// Issue 11: `ferry check` passed `Itme | uper`, and every file then failed at run time.
+#[test]
+fn check_reports_unknown_filters_functions_and_syntax_errors_issue_11() {
+    let d = Deployment::new("data-check-names");
+    d.job(
+        "j",
+        r#"[source]
+folder = "in"
+[input]
+format = "csv"
+[transform]
+filter = "Qty | num > 0 and Itme is definedd"
+[transform.fields]
+Item = "Itme | uper"
+Total = "summ(Qty)"
+Bad = "(Qty | num"
+Fine = "lookup('t', Item, 'name') | default('?') | upper"
+[[output]]
+folder = "out"
+format = "text"
+template = "{{ Item | lowr }}"
+"#,
+    );
+    let o = d.run(&["check"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    for want in [
+        "jobs/j.toml:6:37: transform.filter: unknown test `definedd` (did you mean `defined`?)",
+        "jobs/j.toml:8:16: transform.fields.Item: unknown filter `uper` (did you mean `upper`?)",
+        "jobs/j.toml:9:10: transform.fields.Total: unknown function `summ`",
+        "jobs/j.toml:10:7: transform.fields.Bad: expected a minijinja expression",
+        "jobs/j.toml:15:23: output[1].template: unknown filter `lowr` (did you mean `lower`?)",
+    ] {
+        assert!(err.contains(want), "{want}\nin:\n{err}");
+    }
+    assert_eq!(err.matches("error: ").count(), 5, "{err}");
+    // The daemon's loader refuses the job the same way.
+    let o = d.run(&["run", "--once"]);
+    assert!(
+        stderr(&o).contains("unknown filter `uper`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn json_records_at_a_path_become_csv() {
     let d = Deployment::new("data-json");
@@ -493,7 +641,12 @@ format = "jsonl"
     assert_eq!(lines[0]["invoice"], "RE-2026-0042");
     assert_eq!(lines[0]["date"], "02.11.2026");
     assert_eq!(lines[1]["item"], "Domain .de");
-    assert_eq!(lines[1]["amount"], "1.20");
+    assert!(
+        std::fs::read_to_string(d.path("out/inv.jsonl"))
+            .unwrap()
+            .contains(r#""amount":1.20}"#),
+        "`decimal` digits as written"
+    );
     let report = std::fs::read_to_string(d.path("var/error/t/broken.txt.error.txt")).unwrap();
     assert!(report.contains("invoice"), "{report}");
 }
@@ -575,6 +728,136 @@ name = "{name}"
     assert!(
         !d.files("").iter().any(|f| f.contains(".ferry-")),
         "no temporary file left"
+    );
+}
+
+/// Issue 11: `ferry test` on a split job said "outputs: none", previewed one combined file,
+/// numbered a second output wrong, and exited 0 for a file that would fail.
+#[test]
+fn ferry_test_lists_split_files_and_gives_a_verdict_issue_11() {
+    let d = Deployment::new("data-split-test");
+    d.job(
+        "split",
+        r#"
+[source]
+folder = "in"
+settle = "0s"
+[input]
+format = "csv"
+delimiter = ";"
+[transform]
+split = "Order"
+[transform.fields]
+Order = "Order"
+Qty = "Qty | num"
+[[output]]
+folder = "out"
+name = "order_{Order}.csv"
+format = "csv"
+[[output]]
+folder = "all"
+[[output]]
+folder = "json"
+name = "{Order}.jsonl"
+format = "jsonl"
+"#,
+    );
+    let sample = d.write(
+        "samples/lines.csv",
+        "Order;Qty
+A-1;5
+A-2;7
+A-1;9
+",
+    );
+    let o = d.run(&["test", "split", sample.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    let p = |rel: &str| d.path(rel).display().to_string();
+    let want = format!(
+        "outputs:\n  1. one file per value of `Order` in {}: 2 files\n     {}\n     {}\n  2. {}\n  3. one file per value of `Order` in {}: 2 files\n     {}\n     {}\n",
+        p("out"),
+        p("out/order_A-1.csv"),
+        p("out/order_A-2.csv"),
+        p("all/lines.csv"),
+        p("json"),
+        p("json/A-1.jsonl"),
+        p("json/A-2.jsonl"),
+    );
+    assert!(out.contains(&want), "{out}");
+    assert!(
+        out.contains("output 1, the file for Order = \"A-1\", as it would be written (these records only):\n  | Order,Qty\n  | A-1,5\n  | A-1,9\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("output 3, the file for Order = \"A-2\", as it would be written (these records only):\n  | {\"Order\":\"A-2\",\"Qty\":7}\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nverdict:   would deliver (3 records read)\n"),
+        "{out}"
+    );
+    assert!(
+        d.files("out").is_empty() && d.files("json").is_empty(),
+        "a dry run writes nothing"
+    );
+
+    // What a run would write is what the dry run listed.
+    d.write("in/lines.csv", "Order;Qty\nA-1;5\nA-2;7\nA-1;9\n");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), vec!["order_A-1.csv", "order_A-2.csv"]);
+    assert_eq!(d.files("json"), vec!["A-1.jsonl", "A-2.jsonl"]);
+
+    // A file that would fail: a record past the ones shown is not a number.
+    let mut bad = String::from("Order;Qty\n");
+    for i in 0..20 {
+        bad.push_str(&format!("B-{i};{i}\n"));
+    }
+    bad.push_str("B-9;lots\n");
+    let sample = d.write("samples/bad.csv", bad);
+    let o = d.run(&["test", "split", sample.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("\nverdict:   would fail: record 21 (line 22, byte "),
+        "{out}"
+    );
+    assert!(out.contains("\"lots\" is not a number"), "{out}");
+    // An output that exists already with `exists = "fail"`.
+    let sample = d.write("samples/lines.csv", "Order;Qty\nA-1;5\n");
+    let o = d.run(&["test", "split", sample.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "\nverdict:   would fail: output 1: {} exists already, or two groups of records have this name (exists = \"fail\")\n",
+            p("out/order_A-1.csv")
+        )),
+        "{out}"
+    );
+}
+
+/// Issue 11: with `on_error = "skip"` bad records do not fail the file: the verdict says
+/// how many would go to the rejects file.
+#[test]
+fn ferry_test_counts_rejected_records_with_skip_issue_11() {
+    let d = Deployment::new("data-test-skip");
+    d.job(
+        "s",
+        "[source]\nfolder = \"in\"\n[input]\nformat = \"csv\"\non_error = \"skip\"\n[transform.fields]\nQty = \"Qty | num\"\n[[output]]\nfolder = \"out\"\nformat = \"jsonl\"\n",
+    );
+    let sample = d.write("samples/q.csv", "Qty\n1\nx\n\"2,5\"\n3,4\n");
+    let o = d.run(&["test", "s", sample.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("\nverdict:   would deliver (3 records read, 2 to the rejects file)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  | {\"Qty\":1}\n  | {\"Qty\":2.5}\n"),
+        "{out}"
     );
 }
 

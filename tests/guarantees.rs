@@ -1119,7 +1119,13 @@ success = "archive"
     let before = snapshot(&d.root);
     let o = d.run(&["test", "t", "in/sample.csv"]);
     let after = snapshot(&d.root);
-    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    // The name is taken and `exists = "fail"`: a run would fail the file.
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("verdict:   would fail: output 1: "),
+        "{}",
+        stdout(&o)
+    );
     let out = stdout(&o);
     println!("{out}");
     assert_unchanged(&before, &after);

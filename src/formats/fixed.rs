@@ -324,6 +324,7 @@ mod tests {
         let rec = Record {
             names: Arc::from(vec!["no".to_string(), "name".into(), "city".into()]),
             values: vec!["1".into(), "Maximilianus".into(), "".into()],
+            kinds: Vec::new(),
             pos: Default::default(),
         };
         let e = w.write(&rec).unwrap_err();

@@ -1,10 +1,15 @@
 //! JSON out: an array of objects, or JSON Lines (one object per line). Streams: each record
 //! is written as it comes.
+//!
+//! A value is written by its [`Kind`]: text as a string, a number as its digits exactly as
+//! the record has them (`1.50` stays `1.50`: no float in between), a boolean as
+//! `true`/`false`, none as `null`. A "number" whose text is not a JSON number (`1,50`,
+//! `inf`) is written as a string, so the output is always valid JSON.
 
 use std::io::{self, Write};
 use std::sync::Arc;
 
-use super::Record;
+use super::{Kind, Record};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JsonStyle {
@@ -72,7 +77,12 @@ impl<W: Write> JsonWriter<W> {
                 b.push(b',');
             }
             b.extend_from_slice(k);
-            write_str(b, v);
+            // Most records (every one read from CSV and not transformed) are all text.
+            if rec.kinds.is_empty() {
+                write_str(b, v);
+            } else {
+                write_value(b, v, rec.kind(i));
+            }
         }
         b.push(b'}');
         if self.style == JsonStyle::Lines {
@@ -128,6 +138,46 @@ fn needs_escape(bytes: &[u8]) -> bool {
     !chunks.remainder().is_empty() && bad(word(&bytes[bytes.len() - 8..]))
 }
 
+/// Appends a value as its kind says (see the module comment).
+fn write_value(b: &mut Vec<u8>, v: &str, kind: Kind) {
+    match kind {
+        Kind::Number if is_json_number(v.as_bytes()) => b.extend_from_slice(v.as_bytes()),
+        Kind::Text | Kind::Number => write_str(b, v),
+        Kind::Bool(true) => b.extend_from_slice(b"true"),
+        Kind::Bool(false) => b.extend_from_slice(b"false"),
+        Kind::Null => b.extend_from_slice(b"null"),
+    }
+}
+
+/// Whether `t` is a number as RFC 8259 writes one: `-?(0|[1-9][0-9]*)(.[0-9]+)?
+/// ([eE][+-]?[0-9]+)?`.
+pub fn is_json_number(t: &[u8]) -> bool {
+    let digits = |i: usize| t[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+    let mut i = usize::from(t.first() == Some(&b'-'));
+    match digits(i) {
+        0 => return false,
+        n if n > 1 && t[i] == b'0' => return false,
+        n => i += n,
+    }
+    if t.get(i) == Some(&b'.') {
+        match digits(i + 1) {
+            0 => return false,
+            n => i += 1 + n,
+        }
+    }
+    if matches!(t.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(t.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        match digits(i) {
+            0 => return false,
+            n => i += n,
+        }
+    }
+    i == t.len()
+}
+
 /// Appends a JSON string literal, escaping as RFC 8259 requires.
 fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
@@ -174,6 +224,7 @@ mod tests {
         let rec = Record {
             names: Arc::from(vec!["a".to_string(), "b\"".to_string()]),
             values: vec!["x\ny\u{1}\\\"é".into(), "".into()],
+            kinds: Vec::new(),
             pos: Default::default(),
         };
         let mut w = JsonWriter::new(Vec::new(), JsonStyle::Array);
@@ -185,6 +236,51 @@ mod tests {
         assert_eq!(v[0]["b\""], "");
         let w = JsonWriter::new(Vec::new(), JsonStyle::Array);
         assert_eq!(w.finish().unwrap(), b"[]\n");
+    }
+
+    #[test]
+    fn values_are_written_by_kind() {
+        let rec = Record {
+            names: Arc::from(
+                ["a", "b", "c", "d", "e", "f", "g"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+            values: ["1.50", "2", "", "", "x", "1,50", "7"]
+                .map(String::from)
+                .to_vec(),
+            kinds: vec![
+                Kind::Number,
+                Kind::Number,
+                Kind::Bool(true),
+                Kind::Null,
+                Kind::Text,
+                Kind::Number,
+            ],
+            pos: Default::default(),
+        };
+        let mut w = JsonWriter::new(Vec::new(), JsonStyle::Lines);
+        w.write(&rec).unwrap();
+        assert_eq!(
+            String::from_utf8(w.finish().unwrap()).unwrap(),
+            "{\"a\":1.50,\"b\":2,\"c\":true,\"d\":null,\"e\":\"x\",\"f\":\"1,50\",\"g\":\"7\"}\n",
+            "a number not in JSON's notation is a string; past `kinds`, text"
+        );
+        for ok in [
+            "0",
+            "-0",
+            "1.5",
+            "-12.50e+3",
+            "1E9",
+            "100000000000000000000",
+        ] {
+            assert!(is_json_number(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "", "-", "01", "1.", ".5", "+1", "1e", "inf", "NaN", "1 ", "0x1", "1.5.2",
+        ] {
+            assert!(!is_json_number(bad.as_bytes()), "{bad}");
+        }
     }
 
     #[test]
@@ -203,6 +299,7 @@ mod tests {
         let rec = Record {
             names: Arc::from(vec!["k".to_string()]),
             values: vec!["0123456789\u{7f}\u{1f}é\"".into()],
+            kinds: Vec::new(),
             pos: Default::default(),
         };
         w.write(&rec).unwrap();

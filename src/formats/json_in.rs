@@ -11,7 +11,8 @@
 //! `12.50`, `1e400` does not overflow).
 //!
 //! A record's fields, in first-appearance order: strings as they are (escapes resolved),
-//! numbers as their JSON text, `true`/`false`, null as an empty string. Nested objects are
+//! numbers as their JSON text, `true`/`false`, null as an empty string. Numbers, booleans
+//! and null keep their [`Kind`], so a JSON output writes them as they came. Nested objects are
 //! flattened with dotted names (`{"customer":{"name":"A"}}` gives `customer.name`); an
 //! empty nested object is kept as the text `{}`. Arrays are kept as compact JSON text
 //! (whitespace dropped, keys, numbers and escapes as written). A key repeated in one
@@ -29,7 +30,7 @@ use std::fmt;
 use std::io::{self, Read};
 use std::sync::Arc;
 
-use super::{DEFAULT_MAX_RECORD, ParseError, Position, Record};
+use super::{DEFAULT_MAX_RECORD, Kind, ParseError, Position, Record};
 
 /// How the records are laid out in the file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -142,6 +143,8 @@ pub struct JsonReader<R: Read> {
     shapes: Vec<Arc<[String]>>,
     /// Flattened names of the record being read; the first `n` are in use.
     scratch: Vec<String>,
+    /// The kind of each of the first `n` values.
+    kinds: Vec<Kind>,
     n: usize,
     /// Dotted name of the field being read.
     key: String,
@@ -177,6 +180,7 @@ impl<R: Read> JsonReader<R> {
             names: Arc::from(Vec::new()),
             shapes: Vec::new(),
             scratch: Vec::new(),
+            kinds: Vec::new(),
             n: 0,
             key: String::new(),
             tmp: Vec::new(),
@@ -885,7 +889,7 @@ impl<R: Read> JsonReader<R> {
             if depth > 1 {
                 let mut v = self.begin_field(values);
                 v.extend_from_slice(b"{}");
-                self.end_field(values, v)?;
+                self.end_field(values, v, Kind::Text)?;
             }
             return Ok(());
         }
@@ -903,17 +907,24 @@ impl<R: Read> JsonReader<R> {
                     let mut v = self.begin_field(values);
                     let read = self.string(Some(&mut v), false);
                     read?;
-                    self.end_field(values, v)?;
+                    self.end_field(values, v, Kind::Text)?;
                 }
                 Some(b'n') => {
                     let v = self.begin_field(values);
                     self.literal("null", None)?;
-                    self.end_field(values, v)?;
+                    self.end_field(values, v, Kind::Null)?;
                 }
-                _ => {
+                b => {
+                    // Arrays stay text (compact JSON).
+                    let kind = match b {
+                        Some(b't') => Kind::Bool(true),
+                        Some(b'f') => Kind::Bool(false),
+                        Some(b'-' | b'0'..=b'9') => Kind::Number,
+                        _ => Kind::Text,
+                    };
                     let mut v = self.begin_field(values);
                     self.value(Some(&mut v), depth + 1)?;
-                    self.end_field(values, v)?;
+                    self.end_field(values, v, kind)?;
                 }
             }
             self.key.truncate(saved);
@@ -972,10 +983,17 @@ impl<R: Read> JsonReader<R> {
         v
     }
 
-    fn end_field(&mut self, values: &mut [String], v: Vec<u8>) -> Result<(), ParseError> {
+    fn end_field(
+        &mut self,
+        values: &mut [String],
+        v: Vec<u8>,
+        kind: Kind,
+    ) -> Result<(), ParseError> {
         match String::from_utf8(v) {
             Ok(s) => {
                 values[self.n] = s;
+                self.kinds.truncate(self.n);
+                self.kinds.push(kind);
                 self.n += 1;
                 Ok(())
             }
@@ -991,12 +1009,14 @@ impl<R: Read> JsonReader<R> {
     fn finish_record(&mut self, out: &mut Record) {
         let n = self.n;
         out.values.truncate(n);
+        out.kinds.clear();
+        out.kinds.extend_from_slice(&self.kinds[..n]);
         let read = &self.scratch[..n];
         if *self.names != *read {
             if let Some(s) = self.shapes.iter().find(|s| ***s == *read) {
                 self.names = s.clone();
             } else {
-                let names = merge_repeated(read, &mut out.values);
+                let names = merge_repeated(read, &mut out.values, &mut out.kinds);
                 self.names = match self.shapes.iter().find(|s| ***s == *names) {
                     Some(s) => s.clone(),
                     None => {
@@ -1016,13 +1036,18 @@ impl<R: Read> JsonReader<R> {
 
 /// The names of a record with each repeated name kept once, at its first place, with the
 /// last value.
-fn merge_repeated(names: &[String], values: &mut Vec<String>) -> Vec<String> {
+fn merge_repeated(
+    names: &[String],
+    values: &mut Vec<String>,
+    kinds: &mut Vec<Kind>,
+) -> Vec<String> {
     let mut first: HashMap<&str, usize> = HashMap::with_capacity(names.len());
     let mut keep = vec![true; names.len()];
     for (i, name) in names.iter().enumerate() {
         match first.entry(name.as_str()) {
             Entry::Occupied(e) => {
                 values[*e.get()] = std::mem::take(&mut values[i]);
+                kinds[*e.get()] = kinds[i];
                 keep[i] = false;
             }
             Entry::Vacant(e) => {
@@ -1032,6 +1057,11 @@ fn merge_repeated(names: &[String], values: &mut Vec<String>) -> Vec<String> {
     }
     let mut i = 0;
     values.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+    let mut i = 0;
+    kinds.retain(|_| {
         i += 1;
         keep[i - 1]
     });
@@ -1144,6 +1174,39 @@ mod tests {
         assert_eq!(v[2]["\""], "x y");
         assert_eq!(array("[]").unwrap(), Rows::new());
         assert_eq!(array(" [ {} , {} ] \n").unwrap(), vec![vec![], vec![]]);
+    }
+
+    /// Issue 11: numbers, booleans and null keep their JSON type for a JSON output.
+    #[test]
+    fn values_keep_their_json_kind() {
+        let text = r#"[{"s":"1","n":12.50,"t":true,"f":false,"z":null,"a":[1],"o":{"k":-1},"r":"x","r":7},
+            {"s":2}]"#;
+        let mut r = JsonReader::new(text.as_bytes(), JsonInOptions::default());
+        let mut rec = Record::default();
+        assert!(r.read_into(&mut rec).unwrap());
+        let n = Kind::Number;
+        assert_eq!(
+            rec.values,
+            ["1", "12.50", "true", "false", "", "[1]", "-1", "7"]
+        );
+        assert_eq!(
+            rec.kinds,
+            [
+                Kind::Text,
+                n,
+                Kind::Bool(true),
+                Kind::Bool(false),
+                Kind::Null,
+                Kind::Text,
+                n,
+                n
+            ]
+        );
+        assert!(r.read_into(&mut rec).unwrap());
+        assert_eq!(
+            (&rec.values[..], &rec.kinds[..]),
+            (&["2".to_string()][..], &[n][..])
+        );
     }
 
     #[test]

@@ -27,15 +27,38 @@ pub struct Position {
     pub byte: u64,
 }
 
+/// What a value is, for the writers that have types (JSON and JSON Lines); the others
+/// write every value's text. A value is text unless a transform made it a number, a
+/// boolean or none, or a JSON input had it so.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Kind {
+    #[default]
+    Text,
+    /// A number whose text is written as it is (`1.50` stays `1.50`); a JSON writer checks
+    /// that the text is a JSON number and writes a string otherwise.
+    Number,
+    Bool(bool),
+    /// None (a JSON `null`); its text is empty.
+    Null,
+}
+
 /// One record: field names shared by every record of a file, and this record's values.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Record {
     pub names: Arc<[String]>,
     pub values: Vec<String>,
+    /// The kind of each value, by index; empty (the usual case: every reader but JSON's)
+    /// or shorter than `values` means text for the values it does not reach.
+    pub kinds: Vec<Kind>,
     pub pos: Position,
 }
 
 impl Record {
+    /// The kind of the value at `i`.
+    pub fn kind(&self, i: usize) -> Kind {
+        self.kinds.get(i).copied().unwrap_or_default()
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.names
             .iter()

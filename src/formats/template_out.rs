@@ -137,7 +137,8 @@ fn describe(e: &minijinja::Error) -> String {
     s
 }
 
-fn environment() -> Environment<'static> {
+/// The environment text output templates are rendered with.
+pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_syntax(
@@ -372,6 +373,7 @@ mod tests {
                 .collect::<Vec<_>>()
                 .into(),
             values: fields.iter().map(|(_, v)| v.to_string()).collect(),
+            kinds: Vec::new(),
             pos: Position::default(),
         }
     }

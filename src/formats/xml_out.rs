@@ -603,6 +603,7 @@ mod tests {
                 .collect::<Vec<_>>()
                 .into(),
             values: fields.iter().map(|(_, v)| v.to_string()).collect(),
+            kinds: Vec::new(),
             pos: Position::default(),
         }
     }

@@ -600,6 +600,12 @@ pub fn read_transform(
                 ),
             );
             ok = false;
+            continue;
+        }
+        // Filters, tests and functions are looked up only when evaluated: check them now.
+        for (range, message) in crate::transform::check::unknown_names(&env, &s.value, false) {
+            doc.error_in_str(s, range, message);
+            ok = false;
         }
     }
     let mut tables = Vec::new();
@@ -712,9 +718,9 @@ pub fn read_output_data(
             }
         }
         "text" => {
-            let header = t.str(doc, "header").map(|s| s.value);
+            let header = t.str(doc, "header");
             let template = t.str(doc, "template");
-            let footer = t.str(doc, "footer").map(|s| s.value);
+            let footer = t.str(doc, "footer");
             let Some(template) = template else {
                 let span = format_raw
                     .as_ref()
@@ -723,12 +729,28 @@ pub fn read_output_data(
                 return None;
             };
             let opts = TemplateOptions {
-                header,
+                header: header.as_ref().map(|s| s.value.clone()),
                 record: template.value.clone(),
-                footer,
+                footer: footer.as_ref().map(|s| s.value.clone()),
             };
             match TemplateWriter::new(Vec::new(), &opts, Default::default()) {
-                Ok(_) => Some(OutputFormat::Text(opts)),
+                Ok(_) => {
+                    // Filters, tests and functions are looked up only when rendered.
+                    let env = crate::formats::template_out::environment();
+                    let mut ok = true;
+                    for s in [header.as_ref(), Some(&template), footer.as_ref()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        for (range, message) in
+                            crate::transform::check::unknown_names(&env, &s.value, true)
+                        {
+                            doc.error_in_str(s, range, message);
+                            ok = false;
+                        }
+                    }
+                    ok.then_some(OutputFormat::Text(opts))
+                }
                 Err(e) => {
                     doc.error(template.span.clone(), &template.key, e);
                     None

@@ -1265,7 +1265,11 @@ fn read_output(
             }
             tpl
         }
-        (None, None) => Template::parse("{name}", PLACEHOLDERS).ok(),
+        (None, None) => Template::parse(
+            &default_name(data.as_ref().map(|d| &d.format)),
+            PLACEHOLDERS,
+        )
+        .ok(),
     };
     let deliver = match remote_parts {
         Some((endpoint, done_file, outbox, connections)) => Some(crate::remote::RemoteTarget {
@@ -1286,6 +1290,21 @@ fn read_output(
         extract,
         member: member?,
     })
+}
+
+/// An output's name when the job gives none: the original's name, or with a record format
+/// its stem and the format's extension (`orders.json` written as CSV is `orders.csv`).
+fn default_name(format: Option<&data::OutputFormat>) -> String {
+    use data::OutputFormat as F;
+    let ext = match format {
+        None | Some(F::Original) => return "{name}".into(),
+        Some(F::Csv(_)) => "csv",
+        Some(F::Json(crate::formats::json::JsonStyle::Array)) => "json",
+        Some(F::Json(crate::formats::json::JsonStyle::Lines)) => "jsonl",
+        Some(F::Xml(_)) => "xml",
+        Some(F::Fixed(_) | F::Text(_)) => "txt",
+    };
+    format!("{{stem}}.{ext}")
 }
 
 fn read_after(doc: &mut Doc<'_>, root: &Path, t: Option<TableReader<'_, '_>>) -> Option<After> {
@@ -1437,6 +1456,37 @@ mod tests {
 
     fn compile_str(src: &str) -> Result<Job, Vec<Diag>> {
         compile(Path::new("jobs/t.toml"), Path::new("/srv/ferry"), src)
+    }
+
+    /// Issue 11: unknown filters in mail templates are found when the job is loaded.
+    #[test]
+    fn mail_templates_with_unknown_filters_are_refused() {
+        let src = "[source]\nfolder = \"in\"\n[[output]]\nemail = \"mailto:a@b.test\"\nsmtp = \"smtp://x@mail.test\"\npassword = \"p\"\nfrom = \"f@b.test\"\nsubject = \"{{ names | jion(', ') }}\"\n";
+        let errs = compile_str(src).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(
+            errs[0].to_string(),
+            "jobs/t.toml:8:11: output[1].subject: bad template: unknown filter `jion` (did you mean `join`?)"
+        );
+    }
+
+    /// Issue 11: `format = "csv"` with the default name wrote `orders.json` holding CSV.
+    #[test]
+    fn a_record_format_gives_the_default_name_its_extension() {
+        let name = |format: &str| {
+            let src = format!(
+                "[source]\nfolder = \"in\"\n[input]\nformat = \"json\"\n[[output]]\nfolder = \"out\"\n{format}\n"
+            );
+            let job = compile_str(&src).unwrap();
+            job.outputs[0].name.as_str().to_string()
+        };
+        assert_eq!(name(""), "{name}");
+        assert_eq!(name("format = \"original\""), "{name}");
+        assert_eq!(name("format = \"csv\""), "{stem}.csv");
+        assert_eq!(name("format = \"json\""), "{stem}.json");
+        assert_eq!(name("format = \"jsonl\""), "{stem}.jsonl");
+        assert_eq!(name("format = \"xml\""), "{stem}.xml");
+        assert_eq!(name("format = \"text\"\ntemplate = \"x\""), "{stem}.txt");
     }
 
     #[test]

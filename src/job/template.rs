@@ -506,6 +506,7 @@ mod tests {
         let rec = crate::formats::Record {
             names: vec!["OrderNo".to_string(), "Cust No".to_string()].into(),
             values: vec!["../../etc/x".into(), "..".into()],
+            kinds: Vec::new(),
             pos: Default::default(),
         };
         let v = Vars {
@@ -528,6 +529,7 @@ mod tests {
         let rec = crate::formats::Record {
             names: vec!["A".to_string(), "B".into(), "C".into(), "D".into()].into(),
             values: vec!["../..".into(), "CON".into(), "a:b?.".into(), " x/y ".into()],
+            kinds: Vec::new(),
             pos: Default::default(),
         };
         let v = Vars {
@@ -539,6 +541,7 @@ mod tests {
         let short = crate::formats::Record {
             names: vec!["A".to_string(), "B".into()].into(),
             values: vec!["1".into(), "  ".into()],
+            kinds: Vec::new(),
             pos: Default::default(),
         };
         assert_eq!(t.missing_fields(Some(&short), &["C"]), vec!["B", "D"]);

@@ -219,7 +219,15 @@ pub fn read_email(
         "Attached: {{ names | join(', ') }} (job {{ job }}), sent by ferry.".into()
     });
     for (key, tpl) in [("subject", &subject), ("body", &body)] {
-        if let Err(e) = minijinja::Environment::new().template_from_str(tpl) {
+        let env = minijinja::Environment::new();
+        if let Err(e) = env.template_from_str(tpl) {
+            doc.error(
+                t.span_of(key),
+                &format!("{}.{key}", t.path),
+                format!("bad template: {e}"),
+            );
+        } else if let Some((_, e)) = crate::transform::check::unknown_names(&env, tpl, true).first()
+        {
             doc.error(
                 t.span_of(key),
                 &format!("{}.{key}", t.path),

@@ -224,6 +224,7 @@ pub fn name_of(
     let rec = Record {
         names: Arc::from(names),
         values,
+        kinds: Vec::new(),
         pos: Default::default(),
     };
     let v = Vars {

@@ -102,6 +102,7 @@ pub fn first_record(
     Ok(Record {
         names: names.into(),
         values,
+        kinds: Vec::new(),
         pos: read.pos,
     })
 }

@@ -626,6 +626,9 @@ impl<R: io::BufRead> Reader<R> {
 
 impl<R: io::BufRead> Reader<R> {
     fn read_into(&mut self, rec: &mut Record) -> Result<bool, Bad> {
+        // The record is reused: kinds a transform gave the last one do not carry over (a
+        // reader that has kinds, JSON's, sets them).
+        rec.kinds.clear();
         let (r, line_based) = match self {
             Reader::Csv(r) => (r.read_into(rec), true),
             Reader::Xml(r) => (r.read_into(rec), false),
@@ -686,18 +689,38 @@ fn reject(rejects: &mut Rejects<'_>, e: &ParseError, rec: Option<&Record>) -> io
     f.write_all(&line)
 }
 
-/// What a dry run shows of the first records of a file.
+/// What a dry run shows of the first records of a file, and what it found reading all of
+/// them.
+#[derive(Default)]
 pub struct Preview {
     pub parsed: Vec<Record>,
     pub transformed: Vec<Result<Option<Record>, ParseError>>,
-    /// Each record output's text for those records (decoded for display).
-    pub outputs: Vec<Result<String, ParseError>>,
+    /// Each record output's text for those records (decoded for display): its index, and
+    /// one text, or with `split` one per group among those records.
+    pub outputs: Vec<(u32, Vec<OutputText>)>,
     /// Reading stopped at this error.
     pub error: Option<ParseError>,
+    /// Records read in the whole file.
+    pub read: u64,
+    /// Records that would go to the rejects file (`on_error = "skip"`).
+    pub rejected: u64,
+    /// What would fail the file: a record that cannot be read, transformed, split or
+    /// written (with `on_error = "fail"`), or broken input.
+    pub failure: Option<ParseError>,
+    /// With `split`: the first transformed record of each group, in the order met.
+    pub groups: Vec<Record>,
 }
 
-/// Reads the first `limit` records of `src` and shows what the job makes of them, writing
-/// nothing anywhere.
+/// One file of a record output, as a dry run shows it.
+pub struct OutputText {
+    /// With `split`: the group's value.
+    pub group: Option<String>,
+    pub text: Result<String, ParseError>,
+}
+
+/// Reads `src` as a run would and shows what the job makes of its first `limit` records,
+/// writing nothing anywhere: every record is read, transformed, split and formatted (into
+/// nothing) so that what would fail the file is found wherever it is.
 pub fn preview(
     job: &Job,
     src: &Path,
@@ -731,42 +754,154 @@ pub fn preview_file(
     let env = transform::environment(&lookups);
     let mut transformer =
         Transformer::new(&env, &job.transform, meta.clone()).map_err(ParseError::new)?;
-    let mut p = Preview {
-        parsed: Vec::new(),
-        transformed: Vec::new(),
-        outputs: Vec::new(),
-        error: None,
-    };
+    let record_outputs: Vec<(u32, &OutputData)> = job
+        .outputs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| !matches!(o.data.format, OutputFormat::Original) && o.extract.is_none())
+        .map(|(i, o)| (i as u32, &o.data))
+        .collect();
+    let mut checks = record_outputs
+        .iter()
+        .map(|(_, d)| Writer::new(io::sink(), d, &meta))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut p = Preview::default();
+    let skip = input.on_error == OnError::Skip;
+    scan(
+        &mut p,
+        &mut reader,
+        &mut transformer,
+        (job, &mut checks),
+        skip,
+        limit,
+    );
+    for w in checks {
+        if let Err(e) = w.finish()
+            && p.failure.is_none()
+        {
+            p.failure = Some(ParseError::new(format!("cannot write: {e}")));
+        }
+    }
+    let split = job.transform.split.as_deref();
+    p.outputs = record_outputs
+        .iter()
+        .map(|(i, d)| (*i, render_output(d, split, &p.transformed, &meta)))
+        .collect();
+    Ok(p)
+}
+
+/// The dry run's reading: every record read, transformed and checked as a run would,
+/// until the end or what would fail the file; the first `limit` kept to show.
+fn scan<R: io::BufRead>(
+    p: &mut Preview,
+    reader: &mut Reader<R>,
+    transformer: &mut Transformer<'_>,
+    (job, checks): (&Job, &mut [Writer<io::Sink>]),
+    skip: bool,
+    limit: usize,
+) {
+    let mut groups = std::collections::HashSet::new();
     let mut rec = Record::default();
-    while p.parsed.len() < limit {
+    while p.failure.is_none() {
         match reader.read_into(&mut rec) {
             Ok(false) => break,
-            Ok(true) => {
-                p.parsed.push(rec.clone());
-                let mut t = rec.clone();
-                p.transformed
-                    .push(transformer.apply(&mut t).map(|keep| keep.then_some(t)));
+            Ok(true) => {}
+            Err(Bad::Skip(_, _)) if skip => {
+                p.rejected += 1;
+                continue;
             }
             Err(Bad::Skip(e, _) | Bad::Fatal(e)) => {
-                p.error = Some(e);
+                p.error = Some(e.clone());
+                p.failure = Some(e);
                 break;
             }
         }
+        p.read += 1;
+        let mut t = rec.clone();
+        let result = transformer.apply(&mut t).map(|keep| keep.then_some(t));
+        let checked = match &result {
+            Ok(Some(t)) => check_record(job, t, checks, &mut groups, &mut p.groups),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.clone()),
+        };
+        match checked {
+            Err(_) if skip => p.rejected += 1,
+            Err(e) => p.failure = Some(e),
+            Ok(()) => {}
+        }
+        if p.parsed.len() < limit {
+            p.parsed.push(rec.clone());
+            p.transformed.push(result);
+        }
     }
-    for o in job
-        .outputs
-        .iter()
-        .filter(|o| !matches!(o.data.format, OutputFormat::Original))
-    {
-        let rendered = (|| {
-            let mut w = Writer::new(Vec::new(), &o.data, &meta)?;
-            for r in p.transformed.iter().flatten().flatten() {
+}
+
+/// One transformed record of a dry run: its split group, and each record output's writer.
+fn check_record(
+    job: &Job,
+    rec: &Record,
+    checks: &mut [Writer<io::Sink>],
+    seen: &mut std::collections::HashSet<String>,
+    groups: &mut Vec<Record>,
+) -> Result<(), ParseError> {
+    if let Some(field) = &job.transform.split {
+        let key = rec.get(field).ok_or_else(|| ParseError {
+            pos: Some(rec.pos),
+            field: Some(field.clone()),
+            ..ParseError::new("the record has no such field to split by")
+        })?;
+        if !seen.contains(key) {
+            if seen.len() >= MAX_GROUPS {
+                return Err(ParseError {
+                    pos: Some(rec.pos),
+                    field: Some(field.clone()),
+                    value: Some(key.to_string()),
+                    ..ParseError::new(format!(
+                        "more than {MAX_GROUPS} different values to split by"
+                    ))
+                });
+            }
+            seen.insert(key.to_string());
+            groups.push(rec.clone());
+        }
+    }
+    checks.iter_mut().try_for_each(|w| w.write(rec))
+}
+
+/// A record output's text for the records shown (decoded for display): one, or with a
+/// split one per group in the order met.
+fn render_output(
+    data: &OutputData,
+    split: Option<&str>,
+    records: &[Result<Option<Record>, ParseError>],
+    meta: &BTreeMap<String, String>,
+) -> Vec<OutputText> {
+    let records: Vec<&Record> = records.iter().flatten().flatten().collect();
+    let mut groups: Vec<Option<String>> = Vec::new();
+    for r in &records {
+        let g = split.map(|f| r.get(f).unwrap_or_default().to_string());
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    if groups.is_empty() {
+        groups.push(None);
+    }
+    let render = |group: &Option<String>| -> Result<String, ParseError> {
+        let mut w = Writer::new(Vec::new(), data, meta)?;
+        for r in &records {
+            if group.is_none() || r.get(split.unwrap_or_default()) == group.as_deref() {
                 w.write(r)?;
             }
-            let bytes = w.finish().map_err(|e| ParseError::new(e.to_string()))?;
-            Ok(o.data.encoding.decode(&bytes).0.into_owned())
-        })();
-        p.outputs.push(rendered);
-    }
-    Ok(p)
+        }
+        let bytes = w.finish().map_err(|e| ParseError::new(e.to_string()))?;
+        Ok(data.encoding.decode(&bytes).0.into_owned())
+    };
+    groups
+        .into_iter()
+        .map(|group| OutputText {
+            text: render(&group),
+            group,
+        })
+        .collect()
 }

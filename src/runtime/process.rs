@@ -176,7 +176,10 @@ fn resolve(job: &Job, vars: &Vars<'_>, id: i64) -> Result<Resolved, FileError> {
 
 /// What a dry run shows: where each output and the original would go.
 pub struct Preview {
-    pub outputs: Vec<(PathBuf, Exists)>,
+    /// Each output named once per file: its index, path and `exists` policy.
+    pub outputs: Vec<(u32, PathBuf, Exists)>,
+    /// Outputs written once per group of records (`split`): their index and folder.
+    pub split_dirs: Vec<(u32, PathBuf)>,
     pub archive_dir: Option<PathBuf>,
     pub error_dir: Option<PathBuf>,
     /// Outputs that take pieces out of a PDF (`extract`): their index and folder.
@@ -190,12 +193,59 @@ pub fn preview(job: &Job, vars: &Vars<'_>) -> Result<Preview, FileError> {
         outputs: r
             .targets
             .into_iter()
-            .map(|t| (t.final_path, t.exists))
+            .map(|t| (t.idx, t.final_path, t.exists))
             .collect(),
+        split_dirs: r.split_dirs,
         archive_dir: r.archive_dir,
         error_dir: render_dir(&job.after.error, vars).ok(),
         extract_dirs: r.extract_dirs,
     })
+}
+
+/// For `ferry test`: the file each split output would write for each group of records
+/// (given by its first record), named as a run names them, in the order a run opens them;
+/// an error where the run would fail.
+pub fn preview_split(
+    job: &Job,
+    vars: &Vars<'_>,
+    dirs: &[(u32, PathBuf)],
+    groups: &[crate::formats::Record],
+) -> Vec<(u32, Result<PathBuf, String>)> {
+    let mut used = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for rec in groups {
+        for (oi, dir) in dirs {
+            let o = &job.outputs[*oi as usize];
+            let v = Vars {
+                record: Some(rec),
+                ..vars.clone()
+            };
+            let named = fsutil::safe_join(dir, &o.name.render(&v), true)
+                .map_err(|e| format!("output {}: {e}", oi + 1));
+            let taken = |p: &Path| {
+                used.contains(p)
+                    || (fsutil::exists(p) && !matches!(o.exists, Exists::Overwrite | Exists::Skip))
+            };
+            let path = named.and_then(|base| match o.exists {
+                Exists::Unique => Ok((0..)
+                    .map(|n| fsutil::numbered(&base, n))
+                    .find(|p| !taken(p))
+                    .expect("a free name")),
+                _ if taken(&base) => Err(format!(
+                    "output {}: {} exists already, or two groups of records have this name (exists = \"{}\")",
+                    oi + 1,
+                    base.display(),
+                    o.exists.as_str()
+                )),
+                _ => Ok(base),
+            });
+            if let Ok(p) = &path {
+                used.insert(p.clone());
+            }
+            out.push((*oi, path));
+        }
+    }
+    out
 }
 
 /// Processes one ready file of `job` to its end.

@@ -12,6 +12,13 @@
 //!   another;
 //! - `lookup(table, key, column)`: a value from a lookup table (none when the key is absent).
 //!
+//! A computed field keeps the type of its result for the JSON writers ([`Kind`]): a number
+//! (`num`, arithmetic), a boolean or none; anything else, and minijinja's `string` filter,
+//! gives text. `decimal` gives a string to the expression (so string filters and
+//! comparisons work on it), but an expression that ends with it gives a number whose digits
+//! are kept as written (`1.50`; not with a decimal comma). A bare field name copies the
+//! field with its kind.
+//!
 //! Theory of operation: the record's values are moved into a reference-counted object for
 //! evaluation and moved back afterwards, so evaluating costs no copy of the record.
 
@@ -19,12 +26,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use minijinja::value::{Object, Value};
+use minijinja::value::{Object, Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, Expression, UndefinedBehavior};
 
-use crate::formats::{ParseError, Record};
+use crate::formats::{Kind, ParseError, Record};
 use crate::job::data::TransformSpec;
 
+pub mod check;
 pub mod fast;
 mod months;
 
@@ -341,6 +349,16 @@ impl Object for Prefixed {
     }
 }
 
+/// What a value is for the JSON writers (see the module comment).
+pub fn value_kind(v: &Value) -> Kind {
+    match v.kind() {
+        ValueKind::Number => Kind::Number,
+        ValueKind::Bool => Kind::Bool(v.is_true()),
+        ValueKind::None => Kind::Null,
+        _ => Kind::Text,
+    }
+}
+
 /// Writes a value as field text: numbers without noise (`3`, `12.5`), none as empty.
 pub fn value_text(v: &Value) -> String {
     if v.is_undefined() || v.is_none() {
@@ -370,6 +388,9 @@ pub fn value_text(v: &Value) -> String {
     v.to_string()
 }
 
+/// A record's computed fields and their kinds.
+type Computed = (Vec<String>, Vec<Kind>);
+
 /// Input field names and the output names computed from them.
 type NameMap = (Arc<[String]>, Arc<[String]>);
 
@@ -381,6 +402,10 @@ pub struct Transformer<'env> {
     /// name (`Quantity = "Qty"`, a rename): copied without evaluating, which costs a
     /// hundredth of an evaluation.
     plain: Vec<Option<String>>,
+    /// For each field, whether its expression ends with the `decimal` filter: its text is
+    /// then a number's digits (a string to minijinja, so every string filter and
+    /// comparison works on it as before).
+    decimal_last: Vec<bool>,
     keep: bool,
     meta: Arc<BTreeMap<String, String>>,
     /// Output names, per input names (records of one file usually share one).
@@ -388,8 +413,9 @@ pub struct Transformer<'env> {
     /// The filter and every field compiled natively, when all of them are simple enough
     /// (see [`fast`]); a record they are not sure about is evaluated by minijinja.
     native: Option<Native>,
-    /// Where native evaluation writes a record's computed fields.
+    /// Where native evaluation writes a record's computed fields, and their kinds.
     scratch: Vec<String>,
+    scratch_kinds: Vec<Kind>,
 }
 
 /// Record names, and for each slot the index of its field among them.
@@ -427,8 +453,9 @@ impl Native {
     }
 
     /// `Some(keep)` when every expression could be evaluated natively; the computed fields
-    /// are then in `out` (one per field, their allocations reused from record to record).
-    fn eval(&mut self, rec: &Record, out: &mut Vec<String>) -> Option<bool> {
+    /// are then in `out` (one per field, their allocations reused from record to record)
+    /// and their kinds in `kinds`.
+    fn eval(&mut self, rec: &Record, out: &mut Vec<String>, kinds: &mut Vec<Kind>) -> Option<bool> {
         let stale = !matches!(&self.layout, Some((n, _)) if Arc::ptr_eq(n, &rec.names));
         if stale {
             let slots = self
@@ -445,8 +472,16 @@ impl Native {
             return Some(false);
         }
         out.resize_with(self.fields.len(), String::new);
+        kinds.clear();
         for (e, o) in self.fields.iter().zip(out.iter_mut()) {
-            e.eval(&rec.values, slots)?.write_text(o)?;
+            let v = e.eval(&rec.values, slots)?;
+            kinds.push(match (e, &v) {
+                // A bare name copies its field's kind.
+                (fast::Expr::Field(s), _) => slots[*s].map_or(Kind::Text, |i| rec.kind(i)),
+                (_, fast::V::Int(_) | fast::V::Float(_)) => Kind::Number,
+                _ => Kind::Text,
+            });
+            v.write_text(o)?;
         }
         Some(true)
     }
@@ -491,6 +526,11 @@ impl<'env> Transformer<'env> {
         }
         Ok(Transformer {
             filter,
+            decimal_last: spec
+                .fields
+                .iter()
+                .map(|(_, e)| check::ends_with_filter(e, "decimal"))
+                .collect(),
             fields,
             plain,
             keep: spec.keep,
@@ -498,6 +538,7 @@ impl<'env> Transformer<'env> {
             names: None,
             native: Native::compile(spec),
             scratch: Vec::new(),
+            scratch_kinds: Vec::new(),
         })
     }
 
@@ -512,18 +553,20 @@ impl<'env> Transformer<'env> {
             return Ok(true);
         }
         if let Some(native) = self.native.as_mut()
-            && let Some(keep) = native.eval(rec, &mut self.scratch)
+            && let Some(keep) = native.eval(rec, &mut self.scratch, &mut self.scratch_kinds)
         {
             if keep && !self.fields.is_empty() {
                 if self.keep {
                     let values = std::mem::take(&mut rec.values);
                     let computed = std::mem::take(&mut self.scratch);
-                    self.assemble(rec, values, computed);
+                    let kinds = std::mem::take(&mut self.scratch_kinds);
+                    self.assemble(rec, values, (computed, kinds));
                 } else {
                     // The computed fields become the record's values, and its old values
                     // (their allocations) the next record's scratch.
                     rec.names = self.output_names(&rec.names);
                     std::mem::swap(&mut rec.values, &mut self.scratch);
+                    std::mem::swap(&mut rec.kinds, &mut self.scratch_kinds);
                 }
             }
             return Ok(keep);
@@ -558,27 +601,42 @@ impl<'env> Transformer<'env> {
         Ok(true)
     }
 
-    /// Makes `rec` the output record: the computed fields (after the input's, with `keep`).
-    fn assemble(&mut self, rec: &mut Record, values: Vec<String>, computed: Vec<String>) {
+    /// Makes `rec` the output record: the computed fields and their kinds (after the
+    /// input's, with `keep`).
+    fn assemble(&mut self, rec: &mut Record, values: Vec<String>, computed: Computed) {
         let names = self.output_names(&rec.names);
-        let out = if self.keep {
+        let (computed, computed_kinds) = computed;
+        let (out, kinds) = if self.keep {
             // Input fields in their places (replaced where a field of the same name was
             // computed), then the new fields.
             let mut computed: Vec<Option<String>> = computed.into_iter().map(Some).collect();
             let mut out = Vec::with_capacity(names.len());
-            for (n, v) in rec.names.iter().zip(values) {
+            let mut kinds = Vec::with_capacity(names.len());
+            for (j, (n, v)) in rec.names.iter().zip(values).enumerate() {
                 match self.fields.iter().position(|(f, _)| f == n) {
-                    Some(i) => out.push(computed[i].take().unwrap_or_default()),
-                    None => out.push(v),
+                    Some(i) => {
+                        out.push(computed[i].take().unwrap_or_default());
+                        kinds.push(computed_kinds.get(i).copied().unwrap_or_default());
+                    }
+                    None => {
+                        out.push(v);
+                        kinds.push(rec.kind(j));
+                    }
                 }
             }
-            out.extend(computed.into_iter().flatten());
-            out
+            for (v, k) in computed.into_iter().zip(computed_kinds) {
+                if let Some(v) = v {
+                    out.push(v);
+                    kinds.push(k);
+                }
+            }
+            (out, kinds)
         } else {
-            computed
+            (computed, computed_kinds)
         };
         rec.names = names;
         rec.values = out;
+        rec.kinds = kinds;
     }
 
     fn eval(
@@ -586,7 +644,7 @@ impl<'env> Transformer<'env> {
         ctx: &Value,
         obj: &RecordObj,
         rec: &Record,
-    ) -> Result<(bool, Vec<String>), ParseError> {
+    ) -> Result<(bool, Computed), ParseError> {
         let err = |what: &str, e: Error| ParseError {
             pos: Some(rec.pos),
             field: Some(what.to_string()),
@@ -599,16 +657,20 @@ impl<'env> Transformer<'env> {
         if let Some(f) = &self.filter {
             let v = f.eval(ctx.clone()).map_err(|e| err("filter", e))?;
             if !v.is_true() {
-                return Ok((false, Vec::new()));
+                return Ok((false, Default::default()));
             }
         }
         let mut out = Vec::with_capacity(self.fields.len());
-        for ((name, e), plain) in self.fields.iter().zip(&self.plain) {
+        let mut kinds = Vec::with_capacity(self.fields.len());
+        for (((name, e), plain), decimal) in
+            self.fields.iter().zip(&self.plain).zip(&self.decimal_last)
+        {
             if let Some(src) = plain
                 && let Some(i) = obj.names.iter().position(|n| n == src)
             {
-                // What evaluating the name gives: the field's text.
+                // What evaluating the name gives: the field's text (and its kind).
                 out.push(obj.values.get(i).cloned().unwrap_or_default());
+                kinds.push(rec.kind(i));
                 continue;
             }
             let v = e.eval(ctx.clone()).map_err(|e| err(name, e))?;
@@ -623,9 +685,16 @@ impl<'env> Transformer<'env> {
                     ),
                 });
             }
-            out.push(value_text(&v));
+            let text = value_text(&v);
+            kinds.push(match value_kind(&v) {
+                Kind::Text if *decimal && crate::formats::json::is_json_number(text.as_bytes()) => {
+                    Kind::Number
+                }
+                kind => kind,
+            });
+            out.push(text);
         }
-        Ok((true, out))
+        Ok((true, (out, kinds)))
     }
 
     fn output_names(&mut self, input: &Arc<[String]>) -> Arc<[String]> {
@@ -664,6 +733,7 @@ mod tests {
                 .collect::<Vec<_>>()
                 .into(),
             values: values.iter().map(|s| s.to_string()).collect(),
+            kinds: Vec::new(),
             pos: Default::default(),
         }
     }
@@ -788,6 +858,47 @@ mod tests {
         assert_eq!(n("2.50").as_deref(), Some("2.5"));
         assert_eq!(n("1.2.3"), None);
         assert_eq!(n("-"), None);
+    }
+
+    /// Issue 11: the JSON type of a computed field is its result's.
+    #[test]
+    fn computed_fields_keep_the_type_of_their_result() {
+        let fields = [
+            ("A", "a | num"),
+            ("B", "1 + 1"),
+            ("C", "a | decimal"),
+            ("D", "(a | num) > 1"),
+            ("E", "none"),
+            ("F", "a | num | string"),
+            ("G", "a"),
+            ("H", "a | decimal(2, ',')"),
+            ("I", "(a | decimal) ~ ''"),
+            ("J", "(a | num) / 4"),
+            // Inside an expression `decimal` gives text, as it always did.
+            ("K", "(a | decimal) == '1.50'"),
+            ("L", "a | decimal | float"),
+        ];
+        let spec = TransformSpec {
+            fields: fields.map(|(n, e)| (n.into(), e.into())).to_vec(),
+            ..Default::default()
+        };
+        let env = environment(&Lookups::new());
+        for native in [true, false] {
+            let mut t = Transformer::new(&env, &spec, BTreeMap::new()).unwrap();
+            if !native {
+                t.native = None;
+            }
+            let mut r = rec(&["a"], &["1,5"]);
+            r.kinds = vec![Kind::Number];
+            assert!(t.apply(&mut r).unwrap());
+            let (n, t, b) = (Kind::Number, Kind::Text, Kind::Bool(true));
+            let values = [
+                "1.5", "2", "1.50", "1", "", "1.5", "1,5", "1,50", "1.50", "0.375",
+            ];
+            assert_eq!(r.values[..10], values);
+            assert_eq!(r.values[10..], ["1", "1.5"]);
+            assert_eq!(r.kinds, [n, n, n, b, Kind::Null, t, n, t, t, n, b, n]);
+        }
     }
 
     #[test]
@@ -962,7 +1073,7 @@ mod tests {
                     .native
                     .as_mut()
                     .unwrap()
-                    .eval(&a, &mut Vec::new())
+                    .eval(&a, &mut Vec::new(), &mut Vec::new())
                     .is_some()
                 {
                     natively += 1;
@@ -975,8 +1086,8 @@ mod tests {
                     a.values, b.values
                 );
                 assert_eq!(
-                    (&a.names, &a.values),
-                    (&b.names, &b.values),
+                    (&a.names, &a.values, &a.kinds),
+                    (&b.names, &b.values, &b.kinds),
                     "{spec:?} on {values:?}"
                 );
             }
