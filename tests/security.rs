@@ -81,10 +81,11 @@ fn links_below(base: &Path) -> Vec<String> {
         .collect()
 }
 
-/// A 0600 key outside every configured folder.
+/// A 0600 key outside every configured folder, as text (PEM-like): a job that reads
+/// records would read it without an error.
 fn key(d: &Deployment, rel: &str) -> Vec<u8> {
     let mut content = MARK.to_vec();
-    content.extend_from_slice(&pseudo_random(64, 99));
+    content.extend_from_slice(hex::encode(pseudo_random(64, 99)).as_bytes());
     let p = d.write(rel, &content);
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
     content
@@ -92,13 +93,31 @@ fn key(d: &Deployment, rel: &str) -> Vec<u8> {
 
 #[test]
 fn a_file_swapped_for_a_symlink_is_never_read_through() {
-    let d = Deployment::new("sec-swap");
+    swap_files_for_a_symlink(
+        "sec-swap",
+        "[source]\nfolder = \"in\"\nsettle = \"0s\"\npoll = \"100ms\"\nwatch = \"poll\"\n\n[[output]]\nfolder = \"out\"\n",
+    );
+}
+
+/// The output's name is made of the file's first line, read before the claim: that
+/// reading goes through the checked handle too.
+#[test]
+fn a_file_swapped_for_a_symlink_never_names_an_output() {
+    swap_files_for_a_symlink(
+        "sec-swap-name",
+        "[source]\nfolder = \"in\"\nsettle = \"0s\"\npoll = \"100ms\"\nwatch = \"poll\"\n\n[input]\nformat = \"text\"\n\n[[output]]\nfolder = \"out\"\nname = \"{line}.txt\"\n",
+    );
+}
+
+/// Swaps each new file in `in/` with a symlink to a key outside, thousands of times,
+/// while the daemon runs `job` (polling: file events would hold a file that keeps
+/// changing back until the swapping stops, and the race would not be run); nothing of the key may reach an output, its name, the
+/// archive or the error folder.
+fn swap_files_for_a_symlink(test: &str, job: &str) {
+    let d = Deployment::new(test);
     let key_content = key(&d, "secret/key.pem");
     let key_path = d.path("secret/key.pem");
-    d.job(
-        "drop",
-        "[source]\nfolder = \"in\"\nsettle = \"0s\"\npoll = \"100ms\"\n\n[[output]]\nfolder = \"out\"\n",
-    );
+    d.job("drop", job);
     d.mkdir("in");
     let mut daemon = Daemon::start(&d, &[]);
     // The link has the same size (its target's length) and mtime as the file it swaps with.
@@ -106,7 +125,7 @@ fn a_file_swapped_for_a_symlink_is_never_read_through() {
     let link = d.path("in/.bait-link");
     std::os::unix::fs::symlink(&target, &link).unwrap();
     set_mtime(&link, 1_700_000_000);
-    const FILES: usize = 8;
+    const FILES: usize = 40;
     const MAX_SWAPS_PER_FILE: usize = 50_000;
     let started = Instant::now();
     let mut swaps = 0;
@@ -168,6 +187,10 @@ fn a_file_swapped_for_a_symlink_is_never_read_through() {
         let p = d.path("out").join(f);
         assert!(std::fs::symlink_metadata(&p).unwrap().is_file(), "{f}");
         assert!(read(&p).starts_with(b"bait "), "{f}");
+        assert!(
+            !f.contains("FERRY-SECRET"),
+            "an output is named after the key: {f}"
+        );
     }
 }
 

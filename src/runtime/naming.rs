@@ -71,14 +71,15 @@ pub fn check(job: &Job, idx: usize, record: Option<&Record>) -> Result<(), Strin
 }
 
 /// The record output names take fields from: the file's first record as read, with the
-/// fields the transform computes from it (those win where both have a name).
+/// fields the transform computes from it (those win where both have a name). `file` is
+/// the original as opened through its folder's handle, read from its start.
 pub fn first_record(
     job: &Job,
-    path: &Path,
+    file: std::fs::File,
     meta: BTreeMap<String, String>,
 ) -> Result<Record, String> {
     let fail = |e: String| format!("cannot read the first record, which names the outputs: {e}");
-    let p = pipeline::preview(job, path, meta, 1).map_err(|e| fail(e.to_string()))?;
+    let p = pipeline::preview_file(job, file, meta, 1).map_err(|e| fail(e.to_string()))?;
     if let Some(e) = p.error {
         return Err(fail(e.to_string()));
     }
@@ -118,9 +119,10 @@ pub fn record_for(
     if !use_record(job) || job.input.is_none() {
         return Ok(None);
     }
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open the file: {e}"))?;
     first_record(
         job,
-        path,
+        file,
         meta(job, path, name, rel_dir, chrono::Local::now()),
     )
     .map(Some)

@@ -306,7 +306,11 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
     if set.is_none() && pre_error.is_none() && job.input.is_some() && super::naming::use_record(job)
     {
         let meta = with_mail(meta_map(job, found, taken), mail_meta.as_ref());
-        match super::naming::first_record(job, &found.path, meta) {
+        let read = found
+            .reader()
+            .map_err(|e| format!("cannot read the file: {e}"))
+            .and_then(|f| super::naming::first_record(job, f, meta));
+        match read {
             Ok(r) => first = Some(r),
             Err(e) => pre_error = Some(e),
         }
