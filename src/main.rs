@@ -55,7 +55,7 @@ enum Command {
         workers: usize,
         /// On SIGINT/SIGTERM, how long to wait for files in progress before exiting (they
         /// are redone safely at the next start).
-        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        #[arg(long, default_value = "30s", value_parser = ferry::job::toml_reader::parse_duration)]
         grace: Duration,
         /// Start although the journal this state folder had is gone (deleted, emptied or
         /// replaced): begin a new one (or go on with the one found), accepting that files
@@ -136,10 +136,6 @@ enum JournalAction {
         /// The backup file (made by `ferry journal backup`).
         backup: PathBuf,
     },
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    ferry::job::toml_reader::parse_duration(s)
 }
 
 /// Every log line goes through the redactor (no secret value is ever written), and the

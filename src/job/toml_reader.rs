@@ -342,8 +342,8 @@ impl<'a, 'i> TableReader<'a, 'i> {
             let mut message = format!("unknown key `{name}`");
             if let Some(close) = known
                 .iter()
-                .filter(|c| edit_distance(c, name) <= 2 || c.contains(name.as_ref()))
-                .min_by_key(|c| edit_distance(c, name))
+                .filter(|c| strsim::levenshtein(c, name) <= 2 || c.contains(name.as_ref()))
+                .min_by_key(|c| strsim::levenshtein(c, name))
             {
                 message.push_str(&format!("; did you mean `{close}`?"));
             }
@@ -363,20 +363,6 @@ impl<'a, 'i> TableReader<'a, 'i> {
             doc.error(k.span(), &self.key_path(name), message);
         }
     }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// One of a closed set of words (`exists = "unique"`), or `default` when absent; anything
@@ -407,7 +393,9 @@ pub fn one_of<T: Copy>(
     None
 }
 
-/// Parses a duration like `2s`, `500ms`, `1m30s`, `3h`, `1d` or `0`.
+/// Parses a duration like `2s`, `500ms`, `1m30s`, `3h`, `1d` or `0`: the one duration parser
+/// of job files and the command line. Not humantime: it also takes `2 secs`, `1M` (a month)
+/// and `1y`, which job files have never accepted.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let t = text.trim();
     if t == "0" {
@@ -462,6 +450,8 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("3h"), Ok(Duration::from_secs(3 * 3600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
         assert!(parse_duration("2 secs").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("").is_err());

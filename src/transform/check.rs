@@ -220,35 +220,10 @@ fn known(env: &Environment<'_>, used: Use, name: &str) -> bool {
 fn suggestion(env: &Environment<'_>, used: Use, name: &str) -> Option<&'static str> {
     KNOWN
         .iter()
-        .map(|k| (strsim_distance(k, name), *k))
+        .map(|k| (strsim::osa_distance(k, name), *k))
         .filter(|(d, k)| *d <= if name.len() <= 4 { 1 } else { 2 } && known(env, used, k))
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
-}
-
-/// Edit distance counting a swap of two neighbours as one edit (optimal string
-/// alignment; names are short).
-fn strsim_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut d = vec![vec![0; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-            }
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 /// The unknown filters, tests and functions of an expression (`template = false`) or a
