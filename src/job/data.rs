@@ -133,57 +133,6 @@ impl Default for OutputData {
     }
 }
 
-pub const INPUT_KEYS: &[&str] = &[
-    "format",
-    "encoding",
-    "on_undecodable",
-    "on_error",
-    "delimiter",
-    "quote",
-    "escape",
-    "header",
-    "columns",
-    "comment",
-    "skip_lines",
-    "ragged",
-    "trim",
-    "record",
-    "fields",
-    "namespaces",
-    "column",
-    "records",
-    "mode",
-    "line_field",
-    "max_record",
-    "capture",
-    "required",
-    "items",
-    "attachment",
-];
-pub const TRANSFORM_KEYS: &[&str] = &["filter", "fields", "keep", "lookups", "split"];
-/// Keys an `[[output]]` may have for its format, besides folder, name and exists.
-pub const OUTPUT_FORMAT_KEYS: &[&str] = &[
-    "format",
-    "encoding",
-    "on_unmappable",
-    "line_ending",
-    "delimiter",
-    "quote",
-    "quoting",
-    "header",
-    "column",
-    "root",
-    "record",
-    "namespaces",
-    "default_namespace",
-    "fields",
-    "indent",
-    "declaration",
-    "skip_empty",
-    "template",
-    "footer",
-];
-
 fn one_char(doc: &mut Doc<'_>, s: Option<Str>, default: Option<u8>) -> Option<Option<u8>> {
     let Some(s) = s else { return Some(default) };
     let v = match s.value.as_str() {
@@ -258,7 +207,7 @@ fn layout(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>, trim: bool) -> Option<
         };
         let span = c.span.clone();
         let path = c.path.clone();
-        c.finish(doc, &["name", "start", "length", "align", "pad"]);
+        c.finish_as(doc, "column", "");
         match (name, start, length, align, pad) {
             (Some(n), Some(s), Some(l), Some(a), Some(p)) if s > 0 && l > 0 => {
                 columns.push(Column {
@@ -312,7 +261,7 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
                         "expected one of \"csv\", \"xml\", \"json\", \"jsonl\", \"text\", \"fixed\", \"pdf\", found {other:?}"
                     ),
                 );
-                t.finish(doc, INPUT_KEYS);
+                t.finish_as(doc, "input", "");
                 return None;
             }
         },
@@ -322,7 +271,7 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
                 "input.format",
                 "missing `format`: \"csv\", \"xml\", \"json\", \"jsonl\", \"text\", \"fixed\" or \"pdf\"",
             );
-            t.finish(doc, INPUT_KEYS);
+            t.finish_as(doc, "input", "");
             return None;
         }
     };
@@ -414,7 +363,7 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
                     "input.record",
                     "missing `record`: the repeating element, e.g. \"/Invoice/cac:InvoiceLine\", or \"/\" for the whole document",
                 );
-                t.finish(doc, INPUT_KEYS);
+                t.finish_as(doc, "input", "");
                 return None;
             };
             if fields.is_empty() {
@@ -495,7 +444,7 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
                     let line = it.str(doc, "line");
                     let across_lines = it.bool(doc, "across_lines").unwrap_or(false);
                     let span = it.span.clone();
-                    it.finish(doc, &["start", "end", "line", "across_lines"]);
+                    it.finish_as(doc, "input.items", "");
                     match line {
                         Some(l) => Some(ItemsOptions {
                             start,
@@ -537,7 +486,7 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
         }
     };
     let _ = format_span;
-    t.finish(doc, INPUT_KEYS);
+    t.finish_as(doc, "input", "");
     Some(Input {
         format: format?,
         encoding: enc?,
@@ -586,7 +535,7 @@ pub fn read_transform(
     let keep = t.bool(doc, "keep").unwrap_or(false);
     let lookups = t.str_map(doc, "lookups").unwrap_or_default();
     let split = t.str(doc, "split").map(|s| s.value);
-    t.finish(doc, TRANSFORM_KEYS);
+    t.finish_as(doc, "transform", "");
     let env = crate::transform::environment(&Default::default());
     let mut ok = true;
     for s in filter.iter().chain(fields.iter().map(|(_, v)| v)) {

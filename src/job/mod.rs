@@ -4,6 +4,7 @@
 
 pub mod data;
 mod job_file;
+pub mod keys;
 pub mod pdf;
 pub mod plumbing;
 pub mod set;
@@ -163,40 +164,6 @@ const ALWAYS_SKIPPED: &[&str] = &[
     "*.filepart",
 ];
 
-const TOP_KEYS: &[&str] = &[
-    "description",
-    "source",
-    "input",
-    "transform",
-    "output",
-    "after",
-    "alert",
-    "pdf",
-];
-const SOURCE_KEYS: &[&str] = &[
-    "folder",
-    "ftp",
-    "staging",
-    "success",
-    "move_to",
-    "connections",
-    "password",
-    "ca_file",
-    "tls_verify",
-    "passive",
-    "include",
-    "exclude",
-    "settle",
-    "poll",
-    "watch",
-    "ready",
-    "done",
-    "recursive",
-    "allow_cycle",
-    "contains",
-    "matches",
-    "set",
-];
 /// `connections` of a remote source or output: 1 to 16, `default` when absent.
 fn read_connections(
     doc: &mut Doc<'_>,
@@ -213,23 +180,6 @@ fn read_connections(
         }
     }
 }
-
-/// The keys of an `[[output]]` besides its format's (`data::OUTPUT_FORMAT_KEYS`).
-const OUTPUT_KEYS: &[&str] = &[
-    "folder",
-    "name",
-    "exists",
-    "ftp",
-    "outbox",
-    "done_file",
-    "connections",
-    "password",
-    "ca_file",
-    "tls_verify",
-    "passive",
-    "member",
-];
-const AFTER_KEYS: &[&str] = &["success", "archive", "error", "max_attempts"];
 
 /// Placeholders a done-file name may use.
 const DONE_PLACEHOLDERS: &[&str] = &["name", "stem", "ext"];
@@ -447,7 +397,7 @@ fn read_job(
         Some(t) => pdf::read_limits(doc, Some(t)),
         None => pdf::read_limits(doc, None),
     };
-    top.finish(doc, TOP_KEYS);
+    top.finish_as(doc, "", "");
     if name.is_empty() || name.starts_with('.') {
         doc.error(0..0, "", "a job file needs a name like `invoices.toml`");
     }
@@ -882,14 +832,7 @@ fn read_source(
         }
     }
     let trigger_set = triggers.build().ok();
-    if is_mailbox {
-        t.finish(
-            doc,
-            &[SOURCE_KEYS, crate::remote::mail_config::MAILBOX_KEYS].concat(),
-        );
-    } else {
-        t.finish(doc, SOURCE_KEYS);
-    }
+    t.finish_as(doc, "source", if is_mailbox { "mailbox" } else { "" });
     if let Some(f) = &folder
         && !f.value.trim().is_empty()
         && (include.is_some() || !has_include)
@@ -1207,11 +1150,7 @@ fn read_output(
         );
         return None;
     }
-    let mut keys = [OUTPUT_KEYS, data::OUTPUT_FORMAT_KEYS, pdf::EXTRACT_KEYS].concat();
-    if is_email {
-        keys.extend_from_slice(crate::remote::mail_config::EMAIL_KEYS);
-    }
-    t.finish(doc, &keys);
+    t.finish_as(doc, "output", if is_email { "email" } else { "" });
     let extract = extract?;
     let mut with_fields = PLACEHOLDERS.to_vec();
     with_fields.push(template::FIELDS);
@@ -1324,7 +1263,7 @@ fn read_after(doc: &mut Doc<'_>, root: &Path, t: Option<TableReader<'_, '_>>) ->
             let archive = t.str(doc, "archive");
             let error = t.str(doc, "error");
             let max_attempts = t.uint(doc, "max_attempts");
-            t.finish(doc, AFTER_KEYS);
+            t.finish_as(doc, "after", "");
             (success, archive, error, max_attempts)
         }
         None => (Some(Success::Archive), None, None, None),

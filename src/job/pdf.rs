@@ -10,8 +10,6 @@ use regex::Regex;
 use super::toml_reader::{Doc, Str, TableReader, parse_duration};
 use crate::formats::pdf::{PageRange, PageSplit, PdfLimits};
 
-pub const PDF_KEYS: &[&str] = &["timeout", "max_size", "max_stream"];
-
 /// What an `[[output]]` with `extract` takes out of a PDF, one file per piece.
 #[derive(Debug, Clone)]
 pub enum Extract {
@@ -37,9 +35,6 @@ pub fn extract_fields(e: &Extract) -> &'static [&'static str] {
     }
 }
 
-/// The keys of an `[[output]]` that belong to `extract`.
-pub const EXTRACT_KEYS: &[&str] = &["extract", "attachments", "required", "pages", "ranges"];
-
 /// Reads `[pdf]`.
 pub fn read_limits(doc: &mut Doc<'_>, t: Option<TableReader<'_, '_>>) -> Option<PdfLimits> {
     let d = PdfLimits::default();
@@ -61,7 +56,7 @@ pub fn read_limits(doc: &mut Doc<'_>, t: Option<TableReader<'_, '_>>) -> Option<
     let max_size = t.uint(doc, "max_size").unwrap_or(d.max_size);
     let max_stream = t.uint(doc, "max_stream").unwrap_or(d.max_stream);
     let span = t.span.clone();
-    t.finish(doc, PDF_KEYS);
+    t.finish_as(doc, "pdf", "");
     if max_size == 0 || max_stream == 0 {
         doc.error(
             span,

@@ -12,10 +12,6 @@ use std::time::Duration;
 
 use super::toml_reader::{Doc, TableReader, parse_duration};
 
-pub const SET_KEYS: &[&str] = &[
-    "members", "manifest", "list", "column", "element", "timeout",
-];
-
 /// How a manifest lists its members.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListFormat {
@@ -105,7 +101,7 @@ pub fn read(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<SetSpec> {
     let element = t.str(doc, "element");
     let timeout = t.str(doc, "timeout");
     let span = t.span.clone();
-    t.finish(doc, SET_KEYS);
+    t.finish_as(doc, "source.set", "");
     let timeout = match timeout {
         None => Duration::from_secs(3600),
         Some(s) => match parse_duration(&s.value) {

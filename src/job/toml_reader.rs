@@ -331,6 +331,14 @@ impl<'a, 'i> TableReader<'a, 'i> {
         self.map.get(key).is_some()
     }
 
+    /// [`TableReader::finish`] with the keys declared for a `table` of this `kind` (see
+    /// [`super::keys::known`]): `t.finish_as(doc, "source", "mailbox")`.
+    pub fn finish_as(self, doc: &mut Doc<'_>, table: &str, kind: &str) {
+        #[cfg(test)]
+        super::keys::tests::record_read(table, kind, &self.read);
+        self.finish(doc, &super::keys::known(table, kind));
+    }
+
     /// Reports every key of this table that was never read, with a suggestion when one of
     /// `known` is close.
     pub fn finish(self, doc: &mut Doc<'_>, known: &[&str]) {

@@ -31,8 +31,6 @@ pub struct Alert {
     pub daily: Option<NaiveTime>,
 }
 
-const ALERT_KEYS: &[&str] = &["daily"];
-
 /// Reads `[alert]`: the email keys of an output (`email`, `smtp`, `password`, `from`,
 /// `subject`, `body`, ...) plus `daily`.
 pub fn read(
@@ -60,7 +58,7 @@ pub fn read(
     let has_subject = t.has("subject");
     let has_body = t.has("body");
     let email = super::mail_config::read_email(doc, root, &mut t, outbox);
-    t.finish(doc, &keys());
+    t.finish_as(doc, "alert", "");
     let mut email = email?;
     if !has_subject {
         email.subject = "ferry {{ job }}: {{ name }}".into();
@@ -72,15 +70,6 @@ pub fn read(
         email,
         daily: daily?,
     })
-}
-
-/// The keys `[alert]` accepts.
-pub fn keys() -> Vec<&'static str> {
-    super::mail_config::EMAIL_KEYS
-        .iter()
-        .chain(ALERT_KEYS)
-        .copied()
-        .collect()
 }
 
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS mail_alerts (

@@ -66,25 +66,6 @@ pub struct EmailOutput {
     pub outbox: PathBuf,
 }
 
-pub const MAILBOX_KEYS: &[&str] = &[
-    "mailbox",
-    "password",
-    "ca_file",
-    "from",
-    "subject",
-    "all",
-    "success",
-    "move_to",
-    "error_folder",
-    "no_match",
-    "no_match_folder",
-    "max_message_size",
-];
-
-pub const EMAIL_KEYS: &[&str] = &[
-    "email", "outbox", "smtp", "password", "ca_file", "from", "subject", "body", "per",
-];
-
 fn globs(doc: &mut Doc<'_>, list: Option<Vec<Str>>) -> Option<Option<GlobSet>> {
     let Some(list) = list else {
         return Some(None);

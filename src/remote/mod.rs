@@ -1701,13 +1701,6 @@ pub fn status(conn: Option<&rusqlite::Connection>, jobs: &[&Job]) -> Vec<RemoteS
 
 use crate::job::toml_reader::{Diag, Doc, Str, TableReader};
 
-/// Keys every remote endpoint may have besides its URL key.
-pub const ENDPOINT_KEYS: &[&str] = &["password", "ca_file", "tls_verify", "passive"];
-/// Keys of a `[source]` with a remote URL.
-pub const SOURCE_KEYS: &[&str] = &["ftp", "staging", "success", "move_to", "connections"];
-/// Keys of an `[[output]]` with a remote URL.
-pub const OUTPUT_KEYS: &[&str] = &["ftp", "outbox", "done_file", "connections"];
-
 /// Reads a remote URL (`ftp = "ftp://..."` / `ftps://`) and the endpoint keys beside it.
 pub fn read_endpoint(
     doc: &mut Doc<'_>,

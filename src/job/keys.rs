@@ -1,0 +1,454 @@
+//! Every key a job file may have, declared once.
+//!
+//! [`KEYS`] is the one list of job keys: where each is written (its table), its type, its
+//! default, its allowed values and a line for the admin. It drives the reader's "unknown key;
+//! did you mean" errors ([`known`], used by `TableReader::finish_as`), the JSON Schema that
+//! `ferry schema` prints (editors complete and explain job files with it), and the README's
+//! key tables, which a test compares with it. A key the readers take that is not here, or a
+//! key here that no reader takes, fails `every_declared_key_is_read_and_every_read_key_declared`.
+
+/// What a key's value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Type {
+    Str,
+    /// A whole number of 0 or more.
+    Uint,
+    Bool,
+    /// A duration as text: `"2s"`, `"500ms"`, `"1m30s"`, `"1h"`, `"7d"`, `"0"`.
+    Duration,
+    /// One of a closed set of words.
+    Enum(&'static [&'static str]),
+    /// A list of strings; a single string is taken as a list of one.
+    StrList,
+    /// A table of its own keys (`[source.set]`, `[pdf]`): those declared with this table.
+    Table,
+    /// An array of tables (`[[output]]`, `[[input.column]]`).
+    Tables,
+    /// A table whose keys the admin names, each with a string (`[transform.fields]`).
+    StrMap,
+    /// A table whose keys the admin names, each with a string or a list of strings.
+    StrListMap,
+}
+
+/// One job key.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    /// The table it is written in: `""` (the top), `source`, `source.set`, `input`,
+    /// `input.items`, `transform`, `output`, `after`, `pdf`, `alert`, or `column` (an entry
+    /// of `[[input.column]]` and `[[output.column]]`).
+    pub table: &'static str,
+    /// Which kind of its table takes it: `""` every one; `ftp`, `mailbox`, `email`,
+    /// `extract`, or an input or output format (`csv`, `xml`, `json`, `text`, `fixed`,
+    /// `format` for every output format).
+    pub when: &'static str,
+    pub name: &'static str,
+    pub ty: Type,
+    /// The default as the README writes it (without backticks): `"2s"`, `false`, `4`,
+    /// `none`, `required`, or words (`every file`).
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+/// Kinds whose keys are known to the reader only in a table of that kind (elsewhere they
+/// are unknown keys): a mailbox source, an email output.
+const OPT_IN: &[&str] = &["mailbox", "email"];
+
+/// Keys a reader still takes only to say what replaced them; never declared.
+pub const RETIRED: &[(&str, &str)] = &[("input", "max_bytes")];
+
+const fn k(
+    table: &'static str,
+    when: &'static str,
+    name: &'static str,
+    ty: Type,
+    default: &'static str,
+    doc: &'static str,
+) -> Key {
+    Key {
+        table,
+        when,
+        name,
+        ty,
+        default,
+        doc,
+    }
+}
+
+use Type::*;
+
+const WATCH: &[&str] = &["auto", "poll"];
+const READY: &[&str] = &["settle", "done-file"];
+const FTP_SUCCESS: &[&str] = &["delete", "move", "keep"];
+const MAIL_SUCCESS: &[&str] = &["seen", "move", "delete"];
+const NO_MATCH: &[&str] = &["leave", "move"];
+const LIST: &[&str] = &["lines", "csv", "xml"];
+const EXISTS: &[&str] = &["fail", "overwrite", "unique", "skip"];
+const EXTRACT: &[&str] = &["attachments", "pages", "merge"];
+const AFTER_SUCCESS: &[&str] = &["archive", "delete", "keep"];
+const INPUT_FORMAT: &[&str] = &["csv", "xml", "json", "jsonl", "text", "fixed", "pdf"];
+const UNDECODABLE: &[&str] = &["error", "replace"];
+const ON_ERROR: &[&str] = &["fail", "skip"];
+const RAGGED: &[&str] = &["error", "pad"];
+const MODE: &[&str] = &["lines", "capture"];
+const ALIGN: &[&str] = &["left", "right"];
+const OUTPUT_FORMAT: &[&str] = &["original", "csv", "json", "jsonl", "xml", "fixed", "text"];
+const UNMAPPABLE: &[&str] = &["error", "replace"];
+const LINE_ENDING: &[&str] = &["lf", "crlf"];
+const QUOTING: &[&str] = &["necessary", "always", "non-numeric", "never"];
+const PER: &[&str] = &["file", "batch"];
+
+/// Every job key. Within a table, in the order the "expected one of" lists name them.
+#[rustfmt::skip]
+pub static KEYS: &[Key] = &[
+    // The top level.
+    k("", "", "description", Str, "none", "Free text, shown by `ferry test`."),
+    k("", "", "source", Table, "required", "Where files are taken from: a folder, an FTP server or a mailbox."),
+    k("", "", "input", Table, "none", "Read the file as records (without it, files move as bytes)."),
+    k("", "", "transform", Table, "none", "Filter and compute the records' fields."),
+    k("", "", "output", Tables, "none", "Where each file (or what it is made into) is delivered; repeat for several outputs."),
+    k("", "", "after", Table, "none", "What happens to the original after delivery or failure."),
+    k("", "", "alert", Table, "none", "Mail an error report for every failed file, and a daily summary."),
+    k("", "", "pdf", Table, "none", "Limits of the PDF work on one file."),
+    // [source]
+    k("source", "", "folder", Str, "required", "The folder to take files from (relative to the deployment root, or absolute)."),
+    k("source", "ftp", "ftp", Str, "none", "Take files from an FTP server instead of a folder: \"ftp://user@host:port/folder\" or \"ftps://...\"."),
+    k("source", "ftp", "staging", Str, "\"var/staging/{job}\"", "With `ftp`: the local folder files are downloaded to before they are processed."),
+    k("source", "ftp", "success", Enum(FTP_SUCCESS), "\"delete\"", "With `ftp`: what happens to the remote original once its local copy is done."),
+    k("source", "ftp", "move_to", Str, "none", "With `success = \"move\"`: the remote folder taken files are moved into."),
+    k("source", "ftp", "connections", Uint, "4", "With `ftp`: connections to the server (1 to 16)."),
+    k("source", "ftp", "password", Str, "none", "With `ftp`: \"${env:NAME}\" or \"${file:/path}\". Never logged."),
+    k("source", "ftp", "ca_file", Str, "none", "With `ftps://`: a PEM CA certificate trusted besides the public roots."),
+    k("source", "ftp", "tls_verify", Bool, "true", "With `ftps://`: `false` accepts any certificate (a warning is logged at every start)."),
+    k("source", "ftp", "passive", Bool, "true", "With `ftp`: `false` for active mode (PORT)."),
+    k("source", "", "include", StrList, "every file", "Globs on the file name (\"*.csv\"); case-sensitive."),
+    k("source", "", "exclude", StrList, "none", "Globs on the file name that are never taken; case-sensitive."),
+    k("source", "", "settle", Duration, "\"2s\"", "How long size and mtime must stay unchanged before a file is taken (ms, s, m, h, d: \"1m30s\")."),
+    k("source", "", "poll", Duration, "\"5s\"", "How often the folder is rescanned in full (at least \"100ms\")."),
+    k("source", "", "watch", Enum(WATCH), "\"auto\"", "\"auto\": file-system events plus rescans; \"poll\": rescans only (SMB/NFS/FUSE shares)."),
+    k("source", "", "ready", Enum(READY), "\"settle\"", "\"done-file\": a file is taken when one of its trigger files exists."),
+    k("source", "", "done", StrList, "[\"{name}.done\", \"{stem}.done\"]", "Trigger file names, with {name} {stem} {ext}."),
+    k("source", "", "recursive", Bool, "false", "Take files from subfolders too; their relative folder is {dir}."),
+    k("source", "", "allow_cycle", Bool, "false", "`true` says this job's source may be fed by its own outputs (a loop of jobs)."),
+    k("source", "", "contains", StrList, "none", "PDFs only: take a file only when its text contains every one of these strings."),
+    k("source", "", "matches", Str, "none", "PDFs only: take a file only when this regex matches its text."),
+    k("source", "", "set", Table, "none", "A document set: files taken, processed and archived together."),
+    k("source", "mailbox", "mailbox", Str, "none", "Take attachments from an IMAP folder: \"imaps://USER@host[:993]/FOLDER\" or \"imap://...\" (STARTTLS)."),
+    k("source", "mailbox", "password", Str, "required", "\"${env:NAME}\" or \"${file:/path}\"."),
+    k("source", "mailbox", "ca_file", Str, "none", "Extra CA certificates (PEM) trusted besides the usual roots."),
+    k("source", "mailbox", "include", StrList, "every attachment", "Globs on the attachment's (safe) name, case-sensitive."),
+    k("source", "mailbox", "exclude", StrList, "every attachment", "Globs on attachment names that are never taken, case-sensitive."),
+    k("source", "mailbox", "from", StrList, "any", "Globs on the sender address (case-insensitive)."),
+    k("source", "mailbox", "subject", StrList, "any", "Globs on the decoded subject (case-insensitive)."),
+    k("source", "mailbox", "all", Bool, "false", "Also take seen messages (default: unseen only)."),
+    k("source", "mailbox", "success", Enum(MAIL_SUCCESS), "\"seen\"", "After every file of the message is done: seen, move (to `move_to`) or delete."),
+    k("source", "mailbox", "move_to", Str, "\"ferry-done\"", "The folder for `success = \"move\"` (created when missing)."),
+    k("source", "mailbox", "error_folder", Str, "\"ferry-error\"", "Where a message goes when one of its files failed or it cannot be read."),
+    k("source", "mailbox", "no_match", Enum(NO_MATCH), "\"leave\"", "A message with no matching attachment: leave it, or move it to `no_match_folder`."),
+    k("source", "mailbox", "no_match_folder", Str, "\"ferry-unmatched\"", "The folder for `no_match = \"move\"`."),
+    k("source", "mailbox", "max_message_size", Uint, "52428800", "Bytes; a bigger message is not fetched."),
+    k("source", "mailbox", "poll", Duration, "\"1m\"", "How often the mailbox is read; IDLE wakes ferry sooner."),
+    k("source", "mailbox", "staging", Str, "\"var/staging/{job}\"", "The local folder attachments are staged in."),
+    // [source.set]
+    k("source.set", "", "members", StrList, "none", "File names with {stem}, the lead first: the set is taken when all are there."),
+    k("source.set", "", "manifest", Str, "none", "A manifest set: files matching this pattern list the set's other files."),
+    k("source.set", "", "list", Enum(LIST), "\"lines\"", "How a manifest lists its files: lines, csv (with `column`), xml (with `element`)."),
+    k("source.set", "", "column", Str, "none", "With `list = \"csv\"`: the header of the column that names the files."),
+    k("source.set", "", "element", Str, "none", "With `list = \"xml\"`: the element whose text is a file name."),
+    k("source.set", "", "timeout", Duration, "\"1h\"", "An incomplete set this old goes to the error folder."),
+    // [input]
+    k("input", "", "format", Enum(INPUT_FORMAT), "required", "How the file is read as records."),
+    k("input", "", "encoding", Str, "\"utf-8\"", "The file's encoding (a WHATWG label); a byte-order mark wins over it."),
+    k("input", "", "on_undecodable", Enum(UNDECODABLE), "\"error\"", "error: undecodable bytes fail the file; replace: they become U+FFFD."),
+    k("input", "", "on_error", Enum(ON_ERROR), "\"fail\"", "fail: a bad record fails the file; skip: it goes to NAME.rejects.jsonl."),
+    k("input", "csv", "delimiter", Str, "\",\"", "One character (\"tab\" for a tab)."),
+    k("input", "csv", "quote", Str, "\"\\\"\"", "One character."),
+    k("input", "csv", "escape", Str, "none", "One character; quotes are escaped by it instead of doubled."),
+    k("input", "csv", "header", Bool, "true", "Whether the first row names the fields."),
+    k("input", "csv", "columns", StrList, "none", "Field names given by the job (replacing the header's, or for files without one)."),
+    k("input", "csv", "comment", Str, "none", "One character: lines starting with it are skipped."),
+    k("input", "csv", "skip_lines", Uint, "0", "Lines to skip before the header."),
+    k("input", "csv", "ragged", Enum(RAGGED), "\"error\"", "pad: rows with fewer fields get empty ones."),
+    k("input", "csv", "trim", Bool, "false", "Trim blanks around values."),
+    k("input", "fixed", "trim", Bool, "true", "Trim blanks around values."),
+    k("input", "xml", "record", Str, "required", "The repeating element: \"/Invoice/cac:InvoiceLine\", \"//Order\", or \"/\"."),
+    k("input", "xml", "fields", StrMap, "required", "name = \"path\": paths relative to the record, or absolute."),
+    k("input", "xml", "namespaces", StrMap, "none", "prefix = \"uri\" for the prefixes used in paths."),
+    k("input", "fixed", "column", Tables, "required", "The columns: name, start (1-based), length, align, pad; in characters."),
+    k("input", "json", "records", Str, "the top-level array", "A dotted path to the array (\"data.orders\")."),
+    k("input", "text", "mode", Enum(MODE), "\"lines\"", "lines: one record per line; capture: fields captured from the whole text."),
+    k("input", "text", "line_field", Str, "\"line\"", "The field of each line's text with `mode = \"lines\"`."),
+    k("input", "", "max_record", Uint, "67108864", "The largest record, in bytes of the decoded text (64 MiB); a larger one fails the file."),
+    k("input", "text", "capture", StrListMap, "none", "field = [\"regex\", ...]: the first pattern that matches gives the value."),
+    k("input", "text", "required", StrList, "none", "Fields that must be found, or the file fails."),
+    k("input", "text", "items", Table, "none", "One record per item line matching `line`, between `start` and `end`."),
+    k("input", "", "attachment", Str, "none", "Read the records from the PDF's embedded file whose name matches this glob."),
+    // [input.items]
+    k("input.items", "", "start", Str, "none", "A regex: items begin after the line it matches."),
+    k("input.items", "", "end", Str, "none", "A regex: items end at the line it matches."),
+    k("input.items", "", "line", Str, "required", "A regex with named groups: each match is one item."),
+    k("input.items", "", "across_lines", Bool, "false", "The pattern may span lines (\\n): each match is one item."),
+    // [[input.column]] and [[output.column]]
+    k("column", "", "name", Str, "required", "The field's name."),
+    k("column", "", "start", Uint, "required", "Its first position, from 1, in characters."),
+    k("column", "", "length", Uint, "required", "Its width in characters."),
+    k("column", "", "align", Enum(ALIGN), "\"left\"", "Where the value sits when shorter (output) or what is trimmed."),
+    k("column", "", "pad", Str, "\" \"", "The fill character (\" \", \"0\")."),
+    // [transform]
+    k("transform", "", "filter", Str, "none", "An expression: records where it is false are dropped."),
+    k("transform", "", "fields", StrMap, "none", "Output field = minijinja expression, in order."),
+    k("transform", "", "keep", Bool, "false", "Also keep the input fields not computed, in their places."),
+    k("transform", "", "lookups", StrMap, "none", "name = CSV file (beside the job file; first column is the key)."),
+    k("transform", "", "split", Str, "none", "A field: one output file per value (at most 1,000 per input)."),
+    // [[output]]
+    k("output", "", "folder", Str, "required", "Where to deliver; may use placeholders (\"var/out/{date:%Y/%m}\")."),
+    k("output", "", "name", Str, "\"{name}\"; with a record format, \"{stem}.EXT\"", "The output's file name; may contain / to make subfolders."),
+    k("output", "", "exists", Enum(EXISTS), "\"fail\"", "When the name is taken: fail, overwrite, unique (a_1.csv, ...), skip."),
+    k("output", "ftp", "ftp", Str, "none", "Deliver to an FTP server instead of a folder: \"ftp://user@host/inbound\" or \"ftps://...\"."),
+    k("output", "ftp", "outbox", Str, "\"var/outbox/{job}/N\"", "With `ftp`: the local folder files wait in until delivered."),
+    k("output", "ftp", "done_file", Str, "none", "With `ftp`: an empty file written after each upload, e.g. \"{name}.ok\"."),
+    k("output", "ftp", "connections", Uint, "4", "With `ftp`: parallel connections for this output (1 to 16)."),
+    k("output", "ftp", "password", Str, "none", "With `ftp`: \"${env:NAME}\" or \"${file:/path}\". Never logged."),
+    k("output", "ftp", "ca_file", Str, "none", "With `ftps://`: a PEM CA certificate trusted besides the public roots."),
+    k("output", "ftp", "tls_verify", Bool, "true", "With `ftps://`: `false` accepts any certificate (a warning is logged at every start)."),
+    k("output", "ftp", "passive", Bool, "true", "With `ftp`: `false` for active mode (PORT)."),
+    k("output", "", "member", Str, "none", "In a document set: this output carries that member's bytes (\"{stem}.pdf\")."),
+    k("output", "format", "format", Enum(OUTPUT_FORMAT), "\"original\"", "The records written in this shape; \"original\" writes the file's own bytes."),
+    k("output", "format", "encoding", Str, "\"utf-8\"", "The encoding written."),
+    k("output", "format", "on_unmappable", Enum(UNMAPPABLE), "\"error\"", "replace: characters the encoding lacks are written as ?."),
+    k("output", "format", "line_ending", Enum(LINE_ENDING), "\"lf\"", "crlf for CR LF line ends."),
+    k("output", "csv", "delimiter", Str, "\",\"", "One character (\"tab\" for a tab)."),
+    k("output", "csv", "quote", Str, "\"\\\"\"", "One character."),
+    k("output", "csv", "quoting", Enum(QUOTING), "\"necessary\"", "Which values are quoted."),
+    k("output", "csv", "header", Bool, "true", "Whether a header row is written."),
+    k("output", "text", "header", Str, "none", "A minijinja template rendered once before the records."),
+    k("output", "fixed", "column", Tables, "required", "The columns: name, start, length, align, pad; a longer value is an error."),
+    k("output", "xml", "root", Str, "\"Records\"", "The root element."),
+    k("output", "xml", "record", Str, "\"Record\"", "The element of one record."),
+    k("output", "xml", "namespaces", StrMap, "none", "prefix = \"uri\" declared on the root."),
+    k("output", "xml", "default_namespace", Str, "none", "The default namespace's URI."),
+    k("output", "xml", "fields", StrMap, "none", "field = path below the record element (Name, Item/Name, @code)."),
+    k("output", "xml", "indent", Bool, "true", "Indent the elements."),
+    k("output", "xml", "declaration", Bool, "true", "Write the <?xml ...?> declaration."),
+    k("output", "xml", "skip_empty", Bool, "false", "Leave out elements whose value is empty."),
+    k("output", "text", "template", Str, "required", "A minijinja template rendered once per record."),
+    k("output", "text", "footer", Str, "none", "A minijinja template rendered once after the records, with count and totals."),
+    k("output", "extract", "extract", Enum(EXTRACT), "none", "PDFs: write each embedded file, page ranges, or a set's PDFs as one."),
+    k("output", "extract", "attachments", StrList, "every file", "With `extract = \"attachments\"`: globs on the attachment's name, in either case."),
+    k("output", "extract", "required", Bool, "true", "With `extract = \"attachments\"`: a PDF without a matching attachment fails."),
+    k("output", "extract", "pages", Uint, "1", "With `extract = \"pages\"`: pages per file."),
+    k("output", "extract", "ranges", StrList, "none", "With `extract = \"pages\"`: page ranges ([\"1\", \"2-3\", \"4-\"]), one file each."),
+    k("output", "email", "email", Str, "none", "Send by mail instead of writing to a folder: \"mailto:a@x.example[,b@y.example]\"."),
+    k("output", "email", "outbox", Str, "\"var/outbox/{job}/N\"", "The local folder the output is written to before sending."),
+    k("output", "email", "smtp", Str, "required", "\"smtp://[USER@]host[:587]\" (STARTTLS) or \"smtps://[USER@]host[:465]\"."),
+    k("output", "email", "password", Str, "none", "With a user in `smtp`: \"${env:NAME}\" or \"${file:/path}\"."),
+    k("output", "email", "ca_file", Str, "none", "Extra CA certificates (PEM) trusted besides the usual roots."),
+    k("output", "email", "from", Str, "required", "The sender address."),
+    k("output", "email", "subject", Str, "names of the files", "A minijinja template with name, names, count, job, content."),
+    k("output", "email", "body", Str, "names of the files", "A minijinja template with name, names, count, job, content."),
+    k("output", "email", "per", Enum(PER), "\"file\"", "file: one mail per file; batch: one mail with every file waiting."),
+    // [after]
+    k("after", "", "success", Enum(AFTER_SUCCESS), "\"archive\"", "After every output is committed: archive, delete or keep the original."),
+    k("after", "", "archive", Str, "\"var/archive/{job}\"", "The archive folder; placeholders allowed."),
+    k("after", "", "error", Str, "\"var/error/{job}\"", "The error folder; placeholders allowed."),
+    k("after", "", "max_attempts", Uint, "3", "How many times a file may be taken before it is set aside in the error folder."),
+    // [pdf]
+    k("pdf", "", "timeout", Duration, "\"60s\"", "The longest the PDF work on one file may take (at least \"10ms\")."),
+    k("pdf", "", "max_size", Uint, "268435456", "The largest PDF read at all, in bytes (256 MiB)."),
+    k("pdf", "", "max_stream", Uint, "67108864", "The most one stream may decode to, in bytes."),
+    // [alert]
+    k("alert", "", "email", Str, "required", "\"mailto:a@x.example[,b@y.example]\": who gets the alerts."),
+    k("alert", "", "smtp", Str, "required", "\"smtp://[USER@]host[:587]\" (STARTTLS) or \"smtps://[USER@]host[:465]\"."),
+    k("alert", "", "password", Str, "none", "With a user in `smtp`: \"${env:NAME}\" or \"${file:/path}\"."),
+    k("alert", "", "ca_file", Str, "none", "Extra CA certificates (PEM) trusted besides the usual roots."),
+    k("alert", "", "from", Str, "required", "The sender address."),
+    k("alert", "", "subject", Str, "\"ferry {{ job }}: {{ name }}\"", "A minijinja template."),
+    k("alert", "", "body", Str, "\"{{ content }}\"", "A minijinja template; content is the error report."),
+    k("alert", "", "per", Enum(PER), "\"file\"", "file: one mail per failed file; batch: one mail for several."),
+    k("alert", "", "daily", Str, "none", "\"HH:MM\": the local time of a daily summary."),
+];
+
+/// The key names a table of this kind takes, each once, in declaration order: every key of
+/// `table` but those of a kind in [`OPT_IN`] other than `kind` (`"mailbox"` for a mailbox
+/// source, `"email"` for an email output, `""` otherwise).
+pub fn known(table: &str, kind: &str) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for key in KEYS.iter().filter(|k| k.table == table) {
+        if OPT_IN.contains(&key.when) && key.when != kind {
+            continue;
+        }
+        if !out.contains(&key.name) {
+            out.push(key.name);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+
+    thread_local! {
+        /// (table, kind, the keys its reader asked for) of every table finished on this
+        /// thread.
+        static READS: RefCell<Vec<(String, String, BTreeSet<String>)>> =
+            const { RefCell::new(Vec::new()) };
+    }
+
+    /// Called by `TableReader::finish_as`: what a reader asked for (present or not).
+    pub(crate) fn record_read(table: &str, kind: &str, read: &BTreeSet<String>) {
+        READS.with(|r| {
+            r.borrow_mut()
+                .push((table.to_string(), kind.to_string(), read.clone()))
+        });
+    }
+
+    /// Job files that between them take every kind of every table: each reader asks for
+    /// every key its kind may have, set or not.
+    const JOBS: &[&str] = &[
+        r#"
+description = "folder in, csv to xml, text and fixed out"
+[source]
+folder = "in"
+contains = ["x"]
+[source.set]
+manifest = "*.manifest"
+[input]
+format = "csv"
+[transform]
+filter = "true"
+[[output]]
+folder = "out"
+format = "xml"
+[[output]]
+folder = "out"
+format = "text"
+template = "{{ x }}"
+[[output]]
+folder = "out"
+format = "fixed"
+[[output.column]]
+name = "a"
+start = 1
+length = 2
+[[output]]
+folder = "out"
+format = "csv"
+[[output]]
+folder = "out"
+format = "json"
+[after]
+success = "archive"
+[pdf]
+timeout = "5s"
+[alert]
+email = "mailto:a@x.example"
+smtp = "smtp://host"
+from = "f@x.example"
+"#,
+        r#"
+[source]
+ftp = "ftp://u@127.0.0.1/in"
+[input]
+format = "xml"
+record = "/a"
+[input.fields]
+x = "b"
+[[output]]
+ftp = "ftp://u@127.0.0.1/out"
+"#,
+        r#"
+[source]
+mailbox = "imaps://u@127.0.0.1/INBOX"
+password = "x"
+[input]
+format = "text"
+[input.items]
+line = '(?P<x>\d+)'
+[[output]]
+email = "mailto:a@x.example"
+smtp = "smtp://127.0.0.1"
+from = "f@x.example"
+"#,
+        r#"
+[source]
+folder = "in"
+[input]
+format = "fixed"
+[[input.column]]
+name = "a"
+start = 1
+length = 2
+[[output]]
+folder = "out"
+extract = "pages"
+"#,
+        r#"
+[source]
+folder = "in"
+[input]
+format = "json"
+"#,
+    ];
+
+    fn declared(table: &str) -> BTreeSet<String> {
+        KEYS.iter()
+            .filter(|k| k.table == table)
+            .map(|k| k.name.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn every_declared_key_is_read_and_every_read_key_declared() {
+        READS.with(|r| r.borrow_mut().clear());
+        let root = Path::new("/tmp/ferry-keys-test");
+        for (i, src) in JOBS.iter().enumerate() {
+            let _ = crate::job::compile(&root.join(format!("jobs/k{i}.toml")), root, src);
+        }
+        let reads = READS.with(|r| r.borrow().clone());
+        let mut read_by_table: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (table, kind, read) in &reads {
+            let known = known(table, kind);
+            for key in read {
+                assert!(
+                    known.contains(&key.as_str())
+                        || RETIRED.contains(&(table.as_str(), key.as_str())),
+                    "[{table}] ({kind:?}): the reader takes `{key}`, not declared in keys::KEYS"
+                );
+            }
+            read_by_table
+                .entry(table.clone())
+                .or_default()
+                .extend(read.iter().cloned());
+        }
+        let tables: BTreeSet<&str> = KEYS.iter().map(|k| k.table).collect();
+        for table in tables {
+            let read: BTreeSet<String> = read_by_table
+                .get(table)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|k| !RETIRED.contains(&(table, k.as_str())))
+                .collect();
+            assert_eq!(
+                declared(table),
+                read,
+                "[{table}]: declared keys (left) and keys the readers take (right) differ"
+            );
+        }
+    }
+
+    #[test]
+    fn known_lists_follow_the_kind() {
+        assert!(known("source", "").contains(&"ftp"));
+        assert!(!known("source", "").contains(&"mailbox"));
+        assert!(known("source", "mailbox").contains(&"mailbox"));
+        assert!(!known("output", "").contains(&"smtp"));
+        assert!(known("output", "email").contains(&"smtp"));
+        let names = known("source", "mailbox");
+        let unique: BTreeSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "each name once");
+    }
+}
