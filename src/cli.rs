@@ -20,6 +20,14 @@ pub mod exit {
     pub const FATAL: i32 = 3;
 }
 
+/// `ferry schema`: the JSON Schema of job files on stdout.
+pub fn schema() -> i32 {
+    let text = serde_json::to_string_pretty(&job::keys::json_schema()).expect("serializable");
+    // A closed pipe (`ferry schema | head`) is not an error worth a panic.
+    let _ = writeln!(std::io::stdout(), "{text}");
+    exit::OK
+}
+
 /// `ferry check`: validates every job file; prints every problem.
 pub fn check(jobs_dir: &Path) -> i32 {
     let loaded = match job::load_dir(jobs_dir) {

@@ -110,6 +110,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the JSON Schema of job files, for completion and hover help in editors
+    /// (taplo, VS Code's Even Better TOML).
+    #[command(after_help = "Example:\n  ferry schema > ferry.schema.json")]
+    Schema,
     /// The journal: back it up while ferry runs, or put a backup back.
     Journal {
         #[command(subcommand)]
@@ -186,6 +190,7 @@ fn main() {
         .unwrap_or_else(|| ferry::job::deployment_root(&cli.jobs).join("var/state"));
     let code = match cli.command {
         Command::Check => ferry::cli::check(&cli.jobs),
+        Command::Schema => ferry::cli::schema(),
         Command::Test {
             job,
             file,

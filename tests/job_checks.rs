@@ -267,3 +267,43 @@ fn a_reload_that_would_close_a_loop_does_not_start_the_new_job() {
     assert!(!d.logs().contains("New job file; starting the job"));
     assert_eq!(daemon.stop(), Some(0));
 }
+
+/// `ferry schema` prints a valid draft-07 JSON Schema that takes every example job of
+/// jobs/ and refuses a key no job file may have.
+#[test]
+fn schema_is_valid_takes_the_example_jobs_and_refuses_unknown_keys() {
+    let d = Deployment::new("schema");
+    let out = d.run(&["schema"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    jsonschema::meta::validate(&schema).expect("a valid JSON Schema");
+    assert_eq!(schema["$schema"], "http://json-schema.org/draft-07/schema#");
+    let validator = jsonschema::draft7::new(&schema).expect("a draft-07 schema");
+    let jobs = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&jobs).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let job: serde_json::Value = toml::from_str(&std::fs::read_to_string(&p).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let errors: Vec<String> = validator
+            .iter_errors(&job)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:#?}", p.display());
+        seen += 1;
+    }
+    assert!(seen >= 10, "the example jobs were read ({seen})");
+    for bad in [
+        "[source]\nfolder = \"in\"\nsettel = \"2s\"\n",
+        "[source]\nfolder = \"in\"\n[[output]]\nfolder = \"out\"\nexsits = \"unique\"\n",
+        "[source]\nfolder = \"in\"\n[after]\nsuccess = \"archiv\"\n",
+        "[source]\nfolder = \"in\"\nsettle = \"2 weeks\"\n",
+        "colour = \"blue\"\n[source]\nfolder = \"in\"\n",
+    ] {
+        let job: serde_json::Value = toml::from_str(bad).unwrap();
+        assert!(!validator.is_valid(&job), "the schema took {bad:?}");
+    }
+}

@@ -7,6 +7,8 @@
 //! key tables, which a test compares with it. A key the readers take that is not here, or a
 //! key here that no reader takes, fails `every_declared_key_is_read_and_every_read_key_declared`.
 
+use serde_json::{Map, Value, json};
+
 /// What a key's value is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Type {
@@ -281,6 +283,130 @@ pub fn known(table: &str, kind: &str) -> Vec<&'static str> {
         }
     }
     out
+}
+
+/// The JSON Schema (draft-07, which taplo and VS Code's "Even Better TOML" read) of a job
+/// file: every table closed (`additionalProperties: false`), each key with its description,
+/// default and allowed values. `ferry schema` prints it.
+pub fn json_schema() -> Value {
+    let mut definitions = Map::new();
+    let tables: Vec<&str> = KEYS.iter().fold(Vec::new(), |mut v, k| {
+        if !k.table.is_empty() && !v.contains(&k.table) {
+            v.push(k.table);
+        }
+        v
+    });
+    for table in tables {
+        definitions.insert(table.to_string(), table_schema(table));
+    }
+    let mut top = table_schema("");
+    let top = top.as_object_mut().expect("an object");
+    let mut root = Map::new();
+    root.insert(
+        "$schema".into(),
+        json!("http://json-schema.org/draft-07/schema#"),
+    );
+    root.insert("title".into(), json!("ferry job file"));
+    root.insert(
+        "description".into(),
+        json!("One ferry job: where files come from, what is made of them, where they go."),
+    );
+    root.append(top);
+    root.insert("required".into(), json!(["source"]));
+    root.insert("definitions".into(), Value::Object(definitions));
+    Value::Object(root)
+}
+
+/// The schema of one table: its keys, each once (a key several kinds take has their
+/// descriptions together, and a default only when they agree).
+fn table_schema(table: &str) -> Value {
+    let mut properties = Map::new();
+    let keys: Vec<&Key> = KEYS.iter().filter(|k| k.table == table).collect();
+    for key in &keys {
+        if properties.contains_key(key.name) {
+            continue;
+        }
+        let same: Vec<&&Key> = keys.iter().filter(|k| k.name == key.name).collect();
+        let mut types: Vec<Value> = Vec::new();
+        for k in &same {
+            let t = type_schema(k);
+            if !types.contains(&t) {
+                types.push(t);
+            }
+        }
+        let mut p = if types.len() == 1 {
+            types.pop().expect("one")
+        } else {
+            json!({ "anyOf": types })
+        };
+        let p = p.as_object_mut().expect("an object");
+        let description = if same.len() == 1 {
+            key.doc.to_string()
+        } else {
+            same.iter()
+                .map(|k| match k.when {
+                    "" => k.doc.to_string(),
+                    w => format!("With {w}: {}", k.doc),
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        p.insert("description".into(), json!(description));
+        let defaults: Vec<Option<Value>> = same.iter().map(|k| default_value(k)).collect();
+        if let Some(Some(d)) = defaults.first()
+            && defaults.iter().all(|x| x.as_ref() == Some(d))
+        {
+            p.insert("default".into(), d.clone());
+        }
+        properties.insert(key.name.to_string(), Value::Object(p.clone()));
+    }
+    json!({
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": false,
+    })
+}
+
+/// The definition a `Table` or `Tables` key refers to.
+fn child_table(key: &Key) -> String {
+    if key.name == "column" {
+        "column".into()
+    } else if key.table.is_empty() {
+        key.name.into()
+    } else {
+        format!("{}.{}", key.table, key.name)
+    }
+}
+
+fn type_schema(key: &Key) -> Value {
+    let strings = json!({ "type": "array", "items": { "type": "string" } });
+    match key.ty {
+        Str => json!({ "type": "string" }),
+        Uint => json!({ "type": "integer", "minimum": 0 }),
+        Bool => json!({ "type": "boolean" }),
+        Duration => json!({
+            "type": "string",
+            "pattern": r"^\s*(0|([0-9]+\s*(ms|s|sec|m|min|h|d)\s*)+)$",
+        }),
+        Enum(values) => json!({ "type": "string", "enum": values }),
+        StrList => json!({ "anyOf": [{ "type": "string" }, strings] }),
+        Table => json!({ "$ref": format!("#/definitions/{}", child_table(key)) }),
+        Tables => {
+            let one = json!({ "$ref": format!("#/definitions/{}", child_table(key)) });
+            json!({ "anyOf": [{ "type": "array", "items": one }, one] })
+        }
+        StrMap => json!({ "type": "object", "additionalProperties": { "type": "string" } }),
+        StrListMap => json!({
+            "type": "object",
+            "additionalProperties": { "anyOf": [{ "type": "string" }, strings] },
+        }),
+    }
+}
+
+/// The default as a JSON value, when it is one (`"2s"`, `false`, `4`, a list); `none`,
+/// `required` and words are not.
+pub fn default_value(key: &Key) -> Option<Value> {
+    serde_json::from_str(key.default).ok()
 }
 
 #[cfg(test)]
