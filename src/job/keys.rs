@@ -138,7 +138,7 @@ pub static KEYS: &[Key] = &[
     k("source", "mailbox", "password", Str, "required", "\"${env:NAME}\" or \"${file:/path}\"."),
     k("source", "mailbox", "ca_file", Str, "none", "Extra CA certificates (PEM) trusted besides the usual roots."),
     k("source", "mailbox", "include", StrList, "every attachment", "Globs on the attachment's (safe) name, case-sensitive."),
-    k("source", "mailbox", "exclude", StrList, "every attachment", "Globs on attachment names that are never taken, case-sensitive."),
+    k("source", "mailbox", "exclude", StrList, "none", "Globs on attachment names that are never taken, case-sensitive."),
     k("source", "mailbox", "from", StrList, "any", "Globs on the sender address (case-insensitive)."),
     k("source", "mailbox", "subject", StrList, "any", "Globs on the decoded subject (case-insensitive)."),
     k("source", "mailbox", "all", Bool, "false", "Also take seen messages (default: unseen only)."),
@@ -576,5 +576,232 @@ format = "json"
         let names = known("source", "mailbox");
         let unique: BTreeSet<_> = names.iter().collect();
         assert_eq!(unique.len(), names.len(), "each name once");
+    }
+
+    /// A key as a row of a README key table says it: where, which kind, its default.
+    #[derive(Debug)]
+    struct Row {
+        line: usize,
+        table: String,
+        when: String,
+        name: String,
+        default: String,
+    }
+
+    /// A default as text to compare: a JSON string's content (`"2s"` is `2s`), else as
+    /// written, without backticks.
+    fn normal(default: &str) -> String {
+        let d = default.replace('`', "");
+        let d = d.trim();
+        match serde_json::from_str::<Value>(d) {
+            Ok(Value::String(s)) => s,
+            _ => d.to_string(),
+        }
+    }
+
+    fn spans(cell: &str) -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Splits a default cell among `n` keys: `1`, none / `,` `"` none none.
+    fn split_defaults(cell: &str, n: usize) -> Vec<String> {
+        if n > 1 {
+            let by_comma: Vec<&str> = cell.split(", ").collect();
+            if by_comma.len() == n {
+                return by_comma.iter().map(|d| normal(d)).collect();
+            }
+            let words: Vec<&str> = cell.split_whitespace().collect();
+            if words.len() == n
+                && words
+                    .iter()
+                    .all(|w| *w == "none" || (w.starts_with('`') && w.ends_with('`')))
+            {
+                return words.iter().map(|d| normal(d)).collect();
+            }
+        }
+        vec![normal(cell); n]
+    }
+
+    /// The rows of README.md's key tables (those with a `default` column). A key written
+    /// `[table] name` sets the table of the rows below it (and the kind, for `ftp`,
+    /// `mailbox` and `email`); `[table]` beside a plain key names its tables for that row
+    /// and the rows below; `[input.fields]` alone is the key `fields` of `[input]`. A
+    /// table's first table comes from a `**`[input]` keys**` line above it.
+    fn readme_rows(readme: &str) -> Vec<Row> {
+        let lines: Vec<&str> = readme.lines().collect();
+        let mut rows = Vec::new();
+        let mut i = 0;
+        while i < lines.len() {
+            let header: Vec<&str> = lines[i].split('|').map(str::trim).collect();
+            if !(lines[i].starts_with("| key |") && header.contains(&"default")) {
+                i += 1;
+                continue;
+            }
+            let default_col = header.iter().position(|c| *c == "default").unwrap();
+            let formats_col = header.iter().position(|c| *c == "formats");
+            let above = lines[..i]
+                .iter()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .copied()
+                .unwrap_or("");
+            let mut tables = match above.strip_prefix("**`[") {
+                Some(rest) => vec![rest.split(']').next().unwrap().to_string()],
+                None => vec![String::new()],
+            };
+            let mut when = String::new();
+            i += 2;
+            while i < lines.len() && lines[i].starts_with('|') {
+                let cells: Vec<&str> = lines[i].split('|').map(str::trim).collect();
+                let items = spans(cells[1]);
+                let plain: Vec<&String> = items.iter().filter(|s| !s.starts_with('[')).collect();
+                let mut names: Vec<(Vec<String>, String)> = Vec::new();
+                let mut row_tables: Vec<String> = Vec::new();
+                for item in &items {
+                    let Some(rest) = item.strip_prefix('[') else {
+                        continue;
+                    };
+                    let rest = rest.trim_start_matches('[');
+                    let (table, name) = rest.split_once(']').unwrap();
+                    let name = name.trim_start_matches(']').trim();
+                    if !name.is_empty() {
+                        if !tables.iter().any(|t| t == table) || tables.len() > 1 {
+                            when.clear();
+                        }
+                        if ["ftp", "mailbox", "email"].contains(&name) {
+                            when = name.to_string();
+                        }
+                        tables = vec![table.to_string()];
+                        names.push((tables.clone(), name.to_string()));
+                    } else if !plain.is_empty() {
+                        row_tables.push(table.to_string());
+                    } else {
+                        let (parent, name) = table.rsplit_once('.').unwrap_or(("", table));
+                        names.push((vec![parent.to_string()], name.to_string()));
+                    }
+                }
+                if !row_tables.is_empty() {
+                    tables = row_tables;
+                }
+                for p in plain {
+                    names.push((tables.clone(), p.clone()));
+                }
+                let kinds: Vec<String> = match formats_col.map(|c| cells[c]) {
+                    None | Some("all") | Some("all but pdf") => vec![when.clone()],
+                    Some(f) => f.split(", ").map(str::to_string).collect(),
+                };
+                let defaults = split_defaults(cells[default_col], names.len().max(kinds.len()));
+                for (n, (tables, name)) in names.iter().enumerate() {
+                    for (k, kind) in kinds.iter().enumerate() {
+                        for table in tables {
+                            rows.push(Row {
+                                line: i + 1,
+                                table: table.clone(),
+                                when: kind.clone(),
+                                name: name.clone(),
+                                default: defaults[n.max(k)].clone(),
+                            });
+                        }
+                    }
+                }
+                i += 1;
+            }
+        }
+        rows
+    }
+
+    /// Tables (and kinds of a table) the README describes in a paragraph instead of a key
+    /// table: each key must be named there, as `` `key` `` or `[table.key]`.
+    const PROSE: &[(&str, &[&str], &str)] = &[
+        ("transform", &[""], "**`[transform]` keys**"),
+        (
+            "output",
+            &["format", "csv", "xml", "text", "fixed"],
+            "**Output formats**",
+        ),
+        ("input.items", &[""], "| `[input.items]` |"),
+        ("column", &[""], "| `[[input.column]]` |"),
+        ("alert", &[""], "| `[alert]` |"),
+    ];
+
+    #[test]
+    fn readme_key_tables_agree_with_the_declaration() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md");
+        let rows = readme_rows(&readme);
+        assert!(
+            rows.len() > 80,
+            "the README's key tables were read ({})",
+            rows.len()
+        );
+        let mut problems = Vec::new();
+        for row in &rows {
+            let same: Vec<&Key> = KEYS
+                .iter()
+                .filter(|k| k.table == row.table && k.name == row.name)
+                .collect();
+            let key = same
+                .iter()
+                .find(|k| k.when == row.when)
+                .or_else(|| same.iter().find(|k| k.when.is_empty()))
+                .or(same.first());
+            match key {
+                None => problems.push(format!(
+                    "README.md:{}: `{}` of [{}] is not declared in src/job/keys.rs",
+                    row.line, row.name, row.table
+                )),
+                Some(k) if normal(k.default) != row.default => problems.push(format!(
+                    "README.md:{}: [{}] {} ({}): the README's default is {:?}, the declaration's {:?}",
+                    row.line, row.table, row.name, k.when, row.default, k.default
+                )),
+                Some(_) => {}
+            }
+        }
+        for key in KEYS {
+            let prose = PROSE
+                .iter()
+                .find(|(t, kinds, _)| *t == key.table && kinds.contains(&key.when));
+            match prose {
+                Some((_, _, anchor)) => {
+                    let at = readme.find(anchor).expect("the README part");
+                    let end = readme[at..].find("\n\n").map_or(readme.len(), |e| at + e);
+                    let text = &readme[at..end];
+                    let named = [
+                        format!("`{}`", key.name),
+                        format!("`{} ", key.name),
+                        format!(" {}`", key.name),
+                        format!(".{}]", key.name),
+                    ];
+                    if !named.iter().any(|n| text.contains(n)) {
+                        problems.push(format!(
+                            "README.md: `{}` of [{}] is not named in the part {anchor}",
+                            key.name, key.table
+                        ));
+                    }
+                }
+                None => {
+                    let path = match key.table {
+                        "" => format!("[{}]", key.name),
+                        t => format!("[{t}.{}]", key.name),
+                    };
+                    let a_table = matches!(key.ty, Table | Tables) && readme.contains(&path);
+                    if !a_table
+                        && !rows
+                            .iter()
+                            .any(|r| r.table == key.table && r.name == key.name)
+                    {
+                        problems.push(format!(
+                            "README.md: `{}` of [{}] ({}) has no row in the key tables",
+                            key.name, key.table, key.when
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
 }
