@@ -804,4 +804,82 @@ format = "json"
         }
         assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
+
+    /// A job that reaches the reader of `table` for keys of kind `when`, with `kv` in that
+    /// table.
+    fn job_with(table: &str, when: &str, name: &str, kv: &str) -> String {
+        let src = "[source]\nfolder = \"in\"\n";
+        let csv = "[input]\nformat = \"csv\"\n";
+        let format = if name == "format" {
+            ""
+        } else {
+            "format = \"csv\"\n"
+        };
+        match (table, when) {
+            ("source", "ftp") => format!("[source]\nftp = \"ftp://u@127.0.0.1/in\"\n{kv}"),
+            ("source", "mailbox") => {
+                format!("[source]\nmailbox = \"imaps://u@127.0.0.1/INBOX\"\npassword = \"x\"\n{kv}")
+            }
+            ("source", _) => format!("{src}{kv}"),
+            ("source.set", _) => format!("{src}[source.set]\nmanifest = \"*.m\"\n{kv}"),
+            ("input", "text") => format!("{src}[input]\nformat = \"text\"\n{kv}"),
+            ("input", _) => format!("{src}[input]\n{format}{kv}"),
+            ("column", _) => format!(
+                "{src}[input]\nformat = \"fixed\"\n[[input.column]]\nname = \"a\"\nstart = 1\nlength = 1\n{kv}"
+            ),
+            ("output", "email") => format!(
+                "{src}[[output]]\nemail = \"mailto:a@x.example\"\nsmtp = \"smtp://127.0.0.1\"\nfrom = \"f@x.example\"\n{kv}"
+            ),
+            ("output", "csv") => {
+                format!("{src}{csv}[[output]]\nfolder = \"out\"\nformat = \"csv\"\n{kv}")
+            }
+            ("output", _) => format!("{src}{csv}[[output]]\nfolder = \"out\"\n{kv}"),
+            ("alert", _) => format!(
+                "{src}[alert]\nemail = \"mailto:a@x.example\"\nsmtp = \"smtp://127.0.0.1\"\nfrom = \"f@x.example\"\n{kv}"
+            ),
+            (t, _) => format!("{src}[{t}]\n{kv}"),
+        }
+    }
+
+    /// The readers' lists of allowed words are the declared ones, in the same order: a
+    /// wrong word's error names exactly the declared values.
+    #[test]
+    fn allowed_values_are_the_readers() {
+        let root = Path::new("/tmp/ferry-keys-test");
+        for key in KEYS {
+            let Enum(values) = key.ty else { continue };
+            let src = job_with(
+                key.table,
+                key.when,
+                key.name,
+                &format!("{} = \"zzz\"\n", key.name),
+            );
+            let diags = crate::job::compile(&root.join("jobs/e.toml"), root, &src)
+                .err()
+                .unwrap_or_default();
+            let diag = diags
+                .iter()
+                .find(|d| d.key.ends_with(&format!(".{}", key.name)) && d.message.contains("found"))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "[{}] {}: no error for \"zzz\" in {diags:#?}",
+                        key.table, key.name
+                    )
+                });
+            let listed: Vec<&str> = diag
+                .message
+                .split(", found")
+                .next()
+                .unwrap()
+                .split('"')
+                .skip(1)
+                .step_by(2)
+                .collect();
+            assert_eq!(
+                listed, values,
+                "[{}] {} ({}): {}",
+                key.table, key.name, key.when, diag.message
+            );
+        }
+    }
 }
