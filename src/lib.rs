@@ -5,7 +5,7 @@
 //! The pipeline reads top to bottom:
 //!
 //! - [`job`]: job files, read into a checked [`job::Job`] with every problem reported at
-//!   file:line:column.
+//!   file:line:column; every key they may have is declared once in [`job::keys`].
 //! - [`sources`]: where files come from; [`sources::folder`] lists local folders and shares
 //!   and turns file-system events into hints.
 //! - [`readiness`]: "is this file completely written?" as a state machine.

@@ -6,6 +6,11 @@
 //! `ferry schema` prints (editors complete and explain job files with it), and the README's
 //! key tables, which a test compares with it. A key the readers take that is not here, or a
 //! key here that no reader takes, fails `every_declared_key_is_read_and_every_read_key_declared`.
+//!
+//! To add a key: declare it here (its table, the kind of table that takes it, type, default
+//! as the README writes it, a line of help), read it in its table's reader, and give it a
+//! row in the README's key table (or name it where the README describes that table in
+//! prose). The tests in this module name whatever of the three is missing.
 
 use serde_json::{Map, Value, json};
 
