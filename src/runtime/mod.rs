@@ -4,9 +4,10 @@
 //! Theory of operation: each job's runner owns its readiness [`Tracker`]. Events from the
 //! file system and periodic rescans feed observations into it; files that become ready wait
 //! in the runner's queue until a worker permit is free (permits are shared by all jobs and
-//! handed out fairly). Processing runs on a blocking thread ([`process::process`]); its
-//! outcome goes back to the runner, which updates the tracker. Stopping a runner stops its
-//! intake at once and returns when its in-flight files are finished.
+//! handed out fairly). Processing runs on a blocking thread ([`process::process`], which
+//! delivers a file in the named steps of [`deliver`]); its outcome goes back to the runner,
+//! which updates the tracker. Stopping a runner stops its intake at once and returns when
+//! its in-flight files are finished.
 
 mod deliver;
 pub mod extract;
