@@ -174,7 +174,7 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
         name: &found.name,
         dir: &found.rel_dir,
         job: &job.name,
-        seq: 0,
+        seq: 0, // given by the claim
         taken: known.taken,
         record: index,
         mail: known.mail.as_ref(),

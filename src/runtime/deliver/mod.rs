@@ -13,10 +13,15 @@
 //! 5. [`dispose_of_original`]: archive, delete or keep the original;
 //! 6. [`done`]: record it done (lazy: recovery can tell from the plan and the disk).
 //!
+//! [`super::process::process`] takes step 1 and hands a claimed file to [`deliver`], which
+//! takes the others in order; between the two it decides whether the file fails instead (an
+//! incomplete set, too many attempts, names that do not resolve). What a step needs to know
+//! about the file travels in a [`Delivery`]; what it made, in what it returns ([`Written`],
+//! then [`Planned`]).
+//!
 //! After a crash, recovery ([`super::recovery`]) finishes every planned file with the same
 //! steps 4 to 6, and removes the temporary files of claimed ones, which are then taken
-//! again. What a step needs to know about the file travels in a [`Delivery`] (what the file
-//! is) and in what the step before it returned ([`Written`], [`Planned`]).
+//! again.
 
 mod claim;
 mod dispose;
