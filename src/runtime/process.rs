@@ -2,7 +2,7 @@
 //! whether it is this job's and complete ([`super::sets`]), then it is delivered in the
 //! steps that make a crash at any instant safe ([`super::deliver`]: claim, write temporary
 //! outputs, make the plan durable, rename into place, dispose of the original, done), or
-//! it fails: it goes to the error folder with a report beside it ([`fail`]).
+//! it fails: it goes to the error folder with a report beside it (`fail`).
 //!
 //! After a crash, recovery ([`super::recovery`]) finishes every planned file with the same
 //! steps, and removes the temporary files of claimed ones, which are then taken again.

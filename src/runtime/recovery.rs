@@ -161,7 +161,7 @@ fn finish_plan(
         if plan.hash.is_empty()
             && let Ok(h) = crate::fsutil::hash_file(src)
         {
-            // Planned before its hash was known (`deliver::temp::DEFER_HASH_FROM`).
+            // Planned before its hash was known (`deliver::DEFER_HASH_FROM`).
             let _ = journal.hashed(u.id, h);
         }
         if plan.disposition == "archive"
@@ -180,7 +180,7 @@ fn finish_plan(
 }
 
 /// Whether `p` has the original's content: its planned sha256, or, when the plan was made
-/// before the hash was known (`deliver::temp::DEFER_HASH_FROM`), the original's own.
+/// before the hash was known (`deliver::DEFER_HASH_FROM`), the original's own.
 fn same_content(p: &Path, hash: &str, original: &Path) -> bool {
     if !p.exists() {
         return false;

@@ -14,7 +14,7 @@ use crate::sources::folder::Found;
 use super::{Companion, FileError, Target};
 
 /// Everything the names of one file resolve to.
-pub(crate) struct Resolved {
+pub struct Resolved {
     pub targets: Vec<Target>,
     /// Outputs named per group of records (`split`): their index and folder.
     pub split_dirs: Vec<(u32, PathBuf)>,
@@ -24,7 +24,7 @@ pub(crate) struct Resolved {
 }
 
 /// A file recorded in the journal, with its set's other members.
-pub(crate) struct Claimed {
+pub struct Claimed {
     pub id: i64,
     pub seq: u64,
     pub attempts: u32,
@@ -38,7 +38,7 @@ pub(crate) struct Claimed {
 /// gets (`vars` gives every other placeholder). The claim lists the temporary files about
 /// to be written, so it is durable before they exist. `None`: the journal refused; the
 /// file is left in place.
-pub(crate) fn claim(
+pub fn claim(
     job: &Job,
     found: &Found,
     first_seen_ms: i64,
@@ -131,7 +131,7 @@ pub(super) fn is_split(job: &Job, o: &crate::job::Output) -> bool {
 
 /// The folder a folder template's placeholders render below: its literal part. The
 /// admin's path to it may go through symlinks; nothing below it is followed.
-pub(crate) fn template_base(t: &Template) -> PathBuf {
+pub fn template_base(t: &Template) -> PathBuf {
     let prefix = crate::job::absolute(Path::new(t.literal_prefix()));
     if t.literal_prefix().ends_with('/') || t.is_literal() {
         prefix
@@ -141,7 +141,7 @@ pub(crate) fn template_base(t: &Template) -> PathBuf {
 }
 
 /// A folder template rendered for a file; never outside its literal part.
-pub(crate) fn render_dir(t: &Template, vars: &Vars<'_>) -> Result<PathBuf, FileError> {
+pub fn render_dir(t: &Template, vars: &Vars<'_>) -> Result<PathBuf, FileError> {
     let rendered = t.render_folder(vars);
     let p = crate::job::absolute(Path::new(&rendered));
     // A placeholder may add folders below the template's literal part, never climb out.
@@ -159,7 +159,7 @@ pub(crate) fn render_dir(t: &Template, vars: &Vars<'_>) -> Result<PathBuf, FileE
 
 /// Every name of a file: its outputs' final and temporary paths (`id` numbers the
 /// temporary ones), the folders of outputs named later, the archive folder.
-pub(crate) fn resolve(job: &Job, vars: &Vars<'_>, id: i64) -> Result<Resolved, FileError> {
+pub fn resolve(job: &Job, vars: &Vars<'_>, id: i64) -> Result<Resolved, FileError> {
     let mut targets = Vec::new();
     let mut split_dirs = Vec::new();
     let mut extract_dirs = Vec::new();

@@ -16,7 +16,7 @@ use super::super::original;
 /// folder it was listed in; `archive_base` is the archive folder's configured literal part.
 /// An original not listed through a handle goes the path way ([`dispose_by_path`]).
 /// Returns what happened, for its history.
-pub(crate) fn dispose_of_original(
+pub fn dispose_of_original(
     found: &Found,
     plan: &Plan,
     archive_base: Option<&Path>,
@@ -46,7 +46,7 @@ pub(crate) fn dispose_of_original(
 }
 
 /// Step 5 for an original known only by its path (recovery of a job that is gone).
-pub(crate) fn dispose_by_path(src: &Path, plan: &Plan) -> io::Result<String> {
+pub fn dispose_by_path(src: &Path, plan: &Plan) -> io::Result<String> {
     let detail = match plan.disposition.as_str() {
         "archive" => {
             let dest = PathBuf::from(plan.dest.as_deref().unwrap_or_default());
@@ -74,7 +74,7 @@ pub(crate) fn dispose_by_path(src: &Path, plan: &Plan) -> io::Result<String> {
 
 /// Step 5 for an original that left its source before a crash (recovery): its disposition
 /// happened; only its done-file may be left to remove.
-pub(crate) fn already_disposed(plan: &Plan) -> String {
+pub fn already_disposed(plan: &Plan) -> String {
     if let Some(t) = &plan.trigger
         && plan.disposition != "keep"
     {
@@ -89,6 +89,6 @@ pub(crate) fn already_disposed(plan: &Plan) -> String {
 
 /// Step 6: records file `id` done, with what happened to it (`note`) for its history.
 /// Lazy: recovery can tell a done file from its plan and the disk.
-pub(crate) fn done(journal: &Journal, id: i64, note: String) -> crate::journal::Result<()> {
+pub fn done(journal: &Journal, id: i64, note: String) -> crate::journal::Result<()> {
     journal.done(id, note)
 }

@@ -58,7 +58,7 @@ pub(super) fn apply(
 /// records, a piece of a PDF) whose name is `base`: `None` when `base` is taken (it exists
 /// and the policy is neither `overwrite` nor `skip`, or another of the file's groups has
 /// it) and the policy is not `unique`, which takes the first free numbered name.
-pub(crate) fn free_name(base: &Path, exists: Exists, used: &HashSet<PathBuf>) -> Option<PathBuf> {
+pub fn free_name(base: &Path, exists: Exists, used: &HashSet<PathBuf>) -> Option<PathBuf> {
     let taken = |p: &Path| {
         used.contains(p)
             || (fsutil::exists(p) && !matches!(exists, Exists::Overwrite | Exists::Skip))

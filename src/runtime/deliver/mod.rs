@@ -40,15 +40,15 @@ use crate::sources::folder::Found;
 
 use super::process::{FileError, Outcome};
 
-pub(crate) use claim::{Resolved, claim, render_dir, resolve, template_base};
-pub(crate) use dispose::{already_disposed, dispose_by_path, dispose_of_original, done};
-pub(crate) use exists::free_name;
-pub(crate) use plan::{Planned, make_plan_durable};
-pub(crate) use rename::rename_into_place;
-pub(crate) use temp::{Written, write_temporaries};
+pub use claim::{Resolved, claim, render_dir, resolve, template_base};
+pub use dispose::{already_disposed, dispose_by_path, dispose_of_original, done};
+pub use exists::free_name;
+pub use plan::{Planned, make_plan_durable};
+pub use rename::rename_into_place;
+pub use temp::{DEFER_HASH_FROM, Written, write_temporaries};
 
 /// One output of a file on its way: its temporary and its final name.
-pub(crate) struct Target {
+pub struct Target {
     pub idx: u32,
     pub final_path: PathBuf,
     pub temp: PathBuf,
@@ -58,7 +58,7 @@ pub(crate) struct Target {
 }
 
 /// A set member claimed with its lead.
-pub(crate) struct Companion {
+pub struct Companion {
     pub found: Found,
     pub id: i64,
     pub attempts: u32,
@@ -66,7 +66,7 @@ pub(crate) struct Companion {
 }
 
 /// One claimed file, as every step after the claim sees it.
-pub(crate) struct Delivery<'a> {
+pub struct Delivery<'a> {
     pub job: &'a Job,
     pub found: &'a Found,
     pub vars: &'a Vars<'a>,
@@ -80,7 +80,7 @@ pub(crate) struct Delivery<'a> {
 /// Why a delivery ended before its last step: an outcome that is not a failure (the file
 /// changed and settles again, or it is stuck for recovery), or a failure, with the
 /// original's sha256 when it was known, for the error folder.
-pub(crate) enum Stop {
+pub enum Stop {
     Outcome(Outcome),
     Fail(Option<String>, FileError),
 }
@@ -92,7 +92,7 @@ impl From<FileError> for Stop {
 }
 
 /// Steps 2 to 6 for a claimed file whose names resolved to `resolved`.
-pub(crate) fn deliver(d: &Delivery<'_>, mut resolved: Resolved) -> Result<Outcome, Stop> {
+pub fn deliver(d: &Delivery<'_>, mut resolved: Resolved) -> Result<Outcome, Stop> {
     let archive_dir = resolved.archive_dir.take();
     let written = write_temporaries(d, resolved)?;
     let planned = make_plan_durable(d, written, archive_dir.as_deref())?;

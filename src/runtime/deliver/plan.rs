@@ -13,7 +13,7 @@ use crate::sources::folder::Found;
 use super::{Companion, Delivery, FileError, Outcome, Stop, Target, Written};
 
 /// A file whose plan is durable.
-pub(crate) struct Planned<'a> {
+pub struct Planned<'a> {
     /// The outputs as written, in the plan's order.
     pub targets: Vec<Target>,
     pub plan: Plan,
@@ -27,7 +27,7 @@ pub(crate) struct Planned<'a> {
 /// members) go: a free name in `archive_dir`, or deleted, or kept. The plans of a set are
 /// made durable in one transaction. When the journal refuses, the temporary files are
 /// removed and the file is left in place.
-pub(crate) fn make_plan_durable<'a>(
+pub fn make_plan_durable<'a>(
     d: &Delivery<'a>,
     written: Written,
     archive_dir: Option<&Path>,

@@ -11,7 +11,7 @@ use crate::journal::{Journal, PlannedOutput};
 use super::{Delivery, FileError, Outcome, Planned, Stop};
 
 /// The outputs renamed into place.
-pub(crate) struct Renamed {
+pub struct Renamed {
     /// Where each went (an output skipped at the rename, `exists = "skip"`, is not here).
     pub paths: Vec<PathBuf>,
     /// The first output folder that could not be fsynced (each failure is logged).
@@ -19,7 +19,7 @@ pub(crate) struct Renamed {
 }
 
 /// An output that could not be renamed into place.
-pub(crate) struct NotRenamed {
+pub struct NotRenamed {
     pub idx: u32,
     pub final_path: String,
     pub error: io::Error,
@@ -29,7 +29,7 @@ pub(crate) struct NotRenamed {
 
 /// Step 4: renames each of `outputs` (planned for file `id`) into place, then fsyncs the
 /// folders they went to. Stops at the first output that cannot be renamed.
-pub(crate) fn rename_into_place<'o>(
+pub fn rename_into_place<'o>(
     journal: &Journal,
     id: i64,
     outputs: impl IntoIterator<Item = &'o PlannedOutput>,

@@ -30,7 +30,7 @@ use super::{Delivery, FileError, Outcome, Resolved, Stop, Target, exists, reject
 pub const DEFER_HASH_FROM: u64 = 16 << 20;
 
 /// What step 2 leaves for the plan.
-pub(crate) struct Written {
+pub struct Written {
     /// Every output to commit, in the plan's order: the outputs named at the claim, then
     /// the groups of split outputs and the pieces of extract outputs, and the rejects file.
     pub targets: Vec<Target>,
@@ -68,7 +68,7 @@ struct Named {
 /// Step 2: writes every output of `d` (its named outputs after their `exists` policies,
 /// the groups of split outputs, the pieces of extract outputs, the rejects file) under its
 /// temporary name and fsyncs it.
-pub(crate) fn write_temporaries(d: &Delivery<'_>, resolved: Resolved) -> Result<Written, Stop> {
+pub fn write_temporaries(d: &Delivery<'_>, resolved: Resolved) -> Result<Written, Stop> {
     let mut targets = exists::apply(resolved.targets, d.id, d.journal)?;
     // Rejected records (`on_error = "skip"`) go beside the first output.
     let first_folder = targets
