@@ -74,3 +74,32 @@ pub fn free_name(base: &Path, exists: Exists, used: &HashSet<PathBuf>) -> Option
         _ => Some(base.to_path_buf()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_name_follows_its_exists_policy() {
+        let d = std::env::temp_dir().join(format!("ferry-exists-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("on_disk.csv"), "x").unwrap();
+        std::fs::write(d.join("on_disk_1.csv"), "x").unwrap();
+        let used: HashSet<PathBuf> = [d.join("used.csv")].into();
+        let cases = [
+            ("free.csv", Exists::Fail, Some("free.csv")),
+            ("on_disk.csv", Exists::Fail, None),
+            ("on_disk.csv", Exists::Overwrite, Some("on_disk.csv")),
+            ("on_disk.csv", Exists::Skip, Some("on_disk.csv")),
+            ("on_disk.csv", Exists::Unique, Some("on_disk_2.csv")),
+            // Two groups of one file never share a name, whatever the policy.
+            ("used.csv", Exists::Overwrite, None),
+            ("used.csv", Exists::Unique, Some("used_1.csv")),
+        ];
+        for (base, exists, want) in cases {
+            let got = free_name(&d.join(base), exists, &used);
+            assert_eq!(got, want.map(|w| d.join(w)), "{base} with {exists:?}");
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
