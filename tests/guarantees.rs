@@ -816,7 +816,7 @@ folder = "var/out"
 success = "delete"
 "#,
     );
-    // Past process::DEFER_HASH_FROM (16 MiB), and not a repeated pattern a wrong offset
+    // Past deliver::DEFER_HASH_FROM (16 MiB), and not a repeated pattern a wrong offset
     // would hash the same.
     let mut content = Vec::with_capacity(17 << 20);
     let mut x: u32 = 1;

@@ -451,7 +451,7 @@ impl Journal {
     }
 
     /// The sha256 of an original whose plan was made before its hash was known (a big
-    /// file whose outputs are all links to it: see `process::DEFER_HASH_FROM`); also the
+    /// file whose outputs are all links to it: see `deliver::DEFER_HASH_FROM`); also the
     /// hash of those outputs.
     pub fn hashed(&self, id: i64, hash: String) -> Result<()> {
         self.send(Op::Hashed { id, hash }, false)

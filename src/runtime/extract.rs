@@ -250,26 +250,13 @@ pub fn write(
         for p in pieces {
             let o = &job.outputs[p.output as usize];
             let base = name_of(job, vars, dirs, &p)?;
-            let taken = |q: &Path| {
-                used.contains(q)
-                    || (fsutil::exists(q)
-                        && o.exists != Exists::Overwrite
-                        && o.exists != Exists::Skip)
-            };
-            let final_path = match o.exists {
-                Exists::Unique => (0..)
-                    .map(|n| fsutil::numbered(&base, n))
-                    .find(|q| !taken(q))
-                    .expect("a free name"),
-                _ if taken(&base) => {
-                    return Err(format!(
-                        "output {}: {} exists already, or two pieces have this name (exists = \"{}\")",
-                        p.output + 1,
-                        base.display(),
-                        o.exists.as_str()
-                    ));
-                }
-                _ => base,
+            let Some(final_path) = super::deliver::free_name(&base, o.exists, &used) else {
+                return Err(format!(
+                    "output {}: {} exists already, or two pieces have this name (exists = \"{}\")",
+                    p.output + 1,
+                    base.display(),
+                    o.exists.as_str()
+                ));
             };
             used.insert(final_path.clone());
             let idx = FIRST_PIECE_IDX + made.len() as u32;

@@ -1,5 +1,5 @@
 //! The sha256 of big originals that were planned before their hash was known
-//! ([`super::process::DEFER_HASH_FROM`]): read on a thread of its own at the lowest CPU
+//! ([`super::deliver::DEFER_HASH_FROM`]): read on a thread of its own at the lowest CPU
 //! priority, so that it takes the cycles the deliverers (and the server they send to) leave
 //! idle instead of slowing the upload of the very file it reads.
 //!

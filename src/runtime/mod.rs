@@ -4,10 +4,12 @@
 //! Theory of operation: each job's runner owns its readiness [`Tracker`]. Events from the
 //! file system and periodic rescans feed observations into it; files that become ready wait
 //! in the runner's queue until a worker permit is free (permits are shared by all jobs and
-//! handed out fairly). Processing runs on a blocking thread ([`process::process`]); its
-//! outcome goes back to the runner, which updates the tracker. Stopping a runner stops its
-//! intake at once and returns when its in-flight files are finished.
+//! handed out fairly). Processing runs on a blocking thread ([`process::process`], which
+//! delivers a file in the named steps of [`deliver`]); its outcome goes back to the runner,
+//! which updates the tracker. Stopping a runner stops its intake at once and returns when
+//! its in-flight files are finished.
 
+pub mod deliver;
 pub mod extract;
 pub mod late_hash;
 pub mod naming;
@@ -368,28 +370,60 @@ fn dir_fingerprint(dir: &Path) -> BTreeMap<PathBuf, (u64, i64)> {
         .unwrap_or_default()
 }
 
-/// One job's runner.
-async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>) {
+/// One job's runner: starts what feeds the job (events, remote fetchers and deliverers,
+/// mail adapters), takes its files until it is told to stop (or, with `--once`, until the
+/// files present at start are handled), then finishes what is in flight and what a
+/// `--once` run leaves for its end.
+async fn run_job(job: Arc<Job>, shared: Shared, stop: watch::Receiver<bool>) {
     if job.source.remote.is_some() || job.source.mailbox.is_some() {
         // The staging folder is ferry's own: make it, so it can be watched from the start.
         let _ = crate::fsutil::create_dir_all_durable(&job.source.folder);
     }
-    let settle = match job.source.ready {
-        Ready::Settle => job.source.settle,
-        Ready::DoneFile(_) => Duration::ZERO,
+    let mut st = JobState::new(&job, &shared);
+    let (ev_tx, ev_rx) = mpsc::channel::<PathBuf>(8192);
+    let _watch = watch_source(&job, &shared, ev_tx);
+    let remote = RemoteParts::start(&job, &shared, &mut st);
+    let (done_tx, done_rx) = mpsc::unbounded_channel::<(Found, Outcome)>();
+    let adapters = start_mail_adapters(&job, &shared, &stop).await;
+    let mut r = Runner {
+        job,
+        shared,
+        st,
+        stop,
+        ev_rx,
+        staged_rx: remote.staged_rx,
+        done_tx,
+        done_rx,
+        in_flight: JoinSet::new(),
+        next_scan: tokio::time::Instant::now(),
+        last_status: (usize::MAX, Instant::now()),
+        last_status_check: Instant::now(),
+        folder_missing_warned: false,
     };
-    let mut st = JobState {
-        job: job.clone(),
-        tracker: Tracker::new(settle),
-        wakes: BinaryHeap::new(),
-        queue: VecDeque::new(),
-        once_pending: None,
-        journal: shared.journal.clone(),
-        finished_tx: None,
-        root: Arc::new(crate::sources::dir::SourceRoot::new(&job.source.folder)),
-    };
-    let (ev_tx, mut ev_rx) = mpsc::channel::<PathBuf>(8192);
-    let _watch = if job.source.watch == Watch::Auto && !shared.once {
+    r.take_files().await;
+    r.finish_in_flight(remote.once_fetch).await;
+    let Runner { job, shared, .. } = r;
+    if let Some(tasks) = remote.tasks {
+        let once = shared.once;
+        let _ =
+            tokio::task::spawn_blocking(move || if once { tasks.finish() } else { tasks.stop() })
+                .await;
+    }
+    if shared.once {
+        finish_once(&job, &shared).await;
+    }
+    let mut adapters = adapters;
+    while adapters.join_next().await.is_some() {}
+}
+
+/// Subscribes to the file-system events of the job's source folder (unless the job only
+/// polls, or in `--once` mode); `None`: rescans only.
+fn watch_source(
+    job: &Job,
+    shared: &Shared,
+    ev_tx: mpsc::Sender<PathBuf>,
+) -> Option<events::Subscription> {
+    if job.source.watch == Watch::Auto && !shared.once {
         match shared
             .hub
             .subscribe(&job.source.folder, job.source.recursive, ev_tx)
@@ -403,37 +437,56 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
     } else {
         drop(ev_tx);
         None
-    };
-    // Remote parts (docs/remote.md): fetcher and deliverer threads run beside the runner.
-    // With --once, the fetcher tells the runner each file it stages (the run ends once it
-    // is done fetching and every staged file is processed) and disposes of originals as
-    // the runner reports them finished; the deliverers drain the outboxes at the end.
-    let mut staged_rx = None;
-    let once_fetch = if shared.once && job.source.remote.is_some() {
-        let (staged_tx, rx) = mpsc::unbounded_channel::<PathBuf>();
-        let (finished_tx, finished_rx) = std::sync::mpsc::channel::<PathBuf>();
-        staged_rx = Some(rx);
-        st.finished_tx = Some(finished_tx);
-        crate::remote::OnceFetch::start(&job, &shared.journal, staged_tx, finished_rx)
-    } else {
-        None
-    };
-    let remote_tasks = if crate::remote::is_remote(&job) {
-        crate::remote::RemoteTasks::spawn(&job, &shared.journal, shared.once)
-    } else {
-        None
-    };
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Found, Outcome)>();
-    let mut in_flight: JoinSet<()> = JoinSet::new();
-    let mut next_scan = tokio::time::Instant::now();
-    let mut last_status = (usize::MAX, Instant::now());
-    let mut last_status_check = Instant::now();
-    let mut folder_missing_warned = false;
-    // Mail adapters: a fetcher for a mailbox source, a deliverer per email output.
+    }
+}
+
+/// Remote parts (docs/remote.md): fetcher and deliverer threads run beside the runner.
+struct RemoteParts {
+    /// With `--once`, the fetcher tells the runner each file it stages (the run ends once
+    /// it is done fetching and every staged file is processed)...
+    staged_rx: Option<mpsc::UnboundedReceiver<PathBuf>>,
+    /// ...and disposes of originals as the runner reports them finished.
+    once_fetch: Option<crate::remote::OnceFetch>,
+    /// The deliverers; with `--once` they drain the outboxes at the end.
+    tasks: Option<crate::remote::RemoteTasks>,
+}
+
+impl RemoteParts {
+    fn start(job: &Arc<Job>, shared: &Shared, st: &mut JobState) -> RemoteParts {
+        let mut staged_rx = None;
+        let once_fetch = if shared.once && job.source.remote.is_some() {
+            let (staged_tx, rx) = mpsc::unbounded_channel::<PathBuf>();
+            let (finished_tx, finished_rx) = std::sync::mpsc::channel::<PathBuf>();
+            staged_rx = Some(rx);
+            st.finished_tx = Some(finished_tx);
+            crate::remote::OnceFetch::start(job, &shared.journal, staged_tx, finished_rx)
+        } else {
+            None
+        };
+        let tasks = if crate::remote::is_remote(job) {
+            crate::remote::RemoteTasks::spawn(job, &shared.journal, shared.once)
+        } else {
+            None
+        };
+        RemoteParts {
+            staged_rx,
+            once_fetch,
+            tasks,
+        }
+    }
+}
+
+/// Mail adapters: a fetcher for a mailbox source (with `--once`, the mailbox is read
+/// once, now), a deliverer per email output, and the alerts of the job.
+async fn start_mail_adapters(
+    job: &Arc<Job>,
+    shared: &Shared,
+    stop: &watch::Receiver<bool>,
+) -> JoinSet<()> {
     let mut adapters: JoinSet<()> = JoinSet::new();
     if job.source.mailbox.is_some() {
         if shared.once {
-            match crate::remote::mail_source::once_fetch(&job, &shared.journal).await {
+            match crate::remote::mail_source::once_fetch(job, &shared.journal).await {
                 Ok(r) => tracing::info!(
                     messages = r.messages,
                     files = r.files,
@@ -483,171 +536,227 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
             );
         }
     }
+    adapters
+}
 
-    loop {
-        // Hand ready files to free workers.
-        while !st.queue.is_empty() {
-            let Ok(permit) = shared.workers.clone().try_acquire_owned() else {
+/// A runner's loop: what it waits on and what it has in flight.
+struct Runner {
+    job: Arc<Job>,
+    shared: Shared,
+    st: JobState,
+    stop: watch::Receiver<bool>,
+    ev_rx: mpsc::Receiver<PathBuf>,
+    /// `--once` with a remote source: the files the fetcher stages; `None` once it is done.
+    staged_rx: Option<mpsc::UnboundedReceiver<PathBuf>>,
+    done_tx: mpsc::UnboundedSender<(Found, Outcome)>,
+    done_rx: mpsc::UnboundedReceiver<(Found, Outcome)>,
+    in_flight: JoinSet<()>,
+    next_scan: tokio::time::Instant,
+    /// The waiting count last written to the journal, and when.
+    last_status: (usize, Instant),
+    last_status_check: Instant,
+    folder_missing_warned: bool,
+}
+
+impl Runner {
+    /// Takes the job's files until the runner is told to stop (with `--once`: until the
+    /// files present at start, and every file the fetcher staged, are handled).
+    async fn take_files(&mut self) {
+        loop {
+            self.hand_out_ready();
+            if self.shared.once
+                && self.st.once_finished()
+                && self.in_flight.is_empty()
+                && self.staged_rx.is_none()
+            {
+                break;
+            }
+            self.report_waiting();
+            let next_wake = self
+                .st
+                .wakes
+                .peek()
+                .map(|Reverse((t, _))| tokio::time::Instant::from_std(*t));
+            let want_permit = !self.st.queue.is_empty();
+            let scan_due = !self.shared.once || self.st.once_pending.is_none();
+            tokio::select! {
+                _ = self.stop.changed() => break,
+                Some(p) = self.ev_rx.recv() => {
+                    self.st.on_event(&p);
+                    // Drain a burst of events at once.
+                    while let Ok(p) = self.ev_rx.try_recv() {
+                        self.st.on_event(&p);
+                    }
+                }
+                Some((found, outcome)) = self.done_rx.recv() => {
+                    self.st.on_outcome(found, outcome, &self.shared)
+                }
+                staged = recv_opt(&mut self.staged_rx), if self.staged_rx.is_some() => match staged {
+                    Some(p) => {
+                        self.st.on_staged(p);
+                        while let Some(Ok(p)) = self.staged_rx.as_mut().map(|rx| rx.try_recv()) {
+                            self.st.on_staged(p);
+                        }
+                    }
+                    // The fetcher is done: what it staged is known.
+                    None => self.staged_rx = None,
+                },
+                Some(_) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {}
+                _ = tokio::time::sleep_until(self.next_scan), if scan_due => self.rescan().await,
+                _ = sleep_until_opt(next_wake) => self.st.on_wake(),
+                permit = self.shared.workers.clone().acquire_owned(), if want_permit => {
+                    if let Ok(permit) = permit
+                        && let Some((found, first_seen)) = self.st.queue.pop_front()
+                    {
+                        self.dispatch(found, first_seen, permit);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands ready files to free workers.
+    fn hand_out_ready(&mut self) {
+        while !self.st.queue.is_empty() {
+            let Ok(permit) = self.shared.workers.clone().try_acquire_owned() else {
                 break;
             };
-            let (found, first_seen) = st.queue.pop_front().expect("queue is not empty");
-            dispatch(
-                &mut in_flight,
-                &job,
-                &shared,
-                found,
-                first_seen,
-                permit,
-                done_tx.clone(),
+            let (found, first_seen) = self.st.queue.pop_front().expect("queue is not empty");
+            self.dispatch(found, first_seen, permit);
+        }
+    }
+
+    fn dispatch(
+        &mut self,
+        found: Found,
+        first_seen: i64,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        dispatch(
+            &mut self.in_flight,
+            &self.job,
+            &self.shared,
+            found,
+            first_seen,
+            permit,
+            self.done_tx.clone(),
+        );
+    }
+
+    /// Writes how many files wait to the journal (for `ferry status`) when it changed or
+    /// every 30 s. Counting the waiting files walks every file the tracker knows: at most
+    /// once a second, not once per finished file (that made a large backlog quadratic).
+    fn report_waiting(&mut self) {
+        if self.last_status_check.elapsed() <= Duration::from_secs(1) {
+            return;
+        }
+        self.last_status_check = Instant::now();
+        let waiting = self.st.tracker.waiting();
+        if waiting != self.last_status.0 || self.last_status.1.elapsed() > Duration::from_secs(30) {
+            let _ = self.shared.journal.job_status(
+                &self.job.name,
+                &self.job.source.folder.to_string_lossy(),
+                waiting as u64,
             );
-        }
-        if shared.once && st.once_finished() && in_flight.is_empty() && staged_rx.is_none() {
-            break;
-        }
-        // Counting the waiting files walks every file the tracker knows: at most once a
-        // second, not once per finished file (that made a large backlog quadratic).
-        if last_status_check.elapsed() > Duration::from_secs(1) {
-            last_status_check = Instant::now();
-            let waiting = st.tracker.waiting();
-            if waiting != last_status.0 || last_status.1.elapsed() > Duration::from_secs(30) {
-                let _ = shared.journal.job_status(
-                    &job.name,
-                    &job.source.folder.to_string_lossy(),
-                    waiting as u64,
-                );
-                last_status = (waiting, Instant::now());
-            }
-        }
-        let next_wake = st
-            .wakes
-            .peek()
-            .map(|Reverse((t, _))| tokio::time::Instant::from_std(*t));
-        let want_permit = !st.queue.is_empty();
-        tokio::select! {
-            _ = stop.changed() => break,
-            Some(p) = ev_rx.recv() => {
-                st.on_event(&p);
-                // Drain a burst of events at once.
-                while let Ok(p) = ev_rx.try_recv() {
-                    st.on_event(&p);
-                }
-            }
-            Some((found, outcome)) = done_rx.recv() => st.on_outcome(found, outcome, &shared),
-            staged = recv_opt(&mut staged_rx), if staged_rx.is_some() => match staged {
-                Some(p) => {
-                    st.on_staged(p);
-                    while let Some(Ok(p)) = staged_rx.as_mut().map(|rx| rx.try_recv()) {
-                        st.on_staged(p);
-                    }
-                }
-                // The fetcher is done: what it staged is known.
-                None => staged_rx = None,
-            },
-            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-            _ = tokio::time::sleep_until(next_scan), if !shared.once || st.once_pending.is_none() => {
-                let (source, root) = (job.source.clone(), st.root.clone());
-                let scanned = tokio::task::spawn_blocking(move || {
-                    root.get().and_then(|dir| folder::scan(&source, &dir))
-                })
-                .await;
-                match scanned {
-                    Ok(Ok(found)) => {
-                        folder_missing_warned = false;
-                        st.on_scan(found, shared.once);
-                    }
-                    Ok(Err(e)) => {
-                        if !folder_missing_warned {
-                            tracing::warn!(folder = %job.source.folder.display(), error = %e, "Cannot list the source folder; trying again at every poll.");
-                            folder_missing_warned = true;
-                        }
-                        if shared.once {
-                            st.once_pending = Some(HashSet::new());
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "Scan task failed."),
-                }
-                next_scan = tokio::time::Instant::now() + job.source.poll;
-            }
-            _ = sleep_until_opt(next_wake) => st.on_wake(),
-            permit = shared.workers.clone().acquire_owned(), if want_permit => {
-                if let Ok(permit) = permit
-                    && let Some((found, first_seen)) = st.queue.pop_front()
-                {
-                    dispatch(&mut in_flight, &job, &shared, found, first_seen, permit, done_tx.clone());
-                }
-            }
+            self.last_status = (waiting, Instant::now());
         }
     }
-    // Stopped: no new files; finish what is in flight.
-    drop(done_tx);
-    while in_flight.join_next().await.is_some() {}
-    while let Ok((found, outcome)) = done_rx.try_recv() {
-        st.on_outcome(found, outcome, &shared);
+
+    /// Lists the source folder (the truth; events are hints) and schedules the next scan.
+    async fn rescan(&mut self) {
+        let (source, root) = (self.job.source.clone(), self.st.root.clone());
+        let scanned = tokio::task::spawn_blocking(move || {
+            root.get().and_then(|dir| folder::scan(&source, &dir))
+        })
+        .await;
+        match scanned {
+            Ok(Ok(found)) => {
+                self.folder_missing_warned = false;
+                self.st.on_scan(found, self.shared.once);
+            }
+            Ok(Err(e)) => {
+                if !self.folder_missing_warned {
+                    tracing::warn!(folder = %self.job.source.folder.display(), error = %e, "Cannot list the source folder; trying again at every poll.");
+                    self.folder_missing_warned = true;
+                }
+                if self.shared.once {
+                    self.st.once_pending = Some(HashSet::new());
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "Scan task failed."),
+        }
+        self.next_scan = tokio::time::Instant::now() + self.job.source.poll;
     }
-    // The once-mode fetcher disposes of what it was told, then ends.
-    st.finished_tx = None;
-    if let Some(f) = once_fetch {
-        let _ = tokio::task::spawn_blocking(move || f.join()).await;
+
+    /// Stopped: no new files; finishes what is in flight, lets the `--once` fetcher
+    /// dispose of what it was told, and records how many files are left waiting.
+    async fn finish_in_flight(&mut self, once_fetch: Option<crate::remote::OnceFetch>) {
+        while self.in_flight.join_next().await.is_some() {}
+        while let Ok((found, outcome)) = self.done_rx.try_recv() {
+            self.st.on_outcome(found, outcome, &self.shared);
+        }
+        // The once-mode fetcher disposes of what it was told, then ends.
+        self.st.finished_tx = None;
+        if let Some(f) = once_fetch {
+            let _ = tokio::task::spawn_blocking(move || f.join()).await;
+        }
+        // Only files still in the source wait: members of a document set that were taken
+        // along with their lead are gone, though the tracker has not seen them leave.
+        let waiting = self
+            .st
+            .tracker
+            .settling()
+            .iter()
+            .filter(|p| crate::fsutil::exists(p))
+            .count();
+        self.shared
+            .counters
+            .waiting_left
+            .fetch_add(waiting, Ordering::SeqCst);
+        let _ = self.shared.journal.job_status(
+            &self.job.name,
+            &self.job.source.folder.to_string_lossy(),
+            waiting as u64,
+        );
     }
-    // Only files still in the source wait: members of a document set that were taken along
-    // with their lead are gone, though the tracker has not seen them leave.
-    let waiting = st
-        .tracker
-        .settling()
-        .iter()
-        .filter(|p| crate::fsutil::exists(p))
-        .count();
-    shared
-        .counters
-        .waiting_left
-        .fetch_add(waiting, Ordering::SeqCst);
-    let _ = shared.journal.job_status(
-        &job.name,
-        &job.source.folder.to_string_lossy(),
-        waiting as u64,
-    );
-    if let Some(tasks) = remote_tasks {
-        let once = shared.once;
-        let _ =
-            tokio::task::spawn_blocking(move || if once { tasks.finish() } else { tasks.stop() })
-                .await;
-    }
-    if shared.once && job.source.remote.is_some() {
+}
+
+/// The end of a `--once` run of a job, after its files: the remote fetcher's last
+/// dispositions, email outputs and alerts sent, mailbox messages disposed of.
+async fn finish_once(job: &Arc<Job>, shared: &Shared) {
+    if job.source.remote.is_some() {
         let (j, jr) = (job.clone(), shared.journal.clone());
         let _ = tokio::task::spawn_blocking(move || crate::remote::finish_once(&j, &jr)).await;
     }
-    if shared.once {
-        let _ = shared.journal.flush();
-        for (i, o) in job.outputs.iter().enumerate() {
-            if let Some(e) = &o.email
-                && let Err(e) =
-                    crate::remote::mail_output::once(&job, i as u32, e, &shared.journal).await
-            {
-                tracing::warn!(error = %format!("{e:#}"), "Email output failed.");
-            }
-        }
-        if let Some(a) = &job.alert {
-            if let Err(e) = crate::remote::alerts::once(&job, &shared.journal) {
-                tracing::warn!(error = %format!("{e:#}"), "Cannot prepare alerts.");
-            }
-            if let Err(e) = crate::remote::mail_output::once(
-                &job,
-                crate::remote::mail_output::ALERTS,
-                &a.email,
-                &shared.journal,
-            )
-            .await
-            {
-                tracing::warn!(error = %format!("{e:#}"), "Alert mail failed.");
-            }
-        }
-        if job.source.mailbox.is_some()
-            && let Err(e) = crate::remote::mail_source::once_dispose(&job, &shared.journal).await
+    let _ = shared.journal.flush();
+    for (i, o) in job.outputs.iter().enumerate() {
+        if let Some(e) = &o.email
+            && let Err(e) =
+                crate::remote::mail_output::once(job, i as u32, e, &shared.journal).await
         {
-            tracing::warn!(error = %format!("{e:#}"), "Cannot dispose of the mail messages; done at the next run.");
+            tracing::warn!(error = %format!("{e:#}"), "Email output failed.");
         }
     }
-    while adapters.join_next().await.is_some() {}
+    if let Some(a) = &job.alert {
+        if let Err(e) = crate::remote::alerts::once(job, &shared.journal) {
+            tracing::warn!(error = %format!("{e:#}"), "Cannot prepare alerts.");
+        }
+        if let Err(e) = crate::remote::mail_output::once(
+            job,
+            crate::remote::mail_output::ALERTS,
+            &a.email,
+            &shared.journal,
+        )
+        .await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "Alert mail failed.");
+        }
+    }
+    if job.source.mailbox.is_some()
+        && let Err(e) = crate::remote::mail_source::once_dispose(job, &shared.journal).await
+    {
+        tracing::warn!(error = %format!("{e:#}"), "Cannot dispose of the mail messages; done at the next run.");
+    }
 }
 
 async fn recv_opt(rx: &mut Option<mpsc::UnboundedReceiver<PathBuf>>) -> Option<PathBuf> {
@@ -702,6 +811,23 @@ struct JobState {
 }
 
 impl JobState {
+    fn new(job: &Arc<Job>, shared: &Shared) -> JobState {
+        let settle = match job.source.ready {
+            Ready::Settle => job.source.settle,
+            Ready::DoneFile(_) => Duration::ZERO,
+        };
+        JobState {
+            job: job.clone(),
+            tracker: Tracker::new(settle),
+            wakes: BinaryHeap::new(),
+            queue: VecDeque::new(),
+            once_pending: None,
+            journal: shared.journal.clone(),
+            finished_tx: None,
+            root: Arc::new(crate::sources::dir::SourceRoot::new(&job.source.folder)),
+        }
+    }
+
     fn once_finished(&self) -> bool {
         self.once_pending.as_ref().is_some_and(HashSet::is_empty) && self.queue.is_empty()
     }

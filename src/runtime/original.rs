@@ -6,7 +6,6 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::fsutil;
-use crate::journal::Plan;
 use crate::sources::dir::Dir;
 use crate::sources::folder::Found;
 
@@ -70,7 +69,7 @@ fn rename_ours(found: &Found, dir: &Dir, to: &Dir, to_name: &str) -> io::Result<
     Err(not_ours(found))
 }
 
-fn name_of(p: &Path) -> io::Result<&str> {
+pub(crate) fn name_of(p: &Path) -> io::Result<&str> {
     p.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -171,32 +170,15 @@ pub fn remove_sibling(found: &Found, name: &str) -> io::Result<()> {
     }
 }
 
-/// Archives, deletes or keeps the original as planned, through its folder's handle;
-/// `archive_base` is the archive folder's configured literal part. Originals not listed
-/// through a handle go the path way ([`super::process::dispose`]).
-pub fn dispose(found: &Found, plan: &Plan, archive_base: Option<&Path>) -> io::Result<String> {
+/// Removes the original through its folder's handle, once its name is sure to refer to
+/// the file that was taken.
+pub fn delete(found: &Found) -> io::Result<()> {
     let Some(dir) = &found.dir else {
-        return super::process::dispose(&found.path, plan);
+        return Err(io::Error::other(
+            "the original was not listed through a folder handle",
+        ));
     };
-    let detail = match plan.disposition.as_str() {
-        "archive" => {
-            let dest = PathBuf::from(plan.dest.as_deref().unwrap_or_default());
-            let base = archive_base.unwrap_or(dest.parent().unwrap_or(Path::new("/")));
-            let went = move_to(found, base, (0..).map(|n| fsutil::numbered(&dest, n)))?;
-            format!("archived to {}", went.display())
-        }
-        "delete" => {
-            still_ours(found, dir)?;
-            dir.unlink(&found.name)?;
-            dir.sync()?;
-            "deleted".to_string()
-        }
-        _ => "kept in the source".to_string(),
-    };
-    if let Some(t) = &plan.trigger
-        && plan.disposition != "keep"
-    {
-        remove_sibling(found, name_of(Path::new(t))?)?;
-    }
-    Ok(detail)
+    still_ours(found, dir)?;
+    dir.unlink(&found.name)?;
+    dir.sync()
 }

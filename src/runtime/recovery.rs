@@ -17,6 +17,7 @@ use crate::journal::{Journal, Unfinished};
 use crate::readiness::Meta;
 use crate::sources::folder::{Found, meta_of};
 
+use super::deliver;
 use super::process::{self, Report};
 
 /// What recovery did, for the log and tests.
@@ -46,7 +47,11 @@ pub fn recover(
             "planned" => match finish_plan(journal, &u, held.as_ref()) {
                 Ok(detail) => {
                     tracing::info!(original = %detail, "Finished a file interrupted after its plan was made durable.");
-                    journal.done(u.id, format!("finished by recovery; original {detail}"))?;
+                    deliver::done(
+                        journal,
+                        u.id,
+                        format!("finished by recovery; original {detail}"),
+                    )?;
                     r.completed += 1;
                 }
                 Err(e) => {
@@ -109,24 +114,20 @@ fn base_for(base: PathBuf, dest: &Path) -> PathBuf {
     }
 }
 
+/// Steps 4 and 5 of delivery ([`super::deliver`]) for a planned file: its outputs renamed
+/// into place and its original disposed of, as planned. Returns what happened to the
+/// original, for its history.
 fn finish_plan(
     journal: &Journal,
     u: &Unfinished,
     held: Option<&(&Job, Found)>,
 ) -> std::io::Result<String> {
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    for o in &u.outputs {
-        if Path::new(&o.temp).exists()
-            && let Some(p) = process::commit_output(o, journal, u.id)?
-        {
-            tracing::info!(output = %p.display(), "Output delivered.");
-            dirs.extend(p.parent().map(Path::to_path_buf));
-        }
-    }
-    dirs.sort();
-    dirs.dedup();
-    for d in dirs {
-        crate::fsutil::sync_dir(&d)?;
+    // A temporary output that still exists is complete (it was fsynced before the plan);
+    // one that does not was renamed already.
+    let left = u.outputs.iter().filter(|o| Path::new(&o.temp).exists());
+    let renamed = deliver::rename_into_place(journal, u.id, left).map_err(|e| e.error)?;
+    if let Some(e) = renamed.unsynced {
+        return Err(e);
     }
     let plan = crate::journal::Plan {
         hash: u.hash.clone().unwrap_or_default(),
@@ -153,14 +154,14 @@ fn finish_plan(
             }
             return Ok(format!("archived to {}", dest.display()));
         }
-        let base = base_for(process::template_base(&job.after.archive), dest);
-        return super::original::dispose(found, &plan, Some(&base));
+        let base = base_for(deliver::template_base(&job.after.archive), dest);
+        return deliver::dispose_of_original(found, &plan, Some(&base));
     }
     if still_there(u) {
         if plan.hash.is_empty()
             && let Ok(h) = crate::fsutil::hash_file(src)
         {
-            // Planned before its hash was known (`process::DEFER_HASH_FROM`).
+            // Planned before its hash was known (`deliver::DEFER_HASH_FROM`).
             let _ = journal.hashed(u.id, h);
         }
         if plan.disposition == "archive"
@@ -172,23 +173,14 @@ fn finish_plan(
             crate::outputs::folder::sync_parent(src)?;
             return Ok(format!("archived to {dest}"));
         }
-        return process::dispose(src, &plan);
+        return deliver::dispose_by_path(src, &plan);
     }
     // The original already left: the disposition happened before the crash.
-    if let Some(t) = &plan.trigger
-        && plan.disposition != "keep"
-    {
-        let _ = std::fs::remove_file(t);
-    }
-    Ok(match plan.disposition.as_str() {
-        "archive" => format!("archived to {}", plan.dest.unwrap_or_default()),
-        "delete" => "deleted".into(),
-        _ => "kept in the source".into(),
-    })
+    Ok(deliver::already_disposed(&plan))
 }
 
 /// Whether `p` has the original's content: its planned sha256, or, when the plan was made
-/// before the hash was known (`process::DEFER_HASH_FROM`), the original's own.
+/// before the hash was known (`deliver::DEFER_HASH_FROM`), the original's own.
 fn same_content(p: &Path, hash: &str, original: &Path) -> bool {
     if !p.exists() {
         return false;
@@ -225,7 +217,7 @@ fn finish_failing(
     let keep = u.disposition.as_deref() == Some("keep");
     let result = match (&dest, held) {
         (Some(dest), Some((job, found))) => {
-            let base = base_for(process::template_base(&job.after.error), Path::new(dest));
+            let base = base_for(deliver::template_base(&job.after.error), Path::new(dest));
             process::quarantine_found(found, Path::new(dest), &base, &report, Vec::new(), keep)
         }
         (Some(dest), None) if still_there(u) => {
