@@ -120,12 +120,23 @@ pub(super) fn inspect(db: &Path) -> rusqlite::Result<Found> {
     if !crate::fsutil::exists(db) {
         return Ok(Found::Missing);
     }
-    let conn = Connection::open_with_flags(
-        db,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let open = |flags: OpenFlags| -> rusqlite::Result<(Connection, i64)> {
+        let conn = Connection::open_with_flags(db, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        Ok((conn, version))
+    };
+    let (conn, version) = match open(OpenFlags::SQLITE_OPEN_READ_ONLY) {
+        // A process killed while creating the journal left a hot rollback journal, which
+        // a read-only connection cannot roll back: SQLite's own recovery needs write
+        // access (it restores the file as it was before that transaction).
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK =>
+        {
+            open(OpenFlags::SQLITE_OPEN_READ_WRITE)?
+        }
+        other => other?,
+    };
     if version == 0 {
         return Ok(Found::Empty);
     }

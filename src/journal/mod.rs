@@ -202,6 +202,22 @@ pub struct Journal {
     _lock: Option<std::fs::File>,
 }
 
+/// Removes the temporary files (`.ferry-tmp-*`, [`crate::fsutil::temp_name`]) that a
+/// process killed while writing in the state folder left there. Only called with the
+/// state folder's lock held, so none of them is being written.
+fn remove_stale_temporaries(state_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(state_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".ferry-tmp-") && e.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 fn open_conn(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -250,6 +266,8 @@ impl Journal {
     pub fn open(state_dir: &Path, new_journal: bool) -> Result<Arc<Journal>> {
         crate::fsutil::create_dir_all_durable(state_dir)?;
         let lock = lock_state_dir(state_dir)?;
+        // Held by this process alone now: a temporary file a killed start left is litter.
+        remove_stale_temporaries(state_dir);
         Self::open_inner(state_dir, Some(lock), new_journal)
     }
 
