@@ -337,6 +337,20 @@ pub fn hash_reader(r: &mut impl io::Read) -> io::Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), size))
 }
 
+/// `NAME.error.txt` beside `p`; a name too long for that is shortened, keeping the ending.
+pub fn report_path(p: &Path) -> PathBuf {
+    const SUFFIX: &str = ".error.txt";
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut cut = name.len().min(255 - SUFFIX.len());
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    p.with_file_name(format!("{}{SUFFIX}", &name[..cut]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -112,7 +112,7 @@ pub fn learn(value: &str) {
 pub fn job_secrets(job: &Job) -> Vec<&Secret> {
     let mut out = Vec::new();
     if let Some(r) = &job.source.remote {
-        let crate::remote::Endpoint::Ftp(e) = &r.endpoint;
+        let crate::job::ftp::Endpoint::Ftp(e) = &r.endpoint;
         out.extend(e.password.as_ref());
     }
     if let Some(m) = &job.source.mailbox {
@@ -120,7 +120,7 @@ pub fn job_secrets(job: &Job) -> Vec<&Secret> {
     }
     for o in &job.outputs {
         if let Some(d) = &o.deliver {
-            let crate::remote::Endpoint::Ftp(e) = &d.endpoint;
+            let crate::job::ftp::Endpoint::Ftp(e) = &d.endpoint;
             out.extend(e.password.as_ref());
         }
         if let Some(e) = &o.email {
@@ -436,12 +436,12 @@ mod tests {
         assert_eq!(url_for_message("ftp://u@h/x:y@z"), "ftp://u@h/x:y@z");
         // Job file errors about a URL never quote its password.
         let errors = [
-            crate::remote::ftp::FtpEndpoint::parse("sftp://u:Url-Pw-2x@h/").unwrap_err(),
-            crate::remote::ftp::FtpEndpoint::parse("ftp://u:Url-Pw-2x@:21/").unwrap_err(),
-            crate::remote::ftp::FtpEndpoint::parse("ftp://u:Url-Pw-%zz@h/").unwrap_err(),
-            crate::remote::imap::MailboxUrl::parse("imapx://u:Url-Pw-2x@h/").unwrap_err(),
-            crate::remote::smtp::SmtpUrl::parse("smtpx://u:Url-Pw-2x@h").unwrap_err(),
-            crate::remote::smtp::SmtpUrl::parse("smtp://u:Url-Pw-2x@h/x").unwrap_err(),
+            crate::job::ftp::FtpEndpoint::parse("sftp://u:Url-Pw-2x@h/").unwrap_err(),
+            crate::job::ftp::FtpEndpoint::parse("ftp://u:Url-Pw-2x@:21/").unwrap_err(),
+            crate::job::ftp::FtpEndpoint::parse("ftp://u:Url-Pw-%zz@h/").unwrap_err(),
+            crate::job::mail::MailboxUrl::parse("imapx://u:Url-Pw-2x@h/").unwrap_err(),
+            crate::job::mail::SmtpUrl::parse("smtpx://u:Url-Pw-2x@h").unwrap_err(),
+            crate::job::mail::SmtpUrl::parse("smtp://u:Url-Pw-2x@h/x").unwrap_err(),
         ];
         for e in errors {
             assert!(!e.contains("Url-Pw"), "{e}");

@@ -83,7 +83,7 @@ pub struct Vars<'a> {
     /// The record whose fields `{Field}` placeholders name, when splitting.
     pub record: Option<&'a crate::formats::Record>,
     /// The message of a file taken from a mailbox.
-    pub mail: Option<&'a crate::remote::mime::MailMeta>,
+    pub mail: Option<&'a crate::job::mail::MailMeta>,
 }
 
 impl Template {

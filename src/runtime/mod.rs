@@ -15,6 +15,7 @@ pub mod original;
 pub mod pipeline;
 pub mod process;
 pub mod recovery;
+pub mod remote;
 pub mod sets;
 
 use std::cmp::Reverse;
@@ -414,12 +415,12 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
         let (finished_tx, finished_rx) = std::sync::mpsc::channel::<PathBuf>();
         staged_rx = Some(rx);
         st.finished_tx = Some(finished_tx);
-        crate::remote::OnceFetch::start(&job, &shared.journal, staged_tx, finished_rx)
+        remote::OnceFetch::start(&job, &shared.journal, staged_tx, finished_rx)
     } else {
         None
     };
-    let remote_tasks = if crate::remote::is_remote(&job) {
-        crate::remote::RemoteTasks::spawn(&job, &shared.journal, shared.once)
+    let remote_tasks = if remote::is_remote(&job) {
+        remote::RemoteTasks::spawn(&job, &shared.journal, shared.once)
     } else {
         None
     };
@@ -433,7 +434,7 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
     let mut adapters: JoinSet<()> = JoinSet::new();
     if job.source.mailbox.is_some() {
         if shared.once {
-            match crate::remote::mail_source::once_fetch(&job, &shared.journal).await {
+            match crate::sources::mailbox::once_fetch(&job, &shared.journal).await {
                 Ok(r) => tracing::info!(
                     messages = r.messages,
                     files = r.files,
@@ -446,7 +447,7 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
             }
         } else {
             adapters.spawn(
-                crate::remote::mail_source::run(job.clone(), shared.journal.clone(), stop.clone())
+                crate::sources::mailbox::run(job.clone(), shared.journal.clone(), stop.clone())
                     .in_current_span(),
             );
         }
@@ -455,7 +456,7 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
         for (i, o) in job.outputs.iter().enumerate() {
             if let Some(e) = &o.email {
                 adapters.spawn(
-                    crate::remote::mail_output::run(
+                    crate::outputs::email::run(
                         job.clone(),
                         i as u32,
                         e.clone(),
@@ -468,13 +469,13 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
         }
         if let Some(a) = &job.alert {
             adapters.spawn(
-                crate::remote::alerts::run(job.clone(), shared.journal.clone(), stop.clone())
+                crate::outputs::alerts::run(job.clone(), shared.journal.clone(), stop.clone())
                     .in_current_span(),
             );
             adapters.spawn(
-                crate::remote::mail_output::run(
+                crate::outputs::email::run(
                     job.clone(),
-                    crate::remote::mail_output::ALERTS,
+                    crate::outputs::email::ALERTS,
                     a.email.clone(),
                     shared.journal.clone(),
                     stop.clone(),
@@ -614,25 +615,25 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
     }
     if shared.once && job.source.remote.is_some() {
         let (j, jr) = (job.clone(), shared.journal.clone());
-        let _ = tokio::task::spawn_blocking(move || crate::remote::finish_once(&j, &jr)).await;
+        let _ = tokio::task::spawn_blocking(move || remote::finish_once(&j, &jr)).await;
     }
     if shared.once {
         let _ = shared.journal.flush();
         for (i, o) in job.outputs.iter().enumerate() {
             if let Some(e) = &o.email
                 && let Err(e) =
-                    crate::remote::mail_output::once(&job, i as u32, e, &shared.journal).await
+                    crate::outputs::email::once(&job, i as u32, e, &shared.journal).await
             {
                 tracing::warn!(error = %format!("{e:#}"), "Email output failed.");
             }
         }
         if let Some(a) = &job.alert {
-            if let Err(e) = crate::remote::alerts::once(&job, &shared.journal) {
+            if let Err(e) = crate::outputs::alerts::once(&job, &shared.journal) {
                 tracing::warn!(error = %format!("{e:#}"), "Cannot prepare alerts.");
             }
-            if let Err(e) = crate::remote::mail_output::once(
+            if let Err(e) = crate::outputs::email::once(
                 &job,
-                crate::remote::mail_output::ALERTS,
+                crate::outputs::email::ALERTS,
                 &a.email,
                 &shared.journal,
             )
@@ -642,7 +643,7 @@ async fn run_job(job: Arc<Job>, shared: Shared, mut stop: watch::Receiver<bool>)
             }
         }
         if job.source.mailbox.is_some()
-            && let Err(e) = crate::remote::mail_source::once_dispose(&job, &shared.journal).await
+            && let Err(e) = crate::sources::mailbox::once_dispose(&job, &shared.journal).await
         {
             tracing::warn!(error = %format!("{e:#}"), "Cannot dispose of the mail messages; done at the next run.");
         }

@@ -299,7 +299,7 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
         .source
         .mailbox
         .as_ref()
-        .and_then(|_| crate::remote::mail_store::meta_of_staged(journal, &identity.path));
+        .and_then(|_| crate::sources::mail_store::meta_of_staged(journal, &identity.path));
     // Names made of what the file says: its first record, read before the claim (a
     // set's lead gave its index above).
     let mut first = None;
@@ -465,7 +465,7 @@ fn meta_map(
 /// the conversion in `deliver` sees it.
 fn with_mail(
     mut meta: std::collections::BTreeMap<String, String>,
-    mail: Option<&crate::remote::mime::MailMeta>,
+    mail: Option<&crate::job::mail::MailMeta>,
 ) -> std::collections::BTreeMap<String, String> {
     if let Some(m) = mail {
         meta.insert("mail_from".into(), m.from.clone());
@@ -1321,19 +1321,7 @@ pub(super) fn free_error_name(base: &Path) -> PathBuf {
         .expect("an unbounded search finds a free name")
 }
 
-/// `NAME.error.txt` beside `p`; a name too long for that is shortened, keeping the ending.
-pub fn report_path(p: &Path) -> PathBuf {
-    const SUFFIX: &str = ".error.txt";
-    let name = p
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut cut = name.len().min(255 - SUFFIX.len());
-    while !name.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    p.with_file_name(format!("{}{SUFFIX}", &name[..cut]))
-}
+pub use crate::fsutil::report_path;
 
 /// What an error report says.
 pub(super) struct Report<'a> {
