@@ -441,4 +441,20 @@ mod tests {
         let errs = compile("[source]\nfolder = \"in\"\nsuccess = \"delete\"\n").unwrap_err();
         assert!(errs[0].contains("unknown key `success`"), "{errs:?}");
     }
+
+    /// Job file errors about a URL never quote its password.
+    #[test]
+    fn url_errors_never_quote_the_password() {
+        let errors = [
+            FtpEndpoint::parse("sftp://u:Url-Pw-2x@h/").unwrap_err(),
+            FtpEndpoint::parse("ftp://u:Url-Pw-2x@:21/").unwrap_err(),
+            FtpEndpoint::parse("ftp://u:Url-Pw-%zz@h/").unwrap_err(),
+            crate::job::mail::MailboxUrl::parse("imapx://u:Url-Pw-2x@h/").unwrap_err(),
+            crate::job::mail::SmtpUrl::parse("smtpx://u:Url-Pw-2x@h").unwrap_err(),
+            crate::job::mail::SmtpUrl::parse("smtp://u:Url-Pw-2x@h/x").unwrap_err(),
+        ];
+        for e in errors {
+            assert!(!e.contains("Url-Pw"), "{e}");
+        }
+    }
 }

@@ -9,6 +9,7 @@ mod job_file;
 pub mod mail;
 pub mod pdf;
 pub mod plumbing;
+pub mod secrets;
 pub mod set;
 pub mod template;
 pub mod toml_reader;

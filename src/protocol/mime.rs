@@ -192,7 +192,7 @@ pub fn unnamed(n: u32, content_type: &str) -> String {
 }
 
 fn numbered(name: &str, n: u32) -> String {
-    let (stem, ext) = crate::job::template::split_name(name);
+    let (stem, ext) = crate::fsutil::split_name(name);
     if ext.is_empty() {
         format!("{stem}_{n}")
     } else {

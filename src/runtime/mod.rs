@@ -202,7 +202,7 @@ fn load_jobs(dir: &Path) -> job::Loaded {
     match job::load_dir(dir) {
         Ok(l) => {
             // Before anything about these jobs is logged: their secrets are redacted.
-            l.jobs.values().for_each(crate::redact::learn_job);
+            l.jobs.values().for_each(crate::job::secrets::learn_job);
             for d in &l.diags {
                 tracing::error!(problem = %d, "Invalid job file.");
             }
