@@ -43,7 +43,7 @@ pub fn check(jobs_dir: &Path) -> i32 {
         );
     }
     for job in loaded.jobs.values() {
-        for w in crate::job::ftp::check_warnings(job) {
+        for w in crate::job::remote::check_warnings(job) {
             eprintln!("warning: {w}");
         }
         let local = job.source.remote.is_none() && job.source.mailbox.is_none();

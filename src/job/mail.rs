@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use globset::GlobSet;
 
+use super::remote::percent_decode;
 use crate::job::toml_reader::{Doc, Str, TableReader, one_of};
 
 /// What happens to a message once every attachment taken from it is finished.
@@ -350,25 +351,6 @@ pub(crate) fn split_host_port(hostport: &str, default: u16) -> Result<(String, u
         )),
         None => Ok((hostport.to_string(), default)),
     }
-}
-
-pub(crate) fn percent_decode(s: &str) -> Result<String, String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .ok_or_else(|| format!("bad %-escape in {s:?}"))?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad %-escape in {s:?}"))?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
 }
 
 /// `smtp://[user@]host[:port]` (STARTTLS, required; port 587 by default) or

@@ -11,7 +11,7 @@ use crate::secrets::Secret;
 pub fn job_secrets(job: &Job) -> Vec<&Secret> {
     let mut out = Vec::new();
     if let Some(r) = &job.source.remote {
-        let super::ftp::Endpoint::Ftp(e) = &r.endpoint;
+        let super::remote::Endpoint::Ftp(e) = &r.endpoint;
         out.extend(e.password.as_ref());
     }
     if let Some(m) = &job.source.mailbox {
@@ -19,7 +19,7 @@ pub fn job_secrets(job: &Job) -> Vec<&Secret> {
     }
     for o in &job.outputs {
         if let Some(d) = &o.deliver {
-            let super::ftp::Endpoint::Ftp(e) = &d.endpoint;
+            let super::remote::Endpoint::Ftp(e) = &d.endpoint;
             out.extend(e.password.as_ref());
         }
         if let Some(e) = &o.email {

@@ -18,7 +18,7 @@ pub mod outbox;
 use std::path::Path;
 
 use crate::job::Exists;
-use crate::job::ftp::Endpoint;
+use crate::job::remote::Endpoint;
 use crate::protocol::RResult;
 
 /// What a delivery ended with.

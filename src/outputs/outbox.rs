@@ -20,7 +20,7 @@ use rusqlite::types::Value;
 
 use super::{Delivered, Deliverer};
 use crate::fsutil;
-use crate::job::ftp::RemoteTarget;
+use crate::job::remote::RemoteTarget;
 use crate::job::template::Vars;
 use crate::job::{Exists, Job};
 use crate::journal::{Journal, now_ms};

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::Fetcher;
-use crate::job::ftp::Disposal;
+use crate::job::remote::Disposal;
 use crate::protocol::ftp::{FtpClient, is_unavailable, mtime_ns, split, transient};
 use crate::protocol::{Listed, RResult, RemoteError};
 

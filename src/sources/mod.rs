@@ -18,7 +18,7 @@ pub mod watch;
 
 use std::sync::atomic::AtomicBool;
 
-use crate::job::ftp::{Disposal, Endpoint};
+use crate::job::remote::{Disposal, Endpoint};
 use crate::protocol::{Listed, RResult};
 
 /// The source side of a protocol: list, fetch, dispose. Implementations keep their

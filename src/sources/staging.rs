@@ -27,7 +27,7 @@ use rusqlite::types::Value;
 
 use super::Fetcher;
 use crate::fsutil;
-use crate::job::ftp::{Disposal, RemoteSource};
+use crate::job::remote::{Disposal, RemoteSource};
 use crate::job::template::{Template, Vars};
 use crate::job::{Job, Ready};
 use crate::journal::{Identity, Journal, now_ms};
