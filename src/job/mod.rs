@@ -256,7 +256,14 @@ impl Source {
 
     /// The trigger files that may announce `name` is complete, in the order tried.
     pub fn done_files(&self, name: &str) -> Vec<String> {
-        match &self.ready {
+        self.ready.done_files(name)
+    }
+}
+
+impl Ready {
+    /// The trigger files that may announce `name` is complete, in the order tried.
+    pub fn done_files(&self, name: &str) -> Vec<String> {
+        match self {
             Ready::Settle => Vec::new(),
             Ready::DoneFile(list) => list
                 .iter()

@@ -28,7 +28,6 @@ use rusqlite::types::Value;
 use super::Fetcher;
 use crate::fsutil;
 use crate::job::remote::{Disposal, RemoteSource};
-use crate::job::template::{Template, Vars};
 use crate::job::{Job, Ready};
 use crate::journal::{Identity, Journal, now_ms};
 use crate::protocol::{Listed, RResult, RemoteError};
@@ -392,7 +391,7 @@ impl SourceRunner {
             }
             let gate = match &self.remote.ready {
                 Ready::Settle => true,
-                Ready::DoneFile(list) => done_names(list, name).iter().any(|d| {
+                Ready::DoneFile(_) => self.remote.ready.done_files(name).iter().any(|d| {
                     let k = if dir.is_empty() {
                         d.clone()
                     } else {
@@ -695,20 +694,4 @@ fn sync_files(staging: &Path, parts: &[Part]) -> std::io::Result<()> {
         std::fs::File::open(&p.part)?.sync_all()?;
     }
     Ok(())
-}
-
-fn done_names(list: &[Template], name: &str) -> Vec<String> {
-    list.iter()
-        .map(|t| {
-            t.render(&Vars {
-                name,
-                dir: "",
-                job: "",
-                seq: 0,
-                taken: chrono::Local::now(),
-                record: None,
-                mail: None,
-            })
-        })
-        .collect()
 }
