@@ -1,7 +1,8 @@
 //! Protocol sessions, apart from the engine: FTP/FTPS ([`ftp`]), IMAP ([`imap`]), SMTP
 //! ([`smtp`]), TLS set-up ([`tls`]), retry [`backoff`] and the MIME parts of a message
-//! ([`mime`]). They know nothing of jobs' folders, staging or the journal; the adapters in
-//! [`crate::sources`] and [`crate::outputs`] do.
+//! ([`mime`]). They read their endpoint's configuration from [`crate::job`] and know nothing
+//! of staging, outboxes or the journal; the adapters in [`crate::sources`] and
+//! [`crate::outputs`] do.
 
 pub mod backoff;
 pub mod ftp;
