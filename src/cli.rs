@@ -51,7 +51,7 @@ pub fn check(jobs_dir: &Path) -> i32 {
         );
     }
     for job in loaded.jobs.values() {
-        for w in crate::remote::check_warnings(job) {
+        for w in crate::job::remote::check_warnings(job) {
             eprintln!("warning: {w}");
         }
         let local = job.source.remote.is_none() && job.source.mailbox.is_none();
@@ -727,7 +727,8 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
         }
     };
     let loaded = job::load_dir(jobs_dir).unwrap_or_default();
-    let remote = crate::remote::status(conn.as_ref(), &loaded.jobs.values().collect::<Vec<_>>());
+    let remote =
+        crate::runtime::remote::status(conn.as_ref(), &loaded.jobs.values().collect::<Vec<_>>());
     for (name, job) in &loaded.jobs {
         match rows.iter_mut().find(|r| &r.job == name) {
             Some(r) => r.source = Some(job.source.folder.display().to_string()),
@@ -771,7 +772,7 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
 /// The table of `ferry status`, its first column as wide as the longest job name.
 fn print_status_table(
     rows: &[journal::JobStatusRow],
-    remote: &[crate::remote::RemoteStatus],
+    remote: &[crate::runtime::remote::RemoteStatus],
     broken: &std::collections::BTreeMap<String, PathBuf>,
 ) {
     let w = rows

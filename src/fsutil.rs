@@ -225,7 +225,7 @@ pub fn fit_component(comp: &str) -> String {
     if comp.len() <= MAX {
         return comp.to_string();
     }
-    let (stem, ext) = crate::job::template::split_name(comp);
+    let (stem, ext) = split_name(comp);
     let ext_len = if ext.is_empty() { 0 } else { ext.len() + 1 };
     let ext_len = ext_len.min(32);
     let mut keep = MAX.saturating_sub(ext_len);
@@ -255,7 +255,7 @@ pub fn numbered(path: &Path, n: u32) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let (stem, ext) = crate::job::template::split_name(&name);
+    let (stem, ext) = split_name(&name);
     let new = if ext.is_empty() {
         format!("{stem}_{n}")
     } else {
@@ -335,6 +335,29 @@ pub fn hash_reader(r: &mut impl io::Read) -> io::Result<(String, u64)> {
         }
     }
     Ok((hex::encode(h.finalize()), size))
+}
+
+/// `NAME.error.txt` beside `p`; a name too long for that is shortened, keeping the ending.
+pub fn report_path(p: &Path) -> PathBuf {
+    const SUFFIX: &str = ".error.txt";
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut cut = name.len().min(255 - SUFFIX.len());
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    p.with_file_name(format!("{}{SUFFIX}", &name[..cut]))
+}
+
+/// Splits a file name into stem and extension at the last dot; a leading dot (`.profile`)
+/// is part of the stem.
+pub fn split_name(name: &str) -> (&str, &str) {
+    match name.rfind('.') {
+        Some(0) | None => (name, ""),
+        Some(i) => (&name[..i], &name[i + 1..]),
+    }
 }
 
 #[cfg(test)]

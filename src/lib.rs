@@ -6,20 +6,23 @@
 //!
 //! - [`job`]: job files, read into a checked [`job::Job`] with every problem reported at
 //!   file:line:column; every key they may have is declared once in [`job::keys`].
-//! - [`sources`]: where files come from; [`sources::folder`] lists local folders and shares
-//!   and turns file-system events into hints.
+//! - [`sources`]: where files arrive: [`sources::folder`] lists local folders and shares and
+//!   turns file-system events into hints; FTP and mailboxes are fetched into a local staging
+//!   folder ([`sources::staging`], [`sources::mailbox`]).
 //! - [`readiness`]: "is this file completely written?" as a state machine.
 //! - [`formats`]: file contents as records: readers (CSV, ...), writers (JSON, ...), and
 //!   streaming text decoding.
 //! - [`journal`]: the durable SQLite record of every file: claims, plans, outputs, history;
 //!   its identity (a lost journal is refused), backup and restore.
-//! - [`outputs`]: atomic delivery (temporary name, fsync, rename).
+//! - [`outputs`]: where files leave: atomic delivery into folders (temporary name, fsync,
+//!   rename); FTP and email send from a local outbox ([`outputs::outbox`],
+//!   [`outputs::email`]); alerts by email.
 //! - [`transform`]: filters, computed fields and lookups (minijinja expressions).
 //! - [`runtime`]: the daemon: per-job runners, the worker pool, processing of one file
 //!   ([`runtime::process`]), crash recovery, hot reload and shutdown.
-//! - [`remote`]: remote sources and destinations (FTP/FTPS, IMAP mailboxes, SMTP) as
-//!   adapters around local staging and outbox folders; [`secrets`] resolves `${env:..}` /
-//!   `${file:..}` passwords; [`redact`] scrubs their values from everything ferry writes.
+//! - [`protocol`]: the sessions of remote kinds (FTP/FTPS, IMAP, SMTP), TLS set-up, backoff
+//!   and MIME, apart from the engine; [`secrets`] resolves `${env:..}` / `${file:..}`
+//!   passwords; [`redact`] scrubs their values from everything ferry writes.
 //! - [`fsutil`]: the file-system primitives the guarantees rest on; [`hashing`]: sha256 of
 //!   big streams on a thread of their own.
 //! - [`cli`]: the `check`, `test`, `history` and `status` commands.
@@ -31,9 +34,9 @@ pub mod hashing;
 pub mod job;
 pub mod journal;
 pub mod outputs;
+pub mod protocol;
 pub mod readiness;
 pub mod redact;
-pub mod remote;
 pub mod runtime;
 pub mod secrets;
 pub mod sources;

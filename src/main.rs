@@ -182,7 +182,7 @@ fn main() {
     init_logging(cli.log_format, &cli.log);
     if !matches!(cli.command, Command::Run { .. }) {
         // `run` learns them as it loads (and reloads) the jobs.
-        ferry::redact::learn_jobs_dir(&cli.jobs);
+        ferry::job::secrets::learn_jobs_dir(&cli.jobs);
     }
     let state = cli
         .state

@@ -5,7 +5,7 @@
 //!
 //! One process-wide set of secret values. It learns a value
 //!
-//! - from every job loaded, at start and at each hot reload ([`learn_job`]): each password
+//! - from every job loaded, at start and at each hot reload ([`crate::job::secrets::learn_job`]): each password
 //!   of the job is resolved (`${env:..}`, `${file:..}`, a literal in the job file or in an
 //!   FTP URL's userinfo) and remembered;
 //! - from every resolution at connection time ([`crate::secrets::Secret::resolve`]), so a
@@ -41,14 +41,10 @@
 
 use std::borrow::Cow;
 use std::io::{self, Write};
-use std::path::Path;
 use std::sync::{Arc, LazyLock, RwLock};
 
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
-
-use crate::job::Job;
-use crate::secrets::Secret;
 
 /// What a secret is replaced with.
 pub const MASK: &str = "***";
@@ -105,49 +101,6 @@ pub fn learn(value: &str) {
             .then(b.anywhere.cmp(&a.anywhere))
     });
     *guard = Arc::new(next);
-}
-
-/// The secrets a job is configured with: FTP/FTPS source and outputs, the mailbox, email
-/// outputs and the alert's SMTP server.
-pub fn job_secrets(job: &Job) -> Vec<&Secret> {
-    let mut out = Vec::new();
-    if let Some(r) = &job.source.remote {
-        let crate::remote::Endpoint::Ftp(e) = &r.endpoint;
-        out.extend(e.password.as_ref());
-    }
-    if let Some(m) = &job.source.mailbox {
-        out.push(&m.password);
-    }
-    for o in &job.outputs {
-        if let Some(d) = &o.deliver {
-            let crate::remote::Endpoint::Ftp(e) = &d.endpoint;
-            out.extend(e.password.as_ref());
-        }
-        if let Some(e) = &o.email {
-            out.extend(e.password.as_ref());
-        }
-    }
-    if let Some(a) = &job.alert {
-        out.extend(a.email.password.as_ref());
-    }
-    out
-}
-
-/// Resolves and remembers every secret of a job. One that cannot be resolved now (a
-/// variable this process does not have) is skipped: it is learnt when it is resolved.
-pub fn learn_job(job: &Job) {
-    for s in job_secrets(job) {
-        if let Ok(v) = s.resolve() {
-            learn(&v);
-        }
-    }
-}
-
-/// For the commands other than `run`: the secrets of every valid job in the jobs folder.
-pub fn learn_jobs_dir(dir: &Path) {
-    if let Ok(loaded) = crate::job::load_dir(dir) {
-        loaded.jobs.values().for_each(learn_job);
-    }
 }
 
 /// `text` with every known secret replaced by [`MASK`].
@@ -434,18 +387,6 @@ mod tests {
             "sftp://u:***@h:21/x"
         );
         assert_eq!(url_for_message("ftp://u@h/x:y@z"), "ftp://u@h/x:y@z");
-        // Job file errors about a URL never quote its password.
-        let errors = [
-            crate::remote::ftp::FtpEndpoint::parse("sftp://u:Url-Pw-2x@h/").unwrap_err(),
-            crate::remote::ftp::FtpEndpoint::parse("ftp://u:Url-Pw-2x@:21/").unwrap_err(),
-            crate::remote::ftp::FtpEndpoint::parse("ftp://u:Url-Pw-%zz@h/").unwrap_err(),
-            crate::remote::imap::MailboxUrl::parse("imapx://u:Url-Pw-2x@h/").unwrap_err(),
-            crate::remote::smtp::SmtpUrl::parse("smtpx://u:Url-Pw-2x@h").unwrap_err(),
-            crate::remote::smtp::SmtpUrl::parse("smtp://u:Url-Pw-2x@h/x").unwrap_err(),
-        ];
-        for e in errors {
-            assert!(!e.contains("Url-Pw"), "{e}");
-        }
     }
 
     #[test]

@@ -2,11 +2,16 @@
 //! every problem (see [`toml_reader`]), then checked against each other (two jobs must never
 //! take the same file).
 
+pub mod alert;
 pub mod data;
+pub mod ftp;
 mod job_file;
 pub mod keys;
+pub mod mail;
 pub mod pdf;
 pub mod plumbing;
+pub mod remote;
+pub mod secrets;
 pub mod set;
 pub mod template;
 pub mod toml_reader;
@@ -91,10 +96,10 @@ pub struct Source {
     pub recursive: bool,
     /// A remote source (`ftp = ...`): `folder` is then its local staging folder, read at
     /// once (files only appear there by rename), and `settle`/`ready` apply remotely.
-    pub remote: Option<crate::remote::RemoteSource>,
+    pub remote: Option<remote::RemoteSource>,
     /// A mailbox this job takes attachments from (`mailbox = ...`); `folder` is then its
     /// local staging folder.
-    pub mailbox: Option<crate::remote::mail_config::MailboxSource>,
+    pub mailbox: Option<mail::MailboxSource>,
     /// Take only PDFs whose text passes this rule (`contains`, `matches`).
     pub content: Option<pdf::ContentRule>,
     /// `[source.set]`: files taken together as one document set.
@@ -110,9 +115,9 @@ pub struct Output {
     /// The format written (the original bytes unless the job reads records).
     pub data: data::OutputData,
     /// A remote destination (`ftp = ...`): `folder` is then its local outbox.
-    pub deliver: Option<crate::remote::RemoteTarget>,
+    pub deliver: Option<remote::RemoteTarget>,
     /// Sent by email (`email = "mailto:..."`); `folder` is then the local outbox.
-    pub email: Option<crate::remote::mail_config::EmailOutput>,
+    pub email: Option<mail::EmailOutput>,
     /// Pieces taken out of a PDF (attachments, pages), one file each, instead of `data`.
     pub extract: Option<pdf::Extract>,
     /// In a document set: write this member's bytes instead of the lead's.
@@ -144,7 +149,7 @@ pub struct Job {
     pub outputs: Vec<Output>,
     pub after: After,
     /// An admin address told about every file sent to the error folder, and a daily summary.
-    pub alert: Option<crate::remote::alerts::Alert>,
+    pub alert: Option<alert::Alert>,
     /// `[pdf]`: time and size limits of PDF work on one file.
     pub pdf: crate::formats::pdf::PdfLimits,
 }
@@ -201,7 +206,14 @@ impl Source {
 
     /// The trigger files that may announce `name` is complete, in the order tried.
     pub fn done_files(&self, name: &str) -> Vec<String> {
-        match &self.ready {
+        self.ready.done_files(name)
+    }
+}
+
+impl Ready {
+    /// The trigger files that may announce `name` is complete, in the order tried.
+    pub fn done_files(&self, name: &str) -> Vec<String> {
+        match self {
             Ready::Settle => Vec::new(),
             Ready::DoneFile(list) => list
                 .iter()
@@ -390,7 +402,7 @@ fn read_job(
         None => read_after(doc, root, None),
     };
     let alert = match top.table(doc, "alert") {
-        Some(t) => crate::remote::alerts::read(doc, root, t, name).map(Some),
+        Some(t) => alert::read(doc, root, t, name).map(Some),
         None => Some(None),
     };
     let limits = match top.table(doc, "pdf") {
@@ -650,15 +662,15 @@ fn read_source(
                 "a remote source stages its files locally in `staging` (default \"var/staging/{job}\"); remove `folder`",
             );
         }
-        let endpoint = crate::remote::read_endpoint(doc, &mut t, url);
+        let endpoint = remote::read_endpoint(doc, &mut t, url);
         let success_raw = t.str(doc, "success");
         let move_to = t.str(doc, "move_to");
         let success = match (success_raw.as_ref().map(|s| s.value.as_str()), move_to) {
-            (None | Some("delete"), None) => Some(crate::remote::Disposal::Delete),
-            (Some("keep"), None) => Some(crate::remote::Disposal::Keep),
-            (Some("move"), Some(m)) if !m.value.trim().is_empty() => Some(
-                crate::remote::Disposal::Move(m.value.trim_end_matches('/').to_string()),
-            ),
+            (None | Some("delete"), None) => Some(remote::Disposal::Delete),
+            (Some("keep"), None) => Some(remote::Disposal::Keep),
+            (Some("move"), Some(m)) if !m.value.trim().is_empty() => Some(remote::Disposal::Move(
+                m.value.trim_end_matches('/').to_string(),
+            )),
             (Some("move"), _) => {
                 doc.error(
                     t.span.clone(),
@@ -694,7 +706,7 @@ fn read_source(
             key: "source.staging".into(),
         });
         folder = Some(staging);
-        let connections = read_connections(doc, &mut t, crate::remote::DEFAULT_SOURCE_CONNECTIONS);
+        let connections = read_connections(doc, &mut t, remote::DEFAULT_SOURCE_CONNECTIONS);
         remote_parts = Some((endpoint, success, connections));
     }
     if folder.is_none() && t.span_of("folder") == t.span {
@@ -734,7 +746,7 @@ fn read_source(
         } else {
             Duration::from_secs(60)
         };
-        crate::remote::mail_config::read_mailbox(doc, root, &mut t, p).map(Some)
+        mail::read_mailbox(doc, root, &mut t, p).map(Some)
     } else {
         Some(None)
     };
@@ -848,12 +860,10 @@ fn read_source(
                 .and_then(|(e, _, _)| e.as_ref())
                 .map(plumbing::FtpPlace::of),
             remote_move: match &remote_parts {
-                Some((Some(e), Some(crate::remote::Disposal::Move(to)), _)) => {
-                    Some(plumbing::Write {
-                        target: plumbing::Target::Ftp(plumbing::FtpPlace::of(e).below(to)),
-                        at: plumbing::At::new(doc, move_to_span, "source.move_to"),
-                    })
-                }
+                Some((Some(e), Some(remote::Disposal::Move(to)), _)) => Some(plumbing::Write {
+                    target: plumbing::Target::Ftp(plumbing::FtpPlace::of(e).below(to)),
+                    at: plumbing::At::new(doc, move_to_span, "source.move_to"),
+                }),
                 _ => None,
             },
             at: match &ftp {
@@ -877,7 +887,7 @@ fn read_source(
     let ready = ready?;
     let settle = settle?;
     let remote = match remote_parts {
-        Some((endpoint, success, connections)) => Some(crate::remote::RemoteSource {
+        Some((endpoint, success, connections)) => Some(remote::RemoteSource {
             endpoint: endpoint?,
             success: success?,
             connections: connections?,
@@ -1069,7 +1079,7 @@ fn read_output(
             );
         }
         let (outbox_path, outbox) = read_outbox(doc, root, &mut t, job_name, idx);
-        email = crate::remote::mail_config::read_email(doc, root, &mut t, outbox_path).map(Some);
+        email = mail::read_email(doc, root, &mut t, outbox_path).map(Some);
         folder = Some(outbox);
     } else if let Some(url) = &ftp {
         if let Some(f) = &folder {
@@ -1079,9 +1089,9 @@ fn read_output(
                 "a remote output is written to a local `outbox` first (default \"var/outbox/{job}/N\"); remove `folder`",
             );
         }
-        let endpoint = crate::remote::read_endpoint(doc, &mut t, url);
+        let endpoint = remote::read_endpoint(doc, &mut t, url);
         let done_file = t.str(doc, "done_file");
-        let connections = read_connections(doc, &mut t, crate::remote::DEFAULT_OUTPUT_CONNECTIONS);
+        let connections = read_connections(doc, &mut t, remote::DEFAULT_OUTPUT_CONNECTIONS);
         let done = match done_file {
             Some(d) => template(doc, &d, PLACEHOLDERS).map(Some),
             None => Some(None),
@@ -1211,7 +1221,7 @@ fn read_output(
         .ok(),
     };
     let deliver = match remote_parts {
-        Some((endpoint, done_file, outbox, connections)) => Some(crate::remote::RemoteTarget {
+        Some((endpoint, done_file, outbox, connections)) => Some(remote::RemoteTarget {
             endpoint: endpoint?,
             done_file: done_file?,
             outbox,

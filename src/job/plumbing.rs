@@ -44,9 +44,9 @@ pub struct FtpPlace {
 }
 
 impl FtpPlace {
-    pub fn of(endpoint: &crate::remote::Endpoint) -> FtpPlace {
+    pub fn of(endpoint: &crate::job::remote::Endpoint) -> FtpPlace {
         match endpoint {
-            crate::remote::Endpoint::Ftp(e) => FtpPlace {
+            crate::job::remote::Endpoint::Ftp(e) => FtpPlace {
                 server: format!("{}@{}:{}", e.user, e.host.to_lowercase(), e.port),
                 path: e
                     .path

@@ -83,7 +83,7 @@ pub struct Vars<'a> {
     /// The record whose fields `{Field}` placeholders name, when splitting.
     pub record: Option<&'a crate::formats::Record>,
     /// The message of a file taken from a mailbox.
-    pub mail: Option<&'a crate::remote::mime::MailMeta>,
+    pub mail: Option<&'a crate::job::mail::MailMeta>,
 }
 
 impl Template {
@@ -331,14 +331,7 @@ impl Template {
     }
 }
 
-/// Splits a file name into stem and extension at the last dot; a leading dot (`.profile`)
-/// is part of the stem.
-pub fn split_name(name: &str) -> (&str, &str) {
-    match name.rfind('.') {
-        Some(0) | None => (name, ""),
-        Some(i) => (&name[..i], &name[i + 1..]),
-    }
-}
+pub use crate::fsutil::split_name;
 
 fn parse_placeholder(inner: &str, allowed: &[&str]) -> Result<Part, String> {
     let (key, arg) = match inner.split_once(':') {

@@ -528,7 +528,7 @@ impl Journal {
     }
 
     /// Runs one statement on the writer thread, in order with every other write; with
-    /// `wait`, returns once it is durable. For the tables of other modules ([`crate::remote`]).
+    /// `wait`, returns once it is durable. For the tables of other modules (`sources::staging`, `outputs::outbox`).
     pub fn exec(
         &self,
         sql: &'static str,

@@ -1,4 +1,59 @@
 //! Where results go. Every output is delivered atomically: written under a temporary name,
 //! made durable, then renamed (see [`folder`]).
+//!
+//! - [`folder`]: local folders and shares.
+//! - [`ftp`]: FTP/FTPS, a [`Deliverer`] that [`outbox`] feeds from the output's local outbox.
+//! - [`email`]: mails from an outbox, one per file or batch; [`alerts`] uses it for the
+//!   admin's alert mails.
+//!
+//! A remote kind is a [`Deliverer`]; [`deliverer`] is the one place where those kinds are
+//! listed (docs/design.md, "How to add a source or an output").
 
+pub mod alerts;
+pub mod email;
 pub mod folder;
+pub mod ftp;
+pub mod outbox;
+
+use std::path::Path;
+
+use crate::job::Exists;
+use crate::job::remote::Endpoint;
+use crate::protocol::RResult;
+
+/// What a delivery ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    /// Sent; the final remote name.
+    Sent(String),
+    /// Not sent: the name exists and `exists = "skip"`.
+    Skipped,
+}
+
+/// The destination side of a protocol.
+pub trait Deliverer: Send {
+    /// Sends the local file as `name` (relative, `/`-separated) under the remote folder.
+    fn deliver(
+        &mut self,
+        local: &Path,
+        name: &str,
+        size: u64,
+        exists: Exists,
+        done_file: Option<&str>,
+    ) -> RResult<Delivered>;
+    /// After a crash between sending and journaling: whether `name` is there already with
+    /// this size (then it was delivered, and sending again would duplicate it).
+    /// this size and these bytes (then it was delivered, and sending again would duplicate it).
+    fn is_there(&mut self, name: &str, local: &Path, size: u64) -> RResult<bool>;
+    /// Connects (and logs in) ahead of the first file, so that `run --once` does it while
+    /// the local pass writes the outbox. Errors are left to the first delivery.
+    fn warm_up(&mut self) {}
+    fn disconnect(&mut self);
+}
+
+/// The deliverer of a remote output's endpoint.
+pub fn deliverer(endpoint: &Endpoint) -> Box<dyn Deliverer> {
+    match endpoint {
+        Endpoint::Ftp(e) => Box::new(crate::protocol::ftp::FtpClient::new(e.clone())),
+    }
+}

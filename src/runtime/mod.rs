@@ -17,6 +17,7 @@ pub mod original;
 pub mod pipeline;
 pub mod process;
 pub mod recovery;
+pub mod remote;
 pub mod sets;
 
 use std::cmp::Reverse;
@@ -203,7 +204,7 @@ fn load_jobs(dir: &Path) -> job::Loaded {
     match job::load_dir(dir) {
         Ok(l) => {
             // Before anything about these jobs is logged: their secrets are redacted.
-            l.jobs.values().for_each(crate::redact::learn_job);
+            l.jobs.values().for_each(crate::job::secrets::learn_job);
             for d in &l.diags {
                 tracing::error!(problem = %d, "Invalid job file.");
             }
@@ -446,9 +447,9 @@ struct RemoteParts {
     /// it is done fetching and every staged file is processed)...
     staged_rx: Option<mpsc::UnboundedReceiver<PathBuf>>,
     /// ...and disposes of originals as the runner reports them finished.
-    once_fetch: Option<crate::remote::OnceFetch>,
+    once_fetch: Option<remote::OnceFetch>,
     /// The deliverers; with `--once` they drain the outboxes at the end.
-    tasks: Option<crate::remote::RemoteTasks>,
+    tasks: Option<remote::RemoteTasks>,
 }
 
 impl RemoteParts {
@@ -459,12 +460,12 @@ impl RemoteParts {
             let (finished_tx, finished_rx) = std::sync::mpsc::channel::<PathBuf>();
             staged_rx = Some(rx);
             st.finished_tx = Some(finished_tx);
-            crate::remote::OnceFetch::start(job, &shared.journal, staged_tx, finished_rx)
+            remote::OnceFetch::start(job, &shared.journal, staged_tx, finished_rx)
         } else {
             None
         };
-        let tasks = if crate::remote::is_remote(job) {
-            crate::remote::RemoteTasks::spawn(job, &shared.journal, shared.once)
+        let tasks = if remote::is_remote(job) {
+            remote::RemoteTasks::spawn(job, &shared.journal, shared.once)
         } else {
             None
         };
@@ -486,7 +487,7 @@ async fn start_mail_adapters(
     let mut adapters: JoinSet<()> = JoinSet::new();
     if job.source.mailbox.is_some() {
         if shared.once {
-            match crate::remote::mail_source::once_fetch(job, &shared.journal).await {
+            match crate::sources::mailbox::once_fetch(job, &shared.journal).await {
                 Ok(r) => tracing::info!(
                     messages = r.messages,
                     files = r.files,
@@ -499,7 +500,7 @@ async fn start_mail_adapters(
             }
         } else {
             adapters.spawn(
-                crate::remote::mail_source::run(job.clone(), shared.journal.clone(), stop.clone())
+                crate::sources::mailbox::run(job.clone(), shared.journal.clone(), stop.clone())
                     .in_current_span(),
             );
         }
@@ -508,7 +509,7 @@ async fn start_mail_adapters(
         for (i, o) in job.outputs.iter().enumerate() {
             if let Some(e) = &o.email {
                 adapters.spawn(
-                    crate::remote::mail_output::run(
+                    crate::outputs::email::run(
                         job.clone(),
                         i as u32,
                         e.clone(),
@@ -521,13 +522,13 @@ async fn start_mail_adapters(
         }
         if let Some(a) = &job.alert {
             adapters.spawn(
-                crate::remote::alerts::run(job.clone(), shared.journal.clone(), stop.clone())
+                crate::outputs::alerts::run(job.clone(), shared.journal.clone(), stop.clone())
                     .in_current_span(),
             );
             adapters.spawn(
-                crate::remote::mail_output::run(
+                crate::outputs::email::run(
                     job.clone(),
-                    crate::remote::mail_output::ALERTS,
+                    crate::outputs::email::ALERTS,
                     a.email.clone(),
                     shared.journal.clone(),
                     stop.clone(),
@@ -690,7 +691,7 @@ impl Runner {
 
     /// Stopped: no new files; finishes what is in flight, lets the `--once` fetcher
     /// dispose of what it was told, and records how many files are left waiting.
-    async fn finish_in_flight(&mut self, once_fetch: Option<crate::remote::OnceFetch>) {
+    async fn finish_in_flight(&mut self, once_fetch: Option<remote::OnceFetch>) {
         while self.in_flight.join_next().await.is_some() {}
         while let Ok((found, outcome)) = self.done_rx.try_recv() {
             self.st.on_outcome(found, outcome, &self.shared);
@@ -726,24 +727,23 @@ impl Runner {
 async fn finish_once(job: &Arc<Job>, shared: &Shared) {
     if job.source.remote.is_some() {
         let (j, jr) = (job.clone(), shared.journal.clone());
-        let _ = tokio::task::spawn_blocking(move || crate::remote::finish_once(&j, &jr)).await;
+        let _ = tokio::task::spawn_blocking(move || remote::finish_once(&j, &jr)).await;
     }
     let _ = shared.journal.flush();
     for (i, o) in job.outputs.iter().enumerate() {
         if let Some(e) = &o.email
-            && let Err(e) =
-                crate::remote::mail_output::once(job, i as u32, e, &shared.journal).await
+            && let Err(e) = crate::outputs::email::once(job, i as u32, e, &shared.journal).await
         {
             tracing::warn!(error = %format!("{e:#}"), "Email output failed.");
         }
     }
     if let Some(a) = &job.alert {
-        if let Err(e) = crate::remote::alerts::once(job, &shared.journal) {
+        if let Err(e) = crate::outputs::alerts::once(job, &shared.journal) {
             tracing::warn!(error = %format!("{e:#}"), "Cannot prepare alerts.");
         }
-        if let Err(e) = crate::remote::mail_output::once(
+        if let Err(e) = crate::outputs::email::once(
             job,
-            crate::remote::mail_output::ALERTS,
+            crate::outputs::email::ALERTS,
             &a.email,
             &shared.journal,
         )
@@ -753,7 +753,7 @@ async fn finish_once(job: &Arc<Job>, shared: &Shared) {
         }
     }
     if job.source.mailbox.is_some()
-        && let Err(e) = crate::remote::mail_source::once_dispose(job, &shared.journal).await
+        && let Err(e) = crate::sources::mailbox::once_dispose(job, &shared.journal).await
     {
         tracing::warn!(error = %format!("{e:#}"), "Cannot dispose of the mail messages; done at the next run.");
     }

@@ -224,7 +224,7 @@ struct Known {
     set: Option<sets::SetCtx>,
     taken: chrono::DateTime<Local>,
     /// A file taken from a mailbox: its message, for names and transforms.
-    mail: Option<crate::remote::mime::MailMeta>,
+    mail: Option<crate::job::mail::MailMeta>,
     /// The first record, for names made of what the file says.
     first: Option<crate::formats::Record>,
 }
@@ -270,7 +270,7 @@ fn before_claim(
         }
     }
     let mail = job.source.mailbox.as_ref().and_then(|_| {
-        crate::remote::mail_store::meta_of_staged(journal, &found.path.to_string_lossy())
+        crate::sources::mail_store::meta_of_staged(journal, &found.path.to_string_lossy())
     });
     let mut first = None;
     if set.is_none() && pre_error.is_none() && job.input.is_some() && super::naming::use_record(job)
@@ -328,7 +328,7 @@ pub(super) fn meta_map(
 /// the conversion in [`super::deliver`] sees it.
 pub(super) fn with_mail(
     mut meta: std::collections::BTreeMap<String, String>,
-    mail: Option<&crate::remote::mime::MailMeta>,
+    mail: Option<&crate::job::mail::MailMeta>,
 ) -> std::collections::BTreeMap<String, String> {
     if let Some(m) = mail {
         meta.insert("mail_from".into(), m.from.clone());
@@ -431,19 +431,7 @@ pub(super) fn free_error_name(base: &Path) -> PathBuf {
         .expect("an unbounded search finds a free name")
 }
 
-/// `NAME.error.txt` beside `p`; a name too long for that is shortened, keeping the ending.
-pub fn report_path(p: &Path) -> PathBuf {
-    const SUFFIX: &str = ".error.txt";
-    let name = p
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut cut = name.len().min(255 - SUFFIX.len());
-    while !name.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    p.with_file_name(format!("{}{SUFFIX}", &name[..cut]))
-}
+pub use crate::fsutil::report_path;
 
 /// What an error report says.
 pub(super) struct Report<'a> {

@@ -6,8 +6,7 @@
 //! Polling is the truth: every round lists the folder again. IDLE, when the server offers
 //! it, only wakes the fetcher early (see [`wait_for_change`]).
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -15,143 +14,9 @@ use futures_util::TryStreamExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls::{self, pki_types};
+use tokio_rustls::rustls::pki_types;
 
-/// Where and how to reach a mailbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MailboxUrl {
-    /// `imaps://` (TLS from the first byte) or `imap://` (STARTTLS, required).
-    pub implicit_tls: bool,
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    pub folder: String,
-}
-
-impl MailboxUrl {
-    /// Parses `imaps://user@host[:port]/FOLDER` or `imap://...`. A password in the URL is
-    /// refused (use `password = "${env:..}"`). The folder defaults to INBOX.
-    pub fn parse(s: &str) -> Result<MailboxUrl, String> {
-        let (implicit_tls, rest) = if let Some(r) = s.strip_prefix("imaps://") {
-            (true, r)
-        } else if let Some(r) = s.strip_prefix("imap://") {
-            (false, r)
-        } else {
-            return Err(format!(
-                "expected a mailbox URL like \"imaps://user@host/INBOX\", found {:?}",
-                crate::redact::url_for_message(s)
-            ));
-        };
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let Some((userinfo, hostport)) = authority.rsplit_once('@') else {
-            return Err(format!(
-                "the mailbox URL {s:?} names no user: write \"imaps://USER@host/INBOX\""
-            ));
-        };
-        if userinfo.contains(':') {
-            return Err(
-                "the mailbox URL must not carry a password: use `password = \"${env:NAME}\"`"
-                    .into(),
-            );
-        }
-        let user = percent_decode(userinfo)?;
-        let (host, port) = split_host_port(hostport, if implicit_tls { 993 } else { 143 })?;
-        let folder = percent_decode(path.trim_end_matches('/'))?;
-        Ok(MailboxUrl {
-            implicit_tls,
-            host,
-            port,
-            user,
-            folder: if folder.is_empty() {
-                "INBOX".into()
-            } else {
-                folder
-            },
-        })
-    }
-
-    /// The URL for logs: never a password (there is none in it).
-    pub fn display(&self) -> String {
-        format!(
-            "{}://{}@{}:{}/{}",
-            if self.implicit_tls { "imaps" } else { "imap" },
-            self.user,
-            self.host,
-            self.port,
-            self.folder
-        )
-    }
-}
-
-pub(crate) fn split_host_port(hostport: &str, default: u16) -> Result<(String, u16), String> {
-    if hostport.is_empty() {
-        return Err("the URL names no host".into());
-    }
-    if let Some(rest) = hostport.strip_prefix('[') {
-        let (h, p) = rest
-            .split_once(']')
-            .ok_or_else(|| format!("bad host {hostport:?}"))?;
-        let port = match p.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| format!("bad port in {hostport:?}"))?,
-            None => default,
-        };
-        return Ok((h.to_string(), port));
-    }
-    match hostport.rsplit_once(':') {
-        Some((h, p)) => Ok((
-            h.to_string(),
-            p.parse().map_err(|_| format!("bad port in {hostport:?}"))?,
-        )),
-        None => Ok((hostport.to_string(), default)),
-    }
-}
-
-pub(crate) fn percent_decode(s: &str) -> Result<String, String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .ok_or_else(|| format!("bad %-escape in {s:?}"))?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad %-escape in {s:?}"))?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
-}
-
-/// A rustls client configuration: the Mozilla roots plus the certificates of `ca_file`.
-pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>> {
-    use pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(p) = ca_file {
-        let mut n = 0;
-        for cert in pki_types::CertificateDer::pem_file_iter(p)
-            .with_context(|| format!("cannot read the CA file {}", p.display()))?
-        {
-            let cert = cert.with_context(|| format!("bad certificate in {}", p.display()))?;
-            roots
-                .add(cert)
-                .with_context(|| format!("unusable certificate in {}", p.display()))?;
-            n += 1;
-        }
-        if n == 0 {
-            bail!("the CA file {} holds no certificate", p.display());
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(cfg))
-}
+use crate::job::mail::MailboxUrl;
 
 pub type Session = async_imap::Session<TlsStream<TcpStream>>;
 
@@ -171,7 +36,7 @@ pub async fn connect(c: &Connect) -> Result<Session> {
             .await
             .with_context(|| format!("cannot connect to {}:{}", c.url.host, c.url.port))?;
         tcp.set_nodelay(true).ok();
-        let connector = TlsConnector::from(tls_config(c.ca_file.as_deref())?);
+        let connector = TlsConnector::from(super::tls::tls_config(c.ca_file.as_deref())?);
         let name = pki_types::ServerName::try_from(c.url.host.clone())
             .map_err(|_| anyhow!("{:?} is not a valid TLS server name", c.url.host))?;
         let tls = if c.url.implicit_tls {
@@ -382,33 +247,6 @@ pub fn uid_set(uids: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls() {
-        let u = MailboxUrl::parse("imaps://orders@mail.example.test/INBOX").unwrap();
-        assert_eq!(
-            (
-                u.implicit_tls,
-                u.host.as_str(),
-                u.port,
-                u.user.as_str(),
-                u.folder.as_str()
-            ),
-            (true, "mail.example.test", 993, "orders", "INBOX")
-        );
-        let u = MailboxUrl::parse("imap://a%40b.example@127.0.0.1:10143/Orders/In").unwrap();
-        assert_eq!(
-            (u.implicit_tls, u.port, u.user.as_str(), u.folder.as_str()),
-            (false, 10143, "a@b.example", "Orders/In")
-        );
-        assert_eq!(
-            MailboxUrl::parse("imaps://u@h").unwrap().folder,
-            "INBOX".to_string()
-        );
-        assert!(MailboxUrl::parse("imaps://u:pw@h/INBOX").is_err());
-        assert!(MailboxUrl::parse("imaps://h/INBOX").is_err());
-        assert!(MailboxUrl::parse("pop3://u@h/").is_err());
-    }
 
     #[test]
     fn uid_sets() {

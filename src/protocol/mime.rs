@@ -18,16 +18,7 @@ use mail_parser::decoders::base64::base64_decode;
 use mail_parser::decoders::quoted_printable::quoted_printable_decode;
 use mail_parser::{Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
-/// Sender, subject, date and message-id of a message: metadata for names, templates and
-/// history.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct MailMeta {
-    pub from: String,
-    pub subject: String,
-    /// RFC 3339, empty when the message has no (valid) Date.
-    pub date: String,
-    pub message_id: String,
-}
+pub use crate::job::mail::MailMeta;
 
 /// One attachment: its safe file name, the name as the sender wrote it (decoded), and its
 /// bytes.
@@ -201,7 +192,7 @@ pub fn unnamed(n: u32, content_type: &str) -> String {
 }
 
 fn numbered(name: &str, n: u32) -> String {
-    let (stem, ext) = crate::job::template::split_name(name);
+    let (stem, ext) = crate::fsutil::split_name(name);
     if ext.is_empty() {
         format!("{stem}_{n}")
     } else {

@@ -15,12 +15,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
-use super::mail_config::{EmailOutput, Per};
-use super::mail_store::Store;
-use super::smtp::{self, FilePart, Letter};
 use crate::fsutil;
 use crate::job::Job;
+use crate::job::mail::{EmailOutput, Per};
 use crate::journal::Journal;
+use crate::protocol::smtp::{self, FilePart, Letter};
+use crate::sources::mail_store::Store;
 
 /// The record key of a job's alert outbox (outputs use their index).
 pub const ALERTS: u32 = u32::MAX;
@@ -214,7 +214,7 @@ pub async fn run(
             return;
         }
     };
-    let mut backoff = super::Backoff::default();
+    let mut backoff = crate::protocol::backoff::Backoff::default();
     let mut last_error = String::new();
     let mut transport = None;
     loop {

@@ -281,7 +281,7 @@ impl Store {
 }
 
 /// The message a staged file came from (for names, transforms and history), if any.
-pub fn meta_of_staged(journal: &Journal, staged: &str) -> Option<super::mime::MailMeta> {
+pub fn meta_of_staged(journal: &Journal, staged: &str) -> Option<crate::job::mail::MailMeta> {
     let json: Option<String> = journal
         .read(|c| {
             c.prepare_cached(

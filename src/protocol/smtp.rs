@@ -15,93 +15,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use super::imap::{percent_decode, split_host_port};
-
-/// `smtp://[user@]host[:port]` (STARTTLS, required; port 587 by default) or
-/// `smtps://[user@]host[:port]` (implicit TLS; 465).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SmtpUrl {
-    pub implicit_tls: bool,
-    pub host: String,
-    pub port: u16,
-    pub user: Option<String>,
-}
-
-impl SmtpUrl {
-    pub fn parse(s: &str) -> Result<SmtpUrl, String> {
-        let (implicit_tls, rest) = if let Some(r) = s.strip_prefix("smtps://") {
-            (true, r)
-        } else if let Some(r) = s.strip_prefix("smtp://") {
-            (false, r)
-        } else {
-            return Err(format!(
-                "expected an SMTP server URL like \"smtp://user@mail.example:587\" (STARTTLS) or \"smtps://user@mail.example\" (implicit TLS), found {:?}",
-                crate::redact::url_for_message(s)
-            ));
-        };
-        let authority = rest.trim_end_matches('/');
-        if authority.contains('/') {
-            return Err(format!(
-                "the SMTP URL {:?} must not have a path",
-                crate::redact::url_for_message(s)
-            ));
-        }
-        let (user, hostport) = match authority.rsplit_once('@') {
-            Some((u, h)) => {
-                if u.contains(':') {
-                    return Err(
-                        "the SMTP URL must not carry a password: use `password = \"${env:NAME}\"`"
-                            .into(),
-                    );
-                }
-                (Some(percent_decode(u)?), h)
-            }
-            None => (None, authority),
-        };
-        let (host, port) = split_host_port(hostport, if implicit_tls { 465 } else { 587 })?;
-        Ok(SmtpUrl {
-            implicit_tls,
-            host,
-            port,
-            user,
-        })
-    }
-
-    pub fn display(&self) -> String {
-        format!(
-            "{}://{}{}:{}",
-            if self.implicit_tls { "smtps" } else { "smtp" },
-            self.user
-                .as_deref()
-                .map(|u| format!("{u}@"))
-                .unwrap_or_default(),
-            self.host,
-            self.port
-        )
-    }
-}
-
-/// Parses `mailto:a@x.example,b@y.example` into addresses.
-pub fn parse_mailto(s: &str) -> Result<Vec<String>, String> {
-    let rest = s.strip_prefix("mailto:").ok_or_else(|| {
-        format!("expected an address like \"mailto:ap@partner.example\", found {s:?}")
-    })?;
-    let rest = rest.split('?').next().unwrap_or("");
-    let mut out = Vec::new();
-    for a in rest.split(',') {
-        let a = percent_decode(a.trim())?;
-        if a.is_empty() {
-            continue;
-        }
-        a.parse::<lettre::Address>()
-            .map_err(|e| format!("{a:?} is not an email address: {e}"))?;
-        out.push(a);
-    }
-    if out.is_empty() {
-        return Err(format!("{s:?} names no recipient"));
-    }
-    Ok(out)
-}
+use crate::job::mail::SmtpUrl;
 
 /// An SMTP server to send through.
 #[derive(Debug, Clone)]
@@ -248,25 +162,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_and_addresses() {
-        let u = SmtpUrl::parse("smtp://ferry@mail.example.test").unwrap();
-        assert_eq!(
-            (u.implicit_tls, u.port, u.user.as_deref()),
-            (false, 587, Some("ferry"))
-        );
-        let u = SmtpUrl::parse("smtps://127.0.0.1:10465").unwrap();
-        assert_eq!((u.implicit_tls, u.port, u.user), (true, 10465, None));
-        assert!(SmtpUrl::parse("smtp://u:pw@h").is_err());
-        assert_eq!(
-            parse_mailto("mailto:ap@partner.example.test,b@x.example").unwrap(),
-            vec!["ap@partner.example.test", "b@x.example"]
-        );
-        assert!(parse_mailto("mailto:").is_err());
-        assert!(parse_mailto("mailto:not an address").is_err());
-        assert!(parse_mailto("ap@x").is_err());
-    }
-
-    #[test]
     fn attachments_are_base64() {
         let dir = std::env::temp_dir().join(format!("ferry-smtp-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -287,7 +182,7 @@ mod tests {
         let raw = String::from_utf8(m.formatted()).unwrap();
         assert!(raw.contains("Message-ID: <abc@example.test>"), "{raw}");
         assert!(raw.contains("Content-Transfer-Encoding: base64"), "{raw}");
-        let parsed = crate::remote::mime::parse(raw.as_bytes()).unwrap();
+        let parsed = crate::protocol::mime::parse(raw.as_bytes()).unwrap();
         assert_eq!(parsed.attachments[0].bytes, b"a;b\n1;2\n");
         std::fs::remove_dir_all(dir).ok();
     }

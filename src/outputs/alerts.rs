@@ -13,64 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use chrono::{Local, NaiveTime, TimeZone};
+use chrono::{Local, TimeZone};
 use rusqlite::OptionalExtension;
 use rusqlite::types::Value;
 
-use super::mail_config::EmailOutput;
 use crate::fsutil;
 use crate::job::Job;
-use crate::job::toml_reader::{Doc, TableReader};
 use crate::journal::Journal;
-
-/// A job's `[alert]`.
-#[derive(Debug, Clone)]
-pub struct Alert {
-    pub email: EmailOutput,
-    /// Local time of the daily summary, if any.
-    pub daily: Option<NaiveTime>,
-}
-
-/// Reads `[alert]`: the email keys of an output (`email`, `smtp`, `password`, `from`,
-/// `subject`, `body`, ...) plus `daily`.
-pub fn read(
-    doc: &mut Doc<'_>,
-    root: &Path,
-    mut t: TableReader<'_, '_>,
-    job: &str,
-) -> Option<Alert> {
-    let daily_s = t.str(doc, "daily");
-    let daily = match &daily_s {
-        Some(s) => match NaiveTime::parse_from_str(&s.value, "%H:%M") {
-            Ok(v) => Some(Some(v)),
-            Err(_) => {
-                doc.error(
-                    s.span.clone(),
-                    &s.key,
-                    format!("expected a time of day like \"08:00\", found {:?}", s.value),
-                );
-                None
-            }
-        },
-        None => Some(None),
-    };
-    let outbox = crate::job::absolute(&root.join(format!("var/outbox/{job}/alerts")));
-    let has_subject = t.has("subject");
-    let has_body = t.has("body");
-    let email = super::mail_config::read_email(doc, root, &mut t, outbox);
-    t.finish_as(doc, "alert", "");
-    let mut email = email?;
-    if !has_subject {
-        email.subject = "ferry {{ job }}: {{ name }}".into();
-    }
-    if !has_body {
-        email.body = "{{ content }}".into();
-    }
-    Some(Alert {
-        email,
-        daily: daily?,
-    })
-}
 
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS mail_alerts (
     job TEXT PRIMARY KEY,
@@ -141,7 +90,7 @@ pub fn pass(job: &Job, journal: &Journal) -> Result<usize> {
     for (id, name, path, error, dest) in failed {
         let report = dest
             .as_deref()
-            .map(|d| crate::runtime::process::report_path(Path::new(d)))
+            .map(|d| crate::fsutil::report_path(Path::new(d)))
             .and_then(|p| std::fs::read_to_string(p).ok());
         let text = match report {
             Some(r) => r,

@@ -23,13 +23,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::imap::{self, Caps, Session};
-use super::mail_config::{MailSuccess, MailboxSource, NoMatch};
 use super::mail_store::{StagedFile, Store};
-use super::mime;
 use crate::fsutil;
 use crate::job::Job;
+use crate::job::mail::{MailSuccess, MailboxSource, NoMatch};
 use crate::journal::Journal;
+use crate::protocol::imap::{self, Caps, Session};
+use crate::protocol::mime;
 
 const PART_PREFIX: &str = ".ferry-part-";
 
@@ -444,7 +444,7 @@ pub async fn run(
     if let Err(e) = blocking(|| recover(&job, &store)) {
         tracing::error!(error = %e, "Cannot recover the staging folder.");
     }
-    let mut backoff = super::Backoff::default();
+    let mut backoff = crate::protocol::backoff::Backoff::default();
     let mut last_error = String::new();
     loop {
         if *stop.borrow() {

@@ -1,0 +1,333 @@
+//! Configuration of remote sources and outputs, whatever their protocol: the endpoint
+//! ([`Endpoint`], one variant per file-shaped remote kind) read from its URL key and the keys
+//! beside it, the remote source (`[source] ftp = ...`: [`RemoteSource`]) and remote outputs
+//! (`[[output]] ftp = ...`: [`RemoteTarget`]), and `ferry check`'s warnings about literal
+//! passwords. Each kind's URL is in its own module ([`super::ftp`], [`super::mail`]); the
+//! engine-facing adapters are in `sources/` and `outputs/` (docs/design.md, "How to add a
+//! source or an output").
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::ftp::FtpEndpoint;
+use crate::job::template::Template;
+use crate::job::toml_reader::{Diag, Doc, Str, TableReader};
+use crate::job::{Job, Ready};
+
+/// What happens to a remote original once its staged copy is finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposal {
+    Delete,
+    /// Moved into this remote folder (relative to the source folder unless absolute, as
+    /// Camel's `move`); never listed as input, even with `recursive`.
+    Move(String),
+    /// Left in place; the journal keeps it from being taken again while unchanged.
+    Keep,
+}
+
+impl Disposal {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Disposal::Delete => "delete",
+            Disposal::Move(_) => "move",
+            Disposal::Keep => "keep",
+        }
+    }
+}
+
+/// A remote endpoint of any protocol.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    Ftp(FtpEndpoint),
+}
+
+impl Endpoint {
+    /// For logs and status: never contains a password.
+    pub fn display(&self) -> String {
+        match self {
+            Endpoint::Ftp(e) => e.display(),
+        }
+    }
+
+    /// Where a literal password was written, for `ferry check`'s warning.
+    pub fn literal_password(&self) -> bool {
+        match self {
+            Endpoint::Ftp(e) => e.password.as_ref().is_some_and(|p| p.is_literal()),
+        }
+    }
+
+    /// A warning to log at every start, if any (TLS verification turned off).
+    pub fn start_warning(&self) -> Option<String> {
+        match self {
+            Endpoint::Ftp(e) if e.secure && !e.tls_verify => Some(format!(
+                "TLS certificate verification is OFF for {}: anyone on the path can read and change the transfer",
+                e.display()
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// A job's remote source: the local `source.folder` is its staging folder.
+#[derive(Debug, Clone)]
+pub struct RemoteSource {
+    pub endpoint: Endpoint,
+    pub success: Disposal,
+    /// Remote readiness (the staging folder itself is read at once).
+    pub settle: Duration,
+    pub ready: Ready,
+    /// Connections to the server: with more than one, one lists and disposes of originals
+    /// while the others download in parallel.
+    pub connections: usize,
+}
+
+/// `connections` of a remote source when the job does not say.
+pub const DEFAULT_SOURCE_CONNECTIONS: usize = 4;
+/// `connections` of a remote output when the job does not say.
+pub const DEFAULT_OUTPUT_CONNECTIONS: usize = 4;
+
+/// An output delivered to a remote place; its `folder` is the local outbox.
+#[derive(Debug, Clone)]
+pub struct RemoteTarget {
+    pub endpoint: Endpoint,
+    /// A done-file written after each file, e.g. `{name}.done`.
+    pub done_file: Option<Template>,
+    /// The outbox folder (the output's `folder`, without placeholders).
+    pub outbox: PathBuf,
+    /// Parallel connections (each sends the files whose name hashes to it, so one name
+    /// always goes through the same connection, in order).
+    pub connections: usize,
+}
+
+/// `%XX` escapes of a URL part decoded; the result must be UTF-8.
+pub(crate) fn percent_decode(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .ok_or_else(|| format!("bad %-escape in {s:?}"))?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad %-escape in {s:?}"))?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
+}
+
+/// Reads a remote URL (`ftp = "ftp://..."` / `ftps://`) and the endpoint keys beside it.
+pub fn read_endpoint(
+    doc: &mut Doc<'_>,
+    t: &mut TableReader<'_, '_>,
+    url: &Str,
+) -> Option<Endpoint> {
+    let password = t.str(doc, "password");
+    let ca_file = t.str(doc, "ca_file");
+    let tls_verify = t.bool(doc, "tls_verify");
+    let passive = t.bool(doc, "passive");
+    let (mut ep, url_password) = match FtpEndpoint::parse(&url.value) {
+        Ok(x) => x,
+        Err(e) => {
+            doc.error(url.span.clone(), &url.key, e);
+            return None;
+        }
+    };
+    let mut ok = true;
+    ep.password = match (password, url_password) {
+        (Some(_), Some(_)) => {
+            doc.error(
+                url.span.clone(),
+                &url.key,
+                "a password is given both in the URL and in `password`: keep only `password = \"${env:NAME}\"`",
+            );
+            ok = false;
+            None
+        }
+        (Some(p), None) => match crate::secrets::Secret::parse(&p.value) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                doc.error(p.span.clone(), &p.key, e);
+                ok = false;
+                None
+            }
+        },
+        (None, Some(p)) => Some(crate::secrets::Secret::Literal(p)),
+        (None, None) => None,
+    };
+    if let Some(ca) = ca_file {
+        if !ep.secure {
+            doc.error(
+                ca.span.clone(),
+                &ca.key,
+                "`ca_file` only matters for `ftps://` URLs",
+            );
+            ok = false;
+        }
+        ep.ca_file = Some(PathBuf::from(ca.value));
+    }
+    if let Some(v) = tls_verify {
+        ep.tls_verify = v;
+    }
+    if let Some(p) = passive {
+        ep.passive = p;
+    }
+    ok.then_some(Endpoint::Ftp(ep))
+}
+
+/// Warnings for `ferry check`: literal passwords in job files.
+pub fn check_warnings(job: &Job) -> Vec<Diag> {
+    let text = std::fs::read_to_string(&job.file).unwrap_or_default();
+    let line_of = |needle: &str, nth: usize| -> usize {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| l.trim_start().starts_with(needle))
+            .nth(nth)
+            .map_or(1, |(i, _)| i + 1)
+    };
+    let mut out = Vec::new();
+    let mut warn = |key: String, line: usize, what: &str| {
+        out.push(Diag {
+            file: job.file.clone(),
+            line,
+            col: 1,
+            key,
+            message: format!(
+                "a literal password {what}: anyone who reads the job file has it; use `password = \"${{env:NAME}}\"` or `\"${{file:/path}}\"`"
+            ),
+        });
+    };
+    if let Some(r) = &job.source.remote
+        && r.endpoint.literal_password()
+    {
+        warn("source.password".into(), line_of("ftp", 0), "in the source");
+    }
+    if job
+        .source
+        .mailbox
+        .as_ref()
+        .is_some_and(|m| m.password.is_literal())
+    {
+        warn(
+            "source.password".into(),
+            line_of("mailbox", 0),
+            "in the source",
+        );
+    }
+    for (i, o) in job.outputs.iter().enumerate() {
+        if o.email
+            .as_ref()
+            .and_then(|e| e.password.as_ref())
+            .is_some_and(|p| p.is_literal())
+        {
+            warn(
+                format!("output[{}].password", i + 1),
+                line_of("email", i),
+                "in this output",
+            );
+        }
+    }
+    let mut nth = usize::from(job.source.remote.is_some());
+    for (i, o) in job.outputs.iter().enumerate() {
+        if let Some(d) = &o.deliver {
+            if d.endpoint.literal_password() {
+                warn(
+                    format!("output[{}].password", i + 1),
+                    line_of("ftp", nth),
+                    "in this output",
+                );
+            }
+            nth += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(src: &str) -> Result<Job, Vec<String>> {
+        crate::job::compile(
+            std::path::Path::new("jobs/t.toml"),
+            std::path::Path::new("/srv/ferry"),
+            src,
+        )
+        .map_err(|d| d.iter().map(|d| d.to_string()).collect())
+    }
+
+    #[test]
+    fn ftp_job_keys() {
+        let job = compile(
+            "[source]\nftp = \"ftps://u@h:2121/out box\"\npassword = \"${env:PW}\"\nsettle = \"7s\"\nsuccess = \"move\"\nmove_to = \"done/\"\n\n[[output]]\nftp = \"ftp://w@h/in\"\npassword = \"lit\"\nconnections = 2\ndone_file = \"{name}.ok\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            job.source.folder,
+            std::path::Path::new("/srv/ferry/var/staging/t")
+        );
+        assert_eq!(job.source.settle, Duration::ZERO, "staging is read at once");
+        let r = job.source.remote.as_ref().unwrap();
+        assert_eq!(r.settle, Duration::from_secs(7));
+        assert_eq!(r.success, Disposal::Move("done".into()));
+        assert!(!r.endpoint.literal_password());
+        let d = job.outputs[0].deliver.as_ref().unwrap();
+        assert_eq!(d.outbox, std::path::Path::new("/srv/ferry/var/outbox/t/1"));
+        assert_eq!(d.connections, 2);
+        assert!(d.endpoint.literal_password());
+        assert_eq!(r.connections, DEFAULT_SOURCE_CONNECTIONS);
+        let job = compile("[source]\nftp = \"ftp://u@h/x\"\nconnections = 1\n\n[[output]]\nftp = \"ftp://w@h/in\"\n").unwrap();
+        assert_eq!(job.source.remote.as_ref().unwrap().connections, 1);
+        assert_eq!(
+            job.outputs[0].deliver.as_ref().unwrap().connections,
+            DEFAULT_OUTPUT_CONNECTIONS
+        );
+        assert_eq!(
+            job.outputs[0].folder.literal_prefix(),
+            "/srv/ferry/var/outbox/t/1"
+        );
+    }
+
+    #[test]
+    fn ftp_job_mistakes_are_reported() {
+        let errs = compile(
+            "[source]\nftp = \"ftp://u@h/x\"\nfolder = \"in\"\nsuccess = \"move\"\n\n[[output]]\nftp = \"sftp://h/x\"\nconnections = 99\n",
+        )
+        .unwrap_err();
+        let all = errs.join("\n");
+        assert!(
+            all.contains("jobs/t.toml:3:10: source.folder: a remote source stages"),
+            "{all}"
+        );
+        assert!(
+            all.contains("source.move_to: `success = \"move\"` needs `move_to`"),
+            "{all}"
+        );
+        assert!(all.contains("output[1].ftp: expected a URL like"), "{all}");
+        assert!(
+            all.contains("output[1].connections: expected 1 to 16"),
+            "{all}"
+        );
+        let errs = compile("[source]\nfolder = \"in\"\nsuccess = \"delete\"\n").unwrap_err();
+        assert!(errs[0].contains("unknown key `success`"), "{errs:?}");
+    }
+
+    /// Job file errors about a URL never quote its password.
+    #[test]
+    fn url_errors_never_quote_the_password() {
+        let errors = [
+            FtpEndpoint::parse("sftp://u:Url-Pw-2x@h/").unwrap_err(),
+            FtpEndpoint::parse("ftp://u:Url-Pw-2x@:21/").unwrap_err(),
+            FtpEndpoint::parse("ftp://u:Url-Pw-%zz@h/").unwrap_err(),
+            crate::job::mail::MailboxUrl::parse("imapx://u:Url-Pw-2x@h/").unwrap_err(),
+            crate::job::mail::SmtpUrl::parse("smtpx://u:Url-Pw-2x@h").unwrap_err(),
+            crate::job::mail::SmtpUrl::parse("smtp://u:Url-Pw-2x@h/x").unwrap_err(),
+        ];
+        for e in errors {
+            assert!(!e.contains("Url-Pw"), "{e}");
+        }
+    }
+}
