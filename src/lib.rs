@@ -15,6 +15,8 @@
 //!   its identity (a lost journal is refused), backup and restore.
 //! - [`outputs`]: atomic delivery (temporary name, fsync, rename).
 //! - [`transform`]: filters, computed fields and lookups (minijinja expressions).
+//! - [`filters`]: ferry's minijinja filters (`num`, `decimal`, `date`), shared by
+//!   transform expressions and output templates.
 //! - [`runtime`]: the daemon: per-job runners, the worker pool, processing of one file
 //!   ([`runtime::process`]), crash recovery, hot reload and shutdown.
 //! - [`remote`]: remote sources and destinations (FTP/FTPS, IMAP mailboxes, SMTP) as
@@ -25,6 +27,7 @@
 //! - [`cli`]: the `check`, `test`, `history` and `status` commands.
 
 pub mod cli;
+pub mod filters;
 pub mod formats;
 pub mod fsutil;
 pub mod hashing;
