@@ -31,6 +31,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
 use std::io::{self, Read};
+use std::ops::Range;
 use std::sync::Arc;
 
 use serde::Deserializer;
@@ -622,19 +623,31 @@ impl<R: Read> JsonReader<R> {
         self.buf[..self.len].get(self.pos).copied()
     }
 
-    /// Copies the value starting at the current byte (`{`, `[` or `"`) into `out`, up to
-    /// its end: only strings and nesting are followed, serde_json checks the rest. Stops
-    /// early at the end of the input and, in JSON Lines, at the end of the line; serde_json
-    /// then reports what is missing.
-    fn frame(&mut self, out: &mut Vec<u8>) -> Result<(), ParseError> {
+    /// Finds the end of the value starting at the current byte (`{`, `[` or `"`): only
+    /// strings and nesting are followed, serde_json checks the rest. A value that ends in
+    /// the buffer is returned as its place there (the usual case); a longer one is copied
+    /// into `out`. Stops early at the end of the input and, in JSON Lines, at the end of
+    /// the line; serde_json then reports what is missing.
+    fn frame(&mut self, out: &mut Vec<u8>) -> Result<Option<Range<usize>>, ParseError> {
         let mut scan = Scan::default();
+        let start = self.pos;
         loop {
             if self.pos == self.len && self.refill()?.is_none() {
-                return Ok(());
+                return Ok(None);
             }
             let chunk = &self.buf[self.pos..self.len];
             let mut end = None;
-            for (i, &b) in chunk.iter().enumerate() {
+            let mut i = 0;
+            while i < chunk.len() {
+                if scan.string && !scan.escape {
+                    // Most of a record is the text of its strings: on to its next `"` or `\`
+                    // (or line break) at once.
+                    match memchr::memchr3(b'"', b'\\', b'\n', &chunk[i..]) {
+                        Some(k) => i += k,
+                        None => break,
+                    }
+                }
+                let b = chunk[i];
                 if b == b'\n' {
                     if !self.newlines {
                         end = Some((i, Step::End));
@@ -654,12 +667,17 @@ impl<R: Read> JsonReader<R> {
                         break;
                     }
                 }
+                i += 1;
             }
             let (n, step) = end.unwrap_or((chunk.len(), Step::More));
+            if step == Step::End && out.is_empty() && self.pos == start {
+                self.pos += n;
+                return Ok(Some(start..self.pos));
+            }
             out.extend_from_slice(&chunk[..n]);
             self.pos += n;
             match step {
-                Step::End => return Ok(()),
+                Step::End => return Ok(None),
                 Step::TooDeep => {
                     return Err(
                         self.syntax(format_args!("nested more than {MAX_DEPTH} levels deep"))
@@ -678,7 +696,11 @@ impl<R: Read> JsonReader<R> {
         let mut raw = std::mem::take(&mut self.value_buf);
         raw.clear();
         let start = (self.line, self.offset(), self.column());
-        let mut read = self.frame(&mut raw);
+        let mut read = self.frame(&mut raw).map(|r| {
+            if let Some(r) = r {
+                raw.extend_from_slice(&self.buf[r]);
+            }
+        });
         if read.is_ok() {
             let mut key = String::from_utf8(std::mem::take(&mut self.tmp)).unwrap_or_default();
             key.clear();
@@ -783,44 +805,53 @@ impl<R: Read> JsonReader<R> {
 
     /// Reads the object at the current position as the record `out`.
     fn record(&mut self, out: &mut Record) -> Result<(), ParseError> {
-        let mut text = std::mem::take(&mut self.value_buf);
-        text.clear();
+        let mut copy = std::mem::take(&mut self.value_buf);
+        copy.clear();
         let column = self.column();
-        let mut read = self.frame(&mut text);
-        if read.is_ok() {
-            read = self.fields(&text, out, column);
-        }
-        self.value_buf = text;
+        let read = match self.frame(&mut copy) {
+            Err(e) => Err(e),
+            Ok(place) => {
+                let text = match place {
+                    Some(r) => &self.buf[r],
+                    None => &copy[..],
+                };
+                let mut fields = Fields {
+                    text,
+                    names: &mut self.scratch,
+                    values: &mut out.values,
+                    kinds: &mut self.kinds,
+                    n: 0,
+                    depth: 0,
+                    key: &mut self.key,
+                    bad: None,
+                };
+                // The text is checked as UTF-8 once (simdutf8), serde_json then reads it
+                // as a `str`; text that is not UTF-8 is read as bytes, for serde_json to
+                // say where.
+                let read = match simdutf8::basic::from_utf8(text) {
+                    Ok(t) => {
+                        (&mut serde_json::Deserializer::from_str(t)).deserialize_map(&mut fields)
+                    }
+                    Err(_) => (&mut serde_json::Deserializer::from_slice(text))
+                        .deserialize_map(&mut fields),
+                };
+                let (n, bad) = (fields.n, fields.bad);
+                self.n = n;
+                read.map_err(|e| {
+                    let start = (self.rec_pos.line, self.rec_pos.byte, column);
+                    let next = self.next_byte();
+                    match bad {
+                        Some((at, e)) => self.json_error(&e, at, text, next, start),
+                        None => self.json_error(&e, error_offset(&e, text), text, next, start),
+                    }
+                })
+            }
+        };
+        self.value_buf = copy;
         read?;
         self.finish_record(out);
         out.pos = self.rec_pos;
         Ok(())
-    }
-
-    /// Reads the fields of the record `text`, which starts at `column`, into `out`.
-    fn fields(&mut self, text: &[u8], out: &mut Record, column: u64) -> Result<(), ParseError> {
-        let mut fields = Fields {
-            text,
-            names: &mut self.scratch,
-            values: &mut out.values,
-            kinds: &mut self.kinds,
-            n: 0,
-            depth: 0,
-            key: &mut self.key,
-            bad: None,
-        };
-        let mut de = serde_json::Deserializer::from_slice(text);
-        let read = (&mut de).deserialize_map(&mut fields);
-        let (n, bad) = (fields.n, fields.bad);
-        self.n = n;
-        read.map_err(|e| {
-            let start = (self.rec_pos.line, self.rec_pos.byte, column);
-            let next = self.next_byte();
-            match bad {
-                Some((at, e)) => self.json_error(&e, at, text, next, start),
-                None => self.json_error(&e, error_offset(&e, text), text, next, start),
-            }
-        })
     }
 
     /// Settles the names of the record just read: the previous record's, a remembered
