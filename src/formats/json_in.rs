@@ -641,10 +641,14 @@ impl<R: Read> JsonReader<R> {
             while i < chunk.len() {
                 if scan.string && !scan.escape {
                     // Most of a record is the text of its strings: on to its next `"` or `\`
-                    // (or line break) at once.
-                    match memchr::memchr3(b'"', b'\\', b'\n', &chunk[i..]) {
+                    // (or line break), byte by byte for a short string, then with memchr.
+                    let rest = &chunk[i..chunk.len().min(i + 16)];
+                    match rest.iter().position(|&b| matches!(b, b'"' | b'\\' | b'\n')) {
                         Some(k) => i += k,
-                        None => break,
+                        None => match memchr::memchr3(b'"', b'\\', b'\n', &chunk[i..]) {
+                            Some(k) => i += k,
+                            None => break,
+                        },
                     }
                 }
                 let b = chunk[i];
