@@ -2,16 +2,13 @@
 //! dotted path inside the top-level object (`records = "data.orders"`), or JSON Lines (one
 //! object per line, blank lines skipped). Each object is one record.
 //!
-//! Theory of operation: serde_json checks the JSON and reads the records; the code here
-//! only finds where each record is. The input goes through a fixed 64 KiB buffer. A short
-//! scan that follows strings and nesting (not the grammar) copies one record, an element of
-//! the records array or a JSON Lines line, into a buffer, failing as soon as it grows past
-//! `[input] max_record`; serde_json then reads that text (a map of `RawValue`s, so key
-//! order and numbers as written, `12.50`, `1e400`, are kept without `Value`'s
-//! conversions). The array around the records, and in path mode everything before and
-//! after it, is checked by serde_json a byte at a time and not kept, so a 2 GB array takes
-//! as much memory as its largest element. serde_json's errors are reworded to name what
-//! was expected and found, with the position made absolute.
+//! Theory of operation: a small hand-written scanner reads the input through a fixed 64 KiB
+//! buffer and checks the JSON grammar (RFC 8259) as it goes. It never holds more than the
+//! record being read: the array around the records, and in path mode everything before and
+//! after the array, is checked and skipped without being kept, so a 2 GB array takes as
+//! much memory as its largest element. serde_json is not used because records must keep
+//! what a `Value` loses: keys in document order and numbers as written (`12.50` stays
+//! `12.50`, `1e400` does not overflow).
 //!
 //! A record's fields, in first-appearance order: strings as they are (escapes resolved),
 //! numbers as their JSON text, `true`/`false`, null as an empty string. Numbers, booleans
@@ -31,12 +28,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
 use std::io::{self, Read};
-use std::ops::Range;
 use std::sync::Arc;
-
-use serde::Deserializer;
-use serde::de::{DeserializeSeed, Error as _, MapAccess, Visitor};
-use serde_json::value::RawValue;
 
 use super::{DEFAULT_MAX_RECORD, Kind, ParseError, Position, Record};
 
@@ -157,8 +149,6 @@ pub struct JsonReader<R: Read> {
     /// Dotted name of the field being read.
     key: String,
     tmp: Vec<u8>,
-    /// The text of the record (or value) being read.
-    value_buf: Vec<u8>,
     max_record: u64,
 }
 
@@ -194,7 +184,6 @@ impl<R: Read> JsonReader<R> {
             n: 0,
             key: String::new(),
             tmp: Vec::new(),
-            value_buf: Vec::new(),
             max_record: DEFAULT_MAX_RECORD,
         }
     }
@@ -463,15 +452,19 @@ impl<R: Read> JsonReader<R> {
                 if b != Some(b'"') {
                     return Err(self.unexpected("a key (a string in double quotes)"));
                 }
-                self.read_key()?;
-                let matched = self.tmp == seg.as_bytes();
+                let mut key = std::mem::take(&mut self.tmp);
+                key.clear();
+                let read = self.string(Some(&mut key), false);
+                let matched = key == seg.as_bytes();
+                self.tmp = key;
+                read?;
                 self.ws()?;
                 self.expect(b':', "`:` after the key")?;
                 self.ws()?;
                 if matched {
                     break;
                 }
-                self.skip_value()?;
+                self.value(None, depth + 2)?;
                 b = self.ws()?;
                 match b {
                     Some(b',') => {
@@ -498,7 +491,7 @@ impl<R: Read> JsonReader<R> {
     /// After the records array: checks and skips the rest of the objects around it, then
     /// requires the end of the input.
     fn close(&mut self) -> Result<(), ParseError> {
-        for _ in 0..self.path.len() {
+        for depth in (0..self.path.len()).rev() {
             loop {
                 match self.ws()? {
                     Some(b',') => {
@@ -506,11 +499,11 @@ impl<R: Read> JsonReader<R> {
                         if self.ws()? != Some(b'"') {
                             return Err(self.unexpected("a key (a string in double quotes)"));
                         }
-                        self.read_key()?;
+                        self.string(None, false)?;
                         self.ws()?;
                         self.expect(b':', "`:` after the key")?;
                         self.ws()?;
-                        self.skip_value()?;
+                        self.value(None, depth + 2)?;
                     }
                     Some(b'}') => {
                         self.pos += 1;
@@ -575,7 +568,7 @@ impl<R: Read> JsonReader<R> {
             }
             Some(b) => {
                 let e = self.not_an_object(b);
-                self.skip_value()?;
+                self.value(None, 1)?;
                 self.in_record = false;
                 Err(Fail::Skip(e))
             }
@@ -613,249 +606,402 @@ impl<R: Read> JsonReader<R> {
 
     // --- values ---
 
-    /// 1-based column of the current byte.
-    fn column(&self) -> u64 {
-        self.offset() - self.line_start + 1
-    }
-
-    /// The byte after the current one when it is at hand (the end of the input otherwise).
-    fn next_byte(&self) -> Option<u8> {
-        self.buf[..self.len].get(self.pos).copied()
-    }
-
-    /// Finds the end of the value starting at the current byte (`{`, `[` or `"`): only
-    /// strings and nesting are followed, serde_json checks the rest. A value that ends in
-    /// the buffer is returned as its place there (the usual case); a longer one is copied
-    /// into `out`. Stops early at the end of the input and, in JSON Lines, at the end of
-    /// the line; serde_json then reports what is missing.
-    fn frame(&mut self, out: &mut Vec<u8>) -> Result<Option<Range<usize>>, ParseError> {
-        let mut scan = Scan::default();
-        let start = self.pos;
+    /// Reads a string; `out` gets its contents (escapes resolved), or with `raw` its JSON
+    /// text (quotes and escapes as written).
+    fn string(&mut self, mut out: Option<&mut Vec<u8>>, raw: bool) -> Result<(), ParseError> {
+        self.pos += 1;
+        if raw && let Some(o) = out.as_deref_mut() {
+            o.push(b'"');
+        }
         loop {
             if self.pos == self.len && self.refill()?.is_none() {
-                return Ok(None);
+                return Err(self.syntax("the input ends inside a string"));
             }
             let chunk = &self.buf[self.pos..self.len];
-            let mut end = None;
-            let mut i = 0;
-            while i < chunk.len() {
-                if scan.string && !scan.escape {
-                    // Most of a record is the text of its strings: on to its next `"` or `\`
-                    // (or line break), byte by byte for a short string, then with memchr.
-                    let rest = &chunk[i..chunk.len().min(i + 16)];
-                    match rest.iter().position(|&b| matches!(b, b'"' | b'\\' | b'\n')) {
-                        Some(k) => i += k,
-                        None => match memchr::memchr3(b'"', b'\\', b'\n', &chunk[i..]) {
-                            Some(k) => i += k,
-                            None => break,
-                        },
-                    }
-                }
-                let b = chunk[i];
-                if b == b'\n' {
-                    if !self.newlines {
-                        end = Some((i, Step::End));
-                        break;
-                    }
-                    self.line += 1;
-                    self.line_start = self.base + (self.pos + i + 1) as u64;
-                }
-                match scan.step(b) {
-                    Step::More => {}
-                    Step::End => {
-                        end = Some((i + 1, Step::End));
-                        break;
-                    }
-                    Step::TooDeep => {
-                        end = Some((i, Step::TooDeep));
-                        break;
-                    }
-                }
-                i += 1;
+            let i = chunk
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                .unwrap_or(chunk.len());
+            if let Some(o) = out.as_deref_mut() {
+                o.extend_from_slice(&chunk[..i]);
             }
-            let (n, step) = end.unwrap_or((chunk.len(), Step::More));
-            if step == Step::End && out.is_empty() && self.pos == start {
-                self.pos += n;
-                return Ok(Some(start..self.pos));
+            self.pos += i;
+            if self.pos == self.len {
+                continue;
             }
-            out.extend_from_slice(&chunk[..n]);
-            self.pos += n;
-            match step {
-                Step::End => return Ok(None),
-                Step::TooDeep => {
-                    return Err(
-                        self.syntax(format_args!("nested more than {MAX_DEPTH} levels deep"))
-                    );
+            match self.buf[self.pos] {
+                b'"' => {
+                    self.pos += 1;
+                    if raw && let Some(o) = out {
+                        o.push(b'"');
+                    }
+                    return Ok(());
                 }
-                Step::More if self.in_record && out.len() as u64 > self.max_record => {
-                    return Err(self.too_large());
+                b'\\' => {
+                    self.pos += 1;
+                    self.escape(&mut out, raw)?;
                 }
-                Step::More => {}
+                b'\n' => {
+                    return Err(self.syntax(
+                        "the line ends inside a string (a line break in a string is written `\\n`)",
+                    ));
+                }
+                c => {
+                    return Err(self.syntax(format_args!(
+                        "the control character 0x{c:02x} must be escaped in a string"
+                    )));
+                }
             }
         }
     }
 
-    /// Reads a key (the current byte is its `"`) into `self.tmp`, escapes resolved.
-    fn read_key(&mut self) -> Result<(), ParseError> {
-        let mut raw = std::mem::take(&mut self.value_buf);
-        raw.clear();
-        let start = (self.line, self.offset(), self.column());
-        let mut read = self.frame(&mut raw).map(|r| {
-            if let Some(r) = r {
-                raw.extend_from_slice(&self.buf[r]);
+    /// Reads an escape sequence after its backslash.
+    fn escape(&mut self, out: &mut Option<&mut Vec<u8>>, raw: bool) -> Result<(), ParseError> {
+        let c = match self.peek()? {
+            Some(c) => c,
+            None => return Err(self.syntax("the input ends inside a string")),
+        };
+        let plain = match c {
+            b'"' | b'\\' | b'/' => c,
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                self.pos += 1;
+                if raw && let Some(o) = out.as_deref_mut() {
+                    o.extend_from_slice(b"\\u");
+                }
+                let hi = self.hex4(out, raw)?;
+                let code = if (0xd800..0xdc00).contains(&hi) {
+                    if self.peek()? != Some(b'\\') {
+                        return Err(self.syntax(format_args!(
+                            "the surrogate \\u{hi:04X} must be followed by a low surrogate (\\uDC00-\\uDFFF)"
+                        )));
+                    }
+                    self.pos += 1;
+                    self.expect(b'u', "a low surrogate (\\uDC00-\\uDFFF)")?;
+                    if raw && let Some(o) = out.as_deref_mut() {
+                        o.extend_from_slice(b"\\u");
+                    }
+                    let lo = self.hex4(out, raw)?;
+                    if !(0xdc00..0xe000).contains(&lo) {
+                        return Err(self.syntax(format_args!(
+                            "the surrogate \\u{hi:04X} must be followed by a low surrogate (\\uDC00-\\uDFFF), found \\u{lo:04X}"
+                        )));
+                    }
+                    0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00)
+                } else if (0xdc00..0xe000).contains(&hi) {
+                    return Err(self.syntax(format_args!(
+                        "the low surrogate \\u{hi:04X} has no high surrogate before it"
+                    )));
+                } else {
+                    hi
+                };
+                if !raw && let Some(o) = out.as_deref_mut() {
+                    // Surrogates were combined above: every remaining code is a char.
+                    let ch = char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER);
+                    o.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
+                }
+                return Ok(());
             }
-        });
-        if read.is_ok() {
-            let mut key = String::from_utf8(std::mem::take(&mut self.tmp)).unwrap_or_default();
-            key.clear();
-            let mut de = serde_json::Deserializer::from_slice(&raw);
-            read = (&mut de)
-                .deserialize_str(Append(&mut key))
-                .map_err(|e| self.json_error(&e, error_offset(&e, &raw), &raw, None, start));
-            self.tmp = key.into_bytes();
+            _ => {
+                return Err(self.syntax(format_args!(
+                    "invalid escape in a string: a backslash followed by {} (valid: \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)",
+                    describe(Some(c))
+                )));
+            }
+        };
+        self.pos += 1;
+        if let Some(o) = out.as_deref_mut() {
+            if raw {
+                o.extend_from_slice(&[b'\\', c]);
+            } else {
+                o.push(plain);
+            }
         }
-        self.value_buf = raw;
-        read
+        Ok(())
     }
 
-    /// Checks and skips one value, holding no more than a number's text of it: objects,
-    /// arrays and strings go through serde_json a byte at a time.
-    fn skip_value(&mut self) -> Result<(), ParseError> {
-        if let Some(b'{' | b'[' | b'"') = self.peek()? {
-            let mut feed = Feed {
-                reader: self,
-                scan: Scan::default(),
-                failed: None,
-            };
-            let mut de = serde_json::Deserializer::from_reader(&mut feed);
-            let checked = (&mut de)
-                .deserialize_ignored_any(serde::de::IgnoredAny)
-                .map(|_| ());
-            let failed = feed.failed.take();
-            return match (checked, failed) {
-                (Ok(()), _) => Ok(()),
-                (Err(_), Some(e)) => Err(e),
-                (Err(e), None) => {
-                    let last = self.pos.checked_sub(1).map(|i| self.buf[i]);
-                    Err(self.syntax(message(&e, last, !self.newlines, &[], 0)))
+    /// Reads the four hex digits of a `\u` escape (the `\u` is consumed).
+    fn hex4(&mut self, out: &mut Option<&mut Vec<u8>>, raw: bool) -> Result<u32, ParseError> {
+        let mut v = 0;
+        for _ in 0..4 {
+            let d = match self.peek()? {
+                Some(c) if c.is_ascii_hexdigit() => {
+                    if raw && let Some(o) = out.as_deref_mut() {
+                        o.push(c);
+                    }
+                    (c as char).to_digit(16).unwrap_or(0)
                 }
+                _ => return Err(self.unexpected("four hex digits after \\u")),
             };
+            self.pos += 1;
+            v = v * 16 + d;
         }
-        // A number or a literal: its text ends at the first byte that cannot be in it.
-        let mut raw = std::mem::take(&mut self.value_buf);
-        raw.clear();
-        let start = (self.line, self.offset(), self.column());
-        while let Some(b) = self.peek()? {
-            if !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')) {
-                break;
+        Ok(v)
+    }
+
+    #[inline]
+    fn take(&mut self, out: &mut Option<&mut Vec<u8>>, c: u8) {
+        self.pos += 1;
+        if let Some(o) = out.as_deref_mut() {
+            o.push(c);
+        }
+    }
+
+    /// Reads digits; at least one when `one`.
+    fn digits(&mut self, out: &mut Option<&mut Vec<u8>>, one: bool) -> Result<(), ParseError> {
+        let mut any = false;
+        while let Some(c @ b'0'..=b'9') = self.peek()? {
+            self.take(out, c);
+            any = true;
+        }
+        if one && !any {
+            return Err(self.unexpected("a digit"));
+        }
+        Ok(())
+    }
+
+    /// Reads a number, copying its text.
+    fn number(&mut self, mut out: Option<&mut Vec<u8>>) -> Result<(), ParseError> {
+        if self.peek()? == Some(b'-') {
+            self.take(&mut out, b'-');
+        }
+        match self.peek()? {
+            Some(b'0') => self.take(&mut out, b'0'),
+            Some(c @ b'1'..=b'9') => {
+                self.take(&mut out, c);
+                self.digits(&mut out, false)?;
             }
-            raw.push(b);
+            _ => return Err(self.unexpected("a digit")),
+        }
+        if self.peek()? == Some(b'.') {
+            self.take(&mut out, b'.');
+            self.digits(&mut out, true)?;
+        }
+        if let Some(c @ (b'e' | b'E')) = self.peek()? {
+            self.take(&mut out, c);
+            if let Some(c @ (b'+' | b'-')) = self.peek()? {
+                self.take(&mut out, c);
+            }
+            self.digits(&mut out, true)?;
+        }
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &str, out: Option<&mut Vec<u8>>) -> Result<(), ParseError> {
+        for &c in word.as_bytes() {
+            if self.peek()? != Some(c) {
+                return Err(self.unexpected(&format!("`{word}`")));
+            }
             self.pos += 1;
         }
-        let checked = match serde_json::from_slice::<serde::de::IgnoredAny>(&raw) {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_eof() || raw.is_empty() => {
-                let what = match raw.first() {
-                    Some(b't') => "`true`",
-                    Some(b'f') => "`false`",
-                    Some(b'n') => "`null`",
-                    Some(b'-' | b'0'..=b'9') => "a digit",
-                    _ => "a value",
-                };
-                Err(self.unexpected(what))
-            }
-            Err(e) => {
-                let next = self.next_byte();
-                Err(self.json_error(&e, error_offset(&e, &raw), &raw, next, start))
-            }
-        };
-        self.value_buf = raw;
-        checked
+        if let Some(o) = out {
+            o.extend_from_slice(word.as_bytes());
+        }
+        Ok(())
     }
 
-    /// A serde_json error at `at` in `text`, which starts at `start` (line, byte, column)
-    /// in the input; `next` is the byte after `text`.
-    fn json_error(
-        &self,
-        e: &serde_json::Error,
-        at: usize,
-        text: &[u8],
-        next: Option<u8>,
-        start: (u64, u64, u64),
-    ) -> ParseError {
-        let (line, column) = line_and_column(text, at);
-        let column = if line == 1 {
-            start.2 + at as u64
-        } else {
-            column
-        };
-        let found = text.get(at).copied().or(next);
-        ParseError::new(format!(
-            "malformed JSON at column {column}: {}",
-            message(e, found, !self.newlines, text, at)
-        ))
-        .at(Position {
-            record: if self.in_record {
-                self.count
-            } else {
-                self.count + 1
-            },
-            line: start.0 + line - 1,
-            byte: start.1 + at as u64,
-        })
+    /// Reads any value, appending its compact JSON text to `out` (or only checking it).
+    fn value(&mut self, out: Option<&mut Vec<u8>>, depth: usize) -> Result<(), ParseError> {
+        match self.peek()? {
+            Some(b'"') => self.string(out, true),
+            Some(b'{') => self.container(out, depth, b'}'),
+            Some(b'[') => self.container(out, depth, b']'),
+            Some(b't') => self.literal("true", out),
+            Some(b'f') => self.literal("false", out),
+            Some(b'n') => self.literal("null", out),
+            Some(b'-' | b'0'..=b'9') => self.number(out),
+            _ => Err(self.unexpected("a value")),
+        }
+    }
+
+    /// Reads an object (`close` is `}`) or an array (`]`) as compact JSON text.
+    fn container(
+        &mut self,
+        mut out: Option<&mut Vec<u8>>,
+        depth: usize,
+        close: u8,
+    ) -> Result<(), ParseError> {
+        if depth > MAX_DEPTH {
+            return Err(self.syntax(format_args!("nested more than {MAX_DEPTH} levels deep")));
+        }
+        let open = self.buf[self.pos];
+        self.take(&mut out, open);
+        let mut b = self.ws()?;
+        if b == Some(close) {
+            self.take(&mut out, close);
+            return Ok(());
+        }
+        let object = close == b'}';
+        loop {
+            if object {
+                if b != Some(b'"') {
+                    return Err(self.unexpected("a key (a string in double quotes)"));
+                }
+                self.string(out.as_deref_mut(), true)?;
+                self.ws()?;
+                self.expect(b':', "`:` after the key")?;
+                if let Some(o) = out.as_deref_mut() {
+                    o.push(b':');
+                }
+                self.ws()?;
+            }
+            self.value(out.as_deref_mut(), depth + 1)?;
+            b = self.ws()?;
+            match b {
+                Some(b',') => {
+                    self.take(&mut out, b',');
+                    b = self.ws()?;
+                }
+                Some(c) if c == close => {
+                    self.take(&mut out, close);
+                    return Ok(());
+                }
+                _ => {
+                    return Err(self.unexpected(if object { "`,` or `}`" } else { "`,` or `]`" }));
+                }
+            }
+        }
     }
 
     // --- records ---
 
     /// Reads the object at the current position as the record `out`.
     fn record(&mut self, out: &mut Record) -> Result<(), ParseError> {
-        let mut copy = std::mem::take(&mut self.value_buf);
-        copy.clear();
-        let column = self.column();
-        let read = match self.frame(&mut copy) {
-            Err(e) => Err(e),
-            Ok(place) => {
-                let text = match place {
-                    Some(r) => &self.buf[r],
-                    None => &copy[..],
-                };
-                let mut fields = Fields {
-                    text,
-                    names: &mut self.scratch,
-                    values: &mut out.values,
-                    kinds: &mut self.kinds,
-                    n: 0,
-                    depth: 0,
-                    key: &mut self.key,
-                    bad: None,
-                };
-                // The text is checked as UTF-8 once (simdutf8), serde_json then reads it
-                // as a `str`; text that is not UTF-8 is read as bytes, for serde_json to
-                // say where.
-                let read = match simdutf8::basic::from_utf8(text) {
-                    Ok(t) => {
-                        (&mut serde_json::Deserializer::from_str(t)).deserialize_map(&mut fields)
-                    }
-                    Err(_) => (&mut serde_json::Deserializer::from_slice(text))
-                        .deserialize_map(&mut fields),
-                };
-                let (n, bad) = (fields.n, fields.bad);
-                self.n = n;
-                read.map_err(|e| {
-                    let start = (self.rec_pos.line, self.rec_pos.byte, column);
-                    let next = self.next_byte();
-                    match bad {
-                        Some((at, e)) => self.json_error(&e, at, text, next, start),
-                        None => self.json_error(&e, error_offset(&e, text), text, next, start),
-                    }
-                })
-            }
-        };
-        self.value_buf = copy;
-        read?;
+        self.object_fields(&mut out.values, 1)?;
         self.finish_record(out);
         out.pos = self.rec_pos;
         Ok(())
+    }
+
+    /// Reads an object's members as fields named under `self.key`.
+    fn object_fields(&mut self, values: &mut Vec<String>, depth: usize) -> Result<(), ParseError> {
+        if depth > MAX_DEPTH {
+            return Err(self.syntax(format_args!("nested more than {MAX_DEPTH} levels deep")));
+        }
+        self.pos += 1;
+        let mut b = self.ws()?;
+        if b == Some(b'}') {
+            self.pos += 1;
+            if depth > 1 {
+                let mut v = self.begin_field(values);
+                v.extend_from_slice(b"{}");
+                self.end_field(values, v, Kind::Text)?;
+            }
+            return Ok(());
+        }
+        loop {
+            if b != Some(b'"') {
+                return Err(self.unexpected("a key (a string in double quotes)"));
+            }
+            let saved = self.key.len();
+            self.read_key()?;
+            self.ws()?;
+            self.expect(b':', "`:` after the key")?;
+            match self.ws()? {
+                Some(b'{') => self.object_fields(values, depth + 1)?,
+                Some(b'"') => {
+                    let mut v = self.begin_field(values);
+                    let read = self.string(Some(&mut v), false);
+                    read?;
+                    self.end_field(values, v, Kind::Text)?;
+                }
+                Some(b'n') => {
+                    let v = self.begin_field(values);
+                    self.literal("null", None)?;
+                    self.end_field(values, v, Kind::Null)?;
+                }
+                b => {
+                    // Arrays stay text (compact JSON).
+                    let kind = match b {
+                        Some(b't') => Kind::Bool(true),
+                        Some(b'f') => Kind::Bool(false),
+                        Some(b'-' | b'0'..=b'9') => Kind::Number,
+                        _ => Kind::Text,
+                    };
+                    let mut v = self.begin_field(values);
+                    self.value(Some(&mut v), depth + 1)?;
+                    self.end_field(values, v, kind)?;
+                }
+            }
+            self.key.truncate(saved);
+            b = self.ws()?;
+            match b {
+                Some(b',') => {
+                    self.pos += 1;
+                    b = self.ws()?;
+                }
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.unexpected("`,` or `}`")),
+            }
+        }
+    }
+
+    /// Reads a key and appends it to the dotted name.
+    fn read_key(&mut self) -> Result<(), ParseError> {
+        let mut k = std::mem::take(&mut self.tmp);
+        k.clear();
+        let start = self.here();
+        let read = self.string(Some(&mut k), false);
+        let text = std::str::from_utf8(&k);
+        let r = match (read, text) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Err(_)) => Err(ParseError::new("a key is not valid UTF-8").at(start)),
+            (Ok(()), Ok(t)) => {
+                if !self.key.is_empty() {
+                    self.key.push('.');
+                }
+                self.key.push_str(t);
+                Ok(())
+            }
+        };
+        self.tmp = k;
+        r
+    }
+
+    /// Starts field number `n`, named `self.key`; returns the (cleared) buffer of its value.
+    fn begin_field(&mut self, values: &mut Vec<String>) -> Vec<u8> {
+        let n = self.n;
+        match self.scratch.get_mut(n) {
+            Some(s) => {
+                s.clear();
+                s.push_str(&self.key);
+            }
+            None => self.scratch.push(self.key.clone()),
+        }
+        if values.len() <= n {
+            values.resize(n + 1, String::new());
+        }
+        let mut v = std::mem::take(&mut values[n]).into_bytes();
+        v.clear();
+        v
+    }
+
+    fn end_field(
+        &mut self,
+        values: &mut [String],
+        v: Vec<u8>,
+        kind: Kind,
+    ) -> Result<(), ParseError> {
+        match String::from_utf8(v) {
+            Ok(s) => {
+                values[self.n] = s;
+                self.kinds.truncate(self.n);
+                self.kinds.push(kind);
+                self.n += 1;
+                Ok(())
+            }
+            Err(e) => Err(ParseError {
+                value: Some(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+                ..ParseError::new("the value is not valid UTF-8").at(self.here())
+            }),
+        }
     }
 
     /// Settles the names of the record just read: the previous record's, a remembered
@@ -925,355 +1071,6 @@ fn merge_repeated(
         .filter(|(_, k)| **k)
         .map(|(n, _)| n.clone())
         .collect()
-}
-
-/// Where serde_json puts the fields of a record: flattened names, values and kinds.
-struct Fields<'a> {
-    /// The record's text; every value serde_json hands over lies in it.
-    text: &'a [u8],
-    /// The flattened names; the first `n` are the record's.
-    names: &'a mut Vec<String>,
-    values: &'a mut Vec<String>,
-    kinds: &'a mut Vec<Kind>,
-    n: usize,
-    /// 0 while reading the record, 1 in an object it holds, ...
-    depth: usize,
-    /// The dotted name of the field being read.
-    key: &'a mut String,
-    /// A string serde_json refused when its escapes were resolved, after it had read the
-    /// record: where in `text`, and why.
-    bad: Option<(usize, serde_json::Error)>,
-}
-
-impl Fields<'_> {
-    /// Starts field number `n`, named `key`; returns its (cleared) value.
-    fn push(&mut self, kind: Kind) -> &mut String {
-        let n = self.n;
-        match self.names.get_mut(n) {
-            Some(s) => {
-                s.clear();
-                s.push_str(self.key);
-            }
-            None => self.names.push(self.key.clone()),
-        }
-        if self.values.len() <= n {
-            self.values.resize(n + 1, String::new());
-        }
-        self.kinds.truncate(n);
-        self.kinds.push(kind);
-        self.n += 1;
-        let v = &mut self.values[n];
-        v.clear();
-        v
-    }
-
-    /// Takes the value `raw` (its JSON text) of the field `key`.
-    fn value(&mut self, raw: &str) -> Result<(), serde_json::Error> {
-        match raw.as_bytes().first() {
-            Some(b'"') if !raw.contains('\\') => {
-                self.push(Kind::Text).push_str(&raw[1..raw.len() - 1]);
-            }
-            Some(b'"') => {
-                let v = self.push(Kind::Text);
-                let mut de = serde_json::Deserializer::from_str(raw);
-                if let Err(e) = (&mut de).deserialize_str(Append(v)) {
-                    let at = raw.as_ptr() as usize - self.text.as_ptr() as usize;
-                    self.bad = Some((at + error_offset(&e, raw.as_bytes()), e));
-                    return Err(serde::de::Error::custom("bad string"));
-                }
-            }
-            Some(b'{') => {
-                self.depth += 1;
-                let mut de = serde_json::Deserializer::from_str(raw);
-                let read = (&mut de).deserialize_map(&mut *self);
-                self.depth -= 1;
-                read?;
-            }
-            Some(b'[') => {
-                // serde_json skipped the strings in it without resolving their escapes.
-                if raw.contains("\\u")
-                    && let Err(e) = serde_json::from_str::<serde_json::Value>(raw)
-                {
-                    let at = raw.as_ptr() as usize - self.text.as_ptr() as usize;
-                    self.bad = Some((at + error_offset(&e, raw.as_bytes()), e));
-                    return Err(serde::de::Error::custom("bad string"));
-                }
-                compact(raw, self.push(Kind::Text));
-            }
-            Some(b't') => self.push(Kind::Bool(true)).push_str(raw),
-            Some(b'f') => self.push(Kind::Bool(false)).push_str(raw),
-            Some(b'n') => {
-                self.push(Kind::Null);
-            }
-            _ => self.push(Kind::Number).push_str(raw),
-        }
-        Ok(())
-    }
-}
-
-impl<'de> Visitor<'de> for &mut Fields<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let outer = self.key.len();
-        let mut empty = true;
-        loop {
-            if !self.key.is_empty() {
-                self.key.push('.');
-            }
-            if map.next_key_seed(Append(self.key))?.is_none() {
-                self.key.truncate(outer);
-                break;
-            }
-            empty = false;
-            let raw: &'de RawValue = map.next_value()?;
-            self.value(raw.get()).map_err(A::Error::custom)?;
-            self.key.truncate(outer);
-        }
-        if empty && self.depth > 0 {
-            self.push(Kind::Text).push_str("{}");
-        }
-        Ok(())
-    }
-}
-
-/// Appends a string (escapes resolved) to a `String`.
-struct Append<'a>(&'a mut String);
-
-impl<'de> DeserializeSeed<'de> for Append<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl Visitor<'_> for Append<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_str<E>(self, s: &str) -> Result<(), E> {
-        self.0.push_str(s);
-        Ok(())
-    }
-}
-
-/// Writes the JSON text `raw` without the whitespace between its tokens.
-fn compact(raw: &str, out: &mut String) {
-    let (mut string, mut escape, mut from) = (false, false, 0);
-    for (i, b) in raw.bytes().enumerate() {
-        if string {
-            match b {
-                _ if escape => escape = false,
-                b'\\' => escape = true,
-                b'"' => string = false,
-                _ => {}
-            }
-        } else if b == b'"' {
-            string = true;
-        } else if b.is_ascii_whitespace() {
-            // ASCII: `i` is a character boundary.
-            out.push_str(&raw[from..i]);
-            from = i + 1;
-        }
-    }
-    out.push_str(&raw[from..]);
-}
-
-/// Hands the input to serde_json a byte at a time (serde_json reads no further than the
-/// value), following the nesting to stop deep input, which `IgnoredAny` does not limit.
-struct Feed<'r, R: Read> {
-    reader: &'r mut JsonReader<R>,
-    scan: Scan,
-    /// Why the feed stopped, when the input failed or nested too deep.
-    failed: Option<ParseError>,
-}
-
-impl<R: Read> Read for Feed<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let r = &mut *self.reader;
-        let b = match (buf.is_empty(), r.peek()) {
-            (true, _) | (_, Ok(None)) => return Ok(0),
-            (_, Ok(Some(b))) => b,
-            (_, Err(e)) => {
-                self.failed = Some(e);
-                return Err(io::Error::other("the input failed"));
-            }
-        };
-        if self.scan.step(b) == Step::TooDeep {
-            self.failed = Some(r.syntax(format_args!("nested more than {MAX_DEPTH} levels deep")));
-            return Err(io::Error::other("nested too deep"));
-        }
-        if b == b'\n' {
-            r.newline();
-        } else {
-            r.pos += 1;
-        }
-        buf[0] = b;
-        Ok(1)
-    }
-}
-
-/// Just enough of JSON's structure to find where a value ends: strings and nesting.
-#[derive(Default)]
-struct Scan {
-    depth: usize,
-    string: bool,
-    escape: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    More,
-    /// The value ends with this byte.
-    End,
-    /// This byte opens a container deeper than [`MAX_DEPTH`].
-    TooDeep,
-}
-
-impl Scan {
-    #[inline]
-    fn step(&mut self, b: u8) -> Step {
-        if self.string {
-            if self.escape {
-                self.escape = false;
-            } else if b == b'\\' {
-                self.escape = true;
-            } else if b == b'"' {
-                self.string = false;
-                if self.depth == 0 {
-                    return Step::End;
-                }
-            }
-            return Step::More;
-        }
-        match b {
-            b'"' => self.string = true,
-            b'{' | b'[' => {
-                self.depth += 1;
-                if self.depth > MAX_DEPTH {
-                    return Step::TooDeep;
-                }
-            }
-            b'}' | b']' => {
-                self.depth = self.depth.saturating_sub(1);
-                if self.depth == 0 {
-                    return Step::End;
-                }
-            }
-            _ => {}
-        }
-        Step::More
-    }
-}
-
-/// Where in `text` serde_json's error is: the byte it points at, or the end for a text
-/// that ends too soon.
-fn error_offset(e: &serde_json::Error, text: &[u8]) -> usize {
-    if e.is_eof() {
-        return text.len();
-    }
-    let mut start = 0;
-    for _ in 1..e.line() {
-        match text[start..].iter().position(|&b| b == b'\n') {
-            Some(i) => start += i + 1,
-            None => break,
-        }
-    }
-    let at = (start + e.column().saturating_sub(1)).min(text.len());
-    // serde_json points before a control character in a string, at the byte it consumed
-    // otherwise.
-    match text.get(at + 1) {
-        Some(&b) if b < 0x20 && e.to_string().starts_with("control character") => at + 1,
-        _ => at,
-    }
-}
-
-/// 1-based line and column of `at` in `text`.
-fn line_and_column(text: &[u8], at: usize) -> (u64, u64) {
-    let before = &text[..at.min(text.len())];
-    let line = 1 + before.iter().filter(|&&b| b == b'\n').count() as u64;
-    let start = before
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
-    (line, (at - start) as u64 + 1)
-}
-
-/// What a serde_json error says, in the words of the reader's other messages. `found` is
-/// the byte at the error, `text` the JSON it is in and `at` its place there.
-fn message(
-    e: &serde_json::Error,
-    found: Option<u8>,
-    lines: bool,
-    text: &[u8],
-    at: usize,
-) -> String {
-    let full = e.to_string();
-    let code = full
-        .rfind(" at line ")
-        .map_or(full.as_str(), |i| &full[..i]);
-    let expected = |what: &str| format!("expected {what}, found {}", describe(found));
-    let line_ends = "the line ends inside a string (a line break in a string is written `\\n`)";
-    match code {
-        "expected value" | "trailing comma" => expected("a value"),
-        "expected ident" => {
-            let before = &text[..at.min(text.len())];
-            let start = before
-                .iter()
-                .rposition(|b| !b.is_ascii_alphabetic())
-                .map_or(0, |i| i + 1);
-            expected(match before.get(start) {
-                Some(b't') => "`true`",
-                Some(b'f') => "`false`",
-                _ => "`null`",
-            })
-        }
-        "expected `,` or `}`" | "expected `,` or `]`" => expected(&code["expected ".len()..]),
-        "expected `:`" => expected("`:` after the key"),
-        "key must be a string" | "expected `\"`" => expected("a key (a string in double quotes)"),
-        "invalid number" => expected("a digit"),
-        "unexpected end of hex escape" | "lone leading surrogate in hex escape" => {
-            // After a high surrogate, serde_json wants a second escape.
-            let high = at
-                .checked_sub(6)
-                .and_then(|i| std::str::from_utf8(&text[i..at]).ok())
-                .and_then(|s| s.strip_prefix("\\u"))
-                .and_then(|h| u32::from_str_radix(h, 16).ok())
-                .filter(|h| (0xd800..0xdc00).contains(h));
-            match high {
-                Some(h) => format!(
-                    "the surrogate \\u{h:04X} must be followed by a low surrogate (\\uDC00-\\uDFFF)"
-                ),
-                None => expected("four hex digits after \\u"),
-            }
-        }
-        "EOF while parsing a string" if lines => line_ends.into(),
-        "EOF while parsing a string" => "the input ends inside a string".into(),
-        c if c.starts_with("EOF") && lines => {
-            "the line ends inside the record (JSON Lines holds one object per line)".into()
-        }
-        c if c.starts_with("EOF") => expected("the rest of the value"),
-        "control character (\\u0000-\\u001F) found while parsing a string" => match found {
-            Some(b'\n') => line_ends.into(),
-            Some(c) => format!("the control character 0x{c:02x} must be escaped in a string"),
-            None => code.into(),
-        },
-        "invalid escape" => format!(
-            "invalid escape in a string: a backslash followed by {} (valid: \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)",
-            describe(found)
-        ),
-        "invalid unicode code point" => "the value is not valid UTF-8".into(),
-        "recursion limit exceeded" => format!("nested more than {MAX_DEPTH} levels deep"),
-        _ => code.into(),
-    }
 }
 
 /// How reading a record of an array failed.
