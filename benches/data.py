@@ -3,7 +3,7 @@
 
 Run through benches/data.sh, which finds (or builds) the binaries and cleans up:
 
-    bash benches/data.sh [csv|xml|rss|all]
+    bash benches/data.sh [csv|xml|json|rss|all]
 
   csv  a CSV of order lines (DATA_MB, default 200 MB): (a) CSV to JSON, ferry vs
        `mlr --icsv --ojson cat`; (b) rename two fields, filter Qty > 5, compute Qty*Price,
@@ -16,6 +16,10 @@ Run through benches/data.sh, which finds (or builds) the binaries and cleans up:
        `xmlstarlet sel -t -m //cac:InvoiceLine ...`; then quick-xml's own speed
        (examples/xml_raw.rs: NsReader events with namespaces resolved, counting the
        invoice lines) and ferry's XML reader alone (`xml_raw --ferry`).
+  json a JSON array of orders (DATA_MB; nested customer object, numbers, booleans, null,
+       an array, escapes) and the same records as JSON Lines, each to CSV. With
+       FERRY_BASE_BIN set, that second ferry binary runs too, interleaved with FERRY_BIN
+       (an A/B of two builds; issue 12 measured the JSON reader this way).
   rss  peak RSS and time of ferry on a BIG_MB (default 2048 MB) input of each format: CSV to
        JSON, XML to CSV, fixed-width to CSV. One big file at a time, deleted afterwards.
 
@@ -27,6 +31,7 @@ Inputs are read once before timing, so all tools read from the page cache.
 
 Environment:
   FERRY_BIN      the ferry binary (data.sh sets it)
+  FERRY_BASE_BIN a second ferry binary for the json part's A/B (optional)
   CSV_RAW_BIN    the csv_raw example binary (data.sh sets it)
   XML_RAW_BIN    the xml_raw example binary (data.sh sets it)
   BENCH_TMP      work folder (default /tmp/ferry-data-bench.<pid>)
@@ -46,6 +51,7 @@ import sys
 import time
 
 FERRY = os.environ.get("FERRY_BIN", "target/release/ferry")
+FERRY_BASE = os.environ.get("FERRY_BASE_BIN", "")
 CSV_RAW = os.environ.get("CSV_RAW_BIN", "")
 XML_RAW = os.environ.get("XML_RAW_BIN", "")
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
@@ -108,6 +114,39 @@ def gen_csv(path, size):
             f.write(s)
             written += len(s.encode())
             i += chunk
+    return i
+
+
+def gen_json(path, size, lines=False):
+    """Orders as a JSON array (one object per line) or as JSON Lines: a nested customer
+    object, numbers written with their decimals, a boolean, a null, an array of tags and,
+    now and then, escapes."""
+    cust = _customers()
+    items = [f"ART-{n:05d} {WORDS[n % 16]} M{4 + n % 9}x{10 * (1 + n % 8)}" for n in range(5000)]
+    prices = [f"{(n * 37 % 99999) / 100 + 0.05:.2f}" for n in range(1000)]
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        if not lines:
+            f.write("[\n")
+        written, i, chunk = 0, 0, 20000
+        while written < size:
+            rows = []
+            for r in range(i, i + chunk):
+                x = h(r, 5)
+                name = json.dumps(cust[(r // 4) % 1000].strip('"'), ensure_ascii=(x % 7 == 0))
+                rows.append(
+                    f'{{"order": {1000000 + r // 4}, "line": {1 + r % 4}, '
+                    f'"customer": {{"name": {name}, "city": "{CITIES[x % 10]}", "vip": {"true" if x % 5 == 0 else "false"}}}, '
+                    f'"item": "{items[x % 5000]}", "qty": {1 + (x >> 13) % 12}, '
+                    f'"price": {prices[(x >> 5) % 1000]}, "note": null, "tags": ["{WORDS[x % 16]}", {x % 100}]}}'
+                )
+            sep = "\n" if lines else ",\n"
+            s = sep.join(rows)
+            if i > 0:
+                s = sep + s
+            f.write(s)
+            written += len(s.encode())
+            i += chunk
+        f.write("\n" if lines else "\n]\n")
     return i
 
 
@@ -262,6 +301,23 @@ MLR_TRANSFORM = [
     "then", "put", "$Total = $Quantity * $UnitPrice",
 ]
 
+JSON_CSV_JOB = """
+[source]
+folder = "in"
+settle = "0s"
+
+[input]
+format = "{fmt}"
+
+[[output]]
+folder = "out"
+name = "{{stem}}.csv"
+format = "csv"
+
+[after]
+success = "keep"
+"""
+
 XML_CSV_JOB = f"""
 [source]
 folder = "in"
@@ -358,7 +414,7 @@ def measured(args, stdout_path=None, cwd=None):
     return wall, rss, cpu
 
 
-def ferry_once(name, job, input_path):
+def ferry_once(name, job, input_path, binary=None):
     """A fresh deployment with the input hard-linked into its source folder, `ferry run
     --once` over it; returns (wall, rss, cpu, output path)."""
     d = os.path.join(ROOT, f"dep-{name}")
@@ -369,7 +425,7 @@ def ferry_once(name, job, input_path):
         f.write(job)
     os.link(input_path, os.path.join(d, "in", os.path.basename(input_path)))
     wall, rss, cpu = measured(
-        [FERRY, "--log", "warn", "run", "--once", "--jobs", os.path.join(d, "jobs")]
+        [binary or FERRY, "--log", "warn", "run", "--once", "--jobs", os.path.join(d, "jobs")]
     )
     outs = os.listdir(os.path.join(d, "out"))
     if len(outs) != 1:
@@ -571,6 +627,40 @@ def bench_xml():
     return res
 
 
+def bench_json():
+    res = {}
+    for style, fmt_name, lines, fname in (
+        ("array", "json", False, "orders.json"),
+        ("lines", "jsonl", True, "orders.jsonl"),
+    ):
+        path = os.path.join(ROOT, fname)
+        log(f"json {style}: generating {DATA_MB:.0f} MB of orders")
+        rows = gen_json(path, int(DATA_MB * 1e6), lines)
+        size = os.path.getsize(path)
+        log(f"json {style}: {rows} records, {size / 1e6:.1f} MB")
+        warm(path)
+        job = JSON_CSV_JOB.format(fmt=fmt_name)
+
+        def check_same(outs):
+            c = {k: count_lines(v) for k, v in outs.items()}
+            return {"lines": c, "same": len(set(c.values())) == 1}
+
+        r = compare(
+            f"json {style}->csv", RUNS, size,
+            "ferry", lambda: ferry_once(f"json-{style}", job, path),
+            "base", (lambda: ferry_once(f"json-{style}-base", job, path, FERRY_BASE))
+            if FERRY_BASE else None,
+            check=check_same,
+        )
+        r["input"] = {"bytes": size, "records": rows}
+        res[style] = r
+        os.unlink(path)
+        for d in (f"dep-json-{style}", f"dep-json-{style}-base"):
+            shutil.rmtree(os.path.join(ROOT, d), ignore_errors=True)
+    RESULTS["json"] = res
+    return res
+
+
 def bench_rss():
     need = BIG_MB * 1e6 * 3.5  # the input and its (bigger) output
     free = shutil.disk_usage(ROOT).free
@@ -656,6 +746,17 @@ def report():
             print(f"    {'ferry rdr':10} {fmt(x['raw']['ferry_reader'])}")
             print(f"    quick-xml/xmlstarlet: {q / xs:.1f}x (10x xmlstarlet = {10 * xs:.0f} MB/s); "
                   f"quick-xml / ferry end to end: {q / x['to_csv']['ferry']['mb_per_s']['median']:.1f}x")
+    if "json" in RESULTS:
+        for style, r in RESULTS["json"].items():
+            if not isinstance(r, dict):
+                continue
+            print(f"\nJSON {style} to CSV: {r['input']['bytes'] / 1e6:.1f} MB, {r['input']['records']} records")
+            for tool in ("ferry", "base"):
+                if tool in r:
+                    print(f"    {tool:10} {fmt(r[tool])}")
+            if "base" in r:
+                a, b = r["ferry"]["cpu_s"]["median"], r["base"]["cpu_s"]["median"]
+                print(f"    cpu ferry/base: {a / b:.3f}; outputs {r['check']}")
     if "rss" in RESULTS:
         print("\nBig inputs, ferry, one run each")
         for k, v in RESULTS["rss"].items():
@@ -665,6 +766,14 @@ def report():
                   f"wall {v['wall_s']:6.1f} s  cpu {v['cpu_s']:6.1f} s  peak RSS {v['peak_rss_mb']:.1f} MB")
 
 
+def tool_version(name):
+    """The first line of `name --version`; empty when the tool is not installed."""
+    if not shutil.which(name):
+        return ""
+    p = subprocess.run([name, "--version"], capture_output=True, text=True)
+    return p.stdout.strip().split("\n")[0]
+
+
 def main():
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
     if what in ("gen-csv", "gen-xml", "gen-fixed"):
@@ -672,19 +781,20 @@ def main():
         {"gen-csv": gen_csv, "gen-xml": gen_xml, "gen-fixed": gen_fixed}[what](
             sys.argv[2], int(float(sys.argv[3]) * 1e6))
         return
-    if what not in ("csv", "xml", "rss", "all"):
-        raise SystemExit("usage: data.py [csv|xml|rss|all]")
+    if what not in ("csv", "xml", "json", "rss", "all"):
+        raise SystemExit("usage: data.py [csv|xml|json|rss|all]")
     os.makedirs(ROOT, exist_ok=True)
     RESULTS["meta"] = {
         "ferry": FERRY, "runs": RUNS, "data_mb": DATA_MB, "big_mb": BIG_MB,
         "nproc": os.cpu_count(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "mlr": subprocess.run(["mlr", "--version"], capture_output=True, text=True).stdout.strip(),
-        "xmlstarlet": subprocess.run(["xmlstarlet", "--version"], capture_output=True,
-                                     text=True).stdout.split("\n")[0],
+        "mlr": tool_version("mlr"),
+        "xmlstarlet": tool_version("xmlstarlet"),
+        "ferry_base": FERRY_BASE,
     }
     try:
         # The machine may be shared: the load average before each part goes with it.
-        for part, fn in (("csv", bench_csv), ("xml", bench_xml), ("rss", bench_rss)):
+        for part, fn in (("csv", bench_csv), ("xml", bench_xml), ("json", bench_json),
+                         ("rss", bench_rss)):
             if what in (part, "all"):
                 load = os.getloadavg()[0]
                 log(f"{part}: load average {load:.2f}")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ferry data-path benchmarks, side by side with Miller, xmlstarlet and the csv crate.
 #
-#   bash benches/data.sh [csv|xml|rss|all]
+#   bash benches/data.sh [csv|xml|json|rss|all]
 #
 # FERRY_BIN overrides the binary (default target/release/ferry, or
 # $CARGO_TARGET_DIR/release/ferry; built when missing). The csv crate yardstick is
@@ -49,8 +49,8 @@ if [ "$what" = xml ] || [ "$what" = all ]; then
 fi
 
 missing=()
-command -v mlr >/dev/null || missing+=(miller)
-command -v xmlstarlet >/dev/null || missing+=(xmlstarlet)
+case "$what" in csv | all) command -v mlr >/dev/null || missing+=(miller) ;; esac
+case "$what" in xml | all) command -v xmlstarlet >/dev/null || missing+=(xmlstarlet) ;; esac
 [ -x /usr/bin/time ] || missing+=(time)
 command -v sha256sum >/dev/null || missing+=(coreutils)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -18,6 +18,8 @@
 //!   rename); FTP and email send from a local outbox ([`outputs::outbox`],
 //!   [`outputs::email`]); alerts by email.
 //! - [`transform`]: filters, computed fields and lookups (minijinja expressions).
+//! - [`filters`]: ferry's minijinja filters (`num`, `decimal`, `date`), shared by
+//!   transform expressions and output templates.
 //! - [`runtime`]: the daemon: per-job runners, the worker pool, processing of one file
 //!   ([`runtime::process`]), crash recovery, hot reload and shutdown.
 //! - [`protocol`]: the sessions of remote kinds (FTP/FTPS, IMAP, SMTP), TLS set-up, backoff
@@ -28,6 +30,7 @@
 //! - [`cli`]: the `check`, `test`, `history` and `status` commands.
 
 pub mod cli;
+pub mod filters;
 pub mod formats;
 pub mod fsutil;
 pub mod hashing;

@@ -149,7 +149,7 @@ pub fn environment() -> Environment<'static> {
             .build()
             .expect("default delimiters"),
     );
-    crate::transform::add_filters(&mut env);
+    crate::filters::add_filters(&mut env);
     env
 }
 
@@ -262,7 +262,7 @@ impl<W: Write> TemplateWriter<W> {
                 if self.not_numeric.contains(name) {
                     continue;
                 }
-                match crate::transform::parse_number(value).and_then(|v| f64::try_from(v).ok()) {
+                match crate::filters::parse_number(value).and_then(|v| f64::try_from(v).ok()) {
                     Some(n) => *self.totals.entry(name.to_string()).or_insert(0.0) += n,
                     None => {
                         self.not_numeric.insert(name.to_string());

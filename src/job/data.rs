@@ -14,6 +14,7 @@ use crate::formats::template_out::{TemplateOptions, TemplateWriter};
 use crate::formats::text::{ItemsOptions, TextMode, TextOptions, TextRules};
 use crate::formats::xml::{XmlOptions, XmlPaths};
 use crate::formats::xml_out::{XmlOutOptions, XmlWriter};
+pub use crate::transform::TransformSpec;
 
 /// What to do with a record that cannot be read or transformed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,42 +63,6 @@ impl Input {
             InputFormat::Json(_) => None,
             InputFormat::Text(r) | InputFormat::Pdf(r) => Some(r.names().to_vec()),
         }
-    }
-}
-
-/// `[transform]`: keep records matching `filter`, then compute `fields`.
-#[derive(Debug, Clone, Default)]
-pub struct TransformSpec {
-    /// A minijinja expression; records where it is false are dropped.
-    pub filter: Option<String>,
-    /// Output field name and its minijinja expression, in order.
-    pub fields: Vec<(String, String)>,
-    /// Keep the input fields not named in `fields` (after them).
-    pub keep: bool,
-    /// Lookup tables: name and CSV file (first column is the key).
-    pub lookups: Vec<(String, std::path::PathBuf)>,
-    /// Split the records into one file per value of this field (per output); output names
-    /// use the field as `{Field}`.
-    pub split: Option<String>,
-}
-
-impl TransformSpec {
-    /// The filter alone, and everything but the filter: the two halves of the transform,
-    /// applied one after the other, do what the whole does.
-    pub fn split_filter(&self) -> (TransformSpec, TransformSpec) {
-        (
-            TransformSpec {
-                filter: self.filter.clone(),
-                fields: Vec::new(),
-                keep: true,
-                lookups: self.lookups.clone(),
-                split: None,
-            },
-            TransformSpec {
-                filter: None,
-                ..self.clone()
-            },
-        )
     }
 }
 
