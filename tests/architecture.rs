@@ -9,14 +9,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// The back edges of the `formats` <-> `transform` <-> `job` cycle that the "json" branch of
-/// issue 12 removes: `formats::template_out` calls `transform::add_filters` and
-/// `transform::parse_number`; `transform` reads `job::data::TransformSpec`. Configuration
-/// (`job`) may name `formats` and `transform`, `transform` may name `formats`, not the other
-/// way round. Whoever merges the "json" branch empties this list (the test fails on an edge
-/// listed here that no longer exists).
-const KNOWN_UNTIL_JSON_MERGE: &[(&str, &str)] = &[("formats", "transform"), ("transform", "job")];
-
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -218,13 +210,7 @@ fn render(g: &Graph) -> String {
 
 #[test]
 fn top_level_modules_have_no_import_cycle() {
-    let mut g = graph();
-    for (from, to) in KNOWN_UNTIL_JSON_MERGE {
-        assert!(
-            g.get_mut(*from).is_some_and(|s| s.remove(*to)),
-            "KNOWN_UNTIL_JSON_MERGE lists {from} -> {to}, which no longer exists: remove it"
-        );
-    }
+    let g = graph();
     if let Some(cycle) = find_cycle(&g) {
         panic!(
             "import cycle between top-level modules: {}\n\nthe whole graph:\n{}",
