@@ -7,10 +7,18 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use ferry::cli::exit;
 
+/// `ferry --version`: the release and the commit it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("FERRY_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "ferry",
-    version,
+    version = VERSION,
     about = "A watched-folder file integration engine: takes finished files from folders, delivers them atomically, never loses one.",
     after_help = "Examples:\n  ferry check                       validate every job in ./jobs\n  ferry run --once                  process what is waiting now, then exit\n  ferry run                         run as a daemon (Ctrl-C or SIGTERM stops it gracefully)\n  ferry test invoices samples/invoices/INV-2026-1001.xml
                                     dry-run one file through a job\n  ferry history --job invoices      what happened to each file\n  ferry status                      jobs, waiting files, failures"
