@@ -4,9 +4,197 @@
 
 mod util;
 
-use std::process::Command;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use util::*;
+
+/// How long a wait for something the daemon must do may take (not a performance bound).
+const DEADLINE: Duration = Duration::from_secs(90);
+
+fn job_toml(src: &str, out: &str, poll: &str) -> String {
+    format!(
+        "[source]\nfolder = \"{src}\"\nsettle = \"0s\"\npoll = \"{poll}\"\nwatch = \"poll\"\n\n[[output]]\nfolder = \"{out}\"\n"
+    )
+}
+
+/// `ferry run` in the background with `env` set, its stderr in var/ferry-N.log.
+fn spawn_with_env(d: &Deployment, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+    std::fs::create_dir_all(d.path("var")).unwrap();
+    let n = std::fs::read_dir(d.path("var")).unwrap().count();
+    let log = std::fs::File::create(d.path(&format!("var/ferry-{n}.log"))).unwrap();
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    let mut c = d.cmd(&all);
+    c.stdout(Stdio::null()).stderr(Stdio::from(log));
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    Daemon {
+        child: c.spawn().unwrap(),
+    }
+}
+
+/// The messages a daemon sends to `NOTIFY_SOCKET`, as systemd would receive them.
+struct NotifySocket {
+    sock: UnixDatagram,
+    path: String,
+    got: Vec<String>,
+}
+
+impl NotifySocket {
+    fn bind(d: &Deployment) -> NotifySocket {
+        let path = d.path("notify.sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        NotifySocket {
+            sock,
+            path: path.to_string_lossy().into_owned(),
+            got: Vec::new(),
+        }
+    }
+
+    /// Receives until a message holds the line `line`; returns that message.
+    fn wait_for(&mut self, line: &str) -> String {
+        let start = Instant::now();
+        let mut buf = [0u8; 4096];
+        while start.elapsed() < DEADLINE {
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                self.got.push(msg.clone());
+                if msg.lines().any(|l| l == line) {
+                    return msg;
+                }
+            }
+        }
+        panic!("no {line:?} within {DEADLINE:?}; received {:?}", self.got);
+    }
+}
+
+fn drop_file(d: &Deployment, rel: &str, content: &str) {
+    let staged = d.write(&format!("staging/{}", rel.replace('/', "_")), content);
+    std::fs::rename(staged, d.path(rel)).unwrap();
+}
+
+fn wait_exists(d: &Deployment, rel: &str) {
+    let p = d.path(rel);
+    wait_for(&format!("{rel} to exist"), DEADLINE, || p.exists());
+}
+
+fn wait_log(d: &Deployment, what: &str, n: usize) {
+    wait_for(
+        &format!("the log to say {what:?} {n} time(s)"),
+        DEADLINE,
+        || d.logs().matches(what).count() >= n,
+    );
+}
+
+#[test]
+fn the_daemon_tells_systemd_it_is_ready_keeps_the_watchdog_fed_and_says_when_it_stops() {
+    let d = Deployment::new("notify");
+    d.job("j", &job_toml("in", "out", "500ms"));
+    d.mkdir("in");
+    let mut ns = NotifySocket::bind(&d);
+    let mut daemon = spawn_with_env(
+        &d,
+        &[],
+        &[("NOTIFY_SOCKET", &ns.path), ("WATCHDOG_USEC", "400000")],
+    );
+    let ready = ns.wait_for("READY=1");
+    assert!(ready.contains("STATUS=Watching 1 job(s)."), "{ready:?}");
+    // Ready means watching: the start-up log is complete by then.
+    assert!(
+        d.logs().contains("Watching the job's source folder."),
+        "READY=1 before the jobs were started:\n{}",
+        d.logs()
+    );
+    for _ in 0..3 {
+        ns.wait_for("WATCHDOG=1");
+    }
+    drop_file(&d, "in/a.txt", "a");
+    wait_exists(&d, "out/a.txt");
+
+    // SIGHUP: reloading, then ready again.
+    unsafe { libc::kill(daemon.child.id() as i32, libc::SIGHUP) };
+    let reloading = ns.wait_for("RELOADING=1");
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading:?}");
+    ns.wait_for("READY=1");
+
+    // SIGTERM: STOPPING=1, then a clean exit.
+    unsafe { libc::kill(daemon.child.id() as i32, libc::SIGTERM) };
+    ns.wait_for("STOPPING=1");
+    assert_eq!(daemon.stop(), Some(0), "{}", d.logs());
+}
+
+#[test]
+fn run_once_sends_no_notifications() {
+    // `run --once` is not a service: even with NOTIFY_SOCKET set it sends nothing.
+    let d = Deployment::new("notify-once");
+    d.job("j", &job_toml("in", "out", "500ms"));
+    d.write("in/a.txt", "a");
+    let ns = NotifySocket::bind(&d);
+    let o = d
+        .cmd(&["run", "--once"])
+        .env("NOTIFY_SOCKET", &ns.path)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut buf = [0u8; 512];
+    ns.sock.set_nonblocking(true).unwrap();
+    assert!(ns.sock.recv(&mut buf).is_err(), "run --once notified");
+}
+
+/// Sets a file's modification time.
+fn set_mtime(p: &Path, t: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(p)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+}
+
+#[test]
+fn sighup_reloads_job_files_even_an_edit_no_change_check_notices() {
+    let d = Deployment::new("sighup");
+    // Same length before and after each edit: size and mtime are all the folder check sees.
+    let job = d.job("j", &job_toml("in", "out-aaaa", "500ms"));
+    d.mkdir("in");
+    let mut daemon = Daemon::start(&d, &[]);
+    drop_file(&d, "in/1.txt", "1");
+    wait_exists(&d, "out-aaaa/1.txt");
+
+    // An edit the folder check would notice too (new mtime): SIGHUP applies it at once.
+    d.job("j", &job_toml("in", "out-bbbb", "500ms"));
+    unsafe { libc::kill(daemon.child.id() as i32, libc::SIGHUP) };
+    wait_log(&d, "Reloading the job files (SIGHUP).", 1);
+    wait_log(&d, "Job file changed", 1);
+    drop_file(&d, "in/2.txt", "2");
+    wait_exists(&d, "out-bbbb/2.txt");
+
+    // An edit it cannot notice: same size, the old mtime put back. The daemon goes on with
+    // the version it has ...
+    // (Written beside, given the old mtime, then renamed over it: never seen half done.)
+    let mtime = std::fs::metadata(&job).unwrap().modified().unwrap();
+    let staged = d.write("staging/j.toml", job_toml("in", "out-cccc", "500ms"));
+    set_mtime(&staged, mtime);
+    std::fs::rename(&staged, &job).unwrap();
+    drop_file(&d, "in/3.txt", "3");
+    wait_exists(&d, "out-bbbb/3.txt");
+    // ... until SIGHUP reads the files again.
+    unsafe { libc::kill(daemon.child.id() as i32, libc::SIGHUP) };
+    wait_log(&d, "Reloading the job files (SIGHUP).", 2);
+    wait_log(&d, "Job file changed", 2);
+    drop_file(&d, "in/4.txt", "4");
+    wait_exists(&d, "out-cccc/4.txt");
+    assert_eq!(d.files("out-aaaa"), ["1.txt"]);
+    assert_eq!(d.files("out-bbbb"), ["2.txt", "3.txt"]);
+    assert_eq!(d.files("out-cccc"), ["4.txt"]);
+    assert_eq!(daemon.stop(), Some(0));
+}
 
 #[test]
 fn version_names_the_release_and_the_commit() {
