@@ -37,6 +37,11 @@ struct Cli {
     /// Log level filter, e.g. `info`, `debug`, `ferry=debug` (or RUST_LOG).
     #[arg(long, global = true, default_value = "info", env = "FERRY_LOG")]
     log: String,
+    /// Write the log to PATH.YYYY-MM-DD (a new file every day, UTC; the newest 31 kept)
+    /// instead of stderr. Without it the log goes to stderr, where systemd gives it to
+    /// journald (which adds its own timestamps: ferry then leaves its own out).
+    #[arg(long, global = true, env = "FERRY_LOG_FILE", value_name = "PATH")]
+    log_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -152,8 +157,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Every log line goes through the redactor (no secret value is ever written), and the
 /// libraries that trace credentials are capped unless the filter names them.
-fn init_logging(format: LogFormat, filter: &str) {
+fn init_logging(format: LogFormat, filter: &str, file: Option<&std::path::Path>) {
     use std::io::IsTerminal;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::{EnvFilter, fmt};
     let (spec, filter) = match std::env::var("RUST_LOG")
@@ -166,12 +172,24 @@ fn init_logging(format: LogFormat, filter: &str) {
             EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info")),
         ),
     };
+    let writer = match file.map(ferry::service::log_file) {
+        None => BoxMakeWriter::new(ferry::redact::Redacting::new(std::io::stderr)),
+        Some(Ok(appender)) => BoxMakeWriter::new(ferry::redact::Redacting::new(appender)),
+        Some(Err(e)) => {
+            let path = file.unwrap_or(std::path::Path::new("")).display();
+            eprintln!("error: cannot write the log file {path}: {e}");
+            std::process::exit(exit::FATAL);
+        }
+    };
     let layer = fmt::layer()
-        .with_writer(ferry::redact::Redacting::new(std::io::stderr))
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_writer(writer)
+        .with_ansi(file.is_none() && std::io::stderr().is_terminal());
     let caps = ferry::redact::library_caps(&spec, filter.max_level_hint());
     let registry = tracing_subscriber::registry().with(filter).with(caps);
+    // journald stamps every line itself.
+    let journald = file.is_none() && ferry::service::stderr_is_journal();
     match format {
+        LogFormat::Human if journald => registry.with(layer.without_time()).init(),
         LogFormat::Human => registry.with(layer).init(),
         LogFormat::Json => registry
             .with(
@@ -187,7 +205,7 @@ fn init_logging(format: LogFormat, filter: &str) {
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log);
+    init_logging(cli.log_format, &cli.log, cli.log_file.as_deref());
     if !matches!(cli.command, Command::Run { .. }) {
         // `run` learns them as it loads (and reloads) the jobs.
         ferry::redact::learn_jobs_dir(&cli.jobs);

@@ -209,3 +209,113 @@ fn version_names_the_release_and_the_commit() {
         "not a short commit: {commit:?}"
     );
 }
+
+/// `run --once` with stderr in `log` and `env` set; returns the exit code.
+fn run_once_logging_to(d: &Deployment, log: &Path, args: &[&str], env: &[(&str, &str)]) -> i32 {
+    let mut all = vec!["run", "--once"];
+    all.extend_from_slice(args);
+    let mut c = d.cmd(&all);
+    c.stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.status().unwrap().code().unwrap_or(-1)
+}
+
+/// Whether a human log line starts with ferry's own timestamp (`2026-12-03T13:50:45.669Z`).
+fn stamped(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.len() > 20 && b[4] == b'-' && b[10] == b'T' && line[..4].chars().all(|c| c.is_ascii_digit())
+}
+
+#[test]
+fn under_journald_the_human_log_leaves_the_timestamp_to_the_journal() {
+    use std::os::unix::fs::MetadataExt;
+    let d = Deployment::new("journald");
+    d.job("j", &job_toml("in", "out", "500ms"));
+    d.write("in/a.txt", "a");
+    let log = d.mkdir("var").join("stderr.log");
+    std::fs::File::create(&log).unwrap();
+    // systemd names the stream it connected to stderr: device:inode.
+    let md = std::fs::metadata(&log).unwrap();
+    let stream = format!("{}:{}", md.dev(), md.ino());
+    let code = run_once_logging_to(&d, &log, &[], &[("JOURNAL_STREAM", &stream)]);
+    assert_eq!(code, 0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("Run finished"), "{text}");
+    for line in text.lines() {
+        assert!(!stamped(line), "a timestamp under journald: {line:?}");
+        assert!(
+            line.starts_with(" INFO") || line.starts_with(" WARN") || line.starts_with("ERROR"),
+            "{line:?}"
+        );
+    }
+
+    // A JOURNAL_STREAM inherited by a process whose stderr goes elsewhere is not journald.
+    d.write("in/b.txt", "b");
+    let other = d.path("var/other.log");
+    let code = run_once_logging_to(&d, &other, &[], &[("JOURNAL_STREAM", &stream)]);
+    assert_eq!(code, 0);
+    let text = std::fs::read_to_string(&other).unwrap();
+    assert!(
+        text.lines().count() > 1 && text.lines().all(stamped),
+        "{text}"
+    );
+
+    // The JSON format keeps its timestamp field.
+    d.write("in/c.txt", "c");
+    let json = d.path("var/json.log");
+    std::fs::File::create(&json).unwrap();
+    let md = std::fs::metadata(&json).unwrap();
+    let stream = format!("{}:{}", md.dev(), md.ino());
+    let code = run_once_logging_to(
+        &d,
+        &json,
+        &["--log-format", "json"],
+        &[("JOURNAL_STREAM", &stream)],
+    );
+    assert_eq!(code, 0);
+    let text = std::fs::read_to_string(&json).unwrap();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["timestamp"].is_string(), "{line}");
+    }
+}
+
+#[test]
+fn log_file_writes_a_daily_file_instead_of_stderr() {
+    let d = Deployment::new("log-file");
+    d.job("j", &job_toml("in", "out", "500ms"));
+    d.write("in/a.txt", "a");
+    let stderr_log = d.mkdir("var").join("stderr.log");
+    let code = run_once_logging_to(&d, &stderr_log, &["--log-file", "var/log/ferry.log"], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(std::fs::read_to_string(&stderr_log).unwrap(), "");
+    let files = d.files("var/log");
+    assert_eq!(files.len(), 1, "{files:?}");
+    // ferry.log.YYYY-MM-DD
+    let date = files[0].strip_prefix("ferry.log.").expect("a dated name");
+    assert!(
+        date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-',
+        "{files:?}"
+    );
+    let text = std::fs::read_to_string(d.path("var/log").join(&files[0])).unwrap();
+    assert!(
+        text.contains("ferry started") && text.contains("Run finished"),
+        "{text}"
+    );
+    assert!(text.lines().all(stamped), "{text}");
+
+    // A log file that cannot be made stops ferry before it does anything.
+    d.write("var/blocked", "a file, not a folder");
+    d.write("in/b.txt", "b");
+    let o = d.run(&["run", "--once", "--log-file", "var/blocked/ferry.log"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot write the log file var/blocked/ferry.log"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(d.path("in/b.txt").exists());
+}
