@@ -319,3 +319,194 @@ fn log_file_writes_a_daily_file_instead_of_stderr() {
     );
     assert!(d.path("in/b.txt").exists());
 }
+
+const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/install/ferry.service");
+const INSTALL_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/install/install.sh");
+
+/// A missing tool fails the test (scripts/test.sh installs it); it never skips it.
+fn require(name: &str, package: &str) {
+    assert!(
+        have(name),
+        "{name} is not installed: these tests need it (Debian package `{package}`; scripts/test.sh installs it)"
+    );
+}
+
+/// The value of `key=` in the unit (the last one, as systemd reads it).
+fn unit_value(unit: &str, key: &str) -> String {
+    unit.lines()
+        .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+        .next_back()
+        .unwrap_or_else(|| panic!("the unit sets no {key}="))
+        .to_string()
+}
+
+/// `systemd-analyze verify` on `unit`, with its ExecStart pointed at `binary` (verify
+/// checks that the command exists); it must say nothing.
+fn verify_unit(unit: &str, binary: &Path, dir: &Path) {
+    require("systemd-analyze", "systemd");
+    let fixed = unit.replace(
+        "ExecStart=/usr/local/bin/ferry ",
+        &format!("ExecStart={} ", binary.display()),
+    );
+    assert_ne!(
+        fixed, unit,
+        "the unit's ExecStart is not /usr/local/bin/ferry"
+    );
+    let path = dir.join("ferry.service");
+    std::fs::write(&path, fixed).unwrap();
+    let o = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    // Unknown keys and bad values are only warnings: anything said is a failure.
+    assert!(
+        o.status.success() && o.stderr.is_empty() && o.stdout.is_empty(),
+        "systemd-analyze verify:\n{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+}
+
+#[test]
+fn the_unit_passes_systemd_analyze_verify() {
+    let d = Deployment::new("unit-verify");
+    let unit = std::fs::read_to_string(UNIT).unwrap();
+    verify_unit(&unit, Path::new(BIN), &d.root);
+    // And verify does catch a broken unit.
+    let broken = unit.replace("ProtectSystem=strict", "ProtectSystem=strictly");
+    let path = d.path("ferry.service");
+    std::fs::write(
+        &path,
+        broken.replace(
+            "ExecStart=/usr/local/bin/ferry ",
+            &format!("ExecStart={BIN} "),
+        ),
+    )
+    .unwrap();
+    let o = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        !o.stderr.is_empty(),
+        "verify said nothing about a bad value"
+    );
+}
+
+#[test]
+fn the_unit_stops_gracefully_and_leaves_shares_writable() {
+    let unit = std::fs::read_to_string(UNIT).unwrap();
+    let secs = |v: &str| -> u64 {
+        let v = v.trim();
+        v.strip_suffix("min")
+            .map(|m| m.parse::<u64>().unwrap() * 60)
+            .unwrap_or_else(|| v.trim_end_matches('s').parse().unwrap())
+    };
+    let exec = unit_value(&unit, "ExecStart");
+    let grace = exec
+        .split_once("--grace ")
+        .map(|(_, g)| secs(g.split_whitespace().next().unwrap()))
+        .expect("ExecStart gives --grace");
+    // `ferry run`'s default --grace is 30s; the unit may not cut a stop shorter.
+    assert!(grace >= 30, "{exec}");
+    let stop = secs(&unit_value(&unit, "TimeoutStopSec"));
+    assert!(
+        stop > grace,
+        "TimeoutStopSec={stop}s is not longer than --grace {grace}s"
+    );
+    assert_eq!(unit_value(&unit, "KillSignal"), "SIGTERM");
+    assert_eq!(unit_value(&unit, "Type"), "notify");
+    assert_eq!(unit_value(&unit, "Restart"), "on-failure");
+    assert_eq!(unit_value(&unit, "User"), "ferry");
+    assert_eq!(unit_value(&unit, "ExecReload"), "/bin/kill -HUP $MAINPID");
+    assert_eq!(unit_value(&unit, "WorkingDirectory"), "/var/lib/ferry");
+    assert_eq!(unit_value(&unit, "ProtectSystem"), "strict");
+    let rw = unit_value(&unit, "ReadWritePaths");
+    for p in ["/var/lib/ferry", "/mnt", "/srv", "/media"] {
+        assert!(
+            rw.split_whitespace()
+                .any(|w| w.trim_start_matches('-') == p),
+            "{rw}"
+        );
+    }
+    // The install script creates the deployment the unit runs in.
+    let script = std::fs::read_to_string(INSTALL_SH).unwrap();
+    assert!(
+        script.contains("home=/var/lib/ferry\n"),
+        "install.sh's deployment is not the unit's"
+    );
+}
+
+#[test]
+fn the_install_script_is_valid_bash_and_passes_shellcheck() {
+    let o = Command::new("bash")
+        .args(["-n", INSTALL_SH])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "bash -n: {}", stderr(&o));
+    require("shellcheck", "shellcheck");
+    let o = Command::new("shellcheck").arg(INSTALL_SH).output().unwrap();
+    assert!(
+        o.status.success(),
+        "shellcheck:\n{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+}
+
+#[test]
+fn the_install_script_stages_a_verifiable_install_and_an_upgrade_keeps_the_state() {
+    let d = Deployment::new("install-staged");
+    let stage = d.mkdir("stage");
+    let install = |binary: &str| {
+        let o = Command::new("bash")
+            .arg(INSTALL_SH)
+            .arg(binary)
+            .env("DESTDIR", &stage)
+            .env_remove("PREFIX")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "install.sh: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        o
+    };
+    let o = install(BIN);
+    assert!(stdout(&o).contains("(commit "), "{}", stdout(&o));
+    let bin = stage.join("usr/local/bin/ferry");
+    assert_eq!(read(&bin), read(Path::new(BIN)));
+    for dir in ["var/lib/ferry/jobs", "var/lib/ferry/var", "var/log/ferry"] {
+        assert!(stage.join(dir).is_dir(), "{dir}");
+    }
+    let unit = std::fs::read_to_string(stage.join("etc/systemd/system/ferry.service")).unwrap();
+    assert_eq!(unit, std::fs::read_to_string(UNIT).unwrap());
+    verify_unit(&unit, &bin, &d.root);
+
+    // An upgrade over it: the binary is replaced, the jobs and the journal are kept.
+    let job = stage.join("var/lib/ferry/jobs/j.toml");
+    std::fs::write(&job, job_toml("in", "out", "1s")).unwrap();
+    let journal = stage.join("var/lib/ferry/var/state/journal.sqlite");
+    std::fs::create_dir_all(journal.parent().unwrap()).unwrap();
+    std::fs::write(&journal, "the journal").unwrap();
+    std::fs::write(&bin, "an old release").unwrap();
+    install(BIN);
+    assert_eq!(read(&bin), read(Path::new(BIN)));
+    assert_eq!(read(&journal), b"the journal");
+    assert_eq!(read(&job), job_toml("in", "out", "1s").as_bytes());
+
+    // A missing binary is said plainly and nothing is installed.
+    let o = Command::new("bash")
+        .arg(INSTALL_SH)
+        .arg(d.path("no-such-ferry"))
+        .env("DESTDIR", d.path("stage2"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no ferry binary at"), "{}", stderr(&o));
+    assert!(!d.path("stage2").exists());
+}
