@@ -375,14 +375,16 @@ fn a_journal_of_a_newer_ferry_is_refused_and_left_as_it_was() {
         assert!(!d.path("var/state/journal.id").exists(), "{args:?}");
     }
     // The reading commands refuse it too, rather than misread it.
-    let o = d.run(&["status"]);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("written by a newer ferry"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(read(&db) == bytes, "status changed the journal");
+    for cmd in ["status", "history"] {
+        let o = d.run(&[cmd]);
+        assert_eq!(o.status.code(), Some(3), "{cmd}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("written by a newer ferry"),
+            "{cmd}: {}",
+            stderr(&o)
+        );
+        assert!(read(&db) == bytes, "{cmd} changed the journal");
+    }
     assert!(d.path("in/INV-3.csv").exists());
     assert!(!d.path("out").exists());
 }
