@@ -372,6 +372,12 @@ fn a_journal_of_a_newer_ferry_is_refused_and_left_as_it_was() {
             "said once: {err}"
         );
         assert!(read(&db) == bytes, "{args:?}: the journal changed");
+        for side in ["journal.sqlite-wal", "journal.sqlite-shm"] {
+            assert!(
+                !d.path("var/state").join(side).exists(),
+                "{args:?}: {side} made"
+            );
+        }
         assert!(!d.path("var/state/journal.id").exists(), "{args:?}");
     }
     // The reading commands refuse it too, rather than misread it.

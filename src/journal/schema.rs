@@ -21,18 +21,41 @@ pub struct NewerJournal {
 }
 
 /// Refuses a journal whose schema is newer than this ferry's, looking at it read-only (a
-/// missing or empty journal is not refused: it is made at the current version).
+/// missing or empty journal is not refused: it is made at the current version). The caller
+/// holds the state folder's lock: the empty `-wal` and `-shm` files the look created, and
+/// no one else uses, are removed again, so a refused journal is left as it was found.
 pub(super) fn refuse_newer(db: &std::path::Path) -> super::Result<()> {
     if !crate::fsutil::exists(db) {
         return Ok(());
     }
-    let conn = Connection::open_with_flags(
-        db,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    Ok(check_version(db, version)?)
+    let sidecars: Vec<std::path::PathBuf> = ["-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let mut side = db.as_os_str().to_owned();
+            side.push(suffix);
+            std::path::PathBuf::from(side)
+        })
+        .filter(|p| !crate::fsutil::exists(p))
+        .collect();
+    let version = {
+        let conn = Connection::open_with_flags(
+            db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))?
+    };
+    let checked = check_version(db, version);
+    if checked.is_err() {
+        for side in sidecars {
+            let empty_wal = side.to_string_lossy().ends_with("-wal")
+                && std::fs::metadata(&side).is_ok_and(|m| m.len() == 0);
+            if empty_wal || side.to_string_lossy().ends_with("-shm") {
+                let _ = std::fs::remove_file(&side);
+            }
+        }
+    }
+    Ok(checked?)
 }
 
 /// `Err` when `version` is newer than this ferry's schema.
