@@ -56,7 +56,7 @@ enum LogFormat {
 enum Command {
     /// Run every job: watch the sources and process files as they become ready.
     #[command(
-        after_help = "Exit codes of `run --once`: 0 all files processed; 1 at least one file failed (it is in its error folder, with a report); 2 a job file is invalid (the valid jobs still ran); 3 ferry could not run (no jobs folder, state folder locked, journal unreadable or lost).\nThe daemon exits 0 after a clean stop (SIGINT/SIGTERM), whatever happened to files meanwhile, and 3 when it cannot run.\n\nExamples:\n  ferry run                     daemon; job file edits apply without a restart\n  ferry run --once              batch: take what is in the sources now, wait for files still being written, exit\n  ferry run --jobs /srv/ferry/jobs --log-format json"
+        after_help = "Exit codes of `run --once`: 0 all files processed; 1 at least one file failed (it is in its error folder, with a report); 2 a job file is invalid (the valid jobs still ran); 3 ferry could not run (no jobs folder, state folder locked, journal unreadable or lost).\nThe daemon exits 0 after a clean stop (SIGINT/SIGTERM), whatever happened to files meanwhile, and 3 when it cannot run. SIGHUP makes it read the job files again.\n\nExamples:\n  ferry run                     daemon; job file edits apply without a restart\n  ferry run --once              batch: take what is in the sources now, wait for files still being written, exit\n  ferry run --jobs /srv/ferry/jobs --log-format json"
     )]
     Run {
         /// Take what is in the sources now (waiting for files still being written),
@@ -172,14 +172,15 @@ fn init_logging(format: LogFormat, filter: &str, file: Option<&std::path::Path>)
             EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info")),
         ),
     };
-    let writer = match file.map(ferry::service::log_file) {
+    let writer = match file {
         None => BoxMakeWriter::new(ferry::redact::Redacting::new(std::io::stderr)),
-        Some(Ok(appender)) => BoxMakeWriter::new(ferry::redact::Redacting::new(appender)),
-        Some(Err(e)) => {
-            let path = file.unwrap_or(std::path::Path::new("")).display();
-            eprintln!("error: cannot write the log file {path}: {e}");
-            std::process::exit(exit::FATAL);
-        }
+        Some(path) => match ferry::service::log_file(path) {
+            Ok(appender) => BoxMakeWriter::new(ferry::redact::Redacting::new(appender)),
+            Err(e) => {
+                eprintln!("error: cannot write the log file {}: {e}", path.display());
+                std::process::exit(exit::FATAL);
+            }
+        },
     };
     let layer = fmt::layer()
         .with_writer(writer)
