@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs ferry's whole test suite. Installs, on Debian, the real tools the tests use
 # (sshfs + socat for a FUSE share that raises no file events, inotify-tools, vsftpd and
-# pure-ftpd + openssl for the FTP tests, lftp for the FTP benchmark), so a fresh machine with
-# only the Rust toolchain passes. Every test talks to 127.0.0.1 only.
+# pure-ftpd + openssl for the FTP tests, lftp for the FTP benchmark, systemd-analyze and
+# shellcheck for the service files), so a fresh machine with only the Rust toolchain
+# passes. Every test talks to 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,10 @@ command -v inotifywait >/dev/null || missing+=(inotify-tools)
 [ -x /usr/sbin/vsftpd ] || missing+=(vsftpd)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v lftp >/dev/null || missing+=(lftp)
+# The service tests: `systemd-analyze verify` on install/ferry.service, shellcheck on
+# install/install.sh.
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v shellcheck >/dev/null || missing+=(shellcheck)
 # The libraries the unpacked pure-ftpd (below) links against.
 for lib in libsodium23 libssl3 libcap2 libpam0g libcrypt1; do
   dpkg -s "$lib" >/dev/null 2>&1 || missing+=("$lib")

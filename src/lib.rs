@@ -28,6 +28,8 @@
 //! - [`fsutil`]: the file-system primitives the guarantees rest on; [`hashing`]: sha256 of
 //!   big streams on a thread of their own.
 //! - [`cli`]: the `check`, `test`, `history` and `status` commands.
+//! - [`service`]: running under systemd: readiness and watchdog notifications, logs for
+//!   journald or a rotating file.
 
 pub mod cli;
 pub mod filters;
@@ -42,5 +44,6 @@ pub mod readiness;
 pub mod redact;
 pub mod runtime;
 pub mod secrets;
+pub mod service;
 pub mod sources;
 pub mod transform;

@@ -7,10 +7,18 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use ferry::cli::exit;
 
+/// `ferry --version`: the release and the commit it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("FERRY_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "ferry",
-    version,
+    version = VERSION,
     about = "A watched-folder file integration engine: takes finished files from folders, delivers them atomically, never loses one.",
     after_help = "Examples:\n  ferry check                       validate every job in ./jobs\n  ferry run --once                  process what is waiting now, then exit\n  ferry run                         run as a daemon (Ctrl-C or SIGTERM stops it gracefully)\n  ferry test invoices samples/invoices/INV-2026-1001.xml
                                     dry-run one file through a job\n  ferry history --job invoices      what happened to each file\n  ferry status                      jobs, waiting files, failures"
@@ -29,6 +37,11 @@ struct Cli {
     /// Log level filter, e.g. `info`, `debug`, `ferry=debug` (or RUST_LOG).
     #[arg(long, global = true, default_value = "info", env = "FERRY_LOG")]
     log: String,
+    /// Write the log to PATH.YYYY-MM-DD (a new file every day, UTC; the newest 31 kept)
+    /// instead of stderr. Without it the log goes to stderr, where systemd gives it to
+    /// journald (which adds its own timestamps: ferry then leaves its own out).
+    #[arg(long, global = true, env = "FERRY_LOG_FILE", value_name = "PATH")]
+    log_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,7 +56,7 @@ enum LogFormat {
 enum Command {
     /// Run every job: watch the sources and process files as they become ready.
     #[command(
-        after_help = "Exit codes of `run --once`: 0 all files processed; 1 at least one file failed (it is in its error folder, with a report); 2 a job file is invalid (the valid jobs still ran); 3 ferry could not run (no jobs folder, state folder locked, journal unreadable or lost).\nThe daemon exits 0 after a clean stop (SIGINT/SIGTERM), whatever happened to files meanwhile, and 3 when it cannot run.\n\nExamples:\n  ferry run                     daemon; job file edits apply without a restart\n  ferry run --once              batch: take what is in the sources now, wait for files still being written, exit\n  ferry run --jobs /srv/ferry/jobs --log-format json"
+        after_help = "Exit codes of `run --once`: 0 all files processed; 1 at least one file failed (it is in its error folder, with a report); 2 a job file is invalid (the valid jobs still ran); 3 ferry could not run (no jobs folder, state folder locked, journal unreadable or lost).\nThe daemon exits 0 after a clean stop (SIGINT/SIGTERM), whatever happened to files meanwhile, and 3 when it cannot run. SIGHUP makes it read the job files again.\n\nExamples:\n  ferry run                     daemon; job file edits apply without a restart\n  ferry run --once              batch: take what is in the sources now, wait for files still being written, exit\n  ferry run --jobs /srv/ferry/jobs --log-format json"
     )]
     Run {
         /// Take what is in the sources now (waiting for files still being written),
@@ -144,8 +157,9 @@ enum JournalAction {
 
 /// Every log line goes through the redactor (no secret value is ever written), and the
 /// libraries that trace credentials are capped unless the filter names them.
-fn init_logging(format: LogFormat, filter: &str) {
+fn init_logging(format: LogFormat, filter: &str, file: Option<&std::path::Path>) {
     use std::io::IsTerminal;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::{EnvFilter, fmt};
     let (spec, filter) = match std::env::var("RUST_LOG")
@@ -158,12 +172,25 @@ fn init_logging(format: LogFormat, filter: &str) {
             EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info")),
         ),
     };
+    let writer = match file {
+        None => BoxMakeWriter::new(ferry::redact::Redacting::new(std::io::stderr)),
+        Some(path) => match ferry::service::log_file(path) {
+            Ok(appender) => BoxMakeWriter::new(ferry::redact::Redacting::new(appender)),
+            Err(e) => {
+                eprintln!("error: cannot write the log file {}: {e}", path.display());
+                std::process::exit(exit::FATAL);
+            }
+        },
+    };
     let layer = fmt::layer()
-        .with_writer(ferry::redact::Redacting::new(std::io::stderr))
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_writer(writer)
+        .with_ansi(file.is_none() && std::io::stderr().is_terminal());
     let caps = ferry::redact::library_caps(&spec, filter.max_level_hint());
     let registry = tracing_subscriber::registry().with(filter).with(caps);
+    // journald stamps every line itself.
+    let journald = file.is_none() && ferry::service::stderr_is_journal();
     match format {
+        LogFormat::Human if journald => registry.with(layer.without_time()).init(),
         LogFormat::Human => registry.with(layer).init(),
         LogFormat::Json => registry
             .with(
@@ -179,7 +206,7 @@ fn init_logging(format: LogFormat, filter: &str) {
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log);
+    init_logging(cli.log_format, &cli.log, cli.log_file.as_deref());
     if !matches!(cli.command, Command::Run { .. }) {
         // `run` learns them as it loads (and reloads) the jobs.
         ferry::job::secrets::learn_jobs_dir(&cli.jobs);

@@ -275,3 +275,122 @@ fn a_backup_into_a_folder_gets_a_dated_name_and_is_a_complete_journal() {
     assert!(stderr(&o).contains("no journal"), "{}", stderr(&o));
     assert!(!e.path("x.sqlite").exists());
 }
+
+/// The journal written by the release with schema version 2 (tests/data/journal-v2.md).
+const JOURNAL_V2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/journal-v2.sqlite");
+
+/// A deployment with the `invoices` job the v2 journal was written by, and that journal.
+fn with_v2_journal(name: &str) -> Deployment {
+    let d = Deployment::new(name);
+    d.job(
+        "invoices",
+        "[source]\nfolder = \"in\"\nsettle = \"0s\"\n\n[[output]]\nfolder = \"out\"\n\n[after]\nsuccess = \"archive\"\n",
+    );
+    d.mkdir("var/state");
+    std::fs::copy(JOURNAL_V2, d.path("var/state/journal.sqlite")).unwrap();
+    d
+}
+
+fn user_version(d: &Deployment) -> i64 {
+    let c = rusqlite::Connection::open(d.path("var/state/journal.sqlite")).unwrap();
+    c.pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn upgrade_a_journal_of_the_v2_release_is_opened_and_carried_on() {
+    let d = with_v2_journal("upgrade-v2");
+    let before = d.history();
+    assert_eq!(before.len(), 2, "{before:?}");
+    assert!(
+        before
+            .iter()
+            .all(|f| f["state"] == "done" && f["job"] == "invoices")
+    );
+
+    d.write("in/INV-3.csv", "INV-3,300\n");
+    let o = run_once(&d, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), ["INV-3.csv"]);
+    let after = d.history();
+    assert_eq!(after.len(), 3, "{after:?}");
+    // The journal's `{seq}` numbers go on from where the old release left them.
+    assert_eq!(after[2]["seq"], 3, "{after:?}");
+    assert_eq!(user_version(&d), 2);
+    // Its id is adopted by the state folder.
+    let c = rusqlite::Connection::open(d.path("var/state/journal.sqlite")).unwrap();
+    let id: String = c
+        .query_row("SELECT value FROM meta WHERE key = 'journal_id'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let recorded = std::fs::read_to_string(d.path("var/state/journal.id")).unwrap();
+    assert_eq!(recorded.trim(), id);
+}
+
+#[test]
+fn upgrade_a_v1_journal_migrates_forward_on_start() {
+    let d = with_v2_journal("upgrade-v1");
+    {
+        // Version 1 had no `meta` table (no journal id).
+        let c = rusqlite::Connection::open(d.path("var/state/journal.sqlite")).unwrap();
+        c.execute_batch("DROP TABLE meta; PRAGMA user_version = 1;")
+            .unwrap();
+    }
+    let o = run_once(&d, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(user_version(&d), 2);
+    assert!(d.path("var/state/journal.id").exists());
+    assert_eq!(d.history().len(), 2);
+}
+
+#[test]
+fn a_journal_of_a_newer_ferry_is_refused_and_left_as_it_was() {
+    let d = with_v2_journal("newer-schema");
+    {
+        let c = rusqlite::Connection::open(d.path("var/state/journal.sqlite")).unwrap();
+        c.execute_batch("PRAGMA user_version = 99;").unwrap();
+    }
+    let db = d.path("var/state/journal.sqlite");
+    assert!(!d.path("var/state/journal.sqlite-wal").exists());
+    let bytes = read(&db);
+    d.write("in/INV-3.csv", "INV-3,300\n");
+    for args in [&["run", "--once"][..], &["run"][..]] {
+        let o = d.run(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {err}");
+        assert!(
+            err.contains("has schema version 99")
+                && err.contains("knows versions up to 2")
+                && err.contains("written by a newer ferry")
+                && err.contains("the journal was not changed"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(
+            err.matches("schema version 99").count(),
+            1,
+            "said once: {err}"
+        );
+        assert!(read(&db) == bytes, "{args:?}: the journal changed");
+        for side in ["journal.sqlite-wal", "journal.sqlite-shm"] {
+            assert!(
+                !d.path("var/state").join(side).exists(),
+                "{args:?}: {side} made"
+            );
+        }
+        assert!(!d.path("var/state/journal.id").exists(), "{args:?}");
+    }
+    // The reading commands refuse it too, rather than misread it.
+    for cmd in ["status", "history"] {
+        let o = d.run(&[cmd]);
+        assert_eq!(o.status.code(), Some(3), "{cmd}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("written by a newer ferry"),
+            "{cmd}: {}",
+            stderr(&o)
+        );
+        assert!(read(&db) == bytes, "{cmd} changed the journal");
+    }
+    assert!(d.path("in/INV-3.csv").exists());
+    assert!(!d.path("out").exists());
+}

@@ -41,6 +41,8 @@ pub enum JournalError {
     Locked(PathBuf, String),
     #[error(transparent)]
     Lost(#[from] LostJournal),
+    #[error(transparent)]
+    Newer(#[from] schema::NewerJournal),
 }
 
 pub type Result<T> = std::result::Result<T, JournalError>;
@@ -229,6 +231,8 @@ fn open_conn(path: &Path) -> Result<Connection> {
 /// Opens the journal for writing once it is known to be the one this state folder had,
 /// migrating it, and records its id beside it.
 fn open_verified(state_dir: &Path, path: &Path, new_journal: bool) -> Result<Connection> {
+    // Before anything is read or written: a journal of a newer ferry is left as it is.
+    schema::refuse_newer(path)?;
     let recorded = identity::recorded(state_dir)?;
     let found = identity::inspect(path)?;
     let id_for_new = identity::judge(state_dir, path, recorded.clone(), &found, new_journal)?;
@@ -290,6 +294,7 @@ impl Journal {
         if version == 0 {
             return Ok(None);
         }
+        schema::check_version(&p, version)?;
         Ok(Some(conn))
     }
 
@@ -943,4 +948,6 @@ fn apply(tx: &rusqlite::Transaction<'_>, m: &Msg) -> rusqlite::Result<()> {
 }
 
 pub use identity::{ID_FILE, LostJournal, recorded as recorded_id};
-pub use schema::{FileHistory, HistoryFilter, JobStatusRow, fmt_time, history, job_status};
+pub use schema::{
+    FileHistory, HistoryFilter, JobStatusRow, NewerJournal, fmt_time, history, job_status,
+};

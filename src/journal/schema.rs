@@ -3,7 +3,72 @@
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-const SCHEMA_VERSION: i64 = 2;
+/// The journal's schema version, kept in SQLite's `user_version`. Every change of the tables
+/// raises it and adds a step to [`migrate`]; a journal from an older ferry is brought
+/// forward at start, one from a newer ferry is refused ([`refuse_newer`]).
+pub(super) const SCHEMA_VERSION: i64 = 2;
+
+/// A journal written by a newer ferry: this one does not know its tables, so it neither
+/// reads nor changes it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the journal {db} has schema version {found}, but this ferry ({release}) knows versions up to {SCHEMA_VERSION}: it was written by a newer ferry. Run that ferry release (or a newer one) again, or restore a backup made by this release (`ferry journal restore BACKUP`); the journal was not changed"
+)]
+pub struct NewerJournal {
+    pub db: std::path::PathBuf,
+    pub found: i64,
+    pub release: &'static str,
+}
+
+/// Refuses a journal whose schema is newer than this ferry's, looking at it read-only (a
+/// missing or empty journal is not refused: it is made at the current version). The caller
+/// holds the state folder's lock: the empty `-wal` and `-shm` files the look created, and
+/// no one else uses, are removed again, so a refused journal is left as it was found.
+pub(super) fn refuse_newer(db: &std::path::Path) -> super::Result<()> {
+    if !crate::fsutil::exists(db) {
+        return Ok(());
+    }
+    let sidecars: Vec<std::path::PathBuf> = ["-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let mut side = db.as_os_str().to_owned();
+            side.push(suffix);
+            std::path::PathBuf::from(side)
+        })
+        .filter(|p| !crate::fsutil::exists(p))
+        .collect();
+    let version = {
+        let conn = Connection::open_with_flags(
+            db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))?
+    };
+    let checked = check_version(db, version);
+    if checked.is_err() {
+        for side in sidecars {
+            let empty_wal = side.to_string_lossy().ends_with("-wal")
+                && std::fs::metadata(&side).is_ok_and(|m| m.len() == 0);
+            if empty_wal || side.to_string_lossy().ends_with("-shm") {
+                let _ = std::fs::remove_file(&side);
+            }
+        }
+    }
+    Ok(checked?)
+}
+
+/// `Err` when `version` is newer than this ferry's schema.
+pub(super) fn check_version(db: &std::path::Path, version: i64) -> Result<(), NewerJournal> {
+    if version > SCHEMA_VERSION {
+        return Err(NewerJournal {
+            db: db.to_path_buf(),
+            found: version,
+            release: env!("CARGO_PKG_VERSION"),
+        });
+    }
+    Ok(())
+}
 
 /// Brings the journal's tables to the current version. `journal_id` is stored as the
 /// journal's identity when it has none yet (a new journal, or one made before ids).

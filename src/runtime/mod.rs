@@ -129,6 +129,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         }
     } else {
         let signals = signals.expect("installed for a daemon");
+        crate::service::ready(running.len());
         supervise(&opts, &shared, &mut running, signals).await;
         shutdown(running, opts.grace).await;
     }
@@ -266,6 +267,14 @@ async fn supervise(
         tokio::select! {
             _ = signals.int.recv() => break,
             _ = signals.term.recv() => break,
+            _ = signals.hup.recv() => {
+                crate::service::reload_by_signal(|| {
+                    last = dir_fingerprint(&opts.jobs_dir);
+                    reload(opts, shared, running);
+                    running.len()
+                });
+                continue;
+            }
             _ = tick.tick() => {}
             Some(_) = ev_rx.recv() => {
                 // Editors write in several steps: let them finish.
@@ -281,6 +290,7 @@ async fn supervise(
         reload(opts, shared, running);
     }
     tracing::info!("Shutting down: no new files are taken; waiting for files in progress.");
+    crate::service::stopping();
 }
 
 fn reload(opts: &RunOptions, shared: &Shared, running: &mut HashMap<String, Running>) {
@@ -338,11 +348,12 @@ async fn shutdown(running: HashMap<String, Running>, grace: Duration) {
     }
 }
 
-/// The daemon's listeners for SIGINT and SIGTERM.
+/// The daemon's listeners for SIGINT and SIGTERM, and SIGHUP (reload the job files).
 #[cfg(unix)]
 struct StopSignals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 #[cfg(unix)]
@@ -352,6 +363,7 @@ impl StopSignals {
         StopSignals {
             int: signal(SignalKind::interrupt()).expect("SIGINT handler"),
             term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+            hup: signal(SignalKind::hangup()).expect("SIGHUP handler"),
         }
     }
 }
