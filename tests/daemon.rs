@@ -12,26 +12,6 @@ use util::*;
 /// shared 2-core machine under a full build once needed more than 30 s for a reload.
 const DEADLINE: Duration = Duration::from_secs(90);
 
-fn drop_file(d: &Deployment, rel: &str, content: impl AsRef<[u8]>) {
-    let staged = d.write(&format!("staging/{}", rel.replace('/', "_")), content);
-    let dest = d.path(rel);
-    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-    std::fs::rename(staged, dest).unwrap();
-}
-
-fn wait_exists(d: &Deployment, rel: &str) {
-    let p = d.path(rel);
-    wait_for(&format!("{rel} to exist"), DEADLINE, || p.exists());
-}
-
-fn wait_log(d: &Deployment, what: &str, n: usize) {
-    wait_for(
-        &format!("the log to say {what:?} {n} time(s)"),
-        DEADLINE,
-        || d.logs().matches(what).count() >= n,
-    );
-}
-
 /// Checks, for `window`, that `f` stays true (a negative check: something must *not*
 /// happen). Fails at the first look where it does not hold.
 fn assert_stays(what: &str, window: Duration, mut f: impl FnMut() -> bool) {
@@ -54,13 +34,13 @@ fn an_edited_job_file_applies_without_a_restart() {
     d.job("j", &job_toml("in", "out-first"));
     d.mkdir("in");
     let mut daemon = Daemon::start(&d, &[]);
-    drop_file(&d, "in/one.txt", "1");
-    wait_exists(&d, "out-first/one.txt");
+    d.drop_file("in/one.txt", "1");
+    d.wait_exists("out-first/one.txt");
 
     d.job("j", &job_toml("in", "out-second-version"));
-    wait_log(&d, "Job file changed", 1);
-    drop_file(&d, "in/two.txt", "2");
-    wait_exists(&d, "out-second-version/two.txt");
+    d.wait_log("Job file changed", 1);
+    d.drop_file("in/two.txt", "2");
+    d.wait_exists("out-second-version/two.txt");
     assert_eq!(d.files("out-first"), vec!["one.txt"]);
     assert_eq!(d.files("out-second-version"), vec!["two.txt"]);
     assert_eq!(daemon.stop(), Some(0));
@@ -72,28 +52,28 @@ fn a_broken_edit_is_rejected_and_the_previous_version_keeps_running() {
     d.job("j", &job_toml("in", "out-good"));
     d.mkdir("in");
     let mut daemon = Daemon::start(&d, &[]);
-    drop_file(&d, "in/one.txt", "1");
-    wait_exists(&d, "out-good/one.txt");
+    d.drop_file("in/one.txt", "1");
+    d.wait_exists("out-good/one.txt");
 
     // Invalid TOML.
     d.job(
         "j",
         "[source\nfolder = \"in\"\n\n[[output]]\nfolder = \"out-bad\"\n",
     );
-    wait_log(&d, "TOML syntax", 1);
-    wait_log(&d, "the previous version keeps running", 1);
-    drop_file(&d, "in/two.txt", "2");
-    wait_exists(&d, "out-good/two.txt");
+    d.wait_log("TOML syntax", 1);
+    d.wait_log("the previous version keeps running", 1);
+    d.drop_file("in/two.txt", "2");
+    d.wait_exists("out-good/two.txt");
 
     // Valid TOML, unknown key.
     d.job(
         "j",
         &job_toml("in", "out-bad-too").replace("settle", "settel"),
     );
-    wait_log(&d, "unknown key `settel`", 1);
-    wait_log(&d, "the previous version keeps running", 2);
-    drop_file(&d, "in/three.txt", "3");
-    wait_exists(&d, "out-good/three.txt");
+    d.wait_log("unknown key `settel`", 1);
+    d.wait_log("the previous version keeps running", 2);
+    d.drop_file("in/three.txt", "3");
+    d.wait_exists("out-good/three.txt");
 
     assert!(!d.path("out-bad").exists());
     assert!(!d.path("out-bad-too").exists());
@@ -101,9 +81,9 @@ fn a_broken_edit_is_rejected_and_the_previous_version_keeps_running() {
 
     // Fixed: the new version takes over.
     d.job("j", &job_toml("in", "out-fixed"));
-    wait_log(&d, "Job file changed", 1);
-    drop_file(&d, "in/four.txt", "4");
-    wait_exists(&d, "out-fixed/four.txt");
+    d.wait_log("Job file changed", 1);
+    d.drop_file("in/four.txt", "4");
+    d.wait_exists("out-fixed/four.txt");
     assert_eq!(daemon.stop(), Some(0));
     let h = d.history();
     assert_eq!(h.len(), 4, "{h:?}");
@@ -117,22 +97,22 @@ fn a_new_job_file_starts_a_job_and_a_deleted_one_stops_it() {
     d.mkdir("in-j");
     d.mkdir("in-k");
     let mut daemon = Daemon::start(&d, &[]);
-    drop_file(&d, "in-j/one.txt", "1");
-    wait_exists(&d, "out-j/one.txt");
+    d.drop_file("in-j/one.txt", "1");
+    d.wait_exists("out-j/one.txt");
 
     // A new job file.
     let k = d.job("k", &job_toml("in-k", "out-k"));
-    drop_file(&d, "in-k/a.txt", "a");
-    wait_exists(&d, "out-k/a.txt");
-    wait_log(&d, "New job file; starting the job", 1);
+    d.drop_file("in-k/a.txt", "a");
+    d.wait_exists("out-k/a.txt");
+    d.wait_log("New job file; starting the job", 1);
 
     // Deleted: the job stops.
     std::fs::remove_file(&k).unwrap();
-    wait_log(&d, "Job file removed", 1);
-    drop_file(&d, "in-k/b.txt", "b");
+    d.wait_log("Job file removed", 1);
+    d.drop_file("in-k/b.txt", "b");
     // The daemon is alive and taking files of the other job...
-    drop_file(&d, "in-j/two.txt", "2");
-    wait_exists(&d, "out-j/two.txt");
+    d.drop_file("in-j/two.txt", "2");
+    d.wait_exists("out-j/two.txt");
     // ...but not this one, over many of its former poll intervals.
     assert_stays(
         "in-k/b.txt stays untaken after its job file was deleted",
@@ -158,7 +138,7 @@ fn graceful_shutdown(sig: i32, name: &str) {
         "[source]\nfolder = \"in\"\nsettle = \"0s\"\n\n[[output]]\nfolder = \"out\"\n\n[after]\nsuccess = \"archive\"\n",
     );
     let content = pseudo_random(64 << 20, 42);
-    drop_file(&d, "in/big.bin", &content);
+    d.drop_file("in/big.bin", &content);
     let mut daemon = Daemon::start(&d, &["--workers", "1"]);
     // The copy has begun (its temporary output exists), or is over already on a fast
     // machine.
@@ -223,7 +203,7 @@ fn status_shows_the_running_daemon_and_history_lists_outputs_with_sha256() {
     d.mkdir("in");
     let mut daemon = Daemon::start(&d, &[]);
     let content = b"id;amount\n1;9.99\n".to_vec();
-    drop_file(&d, "in/a.csv", &content);
+    d.drop_file("in/a.csv", &content);
     wait_for("a.csv recorded as done", DEADLINE, || {
         d.history().iter().any(|r| r["state"] == "done")
     });
@@ -456,8 +436,8 @@ fn issue11_status_table_agrees_with_its_json_and_aligns_long_job_names() {
     d.mkdir("in-short");
     d.mkdir("in-long");
     let mut daemon = Daemon::start(&d, &[]);
-    drop_file(&d, "in-short/a.txt", "a");
-    drop_file(&d, "in-long/b.txt", "b");
+    d.drop_file("in-short/a.txt", "a");
+    d.drop_file("in-long/b.txt", "b");
     wait_for("both files done and counts reported", DEADLINE, || {
         let (_, rows) = status_waiting(&d);
         d.history().len() == 2 && rows.iter().all(|(_, w)| *w == Some(0)) && rows.len() == 2
@@ -493,8 +473,8 @@ archive = "archive"
 
 fn drop_sets(d: &Deployment, n: usize) {
     for i in 0..n {
-        drop_file(d, &format!("in/S{i}.pdf"), format!("%PDF-1.4 set {i}"));
-        drop_file(d, &format!("in/S{i}.xml"), format!("<Index n=\"{i}\"/>"));
+        d.drop_file(&format!("in/S{i}.pdf"), format!("%PDF-1.4 set {i}"));
+        d.drop_file(&format!("in/S{i}.xml"), format!("<Index n=\"{i}\"/>"));
     }
 }
 

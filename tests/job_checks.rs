@@ -20,19 +20,6 @@ fn job(src: &str, out: &str) -> String {
     )
 }
 
-fn drop_file(d: &Deployment, rel: &str, content: &str) {
-    let staged = d.write(&format!("staging/{}", rel.replace('/', "_")), content);
-    let dest = d.path(rel);
-    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-    std::fs::rename(staged, dest).unwrap();
-}
-
-fn wait_log(d: &Deployment, what: &str) {
-    wait_for(&format!("the log to say {what:?}"), DEADLINE, || {
-        d.logs().contains(what)
-    });
-}
-
 /// Runs `ferry check`, failing the test if it does not end within the deadline (a job
 /// file that is a FIFO must never block it).
 fn check(d: &Deployment) -> Output {
@@ -225,11 +212,11 @@ fn the_daemon_leaves_out_jobs_in_a_loop_and_runs_the_others() {
     d.job("b", &job("var/b", "var/a"));
     d.job("c", &job("var/c", "var/out"));
     mkfifo(&d.path("jobs/pipe.toml"));
-    drop_file(&d, "var/a/one.txt", "1");
+    d.drop_file("var/a/one.txt", "1");
     let mut daemon = Daemon::start(&d, &[]);
-    wait_log(&d, "jobs/pipe.toml:1:1: this is a FIFO (named pipe)");
-    wait_log(&d, "a → b → a");
-    drop_file(&d, "var/c/two.txt", "2");
+    d.wait_log("jobs/pipe.toml:1:1: this is a FIFO (named pipe)", 1);
+    d.wait_log("a → b → a", 1);
+    d.drop_file("var/c/two.txt", "2");
     wait_for("c's output", DEADLINE, || {
         d.path("var/out/two.txt").exists()
     });
@@ -247,17 +234,14 @@ fn a_reload_that_would_close_a_loop_does_not_start_the_new_job() {
     let d = Deployment::new("loop-reload");
     d.job("a", &job("var/a", "var/b"));
     let mut daemon = Daemon::start(&d, &[]);
-    drop_file(&d, "var/a/one.txt", "1");
+    d.drop_file("var/a/one.txt", "1");
     wait_for("a's first output", DEADLINE, || {
         d.path("var/b/one.txt").exists()
     });
     d.job("b", &job("var/b", "var/a"));
-    wait_log(&d, "a → b → a");
-    wait_log(
-        &d,
-        "The job is left out; the running version keeps running.",
-    );
-    drop_file(&d, "var/a/two.txt", "2");
+    d.wait_log("a → b → a", 1);
+    d.wait_log("The job is left out; the running version keeps running.", 1);
+    d.drop_file("var/a/two.txt", "2");
     // Delivered, then the original archived a moment later: wait for both.
     wait_for(
         "a's second output and its original archived",

@@ -74,24 +74,6 @@ impl NotifySocket {
     }
 }
 
-fn drop_file(d: &Deployment, rel: &str, content: &str) {
-    let staged = d.write(&format!("staging/{}", rel.replace('/', "_")), content);
-    std::fs::rename(staged, d.path(rel)).unwrap();
-}
-
-fn wait_exists(d: &Deployment, rel: &str) {
-    let p = d.path(rel);
-    wait_for(&format!("{rel} to exist"), DEADLINE, || p.exists());
-}
-
-fn wait_log(d: &Deployment, what: &str, n: usize) {
-    wait_for(
-        &format!("the log to say {what:?} {n} time(s)"),
-        DEADLINE,
-        || d.logs().matches(what).count() >= n,
-    );
-}
-
 #[test]
 fn the_daemon_tells_systemd_it_is_ready_keeps_the_watchdog_fed_and_says_when_it_stops() {
     let d = Deployment::new("notify");
@@ -114,8 +96,8 @@ fn the_daemon_tells_systemd_it_is_ready_keeps_the_watchdog_fed_and_says_when_it_
     for _ in 0..3 {
         ns.wait_for("WATCHDOG=1");
     }
-    drop_file(&d, "in/a.txt", "a");
-    wait_exists(&d, "out/a.txt");
+    d.drop_file("in/a.txt", "a");
+    d.wait_exists("out/a.txt");
 
     // SIGHUP: reloading, then ready again.
     unsafe { libc::kill(daemon.child.id() as i32, libc::SIGHUP) };
@@ -164,16 +146,16 @@ fn sighup_reloads_job_files_even_an_edit_no_change_check_notices() {
     let job = d.job("j", &job_toml("in", "out-aaaa", "500ms"));
     d.mkdir("in");
     let mut daemon = Daemon::start(&d, &[]);
-    drop_file(&d, "in/1.txt", "1");
-    wait_exists(&d, "out-aaaa/1.txt");
+    d.drop_file("in/1.txt", "1");
+    d.wait_exists("out-aaaa/1.txt");
 
     // An edit the folder check would notice too (new mtime): SIGHUP applies it at once.
     d.job("j", &job_toml("in", "out-bbbb", "500ms"));
     unsafe { libc::kill(daemon.child.id() as i32, libc::SIGHUP) };
-    wait_log(&d, "Reloading the job files (SIGHUP).", 1);
-    wait_log(&d, "Job file changed", 1);
-    drop_file(&d, "in/2.txt", "2");
-    wait_exists(&d, "out-bbbb/2.txt");
+    d.wait_log("Reloading the job files (SIGHUP).", 1);
+    d.wait_log("Job file changed", 1);
+    d.drop_file("in/2.txt", "2");
+    d.wait_exists("out-bbbb/2.txt");
 
     // An edit it cannot notice: same size, the old mtime put back. The daemon goes on with
     // the version it has ...
@@ -182,14 +164,14 @@ fn sighup_reloads_job_files_even_an_edit_no_change_check_notices() {
     let staged = d.write("staging/j.toml", job_toml("in", "out-cccc", "500ms"));
     set_mtime(&staged, mtime);
     std::fs::rename(&staged, &job).unwrap();
-    drop_file(&d, "in/3.txt", "3");
-    wait_exists(&d, "out-bbbb/3.txt");
+    d.drop_file("in/3.txt", "3");
+    d.wait_exists("out-bbbb/3.txt");
     // ... until SIGHUP reads the files again.
     unsafe { libc::kill(daemon.child.id() as i32, libc::SIGHUP) };
-    wait_log(&d, "Reloading the job files (SIGHUP).", 2);
-    wait_log(&d, "Job file changed", 2);
-    drop_file(&d, "in/4.txt", "4");
-    wait_exists(&d, "out-cccc/4.txt");
+    d.wait_log("Reloading the job files (SIGHUP).", 2);
+    d.wait_log("Job file changed", 2);
+    d.drop_file("in/4.txt", "4");
+    d.wait_exists("out-cccc/4.txt");
     assert_eq!(d.files("out-aaaa"), ["1.txt"]);
     assert_eq!(d.files("out-bbbb"), ["2.txt", "3.txt"]);
     assert_eq!(d.files("out-cccc"), ["4.txt"]);

@@ -15,6 +15,30 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// Drops a file the way a careful writer does: written under `staging/`, then renamed
+    /// into `rel` (its folder made first).
+    pub fn drop_file(&self, rel: &str, content: impl AsRef<[u8]>) {
+        let staged = self.write(&format!("staging/{}", rel.replace('/', "_")), content);
+        let dest = self.path(rel);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::rename(staged, dest).unwrap();
+    }
+
+    /// Waits (at most [`WAIT`]) until `rel` exists.
+    pub fn wait_exists(&self, rel: &str) {
+        let p = self.path(rel);
+        wait_for(&format!("{rel} to exist"), WAIT, || p.exists());
+    }
+
+    /// Waits (at most [`WAIT`]) until the log says `what` at least `n` times.
+    pub fn wait_log(&self, what: &str, n: usize) {
+        wait_for(
+            &format!("the log to say {what:?} {n} time(s)"),
+            WAIT,
+            || self.logs().matches(what).count() >= n,
+        );
+    }
+
     pub fn new(name: &str) -> Deployment {
         let base = std::env::var_os("FERRY_TEST_TMP")
             .map(PathBuf::from)
@@ -134,6 +158,9 @@ impl Drop for Deployment {
 }
 
 /// Waits until `f` returns true, polling every 20 ms; panics with `what` after `deadline`.
+/// How long the `wait_*` helpers wait before they fail the test.
+pub const WAIT: Duration = Duration::from_secs(90);
+
 pub fn wait_for(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while start.elapsed() < deadline {
