@@ -7,13 +7,15 @@ use std::path::Path;
 /// a device, by the type of what was opened.
 pub(super) fn read(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
     let cannot = |e: std::io::Error| format!("cannot read the job file: {e}");
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(cannot)?;
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.custom_flags(libc::O_NONBLOCK);
+    }
+    let mut f = o.open(path).map_err(cannot)?;
     let kind = f.metadata().map_err(cannot)?.file_type();
     if !kind.is_file() {
         return Err(not_regular(kind, path));
@@ -41,8 +43,21 @@ pub(super) fn not_a_job_file(path: &Path) -> Option<String> {
 }
 
 fn not_regular(kind: std::fs::FileType, path: &Path) -> String {
+    let what = kind_name(kind);
+    let via = match std::fs::read_link(path) {
+        Ok(target) => format!("a symlink to {} which is ", target.display()),
+        Err(_) => String::new(),
+    };
+    format!(
+        "this is {via}{what}, not a regular file; the job file is skipped (a job file must be a regular file or a symlink to one)"
+    )
+}
+
+/// What a file that is not a regular file is, in words.
+#[cfg(unix)]
+fn kind_name(kind: std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
-    let what = if kind.is_fifo() {
+    if kind.is_fifo() {
         "a FIFO (named pipe)"
     } else if kind.is_char_device() {
         "a character device"
@@ -54,12 +69,16 @@ fn not_regular(kind: std::fs::FileType, path: &Path) -> String {
         "a folder"
     } else {
         "an unknown kind of file"
-    };
-    let via = match std::fs::read_link(path) {
-        Ok(target) => format!("a symlink to {} which is ", target.display()),
-        Err(_) => String::new(),
-    };
-    format!(
-        "this is {via}{what}, not a regular file; the job file is skipped (a job file must be a regular file or a symlink to one)"
-    )
+    }
+}
+
+/// What a file that is not a regular file is, in words (Windows knows folders, and
+/// everything else here is a device or a pipe).
+#[cfg(not(unix))]
+fn kind_name(kind: std::fs::FileType) -> &'static str {
+    if kind.is_dir() {
+        "a folder"
+    } else {
+        "a device, a pipe or an unknown kind of file"
+    }
 }

@@ -652,6 +652,9 @@ impl Drop for Journal {
 /// user, those files must not end up owned by root, or the service could not open its own
 /// journal any more: give them the database file's owner.
 fn give_sidecars_to_owner(db: &Path) {
+    // Windows has no file owners to give.
+    #[cfg(not(unix))]
+    let _ = db;
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;

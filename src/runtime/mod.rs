@@ -368,6 +368,38 @@ impl StopSignals {
     }
 }
 
+/// The daemon's stop and reload requests on Windows: Ctrl-C and Ctrl-Break stop it (the
+/// service control manager's stop arrives through the Windows service part, issue 13);
+/// there is no SIGHUP, so `hup` never fires.
+#[cfg(not(unix))]
+struct StopSignals {
+    int: tokio::signal::windows::CtrlC,
+    term: tokio::signal::windows::CtrlBreak,
+    hup: NeverSignal,
+}
+
+#[cfg(not(unix))]
+impl StopSignals {
+    fn new() -> StopSignals {
+        StopSignals {
+            int: tokio::signal::windows::ctrl_c().expect("Ctrl-C handler"),
+            term: tokio::signal::windows::ctrl_break().expect("Ctrl-Break handler"),
+            hup: NeverSignal,
+        }
+    }
+}
+
+/// A signal that never arrives (SIGHUP where there is none).
+#[cfg(not(unix))]
+struct NeverSignal;
+
+#[cfg(not(unix))]
+impl NeverSignal {
+    async fn recv(&mut self) -> Option<()> {
+        std::future::pending().await
+    }
+}
+
 /// Names, sizes and mtimes of the job files: a cheap "did anything change".
 fn dir_fingerprint(dir: &Path) -> BTreeMap<PathBuf, (u64, i64)> {
     std::fs::read_dir(dir)

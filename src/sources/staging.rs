@@ -681,6 +681,8 @@ fn download(
 /// Makes the parts' contents durable: one `syncfs` for the whole batch on Linux (the
 /// staging folder's file system), an fsync per file elsewhere.
 fn sync_files(staging: &Path, parts: &[Part]) -> std::io::Result<()> {
+    #[cfg(not(target_os = "linux"))]
+    let _ = staging;
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
