@@ -290,10 +290,13 @@ pub fn write_new_durable(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// How every [`temp_name`] begins.
+pub const TEMP_PREFIX: &str = ".ferry-tmp-";
+
 /// A hidden temporary file name unique within this process: `.ferry-tmp-<pid>-<n>.tmp`.
 pub fn temp_name() -> String {
     format!(
-        ".ferry-tmp-{}-{}.tmp",
+        "{TEMP_PREFIX}{}-{}.tmp",
         std::process::id(),
         TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     )

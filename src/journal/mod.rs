@@ -214,7 +214,8 @@ fn remove_stale_temporaries(state_dir: &Path) {
     for e in entries.flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with(".ferry-tmp-") && e.file_type().is_ok_and(|t| t.is_file()) {
+        if name.starts_with(crate::fsutil::TEMP_PREFIX) && e.file_type().is_ok_and(|t| t.is_file())
+        {
             let _ = std::fs::remove_file(e.path());
         }
     }
