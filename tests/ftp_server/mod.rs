@@ -208,8 +208,10 @@ impl Server {
                     .unwrap()
             }
             Kind::PureFtpd => {
-                // pure-ftpd logs users in to their home: point the account there.
-                run(&format!("usermod -d '{}' {USER}", self.root.display()));
+                // pure-ftpd logs users in to their home. Each instance has its own virtual
+                // user database naming this instance's folder (mapped onto the system
+                // account), so instances running at the same time never share a home.
+                let db = self.puredb();
                 let (lo, hi) = pasv_range(60);
                 let mut args = vec![
                     "-S".to_string(),
@@ -219,7 +221,7 @@ impl Server {
                     "-P".into(),
                     "127.0.0.1".into(),
                     "-l".into(),
-                    "unix".into(),
+                    format!("puredb:{}", db.display()),
                     "-E".into(),
                     "-A".into(),
                     "-u".into(),
@@ -244,6 +246,42 @@ impl Server {
         };
         self.child = Some(child);
         wait_port(self.port);
+    }
+
+    /// pure-ftpd's virtual user database for this instance: [`USER`] with [`PASSWORD`]
+    /// (a SHA-512 crypt hash, quick to check), running as the system account, chrooted
+    /// (`/./`) to `root`.
+    fn puredb(&self) -> PathBuf {
+        const HASH: &str = "$6$ferrysalt$BvsCG3AWREGmEX2eKSIjEKUvFSpb3/PhK2PD.K31v5LJ5mQ6ZVWE3G9er3DhXmKS4x1BymYWkrAACvcNSlDSr/";
+        let id = |flag: &str| {
+            let o = Command::new("id").args([flag, USER]).output().unwrap();
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        };
+        let passwd = self.dir.join("pureftpd.passwd");
+        let db = self.dir.join("pureftpd.pdb");
+        std::fs::write(
+            &passwd,
+            format!(
+                "{USER}:{HASH}:{}:{}::{}/./::::::::::::\n",
+                id("-u"),
+                id("-g"),
+                self.root.display()
+            ),
+        )
+        .unwrap();
+        let pure_pw = pure_ftpd_path()
+            .expect("pure-ftpd")
+            .parent()
+            .and_then(Path::parent)
+            .unwrap()
+            .join("bin/pure-pw");
+        run(&format!(
+            "'{}' mkdb '{}' -f '{}'",
+            pure_pw.display(),
+            db.display(),
+            passwd.display()
+        ));
+        db
     }
 
     /// Stops the server (its connections die with it).
@@ -337,9 +375,5 @@ fn descendants(pid: u32) -> Vec<u32> {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
-        if self.kind == Kind::PureFtpd {
-            // Back to a home that always exists (vsftpd needs one before local_root).
-            let _ = Command::new("usermod").args(["-d", "/", USER]).output();
-        }
     }
 }
