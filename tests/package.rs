@@ -150,6 +150,30 @@ fn as_ferry(args: &[&str]) -> Output {
 /// Purges the package when the test ends, however it ends, if the test installed it.
 struct Installed {
     debs: PathBuf,
+    /// The policy-rc.d this test put in place, removed at the end.
+    policy: Option<PathBuf>,
+}
+
+impl Installed {
+    fn new(debs: PathBuf) -> Installed {
+        std::fs::create_dir_all(&debs).unwrap();
+        // Where systemd runs, the package starts the service on installation, and the
+        // daemon would hold the deployment this test runs `run --once` in. A policy-rc.d
+        // that denies every start (Debian's way of installing packages without starting
+        // them, honoured by deb-systemd-invoke) keeps it stopped, unless the machine has
+        // its own policy already.
+        let policy = Path::new("/usr/sbin/policy-rc.d");
+        let policy = (Path::new("/run/systemd/system").is_dir() && !policy.exists()).then(|| {
+            std::fs::write(
+                policy,
+                "#!/bin/sh\n# ferry's package test (tests/package.rs)\nexit 101\n",
+            )
+            .unwrap();
+            std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755)).unwrap();
+            policy.to_path_buf()
+        });
+        Installed { debs, policy }
+    }
 }
 
 impl Drop for Installed {
@@ -164,6 +188,9 @@ impl Drop for Installed {
             }
         }
         let _ = std::fs::remove_dir_all(&self.debs);
+        if let Some(policy) = &self.policy {
+            let _ = std::fs::remove_file(policy);
+        }
     }
 }
 
@@ -171,10 +198,21 @@ impl Drop for Installed {
 fn build_deb(out: &Path, revision: u32) -> PathBuf {
     // target/debug/ferry is cargo's "dev" profile, target/release/ferry "release".
     let profile_dir = Path::new(BIN).parent().unwrap().file_name().unwrap();
-    let profile = if profile_dir == "debug" { "dev" } else { "release" };
+    let profile = if profile_dir == "debug" {
+        "dev"
+    } else {
+        "release"
+    };
     let deb = out.join(format!("ferry_{revision}.deb"));
     ok(cargo()
-        .args(["deb", "--no-build", "--fast", "--quiet", "--profile", profile])
+        .args([
+            "deb",
+            "--no-build",
+            "--fast",
+            "--quiet",
+            "--profile",
+            profile,
+        ])
         .args(["--deb-revision", &revision.to_string()])
         .arg("--manifest-path")
         .arg(Path::new(REPO).join("Cargo.toml"))
@@ -242,7 +280,12 @@ fn assert_owned_by(base: &Path, uid: u32) {
             continue;
         }
         let md = e.path().symlink_metadata().unwrap();
-        assert_eq!(md.uid(), uid, "{} is not the user ferry's", e.path().display());
+        assert_eq!(
+            md.uid(),
+            uid,
+            "{} is not the user ferry's",
+            e.path().display()
+        );
     }
 }
 
@@ -253,8 +296,7 @@ fn the_deb_installs_runs_its_examples_as_ferry_upgrades_keeping_the_journal_and_
     }
     refuse_if_installed();
     let debs = std::env::temp_dir().join(format!("ferry-package-test-{}", std::process::id()));
-    std::fs::create_dir_all(&debs).unwrap();
-    let _cleanup = Installed { debs: debs.clone() };
+    let _cleanup = Installed::new(debs.clone());
     let first = build_deb(&debs, 1);
     let second = build_deb(&debs, 2);
     let version = env!("CARGO_PKG_VERSION");
@@ -318,7 +360,10 @@ fn the_deb_installs_runs_its_examples_as_ferry_upgrades_keeping_the_journal_and_
     let want = reference_outputs();
     let names = |t: &[(String, Vec<u8>)]| t.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
     assert_eq!(names(&outputs), names(&want));
-    assert!(outputs == want, "the packaged examples' outputs differ from the source tree's");
+    assert!(
+        outputs == want,
+        "the packaged examples' outputs differ from the source tree's"
+    );
     assert_owned_by(Path::new(HOME), uid);
     let id = journal_id();
     let history = stdout(&as_ferry(&["history", "--limit", "0"]));
@@ -343,7 +388,10 @@ fn the_deb_installs_runs_its_examples_as_ferry_upgrades_keeping_the_journal_and_
     assert!(!Path::new("/etc/ferry/jobs/scans.toml").exists());
     // The journal still knows every file: a run after the upgrade takes none again.
     as_ferry(&["run", "--once", "--workers", "1"]);
-    assert!(tree(&out) == outputs, "a file was taken again after the upgrade");
+    assert!(
+        tree(&out) == outputs,
+        "a file was taken again after the upgrade"
+    );
 
     // Remove: the program goes, the deployment, its configuration and its user stay.
     ok(Command::new("dpkg").args(["--remove", "ferry"]));
@@ -364,4 +412,36 @@ fn the_deb_installs_runs_its_examples_as_ferry_upgrades_keeping_the_journal_and_
     assert!(left.is_empty(), "left after the purge: {left:?}");
     assert_eq!(getent("passwd", "ferry"), None);
     assert_eq!(getent("group", "ferry"), None);
+}
+
+#[test]
+fn the_maintainer_scripts_pass_shellcheck() {
+    if !have("shellcheck") {
+        assert!(
+            !require_tools(),
+            "shellcheck is not installed (Debian package shellcheck; scripts/test.sh installs it)"
+        );
+        eprintln!("skipped: shellcheck is not installed");
+        return;
+    }
+    for script in ["preinst", "postinst", "prerm", "postrm"] {
+        let path = Path::new(REPO).join("install/deb").join(script);
+        let o = Command::new("shellcheck").arg(&path).output().unwrap();
+        assert!(
+            o.status.success(),
+            "shellcheck {script}:\n{}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        assert!(
+            read(&path).starts_with(b"#!/bin/sh\n"),
+            "{script} is not a /bin/sh script"
+        );
+        // cargo-deb puts the systemd lines where #DEBHELPER# is (also in a comment).
+        assert_eq!(
+            String::from_utf8(read(&path)).unwrap().matches("#DEBHELPER#").count(),
+            1,
+            "{script} must hold #DEBHELPER# once, on its own line"
+        );
+    }
 }

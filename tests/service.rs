@@ -336,7 +336,12 @@ fn verify_unit(unit: &str, binary: &Path, dir: &Path) {
         &format!("ExecStart={program} "),
         &format!("ExecStart={} ", binary.display()),
     );
-    assert_ne!(fixed, unit, "ExecStart was not pointed at {}", binary.display());
+    assert_ne!(
+        fixed,
+        unit,
+        "ExecStart was not pointed at {}",
+        binary.display()
+    );
     let path = dir.join("ferry.service");
     std::fs::write(&path, fixed).unwrap();
     let o = Command::new("systemd-analyze")
@@ -363,10 +368,7 @@ fn the_unit_passes_systemd_analyze_verify() {
     let path = d.path("ferry.service");
     std::fs::write(
         &path,
-        broken.replace(
-            "ExecStart=/usr/bin/ferry ",
-            &format!("ExecStart={BIN} "),
-        ),
+        broken.replace("ExecStart=/usr/bin/ferry ", &format!("ExecStart={BIN} ")),
     )
     .unwrap();
     let o = Command::new("systemd-analyze")
@@ -471,7 +473,10 @@ fn the_install_script_stages_a_verifiable_install_and_an_upgrade_keeps_the_state
     let unit = std::fs::read_to_string(stage.join("etc/systemd/system/ferry.service")).unwrap();
     // The unit as the package installs it, with ExecStart pointed at install.sh's binary.
     let packaged = std::fs::read_to_string(UNIT).unwrap();
-    assert!(packaged.contains("\nExecStart=/usr/bin/ferry "), "{packaged}");
+    assert!(
+        packaged.contains("\nExecStart=/usr/bin/ferry "),
+        "{packaged}"
+    );
     assert_eq!(
         unit,
         packaged.replace(
