@@ -401,6 +401,15 @@ fn the_deb_installs_runs_its_examples_as_ferry_upgrades_keeping_the_journal_and_
     assert_eq!(read(orders), edited);
     assert!(Path::new(HOME).join("var/state/journal.sqlite").exists());
     assert!(getent("passwd", "ferry").is_some());
+    // Installed again, it goes on with them.
+    ok(Command::new("dpkg").arg("-i").arg(&second));
+    assert_eq!(journal_id(), id);
+    as_ferry(&["run", "--once", "--workers", "1"]);
+    assert!(
+        tree(&out) == outputs,
+        "a file was taken again after a reinstall"
+    );
+    assert_eq!(read(orders), edited);
 
     // Purge: nothing is left.
     ok(Command::new("dpkg").args(["--purge", "ferry"]));
@@ -439,7 +448,10 @@ fn the_maintainer_scripts_pass_shellcheck() {
         );
         // cargo-deb puts the systemd lines where #DEBHELPER# is (also in a comment).
         assert_eq!(
-            String::from_utf8(read(&path)).unwrap().matches("#DEBHELPER#").count(),
+            String::from_utf8(read(&path))
+                .unwrap()
+                .matches("#DEBHELPER#")
+                .count(),
             1,
             "{script} must hold #DEBHELPER# once, on its own line"
         );
