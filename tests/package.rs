@@ -312,6 +312,21 @@ fn the_deb_installs_runs_its_examples_as_ferry_upgrades_keeping_the_journal_and_
         read(Path::new(UNIT)),
         read(&Path::new(REPO).join("install/ferry.service"))
     );
+    // As installed, with its ExecStart there, the unit passes systemd's own check.
+    if have("systemd-analyze") {
+        let o = ok(Command::new("systemd-analyze").args(["verify", UNIT]));
+        assert!(
+            o.stdout.is_empty() && o.stderr.is_empty(),
+            "systemd-analyze verify {UNIT}:\n{}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+    } else {
+        assert!(
+            !require_tools(),
+            "systemd-analyze is not installed (Debian package systemd; scripts/test.sh installs it)"
+        );
+    }
     // deb-systemd-helper enables it even where systemd is not running.
     assert!(
         Path::new(ENABLED).symlink_metadata().is_ok(),
