@@ -62,9 +62,9 @@ install -m 0755 "$src" "$dest$bin.new"
 mv -f "$dest$bin.new" "$dest$bin"
 say "installed $bin: $version"
 
-# The unit, pointed at this binary.
+# The unit, pointed at this binary (the file names the Debian package's /usr/bin/ferry).
 install -d -m 0755 "$dest$(dirname "$unit")"
-sed "s#^ExecStart=/usr/local/bin/ferry #ExecStart=$bin #" "$here/ferry.service" >"$dest$unit.new"
+sed "s#^ExecStart=/usr/bin/ferry #ExecStart=$bin #" "$here/ferry.service" >"$dest$unit.new"
 chmod 0644 "$dest$unit.new"
 mv -f "$dest$unit.new" "$dest$unit"
 say "installed $unit"

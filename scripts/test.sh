@@ -2,8 +2,8 @@
 # Runs ferry's whole test suite. Installs, on Debian, the real tools the tests use
 # (sshfs + socat for a FUSE share that raises no file events, inotify-tools, vsftpd and
 # pure-ftpd + openssl for the FTP tests, lftp for the FTP benchmark, systemd-analyze and
-# shellcheck for the service files), so a fresh machine with only the Rust toolchain
-# passes. Every test talks to 127.0.0.1 only.
+# the shellcheck linter for the service files, cargo-deb for the package), so a fresh
+# machine with only the Rust toolchain passes. Every test talks to 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,6 +43,15 @@ if [ ! -x "$PUREFTPD_DIR/usr/sbin/pure-ftpd" ] && [ ! -x /usr/sbin/pure-ftpd ]; 
   (cd "$tmp" && apt-get download -q pure-ftpd >/dev/null 2>&1 || { $SUDO apt-get update -q >/dev/null && apt-get download -q pure-ftpd >/dev/null; })
   $SUDO dpkg -x "$tmp"/pure-ftpd_*.deb "$PUREFTPD_DIR"
   rm -rf "$tmp"
+fi
+
+# The package test (tests/package.rs) builds the .deb with cargo-deb from crates.io
+# (pinned: a newer major may refuse the debug profile the test packs; about 2 minutes to
+# build the first time).
+CARGO_DEB_VERSION=3.8.0
+if [ "$(cargo deb --version 2>/dev/null || true)" != "cargo-deb $CARGO_DEB_VERSION" ]; then
+  echo "test.sh: installing cargo-deb $CARGO_DEB_VERSION" >&2
+  cargo install cargo-deb --locked --version "$CARGO_DEB_VERSION" >/dev/null
 fi
 
 # Mail tests run real dovecot + postfix (installed here when missing; each test starts its

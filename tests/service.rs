@@ -326,13 +326,21 @@ fn unit_value(unit: &str, key: &str) -> String {
 /// checks that the command exists); it must say nothing.
 fn verify_unit(unit: &str, binary: &Path, dir: &Path) {
     require("systemd-analyze", "systemd");
+    let exec = unit_value(unit, "ExecStart");
+    let program = exec.split_whitespace().next().unwrap();
+    assert!(
+        program.ends_with("/bin/ferry"),
+        "the unit's ExecStart is not a ferry binary: {exec}"
+    );
     let fixed = unit.replace(
-        "ExecStart=/usr/local/bin/ferry ",
+        &format!("ExecStart={program} "),
         &format!("ExecStart={} ", binary.display()),
     );
     assert_ne!(
-        fixed, unit,
-        "the unit's ExecStart is not /usr/local/bin/ferry"
+        fixed,
+        unit,
+        "ExecStart was not pointed at {}",
+        binary.display()
     );
     let path = dir.join("ferry.service");
     std::fs::write(&path, fixed).unwrap();
@@ -360,10 +368,7 @@ fn the_unit_passes_systemd_analyze_verify() {
     let path = d.path("ferry.service");
     std::fs::write(
         &path,
-        broken.replace(
-            "ExecStart=/usr/local/bin/ferry ",
-            &format!("ExecStart={BIN} "),
-        ),
+        broken.replace("ExecStart=/usr/bin/ferry ", &format!("ExecStart={BIN} ")),
     )
     .unwrap();
     let o = Command::new("systemd-analyze")
@@ -466,7 +471,19 @@ fn the_install_script_stages_a_verifiable_install_and_an_upgrade_keeps_the_state
         assert!(stage.join(dir).is_dir(), "{dir}");
     }
     let unit = std::fs::read_to_string(stage.join("etc/systemd/system/ferry.service")).unwrap();
-    assert_eq!(unit, std::fs::read_to_string(UNIT).unwrap());
+    // The unit as the package installs it, with ExecStart pointed at install.sh's binary.
+    let packaged = std::fs::read_to_string(UNIT).unwrap();
+    assert!(
+        packaged.contains("\nExecStart=/usr/bin/ferry "),
+        "{packaged}"
+    );
+    assert_eq!(
+        unit,
+        packaged.replace(
+            "\nExecStart=/usr/bin/ferry ",
+            "\nExecStart=/usr/local/bin/ferry "
+        )
+    );
     verify_unit(&unit, &bin, &d.root);
 
     // An upgrade over it: the binary is replaced, the jobs and the journal are kept.
