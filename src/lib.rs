@@ -43,6 +43,7 @@ pub mod protocol;
 pub mod readiness;
 pub mod redact;
 pub mod runtime;
+pub mod schedule;
 pub mod secrets;
 pub mod service;
 pub mod sources;
