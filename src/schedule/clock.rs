@@ -53,13 +53,13 @@ impl Clock {
     }
 
     /// How long to sleep (in real time) before looking at the clock again, when the next
-    /// thing due is at `due`.
-    pub fn nap(&self, now: Timestamp, due: Option<Timestamp>) -> Duration {
+    /// thing due is at `due`: until then, but at most a second (50 ms with a test clock).
+    pub fn nap(&self, due: Option<Timestamp>) -> Duration {
         match self {
             Clock::File(_) => Duration::from_millis(50),
             Clock::System => {
                 let until = due
-                    .map(|d| d.duration_since(now).as_millis().max(10) as u64)
+                    .map(|d| d.duration_since(Timestamp::now()).as_millis().max(10) as u64)
                     .unwrap_or(u64::MAX);
                 Duration::from_millis(until).min(MAX_NAP)
             }
