@@ -385,3 +385,38 @@ fn a_slot_the_clock_skips_runs_once_on_that_night() {
     );
     assert_eq!(daemon.stop(), Some(0));
 }
+
+/// A run that ferry was killed in the middle of (its row has no end) is marked
+/// `interrupted` at the next start and redone once then: its files that were not handled
+/// wait in the source.
+#[test]
+fn a_run_interrupted_by_a_kill_is_redone_once_at_the_next_start() {
+    let d = Deployment::new("sched-killed");
+    d.job("nightly", NIGHTLY);
+    d.mkdir("in");
+    set_clock(&d, "2026-12-03T21:30:00Z");
+    // The journal made by a first run, then the row of a run that never ended.
+    let o = ferry(&d, &["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    {
+        let c = rusqlite::Connection::open(d.path("var/state/journal.sqlite")).unwrap();
+        c.execute(
+            "INSERT INTO runs (job, run, slot, why, started, finished, result, taken, delivered, failed, files)
+             VALUES ('nightly', 2, ?1, 'schedule', ?1, NULL, 'running', 1, 0, 0, '[]')",
+            [1_796_331_600_000_i64], // 2026-12-03T21:00:00Z
+        )
+        .unwrap();
+    }
+    d.drop_file("in/a.txt", "a");
+    let mut daemon = start(&d);
+    let r = wait_runs(&d, 3);
+    assert_eq!(r[1]["run"], 2);
+    assert_eq!(r[1]["result"], "interrupted", "{r:?}");
+    assert_eq!(r[0]["run"], 3);
+    assert_eq!(r[0]["why"], "missed", "{r:?}");
+    assert_eq!(r[0]["slot"], "2026-12-03T21:00:00Z", "{r:?}");
+    assert_eq!(r[0]["delivered"], 1, "{r:?}");
+    d.wait_exists("out/a.txt");
+    assert_stays("redone once", || runs(&d).len() == 3);
+    assert_eq!(daemon.stop(), Some(0));
+}

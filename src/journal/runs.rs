@@ -158,14 +158,14 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     })
 }
 
-/// The runs, newest first (of one job, with `job`); `limit` 0 is every run.
+/// The runs, the newest started first (of one job, with `job`); `limit` 0 is every run.
 pub fn list(conn: &Connection, job: Option<&str>, limit: usize) -> rusqlite::Result<Vec<RunRow>> {
     if !has_runs(conn)? {
         return Ok(Vec::new());
     }
     let limit = if limit == 0 { -1 } else { limit as i64 };
     let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM runs WHERE ?1 IS NULL OR job = ?1 ORDER BY started DESC, job, run DESC LIMIT ?2"
+        "SELECT {COLUMNS} FROM runs WHERE ?1 IS NULL OR job = ?1 ORDER BY rowid DESC LIMIT ?2"
     ))?;
     stmt.query_map(params![job, limit], row)?.collect()
 }

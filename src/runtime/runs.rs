@@ -117,19 +117,26 @@ impl Gate {
             clock,
             once,
         };
+        let interrupted = last
+            .as_ref()
+            .is_some_and(|r| r.finished_ms.is_none() || r.result == "interrupted");
         if let Some(r) = &last
             && r.finished_ms.is_none()
         {
-            tracing::warn!(
-                run = r.run,
-                "The job's last run was interrupted (ferry was killed); its files that were not done are taken by the next run."
-            );
             let _ = journal.run_interrupted(&job.name, r.run, now.as_millisecond());
         }
         if once {
             gate.open(Why::Once, now, usize::MAX);
         } else if timing.is_scheduled() {
-            gate.plan(last.map(|r| r.slot_ms), now);
+            gate.plan(last.as_ref().map(|r| r.slot_ms), now);
+            if interrupted && gate.pending.is_none() {
+                // Its files that were not handled wait in the source: the run is redone once.
+                let slot = last.as_ref().map_or(now, |r| {
+                    Timestamp::from_millisecond(r.slot_ms).unwrap_or(now)
+                });
+                tracing::info!(slot = %gate.timing().local(slot), "The job's last run was interrupted by a stop; it runs once now.");
+                gate.pending = Some((Why::Missed, slot));
+            }
         }
         Some(gate)
     }
