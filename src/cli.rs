@@ -1,4 +1,5 @@
-//! The admin commands that do not run the daemon: `check`, `test`, `history`, `status`.
+//! The admin commands that do not run the daemon: `check`, `test`, `history`, `status`
+//! (and, in [`runs`], `runs` and `trigger`).
 //! Each returns the process exit code.
 
 use std::io::Write;

@@ -27,7 +27,7 @@ pub(super) fn read(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> Option<Tim
         (Some(s), None) => match parse_cron(&s.value) {
             Ok(cron) => Some(When::Cron {
                 text: s.value.trim().to_string(),
-                cron,
+                cron: Box::new(cron),
             }),
             Err(e) => {
                 doc.error(s.span.clone(), &s.key, e);

@@ -24,7 +24,10 @@ pub use clock::Clock;
 #[derive(Debug, Clone)]
 pub enum When {
     /// `schedule = "0 23 * * *"`: the expression as written, and as parsed.
-    Cron { text: String, cron: croner::Cron },
+    Cron {
+        text: String,
+        cron: Box<croner::Cron>,
+    },
     /// `every = "3h"`.
     Every(Duration),
 }

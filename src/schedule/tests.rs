@@ -8,7 +8,7 @@ fn cron(expr: &str, zone: &str) -> Timing {
     Timing {
         when: Some(When::Cron {
             text: expr.into(),
-            cron: parse_cron(expr).unwrap(),
+            cron: Box::new(parse_cron(expr).unwrap()),
         }),
         zone: parse_zone(zone).unwrap(),
         zone_name: zone.into(),
@@ -286,4 +286,19 @@ fn bad_expressions_zones_and_windows_say_what_was_expected() {
     }
     let e = Window::parse("Mon-Fry 06:00-20:00").unwrap_err();
     assert!(e.starts_with("unknown day \"Fry\""), "{e}");
+}
+
+#[test]
+fn day_of_month_and_day_of_week_match_either_as_in_cron() {
+    // "at midnight on the 13th, and on Fridays": Friday 2026-12-04 and Sunday the 13th.
+    let t = cron("0 0 13 * FRI", "UTC");
+    let got = slots(&t, "2026-12-01T00:00:00Z", "2026-12-14T00:00:00Z");
+    assert_eq!(
+        got,
+        [
+            ts("2026-12-04T00:00:00Z"),
+            ts("2026-12-11T00:00:00Z"),
+            ts("2026-12-13T00:00:00Z")
+        ]
+    );
 }
