@@ -159,6 +159,7 @@ pub struct ScheduleStatus {
     pub schedule: String,
     pub timezone: String,
     pub active: Vec<String>,
+    /// The last run, as `ferry runs --json` shows it but without its `files`.
     pub last_run: Option<RunRow>,
     /// RFC 3339 (UTC); `null` without a schedule.
     pub next_run: Option<String>,
@@ -188,7 +189,13 @@ pub fn schedules(
         if !t.is_gated() {
             continue;
         }
-        let last = conn.and_then(|c| runs::last_run(c, name).ok().flatten());
+        // Without its files: `ferry runs` lists them; a status stays small.
+        let last = conn
+            .and_then(|c| runs::last_run(c, name).ok().flatten())
+            .map(|mut r| {
+                r.files.clear();
+                r
+            });
         let last_slot = last
             .as_ref()
             .and_then(|r| jiff::Timestamp::from_millisecond(r.slot_ms).ok());
