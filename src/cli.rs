@@ -1,4 +1,5 @@
-//! The admin commands that do not run the daemon: `check`, `test`, `history`, `status`.
+//! The admin commands that do not run the daemon: `check`, `test`, `history`, `status`
+//! (and, in [`runs`], `runs` and `trigger`).
 //! Each returns the process exit code.
 
 use std::io::Write;
@@ -7,6 +8,8 @@ use std::path::{Path, PathBuf};
 use crate::fsutil;
 use crate::job::{self, Exists, Job, Ready, Success};
 use crate::journal::{self, HistoryFilter, Journal};
+
+pub mod runs;
 
 /// Exit codes shared by every command (documented in the README).
 pub mod exit {
@@ -747,6 +750,8 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
             r.waiting = None;
         }
     }
+    let waiting = |name: &str| rows.iter().find(|r| r.job == name).and_then(|r| r.waiting);
+    let schedules = runs::schedules(conn.as_ref(), &loaded.jobs, &waiting, running.is_some());
     if json {
         let v = serde_json::json!({
             "running": running.is_some(),
@@ -754,6 +759,7 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
             "jobs": rows,
             "remote": remote,
             "invalid_job_files": loaded.broken.values().collect::<Vec<_>>(),
+            "schedules": schedules,
         });
         println!("{v}");
         return exit::OK;
@@ -766,6 +772,7 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
         None => println!("ferry is not running; state in {}", state_dir.display()),
     }
     print_status_table(&rows, &remote, &loaded.broken);
+    runs::print_schedules(&schedules);
     exit::OK
 }
 

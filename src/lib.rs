@@ -22,6 +22,8 @@
 //!   transform expressions and output templates.
 //! - [`runtime`]: the daemon: per-job runners, the worker pool, processing of one file
 //!   ([`runtime::process`]), crash recovery, hot reload and shutdown.
+//! - [`schedule`]: when a scheduled job runs (cron in a time zone, `every`) and its
+//!   `active` windows; the runs themselves are [`runtime::runs`].
 //! - [`protocol`]: the sessions of remote kinds (FTP/FTPS, IMAP, SMTP), TLS set-up, backoff
 //!   and MIME, apart from the engine; [`secrets`] resolves `${env:..}` / `${file:..}`
 //!   passwords; [`redact`] scrubs their values from everything ferry writes.
@@ -43,6 +45,7 @@ pub mod protocol;
 pub mod readiness;
 pub mod redact;
 pub mod runtime;
+pub mod schedule;
 pub mod secrets;
 pub mod service;
 pub mod sources;

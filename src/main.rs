@@ -60,7 +60,8 @@ enum Command {
     )]
     Run {
         /// Take what is in the sources now (waiting for files still being written),
-        /// process it and exit.
+        /// process it and exit. Every job runs once, scheduled or not, inside its `active`
+        /// windows or not.
         #[arg(long)]
         once: bool,
         /// How many files are processed at once, over all jobs.
@@ -119,9 +120,34 @@ enum Command {
     Status {
         /// One JSON object: `running`, `pid`, `jobs` (one object per job, with the table's
         /// columns; `waiting` is null while ferry is not running), `remote`,
-        /// `invalid_job_files`.
+        /// `invalid_job_files`, `schedules` (scheduled and windowed jobs: last run, next
+        /// run, window).
         #[arg(long)]
         json: bool,
+    },
+    /// The runs of scheduled jobs: why each ran, when, and what it took, delivered and
+    /// failed.
+    #[command(
+        after_help = "Examples:\n  ferry runs --job nightly\n  ferry runs --json | jq .delivered      (one JSON object per run and line)"
+    )]
+    Runs {
+        /// Only this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// One JSON object per run and line, with the files of the run.
+        #[arg(long)]
+        json: bool,
+        /// Show the newest N runs; 0 shows all.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Start a run of a scheduled job now, in the running daemon.
+    #[command(
+        after_help = "The daemon takes the request within a second (it looks for <state>/triggers/JOB). A run in progress finishes first. Outside the job's `active` windows too.\n\nExit codes: 0 the daemon took it (or will); 2 no such scheduled job; 3 ferry is not running.\n\nExample:\n  ferry trigger nightly"
+    )]
+    Trigger {
+        /// The job's name (its file's stem).
+        job: String,
     },
     /// Print the JSON Schema of job files, for completion and hover help in editors
     /// (taplo, VS Code's Even Better TOML).
@@ -243,6 +269,10 @@ fn main() {
         }
         Command::Journal { action } => journal(&state, action),
         Command::Status { json } => ferry::cli::status(&cli.jobs, &state, json),
+        Command::Runs { job, json, limit } => {
+            ferry::cli::runs::runs(&cli.jobs, &state, job.as_deref(), limit, json)
+        }
+        Command::Trigger { job } => ferry::cli::runs::trigger(&cli.jobs, &state, &job),
         Command::Run {
             once,
             workers,

@@ -14,6 +14,7 @@ pub mod remote;
 pub mod secrets;
 pub mod set;
 pub mod template;
+mod timing;
 pub mod toml_reader;
 
 use std::collections::BTreeMap;
@@ -104,6 +105,8 @@ pub struct Source {
     pub content: Option<pdf::ContentRule>,
     /// `[source.set]`: files taken together as one document set.
     pub set: Option<set::SetSpec>,
+    /// `schedule` or `every`, `timezone`, `active`: when the job takes files.
+    pub timing: crate::schedule::Timing,
 }
 
 #[derive(Debug, Clone)]
@@ -751,6 +754,7 @@ fn read_source(
         Some(None)
     };
     let content = pdf::read_content_rule(doc, &mut t);
+    let timing = timing::read(doc, &mut t);
     let set = match t.table(doc, "set") {
         Some(st) => set::read(doc, st).map(Some),
         None => Some(None),
@@ -926,6 +930,7 @@ fn read_source(
         mailbox,
         content: content?,
         set: set?,
+        timing: timing?,
     })
 }
 

@@ -14,6 +14,7 @@
 
 pub mod backup;
 mod identity;
+pub mod runs;
 mod schema;
 
 use std::collections::HashMap;

@@ -6,7 +6,7 @@ use serde::Serialize;
 /// The journal's schema version, kept in SQLite's `user_version`. Every change of the tables
 /// raises it and adds a step to [`migrate`]; a journal from an older ferry is brought
 /// forward at start, one from a newer ferry is refused ([`refuse_newer`]).
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// A journal written by a newer ferry: this one does not know its tables, so it neither
 /// reads nor changes it.
@@ -90,6 +90,8 @@ pub(super) fn migrate(conn: &mut Connection, journal_id: &str) -> rusqlite::Resu
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('journal_id', ?1)",
         [journal_id],
     )?;
+    // Version 3 (schedules, issue 14): the runs of scheduled jobs.
+    super::runs::migrate_runs(&tx)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
 }

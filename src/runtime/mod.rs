@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod process;
 pub mod recovery;
 pub mod remote;
+pub mod runs;
 pub mod sets;
 
 use std::cmp::Reverse;
@@ -430,6 +431,7 @@ async fn run_job(job: Arc<Job>, shared: Shared, stop: watch::Receiver<bool>) {
     let remote = RemoteParts::start(&job, &shared, &mut st);
     let (done_tx, done_rx) = mpsc::unbounded_channel::<(Found, Outcome)>();
     let adapters = start_mail_adapters(&job, &shared, &stop).await;
+    let gate = runs::Gate::new(&job, &shared.journal, shared.once);
     let mut r = Runner {
         job,
         shared,
@@ -444,6 +446,8 @@ async fn run_job(job: Arc<Job>, shared: Shared, stop: watch::Receiver<bool>) {
         last_status: (usize::MAX, Instant::now()),
         last_status_check: Instant::now(),
         folder_missing_warned: false,
+        gate,
+        gate_at: tokio::time::Instant::now(),
     };
     r.take_files().await;
     r.finish_in_flight(remote.once_fetch).await;
@@ -601,6 +605,10 @@ struct Runner {
     last_status: (usize, Instant),
     last_status_check: Instant,
     folder_missing_warned: bool,
+    /// A scheduled job's runs, or its `active` windows (`None`: files go as they are ready).
+    gate: Option<runs::Gate>,
+    /// When the gate looks at its clock next.
+    gate_at: tokio::time::Instant,
 }
 
 impl Runner {
@@ -622,7 +630,7 @@ impl Runner {
                 .wakes
                 .peek()
                 .map(|Reverse((t, _))| tokio::time::Instant::from_std(*t));
-            let want_permit = !self.st.queue.is_empty();
+            let want_permit = !self.st.queue.is_empty() && self.may_take();
             let scan_due = !self.shared.once || self.st.once_pending.is_none();
             tokio::select! {
                 _ = self.stop.changed() => break,
@@ -634,8 +642,12 @@ impl Runner {
                     }
                 }
                 Some((found, outcome)) = self.done_rx.recv() => {
+                    if let Some(g) = &mut self.gate {
+                        g.outcome(&found.path, &outcome);
+                    }
                     self.st.on_outcome(found, outcome, &self.shared)
                 }
+                _ = tokio::time::sleep_until(self.gate_at), if self.gate.is_some() => self.on_gate().await,
                 staged = recv_opt(&mut self.staged_rx), if self.staged_rx.is_some() => match staged {
                     Some(p) => {
                         self.st.on_staged(p);
@@ -651,6 +663,7 @@ impl Runner {
                 _ = sleep_until_opt(next_wake) => self.st.on_wake(),
                 permit = self.shared.workers.clone().acquire_owned(), if want_permit => {
                     if let Ok(permit) = permit
+                        && self.may_take()
                         && let Some((found, first_seen)) = self.st.queue.pop_front()
                     {
                         self.dispatch(found, first_seen, permit);
@@ -660,9 +673,28 @@ impl Runner {
         }
     }
 
+    /// Whether ready files may go to workers now (a gated job's run or window).
+    fn may_take(&self) -> bool {
+        self.gate.as_ref().is_none_or(runs::Gate::may_take)
+    }
+
+    /// The gate's clock: a run starts with a rescan, and takes what is ready then.
+    async fn on_gate(&mut self) {
+        let Some(gate) = &mut self.gate else { return };
+        let start = gate.tick();
+        self.gate_at = tokio::time::Instant::now() + gate.nap();
+        if let Some((why, slot)) = start {
+            self.rescan().await;
+            let ready = self.st.queue.len();
+            if let Some(gate) = &mut self.gate {
+                gate.open(why, slot, ready);
+            }
+        }
+    }
+
     /// Hands ready files to free workers.
     fn hand_out_ready(&mut self) {
-        while !self.st.queue.is_empty() {
+        while !self.st.queue.is_empty() && self.may_take() {
             let Ok(permit) = self.shared.workers.clone().try_acquire_owned() else {
                 break;
             };
@@ -677,6 +709,9 @@ impl Runner {
         first_seen: i64,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) {
+        if let Some(g) = &mut self.gate {
+            g.took(&found.path);
+        }
         dispatch(
             &mut self.in_flight,
             &self.job,
@@ -696,7 +731,11 @@ impl Runner {
             return;
         }
         self.last_status_check = Instant::now();
-        let waiting = self.st.tracker.waiting();
+        let mut waiting = self.st.tracker.waiting();
+        if self.gate.as_ref().is_some_and(runs::Gate::holds_files) {
+            // Ready files waiting for a run or a window wait too.
+            waiting += self.st.queue.len();
+        }
         if waiting != self.last_status.0 || self.last_status.1.elapsed() > Duration::from_secs(30) {
             let _ = self.shared.journal.job_status(
                 &self.job.name,
@@ -738,7 +777,13 @@ impl Runner {
     async fn finish_in_flight(&mut self, once_fetch: Option<remote::OnceFetch>) {
         while self.in_flight.join_next().await.is_some() {}
         while let Ok((found, outcome)) = self.done_rx.try_recv() {
+            if let Some(g) = &mut self.gate {
+                g.outcome(&found.path, &outcome);
+            }
             self.st.on_outcome(found, outcome, &self.shared);
+        }
+        if let Some(g) = &mut self.gate {
+            g.stop();
         }
         // The once-mode fetcher disposes of what it was told, then ends.
         self.st.finished_tx = None;
