@@ -6,7 +6,7 @@ use serde::Serialize;
 /// The journal's schema version, kept in SQLite's `user_version`. Every change of the tables
 /// raises it and adds a step to [`migrate`]; a journal from an older ferry is brought
 /// forward at start, one from a newer ferry is refused ([`refuse_newer`]).
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// A journal written by a newer ferry: this one does not know its tables, so it neither
 /// reads nor changes it.
@@ -90,8 +90,39 @@ pub(super) fn migrate(conn: &mut Connection, journal_id: &str) -> rusqlite::Resu
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('journal_id', ?1)",
         [journal_id],
     )?;
+    create_v3_retry_queue(&tx)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
+}
+
+/// Version 3 (the retry queue, issue 14): files whose delivery failed for a reason that may
+/// pass, waiting in their source for another try (`runtime::retry`), and the destinations
+/// paused after failing (the circuit breaker), for restarts and `ferry status`.
+fn create_v3_retry_queue(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS retry_queue (
+            job TEXT NOT NULL,
+            path TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            dest TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            first_failed INTEGER NOT NULL,
+            last_failed INTEGER NOT NULL,
+            error TEXT NOT NULL,
+            delivered TEXT NOT NULL DEFAULT '',
+            file_ids TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (job, path)
+        );
+        CREATE TABLE IF NOT EXISTS retry_paused (
+            job TEXT NOT NULL,
+            dest TEXT NOT NULL,
+            failures INTEGER NOT NULL,
+            until_ms INTEGER NOT NULL,
+            error TEXT NOT NULL,
+            PRIMARY KEY (job, dest)
+        );",
+    )
 }
 
 /// The journal's identity (`None` in a journal made before ids, until it is migrated).
