@@ -740,6 +740,10 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
         }
     }
     rows.sort_by(|a, b| a.job.cmp(&b.job));
+    let (queued, paused) = conn
+        .as_ref()
+        .and_then(|c| crate::runtime::retry::status(c).ok())
+        .unwrap_or_default();
     if running.is_none() {
         // The count the daemon last reported says nothing about the source now: shown as
         // unknown, in the table and in JSON alike.
@@ -754,6 +758,7 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
             "jobs": rows,
             "remote": remote,
             "invalid_job_files": loaded.broken.values().collect::<Vec<_>>(),
+            "retry": { "queued": queued, "paused": paused },
         });
         println!("{v}");
         return exit::OK;
@@ -766,6 +771,7 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
         None => println!("ferry is not running; state in {}", state_dir.display()),
     }
     print_status_table(&rows, &remote, &loaded.broken);
+    crate::runtime::retry::print_status(&queued, &paused);
     exit::OK
 }
 

@@ -479,6 +479,8 @@ format = "json"
 success = "archive"
 [pdf]
 timeout = "5s"
+[retry]
+every = "1m"
 [alert]
 email = "mailto:a@x.example"
 smtp = "smtp://host"

@@ -309,3 +309,44 @@ pub fn status(
     }
     Ok((queued, paused))
 }
+
+/// The retry part of `ferry status`: paused destinations, then queued files with their
+/// next try (the first 20 per job; the JSON has them all).
+pub fn print_status(queued: &[QueuedStatus], paused: &[PausedStatus]) {
+    if !paused.is_empty() {
+        println!();
+        println!("PAUSED DESTINATIONS (circuit breaker)");
+        for p in paused {
+            println!(
+                "  {}: {} paused until {} after {} failure(s), {} file(s) queued: {}",
+                p.job, p.destination, p.until, p.failures, p.files, p.error
+            );
+        }
+    }
+    if !queued.is_empty() {
+        println!();
+        println!("RETRY QUEUE ({} file(s))", queued.len());
+        let mut shown: std::collections::HashMap<&str, usize> = Default::default();
+        for q in queued {
+            let n = shown.entry(q.job.as_str()).or_default();
+            *n += 1;
+            if *n > 20 {
+                continue;
+            }
+            println!(
+                "  {}: {} -> {}, {} tr{}, failing since {}, next try {}: {}",
+                q.job,
+                q.path,
+                q.destination,
+                q.attempts,
+                if q.attempts == 1 { "y" } else { "ies" },
+                q.first_failed,
+                q.next_attempt.as_deref().unwrap_or("-"),
+                q.error
+            );
+        }
+        for (job, n) in shown.into_iter().filter(|(_, n)| *n > 20) {
+            println!("  {job}: ... and {} more (ferry status --json)", n - 20);
+        }
+    }
+}
