@@ -188,6 +188,9 @@ fn issue_14_retry_for_runs_out_into_the_error_folder_and_ferry_retry_puts_it_bac
     });
     assert!(d.files("var/error/share").is_empty(), "report removed too");
     assert_eq!(d.files("out/local"), ["late.csv"]);
+    wait_for("the new attempt recorded done", WAIT, || {
+        attempts(&d, "late.csv").last().unwrap()["state"] == "done"
+    });
     let h = attempts(&d, "late.csv");
     let states: Vec<&str> = h.iter().map(|f| f["state"].as_str().unwrap()).collect();
     assert_eq!(states.first(), Some(&"queued"), "{h:?}");
@@ -297,4 +300,68 @@ fn issue_14_ferry_retry_by_id_without_a_daemon() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(d.files("out"), ["a.csv", "sub-b.csv"]);
     assert!(d.files("var/error/j").is_empty());
+}
+
+mod ftp_server;
+
+/// The FTP server stopped: the FTP destination is paused (shown by `ferry status`), a file
+/// that waits longer than `[retry] for` goes to the error folder with its report, another
+/// job goes on; restarted: the next file goes through and the pause is gone.
+#[test]
+fn issue_14_an_ftp_destination_that_is_down_is_paused_and_given_up_on_after_for() {
+    if !ftp_server::available(ftp_server::vsftpd_path(), "vsftpd") {
+        return;
+    }
+    let d = Deployment::new("retry-ftp");
+    let mut srv = ftp_server::Server::vsftpd(&d.path("srv"), None, 0);
+    srv.mkdir("inbound");
+    d.job(
+        "up",
+        &format!(
+            "[source]\nfolder = \"in/up\"\nsettle = \"0s\"\npoll = \"200ms\"\n\n\
+             [[output]]\nftp = \"{}\"\npassword = \"${{env:FTP_PW}}\"\n\n\
+             [retry]\nevery = \"200ms\"\nmax = \"500ms\"\nfor = \"3s\"\n",
+            srv.url("ftp", "inbound")
+        ),
+    );
+    d.job("local", LOCAL_JOB);
+    d.mkdir("in/up");
+    d.mkdir("in/local");
+    srv.stop();
+    std::fs::create_dir_all(d.path("var")).unwrap();
+    let log = std::fs::File::create(d.path("var/ferry-0.log")).unwrap();
+    let child = d
+        .cmd(&["run"])
+        .env("FTP_PW", ftp_server::PASSWORD)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut daemon = Daemon { child };
+    d.wait_log("Watching", 2);
+    d.drop_file("in/up/a.csv", "a\n");
+    wait_for("the FTP destination paused", WAIT, || {
+        status_json(&d)["retry"]["paused"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["job"] == "up" && p["destination"].as_str().unwrap().starts_with("ftp://"))
+    });
+    d.drop_file("in/local/x.csv", "x\n");
+    d.wait_exists("out/other/x.csv");
+    wait_for("a.csv given up on", WAIT, || {
+        d.files("var/error/up") == ["a.csv", "a.csv.error.txt"]
+    });
+    let report = std::fs::read_to_string(d.path("var/error/up/a.csv.error.txt")).unwrap();
+    assert!(report.contains("gave up after [retry] for = \"3s\""), "{report}");
+    assert!(!report.contains(ftp_server::PASSWORD), "{report}");
+    assert!(d.files("var/outbox/up").is_empty());
+
+    srv.start();
+    d.drop_file("in/up/b.csv", "b\n");
+    wait_for("b.csv delivered", WAIT, || srv.files("inbound") == ["b.csv"]);
+    wait_for("the pause lifted", WAIT, || {
+        status_json(&d)["retry"]["paused"].as_array().unwrap().is_empty()
+    });
+    daemon.stop();
 }

@@ -214,7 +214,7 @@ pub async fn run(
             return;
         }
     };
-    let mut backoff = crate::protocol::backoff::Backoff::default();
+    let mut backoff = super::outbox::backoff_of(&job.retry);
     let mut last_error = String::new();
     let mut transport = None;
     loop {

@@ -89,6 +89,7 @@ impl DeliveryRunner {
     ) -> Option<DeliveryRunner> {
         let out = job.outputs.get(idx)?;
         let target = out.deliver.clone()?;
+        let backoff = backoff_of(&job.retry);
         Some(DeliveryRunner {
             share,
             deliverer: super::deliverer(&target.endpoint),
@@ -97,7 +98,7 @@ impl DeliveryRunner {
             job,
             idx,
             journal,
-            backoff: Backoff::default(),
+            backoff,
             last_error: None,
         })
     }
@@ -240,6 +241,13 @@ impl DeliveryRunner {
         if self.last_error.take().is_some() {
             tracing::info!(remote = %self.target.endpoint.display(), "The destination works again.");
         }
+        // The destination's pause is over (another connection of this output may have
+        // recorded it).
+        let _ = self.journal.exec(
+            "DELETE FROM retry_paused WHERE job = ?1 AND dest = ?2",
+            vec![text(&self.job.name), text(&self.target.endpoint.display())],
+            false,
+        );
         self.backoff.succeed();
         if self.has_pending() {
             RoundEnd::RetryIn(Duration::ZERO)
@@ -372,6 +380,29 @@ impl DeliveryRunner {
             ],
             false,
         );
+        // The destination's pause, for `ferry status` (the deliverer is the circuit breaker
+        // of its destination: one try per pause, whatever the number of files waiting).
+        let _ = self.journal.exec(
+            "INSERT OR REPLACE INTO retry_paused (job, dest, failures, until_ms, error) VALUES (?1, ?2, ?3, ?4, ?5)",
+            vec![
+                text(&self.job.name),
+                text(&self.target.endpoint.display()),
+                int(i64::from(self.backoff.failures())),
+                int(now_ms() + wait.as_millis() as i64),
+                free_text(&msg),
+            ],
+            false,
+        );
+        for (path, rel, m) in expired(&self.job, &self.pending()) {
+            let why = format!(
+                "gave up after [retry] for = \"{}\": the destination {} still fails: {msg}",
+                crate::runtime::retry::humanize(self.job.retry.give_up_after.unwrap_or_default()),
+                self.target.endpoint.display()
+            );
+            tracing::error!(file = %rel, error = %why, "Not delivered in time; moved to the error folder.");
+            self.to_error_folder(&path, &rel, &why);
+            self.record(&rel, m, "failed", None, Some(&why), false);
+        }
         if self.last_error.as_deref() != Some(msg.as_str()) {
             tracing::error!(remote = %self.target.endpoint.display(), error = %msg, pending = self.pending().len(), "Delivery failed; the files stay in the outbox and are retried with backoff.");
             self.last_error = Some(msg);
@@ -408,6 +439,7 @@ impl DeliveryRunner {
             );
             let _ = fsutil::write_new_durable(&fsutil::report_path(&dest), report.as_bytes());
             let _ = fsutil::sync_dir(&dir);
+            super::alerts::outbox_failure(&self.job, self.idx, name, &report);
         }
     }
 
@@ -418,6 +450,52 @@ impl DeliveryRunner {
     pub fn warm_up(&mut self) {
         self.deliverer.warm_up();
     }
+}
+
+/// The backoff of a remote output: without a `[retry]` table, quick reconnects (1 s
+/// doubling to 5 min, a dropped connection is usually momentary); with one, its `every`
+/// and `max`, as for folder outputs.
+pub fn backoff_of(retry: &crate::job::retry::Retry) -> Backoff {
+    let mut b = Backoff::default();
+    if retry.written {
+        b.min = retry.every;
+        b.max = retry.max;
+    }
+    b
+}
+
+/// The outbox files of `files` that waited longer than the job's `[retry] for`, counted
+/// from when the file was put into the outbox (its inode's change time: set by the link
+/// or rename that put it there, kept across restarts).
+pub fn expired(job: &Job, files: &[(PathBuf, String, Meta)]) -> Vec<(PathBuf, String, Meta)> {
+    let Some(limit) = job.retry.give_up_after.filter(|_| job.retry.enabled()) else {
+        return Vec::new();
+    };
+    let now = now_ms();
+    files
+        .iter()
+        .filter(|(p, ..)| {
+            std::fs::symlink_metadata(p)
+                .ok()
+                .and_then(|md| {
+                    #[cfg(unix)]
+                    let since = {
+                        use std::os::unix::fs::MetadataExt;
+                        md.ctime() * 1000 + md.ctime_nsec() / 1_000_000
+                    };
+                    #[cfg(not(unix))]
+                    let since = md
+                        .created()
+                        .ok()?
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .ok()?
+                        .as_millis() as i64;
+                    Some(now.saturating_sub(since) >= limit.as_millis() as i64)
+                })
+                .unwrap_or(false)
+        })
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
