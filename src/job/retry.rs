@@ -98,3 +98,15 @@ pub fn read(doc: &mut Doc<'_>, t: Option<TableReader<'_, '_>>) -> Option<Retry> 
         written: true,
     })
 }
+
+/// A duration as a job file writes it (`7d`, `1h`, `90s`).
+pub fn humanize(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => format!("{}ms", d.as_millis()),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}

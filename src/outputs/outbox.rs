@@ -396,7 +396,7 @@ impl DeliveryRunner {
         for (path, rel, m) in expired(&self.job, &self.pending()) {
             let why = format!(
                 "gave up after [retry] for = \"{}\": the destination {} still fails: {msg}",
-                crate::runtime::retry::humanize(self.job.retry.give_up_after.unwrap_or_default()),
+                crate::job::retry::humanize(self.job.retry.give_up_after.unwrap_or_default()),
                 self.target.endpoint.display()
             );
             tracing::error!(file = %rel, error = %why, "Not delivered in time; moved to the error folder.");
@@ -411,36 +411,14 @@ impl DeliveryRunner {
     }
 
     fn to_error_folder(&self, path: &Path, rel: &str, msg: &str) {
-        let name = rel.rsplit('/').next().unwrap_or(rel);
-        let dir = self.job.after.error.render(&Vars {
-            name,
-            dir: "",
-            job: &self.job.name,
-            seq: 0,
-            taken: chrono::Local::now(),
-            record: None,
-            mail: None,
-        });
-        let dir = PathBuf::from(dir);
-        if fsutil::create_dir_all_durable(&dir).is_err() {
-            return;
-        }
-        let dest = (0..10_000)
-            .map(|n| fsutil::numbered(&dir.join(name), n))
-            .find(|p| !fsutil::exists(p) && !fsutil::exists(&fsutil::report_path(p)));
-        if let Some(dest) = dest
-            && fsutil::rename_noreplace(path, &dest).is_ok()
-        {
-            let report = format!(
-                "file: {name}\njob: {}\noutput: {}\ndestination: {}\nerror: {msg}\n",
-                self.job.name,
-                self.idx + 1,
-                self.target.endpoint.display()
-            );
-            let _ = fsutil::write_new_durable(&fsutil::report_path(&dest), report.as_bytes());
-            let _ = fsutil::sync_dir(&dir);
-            super::alerts::outbox_failure(&self.job, self.idx, name, &report);
-        }
+        to_error_folder(
+            &self.job,
+            self.idx,
+            &self.target.endpoint.display(),
+            path,
+            rel,
+            msg,
+        );
     }
 
     pub fn disconnect(&mut self) {
@@ -449,6 +427,48 @@ impl DeliveryRunner {
 
     pub fn warm_up(&mut self) {
         self.deliverer.warm_up();
+    }
+}
+
+/// Moves the outbox file `path` (`rel` in the outbox) of output `idx` to the job's error
+/// folder with a report (and an alert, with `[alert]`).
+pub(crate) fn to_error_folder(
+job: &Job,
+idx: usize,
+destination: &str,
+path: &Path,
+rel: &str,
+msg: &str,
+) {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    let dir = job.after.error.render(&Vars {
+        name,
+        dir: "",
+        job: &job.name,
+        seq: 0,
+        taken: chrono::Local::now(),
+        record: None,
+        mail: None,
+    });
+    let dir = PathBuf::from(dir);
+    if fsutil::create_dir_all_durable(&dir).is_err() {
+        return;
+    }
+    let dest = (0..10_000)
+        .map(|n| fsutil::numbered(&dir.join(name), n))
+        .find(|p| !fsutil::exists(p) && !fsutil::exists(&fsutil::report_path(p)));
+    if let Some(dest) = dest
+        && fsutil::rename_noreplace(path, &dest).is_ok()
+    {
+        let report = format!(
+            "file: {name}\njob: {}\noutput: {}\ndestination: {}\nerror: {msg}\n",
+            job.name,
+            idx + 1,
+            destination
+        );
+        let _ = fsutil::write_new_durable(&fsutil::report_path(&dest), report.as_bytes());
+        let _ = fsutil::sync_dir(&dir);
+        super::alerts::outbox_failure(job, idx, name, &report);
     }
 }
 
