@@ -114,15 +114,27 @@ fn issue_14_a_share_that_goes_read_only_and_comes_back_gets_every_file_exactly_o
     for i in 0..3 {
         d.drop_file(&format!("in/local/x{i}.csv"), "x\n");
     }
-    wait_for("the other job's files", WAIT, || d.files("out/other").len() == 3);
+    wait_for("the other job's files", WAIT, || {
+        d.files("out/other").len() == 3
+    });
     // The originals wait in their source; nothing reached the share or the error folder.
     assert_eq!(d.files("in/share").len(), 6);
     assert!(d.files("mnt/out").is_empty());
-    assert!(d.files("var/error").is_empty(), "{:?}", d.files("var/error"));
+    assert!(
+        d.files("var/error").is_empty(),
+        "{:?}",
+        d.files("var/error")
+    );
     let st = status_json(&d);
     let paused = st["retry"]["paused"].as_array().unwrap();
     assert_eq!(paused.len(), 1, "{st}");
-    assert!(paused[0]["destination"].as_str().unwrap().ends_with("mnt/out"), "{st}");
+    assert!(
+        paused[0]["destination"]
+            .as_str()
+            .unwrap()
+            .ends_with("mnt/out"),
+        "{st}"
+    );
     // A few pauses pass: still queued, still one probe per pause (not one try per file).
     d.wait_log("Destination paused", 3);
 
@@ -174,7 +186,10 @@ fn issue_14_retry_for_runs_out_into_the_error_folder_and_ferry_retry_puts_it_bac
     assert!(report.contains("[retry] for = \"1s\""), "{report}");
     assert!(report.contains("Read-only file system"), "{report}");
     assert!(d.files("in/share").is_empty());
-    assert!(d.files("out/local").is_empty(), "no output of a failed file stays");
+    assert!(
+        d.files("out/local").is_empty(),
+        "no output of a failed file stays"
+    );
     assert_eq!(queued(&d, "share"), 0);
 
     // Back, and put back while the daemon runs.
@@ -194,7 +209,10 @@ fn issue_14_retry_for_runs_out_into_the_error_folder_and_ferry_retry_puts_it_bac
     let h = attempts(&d, "late.csv");
     let states: Vec<&str> = h.iter().map(|f| f["state"].as_str().unwrap()).collect();
     assert_eq!(states.first(), Some(&"queued"), "{h:?}");
-    assert!(states.contains(&"retried"), "the failed attempt stays on record: {h:?}");
+    assert!(
+        states.contains(&"retried"),
+        "the failed attempt stays on record: {h:?}"
+    );
     assert_eq!(states.last(), Some(&"done"), "{h:?}");
     let retried = h.iter().find(|f| f["state"] == "retried").unwrap();
     assert!(
@@ -234,7 +252,11 @@ fn issue_14_the_queue_survives_a_restart() {
     assert_eq!(q.len(), 2, "{st}");
     assert!(q.iter().all(|f| f["next_attempt"].is_string()), "{st}");
     let o = d.run(&["status"]);
-    assert!(stdout(&o).contains("RETRY QUEUE (2 file(s))"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("RETRY QUEUE (2 file(s))"),
+        "{}",
+        stdout(&o)
+    );
 
     let mut daemon = Daemon::start(&d, &[]);
     d.wait_log("Files wait in the retry queue.", 1);
@@ -262,7 +284,12 @@ fn issue_14_ferry_retry_by_id_without_a_daemon() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert_eq!(
         d.files("var/error/j"),
-        ["a.csv", "a.csv.error.txt", "sub-b.csv", "sub-b.csv.error.txt"]
+        [
+            "a.csv",
+            "a.csv.error.txt",
+            "sub-b.csv",
+            "sub-b.csv.error.txt"
+        ]
     );
     let h = attempts(&d, "/a.csv");
     assert_eq!(h.len(), 1);
@@ -271,14 +298,21 @@ fn issue_14_ferry_retry_by_id_without_a_daemon() {
     d.write("in/a.csv", "someone else's\n");
     let o = d.run(&["retry", &id]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
-    assert!(stderr(&o).contains("is in the source already"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is in the source already"),
+        "{}",
+        stderr(&o)
+    );
     assert!(d.path("var/error/j/a.csv").exists());
     std::fs::remove_file(d.path("in/a.csv")).unwrap();
 
     std::fs::remove_file(d.path("out/a.csv")).unwrap();
     let o = d.run(&["retry", &id]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(std::fs::read_to_string(d.path("in/a.csv")).unwrap(), "new\n");
+    assert_eq!(
+        std::fs::read_to_string(d.path("in/a.csv")).unwrap(),
+        "new\n"
+    );
     assert_eq!(d.files("var/error/j"), ["sub-b.csv", "sub-b.csv.error.txt"]);
     // Twice is refused: it is not failed any more.
     let o = d.run(&["retry", &id]);
@@ -286,7 +320,10 @@ fn issue_14_ferry_retry_by_id_without_a_daemon() {
 
     let o = d.run(&["run", "--once"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(std::fs::read_to_string(d.path("out/a.csv")).unwrap(), "new\n");
+    assert_eq!(
+        std::fs::read_to_string(d.path("out/a.csv")).unwrap(),
+        "new\n"
+    );
     let states: Vec<String> = attempts(&d, "/a.csv")
         .iter()
         .map(|f| f["state"].as_str().unwrap().to_string())
@@ -353,15 +390,23 @@ fn issue_14_an_ftp_destination_that_is_down_is_paused_and_given_up_on_after_for(
         d.files("var/error/up") == ["a.csv", "a.csv.error.txt"]
     });
     let report = std::fs::read_to_string(d.path("var/error/up/a.csv.error.txt")).unwrap();
-    assert!(report.contains("gave up after [retry] for = \"3s\""), "{report}");
+    assert!(
+        report.contains("gave up after [retry] for = \"3s\""),
+        "{report}"
+    );
     assert!(!report.contains(ftp_server::PASSWORD), "{report}");
     assert!(d.files("var/outbox/up").is_empty());
 
     srv.start();
     d.drop_file("in/up/b.csv", "b\n");
-    wait_for("b.csv delivered", WAIT, || srv.files("inbound") == ["b.csv"]);
+    wait_for("b.csv delivered", WAIT, || {
+        srv.files("inbound") == ["b.csv"]
+    });
     wait_for("the pause lifted", WAIT, || {
-        status_json(&d)["retry"]["paused"].as_array().unwrap().is_empty()
+        status_json(&d)["retry"]["paused"]
+            .as_array()
+            .unwrap()
+            .is_empty()
     });
     daemon.stop();
 }

@@ -39,7 +39,12 @@ impl Retry {
     }
 }
 
-fn duration(doc: &mut Doc<'_>, s: Option<Str>, min: Duration, default: Duration) -> Option<Duration> {
+fn duration(
+    doc: &mut Doc<'_>,
+    s: Option<Str>,
+    min: Duration,
+    default: Duration,
+) -> Option<Duration> {
     match s {
         None => Some(default),
         Some(s) => match parse_duration(&s.value) {
@@ -48,7 +53,11 @@ fn duration(doc: &mut Doc<'_>, s: Option<Str>, min: Duration, default: Duration)
                 doc.error(
                     s.span.clone(),
                     &s.key,
-                    format!("expected at least \"{}ms\", found {:?}", min.as_millis(), s.value),
+                    format!(
+                        "expected at least \"{}ms\", found {:?}",
+                        min.as_millis(),
+                        s.value
+                    ),
                 );
                 None
             }
@@ -73,7 +82,13 @@ pub fn read(doc: &mut Doc<'_>, t: Option<TableReader<'_, '_>>) -> Option<Retry> 
     let max = duration(doc, max_s.clone(), Duration::from_millis(100), d.max);
     let give_up_after = match for_s {
         Some(s) if s.value.trim() == "forever" => Some(None),
-        other => duration(doc, other, Duration::ZERO, d.give_up_after.expect("a default")).map(Some),
+        other => duration(
+            doc,
+            other,
+            Duration::ZERO,
+            d.give_up_after.expect("a default"),
+        )
+        .map(Some),
     };
     let (every, max, give_up_after) = (every?, max?, give_up_after?);
     // `max` below `every` when only `every` is written: the waits stay at `every`.
@@ -83,7 +98,10 @@ pub fn read(doc: &mut Doc<'_>, t: Option<TableReader<'_, '_>>) -> Option<Retry> 
             doc.error(
                 s.span.clone(),
                 &s.key,
-                format!("expected at least `every` ({:?}), found {:?}", every, s.value),
+                format!(
+                    "expected at least `every` ({:?}), found {:?}",
+                    every, s.value
+                ),
             );
             return None;
         }

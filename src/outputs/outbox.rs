@@ -433,12 +433,12 @@ impl DeliveryRunner {
 /// Moves the outbox file `path` (`rel` in the outbox) of output `idx` to the job's error
 /// folder with a report (and an alert, with `[alert]`).
 pub(crate) fn to_error_folder(
-job: &Job,
-idx: usize,
-destination: &str,
-path: &Path,
-rel: &str,
-msg: &str,
+    job: &Job,
+    idx: usize,
+    destination: &str,
+    path: &Path,
+    rel: &str,
+    msg: &str,
 ) {
     let name = rel.rsplit('/').next().unwrap_or(rel);
     let dir = job.after.error.render(&Vars {
@@ -484,6 +484,21 @@ pub fn backoff_of(retry: &crate::job::retry::Retry) -> Backoff {
     b
 }
 
+/// When a file entered the outbox (ms since the epoch): its inode's change time on Unix,
+/// its creation time elsewhere.
+fn entered_ms(md: &std::fs::Metadata) -> Option<i64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some(md.ctime() * 1000 + md.ctime_nsec() / 1_000_000)
+    }
+    #[cfg(not(unix))]
+    {
+        let t = md.created().ok()?;
+        Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64)
+    }
+}
+
 /// The outbox files of `files` that waited longer than the job's `[retry] for`, counted
 /// from when the file was put into the outbox (its inode's change time: set by the link
 /// or rename that put it there, kept across restarts).
@@ -497,22 +512,8 @@ pub fn expired(job: &Job, files: &[(PathBuf, String, Meta)]) -> Vec<(PathBuf, St
         .filter(|(p, ..)| {
             std::fs::symlink_metadata(p)
                 .ok()
-                .and_then(|md| {
-                    #[cfg(unix)]
-                    let since = {
-                        use std::os::unix::fs::MetadataExt;
-                        md.ctime() * 1000 + md.ctime_nsec() / 1_000_000
-                    };
-                    #[cfg(not(unix))]
-                    let since = md
-                        .created()
-                        .ok()?
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .ok()?
-                        .as_millis() as i64;
-                    Some(now.saturating_sub(since) >= limit.as_millis() as i64)
-                })
-                .unwrap_or(false)
+                .and_then(|md| entered_ms(&md))
+                .is_some_and(|since| now.saturating_sub(since) >= limit.as_millis() as i64)
         })
         .cloned()
         .collect()

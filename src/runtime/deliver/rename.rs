@@ -157,7 +157,11 @@ pub(super) fn withdraw(d: &Delivery<'_>, planned: &Planned<'_>, e: NotRenamed) -
 /// next try writes only the others. `Err` gives the failure back when the file is not
 /// queued (it is then withdrawn whole, as before). Outputs of the failing index that were
 /// renamed (groups of a split output) are removed: that output is written again whole.
-fn queue_instead(d: &Delivery<'_>, planned: &Planned<'_>, e: NotRenamed) -> Result<Stop, NotRenamed> {
+fn queue_instead(
+    d: &Delivery<'_>,
+    planned: &Planned<'_>,
+    e: NotRenamed,
+) -> Result<Stop, NotRenamed> {
     if !crate::outputs::failure::of_io(&e.error).is_transient() || !planned.members.is_empty() {
         return Err(e);
     }
@@ -187,7 +191,11 @@ fn queue_instead(d: &Delivery<'_>, planned: &Planned<'_>, e: NotRenamed) -> Resu
     };
     if let Err(je) = d.journal.unplan(
         d.id,
-        format!("output {} could not be committed; queued for another try: {}", e.idx + 1, e.error),
+        format!(
+            "output {} could not be committed; queued for another try: {}",
+            e.idx + 1,
+            e.error
+        ),
     ) {
         tracing::error!(error = %je, "Cannot withdraw the plan; leaving the delivered outputs and the original as they are for recovery.");
         return Ok(Stop::Outcome(Outcome::Stuck));
@@ -196,7 +204,11 @@ fn queue_instead(d: &Delivery<'_>, planned: &Planned<'_>, e: NotRenamed) -> Resu
         if *i == e.idx {
             let _ = std::fs::remove_file(p);
         } else {
-            let _ = d.journal.event(d.id, "delivered", format!("output {}: {}", i + 1, p.display()));
+            let _ = d.journal.event(
+                d.id,
+                "delivered",
+                format!("output {}: {}", i + 1, p.display()),
+            );
         }
     }
     super::remove_temporaries(&planned.targets);

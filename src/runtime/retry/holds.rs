@@ -254,10 +254,7 @@ mod tests {
     }
 
     fn m(size: u64) -> Meta {
-        Meta {
-            size,
-            mtime_ns: 1,
-        }
+        Meta { size, mtime_ns: 1 }
     }
 
     /// A dead share, then back: one probe per pause, pauses doubling to `max`, every file
@@ -315,7 +312,11 @@ mod tests {
         let mut h = Holds::new(retry());
         let f = Path::new("in/f");
         h.queued(f, m(1), "share", Duration::ZERO, t0, 0.0);
-        assert_eq!(h.check(f, m(2), t0), Check::Go, "a new version is a new file");
+        assert_eq!(
+            h.check(f, m(2), t0),
+            Check::Go,
+            "a new version is a new file"
+        );
         h.queued(f, m(1), "share", Duration::from_secs(3590), t0, 0.0);
         assert_eq!(
             h.check(f, m(1), t0 + Duration::from_secs(5)),

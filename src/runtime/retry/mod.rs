@@ -55,7 +55,8 @@ fn ids(s: &str) -> Vec<u32> {
     s.split(',').filter_map(|x| x.trim().parse().ok()).collect()
 }
 
-const SELECT: &str = "SELECT path, size, mtime_ns, dest, attempts, first_failed, error, delivered FROM retry_queue";
+const SELECT: &str =
+    "SELECT path, size, mtime_ns, dest, attempts, first_failed, error, delivered FROM retry_queue";
 
 fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueRow> {
     Ok(QueueRow {

@@ -46,7 +46,10 @@ fn failed(conn: &Connection, which: &Which) -> rusqlite::Result<Vec<Failed>> {
     let (cond, arg): (&str, rusqlite::types::Value) = match which {
         Which::Id(id) => ("id = ?1", (*id).into()),
         Which::Job(j) => ("job = ?1 AND state = 'failed'", j.clone().into()),
-        Which::AllFailed => ("state = 'failed' AND ?1 IS NULL", rusqlite::types::Value::Null),
+        Which::AllFailed => (
+            "state = 'failed' AND ?1 IS NULL",
+            rusqlite::types::Value::Null,
+        ),
     };
     let mut st = conn.prepare(&format!(
         "SELECT id, job, path, name, dir, error_dest, state, disposition FROM files WHERE {cond} ORDER BY id"
@@ -127,7 +130,11 @@ fn put_back(f: &Failed) -> Result<String> {
                     "a file named {} is in the source already; retry once it is taken",
                     f.name
                 ),
-                Err(_) => format!("cannot move {} back to {}", went.display(), f.path.display()),
+                Err(_) => format!(
+                    "cannot move {} back to {}",
+                    went.display(),
+                    f.path.display()
+                ),
             })?;
         let _ = source.sync();
     }
@@ -136,7 +143,10 @@ fn put_back(f: &Failed) -> Result<String> {
     }
     let _ = errors.sync();
     Ok(if keep {
-        format!("{} (kept in its source; taken again at the next start)", f.path.display())
+        format!(
+            "{} (kept in its source; taken again at the next start)",
+            f.path.display()
+        )
     } else {
         format!("{} (from {})", f.path.display(), went.display())
     })
@@ -147,7 +157,10 @@ fn put_back(f: &Failed) -> Result<String> {
 pub fn run(state_dir: &Path, which: &Which) -> Result<(usize, usize)> {
     // Refuses a journal of a newer ferry, as the other commands do.
     if crate::journal::Journal::open_read_only(state_dir)?.is_none() {
-        bail!("no journal in {}: nothing has failed yet", state_dir.display());
+        bail!(
+            "no journal in {}: nothing has failed yet",
+            state_dir.display()
+        );
     }
     let conn = Connection::open(crate::journal::db_path(state_dir))?;
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
@@ -177,7 +190,12 @@ pub fn run(state_dir: &Path, which: &Which) -> Result<(usize, usize)> {
                 ok += 1;
             }
             Err(e) => {
-                eprintln!("cannot retry {} [{}] {}: {e:#}", f.id, f.job, f.path.display());
+                eprintln!(
+                    "cannot retry {} [{}] {}: {e:#}",
+                    f.id,
+                    f.job,
+                    f.path.display()
+                );
                 bad += 1;
             }
         }

@@ -98,7 +98,9 @@ impl super::super::JobState {
         match self.holds.check(&found.path, found.meta, now) {
             Check::HoldUntil(t) => self.wakes.push(std::cmp::Reverse((t, found.path.clone()))),
             Check::Hold => {}
-            Check::Go => self.wakes.push(std::cmp::Reverse((now, found.path.clone()))),
+            Check::Go => self
+                .wakes
+                .push(std::cmp::Reverse((now, found.path.clone()))),
         }
         if self.once_pending.is_some() {
             self.resolve_once(&found.path);
