@@ -19,6 +19,7 @@ N="${N:-10000}"
 DEAD="${DEAD:-60}"
 EVERY="${EVERY:-1s}"
 MAX="${MAX:-10s}"
+POLL="${POLL:-5s}"
 if [ -z "${FERRY_BIN:-}" ]; then
   FERRY_BIN="${CARGO_TARGET_DIR:-target}/release/ferry"
   [ -x "$FERRY_BIN" ] || FERRY_BIN="${CARGO_TARGET_DIR:-target}/debug/ferry"
@@ -46,6 +47,7 @@ cat >"$ROOT/jobs/share.toml" <<EOF
 [source]
 folder = "in"
 settle = "0s"
+poll = "$POLL"
 
 [[output]]
 folder = "mnt/out"
@@ -92,9 +94,11 @@ queue_s=$(echo "$t_queued - $t0" | bc)
 # Deadness: CPU and memory of the daemon with N files queued and the share still read-only.
 c0=$(ticks); r0=$(rss_kb); p0=$(grep -c "Destination paused" "$ROOT/var/ferry.log" || true)
 samples="$r0"
-for _ in $(seq 1 "$DEAD"); do
+every10="$r0"
+for i in $(seq 1 "$DEAD"); do
   sleep 1
   samples="$samples $(rss_kb)"
+  [ $((i % 10)) -eq 0 ] && every10="$every10 $(rss_kb)"
 done
 c1=$(ticks); r1=$(rss_kb); p1=$(grep -c "Destination paused" "$ROOT/var/ferry.log" || true)
 cpu_s=$(echo "scale=2; ($c1 - $c0) / $HZ" | bc)
@@ -115,7 +119,8 @@ left=$(find "$ROOT/in" -type f ! -name '.*' | wc -l)
 dupes=$(find "$ROOT/mnt/out" -type f -name '*_1.*' | wc -l)
 
 echo "ferry: $FERRY_BIN ($("$FERRY_BIN" --version))"
-echo "files: $N x 1 KiB, [retry] every = \"$EVERY\", max = \"$MAX\"; deadness measured over ${DEAD}s"
+echo "files: $N x 1 KiB, [retry] every = \"$EVERY\", max = \"$MAX\", poll = \"$POLL\"; deadness measured over ${DEAD}s"
+echo "RSS every 10 s while dead (KiB): $every10"
 echo
 echo "| queue $N files (each tried once) | CPU while dead | tries while dead | RSS while dead (start -> end, min..max) | first delivery after return (the next probe) | drain after the probe | files in the share / left in source / duplicates |"
 echo "|---|---|---|---|---|---|---|"

@@ -128,3 +128,58 @@ pub fn humanize(d: std::time::Duration) -> String {
         s => format!("{s}s"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn compile(retry: &str) -> Result<Retry, Vec<String>> {
+        let src = format!("[source]\nfolder = \"in\"\n[[output]]\nfolder = \"out\"\n{retry}");
+        crate::job::compile(Path::new("jobs/t.toml"), Path::new("/srv/ferry"), &src)
+            .map(|j| j.retry)
+            .map_err(|e| e.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn retry_keys_defaults_forever_and_errors_with_their_position() {
+        let d = compile("").unwrap();
+        assert_eq!(d, Retry::default());
+        assert!(!d.written && d.enabled());
+        let r = compile("[retry]\nevery = \"1h\"\nfor = \"forever\"\n").unwrap();
+        assert_eq!(r.every, Duration::from_secs(3600));
+        assert_eq!(r.max, Duration::from_secs(3600), "max is at least every");
+        assert_eq!(r.give_up_after, None);
+        assert!(r.written && r.enabled());
+        let off = compile("[retry]\nfor = \"0\"\n").unwrap();
+        assert!(!off.enabled());
+        let errs =
+            compile("[retry]\nevery = \"soon\"\nfor = \"a week\"\nmax = \"1s\"\n").unwrap_err();
+        assert!(
+            errs[0].starts_with("jobs/t.toml:6:9: retry.every:"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].starts_with("jobs/t.toml:7:7: retry.for:"),
+            "{errs:?}"
+        );
+        let errs = compile("[retry]\nevery = \"1m\"\nmax = \"1s\"\n").unwrap_err();
+        assert_eq!(
+            errs,
+            ["jobs/t.toml:7:7: retry.max: expected at least `every` (1m), found \"1s\""]
+        );
+        let errs = compile("[retry]\nevry = \"1m\"\n").unwrap_err();
+        assert!(
+            errs[0].contains("retry") && errs[0].contains("every"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn durations_as_a_job_file_writes_them() {
+        for (secs, text) in [(604_800, "7d"), (3600, "1h"), (90, "90s"), (120, "2m")] {
+            assert_eq!(humanize(Duration::from_secs(secs)), text);
+        }
+        assert_eq!(humanize(Duration::from_millis(200)), "200ms");
+    }
+}
