@@ -99,8 +99,9 @@ pub fn read(doc: &mut Doc<'_>, t: Option<TableReader<'_, '_>>) -> Option<Retry> 
                 s.span.clone(),
                 &s.key,
                 format!(
-                    "expected at least `every` ({:?}), found {:?}",
-                    every, s.value
+                    "expected at least `every` ({}), found {:?}",
+                    humanize(every),
+                    s.value
                 ),
             );
             return None;
