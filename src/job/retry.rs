@@ -152,6 +152,13 @@ mod tests {
         assert_eq!(r.max, Duration::from_secs(3600), "max is at least every");
         assert_eq!(r.give_up_after, None);
         assert!(r.written && r.enabled());
+        // The inline form is the same table.
+        let src = "retry = { every = \"1h\", for = \"7d\" }\n[source]\nfolder = \"in\"\n";
+        let inline = crate::job::compile(Path::new("jobs/t.toml"), Path::new("/srv/ferry"), src)
+            .unwrap()
+            .retry;
+        assert_eq!(inline.every, Duration::from_secs(3600));
+        assert_eq!(inline.give_up_after, Some(Duration::from_secs(7 * 86_400)));
         let off = compile("[retry]\nfor = \"0\"\n").unwrap();
         assert!(!off.enabled());
         let errs =

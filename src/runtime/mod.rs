@@ -987,6 +987,7 @@ impl JobState {
             self.once_pending = Some(seen.clone());
         }
         self.tracker.forget_missing(&seen);
+        self.retry_forget_missing(&seen);
         for f in found {
             self.observe(f);
         }

@@ -220,6 +220,21 @@ impl Holds {
         self.released(path);
     }
 
+    /// Forgets the held files that are no longer in the source (`seen`: every file a full
+    /// listing found); returns them.
+    pub fn forget_missing(&mut self, seen: &std::collections::HashSet<PathBuf>) -> Vec<PathBuf> {
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|p| !seen.contains(*p))
+            .cloned()
+            .collect();
+        for p in &gone {
+            self.vanished(p);
+        }
+        gone
+    }
+
     /// The destinations paused now, with how many files wait for each.
     pub fn paused(&self, now: Instant) -> Vec<(Pause, usize)> {
         self.dests
@@ -323,6 +338,18 @@ mod tests {
             Check::HoldUntil(t0 + Duration::from_secs(60))
         );
         assert_eq!(h.check(f, m(1), t0 + Duration::from_secs(10)), Check::Go);
+    }
+
+    #[test]
+    fn files_that_left_the_source_leave_the_queue() {
+        let t0 = Instant::now();
+        let mut h = Holds::new(retry());
+        let (a, b) = (PathBuf::from("a"), PathBuf::from("b"));
+        h.hold(a.clone(), m(1), "d".into(), Duration::ZERO, t0);
+        h.hold(b.clone(), m(1), "d".into(), Duration::ZERO, t0);
+        let seen: std::collections::HashSet<PathBuf> = [b.clone()].into();
+        assert_eq!(h.forget_missing(&seen), [a]);
+        assert_eq!(h.len(), 1);
     }
 
     #[test]

@@ -126,6 +126,21 @@ impl super::super::JobState {
         }
     }
 
+    /// After a full listing: queued files that left the source (moved away or deleted by
+    /// someone) leave the queue.
+    pub(in crate::runtime) fn retry_forget_missing(
+        &mut self,
+        seen: &std::collections::HashSet<PathBuf>,
+    ) {
+        if self.holds.is_empty() {
+            return;
+        }
+        for p in self.holds.forget_missing(seen) {
+            tracing::info!(file = %p.display(), "A queued file left its source; it leaves the retry queue.");
+            super::forget(&self.journal, &self.job.name, &p);
+        }
+    }
+
     /// A file ended otherwise (failed for good, given back, stuck).
     pub(in crate::runtime) fn retry_released(&mut self, path: &Path) {
         self.holds.released(path);
