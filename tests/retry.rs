@@ -410,3 +410,38 @@ fn issue_14_an_ftp_destination_that_is_down_is_paused_and_given_up_on_after_for(
     });
     daemon.stop();
 }
+
+/// An output that an earlier try delivered (recorded in the queue row, as a rename that
+/// failed halfway records it) is not written again: with `exists = "fail"` a second write
+/// would fail the file; the try writes only the missing output.
+#[test]
+fn issue_14_a_retry_writes_only_the_outputs_not_delivered_before() {
+    let d = Deployment::new("retry-partial");
+    let Some(share) = Share::mount(&d, "mnt") else {
+        return;
+    };
+    d.mkdir("mnt/out");
+    d.job("share", &share_job("forever", "fail"));
+    d.mkdir("in/share");
+    share.remount("ro");
+    d.write("in/share/a.csv", "id\n1\n");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(queued(&d, "share"), 1);
+    assert!(d.files("out/local").is_empty());
+    // As if the earlier try had renamed output 1 into place before output 2 failed.
+    d.write("out/local/a.csv", "id\n1\n");
+    {
+        let c = rusqlite::Connection::open(d.path("var/state/journal.sqlite")).unwrap();
+        c.execute_batch("UPDATE retry_queue SET delivered = '0'; DELETE FROM retry_paused;")
+            .unwrap();
+    }
+    share.remount("rw");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("mnt/out"), ["a.csv"]);
+    assert_eq!(d.files("out/local"), ["a.csv"]);
+    assert!(d.files("var/error").is_empty(), "{:?}", d.files("var/error"));
+    assert_eq!(d.files("var/archive/share"), ["a.csv"]);
+    assert_eq!(queued(&d, "share"), 0);
+}
