@@ -441,7 +441,11 @@ fn issue_14_a_retry_writes_only_the_outputs_not_delivered_before() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(d.files("mnt/out"), ["a.csv"]);
     assert_eq!(d.files("out/local"), ["a.csv"]);
-    assert!(d.files("var/error").is_empty(), "{:?}", d.files("var/error"));
+    assert!(
+        d.files("var/error").is_empty(),
+        "{:?}",
+        d.files("var/error")
+    );
     assert_eq!(d.files("var/archive/share"), ["a.csv"]);
     assert_eq!(queued(&d, "share"), 0);
 }
