@@ -743,6 +743,10 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
         }
     }
     rows.sort_by(|a, b| a.job.cmp(&b.job));
+    let (queued, paused) = conn
+        .as_ref()
+        .and_then(|c| crate::runtime::retry::status(c).ok())
+        .unwrap_or_default();
     if running.is_none() {
         // The count the daemon last reported says nothing about the source now: shown as
         // unknown, in the table and in JSON alike.
@@ -760,6 +764,7 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
             "remote": remote,
             "invalid_job_files": loaded.broken.values().collect::<Vec<_>>(),
             "schedules": schedules,
+            "retry": { "queued": queued, "paused": paused },
         });
         println!("{v}");
         return exit::OK;
@@ -773,6 +778,7 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
     }
     print_status_table(&rows, &remote, &loaded.broken);
     runs::print_schedules(&schedules);
+    crate::runtime::retry::print_status(&queued, &paused);
     exit::OK
 }
 

@@ -149,6 +149,23 @@ enum Command {
         /// The job's name (its file's stem).
         job: String,
     },
+    /// Put failed files back from their error folder into their source, as a new attempt
+    /// (recorded in `ferry history` beside the earlier ones). Works with or without a
+    /// running daemon.
+    #[command(
+        after_help = "Exit codes: 0 every chosen file was put back; 1 at least one could not be (said why); 3 ferry could not run.\n\nExamples:\n  ferry retry 42                 the file with id 42 (see `ferry history`)\n  ferry retry --job invoices     every failed file of a job\n  ferry retry --all-failed"
+    )]
+    Retry {
+        /// The file's id, as `ferry history` shows it.
+        #[arg(required_unless_present_any = ["job", "all_failed"], conflicts_with_all = ["job", "all_failed"])]
+        id: Option<i64>,
+        /// Every failed file of this job.
+        #[arg(long, conflicts_with = "all_failed")]
+        job: Option<String>,
+        /// Every failed file of every job.
+        #[arg(long)]
+        all_failed: bool,
+    },
     /// Print the JSON Schema of job files, for completion and hover help in editors
     /// (taplo, VS Code's Even Better TOML).
     #[command(after_help = "Example:\n  ferry schema > ferry.schema.json")]
@@ -268,6 +285,26 @@ fn main() {
             ferry::cli::history(&cli.jobs, &state, &filter, json)
         }
         Command::Journal { action } => journal(&state, action),
+        Command::Retry {
+            id,
+            job,
+            all_failed: _,
+        } => {
+            use ferry::runtime::retry::requeue::{Which, run};
+            let which = match (id, job) {
+                (Some(id), _) => Which::Id(id),
+                (None, Some(j)) => Which::Job(j),
+                (None, None) => Which::AllFailed,
+            };
+            match run(&state, &which) {
+                Ok((_, 0)) => exit::OK,
+                Ok(_) => exit::FILE_FAILED,
+                Err(e) => {
+                    eprintln!("error: {}", ferry::redact::scrub(&format!("{e:#}")));
+                    exit::FATAL
+                }
+            }
+        }
         Command::Status { json } => ferry::cli::status(&cli.jobs, &state, json),
         Command::Runs { job, json, limit } => {
             ferry::cli::runs::runs(&cli.jobs, &state, job.as_deref(), limit, json)

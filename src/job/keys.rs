@@ -116,6 +116,7 @@ pub static KEYS: &[Key] = &[
     k("", "", "after", Table, "none", "What happens to the original after delivery or failure."),
     k("", "", "alert", Table, "none", "Mail an error report for every failed file, and a daily summary."),
     k("", "", "pdf", Table, "none", "Limits of the PDF work on one file."),
+    k("", "", "retry", Table, "none", "How often and how long a file whose delivery failed for a reason that may pass is tried again."),
     // [source]
     k("source", "", "folder", Str, "required", "The folder to take files from (relative to the deployment root, or absolute)."),
     k("source", "ftp", "ftp", Str, "none", "Take files from an FTP server instead of a folder: \"ftp://user@host:port/folder\" or \"ftps://...\"."),
@@ -266,6 +267,10 @@ pub static KEYS: &[Key] = &[
     k("pdf", "", "timeout", Duration, "\"60s\"", "The longest the PDF work on one file may take (at least \"10ms\")."),
     k("pdf", "", "max_size", Uint, "268435456", "The largest PDF read at all, in bytes (256 MiB)."),
     k("pdf", "", "max_stream", Uint, "67108864", "The most one stream may decode to, in bytes."),
+    // [retry] (the retry queue, issue 14)
+    k("retry", "", "every", Duration, "\"1m\"", "The first retry comes about this long after a failure that may pass; then the wait doubles, with jitter."),
+    k("retry", "", "max", Duration, "\"1h\"", "The longest wait between two tries."),
+    k("retry", "", "for", Str, "\"7d\"", "How long a file is tried before it goes to the error folder: a duration, \"forever\", or \"0\" (no retries)."),
     // [alert]
     k("alert", "", "email", Str, "required", "\"mailto:a@x.example[,b@y.example]\": who gets the alerts."),
     k("alert", "", "smtp", Str, "required", "\"smtp://[USER@]host[:587]\" (STARTTLS) or \"smtps://[USER@]host[:465]\"."),
@@ -478,6 +483,8 @@ format = "json"
 success = "archive"
 [pdf]
 timeout = "5s"
+[retry]
+every = "1m"
 [alert]
 email = "mailto:a@x.example"
 smtp = "smtp://host"

@@ -11,6 +11,7 @@ pub mod mail;
 pub mod pdf;
 pub mod plumbing;
 pub mod remote;
+pub mod retry;
 pub mod secrets;
 pub mod set;
 pub mod template;
@@ -155,6 +156,8 @@ pub struct Job {
     pub alert: Option<alert::Alert>,
     /// `[pdf]`: time and size limits of PDF work on one file.
     pub pdf: crate::formats::pdf::PdfLimits,
+    /// `[retry]`: the retry queue's timing.
+    pub retry: retry::Retry,
 }
 
 /// Names that are skipped in every source: hidden files and the usual temporary names that
@@ -412,6 +415,8 @@ fn read_job(
         Some(t) => pdf::read_limits(doc, Some(t)),
         None => pdf::read_limits(doc, None),
     };
+    let retry_table = top.table(doc, "retry");
+    let retry = retry::read(doc, retry_table);
     top.finish_as(doc, "", "");
     if name.is_empty() || name.starts_with('.') {
         doc.error(0..0, "", "a job file needs a name like `invoices.toml`");
@@ -437,6 +442,7 @@ fn read_job(
         after,
         alert: alert?,
         pdf: limits?,
+        retry: retry?,
     })
 }
 

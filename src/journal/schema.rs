@@ -90,10 +90,41 @@ pub(super) fn migrate(conn: &mut Connection, journal_id: &str) -> rusqlite::Resu
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('journal_id', ?1)",
         [journal_id],
     )?;
-    // Version 3 (schedules, issue 14): the runs of scheduled jobs.
+    // Version 3 (issue 14): the runs of scheduled jobs, and the retry queue.
     super::runs::migrate_runs(&tx)?;
+    create_v3_retry_queue(&tx)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
+}
+
+/// Version 3 (the retry queue, issue 14): files whose delivery failed for a reason that may
+/// pass, waiting in their source for another try (`runtime::retry`), and the destinations
+/// paused after failing (the circuit breaker), for restarts and `ferry status`.
+fn create_v3_retry_queue(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS retry_queue (
+            job TEXT NOT NULL,
+            path TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            dest TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            first_failed INTEGER NOT NULL,
+            last_failed INTEGER NOT NULL,
+            error TEXT NOT NULL,
+            delivered TEXT NOT NULL DEFAULT '',
+            file_ids TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (job, path)
+        );
+        CREATE TABLE IF NOT EXISTS retry_paused (
+            job TEXT NOT NULL,
+            dest TEXT NOT NULL,
+            failures INTEGER NOT NULL,
+            until_ms INTEGER NOT NULL,
+            error TEXT NOT NULL,
+            PRIMARY KEY (job, dest)
+        );",
+    )
 }
 
 /// The journal's identity (`None` in a journal made before ids, until it is migrated).

@@ -69,6 +69,22 @@ fn put(dir: &Path, name: &str, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// An alert for an outbox file of output `idx` that was given up on (`[retry] for`), when
+/// the job has `[alert]`: its report goes into the alert outbox like a failed file's.
+pub fn outbox_failure(job: &Job, idx: usize, name: &str, report: &str) {
+    let Some(alert) = &job.alert else { return };
+    let safe = fsutil::portable_component(name);
+    let stamp = crate::journal::now_ms();
+    let text = format!("ferry could not deliver this file in time.\n\n{report}");
+    if let Err(e) = put(
+        &alert.email.outbox,
+        &format!("outbox-{}-{stamp}-{safe}.error.txt", idx + 1),
+        &text,
+    ) {
+        tracing::error!(error = %format!("{e:#}"), "Cannot write the alert.");
+    }
+}
+
 /// One pass: an alert file for every file that failed since the last pass, and the daily
 /// summary when due. Returns how many alert files were written.
 pub fn pass(job: &Job, journal: &Journal) -> Result<usize> {

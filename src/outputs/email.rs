@@ -214,7 +214,7 @@ pub async fn run(
             return;
         }
     };
-    let mut backoff = crate::protocol::backoff::Backoff::default();
+    let mut backoff = super::outbox::backoff_of(&job.retry);
     let mut last_error = String::new();
     let mut transport = None;
     loop {
@@ -238,6 +238,7 @@ pub async fn run(
             Err(err) => {
                 transport = None;
                 let msg = format!("{err:#}");
+                give_up_old(&job, idx, &e, &msg);
                 if msg != last_error {
                     tracing::warn!(server = %e.smtp.display(), error = %msg, "Sending by email failed; the files stay in the outbox and are retried with backoff.");
                     last_error = msg;
@@ -252,6 +253,27 @@ pub async fn run(
             _ = stop.changed() => {}
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// Outbox files that waited longer than `[retry] for` go to the error folder with a report
+/// (and an alert). Not for the alert outbox itself: an alert is never given up on.
+fn give_up_old(job: &Job, idx: u32, e: &EmailOutput, msg: &str) {
+    if idx == ALERTS {
+        return;
+    }
+    let files: Vec<(PathBuf, String, crate::readiness::Meta)> = waiting(&e.outbox)
+        .into_iter()
+        .map(|(p, rel, size, mtime_ns)| (p, rel, crate::readiness::Meta { size, mtime_ns }))
+        .collect();
+    for (path, rel, _) in super::outbox::expired(job, &files) {
+        let why = format!(
+            "gave up after [retry] for = \"{}\": the mail server {} still fails: {msg}",
+            crate::job::retry::humanize(job.retry.give_up_after.unwrap_or_default()),
+            e.smtp.display()
+        );
+        tracing::error!(file = %rel, error = %why, "Not sent in time; moved to the error folder.");
+        super::outbox::to_error_folder(job, idx as usize, &e.smtp.display(), &path, &rel, &why);
     }
 }
 

@@ -9,6 +9,21 @@ use crate::job::Exists;
 use crate::protocol::ftp::{FtpClient, send_file, split, transient};
 use crate::protocol::{RResult, RemoteError};
 
+/// A refused transfer of one file: the server's reply says whether it may pass
+/// ([`super::failure::of_ftp_reply`]: 4xx, 550 and 552 are retried; 553 and other 5xx
+/// send the file to the error folder). Anything that is not a reply (connection, timeout)
+/// may pass.
+fn by_reply(what: &str, e: suppaftp::FtpError) -> RemoteError {
+    match &e {
+        suppaftp::FtpError::UnexpectedResponse(r)
+            if !super::failure::of_ftp_reply(r.status.code()).is_transient() =>
+        {
+            RemoteError::Permanent(format!("{what}: {e}"))
+        }
+        _ => transient(what, e),
+    }
+}
+
 impl Deliverer for FtpClient {
     fn deliver(
         &mut self,
@@ -56,7 +71,7 @@ impl Deliverer for FtpClient {
         let mut f = std::fs::File::open(local).map_err(|e| transient("reading the outbox", e))?;
         let mut stream =
             c.s.put_with_stream(&tmp)
-                .map_err(|e| transient(&format!("STOR {tmp}"), e))?;
+                .map_err(|e| by_reply(&format!("STOR {tmp}"), e))?;
         send_file(&mut f, &mut stream).map_err(|e| transient(&format!("uploading {tmp}"), e))?;
         stream
             .finish()
@@ -75,9 +90,9 @@ impl Deliverer for FtpClient {
             if exists == Exists::Overwrite && existing {
                 let _ = c.s.rm(&fin);
                 c.s.rename(&tmp, &fin)
-                    .map_err(|e| transient(&format!("renaming {tmp} to {fin}"), e))?;
+                    .map_err(|e| by_reply(&format!("renaming {tmp} to {fin}"), e))?;
             } else {
-                return Err(transient(&format!("renaming {tmp} to {fin}"), e));
+                return Err(by_reply(&format!("renaming {tmp} to {fin}"), e));
             }
         }
         c.note_created(&final_rel);

@@ -3,6 +3,7 @@
 //!
 //! - [`folder`]: local folders and shares.
 //! - [`ftp`]: FTP/FTPS, a [`Deliverer`] that [`outbox`] feeds from the output's local outbox.
+//! - [`failure`]: whether a failed delivery may pass (retried) or not (error folder).
 //! - [`email`]: mails from an outbox, one per file or batch; [`alerts`] uses it for the
 //!   admin's alert mails.
 //!
@@ -11,6 +12,7 @@
 
 pub mod alerts;
 pub mod email;
+pub mod failure;
 pub mod folder;
 pub mod ftp;
 pub mod outbox;

@@ -89,6 +89,7 @@ impl DeliveryRunner {
     ) -> Option<DeliveryRunner> {
         let out = job.outputs.get(idx)?;
         let target = out.deliver.clone()?;
+        let backoff = backoff_of(&job.retry);
         Some(DeliveryRunner {
             share,
             deliverer: super::deliverer(&target.endpoint),
@@ -97,7 +98,7 @@ impl DeliveryRunner {
             job,
             idx,
             journal,
-            backoff: Backoff::default(),
+            backoff,
             last_error: None,
         })
     }
@@ -240,6 +241,13 @@ impl DeliveryRunner {
         if self.last_error.take().is_some() {
             tracing::info!(remote = %self.target.endpoint.display(), "The destination works again.");
         }
+        // The destination's pause is over (another connection of this output may have
+        // recorded it).
+        let _ = self.journal.exec(
+            "DELETE FROM retry_paused WHERE job = ?1 AND dest = ?2",
+            vec![text(&self.job.name), text(&self.target.endpoint.display())],
+            false,
+        );
         self.backoff.succeed();
         if self.has_pending() {
             RoundEnd::RetryIn(Duration::ZERO)
@@ -372,6 +380,29 @@ impl DeliveryRunner {
             ],
             false,
         );
+        // The destination's pause, for `ferry status` (the deliverer is the circuit breaker
+        // of its destination: one try per pause, whatever the number of files waiting).
+        let _ = self.journal.exec(
+            "INSERT OR REPLACE INTO retry_paused (job, dest, failures, until_ms, error) VALUES (?1, ?2, ?3, ?4, ?5)",
+            vec![
+                text(&self.job.name),
+                text(&self.target.endpoint.display()),
+                int(i64::from(self.backoff.failures())),
+                int(now_ms() + wait.as_millis() as i64),
+                free_text(&msg),
+            ],
+            false,
+        );
+        for (path, rel, m) in expired(&self.job, &self.pending()) {
+            let why = format!(
+                "gave up after [retry] for = \"{}\": the destination {} still fails: {msg}",
+                crate::job::retry::humanize(self.job.retry.give_up_after.unwrap_or_default()),
+                self.target.endpoint.display()
+            );
+            tracing::error!(file = %rel, error = %why, "Not delivered in time; moved to the error folder.");
+            self.to_error_folder(&path, &rel, &why);
+            self.record(&rel, m, "failed", None, Some(&why), false);
+        }
         if self.last_error.as_deref() != Some(msg.as_str()) {
             tracing::error!(remote = %self.target.endpoint.display(), error = %msg, pending = self.pending().len(), "Delivery failed; the files stay in the outbox and are retried with backoff.");
             self.last_error = Some(msg);
@@ -380,35 +411,14 @@ impl DeliveryRunner {
     }
 
     fn to_error_folder(&self, path: &Path, rel: &str, msg: &str) {
-        let name = rel.rsplit('/').next().unwrap_or(rel);
-        let dir = self.job.after.error.render(&Vars {
-            name,
-            dir: "",
-            job: &self.job.name,
-            seq: 0,
-            taken: chrono::Local::now(),
-            record: None,
-            mail: None,
-        });
-        let dir = PathBuf::from(dir);
-        if fsutil::create_dir_all_durable(&dir).is_err() {
-            return;
-        }
-        let dest = (0..10_000)
-            .map(|n| fsutil::numbered(&dir.join(name), n))
-            .find(|p| !fsutil::exists(p) && !fsutil::exists(&fsutil::report_path(p)));
-        if let Some(dest) = dest
-            && fsutil::rename_noreplace(path, &dest).is_ok()
-        {
-            let report = format!(
-                "file: {name}\njob: {}\noutput: {}\ndestination: {}\nerror: {msg}\n",
-                self.job.name,
-                self.idx + 1,
-                self.target.endpoint.display()
-            );
-            let _ = fsutil::write_new_durable(&fsutil::report_path(&dest), report.as_bytes());
-            let _ = fsutil::sync_dir(&dir);
-        }
+        to_error_folder(
+            &self.job,
+            self.idx,
+            &self.target.endpoint.display(),
+            path,
+            rel,
+            msg,
+        );
     }
 
     pub fn disconnect(&mut self) {
@@ -418,6 +428,95 @@ impl DeliveryRunner {
     pub fn warm_up(&mut self) {
         self.deliverer.warm_up();
     }
+}
+
+/// Moves the outbox file `path` (`rel` in the outbox) of output `idx` to the job's error
+/// folder with a report (and an alert, with `[alert]`).
+pub(crate) fn to_error_folder(
+    job: &Job,
+    idx: usize,
+    destination: &str,
+    path: &Path,
+    rel: &str,
+    msg: &str,
+) {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    let dir = job.after.error.render(&Vars {
+        name,
+        dir: "",
+        job: &job.name,
+        seq: 0,
+        taken: chrono::Local::now(),
+        record: None,
+        mail: None,
+    });
+    let dir = PathBuf::from(dir);
+    if fsutil::create_dir_all_durable(&dir).is_err() {
+        return;
+    }
+    let dest = (0..10_000)
+        .map(|n| fsutil::numbered(&dir.join(name), n))
+        .find(|p| !fsutil::exists(p) && !fsutil::exists(&fsutil::report_path(p)));
+    if let Some(dest) = dest
+        && fsutil::rename_noreplace(path, &dest).is_ok()
+    {
+        let report = format!(
+            "file: {name}\njob: {}\noutput: {}\ndestination: {}\nerror: {msg}\n",
+            job.name,
+            idx + 1,
+            destination
+        );
+        let _ = fsutil::write_new_durable(&fsutil::report_path(&dest), report.as_bytes());
+        let _ = fsutil::sync_dir(&dir);
+        super::alerts::outbox_failure(job, idx, name, &report);
+    }
+}
+
+/// The backoff of a remote output: without a `[retry]` table, quick reconnects (1 s
+/// doubling to 5 min, a dropped connection is usually momentary); with one, its `every`
+/// and `max`, as for folder outputs.
+pub fn backoff_of(retry: &crate::job::retry::Retry) -> Backoff {
+    let mut b = Backoff::default();
+    if retry.written {
+        b.min = retry.every;
+        b.max = retry.max;
+    }
+    b
+}
+
+/// When a file entered the outbox (ms since the epoch): its inode's change time on Unix,
+/// its creation time elsewhere.
+fn entered_ms(md: &std::fs::Metadata) -> Option<i64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some(md.ctime() * 1000 + md.ctime_nsec() / 1_000_000)
+    }
+    #[cfg(not(unix))]
+    {
+        let t = md.created().ok()?;
+        Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64)
+    }
+}
+
+/// The outbox files of `files` that waited longer than the job's `[retry] for`, counted
+/// from when the file was put into the outbox (its inode's change time: set by the link
+/// or rename that put it there, kept across restarts).
+pub fn expired(job: &Job, files: &[(PathBuf, String, Meta)]) -> Vec<(PathBuf, String, Meta)> {
+    let Some(limit) = job.retry.give_up_after.filter(|_| job.retry.enabled()) else {
+        return Vec::new();
+    };
+    let now = now_ms();
+    files
+        .iter()
+        .filter(|(p, ..)| {
+            std::fs::symlink_metadata(p)
+                .ok()
+                .and_then(|md| entered_ms(&md))
+                .is_some_and(|since| now.saturating_sub(since) >= limit.as_millis() as i64)
+        })
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]

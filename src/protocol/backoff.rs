@@ -24,16 +24,9 @@ impl Default for Backoff {
 impl Backoff {
     /// Records a failure; returns how long to wait before the next try.
     pub fn fail(&mut self) -> Duration {
-        let base = self
-            .min
-            .saturating_mul(1u32 << self.failures.min(16))
-            .min(self.max);
+        let wait = wait(self.min, self.max, self.failures, jitter());
         self.failures = self.failures.saturating_add(1);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let jitter = (f64::from(nanos % 1000) / 1000.0 - 0.5) * 0.4; // -0.2 .. 0.2
-        base.mul_f64(1.0 + jitter)
+        wait
     }
 
     pub fn succeed(&mut self) {
@@ -43,6 +36,23 @@ impl Backoff {
     pub fn failures(&self) -> u32 {
         self.failures
     }
+}
+
+/// The wait after the `failures`-th failure in a row (0 for the first): `min` doubled
+/// `failures` times, at most `max`, scaled by `1 + jitter` (`jitter` in -0.2..0.2). A pure
+/// function, so that retry timing is tested with chosen jitter instead of a clock.
+pub fn wait(min: Duration, max: Duration, failures: u32, jitter: f64) -> Duration {
+    let base = min.saturating_mul(1u32 << failures.min(16)).min(max);
+    base.mul_f64(1.0 + jitter.clamp(-0.2, 0.2))
+}
+
+/// A jitter in -0.2..0.2 from the clock's nanoseconds (no random generator needed: what
+/// matters is that many failing deliveries do not retry in lockstep).
+pub fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    (f64::from(nanos % 1000) / 1000.0 - 0.5) * 0.4
 }
 
 #[cfg(test)]
@@ -58,5 +68,29 @@ mod tests {
         assert!(waits[11] <= Duration::from_secs(360) && waits[11] >= Duration::from_secs(240));
         b.succeed();
         assert!(b.fail() <= Duration::from_millis(1200));
+    }
+
+    #[test]
+    fn waits_double_to_the_cap_and_jitter_stays_within_a_fifth() {
+        let (m, x) = (Duration::from_secs(60), Duration::from_secs(3600));
+        let cases = [
+            (0, 0.0, 60),
+            (1, 0.0, 120),
+            (5, 0.0, 1920),
+            (6, 0.0, 3600),
+            (30, 0.0, 3600),
+            (0, 0.2, 72),
+            (0, -0.2, 48),
+            (0, 0.9, 72),
+            (6, -0.9, 2880),
+        ];
+        for (failures, jitter, secs) in cases {
+            assert_eq!(
+                wait(m, x, failures, jitter),
+                Duration::from_secs(secs),
+                "{failures} failures, jitter {jitter}"
+            );
+        }
+        assert!((-0.2..=0.2).contains(&jitter()));
     }
 }

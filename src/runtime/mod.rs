@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod process;
 pub mod recovery;
 pub mod remote;
+pub mod retry;
 pub mod runs;
 pub mod sets;
 
@@ -897,6 +898,8 @@ struct JobState {
     finished_tx: Option<std::sync::mpsc::Sender<PathBuf>>,
     /// The source folder, held open (docs/design.md, "Folders as handles").
     root: Arc<crate::sources::dir::SourceRoot>,
+    /// Files in the retry queue and their destinations' pauses ([`retry`]).
+    holds: retry::holds::Holds,
 }
 
 impl JobState {
@@ -914,6 +917,7 @@ impl JobState {
             journal: shared.journal.clone(),
             finished_tx: None,
             root: Arc::new(crate::sources::dir::SourceRoot::new(&job.source.folder)),
+            holds: retry::load(job, &shared.journal),
         }
     }
 
@@ -940,6 +944,9 @@ impl JobState {
     }
 
     fn observe(&mut self, f: Found) {
+        if self.retry_held(&f) {
+            return;
+        }
         if !self.tracker.is_known(&f.path) && self.job.after.success == Success::Keep {
             let id = Identity {
                 path: f.path.to_string_lossy().into_owned(),
@@ -1025,6 +1032,7 @@ impl JobState {
             self.once_pending = Some(seen.clone());
         }
         self.tracker.forget_missing(&seen);
+        self.retry_forget_missing(&seen);
         for f in found {
             self.observe(f);
         }
@@ -1052,16 +1060,24 @@ impl JobState {
             Outcome::Done { kept } => {
                 shared.counters.done.fetch_add(1, Ordering::Relaxed);
                 self.tracker.finished(&found.path, kept);
+                self.retry_delivered(&found.path);
                 self.resolve_once(&found.path);
                 self.report_finished(&found.path);
             }
             Outcome::Failed { kept } => {
                 shared.counters.failed.fetch_add(1, Ordering::Relaxed);
                 self.tracker.finished(&found.path, kept);
+                self.retry_released(&found.path);
                 self.resolve_once(&found.path);
                 self.report_finished(&found.path);
             }
+            Outcome::Queued {
+                dest,
+                first_failed_ms,
+                error,
+            } => self.retry_queued(&found, &dest, first_failed_ms, &error),
             Outcome::Stuck => {
+                self.retry_released(&found.path);
                 shared.counters.failed.fetch_add(1, Ordering::Relaxed);
                 self.resolve_once(&found.path);
             }
@@ -1075,6 +1091,7 @@ impl JobState {
                 self.resolve_once(&found.path);
             }
             Outcome::Released | Outcome::Waiting => {
+                self.retry_released(&found.path);
                 // Look again after a pause, so a file that cannot be taken now never spins.
                 let now = Instant::now();
                 self.tracker.released(&found.path, now);

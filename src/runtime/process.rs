@@ -39,6 +39,13 @@ pub enum Outcome {
     /// Outputs are committed but the original could not be disposed of; recovery at the
     /// next start retries. Not taken again meanwhile.
     Stuck,
+    /// Its delivery failed at `dest` for a reason that may pass: it stays in the source,
+    /// queued in the journal, and is tried again later ([`super::retry`]).
+    Queued {
+        dest: String,
+        first_failed_ms: i64,
+        error: String,
+    },
     /// Not complete yet (a document set missing a member): looked at again after
     /// `settle`; in `--once` mode left for a later run.
     Waiting,
@@ -51,13 +58,28 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct FileError {
     pub chain: Vec<String>,
+    /// A failure that may pass (`outputs::failure`): the destination (an output folder)
+    /// that failed. The file is then queued for another try instead of failing
+    /// ([`super::retry`]).
+    pub transient: Option<String>,
 }
 
 impl FileError {
     pub(super) fn new(what: impl Into<String>) -> Self {
         FileError {
             chain: vec![what.into()],
+            transient: None,
         }
+    }
+
+    /// An I/O error writing to the destination folder `dest`: it may pass or not, as
+    /// `outputs::failure` sorts it.
+    pub(super) fn output_io(what: impl Into<String>, dest: &Path, e: &io::Error) -> Self {
+        let mut err = Self::io(what, e);
+        if crate::outputs::failure::of_io(e).is_transient() {
+            err.transient = Some(dest.to_string_lossy().into_owned());
+        }
+        err
     }
 
     pub(super) fn io(what: impl Into<String>, e: &io::Error) -> Self {
@@ -67,7 +89,10 @@ impl FileError {
             chain.push(s.to_string());
             src = s.source();
         }
-        FileError { chain }
+        FileError {
+            chain,
+            transient: None,
+        }
     }
 }
 
@@ -206,13 +231,42 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
     if let Some(e) = pre_error {
         return fail_set(&d, claimed.attempts, None, FileError::new(e));
     }
+    // A file in the retry queue: the outputs an earlier try delivered are not written again.
+    let queued = super::retry::row_for(journal, &job.name, &found.path, found.meta);
     let resolved = match claimed.resolved {
-        Ok(r) => r,
+        Ok(mut r) => {
+            if let Some(row) = &queued {
+                super::retry::skip_delivered(&mut r, row);
+            }
+            r
+        }
         Err(e) => return fail_set(&d, claimed.attempts, None, e),
     };
     match deliver(&d, resolved) {
-        Ok(outcome) | Err(Stop::Outcome(outcome)) => outcome,
-        Err(Stop::Fail(hash, e)) => fail_set(&d, claimed.attempts, hash, e),
+        Ok(outcome) | Err(Stop::Outcome(outcome)) => {
+            if queued.is_some() && matches!(outcome, Outcome::Done { .. }) {
+                super::retry::forget(journal, &job.name, &found.path);
+            }
+            outcome
+        }
+        Err(Stop::Fail(hash, mut e)) => {
+            if let Some(dest) = e.transient.clone() {
+                match super::retry::after_failure(&d, &dest, &e, &[]) {
+                    super::retry::Decision::Queued { first_failed } => {
+                        return Outcome::Queued {
+                            dest,
+                            first_failed_ms: first_failed,
+                            error: e.to_string(),
+                        };
+                    }
+                    super::retry::Decision::GiveUp(why) if !why.is_empty() => {
+                        e.chain.insert(0, why);
+                    }
+                    super::retry::Decision::GiveUp(_) => {}
+                }
+            }
+            fail_set(&d, claimed.attempts, hash, e)
+        }
     }
 }
 
@@ -296,6 +350,7 @@ fn before_claim(
 
 /// Fails a claimed file, and a set's other members with it.
 fn fail_set(d: &Delivery<'_>, attempts: u32, hash: Option<String>, err: FileError) -> Outcome {
+    super::retry::forget(d.journal, &d.job.name, &d.found.path);
     let msg = err.to_string();
     let outcome = fail(d.job, d.found, d.vars, d.id, attempts, hash, err, d.journal);
     for c in d.companions {

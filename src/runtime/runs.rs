@@ -221,6 +221,8 @@ impl Gate {
                 "failed"
             }
             Outcome::Ignored { .. } => "skipped",
+            // In the retry queue: it stays in the source and is tried again by the queue.
+            Outcome::Queued { .. } => "queued",
             Outcome::Released | Outcome::Waiting => "released",
         };
         r.files.push(RunFile {

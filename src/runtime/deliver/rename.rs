@@ -25,6 +25,8 @@ pub struct NotRenamed {
     pub error: io::Error,
     /// The outputs renamed before it.
     pub renamed: Vec<PathBuf>,
+    /// The output index of each of `renamed`.
+    pub renamed_idx: Vec<u32>,
 }
 
 /// Step 4: renames each of `outputs` (planned for file `id`) into place, then fsyncs the
@@ -35,9 +37,13 @@ pub fn rename_into_place<'o>(
     outputs: impl IntoIterator<Item = &'o PlannedOutput>,
 ) -> Result<Renamed, NotRenamed> {
     let mut renamed: Vec<PathBuf> = Vec::new();
+    let mut renamed_idx: Vec<u32> = Vec::new();
     for o in outputs {
         match commit_output(o, journal, id) {
-            Ok(Some(p)) => renamed.push(p),
+            Ok(Some(p)) => {
+                renamed.push(p);
+                renamed_idx.push(o.idx);
+            }
             Ok(None) => {}
             Err(error) => {
                 return Err(NotRenamed {
@@ -45,6 +51,7 @@ pub fn rename_into_place<'o>(
                     final_path: o.final_path.clone(),
                     error,
                     renamed,
+                    renamed_idx,
                 });
             }
         }
@@ -103,11 +110,16 @@ fn commit_output(o: &PlannedOutput, journal: &Journal, id: i64) -> io::Result<Op
 /// it (a set's members first: a lead still planned finishes its set at recovery); when
 /// it cannot be, everything stays as it is for recovery (stuck).
 pub(super) fn withdraw(d: &Delivery<'_>, planned: &Planned<'_>, e: NotRenamed) -> Stop {
+    let e = match queue_instead(d, planned, e) {
+        Ok(stop) => return stop,
+        Err(e) => e,
+    };
     let NotRenamed {
         idx,
         final_path,
         error,
         renamed,
+        ..
     } = e;
     for (c, _) in &planned.members {
         let _ = d.journal.unplan(
@@ -137,4 +149,72 @@ pub(super) fn withdraw(d: &Delivery<'_>, planned: &Planned<'_>, e: NotRenamed) -
             &error,
         ),
     )
+}
+
+/// A rename that failed for a reason that may pass (the output's share went away between
+/// the temporary file and the rename): the outputs renamed already stay delivered and
+/// are recorded in the retry queue (durably, before the plan is withdrawn), so that the
+/// next try writes only the others. `Err` gives the failure back when the file is not
+/// queued (it is then withdrawn whole, as before). Outputs of the failing index that were
+/// renamed (groups of a split output) are removed: that output is written again whole.
+fn queue_instead(
+    d: &Delivery<'_>,
+    planned: &Planned<'_>,
+    e: NotRenamed,
+) -> Result<Stop, NotRenamed> {
+    if !crate::outputs::failure::of_io(&e.error).is_transient() || !planned.members.is_empty() {
+        return Err(e);
+    }
+    let dest = Path::new(&e.final_path)
+        .parent()
+        .unwrap_or(Path::new(""))
+        .to_string_lossy()
+        .into_owned();
+    let done: Vec<u32> = e
+        .renamed_idx
+        .iter()
+        .copied()
+        .filter(|i| *i != e.idx)
+        .collect();
+    let mut err = FileError::io(
+        format!(
+            "cannot commit output {} as {}",
+            e.idx + 1,
+            Path::new(&e.final_path).display()
+        ),
+        &e.error,
+    );
+    err.transient = Some(dest.clone());
+    let first_failed = match crate::runtime::retry::after_failure(d, &dest, &err, &done) {
+        crate::runtime::retry::Decision::Queued { first_failed } => first_failed,
+        crate::runtime::retry::Decision::GiveUp(_) => return Err(e),
+    };
+    if let Err(je) = d.journal.unplan(
+        d.id,
+        format!(
+            "output {} could not be committed; queued for another try: {}",
+            e.idx + 1,
+            e.error
+        ),
+    ) {
+        tracing::error!(error = %je, "Cannot withdraw the plan; leaving the delivered outputs and the original as they are for recovery.");
+        return Ok(Stop::Outcome(Outcome::Stuck));
+    }
+    for (p, i) in e.renamed.iter().zip(&e.renamed_idx) {
+        if *i == e.idx {
+            let _ = std::fs::remove_file(p);
+        } else {
+            let _ = d.journal.event(
+                d.id,
+                "delivered",
+                format!("output {}: {}", i + 1, p.display()),
+            );
+        }
+    }
+    super::remove_temporaries(&planned.targets);
+    Ok(Stop::Outcome(Outcome::Queued {
+        dest,
+        first_failed_ms: first_failed,
+        error: err.to_string(),
+    }))
 }

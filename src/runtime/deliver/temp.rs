@@ -211,8 +211,9 @@ fn open_temporaries<'j>(
             continue;
         }
         let tmp = TempOutput::create(&t.temp).map_err(|e| {
-            FileError::io(
+            FileError::output_io(
                 format!("cannot write output {} in {}", t.idx + 1, parent(&t.temp)),
+                t.temp.parent().unwrap_or(Path::new("")),
                 &e,
             )
         })?;
@@ -270,8 +271,14 @@ fn copy_original(found: &Found, temps: &mut Temps<'_>) -> Result<(String, u64), 
         .map_err(|e| FileError::io(format!("cannot open {}", found.path.display()), &e))?;
     let (idxs, mut files): (Vec<u32>, Vec<TempOutput>) =
         std::mem::take(&mut temps.raw).into_iter().unzip();
+    // A write that fails is most likely the first output's folder (a full or lost share).
+    let dest = files
+        .first()
+        .and_then(|f| f.temp.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let (h, n) = out::tee_copy(&mut src, &mut files)
-        .map_err(|e| FileError::io("cannot copy the file to its outputs", &e))?;
+        .map_err(|e| FileError::output_io("cannot copy the file to its outputs", &dest, &e))?;
     temps.finished.extend(idxs.into_iter().zip(files));
     Ok((h, n))
 }
@@ -330,6 +337,7 @@ fn convert(
         split,
     } = result.map_err(|e| FileError {
         chain: vec![format!("cannot convert the file: {e}")],
+        transient: None,
     })?;
     tracing::info!(
         read = stats.read,
@@ -409,6 +417,7 @@ fn extract_pieces(
 ) -> Result<(), FileError> {
     let chain = |e: String| FileError {
         chain: vec!["cannot take the pieces out of the PDF".into(), e],
+        transient: None,
     };
     let opened = |f: &Found| {
         f.reader()
@@ -472,9 +481,10 @@ fn fsync_temporaries(
         } else {
             format!("output {}", i + 1)
         };
+        let dest = tmp.temp.parent().map(Path::to_path_buf).unwrap_or_default();
         let sum = tmp
             .finish()
-            .map_err(|e| FileError::io(format!("cannot fsync {what}"), &e))?;
+            .map_err(|e| FileError::output_io(format!("cannot fsync {what}"), &dest, &e))?;
         if i == u32::MAX {
             rejects_sum = Some(sum);
         } else {
