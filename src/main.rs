@@ -276,7 +276,9 @@ fn main() {
     }
     let state = cli
         .state
-        .clone()
+        .as_deref()
+        // A relative --state is the cwd's, as before; absolute, its folders can be made.
+        .map(ferry::job::absolute)
         .or(settings.state.clone())
         .unwrap_or_else(|| ferry::job::deployment_root(&cli.jobs).join("var/state"));
     let code = match cli.command {
