@@ -58,7 +58,7 @@ enum LogFormat {
 enum Command {
     /// Run every job: watch the sources and process files as they become ready.
     #[command(
-        after_help = "Exit codes of `run --once`: 0 all files processed; 1 at least one file failed (it is in its error folder, with a report); 2 a job file is invalid (the valid jobs still ran); 3 ferry could not run (no jobs folder, state folder locked, journal unreadable or lost).\nThe daemon exits 0 after a clean stop (SIGINT/SIGTERM), whatever happened to files meanwhile, and 3 when it cannot run. SIGHUP makes it read the job files again.\n\nExamples:\n  ferry run                     daemon; job file edits apply without a restart\n  ferry run --once              batch: take what is in the sources now, wait for files still being written, exit\n  ferry run --jobs /srv/ferry/jobs --log-format json"
+        after_help = "Exit codes of `run --once`: 0 all files processed; 1 at least one file failed (it is in its error folder, with a report); 2 a job file is invalid (the valid jobs still ran); 3 ferry could not run (no jobs folder, state folder locked, journal unreadable or lost).\nThe daemon exits 0 after a clean stop (SIGINT/SIGTERM), whatever happened to files meanwhile, and 3 when it cannot run. SIGHUP makes it read the job files and ferry.toml again.\n\nExamples:\n  ferry run                     daemon; job file edits apply without a restart\n  ferry run --once              batch: take what is in the sources now, wait for files still being written, exit\n  ferry run --jobs /srv/ferry/jobs --log-format json"
     )]
     Run {
         /// Take what is in the sources now (waiting for files still being written),
