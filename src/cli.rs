@@ -762,7 +762,10 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
             Vec::new()
         }
     };
-    let loaded = job::load_dir(jobs_dir).unwrap_or_default();
+    let defaults = crate::settings::load(jobs_dir)
+        .map(|s| s.jobs)
+        .unwrap_or_default();
+    let loaded = job::load_dir_with(jobs_dir, &defaults).unwrap_or_default();
     let remote =
         crate::runtime::remote::status(conn.as_ref(), &loaded.jobs.values().collect::<Vec<_>>());
     for (name, job) in &loaded.jobs {

@@ -157,7 +157,10 @@ fn log_start(opts: &RunOptions, loaded: &job::Loaded) {
         jobs_folder = %opts.jobs_dir.display(),
         state = %opts.state_dir.display(),
         workers = opts.workers.max(1),
-        settings = %opts.settings.path().display(),
+        settings = %match opts.settings.path() {
+            p if p.exists() => p.display().to_string(),
+            _ => "none".to_string(),
+        },
         mode = if opts.once { "once" } else { "daemon" },
         "ferry started: {} job(s), {} invalid job file(s) left out.",
         names.len(),

@@ -147,7 +147,7 @@ impl Live {
             tracing::info!(
                 "ferry.toml changed what jobs inherit ([alert], [defaults]); the jobs are read again."
             );
-        } else {
+        } else if self.seen.is_some() {
             tracing::info!(file = %self.path.display(), "ferry.toml read again.");
         }
         jobs
