@@ -4,6 +4,7 @@
 
 pub mod alert;
 pub mod data;
+pub mod defaults;
 pub mod ftp;
 mod job_file;
 pub mod keys;
@@ -23,7 +24,7 @@ use std::time::Duration;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use toml::de::{DeTable, DeValue};
 
-use crate::settings::JobDefaults;
+use defaults::JobDefaults;
 use template::{PLACEHOLDERS, Template};
 use toml_reader::{Diag, Doc, Str, TableReader, one_of, parse_duration};
 
@@ -356,7 +357,7 @@ fn compile_with_facts(
     let parsed = defaults.parsed();
     if let Some(p) = &parsed {
         let base = src.len() + 1;
-        crate::settings::defaults::merge(table.get_mut(), p.table.get_ref(), base);
+        defaults::merge(table.get_mut(), p.table.get_ref(), base);
         doc.also = Some(toml_reader::Also {
             file: p.file,
             src: p.src,
@@ -365,7 +366,7 @@ fn compile_with_facts(
     }
     let job = read_job(&mut doc, &facts.name.clone(), root, &table, &mut facts);
     let mut diags = doc.diags;
-    crate::settings::defaults::name_keys(&mut diags, defaults);
+    defaults::name_keys(&mut diags, defaults);
     diags.sort_by_key(|d| (d.line, d.col));
     let job = match job {
         Some(mut job) if diags.is_empty() => {

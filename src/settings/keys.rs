@@ -6,12 +6,14 @@
 //! names: both are declared with the job keys (`crate::job::keys::KEYS`), not again here.
 //!
 //! To let a job key have an installation-wide default: add one line `(table, key)` to
-//! [`DEFAULTABLE`] (the key must be declared in `KEYS` for every kind of its table), name it
-//! in the README's `[defaults]` list, and, when the table is one every job has without
-//! writing it (like `[after]`), add the table to [`IMPLICIT`].
+//! [`DEFAULTABLE`] (in `crate::job::defaults`; the key must be declared in `KEYS` for every
+//! kind of its table), name it in the README's `[defaults]` list, and, when the table is one
+//! every job has without writing it (like `[after]`), add the table to [`IMPLICIT`].
 
 use serde_json::{Map, Value, json};
 
+use crate::job::defaults::declared;
+pub use crate::job::defaults::{DEFAULTABLE, IMPLICIT};
 use crate::job::keys::{KEYS, Key, Type, keys_schema};
 
 const fn s(
@@ -47,27 +49,6 @@ pub static SETTINGS: &[Key] = &[
     s("log", "file", Type::Str, "none", "Write the log to this file, a new one each day (`--log-file`); relative to the deployment folder."),
 ];
 
-/// The job keys `[defaults]` may hold: `(table, key)`, `""` for the top of a job file.
-/// Written in ferry.toml as `[defaults.TABLE]` (or in `[defaults]` for a top-level key).
-/// They are read only where every kind of their table takes them.
-pub const DEFAULTABLE: &[(&str, &str)] = &[
-    ("source", "settle"),
-    ("source", "poll"),
-    ("source", "watch"),
-    ("input", "max_record"),
-    ("after", "success"),
-    ("after", "archive"),
-    ("after", "error"),
-    ("after", "max_attempts"),
-    ("pdf", "timeout"),
-    ("pdf", "max_size"),
-    ("pdf", "max_stream"),
-];
-
-/// Tables every job has, written or not: a default fills one even where the job file does
-/// not write it. (Other tables, like `[input]`, get defaults only where the job has them.)
-pub const IMPLICIT: &[&str] = &["after", "pdf"];
-
 /// The key names a table of ferry.toml takes, in declaration order.
 pub fn known(table: &str) -> Vec<&'static str> {
     SETTINGS
@@ -88,7 +69,7 @@ pub fn json_schema() -> Value {
     let mut tables: Vec<&str> = Vec::new();
     for (table, name) in DEFAULTABLE {
         if table.is_empty() {
-            if let Some(k) = super::defaults::declared("", name) {
+            if let Some(k) = declared("", name) {
                 let mut one = keys_schema(&[k]);
                 if let Some(p) = one["properties"][*name].take().as_object() {
                     defaults.insert((*name).into(), Value::Object(p.clone()));
@@ -102,7 +83,7 @@ pub fn json_schema() -> Value {
         let keys: Vec<&Key> = DEFAULTABLE
             .iter()
             .filter(|(t, _)| *t == table)
-            .filter_map(|(t, n)| super::defaults::declared(t, n))
+            .filter_map(|(t, n)| declared(t, n))
             .collect();
         definitions.insert(format!("defaults.{table}"), keys_schema(&keys));
         defaults.insert(
@@ -144,7 +125,7 @@ mod tests {
     #[test]
     fn every_defaultable_key_is_a_job_key_of_every_kind() {
         for (table, name) in DEFAULTABLE {
-            let key = super::super::defaults::declared(table, name).unwrap_or_else(|| {
+            let key = declared(table, name).unwrap_or_else(|| {
                 panic!("[{table}] {name}: not a job key every kind of [{table}] takes")
             });
             assert!(

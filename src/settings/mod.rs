@@ -8,10 +8,9 @@
 //! It is read like a job file (see [`crate::job::toml_reader`]): every problem at once,
 //! each at file:line:column, unknown keys with "did you mean". Its keys are declared in
 //! [`keys`]; the job keys `[defaults]` may hold are the job declarations themselves
-//! ([`keys::DEFAULTABLE`] names them). How defaults reach a job: [`defaults`]. How the
+//! ([`keys::DEFAULTABLE`] names them). How defaults reach a job: [`crate::job::defaults`]. How the
 //! daemon re-reads it (a change of the file, SIGHUP): [`live`].
 
-pub mod defaults;
 pub mod keys;
 pub mod live;
 
@@ -19,8 +18,9 @@ use std::path::{Path, PathBuf};
 
 use toml::de::DeTable;
 
+use crate::job::defaults;
+pub use crate::job::defaults::JobDefaults;
 use crate::job::toml_reader::{Diag, Doc, TableReader, one_of};
-pub use defaults::JobDefaults;
 
 /// The file's name; it lives in the deployment folder, beside `jobs/`.
 pub const FILE_NAME: &str = "ferry.toml";
@@ -171,4 +171,121 @@ pub fn read(file: &Path, root: &Path, src: &str) -> Result<Settings, Vec<Diag>> 
         log_file,
         jobs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::toml_reader::Diag;
+
+    fn with(settings: &str, job: &str) -> Result<crate::job::Job, Vec<Diag>> {
+        let root = Path::new("/tmp/ferry-defaults-test");
+        let file = root.join("ferry.toml");
+        let s = crate::settings::read(&file, root, settings).expect("valid settings");
+        crate::job::compile_with(&root.join("jobs/j.toml"), root, job, &s.jobs)
+    }
+
+    const SETTINGS: &str = r#"
+[alert]
+email = "mailto:ops@example.com"
+smtp = "smtp://127.0.0.1:25"
+from = "ferry@example.com"
+[defaults.source]
+settle = "7s"
+poll = "9s"
+[defaults.input]
+max_record = 1000
+[defaults.after]
+max_attempts = 5
+[defaults.pdf]
+timeout = "2m"
+"#;
+
+    #[test]
+    fn defaults_fill_what_the_job_does_not_say() {
+        let job = with(SETTINGS, "[source]\nfolder = \"in\"\n").unwrap();
+        assert_eq!(job.source.settle, std::time::Duration::from_secs(7));
+        assert_eq!(job.source.poll, std::time::Duration::from_secs(9));
+        assert_eq!(job.after.max_attempts, 5, "[after] is implicit");
+        assert_eq!(job.pdf.timeout, std::time::Duration::from_secs(120));
+        assert!(job.input.is_none(), "no [input] is made for a default");
+        let with_input = with(
+            SETTINGS,
+            "[source]\nfolder = \"in\"\n[input]\nformat = \"csv\"\n",
+        );
+        assert_eq!(with_input.unwrap().input.unwrap().max_record, 1000);
+        let alert = job.alert.expect("the admin alert");
+        assert_eq!(
+            alert.email.outbox,
+            Path::new("/tmp/ferry-defaults-test/var/outbox/j/alerts")
+        );
+    }
+
+    #[test]
+    fn the_jobs_own_keys_win() {
+        let job = with(
+            SETTINGS,
+            "[source]\nfolder = \"in\"\nsettle = \"1s\"\n[after]\nmax_attempts = 2\n[alert]\nemail = \"mailto:me@example.com\"\nsmtp = \"smtp://127.0.0.1:25\"\nfrom = \"f@example.com\"\n",
+        )
+        .unwrap();
+        assert_eq!(job.source.settle, std::time::Duration::from_secs(1));
+        assert_eq!(job.source.poll, std::time::Duration::from_secs(9));
+        assert_eq!(job.after.max_attempts, 2);
+        let alert = job.alert.expect("its own alert");
+        assert_eq!(alert.email.from, "f@example.com", "taken whole, not mixed");
+    }
+
+    #[test]
+    fn a_mailbox_source_takes_no_source_defaults() {
+        let job = with(
+            SETTINGS,
+            "[source]\nmailbox = \"imaps://u@127.0.0.1/INBOX\"\npassword = \"x\"\n",
+        )
+        .unwrap();
+        let mailbox = job.source.mailbox.expect("a mailbox");
+        assert_eq!(mailbox.poll, std::time::Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_problem_with_a_default_is_said_in_ferry_toml() {
+        let root = Path::new("/tmp/ferry-defaults-test");
+        let file = root.join("ferry.toml");
+        let src = "[defaults.after]\narchive = \"var/{nope}\"\n";
+        let diags = crate::settings::read(&file, root, src).unwrap_err();
+        assert_eq!(diags.len(), 1, "{diags:#?}");
+        assert_eq!(
+            (
+                diags[0].file.as_path(),
+                diags[0].line,
+                diags[0].col,
+                diags[0].key.as_str()
+            ),
+            (file.as_path(), 2, 16, "defaults.after.archive")
+        );
+    }
+
+    #[test]
+    fn the_repositorys_example_sets_only_built_in_defaults() {
+        let jobs = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/jobs"));
+        let s = crate::settings::load(jobs).expect("the example ferry.toml is valid");
+        let root = crate::job::deployment_root(jobs);
+        assert_eq!(s.state, Some(root.join("var/state")));
+        assert_eq!(s.workers, Some(32));
+        assert_eq!(s.log_format, Some(crate::settings::LogFormat::Human));
+        assert_eq!(s.log_level.as_deref(), Some("info"));
+        assert_eq!(s.log_file, None);
+        assert!(!s.jobs.has_alert());
+        let with = crate::job::load_dir_with(jobs, &s.jobs).unwrap();
+        let without = crate::job::load_dir(jobs).unwrap();
+        assert!(with.diags.is_empty(), "{:#?}", with.diags);
+        for (name, job) in &without.jobs {
+            let other = &with.jobs[name];
+            assert_eq!(
+                format!("{:?}", job.after),
+                format!("{:?}", other.after),
+                "{name}"
+            );
+            assert_eq!(job.source.settle, other.source.settle, "{name}");
+        }
+    }
 }

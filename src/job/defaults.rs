@@ -1,5 +1,5 @@
-//! What every job inherits from ferry.toml: `[alert]` for a job without its own, and
-//! `[defaults]` for the job keys [`keys::DEFAULTABLE`] names.
+//! What every job inherits from ferry.toml (`crate::settings`): `[alert]` for a job
+//! without its own, and `[defaults]` for the job keys [`DEFAULTABLE`] names.
 //!
 //! Theory of operation: a job file is parsed into toml's spanned tree; before it is read,
 //! [`merge`] copies into that tree every default the job does not set itself (so a job's
@@ -16,9 +16,32 @@ use std::sync::Arc;
 use toml::Spanned;
 use toml::de::{DeArray, DeTable, DeValue};
 
-use super::keys::{DEFAULTABLE, IMPLICIT};
 use crate::job::keys::{KEYS, Key, Type};
 use crate::job::toml_reader::{Diag, Doc, TableReader};
+
+/// The job keys ferry.toml's `[defaults]` may hold: `(table, key)`, `""` for the top of a
+/// job file; written there as `[defaults.TABLE]` (or in `[defaults]` for a top-level key).
+/// Each must be declared in `KEYS` for every kind of its table (a test checks). To let a
+/// key have an installation-wide default: add its line here, name it in the README's
+/// `[defaults]` list, and, for a table every job has without writing it, add the table to
+/// [`IMPLICIT`].
+pub const DEFAULTABLE: &[(&str, &str)] = &[
+    ("source", "settle"),
+    ("source", "poll"),
+    ("source", "watch"),
+    ("input", "max_record"),
+    ("after", "success"),
+    ("after", "archive"),
+    ("after", "error"),
+    ("after", "max_attempts"),
+    ("pdf", "timeout"),
+    ("pdf", "max_size"),
+    ("pdf", "max_stream"),
+];
+
+/// Tables every job has, written or not: a default fills one even where the job file does
+/// not write it. (Other tables, like `[input]`, get defaults only where the job has them.)
+pub const IMPLICIT: &[&str] = &["after", "pdf"];
 
 /// ferry.toml's `[alert]` and `[defaults]`, as applied to each job read.
 #[derive(Debug, Clone, Default)]
@@ -369,121 +392,5 @@ pub fn name_keys(diags: &mut [Diag], defaults: &JobDefaults) {
     };
     for d in diags.iter_mut().filter(|d| d.file == i.file) {
         d.key = settings_key(&d.key);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn with(settings: &str, job: &str) -> Result<crate::job::Job, Vec<Diag>> {
-        let root = Path::new("/tmp/ferry-defaults-test");
-        let file = root.join("ferry.toml");
-        let s = crate::settings::read(&file, root, settings).expect("valid settings");
-        crate::job::compile_with(&root.join("jobs/j.toml"), root, job, &s.jobs)
-    }
-
-    const SETTINGS: &str = r#"
-[alert]
-email = "mailto:ops@example.com"
-smtp = "smtp://127.0.0.1:25"
-from = "ferry@example.com"
-[defaults.source]
-settle = "7s"
-poll = "9s"
-[defaults.input]
-max_record = 1000
-[defaults.after]
-max_attempts = 5
-[defaults.pdf]
-timeout = "2m"
-"#;
-
-    #[test]
-    fn defaults_fill_what_the_job_does_not_say() {
-        let job = with(SETTINGS, "[source]\nfolder = \"in\"\n").unwrap();
-        assert_eq!(job.source.settle, std::time::Duration::from_secs(7));
-        assert_eq!(job.source.poll, std::time::Duration::from_secs(9));
-        assert_eq!(job.after.max_attempts, 5, "[after] is implicit");
-        assert_eq!(job.pdf.timeout, std::time::Duration::from_secs(120));
-        assert!(job.input.is_none(), "no [input] is made for a default");
-        let with_input = with(
-            SETTINGS,
-            "[source]\nfolder = \"in\"\n[input]\nformat = \"csv\"\n",
-        );
-        assert_eq!(with_input.unwrap().input.unwrap().max_record, 1000);
-        let alert = job.alert.expect("the admin alert");
-        assert_eq!(
-            alert.email.outbox,
-            Path::new("/tmp/ferry-defaults-test/var/outbox/j/alerts")
-        );
-    }
-
-    #[test]
-    fn the_jobs_own_keys_win() {
-        let job = with(
-            SETTINGS,
-            "[source]\nfolder = \"in\"\nsettle = \"1s\"\n[after]\nmax_attempts = 2\n[alert]\nemail = \"mailto:me@example.com\"\nsmtp = \"smtp://127.0.0.1:25\"\nfrom = \"f@example.com\"\n",
-        )
-        .unwrap();
-        assert_eq!(job.source.settle, std::time::Duration::from_secs(1));
-        assert_eq!(job.source.poll, std::time::Duration::from_secs(9));
-        assert_eq!(job.after.max_attempts, 2);
-        let alert = job.alert.expect("its own alert");
-        assert_eq!(alert.email.from, "f@example.com", "taken whole, not mixed");
-    }
-
-    #[test]
-    fn a_mailbox_source_takes_no_source_defaults() {
-        let job = with(
-            SETTINGS,
-            "[source]\nmailbox = \"imaps://u@127.0.0.1/INBOX\"\npassword = \"x\"\n",
-        )
-        .unwrap();
-        let mailbox = job.source.mailbox.expect("a mailbox");
-        assert_eq!(mailbox.poll, std::time::Duration::from_secs(60));
-    }
-
-    #[test]
-    fn a_problem_with_a_default_is_said_in_ferry_toml() {
-        let root = Path::new("/tmp/ferry-defaults-test");
-        let file = root.join("ferry.toml");
-        let src = "[defaults.after]\narchive = \"var/{nope}\"\n";
-        let diags = crate::settings::read(&file, root, src).unwrap_err();
-        assert_eq!(diags.len(), 1, "{diags:#?}");
-        assert_eq!(
-            (
-                diags[0].file.as_path(),
-                diags[0].line,
-                diags[0].col,
-                diags[0].key.as_str()
-            ),
-            (file.as_path(), 2, 16, "defaults.after.archive")
-        );
-    }
-
-    #[test]
-    fn the_repositorys_example_sets_only_built_in_defaults() {
-        let jobs = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/jobs"));
-        let s = crate::settings::load(jobs).expect("the example ferry.toml is valid");
-        let root = crate::job::deployment_root(jobs);
-        assert_eq!(s.state, Some(root.join("var/state")));
-        assert_eq!(s.workers, Some(32));
-        assert_eq!(s.log_format, Some(crate::settings::LogFormat::Human));
-        assert_eq!(s.log_level.as_deref(), Some("info"));
-        assert_eq!(s.log_file, None);
-        assert!(!s.jobs.has_alert());
-        let with = crate::job::load_dir_with(jobs, &s.jobs).unwrap();
-        let without = crate::job::load_dir(jobs).unwrap();
-        assert!(with.diags.is_empty(), "{:#?}", with.diags);
-        for (name, job) in &without.jobs {
-            let other = &with.jobs[name];
-            assert_eq!(
-                format!("{:?}", job.after),
-                format!("{:?}", other.after),
-                "{name}"
-            );
-            assert_eq!(job.source.settle, other.source.settle, "{name}");
-        }
     }
 }
