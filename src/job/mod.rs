@@ -353,7 +353,7 @@ fn compile_with_facts(
     if !errors.is_empty() {
         return (Err(doc.diags), facts);
     }
-    // ferry.toml's defaults, read as if the job had written them (settings::defaults).
+    // ferry.toml's defaults, read as if the job had written them (see `defaults`).
     let parsed = defaults.parsed();
     if let Some(p) = &parsed {
         let base = src.len() + 1;
