@@ -23,17 +23,23 @@ pub mod exit {
     pub const FATAL: i32 = 3;
 }
 
-/// `ferry schema`: the JSON Schema of job files on stdout.
-pub fn schema() -> i32 {
-    let text = serde_json::to_string_pretty(&job::keys::json_schema()).expect("serializable");
+/// `ferry schema`: the JSON Schema of job files (with `settings`: of ferry.toml) on stdout.
+pub fn schema(settings: bool) -> i32 {
+    let schema = if settings {
+        crate::settings::keys::json_schema()
+    } else {
+        job::keys::json_schema()
+    };
+    let text = serde_json::to_string_pretty(&schema).expect("serializable");
     // A closed pipe (`ferry schema | head`) is not an error worth a panic.
     let _ = writeln!(std::io::stdout(), "{text}");
     exit::OK
 }
 
-/// `ferry check`: validates every job file; prints every problem.
+/// `ferry check`: validates ferry.toml and every job file; prints every problem.
 pub fn check(jobs_dir: &Path) -> i32 {
-    let loaded = match job::load_dir(jobs_dir) {
+    let (defaults, settings_problems) = check_settings(jobs_dir);
+    let loaded = match job::load_dir_with(jobs_dir, &defaults) {
         Ok(l) => l,
         Err(e) => {
             eprintln!(
@@ -66,16 +72,36 @@ pub fn check(jobs_dir: &Path) -> i32 {
         println!("ok: {} ({})", job.name, job.file.display());
     }
     let n_files = loaded.jobs.len() + loaded.broken.len();
-    if loaded.diags.is_empty() {
+    if loaded.diags.is_empty() && settings_problems == 0 {
         println!("{} job file(s) valid", loaded.jobs.len());
         exit::OK
     } else {
         eprintln!(
             "{} problem(s); {} of {n_files} job file(s) valid",
-            loaded.diags.len(),
+            loaded.diags.len() + settings_problems,
             loaded.jobs.len()
         );
         exit::INVALID
+    }
+}
+
+/// For `ferry check`: ferry.toml's problems, printed; what jobs inherit from it (nothing
+/// when it has problems) and how many problems it has.
+fn check_settings(jobs_dir: &Path) -> (crate::settings::JobDefaults, usize) {
+    match crate::settings::load(jobs_dir) {
+        Ok(s) => {
+            let path = crate::settings::path_for(jobs_dir);
+            if path.exists() {
+                println!("ok: settings ({})", path.display());
+            }
+            (s.jobs, 0)
+        }
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("error: {d}");
+            }
+            (Default::default(), diags.len())
+        }
     }
 }
 
@@ -94,7 +120,17 @@ fn find_job(jobs_dir: &Path, job: &str) -> Result<Job, i32> {
         return Err(exit::INVALID);
     }
     let root = job::deployment_root(path.parent().unwrap_or(Path::new(".")));
-    job::load_file(&path, &root).map_err(|diags| {
+    // A job is tried with what it inherits from ferry.toml, as the daemon runs it.
+    let defaults = match crate::settings::load(jobs_dir) {
+        Ok(s) => s.jobs,
+        Err(diags) => {
+            for d in diags {
+                eprintln!("error: {d}");
+            }
+            return Err(exit::INVALID);
+        }
+    };
+    job::load_file_with(&path, &root, &defaults).map_err(|diags| {
         for d in diags {
             eprintln!("error: {d}");
         }
@@ -729,7 +765,10 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
             Vec::new()
         }
     };
-    let loaded = job::load_dir(jobs_dir).unwrap_or_default();
+    let defaults = crate::settings::load(jobs_dir)
+        .map(|s| s.jobs)
+        .unwrap_or_default();
+    let loaded = job::load_dir_with(jobs_dir, &defaults).unwrap_or_default();
     let remote =
         crate::runtime::remote::status(conn.as_ref(), &loaded.jobs.values().collect::<Vec<_>>());
     for (name, job) in &loaded.jobs {

@@ -30,6 +30,8 @@
 //! - [`fsutil`]: the file-system primitives the guarantees rest on; [`hashing`]: sha256 of
 //!   big streams on a thread of their own.
 //! - [`cli`]: the `check`, `test`, `history` and `status` commands.
+//! - [`settings`]: the optional installation-wide `ferry.toml` (state folder, workers, log,
+//!   the admin alert address, job defaults), read like a job file.
 //! - [`service`]: running under systemd: readiness and watchdog notifications, logs for
 //!   journald or a rotating file.
 
@@ -48,5 +50,6 @@ pub mod runtime;
 pub mod schedule;
 pub mod secrets;
 pub mod service;
+pub mod settings;
 pub mod sources;
 pub mod transform;

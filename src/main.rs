@@ -28,18 +28,20 @@ struct Cli {
     /// its parent folder, the deployment root.
     #[arg(long, global = true, default_value = "jobs", env = "FERRY_JOBS")]
     jobs: PathBuf,
-    /// Where the journal lives [default: <deployment root>/var/state].
+    /// Where the journal lives [default: ferry.toml's `state`, else <deployment root>/var/state].
     #[arg(long, global = true, env = "FERRY_STATE")]
     state: Option<PathBuf>,
-    /// Log format.
-    #[arg(long, global = true, value_enum, default_value = "human")]
-    log_format: LogFormat,
-    /// Log level filter, e.g. `info`, `debug`, `ferry=debug` (or RUST_LOG).
-    #[arg(long, global = true, default_value = "info", env = "FERRY_LOG")]
-    log: String,
+    /// Log format [default: ferry.toml's `[log] format`, else human].
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Log level filter, e.g. `info`, `debug`, `ferry=debug` (or RUST_LOG) [default:
+    /// ferry.toml's `[log] level`, else info].
+    #[arg(long, global = true, env = "FERRY_LOG")]
+    log: Option<String>,
     /// Write the log to PATH.YYYY-MM-DD (a new file every day, UTC; the newest 31 kept)
     /// instead of stderr. Without it the log goes to stderr, where systemd gives it to
-    /// journald (which adds its own timestamps: ferry then leaves its own out).
+    /// journald (which adds its own timestamps: ferry then leaves its own out). [default:
+    /// ferry.toml's `[log] file`]
     #[arg(long, global = true, env = "FERRY_LOG_FILE", value_name = "PATH")]
     log_file: Option<PathBuf>,
     #[command(subcommand)]
@@ -56,7 +58,7 @@ enum LogFormat {
 enum Command {
     /// Run every job: watch the sources and process files as they become ready.
     #[command(
-        after_help = "Exit codes of `run --once`: 0 all files processed; 1 at least one file failed (it is in its error folder, with a report); 2 a job file is invalid (the valid jobs still ran); 3 ferry could not run (no jobs folder, state folder locked, journal unreadable or lost).\nThe daemon exits 0 after a clean stop (SIGINT/SIGTERM), whatever happened to files meanwhile, and 3 when it cannot run. SIGHUP makes it read the job files again.\n\nExamples:\n  ferry run                     daemon; job file edits apply without a restart\n  ferry run --once              batch: take what is in the sources now, wait for files still being written, exit\n  ferry run --jobs /srv/ferry/jobs --log-format json"
+        after_help = "Exit codes of `run --once`: 0 all files processed; 1 at least one file failed (it is in its error folder, with a report); 2 a job file is invalid (the valid jobs still ran); 3 ferry could not run (no jobs folder, state folder locked, journal unreadable or lost).\nThe daemon exits 0 after a clean stop (SIGINT/SIGTERM), whatever happened to files meanwhile, and 3 when it cannot run. SIGHUP makes it read the job files and ferry.toml again.\n\nExamples:\n  ferry run                     daemon; job file edits apply without a restart\n  ferry run --once              batch: take what is in the sources now, wait for files still being written, exit\n  ferry run --jobs /srv/ferry/jobs --log-format json"
     )]
     Run {
         /// Take what is in the sources now (waiting for files still being written),
@@ -64,9 +66,10 @@ enum Command {
         /// windows or not.
         #[arg(long)]
         once: bool,
-        /// How many files are processed at once, over all jobs.
-        #[arg(long, default_value_t = 32)]
-        workers: usize,
+        /// How many files are processed at once, over all jobs [default: ferry.toml's
+        /// `workers`, else 32].
+        #[arg(long)]
+        workers: Option<usize>,
         /// On SIGINT/SIGTERM, how long to wait for files in progress before exiting (they
         /// are redone safely at the next start).
         #[arg(long, default_value = "30s", value_parser = ferry::job::toml_reader::parse_duration)]
@@ -77,7 +80,7 @@ enum Command {
         #[arg(long)]
         new_journal: bool,
     },
-    /// Validate every job file; report every problem with file:line:column.
+    /// Validate ferry.toml and every job file; report every problem with file:line:column.
     #[command(
         after_help = "Exit codes: 0 every job file is valid; 2 at least one problem.\n\nExample:\n  ferry check --jobs /srv/ferry/jobs"
     )]
@@ -168,8 +171,14 @@ enum Command {
     },
     /// Print the JSON Schema of job files, for completion and hover help in editors
     /// (taplo, VS Code's Even Better TOML).
-    #[command(after_help = "Example:\n  ferry schema > ferry.schema.json")]
-    Schema,
+    #[command(
+        after_help = "Examples:\n  ferry schema > ferry.schema.json\n  ferry schema --settings > ferry-settings.schema.json"
+    )]
+    Schema {
+        /// The schema of ferry.toml, the installation-wide settings, instead.
+        #[arg(long)]
+        settings: bool,
+    },
     /// The journal: back it up while ferry runs, or put a backup back.
     Journal {
         #[command(subcommand)]
@@ -199,16 +208,23 @@ enum JournalAction {
 }
 
 /// Every log line goes through the redactor (no secret value is ever written), and the
-/// libraries that trace credentials are capped unless the filter names them.
-fn init_logging(format: LogFormat, filter: &str, file: Option<&std::path::Path>) {
+/// libraries that trace credentials are capped unless the filter names them. Returns what
+/// changes the filter later (a reload of ferry.toml), unless RUST_LOG fixed it.
+fn init_logging(
+    format: LogFormat,
+    filter: &str,
+    file: Option<&std::path::Path>,
+) -> Option<ferry::settings::live::LogLevel> {
     use std::io::IsTerminal;
     use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::prelude::*;
+    use tracing_subscriber::reload;
     use tracing_subscriber::{EnvFilter, fmt};
-    let (spec, filter) = match std::env::var("RUST_LOG")
+    let from_env = std::env::var("RUST_LOG")
         .ok()
-        .and_then(|f| EnvFilter::try_new(&f).ok().map(|e| (f, e)))
-    {
+        .and_then(|f| EnvFilter::try_new(&f).ok().map(|e| (f, e)));
+    let fixed = from_env.is_some();
+    let (spec, filter) = match from_env {
         Some(from_env) => from_env,
         None => (
             filter.to_string(),
@@ -229,6 +245,8 @@ fn init_logging(format: LogFormat, filter: &str, file: Option<&std::path::Path>)
         .with_writer(writer)
         .with_ansi(file.is_none() && std::io::stderr().is_terminal());
     let caps = ferry::redact::library_caps(&spec, filter.max_level_hint());
+    let (filter, filter_handle) = reload::Layer::new(filter);
+    let (caps, caps_handle) = reload::Layer::new(caps);
     let registry = tracing_subscriber::registry().with(filter).with(caps);
     // journald stamps every line itself.
     let journald = file.is_none() && ferry::service::stderr_is_journal();
@@ -245,22 +263,70 @@ fn init_logging(format: LogFormat, filter: &str, file: Option<&std::path::Path>)
             )
             .init(),
     }
+    let set = move |spec: &str| -> Result<(), String> {
+        let filter = EnvFilter::try_new(spec).map_err(|e| e.to_string())?;
+        let caps = ferry::redact::library_caps(spec, filter.max_level_hint());
+        filter_handle.reload(filter).map_err(|e| e.to_string())?;
+        caps_handle.reload(caps).map_err(|e| e.to_string())
+    };
+    (!fixed).then(|| ferry::settings::live::LogLevel(std::sync::Arc::new(set)))
+}
+
+/// ferry.toml beside the jobs folder; a broken one stops every command but `check` (which
+/// reports it) and `schema`, with its problems (exit 2).
+fn settings(cli: &Cli) -> ferry::settings::Settings {
+    if matches!(cli.command, Command::Schema { .. } | Command::Check) {
+        return Default::default();
+    }
+    match ferry::settings::load(&cli.jobs) {
+        Ok(s) => s,
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("error: {d}");
+            }
+            eprintln!(
+                "{} problem(s) in {}; nothing was done (`ferry check` lists them with the job files' problems)",
+                diags.len(),
+                ferry::settings::path_for(&cli.jobs).display()
+            );
+            std::process::exit(exit::INVALID);
+        }
+    }
 }
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log, cli.log_file.as_deref());
+    // Precedence: a flag (or its environment variable) > ferry.toml > the built-in default.
+    let settings = settings(&cli);
+    let log_format = cli
+        .log_format
+        .or(settings.log_format.map(|f| match f {
+            ferry::settings::LogFormat::Human => LogFormat::Human,
+            ferry::settings::LogFormat::Json => LogFormat::Json,
+        }))
+        .unwrap_or(LogFormat::Human);
+    let log = cli
+        .log
+        .clone()
+        .or(settings.log_level.clone())
+        .unwrap_or_else(|| "info".into());
+    let log_file = cli.log_file.clone().or(settings.log_file.clone());
+    let set_log_level = init_logging(log_format, &log, log_file.as_deref());
+    settings.jobs.learn_secrets();
     if !matches!(cli.command, Command::Run { .. }) {
         // `run` learns them as it loads (and reloads) the jobs.
         ferry::job::secrets::learn_jobs_dir(&cli.jobs);
     }
     let state = cli
         .state
-        .clone()
+        .as_deref()
+        // A relative --state is the cwd's, as before; absolute, its folders can be made.
+        .map(ferry::job::absolute)
+        .or(settings.state.clone())
         .unwrap_or_else(|| ferry::job::deployment_root(&cli.jobs).join("var/state"));
     let code = match cli.command {
         Command::Check => ferry::cli::check(&cli.jobs),
-        Command::Schema => ferry::cli::schema(),
+        Command::Schema { settings } => ferry::cli::schema(settings),
         Command::Test {
             job,
             file,
@@ -316,13 +382,26 @@ fn main() {
             grace,
             new_journal,
         } => {
+            let fixed = ferry::settings::live::Fixed {
+                state: cli.state.is_some(),
+                workers: workers.is_some(),
+                log_format: cli.log_format.is_some(),
+                log_level: cli.log.is_some() || set_log_level.is_none(),
+                log_file: cli.log_file.is_some(),
+            };
             let opts = ferry::runtime::RunOptions {
                 jobs_dir: cli.jobs.clone(),
                 state_dir: state,
                 once,
-                workers,
+                workers: workers.or(settings.workers).unwrap_or(32),
                 grace,
                 new_journal,
+                settings: ferry::settings::live::Live::new(
+                    &cli.jobs,
+                    settings,
+                    fixed,
+                    set_log_level,
+                ),
             };
             run(opts)
         }

@@ -58,7 +58,7 @@ pub struct Key {
 
 /// Kinds whose keys are known to the reader only in a table of that kind (elsewhere they
 /// are unknown keys): a mailbox source, an email output.
-const OPT_IN: &[&str] = &["mailbox", "email"];
+pub const OPT_IN: &[&str] = &["mailbox", "email"];
 
 /// Keys a reader still takes only to say what replaced them; never declared.
 pub const RETIRED: &[(&str, &str)] = &[("input", "max_bytes")];
@@ -334,9 +334,14 @@ pub fn json_schema() -> Value {
 /// The schema of one table: its keys, each once (a key several kinds take has their
 /// descriptions together, and a default only when they agree).
 fn table_schema(table: &str) -> Value {
-    let mut properties = Map::new();
     let keys: Vec<&Key> = KEYS.iter().filter(|k| k.table == table).collect();
-    for key in &keys {
+    keys_schema(&keys)
+}
+
+/// The schema of a table of these keys (ferry.toml's tables are made of them too).
+pub(crate) fn keys_schema(keys: &[&Key]) -> Value {
+    let mut properties = Map::new();
+    for key in keys {
         if properties.contains_key(key.name) {
             continue;
         }

@@ -4,6 +4,7 @@
 
 pub mod alert;
 pub mod data;
+pub mod defaults;
 pub mod ftp;
 mod job_file;
 pub mod keys;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use toml::de::{DeTable, DeValue};
 
+use defaults::JobDefaults;
 use template::{PLACEHOLDERS, Template};
 use toml_reader::{Diag, Doc, Str, TableReader, one_of, parse_duration};
 
@@ -271,11 +273,26 @@ fn resolve(root: &Path, p: &str) -> PathBuf {
 
 /// Reads and checks one job file. `root` is the deployment root for relative paths.
 pub fn load_file(path: &Path, root: &Path) -> Result<Job, Vec<Diag>> {
-    load_file_with_facts(path, root).0
+    load_file_with(path, root, &JobDefaults::default())
+}
+
+/// [`load_file`] with ferry.toml's job defaults.
+pub fn load_file_with(path: &Path, root: &Path, defaults: &JobDefaults) -> Result<Job, Vec<Diag>> {
+    load_file_with_facts(path, root, defaults).0
+}
+
+/// Reads a configuration file (ferry.toml) as a job file is read: never blocking on a
+/// FIFO, refusing what is not a regular file.
+pub(crate) fn read_config_file(path: &Path) -> Result<Vec<u8>, String> {
+    job_file::read(path)
 }
 
 /// [`load_file`], with what the checks across jobs need (known even when the job is not).
-fn load_file_with_facts(path: &Path, root: &Path) -> (Result<Job, Vec<Diag>>, plumbing::Facts) {
+fn load_file_with_facts(
+    path: &Path,
+    root: &Path,
+    defaults: &JobDefaults,
+) -> (Result<Job, Vec<Diag>>, plumbing::Facts) {
     let whole_file = |message: String| {
         let mut doc = Doc::new(path, "");
         doc.error(0..0, "", message);
@@ -294,7 +311,7 @@ fn load_file_with_facts(path: &Path, root: &Path) -> (Result<Job, Vec<Diag>>, pl
         },
         Err(message) => return (Err(whole_file(message)), facts_of(path)),
     };
-    compile_with_facts(path, root, &src)
+    compile_with_facts(path, root, &src, defaults)
 }
 
 fn facts_of(path: &Path) -> plumbing::Facts {
@@ -313,17 +330,28 @@ fn job_name_of(path: &Path) -> String {
 
 /// Compiles a job from its text. The job's name is the file's stem.
 pub fn compile(path: &Path, root: &Path, src: &str) -> Result<Job, Vec<Diag>> {
-    compile_with_facts(path, root, src).0
+    compile_with_facts(path, root, src, &JobDefaults::default()).0
+}
+
+/// [`compile`] with ferry.toml's job defaults.
+pub fn compile_with(
+    path: &Path,
+    root: &Path,
+    src: &str,
+    defaults: &JobDefaults,
+) -> Result<Job, Vec<Diag>> {
+    compile_with_facts(path, root, src, defaults).0
 }
 
 fn compile_with_facts(
     path: &Path,
     root: &Path,
     src: &str,
+    defaults: &JobDefaults,
 ) -> (Result<Job, Vec<Diag>>, plumbing::Facts) {
     let mut facts = facts_of(path);
     let mut doc = Doc::new(path, src);
-    let (table, errors) = DeTable::parse_recoverable(src);
+    let (mut table, errors) = DeTable::parse_recoverable(src);
     for e in &errors {
         let span = e.span().unwrap_or(0..0);
         doc.error(span, "", format!("TOML syntax: {}", e.message().trim()));
@@ -331,13 +359,28 @@ fn compile_with_facts(
     if !errors.is_empty() {
         return (Err(doc.diags), facts);
     }
+    // ferry.toml's defaults, read as if the job had written them (see `defaults`).
+    let parsed = defaults.parsed();
+    if let Some(p) = &parsed {
+        let base = src.len() + 1;
+        defaults::merge(table.get_mut(), p.table.get_ref(), base);
+        doc.also = Some(toml_reader::Also {
+            file: p.file,
+            src: p.src,
+            base,
+        });
+    }
     let job = read_job(&mut doc, &facts.name.clone(), root, &table, &mut facts);
     let mut diags = doc.diags;
+    defaults::name_keys(&mut diags, defaults);
     diags.sort_by_key(|d| (d.line, d.col));
     let job = match job {
         Some(mut job) if diags.is_empty() => {
             job.file = path.to_path_buf();
-            job.fingerprint = fingerprint(src);
+            job.fingerprint = match defaults.fingerprint() {
+                "" => fingerprint(src),
+                d => fingerprint(&format!("{src}\0{d}")),
+            };
             Ok(job)
         }
         _ => Err(diags),
@@ -1335,11 +1378,16 @@ pub struct Loaded {
 /// Loads every `*.toml` in `dir`, then checks the jobs against each other (see
 /// [`plumbing`]): every problem of every file is reported in one go.
 pub fn load_dir(dir: &Path) -> std::io::Result<Loaded> {
+    load_dir_with(dir, &JobDefaults::default())
+}
+
+/// [`load_dir`] with ferry.toml's job defaults.
+pub fn load_dir_with(dir: &Path, defaults: &JobDefaults) -> std::io::Result<Loaded> {
     let root = deployment_root(dir);
     let mut loaded = Loaded::default();
     let mut facts = Vec::new();
     for f in job_files(dir, &mut loaded)? {
-        let (job, f_facts) = load_file_with_facts(&f, &root);
+        let (job, f_facts) = load_file_with_facts(&f, &root, defaults);
         match job {
             Ok(job) => {
                 loaded.jobs.insert(job.name.clone(), job);

@@ -587,7 +587,13 @@ mod tests {
         jobs.iter()
             .map(|(name, src)| {
                 let path = PathBuf::from(format!("jobs/{name}.toml"));
-                super::super::compile_with_facts(&path, Path::new("/nonexistent-ferry"), src).1
+                super::super::compile_with_facts(
+                    &path,
+                    Path::new("/nonexistent-ferry"),
+                    src,
+                    &Default::default(),
+                )
+                .1
             })
             .collect()
     }

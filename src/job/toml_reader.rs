@@ -47,6 +47,26 @@ pub struct Doc<'s> {
     pub file: &'s Path,
     pub src: &'s str,
     pub diags: Vec<Diag>,
+    /// Values read from another file (ferry.toml's job defaults), whose spans start at its
+    /// `base`: a problem with one of them is reported in that file.
+    pub also: Option<Also<'s>>,
+}
+
+/// Another file whose values a [`Doc`] reads, its spans shifted by `base`.
+#[derive(Debug, Clone, Copy)]
+pub struct Also<'s> {
+    pub file: &'s Path,
+    pub src: &'s str,
+    pub base: usize,
+}
+
+/// Line and column (1-based, in characters) of a byte offset of `src`.
+fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(src.len());
+    let before = &src[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
 }
 
 impl<'s> Doc<'s> {
@@ -55,22 +75,34 @@ impl<'s> Doc<'s> {
             file,
             src,
             diags: Vec::new(),
+            also: None,
         }
     }
 
-    /// Line and column (1-based, in characters) of a byte offset.
+    /// Line and column (1-based, in characters) of a byte offset in this file; a value
+    /// from the [`Also`] file counts as line 1, column 1 (as a built-in default does).
     pub fn position(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.src.len());
-        let before = &self.src[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        (line, before[line_start..].chars().count() + 1)
+        match self.also {
+            Some(a) if offset >= a.base => (1, 1),
+            _ => line_col(self.src, offset),
+        }
+    }
+
+    /// The text of a span, in whichever file it is.
+    fn text(&self, span: Range<usize>) -> Option<&'s str> {
+        match self.also {
+            Some(a) if span.start >= a.base => a.src.get(span.start - a.base..span.end - a.base),
+            _ => self.src.get(span),
+        }
     }
 
     pub fn error(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
-        let (line, col) = self.position(span.start);
+        let (file, (line, col)) = match self.also {
+            Some(a) if span.start >= a.base => (a.file, line_col(a.src, span.start - a.base)),
+            _ => (self.file, line_col(self.src, span.start)),
+        };
         self.diags.push(Diag {
-            file: self.file.to_path_buf(),
+            file: file.to_path_buf(),
             line,
             col,
             key: key.to_string(),
@@ -81,7 +113,7 @@ impl<'s> Doc<'s> {
     /// An error at a byte range *inside* a string value, when the string is written without
     /// escapes (so offsets map one to one); otherwise at the value's start.
     pub fn error_in_str(&mut self, s: &Str, inner: Range<usize>, message: impl Into<String>) {
-        let raw = self.src.get(s.span.clone()).unwrap_or("");
+        let raw = self.text(s.span.clone()).unwrap_or("");
         let quote = if raw.starts_with("'''") || raw.starts_with("\"\"\"") {
             3
         } else {

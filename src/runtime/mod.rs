@@ -51,6 +51,8 @@ pub struct RunOptions {
     pub grace: Duration,
     /// Accept a journal that was lost or replaced (`--new-journal`).
     pub new_journal: bool,
+    /// ferry.toml: what jobs inherit, read again when it changes (settings::live).
+    pub settings: crate::settings::live::Live,
 }
 
 /// What a run ended with, for the exit code.
@@ -99,7 +101,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     }
     let journal = tokio::task::block_in_place(|| Journal::open(&opts.state_dir, opts.new_journal))?;
     // Jobs first: recovery disposes of originals through their source folders' handles.
-    let loaded = load_jobs(&opts.jobs_dir);
+    let loaded = load_jobs(&opts.jobs_dir, opts.settings.defaults());
     let recovered = tokio::task::block_in_place(|| recovery::recover(&journal, &loaded.jobs))?;
     if recovered != recovery::Recovered::default() {
         tracing::info!(
@@ -156,6 +158,11 @@ fn log_start(opts: &RunOptions, loaded: &job::Loaded) {
         jobs = %names.join(", "),
         jobs_folder = %opts.jobs_dir.display(),
         state = %opts.state_dir.display(),
+        workers = opts.workers.max(1),
+        settings = %match opts.settings.path() {
+            p if p.exists() => p.display().to_string(),
+            _ => "none".to_string(),
+        },
         mode = if opts.once { "once" } else { "daemon" },
         "ferry started: {} job(s), {} invalid job file(s) left out.",
         names.len(),
@@ -203,8 +210,8 @@ fn log_stop(opts: &RunOptions, s: &Summary, c: &Counters) {
     );
 }
 
-fn load_jobs(dir: &Path) -> job::Loaded {
-    match job::load_dir(dir) {
+fn load_jobs(dir: &Path, defaults: &crate::settings::JobDefaults) -> job::Loaded {
+    match job::load_dir_with(dir, defaults) {
         Ok(l) => {
             // Before anything about these jobs is logged: their secrets are redacted.
             l.jobs.values().for_each(crate::job::secrets::learn_job);
@@ -262,6 +269,7 @@ async fn supervise(
     let (ev_tx, mut ev_rx) = mpsc::channel::<PathBuf>(64);
     let _watch = shared.hub.subscribe(&opts.jobs_dir, false, ev_tx).ok();
     let mut last = dir_fingerprint(&opts.jobs_dir);
+    let mut settings = opts.settings.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     // Both listeners live across iterations: a signal that arrives while the loop body runs
     // (e.g. during the pause below) is kept for the next `select!`, not lost.
@@ -272,7 +280,8 @@ async fn supervise(
             _ = signals.hup.recv() => {
                 crate::service::reload_by_signal(|| {
                     last = dir_fingerprint(&opts.jobs_dir);
-                    reload(opts, shared, running);
+                    settings.reload();
+                    reload(opts, shared, running, settings.defaults());
                     running.len()
                 });
                 continue;
@@ -285,18 +294,25 @@ async fn supervise(
             }
         }
         let now = dir_fingerprint(&opts.jobs_dir);
-        if now == last {
+        // ferry.toml is looked at with the jobs folder; new job defaults re-read the jobs.
+        let inherited = settings.changed() && settings.reload();
+        if now == last && !inherited {
             continue;
         }
         last = now;
-        reload(opts, shared, running);
+        reload(opts, shared, running, settings.defaults());
     }
     tracing::info!("Shutting down: no new files are taken; waiting for files in progress.");
     crate::service::stopping();
 }
 
-fn reload(opts: &RunOptions, shared: &Shared, running: &mut HashMap<String, Running>) {
-    let loaded = load_jobs(&opts.jobs_dir);
+fn reload(
+    opts: &RunOptions,
+    shared: &Shared,
+    running: &mut HashMap<String, Running>,
+    defaults: &crate::settings::JobDefaults,
+) {
+    let loaded = load_jobs(&opts.jobs_dir, defaults);
     for (name, job) in loaded.jobs {
         match running.remove(&name) {
             Some(r) if r.job.fingerprint == job.fingerprint => {
