@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# The Windows build, built and run (issue 13).
+#
+#   bash scripts/windows.sh          build ferry.exe, run it under wine over the example
+#                                    jobs, compare with the Linux build (the whole check)
+#   bash scripts/windows.sh check    only `cargo check` and `cargo clippy` for the Windows
+#                                    target (what CI runs, from scripts/test.sh)
+#
+# The whole check: installs what it needs when missing (Debian's wine64 and
+# gcc-mingw-w64-x86-64, rustup's x86_64-pc-windows-gnu target), builds the stand-in
+# bcryptprimitives.dll Wine 8 lacks (scripts/wine/processprng.c), makes a throw-away
+# Wine prefix below /tmp, builds ferry.exe (debug) and the Linux ferry, then in two fresh
+# copies of the example deployment (jobs/ and samples/, as the README's first command
+# runs them) runs under each build, with one worker (`{seq}` numbers follow the order
+# files are taken):
+#
+#   ferry check
+#   ferry test JOB FILE          for every job and every file in its sample folder
+#   ferry run --once --workers 1
+#
+# and compares: exit codes and standard output of check and test (where the two differ
+# only by the deployment's root and `\` for `/` in the same place, they are equal), and
+# the two deployments' trees byte for byte, names and contents (var/out, var/error,
+# samples/ with the .ferry.lock files; not var/state, ferry's journal). Any difference
+# fails with a diff. No display needed (wine runs headless), nothing written outside
+# target/ and /tmp (never ~/.wine).
+#
+# If rustup cannot download the Windows target (a CI machine that reaches only package
+# registries), it prints one line saying the Windows step was skipped and exits 0; any
+# other failure exits non-zero.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TARGET=x86_64-pc-windows-gnu
+MODE=${1:-run}
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+say() { echo "windows.sh: $*" >&2; }
+
+case "$MODE" in
+  run | check) ;;
+  *)
+    say "unknown mode '$MODE' (use: run, check)"
+    exit 2
+    ;;
+esac
+
+# --- What it needs ---------------------------------------------------------------
+wine_bin() {
+  local w
+  for w in /usr/lib/wine/wine64 "$(command -v wine64 || true)" "$(command -v wine || true)"; do
+    [ -n "$w" ] && [ -x "$w" ] && { echo "$w"; return 0; }
+  done
+  return 1
+}
+missing=()
+command -v x86_64-w64-mingw32-gcc >/dev/null || missing+=(gcc-mingw-w64-x86-64)
+if [ "$MODE" = run ]; then
+  wine_bin >/dev/null || missing+=(wine64)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q >/dev/null
+  # No recommends: wine64 alone runs 64-bit programs; the 32-bit half and fonts are
+  # not needed.
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! rustc --print target-libdir --target "$TARGET" 2>/dev/null | xargs -r test -d; then
+  if ! command -v rustup >/dev/null; then
+    say "the Rust standard library for $TARGET is missing and there is no rustup to add it"
+    exit 1
+  fi
+  if ! out=$(rustup target add "$TARGET" 2>&1); then
+    if grep -qiE 'download|network|request|resolv|connect|timed out|unreachable' <<<"$out"; then
+      echo "windows.sh: SKIPPED the Windows build: rustup cannot download the $TARGET target here ($(grep -iE 'error' <<<"$out" | head -n1 | tr -s ' '))"
+      exit 0
+    fi
+    printf '%s\n' "$out" >&2
+    say "rustup target add $TARGET failed"
+    exit 1
+  fi
+fi
+
+if [ "$MODE" = check ]; then
+  # Type-checks and lints the code that builds on Windows (the tests are Unix-only).
+  cargo clippy --locked --target "$TARGET" --bins --lib -- -D warnings
+  exit 0
+fi
+
+# --- The stand-in DLL and the Wine prefix ------------------------------------------
+WINE=$(wine_bin)
+WINESERVER=$(dirname "$WINE")/wineserver
+[ -x "$WINESERVER" ] || WINESERVER=$(command -v wineserver)
+WORK=$(mktemp -d /tmp/ferry-windows.XXXXXX)
+export WINEPREFIX=$WORK/prefix
+export WINEDEBUG=-all
+# No Mono / Gecko install prompts; Wine's own bcryptprimitives (if a later Wine has one)
+# loses against the stand-in only when it is missing (native, then builtin).
+export WINEDLLOVERRIDES="mscoree,mshtml=;bcryptprimitives=n,b"
+export WINEARCH=win64
+# The same settings in both runs: none of ferry's environment variables.
+unset FERRY_JOBS FERRY_STATE FERRY_LOG FERRY_LOG_FILE RUST_LOG
+export TZ=${TZ:-UTC}
+cleanup() {
+  "$WINESERVER" -k >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+started=$(date +%s)
+mkdir -p target/wine
+x86_64-w64-mingw32-gcc -shared -O2 -Wl,--no-insert-timestamp \
+  -o target/wine/bcryptprimitives.dll scripts/wine/processprng.c -ladvapi32
+say "creating the Wine prefix $WINEPREFIX"
+"$WINE" wineboot --init >"$WORK/wineboot.log" 2>&1 || {
+  cat "$WORK/wineboot.log" >&2
+  say "wineboot failed"
+  exit 1
+}
+"$WINESERVER" -w
+cp target/wine/bcryptprimitives.dll "$WINEPREFIX/drive_c/windows/system32/"
+
+# --- The two builds ------------------------------------------------------------------
+say "building ferry.exe ($TARGET, debug) and the Linux ferry"
+cargo build --locked --target "$TARGET" --bin ferry
+cargo build --locked --bin ferry
+EXE=$ROOT/target/$TARGET/debug/ferry.exe
+LINUX=$ROOT/target/debug/ferry
+"$WINE" "$EXE" --version >/dev/null 2>&1 || {
+  say "ferry.exe does not start under wine ($("$WINE" --version 2>/dev/null)); is the stand-in bcryptprimitives.dll in $WINEPREFIX/drive_c/windows/system32?"
+  exit 1
+}
+built=$(date +%s)
+
+# --- Running the example deployment under one build ----------------------------------
+# deploy NAME FERRY...: a fresh copy of jobs/ and samples/ in $WORK/NAME, then check,
+# test (every job over every file of its sample folder) and run --once; what each
+# printed goes to $WORK/NAME.report/.
+deploy() {
+  local name=$1
+  shift
+  local dir=$WORK/$name rep=$WORK/$name.report
+  mkdir -p "$dir" "$rep/test"
+  cp -a jobs samples "$dir/"
+  (
+    cd "$dir"
+    local rc=0
+    "$@" check >"$rep/check.out" 2>"$rep/check.err" || rc=$?
+    echo "exit $rc" >>"$rep/check.out"
+    for job_file in jobs/*.toml; do
+      local job folder
+      job=$(basename "$job_file" .toml)
+      # The job's source folder: the first `folder = "samples/..."` (its [source]).
+      folder=$(sed -n 's/^folder *= *"\(samples\/[^"]*\)".*/\1/p' "$job_file" | head -n1)
+      if [ -z "$folder" ] || [ ! -d "$folder" ]; then
+        continue
+      fi
+      while IFS= read -r file; do
+        local out
+        out="$rep/test/$job--$(tr '/' '_' <<<"$file").out"
+        rc=0
+        "$@" test "$job" "$file" >"$out" 2>"$out.err" || rc=$?
+        echo "exit $rc" >>"$out"
+      done < <(find "$folder" -type f ! -name .ferry.lock | LC_ALL=C sort)
+    done
+    rc=0
+    "$@" run --once --workers 1 >"$rep/run.out" 2>"$rep/run.err" || rc=$?
+    echo "exit $rc" >>"$rep/run.out"
+  )
+}
+
+say "running the example jobs under wine (ferry.exe)"
+deploy windows "$WINE" "$EXE"
+"$WINESERVER" -w
+say "running the example jobs with the Linux build"
+deploy linux "$LINUX"
+ran=$(date +%s)
+
+# --- Comparing ------------------------------------------------------------------------
+failed=0
+# Printed output: a Windows line equals the Linux line when it differs only by the
+# deployment root and by `\` where Linux has `/`; anything else is a difference.
+LROOT=$WORK/linux
+WROOT="Z:${WORK//\//\\}\\windows"
+normalize() { # LINUX_FILE WINDOWS_FILE > the Windows file, equal lines as Linux has them
+  perl -e '
+    my ($lf, $wf, $lroot, $wroot) = @ARGV;
+    open my $l, "<", $lf or die "$lf: $!"; my @l = <$l>;
+    open my $w, "<", $wf or die "$wf: $!"; my @w = <$w>;
+    for my $i (0 .. $#w) {
+      my ($a, $b) = ($l[$i] // "", $w[$i]);
+      (my $an = $a) =~ s/\Q$lroot\E/<root>/g;
+      (my $bn = $b) =~ s/\Q$wroot\E/<root>/g;
+      my $same = length($an) == length($bn);
+      for (my $k = 0; $same && $k < length $an; $k++) {
+        my ($x, $y) = (substr($an, $k, 1), substr($bn, $k, 1));
+        $same = 0 unless $x eq $y || ($x eq "/" && $y eq "\\");
+      }
+      print $same ? $a : $b;
+    }' "$1" "$2" "$LROOT" "$WROOT"
+}
+for lf in "$WORK/linux.report/check.out" "$WORK"/linux.report/test/*.out; do
+  rel=${lf#"$WORK/linux.report/"}
+  wf=$WORK/windows.report/$rel
+  if [ ! -f "$wf" ]; then
+    say "DIFFERENT: $rel exists for Linux only"
+    failed=1
+    continue
+  fi
+  if ! diff -u --label "linux/$rel" --label "windows/$rel" "$lf" <(normalize "$lf" "$wf"); then
+    failed=1
+  fi
+done
+(cd "$WORK/windows.report" && find . -name '*.out' | LC_ALL=C sort) >"$WORK/w.list"
+(cd "$WORK/linux.report" && find . -name '*.out' | LC_ALL=C sort) >"$WORK/l.list"
+diff -u --label linux-reports --label windows-reports "$WORK/l.list" "$WORK/w.list" || failed=1
+# `run --once`: its exit code (its log has times and paths; kept for reading only).
+if [ "$(tail -n1 "$WORK/linux.report/run.out")" != "$(tail -n1 "$WORK/windows.report/run.out")" ]; then
+  say "DIFFERENT: run --once: Linux $(tail -n1 "$WORK/linux.report/run.out"), Windows $(tail -n1 "$WORK/windows.report/run.out")"
+  failed=1
+fi
+
+# The trees: every name (with its type) and every byte, ferry's journal left out.
+tree() {
+  (cd "$1" && find . -path ./var/state -prune -o -printf '%y %p\n' | LC_ALL=C sort)
+}
+tree "$WORK/linux" >"$WORK/linux.tree"
+tree "$WORK/windows" >"$WORK/windows.tree"
+if ! diff -u --label linux/tree --label windows/tree "$WORK/linux.tree" "$WORK/windows.tree"; then
+  failed=1
+fi
+while read -r type path; do
+  [ "$type" = f ] || continue
+  if ! cmp -s "$WORK/linux/$path" "$WORK/windows/$path"; then
+    say "DIFFERENT: the contents of $path"
+    diff -u --label "linux/$path" --label "windows/$path" "$WORK/linux/$path" "$WORK/windows/$path" | head -n 40 >&2 || true
+    failed=1
+  fi
+done < <(LC_ALL=C comm -12 "$WORK/linux.tree" "$WORK/windows.tree")
+delivered=$(grep -c '^f ./var/out/' "$WORK/linux.tree" || true)
+tests=$(find "$WORK/linux.report/test" -name '*.out' | wc -l)
+
+if [ "$failed" -ne 0 ]; then
+  say "FAILED: ferry.exe under wine differs from the Linux build (above). Logs of both runs:"
+  for n in linux windows; do
+    echo "--- $n: run --once" >&2
+    cat "$WORK/$n.report/run.err" >&2
+  done
+  exit 1
+fi
+say "OK: ferry.exe under $("$WINE" --version) gives the Linux build's results: check, $tests test runs, run --once ($delivered output files) identical. Prefix and build $((built - started)) s, runs $((ran - built)) s."
