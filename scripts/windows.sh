@@ -17,13 +17,18 @@
 #   ferry check
 #   ferry test JOB FILE          for every job and every file in its sample folder
 #   ferry run --once --workers 1
+#   (a second pass: `orders` switched to archive, `invoices` to delete, a changed, a
+#   new and a broken sample) ferry run --once --workers 1
+#   ferry history, ferry status
 #
-# and compares: exit codes and standard output of check and test (where the two differ
-# only by the deployment's root and `\` for `/` in the same place, they are equal), and
-# the two deployments' trees byte for byte, names and contents (var/out, var/error,
-# samples/ with the .ferry.lock files; not var/state, ferry's journal). Any difference
-# fails with a diff. No display needed (wine runs headless), nothing written outside
-# target/ and /tmp (never ~/.wine).
+# and compares: exit codes and standard output of check, test, history and status, and
+# the two deployments' trees byte for byte, names and contents (var/out, var/archive,
+# var/error, samples/ with the .ferry.lock files; not var/state, ferry's journal). Text
+# written for people (printed output, error reports) is equal where, times masked, the
+# two differ only by the deployment's root and `\` for `/` in the same place. Any
+# difference fails with a diff. No display needed (wine runs headless), nothing written
+# outside target/ and /tmp (never ~/.wine). FERRY_WINE_KEEP=1 keeps the work folder
+# (both deployments, what each command printed) for a look.
 #
 # If rustup cannot download the Windows target (a CI machine that reaches only package
 # registries), it prints one line saying the Windows step was skipped and exits 0; any
@@ -106,7 +111,12 @@ unset FERRY_JOBS FERRY_STATE FERRY_LOG FERRY_LOG_FILE RUST_LOG
 export TZ=${TZ:-UTC}
 cleanup() {
   "$WINESERVER" -k >/dev/null 2>&1 || true
-  rm -rf "$WORK"
+  if [ "${FERRY_WINE_KEEP:-}" = 1 ]; then
+    rm -rf "$WINEPREFIX"
+    say "kept $WORK"
+  else
+    rm -rf "$WORK"
+  fi
 }
 trap cleanup EXIT
 
@@ -137,8 +147,9 @@ built=$(date +%s)
 
 # --- Running the example deployment under one build ----------------------------------
 # deploy NAME FERRY...: a fresh copy of jobs/ and samples/ in $WORK/NAME, then check,
-# test (every job over every file of its sample folder) and run --once; what each
-# printed goes to $WORK/NAME.report/.
+# test (every job over every file of its sample folder) and run --once; then a second
+# pass where originals are archived, deleted, changed and one fails, and run --once
+# again; then history and status. What each printed goes to $WORK/NAME.report/.
 deploy() {
   local name=$1
   shift
@@ -168,7 +179,25 @@ deploy() {
     done
     rc=0
     "$@" run --once --workers 1 >"$rep/run.out" 2>"$rep/run.err" || rc=$?
-    echo "exit $rc" >>"$rep/run.out"
+    echo "exit $rc" >>"$rep/run.exit"
+
+    # The second pass: `orders` archives (its kept files are taken again, one of them
+    # changed: `exists = "unique"` names in the backup), `invoices` deletes (a new
+    # invoice), and a broken JSON Lines file goes to the error folder with its report.
+    sed -i 's/^success = "keep"/success = "archive"/' jobs/orders.toml
+    sed -i 's/^success = "keep"/success = "delete"/' jobs/invoices.toml
+    sed 's/1001/1003/g' samples/invoices/INV-2026-1001.xml >samples/invoices/INV-2026-1003.xml
+    printf 'ORD;4711;changed\n' >>samples/orders/orders_20261102.csv
+    printf '{"id": 7, "status":\n' >samples/webshop/broken.jsonl
+    rc=0
+    "$@" run --once --workers 1 >"$rep/run2.out" 2>"$rep/run2.err" || rc=$?
+    echo "exit $rc" >>"$rep/run.exit"
+    rc=0
+    "$@" history >"$rep/history.out" 2>"$rep/history.err" || rc=$?
+    echo "exit $rc" >>"$rep/history.out"
+    rc=0
+    "$@" status >"$rep/status.out" 2>"$rep/status.err" || rc=$?
+    echo "exit $rc" >>"$rep/status.out"
   )
 }
 
@@ -181,8 +210,9 @@ ran=$(date +%s)
 
 # --- Comparing ------------------------------------------------------------------------
 failed=0
-# Printed output: a Windows line equals the Linux line when it differs only by the
-# deployment root and by `\` where Linux has `/`; anything else is a difference.
+# Text ferry writes for people (what commands print, error reports): a Windows line
+# equals the Linux line when, with times masked in both, it differs only by the
+# deployment's root and by `\` where Linux has `/`; anything else is a difference.
 LROOT=$WORK/linux
 WROOT="Z:${WORK//\//\\}\\windows"
 normalize() { # LINUX_FILE WINDOWS_FILE > the Windows file, equal lines as Linux has them
@@ -190,10 +220,12 @@ normalize() { # LINUX_FILE WINDOWS_FILE > the Windows file, equal lines as Linux
     my ($lf, $wf, $lroot, $wroot) = @ARGV;
     open my $l, "<", $lf or die "$lf: $!"; my @l = <$l>;
     open my $w, "<", $wf or die "$wf: $!"; my @w = <$w>;
+    my $time = qr/\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?(?: ?[+-]\d\d:?\d\d|Z)?/;
     for my $i (0 .. $#w) {
       my ($a, $b) = ($l[$i] // "", $w[$i]);
       (my $an = $a) =~ s/\Q$lroot\E/<root>/g;
       (my $bn = $b) =~ s/\Q$wroot\E/<root>/g;
+      s/$time/<time>/g for $an, $bn;
       my $same = length($an) == length($bn);
       for (my $k = 0; $same && $k < length $an; $k++) {
         my ($x, $y) = (substr($an, $k, 1), substr($bn, $k, 1));
@@ -202,28 +234,51 @@ normalize() { # LINUX_FILE WINDOWS_FILE > the Windows file, equal lines as Linux
       print $same ? $a : $b;
     }' "$1" "$2" "$LROOT" "$WROOT"
 }
-for lf in "$WORK/linux.report/check.out" "$WORK"/linux.report/test/*.out; do
+# `ferry history`: its entries are numbered in the order files were seen, and jobs look
+# at their folders concurrently even with one worker: compare the entries unnumbered,
+# sorted by what they say (root, separators and times made equal for the sort only).
+by_file() { # HISTORY_FILE ROOT > its entries, unnumbered, sorted
+  perl -e '
+    my ($f, $root) = @ARGV;
+    open my $h, "<", $f or die "$f: $!";
+    my (@blocks, $tail);
+    while (<$h>) {
+      if (/^#\d+ /) { s/^#\d+ //; push @blocks, $_ } elsif (@blocks && /^ /) { $blocks[-1] .= $_ }
+      else { $tail .= $_ }
+    }
+    my %key = map { my $k = $_; $k =~ s/\Q$root\E//g; $k =~ tr{\\}{/}; $k =~ s/\d\d:\d\d:\d\d\.\d+//g; ($_ => $k) } @blocks;
+    print sort { $key{$a} cmp $key{$b} } @blocks;
+    print $tail // "";' "$1" "$2"
+}
+for n in linux windows; do
+  root=$LROOT
+  [ "$n" = windows ] && root=$WROOT
+  mv "$WORK/$n.report/history.out" "$WORK/$n.report/history.seen-order"
+  by_file "$WORK/$n.report/history.seen-order" "$root" >"$WORK/$n.report/history.out"
+done
+same_text() { # LINUX_FILE WINDOWS_FILE LABEL
+  diff -u --label "linux/$3" --label "windows/$3" "$1" <(normalize "$1" "$2")
+}
+for lf in "$WORK"/linux.report/*.out "$WORK"/linux.report/test/*.out; do
   rel=${lf#"$WORK/linux.report/"}
+  case "$rel" in run.out | run2.out) continue ;; esac # logs: times, for reading only
   wf=$WORK/windows.report/$rel
   if [ ! -f "$wf" ]; then
     say "DIFFERENT: $rel exists for Linux only"
     failed=1
-    continue
-  fi
-  if ! diff -u --label "linux/$rel" --label "windows/$rel" "$lf" <(normalize "$lf" "$wf"); then
+  elif ! same_text "$lf" "$wf" "$rel"; then
     failed=1
   fi
 done
 (cd "$WORK/windows.report" && find . -name '*.out' | LC_ALL=C sort) >"$WORK/w.list"
 (cd "$WORK/linux.report" && find . -name '*.out' | LC_ALL=C sort) >"$WORK/l.list"
 diff -u --label linux-reports --label windows-reports "$WORK/l.list" "$WORK/w.list" || failed=1
-# `run --once`: its exit code (its log has times and paths; kept for reading only).
-if [ "$(tail -n1 "$WORK/linux.report/run.out")" != "$(tail -n1 "$WORK/windows.report/run.out")" ]; then
-  say "DIFFERENT: run --once: Linux $(tail -n1 "$WORK/linux.report/run.out"), Windows $(tail -n1 "$WORK/windows.report/run.out")"
-  failed=1
-fi
+# The exit codes of both `run --once`.
+diff -u --label linux/run-exit-codes --label windows/run-exit-codes \
+  "$WORK/linux.report/run.exit" "$WORK/windows.report/run.exit" || failed=1
 
-# The trees: every name (with its type) and every byte, ferry's journal left out.
+# The trees: every name (with its type) and every byte, ferry's journal left out; error
+# reports (*.error.txt) as text, like the printed output.
 tree() {
   (cd "$1" && find . -path ./var/state -prune -o -printf '%y %p\n' | LC_ALL=C sort)
 }
@@ -234,9 +289,12 @@ if ! diff -u --label linux/tree --label windows/tree "$WORK/linux.tree" "$WORK/w
 fi
 while read -r type path; do
   [ "$type" = f ] || continue
-  if ! cmp -s "$WORK/linux/$path" "$WORK/windows/$path"; then
+  lf=$WORK/linux/$path wf=$WORK/windows/$path
+  if [[ "$path" == *.error.txt ]]; then
+    same_text "$lf" "$wf" "$path" || failed=1
+  elif ! cmp -s "$lf" "$wf"; then
     say "DIFFERENT: the contents of $path"
-    diff -u --label "linux/$path" --label "windows/$path" "$WORK/linux/$path" "$WORK/windows/$path" | head -n 40 >&2 || true
+    diff -u --label "linux/$path" --label "windows/$path" "$lf" "$wf" | head -n 40 >&2 || true
     failed=1
   fi
 done < <(LC_ALL=C comm -12 "$WORK/linux.tree" "$WORK/windows.tree")
@@ -246,9 +304,9 @@ tests=$(find "$WORK/linux.report/test" -name '*.out' | wc -l)
 if [ "$failed" -ne 0 ]; then
   say "FAILED: ferry.exe under wine differs from the Linux build (above). Logs of both runs:"
   for n in linux windows; do
-    echo "--- $n: run --once" >&2
-    cat "$WORK/$n.report/run.err" >&2
+    echo "--- $n: run --once, then the second pass" >&2
+    cat "$WORK/$n.report/run.err" "$WORK/$n.report/run2.err" >&2
   done
   exit 1
 fi
-say "OK: ferry.exe under $("$WINE" --version) gives the Linux build's results: check, $tests test runs, run --once ($delivered output files) identical. Prefix and build $((built - started)) s, runs $((ran - built)) s."
+say "OK: ferry.exe under $("$WINE" --version) gives the Linux build's results: check, $tests test runs, two run --once ($delivered output files), history and status identical. Prefix and build $((built - started)) s, runs $((ran - built)) s."
