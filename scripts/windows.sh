@@ -80,7 +80,7 @@ if ! rustc --print target-libdir --target "$TARGET" 2>/dev/null | xargs -r test 
   fi
   if ! out=$(rustup target add "$TARGET" 2>&1); then
     if grep -qiE 'download|network|request|resolv|connect|timed out|unreachable' <<<"$out"; then
-      echo "windows.sh: SKIPPED the Windows build: rustup cannot download the $TARGET target here ($(grep -iE 'error' <<<"$out" | head -n1 | tr -s ' '))"
+      echo "windows.sh: SKIPPED the Windows step ($MODE): rustup cannot download the $TARGET target here ($(grep -iE 'error' <<<"$out" | head -n1 | tr -s ' '))"
       exit 0
     fi
     printf '%s\n' "$out" >&2
