@@ -185,8 +185,8 @@ fn stat_in(source: &Source, dir: &Dir, rel_dir: &str, name: &str) -> Option<Foun
 
 /// Lists every candidate in the source now, in name order, through the held folder
 /// handle; subfolders (with `recursive`) are entered through their parent's handle, never
-/// through a symlink. Names that are not UTF-8 are skipped with a warning: they cannot be named
-/// safely in outputs or reports.
+/// through a symlink. Names that are not UTF-8 are skipped with a warning: they cannot be
+/// named safely in outputs or reports.
 pub fn scan(source: &Source, root: &Dir) -> io::Result<Vec<Found>> {
     let mut out = Vec::new();
     walk(source, root, "", &mut out)?;
@@ -196,7 +196,7 @@ pub fn scan(source: &Source, root: &Dir) -> io::Result<Vec<Found>> {
 fn walk(source: &Source, dir: &Dir, rel_dir: &str, out: &mut Vec<Found>) -> io::Result<()> {
     // In name order (bytes): files found ready together are taken, and numbered by
     // `{seq}`, in the same order on every system. The folder's own order is the file
-    // system's: hash order on ext4, name order on NTFS, creation order on others.
+    // system's: hash order on ext4, name order on NTFS, newest first on tmpfs.
     let mut entries = dir.entries()?;
     entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for (name, kind) in entries {
