@@ -58,6 +58,13 @@ fi
 # own instances on free loopback ports).
 bash scripts/mail-servers.sh install
 
+# The Windows build type-checks and lints clean (`cargo clippy --target
+# x86_64-pc-windows-gnu`; installs gcc-mingw-w64-x86-64 and the rustup target when
+# missing, says so and goes on when rustup cannot download it). The whole run of ferry.exe
+# under wine (bash scripts/windows.sh) is too slow for CI from a cold target folder: see
+# BENCHMARKS.md, "Windows build under wine".
+bash scripts/windows.sh check
+
 # Tests that need those tools fail, rather than skip, when they are missing.
 export FERRY_REQUIRE_TOOLS=1
 exec cargo test --locked --all-targets "$@"

@@ -237,9 +237,14 @@ pub fn stat_of_file(f: &File) -> io::Result<Stat> {
     let md = f.metadata()?;
     Ok(Stat {
         kind: kind_of(md.file_type()),
-        id: imp::id_of_metadata(&md),
+        id: imp::id_of_file(f, &md)?,
         meta: crate::sources::folder::meta_of(&md),
     })
+}
+
+/// The kind, identity, size and mtime of the entry at `path`, not following it.
+pub fn stat_path(path: &Path) -> io::Result<Stat> {
+    imp::stat_path(path)
 }
 
 fn kind_of(ft: std::fs::FileType) -> Kind {
@@ -411,6 +416,24 @@ mod imp {
             ino: md.ino(),
         }
     }
+
+    pub fn id_of_file(_f: &File, md: &std::fs::Metadata) -> io::Result<FileId> {
+        Ok(id_of_metadata(md))
+    }
+
+    /// The identity of what `path` (whose metadata is `md`) names, following links.
+    pub fn id_of_path(_path: &Path, md: &std::fs::Metadata) -> io::Result<FileId> {
+        Ok(id_of_metadata(md))
+    }
+
+    pub fn stat_path(path: &Path) -> io::Result<Stat> {
+        let md = std::fs::symlink_metadata(path)?;
+        Ok(Stat {
+            kind: super::kind_of(md.file_type()),
+            id: id_of_metadata(&md),
+            meta: crate::sources::folder::meta_of(&md),
+        })
+    }
 }
 
 #[cfg(not(unix))]
@@ -471,12 +494,29 @@ mod imp {
     }
 
     pub fn stat_at(dir: &Handle, name: &str) -> io::Result<Stat> {
-        let md = std::fs::symlink_metadata(dir.join(name))?;
-        Ok(Stat {
-            kind: super::kind_of(md.file_type()),
-            id: id_of_metadata(&md),
-            meta: crate::sources::folder::meta_of(&md),
-        })
+        stat_path(&dir.join(name))
+    }
+
+    /// Opened for its attributes only, as `std::fs::symlink_metadata` does (no read or
+    /// write access, so no writer's sharing mode refuses it); `follow` false opens a
+    /// symlink or junction itself.
+    fn open_attributes(path: &Path, follow: bool) -> io::Result<File> {
+        use std::os::windows::fs::OpenOptionsExt;
+        const FILE_FLAG_BACKUP_SEMANTICS: u32 = 0x0200_0000; // folders open too
+        const FILE_FLAG_OPEN_REPARSE_POINT: u32 = 0x0020_0000; // the link, not its target
+        let flags = if follow {
+            FILE_FLAG_BACKUP_SEMANTICS
+        } else {
+            FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT
+        };
+        std::fs::OpenOptions::new()
+            .access_mode(0)
+            .custom_flags(flags)
+            .open(path)
+    }
+
+    pub fn stat_path(path: &Path) -> io::Result<Stat> {
+        super::stat_of_file(&open_attributes(path, false)?)
     }
 
     pub fn open_file_at(dir: &Handle, name: &str) -> io::Result<File> {
@@ -515,12 +555,27 @@ mod imp {
         crate::fsutil::sync_dir(dir)
     }
 
-    pub fn id_of(_dir: &Handle) -> io::Result<FileId> {
-        Ok(FileId { dev: 0, ino: 0 })
+    pub fn id_of(dir: &Handle) -> io::Result<FileId> {
+        id_of_handle(&open_attributes(dir, true)?)
     }
 
-    pub fn id_of_metadata(_md: &std::fs::Metadata) -> FileId {
-        FileId { dev: 0, ino: 0 }
+    pub fn id_of_file(f: &File, _md: &std::fs::Metadata) -> io::Result<FileId> {
+        id_of_handle(f)
+    }
+
+    /// The identity of what `path` names, following links.
+    pub fn id_of_path(path: &Path, _md: &std::fs::Metadata) -> io::Result<FileId> {
+        id_of_handle(&open_attributes(path, true)?)
+    }
+
+    /// The volume's serial number and the file's index on it: Windows' device and inode
+    /// (`std`'s `MetadataExt` has them only on nightly).
+    fn id_of_handle(f: &File) -> io::Result<FileId> {
+        let info = winapi_util::file::information(f)?;
+        Ok(FileId {
+            dev: info.volume_serial_number(),
+            ino: info.file_index(),
+        })
     }
 }
 
@@ -595,7 +650,7 @@ impl SourceRoot {
         let (Ok(now), Ok(mine)) = (std::fs::metadata(&self.folder), h.dir.id()) else {
             return false; // gone: keep what is held (it lists as it is)
         };
-        if imp::id_of_metadata(&now) == mine || !now.is_dir() {
+        if imp::id_of_path(&self.folder, &now).is_ok_and(|id| id == mine) || !now.is_dir() {
             return false;
         }
         let is_link =
@@ -681,12 +736,5 @@ fn try_lock(f: &File) -> io::Result<()> {
         Ok(()) => Ok(()),
         Err(std::fs::TryLockError::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
         Err(std::fs::TryLockError::Error(e)) => Err(e),
-    }
-}
-
-impl FileId {
-    /// The identity in `md`.
-    pub fn of(md: &std::fs::Metadata) -> FileId {
-        imp::id_of_metadata(md)
     }
 }

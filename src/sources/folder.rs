@@ -183,10 +183,10 @@ fn stat_in(source: &Source, dir: &Dir, rel_dir: &str, name: &str) -> Option<Foun
     })
 }
 
-/// Lists every candidate in the source now, through the held folder handle; subfolders
-/// (with `recursive`) are entered through their parent's handle, never through a
-/// symlink. Names that are not UTF-8 are skipped with a warning: they cannot be named
-/// safely in outputs or reports.
+/// Lists every candidate in the source now, in name order, through the held folder
+/// handle; subfolders (with `recursive`) are entered through their parent's handle, never
+/// through a symlink. Names that are not UTF-8 are skipped with a warning: they cannot be
+/// named safely in outputs or reports.
 pub fn scan(source: &Source, root: &Dir) -> io::Result<Vec<Found>> {
     let mut out = Vec::new();
     walk(source, root, "", &mut out)?;
@@ -194,7 +194,12 @@ pub fn scan(source: &Source, root: &Dir) -> io::Result<Vec<Found>> {
 }
 
 fn walk(source: &Source, dir: &Dir, rel_dir: &str, out: &mut Vec<Found>) -> io::Result<()> {
-    for (name, kind) in dir.entries()? {
+    // In name order (bytes): files found ready together are taken, and numbered by
+    // `{seq}`, in the same order on every system. The folder's own order is the file
+    // system's: hash order on ext4, name order on NTFS, newest first on tmpfs.
+    let mut entries = dir.entries()?;
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (name, kind) in entries {
         let Some(name) = name.to_str() else {
             tracing::warn!(file = %dir.path().join(&name).display(), "Skipping a file whose name is not UTF-8.");
             continue;
@@ -244,6 +249,34 @@ mod tests {
         let f = std::fs::File::options().write(true).open(p).unwrap();
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64);
         f.set_modified(t).unwrap();
+    }
+
+    #[test]
+    fn a_scan_lists_in_name_order_whatever_the_folder_order() {
+        let base = std::env::temp_dir().join(format!("ferry-scan-order-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("jobs")).unwrap();
+        std::fs::create_dir_all(base.join("in/sub")).unwrap();
+        // Created in name order: tmpfs lists newest first, ext4 in hash order.
+        let names = [
+            "A.csv", "B.csv", "a.csv", "b10.csv", "b2.csv", "c.csv", "d.csv",
+        ];
+        for n in names {
+            std::fs::write(base.join("in").join(n), n).unwrap();
+        }
+        std::fs::write(base.join("in/sub/0.csv"), "0").unwrap();
+        let src = "[source]\nfolder = \"in\"\nrecursive = true\n[[output]]\nfolder = \"out\"\n";
+        let job = crate::job::compile(&base.join("jobs/j.toml"), &base, src).unwrap();
+        let root = Dir::open(&job.source.folder).unwrap();
+        let found: Vec<String> = scan(&job.source, &root)
+            .unwrap()
+            .iter()
+            .map(|f| format!("{}{}", f.rel_dir, f.name))
+            .collect();
+        let mut want: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        want.push("sub0.csv".into());
+        assert_eq!(found, want);
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

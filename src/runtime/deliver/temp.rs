@@ -535,10 +535,10 @@ fn link_output(found: &Found, temp: &Path) -> bool {
         return false;
     }
     let same = crate::sources::dir::stat_of_file(opened).ok().map(|s| s.id)
-        == std::fs::symlink_metadata(temp)
+        == crate::sources::dir::stat_path(temp)
             .ok()
-            .filter(|m| m.is_file())
-            .map(|m| crate::sources::dir::FileId::of(&m));
+            .filter(|s| s.kind == crate::sources::dir::Kind::File)
+            .map(|s| s.id);
     if !same {
         tracing::warn!(
             "The original's name holds another file now; copying from the open file instead of linking."
