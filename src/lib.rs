@@ -30,6 +30,8 @@
 //! - [`cli`]: the `check`, `test`, `history` and `status` commands.
 //! - [`service`]: running under systemd: readiness and watchdog notifications, logs for
 //!   journald or a rotating file.
+//! - [`service_command`]: `ferry service ...`, the Windows service; its Windows half is
+//!   `winservice` (built on Windows only).
 
 pub mod cli;
 pub mod filters;
@@ -45,5 +47,8 @@ pub mod redact;
 pub mod runtime;
 pub mod secrets;
 pub mod service;
+pub mod service_command;
 pub mod sources;
 pub mod transform;
+#[cfg(windows)]
+pub mod winservice;

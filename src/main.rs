@@ -132,6 +132,15 @@ enum Command {
         #[command(subcommand)]
         action: JournalAction,
     },
+    /// Windows: install, start, stop or remove ferry as a Windows service. (On Linux, the
+    /// service is systemd's: install/install.sh.)
+    #[command(
+        after_help = "Examples (as Administrator):\n  ferry --jobs C:\\ProgramData\\ferry\\jobs service install --user CORP\\svc-ferry --password-env FERRY_PW\n  ferry service start\n  ferry service status\n  ferry service stop\n  ferry service uninstall"
+    )]
+    Service {
+        #[command(subcommand)]
+        action: ferry::service_command::ServiceCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -243,6 +252,20 @@ fn main() {
         }
         Command::Journal { action } => journal(&state, action),
         Command::Status { json } => ferry::cli::status(&cli.jobs, &state, json),
+        Command::Service { action } => {
+            let globals = ferry::service_command::Globals {
+                jobs: cli.jobs.clone(),
+                state: cli.state.clone(),
+                state_dir: state,
+                log_file: cli.log_file.clone(),
+                log: cli.log.clone(),
+                log_format: match cli.log_format {
+                    LogFormat::Human => "human",
+                    LogFormat::Json => "json",
+                },
+            };
+            ferry::service_command::run(action, &globals)
+        }
         Command::Run {
             once,
             workers,

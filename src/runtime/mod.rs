@@ -368,13 +368,13 @@ impl StopSignals {
     }
 }
 
-/// The daemon's stop and reload requests on Windows: Ctrl-C and Ctrl-Break stop it (the
-/// service control manager's stop arrives through the Windows service part, issue 13);
-/// there is no SIGHUP, so `hup` never fires.
+/// The daemon's stop and reload requests on Windows: Ctrl-C, and Ctrl-Break or the service
+/// control manager's Stop/Shutdown ([`crate::winservice::StopRequest`]), stop it; there is
+/// no SIGHUP, so `hup` never fires.
 #[cfg(not(unix))]
 struct StopSignals {
     int: tokio::signal::windows::CtrlC,
-    term: tokio::signal::windows::CtrlBreak,
+    term: crate::winservice::StopRequest,
     hup: NeverSignal,
 }
 
@@ -383,7 +383,7 @@ impl StopSignals {
     fn new() -> StopSignals {
         StopSignals {
             int: tokio::signal::windows::ctrl_c().expect("Ctrl-C handler"),
-            term: tokio::signal::windows::ctrl_break().expect("Ctrl-Break handler"),
+            term: crate::winservice::StopRequest::default(),
             hup: NeverSignal,
         }
     }
