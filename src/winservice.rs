@@ -242,14 +242,13 @@ fn install(g: &Globals, a: &Install) -> Result<(), Failure> {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     println!(
-        "installed the service `{}` ({}), {}, as {}:\n  {} {}",
+        "installed the service `{}` ({}, restarted by Windows if it fails), as {}:\n  {} {}",
         a.name,
         if a.manual {
             "started on request"
         } else {
             "started at boot"
         },
-        "restarted by Windows if it fails",
         a.user.as_deref().unwrap_or("LocalSystem"),
         exe.display(),
         shown.join(" ")

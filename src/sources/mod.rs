@@ -1,7 +1,8 @@
 //! Where files come from. Each source lists candidate files and says when one may be ready;
 //! readiness itself is decided in [`crate::readiness`].
 //!
-//! - [`folder`]: local folders and shares (with [`dir`] and [`watch`]).
+//! - [`folder`]: local folders and shares (with [`dir`] and [`watch`]; [`share`] says
+//!   which folders are network shares, polled by default).
 //! - [`ftp`]: FTP/FTPS, a [`Fetcher`] that [`staging`] runs into the job's staging folder.
 //! - [`mailbox`]: IMAP attachments, staged by its own runner ([`mail_store`] journals them).
 //!
@@ -13,6 +14,7 @@ pub mod folder;
 pub mod ftp;
 pub mod mail_store;
 pub mod mailbox;
+pub mod share;
 pub mod staging;
 pub mod watch;
 
