@@ -115,3 +115,43 @@ exists = "unique"
         "the folder is named after the first record, every file after its group"
     );
 }
+
+/// There is no PowerShell on this machine (Debian does not package it) to parse
+/// install.ps1; this keeps its help and its calls of ferry in step with the script.
+#[test]
+fn install_ps1_documents_every_parameter_and_installs_through_ferry_issue_13() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = std::fs::read_to_string(repo.join("install/install.ps1")).unwrap();
+    assert!(
+        script.starts_with("<#\n.SYNOPSIS"),
+        "comment-based help first"
+    );
+    let params = script
+        .split_once("param(")
+        .and_then(|(_, rest)| rest.split_once("\n)"))
+        .map(|(p, _)| p)
+        .expect("a param block");
+    // `[type]$Name = default` per line.
+    let names: Vec<&str> = params
+        .lines()
+        .filter_map(|l| l.split_once("]$"))
+        .map(|(_, s)| s.split(|c: char| !c.is_alphanumeric()).next().unwrap())
+        .collect();
+    assert!(names.len() >= 8, "{names:?}");
+    for n in &names {
+        assert!(
+            script.contains(&format!(".PARAMETER {n}\n")),
+            "-{n} has no .PARAMETER help"
+        );
+    }
+    for call in [
+        "'service', 'install'",
+        "'service', 'start'",
+        "'--password-env'",
+    ] {
+        assert!(script.contains(call), "install.ps1 should call {call}");
+    }
+    // The password lives in the environment of the install only.
+    assert!(script.contains("Remove-Item Env:\\FERRY_SERVICE_PASSWORD"));
+    assert_eq!(script.matches("$env:FERRY_SERVICE_PASSWORD").count(), 1);
+}
