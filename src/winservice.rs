@@ -96,12 +96,25 @@ enum Failure {
     Scm(String),
 }
 
+/// An error of the SCM's API as Windows words it ("Access is denied. (os error 5)").
+fn describe(e: &windows_service::Error) -> String {
+    match e {
+        windows_service::Error::Winapi(io) => io.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The Windows error code of an SCM call that failed.
+fn os_code(e: &windows_service::Error) -> Option<i32> {
+    match e {
+        windows_service::Error::Winapi(io) => io.raw_os_error(),
+        _ => None,
+    }
+}
+
 /// The SCM's refusal, with what to do about the usual ones.
 fn scm_error(what: &str, name: &str, e: windows_service::Error) -> Failure {
-    let (detail, code) = match &e {
-        windows_service::Error::Winapi(io) => (io.to_string(), io.raw_os_error()),
-        other => (other.to_string(), None),
-    };
+    let (detail, code) = (describe(&e), os_code(&e));
     let hint = match code {
         Some(5) => " (access denied: run it as Administrator)",
         Some(1056) => " (it is running already)",
@@ -156,12 +169,20 @@ fn launch_arguments(g: &Globals, a: &Install) -> Vec<OsString> {
         "--workers".into(),
         a.workers.to_string().into(),
         "--grace".into(),
-        format!("{}ms", a.grace.as_millis()).into(),
+        duration_arg(a.grace).into(),
         "--name".into(),
         a.name.clone().into(),
     ];
     args.extend(rest);
     args
+}
+
+/// A duration as `--grace` reads it: `30s`, or `1500ms`.
+fn duration_arg(d: Duration) -> String {
+    match d.as_millis() {
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
+    }
 }
 
 fn install(g: &Globals, a: &Install) -> Result<(), Failure> {
@@ -234,7 +255,10 @@ fn install(g: &Globals, a: &Install) -> Result<(), Failure> {
     ];
     for (what, r) in refinements {
         if let Err(e) = r {
-            eprintln!("warning: the service is installed, but Windows refused {what}: {e}");
+            eprintln!(
+                "warning: the service is installed, but Windows refused {what}: {}",
+                describe(&e)
+            );
         }
     }
     let shown: Vec<String> = args
@@ -312,9 +336,15 @@ fn start(name: &str) -> Result<(), Failure> {
         ServiceAccess::START | ServiceAccess::QUERY_STATUS,
         "start",
     )?;
-    service
-        .start::<&OsStr>(&[])
-        .map_err(|e| scm_error("start", name, e))?;
+    match service.start::<&OsStr>(&[]) {
+        Ok(()) => {}
+        // ERROR_SERVICE_ALREADY_RUNNING: what was asked for is the case.
+        Err(e) if os_code(&e) == Some(1056) => {
+            println!("the service `{name}` is running already");
+            return Ok(());
+        }
+        Err(e) => return Err(scm_error("start", name, e)),
+    }
     let st = wait_while(&service, ServiceState::StartPending)
         .map_err(|e| scm_error("start", name, e))?;
     match st.current_state {
@@ -394,6 +424,8 @@ fn wait_while(
 
 fn exit_code_of(st: &ServiceStatus) -> String {
     match st.exit_code {
+        // ERROR_SERVICE_NEVER_STARTED
+        ServiceExitCode::Win32(1077) => "none (never started)".into(),
         ServiceExitCode::Win32(c) => format!("{c}"),
         ServiceExitCode::ServiceSpecific(c) => format!("ferry's {c}"),
     }
