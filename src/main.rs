@@ -215,7 +215,19 @@ fn init_logging(format: LogFormat, filter: &str, file: Option<&std::path::Path>)
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log, cli.log_file.as_deref());
+    // A Windows service has no stderr to read: its log goes to a file even when not told
+    // where.
+    let log_file = cli.log_file.clone().or_else(|| {
+        (cfg!(windows)
+            && matches!(
+                cli.command,
+                Command::Service {
+                    action: ferry::service_command::ServiceCommand::Run { .. }
+                }
+            ))
+        .then(|| ferry::service_command::default_log_file(&cli.jobs))
+    });
+    init_logging(cli.log_format, &cli.log, log_file.as_deref());
     if !matches!(cli.command, Command::Run { .. }) {
         // `run` learns them as it loads (and reloads) the jobs.
         ferry::job::secrets::learn_jobs_dir(&cli.jobs);

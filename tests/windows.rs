@@ -41,6 +41,7 @@ fn ferry_service_off_windows_points_at_systemd_issue_13() {
         );
         assert!(!err.contains("s3cret") && !stdout(&o).contains("s3cret"));
     }
+    assert!(!d.path("var").exists(), "nothing is made off Windows");
 }
 
 #[test]
