@@ -30,8 +30,9 @@
 //! - [`cli`]: the `check`, `test`, `history` and `status` commands.
 //! - [`service`]: running under systemd: readiness and watchdog notifications, logs for
 //!   journald or a rotating file.
-//! - [`service_command`]: `ferry service ...`, the Windows service; its Windows half is
-//!   `winservice` (built on Windows only).
+//! - [`service_command`]: `ferry service ...`, the Windows service (its SCM calls are
+//!   built on Windows only); `scm` (Windows only) is what the daemon shares with the
+//!   service control manager: the stop request and the state reports.
 
 pub mod cli;
 pub mod filters;
@@ -45,10 +46,10 @@ pub mod protocol;
 pub mod readiness;
 pub mod redact;
 pub mod runtime;
+#[cfg(windows)]
+pub mod scm;
 pub mod secrets;
 pub mod service;
 pub mod service_command;
 pub mod sources;
 pub mod transform;
-#[cfg(windows)]
-pub mod winservice;

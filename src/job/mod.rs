@@ -13,6 +13,7 @@ pub mod plumbing;
 pub mod remote;
 pub mod secrets;
 pub mod set;
+pub mod share;
 pub mod template;
 pub mod toml_reader;
 
@@ -607,7 +608,7 @@ fn folder_template_with(
     s: &Str,
     allowed: &[&str],
 ) -> Option<Template> {
-    if let Some(why) = crate::sources::share::foreign_path(&s.value) {
+    if let Some(why) = share::foreign_path(&s.value) {
         doc.error(s.span.clone(), &s.key, why);
         return None;
     }
@@ -727,7 +728,7 @@ fn read_source(
     let poll_raw = t.str(doc, "poll");
     let poll = duration(doc, poll_raw, Duration::from_secs(5));
     let watch_raw = t.str(doc, "watch");
-    // Absent, it depends on the folder: shares are polled (sources::share).
+    // Absent, it depends on the folder: shares are polled (job::share).
     let watch_written = watch_raw.is_some();
     let watch = one_of(
         doc,
@@ -887,7 +888,7 @@ fn read_source(
         );
         return None;
     }
-    if let Some(why) = crate::sources::share::foreign_path(&folder.value) {
+    if let Some(why) = share::foreign_path(&folder.value) {
         doc.error(folder.span.clone(), &folder.key, why);
         return None;
     }
@@ -930,7 +931,7 @@ fn read_source(
         trigger_set: trigger_set?,
         settle,
         poll: poll?,
-        watch: crate::sources::share::default_watch(
+        watch: share::default_watch(
             watch_written.then_some(watch?),
             &resolve(root, &folder.value),
         ),

@@ -369,12 +369,12 @@ impl StopSignals {
 }
 
 /// The daemon's stop and reload requests on Windows: Ctrl-C, and Ctrl-Break or the service
-/// control manager's Stop/Shutdown ([`crate::winservice::StopRequest`]), stop it; there is
+/// control manager's Stop/Shutdown ([`crate::scm::StopRequest`]), stop it; there is
 /// no SIGHUP, so `hup` never fires.
 #[cfg(not(unix))]
 struct StopSignals {
     int: tokio::signal::windows::CtrlC,
-    term: crate::winservice::StopRequest,
+    term: crate::scm::StopRequest,
     hup: NeverSignal,
 }
 
@@ -383,7 +383,7 @@ impl StopSignals {
     fn new() -> StopSignals {
         StopSignals {
             int: tokio::signal::windows::ctrl_c().expect("Ctrl-C handler"),
-            term: crate::winservice::StopRequest::default(),
+            term: crate::scm::StopRequest::default(),
             hup: NeverSignal,
         }
     }

@@ -1,8 +1,7 @@
 //! Where files come from. Each source lists candidate files and says when one may be ready;
 //! readiness itself is decided in [`crate::readiness`].
 //!
-//! - [`folder`]: local folders and shares (with [`dir`] and [`watch`]; [`share`] says
-//!   which folders are network shares, polled by default).
+//! - [`folder`]: local folders and shares (with [`dir`] and [`watch`]).
 //! - [`ftp`]: FTP/FTPS, a [`Fetcher`] that [`staging`] runs into the job's staging folder.
 //! - [`mailbox`]: IMAP attachments, staged by its own runner ([`mail_store`] journals them).
 //!
@@ -14,7 +13,6 @@ pub mod folder;
 pub mod ftp;
 pub mod mail_store;
 pub mod mailbox;
-pub mod share;
 pub mod staging;
 pub mod watch;
 

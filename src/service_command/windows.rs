@@ -6,10 +6,10 @@
 //! --grace ..`. [`run_service`] hands the main thread to the SCM's dispatcher
 //! (`StartServiceCtrlDispatcher`), which calls `service_main` on a thread of its own.
 //! That registers the control handler, reports `StartPending`, and runs the same daemon as
-//! `ferry run`. The daemon reports when every job is watching ([`report_running`], from
-//! [`crate::service::ready`]) and when a graceful stop begins ([`report_stopping`]: the
+//! `ferry run`. The daemon reports when every job is watching ([`crate::scm::report_running`], from
+//! [`crate::service::ready`]) and when a graceful stop begins ([`crate::scm::report_stopping`]: the
 //! grace time is the wait hint, so Windows waits that long for files in progress). The
-//! SCM's Stop and Shutdown requests wake the daemon's stop listener ([`StopRequest`]), as
+//! SCM's Stop and Shutdown requests wake the daemon's stop listener ([`crate::scm::StopRequest`]), as
 //! Ctrl-Break does in a console: the stop is the same graceful stop. When the daemon
 //! returns, the service reports `Stopped` with ferry's exit code (`3`, ferry could not
 //! run, as a service-specific code, which makes the SCM's recovery restart it).
@@ -21,25 +21,22 @@
 
 use std::ffi::{OsStr, OsString};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use windows_service::service::{
-    ServiceAccess, ServiceAction, ServiceActionType, ServiceControl, ServiceControlAccept,
-    ServiceErrorControl, ServiceExitCode, ServiceFailureActions, ServiceFailureResetPeriod,
-    ServiceInfo, ServiceStartType, ServiceState, ServiceStatus, ServiceType,
+    ServiceAccess, ServiceAction, ServiceActionType, ServiceControl, ServiceErrorControl,
+    ServiceExitCode, ServiceFailureActions, ServiceFailureResetPeriod, ServiceInfo,
+    ServiceStartType, ServiceState, ServiceStatus, ServiceType,
 };
-use windows_service::service_control_handler::{
-    self, ServiceControlHandlerResult, ServiceStatusHandle,
-};
+use windows_service::service_control_handler::{self, ServiceControlHandlerResult};
 use windows_service::service_manager::{ServiceManager, ServiceManagerAccess};
 
+use super::{DEFAULT_NAME, Globals, ServiceCommand, default_log_file};
 use crate::cli::exit;
-use crate::service_command::{DEFAULT_NAME, Globals, ServiceCommand, default_log_file};
 
 const DISPLAY_NAME: &str = "ferry file integration";
 const DESCRIPTION: &str = "Takes finished files from watched folders and shares and delivers them atomically (ferry). Jobs, journal and log are in the deployment folder it was installed with.";
-const SERVICE_TYPE: ServiceType = ServiceType::OWN_PROCESS;
+const SERVICE_TYPE: ServiceType = crate::scm::SERVICE_TYPE;
 /// How long the SCM waits for a start: the journal opens and interrupted files are
 /// recovered before every job watches.
 const START_HINT: Duration = Duration::from_secs(60);
@@ -525,7 +522,7 @@ fn service_main(_arguments: Vec<OsString>) {
 fn serve(launch: &Launch) -> i32 {
     let handler = |control| match control {
         ServiceControl::Stop | ServiceControl::Shutdown | ServiceControl::Preshutdown => {
-            request_stop();
+            crate::scm::request_stop();
             ServiceControlHandlerResult::NoError
         }
         ServiceControl::Interrogate => ServiceControlHandlerResult::NoError,
@@ -538,12 +535,8 @@ fn serve(launch: &Launch) -> i32 {
             return exit::FATAL;
         }
     };
-    let _ = REPORTER.set(Reporter {
-        handle,
-        stop_hint: launch.opts.grace + STOP_MARGIN,
-        checkpoint: AtomicU32::new(0),
-    });
-    report(
+    crate::scm::registered(handle, launch.opts.grace + STOP_MARGIN);
+    crate::scm::report(
         ServiceState::StartPending,
         START_HINT,
         ServiceExitCode::NO_ERROR,
@@ -555,7 +548,7 @@ fn serve(launch: &Launch) -> i32 {
     } else {
         ServiceExitCode::ServiceSpecific(code as u32)
     };
-    report(ServiceState::Stopped, Duration::ZERO, exit_code);
+    crate::scm::report(ServiceState::Stopped, Duration::ZERO, exit_code);
     code
 }
 
@@ -581,115 +574,6 @@ fn run_daemon(opts: crate::runtime::RunOptions) -> i32 {
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             tracing::error!(error = %chain.join(": "), "ferry cannot run; the service stops.");
             exit::FATAL
-        }
-    }
-}
-
-/// The status handle of a running service; unset in a console.
-struct Reporter {
-    handle: ServiceStatusHandle,
-    stop_hint: Duration,
-    checkpoint: AtomicU32,
-}
-
-static REPORTER: OnceLock<Reporter> = OnceLock::new();
-
-fn report(state: ServiceState, wait_hint: Duration, exit_code: ServiceExitCode) {
-    let Some(r) = REPORTER.get() else {
-        return;
-    };
-    let pending = matches!(
-        state,
-        ServiceState::StartPending | ServiceState::StopPending
-    );
-    let controls_accepted = match state {
-        // A stop asked for while starting is kept: the daemon stops once it is up.
-        ServiceState::StartPending | ServiceState::Running => {
-            ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN
-        }
-        _ => ServiceControlAccept::empty(),
-    };
-    let status = ServiceStatus {
-        service_type: SERVICE_TYPE,
-        current_state: state,
-        controls_accepted,
-        exit_code,
-        checkpoint: if pending {
-            r.checkpoint.fetch_add(1, Ordering::SeqCst) + 1
-        } else {
-            0
-        },
-        wait_hint,
-        process_id: None,
-    };
-    if let Err(e) = r.handle.set_service_status(status) {
-        tracing::warn!(error = %e, state = ?state, "Cannot report the service's state.");
-    }
-}
-
-/// Every job is watching: the service runs (nothing in a console).
-pub fn report_running() {
-    report(
-        ServiceState::Running,
-        Duration::ZERO,
-        ServiceExitCode::NO_ERROR,
-    );
-}
-
-/// A graceful stop began: Windows waits the grace time (and a margin) for it.
-pub fn report_stopping() {
-    if let Some(r) = REPORTER.get() {
-        report(
-            ServiceState::StopPending,
-            r.stop_hint,
-            ServiceExitCode::NO_ERROR,
-        );
-    }
-}
-
-fn stop_notify() -> &'static tokio::sync::Notify {
-    static STOP: OnceLock<tokio::sync::Notify> = OnceLock::new();
-    STOP.get_or_init(tokio::sync::Notify::new)
-}
-
-/// The SCM asked for a stop. Kept until the daemon listens (`notify_one` stores it).
-fn request_stop() {
-    stop_notify().notify_one();
-}
-
-/// The daemon's stop request besides Ctrl-C: Ctrl-Break in a console, or the SCM's Stop
-/// and Shutdown for the service.
-pub struct StopRequest {
-    /// `None` where no console handler could be set (it is not needed by a service).
-    ctrl_break: Option<tokio::signal::windows::CtrlBreak>,
-}
-
-impl Default for StopRequest {
-    fn default() -> StopRequest {
-        let ctrl_break = match tokio::signal::windows::ctrl_break() {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::debug!(error = %e, "No Ctrl-Break handler; the service's stop request still stops ferry.");
-                None
-            }
-        };
-        StopRequest { ctrl_break }
-    }
-}
-
-impl StopRequest {
-    /// Waits for the next stop request.
-    pub async fn recv(&mut self) -> Option<()> {
-        let scm = stop_notify().notified();
-        match &mut self.ctrl_break {
-            Some(cb) => tokio::select! {
-                r = cb.recv() => r,
-                () = scm => Some(()),
-            },
-            None => {
-                scm.await;
-                Some(())
-            }
         }
     }
 }

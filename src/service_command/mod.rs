@@ -1,14 +1,16 @@
 //! `ferry service ...`: the Windows service, registered with the service control manager
 //! (issue 13). The subcommands parse on every system, so that a Linux admin who types
 //! them learns where the Linux service is (systemd, `install/install.sh`) instead of
-//! reading a usage error; the work itself is in [`crate::winservice`], built on Windows
-//! only.
+//! reading a usage error; the work itself is in `windows.rs`, built on Windows only.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// The service's name in the service control manager, unless `--name` says otherwise.
 pub const DEFAULT_NAME: &str = "ferry";
+
+#[cfg(windows)]
+mod windows;
 
 /// `ferry service ACTION`.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -93,7 +95,7 @@ pub struct Globals {
 pub fn run(cmd: ServiceCommand, globals: &Globals) -> i32 {
     #[cfg(windows)]
     {
-        crate::winservice::command(cmd, globals)
+        windows::command(cmd, globals)
     }
     #[cfg(not(windows))]
     {

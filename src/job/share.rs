@@ -1,4 +1,4 @@
-//! Network shares as source folders: which ones default to polling, and Windows paths
+//! Network shares in job files: which source folders default to polling, and Windows paths
 //! (`\\server\share\inbox`, `D:\in`) in job files read on another system.
 //!
 //! File-system events are only hints (a rescan every `poll` is the truth), and on a share
@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use crate::job::Watch;
+use super::Watch;
 
 /// Whether `s` is written as a Windows UNC path: `\\server\share...`, or its verbatim
 /// form `\\?\UNC\server\share...`. Judged on the text, so the same on every system.
