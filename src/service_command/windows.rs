@@ -6,13 +6,14 @@
 //! --grace ..`. [`run_service`] hands the main thread to the SCM's dispatcher
 //! (`StartServiceCtrlDispatcher`), which calls `service_main` on a thread of its own.
 //! That registers the control handler, reports `StartPending`, and runs the same daemon as
-//! `ferry run`. The daemon reports when every job is watching ([`crate::scm::report_running`], from
-//! [`crate::service::ready`]) and when a graceful stop begins ([`crate::scm::report_stopping`]: the
-//! grace time is the wait hint, so Windows waits that long for files in progress). The
-//! SCM's Stop and Shutdown requests wake the daemon's stop listener ([`crate::scm::StopRequest`]), as
-//! Ctrl-Break does in a console: the stop is the same graceful stop. When the daemon
-//! returns, the service reports `Stopped` with ferry's exit code (`3`, ferry could not
-//! run, as a service-specific code, which makes the SCM's recovery restart it).
+//! `ferry run`. The daemon reports when every job is watching
+//! ([`crate::scm::report_running`], from [`crate::service::ready`]) and when a graceful
+//! stop begins ([`crate::scm::report_stopping`]: the grace time is the wait hint, so
+//! Windows waits that long for files in progress). The SCM's Stop and Shutdown requests
+//! wake the daemon's stop listener ([`crate::scm::StopRequest`]), as Ctrl-Break does in a
+//! console: the stop is the same graceful stop. When the daemon returns, the service
+//! reports `Stopped` with ferry's exit code (`3`, ferry could not run, as a
+//! service-specific code, which makes the SCM's recovery restart it).
 //!
 //! Logs go to a daily file (`--log-file`, default `var\log\ferry.log` in the deployment)
 //! and not to the event log: the event log needs a registered source with a message file
