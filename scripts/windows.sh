@@ -213,9 +213,7 @@ ran=$(date +%s)
 # Wine has a service control manager (services.exe, sc.exe). Once ferry.exe has
 # `ferry service install | start | stop | uninstall`, this installs the service over a
 # third copy of the deployment, starts it, waits for the first pass's outputs, stops and
-# uninstalls it. Until then `service --help` fails and the step is left out, saying so.
-# The arguments of `service install` are a guess: make them the real ones when the
-# command exists.
+# uninstalls it. (`wineserver -p` keeps Wine's services.exe alive between commands.)
 service_round() {
   local dir=$WORK/service want got
   mkdir -p "$dir"
@@ -224,7 +222,8 @@ service_round() {
   want=$(cat "$WORK/windows.report/first-pass-outputs")
   (
     cd "$dir"
-    "$WINE" "$EXE" service install --jobs "$wdir\\jobs" --workers 1 || exit 1
+    "$WINESERVER" -p
+    "$WINE" "$EXE" --jobs "$wdir\\jobs" service install --manual --workers 1 >"$WORK/service.out" 2>&1 || exit 1
     "$WINE" "$EXE" service start || exit 1
     for _ in $(seq 120); do
       got=$(find var/out -type f 2>/dev/null | wc -l)

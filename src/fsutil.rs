@@ -136,7 +136,11 @@ pub fn create_dir_all_durable(dir: &Path) -> io::Result<()> {
 /// Joins a rendered, `/`-separated relative name onto `base`, refusing anything that could
 /// leave `base`: absolute paths, `..`, drive prefixes, empty components. A `\` is no
 /// separator: it becomes `_` (a source name `a\b.txt` is `a_b.txt`, never `a/b.txt`).
+/// On Windows every name is made portable, `portable` or not: there a name Windows
+/// refuses is no name at all (`a:b` would write the stream `b` of file `a`, `NUL` the
+/// device).
 pub fn safe_join(base: &Path, rel: &str, portable: bool) -> Result<PathBuf, String> {
+    let portable = portable || cfg!(windows);
     if rel.is_empty() {
         return Err("the name is empty".into());
     }
@@ -178,9 +182,42 @@ pub fn safe_join(base: &Path, rel: &str, portable: bool) -> Result<PathBuf, Stri
     Ok(out)
 }
 
+/// The device names Windows reserves in every folder, with any extension (Microsoft,
+/// "Naming Files, Paths, and Namespaces"): `COM0`/`LPT0` and the superscript digits too,
+/// and the console's `CONIN$`/`CONOUT$`.
 const WINDOWS_RESERVED: &[&str] = &[
-    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
-    "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    "COM0",
+    "COM1",
+    "COM2",
+    "COM3",
+    "COM4",
+    "COM5",
+    "COM6",
+    "COM7",
+    "COM8",
+    "COM9",
+    "COM\u{b9}",
+    "COM\u{b2}",
+    "COM\u{b3}",
+    "LPT0",
+    "LPT1",
+    "LPT2",
+    "LPT3",
+    "LPT4",
+    "LPT5",
+    "LPT6",
+    "LPT7",
+    "LPT8",
+    "LPT9",
+    "LPT\u{b9}",
+    "LPT\u{b2}",
+    "LPT\u{b3}",
+    "CONIN$",
+    "CONOUT$",
 ];
 
 /// Whether `stem` (a name without its extension) is a device name Windows reserves.
@@ -262,6 +299,35 @@ pub fn numbered(path: &Path, n: u32) -> PathBuf {
         format!("{stem}_{n}.{ext}")
     };
     path.with_file_name(fit_component(&new))
+}
+
+/// Whether the file systems ferry runs on here ignore case in names (NTFS and SMB shares
+/// on Windows, APFS on macOS): then `A.csv` and `a.csv` are one name.
+pub const CASE_INSENSITIVE: bool = cfg!(any(windows, target_os = "macos"));
+
+/// The key under which two paths name the same file here: the path itself where names
+/// are case-sensitive (Linux), else [`fold_case`] of it.
+pub fn name_key(p: &Path) -> PathBuf {
+    if CASE_INSENSITIVE {
+        PathBuf::from(fold_case(&p.to_string_lossy()))
+    } else {
+        p.to_path_buf()
+    }
+}
+
+/// A name as a case-insensitive file system compares it: every character in upper case
+/// where that is one character (NTFS's upcase table maps characters one to one, so `ß`
+/// stays `ß`).
+pub fn fold_case(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            let mut up = c.to_uppercase();
+            match (up.next(), up.next()) {
+                (Some(u), None) => u,
+                _ => c,
+            }
+        })
+        .collect()
 }
 
 /// Whether a path exists (as anything, without following a final symlink).
@@ -399,6 +465,72 @@ mod tests {
         assert_eq!(portable_component("trailing. "), "trailing");
         assert_eq!(portable_component("CONSOLE.txt"), "CONSOLE.txt");
         assert_eq!(portable_component("..."), "_");
+    }
+
+    /// Issue 13: every name Windows refuses is made one it takes, on every system (outputs
+    /// often go to SMB shares read by Windows programs).
+    #[test]
+    fn windows_file_name_rules_issue_13() {
+        let cases = [
+            // Reserved device names, with or without extensions, in any case.
+            ("CON", "CON_"),
+            ("prn.csv", "prn_.csv"),
+            ("Aux.tar.gz", "Aux_.tar.gz"),
+            ("NUL.txt", "NUL_.txt"),
+            ("nul .txt", "nul _.txt"),
+            ("COM0.csv", "COM0_.csv"),
+            ("com9", "com9_"),
+            ("LPT1.xml", "LPT1_.xml"),
+            ("lpt\u{b9}.txt", "lpt\u{b9}_.txt"),
+            ("CONOUT$", "CONOUT$_"),
+            ("COM10.csv", "COM10.csv"),
+            ("NULL.txt", "NULL.txt"),
+            ("CONFIG.SYS", "CONFIG.SYS"),
+            // Trailing dots and spaces go; leading ones stay.
+            ("report. . ", "report"),
+            ("  x.csv", "  x.csv"),
+            // Characters Windows refuses, and control characters.
+            ("a<b>c:d\"e|f?g*h.csv", "a_b_c_d_e_f_g_h.csv"),
+            ("a\\b", "a_b"),
+            ("tab\there\u{1}\u{7f}.csv", "tab_here__.csv"),
+            // What Windows takes stays as it is.
+            ("Größe € (1).csv", "Größe € (1).csv"),
+            ("INV-2026-1001.xml", "INV-2026-1001.xml"),
+        ];
+        for (name, want) in cases {
+            assert_eq!(portable_component(name), want, "{name:?}");
+        }
+        assert!(is_reserved_name("lpt3"));
+        assert!(is_reserved_name("COM\u{b2}"));
+        assert!(!is_reserved_name("COM"));
+    }
+
+    #[test]
+    fn portable_joins_keep_names_inside_their_folder() {
+        let base = Path::new("/out");
+        assert_eq!(
+            safe_join(base, "2026/NUL/a:b.csv", true).unwrap(),
+            Path::new("/out/2026/NUL_/a_b.csv")
+        );
+        assert_eq!(
+            safe_join(base, "x. /y .csv", true).unwrap(),
+            Path::new("/out/x/y .csv")
+        );
+        assert!(safe_join(base, "C:/x", true).unwrap().starts_with(base));
+        assert!(
+            safe_join(base, "\\\\server\\share\\x", true)
+                .unwrap()
+                .starts_with(base)
+        );
+    }
+
+    #[test]
+    fn case_folding_follows_the_file_system() {
+        assert_eq!(fold_case("Order-a.csv"), "ORDER-A.CSV");
+        assert_eq!(fold_case("straße.csv"), "STRAßE.CSV");
+        assert_eq!(fold_case("ÄÖü.txt"), "ÄÖÜ.TXT");
+        let (a, b) = (Path::new("/o/A.csv"), Path::new("/o/a.csv"));
+        assert_eq!(name_key(a) == name_key(b), CASE_INSENSITIVE);
     }
 
     #[test]

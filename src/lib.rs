@@ -34,6 +34,9 @@
 //!   the admin alert address, job defaults), read like a job file.
 //! - [`service`]: running under systemd: readiness and watchdog notifications, logs for
 //!   journald or a rotating file.
+//! - [`service_command`]: `ferry service ...`, the Windows service (its SCM calls are
+//!   built on Windows only); `scm` (Windows only) is what the daemon shares with the
+//!   service control manager: the stop request and the state reports.
 
 pub mod cli;
 pub mod filters;
@@ -48,8 +51,11 @@ pub mod readiness;
 pub mod redact;
 pub mod runtime;
 pub mod schedule;
+#[cfg(windows)]
+pub mod scm;
 pub mod secrets;
 pub mod service;
+pub mod service_command;
 pub mod settings;
 pub mod sources;
 pub mod transform;

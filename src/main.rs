@@ -184,6 +184,15 @@ enum Command {
         #[command(subcommand)]
         action: JournalAction,
     },
+    /// Windows: install, start, stop or remove ferry as a Windows service. (On Linux, the
+    /// service is systemd's: install/install.sh.)
+    #[command(
+        after_help = "Examples (as Administrator):\n  ferry --jobs C:\\ProgramData\\ferry\\jobs service install --user CORP\\svc-ferry --password-env FERRY_PW\n  ferry service start\n  ferry service status\n  ferry service stop\n  ferry service uninstall"
+    )]
+    Service {
+        #[command(subcommand)]
+        action: ferry::service_command::ServiceCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -310,7 +319,22 @@ fn main() {
         .clone()
         .or(settings.log_level.clone())
         .unwrap_or_else(|| "info".into());
-    let log_file = cli.log_file.clone().or(settings.log_file.clone());
+    // A Windows service has no stderr to read: its log goes to a file even when neither
+    // the command line nor ferry.toml say where.
+    let log_file = cli
+        .log_file
+        .clone()
+        .or(settings.log_file.clone())
+        .or_else(|| {
+            (cfg!(windows)
+                && matches!(
+                    cli.command,
+                    Command::Service {
+                        action: ferry::service_command::ServiceCommand::Run { .. }
+                    }
+                ))
+            .then(|| ferry::service_command::default_log_file(&cli.jobs))
+        });
     let set_log_level = init_logging(log_format, &log, log_file.as_deref());
     settings.jobs.learn_secrets();
     if !matches!(cli.command, Command::Run { .. }) {
@@ -376,37 +400,66 @@ fn main() {
             ferry::cli::runs::runs(&cli.jobs, &state, job.as_deref(), limit, json)
         }
         Command::Trigger { job } => ferry::cli::runs::trigger(&cli.jobs, &state, &job),
+        Command::Service { ref action } => {
+            let globals = ferry::service_command::Globals {
+                jobs: cli.jobs.clone(),
+                state: cli.state.clone(),
+                state_dir: state.clone(),
+                log_file: cli.log_file.clone(),
+                log: cli.log.clone(),
+                log_format: cli.log_format.map(|f| match f {
+                    LogFormat::Human => "human",
+                    LogFormat::Json => "json",
+                }),
+            };
+            let run_options = |workers: Option<usize>, grace| {
+                run_options(&cli, state, settings, set_log_level, workers, grace)
+            };
+            ferry::service_command::run(action.clone(), &globals, run_options)
+        }
         Command::Run {
             once,
             workers,
             grace,
             new_journal,
         } => {
-            let fixed = ferry::settings::live::Fixed {
-                state: cli.state.is_some(),
-                workers: workers.is_some(),
-                log_format: cli.log_format.is_some(),
-                log_level: cli.log.is_some() || set_log_level.is_none(),
-                log_file: cli.log_file.is_some(),
-            };
             let opts = ferry::runtime::RunOptions {
-                jobs_dir: cli.jobs.clone(),
-                state_dir: state,
                 once,
-                workers: workers.or(settings.workers).unwrap_or(32),
-                grace,
                 new_journal,
-                settings: ferry::settings::live::Live::new(
-                    &cli.jobs,
-                    settings,
-                    fixed,
-                    set_log_level,
-                ),
+                ..run_options(&cli, state, settings, set_log_level, workers, grace)
             };
             run(opts)
         }
     };
     std::process::exit(code);
+}
+
+/// The daemon's options (`ferry run`, and the Windows service): flags first, then
+/// ferry.toml, then the built-in defaults; ferry.toml is watched for what can change live.
+fn run_options(
+    cli: &Cli,
+    state: PathBuf,
+    settings: ferry::settings::Settings,
+    set_log_level: Option<ferry::settings::live::LogLevel>,
+    workers: Option<usize>,
+    grace: Duration,
+) -> ferry::runtime::RunOptions {
+    let fixed = ferry::settings::live::Fixed {
+        state: cli.state.is_some(),
+        workers: workers.is_some(),
+        log_format: cli.log_format.is_some(),
+        log_level: cli.log.is_some() || set_log_level.is_none(),
+        log_file: cli.log_file.is_some(),
+    };
+    ferry::runtime::RunOptions {
+        jobs_dir: cli.jobs.clone(),
+        state_dir: state,
+        once: false,
+        workers: workers.or(settings.workers).unwrap_or(32),
+        grace,
+        new_journal: false,
+        settings: ferry::settings::live::Live::new(&cli.jobs, settings, fixed, set_log_level),
+    }
 }
 
 fn run(opts: ferry::runtime::RunOptions) -> i32 {

@@ -17,6 +17,8 @@ use std::time::Duration;
 pub fn ready(jobs: usize) {
     let status = format!("STATUS=Watching {jobs} job(s).");
     notify(&["READY=1", &status]);
+    #[cfg(windows)]
+    crate::scm::report_running();
     if let Some(every) = watchdog_interval() {
         tracing::debug!(every = ?every, "Sending watchdog keep-alives to the service manager.");
         tokio::spawn(async move {
@@ -44,6 +46,8 @@ pub fn reload_by_signal(reload: impl FnOnce() -> usize) {
 
 /// A graceful stop begins: the manager waits for the exit (up to `TimeoutStopSec=`).
 pub fn stopping() {
+    #[cfg(windows)]
+    crate::scm::report_stopping();
     notify(&[
         "STOPPING=1",
         "STATUS=Stopping: finishing files in progress.",

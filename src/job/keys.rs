@@ -132,7 +132,7 @@ pub static KEYS: &[Key] = &[
     k("source", "", "exclude", StrList, "none", "Globs on the file name that are never taken; case-sensitive."),
     k("source", "", "settle", Duration, "\"2s\"", "How long size and mtime must stay unchanged before a file is taken (ms, s, m, h, d: \"1m30s\")."),
     k("source", "", "poll", Duration, "\"5s\"", "How often the folder is rescanned in full (at least \"100ms\")."),
-    k("source", "", "watch", Enum(WATCH), "\"auto\"", "\"auto\": file-system events plus rescans; \"poll\": rescans only (SMB/NFS/FUSE shares)."),
+    k("source", "", "watch", Enum(WATCH), "\"auto\"", "\"auto\": file-system events plus rescans; \"poll\": rescans only (SMB/NFS/FUSE shares; the default on a UNC path or a Windows network drive)."),
     k("source", "", "ready", Enum(READY), "\"settle\"", "\"done-file\": a file is taken when one of its trigger files exists."),
     k("source", "", "done", StrList, "[\"{name}.done\", \"{stem}.done\"]", "Trigger file names, with {name} {stem} {ext}."),
     k("source", "", "recursive", Bool, "false", "Take files from subfolders too; their relative folder is {dir}."),

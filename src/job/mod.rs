@@ -15,6 +15,7 @@ pub mod remote;
 pub mod retry;
 pub mod secrets;
 pub mod set;
+pub mod share;
 pub mod template;
 mod timing;
 pub mod toml_reader;
@@ -659,6 +660,10 @@ fn folder_template_with(
     s: &Str,
     allowed: &[&str],
 ) -> Option<Template> {
+    if let Some(why) = share::foreign_path(&s.value) {
+        doc.error(s.span.clone(), &s.key, why);
+        return None;
+    }
     // Parse as written first, so error positions point into the job file.
     let t = template(doc, s, allowed)?;
     if Path::new(&s.value).is_absolute() {
@@ -775,6 +780,8 @@ fn read_source(
     let poll_raw = t.str(doc, "poll");
     let poll = duration(doc, poll_raw, Duration::from_secs(5));
     let watch_raw = t.str(doc, "watch");
+    // Absent, it depends on the folder: shares are polled (job::share).
+    let watch_written = watch_raw.is_some();
     let watch = one_of(
         doc,
         watch_raw,
@@ -934,6 +941,10 @@ fn read_source(
         );
         return None;
     }
+    if let Some(why) = share::foreign_path(&folder.value) {
+        doc.error(folder.span.clone(), &folder.key, why);
+        return None;
+    }
     if !ok {
         return None;
     }
@@ -973,7 +984,10 @@ fn read_source(
         trigger_set: trigger_set?,
         settle,
         poll: poll?,
-        watch: watch?,
+        watch: share::default_watch(
+            watch_written.then_some(watch?),
+            &resolve(root, &folder.value),
+        ),
         ready,
         recursive,
         mailbox,

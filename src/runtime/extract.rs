@@ -4,7 +4,6 @@
 //! removes what matches; each piece is written under a temporary name, fsynced with the
 //! others, and renamed only after the plan is durable.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -245,7 +244,7 @@ pub fn write(
     pieces: Vec<Piece>,
 ) -> Result<Vec<Made>, String> {
     let mut made: Vec<Made> = Vec::new();
-    let mut used: HashSet<PathBuf> = HashSet::new();
+    let mut used = super::deliver::UsedNames::default();
     let result = (|| {
         for p in pieces {
             let o = &job.outputs[p.output as usize];
@@ -258,7 +257,7 @@ pub fn write(
                     o.exists.as_str()
                 ));
             };
-            used.insert(final_path.clone());
+            used.insert(&final_path);
             let idx = FIRST_PIECE_IDX + made.len() as u32;
             let temp = out::temp_path(&final_path, id, idx);
             let mut file = TempOutput::create(&temp)

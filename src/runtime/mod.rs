@@ -386,13 +386,13 @@ impl StopSignals {
     }
 }
 
-/// The daemon's stop and reload requests on Windows: Ctrl-C and Ctrl-Break stop it (the
-/// service control manager's stop arrives through the Windows service part, issue 13);
-/// there is no SIGHUP, so `hup` never fires.
+/// The daemon's stop and reload requests on Windows: Ctrl-C, and Ctrl-Break or the service
+/// control manager's Stop/Shutdown ([`crate::scm::StopRequest`]), stop it; there is
+/// no SIGHUP, so `hup` never fires.
 #[cfg(not(unix))]
 struct StopSignals {
     int: tokio::signal::windows::CtrlC,
-    term: tokio::signal::windows::CtrlBreak,
+    term: crate::scm::StopRequest,
     hup: NeverSignal,
 }
 
@@ -401,7 +401,7 @@ impl StopSignals {
     fn new() -> StopSignals {
         StopSignals {
             int: tokio::signal::windows::ctrl_c().expect("Ctrl-C handler"),
-            term: tokio::signal::windows::ctrl_break().expect("Ctrl-Break handler"),
+            term: crate::scm::StopRequest::default(),
             hup: NeverSignal,
         }
     }

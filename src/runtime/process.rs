@@ -139,7 +139,7 @@ pub fn preview_split(
     dirs: &[(u32, PathBuf)],
     groups: &[crate::formats::Record],
 ) -> Vec<(u32, Result<PathBuf, String>)> {
-    let mut used = std::collections::HashSet::new();
+    let mut used = super::deliver::UsedNames::default();
     let mut out = Vec::new();
     for rec in groups {
         for (oi, dir) in dirs {
@@ -161,7 +161,7 @@ pub fn preview_split(
                 })
             });
             if let Ok(p) = &path {
-                used.insert(p.clone());
+                used.insert(p);
             }
             out.push((*oi, path));
         }

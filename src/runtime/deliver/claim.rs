@@ -133,7 +133,8 @@ pub(super) fn is_split(job: &Job, o: &crate::job::Output) -> bool {
 /// admin's path to it may go through symlinks; nothing below it is followed.
 pub fn template_base(t: &Template) -> PathBuf {
     let prefix = crate::job::absolute(Path::new(t.literal_prefix()));
-    if t.literal_prefix().ends_with('/') || t.is_literal() {
+    // `\\` ends a folder too where it is a separator (Windows: `\\server\share\out\{dir}`).
+    if t.literal_prefix().ends_with(std::path::is_separator) || t.is_literal() {
         prefix
     } else {
         prefix.parent().map(Path::to_path_buf).unwrap_or(prefix)

@@ -54,11 +54,26 @@ pub(super) fn apply(
     Ok(kept)
 }
 
+/// The names the outputs of one original took so far, compared as the file system
+/// compares them ([`fsutil::name_key`]): on Windows `A.csv` and `a.csv` are one name.
+#[derive(Debug, Default)]
+pub struct UsedNames(HashSet<PathBuf>);
+
+impl UsedNames {
+    pub fn insert(&mut self, p: &Path) {
+        self.0.insert(fsutil::name_key(p));
+    }
+
+    pub fn contains(&self, p: &Path) -> bool {
+        self.0.contains(&fsutil::name_key(p))
+    }
+}
+
 /// The name of one of several files an output writes from one original (a group of
 /// records, a piece of a PDF) whose name is `base`: `None` when `base` is taken (it exists
 /// and the policy is neither `overwrite` nor `skip`, or another of the file's groups has
 /// it) and the policy is not `unique`, which takes the first free numbered name.
-pub fn free_name(base: &Path, exists: Exists, used: &HashSet<PathBuf>) -> Option<PathBuf> {
+pub fn free_name(base: &Path, exists: Exists, used: &UsedNames) -> Option<PathBuf> {
     let taken = |p: &Path| {
         used.contains(p)
             || (fsutil::exists(p) && !matches!(exists, Exists::Overwrite | Exists::Skip))
@@ -85,7 +100,8 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("on_disk.csv"), "x").unwrap();
         std::fs::write(d.join("on_disk_1.csv"), "x").unwrap();
-        let used: HashSet<PathBuf> = [d.join("used.csv")].into();
+        let mut used = UsedNames::default();
+        used.insert(&d.join("used.csv"));
         let cases = [
             ("free.csv", Exists::Fail, Some("free.csv")),
             ("on_disk.csv", Exists::Fail, None),

@@ -42,7 +42,7 @@ use super::process::{FileError, Outcome};
 
 pub use claim::{Resolved, claim, render_dir, resolve, template_base};
 pub use dispose::{already_disposed, dispose_by_path, dispose_of_original, done};
-pub use exists::free_name;
+pub use exists::{UsedNames, free_name};
 pub use plan::{Planned, make_plan_durable};
 pub use rename::rename_into_place;
 pub use temp::{DEFER_HASH_FROM, Written, write_temporaries};

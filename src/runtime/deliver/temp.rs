@@ -3,7 +3,6 @@
 //! a failure here removes the temporary files, and the file fails or, when it changed
 //! meanwhile, settles again.
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -301,7 +300,7 @@ fn convert(
         file: None,
     };
     let mut groups: Vec<Target> = Vec::new();
-    let mut used: HashSet<PathBuf> = HashSet::new();
+    let mut used = exists::UsedNames::default();
     let mut open =
         |oi: u32, rec: &Record| name_group(d, split_dirs, &mut used, &mut groups, oi, rec);
     let split = d
@@ -364,7 +363,7 @@ fn convert(
 fn name_group(
     d: &Delivery<'_>,
     split_dirs: &[(u32, PathBuf)],
-    used: &mut HashSet<PathBuf>,
+    used: &mut exists::UsedNames,
     groups: &mut Vec<Target>,
     oi: u32,
     rec: &Record,
@@ -395,7 +394,7 @@ fn name_group(
             ))
         });
     };
-    used.insert(final_path.clone());
+    used.insert(&final_path);
     let idx = d.job.outputs.len() as u32 + 1 + groups.len() as u32;
     let temp = out::temp_path(&final_path, d.id, idx);
     groups.push(Target {
