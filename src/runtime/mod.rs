@@ -9,6 +9,7 @@
 //! which updates the tracker. Stopping a runner stops its intake at once and returns when
 //! its in-flight files are finished.
 
+pub mod combine;
 pub mod deliver;
 pub mod extract;
 pub mod late_hash;

@@ -1,0 +1,480 @@
+//! A combined run (`combine = true`, docs/schedules.md "Combined runs"): the records of
+//! every original of a scheduled run go into one output per `[[output]]`, and every
+//! original is disposed of only after those outputs are committed.
+//!
+//! The per-file steps, for a batch ([`deliver_batch`]):
+//!
+//! 1. claim every original (waited for); each claim lists the run's temporary names, which
+//!    the first claim's id and `{seq}` give, so recovery removes them whichever original
+//!    it looks at first;
+//! 2. write the temporaries: each original in path order through the job's transform into
+//!    one writer per output ([`Combined`]); an original that fails is left out: the pass
+//!    goes on only checking, its temporaries are removed, the failed originals go to the
+//!    error folder, and the run is written again without them;
+//! 3. make the plans durable **in one transaction** (`plan_set`): the first original's plan
+//!    carries the combined outputs, every other original's plan has none. Recovery then
+//!    finishes all of them from their plans, or, before it, none;
+//! 4. rename the outputs into place; 5. dispose of every original; 6. done.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use chrono::Local;
+
+use crate::fsutil;
+use crate::job::template::Vars;
+use crate::job::{Exists, Job, Success};
+use crate::journal::{Identity, Journal, Plan, PlannedOutput};
+use crate::outputs::folder::{self as out, TempOutput};
+use crate::sources::folder::Found;
+
+use super::deliver::{
+    Target, dispose_of_original, done, free_name, rename_into_place, resolve, template_base,
+};
+use super::pipeline::{Combined, Rejects};
+use super::process::{FileError, Outcome, meta_map};
+
+/// One original of the run, claimed.
+struct Member {
+    /// As the runner listed it (its outcome is reported under this).
+    listed: Found,
+    /// Opened and checked.
+    found: Found,
+    id: i64,
+    seq: u64,
+    attempts: u32,
+}
+
+/// Delivers the run's `files` (each with when it was first seen) as one combined batch;
+/// returns every file's outcome.
+pub fn deliver_batch(
+    job: &Job,
+    files: Vec<(Found, i64)>,
+    journal: &Journal,
+) -> Vec<(Found, Outcome)> {
+    let span = tracing::info_span!("batch", job = %job.name, files = files.len());
+    let _enter = span.enter();
+    let mut outcomes = Vec::new();
+    let mut files = files;
+    files.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+    let taken = Local::now();
+
+    // Step 1: claim every original.
+    let mut resolved = None;
+    let mut temps: Vec<String> = Vec::new();
+    let mut members = Vec::new();
+    for (listed, first_seen) in files {
+        let found = match listed.open_checked() {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::info!(file = %listed.path.display(), reason = ?e, "File changed since it settled; it waits for the next run.");
+                outcomes.push((listed, Outcome::Released));
+                continue;
+            }
+        };
+        let claim = journal.claim(
+            &job.name,
+            &identity(&found),
+            &found.name,
+            &found.rel_dir,
+            first_seen,
+            |c| {
+                if resolved.is_none() {
+                    let vars = Vars {
+                        name: &found.name,
+                        dir: &found.rel_dir,
+                        job: &job.name,
+                        seq: c.seq,
+                        taken,
+                        record: None,
+                        mail: None,
+                    };
+                    let r = resolve(job, &vars, c.id).map(|r| {
+                        let rejects = rejects_target(job, &r.targets, c.id);
+                        (r, rejects)
+                    });
+                    if let Ok((r, rejects)) = &r {
+                        temps = r
+                            .targets
+                            .iter()
+                            .chain(rejects)
+                            .map(|t| t.temp.to_string_lossy().into_owned())
+                            .collect();
+                    }
+                    resolved = Some((r, c.id));
+                }
+                temps.clone()
+            },
+        );
+        match claim {
+            Ok(c) => members.push(Member {
+                listed,
+                found,
+                id: c.id,
+                seq: c.seq,
+                attempts: c.attempts,
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot record the file in the journal; leaving it in place.");
+                outcomes.push((listed, Outcome::Released));
+            }
+        }
+    }
+    let Some((resolved, lead_id)) = resolved else {
+        return outcomes;
+    };
+    let (resolved, rejects) = match resolved {
+        Ok(r) => r,
+        Err(e) => {
+            for m in members {
+                let o = fail(job, &m, taken, e.chain.join(": "), journal);
+                outcomes.push((m.listed, o));
+            }
+            return outcomes;
+        }
+    };
+    let mut good = Vec::new();
+    for m in members {
+        if m.attempts > job.after.max_attempts {
+            let why = format!(
+                "ferry was interrupted {} times while processing this file (max_attempts = {}); it is set aside so that it cannot stop the job again",
+                m.attempts - 1,
+                job.after.max_attempts
+            );
+            let o = fail(job, &m, taken, why, journal);
+            outcomes.push((m.listed, o));
+        } else {
+            good.push(m);
+        }
+    }
+
+    // Step 2: write the temporaries; leave out every original that fails.
+    let written = loop {
+        if good.is_empty() {
+            return outcomes;
+        }
+        let meta = meta_map(job, &good[0].found, taken);
+        match write_pass(job, &good, &resolved.targets, rejects.as_ref(), meta) {
+            Ok(w) => break w,
+            Err(Pass::Bad(bad)) => {
+                remove(&resolved.targets, rejects.as_ref());
+                let mut keep = Vec::new();
+                for (i, m) in good.into_iter().enumerate() {
+                    match bad.iter().find(|(b, _)| *b == i) {
+                        Some((_, why)) => {
+                            let o = fail(job, &m, taken, why.clone(), journal);
+                            outcomes.push((m.listed, o));
+                        }
+                        None => keep.push(m),
+                    }
+                }
+                good = keep;
+            }
+            Err(Pass::Output(e)) => {
+                remove(&resolved.targets, rejects.as_ref());
+                tracing::error!(error = %e, "Cannot write the run's combined output; its files stay in the source for the next run.");
+                for m in good {
+                    let _ = journal.released(m.id, format!("the combined output failed: {e}"));
+                    outcomes.push((m.listed, Outcome::Released));
+                }
+                return outcomes;
+            }
+        }
+    };
+
+    // Step 3: the plans, durable together.
+    let archive_dir = resolved.archive_dir.clone();
+    let plans = match plan(job, &good, lead_id, &written, archive_dir.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            remove(&resolved.targets, rejects.as_ref());
+            for m in good {
+                let o = fail(job, &m, taken, e.clone(), journal);
+                outcomes.push((m.listed, o));
+            }
+            return outcomes;
+        }
+    };
+    if let Err(e) = journal.plan_set(
+        good.iter()
+            .map(|m| m.id)
+            .zip(plans.iter().cloned())
+            .collect(),
+    ) {
+        remove(&resolved.targets, rejects.as_ref());
+        tracing::error!(error = %e, "Cannot make the run's plan durable; its files stay in the source.");
+        for m in good {
+            outcomes.push((m.listed, Outcome::Released));
+        }
+        return outcomes;
+    }
+
+    // Step 4: rename the combined outputs into place.
+    let lead_plan = &plans[0];
+    let renamed = match rename_into_place(journal, lead_id, &lead_plan.outputs) {
+        Ok(r) => r.paths.len(),
+        Err(e) => {
+            tracing::error!(error = %e.error, "The run's outputs are planned but could not be renamed into place; ferry finishes them at its next start.");
+            for m in good {
+                outcomes.push((m.listed, Outcome::Stuck));
+            }
+            return outcomes;
+        }
+    };
+    tracing::info!(
+        outputs = renamed,
+        originals = good.len(),
+        "Run combined: {} record(s) in {renamed} output(s).",
+        written.records
+    );
+
+    // Steps 5 and 6: dispose of every original.
+    let archive_base =
+        (job.after.success == Success::Archive).then(|| template_base(&job.after.archive));
+    for (m, p) in good.into_iter().zip(&plans) {
+        let outcome = match dispose_of_original(&m.found, p, archive_base.as_deref()) {
+            Ok(detail) => {
+                let _ = done(
+                    journal,
+                    m.id,
+                    format!("combined into the run's output (file {lead_id}); original {detail}"),
+                );
+                Outcome::Done {
+                    kept: (job.after.success == Success::Keep).then_some(m.found.meta),
+                }
+            }
+            Err(e) => {
+                tracing::error!(file = %m.found.path.display(), error = %e, "The run's outputs are delivered but an original could not be disposed of; ferry retries at its next start.");
+                let _ = journal.event(
+                    m.id,
+                    "stuck",
+                    format!("cannot {} the original: {e}", p.disposition),
+                );
+                Outcome::Stuck
+            }
+        };
+        outcomes.push((m.listed, outcome));
+    }
+    outcomes
+}
+
+/// What a written pass made: each output's sha256 and size (the rejects file last, when
+/// records were rejected), each original's sha256, and the records written.
+struct Written {
+    sums: Vec<(Target, String, u64)>,
+    hashes: Vec<String>,
+    records: u64,
+}
+
+enum Pass {
+    /// Originals (by index) that failed, with why.
+    Bad(Vec<(usize, String)>),
+    /// An output could not be written: the whole run waits.
+    Output(String),
+}
+
+fn write_pass(
+    job: &Job,
+    members: &[Member],
+    targets: &[Target],
+    rejects: Option<&Target>,
+    meta: std::collections::BTreeMap<String, String>,
+) -> Result<Written, Pass> {
+    let mut outputs = Vec::new();
+    for (t, o) in targets.iter().zip(&job.outputs) {
+        let temp = TempOutput::create(&t.temp)
+            .map_err(|e| Pass::Output(format!("cannot create {}: {e}", t.temp.display())))?;
+        outputs.push((temp, &o.data));
+    }
+    let mut combined = Combined::new(outputs, &meta).map_err(|e| Pass::Output(e.to_string()))?;
+    let rejects_path = rejects.map_or_else(PathBuf::new, |r| r.temp.clone());
+    let mut rej = Rejects {
+        path: &rejects_path,
+        file: None,
+    };
+    let mut bad = Vec::new();
+    let mut hashes = Vec::new();
+    for (i, m) in members.iter().enumerate() {
+        let file = match m.found.reader() {
+            Ok(f) => f,
+            Err(e) => {
+                bad.push((i, format!("cannot read the file: {e}")));
+                continue;
+            }
+        };
+        match combined.feed(job, file, meta_map(job, &m.found, Local::now()), &mut rej) {
+            Ok((h, _)) => hashes.push(h),
+            Err(e) => bad.push((i, e.to_string())),
+        }
+    }
+    if !bad.is_empty() {
+        return Err(Pass::Bad(bad));
+    }
+    let records = combined.stats.written;
+    let rejected = combined.stats.rejected;
+    let temps = combined.finish().map_err(|e| Pass::Output(e.to_string()))?;
+    let mut sums = Vec::new();
+    for (temp, t) in temps.into_iter().zip(targets) {
+        let (h, size) = temp
+            .finish()
+            .map_err(|e| Pass::Output(format!("cannot write {}: {e}", t.temp.display())))?;
+        sums.push((clone_target(t), h, size));
+    }
+    if let (Some(f), Some(t)) = (rej.file.take(), rejects) {
+        let (h, size) = f
+            .finish()
+            .map_err(|e| Pass::Output(format!("cannot write the rejects file: {e}")))?;
+        if rejected > 0 {
+            sums.push((clone_target(t), h, size));
+        } else {
+            let _ = std::fs::remove_file(&t.temp);
+        }
+    }
+    Ok(Written {
+        sums,
+        hashes,
+        records,
+    })
+}
+
+/// The plans of the run's originals, the first carrying the combined outputs.
+fn plan(
+    job: &Job,
+    members: &[Member],
+    _lead_id: i64,
+    written: &Written,
+    archive_dir: Option<&Path>,
+) -> Result<Vec<Plan>, String> {
+    let mut used = HashSet::new();
+    let mut outputs = Vec::new();
+    for (t, h, size) in &written.sums {
+        let Some(final_path) = free_name(&t.final_path, t.exists, &used) else {
+            if t.exists == Exists::Skip {
+                let _ = std::fs::remove_file(&t.temp);
+                continue;
+            }
+            return Err(format!(
+                "the run's output {} exists (exists = \"{}\")",
+                t.final_path.display(),
+                t.exists.as_str()
+            ));
+        };
+        used.insert(final_path.clone());
+        outputs.push(PlannedOutput {
+            idx: t.idx,
+            temp: t.temp.to_string_lossy().into_owned(),
+            final_path: final_path.to_string_lossy().into_owned(),
+            hash: h.clone(),
+            size: *size,
+            policy: t.exists.as_str().to_string(),
+        });
+    }
+    let mut dests: HashSet<PathBuf> = HashSet::new();
+    let mut plans = Vec::new();
+    for (i, (m, h)) in members.iter().zip(&written.hashes).enumerate() {
+        let dest = match archive_dir {
+            Some(dir) => {
+                let base = fsutil::safe_join(dir, &m.found.name, false)?;
+                let d = (0..)
+                    .map(|n| fsutil::numbered(&base, n))
+                    .find(|p| !fsutil::exists(p) && !dests.contains(p))
+                    .expect("an unbounded search finds a free name");
+                dests.insert(d.clone());
+                Some(d.to_string_lossy().into_owned())
+            }
+            None => None,
+        };
+        plans.push(Plan {
+            hash: h.clone(),
+            outputs: if i == 0 {
+                std::mem::take(&mut outputs)
+            } else {
+                Vec::new()
+            },
+            disposition: job.after.success.as_str().to_string(),
+            dest,
+            trigger: job
+                .source
+                .done_files(&m.found.name)
+                .into_iter()
+                .map(|n| m.found.path.with_file_name(n))
+                .find(|p| p.exists())
+                .map(|p| p.to_string_lossy().into_owned()),
+        });
+    }
+    Ok(plans)
+}
+
+/// The rejects file of a run, beside its first output: `<name>.rejects.jsonl`.
+fn rejects_target(job: &Job, targets: &[Target], id: i64) -> Option<Target> {
+    let on_skip = job
+        .input
+        .as_ref()
+        .is_some_and(|i| i.on_error == crate::job::data::OnError::Skip);
+    let first = targets.first().filter(|_| on_skip)?;
+    let name = first.final_path.file_name()?.to_string_lossy().into_owned();
+    let final_path = first
+        .final_path
+        .with_file_name(fsutil::fit_component(&format!("{name}.rejects.jsonl")));
+    let idx = job.outputs.len() as u32;
+    Some(Target {
+        idx,
+        temp: out::temp_path(&final_path, id, idx),
+        final_path,
+        exists: Exists::Unique,
+        member: None,
+    })
+}
+
+fn clone_target(t: &Target) -> Target {
+    Target {
+        idx: t.idx,
+        final_path: t.final_path.clone(),
+        temp: t.temp.clone(),
+        exists: t.exists,
+        member: t.member.clone(),
+    }
+}
+
+fn remove(targets: &[Target], rejects: Option<&Target>) {
+    for t in targets.iter().chain(rejects) {
+        let _ = std::fs::remove_file(&t.temp);
+    }
+}
+
+/// Sends one original of the run to the error folder with its report.
+fn fail(
+    job: &Job,
+    m: &Member,
+    taken: chrono::DateTime<Local>,
+    why: String,
+    journal: &Journal,
+) -> Outcome {
+    let vars = Vars {
+        name: &m.found.name,
+        dir: &m.found.rel_dir,
+        job: &job.name,
+        seq: m.seq,
+        taken,
+        record: None,
+        mail: None,
+    };
+    super::process::fail(
+        job,
+        &m.found,
+        &vars,
+        m.id,
+        m.attempts,
+        None,
+        FileError::new(why),
+        journal,
+    )
+}
+
+fn identity(found: &Found) -> Identity {
+    Identity {
+        path: found.path.to_string_lossy().into_owned(),
+        size: found.meta.size,
+        mtime_ns: found.meta.mtime_ns,
+    }
+}
