@@ -21,6 +21,13 @@ use super::toml_reader::{Doc, Str, TableReader};
 /// The placeholders a combined output's `folder` and `name` may use.
 pub const BATCH_PLACEHOLDERS: &[&str] = &["job", "seq", "seq:WIDTH", "date:FORMAT"];
 
+impl super::Job {
+    /// Whether a run's records go into one output (`combine = true`).
+    pub fn combines(&self) -> bool {
+        self.outputs.iter().any(|o| o.combine)
+    }
+}
+
 /// What an output's reader knows about its job for `combine`.
 pub(super) struct JobFacts {
     pub scheduled: bool,

@@ -478,3 +478,23 @@ fn identity(found: &Found) -> Identity {
         mtime_ns: found.meta.mtime_ns,
     }
 }
+
+/// Starts a combined run's delivery on a blocking thread; each file's outcome goes to
+/// `done` as a single file's would.
+pub(super) fn dispatch(
+    set: &mut tokio::task::JoinSet<()>,
+    job: &std::sync::Arc<Job>,
+    journal: &std::sync::Arc<Journal>,
+    files: Vec<(Found, i64)>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    done: tokio::sync::mpsc::UnboundedSender<(Found, Outcome)>,
+) {
+    let (job, journal) = (job.clone(), journal.clone());
+    set.spawn_blocking(move || {
+        let outcomes = deliver_batch(&job, files, &journal);
+        drop(permit);
+        for o in outcomes {
+            let _ = done.send(o);
+        }
+    });
+}
