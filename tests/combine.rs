@@ -1,0 +1,158 @@
+//! Combined runs (`combine = true`, issue 14): a scheduled run's records in one output,
+//! header once, trailer over the run, every original disposed of after it; a bad original
+//! goes to the error folder alone; a crash mid-run redoes the run exactly once.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use util::*;
+
+/// A small deterministic generator (seeded from `FERRY_TEST_SEED`, else the clock).
+struct Rng(u64);
+
+impl Rng {
+    fn from_env_or_time(test: &str) -> Rng {
+        let seed = std::env::var("FERRY_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        println!("{test}: seed {seed} (replay with FERRY_TEST_SEED={seed})");
+        Rng(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+}
+
+const NIGHTLY: &str = r#"[source]
+folder = "in"
+include = ["*.csv"]
+settle = "0s"
+poll = "100ms"
+schedule = "0 23 * * *"
+timezone = "UTC"
+
+[input]
+format = "csv"
+
+[[output]]
+folder = "var/out"
+name = "night_{seq}.csv"
+format = "csv"
+combine = true
+
+[after]
+success = "archive"
+max_attempts = 1000
+"#;
+
+/// Every record line of every file in `dir` (without the header lines), counted.
+fn records_in(dir: &std::path::Path) -> (BTreeMap<String, usize>, usize, Vec<String>) {
+    let mut seen = BTreeMap::new();
+    let mut headers = 0;
+    let mut files = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            files.push(name);
+            let text = String::from_utf8(read(&e.path())).unwrap();
+            for line in text.lines() {
+                if line == "id,branch,amount" {
+                    headers += 1;
+                } else {
+                    *seen.entry(line.to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+    files.sort();
+    (seen, headers, files)
+}
+
+#[test]
+fn a_run_combines_its_files_and_a_bad_one_fails_alone() {
+    let d = Deployment::new("combine-basic");
+    d.job("nightly", NIGHTLY);
+    d.mkdir("in");
+    d.write("in/b.csv", "id,branch,amount\n3,B,1.50\n4,B,2.00\n");
+    d.write("in/a.csv", "id,branch,amount\n1,A,9.99\n2,A,0.01\n");
+    // A row with a field too many: the file fails, the others are combined.
+    d.write("in/bad.csv", "id,branch,amount\n5,X,1,extra\n");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = String::from_utf8(read(&d.path("var/out/night_1.csv"))).unwrap();
+    assert_eq!(
+        out, "id,branch,amount\n1,A,9.99\n2,A,0.01\n3,B,1.50\n4,B,2.00\n",
+        "one output, header once, the originals in path order, without the bad one"
+    );
+    assert_eq!(d.files("var/out"), vec!["night_1.csv"]);
+    assert_eq!(d.files("var/archive/nightly"), vec!["a.csv", "b.csv"]);
+    let errors = d.files("var/error/nightly");
+    assert!(errors.contains(&"bad.csv".to_string()), "{errors:?}");
+    assert!(d.files("in").iter().all(|f| f.starts_with('.')), "{:?}", d.files("in"));
+}
+
+#[test]
+fn a_combined_run_holds_every_record_once_across_sigkill_crashes() {
+    let mut rng = Rng::from_env_or_time("a_combined_run_holds_every_record_once_across_sigkill_crashes");
+    let d = Deployment::new("combine-torture");
+    d.job("nightly", NIGHTLY);
+    d.mkdir("in");
+    let mut expected = Vec::new();
+    for f in 0..60 {
+        let mut text = String::from("id,branch,amount\n");
+        for r in 0..400 {
+            let line = format!("{f}-{r},B{f},{}.{:02}", rng.range(0, 999), rng.range(0, 99));
+            text.push_str(&line);
+            text.push('\n');
+            expected.push(line);
+        }
+        d.write(&format!("in/drop_{f:03}.csv"), text);
+    }
+    for round in 1..=10 {
+        let mut child = d.spawn(&["--once"]);
+        let ms = rng.range(20, 700);
+        std::thread::sleep(Duration::from_millis(ms));
+        signal_and_wait(&mut child, libc::SIGKILL, Duration::from_secs(20));
+        let (_, _, files) = records_in(&d.path("var/out"));
+        println!(
+            "round {round}: killed after {ms} ms; {} in the source, outputs {files:?}",
+            d.files("in").len()
+        );
+    }
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stderr(&o), d.logs());
+
+    let (seen, headers, files) = records_in(&d.path("var/out"));
+    assert_eq!(files.len(), 1, "one combined output: {files:?}");
+    assert_eq!(headers, 1, "the header once");
+    let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubled.is_empty(), "records written twice: {doubled:?}");
+    let missing: Vec<_> = expected.iter().filter(|l| !seen.contains_key(*l)).collect();
+    assert!(missing.is_empty(), "{} records missing, e.g. {:?}", missing.len(), missing.first());
+    assert_eq!(seen.len(), expected.len());
+    // Every original archived, no temporary left anywhere.
+    assert_eq!(d.files("var/archive/nightly").len(), 60);
+    assert!(d.files("in").iter().all(|f| f.starts_with(".ferry")), "{:?}", d.files("in"));
+    let temps: Vec<_> = files_below(&d.path("var"))
+        .into_iter()
+        .filter(|f| f.contains(".ferry-out-"))
+        .collect();
+    assert!(temps.is_empty(), "temporaries left: {temps:?}");
+}
