@@ -733,13 +733,12 @@ impl Runner {
             return;
         }
         // `--once`: the run is what was there at start, once it is all ready.
-        if self.shared.once
-            && !self
-                .st
-                .once_pending
-                .as_ref()
-                .is_some_and(|p| p.len() <= self.st.queue.len())
-        {
+        let all_ready = self
+            .st
+            .once_pending
+            .as_ref()
+            .is_some_and(|p| p.len() <= self.st.queue.len());
+        if self.shared.once && !all_ready {
             return;
         }
         let Ok(permit) = self.shared.workers.clone().try_acquire_owned() else {
