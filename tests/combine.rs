@@ -188,3 +188,76 @@ fn a_combined_run_holds_every_record_once_across_sigkill_crashes() {
         .collect();
     assert!(temps.is_empty(), "temporaries left: {temps:?}");
 }
+
+/// Sets the test clock (RFC 3339), atomically.
+fn set_clock(d: &Deployment, at: &str) {
+    let tmp = d.write("clock.tmp", at);
+    std::fs::rename(tmp, d.path("clock")).unwrap();
+}
+
+#[test]
+fn a_nightly_run_writes_one_file_with_its_header_once_and_a_trailer_over_the_run() {
+    let d = Deployment::new("combine-nightly");
+    d.job(
+        "nightly",
+        r#"[source]
+folder = "in"
+settle = "0s"
+poll = "100ms"
+schedule = "0 23 * * *"
+timezone = "Europe/Athens"
+
+[input]
+format = "csv"
+
+[[output]]
+folder = "out"
+name = "import_{date:%Y%m%d}.txt"
+format = "text"
+header = "H;nightly\n"
+template = "D;{{ id }};{{ amount }}\n"
+footer = "T;{{ count }};{{ totals.amount }}\n"
+combine = true
+"#,
+    );
+    d.mkdir("in");
+    // 22:00 in Athens, an hour before the slot.
+    set_clock(&d, "2027-01-14T20:00:00Z");
+    let log = std::fs::File::create(d.path("ferry.log")).unwrap();
+    let child = d
+        .cmd(&["run"])
+        .env("FERRY_TEST_CLOCK", d.path("clock"))
+        // `{date}` is the run's slot (23:00 in Athens), in the machine's zone.
+        .env("TZ", "UTC")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let mut daemon = Daemon { child };
+    d.drop_file("in/a.csv", "id,amount\n1,10\n2,5\n");
+    d.drop_file("in/b.csv", "id,amount\n3,1\n");
+    d.drop_file("in/c.csv", "id,amount\n4,100\n");
+    let ready = || {
+        let o = d
+            .cmd(&["status", "--json"])
+            .env("FERRY_TEST_CLOCK", d.path("clock"))
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        v["schedules"][0]["waiting"] == 3
+    };
+    wait_for("3 files waiting for the run", WAIT, ready);
+    assert!(d.files("out").is_empty(), "nothing before the slot");
+    set_clock(&d, "2027-01-14T21:00:00Z");
+    wait_for("the run's output", WAIT, || !d.files("out").is_empty());
+    wait_for("the originals archived", WAIT, || {
+        d.files("var/archive/nightly").len() == 3
+    });
+    daemon.stop();
+    assert_eq!(d.files("out"), ["import_20270114.txt"]);
+    let text = String::from_utf8(read(&d.path("out/import_20270114.txt"))).unwrap();
+    assert_eq!(
+        text, "H;nightly\nD;1;10\nD;2;5\nD;3;1\nD;4;100\nT;4;116\n",
+        "the header once, every original's records, the trailer over the run"
+    );
+}

@@ -46,10 +46,11 @@ struct Member {
 }
 
 /// Delivers the run's `files` (each with when it was first seen) as one combined batch;
-/// returns every file's outcome.
+/// returns every file's outcome. `taken` is the run's slot: the outputs' `{date}`.
 pub fn deliver_batch(
     job: &Job,
     files: Vec<(Found, i64)>,
+    taken: chrono::DateTime<Local>,
     journal: &Journal,
 ) -> Vec<(Found, Outcome)> {
     let span = tracing::info_span!("batch", job = %job.name, files = files.len());
@@ -57,7 +58,6 @@ pub fn deliver_batch(
     let mut outcomes = Vec::new();
     let mut files = files;
     files.sort_by(|a, b| a.0.path.cmp(&b.0.path));
-    let taken = Local::now();
 
     // Step 1: claim every original.
     let mut resolved = None;
@@ -486,12 +486,17 @@ pub(super) fn dispatch(
     job: &std::sync::Arc<Job>,
     journal: &std::sync::Arc<Journal>,
     files: Vec<(Found, i64)>,
+    slot_ms: Option<i64>,
     permit: tokio::sync::OwnedSemaphorePermit,
     done: tokio::sync::mpsc::UnboundedSender<(Found, Outcome)>,
 ) {
     let (job, journal) = (job.clone(), journal.clone());
     set.spawn_blocking(move || {
-        let outcomes = deliver_batch(&job, files, &journal);
+        use chrono::TimeZone;
+        let taken = slot_ms
+            .and_then(|ms| Local.timestamp_millis_opt(ms).single())
+            .unwrap_or_else(Local::now);
+        let outcomes = deliver_batch(&job, files, taken, &journal);
         drop(permit);
         for o in outcomes {
             let _ = done.send(o);

@@ -751,11 +751,17 @@ impl Runner {
                 g.took(&f.path);
             }
         }
+        let slot = self
+            .gate
+            .as_ref()
+            .and_then(runs::Gate::run_slot)
+            .map(|t| t.as_millisecond());
         combine::dispatch(
             &mut self.in_flight,
             &self.job,
             &self.shared.journal,
             files,
+            slot,
             permit,
             self.done_tx.clone(),
         );

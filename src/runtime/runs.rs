@@ -200,6 +200,11 @@ impl Gate {
         self.run.as_ref().map_or(0, |r| r.left)
     }
 
+    /// The slot of the run in progress (a combined run's `{date}`).
+    pub(super) fn run_slot(&self) -> Option<Timestamp> {
+        self.run.as_ref().map(|r| r.slot)
+    }
+
     /// Whether files wait for the gate (for the waiting count of `ferry status`).
     pub(super) fn holds_files(&self) -> bool {
         !self.once
