@@ -137,6 +137,12 @@ fn a_combined_run_holds_every_record_once_across_sigkill_crashes() {
             }
             d.write(&format!("in/drop_{batches}_{f:03}.csv"), text);
         }
+        // One bad original in the middle of each batch: it fails alone, its record is
+        // in no output.
+        d.write(
+            &format!("in/drop_{batches}_030_bad.csv"),
+            format!("id,branch,amount\nbad-{batches},X,1,extra\n"),
+        );
     };
     for round in 1..=10 {
         // A run that was finished (or never started) gets a new batch: every kill lands in
@@ -155,9 +161,29 @@ fn a_combined_run_holds_every_record_once_across_sigkill_crashes() {
         );
     }
     let o = d.run(&["run", "--once"]);
-    assert_eq!(o.status.code(), Some(0), "{}\n{}", stderr(&o), d.logs());
+    // 1 when the last run met a bad original.
+    assert!(
+        matches!(o.status.code(), Some(0 | 1)),
+        "{}\n{}",
+        stderr(&o),
+        d.logs()
+    );
 
     let (seen, headers, files) = records_in(&d.path("var/out"));
+    assert!(
+        !seen.keys().any(|l| l.starts_with("bad-")),
+        "a bad original's record was combined"
+    );
+    let errors: Vec<String> = d
+        .files("var/error/nightly")
+        .into_iter()
+        .filter(|f| f.ends_with("_bad.csv"))
+        .collect();
+    assert_eq!(
+        errors.len(),
+        batches,
+        "every bad original in the error folder once: {errors:?}"
+    );
     // One output per batch: a run redone after a kill before its plan makes no second one.
     assert!(
         files.len() <= batches,
