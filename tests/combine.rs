@@ -287,3 +287,28 @@ combine = true
         "the header once, every original's records, the trailer over the run"
     );
 }
+
+#[test]
+fn a_run_whose_output_name_is_taken_fails_whole_under_exists_fail() {
+    let d = Deployment::new("combine-taken");
+    d.job("nightly", NIGHTLY);
+    d.write("var/out/night_1.csv", "already here\n");
+    d.write("in/a.csv", "id,branch,amount\n1,A,9.99\n");
+    d.write("in/b.csv", "id,branch,amount\n2,B,1.00\n");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(d.files("var/out"), ["night_1.csv"]);
+    assert_eq!(read(&d.path("var/out/night_1.csv")), b"already here\n");
+    let errors = d.files("var/error/nightly");
+    assert!(
+        errors.contains(&"a.csv".to_string()) && errors.contains(&"b.csv".to_string()),
+        "{errors:?}"
+    );
+    let report = String::from_utf8(read(&d.path("var/error/nightly/a.csv.error.txt"))).unwrap();
+    assert!(report.contains("night_1.csv exists"), "{report}");
+    let temps: Vec<_> = files_below(&d.path("var"))
+        .into_iter()
+        .filter(|f| f.contains(".ferry-out-"))
+        .collect();
+    assert!(temps.is_empty(), "{temps:?}");
+}

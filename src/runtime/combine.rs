@@ -214,10 +214,7 @@ pub fn deliver_batch(
     let renamed = match rename_into_place(journal, lead_id, &lead_plan.outputs) {
         Ok(r) => r.paths.len(),
         Err(e) => {
-            tracing::error!(error = %e.error, "The run's outputs are planned but could not be renamed into place; ferry finishes them at its next start.");
-            for m in good {
-                outcomes.push((m.listed, Outcome::Stuck));
-            }
+            outcomes.extend(withdraw(job, good, lead_plan, e, taken, journal));
             return outcomes;
         }
     };
@@ -256,6 +253,55 @@ pub fn deliver_batch(
         outcomes.push((m.listed, outcome));
     }
     outcomes
+}
+
+/// After an output of the run could not be renamed into place: withdraws every original's
+/// plan in one transaction (so recovery finishes none of them), removes what was renamed
+/// and the temporaries, and fails the run's originals, or, when the reason may pass,
+/// releases them to the next run. When the plans cannot be withdrawn, everything stays
+/// as it is for recovery (stuck).
+fn withdraw(
+    job: &Job,
+    members: Vec<Member>,
+    lead_plan: &Plan,
+    e: super::deliver::NotRenamed,
+    taken: chrono::DateTime<Local>,
+    journal: &Journal,
+) -> Vec<(Found, Outcome)> {
+    let why = format!(
+        "cannot commit the run's output {} as {}: {}",
+        e.idx + 1,
+        e.final_path,
+        e.error
+    );
+    let ids = members.iter().map(|m| m.id).collect();
+    if let Err(je) = journal.unplan_set(ids, why.clone()) {
+        tracing::error!(error = %je, "Cannot withdraw the run's plan; leaving its outputs and originals as they are for recovery.");
+        return members
+            .into_iter()
+            .map(|m| (m.listed, Outcome::Stuck))
+            .collect();
+    }
+    for p in &e.renamed {
+        let _ = std::fs::remove_file(p);
+    }
+    for o in &lead_plan.outputs {
+        let _ = std::fs::remove_file(&o.temp);
+    }
+    let transient = crate::outputs::failure::of_io(&e.error).is_transient();
+    members
+        .into_iter()
+        .map(|m| {
+            let outcome = if transient {
+                tracing::warn!(file = %m.found.path.display(), error = %why, "The run's output could not be committed; the file waits for the next run.");
+                let _ = journal.released(m.id, why.clone());
+                Outcome::Released
+            } else {
+                fail(job, &m, taken, why.clone(), journal)
+            };
+            (m.listed, outcome)
+        })
+        .collect()
 }
 
 /// What a written pass made: each output's sha256 and size (the rejects file last, when
