@@ -312,3 +312,43 @@ fn a_run_whose_output_name_is_taken_fails_whole_under_exists_fail() {
         .collect();
     assert!(temps.is_empty(), "{temps:?}");
 }
+
+#[test]
+fn a_run_with_on_error_skip_writes_one_rejects_file_beside_its_output() {
+    let d = Deployment::new("combine-skip");
+    d.job(
+        "nightly",
+        &NIGHTLY.replace(
+            "format = \"csv\"\n\n[[output]]",
+            "format = \"csv\"\non_error = \"skip\"\n\n[[output]]",
+        ),
+    );
+    d.write("in/a.csv", "id,branch,amount\n1,A,9.99\n2,A,1,extra\n");
+    d.write("in/b.csv", "id,branch,amount\n3,B,1.00\n4,B\n");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        d.files("var/out"),
+        ["night_1.csv", "night_1.csv.rejects.jsonl"]
+    );
+    let out = String::from_utf8(read(&d.path("var/out/night_1.csv"))).unwrap();
+    assert_eq!(out, "id,branch,amount\n1,A,9.99\n3,B,1.00\n");
+    let rejects = String::from_utf8(read(&d.path("var/out/night_1.csv.rejects.jsonl"))).unwrap();
+    assert_eq!(rejects.lines().count(), 2, "{rejects}");
+    // Each line names the original its record came from.
+    let files: Vec<String> = rejects
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["file"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(files, ["a.csv", "b.csv"], "{rejects}");
+    assert_eq!(d.files("var/archive/nightly"), ["a.csv", "b.csv"]);
+}

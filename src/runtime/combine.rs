@@ -337,6 +337,7 @@ fn write_pass(
     let mut rej = Rejects {
         path: &rejects_path,
         file: None,
+        original: None,
     };
     let mut bad = Vec::new();
     let mut hashes = Vec::new();
@@ -348,6 +349,7 @@ fn write_pass(
                 continue;
             }
         };
+        rej.original = Some(m.found.path.to_string_lossy().into_owned());
         match combined.feed(job, file, meta_map(job, &m.found, Local::now()), &mut rej) {
             Ok((h, _)) => hashes.push(h),
             Err(e) => bad.push((i, e.to_string())),

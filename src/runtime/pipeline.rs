@@ -141,6 +141,8 @@ pub struct Stats {
 pub struct Rejects<'a> {
     pub path: &'a Path,
     pub file: Option<TempOutput>,
+    /// In a combined run's rejects file: the original each rejected record came from.
+    pub original: Option<String>,
 }
 
 /// What a pass produced: the outputs (to be fsynced and committed), the original's sha256
@@ -763,9 +765,16 @@ fn reject(rejects: &mut Rejects<'_>, e: &ParseError, rec: Option<&Record>) -> io
     let f = rejects.file.as_mut().expect("just created");
     let pos = e.pos.or(rec.map(|r| r.pos)).unwrap_or_default();
     let mut line = Vec::with_capacity(256);
+    if let Some(o) = &rejects.original {
+        line.extend_from_slice(b"{\"file\":");
+        serde_json::to_writer(&mut line, o)?;
+        line.push(b',');
+    } else {
+        line.push(b'{');
+    }
     write!(
         line,
-        "{{\"record\":{},\"line\":{},\"byte\":{},\"field\":",
+        "\"record\":{},\"line\":{},\"byte\":{},\"field\":",
         pos.record, pos.line, pos.byte
     )?;
     serde_json::to_writer(&mut line, &e.field)?;
