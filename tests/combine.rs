@@ -352,3 +352,18 @@ fn a_run_with_on_error_skip_writes_one_rejects_file_beside_its_output() {
     assert_eq!(files, ["a.csv", "b.csv"], "{rejects}");
     assert_eq!(d.files("var/archive/nightly"), ["a.csv", "b.csv"]);
 }
+
+#[test]
+fn ferry_test_says_that_an_output_is_combined() {
+    let d = Deployment::new("combine-dry");
+    d.job("nightly", NIGHTLY);
+    d.write("in/a.csv", "id,branch,amount\n1,A,9.99\n");
+    let o = d.run(&["test", "nightly", "in/a.csv"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("combined: a run's records all go into this one file"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(d.files("var/out").is_empty());
+}
