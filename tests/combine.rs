@@ -367,3 +367,61 @@ fn ferry_test_says_that_an_output_is_combined() {
     );
     assert!(d.files("var/out").is_empty());
 }
+
+/// The temporary output's size in `dir`, if there is one.
+fn temp_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".ferry-out-"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_original_that_crashes_every_run_is_set_aside_alone() {
+    let d = Deployment::new("combine-poison");
+    d.job(
+        "nightly",
+        &NIGHTLY.replace("max_attempts = 1000", "max_attempts = 1"),
+    );
+    d.write("in/a.csv", "id,branch,amount\n1,A,9.99\n");
+    d.write("in/b.csv", "id,branch,amount\n2,B,1.00\n");
+    // Read last (path order) and big enough to be killed while it is read.
+    let mut big = String::from("id,branch,amount\n");
+    for i in 0..600_000 {
+        big.push_str(&format!("z{i},Z,1.00\n"));
+    }
+    d.write("in/z_big.csv", &big);
+    for attempt in 1..=2u64 {
+        let mut child = d.spawn(&["--once"]);
+        // This attempt's claims are durable, and the big original is being read.
+        wait_for(
+            "the big original being read",
+            Duration::from_secs(60),
+            || {
+                let claimed = d.history().iter().any(|h| {
+                    h["path"].as_str().is_some_and(|p| p.ends_with("z_big.csv"))
+                        && h["attempts"].as_u64() == Some(attempt)
+                });
+                claimed && temp_size(&d.path("var/out")) > 1 << 20
+            },
+        );
+        signal_and_wait(&mut child, libc::SIGKILL, Duration::from_secs(20));
+    }
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let errors = d.files("var/error/nightly");
+    assert_eq!(
+        errors,
+        ["z_big.csv", "z_big.csv.error.txt"],
+        "only the big one: {errors:?}"
+    );
+    let out =
+        String::from_utf8(read(&d.path(&format!("var/out/{}", d.files("var/out")[0])))).unwrap();
+    assert_eq!(out, "id,branch,amount\n1,A,9.99\n2,B,1.00\n");
+    assert_eq!(d.files("var/archive/nightly"), ["a.csv", "b.csv"]);
+}

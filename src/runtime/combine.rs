@@ -133,9 +133,17 @@ pub fn deliver_batch(
             return outcomes;
         }
     };
+    // A run taken again after a crash marks each original it reads, so that the one ferry
+    // crashed on is found (`crashed_on`); only it is held to `max_attempts`.
+    let redo = members.iter().any(|m| m.attempts > 1);
     let mut good = Vec::new();
     for m in members {
-        if m.attempts > job.after.max_attempts {
+        let max = job.after.max_attempts;
+        let crashes = crashed_on(journal, m.id);
+        // The first attempt reads unmarked: the original ferry crashes on is set aside at
+        // attempt `max + 2` at the latest; a run that keeps crashing elsewhere (not while
+        // reading) is set aside whole after twice that.
+        if m.attempts > max && (crashes >= max || m.attempts > 2 * max + 2) {
             let why = format!(
                 "ferry was interrupted {} times while processing this file (max_attempts = {}); it is set aside so that it cannot stop the job again",
                 m.attempts - 1,
@@ -154,7 +162,8 @@ pub fn deliver_batch(
             return outcomes;
         }
         let meta = meta_map(job, &good[0].found, taken);
-        match write_pass(job, &good, &resolved.targets, rejects.as_ref(), meta) {
+        let marks = redo.then_some(journal);
+        match write_pass(job, &good, &resolved.targets, rejects.as_ref(), meta, marks) {
             Ok(w) => break w,
             Err(Pass::Bad(bad)) => {
                 remove(&resolved.targets, rejects.as_ref());
@@ -325,6 +334,7 @@ fn write_pass(
     targets: &[Target],
     rejects: Option<&Target>,
     meta: std::collections::BTreeMap<String, String>,
+    marks: Option<&Journal>,
 ) -> Result<Written, Pass> {
     let mut outputs = Vec::new();
     for (t, o) in targets.iter().zip(&job.outputs) {
@@ -350,7 +360,10 @@ fn write_pass(
             }
         };
         rej.original = Some(m.found.path.to_string_lossy().into_owned());
-        match combined.feed(job, file, meta_map(job, &m.found, Local::now()), &mut rej) {
+        mark(marks, m.id, READING);
+        let fed = combined.feed(job, file, meta_map(job, &m.found, Local::now()), &mut rej);
+        mark(marks, m.id, READ);
+        match fed {
             Ok((h, _)) => hashes.push(h),
             Err(e) => bad.push((i, e.to_string())),
         }
@@ -517,6 +530,36 @@ fn fail(
         FileError::new(why),
         journal,
     )
+}
+
+/// The events that mark an original being read in a run taken again after a crash.
+const READING: &str = "reading";
+const READ: &str = "read";
+
+/// Records, durably, that an original is about to be read (or was read).
+fn mark(journal: Option<&Journal>, id: i64, what: &str) {
+    if let Some(j) = journal {
+        let _ = j.event(
+            id,
+            what,
+            "in a combined run taken again after a crash".into(),
+        );
+        let _ = j.flush();
+    }
+}
+
+/// How many times ferry stopped while reading this original in a combined run: `reading`
+/// marks without their `read`.
+fn crashed_on(journal: &Journal, id: i64) -> u32 {
+    journal
+        .read(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FILTER (WHERE state = 'reading') - COUNT(*) FILTER (WHERE state = 'read') FROM events WHERE file_id = ?1",
+                [id],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .map_or(0, |n| n.max(0) as u32)
 }
 
 fn identity(found: &Found) -> Identity {
