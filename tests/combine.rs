@@ -425,3 +425,68 @@ fn an_original_that_crashes_every_run_is_set_aside_alone() {
     assert_eq!(out, "id,branch,amount\n1,A,9.99\n2,B,1.00\n");
     assert_eq!(d.files("var/archive/nightly"), ["a.csv", "b.csv"]);
 }
+
+/// `ferry run` with the test clock, its log in var/ferry-N.log.
+fn start_at(d: &Deployment) -> Daemon {
+    std::fs::create_dir_all(d.path("var")).unwrap();
+    let n = std::fs::read_dir(d.path("var")).unwrap().count();
+    let log = std::fs::File::create(d.path(&format!("var/ferry-{n}.log"))).unwrap();
+    let child = d
+        .cmd(&["run"])
+        .env("FERRY_TEST_CLOCK", d.path("clock"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(log))
+        .spawn()
+        .unwrap();
+    Daemon { child }
+}
+
+#[test]
+fn a_nightly_run_killed_midway_is_redone_once_at_the_next_start() {
+    let d = Deployment::new("combine-redo");
+    d.job("nightly", NIGHTLY);
+    d.mkdir("in");
+    set_clock(&d, "2027-01-14T22:59:00Z");
+    let mut expected = vec!["1,A,9.99".to_string()];
+    d.write("in/a.csv", "id,branch,amount\n1,A,9.99\n");
+    let mut big = String::from("id,branch,amount\n");
+    for i in 0..400_000 {
+        big.push_str(&format!("z{i},Z,1.00\n"));
+        expected.push(format!("z{i},Z,1.00"));
+    }
+    d.write("in/z_big.csv", &big);
+    let mut daemon = start_at(&d);
+    d.wait_log("Scheduled job", 1);
+    set_clock(&d, "2027-01-14T23:00:00Z");
+    wait_for(
+        "the run's output being written",
+        Duration::from_secs(60),
+        || temp_size(&d.path("var/out")) > 1 << 20,
+    );
+    daemon.stop_with(libc::SIGKILL);
+    assert!(
+        d.files("var/out")
+            .iter()
+            .all(|f| f.starts_with(".ferry-out-"))
+    );
+
+    let mut daemon = start_at(&d);
+    wait_for("the run redone", Duration::from_secs(60), || {
+        d.files("var/archive/nightly").len() == 2
+    });
+    daemon.stop();
+    let logs = d.logs();
+    assert!(
+        logs.contains("The job's last run was interrupted by a stop; it runs once now."),
+        "{logs}"
+    );
+    let (seen, headers, files) = records_in(&d.path("var/out"));
+    assert_eq!(files, ["night_1.csv"], "one output, no temporary left");
+    assert_eq!(headers, 1);
+    assert_eq!(seen.len(), expected.len());
+    assert!(seen.values().all(|n| *n == 1), "a record written twice");
+    assert!(
+        expected.iter().all(|l| seen.contains_key(l)),
+        "a record missing"
+    );
+}
