@@ -327,6 +327,12 @@ fn show_outputs(
     for idx in order {
         if let Some((_, path, policy)) = p.outputs.iter().find(|o| o.0 == idx) {
             let _ = writeln!(out, "  {}. {}", idx + 1, path.display());
+            if job.outputs.get(idx as usize).is_some_and(|o| o.combine) {
+                let _ = writeln!(
+                    out,
+                    "     combined: a run's records all go into this one file (combine = true)"
+                );
+            }
             if fsutil::exists(path) {
                 let _ = writeln!(
                     out,

@@ -228,6 +228,7 @@ pub static KEYS: &[Key] = &[
     k("output", "format", "encoding", Str, "\"utf-8\"", "The encoding written."),
     k("output", "format", "on_unmappable", Enum(UNMAPPABLE), "\"error\"", "replace: characters the encoding lacks are written as ?."),
     k("output", "format", "line_ending", Enum(LINE_ENDING), "\"lf\"", "crlf for CR LF line ends."),
+    k("output", "", "combine", Bool, "false", "On a scheduled job: a run's records all go into this one output (header once, trailer over the run)."),
     k("output", "csv", "delimiter", Str, "\",\"", "One character (\"tab\" for a tab)."),
     k("output", "csv", "quote", Str, "\"\\\"\"", "One character."),
     k("output", "csv", "quoting", Enum(QUOTING), "\"necessary\"", "Which values are quoted."),

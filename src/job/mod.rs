@@ -3,6 +3,7 @@
 //! take the same file).
 
 pub mod alert;
+mod combine;
 pub mod data;
 pub mod defaults;
 pub mod ftp;
@@ -129,6 +130,8 @@ pub struct Output {
     pub extract: Option<pdf::Extract>,
     /// In a document set: write this member's bytes instead of the lead's.
     pub member: Option<set::Member>,
+    /// `combine = true`: one output for a scheduled run's records (src/job/combine.rs).
+    pub combine: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -432,6 +435,7 @@ fn read_job(
         Some(t) => data::read_transform(doc, &job_dir, t),
         None => Some(data::TransformSpec::default()),
     };
+    let mut combines = Vec::new();
     let outputs: Vec<Option<Output>> = top
         .tables(doc, "output")
         .into_iter()
@@ -443,10 +447,21 @@ fn read_job(
                     .as_ref()
                     .is_some_and(|s| s.set.as_ref().is_some_and(|s| s.manifest.is_none())),
                 fields: record_fields(has_input, input.as_ref(), transform.as_ref()),
+                batch: combine::JobFacts {
+                    scheduled: source.as_ref().is_none_or(|s| s.timing.is_scheduled()),
+                    has_input,
+                    split: transform.as_ref().is_some_and(|t| t.split.is_some()),
+                },
             };
-            read_output(doc, root, t, &ctx, (name, i))
+            let span = t.span_of("combine");
+            let o = read_output(doc, root, t, &ctx, (name, i));
+            if let Some(o) = &o {
+                combines.push((o.combine, span));
+            }
+            o
         })
         .collect();
+    combine::check_all_or_none(doc, &combines);
     let after = match top.table(doc, "after") {
         Some(t) => read_after(doc, root, Some(t)),
         None => read_after(doc, root, None),
@@ -1043,6 +1058,7 @@ enum RecordFields {
 struct OutputContext {
     in_set: bool,
     fields: RecordFields,
+    batch: combine::JobFacts,
 }
 
 /// The fields of a job's first record as names see it: the input's fields (captures,
@@ -1189,6 +1205,21 @@ fn read_output(
         Exists::Fail,
     );
     let data = data::read_output_data(doc, &mut t, has_input);
+    let records = data
+        .as_ref()
+        .is_none_or(|d| !matches!(d.format, data::OutputFormat::Original));
+    let mut combine = combine::read(doc, &mut t, &ctx.batch, records);
+    if combine == Some(true) {
+        let ok_folder = folder
+            .as_ref()
+            .is_none_or(|f| combine::check_template(doc, f));
+        let ok_name = name
+            .as_ref()
+            .is_none_or(|n| combine::check_template(doc, n));
+        if !(ok_folder && ok_name) {
+            combine = None;
+        }
+    }
     let extract = pdf::read_extract(doc, &mut t);
     let member = match t.str(doc, "member") {
         None => Some(None),
@@ -1306,6 +1337,7 @@ fn read_output(
         email: email?,
         extract,
         member: member?,
+        combine: combine?,
     })
 }
 

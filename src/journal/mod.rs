@@ -168,6 +168,11 @@ enum Op {
         id: i64,
         detail: String,
     },
+    /// The plans of a combined run's originals, withdrawn in one transaction (combine).
+    UnplanSet {
+        ids: Vec<i64>,
+        detail: String,
+    },
     Event {
         id: i64,
         state: String,
@@ -504,6 +509,12 @@ impl Journal {
     /// recovery never finishes a plan whose outputs were removed. Waited for.
     pub fn unplan(&self, id: i64, detail: String) -> Result<()> {
         self.send(Op::Unplan { id, detail }, true)
+    }
+
+    /// Withdraws the plans of a combined run's originals together (combine): recovery
+    /// finishes all of them or none. Waited for.
+    pub fn unplan_set(&self, ids: Vec<i64>, detail: String) -> Result<()> {
+        self.send(Op::UnplanSet { ids, detail }, true)
     }
 
     /// The file was given back before anything became visible (it changed while being
@@ -919,6 +930,21 @@ fn apply(tx: &rusqlite::Transaction<'_>, m: &Msg) -> rusqlite::Result<()> {
             )?
             .execute(params![id, at])?;
             event(*id, "released", detail)?;
+        }
+        Op::UnplanSet { ids, detail } => {
+            for id in ids {
+                apply(
+                    tx,
+                    &Msg {
+                        op: Op::Unplan {
+                            id: *id,
+                            detail: detail.clone(),
+                        },
+                        at,
+                        reply: None,
+                    },
+                )?;
+            }
         }
         Op::Unplan { id, detail } => {
             tx.prepare_cached("UPDATE files SET state = 'taken', updated_at = ?2 WHERE id = ?1")?

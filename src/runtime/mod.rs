@@ -9,6 +9,7 @@
 //! which updates the tracker. Stopping a runner stops its intake at once and returns when
 //! its in-flight files are finished.
 
+pub mod combine;
 pub mod deliver;
 pub mod extract;
 pub mod late_hash;
@@ -647,7 +648,9 @@ impl Runner {
                 .wakes
                 .peek()
                 .map(|Reverse((t, _))| tokio::time::Instant::from_std(*t));
-            let want_permit = !self.st.queue.is_empty() && self.may_take();
+            // A combining job's run is handed out whole at the top of the loop (the gate's tick
+            // wakes it at least once a second when the workers were busy).
+            let want_permit = !self.st.queue.is_empty() && self.may_take() && !self.job.combines();
             let scan_due = !self.shared.once || self.st.once_pending.is_none();
             tokio::select! {
                 _ = self.stop.changed() => break,
@@ -711,6 +714,9 @@ impl Runner {
 
     /// Hands ready files to free workers.
     fn hand_out_ready(&mut self) {
+        if self.job.combines() {
+            return self.hand_out_batch();
+        }
         while !self.st.queue.is_empty() && self.may_take() {
             let Ok(permit) = self.shared.workers.clone().try_acquire_owned() else {
                 break;
@@ -718,6 +724,47 @@ impl Runner {
             let (found, first_seen) = self.st.queue.pop_front().expect("queue is not empty");
             self.dispatch(found, first_seen, permit);
         }
+    }
+
+    /// A combining job's run: its files go to one worker together (`runtime::combine`).
+    fn hand_out_batch(&mut self) {
+        let Some(g) = &self.gate else { return };
+        if self.st.queue.is_empty() || !g.may_take() {
+            return;
+        }
+        // `--once`: the run is what was there at start, once it is all ready.
+        let all_ready = self
+            .st
+            .once_pending
+            .as_ref()
+            .is_some_and(|p| p.len() <= self.st.queue.len());
+        if self.shared.once && !all_ready {
+            return;
+        }
+        let Ok(permit) = self.shared.workers.clone().try_acquire_owned() else {
+            return;
+        };
+        let n = g.run_left().min(self.st.queue.len());
+        let files: Vec<(Found, i64)> = self.st.queue.drain(..n).collect();
+        if let Some(g) = &mut self.gate {
+            for (f, _) in &files {
+                g.took(&f.path);
+            }
+        }
+        let slot = self
+            .gate
+            .as_ref()
+            .and_then(runs::Gate::run_slot)
+            .map(|t| t.as_millisecond());
+        combine::dispatch(
+            &mut self.in_flight,
+            &self.job,
+            &self.shared.journal,
+            files,
+            slot,
+            permit,
+            self.done_tx.clone(),
+        );
     }
 
     fn dispatch(

@@ -141,6 +141,8 @@ pub struct Stats {
 pub struct Rejects<'a> {
     pub path: &'a Path,
     pub file: Option<TempOutput>,
+    /// In a combined run's rejects file: the original each rejected record came from.
+    pub original: Option<String>,
 }
 
 /// What a pass produced: the outputs (to be fsynced and committed), the original's sha256
@@ -189,10 +191,104 @@ pub fn run(
     job: &Job,
     file: std::fs::File,
     outputs: Vec<(TempOutput, &OutputData)>,
-    mut meta: BTreeMap<String, String>,
+    meta: BTreeMap<String, String>,
     rejects: &mut Rejects<'_>,
     split: Option<Split<'_>>,
 ) -> Result<Converted, ParseError> {
+    let mut writers = Vec::new();
+    for (t, d) in outputs {
+        writers.push(Writer::new(t, d, &meta)?);
+    }
+    let fed = feed(job, file, meta, writers, rejects, split)?;
+    fed.finish()
+}
+
+/// A combined run's record outputs (`combine = true`, docs/schedules.md "Combined runs"):
+/// the writers outlive one original, so a header is written once and a trailer counts the
+/// whole run. Each original is streamed through the job's transform with its own
+/// placeholders ([`Combined::feed`]).
+pub struct Combined {
+    /// `None` after an original failed: the run's temporaries are then written again
+    /// without it, and the rest of this pass only checks ([`Combined::feed`] writes nothing).
+    writers: Option<Vec<Writer<TempOutput>>>,
+    pub stats: Stats,
+}
+
+impl Combined {
+    /// The run's writers, with the run's placeholders (`meta`) for headers and trailers.
+    pub fn new(
+        outputs: Vec<(TempOutput, &OutputData)>,
+        meta: &BTreeMap<String, String>,
+    ) -> Result<Combined, ParseError> {
+        let mut writers = Vec::new();
+        for (t, d) in outputs {
+            writers.push(Writer::new(t, d, meta)?);
+        }
+        Ok(Combined {
+            writers: Some(writers),
+            stats: Stats::default(),
+        })
+    }
+
+    /// Streams one original (`meta`: its placeholders) into the run's outputs, or, once an
+    /// original has failed, only reads and transforms it (to find every bad original of the
+    /// run in one pass). Returns its sha256 and size. On an error the writers are dropped.
+    pub fn feed(
+        &mut self,
+        job: &Job,
+        file: std::fs::File,
+        meta: BTreeMap<String, String>,
+        rejects: &mut Rejects<'_>,
+    ) -> Result<(String, u64), ParseError> {
+        let writing = self.writers.is_some();
+        let writers = self.writers.take().unwrap_or_default();
+        let fed = feed(job, file, meta, writers, rejects, None)?;
+        self.stats.read += fed.stats.read;
+        self.stats.written += fed.stats.written;
+        self.stats.filtered += fed.stats.filtered;
+        self.stats.rejected += fed.stats.rejected;
+        if writing {
+            self.writers = Some(fed.writers);
+        }
+        Ok(fed.hash)
+    }
+
+    /// Whether every original so far was written (no original failed).
+    pub fn is_whole(&self) -> bool {
+        self.writers.is_some()
+    }
+
+    /// Ends the outputs (trailers) and returns the temporary files, to be fsynced.
+    pub fn finish(self) -> Result<Vec<TempOutput>, ParseError> {
+        let mut temps = Vec::new();
+        for w in self.writers.unwrap_or_default() {
+            temps.push(
+                w.finish()
+                    .map_err(|e| ParseError::new(format!("cannot write an output: {e}")))?,
+            );
+        }
+        Ok(temps)
+    }
+}
+
+/// What one original's pass left: its sha256 and size, the writers (still open: a
+/// combined run's go on with the next original), a split's group writers, and the counts.
+struct Fed {
+    hash: (String, u64),
+    writers: Vec<Writer<TempOutput>>,
+    group_writers: Vec<Vec<(u32, PathBuf, Writer<TempOutput>)>>,
+    stats: Stats,
+}
+
+/// Streams one original's records through the job's transform into `writers`.
+fn feed(
+    job: &Job,
+    file: std::fs::File,
+    mut meta: BTreeMap<String, String>,
+    writers: Vec<Writer<TempOutput>>,
+    rejects: &mut Rejects<'_>,
+    split: Option<Split<'_>>,
+) -> Result<Fed, ParseError> {
     let input = job.input.as_ref().expect("a record pipeline has an input");
     let threaded = file.metadata().is_ok_and(|m| m.len() >= THREADED_FROM);
     if matches!(input.format, InputFormat::Pdf(_)) || input.attachment.is_some() {
@@ -207,10 +303,6 @@ pub fn run(
     let filter = Transformer::new(&env, &filter_spec, meta.clone()).map_err(ParseError::new)?;
     let transformer =
         Transformer::new(&env, &fields_spec, meta.clone()).map_err(ParseError::new)?;
-    let mut writers = Vec::new();
-    for (t, d) in outputs {
-        writers.push(Writer::new(t, d, &meta)?);
-    }
     let mut sink = Sink {
         on_error: input.on_error,
         transformer,
@@ -271,7 +363,12 @@ pub fn run(
         }
         hash.ok_or_else(|| ParseError::new("the reading side stopped without a result"))??
     };
-    sink.finish(hash)
+    Ok(Fed {
+        hash,
+        writers: sink.writers,
+        group_writers: sink.group_writers,
+        stats: sink.stats,
+    })
 }
 
 /// The reading side: reads, decodes and parses the file in batches handed to `emit`,
@@ -443,8 +540,10 @@ impl Sink<'_, '_, '_, '_> {
         reject(self.rejects, e, rec)
             .map_err(|io| ParseError::new(format!("cannot write the rejects file: {io}")))
     }
+}
 
-    fn finish(self, hash: (String, u64)) -> Result<Converted, ParseError> {
+impl Fed {
+    fn finish(self) -> Result<Converted, ParseError> {
         let finish = |w: Writer<TempOutput>| {
             w.finish()
                 .map_err(|e| ParseError::new(format!("cannot write an output: {e}")))
@@ -461,7 +560,7 @@ impl Sink<'_, '_, '_, '_> {
         }
         Ok(Converted {
             temps,
-            hash,
+            hash: self.hash,
             stats: self.stats,
             split,
         })
@@ -666,9 +765,16 @@ fn reject(rejects: &mut Rejects<'_>, e: &ParseError, rec: Option<&Record>) -> io
     let f = rejects.file.as_mut().expect("just created");
     let pos = e.pos.or(rec.map(|r| r.pos)).unwrap_or_default();
     let mut line = Vec::with_capacity(256);
+    if let Some(o) = &rejects.original {
+        line.extend_from_slice(b"{\"file\":");
+        serde_json::to_writer(&mut line, o)?;
+        line.push(b',');
+    } else {
+        line.push(b'{');
+    }
     write!(
         line,
-        "{{\"record\":{},\"line\":{},\"byte\":{},\"field\":",
+        "\"record\":{},\"line\":{},\"byte\":{},\"field\":",
         pos.record, pos.line, pos.byte
     )?;
     serde_json::to_writer(&mut line, &e.field)?;

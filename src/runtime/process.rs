@@ -398,7 +398,7 @@ pub(super) fn with_mail(
 /// with the same name never overwrites an earlier one: both the file and its report take the
 /// first free numbered name.
 #[allow(clippy::too_many_arguments)]
-fn fail(
+pub(super) fn fail(
     job: &Job,
     found: &Found,
     vars: &Vars<'_>,

@@ -191,6 +191,20 @@ impl Gate {
         }
     }
 
+    /// How many files of the queue's head the run in progress takes (`usize::MAX` for a
+    /// `--once` run: everything), for a combined run that takes them all at once.
+    pub(super) fn run_left(&self) -> usize {
+        if self.once {
+            return usize::MAX;
+        }
+        self.run.as_ref().map_or(0, |r| r.left)
+    }
+
+    /// The slot of the run in progress (a combined run's `{date}`).
+    pub(super) fn run_slot(&self) -> Option<Timestamp> {
+        self.run.as_ref().map(|r| r.slot)
+    }
+
     /// Whether files wait for the gate (for the waiting count of `ferry status`).
     pub(super) fn holds_files(&self) -> bool {
         !self.once

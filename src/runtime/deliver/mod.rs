@@ -44,7 +44,7 @@ pub use claim::{Resolved, claim, render_dir, resolve, template_base};
 pub use dispose::{already_disposed, dispose_by_path, dispose_of_original, done};
 pub use exists::{UsedNames, free_name};
 pub use plan::{Planned, make_plan_durable};
-pub use rename::rename_into_place;
+pub use rename::{NotRenamed, rename_into_place};
 pub use temp::{DEFER_HASH_FROM, Written, write_temporaries};
 
 /// One output of a file on its way: its temporary and its final name.

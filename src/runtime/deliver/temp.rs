@@ -298,6 +298,7 @@ fn convert(
     let mut rejects = pipeline::Rejects {
         path: rejects::path(rejects_target),
         file: None,
+        original: None,
     };
     let mut groups: Vec<Target> = Vec::new();
     let mut used = exists::UsedNames::default();

@@ -1,0 +1,596 @@
+//! A combined run (`combine = true`, docs/schedules.md "Combined runs"): the records of
+//! every original of a scheduled run go into one output per `[[output]]`, and every
+//! original is disposed of only after those outputs are committed.
+//!
+//! The per-file steps, for a batch ([`deliver_batch`]):
+//!
+//! 1. claim every original (waited for); each claim lists the run's temporary names, which
+//!    the first claim's id and `{seq}` give, so recovery removes them whichever original
+//!    it looks at first;
+//! 2. write the temporaries: each original in path order through the job's transform into
+//!    one writer per output ([`Combined`]); an original that fails is left out: the pass
+//!    goes on only checking, its temporaries are removed, the failed originals go to the
+//!    error folder, and the run is written again without them;
+//! 3. make the plans durable **in one transaction** (`plan_set`): the first original's plan
+//!    carries the combined outputs, every other original's plan has none. Recovery then
+//!    finishes all of them from their plans, or, before it, none;
+//! 4. rename the outputs into place; 5. dispose of every original; 6. done.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use chrono::Local;
+
+use crate::fsutil;
+use crate::job::template::Vars;
+use crate::job::{Exists, Job, Success};
+use crate::journal::{Identity, Journal, Plan, PlannedOutput};
+use crate::outputs::folder::{self as out, TempOutput};
+use crate::sources::folder::Found;
+
+use super::deliver::{
+    Target, dispose_of_original, done, free_name, rename_into_place, resolve, template_base,
+};
+use super::pipeline::{Combined, Rejects};
+use super::process::{FileError, Outcome, meta_map};
+
+/// One original of the run, claimed.
+struct Member {
+    /// As the runner listed it (its outcome is reported under this).
+    listed: Found,
+    /// Opened and checked.
+    found: Found,
+    id: i64,
+    seq: u64,
+    attempts: u32,
+}
+
+/// Delivers the run's `files` (each with when it was first seen) as one combined batch;
+/// returns every file's outcome. `taken` is the run's slot: the outputs' `{date}`.
+pub fn deliver_batch(
+    job: &Job,
+    files: Vec<(Found, i64)>,
+    taken: chrono::DateTime<Local>,
+    journal: &Journal,
+) -> Vec<(Found, Outcome)> {
+    let span = tracing::info_span!("batch", job = %job.name, files = files.len());
+    let _enter = span.enter();
+    let mut outcomes = Vec::new();
+    let mut files = files;
+    files.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+
+    // Step 1: claim every original.
+    let mut resolved = None;
+    let mut temps: Vec<String> = Vec::new();
+    let mut members = Vec::new();
+    for (listed, first_seen) in files {
+        let found = match listed.open_checked() {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::info!(file = %listed.path.display(), reason = ?e, "File changed since it settled; it waits for the next run.");
+                outcomes.push((listed, Outcome::Released));
+                continue;
+            }
+        };
+        let claim = journal.claim(
+            &job.name,
+            &identity(&found),
+            &found.name,
+            &found.rel_dir,
+            first_seen,
+            |c| {
+                if resolved.is_none() {
+                    let vars = Vars {
+                        name: &found.name,
+                        dir: &found.rel_dir,
+                        job: &job.name,
+                        seq: c.seq,
+                        taken,
+                        record: None,
+                        mail: None,
+                    };
+                    let r = resolve(job, &vars, c.id).map(|r| {
+                        let rejects = rejects_target(job, &r.targets, c.id);
+                        (r, rejects)
+                    });
+                    if let Ok((r, rejects)) = &r {
+                        temps = r
+                            .targets
+                            .iter()
+                            .chain(rejects)
+                            .map(|t| t.temp.to_string_lossy().into_owned())
+                            .collect();
+                    }
+                    resolved = Some((r, c.id));
+                }
+                temps.clone()
+            },
+        );
+        match claim {
+            Ok(c) => members.push(Member {
+                listed,
+                found,
+                id: c.id,
+                seq: c.seq,
+                attempts: c.attempts,
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot record the file in the journal; leaving it in place.");
+                outcomes.push((listed, Outcome::Released));
+            }
+        }
+    }
+    let Some((resolved, lead_id)) = resolved else {
+        return outcomes;
+    };
+    let (resolved, rejects) = match resolved {
+        Ok(r) => r,
+        Err(e) => {
+            for m in members {
+                let o = fail(job, &m, taken, e.chain.join(": "), journal);
+                outcomes.push((m.listed, o));
+            }
+            return outcomes;
+        }
+    };
+    // A run taken again after a crash marks each original it reads, so that the one ferry
+    // crashed on is found (`crashed_on`); only it is held to `max_attempts`.
+    let redo = members.iter().any(|m| m.attempts > 1);
+    let mut good = Vec::new();
+    for m in members {
+        let max = job.after.max_attempts;
+        let crashes = crashed_on(journal, m.id);
+        // The first attempt reads unmarked: the original ferry crashes on is set aside at
+        // attempt `max + 2` at the latest; a run that keeps crashing elsewhere (not while
+        // reading) is set aside whole after twice that.
+        if m.attempts > max && (crashes >= max || m.attempts > 2 * max + 2) {
+            let why = format!(
+                "ferry was interrupted {} times while processing this file (max_attempts = {}); it is set aside so that it cannot stop the job again",
+                m.attempts - 1,
+                job.after.max_attempts
+            );
+            let o = fail(job, &m, taken, why, journal);
+            outcomes.push((m.listed, o));
+        } else {
+            good.push(m);
+        }
+    }
+
+    // Step 2: write the temporaries; leave out every original that fails.
+    let written = loop {
+        if good.is_empty() {
+            return outcomes;
+        }
+        let meta = meta_map(job, &good[0].found, taken);
+        let marks = redo.then_some(journal);
+        match write_pass(job, &good, &resolved.targets, rejects.as_ref(), meta, marks) {
+            Ok(w) => break w,
+            Err(Pass::Bad(bad)) => {
+                remove(&resolved.targets, rejects.as_ref());
+                let mut keep = Vec::new();
+                for (i, m) in good.into_iter().enumerate() {
+                    match bad.iter().find(|(b, _)| *b == i) {
+                        Some((_, why)) => {
+                            let o = fail(job, &m, taken, why.clone(), journal);
+                            outcomes.push((m.listed, o));
+                        }
+                        None => keep.push(m),
+                    }
+                }
+                good = keep;
+            }
+            Err(Pass::Output(e)) => {
+                remove(&resolved.targets, rejects.as_ref());
+                tracing::error!(error = %e, "Cannot write the run's combined output; its files stay in the source for the next run.");
+                for m in good {
+                    let _ = journal.released(m.id, format!("the combined output failed: {e}"));
+                    outcomes.push((m.listed, Outcome::Released));
+                }
+                return outcomes;
+            }
+        }
+    };
+
+    // Step 3: the plans, durable together.
+    let archive_dir = resolved.archive_dir.clone();
+    let plans = match plan(job, &good, lead_id, &written, archive_dir.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            remove(&resolved.targets, rejects.as_ref());
+            for m in good {
+                let o = fail(job, &m, taken, e.clone(), journal);
+                outcomes.push((m.listed, o));
+            }
+            return outcomes;
+        }
+    };
+    if let Err(e) = journal.plan_set(
+        good.iter()
+            .map(|m| m.id)
+            .zip(plans.iter().cloned())
+            .collect(),
+    ) {
+        remove(&resolved.targets, rejects.as_ref());
+        tracing::error!(error = %e, "Cannot make the run's plan durable; its files stay in the source.");
+        for m in good {
+            outcomes.push((m.listed, Outcome::Released));
+        }
+        return outcomes;
+    }
+
+    // Step 4: rename the combined outputs into place.
+    let lead_plan = &plans[0];
+    let renamed = match rename_into_place(journal, lead_id, &lead_plan.outputs) {
+        Ok(r) => r.paths.len(),
+        Err(e) => {
+            outcomes.extend(withdraw(job, good, lead_plan, e, taken, journal));
+            return outcomes;
+        }
+    };
+    tracing::info!(
+        outputs = renamed,
+        originals = good.len(),
+        "Run combined: {} record(s) in {renamed} output(s).",
+        written.records
+    );
+
+    // Steps 5 and 6: dispose of every original.
+    let archive_base =
+        (job.after.success == Success::Archive).then(|| template_base(&job.after.archive));
+    for (m, p) in good.into_iter().zip(&plans) {
+        let outcome = match dispose_of_original(&m.found, p, archive_base.as_deref()) {
+            Ok(detail) => {
+                let _ = done(
+                    journal,
+                    m.id,
+                    format!("combined into the run's output (file {lead_id}); original {detail}"),
+                );
+                Outcome::Done {
+                    kept: (job.after.success == Success::Keep).then_some(m.found.meta),
+                }
+            }
+            Err(e) => {
+                tracing::error!(file = %m.found.path.display(), error = %e, "The run's outputs are delivered but an original could not be disposed of; ferry retries at its next start.");
+                let _ = journal.event(
+                    m.id,
+                    "stuck",
+                    format!("cannot {} the original: {e}", p.disposition),
+                );
+                Outcome::Stuck
+            }
+        };
+        outcomes.push((m.listed, outcome));
+    }
+    outcomes
+}
+
+/// After an output of the run could not be renamed into place: withdraws every original's
+/// plan in one transaction (so recovery finishes none of them), removes what was renamed
+/// and the temporaries, and fails the run's originals, or, when the reason may pass,
+/// releases them to the next run. When the plans cannot be withdrawn, everything stays
+/// as it is for recovery (stuck).
+fn withdraw(
+    job: &Job,
+    members: Vec<Member>,
+    lead_plan: &Plan,
+    e: super::deliver::NotRenamed,
+    taken: chrono::DateTime<Local>,
+    journal: &Journal,
+) -> Vec<(Found, Outcome)> {
+    let why = format!(
+        "cannot commit the run's output {} as {}: {}",
+        e.idx + 1,
+        e.final_path,
+        e.error
+    );
+    let ids = members.iter().map(|m| m.id).collect();
+    if let Err(je) = journal.unplan_set(ids, why.clone()) {
+        tracing::error!(error = %je, "Cannot withdraw the run's plan; leaving its outputs and originals as they are for recovery.");
+        return members
+            .into_iter()
+            .map(|m| (m.listed, Outcome::Stuck))
+            .collect();
+    }
+    for p in &e.renamed {
+        let _ = std::fs::remove_file(p);
+    }
+    for o in &lead_plan.outputs {
+        let _ = std::fs::remove_file(&o.temp);
+    }
+    let transient = crate::outputs::failure::of_io(&e.error).is_transient();
+    members
+        .into_iter()
+        .map(|m| {
+            let outcome = if transient {
+                tracing::warn!(file = %m.found.path.display(), error = %why, "The run's output could not be committed; the file waits for the next run.");
+                let _ = journal.released(m.id, why.clone());
+                Outcome::Released
+            } else {
+                fail(job, &m, taken, why.clone(), journal)
+            };
+            (m.listed, outcome)
+        })
+        .collect()
+}
+
+/// What a written pass made: each output's sha256 and size (the rejects file last, when
+/// records were rejected), each original's sha256, and the records written.
+struct Written {
+    sums: Vec<(Target, String, u64)>,
+    hashes: Vec<String>,
+    records: u64,
+}
+
+enum Pass {
+    /// Originals (by index) that failed, with why.
+    Bad(Vec<(usize, String)>),
+    /// An output could not be written: the whole run waits.
+    Output(String),
+}
+
+fn write_pass(
+    job: &Job,
+    members: &[Member],
+    targets: &[Target],
+    rejects: Option<&Target>,
+    meta: std::collections::BTreeMap<String, String>,
+    marks: Option<&Journal>,
+) -> Result<Written, Pass> {
+    let mut outputs = Vec::new();
+    for (t, o) in targets.iter().zip(&job.outputs) {
+        let temp = TempOutput::create(&t.temp)
+            .map_err(|e| Pass::Output(format!("cannot create {}: {e}", t.temp.display())))?;
+        outputs.push((temp, &o.data));
+    }
+    let mut combined = Combined::new(outputs, &meta).map_err(|e| Pass::Output(e.to_string()))?;
+    let rejects_path = rejects.map_or_else(PathBuf::new, |r| r.temp.clone());
+    let mut rej = Rejects {
+        path: &rejects_path,
+        file: None,
+        original: None,
+    };
+    let mut bad = Vec::new();
+    let mut hashes = Vec::new();
+    for (i, m) in members.iter().enumerate() {
+        let file = match m.found.reader() {
+            Ok(f) => f,
+            Err(e) => {
+                bad.push((i, format!("cannot read the file: {e}")));
+                continue;
+            }
+        };
+        rej.original = Some(m.found.path.to_string_lossy().into_owned());
+        mark(marks, m.id, READING);
+        let fed = combined.feed(job, file, meta_map(job, &m.found, Local::now()), &mut rej);
+        mark(marks, m.id, READ);
+        match fed {
+            Ok((h, _)) => hashes.push(h),
+            Err(e) => bad.push((i, e.to_string())),
+        }
+    }
+    if !bad.is_empty() {
+        return Err(Pass::Bad(bad));
+    }
+    let records = combined.stats.written;
+    let rejected = combined.stats.rejected;
+    let temps = combined.finish().map_err(|e| Pass::Output(e.to_string()))?;
+    let mut sums = Vec::new();
+    for (temp, t) in temps.into_iter().zip(targets) {
+        let (h, size) = temp
+            .finish()
+            .map_err(|e| Pass::Output(format!("cannot write {}: {e}", t.temp.display())))?;
+        sums.push((clone_target(t), h, size));
+    }
+    if let (Some(f), Some(t)) = (rej.file.take(), rejects) {
+        let (h, size) = f
+            .finish()
+            .map_err(|e| Pass::Output(format!("cannot write the rejects file: {e}")))?;
+        if rejected > 0 {
+            sums.push((clone_target(t), h, size));
+        } else {
+            let _ = std::fs::remove_file(&t.temp);
+        }
+    }
+    Ok(Written {
+        sums,
+        hashes,
+        records,
+    })
+}
+
+/// The plans of the run's originals, the first carrying the combined outputs.
+fn plan(
+    job: &Job,
+    members: &[Member],
+    _lead_id: i64,
+    written: &Written,
+    archive_dir: Option<&Path>,
+) -> Result<Vec<Plan>, String> {
+    let mut used = HashSet::new();
+    let mut outputs = Vec::new();
+    for (t, h, size) in &written.sums {
+        let Some(final_path) = free_name(&t.final_path, t.exists, &used) else {
+            if t.exists == Exists::Skip {
+                let _ = std::fs::remove_file(&t.temp);
+                continue;
+            }
+            return Err(format!(
+                "the run's output {} exists (exists = \"{}\")",
+                t.final_path.display(),
+                t.exists.as_str()
+            ));
+        };
+        used.insert(final_path.clone());
+        outputs.push(PlannedOutput {
+            idx: t.idx,
+            temp: t.temp.to_string_lossy().into_owned(),
+            final_path: final_path.to_string_lossy().into_owned(),
+            hash: h.clone(),
+            size: *size,
+            policy: t.exists.as_str().to_string(),
+        });
+    }
+    let mut dests: HashSet<PathBuf> = HashSet::new();
+    let mut plans = Vec::new();
+    for (i, (m, h)) in members.iter().zip(&written.hashes).enumerate() {
+        let dest = match archive_dir {
+            Some(dir) => {
+                let base = fsutil::safe_join(dir, &m.found.name, false)?;
+                let d = (0..)
+                    .map(|n| fsutil::numbered(&base, n))
+                    .find(|p| !fsutil::exists(p) && !dests.contains(p))
+                    .expect("an unbounded search finds a free name");
+                dests.insert(d.clone());
+                Some(d.to_string_lossy().into_owned())
+            }
+            None => None,
+        };
+        plans.push(Plan {
+            hash: h.clone(),
+            outputs: if i == 0 {
+                std::mem::take(&mut outputs)
+            } else {
+                Vec::new()
+            },
+            disposition: job.after.success.as_str().to_string(),
+            dest,
+            trigger: job
+                .source
+                .done_files(&m.found.name)
+                .into_iter()
+                .map(|n| m.found.path.with_file_name(n))
+                .find(|p| p.exists())
+                .map(|p| p.to_string_lossy().into_owned()),
+        });
+    }
+    Ok(plans)
+}
+
+/// The rejects file of a run, beside its first output: `<name>.rejects.jsonl`.
+fn rejects_target(job: &Job, targets: &[Target], id: i64) -> Option<Target> {
+    let on_skip = job
+        .input
+        .as_ref()
+        .is_some_and(|i| i.on_error == crate::job::data::OnError::Skip);
+    let first = targets.first().filter(|_| on_skip)?;
+    let name = first.final_path.file_name()?.to_string_lossy().into_owned();
+    let final_path = first
+        .final_path
+        .with_file_name(fsutil::fit_component(&format!("{name}.rejects.jsonl")));
+    let idx = job.outputs.len() as u32;
+    Some(Target {
+        idx,
+        temp: out::temp_path(&final_path, id, idx),
+        final_path,
+        exists: Exists::Unique,
+        member: None,
+    })
+}
+
+fn clone_target(t: &Target) -> Target {
+    Target {
+        idx: t.idx,
+        final_path: t.final_path.clone(),
+        temp: t.temp.clone(),
+        exists: t.exists,
+        member: t.member.clone(),
+    }
+}
+
+fn remove(targets: &[Target], rejects: Option<&Target>) {
+    for t in targets.iter().chain(rejects) {
+        let _ = std::fs::remove_file(&t.temp);
+    }
+}
+
+/// Sends one original of the run to the error folder with its report.
+fn fail(
+    job: &Job,
+    m: &Member,
+    taken: chrono::DateTime<Local>,
+    why: String,
+    journal: &Journal,
+) -> Outcome {
+    let vars = Vars {
+        name: &m.found.name,
+        dir: &m.found.rel_dir,
+        job: &job.name,
+        seq: m.seq,
+        taken,
+        record: None,
+        mail: None,
+    };
+    super::process::fail(
+        job,
+        &m.found,
+        &vars,
+        m.id,
+        m.attempts,
+        None,
+        FileError::new(why),
+        journal,
+    )
+}
+
+/// The events that mark an original being read in a run taken again after a crash.
+const READING: &str = "reading";
+const READ: &str = "read";
+
+/// Records, durably, that an original is about to be read (or was read).
+fn mark(journal: Option<&Journal>, id: i64, what: &str) {
+    if let Some(j) = journal {
+        let _ = j.event(
+            id,
+            what,
+            "in a combined run taken again after a crash".into(),
+        );
+        let _ = j.flush();
+    }
+}
+
+/// How many times ferry stopped while reading this original in a combined run: `reading`
+/// marks without their `read`.
+fn crashed_on(journal: &Journal, id: i64) -> u32 {
+    journal
+        .read(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FILTER (WHERE state = 'reading') - COUNT(*) FILTER (WHERE state = 'read') FROM events WHERE file_id = ?1",
+                [id],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .map_or(0, |n| n.max(0) as u32)
+}
+
+fn identity(found: &Found) -> Identity {
+    Identity {
+        path: found.path.to_string_lossy().into_owned(),
+        size: found.meta.size,
+        mtime_ns: found.meta.mtime_ns,
+    }
+}
+
+/// Starts a combined run's delivery on a blocking thread; each file's outcome goes to
+/// `done` as a single file's would.
+pub(super) fn dispatch(
+    set: &mut tokio::task::JoinSet<()>,
+    job: &std::sync::Arc<Job>,
+    journal: &std::sync::Arc<Journal>,
+    files: Vec<(Found, i64)>,
+    slot_ms: Option<i64>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    done: tokio::sync::mpsc::UnboundedSender<(Found, Outcome)>,
+) {
+    let (job, journal) = (job.clone(), journal.clone());
+    set.spawn_blocking(move || {
+        use chrono::TimeZone;
+        let taken = slot_ms
+            .and_then(|ms| Local.timestamp_millis_opt(ms).single())
+            .unwrap_or_else(Local::now);
+        let outcomes = deliver_batch(&job, files, taken, &journal);
+        drop(permit);
+        for o in outcomes {
+            let _ = done.send(o);
+        }
+    });
+}
