@@ -406,7 +406,7 @@ fn plan(
     written: &Written,
     archive_dir: Option<&Path>,
 ) -> Result<Vec<Plan>, String> {
-    let mut used = HashSet::new();
+    let mut used = super::deliver::UsedNames::default();
     let mut outputs = Vec::new();
     for (t, h, size) in &written.sums {
         let Some(final_path) = free_name(&t.final_path, t.exists, &used) else {
@@ -420,7 +420,7 @@ fn plan(
                 t.exists.as_str()
             ));
         };
-        used.insert(final_path.clone());
+        used.insert(&final_path);
         outputs.push(PlannedOutput {
             idx: t.idx,
             temp: t.temp.to_string_lossy().into_owned(),
