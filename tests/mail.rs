@@ -965,3 +965,49 @@ fn issue_11_no_mail_password_anywhere_at_trace_level() {
         }
     }
 }
+
+/// A mail the server refuses for good (550: no such mailbox) is not retried until `[retry]
+/// for`: its file goes to the error folder at once, with a report naming the reply; a mail
+/// to a real mailbox of the same job still arrives.
+#[test]
+fn a_mail_refused_with_550_goes_to_the_error_folder_with_its_reply() {
+    let Some(m) = MailServers::start("smtp") else {
+        return;
+    };
+    let d = Deployment::new("mail-smtp-550");
+    d.write("var/in/nobody/refused.csv", b"a;b\n1;2\n");
+    d.write("var/in/bob/kept.csv", b"a;b\n3;4\n");
+    for (name, to) in [("nobody", "nobody"), ("bob", "bob")] {
+        d.job(
+            name,
+            &format!(
+                r#"[source]
+folder = "var/in/{name}"
+settle = "0s"
+
+[[output]]
+email = "mailto:{to}@example.test"
+smtp = "smtp://alice@127.0.0.1:{port}"
+password = "${{env:FERRY_TEST_SMTP_PW}}"
+ca_file = "{ca}"
+from = "alice@example.test"
+"#,
+                port = m.submission(),
+                ca = m.ca().display()
+            ),
+        );
+    }
+    run_once(&d);
+    wait_for("the mail for bob", Duration::from_secs(30), || {
+        m.messages("bob", "INBOX").len() == 1
+    });
+    assert_eq!(
+        d.files("var/error/nobody"),
+        ["refused.csv", "refused.csv.error.txt"]
+    );
+    let report = std::fs::read_to_string(d.path("var/error/nobody/refused.csv.error.txt")).unwrap();
+    assert!(report.contains("refused the mail (550)"), "{report}");
+    assert!(report.contains("nobody@example.test"), "{report}");
+    assert!(d.files("var/outbox/nobody/1").is_empty());
+    assert!(d.files("var/error/bob").is_empty());
+}

@@ -166,7 +166,29 @@ async fn send_group(
                 .collect(),
         };
         let msg = blocking(|| smtp::build(&letter))?;
-        smtp::send(t, &msg).await?;
+        if let Err(err) = smtp::send(t, &msg).await {
+            let Some(code) = refused_for_good(&err).filter(|_| idx != ALERTS) else {
+                return Err(err);
+            };
+            let why = format!(
+                "the mail server {} refused the mail ({code}), which sending again will not change: {err:#}",
+                e.smtp.display()
+            );
+            tracing::error!(files = %names.join(", "), error = %why, "Mail refused; its files go to the error folder.");
+            blocking(|| {
+                for f in &g {
+                    super::outbox::to_error_folder(
+                        job,
+                        idx as usize,
+                        &e.smtp.display(),
+                        &f.0,
+                        &f.1,
+                        &why,
+                    );
+                }
+            });
+            return Ok(0);
+        }
         blocking(|| store.sent(&job.name, idx, &mid, &names.join("\n")))?;
         tracing::info!(files = %names.join(", "), to = %e.to.join(", "), message_id = %mid, "Sent by email.");
     }
@@ -182,6 +204,18 @@ async fn send_group(
         Ok(())
     })?;
     Ok(g.len())
+}
+
+/// The reply code of a send the server refused for this mail itself: a 5xx answer to its
+/// sender, a recipient or its data (550 to 554: no such mailbox, not local, too big, name
+/// not allowed, transaction failed). Other 5xx replies (530/535 authentication, 5xx to the
+/// greeting) are a matter of the server or ferry's settings, the same for every mail: they
+/// stay retried, like 4xx, until `[retry] for`.
+fn refused_for_good(err: &anyhow::Error) -> Option<u16> {
+    let reply = err.downcast_ref::<smtp::Reply>()?;
+    let permanent = crate::outputs::failure::of_smtp_reply(u32::from(reply.code))
+        == crate::outputs::failure::Kind::Permanent;
+    (permanent && (550..=554).contains(&reply.code)).then_some(reply.code)
 }
 
 fn server(e: &EmailOutput) -> Result<smtp::Server> {

@@ -153,8 +153,23 @@ pub fn content_type_for(name: &str) -> ContentType {
 
 /// Sends one message.
 pub async fn send(t: &Transport, m: &Message) -> Result<()> {
-    t.send(m.clone()).await.map_err(|e| anyhow!("{e}"))?;
+    t.send(m.clone()).await.map_err(|e| match e.status() {
+        Some(code) => anyhow::Error::new(Reply {
+            code: u16::from(code),
+            text: e.to_string(),
+        }),
+        None => anyhow!("{e}"),
+    })?;
     Ok(())
+}
+
+/// A failed send that the server answered with a reply code (what the caller sorts by:
+/// `outputs::failure::of_smtp_reply`).
+#[derive(Debug, thiserror::Error)]
+#[error("{text}")]
+pub struct Reply {
+    pub code: u16,
+    pub text: String,
 }
 
 #[cfg(test)]
