@@ -63,7 +63,7 @@ pub const OPT_IN: &[&str] = &["mailbox", "email"];
 /// Keys a reader still takes only to say what replaced them; never declared.
 pub const RETIRED: &[(&str, &str)] = &[("input", "max_bytes")];
 
-const fn k(
+pub(crate) const fn k(
     table: &'static str,
     when: &'static str,
     name: &'static str,

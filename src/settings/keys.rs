@@ -14,8 +14,9 @@ use serde_json::{Map, Value, json};
 
 use crate::job::defaults::declared;
 pub use crate::job::defaults::{DEFAULTABLE, IMPLICIT};
-use crate::job::keys::{KEYS, Key, Type, keys_schema};
+use crate::job::keys::{KEYS, Key, Type, k, keys_schema};
 
+/// A key of ferry.toml: a job-file key with no `when` (ferry.toml has one kind per table).
 const fn s(
     table: &'static str,
     name: &'static str,
@@ -23,14 +24,7 @@ const fn s(
     default: &'static str,
     doc: &'static str,
 ) -> Key {
-    Key {
-        table,
-        when: "",
-        name,
-        ty,
-        default,
-        doc,
-    }
+    k(table, "", name, ty, default, doc)
 }
 
 /// The log formats (`--log-format`).
