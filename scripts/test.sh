@@ -58,6 +58,10 @@ fi
 # own instances on free loopback ports).
 bash scripts/mail-servers.sh install
 
+# Database tests run real PostgreSQL and MariaDB (installed here when missing; each test
+# binary starts its own instances in a temporary folder on free loopback ports).
+bash scripts/db-servers.sh install
+
 # The Windows build type-checks and lints clean (`cargo clippy --target
 # x86_64-pc-windows-gnu`; installs gcc-mingw-w64-x86-64 and the rustup target when
 # missing, says so and goes on when rustup cannot download it). The whole run of ferry.exe
