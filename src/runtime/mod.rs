@@ -709,6 +709,8 @@ impl Runner {
             if let Some(gate) = &mut self.gate {
                 gate.open(why, slot, ready);
             }
+        } else if self.job.combines() {
+            self.retry_run();
         }
     }
 
@@ -762,6 +764,35 @@ impl Runner {
             &self.shared.journal,
             files,
             slot,
+            permit,
+            self.done_tx.clone(),
+        );
+    }
+
+    /// A combining job's retry run: its queued originals whose pause is over, together
+    /// (`runtime::combine`; docs/schedules.md "A combined run's retries").
+    fn retry_run(&mut self) {
+        if !self.gate.as_ref().is_some_and(runs::Gate::may_retry) {
+            return;
+        }
+        let Ok(permit) = self.shared.workers.clone().try_acquire_owned() else {
+            return;
+        };
+        let files = self.st.retry_due();
+        let Some(g) = self.gate.as_mut().filter(|_| !files.is_empty()) else {
+            return;
+        };
+        let slot = g.retry_slot();
+        g.open(runs::Why::Retry, slot, files.len());
+        for (f, _) in &files {
+            g.took(&f.path);
+        }
+        combine::dispatch(
+            &mut self.in_flight,
+            &self.job,
+            &self.shared.journal,
+            files,
+            Some(slot.as_millisecond()),
             permit,
             self.done_tx.clone(),
         );

