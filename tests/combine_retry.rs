@@ -252,3 +252,118 @@ fn issue_14_a_combined_run_is_given_up_on_after_retry_for() {
     assert_eq!(queued(&d, "nightly"), 0);
     assert_eq!(runs(&d)[0]["result"], "failed");
 }
+
+/// Appends a line to `path` every 100 ms until dropped: a file that never settles.
+struct Grower {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Grower {
+    fn start(path: PathBuf, line: &'static str) -> Grower {
+        use std::io::Write;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !s.load(std::sync::atomic::Ordering::SeqCst) {
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .unwrap();
+                f.write_all(line.as_bytes()).unwrap();
+                drop(f);
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        Grower {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Grower {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `ferry run --once` to its end (killed, and the test failed, after 2 minutes).
+fn run_once(d: &Deployment) -> Output {
+    let child = d
+        .cmd(&["run", "--once"])
+        .env("FERRY_TEST_CLOCK", d.path("clock"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(o) => o.unwrap(),
+        Err(_) => {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("ferry run --once did not end with a file that never settles");
+        }
+    }
+}
+
+/// A file that a writer keeps growing does not hold `run --once`: after its settle time
+/// and the grace it is left for the next run (said in the log), the other files are
+/// delivered, and the run ends; for a plain job and for a combining one alike.
+#[test]
+fn issue_14_run_once_leaves_a_file_that_never_settles_for_the_next_run() {
+    let d = Deployment::new("once-bound");
+    d.job(
+        "plain",
+        "[source]\nfolder = \"in/plain\"\nsettle = \"1s\"\n\n[[output]]\nfolder = \"out/plain\"\n",
+    );
+    d.job(
+        "nightly",
+        r#"[source]
+folder = "in/nightly"
+settle = "1s"
+schedule = "0 23 * * *"
+timezone = "UTC"
+
+[input]
+format = "csv"
+
+[[output]]
+folder = "out/nightly"
+name = "night.csv"
+format = "csv"
+combine = true
+"#,
+    );
+    set_clock(&d, "2027-01-14T12:00:00Z");
+    d.write("in/plain/done.txt", "done\n");
+    d.write("in/plain/growing.txt", "x\n");
+    d.write("in/nightly/a.csv", "id\n1\n");
+    d.write("in/nightly/growing.csv", "id\n");
+    let _g1 = Grower::start(d.path("in/plain/growing.txt"), "x\n");
+    let _g2 = Grower::start(d.path("in/nightly/growing.csv"), "2\n");
+    let o = run_once(&d);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out/plain"), ["done.txt"]);
+    assert_eq!(
+        String::from_utf8(read(&d.path("out/nightly/night.csv"))).unwrap(),
+        "id\n1\n",
+        "the combined run without the growing file"
+    );
+    assert_eq!(d.files("in/plain"), ["growing.txt"]);
+    assert_eq!(d.files("in/nightly"), ["growing.csv"]);
+    assert!(d.files("var/error").is_empty());
+    let said = stderr(&o)
+        .matches(
+            "Still not ready after its settle time and the --once grace; left for the next run.",
+        )
+        .count();
+    assert_eq!(said, 2, "{}", stderr(&o));
+}

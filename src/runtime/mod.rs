@@ -14,6 +14,7 @@ pub mod deliver;
 pub mod extract;
 pub mod late_hash;
 pub mod naming;
+mod once;
 pub mod original;
 pub mod pipeline;
 pub mod process;
@@ -652,6 +653,7 @@ impl Runner {
             // wakes it at least once a second when the workers were busy).
             let want_permit = !self.st.queue.is_empty() && self.may_take() && !self.job.combines();
             let scan_due = !self.shared.once || self.st.once_pending.is_none();
+            let once_until = self.st.once_until.map(tokio::time::Instant::from_std);
             tokio::select! {
                 _ = self.stop.changed() => break,
                 Some(p) = self.ev_rx.recv() => {
@@ -681,6 +683,10 @@ impl Runner {
                 Some(_) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {}
                 _ = tokio::time::sleep_until(self.next_scan), if scan_due => self.rescan().await,
                 _ = sleep_until_opt(next_wake) => self.st.on_wake(),
+                _ = sleep_until_opt(once_until), if once_until.is_some() => {
+                    self.st.once_until = None;
+                    self.st.once_leave_settling();
+                }
                 permit = self.shared.workers.clone().acquire_owned(), if want_permit => {
                     if let Ok(permit) = permit
                         && self.may_take()
@@ -986,6 +992,10 @@ struct JobState {
     queue: VecDeque<(Found, i64)>,
     /// In `--once` mode: the files present at start that are not handled yet.
     once_pending: Option<HashSet<PathBuf>>,
+    /// In `--once` mode: when files still settling are left for the next run ([`once`]),
+    /// and those left.
+    once_until: Option<Instant>,
+    once_left: HashSet<PathBuf>,
     journal: Arc<Journal>,
     /// `run --once` with a remote source: staged files finished (done, or failed into the
     /// error folder), for the fetcher to dispose of their originals.
@@ -1008,6 +1018,8 @@ impl JobState {
             wakes: BinaryHeap::new(),
             queue: VecDeque::new(),
             once_pending: None,
+            once_until: None,
+            once_left: HashSet::new(),
             journal: shared.journal.clone(),
             finished_tx: None,
             root: Arc::new(crate::sources::dir::SourceRoot::new(&job.source.folder)),
@@ -1038,6 +1050,9 @@ impl JobState {
     }
 
     fn observe(&mut self, f: Found) {
+        if self.once_left.contains(&f.path) {
+            return;
+        }
         if self.retry_held(&f) {
             return;
         }
@@ -1124,6 +1139,7 @@ impl JobState {
         let seen: HashSet<PathBuf> = found.iter().map(|f| f.path.clone()).collect();
         if once && self.once_pending.is_none() {
             self.once_pending = Some(seen.clone());
+            self.once_until = Some(self.once_bound(Instant::now()));
         }
         self.tracker.forget_missing(&seen);
         self.retry_forget_missing(&seen);
