@@ -367,3 +367,51 @@ combine = true
         .count();
     assert_eq!(said, 2, "{}", stderr(&o));
 }
+
+/// The `schedules` entry of `ferry status --json` for `job`.
+fn waiting(d: &Deployment, job: &str) -> serde_json::Value {
+    json(&ferry(d, &["status", "--json"]))["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["job"] == job)
+        .map(|s| s["waiting"].clone())
+        .unwrap_or_default()
+}
+
+/// A failed file of a scheduled job put back by `ferry retry` while the daemon runs is
+/// not taken at once: it waits for the job's next run, as any new file does.
+#[test]
+fn issue_14_a_file_put_back_by_ferry_retry_waits_for_the_next_run_of_its_scheduled_job() {
+    let d = Deployment::new("retry-gate");
+    d.job(
+        "sched",
+        "[source]\nfolder = \"in\"\nsettle = \"0s\"\npoll = \"100ms\"\nschedule = \"0 23 * * *\"\ntimezone = \"UTC\"\n\n[[output]]\nfolder = \"out\"\nexists = \"fail\"\n",
+    );
+    d.write("out/a.csv", "someone else's\n");
+    d.write("in/a.csv", "ours\n");
+    set_clock(&d, "2027-01-14T22:59:00Z");
+    let mut daemon = start(&d);
+    d.wait_log("Scheduled job", 1);
+    set_clock(&d, "2027-01-14T23:00:00Z");
+    wait_for("the error folder", WAIT, || {
+        d.files("var/error/sched") == ["a.csv", "a.csv.error.txt"]
+    });
+    wait_for("the failure on record", WAIT, || {
+        d.history().iter().any(|f| f["state"] == "failed")
+    });
+    std::fs::remove_file(d.path("out/a.csv")).unwrap();
+    let o = ferry(&d, &["retry", "--job", "sched"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("a.csv"), "{}", stdout(&o));
+    wait_for("the file waiting for the run", WAIT, || {
+        waiting(&d, "sched") == 1
+    });
+    assert!(d.files("out").is_empty(), "taken before its run");
+    assert_eq!(d.files("in"), ["a.csv"]);
+    set_clock(&d, "2027-01-15T23:00:00Z");
+    d.wait_exists("out/a.csv");
+    wait_for("archived", WAIT, || d.files("var/archive/sched") == ["a.csv"]);
+    daemon.stop();
+    assert_eq!(read(&d.path("out/a.csv")), b"ours\n");
+}
