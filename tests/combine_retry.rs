@@ -411,7 +411,167 @@ fn issue_14_a_file_put_back_by_ferry_retry_waits_for_the_next_run_of_its_schedul
     assert_eq!(d.files("in"), ["a.csv"]);
     set_clock(&d, "2027-01-15T23:00:00Z");
     d.wait_exists("out/a.csv");
-    wait_for("archived", WAIT, || d.files("var/archive/sched") == ["a.csv"]);
+    wait_for("archived", WAIT, || {
+        d.files("var/archive/sched") == ["a.csv"]
+    });
     daemon.stop();
     assert_eq!(read(&d.path("out/a.csv")), b"ours\n");
+}
+
+mod ftp_server;
+
+/// `ferry run` with the FTP password in its environment.
+fn start_ftp(d: &Deployment) -> Daemon {
+    std::fs::create_dir_all(d.path("var")).unwrap();
+    let n = std::fs::read_dir(d.path("var")).unwrap().count();
+    let log = std::fs::File::create(d.path(&format!("var/ferry-{n}.log"))).unwrap();
+    let child = d
+        .cmd(&["run"])
+        .env("FTP_PW", ftp_server::PASSWORD)
+        .env("FERRY_TEST_CLOCK", d.path("clock"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(log))
+        .spawn()
+        .unwrap();
+    Daemon { child }
+}
+
+/// Outbox files given up on after `[retry] for` (the FTP server was down) are put back by
+/// `ferry retry FILE-ID` (the original's record) and `--all-failed`, and each reaches the
+/// restarted server exactly once.
+#[test]
+fn issue_14_ferry_retry_puts_given_up_ftp_outbox_files_back_and_they_are_delivered_once() {
+    if !ftp_server::available(ftp_server::vsftpd_path(), "vsftpd") {
+        return;
+    }
+    let d = Deployment::new("retry-outbox");
+    let mut srv = ftp_server::Server::vsftpd(&d.path("srv"), None, 0);
+    srv.mkdir("inbound");
+    d.job(
+        "up",
+        &format!(
+            "[source]\nfolder = \"in/up\"\nsettle = \"0s\"\npoll = \"200ms\"\n\n\
+             [[output]]\nftp = \"{}\"\npassword = \"${{env:FTP_PW}}\"\n\n\
+             [retry]\nevery = \"200ms\"\nmax = \"500ms\"\nfor = \"2s\"\n",
+            srv.url("ftp", "inbound")
+        ),
+    );
+    d.mkdir("in/up");
+    set_clock(&d, "2027-01-14T12:00:00Z");
+    srv.stop();
+    let mut daemon = start_ftp(&d);
+    d.wait_log("Watching", 1);
+    d.drop_file("in/up/a.csv", "a\n");
+    d.drop_file("in/up/b.csv", "b\n");
+    wait_for("both given up on", WAIT, || {
+        d.files("var/error/up") == ["a.csv", "a.csv.error.txt", "b.csv", "b.csv.error.txt"]
+    });
+    let a = d
+        .history()
+        .into_iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with("a.csv"))
+        .unwrap();
+    wait_for("the give-up on record", WAIT, || {
+        d.history().iter().any(|f| {
+            f["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["state"] == "outbox-failed")
+        })
+    });
+    srv.start();
+    let o = ferry(&d, &["retry", &a["id"].as_i64().unwrap().to_string()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("a.csv"), "{}", stdout(&o));
+    wait_for("a.csv delivered", WAIT, || {
+        srv.files("inbound") == ["a.csv"]
+    });
+    assert_eq!(d.files("var/error/up"), ["b.csv", "b.csv.error.txt"]);
+    let o = ferry(&d, &["retry", "--all-failed"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("b.csv"), "{}", stdout(&o));
+    wait_for("b.csv delivered", WAIT, || {
+        srv.files("inbound") == ["a.csv", "b.csv"]
+    });
+    wait_for("the outbox empty", WAIT, || {
+        d.files("var/outbox/up").is_empty()
+    });
+    daemon.stop();
+    assert_eq!(
+        std::fs::read(srv.root.join("inbound/a.csv")).unwrap(),
+        b"a\n"
+    );
+    assert_eq!(
+        std::fs::read(srv.root.join("inbound/b.csv")).unwrap(),
+        b"b\n"
+    );
+    assert!(d.files("var/error/up").is_empty());
+    // Nothing is put back twice.
+    let o = ferry(&d, &["retry", "--all-failed"]);
+    assert!(stdout(&o).contains("no failed files"), "{}", stdout(&o));
+    let h = d
+        .history()
+        .into_iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with("a.csv"))
+        .unwrap();
+    assert!(
+        h["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["state"] == "outbox-retried"),
+        "{h}"
+    );
+}
+
+/// A combined run with an FTP output: the night's one file goes through the outbox and
+/// reaches the server once, with every record of the run.
+#[test]
+fn issue_14_a_combined_ftp_output_goes_through_the_outbox() {
+    if !ftp_server::available(ftp_server::vsftpd_path(), "vsftpd") {
+        return;
+    }
+    let d = Deployment::new("combine-ftp");
+    let srv = ftp_server::Server::vsftpd(&d.path("srv"), None, 0);
+    srv.mkdir("inbound");
+    d.job(
+        "nightly",
+        &format!(
+            r#"[source]
+folder = "in"
+settle = "0s"
+schedule = "0 23 * * *"
+timezone = "UTC"
+
+[input]
+format = "csv"
+
+[[output]]
+ftp = "{}"
+password = "${{env:FTP_PW}}"
+name = "night_{{seq}}.csv"
+format = "csv"
+combine = true
+"#,
+            srv.url("ftp", "inbound")
+        ),
+    );
+    set_clock(&d, "2027-01-14T12:00:00Z");
+    d.write("in/a.csv", "id,amount\n1,10\n");
+    d.write("in/b.csv", "id,amount\n2,20\n3,30\n");
+    let o = d
+        .cmd(&["run", "--once"])
+        .env("FTP_PW", ftp_server::PASSWORD)
+        .env("FERRY_TEST_CLOCK", d.path("clock"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(srv.files("inbound"), ["night_1.csv"]);
+    assert_eq!(
+        std::fs::read_to_string(srv.root.join("inbound/night_1.csv")).unwrap(),
+        "id,amount\n1,10\n2,20\n3,30\n"
+    );
+    assert!(d.files("var/outbox/nightly").is_empty());
+    assert_eq!(d.files("var/archive/nightly"), ["a.csv", "b.csv"]);
 }

@@ -20,6 +20,7 @@
 //! - [`requeue`]: `ferry retry` moves files back from the error folder into their source.
 
 pub mod batch;
+pub mod given_up;
 pub mod holds;
 pub mod requeue;
 mod runner;
