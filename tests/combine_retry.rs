@@ -575,3 +575,113 @@ combine = true
     assert!(d.files("var/outbox/nightly").is_empty());
     assert_eq!(d.files("var/archive/nightly"), ["a.csv", "b.csv"]);
 }
+
+const ONCE_NIGHTLY: &str = r#"[source]
+folder = "in"
+settle = "0s"
+schedule = "0 23 * * *"
+timezone = "UTC"
+
+[input]
+format = "csv"
+
+[[output]]
+folder = "out"
+name = "night.csv"
+format = "csv"
+combine = true
+exists = "fail"
+
+[retry]
+every = "100ms"
+max = "100ms"
+for = "forever"
+"#;
+
+/// `ferry run --once` with the debug builds' hook that disturbs the run's first output
+/// between its plan and its rename.
+fn run_once_disturbed(d: &Deployment, what: &str) -> Output {
+    d.cmd(&["run", "--once"])
+        .env("FERRY_TEST_CLOCK", d.path("clock"))
+        .env("FERRY_TEST_BEFORE_RENAME", what)
+        .output()
+        .unwrap()
+}
+
+/// The output's name taken between the plan and the rename (`exists = "fail"`): the run
+/// is withdrawn whole (no plan left for recovery to finish, no temporary left), and every
+/// original goes to the error folder with the reason.
+#[test]
+fn issue_14_a_run_whose_name_is_taken_before_the_rename_is_withdrawn() {
+    let d = Deployment::new("combine-withdraw");
+    d.job("nightly", ONCE_NIGHTLY);
+    set_clock(&d, "2027-01-14T12:00:00Z");
+    d.write("in/a.csv", "id\n1\n");
+    d.write("in/b.csv", "id\n2\n");
+    let o = run_once_disturbed(&d, "take");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        d.files("out"),
+        ["night.csv"],
+        "only the other writer's file"
+    );
+    assert_eq!(read(&d.path("out/night.csv")), b"taken\n");
+    assert_eq!(
+        d.files("var/error/nightly"),
+        ["a.csv", "a.csv.error.txt", "b.csv", "b.csv.error.txt"]
+    );
+    let report = std::fs::read_to_string(d.path("var/error/nightly/b.csv.error.txt")).unwrap();
+    assert!(
+        report.contains("cannot commit the run's output 1"),
+        "{report}"
+    );
+    assert!(d.files("in").is_empty());
+    // Nothing left planned: a start finds nothing to recover.
+    let o = ferry(&d, &["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), ["night.csv"]);
+    assert_eq!(read(&d.path("out/night.csv")), b"taken\n");
+}
+
+/// Waits until no destination of the journal is paused any more.
+fn wait_pause_over(d: &Deployment) {
+    wait_for("the pause over", WAIT, || {
+        let c = rusqlite::Connection::open(d.path("var/state/journal.sqlite")).unwrap();
+        let until: i64 = c
+            .query_row(
+                "SELECT COALESCE(MAX(until_ms), 0) FROM retry_paused",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        until < now
+    });
+}
+
+/// A rename that fails for a reason that may pass (its temporary gone, as on a share that
+/// was remounted): the run is withdrawn and queued; the next `run --once` after the
+/// backoff retries it and writes the night's file once.
+#[test]
+fn issue_14_a_run_withdrawn_for_a_reason_that_may_pass_is_queued_and_retried() {
+    let d = Deployment::new("combine-withdraw-retry");
+    d.job("nightly", ONCE_NIGHTLY);
+    set_clock(&d, "2027-01-14T12:00:00Z");
+    d.write("in/a.csv", "id\n1\n");
+    d.write("in/b.csv", "id\n2\n");
+    let o = run_once_disturbed(&d, "lose-temp");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(d.files("out").is_empty(), "{:?}", d.files("out"));
+    assert_eq!(queued(&d, "nightly"), 2);
+    assert_eq!(d.files("in"), ["a.csv", "b.csv"]);
+    wait_pause_over(&d);
+    let o = ferry(&d, &["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(d.files("out"), ["night.csv"]);
+    assert_eq!(read(&d.path("out/night.csv")), b"id\n1\n2\n");
+    assert_eq!(d.files("var/archive/nightly"), ["a.csv", "b.csv"]);
+    assert_eq!(queued(&d, "nightly"), 0);
+}

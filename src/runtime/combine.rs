@@ -116,6 +116,8 @@ pub fn deliver_batch(
 
     // Step 4: rename the combined outputs into place.
     let lead_plan = &plans[0];
+    #[cfg(debug_assertions)]
+    test_hook_before_rename(lead_plan);
     let renamed = match rename_into_place(journal, lead_id, &lead_plan.outputs) {
         Ok(r) => r.paths.len(),
         Err(e) => {
@@ -415,6 +417,30 @@ impl Batch<'_> {
             self.journal,
         );
         self.outcomes.push((m.listed, o));
+    }
+}
+
+/// Tests only, compiled into debug builds only: `FERRY_TEST_BEFORE_RENAME` disturbs the
+/// run's first output between its plan and its rename, as another writer or a share could
+/// in that instant: `take` writes a file at its name (a name taken under `exists = "fail"`),
+/// `lose-temp` removes its temporary (a rename that finds nothing, which may pass). The
+/// withdrawal of a run (`Batch::withdraw`) is tested with it (tests/combine_retry.rs).
+#[cfg(debug_assertions)]
+fn test_hook_before_rename(plan: &Plan) {
+    let (Ok(what), Some(o)) = (
+        std::env::var("FERRY_TEST_BEFORE_RENAME"),
+        plan.outputs.first(),
+    ) else {
+        return;
+    };
+    match what.as_str() {
+        "take" => {
+            let _ = std::fs::write(&o.final_path, "taken\n");
+        }
+        "lose-temp" => {
+            let _ = std::fs::remove_file(&o.temp);
+        }
+        _ => {}
     }
 }
 
