@@ -185,6 +185,22 @@ pub fn last_run(conn: &Connection, job: &str) -> rusqlite::Result<Option<RunRow>
     .optional()
 }
 
+/// The job's last run that was not a combined run's retry (which keeps the failed run's
+/// slot): where its schedule counts from.
+pub fn last_slot_run(conn: &Connection, job: &str) -> rusqlite::Result<Option<RunRow>> {
+    if !has_runs(conn)? {
+        return Ok(None);
+    }
+    conn.query_row(
+        &format!(
+            "SELECT {COLUMNS} FROM runs WHERE job = ?1 AND why <> 'retry' ORDER BY run DESC LIMIT 1"
+        ),
+        [job],
+        row,
+    )
+    .optional()
+}
+
 /// The slot of the job's last run with files queued for another try (its result
 /// `queued`): a combined run's retry keeps it after a restart.
 pub fn last_queued_slot(conn: &Connection, job: &str) -> rusqlite::Result<Option<i64>> {

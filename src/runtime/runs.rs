@@ -107,12 +107,21 @@ impl Gate {
         let clock = Clock::from_env();
         let now = clock.now();
         let _ = journal.flush();
-        let last = journal
+        let newest = journal
             .read(|c| runs::last_run(c, &job.name))
             .unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "Cannot read the job's last run; counting from now.");
                 None
             });
+        // A combined run's retry keeps the failed run's slot: the schedule counts from the
+        // last run that was not a retry (its files are in the retry queue, not redone).
+        let last = match &newest {
+            Some(r) if r.why == Why::Retry.as_str() => journal
+                .read(|c| runs::last_slot_run(c, &job.name))
+                .ok()
+                .flatten(),
+            other => other.clone(),
+        };
         let mut gate = Gate {
             job: job.clone(),
             journal: journal.clone(),
@@ -121,7 +130,7 @@ impl Gate {
             next: None,
             pending: None,
             run: None,
-            runs: last.as_ref().map_or(0, |r| r.run),
+            runs: newest.as_ref().map_or(0, |r| r.run),
             inside: timing.inside(now),
             retry_slot: journal
                 .read(|c| runs::last_queued_slot(c, &job.name))
@@ -134,7 +143,7 @@ impl Gate {
         let interrupted = last
             .as_ref()
             .is_some_and(|r| r.finished_ms.is_none() || r.result == "interrupted");
-        if let Some(r) = &last
+        if let Some(r) = &newest
             && r.finished_ms.is_none()
         {
             let _ = journal.run_interrupted(&job.name, r.run, now.as_millisecond());

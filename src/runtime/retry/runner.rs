@@ -142,7 +142,14 @@ impl super::super::JobState {
             tracing::warn!(destination = %dest, pause = ?wait, failures = p.failures, "Destination paused: its queued files wait, the job's other files go on.");
             record_pause(&self.journal, &self.job.name, &p, error);
         }
-        match self.holds.check(&found.path, found.meta, now) {
+        // A combined run's originals wait together for a retry run (`retry_due`), which
+        // the gate's clock starts; no wake of their own.
+        let check = if self.job.combines() {
+            Check::Hold
+        } else {
+            self.holds.check(&found.path, found.meta, now)
+        };
+        match check {
             Check::HoldUntil(t) => self.wakes.push(std::cmp::Reverse((t, found.path.clone()))),
             Check::Hold => {}
             Check::Go => self
