@@ -162,6 +162,11 @@ fn issue_14_a_combined_run_whose_share_fails_is_retried_after_backoff_not_at_the
     });
     let r = runs(&d);
     assert_eq!(r.last().unwrap()["result"], "queued", "{r:?}");
+    wait_for(
+        "ferry status to say the run waits for a retry",
+        WAIT,
+        || stdout(&ferry(&d, &["status"])).contains("files of it wait in the retry queue"),
+    );
     // Tried again after the backoff, at 23:00 still: retry runs, not the next slot's.
     d.wait_log("Destination paused", 3);
     wait_for("retry runs", WAIT, || {

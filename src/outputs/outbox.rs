@@ -433,7 +433,7 @@ impl DeliveryRunner {
 
 /// Moves the outbox file `path` (`rel` in the outbox) of output `idx` to the job's error
 /// folder with a report (and an alert, with `[alert]`), on record in the journal for
-/// `ferry retry` (`runtime::retry::given_up`).
+/// `ferry retry` ([`super::given_up`]).
 pub(crate) fn to_error_folder(
     job: &Job,
     idx: usize,
@@ -471,7 +471,7 @@ pub(crate) fn to_error_folder(
         );
         let _ = fsutil::write_new_durable(&fsutil::report_path(&dest), report.as_bytes());
         let _ = fsutil::sync_dir(&dir);
-        crate::runtime::retry::given_up::record(journal, &job.name, idx, path, &dest, msg);
+        super::given_up::record(journal, &job.name, idx, path, &dest, msg);
         super::alerts::outbox_failure(job, idx, name, &report);
     }
 }

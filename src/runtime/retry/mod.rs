@@ -20,7 +20,6 @@
 //! - [`requeue`]: `ferry retry` moves files back from the error folder into their source.
 
 pub mod batch;
-pub mod given_up;
 pub mod holds;
 pub mod requeue;
 mod runner;

@@ -12,7 +12,8 @@
 //! neither; a crash between the move and the journal write leaves the earlier record
 //! saying `failed` (its copy gone), and the file is taken again all the same.
 //!
-//! FTP and email outbox files whose delivery was given up on ([`super::given_up`]) are
+//! FTP and email outbox files whose delivery was given up on
+//! ([`crate::outputs::given_up`]) are
 //! moved back into their outbox the same way (never over a file there); the output's
 //! deliverer (the daemon's, or the next `run`'s) sends them as any outbox file. `FILE-ID`
 //! is then the original's record, whose outputs they were.
@@ -172,14 +173,14 @@ pub fn run(state_dir: &Path, which: &Which) -> Result<(usize, usize)> {
     let conn = Connection::open(crate::journal::db_path(state_dir))?;
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     let outbox = match which {
-        Which::Id(id) => super::given_up::list(&conn, Some(*id), None)?,
-        Which::Job(j) => super::given_up::list(&conn, None, Some(j))?,
-        Which::AllFailed => super::given_up::list(&conn, None, None)?,
+        Which::Id(id) => crate::outputs::given_up::list(&conn, Some(*id), None)?,
+        Which::Job(j) => crate::outputs::given_up::list(&conn, None, Some(j))?,
+        Which::AllFailed => crate::outputs::given_up::list(&conn, None, None)?,
     };
     let files = failed(&conn, which, !outbox.is_empty())?;
     let (mut ok, mut bad) = (0, 0);
     for g in &outbox {
-        match super::given_up::put_back(&conn, g) {
+        match crate::outputs::given_up::put_back(&conn, g) {
             Ok(what) => {
                 println!("retry [{}]: {what}", g.job);
                 ok += 1;
