@@ -12,9 +12,8 @@
 //! neither; a crash between the move and the journal write leaves the earlier record
 //! saying `failed` (its copy gone), and the file is taken again all the same.
 //!
-//! FTP and email outbox files whose delivery was given up on
-//! ([`crate::outputs::given_up`]) are
-//! moved back into their outbox the same way (never over a file there); the output's
+//! FTP and email outbox files whose delivery was given up on ([`crate::outputs::given_up`])
+//! are moved back into their outbox the same way (never over a file there); the output's
 //! deliverer (the daemon's, or the next `run`'s) sends them as any outbox file. `FILE-ID`
 //! is then the original's record, whose outputs they were.
 //!
