@@ -147,6 +147,20 @@ impl Tracker {
         }
     }
 
+    /// Hands a file to processing without a look at its readiness (a combined run's
+    /// queued original, retried whole: it was ready when its run took it, and it is
+    /// unchanged). Returns when it was first seen.
+    pub fn take(&mut self, path: &Path, meta: Meta, wall_ms: i64) -> i64 {
+        let e = self.entries.entry(path.to_path_buf()).or_insert(Entry {
+            meta,
+            phase: Phase::Taken,
+            first_seen_ms: wall_ms,
+        });
+        e.meta = meta;
+        e.phase = Phase::Taken;
+        e.first_seen_ms
+    }
+
     /// Marks a known, already processed file (found in the journal) as finished.
     pub fn mark_finished(&mut self, path: &Path, meta: Meta, wall_ms: i64) {
         self.entries.insert(

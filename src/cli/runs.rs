@@ -196,9 +196,15 @@ pub fn schedules(
                 r.files.clear();
                 r
             });
-        let last_slot = last
-            .as_ref()
-            .and_then(|r| jiff::Timestamp::from_millisecond(r.slot_ms).ok());
+        // A combined run's retry keeps the failed run's slot: the schedule counts from the
+        // last run that was not a retry.
+        let slot_ms = match &last {
+            Some(r) if r.why == "retry" => conn
+                .and_then(|c| runs::last_slot_run(c, name).ok().flatten())
+                .map(|r| r.slot_ms),
+            other => other.as_ref().map(|r| r.slot_ms),
+        };
+        let last_slot = slot_ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok());
         let anchor = match (&t.when, last_slot) {
             (Some(When::Every(_)), Some(s)) => s,
             _ => now,
@@ -222,6 +228,9 @@ pub fn schedules(
                     r.failed
                 )),
                 None => text.push_str(": no run yet"),
+            }
+            if last.as_ref().is_some_and(|r| r.result == "queued") {
+                text.push_str("; files of it wait in the retry queue");
             }
             if missed {
                 text.push_str("; a run was missed: it runs once at the next start");

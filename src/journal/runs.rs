@@ -44,13 +44,15 @@ pub struct RunRow {
     pub job: String,
     pub run: i64,
     /// `schedule`, `missed` (a slot that passed while ferry was stopped), `trigger`
-    /// (`ferry trigger`) or `once` (`ferry run --once`).
+    /// (`ferry trigger`), `once` (`ferry run --once`) or `retry` (a combined run tried
+    /// again after its output failed for a reason that may pass).
     pub why: String,
     pub slot: String,
     pub started: String,
     pub finished: Option<String>,
-    /// `running`, `ok`, `failed` (at least one file failed) or `interrupted` (ferry
-    /// stopped before every file of the run was handled).
+    /// `running`, `ok`, `failed` (at least one file failed), `queued` (files of it wait
+    /// in the retry queue, none failed) or `interrupted` (ferry stopped before every file
+    /// of the run was handled).
     pub result: String,
     pub taken: u64,
     pub delivered: u64,
@@ -179,6 +181,36 @@ pub fn last_run(conn: &Connection, job: &str) -> rusqlite::Result<Option<RunRow>
         &format!("SELECT {COLUMNS} FROM runs WHERE job = ?1 ORDER BY run DESC LIMIT 1"),
         [job],
         row,
+    )
+    .optional()
+}
+
+/// The job's last run that was not a combined run's retry (which keeps the failed run's
+/// slot): where its schedule counts from.
+pub fn last_slot_run(conn: &Connection, job: &str) -> rusqlite::Result<Option<RunRow>> {
+    if !has_runs(conn)? {
+        return Ok(None);
+    }
+    conn.query_row(
+        &format!(
+            "SELECT {COLUMNS} FROM runs WHERE job = ?1 AND why <> 'retry' ORDER BY run DESC LIMIT 1"
+        ),
+        [job],
+        row,
+    )
+    .optional()
+}
+
+/// The slot of the job's last run with files queued for another try (its result
+/// `queued`): a combined run's retry keeps it after a restart.
+pub fn last_queued_slot(conn: &Connection, job: &str) -> rusqlite::Result<Option<i64>> {
+    if !has_runs(conn)? {
+        return Ok(None);
+    }
+    conn.query_row(
+        "SELECT slot FROM runs WHERE job = ?1 AND result = 'queued' ORDER BY run DESC LIMIT 1",
+        [job],
+        |r| r.get(0),
     )
     .optional()
 }

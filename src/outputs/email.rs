@@ -184,6 +184,7 @@ async fn send_group(
                         &f.0,
                         &f.1,
                         &why,
+                        store.journal(),
                     );
                 }
             });
@@ -272,7 +273,7 @@ pub async fn run(
             Err(err) => {
                 transport = None;
                 let msg = format!("{err:#}");
-                give_up_old(&job, idx, &e, &msg);
+                give_up_old(&job, idx, &e, &msg, &journal);
                 if msg != last_error {
                     tracing::warn!(server = %e.smtp.display(), error = %msg, "Sending by email failed; the files stay in the outbox and are retried with backoff.");
                     last_error = msg;
@@ -292,7 +293,7 @@ pub async fn run(
 
 /// Outbox files that waited longer than `[retry] for` go to the error folder with a report
 /// (and an alert). Not for the alert outbox itself: an alert is never given up on.
-fn give_up_old(job: &Job, idx: u32, e: &EmailOutput, msg: &str) {
+fn give_up_old(job: &Job, idx: u32, e: &EmailOutput, msg: &str, journal: &Journal) {
     if idx == ALERTS {
         return;
     }
@@ -307,7 +308,15 @@ fn give_up_old(job: &Job, idx: u32, e: &EmailOutput, msg: &str) {
             e.smtp.display()
         );
         tracing::error!(file = %rel, error = %why, "Not sent in time; moved to the error folder.");
-        super::outbox::to_error_folder(job, idx as usize, &e.smtp.display(), &path, &rel, &why);
+        super::outbox::to_error_folder(
+            job,
+            idx as usize,
+            &e.smtp.display(),
+            &path,
+            &rel,
+            &why,
+            journal,
+        );
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`failure`]: whether a failed delivery may pass (retried) or not (error folder).
 //! - [`email`]: mails from an outbox, one per file or batch; [`alerts`] uses it for the
 //!   admin's alert mails.
+//! - [`given_up`]: outbox files sent to the error folder, on record for `ferry retry`.
 //!
 //! A remote kind is a [`Deliverer`]; [`deliverer`] is the one place where those kinds are
 //! listed (docs/design.md, "How to add a source or an output").
@@ -15,6 +16,7 @@ pub mod email;
 pub mod failure;
 pub mod folder;
 pub mod ftp;
+pub mod given_up;
 pub mod outbox;
 
 use std::path::Path;

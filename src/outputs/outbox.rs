@@ -418,6 +418,7 @@ impl DeliveryRunner {
             path,
             rel,
             msg,
+            &self.journal,
         );
     }
 
@@ -431,7 +432,8 @@ impl DeliveryRunner {
 }
 
 /// Moves the outbox file `path` (`rel` in the outbox) of output `idx` to the job's error
-/// folder with a report (and an alert, with `[alert]`).
+/// folder with a report (and an alert, with `[alert]`), on record in the journal for
+/// `ferry retry` ([`super::given_up`]).
 pub(crate) fn to_error_folder(
     job: &Job,
     idx: usize,
@@ -439,6 +441,7 @@ pub(crate) fn to_error_folder(
     path: &Path,
     rel: &str,
     msg: &str,
+    journal: &Journal,
 ) {
     let name = rel.rsplit('/').next().unwrap_or(rel);
     let dir = job.after.error.render(&Vars {
@@ -468,6 +471,7 @@ pub(crate) fn to_error_folder(
         );
         let _ = fsutil::write_new_durable(&fsutil::report_path(&dest), report.as_bytes());
         let _ = fsutil::sync_dir(&dir);
+        super::given_up::record(journal, &job.name, idx, path, &dest, msg);
         super::alerts::outbox_failure(job, idx, name, &report);
     }
 }

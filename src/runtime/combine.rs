@@ -33,6 +33,8 @@ use super::deliver::{
 };
 use super::pipeline::{Combined, Rejects};
 use super::process::{FileError, Outcome, meta_map};
+use super::retry::Decision;
+use super::retry::batch::Original;
 
 /// One original of the run, claimed.
 struct Member {
@@ -55,140 +57,37 @@ pub fn deliver_batch(
 ) -> Vec<(Found, Outcome)> {
     let span = tracing::info_span!("batch", job = %job.name, files = files.len());
     let _enter = span.enter();
-    let mut outcomes = Vec::new();
     let mut files = files;
     files.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+    let mut b = Batch {
+        job,
+        taken,
+        journal,
+        outcomes: Vec::new(),
+    };
+    // A retry of a run whose output failed: its queue rows go once it is delivered.
+    let queued: HashSet<String> = super::retry::rows(journal, &job.name)
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
 
     // Step 1: claim every original.
-    let mut resolved = None;
-    let mut temps: Vec<String> = Vec::new();
-    let mut members = Vec::new();
-    for (listed, first_seen) in files {
-        let found = match listed.open_checked() {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::info!(file = %listed.path.display(), reason = ?e, "File changed since it settled; it waits for the next run.");
-                outcomes.push((listed, Outcome::Released));
-                continue;
-            }
-        };
-        let claim = journal.claim(
-            &job.name,
-            &identity(&found),
-            &found.name,
-            &found.rel_dir,
-            first_seen,
-            |c| {
-                if resolved.is_none() {
-                    let vars = Vars {
-                        name: &found.name,
-                        dir: &found.rel_dir,
-                        job: &job.name,
-                        seq: c.seq,
-                        taken,
-                        record: None,
-                        mail: None,
-                    };
-                    let r = resolve(job, &vars, c.id).map(|r| {
-                        let rejects = rejects_target(job, &r.targets, c.id);
-                        (r, rejects)
-                    });
-                    if let Ok((r, rejects)) = &r {
-                        temps = r
-                            .targets
-                            .iter()
-                            .chain(rejects)
-                            .map(|t| t.temp.to_string_lossy().into_owned())
-                            .collect();
-                    }
-                    resolved = Some((r, c.id));
-                }
-                temps.clone()
-            },
-        );
-        match claim {
-            Ok(c) => members.push(Member {
-                listed,
-                found,
-                id: c.id,
-                seq: c.seq,
-                attempts: c.attempts,
-            }),
-            Err(e) => {
-                tracing::error!(error = %e, "Cannot record the file in the journal; leaving it in place.");
-                outcomes.push((listed, Outcome::Released));
-            }
-        }
-    }
-    let Some((resolved, lead_id)) = resolved else {
-        return outcomes;
+    let Some((members, resolved, lead_id)) = b.claim_all(files) else {
+        return b.outcomes;
     };
     let (resolved, rejects) = match resolved {
         Ok(r) => r,
         Err(e) => {
-            for m in members {
-                let o = fail(job, &m, taken, e.chain.join(": "), journal);
-                outcomes.push((m.listed, o));
-            }
-            return outcomes;
+            b.fail_all(members, &e.chain.join(": "));
+            return b.outcomes;
         }
     };
-    // A run taken again after a crash marks each original it reads, so that the one ferry
-    // crashed on is found (`crashed_on`); only it is held to `max_attempts`.
     let redo = members.iter().any(|m| m.attempts > 1);
-    let mut good = Vec::new();
-    for m in members {
-        let max = job.after.max_attempts;
-        let crashes = crashed_on(journal, m.id);
-        // The first attempt reads unmarked: the original ferry crashes on is set aside at
-        // attempt `max + 2` at the latest; a run that keeps crashing elsewhere (not while
-        // reading) is set aside whole after twice that.
-        if m.attempts > max && (crashes >= max || m.attempts > 2 * max + 2) {
-            let why = format!(
-                "ferry was interrupted {} times while processing this file (max_attempts = {}); it is set aside so that it cannot stop the job again",
-                m.attempts - 1,
-                job.after.max_attempts
-            );
-            let o = fail(job, &m, taken, why, journal);
-            outcomes.push((m.listed, o));
-        } else {
-            good.push(m);
-        }
-    }
+    let good = b.set_aside_crashed(members);
 
     // Step 2: write the temporaries; leave out every original that fails.
-    let written = loop {
-        if good.is_empty() {
-            return outcomes;
-        }
-        let meta = meta_map(job, &good[0].found, taken);
-        let marks = redo.then_some(journal);
-        match write_pass(job, &good, &resolved.targets, rejects.as_ref(), meta, marks) {
-            Ok(w) => break w,
-            Err(Pass::Bad(bad)) => {
-                remove(&resolved.targets, rejects.as_ref());
-                let mut keep = Vec::new();
-                for (i, m) in good.into_iter().enumerate() {
-                    match bad.iter().find(|(b, _)| *b == i) {
-                        Some((_, why)) => {
-                            let o = fail(job, &m, taken, why.clone(), journal);
-                            outcomes.push((m.listed, o));
-                        }
-                        None => keep.push(m),
-                    }
-                }
-                good = keep;
-            }
-            Err(Pass::Output(e)) => {
-                remove(&resolved.targets, rejects.as_ref());
-                tracing::error!(error = %e, "Cannot write the run's combined output; its files stay in the source for the next run.");
-                for m in good {
-                    let _ = journal.released(m.id, format!("the combined output failed: {e}"));
-                    outcomes.push((m.listed, Outcome::Released));
-                }
-                return outcomes;
-            }
-        }
+    let Some((good, written)) = b.write_all(good, &resolved.targets, rejects.as_ref(), redo) else {
+        return b.outcomes;
     };
 
     // Step 3: the plans, durable together.
@@ -197,11 +96,8 @@ pub fn deliver_batch(
         Ok(p) => p,
         Err(e) => {
             remove(&resolved.targets, rejects.as_ref());
-            for m in good {
-                let o = fail(job, &m, taken, e.clone(), journal);
-                outcomes.push((m.listed, o));
-            }
-            return outcomes;
+            b.fail_all(good, &e);
+            return b.outcomes;
         }
     };
     if let Err(e) = journal.plan_set(
@@ -213,18 +109,20 @@ pub fn deliver_batch(
         remove(&resolved.targets, rejects.as_ref());
         tracing::error!(error = %e, "Cannot make the run's plan durable; its files stay in the source.");
         for m in good {
-            outcomes.push((m.listed, Outcome::Released));
+            b.outcomes.push((m.listed, Outcome::Released));
         }
-        return outcomes;
+        return b.outcomes;
     }
 
     // Step 4: rename the combined outputs into place.
     let lead_plan = &plans[0];
+    #[cfg(debug_assertions)]
+    test_hook_before_rename(lead_plan);
     let renamed = match rename_into_place(journal, lead_id, &lead_plan.outputs) {
         Ok(r) => r.paths.len(),
         Err(e) => {
-            outcomes.extend(withdraw(job, good, lead_plan, e, taken, journal));
-            return outcomes;
+            b.withdraw(good, lead_plan, e);
+            return b.outcomes;
         }
     };
     tracing::info!(
@@ -235,82 +133,323 @@ pub fn deliver_batch(
     );
 
     // Steps 5 and 6: dispose of every original.
-    let archive_base =
-        (job.after.success == Success::Archive).then(|| template_base(&job.after.archive));
-    for (m, p) in good.into_iter().zip(&plans) {
-        let outcome = match dispose_of_original(&m.found, p, archive_base.as_deref()) {
-            Ok(detail) => {
-                let _ = done(
-                    journal,
-                    m.id,
-                    format!("combined into the run's output (file {lead_id}); original {detail}"),
-                );
-                Outcome::Done {
-                    kept: (job.after.success == Success::Keep).then_some(m.found.meta),
-                }
-            }
-            Err(e) => {
-                tracing::error!(file = %m.found.path.display(), error = %e, "The run's outputs are delivered but an original could not be disposed of; ferry retries at its next start.");
-                let _ = journal.event(
-                    m.id,
-                    "stuck",
-                    format!("cannot {} the original: {e}", p.disposition),
-                );
-                Outcome::Stuck
-            }
-        };
-        outcomes.push((m.listed, outcome));
-    }
-    outcomes
+    b.dispose_all(good, &plans, lead_id, &queued);
+    b.outcomes
 }
 
-/// After an output of the run could not be renamed into place: withdraws every original's
-/// plan in one transaction (so recovery finishes none of them), removes what was renamed
-/// and the temporaries, and fails the run's originals, or, when the reason may pass,
-/// releases them to the next run. When the plans cannot be withdrawn, everything stays
-/// as it is for recovery (stuck).
-fn withdraw(
-    job: &Job,
-    members: Vec<Member>,
-    lead_plan: &Plan,
-    e: super::deliver::NotRenamed,
+/// What is left of a claimed original's resolution: the outputs' targets, or why not.
+type Resolution = Result<(super::deliver::Resolved, Option<Target>), FileError>;
+
+/// One combined run being delivered, and the outcomes of its originals so far.
+struct Batch<'a> {
+    job: &'a Job,
     taken: chrono::DateTime<Local>,
-    journal: &Journal,
-) -> Vec<(Found, Outcome)> {
-    let why = format!(
-        "cannot commit the run's output {} as {}: {}",
-        e.idx + 1,
-        e.final_path,
-        e.error
-    );
-    let ids = members.iter().map(|m| m.id).collect();
-    if let Err(je) = journal.unplan_set(ids, why.clone()) {
-        tracing::error!(error = %je, "Cannot withdraw the run's plan; leaving its outputs and originals as they are for recovery.");
-        return members
-            .into_iter()
-            .map(|m| (m.listed, Outcome::Stuck))
-            .collect();
-    }
-    for p in &e.renamed {
-        let _ = std::fs::remove_file(p);
-    }
-    for o in &lead_plan.outputs {
-        let _ = std::fs::remove_file(&o.temp);
-    }
-    let transient = crate::outputs::failure::of_io(&e.error).is_transient();
-    members
-        .into_iter()
-        .map(|m| {
-            let outcome = if transient {
-                tracing::warn!(file = %m.found.path.display(), error = %why, "The run's output could not be committed; the file waits for the next run.");
-                let _ = journal.released(m.id, why.clone());
-                Outcome::Released
-            } else {
-                fail(job, &m, taken, why.clone(), journal)
+    journal: &'a Journal,
+    outcomes: Vec<(Found, Outcome)>,
+}
+
+impl Batch<'_> {
+    /// Step 1: opens and claims every original; each claim lists the run's temporary
+    /// names, resolved with the first claim's id and `{seq}`. `None`: nothing was claimed.
+    fn claim_all(&mut self, files: Vec<(Found, i64)>) -> Option<(Vec<Member>, Resolution, i64)> {
+        let (job, taken) = (self.job, self.taken);
+        let mut resolved = None;
+        let mut temps: Vec<String> = Vec::new();
+        let mut members = Vec::new();
+        for (listed, first_seen) in files {
+            let found = match listed.open_checked() {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::info!(file = %listed.path.display(), reason = ?e, "File changed since it settled; it waits for the next run.");
+                    self.outcomes.push((listed, Outcome::Released));
+                    continue;
+                }
             };
-            (m.listed, outcome)
-        })
-        .collect()
+            let claim = self.journal.claim(
+                &job.name,
+                &identity(&found),
+                &found.name,
+                &found.rel_dir,
+                first_seen,
+                |c| {
+                    if resolved.is_none() {
+                        let vars = Vars {
+                            name: &found.name,
+                            dir: &found.rel_dir,
+                            job: &job.name,
+                            seq: c.seq,
+                            taken,
+                            record: None,
+                            mail: None,
+                        };
+                        let r = resolve(job, &vars, c.id).map(|r| {
+                            let rejects = rejects_target(job, &r.targets, c.id);
+                            (r, rejects)
+                        });
+                        if let Ok((r, rejects)) = &r {
+                            temps = r
+                                .targets
+                                .iter()
+                                .chain(rejects)
+                                .map(|t| t.temp.to_string_lossy().into_owned())
+                                .collect();
+                        }
+                        resolved = Some((r, c.id));
+                    }
+                    temps.clone()
+                },
+            );
+            match claim {
+                Ok(c) => members.push(Member {
+                    listed,
+                    found,
+                    id: c.id,
+                    seq: c.seq,
+                    attempts: c.attempts,
+                }),
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot record the file in the journal; leaving it in place.");
+                    self.outcomes.push((listed, Outcome::Released));
+                }
+            }
+        }
+        let (resolved, lead_id) = resolved?;
+        Some((members, resolved, lead_id))
+    }
+
+    /// A run taken again after a crash marks each original it reads, so that the one ferry
+    /// crashed on is found (`crashed_on`); only it is held to `max_attempts`. The first
+    /// attempt reads unmarked: the original ferry crashes on is set aside at attempt
+    /// `max + 2` at the latest; a run that keeps crashing elsewhere (not while reading) is
+    /// set aside whole after twice that. Returns the others.
+    fn set_aside_crashed(&mut self, members: Vec<Member>) -> Vec<Member> {
+        let max = self.job.after.max_attempts;
+        let mut good = Vec::new();
+        for m in members {
+            let crashes = crashed_on(self.journal, m.id);
+            if m.attempts > max && (crashes >= max || m.attempts > 2 * max + 2) {
+                let why = format!(
+                    "ferry was interrupted {} times while processing this file (max_attempts = {max}); it is set aside so that it cannot stop the job again",
+                    m.attempts - 1,
+                );
+                self.fail(m, why);
+            } else {
+                good.push(m);
+            }
+        }
+        good
+    }
+
+    /// Step 2: writes the run's temporaries, leaving out every original that fails (the
+    /// pass is written again without them). `None`: nothing is left to commit (every
+    /// original failed, or the output failed: the run is queued or failed).
+    fn write_all(
+        &mut self,
+        mut good: Vec<Member>,
+        targets: &[Target],
+        rejects: Option<&Target>,
+        redo: bool,
+    ) -> Option<(Vec<Member>, Written)> {
+        loop {
+            if good.is_empty() {
+                return None;
+            }
+            let meta = meta_map(self.job, &good[0].found, self.taken);
+            let marks = redo.then_some(self.journal);
+            match write_pass(self.job, &good, targets, rejects, meta, marks) {
+                Ok(w) => return Some((good, w)),
+                Err(Pass::Bad(bad)) => {
+                    remove(targets, rejects);
+                    let mut keep = Vec::new();
+                    for (i, m) in good.into_iter().enumerate() {
+                        match bad.iter().find(|(b, _)| *b == i) {
+                            Some((_, why)) => self.fail(m, why.clone()),
+                            None => keep.push(m),
+                        }
+                    }
+                    good = keep;
+                }
+                Err(Pass::Output { why, dest }) => {
+                    remove(targets, rejects);
+                    tracing::error!(error = %why, "Cannot write the run's combined output.");
+                    self.not_committed(good, why, dest);
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The run's output could not be written or committed: when the reason may pass
+    /// (`dest`: the output folder that failed), every original is queued and the run is
+    /// retried whole after the job's `[retry]` backoff; past `for`, or when it will not
+    /// pass, every original fails with its report.
+    fn not_committed(&mut self, members: Vec<Member>, why: String, dest: Option<String>) {
+        let Some(dest) = dest else {
+            return self.fail_all(members, &why);
+        };
+        let run: Vec<_> = members
+            .iter()
+            .map(|m| Original {
+                path: &m.found.path,
+                meta: m.found.meta,
+                id: m.id,
+            })
+            .collect();
+        match super::retry::batch::queue_run(self.job, self.journal, &run, &dest, &why) {
+            Decision::Queued { first_failed } => {
+                for m in members {
+                    let o = Outcome::Queued {
+                        dest: dest.clone(),
+                        first_failed_ms: first_failed,
+                        error: why.clone(),
+                    };
+                    self.outcomes.push((m.listed, o));
+                }
+            }
+            Decision::GiveUp(gave_up) if !gave_up.is_empty() => {
+                self.fail_all(members, &format!("{gave_up}: {why}"))
+            }
+            Decision::GiveUp(_) => self.fail_all(members, &why),
+        }
+    }
+
+    /// After an output of the run could not be renamed into place: withdraws every
+    /// original's plan in one transaction (so recovery finishes none of them), removes
+    /// what was renamed and the temporaries, and queues the run (a reason that may pass)
+    /// or fails its originals. When the plans cannot be withdrawn, everything stays as it
+    /// is for recovery (stuck).
+    fn withdraw(&mut self, members: Vec<Member>, lead_plan: &Plan, e: super::deliver::NotRenamed) {
+        let why = format!(
+            "cannot commit the run's output {} as {}: {}",
+            e.idx + 1,
+            e.final_path,
+            e.error
+        );
+        let ids = members.iter().map(|m| m.id).collect();
+        if let Err(je) = self.journal.unplan_set(ids, why.clone()) {
+            tracing::error!(error = %je, "Cannot withdraw the run's plan; leaving its outputs and originals as they are for recovery.");
+            for m in members {
+                self.outcomes.push((m.listed, Outcome::Stuck));
+            }
+            return;
+        }
+        for p in &e.renamed {
+            let _ = std::fs::remove_file(p);
+        }
+        for o in &lead_plan.outputs {
+            let _ = std::fs::remove_file(&o.temp);
+        }
+        tracing::warn!(error = %why, "The run's output could not be committed; the run is withdrawn.");
+        let dest = crate::outputs::failure::of_io(&e.error)
+            .is_transient()
+            .then(|| folder_of(Path::new(&e.final_path)));
+        self.not_committed(members, why, dest);
+    }
+
+    /// Steps 5 and 6: disposes of every original after the run's outputs are in place.
+    fn dispose_all(
+        &mut self,
+        good: Vec<Member>,
+        plans: &[Plan],
+        lead_id: i64,
+        queued: &HashSet<String>,
+    ) {
+        let job = self.job;
+        let archive_base =
+            (job.after.success == Success::Archive).then(|| template_base(&job.after.archive));
+        for (m, p) in good.into_iter().zip(plans) {
+            let outcome = match dispose_of_original(&m.found, p, archive_base.as_deref()) {
+                Ok(detail) => {
+                    let _ = done(
+                        self.journal,
+                        m.id,
+                        format!(
+                            "combined into the run's output (file {lead_id}); original {detail}"
+                        ),
+                    );
+                    if queued.contains(&*m.found.path.to_string_lossy()) {
+                        super::retry::forget(self.journal, &job.name, &m.found.path);
+                    }
+                    Outcome::Done {
+                        kept: (job.after.success == Success::Keep).then_some(m.found.meta),
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(file = %m.found.path.display(), error = %e, "The run's outputs are delivered but an original could not be disposed of; ferry retries at its next start.");
+                    let _ = self.journal.event(
+                        m.id,
+                        "stuck",
+                        format!("cannot {} the original: {e}", p.disposition),
+                    );
+                    Outcome::Stuck
+                }
+            };
+            self.outcomes.push((m.listed, outcome));
+        }
+    }
+
+    fn fail_all(&mut self, members: Vec<Member>, why: &str) {
+        for m in members {
+            self.fail(m, why.to_string());
+        }
+    }
+
+    /// Sends one original of the run to the error folder with its report.
+    fn fail(&mut self, m: Member, why: String) {
+        super::retry::forget(self.journal, &self.job.name, &m.found.path);
+        let vars = Vars {
+            name: &m.found.name,
+            dir: &m.found.rel_dir,
+            job: &self.job.name,
+            seq: m.seq,
+            taken: self.taken,
+            record: None,
+            mail: None,
+        };
+        let o = super::process::fail(
+            self.job,
+            &m.found,
+            &vars,
+            m.id,
+            m.attempts,
+            None,
+            FileError::new(why),
+            self.journal,
+        );
+        self.outcomes.push((m.listed, o));
+    }
+}
+
+/// Tests only, compiled into debug builds only: `FERRY_TEST_BEFORE_RENAME` disturbs the
+/// run's first output between its plan and its rename, as another writer or a share could
+/// in that instant: `take` writes a file at its name (a name taken under `exists = "fail"`),
+/// `lose-temp` removes its temporary (a rename that finds nothing, which may pass). The
+/// withdrawal of a run (`Batch::withdraw`) is tested with it (tests/combine_retry.rs).
+#[cfg(debug_assertions)]
+fn test_hook_before_rename(plan: &Plan) {
+    let (Ok(what), Some(o)) = (
+        std::env::var("FERRY_TEST_BEFORE_RENAME"),
+        plan.outputs.first(),
+    ) else {
+        return;
+    };
+    match what.as_str() {
+        "take" => {
+            let _ = std::fs::write(&o.final_path, "taken\n");
+        }
+        "lose-temp" => {
+            let _ = std::fs::remove_file(&o.temp);
+        }
+        _ => {}
+    }
+}
+
+/// The folder of an output path: its destination for the retry queue's circuit breaker.
+fn folder_of(path: &Path) -> String {
+    path.parent()
+        .unwrap_or(Path::new(""))
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// What a written pass made: each output's sha256 and size (the rejects file last, when
@@ -324,8 +463,28 @@ struct Written {
 enum Pass {
     /// Originals (by index) that failed, with why.
     Bad(Vec<(usize, String)>),
-    /// An output could not be written: the whole run waits.
-    Output(String),
+    /// An output could not be written: the whole run is queued (`dest`: the output folder,
+    /// when the reason may pass) or fails.
+    Output { why: String, dest: Option<String> },
+}
+
+impl Pass {
+    /// An I/O error at the output `t`: it may pass or not, as `outputs::failure` sorts it.
+    fn io(why: String, t: &Target, e: &std::io::Error) -> Pass {
+        let dest = crate::outputs::failure::of_io(e)
+            .is_transient()
+            .then(|| folder_of(&t.final_path));
+        Pass::Output { why, dest }
+    }
+
+    /// A writer's error (a header or trailer that cannot be made): a conversion error,
+    /// which does not pass (as for a single file).
+    fn will_not_pass(e: impl std::fmt::Display) -> Pass {
+        Pass::Output {
+            why: e.to_string(),
+            dest: None,
+        }
+    }
 }
 
 fn write_pass(
@@ -339,10 +498,10 @@ fn write_pass(
     let mut outputs = Vec::new();
     for (t, o) in targets.iter().zip(&job.outputs) {
         let temp = TempOutput::create(&t.temp)
-            .map_err(|e| Pass::Output(format!("cannot create {}: {e}", t.temp.display())))?;
+            .map_err(|e| Pass::io(format!("cannot create {}: {e}", t.temp.display()), t, &e))?;
         outputs.push((temp, &o.data));
     }
-    let mut combined = Combined::new(outputs, &meta).map_err(|e| Pass::Output(e.to_string()))?;
+    let mut combined = Combined::new(outputs, &meta).map_err(Pass::will_not_pass)?;
     let rejects_path = rejects.map_or_else(PathBuf::new, |r| r.temp.clone());
     let mut rej = Rejects {
         path: &rejects_path,
@@ -373,18 +532,18 @@ fn write_pass(
     }
     let records = combined.stats.written;
     let rejected = combined.stats.rejected;
-    let temps = combined.finish().map_err(|e| Pass::Output(e.to_string()))?;
+    let temps = combined.finish().map_err(Pass::will_not_pass)?;
     let mut sums = Vec::new();
     for (temp, t) in temps.into_iter().zip(targets) {
         let (h, size) = temp
             .finish()
-            .map_err(|e| Pass::Output(format!("cannot write {}: {e}", t.temp.display())))?;
+            .map_err(|e| Pass::io(format!("cannot write {}: {e}", t.temp.display()), t, &e))?;
         sums.push((clone_target(t), h, size));
     }
     if let (Some(f), Some(t)) = (rej.file.take(), rejects) {
         let (h, size) = f
             .finish()
-            .map_err(|e| Pass::Output(format!("cannot write the rejects file: {e}")))?;
+            .map_err(|e| Pass::io(format!("cannot write the rejects file: {e}"), t, &e))?;
         if rejected > 0 {
             sums.push((clone_target(t), h, size));
         } else {
@@ -501,35 +660,6 @@ fn remove(targets: &[Target], rejects: Option<&Target>) {
     for t in targets.iter().chain(rejects) {
         let _ = std::fs::remove_file(&t.temp);
     }
-}
-
-/// Sends one original of the run to the error folder with its report.
-fn fail(
-    job: &Job,
-    m: &Member,
-    taken: chrono::DateTime<Local>,
-    why: String,
-    journal: &Journal,
-) -> Outcome {
-    let vars = Vars {
-        name: &m.found.name,
-        dir: &m.found.rel_dir,
-        job: &job.name,
-        seq: m.seq,
-        taken,
-        record: None,
-        mail: None,
-    };
-    super::process::fail(
-        job,
-        &m.found,
-        &vars,
-        m.id,
-        m.attempts,
-        None,
-        FileError::new(why),
-        journal,
-    )
 }
 
 /// The events that mark an original being read in a run taken again after a crash.

@@ -14,6 +14,7 @@ pub mod deliver;
 pub mod extract;
 pub mod late_hash;
 pub mod naming;
+mod once;
 pub mod original;
 pub mod pipeline;
 pub mod process;
@@ -652,6 +653,7 @@ impl Runner {
             // wakes it at least once a second when the workers were busy).
             let want_permit = !self.st.queue.is_empty() && self.may_take() && !self.job.combines();
             let scan_due = !self.shared.once || self.st.once_pending.is_none();
+            let once_until = self.st.once_until.map(tokio::time::Instant::from_std);
             tokio::select! {
                 _ = self.stop.changed() => break,
                 Some(p) = self.ev_rx.recv() => {
@@ -681,6 +683,10 @@ impl Runner {
                 Some(_) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {}
                 _ = tokio::time::sleep_until(self.next_scan), if scan_due => self.rescan().await,
                 _ = sleep_until_opt(next_wake) => self.st.on_wake(),
+                _ = sleep_until_opt(once_until), if once_until.is_some() => {
+                    self.st.once_until = None;
+                    self.st.once_leave_settling();
+                }
                 permit = self.shared.workers.clone().acquire_owned(), if want_permit => {
                     if let Ok(permit) = permit
                         && self.may_take()
@@ -709,6 +715,8 @@ impl Runner {
             if let Some(gate) = &mut self.gate {
                 gate.open(why, slot, ready);
             }
+        } else if self.job.combines() {
+            self.retry_run();
         }
     }
 
@@ -762,6 +770,35 @@ impl Runner {
             &self.shared.journal,
             files,
             slot,
+            permit,
+            self.done_tx.clone(),
+        );
+    }
+
+    /// A combining job's retry run: its queued originals whose pause is over, together
+    /// (`runtime::combine`; docs/schedules.md "A combined run's retries").
+    fn retry_run(&mut self) {
+        if !self.gate.as_ref().is_some_and(runs::Gate::may_retry) {
+            return;
+        }
+        let Ok(permit) = self.shared.workers.clone().try_acquire_owned() else {
+            return;
+        };
+        let files = self.st.retry_due();
+        let Some(g) = self.gate.as_mut().filter(|_| !files.is_empty()) else {
+            return;
+        };
+        let slot = g.retry_slot();
+        g.open(runs::Why::Retry, slot, files.len());
+        for (f, _) in &files {
+            g.took(&f.path);
+        }
+        combine::dispatch(
+            &mut self.in_flight,
+            &self.job,
+            &self.shared.journal,
+            files,
+            Some(slot.as_millisecond()),
             permit,
             self.done_tx.clone(),
         );
@@ -955,6 +992,10 @@ struct JobState {
     queue: VecDeque<(Found, i64)>,
     /// In `--once` mode: the files present at start that are not handled yet.
     once_pending: Option<HashSet<PathBuf>>,
+    /// In `--once` mode: when files still settling are left for the next run ([`once`]),
+    /// and those left.
+    once_until: Option<Instant>,
+    once_left: HashSet<PathBuf>,
     journal: Arc<Journal>,
     /// `run --once` with a remote source: staged files finished (done, or failed into the
     /// error folder), for the fetcher to dispose of their originals.
@@ -977,6 +1018,8 @@ impl JobState {
             wakes: BinaryHeap::new(),
             queue: VecDeque::new(),
             once_pending: None,
+            once_until: None,
+            once_left: HashSet::new(),
             journal: shared.journal.clone(),
             finished_tx: None,
             root: Arc::new(crate::sources::dir::SourceRoot::new(&job.source.folder)),
@@ -1007,6 +1050,9 @@ impl JobState {
     }
 
     fn observe(&mut self, f: Found) {
+        if self.once_left.contains(&f.path) {
+            return;
+        }
         if self.retry_held(&f) {
             return;
         }
@@ -1093,6 +1139,7 @@ impl JobState {
         let seen: HashSet<PathBuf> = found.iter().map(|f| f.path.clone()).collect();
         if once && self.once_pending.is_none() {
             self.once_pending = Some(seen.clone());
+            self.once_until = Some(self.once_bound(Instant::now()));
         }
         self.tracker.forget_missing(&seen);
         self.retry_forget_missing(&seen);

@@ -35,6 +35,9 @@ pub enum Why {
     Trigger,
     /// `ferry run --once`.
     Once,
+    /// A combined run whose output failed for a reason that may pass, tried again after
+    /// the job's `[retry]` backoff (docs/schedules.md, "A combined run's retries").
+    Retry,
 }
 
 impl Why {
@@ -44,6 +47,7 @@ impl Why {
             Why::Missed => "missed",
             Why::Trigger => "trigger",
             Why::Once => "once",
+            Why::Retry => "retry",
         }
     }
 }
@@ -65,6 +69,8 @@ struct Run {
     taken: u64,
     delivered: u64,
     failed: u64,
+    /// Files queued for another try (the retry queue has them).
+    queued: u64,
     files: Vec<RunFile>,
 }
 
@@ -84,6 +90,9 @@ pub(super) struct Gate {
     runs: i64,
     /// Inside the `active` windows (as of the last look).
     inside: bool,
+    /// The slot of the last run whose files were queued for another try: a combined
+    /// run's retry keeps it (its `{date}`).
+    retry_slot: Option<Timestamp>,
 }
 
 impl Gate {
@@ -98,12 +107,21 @@ impl Gate {
         let clock = Clock::from_env();
         let now = clock.now();
         let _ = journal.flush();
-        let last = journal
+        let newest = journal
             .read(|c| runs::last_run(c, &job.name))
             .unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "Cannot read the job's last run; counting from now.");
                 None
             });
+        // A combined run's retry keeps the failed run's slot: the schedule counts from the
+        // last run that was not a retry (its files are in the retry queue, not redone).
+        let last = match &newest {
+            Some(r) if r.why == Why::Retry.as_str() => journal
+                .read(|c| runs::last_slot_run(c, &job.name))
+                .ok()
+                .flatten(),
+            other => other.clone(),
+        };
         let mut gate = Gate {
             job: job.clone(),
             journal: journal.clone(),
@@ -112,15 +130,20 @@ impl Gate {
             next: None,
             pending: None,
             run: None,
-            runs: last.as_ref().map_or(0, |r| r.run),
+            runs: newest.as_ref().map_or(0, |r| r.run),
             inside: timing.inside(now),
+            retry_slot: journal
+                .read(|c| runs::last_queued_slot(c, &job.name))
+                .ok()
+                .flatten()
+                .and_then(|ms| Timestamp::from_millisecond(ms).ok()),
             clock,
             once,
         };
         let interrupted = last
             .as_ref()
             .is_some_and(|r| r.finished_ms.is_none() || r.result == "interrupted");
-        if let Some(r) = &last
+        if let Some(r) = &newest
             && r.finished_ms.is_none()
         {
             let _ = journal.run_interrupted(&job.name, r.run, now.as_millisecond());
@@ -236,7 +259,11 @@ impl Gate {
             }
             Outcome::Ignored { .. } => "skipped",
             // In the retry queue: it stays in the source and is tried again by the queue.
-            Outcome::Queued { .. } => "queued",
+            Outcome::Queued { .. } => {
+                r.queued += 1;
+                self.retry_slot = Some(r.slot);
+                "queued"
+            }
             Outcome::Released | Outcome::Waiting => "released",
         };
         r.files.push(RunFile {
@@ -295,6 +322,18 @@ impl Gate {
         }
     }
 
+    /// Whether a combined run's retry may start now: no run going or due, inside the
+    /// job's windows (a retry is a run: it keeps to them as the schedule's slots do), and
+    /// not `--once` (which takes queued originals whose pause is over into its own run).
+    pub(super) fn may_retry(&self) -> bool {
+        !self.once && self.run.is_none() && self.pending.is_none() && self.inside
+    }
+
+    /// The slot a retry run keeps: the failed run's (the machine's time when none is known).
+    pub(super) fn retry_slot(&self) -> Timestamp {
+        self.retry_slot.unwrap_or_else(|| self.clock.now())
+    }
+
     /// How long until the gate should look again.
     pub(super) fn nap(&self) -> std::time::Duration {
         self.clock.nap(self.next)
@@ -324,6 +363,7 @@ impl Gate {
             taken: 0,
             delivered: 0,
             failed: 0,
+            queued: 0,
             files: Vec::new(),
         });
         if ready == 0 {
@@ -349,6 +389,8 @@ impl Gate {
             "interrupted"
         } else if r.failed > 0 {
             "failed"
+        } else if r.queued > 0 {
+            "queued"
         } else {
             "ok"
         };

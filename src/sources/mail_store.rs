@@ -86,6 +86,11 @@ impl Store {
         })
     }
 
+    /// The journal it writes to.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
     /// The UIDs of this folder generation already known (taken, skipped or disposed).
     pub fn known_uids(&self, job: &str, uidvalidity: u32) -> R<std::collections::HashSet<u32>> {
         Ok(self.journal.read(|c| {

@@ -235,6 +235,74 @@ impl Holds {
         gone
     }
 
+    /// A combined run's queued original (a combining job holds its queued files as one
+    /// batch, see [`Holds::due_batch`]): whether the file at `path` is held as this version
+    /// of it. A changed file is a new file: it leaves the queue.
+    pub fn held_unchanged(&mut self, path: &Path, meta: Meta) -> bool {
+        match self.files.get(path) {
+            Some(h) if h.meta == meta => true,
+            Some(_) => {
+                self.files.remove(path);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the held file at `path` may go now (its destination is not paused, or its
+    /// `for` ran out); then it leaves the holds and is its destination's probe unless
+    /// another file is. For `run --once` of a combining job.
+    pub fn due_one(&mut self, path: &Path, now: Instant) -> bool {
+        let Some(h) = self.files.get(path) else {
+            return false;
+        };
+        let dest = self.dests.get(&h.dest);
+        let due = dest.is_none_or(|d| d.until <= now) || h.deadline.is_some_and(|d| now >= d);
+        if due {
+            let h = self.files.remove(path).expect("held");
+            let d = self.dests.entry(h.dest).or_insert(Dest {
+                failures: 0,
+                until: now,
+                probe: Probe::None,
+            });
+            if d.probe == Probe::None {
+                d.probe = Probe::InFlight(path.to_path_buf());
+            }
+        }
+        due
+    }
+
+    /// A combining job's retry run: every held file whose destination's pause is over (or
+    /// that has none on record, after a restart), or whose `for` ran out, leaves the holds
+    /// together, in path order; the first of each destination is its probe (its delivery
+    /// closes the destination, its failure pauses it for longer). Empty while every
+    /// destination is paused.
+    pub fn due_batch(&mut self, now: Instant) -> Vec<PathBuf> {
+        let dests = &self.dests;
+        let mut due: Vec<PathBuf> = self
+            .files
+            .iter()
+            .filter(|(_, h)| {
+                dests.get(&h.dest).is_none_or(|d| d.until <= now)
+                    || h.deadline.is_some_and(|d| now >= d)
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        due.sort();
+        for p in &due {
+            let h = self.files.remove(p).expect("held");
+            let d = self.dests.entry(h.dest).or_insert(Dest {
+                failures: 0,
+                until: now,
+                probe: Probe::None,
+            });
+            if !matches!(d.probe, Probe::InFlight(_)) {
+                d.probe = Probe::InFlight(p.clone());
+            }
+        }
+        due
+    }
+
     /// The destinations paused now, with how many files wait for each.
     pub fn paused(&self, now: Instant) -> Vec<(Pause, usize)> {
         self.dests
@@ -350,6 +418,43 @@ mod tests {
         let seen: std::collections::HashSet<PathBuf> = [b.clone()].into();
         assert_eq!(h.forget_missing(&seen), [a]);
         assert_eq!(h.len(), 1);
+    }
+
+    /// A combined run's originals wait together and go together when the pause ends; a
+    /// failed retry run pauses the destination for longer; a delivered one closes it.
+    #[test]
+    fn a_combined_run_is_retried_whole_after_each_pause() {
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let mut h = Holds::new(retry());
+        let (a, b) = (Path::new("in/a"), Path::new("in/b"));
+        assert_eq!(
+            h.queued(a, m(1), "out", Duration::ZERO, s(0), 0.0)
+                .map(|p| p.until),
+            Some(s(60))
+        );
+        assert_eq!(h.queued(b, m(1), "out", Duration::ZERO, s(0), 0.0), None);
+        assert!(h.held_unchanged(a, m(1)) && h.held_unchanged(b, m(1)));
+        assert!(h.due_batch(s(59)).is_empty());
+        assert_eq!(h.due_batch(s(60)), [a.to_path_buf(), b.to_path_buf()]);
+        assert!(h.is_empty());
+        // The retry run fails again: paused twice as long, both held again.
+        let p = h.queued(a, m(1), "out", Duration::from_secs(60), s(61), 0.0);
+        assert_eq!(p.map(|p| (p.failures, p.until)), Some((2, s(181))));
+        assert_eq!(
+            h.queued(b, m(1), "out", Duration::from_secs(60), s(61), 0.0),
+            None
+        );
+        assert!(h.due_batch(s(180)).is_empty());
+        assert_eq!(h.due_batch(s(181)).len(), 2);
+        // Delivered: the probe closes the destination.
+        let (dest, go) = h.finished(a).expect("a was the probe");
+        assert_eq!((dest.as_str(), go.len()), ("out", 0));
+        assert!(h.finished(b).is_none());
+        // A changed original is a new file.
+        h.queued(a, m(1), "out", Duration::ZERO, s(200), 0.0);
+        assert!(!h.held_unchanged(a, m(2)));
+        assert!(h.is_empty());
     }
 
     #[test]

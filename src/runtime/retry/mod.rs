@@ -19,6 +19,7 @@
 //! - Restarts: the runner loads its holds from `retry_queue` and `retry_paused`.
 //! - [`requeue`]: `ferry retry` moves files back from the error folder into their source.
 
+pub mod batch;
 pub mod holds;
 pub mod requeue;
 mod runner;
@@ -165,6 +166,50 @@ pub fn after_failure(
     }
     let mut delivered = before.map(|r| r.delivered).unwrap_or_default();
     delivered.extend_from_slice(delivered_now);
+    let msg = err.to_string();
+    let row = Row {
+        path,
+        meta: d.found.meta,
+        id: d.id,
+        dest,
+        attempts,
+        first,
+        msg: &msg,
+        delivered,
+    };
+    // Waited for: the plan of this try may be withdrawn next, and the outputs it
+    // delivered must be on record before that.
+    if let Err(e) = write_row(d.journal, &d.job.name, row, now, true) {
+        tracing::error!(error = %e, "Cannot record the file in the retry queue; it fails instead.");
+        return Decision::GiveUp(String::new());
+    }
+    tracing::warn!(destination = %dest, attempt = attempts, error = %msg, "Delivery failed for a reason that may pass; the file stays in its source and is tried again.");
+    Decision::Queued {
+        first_failed: first,
+    }
+}
+
+/// A queue row to write, and the try it records (`id`: the file's journal record).
+pub(super) struct Row<'a> {
+    pub path: &'a Path,
+    pub meta: Meta,
+    pub id: i64,
+    pub dest: &'a str,
+    pub attempts: u32,
+    pub first: i64,
+    pub msg: &'a str,
+    pub delivered: Vec<u32>,
+}
+
+/// Writes the queue row of one file and marks its try `queued` in its history.
+pub(super) fn write_row(
+    journal: &Journal,
+    job: &str,
+    row: Row<'_>,
+    now: i64,
+    wait: bool,
+) -> crate::journal::Result<()> {
+    let mut delivered = row.delivered;
     delivered.sort_unstable();
     delivered.dedup();
     let delivered_s = delivered
@@ -172,8 +217,7 @@ pub fn after_failure(
         .map(u32::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    let msg = err.to_string();
-    let written = d.journal.exec(
+    journal.exec(
         "INSERT INTO retry_queue (job, path, size, mtime_ns, dest, attempts, first_failed, last_failed, error, delivered, file_ids)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (job, path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,
@@ -181,40 +225,34 @@ pub fn after_failure(
            error = excluded.error, delivered = excluded.delivered,
            file_ids = retry_queue.file_ids || ',' || excluded.file_ids",
         vec![
-            text(&d.job.name),
-            text(&path.to_string_lossy()),
-            int(d.found.meta.size as i64),
-            int(d.found.meta.mtime_ns),
-            text(dest),
-            int(i64::from(attempts)),
-            int(first),
+            text(job),
+            text(&row.path.to_string_lossy()),
+            int(row.meta.size as i64),
+            int(row.meta.mtime_ns),
+            text(row.dest),
+            int(i64::from(row.attempts)),
+            int(row.first),
             int(now),
-            free_text(&msg),
+            free_text(row.msg),
             text(&delivered_s),
-            Value::Text(d.id.to_string()),
+            Value::Text(row.id.to_string()),
         ],
-        // Waited for: the plan of this try may be withdrawn next, and the outputs it
-        // delivered must be on record before that.
-        true,
-    );
-    if let Err(e) = written {
-        tracing::error!(error = %e, "Cannot record the file in the retry queue; it fails instead.");
-        return Decision::GiveUp(String::new());
-    }
-    let _ = d.journal.event(
-        d.id,
+        wait,
+    )?;
+    let _ = journal.event(
+        row.id,
         "queued",
-        format!("try {attempts} failed at {dest}; queued for another try: {msg}"),
+        format!(
+            "try {} failed at {}; queued for another try: {}",
+            row.attempts, row.dest, row.msg
+        ),
     );
-    let _ = d.journal.exec(
+    let _ = journal.exec(
         "UPDATE files SET state = 'queued', finished_at = ?2, updated_at = ?2 WHERE id = ?1",
-        vec![int(d.id), int(now)],
+        vec![int(row.id), int(now)],
         false,
     );
-    tracing::warn!(destination = %dest, attempt = attempts, error = %msg, "Delivery failed for a reason that may pass; the file stays in its source and is tried again.");
-    Decision::Queued {
-        first_failed: first,
-    }
+    Ok(())
 }
 
 pub use crate::job::retry::humanize;

@@ -12,6 +12,11 @@
 //! neither; a crash between the move and the journal write leaves the earlier record
 //! saying `failed` (its copy gone), and the file is taken again all the same.
 //!
+//! FTP and email outbox files whose delivery was given up on ([`crate::outputs::given_up`])
+//! are moved back into their outbox the same way (never over a file there); the output's
+//! deliverer (the daemon's, or the next `run`'s) sends them as any outbox file. `FILE-ID`
+//! is then the original's record, whose outputs they were.
+//!
 //! Works with or without a running daemon: it writes the journal through its own SQLite
 //! connection (the daemon's writer waits for it, as for a backup), never holds the lock.
 
@@ -42,7 +47,9 @@ struct Failed {
     disposition: Option<String>,
 }
 
-fn failed(conn: &Connection, which: &Which) -> rusqlite::Result<Vec<Failed>> {
+/// `quiet`: the file `FILE-ID` names may not be failed (its remote delivery was given up
+/// on instead), so say nothing about its state.
+fn failed(conn: &Connection, which: &Which, quiet: bool) -> rusqlite::Result<Vec<Failed>> {
     let (cond, arg): (&str, rusqlite::types::Value) = match which {
         Which::Id(id) => ("id = ?1", (*id).into()),
         Which::Job(j) => ("job = ?1 AND state = 'failed'", j.clone().into()),
@@ -73,7 +80,7 @@ fn failed(conn: &Connection, which: &Which) -> rusqlite::Result<Vec<Failed>> {
         let (f, state) = row?;
         if state == "failed" {
             out.push(f);
-        } else if matches!(which, Which::Id(_)) {
+        } else if matches!(which, Which::Id(_)) && !quiet {
             eprintln!(
                 "file {} ({}) is {state}, not failed: nothing to retry",
                 f.id,
@@ -164,7 +171,28 @@ pub fn run(state_dir: &Path, which: &Which) -> Result<(usize, usize)> {
     }
     let conn = Connection::open(crate::journal::db_path(state_dir))?;
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
-    let files = failed(&conn, which)?;
+    let outbox = match which {
+        Which::Id(id) => crate::outputs::given_up::list(&conn, Some(*id), None)?,
+        Which::Job(j) => crate::outputs::given_up::list(&conn, None, Some(j))?,
+        Which::AllFailed => crate::outputs::given_up::list(&conn, None, None)?,
+    };
+    let files = failed(&conn, which, !outbox.is_empty())?;
+    let (mut ok, mut bad) = (0, 0);
+    for g in &outbox {
+        match crate::outputs::given_up::put_back(&conn, g) {
+            Ok(what) => {
+                println!("retry [{}]: {what}", g.job);
+                ok += 1;
+            }
+            Err(e) => {
+                eprintln!("cannot retry [{}] {}: {e:#}", g.job, g.error.display());
+                bad += 1;
+            }
+        }
+    }
+    if files.is_empty() && !outbox.is_empty() {
+        return Ok((ok, bad));
+    }
     if files.is_empty() {
         match which {
             Which::Id(id) => bail!("no failed file with id {id} (see `ferry history`)"),
@@ -173,7 +201,6 @@ pub fn run(state_dir: &Path, which: &Which) -> Result<(usize, usize)> {
         }
         return Ok((0, 0));
     }
-    let (mut ok, mut bad) = (0, 0);
     for f in files {
         match put_back(&f) {
             Ok(what) => {

@@ -63,6 +63,9 @@ impl super::super::JobState {
         if self.holds.is_empty() {
             return false;
         }
+        if self.job.combines() {
+            return self.retry_held_in_run(f);
+        }
         match self.holds.check(&f.path, f.meta, Instant::now()) {
             Check::Go => return false,
             Check::Hold => {}
@@ -73,6 +76,50 @@ impl super::super::JobState {
             self.resolve_once(&f.path);
         }
         true
+    }
+
+    /// [`Self::retry_held`] for a combining job: its queued originals wait together for a
+    /// retry run ([`Self::retry_due`]), not one by one; `--once` takes those whose pause is
+    /// over into its run.
+    fn retry_held_in_run(&mut self, f: &Found) -> bool {
+        if !self.holds.held_unchanged(&f.path, f.meta) {
+            return false;
+        }
+        if self.once_pending.is_some() {
+            if self.holds.due_one(&f.path, Instant::now()) {
+                return false;
+            }
+            tracing::info!(file = %f.path.display(), "Queued for another try; left for a later run.");
+            self.resolve_once(&f.path);
+        }
+        true
+    }
+
+    /// A combining job's queued originals whose destination's pause is over, unchanged
+    /// and still in the source, handed to processing (the tracker marks them taken), each
+    /// with when it was first seen: the files of a retry run. Changed ones are new files,
+    /// looked at as any other.
+    pub(in crate::runtime) fn retry_due(&mut self) -> Vec<(Found, i64)> {
+        if self.holds.is_empty() {
+            return Vec::new();
+        }
+        let mut files = Vec::new();
+        for p in self.holds.due_batch(Instant::now()) {
+            let Some(f) = self.stat(&p) else {
+                self.tracker.vanished(&p);
+                self.holds.released(&p);
+                continue;
+            };
+            let row = super::row_for(&self.journal, &self.job.name, &p, f.meta);
+            if row.is_none() {
+                self.holds.released(&p);
+                self.observe(f);
+                continue;
+            }
+            let first_seen = self.tracker.take(&f.path, f.meta, now_ms());
+            files.push((f, first_seen));
+        }
+        files
     }
 
     /// A file was queued after a failure at `dest` that may pass.
@@ -95,7 +142,14 @@ impl super::super::JobState {
             tracing::warn!(destination = %dest, pause = ?wait, failures = p.failures, "Destination paused: its queued files wait, the job's other files go on.");
             record_pause(&self.journal, &self.job.name, &p, error);
         }
-        match self.holds.check(&found.path, found.meta, now) {
+        // A combined run's originals wait together for a retry run (`retry_due`), which
+        // the gate's clock starts; no wake of their own.
+        let check = if self.job.combines() {
+            Check::Hold
+        } else {
+            self.holds.check(&found.path, found.meta, now)
+        };
+        match check {
             Check::HoldUntil(t) => self.wakes.push(std::cmp::Reverse((t, found.path.clone()))),
             Check::Hold => {}
             Check::Go => self
