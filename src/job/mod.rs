@@ -1147,7 +1147,11 @@ fn read_output(
     let in_set = ctx.in_set;
     let is_email = t.has("email");
     let ftp = t.str(doc, "ftp");
-    let http = if is_email { None } else { t.str(doc, "http") };
+    let http = if !is_email && t.has("http") {
+        t.str(doc, "http")
+    } else {
+        None
+    };
     let mut folder = t.str(doc, "folder");
     let mut remote_parts = None;
     let mut email = Some(None);
