@@ -134,9 +134,17 @@ impl HeaderValue {
 /// Header names whose values are credentials.
 fn sensitive(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    ["authorization", "cookie", "token", "key", "secret", "auth", "password"]
-        .iter()
-        .any(|w| n.contains(w))
+    [
+        "authorization",
+        "cookie",
+        "token",
+        "key",
+        "secret",
+        "auth",
+        "password",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
 }
 
 /// An HTTP output's endpoint.
@@ -239,14 +247,22 @@ pub fn read_http(
     if let Some(tpl) = &template
         && let Err(e) = minijinja::Environment::new().template_from_str(&tpl.value)
     {
-        doc.error(tpl.span.clone(), &tpl.key, format!("not a valid template: {e}"));
+        doc.error(
+            tpl.span.clone(),
+            &tpl.key,
+            format!("not a valid template: {e}"),
+        );
         ok = false;
     }
     let content_type = t.str(doc, "content_type").map(|s| s.value);
     let mut headers = Vec::new();
     for (name, v) in t.str_map(doc, "headers").unwrap_or_default() {
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
-            doc.error(v.span.clone(), &v.key, format!("{name:?} is not a header name"));
+            doc.error(
+                v.span.clone(),
+                &v.key,
+                format!("{name:?} is not a header name"),
+            );
             ok = false;
             continue;
         }
@@ -309,7 +325,10 @@ pub fn read_http(
             } else {
                 format!(
                     "{}/{}",
-                    root.display().to_string().replace('{', "{{").replace('}', "}}"),
+                    root.display()
+                        .to_string()
+                        .replace('{', "{{")
+                        .replace('}', "}}"),
                     s.value
                 )
             };

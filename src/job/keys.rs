@@ -896,9 +896,9 @@ Authorization = "Bearer ${env:T}"
             ("column", _) => format!(
                 "{src}[input]\nformat = \"fixed\"\n[[input.column]]\nname = \"a\"\nstart = 1\nlength = 1\n{kv}"
             ),
-            ("output", "http") => format!(
-                "{src}{csv}[[output]]\nhttp = \"http://127.0.0.1:1/x\"\n{kv}"
-            ),
+            ("output", "http") => {
+                format!("{src}{csv}[[output]]\nhttp = \"http://127.0.0.1:1/x\"\n{kv}")
+            }
             ("output", "email") => format!(
                 "{src}[[output]]\nemail = \"mailto:a@x.example\"\nsmtp = \"smtp://127.0.0.1\"\nfrom = \"f@x.example\"\n{kv}"
             ),

@@ -1207,7 +1207,8 @@ fn read_output(
                 "a remote output is written to a local `outbox` first (default \"var/outbox/{job}/N\"); remove `folder`",
             );
         }
-        let endpoint = http::read_http(doc, root, &mut t, url).map(|h| remote::Endpoint::Http(Box::new(h)));
+        let endpoint =
+            http::read_http(doc, root, &mut t, url).map(|h| remote::Endpoint::Http(Box::new(h)));
         let connections = read_connections(doc, &mut t, remote::DEFAULT_OUTPUT_CONNECTIONS);
         let (outbox_path, outbox) = read_outbox(doc, root, &mut t, job_name, idx);
         remote_parts = Some((endpoint, Some(None), outbox_path, connections));
@@ -1359,7 +1360,9 @@ fn read_output(
     // An HTTP output's outbox names start with the file's `{seq}`: its idempotency keys
     // are derived from it (src/outputs/http.rs).
     let name = match (&http, name) {
-        (Some(_), Some(n)) => Template::parse(&format!("{{seq}}-{}", n.as_str()), &with_fields).ok(),
+        (Some(_), Some(n)) => {
+            Template::parse(&format!("{{seq}}-{}", n.as_str()), &with_fields).ok()
+        }
         (_, n) => n,
     };
     let deliver = match remote_parts {

@@ -107,7 +107,10 @@ pub fn idempotency_key(journal_id: &str, job: &str, file: &str, idx: usize, reco
 
 /// A guess at a file's content type from its extension.
 fn content_type_of(name: &str) -> &'static str {
-    let ext = name.rsplit_once('.').map_or("", |(_, e)| e).to_ascii_lowercase();
+    let ext = name
+        .rsplit_once('.')
+        .map_or("", |(_, e)| e)
+        .to_ascii_lowercase();
     match ext.as_str() {
         "json" => "application/json",
         "jsonl" | "ndjson" => "application/x-ndjson",
@@ -148,11 +151,7 @@ impl HttpDeliverer {
 
     fn journal_id(&mut self) -> String {
         if self.journal_id.is_none() {
-            self.journal_id = self
-                .journal
-                .read(crate::journal::journal_id)
-                .ok()
-                .flatten();
+            self.journal_id = self.journal.read(crate::journal::journal_id).ok().flatten();
         }
         self.journal_id.clone().unwrap_or_default()
     }
@@ -175,9 +174,9 @@ impl HttpDeliverer {
             out.push(("Authorization".into(), format!("Basic {token}")));
         }
         for (name, v) in &self.ep.headers {
-            let value = v.resolve().map_err(|e| {
-                RemoteError::Transient(format!("header {name}: {e}"))
-            })?;
+            let value = v
+                .resolve()
+                .map_err(|e| RemoteError::Transient(format!("header {name}: {e}")))?;
             out.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
             out.push((name.clone(), value));
         }
@@ -200,7 +199,14 @@ impl HttpDeliverer {
             .map_err(|e| RemoteError::Transient(format!("journal: {e}")))
     }
 
-    fn journal_outcome(&self, rel: &str, record: u64, status: u16, outcome: &str, detail: Option<String>) {
+    fn journal_outcome(
+        &self,
+        rel: &str,
+        record: u64,
+        status: u16,
+        outcome: &str,
+        detail: Option<String>,
+    ) {
         let _ = self.journal.exec(
             "INSERT OR REPLACE INTO http_sent (job, idx, file, record, status, outcome, detail, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             vec![
@@ -268,7 +274,13 @@ impl HttpDeliverer {
             .clone()
             .unwrap_or_else(|| content_type_of(name).to_string());
         let headers = self.headers(&ct)?;
-        let key = idempotency_key(&self.journal_id(), &self.job.name, &seq_key(seq, rel), self.idx, 0);
+        let key = idempotency_key(
+            &self.journal_id(),
+            &self.job.name,
+            &seq_key(seq, rel),
+            self.idx,
+            0,
+        );
         let file = std::fs::File::open(local)
             .map_err(|e| RemoteError::Transient(format!("cannot open the outbox file: {e}")))?;
         let (answer, refused) = self.request(&headers, &key, Payload::File(file))?;
@@ -286,7 +298,13 @@ impl HttpDeliverer {
     }
 
     /// The body of one record (a JSON line): the line itself, or `template` rendered.
-    fn record_body(&self, line: &str, rec_no: u64, key: &str, name: &str) -> Result<String, String> {
+    fn record_body(
+        &self,
+        line: &str,
+        rec_no: u64,
+        key: &str,
+        name: &str,
+    ) -> Result<String, String> {
         let Some(env) = &self.env else {
             return Ok(line.to_string());
         };
@@ -337,7 +355,13 @@ impl HttpDeliverer {
 
     /// `body = "record"`: each JSON line of the outbox file is one request; lines with an
     /// outcome in the journal are not sent again.
-    fn send_records(&mut self, local: &Path, rel: &str, name: &str, seq: u64) -> RResult<Delivered> {
+    fn send_records(
+        &mut self,
+        local: &Path,
+        rel: &str,
+        name: &str,
+        seq: u64,
+    ) -> RResult<Delivered> {
         let done = self.outcomes(rel)?;
         let file = std::fs::File::open(local)
             .map_err(|e| RemoteError::Transient(format!("cannot open the outbox file: {e}")))?;
@@ -348,9 +372,8 @@ impl HttpDeliverer {
         let (mut sent, mut skipped) = (0u64, 0u64);
         for (i, line) in reader.lines().enumerate() {
             let rec_no = i as u64 + 1;
-            let line = line.map_err(|e| {
-                RemoteError::Transient(format!("cannot read the outbox file: {e}"))
-            })?;
+            let line = line
+                .map_err(|e| RemoteError::Transient(format!("cannot read the outbox file: {e}")))?;
             if line.trim().is_empty() || done.contains(&rec_no) {
                 continue;
             }
@@ -358,7 +381,14 @@ impl HttpDeliverer {
             let body = match self.record_body(&line, rec_no, &key, name) {
                 Ok(b) => b,
                 Err(msg) => {
-                    self.refuse(rel, rec_no, 0, &format!("record {rec_no}: {msg}"), &line, sent)?;
+                    self.refuse(
+                        rel,
+                        rec_no,
+                        0,
+                        &format!("record {rec_no}: {msg}"),
+                        &line,
+                        sent,
+                    )?;
                     skipped += 1;
                     continue;
                 }
@@ -441,14 +471,11 @@ impl HttpDeliverer {
     /// After the last record: the response file and the refused records' file, both made
     /// from the journal (so records acknowledged before a crash are in them too).
     fn finish_records(&mut self, rel: &str, name: &str, seq: u64) -> RResult<()> {
-        let wants_response = self.ep.response.is_some();
-        let refused = self.count(rel, "refused");
-        if !wants_response && refused == 0 {
-            return Ok(());
-        }
+        // The outcomes are written without waiting; these files are made from them.
         self.journal
             .flush()
             .map_err(|e| RemoteError::Transient(format!("journal: {e}")))?;
+        let refused = self.count(rel, "refused");
         if let Some(tpl) = &self.ep.response {
             let path = PathBuf::from(tpl.render(&self.vars(name, seq)));
             let lines = self.details(rel, "acknowledged");
@@ -459,7 +486,8 @@ impl HttpDeliverer {
         if refused > 0 {
             let dir = PathBuf::from(self.job.after.error.render(&self.vars(name, seq)));
             let base = name.rsplit('/').next().unwrap_or(name);
-            let path = dir.join(fsutil::fit_component(&format!("{base}.refused.jsonl")));
+            let (stem, _) = fsutil::split_name(base);
+            let path = dir.join(fsutil::fit_component(&format!("{stem}.refused.jsonl")));
             let lines = self.details(rel, "refused");
             save_replacing(&path, lines.as_bytes()).map_err(|e| {
                 RemoteError::Transient(format!("cannot write {}: {e}", path.display()))

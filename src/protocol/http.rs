@@ -52,9 +52,8 @@ pub fn agent(ep: &HttpEndpoint) -> Result<ureq::Agent, String> {
         tls = tls.root_certs(RootCerts::new_with_certs(&certs));
     }
     if let (Some(cert), Some(key)) = (&ep.client_cert, &ep.client_key) {
-        let pem = std::fs::read(cert).map_err(|e| {
-            format!("cannot read the client certificate {}: {e}", cert.display())
-        })?;
+        let pem = std::fs::read(cert)
+            .map_err(|e| format!("cannot read the client certificate {}: {e}", cert.display()))?;
         let chain: Vec<_> = ureq::tls::parse_pem(&pem)
             .filter_map(|i| match i {
                 Ok(PemItem::Certificate(c)) => Some(c),
@@ -298,7 +297,10 @@ mod tests {
         let Verdict::Refused(m) = a(400, "invalid order:\n  no customer").verdict(false) else {
             panic!()
         };
-        assert!(m.contains("HTTP 400") && m.contains("invalid order: no customer"), "{m}");
+        assert!(
+            m.contains("HTTP 400") && m.contains("invalid order: no customer"),
+            "{m}"
+        );
     }
 
     #[test]
@@ -321,7 +323,9 @@ mod tests {
             body: v11.as_bytes().to_vec(),
             retry_after: None,
         };
-        assert!(matches!(a.verdict(true), Verdict::Refused(m) if m.contains("unknown customer 42")));
+        assert!(
+            matches!(a.verdict(true), Verdict::Refused(m) if m.contains("unknown customer 42"))
+        );
         assert!(matches!(a.verdict(false), Verdict::Retry(_)));
     }
 
