@@ -362,18 +362,18 @@ fn on_error_skip_sets_a_refused_record_aside_and_sends_the_others() {
     );
 }
 
-/// SIGKILL in the middle of a file of 300 record requests: after the restart only the
+/// SIGKILL in the middle of a file of 1,000 record requests: after the restart only the
 /// records not acknowledged yet are sent, with the keys they had; the receiver sees each
 /// record acknowledged under one key.
 #[test]
 fn a_kill_mid_file_sends_only_the_unacknowledged_records_again() {
     let Some(s) = server() else { return };
     let d = Deployment::new("http-kill");
-    let n = 300;
+    let n = 1000;
     d.job(
         "k",
         &job(
-            &format!("http://127.0.0.1:{}/slow/10/kill-mid", s.http),
+            &format!("http://127.0.0.1:{}/slow/5/kill-mid", s.http),
             true,
             "body = \"record\"",
         ),

@@ -10,10 +10,10 @@ use crate::secrets::Secret;
 /// outputs and the alert's SMTP server.
 pub fn job_secrets(job: &Job) -> Vec<&Secret> {
     let mut out = Vec::new();
-    if let Some(r) = &job.source.remote {
-        if let super::remote::Endpoint::Ftp(e) = &r.endpoint {
-            out.extend(e.password.as_ref());
-        }
+    if let Some(r) = &job.source.remote
+        && let super::remote::Endpoint::Ftp(e) = &r.endpoint
+    {
+        out.extend(e.password.as_ref());
     }
     if let Some(m) = &job.source.mailbox {
         out.push(&m.password);

@@ -232,10 +232,10 @@ pub fn soap_fault(body: &[u8]) -> Option<String> {
                 }
                 path.pop();
             }
-            Ok(Event::Empty(e)) => {
-                if e.local_name().as_ref() == "Fault" && path.iter().any(|p| p == "Body") {
-                    in_fault = true;
-                }
+            Ok(Event::Empty(e))
+                if e.local_name().as_ref() == "Fault" && path.iter().any(|p| p == "Body") =>
+            {
+                in_fault = true;
             }
             Ok(Event::Text(t)) => cur.push_str(&t.xml10_content()),
             Ok(Event::CData(t)) => cur.push_str(&t.xml10_content()),

@@ -78,15 +78,19 @@ impl HttpServer {
         let _ = std::fs::remove_dir_all(&dir);
         make_tls(&dir.join("tls"));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/http_server/server.py");
-        let log = std::fs::File::create(dir.join("server.log")).unwrap();
-        Command::new(&py)
+        // Started in the background by a shell that ends at once: the server outlives it
+        // and exits when this test binary does (it watches the given process id).
+        let started = Command::new("bash")
+            .arg("-c")
+            .arg(r#""$1" "$2" "$3" "$4" >/dev/null 2>"$3/server.log" &"#)
+            .arg("bash")
+            .arg(&py)
             .arg(script)
             .arg(&dir)
             .arg(std::process::id().to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
+            .status()
             .unwrap();
+        assert!(started.success());
         let ports = dir.join("ports.json");
         let end = Instant::now() + Duration::from_secs(60);
         while !ports.exists() {
