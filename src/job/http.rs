@@ -245,7 +245,7 @@ pub fn read_http(
         ok = false;
     }
     if let Some(tpl) = &template
-        && let Err(e) = minijinja::Environment::new().template_from_str(&tpl.value)
+        && let Err(e) = crate::formats::template_out::environment().template_from_str(&tpl.value)
     {
         doc.error(
             tpl.span.clone(),
