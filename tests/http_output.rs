@@ -516,9 +516,21 @@ fn check_loads_the_example_and_reports_mistakes_at_their_place() {
         "lit",
         "[source]\nfolder = \"in\"\n\n[[output]]\nhttp = \"https://h/x\"\n\n[output.headers]\nAuthorization = \"Bearer Lit-Token-55x\"\n",
     );
+    d.job(
+        "ftpkeys",
+        "[source]\nfolder = \"in\"\n\n[[output]]\nhttp = \"https://h/x\"\ntls_verify = false\npassword = \"${env:X}\"\n",
+    );
     let o = d.run(&["check"]);
     let err = stderr(&o);
     assert!(!o.status.success());
+    assert!(
+        err.contains("ftpkeys.toml:6:14: output[1].tls_verify: TLS is always verified"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ftpkeys.toml:7:12: output[1].password: `password` is basic authentication's"),
+        "{err}"
+    );
     assert!(
         err.contains("bad.toml:5:8: output[1].http: credentials do not go in the URL"),
         "{err}"

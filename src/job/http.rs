@@ -286,6 +286,37 @@ pub fn read_http(
             }
         },
     };
+    if user.is_none()
+        && password.is_some()
+        && let Some(p) = t.str(doc, "password")
+    {
+        doc.error(
+            p.span.clone(),
+            &p.key,
+            "`password` is basic authentication's: it needs `user` (a token goes in `[output.headers]`)",
+        );
+        ok = false;
+    }
+    // FTP's keys, which an output table otherwise knows: say why they do not apply.
+    for (key, why) in [
+        (
+            "tls_verify",
+            "TLS is always verified for HTTP outputs; a private CA goes in `ca_file`",
+        ),
+        ("done_file", "an HTTP output writes no done-file"),
+        ("passive", "`passive` is FTP's"),
+    ] {
+        if t.has(key) {
+            let span = t.span_of(key);
+            let _ = if key == "done_file" {
+                t.str(doc, key).map(|_| ())
+            } else {
+                t.bool(doc, key).map(|_| ())
+            };
+            doc.error(span, &format!("{}.{key}", t.path), why);
+            ok = false;
+        }
+    }
     let path_of = |s: Option<Str>| s.map(|s| root.join(&s.value));
     let ca_file = path_of(t.str(doc, "ca_file"));
     let client_cert = path_of(t.str(doc, "client_cert"));
