@@ -13,12 +13,13 @@ answered). What the REST endpoint answers depends on the path:
   /reject/TAG                   400 when the body holds REJECT, else 201
   /slow/MS/TAG                  waits MS milliseconds, then 201
 
-The server exits when the process PARENT (the test binary) is gone.
+The server exits, removing DIR, when the process PARENT (the test binary) is gone.
 """
 
 import base64
 import json
 import os
+import shutil
 import ssl
 import sys
 import threading
@@ -198,6 +199,8 @@ def main():
         try:
             os.kill(PARENT, 0)
         except OSError:
+            # The test binary is gone: so are its servers' files.
+            shutil.rmtree(DIR, ignore_errors=True)
             os._exit(0)
 
 
