@@ -62,6 +62,18 @@ bash scripts/mail-servers.sh install
 # binary starts its own instances in a temporary folder on free loopback ports).
 bash scripts/db-servers.sh install
 
+# HTTP output tests (tests/http_output.rs) run a REST endpoint on Python's http.server and
+# a SOAP service built with spyne (from PyPI, with lxml) in a venv made here.
+HTTP_VENV=/opt/ferry-http-venv
+if ! "$HTTP_VENV/bin/python" -c "import spyne, lxml" >/dev/null 2>&1; then
+  echo "test.sh: installing spyne and lxml into $HTTP_VENV" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  python3 -m venv "$HTTP_VENV" 2>/dev/null || {
+    $SUDO apt-get install -y -q python3-venv >/dev/null && $SUDO python3 -m venv "$HTTP_VENV"; }
+  $SUDO "$HTTP_VENV/bin/pip" install -q spyne lxml
+fi
+
 # The Windows build type-checks and lints clean (`cargo clippy --target
 # x86_64-pc-windows-gnu`; installs gcc-mingw-w64-x86-64 and the rustup target when
 # missing, says so and goes on when rustup cannot download it). The whole run of ferry.exe

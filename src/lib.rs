@@ -15,8 +15,8 @@
 //! - [`journal`]: the durable SQLite record of every file: claims, plans, outputs, history;
 //!   its identity (a lost journal is refused), backup and restore.
 //! - [`outputs`]: where files leave: atomic delivery into folders (temporary name, fsync,
-//!   rename); FTP and email send from a local outbox ([`outputs::outbox`],
-//!   [`outputs::email`]); alerts by email.
+//!   rename); FTP, HTTP (REST and SOAP, [`outputs::http`]) and email send from a local
+//!   outbox ([`outputs::outbox`], [`outputs::email`]); alerts by email.
 //! - [`transform`]: filters, computed fields and lookups (minijinja expressions).
 //! - [`filters`]: ferry's minijinja filters (`num`, `decimal`, `date`), shared by
 //!   transform expressions and output templates.
@@ -24,7 +24,7 @@
 //!   ([`runtime::process`]), crash recovery, hot reload and shutdown.
 //! - [`schedule`]: when a scheduled job runs (cron in a time zone, `every`) and its
 //!   `active` windows; the runs themselves are [`runtime::runs`].
-//! - [`protocol`]: the sessions of remote kinds (FTP/FTPS, IMAP, SMTP), TLS set-up, backoff
+//! - [`protocol`]: the sessions of remote kinds (FTP/FTPS, IMAP, SMTP, HTTP), TLS set-up, backoff
 //!   and MIME, apart from the engine; [`secrets`] resolves `${env:..}` / `${file:..}`
 //!   passwords; [`redact`] scrubs their values from everything ferry writes.
 //! - [`fsutil`]: the file-system primitives the guarantees rest on; [`hashing`]: sha256 of

@@ -316,6 +316,9 @@ const LIBRARY_CAPS: &[(&str, LevelFilter)] = &[
     ("lettre", LevelFilter::INFO),
     ("rustls", LevelFilter::DEBUG),
     ("tokio_rustls", LevelFilter::DEBUG),
+    // HTTP outputs: request lines and headers (Authorization) at DEBUG and TRACE.
+    ("ureq", LevelFilter::INFO),
+    ("ureq_proto", LevelFilter::INFO),
 ];
 
 /// A filter (to add beside the log filter) that caps the libraries of [`LIBRARY_CAPS`]

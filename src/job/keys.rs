@@ -57,8 +57,8 @@ pub struct Key {
 }
 
 /// Kinds whose keys are known to the reader only in a table of that kind (elsewhere they
-/// are unknown keys): a mailbox source, an email output.
-pub const OPT_IN: &[&str] = &["mailbox", "email"];
+/// are unknown keys): a mailbox source, an email output, an HTTP output.
+pub const OPT_IN: &[&str] = &["mailbox", "email", "http"];
 
 /// Keys a reader still takes only to say what replaced them; never declared.
 pub const RETIRED: &[(&str, &str)] = &[("input", "max_bytes")];
@@ -103,6 +103,8 @@ const UNMAPPABLE: &[&str] = &["error", "replace"];
 const LINE_ENDING: &[&str] = &["lf", "crlf"];
 const QUOTING: &[&str] = &["necessary", "always", "non-numeric", "never"];
 const PER: &[&str] = &["file", "batch"];
+const HTTP_METHOD: &[&str] = &["POST", "PUT"];
+const HTTP_BODY: &[&str] = &["file", "record"];
 
 /// Every job key. Within a table, in the order the "expected one of" lists name them.
 #[rustfmt::skip]
@@ -259,6 +261,25 @@ pub static KEYS: &[Key] = &[
     k("output", "email", "subject", Str, "names of the files", "A minijinja template with name, names, count, job, content."),
     k("output", "email", "body", Str, "names of the files", "A minijinja template with name, names, count, job, content."),
     k("output", "email", "per", Enum(PER), "\"file\"", "file: one mail per file; batch: one mail with every file waiting."),
+    // [[output]] http = ... (issue 17, src/job/http.rs)
+    k("output", "http", "http", Str, "none", "Send to a REST or SOAP service instead of a folder: \"https://erp.example/api/orders\"."),
+    k("output", "http", "outbox", Str, "\"var/outbox/{job}/N\"", "With `http`: the local folder files wait in until sent."),
+    k("output", "http", "connections", Uint, "4", "With `http`: files of this output sent in parallel (1 to 16)."),
+    k("output", "http", "method", Enum(HTTP_METHOD), "\"POST\"", "With `http`: POST or PUT."),
+    k("output", "http", "body", Enum(HTTP_BODY), "\"file\"", "With `http`: file: one request with the output file; record: one request per record."),
+    k("output", "http", "template", Str, "none", "With `body = \"record\"`: a minijinja template of each request's body (a SOAP envelope); without it, JSON."),
+    k("output", "http", "content_type", Str, "from the body", "With `http`: the Content-Type header."),
+    k("output", "http", "headers", StrMap, "none", "With `http`: request headers; values may hold \"${env:NAME}\" or \"${file:/path}\". Never logged."),
+    k("output", "http", "user", Str, "none", "With `http`: the user of basic authentication."),
+    k("output", "http", "password", Str, "none", "With `http` and `user`: \"${env:NAME}\" or \"${file:/path}\". Never logged."),
+    k("output", "http", "ca_file", Str, "none", "With `https://`: a PEM CA certificate trusted instead of the public roots."),
+    k("output", "http", "client_cert", Str, "none", "With `https://`: a PEM client certificate (with its chain), for partners that require one."),
+    k("output", "http", "client_key", Str, "none", "With `client_cert`: its PEM private key."),
+    k("output", "http", "idempotency_header", Str, "\"Idempotency-Key\"", "With `http`: the header carrying each request's idempotency key; \"\" sends none."),
+    k("output", "http", "response", Str, "none", "With `http`: save the answers as a file (\"var/out/responses/{stem}.json\")."),
+    k("output", "http", "on_error", Enum(ON_ERROR), "\"fail\"", "With `http`: a refused record (4xx, SOAP fault) fails the file, or with skip is set aside."),
+    k("output", "http", "soap_action", Str, "none", "With `http`: SOAP 1.1: the SOAPAction header; SOAP faults are errors with their fault string."),
+    k("output", "http", "timeout", Duration, "\"60s\"", "With `http`: the longest one request may take."),
     // [after]
     k("after", "", "success", Enum(AFTER_SUCCESS), "\"archive\"", "After every output is committed: archive, delete or keep the original."),
     k("after", "", "archive", Str, "\"var/archive/{job}\"", "The archive folder; placeholders allowed."),
@@ -539,6 +560,32 @@ folder = "in"
 [input]
 format = "json"
 "#,
+        r#"
+[source]
+folder = "in"
+[input]
+format = "csv"
+[[output]]
+http = "https://127.0.0.1/x"
+outbox = "var/o"
+connections = 2
+method = "PUT"
+body = "record"
+template = "{{ a }}"
+content_type = "text/xml"
+user = "u"
+password = "${env:P}"
+ca_file = "ca.pem"
+client_cert = "c.pem"
+client_key = "k.pem"
+idempotency_header = "X-Key"
+response = "var/r/{stem}.json"
+on_error = "skip"
+soap_action = "urn:x"
+timeout = "5s"
+[output.headers]
+Authorization = "Bearer ${env:T}"
+"#,
     ];
 
     fn declared(table: &str) -> BTreeSet<String> {
@@ -694,7 +741,7 @@ format = "json"
                         if !tables.iter().any(|t| t == table) || tables.len() > 1 {
                             when.clear();
                         }
-                        if ["ftp", "mailbox", "email"].contains(&name) {
+                        if ["ftp", "mailbox", "email", "http"].contains(&name) {
                             when = name.to_string();
                         }
                         tables = vec![table.to_string()];
@@ -849,6 +896,9 @@ format = "json"
             ("column", _) => format!(
                 "{src}[input]\nformat = \"fixed\"\n[[input.column]]\nname = \"a\"\nstart = 1\nlength = 1\n{kv}"
             ),
+            ("output", "http") => {
+                format!("{src}{csv}[[output]]\nhttp = \"http://127.0.0.1:1/x\"\n{kv}")
+            }
             ("output", "email") => format!(
                 "{src}[[output]]\nemail = \"mailto:a@x.example\"\nsmtp = \"smtp://127.0.0.1\"\nfrom = \"f@x.example\"\n{kv}"
             ),

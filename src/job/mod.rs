@@ -7,6 +7,7 @@ mod combine;
 pub mod data;
 pub mod defaults;
 pub mod ftp;
+pub mod http;
 mod job_file;
 pub mod keys;
 pub mod mail;
@@ -537,7 +538,9 @@ fn writes(
             target: plumbing::Target::Folder(plumbing::Folder::of(&o.folder, name)),
             at: at("output", Some(i), key, format!("output[{}].{key}", i + 1)),
         });
-        if let Some(d) = &o.deliver {
+        if let Some(d) = &o.deliver
+            && !matches!(d.endpoint, remote::Endpoint::Http(_))
+        {
             out.push(plumbing::Write {
                 target: plumbing::Target::Ftp(plumbing::FtpPlace::of(&d.endpoint)),
                 at: at("output", Some(i), "ftp", format!("output[{}].ftp", i + 1)),
@@ -1144,6 +1147,11 @@ fn read_output(
     let in_set = ctx.in_set;
     let is_email = t.has("email");
     let ftp = t.str(doc, "ftp");
+    let http = if !is_email && t.has("http") {
+        t.str(doc, "http")
+    } else {
+        None
+    };
     let mut folder = t.str(doc, "folder");
     let mut remote_parts = None;
     let mut email = Some(None);
@@ -1183,6 +1191,28 @@ fn read_output(
         let (outbox_path, outbox) = read_outbox(doc, root, &mut t, job_name, idx);
         remote_parts = Some((endpoint, done, outbox_path, connections));
         folder = Some(outbox);
+        if let Some(h) = &http {
+            doc.error(
+                h.span.clone(),
+                &h.key,
+                "an output has either `ftp` or `http`, not both",
+            );
+        }
+    } else if let Some(url) = &http {
+        // HTTP outputs (issue 17): an outbox and a deliverer, as `ftp` (src/job/http.rs).
+        if let Some(f) = &folder {
+            doc.error(
+                f.span.clone(),
+                &f.key,
+                "a remote output is written to a local `outbox` first (default \"var/outbox/{job}/N\"); remove `folder`",
+            );
+        }
+        let endpoint =
+            http::read_http(doc, root, &mut t, url).map(|h| remote::Endpoint::Http(Box::new(h)));
+        let connections = read_connections(doc, &mut t, remote::DEFAULT_OUTPUT_CONNECTIONS);
+        let (outbox_path, outbox) = read_outbox(doc, root, &mut t, job_name, idx);
+        remote_parts = Some((endpoint, Some(None), outbox_path, connections));
+        folder = Some(outbox);
     }
     if folder.is_none() && t.span_of("folder") == t.span {
         doc.error(
@@ -1204,7 +1234,10 @@ fn read_output(
         ],
         Exists::Fail,
     );
-    let data = data::read_output_data(doc, &mut t, has_input);
+    let mut data = data::read_output_data(doc, &mut t, has_input);
+    if let Some(Some(remote::Endpoint::Http(h))) = remote_parts.as_ref().map(|p| &p.0) {
+        data = http::outbox_data(doc, &t, h, data, has_input);
+    }
     let records = data
         .as_ref()
         .is_none_or(|d| !matches!(d.format, data::OutputFormat::Original));
@@ -1259,7 +1292,12 @@ fn read_output(
         );
         return None;
     }
-    t.finish_as(doc, "output", if is_email { "email" } else { "" });
+    let kind = match (is_email, &http) {
+        (true, _) => "email",
+        (false, Some(_)) => "http",
+        (false, None) => "",
+    };
+    t.finish_as(doc, "output", kind);
     let extract = extract?;
     let mut with_fields = PLACEHOLDERS.to_vec();
     with_fields.push(template::FIELDS);
@@ -1318,6 +1356,14 @@ fn read_output(
             PLACEHOLDERS,
         )
         .ok(),
+    };
+    // An HTTP output's outbox names start with the file's `{seq}`: its idempotency keys
+    // are derived from it (src/outputs/http.rs).
+    let name = match (&http, name) {
+        (Some(_), Some(n)) => {
+            Template::parse(&format!("{{seq}}-{}", n.as_str()), &with_fields).ok()
+        }
+        (_, n) => n,
     };
     let deliver = match remote_parts {
         Some((endpoint, done_file, outbox, connections)) => Some(remote::RemoteTarget {

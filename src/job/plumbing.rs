@@ -55,6 +55,11 @@ impl FtpPlace {
                     .collect::<Vec<_>>()
                     .join("/"),
             },
+            // Not an FTP place: never compared with one (HTTP outputs feed no source).
+            crate::job::remote::Endpoint::Http(e) => FtpPlace {
+                server: e.display(),
+                path: String::new(),
+            },
         }
     }
 

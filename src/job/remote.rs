@@ -39,6 +39,8 @@ impl Disposal {
 #[derive(Debug, Clone)]
 pub enum Endpoint {
     Ftp(FtpEndpoint),
+    /// An HTTP output (REST or SOAP; src/job/http.rs). Never a source.
+    Http(Box<super::http::HttpEndpoint>),
 }
 
 impl Endpoint {
@@ -46,6 +48,7 @@ impl Endpoint {
     pub fn display(&self) -> String {
         match self {
             Endpoint::Ftp(e) => e.display(),
+            Endpoint::Http(e) => e.display(),
         }
     }
 
@@ -53,6 +56,7 @@ impl Endpoint {
     pub fn literal_password(&self) -> bool {
         match self {
             Endpoint::Ftp(e) => e.password.as_ref().is_some_and(|p| p.is_literal()),
+            Endpoint::Http(e) => e.literal_password(),
         }
     }
 
@@ -231,16 +235,27 @@ pub fn check_warnings(job: &Job) -> Vec<Diag> {
         }
     }
     let mut nth = usize::from(job.source.remote.is_some());
+    let mut nth_http = 0;
     for (i, o) in job.outputs.iter().enumerate() {
         if let Some(d) = &o.deliver {
+            let is_http = matches!(d.endpoint, Endpoint::Http(_));
             if d.endpoint.literal_password() {
+                let line = if is_http {
+                    line_of("http", nth_http)
+                } else {
+                    line_of("ftp", nth)
+                };
                 warn(
                     format!("output[{}].password", i + 1),
-                    line_of("ftp", nth),
-                    "in this output",
+                    line,
+                    "in this output (a password or a credential header)",
                 );
             }
-            nth += 1;
+            if is_http {
+                nth_http += 1;
+            } else {
+                nth += 1;
+            }
         }
     }
     out

@@ -10,16 +10,18 @@ use crate::secrets::Secret;
 /// outputs and the alert's SMTP server.
 pub fn job_secrets(job: &Job) -> Vec<&Secret> {
     let mut out = Vec::new();
-    if let Some(r) = &job.source.remote {
-        let super::remote::Endpoint::Ftp(e) = &r.endpoint;
+    if let Some(r) = &job.source.remote
+        && let super::remote::Endpoint::Ftp(e) = &r.endpoint
+    {
         out.extend(e.password.as_ref());
     }
     if let Some(m) = &job.source.mailbox {
         out.push(&m.password);
     }
     for o in &job.outputs {
-        if let Some(d) = &o.deliver {
-            let super::remote::Endpoint::Ftp(e) = &d.endpoint;
+        if let Some(d) = &o.deliver
+            && let super::remote::Endpoint::Ftp(e) = &d.endpoint
+        {
             out.extend(e.password.as_ref());
         }
         if let Some(e) = &o.email {
@@ -38,6 +40,18 @@ pub fn learn_job(job: &Job) {
     for s in job_secrets(job) {
         if let Ok(v) = s.resolve() {
             crate::redact::learn(&v);
+        }
+    }
+    // HTTP outputs' passwords and credential headers (src/job/http.rs).
+    for o in &job.outputs {
+        if let Some(d) = &o.deliver
+            && let super::remote::Endpoint::Http(h) = &d.endpoint
+        {
+            for s in h.secrets() {
+                if let Ok(v) = s.resolve() {
+                    crate::redact::learn(&v);
+                }
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! - [`folder`]: local folders and shares.
 //! - [`ftp`]: FTP/FTPS, a [`Deliverer`] that [`outbox`] feeds from the output's local outbox.
+//! - [`http`]: REST and SOAP requests, a [`Deliverer`] too (one request per file or record).
 //! - [`failure`]: whether a failed delivery may pass (retried) or not (error folder).
 //! - [`email`]: mails from an outbox, one per file or batch; [`alerts`] uses it for the
 //!   admin's alert mails.
@@ -17,6 +18,7 @@ pub mod failure;
 pub mod folder;
 pub mod ftp;
 pub mod given_up;
+pub mod http;
 pub mod outbox;
 
 use std::path::Path;
@@ -53,11 +55,27 @@ pub trait Deliverer: Send {
     /// the local pass writes the outbox. Errors are left to the first delivery.
     fn warm_up(&mut self) {}
     fn disconnect(&mut self);
+    /// After a failed delivery: the wait the server asked for (HTTP `Retry-After`), which
+    /// the backoff then does not go below.
+    fn retry_after(&mut self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
-/// The deliverer of a remote output's endpoint.
-pub fn deliverer(endpoint: &Endpoint) -> Box<dyn Deliverer> {
+/// The deliverer of a remote output's endpoint (output `idx` of `job`).
+pub fn deliverer(
+    endpoint: &Endpoint,
+    job: &std::sync::Arc<crate::job::Job>,
+    idx: usize,
+    journal: &std::sync::Arc<crate::journal::Journal>,
+) -> Box<dyn Deliverer> {
     match endpoint {
         Endpoint::Ftp(e) => Box::new(crate::protocol::ftp::FtpClient::new(e.clone())),
+        Endpoint::Http(e) => Box::new(http::HttpDeliverer::new(
+            job.clone(),
+            idx,
+            (**e).clone(),
+            journal.clone(),
+        )),
     }
 }

@@ -92,7 +92,7 @@ impl DeliveryRunner {
         let backoff = backoff_of(&job.retry);
         Some(DeliveryRunner {
             share,
-            deliverer: super::deliverer(&target.endpoint),
+            deliverer: super::deliverer(&target.endpoint, &job, idx, &journal),
             exists: out.exists,
             target,
             job,
@@ -368,6 +368,7 @@ impl DeliveryRunner {
     fn failed(&mut self, e: RemoteError) -> RoundEnd {
         self.deliverer.disconnect();
         let wait = self.backoff.fail();
+        let wait = wait.max(self.deliverer.retry_after().unwrap_or_default());
         let msg = e.to_string();
         // For `ferry status`: the error on the files waiting for this output.
         let _ = self.journal.exec(

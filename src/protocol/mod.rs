@@ -6,6 +6,7 @@
 
 pub mod backoff;
 pub mod ftp;
+pub mod http;
 pub mod imap;
 pub mod mime;
 pub mod smtp;

@@ -15,6 +15,7 @@ use crate::sources::staging::{CREATE_ITEMS, SourceRunner};
 /// Creates the remote tables when missing. Waited for.
 pub fn init_journal(journal: &Journal) -> anyhow::Result<()> {
     journal.exec(CREATE_ITEMS, Vec::new(), false)?;
+    journal.exec(crate::outputs::http::CREATE_HTTP_SENT, Vec::new(), false)?;
     journal.exec(CREATE_DELIVERIES, Vec::new(), true)?;
     Ok(())
 }

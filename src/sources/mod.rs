@@ -40,5 +40,6 @@ pub trait Fetcher: Send {
 pub fn fetcher(endpoint: &Endpoint) -> Box<dyn Fetcher> {
     match endpoint {
         Endpoint::Ftp(e) => Box::new(crate::protocol::ftp::FtpClient::new(e.clone())),
+        Endpoint::Http(_) => unreachable!("the job reader makes no HTTP source"),
     }
 }
