@@ -440,7 +440,7 @@ fn link_answers(
         for o in &linked {
             let late = at > o.deadline;
             let detail = format!(
-                "{} answered by #{answer_id} {name} ({job}) at {}{}",
+                "{}: #{answer_id} {name} ({job}) at {}{}",
                 o.what,
                 crate::journal::fmt_time(at),
                 if late { ", after the deadline" } else { "" }
