@@ -112,7 +112,8 @@ pub fn record(
         return Ok(());
     }
     let now = now_ms(&Clock::from_env());
-    let meta = crate::runtime::naming::meta(job, &found.path, &found.name, &found.rel_dir, vars.taken);
+    let meta =
+        crate::runtime::naming::meta(job, &found.path, &found.name, &found.rel_dir, vars.taken);
     if let Some(e) = request {
         let keys = request_keys(job, e, found, vars, meta.clone())?;
         send(
@@ -179,8 +180,14 @@ fn request_keys(
         let file = found
             .reader()
             .map_err(|err| format!("cannot read the file for [expect]: {err}"))?;
-        let t = crate::runtime::pipeline::distinct_values(job, file, meta, &fields, true, MAX_VALUES)
-            .map_err(|err| format!("[expect]: cannot read {} from the records: {err}", fields.join(", ")))?;
+        let t =
+            crate::runtime::pipeline::distinct_values(job, file, meta, &fields, true, MAX_VALUES)
+                .map_err(|err| {
+                format!(
+                    "[expect]: cannot read {} from the records: {err}",
+                    fields.join(", ")
+                )
+            })?;
         if t.is_empty() {
             return Err(format!(
                 "[expect]: the file has no record to take {} from, so no answer could be matched to it",
@@ -451,7 +458,11 @@ fn link_answers(
             } else {
                 tracing::info!(job = %o.job, file = %o.name, answer = %name, "Answer linked to its request.");
             }
-            journal.event(o.file_id, if late { "answered late" } else { "answered" }, detail)?;
+            journal.event(
+                o.file_id,
+                if late { "answered late" } else { "answered" },
+                detail,
+            )?;
             report.linked += 1;
         }
         let summary: Vec<String> = linked
@@ -474,7 +485,18 @@ fn report_overdue(
     jobs: &HashMap<String, Arc<Job>>,
     report: &mut Report,
 ) -> crate::journal::Result<()> {
-    type Row = (i64, i64, String, String, String, String, String, String, i64, i64);
+    type Row = (
+        i64,
+        i64,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        i64,
+        i64,
+    );
     let rows: Vec<Row> = journal.read(|c| {
         let mut st = c.prepare_cached(
             "SELECT e.id, e.file_id, e.job, f.name, e.kind, e.field, e.key, e.within, e.deadline, e.sent_at
@@ -508,7 +530,9 @@ fn report_overdue(
         let from = jobs
             .get(&job)
             .and_then(|j| j.expect.as_ref())
-            .map_or("its answering job".to_string(), |e| format!("job {}", e.from));
+            .map_or("its answering job".to_string(), |e| {
+                format!("job {}", e.from)
+            });
         tracing::error!(job = %job, file = %name, expected = %what, due = %crate::journal::fmt_time(deadline), "No answer after {within}: the answer {what} from {from} is overdue.");
         if let Some(j) = jobs.get(&job) {
             let text = format!(
@@ -586,9 +610,13 @@ pub async fn once(journal: &Arc<Journal>) -> usize {
     if report.overdue > 0 {
         for job in jobs.values() {
             if let (Some(a), Some(_)) = (&job.alert, &job.expect)
-                && let Err(e) =
-                    crate::outputs::email::once(job, crate::outputs::email::ALERTS, &a.email, journal)
-                        .await
+                && let Err(e) = crate::outputs::email::once(
+                    job,
+                    crate::outputs::email::ALERTS,
+                    &a.email,
+                    journal,
+                )
+                .await
             {
                 tracing::warn!(job = %job.name, error = %format!("{e:#}"), "Alert mail failed.");
             }

@@ -144,7 +144,10 @@ pub fn read(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>, has_input: bool) -> O
                 doc.error(
                     s.span.clone(),
                     &s.key,
-                    format!("expected a duration longer than 0, like \"4h\", found {:?}", s.value),
+                    format!(
+                        "expected a duration longer than 0, like \"4h\", found {:?}",
+                        s.value
+                    ),
                 );
                 None
             }
