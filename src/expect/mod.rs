@@ -296,15 +296,19 @@ pub fn pass(
     last: bool,
 ) -> crate::journal::Result<Report> {
     let mut report = Report::default();
-    announce(journal)?;
-    link_answers(journal, now, last, &mut report)?;
+    let announced = announce(journal)?;
+    let seen = link_answers(journal, now, last, &mut report)?;
     report_overdue(journal, now, jobs, &mut report)?;
-    journal.flush()?;
+    // What this pass wrote is durable before the next pass reads: nothing is said twice.
+    if announced || seen || report != Report::default() {
+        journal.flush()?;
+    }
     Ok(report)
 }
 
 /// A request whose plan became durable gets an event that says what it waits for.
-fn announce(journal: &Journal) -> crate::journal::Result<()> {
+/// Returns whether there was any.
+fn announce(journal: &Journal) -> crate::journal::Result<bool> {
     let rows: Vec<(i64, i64, String, String, String, String, i64)> = journal.read(|c| {
         let mut st = c.prepare_cached(
             "SELECT e.id, e.file_id, e.kind, e.field, e.key, e.from_job, e.deadline
@@ -324,6 +328,7 @@ fn announce(journal: &Journal) -> crate::journal::Result<()> {
         })?
         .collect()
     })?;
+    let any = !rows.is_empty();
     for (id, file_id, kind, field, key, from, deadline) in rows {
         let what = if kind == "field" {
             format!("{field} {key}")
@@ -344,7 +349,7 @@ fn announce(journal: &Journal) -> crate::journal::Result<()> {
             false,
         )?;
     }
-    Ok(())
+    Ok(any)
 }
 
 /// An open expectation a new answer may fit.
@@ -388,12 +393,14 @@ fn find_open(
     .optional()
 }
 
+/// Links new answers; returns whether it wrote anything.
 fn link_answers(
     journal: &Journal,
     now: i64,
     last: bool,
     report: &mut Report,
-) -> crate::journal::Result<()> {
+) -> crate::journal::Result<bool> {
+    let mut wrote = false;
     let answers: Vec<(i64, String, String, i64, String)> = journal.read(|c| {
         let mut st = c.prepare_cached(
             "SELECT a.file_id, a.job, a.name, a.at, a.fields FROM expect_answers a JOIN files f ON f.id = a.file_id
@@ -426,6 +433,7 @@ fn link_answers(
             )?;
             linked.push(open);
         }
+        wrote |= !linked.is_empty();
         if linked.is_empty() {
             if !last && at.saturating_add(UNMATCHED_AFTER_MS) > now {
                 continue;
@@ -476,7 +484,7 @@ fn link_answers(
             false,
         )?;
     }
-    Ok(())
+    Ok(wrote)
 }
 
 fn report_overdue(

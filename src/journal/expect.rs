@@ -37,6 +37,10 @@ pub(super) fn migrate_expect(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result
         CREATE INDEX IF NOT EXISTS expect_requests_file ON expect_requests (file_id);
         CREATE INDEX IF NOT EXISTS expect_requests_open ON expect_requests (from_job, kind, key)
             WHERE answer_id IS NULL;
+        CREATE INDEX IF NOT EXISTS expect_requests_due ON expect_requests (deadline)
+            WHERE answer_id IS NULL AND overdue_at IS NULL;
+        CREATE INDEX IF NOT EXISTS expect_requests_new ON expect_requests (id)
+            WHERE announced = 0;
         CREATE TABLE IF NOT EXISTS expect_answers (
             file_id INTEGER PRIMARY KEY,
             job TEXT NOT NULL,
