@@ -3,6 +3,7 @@
 //! of bad job files. Real files, the real daemon and CLI; time is a file the tests write
 //! (`FERRY_TEST_CLOCK`), never real hours.
 
+mod ftp_server;
 mod util;
 
 use std::process::{Output, Stdio};
@@ -472,5 +473,50 @@ fn bad_expect_tables_are_reported_at_their_key() {
             "jobs/orders.toml:11:1: expect.withn: unknown key `withn`; did you mean `within`?"
         ),
         "{out}"
+    );
+}
+
+/// The pair over FTP: orders go to the partner's FTP folder, confirmations come
+/// back from another folder of it (an FTP source), and are linked by order number.
+#[test]
+fn requests_and_answers_through_ftp_are_linked() {
+    if !ftp_server::available(ftp_server::vsftpd_path(), "vsftpd") {
+        return;
+    }
+    let d = Deployment::new("expect-ftp");
+    let srv = ftp_server::Server::vsftpd(&d.path("srv"), None, 0);
+    srv.put(
+        "confirmations/ORDRSP_31.csv",
+        b"OrderNo,Status\n31,confirmed\n",
+    );
+    srv.put("orders/.keep", b"");
+    d.job(
+        "orders",
+        &format!(
+            "[source]\nfolder = \"in\"\nsettle = \"0s\"\n[input]\nformat = \"csv\"\n[[output]]\nftp = \"{}\"\npassword = \"${{env:FTP_PW}}\"\nname = \"{{stem}}.xml\"\nformat = \"xml\"\nroot = \"Orders\"\nrecord = \"Line\"\n{BY_FIELD}",
+            srv.url("ftp", "orders")
+        ),
+    );
+    d.job(
+        "confirmations",
+        &format!(
+            "[source]\nftp = \"{}\"\npassword = \"${{env:FTP_PW}}\"\nsettle = \"0s\"\n[input]\nformat = \"csv\"\n[[output]]\nfolder = \"erp\"\nformat = \"json\"\n",
+            srv.url("ftp", "confirmations")
+        ),
+    );
+    set_clock(&d, T0);
+    d.write("in/PO-31.csv", "OrderNo,Item,Qty\n31,W-1,2\n");
+    let o = d
+        .cmd(&["run", "--once"])
+        .env("FTP_PW", ftp_server::PASSWORD)
+        .env("FERRY_TEST_CLOCK", d.path("clock"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(srv.root.join("orders/PO-31.xml").exists());
+    let e = expects(&d, "PO-31.csv");
+    assert!(
+        e.len() == 1 && e[0]["state"] == "answered" && e[0]["answer"]["name"] == "ORDRSP_31.csv",
+        "{e:?}"
     );
 }
