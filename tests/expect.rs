@@ -143,9 +143,16 @@ fn an_answer_in_time_is_linked_to_its_request() {
     );
     // The answer was processed normally by its own job.
     d.wait_exists("erp/confirmations/ORDRSP_1001.json");
+    wait_for("the answer to be matched", WAIT, || {
+        history_of(&d, "ORDRSP_1001.csv")["exchange"]["answer"]["state"] == "matched"
+    });
     let answer = history_of(&d, "ORDRSP_1001.csv");
     assert_eq!(answer["state"], "done");
-    assert_eq!(answer["exchange"]["answer"]["state"], "matched", "{answer}");
+    let answers = &answer["exchange"]["answer"]["answers"];
+    assert!(
+        answers[0]["name"] == "PO-1001.csv" && answers[0]["key"] == "1001",
+        "{answer}"
+    );
     // Its deadline passing later changes nothing: it was answered.
     set_clock(&d, "2026-03-02T14:00:00Z");
     std::thread::sleep(std::time::Duration::from_millis(300));

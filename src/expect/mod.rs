@@ -429,7 +429,9 @@ fn link_answers(
                     Value::Text(name.clone()),
                     Value::Integer(at),
                 ],
-                true,
+                // Lazy: one answer's candidates never fit the same expectation (each is
+                // another kind, field or value); the flush below precedes the next answer.
+                false,
             )?;
             linked.push(open);
         }
@@ -438,7 +440,6 @@ fn link_answers(
             if !last && at.saturating_add(UNMATCHED_AFTER_MS) > now {
                 continue;
             }
-            tracing::warn!(job = %job, file = %name, answer = answer_id, "Answer matches no request: no file that expects it is waiting (it was processed normally).");
             journal.event(
                 answer_id,
                 "unmatched",
@@ -449,9 +450,13 @@ fn link_answers(
                 vec![Value::Integer(answer_id)],
                 false,
             )?;
+            journal.flush()?;
+            tracing::warn!(job = %job, file = %name, answer = answer_id, "Answer matches no request: no file that expects it is waiting (it was processed normally).");
             report.unmatched += 1;
+            wrote = true;
             continue;
         }
+        let mut said = Vec::new();
         for o in &linked {
             let late = at > o.deadline;
             let detail = format!(
@@ -461,11 +466,9 @@ fn link_answers(
                 if late { ", after the deadline" } else { "" }
             );
             if late {
-                tracing::warn!(job = %o.job, file = %o.name, answer = %name, "Late answer linked to its request.");
                 report.late += 1;
-            } else {
-                tracing::info!(job = %o.job, file = %o.name, answer = %name, "Answer linked to its request.");
             }
+            said.push((o, late));
             journal.event(
                 o.file_id,
                 if late { "answered late" } else { "answered" },
@@ -483,87 +486,109 @@ fn link_answers(
             vec![Value::Integer(answer_id), Value::Text(summary.join(", "))],
             false,
         )?;
+        // Said once it is on record: whoever reads the log finds it in the journal.
+        journal.flush()?;
+        for (o, late) in said {
+            if late {
+                tracing::warn!(job = %o.job, file = %o.name, answer = %name, "Late answer linked to its request.");
+            } else {
+                tracing::info!(job = %o.job, file = %o.name, answer = %name, "Answer linked to its request.");
+            }
+        }
     }
     Ok(wrote)
 }
 
+/// Reports every open expectation past its deadline, once: one log line, one event and
+/// one alert per request (a request of a thousand orders is one mail, not a thousand).
 fn report_overdue(
     journal: &Journal,
     now: i64,
     jobs: &HashMap<String, Arc<Job>>,
     report: &mut Report,
 ) -> crate::journal::Result<()> {
-    type Row = (
-        i64,
-        i64,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        i64,
-        i64,
-    );
-    let rows: Vec<Row> = journal.read(|c| {
+    struct Due {
+        id: i64,
+        what: String,
+        within: String,
+        deadline: i64,
+        sent: i64,
+    }
+    let rows: Vec<(i64, String, String, Due)> = journal.read(|c| {
         let mut st = c.prepare_cached(
             "SELECT e.id, e.file_id, e.job, f.name, e.kind, e.field, e.key, e.within, e.deadline, e.sent_at
              FROM expect_requests e JOIN files f ON f.id = e.file_id
              WHERE e.answer_id IS NULL AND e.overdue_at IS NULL AND e.deadline <= ?1
                AND f.state IN ('planned', 'done')
-             ORDER BY e.deadline, e.id LIMIT 1000",
+             ORDER BY e.file_id, e.id LIMIT 10000",
         )?;
         st.query_map([now], |r| {
+            let (kind, field, key): (String, String, String) = (r.get(4)?, r.get(5)?, r.get(6)?);
             Ok((
-                r.get(0)?,
                 r.get(1)?,
                 r.get(2)?,
                 r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-                r.get(9)?,
+                Due {
+                    id: r.get(0)?,
+                    what: if kind == "field" {
+                        format!("{field} {key}")
+                    } else {
+                        key
+                    },
+                    within: r.get(7)?,
+                    deadline: r.get(8)?,
+                    sent: r.get(9)?,
+                },
             ))
         })?
         .collect()
     })?;
-    for (id, file_id, job, name, kind, field, key, within, deadline, sent) in rows {
-        let what = if kind == "field" {
-            format!("{field} {key}")
-        } else {
-            key
-        };
+    let mut by_request: Vec<(i64, String, String, Vec<Due>)> = Vec::new();
+    for (file_id, job, name, due) in rows {
+        match by_request.last_mut() {
+            Some(last) if last.0 == file_id => last.3.push(due),
+            _ => by_request.push((file_id, job, name, vec![due])),
+        }
+    }
+    for (file_id, job, name, dues) in by_request {
+        let first = &dues[0];
+        let within = first.within.clone();
+        let mut what: Vec<&str> = dues.iter().take(20).map(|d| d.what.as_str()).collect();
+        let more = dues.len().saturating_sub(20);
+        let more_text = format!("and {more} more");
+        if more > 0 {
+            what.push(&more_text);
+        }
+        let what = what.join(", ");
+        let due = crate::journal::fmt_time(dues.iter().map(|d| d.deadline).min().unwrap_or(0));
         let from = jobs
             .get(&job)
             .and_then(|j| j.expect.as_ref())
             .map_or("its answering job".to_string(), |e| {
                 format!("job {}", e.from)
             });
-        tracing::error!(job = %job, file = %name, expected = %what, due = %crate::journal::fmt_time(deadline), "No answer after {within}: the answer {what} from {from} is overdue.");
         if let Some(j) = jobs.get(&job) {
             let text = format!(
-                "ferry job {job}: no answer after {within}.\n\nRequest: #{file_id} {name}, sent {}\nExpected: {what} from {from}\nDue: {}\n\nThe request was delivered; its answer has not arrived. `ferry history --job {job}` shows it, and links the answer if it still comes.\n",
-                crate::journal::fmt_time(sent),
-                crate::journal::fmt_time(deadline),
+                "ferry job {job}: no answer after {within}.\n\nRequest: #{file_id} {name}, sent {}\nExpected: {what} from {from}\nDue: {due}\n\nThe request was delivered; its answer has not arrived. `ferry history --job {job}` shows it, and links the answer if it still comes.\n",
+                crate::journal::fmt_time(first.sent),
             );
-            crate::outputs::alerts::notice(j, &format!("overdue-{id:09}-{name}"), &text);
+            crate::outputs::alerts::notice(j, &format!("overdue-{:09}-{name}", first.id), &text);
         }
         journal.event(
             file_id,
             "overdue",
-            format!(
-                "no answer after {within}: {what} from {from}, due {}",
-                crate::journal::fmt_time(deadline)
-            ),
+            format!("no answer after {within}: {what} from {from}, due {due}"),
         )?;
-        journal.exec(
-            "UPDATE expect_requests SET overdue_at = ?2 WHERE id = ?1",
-            vec![Value::Integer(id), Value::Integer(now)],
-            true,
-        )?;
-        report.overdue += 1;
+        for d in &dues {
+            journal.exec(
+                "UPDATE expect_requests SET overdue_at = ?2 WHERE id = ?1",
+                vec![Value::Integer(d.id), Value::Integer(now)],
+                false,
+            )?;
+        }
+        journal.flush()?;
+        tracing::error!(job = %job, file = %name, expected = %what, due = %due, "No answer after {within}: the answer {what} from {from} is overdue.");
+        report.overdue += dues.len();
     }
     Ok(())
 }
