@@ -29,6 +29,7 @@ fn ferry(d: &Deployment, args: &[&str]) -> Output {
 /// `ferry run` with the test clock, its log in var/ferry-N.log.
 fn start(d: &Deployment) -> Daemon {
     std::fs::create_dir_all(d.path("var")).unwrap();
+    let started = d.logs().matches("ferry started").count();
     let n = std::fs::read_dir(d.path("var")).unwrap().count();
     let log = std::fs::File::create(d.path(&format!("var/ferry-{n}.log"))).unwrap();
     let child = d
@@ -38,6 +39,8 @@ fn start(d: &Deployment) -> Daemon {
         .stderr(Stdio::from(log))
         .spawn()
         .unwrap();
+    // The journal is made before this line: `ferry history` never races its creation.
+    d.wait_log("ferry started", started + 1);
     Daemon { child }
 }
 
