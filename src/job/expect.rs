@@ -43,8 +43,12 @@ impl Expect {
     pub fn request_fields(&self) -> Vec<String> {
         match &self.answer {
             Match::Name(t) => {
-                let mut f: Vec<String> = t.fields().into_iter().map(str::to_string).collect();
-                f.dedup();
+                let mut f: Vec<String> = Vec::new();
+                for name in t.fields() {
+                    if !f.iter().any(|x| x == name) {
+                        f.push(name.to_string());
+                    }
+                }
                 f
             }
             Match::Field(f) => vec![f.clone()],
@@ -74,9 +78,9 @@ pub fn read(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>, has_input: bool) -> O
     let table_span = t.span.clone();
     t.finish_as(doc, "expect", "");
     let answer = match (answer_s, field_s.clone()) {
-        (Some(a), None) => {
-            let tpl = super::template(doc, &a, ANSWER_PLACEHOLDERS)?;
-            if !tpl.fields().is_empty() && !has_input {
+        (Some(a), None) => match super::template(doc, &a, ANSWER_PLACEHOLDERS) {
+            None => None,
+            Some(tpl) if !tpl.fields().is_empty() && !has_input => {
                 doc.error(
                     a.span.clone(),
                     &a.key,
@@ -85,18 +89,18 @@ pub fn read(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>, has_input: bool) -> O
                         tpl.fields().join(", ")
                     ),
                 );
-                return None;
+                None
             }
-            if tpl.as_str().contains('/') || tpl.as_str().contains('\\') {
+            Some(tpl) if tpl.as_str().contains('/') || tpl.as_str().contains('\\') => {
                 doc.error(
                     a.span.clone(),
                     &a.key,
                     "expected a file name pattern without folders (the answer's name is compared, not its path)",
                 );
-                return None;
+                None
             }
-            Some(Match::Name(tpl))
-        }
+            Some(tpl) => Some(Match::Name(tpl)),
+        },
         (None, Some(f)) => {
             if f.value.trim().is_empty() {
                 doc.error(f.span.clone(), &f.key, "expected a field name, found \"\"");
@@ -278,4 +282,67 @@ pub fn check_across(jobs: &[JobFacts<'_>]) -> Vec<(String, Diag)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn compile(expect: &str) -> Result<Expect, Vec<String>> {
+        let src = format!(
+            "[source]\nfolder = \"in\"\n[input]\nformat = \"csv\"\n[[output]]\nfolder = \"out\"\n{expect}"
+        );
+        crate::job::compile(Path::new("jobs/t.toml"), Path::new("/srv/ferry"), &src)
+            .map(|j| j.expect.expect("an [expect]"))
+            .map_err(|e| e.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn expect_keys_are_read_and_a_pattern_names_each_field_once() {
+        let e = compile(
+            "[expect]\nanswer = \"ORDRSP_{OrderNo}_{Customer}_{OrderNo}.xml\"\nwithin = \"90m\"\nfrom = \"back\"\n",
+        )
+        .unwrap();
+        assert_eq!(e.request_fields(), ["OrderNo", "Customer"]);
+        assert_eq!(e.within, Duration::from_secs(5400));
+        assert_eq!(e.from, "back");
+        let e =
+            compile("[expect]\nfield = \"OrderNo\"\nwithin = \"4h\"\nfrom = \"back\"\n").unwrap();
+        assert_eq!(e.answer, Match::Field("OrderNo".into()));
+        assert_eq!(e.request_fields(), ["OrderNo"]);
+    }
+
+    #[test]
+    fn bad_expect_keys_are_reported_at_their_position() {
+        let errs =
+            compile("[expect]\nanswer = \"{dir}/{stem}.ack\"\nwithin = \"0\"\nfrom = \"\"\n")
+                .unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e
+                    .starts_with("jobs/t.toml:8:11: expect.answer: `{dir}` cannot be used here")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|e| e
+                == "jobs/t.toml:9:10: expect.within: expected a duration longer than 0, like \"4h\", found \"0\""),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e == "jobs/t.toml:10:8: expect.from: expected a job name, found \"\""),
+            "{errs:?}"
+        );
+        let src = "[source]\nfolder = \"in\"\n[[output]]\nfolder = \"out\"\n[expect]\nfield = \"OrderNo\"\nwithin = \"4h\"\nfrom = \"back\"\n";
+        let errs = crate::job::compile(Path::new("jobs/t.toml"), Path::new("/srv/ferry"), src)
+            .unwrap_err();
+        assert!(
+            errs[0]
+                .to_string()
+                .starts_with("jobs/t.toml:6:9: expect.field: the job reads no records"),
+            "{errs:?}"
+        );
+    }
 }
