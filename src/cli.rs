@@ -662,7 +662,7 @@ pub fn history(jobs_dir: &Path, state_dir: &Path, filter: &HistoryFilter, json: 
 /// The rows of `ferry history`, as text or one JSON object per line.
 fn print_history(conn: &rusqlite::Connection, rows: &[journal::FileHistory], json: bool) {
     let out = &mut std::io::stdout().lock();
-    let now = crate::expect::now_ms(&crate::schedule::clock::Clock::from_env());
+    let now = crate::runtime::expect::now_ms(&crate::schedule::clock::Clock::from_env());
     for r in rows {
         // Two-way exchanges: what the file expects, or what it answers.
         let exchange = journal::expect::for_file(conn, r.id, now).unwrap_or_default();
@@ -816,7 +816,7 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
     let exchanges = conn
         .as_ref()
         .and_then(|c| {
-            let now = crate::expect::now_ms(&crate::schedule::clock::Clock::from_env());
+            let now = crate::runtime::expect::now_ms(&crate::schedule::clock::Clock::from_env());
             journal::expect::status(c, now).ok()
         })
         .unwrap_or_default();

@@ -22,8 +22,6 @@
 //!   transform expressions and output templates.
 //! - [`runtime`]: the daemon: per-job runners, the worker pool, processing of one file
 //!   ([`runtime::process`]), crash recovery, hot reload and shutdown.
-//! - [`expect`]: two-way exchanges: answers a job's files expect from another job, linked
-//!   to their requests; overdue and unmatched answers reported.
 //! - [`schedule`]: when a scheduled job runs (cron in a time zone, `every`) and its
 //!   `active` windows; the runs themselves are [`runtime::runs`].
 //! - [`protocol`]: the sessions of remote kinds (FTP/FTPS, IMAP, SMTP), TLS set-up, backoff
@@ -41,7 +39,6 @@
 //!   service control manager: the stop request and the state reports.
 
 pub mod cli;
-pub mod expect;
 pub mod filters;
 pub mod formats;
 pub mod fsutil;

@@ -1,6 +1,6 @@
 //! Configuration of a job's `[expect]`: every file the job delivers expects an answer,
 //! which arrives through another job (`from`) within `within` (two-way exchanges; the
-//! tracking itself: `crate::expect`, decisions: docs/expect.md).
+//! tracking itself: `crate::runtime::expect`, decisions: docs/expect.md).
 
 use std::time::Duration;
 

@@ -165,7 +165,7 @@ pub struct Job {
     pub pdf: crate::formats::pdf::PdfLimits,
     /// `[retry]`: the retry queue's timing.
     pub retry: retry::Retry,
-    /// `[expect]`: every file delivered expects an answer from another job (crate::expect).
+    /// `[expect]`: every file delivered expects an answer from another job (runtime::expect).
     pub expect: Option<expect::Expect>,
 }
 

@@ -1,5 +1,5 @@
 //! The journal's tables of two-way exchanges (`[expect]`, issue 15; the tracking is
-//! `crate::expect`): what each delivered request expects, what each answer carried, and
+//! `crate::runtime::expect`): what each delivered request expects, what each answer carried, and
 //! how they were linked. The read side for `ferry status` and `ferry history` is here too.
 //!
 //! Times in these tables (`sent_at`, `deadline`, `at`, `answered_at`, `overdue_at`) are

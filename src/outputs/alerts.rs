@@ -86,7 +86,7 @@ pub fn outbox_failure(job: &Job, idx: usize, name: &str, report: &str) {
 }
 
 /// A notice for the admin that is not about a failed file (an answer of a two-way exchange
-/// that is overdue: `crate::expect`), when the job has `[alert]`. The same notice has the
+/// that is overdue: `crate::runtime::expect`), when the job has `[alert]`. The same notice has the
 /// same `name`, so writing it again after a crash replaces it.
 pub fn notice(job: &Job, name: &str, text: &str) {
     let Some(alert) = &job.alert else { return };

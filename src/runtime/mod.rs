@@ -11,6 +11,7 @@
 
 pub mod combine;
 pub mod deliver;
+pub mod expect;
 pub mod extract;
 pub mod late_hash;
 pub mod naming;
@@ -62,7 +63,7 @@ pub struct Summary {
     pub done: usize,
     pub failed: usize,
     pub invalid_jobs: usize,
-    /// `--once`: answers that matched no request and requests found overdue (crate::expect).
+    /// `--once`: answers that matched no request and requests found overdue (runtime::expect).
     pub expect_problems: usize,
 }
 
@@ -125,7 +126,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     let invalid_jobs = loaded.broken.len();
     log_start(&opts, &loaded);
     let mut running: HashMap<String, Running> = HashMap::new();
-    crate::expect::set_jobs(loaded.jobs.values());
+    expect::set_jobs(loaded.jobs.values());
     for job in loaded.jobs.into_values() {
         let name = job.name.clone();
         running.insert(name, Running::start(Arc::new(job), shared.clone(), None));
@@ -136,11 +137,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         for (_, r) in running.drain() {
             let _ = r.handle.await;
         }
-        expect_problems = crate::expect::once(&journal).await;
+        expect_problems = expect::once(&journal).await;
     } else {
         let signals = signals.expect("installed for a daemon");
         let (expect_stop, expect_rx) = watch::channel(false);
-        let answers = tokio::spawn(crate::expect::run(journal.clone(), expect_rx));
+        let answers = tokio::spawn(expect::run(journal.clone(), expect_rx));
         crate::service::ready(running.len());
         supervise(&opts, &shared, &mut running, signals).await;
         shutdown(running, opts.grace).await;
@@ -358,7 +359,7 @@ fn reload(
             let _ = r.stop.send(true);
         }
     }
-    crate::expect::set_jobs(running.values().map(|r| &*r.job));
+    expect::set_jobs(running.values().map(|r| &*r.job));
 }
 
 async fn shutdown(running: HashMap<String, Running>, grace: Duration) {

@@ -897,7 +897,7 @@ pub fn preview_file(
 }
 
 /// The distinct values of `fields` in a file's records, for two-way exchanges
-/// (`crate::expect`), read through `file` from its start. With `transformed`: the records
+/// (`crate::runtime::expect`), read through `file` from its start. With `transformed`: the records
 /// the job writes (after its transform; a field the transform does not give is taken as
 /// read; records its filter drops are left out); otherwise the records as read. Records
 /// that cannot be read are passed over (the delivery reports them). At most `max`
