@@ -655,16 +655,25 @@ pub fn history(jobs_dir: &Path, state_dir: &Path, filter: &HistoryFilter, json: 
             None => println!("no file matches"),
         }
     }
-    print_history(&rows, json);
+    print_history(&conn, &rows, json);
     exit::OK
 }
 
 /// The rows of `ferry history`, as text or one JSON object per line.
-fn print_history(rows: &[journal::FileHistory], json: bool) {
+fn print_history(conn: &rusqlite::Connection, rows: &[journal::FileHistory], json: bool) {
     let out = &mut std::io::stdout().lock();
+    let now = crate::runtime::expect::now_ms(&crate::schedule::clock::Clock::from_env());
     for r in rows {
+        // Two-way exchanges: what the file expects, or what it answers.
+        let exchange = journal::expect::for_file(conn, r.id, now).unwrap_or_default();
         if json {
-            let _ = writeln!(out, "{}", serde_json::to_string(&r).unwrap_or_default());
+            let mut v = serde_json::to_value(r).unwrap_or_default();
+            if !exchange.is_empty()
+                && let Some(o) = v.as_object_mut()
+            {
+                o.insert("exchange".into(), serde_json::json!(exchange));
+            }
+            let _ = writeln!(out, "{v}");
             continue;
         }
         let _ = writeln!(out, "#{} {} {} [{}]", r.id, r.job, r.path, r.state);
@@ -693,6 +702,9 @@ fn print_history(rows: &[journal::FileHistory], json: bool) {
         }
         if let Some(s) = &r.seen {
             let _ = writeln!(out, "    {s}  seen");
+        }
+        for line in exchange.lines() {
+            let _ = writeln!(out, "    {line}");
         }
         for e in &r.events {
             let _ = writeln!(out, "    {}  {} {}", e.at, e.state, e.detail);
@@ -801,6 +813,13 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
     }
     let waiting = |name: &str| rows.iter().find(|r| r.job == name).and_then(|r| r.waiting);
     let schedules = runs::schedules(conn.as_ref(), &loaded.jobs, &waiting, running.is_some());
+    let exchanges = conn
+        .as_ref()
+        .and_then(|c| {
+            let now = crate::runtime::expect::now_ms(&crate::schedule::clock::Clock::from_env());
+            journal::expect::status(c, now).ok()
+        })
+        .unwrap_or_default();
     if json {
         let v = serde_json::json!({
             "running": running.is_some(),
@@ -810,6 +829,7 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
             "invalid_job_files": loaded.broken.values().collect::<Vec<_>>(),
             "schedules": schedules,
             "retry": { "queued": queued, "paused": paused },
+            "exchanges": exchanges,
         });
         println!("{v}");
         return exit::OK;
@@ -824,6 +844,7 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
     print_status_table(&rows, &remote, &loaded.broken);
     runs::print_schedules(&schedules);
     crate::runtime::retry::print_status(&queued, &paused);
+    journal::expect::print_status(&exchanges);
     exit::OK
 }
 

@@ -482,7 +482,7 @@ fn run(opts: ferry::runtime::RunOptions) -> i32 {
         // A daemon that was stopped cleanly exits 0: a file that failed is in its error folder
         // with a report, not a failure of the service.
         Ok(_) if !once => exit::OK,
-        Ok(s) if s.failed > 0 => exit::FILE_FAILED,
+        Ok(s) if s.failed > 0 || s.expect_problems > 0 => exit::FILE_FAILED,
         Ok(s) if s.invalid_jobs > 0 => exit::INVALID,
         Ok(_) => exit::OK,
         Err(e) => {

@@ -119,6 +119,7 @@ pub static KEYS: &[Key] = &[
     k("", "", "alert", Table, "none", "Mail an error report for every failed file, and a daily summary."),
     k("", "", "pdf", Table, "none", "Limits of the PDF work on one file."),
     k("", "", "retry", Table, "none", "How often and how long a file whose delivery failed for a reason that may pass is tried again."),
+    k("", "", "expect", Table, "none", "Every file delivered expects an answer through another job, within a time (two-way exchanges)."),
     // [source]
     k("source", "", "folder", Str, "required", "The folder to take files from (relative to the deployment root, or absolute)."),
     k("source", "ftp", "ftp", Str, "none", "Take files from an FTP server instead of a folder: \"ftp://user@host:port/folder\" or \"ftps://...\"."),
@@ -293,6 +294,11 @@ pub static KEYS: &[Key] = &[
     k("retry", "", "every", Duration, "\"1m\"", "The first retry comes about this long after a failure that may pass; then the wait doubles, with jitter."),
     k("retry", "", "max", Duration, "\"1h\"", "The longest wait between two tries."),
     k("retry", "", "for", Str, "\"7d\"", "How long a file is tried before it goes to the error folder: a duration, \"forever\", or \"0\" (no retries)."),
+    // [expect] (two-way exchanges, issue 15)
+    k("expect", "", "answer", Str, "none", "The answer's file name, a pattern of the request's: \"{stem}.ack\", \"ORDRSP_{OrderNo}.xml\" (one of answer, field)."),
+    k("expect", "", "field", Str, "none", "A field the answer's records share with this file's records: \"OrderNo\" (one of answer, field)."),
+    k("expect", "", "within", Duration, "required", "How long an answer may take: \"4h\"; later, it is reported overdue."),
+    k("expect", "", "from", Str, "required", "The job whose files are the answers."),
     // [alert]
     k("alert", "", "email", Str, "required", "\"mailto:a@x.example[,b@y.example]\": who gets the alerts."),
     k("alert", "", "smtp", Str, "required", "\"smtp://[USER@]host[:587]\" (STARTTLS) or \"smtps://[USER@]host[:465]\"."),
@@ -512,6 +518,10 @@ success = "archive"
 timeout = "5s"
 [retry]
 every = "1m"
+[expect]
+field = "x"
+within = "1h"
+from = "other"
 [alert]
 email = "mailto:a@x.example"
 smtp = "smtp://host"

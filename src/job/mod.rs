@@ -6,6 +6,7 @@ pub mod alert;
 mod combine;
 pub mod data;
 pub mod defaults;
+pub mod expect;
 pub mod ftp;
 pub mod http;
 mod job_file;
@@ -165,6 +166,8 @@ pub struct Job {
     pub pdf: crate::formats::pdf::PdfLimits,
     /// `[retry]`: the retry queue's timing.
     pub retry: retry::Retry,
+    /// `[expect]`: every file delivered expects an answer from another job (runtime::expect).
+    pub expect: Option<expect::Expect>,
 }
 
 /// Names that are skipped in every source: hidden files and the usual temporary names that
@@ -477,6 +480,10 @@ fn read_job(
     };
     let retry_table = top.table(doc, "retry");
     let retry = retry::read(doc, retry_table);
+    let expect = match top.table(doc, "expect") {
+        Some(t) => expect::read(doc, t, has_input).map(Some),
+        None => Some(None),
+    };
     top.finish_as(doc, "", "");
     if name.is_empty() || name.starts_with('.') {
         doc.error(0..0, "", "a job file needs a name like `invoices.toml`");
@@ -503,6 +510,7 @@ fn read_job(
         alert: alert?,
         pdf: limits?,
         retry: retry?,
+        expect: expect?,
     })
 }
 
@@ -1493,6 +1501,7 @@ pub fn load_dir_with(dir: &Path, defaults: &JobDefaults) -> std::io::Result<Load
     }
     let found = plumbing::check(&facts);
     loaded.diags.extend(found.diags);
+    expect_across(&mut loaded, &facts);
     for (name, why) in found.left_out {
         if let Some(j) = loaded.jobs.remove(&name) {
             loaded.broken.insert(name.clone(), j.file);
@@ -1503,6 +1512,25 @@ pub fn load_dir_with(dir: &Path, defaults: &JobDefaults) -> std::io::Result<Load
         }
     }
     Ok(loaded)
+}
+
+/// `[expect]` against the other job files (`from` names one): a job with a problem there
+/// is broken, like one with a problem of its own.
+fn expect_across(loaded: &mut Loaded, facts: &[plumbing::Facts]) {
+    let jobs: Vec<expect::JobFacts<'_>> = facts
+        .iter()
+        .map(|f| expect::JobFacts {
+            name: &f.name,
+            job: loaded.jobs.get(&f.name),
+        })
+        .collect();
+    let problems = expect::check_across(&jobs);
+    for (name, diag) in problems {
+        if let Some(j) = loaded.jobs.remove(&name) {
+            loaded.broken.insert(name, j.file);
+        }
+        loaded.diags.push(diag);
+    }
 }
 
 /// The `*.toml` entries of the jobs folder that are job files, sorted; the others (a FIFO,

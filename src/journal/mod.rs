@@ -13,6 +13,7 @@
 //! File ids and `{seq}` numbers are handed out from memory; concurrent claims share commits.
 
 pub mod backup;
+pub mod expect;
 mod identity;
 pub mod runs;
 mod schema;

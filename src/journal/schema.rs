@@ -6,7 +6,7 @@ use serde::Serialize;
 /// The journal's schema version, kept in SQLite's `user_version`. Every change of the tables
 /// raises it and adds a step to [`migrate`]; a journal from an older ferry is brought
 /// forward at start, one from a newer ferry is refused ([`refuse_newer`]).
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// A journal written by a newer ferry: this one does not know its tables, so it neither
 /// reads nor changes it.
@@ -93,6 +93,8 @@ pub(super) fn migrate(conn: &mut Connection, journal_id: &str) -> rusqlite::Resu
     // Version 3 (issue 14): the runs of scheduled jobs, and the retry queue.
     super::runs::migrate_runs(&tx)?;
     create_v3_retry_queue(&tx)?;
+    // Version 4 (issue 15, the `expect` part): two-way exchanges' requests and answers.
+    super::expect::migrate_expect(&tx)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
 }

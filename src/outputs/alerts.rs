@@ -85,6 +85,17 @@ pub fn outbox_failure(job: &Job, idx: usize, name: &str, report: &str) {
     }
 }
 
+/// A notice for the admin that is not about a failed file (an answer of a two-way exchange
+/// that is overdue: `crate::runtime::expect`), when the job has `[alert]`. The same notice has the
+/// same `name`, so writing it again after a crash replaces it.
+pub fn notice(job: &Job, name: &str, text: &str) {
+    let Some(alert) = &job.alert else { return };
+    let safe = fsutil::portable_component(name);
+    if let Err(e) = put(&alert.email.outbox, &format!("{safe}.txt"), text) {
+        tracing::error!(error = %format!("{e:#}"), "Cannot write the alert.");
+    }
+}
+
 /// One pass: an alert file for every file that failed since the last pass, and the daily
 /// summary when due. Returns how many alert files were written.
 pub fn pass(job: &Job, journal: &Journal) -> Result<usize> {

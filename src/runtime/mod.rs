@@ -11,6 +11,7 @@
 
 pub mod combine;
 pub mod deliver;
+pub mod expect;
 pub mod extract;
 pub mod late_hash;
 pub mod naming;
@@ -63,6 +64,8 @@ pub struct Summary {
     pub done: usize,
     pub failed: usize,
     pub invalid_jobs: usize,
+    /// `--once`: answers that matched no request and requests found overdue (runtime::expect).
+    pub expect_problems: usize,
 }
 
 #[derive(Default)]
@@ -124,20 +127,27 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     let invalid_jobs = loaded.broken.len();
     log_start(&opts, &loaded);
     let mut running: HashMap<String, Running> = HashMap::new();
+    expect::set_jobs(loaded.jobs.values());
     for job in loaded.jobs.into_values() {
         let name = job.name.clone();
         running.insert(name, Running::start(Arc::new(job), shared.clone(), None));
     }
 
+    let mut expect_problems = 0;
     if opts.once {
         for (_, r) in running.drain() {
             let _ = r.handle.await;
         }
+        expect_problems = expect::once(&journal).await;
     } else {
         let signals = signals.expect("installed for a daemon");
+        let (expect_stop, expect_rx) = watch::channel(false);
+        let answers = tokio::spawn(expect::run(journal.clone(), expect_rx));
         crate::service::ready(running.len());
         supervise(&opts, &shared, &mut running, signals).await;
         shutdown(running, opts.grace).await;
+        let _ = expect_stop.send(true);
+        let _ = answers.await;
     }
     tokio::task::block_in_place(|| {
         late_hash::finish();
@@ -147,6 +157,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         done: shared.counters.done.load(Ordering::SeqCst),
         failed: shared.counters.failed.load(Ordering::SeqCst),
         invalid_jobs,
+        expect_problems,
     };
     log_stop(&opts, &summary, &shared.counters);
     Ok(summary)
@@ -349,6 +360,7 @@ fn reload(
             let _ = r.stop.send(true);
         }
     }
+    expect::set_jobs(running.values().map(|r| &*r.job));
 }
 
 async fn shutdown(running: HashMap<String, Running>, grace: Duration) {

@@ -896,6 +896,74 @@ pub fn preview_file(
     Ok(p)
 }
 
+/// The distinct values of `fields` in a file's records, for two-way exchanges
+/// (`crate::runtime::expect`), read through `file` from its start. With `transformed`: the records
+/// the job writes (after its transform; a field the transform does not give is taken as
+/// read; records its filter drops are left out); otherwise the records as read. Records
+/// that cannot be read are passed over (the delivery reports them). At most `max`
+/// distinct tuples; more is an error.
+pub fn distinct_values(
+    job: &Job,
+    mut file: std::fs::File,
+    meta: BTreeMap<String, String>,
+    fields: &[String],
+    transformed: bool,
+    max: usize,
+) -> Result<std::collections::BTreeSet<Vec<String>>, ParseError> {
+    let input = job
+        .input
+        .as_ref()
+        .ok_or_else(|| ParseError::new("the job has no [input]"))?;
+    let mut meta = meta;
+    let raw: Box<dyn Read> = match pdf_source(job, input, &mut file, &mut meta)? {
+        Some(bytes) => Box::new(io::Cursor::new(bytes)),
+        None => Box::new(file),
+    };
+    let decoded = BufReader::new(DecodeReader::new(raw, input.encoding, input.replace));
+    let mut reader = Reader::open(input, decoded)?;
+    let lookups = transform::load_lookups(&job.transform).map_err(ParseError::new)?;
+    let env = transform::environment(&lookups);
+    let mut transformer = Transformer::new(&env, &job.transform, meta).map_err(ParseError::new)?;
+    let mut out = std::collections::BTreeSet::new();
+    let mut rec = Record::default();
+    loop {
+        match reader.read_into(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(Bad::Skip(_, _)) => continue,
+            Err(Bad::Fatal(e)) => return Err(e),
+        }
+        let mut t = rec.clone();
+        if transformed && !transformer.is_noop() {
+            match transformer.apply(&mut t) {
+                Ok(true) => {}
+                Ok(false) | Err(_) => continue,
+            }
+        }
+        let values: Vec<String> = fields
+            .iter()
+            .map(|f| {
+                t.get(f)
+                    .or_else(|| rec.get(f))
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            })
+            .collect();
+        if out.contains(&values) {
+            continue;
+        }
+        if out.len() >= max {
+            return Err(ParseError::new(format!(
+                "more than {max} distinct values of {}",
+                fields.join(", ")
+            )));
+        }
+        out.insert(values);
+    }
+    Ok(out)
+}
+
 /// The dry run's reading: every record read, transformed and checked as a run would,
 /// until the end or what would fail the file; the first `limit` kept to show.
 fn scan<R: io::BufRead>(

@@ -93,6 +93,8 @@ impl From<FileError> for Stop {
 
 /// Steps 2 to 6 for a claimed file whose names resolved to `resolved`.
 pub fn deliver(d: &Delivery<'_>, mut resolved: Resolved) -> Result<Outcome, Stop> {
+    // Two-way exchanges: what the file expects or answers, durable with its plan.
+    super::expect::record(d.job, d.found, d.vars, d.id, d.journal).map_err(FileError::new)?;
     let archive_dir = resolved.archive_dir.take();
     let written = write_temporaries(d, resolved)?;
     let planned = make_plan_durable(d, written, archive_dir.as_deref())?;
