@@ -117,6 +117,7 @@ pub static KEYS: &[Key] = &[
     k("", "", "alert", Table, "none", "Mail an error report for every failed file, and a daily summary."),
     k("", "", "pdf", Table, "none", "Limits of the PDF work on one file."),
     k("", "", "retry", Table, "none", "How often and how long a file whose delivery failed for a reason that may pass is tried again."),
+    k("", "", "review", Table, "none", "Hold each file's outputs until an admin approves them (`ferry pending`, `approve`, `reject`)."),
     // [source]
     k("source", "", "folder", Str, "required", "The folder to take files from (relative to the deployment root, or absolute)."),
     k("source", "ftp", "ftp", Str, "none", "Take files from an FTP server instead of a folder: \"ftp://user@host:port/folder\" or \"ftps://...\"."),
@@ -272,6 +273,9 @@ pub static KEYS: &[Key] = &[
     k("retry", "", "every", Duration, "\"1m\"", "The first retry comes about this long after a failure that may pass; then the wait doubles, with jitter."),
     k("retry", "", "max", Duration, "\"1h\"", "The longest wait between two tries."),
     k("retry", "", "for", Str, "\"7d\"", "How long a file is tried before it goes to the error folder: a duration, \"forever\", or \"0\" (no retries)."),
+    // [review] (review before release, issue 15)
+    k("review", "", "key", Str, "none", "The field that identifies a record: a waiting file is compared with the last approved one by it."),
+    k("review", "", "expires", Duration, "\"7d\"", "What waits longer for a decision is reported (log, `ferry status`, the admin alert); never dropped or released."),
     // [alert]
     k("alert", "", "email", Str, "required", "\"mailto:a@x.example[,b@y.example]\": who gets the alerts."),
     k("alert", "", "smtp", Str, "required", "\"smtp://[USER@]host[:587]\" (STARTTLS) or \"smtps://[USER@]host[:465]\"."),
@@ -491,6 +495,9 @@ success = "archive"
 timeout = "5s"
 [retry]
 every = "1m"
+[review]
+key = "x"
+expires = "7d"
 [alert]
 email = "mailto:a@x.example"
 smtp = "smtp://host"

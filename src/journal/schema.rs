@@ -6,7 +6,7 @@ use serde::Serialize;
 /// The journal's schema version, kept in SQLite's `user_version`. Every change of the tables
 /// raises it and adds a step to [`migrate`]; a journal from an older ferry is brought
 /// forward at start, one from a newer ferry is refused ([`refuse_newer`]).
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// A journal written by a newer ferry: this one does not know its tables, so it neither
 /// reads nor changes it.
@@ -93,6 +93,7 @@ pub(super) fn migrate(conn: &mut Connection, journal_id: &str) -> rusqlite::Resu
     // Version 3 (issue 14): the runs of scheduled jobs, and the retry queue.
     super::runs::migrate_runs(&tx)?;
     create_v3_retry_queue(&tx)?;
+    create_v4_reviews(&tx)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
 }
@@ -124,6 +125,37 @@ fn create_v3_retry_queue(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()>
             error TEXT NOT NULL,
             PRIMARY KEY (job, dest)
         );",
+    )
+}
+
+/// Version 4 (review before release, issue 15; the part "review"): the files of reviewed
+/// jobs held in the pending area (`runtime::review`): where their outputs and original wait,
+/// where they go once approved, and the admin's decision (who, when, why).
+fn create_v4_reviews(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS reviews (
+            id INTEGER PRIMARY KEY,
+            job TEXT NOT NULL,
+            job_file TEXT NOT NULL,
+            name TEXT NOT NULL,
+            path TEXT NOT NULL,
+            held TEXT NOT NULL,
+            dests TEXT NOT NULL,
+            disposition TEXT NOT NULL,
+            archive TEXT,
+            error_dir TEXT NOT NULL,
+            key TEXT,
+            expires_ms INTEGER NOT NULL,
+            held_at INTEGER NOT NULL,
+            decision TEXT,
+            decided_by TEXT,
+            decided_at INTEGER,
+            why TEXT,
+            finished_at INTEGER,
+            outcome TEXT,
+            overdue_at INTEGER
+        );
+        CREATE INDEX IF NOT EXISTS reviews_open ON reviews (finished_at);",
     )
 }
 
