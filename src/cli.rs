@@ -9,6 +9,7 @@ use crate::fsutil;
 use crate::job::{self, Exists, Job, Ready, Success};
 use crate::journal::{self, HistoryFilter, Journal};
 
+pub mod pending;
 pub mod runs;
 
 /// Exit codes shared by every command (documented in the README).
@@ -810,6 +811,7 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
             "invalid_job_files": loaded.broken.values().collect::<Vec<_>>(),
             "schedules": schedules,
             "retry": { "queued": queued, "paused": paused },
+            "review": pending::status_json(conn.as_ref()),
         });
         println!("{v}");
         return exit::OK;
@@ -824,6 +826,7 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
     print_status_table(&rows, &remote, &loaded.broken);
     runs::print_schedules(&schedules);
     crate::runtime::retry::print_status(&queued, &paused);
+    pending::print_status(conn.as_ref());
     exit::OK
 }
 

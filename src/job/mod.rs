@@ -479,7 +479,7 @@ fn read_job(
     };
     let retry_table = top.table(doc, "retry");
     let retry = retry::read(doc, retry_table);
-    let review = read_review(doc, &mut top, has_input, after.as_ref(), &combines);
+    let review = read_review(doc, &mut top, has_input, &combines);
     top.finish_as(doc, "", "");
     if name.is_empty() || name.starts_with('.') {
         doc.error(0..0, "", "a job file needs a name like `invoices.toml`");
@@ -510,13 +510,12 @@ fn read_job(
     })
 }
 
-/// `[review]` (issue 15, `job::review`), and what a reviewed job cannot be: one that keeps
-/// its originals (ferry holds the original until the decision) or combines a run's files.
+/// `[review]` (issue 15, `job::review`), and what a reviewed job cannot be: one that
+/// combines a run's files into one output.
 fn read_review(
     doc: &mut Doc<'_>,
     top: &mut TableReader<'_, '_>,
     has_input: bool,
-    after: Option<&After>,
     combines: &[(bool, std::ops::Range<usize>)],
 ) -> Option<Option<review::Review>> {
     let Some(t) = top.table(doc, "review") else {
@@ -524,10 +523,6 @@ fn read_review(
     };
     let span = t.span.clone();
     let r = review::read(doc, t, has_input);
-    if after.is_some_and(|a| a.success == Success::Keep) {
-        doc.error(span.clone(), "review", "a reviewed job holds the original until it is approved or rejected, so it cannot keep it in the source: use `success = \"archive\"` or `\"delete\"` in `[after]`, or remove `[review]`");
-        return None;
-    }
     if combines.iter().any(|(c, _)| *c) {
         doc.error(span, "review", "`combine = true` is not supported with `[review]` yet: each file is reviewed on its own");
         return None;

@@ -253,7 +253,7 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
         Err(e) => return fail_set(&d, claimed.attempts, None, e),
     };
     if staged.is_some()
-        && let Err(e) = super::review::hold(real, &vars, claimed.id, journal)
+        && let Err(e) = super::review::hold(real, found, &vars, claimed.id, journal)
     {
         return fail_set(&d, claimed.attempts, None, FileError::new(e));
     }

@@ -28,7 +28,6 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use chrono::Local;
 use rusqlite::OptionalExtension;
 use rusqlite::types::Value;
 
@@ -37,6 +36,7 @@ use crate::job::template::{PLACEHOLDERS, Template, Vars};
 use crate::job::{Exists, Job, Success};
 use crate::journal::Journal;
 use crate::outputs::folder as out;
+use crate::sources::folder::Found;
 
 use super::deliver::{render_dir, resolve};
 use super::process::{Report, free_error_name, quarantine};
@@ -74,8 +74,11 @@ pub fn staged_job(job: &Job, state_dir: &Path) -> Result<Job, String> {
         // The pending folder is the file's own: nothing is there to collide with.
         o.exists = Exists::Fail;
     }
-    staged.after.success = Success::Archive;
-    staged.after.archive = folder(ORIGINAL)?;
+    // A kept original stays in the source (the producer owns it; [`hold`] holds a copy).
+    if job.after.success != Success::Keep {
+        staged.after.success = Success::Archive;
+        staged.after.archive = folder(ORIGINAL)?;
+    }
     Ok(staged)
 }
 
@@ -92,7 +95,13 @@ pub struct Dest {
 /// Records, durably and before the file's plan, where the outputs and the original of
 /// file `id` (taken by the reviewed `job`, named by `vars`) go once approved. `Err`: its
 /// names do not resolve or the journal refused; the file fails.
-pub fn hold(job: &Job, vars: &Vars<'_>, id: i64, journal: &Journal) -> Result<(), String> {
+pub fn hold(
+    job: &Job,
+    found: &Found,
+    vars: &Vars<'_>,
+    id: i64,
+    journal: &Journal,
+) -> Result<(), String> {
     let review = job.review.as_ref().ok_or("the job has no [review]")?;
     let r = resolve(job, vars, id).map_err(|e| e.to_string())?;
     let mut dests: Vec<Dest> = r
@@ -113,9 +122,12 @@ pub fn hold(job: &Job, vars: &Vars<'_>, id: i64, journal: &Journal) -> Result<()
     }
     let error_dir = render_dir(&job.after.error, vars).map_err(|e| e.to_string())?;
     let held = job_dir(journal.state_dir(), &job.name).join(vars.seq.to_string());
-    let source = crate::job::absolute(&job.source.folder)
-        .join(vars.dir)
-        .join(vars.name);
+    if job.after.success == Success::Keep {
+        copy_original(found, &held.join(ORIGINAL).join(vars.name))
+            .map_err(|e| format!("cannot hold a copy of the original in {}: {e}", held.display()))?;
+    }
+    let source = &found.path;
+    tracing::info!(held_in = %held.display(), "Reviewed job: the outputs wait in the pending area for a decision (`ferry pending`).");
     journal
         .exec(
             "INSERT OR REPLACE INTO reviews (id, job, job_file, name, path, held, dests, disposition, archive, error_dir, key, expires_ms, held_at)
@@ -139,6 +151,26 @@ pub fn hold(job: &Job, vars: &Vars<'_>, id: i64, journal: &Journal) -> Result<()
             true,
         )
         .map_err(|e| format!("cannot record the file as pending in the journal: {e}"))
+}
+
+/// A durable copy of the original (read through its checked handle) at `to`, replacing
+/// what an interrupted earlier attempt left there.
+fn copy_original(found: &Found, to: &Path) -> io::Result<()> {
+    let dir = to.parent().expect("a folder");
+    fsutil::create_dir_all_durable(dir)?;
+    let tmp = dir.join(fsutil::temp_name());
+    let result = (|| {
+        let mut src = found.reader()?;
+        let mut w = out::TempOutput::create(&tmp)?;
+        io::copy(&mut src, &mut w)?;
+        w.finish()?;
+        std::fs::rename(&tmp, to)?;
+        fsutil::sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 fn parent_of(p: &Path) -> String {
@@ -314,10 +346,14 @@ fn approve(journal: &Journal, d: &Decided) -> io::Result<String> {
                     went.push(format!("archived to {}", p.display()));
                 }
             }
-            _ => {
+            (disposition, _) => {
                 std::fs::remove_file(&src)?;
                 out::sync_parent(&src)?;
-                went.push("deleted".into());
+                if disposition == "keep" {
+                    went.push("kept in the source".into());
+                } else {
+                    went.push("deleted".into());
+                }
             }
         }
     }
@@ -332,10 +368,7 @@ fn approve(journal: &Journal, d: &Decided) -> io::Result<String> {
     } else {
         format!("; original {}", went.join(", "))
     };
-    Ok(format!(
-        "approved by {}: delivered {outputs}{original}",
-        d.by
-    ))
+    Ok(format!("delivered {outputs}{original} (approved by {})", d.by))
 }
 
 /// A rejected file: the original goes to the error folder with a report that says who
@@ -367,13 +400,13 @@ fn reject(d: &Decided) -> io::Result<String> {
     }
     remove_held(&d.held);
     Ok(format!(
-        "rejected by {}: {why}; original moved to {}",
-        d.by,
+        "original moved to {} (rejected by {}: {why})",
         if went.is_empty() {
             "the error folder (before a restart)".to_string()
         } else {
             went.join(", ")
-        }
+        },
+        d.by,
     ))
 }
 
@@ -569,13 +602,4 @@ pub fn humantime(ms: i64) -> String {
         s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
         s => format!("{s}s"),
     }
-}
-
-/// The local time of a journal time, for messages.
-pub fn local(ms: i64) -> String {
-    use chrono::TimeZone;
-    Local
-        .timestamp_millis_opt(ms)
-        .single()
-        .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d %H:%M").to_string())
 }
