@@ -267,7 +267,11 @@ fn print_entry(out: &mut impl Write, e: &Entry, c: &Compared, now: i64) {
     let _ = writeln!(out, "  held      {held}");
     let _ = writeln!(out, "  held in   {}", e.held);
     if let (Some(d), Some(by), Some(at)) = (&e.decision, &e.decided_by, e.decided_at) {
-        let why = e.why.as_deref().map(|w| format!(": {w}")).unwrap_or_default();
+        let why = e
+            .why
+            .as_deref()
+            .map(|w| format!(": {w}"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
             "  decision  {d} by {by} on {}{why}",

@@ -175,7 +175,11 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
     let span = tracing::info_span!("file", job = %job.name, file = %found.path.display());
     let _enter = span.enter();
     // A reviewed job delivers into its pending area, to wait for a decision (issue 15).
-    let staged = match job.review.as_ref().map(|_| super::review::staged_job(job, journal.state_dir())) {
+    let staged = match job
+        .review
+        .as_ref()
+        .map(|_| super::review::staged_job(job, journal.state_dir()))
+    {
         Some(Err(e)) => {
             tracing::error!(error = %e, "Cannot hold the file for review; leaving it in place.");
             return Outcome::Released;

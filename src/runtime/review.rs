@@ -123,8 +123,12 @@ pub fn hold(
     let error_dir = render_dir(&job.after.error, vars).map_err(|e| e.to_string())?;
     let held = job_dir(journal.state_dir(), &job.name).join(vars.seq.to_string());
     if job.after.success == Success::Keep {
-        copy_original(found, &held.join(ORIGINAL).join(vars.name))
-            .map_err(|e| format!("cannot hold a copy of the original in {}: {e}", held.display()))?;
+        copy_original(found, &held.join(ORIGINAL).join(vars.name)).map_err(|e| {
+            format!(
+                "cannot hold a copy of the original in {}: {e}",
+                held.display()
+            )
+        })?;
     }
     let source = &found.path;
     tracing::info!(held_in = %held.display(), "Reviewed job: the outputs wait in the pending area for a decision (`ferry pending`).");
@@ -368,7 +372,10 @@ fn approve(journal: &Journal, d: &Decided) -> io::Result<String> {
     } else {
         format!("; original {}", went.join(", "))
     };
-    Ok(format!("delivered {outputs}{original} (approved by {})", d.by))
+    Ok(format!(
+        "delivered {outputs}{original} (approved by {})",
+        d.by
+    ))
 }
 
 /// A rejected file: the original goes to the error folder with a report that says who
@@ -418,7 +425,10 @@ fn files_below(dir: &Path) -> io::Result<Vec<PathBuf>> {
     if !dir.exists() {
         return Ok(out);
     }
-    for e in walkdir::WalkDir::new(dir).follow_links(false).sort_by_file_name() {
+    for e in walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
         let e = e.map_err(io::Error::other)?;
         if e.file_type().is_file() && !e.file_name().to_string_lossy().starts_with(".ferry-") {
             out.push(e.path().strip_prefix(dir).unwrap_or(e.path()).to_path_buf());
