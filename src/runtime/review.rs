@@ -309,7 +309,18 @@ fn finish(journal: &Journal, d: &Decided, detail: &str) -> crate::journal::Resul
         "rejected"
     };
     tracing::info!(decided_by = %d.by, detail = %detail, "Decision on a reviewed file carried out.");
-    journal.event(d.id, state, detail.to_string())?;
+    // Once in the history, also when a crash came between the event and the row's update.
+    let recorded = journal.read(|c| {
+        c.query_row(
+            "SELECT 1 FROM events WHERE file_id = ?1 AND state = ?2",
+            rusqlite::params![d.id, state],
+            |_| Ok(()),
+        )
+        .optional()
+    })?;
+    if recorded.is_none() {
+        journal.event(d.id, state, detail.to_string())?;
+    }
     journal.exec(
         "UPDATE reviews SET finished_at = ?2, outcome = ?3 WHERE id = ?1",
         vec![
@@ -328,36 +339,42 @@ fn approve(journal: &Journal, d: &Decided) -> io::Result<String> {
     if d.key.is_some() && held_original.exists() {
         keep_as_base(journal.state_dir(), &d.job, &held_original)?;
     }
+    let manifest = manifest(&d.held)?;
     let mut placed = Vec::new();
-    for dest in &d.dests {
-        let from = d.held.join(dest.n.to_string());
-        for (k, rel) in files_below(&from)?.into_iter().enumerate() {
-            let target = Path::new(&dest.dir).join(&rel);
-            let tag = format!("{}-{}-{k}", d.id, dest.n);
-            if let Some(p) = place(&from.join(&rel), &target, &dest.exists, &tag)? {
-                placed.push(p.display().to_string());
-            }
-        }
-    }
-    let originals = d.held.join(ORIGINAL);
     let mut went = Vec::new();
-    for (k, rel) in files_below(&originals)?.into_iter().enumerate() {
-        let src = originals.join(&rel);
+    // Outputs first, then the original: it leaves only once every output is delivered.
+    for (i, entry) in manifest.iter().enumerate() {
+        let (sub, rel) = entry.split_once('/').unwrap_or(("", entry));
+        let Some(dest) = d.dests.iter().find(|x| x.n.to_string() == sub) else {
+            continue;
+        };
+        let target = Path::new(&dest.dir).join(rel);
+        let tag = format!("{}-{i}", d.id);
+        let p = place(&d.held.join(entry), &target, &dest.exists, &tag)?;
+        placed.push(p.unwrap_or(target).display().to_string());
+    }
+    for (i, entry) in manifest.iter().enumerate() {
+        let Some(rel) = entry.strip_prefix(&format!("{ORIGINAL}/")) else {
+            continue;
+        };
+        let src = d.held.join(entry);
         match (d.disposition.as_str(), &d.archive) {
             ("archive", Some(dir)) => {
-                let tag = format!("{}-o-{k}", d.id);
-                if let Some(p) = place(&src, &Path::new(dir).join(&rel), "unique", &tag)? {
-                    went.push(format!("archived to {}", p.display()));
-                }
+                let tag = format!("{}-{i}", d.id);
+                let target = Path::new(dir).join(rel);
+                let p = place(&src, &target, "unique", &tag)?;
+                went.push(format!("archived to {}", p.unwrap_or(target).display()));
             }
             (disposition, _) => {
-                std::fs::remove_file(&src)?;
-                out::sync_parent(&src)?;
-                if disposition == "keep" {
-                    went.push("kept in the source".into());
-                } else {
-                    went.push("deleted".into());
+                if src.exists() {
+                    std::fs::remove_file(&src)?;
+                    out::sync_parent(&src)?;
                 }
+                went.push(if disposition == "keep" {
+                    "kept in the source".into()
+                } else {
+                    "deleted".into()
+                });
             }
         }
     }
@@ -376,6 +393,39 @@ fn approve(journal: &Journal, d: &Decided) -> io::Result<String> {
         "delivered {outputs}{original} (approved by {})",
         d.by
     ))
+}
+
+/// The files held for a decision (`<output number>/<name>`, `original/<name>`), listed
+/// once and kept in the pending folder (`.ferry-manifest`, durably) before the first of
+/// them moves: a release taken up again after a crash goes through the same list with the
+/// same temporary names, also for the files already moved out of the pending folder.
+fn manifest(held: &Path) -> io::Result<Vec<String>> {
+    let path = held.join(".ferry-manifest");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            return Ok(text
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect());
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let list: Vec<String> = files_below(held)?
+        .iter()
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .collect();
+    if held.exists() {
+        let tmp = held.join(fsutil::temp_name());
+        let mut text = list.join("\n");
+        text.push('\n');
+        std::fs::write(&tmp, text)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        fsutil::sync_dir(held)?;
+    }
+    Ok(list)
 }
 
 /// A rejected file: the original goes to the error folder with a report that says who
