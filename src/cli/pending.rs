@@ -135,7 +135,7 @@ pub fn list(jobs_dir: &Path, state: &Path, json: bool) -> i32 {
     }
     let _ = writeln!(
         out,
-        "{:>5}  {:<16} {:<28} {:<17} {:>8}  CHANGES",
+        "{:>5}  {:<16} {:<28} {:<23} {:>8}  CHANGES",
         "ID", "JOB", "FILE", "HELD", "RECORDS"
     );
     for e in &entries {
@@ -158,7 +158,7 @@ pub fn list(jobs_dir: &Path, state: &Path, json: bool) -> i32 {
         }
         let _ = writeln!(
             out,
-            "{:>5}  {:<16} {:<28} {:<17} {:>8}  {changes}{flags}",
+            "{:>5}  {:<16} {:<28} {:<23} {:>8}  {changes}{flags}",
             e.id,
             e.job,
             e.name,

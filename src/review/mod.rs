@@ -134,16 +134,9 @@ pub enum Refused {
         name: String,
         state: String,
     },
-    #[error("file {id} ({name}) was already {decision} by {by} on {at}{why}; {what}")]
-    Decided {
-        id: i64,
-        name: String,
-        decision: String,
-        by: String,
-        at: String,
-        why: String,
-        what: &'static str,
-    },
+    /// Decided already: what, by whom, when, and why the new decision cannot be taken.
+    #[error("{0}")]
+    Decided(String),
     #[error("a rejection needs a reason: --why \"...\" (it goes into the error report)")]
     NoReason,
     #[error(transparent)]
@@ -174,18 +167,15 @@ pub fn decide(
             (_, "approved") => "a rejected file cannot be approved",
             _ => "it is not rejected twice",
         };
-        return Err(Refused::Decided {
-            id,
-            name: e.name,
-            decision: d.clone(),
-            by: e.decided_by.unwrap_or_default(),
-            at: e
-                .decided_at
+        return Err(Refused::Decided(format!(
+            "file {id} ({}) was already {d} by {} on {}{}; {what}",
+            e.name,
+            e.decided_by.unwrap_or_default(),
+            e.decided_at
                 .map(crate::journal::fmt_time)
                 .unwrap_or_default(),
-            why: e.why.map(|w| format!(" ({w})")).unwrap_or_default(),
-            what,
-        });
+            e.why.map(|w| format!(" ({w})")).unwrap_or_default(),
+        )));
     }
     if e.file_state != "done" {
         return Err(Refused::NotHeld {
@@ -233,7 +223,7 @@ pub fn os_user() -> String {
                     .to_string_lossy()
                     .into_owned();
             }
-            return format!("uid {uid}");
+            format!("uid {uid}")
         }
     }
     #[cfg(not(unix))]
