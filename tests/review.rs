@@ -706,3 +706,34 @@ fn ftp_output_is_uploaded_only_after_approval() {
     run();
     assert_eq!(srv.files("partner"), ["order-1.xml"]);
 }
+
+#[test]
+fn a_taken_destination_name_holds_the_approval_until_it_is_free() {
+    let d = Deployment::new("review-collision");
+    d.job("prices", CSV_JOB);
+    d.drop_file("in/prices-1.csv", PRICES_1);
+    run_once(&d);
+    let id = pending(&d)[0]["id"].as_i64().unwrap();
+    // Someone else's file has the name (exists = "fail"): the approval stands, the
+    // delivery waits, and says why.
+    d.write("out/prices-1.csv", "not ours\n");
+    let o = ferry(&d, &["approve", &id.to_string()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("exists already"), "{}", stderr(&o));
+    assert_eq!(read(&d.path("out/prices-1.csv")), b"not ours\n");
+    assert_eq!(pending(&d)[0]["state"], "approved, being carried out");
+    let s = show_json(&d, id);
+    assert!(
+        s["outcome"].as_str().unwrap().contains("exists already"),
+        "{s}"
+    );
+    assert!(d.files("var/archive").is_empty(), "the original waits too");
+    // Once the name is free, the next start delivers it, once.
+    std::fs::remove_file(d.path("out/prices-1.csv")).unwrap();
+    run_once(&d);
+    assert_eq!(d.files("out"), ["prices-1.csv"]);
+    assert_eq!(read(&d.path("out/prices-1.csv")), PRICES_1.as_bytes());
+    assert_eq!(d.files("out-json"), ["prices-1.json"]);
+    assert_eq!(d.files("var/archive/prices"), ["prices-1.csv"]);
+    assert!(pending(&d).is_empty());
+}

@@ -225,3 +225,74 @@ fn changed_fields(old: &Fields, rec: &Record) -> Vec<Field> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(dir: &Path) -> Job {
+        let src = "[source]\nfolder = \"in\"\n[input]\nformat = \"csv\"\n[[output]]\nfolder = \"out\"\n[review]\nkey = \"K\"\n";
+        crate::job::compile(&dir.join("jobs/j.toml"), dir, src).expect("a valid job")
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn limits_bound_the_base_and_the_details_but_never_the_counts() {
+        let dir = std::env::temp_dir().join(format!("ferry-diff-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let j = job(&dir);
+        let old = write(&dir, "old.csv", "K,V\n1,a\n2,b\n3,c\n");
+        let new = write(&dir, "new.csv", "K,V\n1,a\n2,B\n4,d\n5,e\n5,f\n");
+        let d = compare(&j, "K", Some(&old), &new, Limits::default()).unwrap();
+        assert_eq!(
+            (
+                d.records,
+                d.added,
+                d.removed,
+                d.changed,
+                d.unchanged,
+                d.duplicate_keys
+            ),
+            (5, 3, 1, 1, 1, 1)
+        );
+        assert_eq!(
+            d.details[0],
+            Change::Changed {
+                key: "2".into(),
+                fields: vec![Field {
+                    field: "V".into(),
+                    old: Some("b".into()),
+                    new: Some("B".into())
+                }]
+            }
+        );
+        assert_eq!(d.details.last(), Some(&Change::Removed { key: "3".into() }));
+        let few = Limits {
+            max_details: 2,
+            ..Limits::default()
+        };
+        let d = compare(&j, "K", Some(&old), &new, few).unwrap();
+        assert_eq!(
+            (d.details.len(), d.truncated, d.added, d.removed),
+            (2, true, 3, 1)
+        );
+        let small = Limits {
+            max_records: 2,
+            ..Limits::default()
+        };
+        let e = compare(&j, "K", Some(&old), &new, small).unwrap_err();
+        assert!(e.contains("more than 2 records"), "{e}");
+        let e = compare(&j, "X", None, &new, Limits::default()).unwrap_err();
+        assert!(
+            e.contains("record 1 of the waiting file has no field `X`"),
+            "{e}"
+        );
+        assert!(e.contains("K, V"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
