@@ -737,3 +737,76 @@ fn a_taken_destination_name_holds_the_approval_until_it_is_free() {
     assert_eq!(d.files("var/archive/prices"), ["prices-1.csv"]);
     assert!(pending(&d).is_empty());
 }
+
+/// Kills `run --once` at random moments while it holds files: each file ends up pending
+/// once, with each of its outputs held once, and approving them all delivers each once.
+#[test]
+fn holding_killed_at_any_moment_holds_each_file_once() {
+    let d = Deployment::new("review-kill-hold");
+    // max_attempts raised: a file in flight at several kills must not be set aside.
+    d.job(
+        "prices",
+        &format!("{CSV_JOB}\n[after]\nmax_attempts = 1000\n"),
+    );
+    let n = 30;
+    for i in 0..n {
+        d.drop_file(
+            &format!("in/p{i:02}.csv"),
+            format!("ArticleNo,Name,Price\nA{i},X,{i}\n"),
+        );
+    }
+    for round in 0..40u64 {
+        let mut run = Daemon {
+            child: d
+                .cmd(&["run", "--once"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        };
+        std::thread::sleep(std::time::Duration::from_millis(20 + round * 15));
+        let killed = run.stop_with(libc::SIGKILL).is_none();
+        eprintln!(
+            "round {round}: killed {killed}; {} left in the source",
+            d.files("in").len()
+        );
+        if d.files("in").is_empty() {
+            break;
+        }
+    }
+    let t = std::time::Instant::now();
+    run_once(&d);
+    eprintln!("final run: {:?}", t.elapsed());
+    assert!(d.files("in").is_empty());
+    assert!(d.files("out").is_empty());
+    let p = pending(&d);
+    let mut names: Vec<String> = p
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    let expect: Vec<String> = (0..n).map(|i| format!("p{i:02}.csv")).collect();
+    assert_eq!(names, expect);
+    // Each held once: two outputs and the original, nothing else (no temporary files).
+    for e in &p {
+        let held = std::path::Path::new(e["held"].as_str().unwrap());
+        let name = e["name"].as_str().unwrap();
+        let stem = name.trim_end_matches(".csv");
+        assert_eq!(
+            files_below(held),
+            [
+                format!("1/{name}"),
+                format!("2/{stem}.json"),
+                format!("original/{name}")
+            ],
+            "{e}"
+        );
+    }
+    let t = std::time::Instant::now();
+    for e in &p {
+        let o = ferry(&d, &["approve", &e["id"].to_string()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    eprintln!("approvals: {:?}", t.elapsed());
+    assert_eq!(d.files("out"), expect);
+}
