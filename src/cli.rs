@@ -452,6 +452,12 @@ fn show_after(out: &mut impl Write, job: &Job, p: &crate::runtime::process::Prev
                 .to_string_lossy()
         );
     }
+    if job.review.is_some() {
+        let _ = writeln!(
+            out,
+            "review:    all of the above waits in the pending area until `ferry approve` (see `ferry pending`)"
+        );
+    }
 }
 
 /// The last line of `ferry test`, and its exit code: whether a run would deliver the file.

@@ -124,7 +124,7 @@ enum Command {
         /// One JSON object: `running`, `pid`, `jobs` (one object per job, with the table's
         /// columns; `waiting` is null while ferry is not running), `remote`,
         /// `invalid_job_files`, `schedules` (scheduled and windowed jobs: last run, next
-        /// run, window).
+        /// run, window), `review` (files waiting for a decision, per reviewed job).
         #[arg(long)]
         json: bool,
     },

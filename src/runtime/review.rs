@@ -132,6 +132,14 @@ pub fn hold(
     }
     let source = &found.path;
     tracing::info!(held_in = %held.display(), "Reviewed job: the outputs wait in the pending area for a decision (`ferry pending`).");
+    let _ = journal.event(
+        id,
+        "review",
+        format!(
+            "held for review in {}: nothing is delivered before `ferry approve {id}`",
+            held.display()
+        ),
+    );
     journal
         .exec(
             "INSERT OR REPLACE INTO reviews (id, job, job_file, name, path, held, dests, disposition, archive, error_dir, key, expires_ms, held_at)
