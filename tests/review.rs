@@ -810,3 +810,31 @@ fn holding_killed_at_any_moment_holds_each_file_once() {
     eprintln!("approvals: {:?}", t.elapsed());
     assert_eq!(d.files("out"), expect);
 }
+
+/// Found by `holding_killed_at_any_moment_holds_each_file_once`: a `ferry run` killed while
+/// it created the journal (its switch to WAL is a rollback-journal transaction) left a hot
+/// rollback journal, and every later start failed ("attempt to write a readonly
+/// database": the check for a newer journal's schema reads it read-only). The hot journal
+/// is made here by a process that exits in the middle of a transaction.
+#[test]
+fn a_start_killed_while_creating_the_journal_does_not_stop_the_next_start() {
+    if !have("python3") {
+        return;
+    }
+    let d = Deployment::new("review-hot-journal");
+    d.job("prices", CSV_JOB);
+    d.mkdir("var/state");
+    let o = std::process::Command::new("python3")
+        .current_dir(d.path("var/state"))
+        .args([
+            "-c",
+            "import sqlite3, os\nc = sqlite3.connect('journal.sqlite', isolation_level=None)\nc.execute('PRAGMA journal_mode=DELETE')\nc.execute('PRAGMA cache_size=1')\nc.execute('create table t(x)')\nc.execute('insert into t values (randomblob(50000))')\nc.execute('begin')\nc.execute('update t set x = randomblob(60000)')\nc.execute('insert into t values (randomblob(200000))')\nos._exit(0)\n",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.path("var/state/journal.sqlite-journal").exists());
+    d.drop_file("in/prices-1.csv", PRICES_1);
+    run_once(&d);
+    assert_eq!(pending(&d).len(), 1);
+}

@@ -621,7 +621,7 @@ fn overdue<'a>(journal: &Journal, jobs: impl Iterator<Item = &'a Job> + Clone) {
         }
         let mut st = c.prepare(
             "SELECT r.id, r.job, r.name, r.held_at, r.expires_ms FROM reviews r JOIN files f ON f.id = r.id
-             WHERE r.decision IS NULL AND r.overdue_at IS NULL AND f.state = 'done' AND ?1 - r.held_at > r.expires_ms",
+             WHERE r.finished_at IS NULL AND r.decision IS NULL AND r.overdue_at IS NULL AND f.state = 'done' AND ?1 - r.held_at > r.expires_ms",
         )?;
         st.query_map([now], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
