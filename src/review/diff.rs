@@ -29,8 +29,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_records: 2_000_000,
-            max_bytes: 512 << 20,
+            max_records: 1_000_000,
+            max_bytes: 256 << 20,
             max_details: 1000,
         }
     }
@@ -88,12 +88,37 @@ impl Diff {
     }
 }
 
-type Fields = Vec<(String, String)>;
+/// A record of the approved file, kept compact: its field names shared with the other
+/// records of the file, its values in one string.
+struct Fields {
+    names: std::sync::Arc<[String]>,
+    text: String,
+    ends: Box<[u32]>,
+}
 
-fn fields_of(rec: &Record) -> Fields {
-    rec.fields()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect()
+impl Fields {
+    fn of(rec: &Record) -> Fields {
+        let mut text = String::with_capacity(rec.values.iter().map(String::len).sum());
+        let mut ends = Vec::with_capacity(rec.values.len());
+        for v in &rec.values {
+            text.push_str(v);
+            ends.push(text.len() as u32);
+        }
+        Fields {
+            names: rec.names.clone(),
+            text,
+            ends: ends.into(),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut start = 0usize;
+        self.names.iter().zip(self.ends.iter()).map(move |(n, &e)| {
+            let v = &self.text[start..e as usize];
+            start = e as usize;
+            (n.as_str(), v)
+        })
+    }
 }
 
 fn key_of(rec: &Record, key: &str, n: u64, which: &str) -> Result<String, String> {
@@ -139,7 +164,7 @@ pub fn compare(
                     limits.max_bytes >> 20
                 ));
             }
-            base.insert(k, fields_of(rec));
+            base.insert(k, Fields::of(rec));
             Ok(())
         })
         .map_err(|e| format!("cannot read the last approved file: {e}"))?;
@@ -205,7 +230,7 @@ fn hash(k: &str) -> u64 {
 fn changed_fields(old: &Fields, rec: &Record) -> Vec<Field> {
     let mut out = Vec::new();
     for (name, new) in rec.fields() {
-        let was = old.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        let was = old.iter().find(|(n, _)| *n == name).map(|(_, v)| v);
         if was != Some(new) {
             out.push(Field {
                 field: name.to_string(),
@@ -214,11 +239,11 @@ fn changed_fields(old: &Fields, rec: &Record) -> Vec<Field> {
             });
         }
     }
-    for (name, v) in old {
+    for (name, v) in old.iter() {
         if rec.get(name).is_none() {
             out.push(Field {
-                field: name.clone(),
-                old: Some(v.clone()),
+                field: name.to_string(),
+                old: Some(v.to_string()),
                 new: None,
             });
         }
