@@ -9,6 +9,7 @@ use crate::fsutil;
 use crate::job::{self, Exists, Job, Ready, Success};
 use crate::journal::{self, HistoryFilter, Journal};
 
+pub mod pending;
 pub mod runs;
 
 /// Exit codes shared by every command (documented in the README).
@@ -451,6 +452,12 @@ fn show_after(out: &mut impl Write, job: &Job, p: &crate::runtime::process::Prev
                 .to_string_lossy()
         );
     }
+    if job.review.is_some() {
+        let _ = writeln!(
+            out,
+            "review:    all of the above waits in the pending area until `ferry approve` (see `ferry pending`)"
+        );
+    }
 }
 
 /// The last line of `ferry test`, and its exit code: whether a run would deliver the file.
@@ -830,6 +837,7 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
             "schedules": schedules,
             "retry": { "queued": queued, "paused": paused },
             "exchanges": exchanges,
+            "review": pending::status_json(conn.as_ref()),
         });
         println!("{v}");
         return exit::OK;
@@ -845,6 +853,7 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
     runs::print_schedules(&schedules);
     crate::runtime::retry::print_status(&queued, &paused);
     journal::expect::print_status(&exchanges);
+    pending::print_status(conn.as_ref());
     exit::OK
 }
 

@@ -49,6 +49,7 @@ pub mod outputs;
 pub mod protocol;
 pub mod readiness;
 pub mod redact;
+pub mod review;
 pub mod runtime;
 pub mod schedule;
 #[cfg(windows)]

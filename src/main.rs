@@ -124,7 +124,7 @@ enum Command {
         /// One JSON object: `running`, `pid`, `jobs` (one object per job, with the table's
         /// columns; `waiting` is null while ferry is not running), `remote`,
         /// `invalid_job_files`, `schedules` (scheduled and windowed jobs: last run, next
-        /// run, window).
+        /// run, window), `review` (files waiting for a decision, per reviewed job).
         #[arg(long)]
         json: bool,
     },
@@ -169,6 +169,39 @@ enum Command {
         #[arg(long)]
         all_failed: bool,
     },
+    /// Files of reviewed jobs (`[review]`) waiting for a decision: job, file, when, records,
+    /// and what they would change compared with the last approved file.
+    #[command(
+        after_help = "Exit codes: 0 listed; 1 (show) no such pending file; 2 (show) the job's [review] has no `key`, so what would change cannot be shown (the rest is printed); 3 the journal cannot be read.\n\nExamples:\n  ferry pending\n  ferry pending --json | jq '.[].changes'\n  ferry pending show 42"
+    )]
+    Pending {
+        #[command(subcommand)]
+        action: Option<PendingAction>,
+        /// A JSON array, one object per pending file.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a pending file: its held outputs are delivered (once) and its original
+    /// archived as the job says.
+    #[command(
+        after_help = "The decision (who: the OS user, when) is recorded in the journal first, then carried out: at once when no ferry runs, else by the running ferry within seconds. A crash in between loses nothing: the next start carries it out.\n\nExit codes: 0 approved (and carried out, or left to the running ferry); 1 refused (unknown id, decided already, still being held) or not carried out yet (said why); 3 the journal cannot be written.\n\nExample:\n  ferry approve 42"
+    )]
+    Approve {
+        /// The pending file's id, as `ferry pending` shows it.
+        id: i64,
+    },
+    /// Reject a pending file: its original goes to the error folder with the reason in its
+    /// report; its held outputs are dropped.
+    #[command(
+        after_help = "Exit codes: 0 rejected; 1 refused (unknown id, decided already); 2 no reason given; 3 the journal cannot be written.\n\nExample:\n  ferry reject 42 --why \"prices of group 7 are wrong\""
+    )]
+    Reject {
+        /// The pending file's id, as `ferry pending` shows it.
+        id: i64,
+        /// Why: written into the error report and the file's history.
+        #[arg(long)]
+        why: String,
+    },
     /// Print the JSON Schema of job files, for completion and hover help in editors
     /// (taplo, VS Code's Even Better TOML).
     #[command(
@@ -192,6 +225,19 @@ enum Command {
     Service {
         #[command(subcommand)]
         action: ferry::service_command::ServiceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PendingAction {
+    /// One pending file in detail: its held outputs and where they go, and every record
+    /// added, removed or changed (old -> new) compared with the last approved file.
+    Show {
+        /// The pending file's id.
+        id: i64,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -395,6 +441,14 @@ fn main() {
                 }
             }
         }
+        Command::Pending { action, json } => match action {
+            None => ferry::cli::pending::list(&cli.jobs, &state, json),
+            Some(PendingAction::Show { id, json: j }) => {
+                ferry::cli::pending::show(&cli.jobs, &state, id, json || j)
+            }
+        },
+        Command::Approve { id } => ferry::cli::pending::approve(&state, id),
+        Command::Reject { id, why } => ferry::cli::pending::reject(&state, id, &why),
         Command::Status { json } => ferry::cli::status(&cli.jobs, &state, json),
         Command::Runs { job, json, limit } => {
             ferry::cli::runs::runs(&cli.jobs, &state, job.as_deref(), limit, json)

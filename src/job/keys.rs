@@ -120,6 +120,7 @@ pub static KEYS: &[Key] = &[
     k("", "", "pdf", Table, "none", "Limits of the PDF work on one file."),
     k("", "", "retry", Table, "none", "How often and how long a file whose delivery failed for a reason that may pass is tried again."),
     k("", "", "expect", Table, "none", "Every file delivered expects an answer through another job, within a time (two-way exchanges)."),
+    k("", "", "review", Table, "none", "Hold each file's outputs until an admin approves them (`ferry pending`, `approve`, `reject`)."),
     // [source]
     k("source", "", "folder", Str, "required", "The folder to take files from (relative to the deployment root, or absolute)."),
     k("source", "ftp", "ftp", Str, "none", "Take files from an FTP server instead of a folder: \"ftp://user@host:port/folder\" or \"ftps://...\"."),
@@ -299,6 +300,9 @@ pub static KEYS: &[Key] = &[
     k("expect", "", "field", Str, "none", "A field the answer's records share with this file's records: \"OrderNo\" (one of answer, field)."),
     k("expect", "", "within", Duration, "required", "How long an answer may take: \"4h\"; later, it is reported overdue."),
     k("expect", "", "from", Str, "required", "The job whose files are the answers."),
+    // [review] (review before release, issue 15)
+    k("review", "", "key", Str, "none", "The field that identifies a record: a waiting file is compared with the last approved one by it."),
+    k("review", "", "expires", Duration, "\"7d\"", "What waits longer for a decision is reported (log, `ferry status`, the admin alert); never dropped or released."),
     // [alert]
     k("alert", "", "email", Str, "required", "\"mailto:a@x.example[,b@y.example]\": who gets the alerts."),
     k("alert", "", "smtp", Str, "required", "\"smtp://[USER@]host[:587]\" (STARTTLS) or \"smtps://[USER@]host[:465]\"."),
@@ -522,6 +526,9 @@ every = "1m"
 field = "x"
 within = "1h"
 from = "other"
+[review]
+key = "x"
+expires = "7d"
 [alert]
 email = "mailto:a@x.example"
 smtp = "smtp://host"

@@ -16,6 +16,7 @@ pub mod pdf;
 pub mod plumbing;
 pub mod remote;
 pub mod retry;
+pub mod review;
 pub mod secrets;
 pub mod set;
 pub mod share;
@@ -168,6 +169,8 @@ pub struct Job {
     pub retry: retry::Retry,
     /// `[expect]`: every file delivered expects an answer from another job (runtime::expect).
     pub expect: Option<expect::Expect>,
+    /// `[review]`: its files wait for an admin's decision before delivery (issue 15).
+    pub review: Option<review::Review>,
 }
 
 /// Names that are skipped in every source: hidden files and the usual temporary names that
@@ -484,6 +487,7 @@ fn read_job(
         Some(t) => expect::read(doc, t, has_input).map(Some),
         None => Some(None),
     };
+    let review = read_review(doc, &mut top, has_input, &combines);
     top.finish_as(doc, "", "");
     if name.is_empty() || name.starts_with('.') {
         doc.error(0..0, "", "a job file needs a name like `invoices.toml`");
@@ -511,7 +515,28 @@ fn read_job(
         pdf: limits?,
         retry: retry?,
         expect: expect?,
+        review: review?,
     })
+}
+
+/// `[review]` (issue 15, `job::review`), and what a reviewed job cannot be: one that
+/// combines a run's files into one output.
+fn read_review(
+    doc: &mut Doc<'_>,
+    top: &mut TableReader<'_, '_>,
+    has_input: bool,
+    combines: &[(bool, std::ops::Range<usize>)],
+) -> Option<Option<review::Review>> {
+    let Some(t) = top.table(doc, "review") else {
+        return Some(None);
+    };
+    let span = t.span.clone();
+    let r = review::read(doc, t, has_input);
+    if combines.iter().any(|(c, _)| *c) {
+        doc.error(span, "review", "`combine = true` is not supported with `[review]` yet: each file is reviewed on its own");
+        return None;
+    }
+    r.map(Some)
 }
 
 /// Every folder a job writes into (outputs, outboxes, FTP folders, archive and error

@@ -59,7 +59,7 @@ fn save(journal: &Journal, job: &str, last: i64, daily: &str) -> Result<()> {
 }
 
 /// Writes a file into the outbox atomically (temp, fsync, rename over).
-fn put(dir: &Path, name: &str, text: &str) -> Result<()> {
+pub(crate) fn put(dir: &Path, name: &str, text: &str) -> Result<()> {
     fsutil::create_dir_all_durable(dir)?;
     let tmp = dir.join(fsutil::temp_name());
     std::fs::write(&tmp, crate::redact::scrub(text).as_bytes())?;

@@ -22,6 +22,7 @@ pub mod process;
 pub mod recovery;
 pub mod remote;
 pub mod retry;
+pub mod review;
 pub mod runs;
 pub mod sets;
 
@@ -116,6 +117,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
             "Recovered files interrupted by the last stop."
         );
     }
+    // Decisions on reviewed files made while ferry was stopped, or interrupted (issue 15).
+    tokio::task::block_in_place(|| review::tick(&journal, loaded.jobs.values()));
     late_hash::start(journal.clone());
     let shared = Shared {
         journal: journal.clone(),
@@ -299,7 +302,12 @@ async fn supervise(
                 });
                 continue;
             }
-            _ = tick.tick() => {}
+            _ = tick.tick() => {
+                // Decisions on reviewed files that `ferry approve`/`reject` wrote (issue 15).
+                tokio::task::block_in_place(|| {
+                    review::tick(&shared.journal, running.values().map(|r| &*r.job))
+                });
+            }
             Some(_) = ev_rx.recv() => {
                 // Editors write in several steps: let them finish.
                 tokio::time::sleep(Duration::from_millis(200)).await;

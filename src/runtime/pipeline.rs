@@ -1079,3 +1079,38 @@ fn render_output(
         })
         .collect()
 }
+
+/// Reads every record of `file` with `job`'s record reader (its `[input]`, decoding
+/// included; no transform), one at a time into one reused [`Record`], and hands each to
+/// `each` with its number (from 1). For the comparison of a reviewed file with the last
+/// approved one (`review::diff`), which must not hold a whole file. A record that cannot
+/// be read ends the reading with its error.
+pub fn each_record(
+    job: &Job,
+    mut file: std::fs::File,
+    mut each: impl FnMut(u64, &Record) -> Result<(), String>,
+) -> Result<u64, ParseError> {
+    let input = job
+        .input
+        .as_ref()
+        .ok_or_else(|| ParseError::new("the job has no [input]"))?;
+    let mut meta = BTreeMap::new();
+    let raw: Box<dyn Read> = match pdf_source(job, input, &mut file, &mut meta)? {
+        Some(bytes) => Box::new(io::Cursor::new(bytes)),
+        None => Box::new(file),
+    };
+    let decoded = BufReader::new(DecodeReader::new(raw, input.encoding, input.replace));
+    let mut reader = Reader::open(input, decoded)?;
+    let mut rec = Record::default();
+    let mut n = 0;
+    loop {
+        match reader.read_into(&mut rec) {
+            Ok(true) => {
+                n += 1;
+                each(n, &rec).map_err(ParseError::new)?;
+            }
+            Ok(false) => return Ok(n),
+            Err(Bad::Skip(e, _) | Bad::Fatal(e)) => return Err(e),
+        }
+    }
+}

@@ -174,6 +174,20 @@ pub fn preview_split(
 pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) -> Outcome {
     let span = tracing::info_span!("file", job = %job.name, file = %found.path.display());
     let _enter = span.enter();
+    // A reviewed job delivers into its pending area, to wait for a decision (issue 15).
+    let staged = match job
+        .review
+        .as_ref()
+        .map(|_| super::review::staged_job(job, journal.state_dir()))
+    {
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "Cannot hold the file for review; leaving it in place.");
+            return Outcome::Released;
+        }
+        Some(Ok(j)) => Some(j),
+        None => None,
+    };
+    let (real, job) = (job, staged.as_ref().unwrap_or(job));
 
     // Still the file that settled? Opened through its folder's handle, never through a
     // symlink, and checked to be the regular file that was listed (device, inode, size,
@@ -242,6 +256,11 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
         }
         Err(e) => return fail_set(&d, claimed.attempts, None, e),
     };
+    if staged.is_some()
+        && let Err(e) = super::review::hold(real, found, &vars, claimed.id, journal)
+    {
+        return fail_set(&d, claimed.attempts, None, FileError::new(e));
+    }
     match deliver(&d, resolved) {
         Ok(outcome) | Err(Stop::Outcome(outcome)) => {
             if queued.is_some() && matches!(outcome, Outcome::Done { .. }) {

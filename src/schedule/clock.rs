@@ -3,7 +3,8 @@
 //! `FERRY_TEST_CLOCK=PATH` makes ferry (the daemon and the commands alike) read the current
 //! time from the file PATH, an RFC 3339 timestamp such as `2026-03-29T00:59:00Z`, which
 //! the test rewrites to move time on. It is for tests only: it moves the time of schedules,
-//! windows and the times of runs, nothing else (readiness, `settle` and every timeout keep
+//! windows and the times of runs (and the ages of files waiting for review, `runtime::review`),
+//! nothing else (readiness, `settle` and every timeout keep
 //! the real clock). The schedule's loop looks at the clock at most once a second (every
 //! 50 ms with a test clock), never in a file's path through the engine.
 
