@@ -162,7 +162,11 @@ pub fn read_database(
 
 fn check_query(doc: &mut Doc<'_>, q: Str) -> Option<String> {
     if q.value.trim().is_empty() {
-        doc.error(q.span.clone(), &q.key, "expected a SELECT, found an empty string");
+        doc.error(
+            q.span.clone(),
+            &q.key,
+            "expected a SELECT, found an empty string",
+        );
         return None;
     }
     if let Some(name) = crate::job::database::other_parameter(&q.value) {
@@ -231,7 +235,9 @@ pub fn pieces(sql: &str) -> Vec<Piece<'_>> {
                     .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
                     .map(|p| i + 1 + p);
                 match tag_end {
-                    Some(e) if b[e] == b'$' && !b[i + 1..e].first().is_some_and(u8::is_ascii_digit) => {
+                    Some(e)
+                        if b[e] == b'$' && !b[i + 1..e].first().is_some_and(u8::is_ascii_digit) =>
+                    {
                         let tag = &sql[i..=e];
                         match sql[e + 1..].find(tag) {
                             Some(p) => i = e + 1 + p + tag.len(),
@@ -311,7 +317,9 @@ fn outside_literals(text: &str) -> Vec<String> {
                     .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
                     .map(|p| i + 1 + p);
                 match tag_end {
-                    Some(e) if b[e] == b'$' && !b[i + 1..e].first().is_some_and(u8::is_ascii_digit) => {
+                    Some(e)
+                        if b[e] == b'$' && !b[i + 1..e].first().is_some_and(u8::is_ascii_digit) =>
+                    {
                         let tag = &text[i..=e];
                         match text[e + 1..].find(tag) {
                             Some(p) => i = e + 1 + p + tag.len(),
@@ -322,7 +330,10 @@ fn outside_literals(text: &str) -> Vec<String> {
                 }
             }
             b':' if b.get(i + 1) == Some(&b':') => i += 2,
-            b':' if b.get(i + 1).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') => {
+            b':' if b
+                .get(i + 1)
+                .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') =>
+            {
                 let end = b[i + 1..]
                     .iter()
                     .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
@@ -353,13 +364,28 @@ mod tests {
     #[test]
     fn since_is_found_outside_literals_and_comments_only() {
         let cases = [
-            ("SELECT * FROM t WHERE a > :since ORDER BY a", "SELECT * FROM t WHERE a > ? ORDER BY a"),
-            ("SELECT ':since' FROM t WHERE a > :since", "SELECT ':since' FROM t WHERE a > ?"),
+            (
+                "SELECT * FROM t WHERE a > :since ORDER BY a",
+                "SELECT * FROM t WHERE a > ? ORDER BY a",
+            ),
+            (
+                "SELECT ':since' FROM t WHERE a > :since",
+                "SELECT ':since' FROM t WHERE a > ?",
+            ),
             ("SELECT \":since\" FROM t", "SELECT \":since\" FROM t"),
-            ("SELECT 'it''s :since' , :since", "SELECT 'it''s :since' , ?"),
-            ("SELECT a::text FROM t WHERE b > :since", "SELECT a::text FROM t WHERE b > ?"),
+            (
+                "SELECT 'it''s :since' , :since",
+                "SELECT 'it''s :since' , ?",
+            ),
+            (
+                "SELECT a::text FROM t WHERE b > :since",
+                "SELECT a::text FROM t WHERE b > ?",
+            ),
             ("SELECT $$ :since $$, :since", "SELECT $$ :since $$, ?"),
-            ("SELECT $q$ :since $q$ -- :since\n, :since /* :since */", "SELECT $q$ :since $q$ -- :since\n, ? /* :since */"),
+            (
+                "SELECT $q$ :since $q$ -- :since\n, :since /* :since */",
+                "SELECT $q$ :since $q$ -- :since\n, ? /* :since */",
+            ),
             ("SELECT :since_x, :since", "SELECT :since_x, ?"),
             ("SELECT 'a\\' :since', :since", "SELECT 'a\\' :since', ?"),
             ("WHERE a > :since OR b > :since", "WHERE a > ? OR b > ?"),

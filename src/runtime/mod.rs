@@ -620,7 +620,9 @@ async fn start_database(
 ) -> Option<mpsc::Sender<crate::sources::database::RunRequest>> {
     job.source.database.as_ref()?;
     if shared.once {
-        crate::sources::database::once_fetch(job, &shared.journal).await;
+        if !crate::sources::database::once_fetch(job, &shared.journal).await {
+            shared.counters.failed.fetch_add(1, Ordering::Relaxed);
+        }
         return None;
     }
     let (tx, rx) = if job.source.timing.is_scheduled() {

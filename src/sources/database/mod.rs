@@ -56,7 +56,10 @@ pub enum Ran {
     Pending,
     /// The query returned no rows (and `empty = "skip"`).
     Empty,
-    Staged { rows: u64, path: PathBuf },
+    Staged {
+        rows: u64,
+        path: PathBuf,
+    },
 }
 
 /// A staged run's record.
@@ -171,11 +174,15 @@ pub fn settle(job: &Job, journal: &Journal) -> anyhow::Result<bool> {
             "{} row(s) from {}; {watermark}; query: {}",
             run.rows,
             db(job).display(),
-            run.query
+            run.query.split_whitespace().collect::<Vec<_>>().join(" ")
         );
         journal.exec(
             "UPDATE db_source_runs SET state = ?2, finished_at = ?3 WHERE id = ?1",
-            vec![Value::Integer(run.id), text(outcome), Value::Integer(now_ms())],
+            vec![
+                Value::Integer(run.id),
+                text(outcome),
+                Value::Integer(now_ms()),
+            ],
             false,
         )?;
         journal.exec(
@@ -193,8 +200,12 @@ pub fn settle(job: &Job, journal: &Journal) -> anyhow::Result<bool> {
             false,
         )?;
         match outcome {
-            "done" => tracing::info!(file = %run.staged, rows = run.rows, watermark = run.after.as_deref().unwrap_or("-"), "The query's rows are delivered; the watermark advances."),
-            _ => tracing::warn!(file = %run.staged, rows = run.rows, watermark = run.before.as_deref().unwrap_or("-"), "The query's rows were not delivered ({outcome}); the next run reads them again."),
+            "done" => {
+                tracing::info!(file = %run.staged, rows = run.rows, watermark = run.after.as_deref().unwrap_or("-"), "The query's rows are delivered; the watermark advances.")
+            }
+            _ => {
+                tracing::warn!(file = %run.staged, rows = run.rows, watermark = run.before.as_deref().unwrap_or("-"), "The query's rows were not delivered ({outcome}); the next run reads them again.")
+            }
         }
     }
     journal.flush()?;
@@ -234,7 +245,9 @@ impl Sink {
                 ));
             }
         }
-        self.out.write_record(names).map_err(|e| format!("staging: {e}"))
+        self.out
+            .write_record(names)
+            .map_err(|e| format!("staging: {e}"))
     }
 
     fn field(&mut self, i: usize, v: Option<&str>) -> Result<(), String> {
@@ -306,7 +319,9 @@ async fn query_postgres(
         // The server infers `:since`'s type; the value is sent as text and cast to it, so
         // a timestamp, a number or a text watermark compares as its column does.
         let probe = conn
-            .prepare(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(sql.clone())))
+            .prepare(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(
+                sql.clone(),
+            )))
             .await
             .map_err(e)?;
         let ty = match probe.parameters() {
@@ -321,7 +336,7 @@ async fn query_postgres(
                 "cannot bind `:since`: PostgreSQL gives it the type {ty:?}; compare it with a column of a plain type (a number, a date or time, text)"
             ));
         }
-        sql = render(&src.query, |_| format!("CAST($1 AS {ty})")).0;
+        sql = render(&src.query, |_| format!("CAST(CAST($1 AS TEXT) AS {ty})")).0;
         value = since
             .map(str::to_string)
             .or_else(|| rows::pg_lowest(&ty).map(str::to_string));
@@ -333,10 +348,16 @@ async fn query_postgres(
         sink.wm_kind = rows::pg_kind(&ty);
     }
     let stmt = conn
-        .prepare(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(sql.clone())))
+        .prepare(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(
+            sql.clone(),
+        )))
         .await
         .map_err(e)?;
-    let names: Vec<String> = stmt.columns().iter().map(|c| c.name().to_string()).collect();
+    let names: Vec<String> = stmt
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
     if let Some(i) = src
         .watermark
         .as_deref()
@@ -370,10 +391,16 @@ async fn query_mysql(
     let e = |e: sqlx::Error| crate::redact::scrub(&e.to_string()).into_owned();
     let (sql, uses) = render(&src.query, |_| "?".into());
     let stmt = conn
-        .prepare(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(sql.clone())))
+        .prepare(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(
+            sql.clone(),
+        )))
         .await
         .map_err(e)?;
-    let names: Vec<String> = stmt.columns().iter().map(|c| c.name().to_string()).collect();
+    let names: Vec<String> = stmt
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
     if let Some(i) = src
         .watermark
         .as_deref()
@@ -493,7 +520,9 @@ pub async fn run(job: &Arc<Job>, journal: &Arc<Journal>) -> Result<Ran, String> 
             .out
             .into_inner()
             .map_err(|e| format!("staging: {}", e.error()))?;
-        let f = f.into_inner().map_err(|e| format!("staging: {}", e.error()))?;
+        let f = f
+            .into_inner()
+            .map_err(|e| format!("staging: {}", e.error()))?;
         f.sync_all().map_err(|e| format!("staging: {e}"))?;
         Ok(())
     });
@@ -561,13 +590,18 @@ pub async fn run(job: &Arc<Job>, journal: &Arc<Journal>) -> Result<Ran, String> 
 }
 
 /// A run with its outcome logged; `last_error` keeps a failing source from logging the
-/// same ERROR at every run.
-async fn run_logged(job: &Arc<Job>, journal: &Arc<Journal>, last_error: &mut Option<String>) {
+/// same ERROR at every run. Returns whether the run worked.
+async fn run_logged(
+    job: &Arc<Job>,
+    journal: &Arc<Journal>,
+    last_error: &mut Option<String>,
+) -> bool {
     match run(job, journal).await {
         Ok(_) => {
             if last_error.take().is_some() {
                 tracing::info!(database = %db(job).display(), "The database answers again.");
             }
+            true
         }
         Err(e) => {
             if last_error.as_deref() != Some(e.as_str()) {
@@ -579,19 +613,21 @@ async fn run_logged(job: &Arc<Job>, journal: &Arc<Journal>, last_error: &mut Opt
                 );
             }
             *last_error = Some(e);
+            false
         }
     }
 }
 
 /// `run --once`, before the job's files are taken: one run (its rows are then in staging).
-pub async fn once_fetch(job: &Arc<Job>, journal: &Arc<Journal>) {
+/// Returns whether the query worked (a failed one makes the run's exit code 1).
+pub async fn once_fetch(job: &Arc<Job>, journal: &Arc<Journal>) -> bool {
     let (j, jr) = (job.clone(), journal.clone());
     match tokio::task::spawn_blocking(move || recover(&j, &jr)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "Cannot recover the staging folder."),
         Err(e) => tracing::error!(error = %e, "Recovery task failed."),
     }
-    run_logged(job, journal, &mut None).await;
+    run_logged(job, journal, &mut None).await
 }
 
 /// `run --once`, after the job's files: records what became of the staged rows (the
@@ -634,13 +670,13 @@ pub async fn daemon(
             _ = stop.changed() => break,
             req = recv_request(&mut requests), if scheduled => match req {
                 Some(reply) => {
-                    run_logged(&job, &journal, &mut last_error).await;
+                    let _ = run_logged(&job, &journal, &mut last_error).await;
                     let _ = reply.send(());
                 }
                 None => requests = None,
             },
             _ = tokio::time::sleep_until(next_poll), if !scheduled => {
-                run_logged(&job, &journal, &mut last_error).await;
+                let _ = run_logged(&job, &journal, &mut last_error).await;
                 next_poll = tokio::time::Instant::now() + poll;
             }
             _ = tokio::time::sleep(Duration::from_secs(2)) => {

@@ -57,9 +57,7 @@ pub fn pg_kind(type_name: &str) -> Kind {
 /// The kind of a MySQL/MariaDB type.
 pub fn mysql_kind(type_name: &str) -> Kind {
     match type_name {
-        t if t.contains("INT") || t == "DECIMAL" || t == "YEAR" || t == "BOOLEAN" => {
-            Kind::Number
-        }
+        t if t.contains("INT") || t == "DECIMAL" || t == "YEAR" || t == "BOOLEAN" => Kind::Number,
         "FLOAT" | "DOUBLE" => Kind::Float,
         "DATE" | "DATETIME" | "TIMESTAMP" | "TIME" => Kind::Time,
         _ => Kind::Text,
@@ -209,9 +207,7 @@ pub fn pg_text(v: PgValueRef<'_>, col: &str) -> Result<Option<String>, String> {
         "FLOAT4" => f32::from_be_bytes(be(b, col, ty)?).to_string(),
         "FLOAT8" => f64::from_be_bytes(be(b, col, ty)?).to_string(),
         "NUMERIC" => pg_numeric(b, col)?,
-        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "JSON" | "XML" | "UNKNOWN" | "CITEXT" => {
-            utf8(b)?
-        }
+        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "JSON" | "XML" | "UNKNOWN" | "CITEXT" => utf8(b)?,
         "JSONB" => utf8(b.get(1..).unwrap_or_default())?,
         "DATE" => match i32::from_be_bytes(be(b, col, ty)?) {
             i32::MAX => "infinity".into(),
@@ -281,8 +277,14 @@ pub fn mysql_text(row: &MySqlRow, i: usize, col: &str) -> Result<Option<String>,
             .map_err(e)?
             .format("%Y-%m-%d")
             .to_string(),
-        "DATETIME" => iso_datetime(&row.try_get_unchecked::<NaiveDateTime, _>(i).map_err(e)?, false),
-        "TIMESTAMP" => iso_datetime(&row.try_get_unchecked::<NaiveDateTime, _>(i).map_err(e)?, true),
+        "DATETIME" => iso_datetime(
+            &row.try_get_unchecked::<NaiveDateTime, _>(i).map_err(e)?,
+            false,
+        ),
+        "TIMESTAMP" => iso_datetime(
+            &row.try_get_unchecked::<NaiveDateTime, _>(i).map_err(e)?,
+            true,
+        ),
         "TIME" => row
             .try_get_unchecked::<NaiveTime, _>(i)
             .map_err(e)?
@@ -393,7 +395,11 @@ mod tests {
             ("1.51", "1.5", true),
             ("-1", "-2", true),
             ("-0", "0", false),
-            ("12345678901234567890.000000000000000001", "12345678901234567890", true),
+            (
+                "12345678901234567890.000000000000000001",
+                "12345678901234567890",
+                true,
+            ),
             ("-9223372036854775808", "5", false),
         ];
         for (a, b, want) in cases {
@@ -403,9 +409,21 @@ mod tests {
 
     #[test]
     fn times_compare_with_their_fractions() {
-        assert!(higher(Kind::Time, "2026-01-01T10:00:00.5Z", "2026-01-01T10:00:00Z"));
-        assert!(!higher(Kind::Time, "2026-01-01T10:00:00Z", "2026-01-01T10:00:00.5Z"));
-        assert!(higher(Kind::Time, "2026-01-01T10:00:01", "2026-01-01T10:00:00.999999"));
+        assert!(higher(
+            Kind::Time,
+            "2026-01-01T10:00:00.5Z",
+            "2026-01-01T10:00:00Z"
+        ));
+        assert!(!higher(
+            Kind::Time,
+            "2026-01-01T10:00:00Z",
+            "2026-01-01T10:00:00.5Z"
+        ));
+        assert!(higher(
+            Kind::Time,
+            "2026-01-01T10:00:01",
+            "2026-01-01T10:00:00.999999"
+        ));
         assert!(higher(Kind::Time, "2026-01-01", "-infinity"));
         assert!(higher(Kind::Time, "infinity", "2026-01-01"));
     }
