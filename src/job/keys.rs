@@ -549,6 +549,17 @@ folder = "in"
 [input]
 format = "json"
 "#,
+        r#"
+[source]
+database = "sqlite://x.db"
+query = "SELECT a FROM t WHERE a > :since"
+watermark = "a"
+since = "0"
+empty = "process"
+ca_file = "ca.pem"
+poll = "1m"
+staging = "var/s"
+"#,
     ];
 
     fn declared(table: &str) -> BTreeSet<String> {
