@@ -187,13 +187,19 @@ pub enum Piece<'a> {
     Since,
 }
 
-/// Splits a query at its `:since` parameters, skipping string literals ('...', "..." and
-/// `...` identifiers, PostgreSQL's $tag$...$tag$), comments and `::` casts, so that a
-/// `:since` inside a literal stays text.
-pub fn pieces(sql: &str) -> Vec<Piece<'_>> {
+/// Every `:name` parameter of a query (its byte range and name), skipping string literals
+/// ('...', "..." and `...` identifiers, PostgreSQL's $tag$...$tag$), comments and `::`
+/// casts, so that a `:since` inside a literal stays text.
+fn parameters(sql: &str) -> Vec<(std::ops::Range<usize>, &str)> {
     let b = sql.as_bytes();
+    let word_end = |from: usize| {
+        b[from..]
+            .iter()
+            .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
+            .map_or(b.len(), |p| from + p)
+    };
     let mut out = Vec::new();
-    let (mut i, mut start) = (0, 0);
+    let mut i = 0;
     while i < b.len() {
         match b[i] {
             q @ (b'\'' | b'"' | b'`') => {
@@ -203,16 +209,13 @@ pub fn pieces(sql: &str) -> Vec<Piece<'_>> {
                         // MySQL's backslash escapes; harmless elsewhere (it only skips a byte
                         // inside a literal, where no parameter is looked for).
                         i += 2;
-                        continue;
-                    }
-                    if b[i] == q {
-                        if b.get(i + 1) == Some(&q) {
-                            i += 2;
-                            continue;
-                        }
+                    } else if b[i] == q && b.get(i + 1) == Some(&q) {
+                        i += 2;
+                    } else if b[i] == q {
                         break;
+                    } else {
+                        i += 1;
                     }
-                    i += 1;
                 }
                 i += 1;
             }
@@ -229,104 +232,16 @@ pub fn pieces(sql: &str) -> Vec<Piece<'_>> {
                 i += 2;
             }
             b'$' => {
-                // $tag$ ... $tag$ (a tag of letters, digits and `_`, possibly empty).
-                let tag_end = b[i + 1..]
-                    .iter()
-                    .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
-                    .map(|p| i + 1 + p);
-                match tag_end {
-                    Some(e)
-                        if b[e] == b'$' && !b[i + 1..e].first().is_some_and(u8::is_ascii_digit) =>
-                    {
-                        let tag = &sql[i..=e];
-                        match sql[e + 1..].find(tag) {
-                            Some(p) => i = e + 1 + p + tag.len(),
-                            None => i = b.len(),
-                        }
-                    }
-                    _ => i += 1,
-                }
-            }
-            b':' if b.get(i + 1) == Some(&b':') => i += 2,
-            b':' => {
-                let name_end = b[i + 1..]
-                    .iter()
-                    .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
-                    .map_or(b.len(), |p| i + 1 + p);
-                if &sql[i + 1..name_end] == "since" {
-                    out.push(Piece::Text(&sql[start..i]));
-                    out.push(Piece::Since);
-                    start = name_end;
-                }
-                i = name_end.max(i + 1);
-            }
-            _ => i += 1,
-        }
-    }
-    out.push(Piece::Text(&sql[start.min(b.len())..]));
-    out
-}
-
-/// Whether the query binds `:since` anywhere.
-pub fn mentions_since(sql: &str) -> bool {
-    pieces(sql).contains(&Piece::Since)
-}
-
-/// A `:name` parameter other than `:since` outside literals (a typo, or a parameter ferry
-/// does not bind), if any.
-pub fn other_parameter(sql: &str) -> Option<String> {
-    for p in pieces(sql) {
-        let Piece::Text(t) = p else { continue };
-        // `pieces` keeps literals inside Text; look only at what lies outside them.
-        for name in outside_literals(t) {
-            return Some(name);
-        }
-    }
-    None
-}
-
-fn outside_literals(text: &str) -> Vec<String> {
-    // Reuse the scanner: a text piece with `:since` replaced is scanned for other names.
-    let b = text.as_bytes();
-    let mut names = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            q @ (b'\'' | b'"' | b'`') => {
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    i += if b[i] == b'\\' && q == b'\'' { 2 } else { 1 };
-                }
-                i += 1;
-            }
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                while i < b.len() && b[i] != b'\n' {
+                // $tag$ ... $tag$ (a tag of letters, digits and `_`, possibly empty; `$1` is
+                // a positional parameter, not a tag).
+                let e = word_end(i + 1);
+                if e < b.len() && b[e] == b'$' && !b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                    let tag = &sql[i..=e];
+                    i = sql[e + 1..]
+                        .find(tag)
+                        .map_or(b.len(), |p| e + 1 + p + tag.len());
+                } else {
                     i += 1;
-                }
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i < b.len() && !(b[i] == b'*' && b.get(i + 1) == Some(&b'/')) {
-                    i += 1;
-                }
-                i += 2;
-            }
-            b'$' => {
-                let tag_end = b[i + 1..]
-                    .iter()
-                    .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
-                    .map(|p| i + 1 + p);
-                match tag_end {
-                    Some(e)
-                        if b[e] == b'$' && !b[i + 1..e].first().is_some_and(u8::is_ascii_digit) =>
-                    {
-                        let tag = &text[i..=e];
-                        match text[e + 1..].find(tag) {
-                            Some(p) => i = e + 1 + p + tag.len(),
-                            None => i = b.len(),
-                        }
-                    }
-                    _ => i += 1,
                 }
             }
             b':' if b.get(i + 1) == Some(&b':') => i += 2,
@@ -334,17 +249,41 @@ fn outside_literals(text: &str) -> Vec<String> {
                 .get(i + 1)
                 .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') =>
             {
-                let end = b[i + 1..]
-                    .iter()
-                    .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
-                    .map_or(b.len(), |p| i + 1 + p);
-                names.push(text[i + 1..end].to_string());
-                i = end;
+                let e = word_end(i + 1);
+                out.push((i..e, &sql[i + 1..e]));
+                i = e;
             }
             _ => i += 1,
         }
     }
-    names
+    out
+}
+
+/// Splits a query at its `:since` parameters (outside literals and comments).
+pub fn pieces(sql: &str) -> Vec<Piece<'_>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (range, _) in parameters(sql).into_iter().filter(|(_, n)| *n == "since") {
+        out.push(Piece::Text(&sql[start..range.start]));
+        out.push(Piece::Since);
+        start = range.end;
+    }
+    out.push(Piece::Text(&sql[start..]));
+    out
+}
+
+/// Whether the query binds `:since` anywhere.
+pub fn mentions_since(sql: &str) -> bool {
+    parameters(sql).iter().any(|(_, n)| *n == "since")
+}
+
+/// A `:name` parameter other than `:since` outside literals (a typo, or a parameter ferry
+/// does not bind), if any.
+pub fn other_parameter(sql: &str) -> Option<String> {
+    parameters(sql)
+        .into_iter()
+        .find(|(_, n)| *n != "since")
+        .map(|(_, n)| n.to_string())
 }
 
 #[cfg(test)]
