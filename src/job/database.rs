@@ -42,6 +42,9 @@ pub struct DatabaseSource {
     pub kind: DbKind,
     /// The URL as written: `${env:NAME}` / `${file:PATH}` are resolved at each connection.
     pub url: String,
+    /// The secrets in the URL (its `${...}` references, or a password written in it), for
+    /// [`crate::redact`].
+    pub secrets: Vec<crate::secrets::Secret>,
     /// For `sqlite://`: the database file (relative paths resolved against the root).
     pub sqlite_path: Option<PathBuf>,
     pub query: String,
@@ -147,8 +150,16 @@ pub fn read_database(
     let ca_file = t
         .str(doc, "ca_file")
         .map(|s| crate::job::absolute(&root.join(s.value)));
+    let secrets = match url_secrets(&url_s.value) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            doc.error(url_s.span.clone(), &url_s.key, e);
+            None
+        }
+    };
     Some(DatabaseSource {
         kind: kind?,
+        secrets: secrets?,
         url: url_s.value,
         sqlite_path,
         query: query?,
@@ -158,6 +169,32 @@ pub fn read_database(
         ca_file,
         poll,
     })
+}
+
+/// The `${env:NAME}` / `${file:PATH}` references of a URL, and a password written in it
+/// as a literal (scrubbed all the same; better kept out of job files).
+pub fn url_secrets(url: &str) -> Result<Vec<crate::secrets::Secret>, String> {
+    let mut out = Vec::new();
+    let mut rest = url;
+    while let Some(start) = rest.find("${") {
+        let len = rest[start..]
+            .find('}')
+            .ok_or("a `${` without its `}` in the URL")?;
+        out.push(crate::secrets::Secret::parse(&rest[start..=start + len])?);
+        rest = &rest[start + len + 1..];
+    }
+    let authority = url.split_once("://").map_or("", |(_, r)| r);
+    let authority = authority.split('/').next().unwrap_or("");
+    if let Some((userinfo, _)) = authority.rsplit_once('@')
+        && let Some((_, pw)) = userinfo.split_once(':')
+        && !pw.is_empty()
+        && !pw.contains("${")
+    {
+        out.push(crate::secrets::Secret::Literal(
+            super::remote::percent_decode(pw).unwrap_or_else(|_| pw.to_string()),
+        ));
+    }
+    Ok(out)
 }
 
 fn check_query(doc: &mut Doc<'_>, q: Str) -> Option<String> {
@@ -354,5 +391,20 @@ mod tests {
         assert_eq!(kind_of("sqlite://x.db"), Ok(DbKind::Sqlite));
         let e = kind_of("oracle://u:secretpw@h/db").unwrap_err();
         assert!(!e.contains("secretpw"), "{e}");
+    }
+
+    #[test]
+    fn url_secrets_are_found() {
+        use crate::secrets::Secret;
+        assert_eq!(
+            url_secrets("postgres://u:${env:PW}@h/db").unwrap(),
+            [Secret::Env("PW".into())]
+        );
+        assert_eq!(
+            url_secrets("mysql://u:p%40ss@h/db").unwrap(),
+            [Secret::Literal("p@ss".into())]
+        );
+        assert!(url_secrets("postgres://u@h/db").unwrap().is_empty());
+        assert!(url_secrets("postgres://u:${nope}@h/db").is_err());
     }
 }
