@@ -63,7 +63,8 @@ measure() { # label, command...
 
 echo "N=$N rows, PostgreSQL $(sql 'SHOW server_version' | cut -d' ' -f1), same query, same server"
 (cd "$ROOT/d" && measure ferry "$FERRY_BIN" run --once)
-PSQL_QUERY="${QUERY/:since/'-infinity'}"
+LOWEST="'-infinity'"
+PSQL_QUERY="${QUERY/:since/$LOWEST}"
 measure psql psql "postgresql://ferry:secret@127.0.0.1:$PORT/ferry" \
   -c "\\copy ($PSQL_QUERY) to '$ROOT/psql.csv' with (format csv, header)"
 ferry_rows=$(($(wc -l <"$ROOT/d/out/rows.csv") - 1))
