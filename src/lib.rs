@@ -8,7 +8,8 @@
 //!   file:line:column; every key they may have is declared once in [`job::keys`].
 //! - [`sources`]: where files arrive: [`sources::folder`] lists local folders and shares and
 //!   turns file-system events into hints; FTP and mailboxes are fetched into a local staging
-//!   folder ([`sources::staging`], [`sources::mailbox`]).
+//!   folder ([`sources::staging`], [`sources::mailbox`]); a database query's rows are staged
+//!   as one CSV file per run ([`sources::database`]).
 //! - [`readiness`]: "is this file completely written?" as a state machine.
 //! - [`formats`]: file contents as records: readers (CSV, ...), writers (JSON, ...), and
 //!   streaming text decoding.

@@ -57,8 +57,8 @@ pub struct Key {
 }
 
 /// Kinds whose keys are known to the reader only in a table of that kind (elsewhere they
-/// are unknown keys): a mailbox source, an email output, an HTTP output.
-pub const OPT_IN: &[&str] = &["mailbox", "email", "http"];
+/// are unknown keys): a mailbox source, an email output, an HTTP output, a database.
+pub const OPT_IN: &[&str] = &["mailbox", "email", "http", "database"];
 
 /// Keys a reader still takes only to say what replaced them; never declared.
 pub const RETIRED: &[(&str, &str)] = &[("input", "max_bytes")];
@@ -105,6 +105,7 @@ const QUOTING: &[&str] = &["necessary", "always", "non-numeric", "never"];
 const PER: &[&str] = &["file", "batch"];
 const HTTP_METHOD: &[&str] = &["POST", "PUT"];
 const HTTP_BODY: &[&str] = &["file", "record"];
+const DB_EMPTY: &[&str] = &["skip", "process"];
 
 /// Every job key. Within a table, in the order the "expected one of" lists name them.
 #[rustfmt::skip]
@@ -164,6 +165,15 @@ pub static KEYS: &[Key] = &[
     k("source", "mailbox", "max_message_size", Uint, "52428800", "Bytes; a bigger message is not fetched."),
     k("source", "mailbox", "poll", Duration, "\"1m\"", "How often the mailbox is read; IDLE wakes ferry sooner."),
     k("source", "mailbox", "staging", Str, "\"var/staging/{job}\"", "The local folder attachments are staged in."),
+    // [source] database (issue 16, source half; docs/databases-source.md)
+    k("source", "database", "database", Str, "none", "Take the rows of a query: \"postgres://USER@host:5432/DB\", \"mysql://...\", \"mariadb://...\" or \"sqlite://PATH\"; a password as ${env:NAME} or ${file:PATH} in the URL."),
+    k("source", "database", "query", Str, "required", "The SELECT each run executes; `:since` is bound to the watermark (never pasted into the text)."),
+    k("source", "database", "watermark", Str, "none", "The column whose highest value is kept in the journal and bound as `:since` next run (without it, every run reads the whole result)."),
+    k("source", "database", "since", Str, "the lowest value", "The value of `:since` before the first run."),
+    k("source", "database", "empty", Enum(DB_EMPTY), "\"skip\"", "A run without rows: skip does nothing; process sends a header-only file through the job."),
+    k("source", "database", "ca_file", Str, "none", "A PEM CA certificate: the server's certificate is verified against it (TLS required)."),
+    k("source", "database", "poll", Duration, "\"1m\"", "How often the query runs on a job without `schedule` or `every`."),
+    k("source", "database", "staging", Str, "\"var/staging/{job}\"", "The local folder each run's rows are staged in (CSV) before the job processes them."),
     // [source.set]
     k("source.set", "", "members", StrList, "none", "File names with {stem}, the lead first: the set is taken when all are there."),
     k("source.set", "", "manifest", Str, "none", "A manifest set: files matching this pattern list the set's other files."),
@@ -603,6 +613,17 @@ timeout = "5s"
 [output.headers]
 Authorization = "Bearer ${env:T}"
 "#,
+        r#"
+[source]
+database = "sqlite://x.db"
+query = "SELECT a FROM t WHERE a > :since"
+watermark = "a"
+since = "0"
+empty = "process"
+ca_file = "ca.pem"
+poll = "1m"
+staging = "var/s"
+"#,
     ];
 
     fn declared(table: &str) -> BTreeSet<String> {
@@ -758,7 +779,7 @@ Authorization = "Bearer ${env:T}"
                         if !tables.iter().any(|t| t == table) || tables.len() > 1 {
                             when.clear();
                         }
-                        if ["ftp", "mailbox", "email", "http"].contains(&name) {
+                        if ["ftp", "mailbox", "email", "http", "database"].contains(&name) {
                             when = name.to_string();
                         }
                         tables = vec![table.to_string()];
@@ -905,6 +926,9 @@ Authorization = "Bearer ${env:T}"
             ("source", "ftp") => format!("[source]\nftp = \"ftp://u@127.0.0.1/in\"\n{kv}"),
             ("source", "mailbox") => {
                 format!("[source]\nmailbox = \"imaps://u@127.0.0.1/INBOX\"\npassword = \"x\"\n{kv}")
+            }
+            ("source", "database") => {
+                format!("[source]\ndatabase = \"sqlite://x.db\"\nquery = \"SELECT 1\"\n{kv}")
             }
             ("source", _) => format!("{src}{kv}"),
             ("source.set", _) => format!("{src}[source.set]\nmanifest = \"*.m\"\n{kv}"),

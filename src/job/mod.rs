@@ -5,6 +5,7 @@
 pub mod alert;
 mod combine;
 pub mod data;
+pub mod database;
 pub mod defaults;
 pub mod expect;
 pub mod ftp;
@@ -109,6 +110,9 @@ pub struct Source {
     /// A mailbox this job takes attachments from (`mailbox = ...`); `folder` is then its
     /// local staging folder.
     pub mailbox: Option<mail::MailboxSource>,
+    /// A database query whose rows this job takes (`database = ...`, issue 16); `folder` is
+    /// then its local staging folder.
+    pub database: Option<database::DatabaseSource>,
     /// Take only PDFs whose text passes this rule (`contains`, `matches`).
     pub content: Option<pdf::ContentRule>,
     /// `[source.set]`: files taken together as one document set.
@@ -737,12 +741,16 @@ fn read_source(
     facts: &mut Option<plumbing::SourceFacts>,
 ) -> Option<Source> {
     let is_mailbox = t.has("mailbox");
+    let is_database = t.has("database");
     let has_include = t.has("include");
     let move_to_span = t.span_of("move_to");
     let ftp = t.str(doc, "ftp");
     let mut folder = t.str(doc, "folder");
     let mut remote_parts = None;
-    if is_mailbox {
+    if is_database {
+        // A database source stages each run's rows, like a mailbox its attachments.
+        folder = database_staging(doc, &mut t, folder.as_ref(), ftp.as_ref(), job_name);
+    } else if is_mailbox {
         if let Some(f) = &folder {
             doc.error(
                 f.span.clone(),
@@ -860,6 +868,18 @@ fn read_source(
     } else {
         Some(None)
     };
+    let database = if is_database {
+        // A query runs every minute (without `schedule` or `every`) unless the job says
+        // otherwise.
+        let p = if t.has("poll") {
+            poll.unwrap_or(Duration::from_secs(60))
+        } else {
+            Duration::from_secs(60)
+        };
+        database::read_database(doc, root, &mut t, p).map(Some)
+    } else {
+        Some(None)
+    };
     let content = pdf::read_content_rule(doc, &mut t);
     let timing = timing::read(doc, &mut t);
     let set = match t.table(doc, "set") {
@@ -955,7 +975,12 @@ fn read_source(
         }
     }
     let trigger_set = triggers.build().ok();
-    t.finish_as(doc, "source", if is_mailbox { "mailbox" } else { "" });
+    let kind = match (is_mailbox, is_database) {
+        (true, _) => "mailbox",
+        (_, true) => "database",
+        _ => "",
+    };
+    t.finish_as(doc, "source", kind);
     if let Some(f) = &folder
         && !f.value.trim().is_empty()
         && (include.is_some() || !has_include)
@@ -1013,7 +1038,8 @@ fn read_source(
     };
     // A staging folder is read at once: files only ever appear there by rename.
     let mailbox = mailbox?;
-    let (settle, ready) = if remote.is_some() || mailbox.is_some() {
+    let database = database?;
+    let (settle, ready) = if remote.is_some() || mailbox.is_some() || database.is_some() {
         (Duration::ZERO, Ready::Settle)
     } else {
         (settle, ready)
@@ -1042,10 +1068,48 @@ fn read_source(
         ready,
         recursive,
         mailbox,
+        database,
         content: content?,
         set: set?,
         timing: timing?,
     })
+}
+
+/// The staging folder of a database source (`staging`, default `var/staging/{job}`);
+/// `folder` and `ftp` are refused beside `database`.
+fn database_staging(
+    doc: &mut Doc<'_>,
+    t: &mut TableReader<'_, '_>,
+    folder: Option<&Str>,
+    ftp: Option<&Str>,
+    job_name: &str,
+) -> Option<Str> {
+    if let Some(f) = folder {
+        doc.error(
+            f.span.clone(),
+            &f.key,
+            "a database source stages each run's rows locally in `staging` (default \"var/staging/{job}\"); remove `folder`",
+        );
+    }
+    if let Some(f) = ftp {
+        doc.error(
+            f.span.clone(),
+            &f.key,
+            "a source has either `database` or `ftp`, not both",
+        );
+    }
+    if t.has("mailbox") {
+        doc.error(
+            t.span_of("mailbox"),
+            "source.mailbox",
+            "a source has either `database` or `mailbox`, not both",
+        );
+    }
+    Some(t.str(doc, "staging").unwrap_or_else(|| Str {
+        value: format!("var/staging/{job_name}"),
+        span: 0..0,
+        key: "source.staging".into(),
+    }))
 }
 
 /// The local outbox of a remote output (`outbox`, default `var/outbox/{job}/N`): its

@@ -18,6 +18,9 @@ pub fn job_secrets(job: &Job) -> Vec<&Secret> {
     if let Some(m) = &job.source.mailbox {
         out.push(&m.password);
     }
+    if let Some(d) = &job.source.database {
+        out.extend(d.secrets.iter());
+    }
     for o in &job.outputs {
         if let Some(d) = &o.deliver
             && let super::remote::Endpoint::Ftp(e) = &d.endpoint

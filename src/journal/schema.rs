@@ -6,7 +6,7 @@ use serde::Serialize;
 /// The journal's schema version, kept in SQLite's `user_version`. Every change of the tables
 /// raises it and adds a step to [`migrate`]; a journal from an older ferry is brought
 /// forward at start, one from a newer ferry is refused ([`refuse_newer`]).
-pub(super) const SCHEMA_VERSION: i64 = 5;
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 /// A journal written by a newer ferry: this one does not know its tables, so it neither
 /// reads nor changes it.
@@ -108,6 +108,8 @@ pub(super) fn migrate(conn: &mut Connection, journal_id: &str) -> rusqlite::Resu
     super::expect::migrate_expect(&tx)?;
     // Version 5 (issue 15, the `review` part): files held for an admin's decision.
     create_v5_reviews(&tx)?;
+    // Version 6 (issue 16, database sources): the query runs and their watermarks.
+    create_v6_db_source_runs(&tx)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
 }
@@ -170,6 +172,33 @@ fn create_v5_reviews(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
             overdue_at INTEGER
         );
         CREATE INDEX IF NOT EXISTS reviews_open ON reviews (finished_at);",
+    )
+}
+
+/// Version 6 (issue 16, database sources; part "dbsrc"): one row per query run that staged
+/// rows (`sources::database`): its staged file, the query, the watermark before and after,
+/// the row count, and its state (`fetched` -> `staged` -> `done` or `failed`). The job's
+/// watermark is the `wm_after` of its newest `done` row.
+fn create_v6_db_source_runs(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS db_source_runs (
+            id INTEGER PRIMARY KEY,
+            job TEXT NOT NULL,
+            staged TEXT NOT NULL,
+            part TEXT NOT NULL,
+            query TEXT NOT NULL,
+            wm_column TEXT,
+            wm_kind TEXT,
+            wm_before TEXT,
+            wm_after TEXT,
+            rows INTEGER NOT NULL,
+            size INTEGER NOT NULL DEFAULT 0,
+            mtime_ns INTEGER NOT NULL DEFAULT 0,
+            state TEXT NOT NULL,
+            started_at INTEGER NOT NULL,
+            finished_at INTEGER
+        );
+        CREATE INDEX IF NOT EXISTS db_source_runs_job ON db_source_runs (job, state);",
     )
 }
 

@@ -460,7 +460,8 @@ fn dir_fingerprint(dir: &Path) -> BTreeMap<PathBuf, (u64, i64)> {
 /// files present at start are handled), then finishes what is in flight and what a
 /// `--once` run leaves for its end.
 async fn run_job(job: Arc<Job>, shared: Shared, stop: watch::Receiver<bool>) {
-    if job.source.remote.is_some() || job.source.mailbox.is_some() {
+    if job.source.remote.is_some() || job.source.mailbox.is_some() || job.source.database.is_some()
+    {
         // The staging folder is ferry's own: make it, so it can be watched from the start.
         let _ = crate::fsutil::create_dir_all_durable(&job.source.folder);
     }
@@ -469,7 +470,8 @@ async fn run_job(job: Arc<Job>, shared: Shared, stop: watch::Receiver<bool>) {
     let _watch = watch_source(&job, &shared, ev_tx);
     let remote = RemoteParts::start(&job, &shared, &mut st);
     let (done_tx, done_rx) = mpsc::unbounded_channel::<(Found, Outcome)>();
-    let adapters = start_mail_adapters(&job, &shared, &stop).await;
+    let mut adapters = start_mail_adapters(&job, &shared, &stop).await;
+    let db_runs = start_database(&job, &shared, &stop, &mut adapters).await;
     let gate = runs::Gate::new(&job, &shared.journal, shared.once);
     let mut r = Runner {
         job,
@@ -487,6 +489,7 @@ async fn run_job(job: Arc<Job>, shared: Shared, stop: watch::Receiver<bool>) {
         folder_missing_warned: false,
         gate,
         gate_at: tokio::time::Instant::now(),
+        db_runs,
     };
     r.take_files().await;
     r.finish_in_flight(remote.once_fetch).await;
@@ -627,6 +630,35 @@ async fn start_mail_adapters(
     adapters
 }
 
+/// A database source (issue 16): with `--once`, one query now (its rows are staged before
+/// the runner looks); in the daemon, its task, which a scheduled job's gate asks for a run
+/// (the returned sender) and which otherwise runs the query every `poll`.
+async fn start_database(
+    job: &Arc<Job>,
+    shared: &Shared,
+    stop: &watch::Receiver<bool>,
+    adapters: &mut JoinSet<()>,
+) -> Option<mpsc::Sender<crate::sources::database::RunRequest>> {
+    job.source.database.as_ref()?;
+    if shared.once {
+        if !crate::sources::database::once_fetch(job, &shared.journal).await {
+            shared.counters.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        return None;
+    }
+    let (tx, rx) = if job.source.timing.is_scheduled() {
+        let (tx, rx) = mpsc::channel(1);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    adapters.spawn(
+        crate::sources::database::daemon(job.clone(), shared.journal.clone(), stop.clone(), rx)
+            .in_current_span(),
+    );
+    tx
+}
+
 /// A runner's loop: what it waits on and what it has in flight.
 struct Runner {
     job: Arc<Job>,
@@ -648,6 +680,8 @@ struct Runner {
     gate: Option<runs::Gate>,
     /// When the gate looks at its clock next.
     gate_at: tokio::time::Instant,
+    /// A scheduled database source: asked for a run (the query's rows staged) at each run.
+    db_runs: Option<mpsc::Sender<crate::sources::database::RunRequest>>,
 }
 
 impl Runner {
@@ -730,6 +764,12 @@ impl Runner {
         let start = gate.tick();
         self.gate_at = tokio::time::Instant::now() + gate.nap();
         if let Some((why, slot)) = start {
+            if let Some(tx) = &self.db_runs {
+                let (reply, done) = tokio::sync::oneshot::channel();
+                if tx.send(reply).await.is_ok() {
+                    let _ = done.await;
+                }
+            }
             self.rescan().await;
             let ready = self.st.queue.len();
             if let Some(gate) = &mut self.gate {
@@ -938,6 +978,9 @@ async fn finish_once(job: &Arc<Job>, shared: &Shared) {
     if job.source.remote.is_some() {
         let (j, jr) = (job.clone(), shared.journal.clone());
         let _ = tokio::task::spawn_blocking(move || remote::finish_once(&j, &jr)).await;
+    }
+    if job.source.database.is_some() {
+        crate::sources::database::once_finish(job, &shared.journal).await;
     }
     let _ = shared.journal.flush();
     for (i, o) in job.outputs.iter().enumerate() {

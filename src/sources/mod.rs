@@ -4,10 +4,12 @@
 //! - [`folder`]: local folders and shares (with [`dir`] and [`watch`]).
 //! - [`ftp`]: FTP/FTPS, a [`Fetcher`] that [`staging`] runs into the job's staging folder.
 //! - [`mailbox`]: IMAP attachments, staged by its own runner ([`mail_store`] journals them).
+//! - [`database`]: the rows of a query, staged as one CSV file per run (issue 16).
 //!
 //! A remote kind is a [`Fetcher`]; [`fetcher`] is the one place where those kinds are
 //! listed (docs/design.md, "How to add a source or an output").
 
+pub mod database;
 pub mod dir;
 pub mod folder;
 pub mod ftp;
