@@ -5,7 +5,7 @@
 pub mod alert;
 mod combine;
 pub mod data;
-pub mod database;
+pub mod database_source;
 pub mod defaults;
 pub mod expect;
 pub mod ftp;
@@ -112,7 +112,7 @@ pub struct Source {
     pub mailbox: Option<mail::MailboxSource>,
     /// A database query whose rows this job takes (`database = ...`, issue 16); `folder` is
     /// then its local staging folder.
-    pub database: Option<database::DatabaseSource>,
+    pub database: Option<database_source::DatabaseSource>,
     /// Take only PDFs whose text passes this rule (`contains`, `matches`).
     pub content: Option<pdf::ContentRule>,
     /// `[source.set]`: files taken together as one document set.
@@ -876,7 +876,7 @@ fn read_source(
         } else {
             Duration::from_secs(60)
         };
-        database::read_database(doc, root, &mut t, p).map(Some)
+        database_source::read_database(doc, root, &mut t, p).map(Some)
     } else {
         Some(None)
     };

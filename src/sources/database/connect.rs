@@ -14,7 +14,7 @@ use sqlx::ConnectOptions;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlSslMode};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 
-use crate::job::database::DatabaseSource;
+use crate::job::database_source::DatabaseSource;
 
 /// How long making a connection may take before the run counts as an outage.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);

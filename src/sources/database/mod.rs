@@ -33,7 +33,7 @@ use sqlx::{Column, Executor, Row, Statement, TypeInfo};
 
 use crate::fsutil;
 use crate::job::Job;
-use crate::job::database::{DatabaseSource, DbKind, Empty, Piece, pieces};
+use crate::job::database_source::{DatabaseSource, DbKind, Empty, Piece, pieces};
 use crate::journal::{Journal, now_ms};
 use rows::Kind;
 

@@ -132,7 +132,7 @@ pub fn read_database(
         );
     }
     if let (Some(w), Some(q)) = (&watermark, &query)
-        && !crate::job::database::mentions_since(q)
+        && !crate::job::database_source::mentions_since(q)
     {
         doc.error(
             w.span.clone(),
@@ -206,7 +206,7 @@ fn check_query(doc: &mut Doc<'_>, q: Str) -> Option<String> {
         );
         return None;
     }
-    if let Some(name) = crate::job::database::other_parameter(&q.value) {
+    if let Some(name) = crate::job::database_source::other_parameter(&q.value) {
         doc.error(
             q.span.clone(),
             &q.key,
