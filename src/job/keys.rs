@@ -58,7 +58,7 @@ pub struct Key {
 
 /// Kinds whose keys are known to the reader only in a table of that kind (elsewhere they
 /// are unknown keys): a mailbox source, an email output.
-pub const OPT_IN: &[&str] = &["mailbox", "email"];
+pub const OPT_IN: &[&str] = &["mailbox", "email", "database"];
 
 /// Keys a reader still takes only to say what replaced them; never declared.
 pub const RETIRED: &[(&str, &str)] = &[("input", "max_bytes")];
@@ -103,6 +103,7 @@ const UNMAPPABLE: &[&str] = &["error", "replace"];
 const LINE_ENDING: &[&str] = &["lf", "crlf"];
 const QUOTING: &[&str] = &["necessary", "always", "non-numeric", "never"];
 const PER: &[&str] = &["file", "batch"];
+const DB_MODE: &[&str] = &["insert", "upsert"];
 
 /// Every job key. Within a table, in the order the "expected one of" lists name them.
 #[rustfmt::skip]
@@ -259,6 +260,15 @@ pub static KEYS: &[Key] = &[
     k("output", "email", "subject", Str, "names of the files", "A minijinja template with name, names, count, job, content."),
     k("output", "email", "body", Str, "names of the files", "A minijinja template with name, names, count, job, content."),
     k("output", "email", "per", Enum(PER), "\"file\"", "file: one mail per file; batch: one mail with every file waiting."),
+    k("output", "database", "database", Str, "none", "Load the records into a table: \"postgres://USER@host:5432/db\", \"mysql://...\", \"mariadb://...\" or \"sqlite://PATH\"."),
+    k("output", "database", "table", Str, "required", "The table the records go into (`schema.table` allowed)."),
+    k("output", "database", "mode", Enum(DB_MODE), "\"insert\"", "insert: new rows; upsert: rows whose `key` exists are updated."),
+    k("output", "database", "key", StrList, "none", "With `mode = \"upsert\"`: the columns that identify a row (a unique key of the table)."),
+    k("output", "database", "columns", StrMap, "same names", "Record field = column; only these fields are loaded. Without it every field goes into the column of its name."),
+    k("output", "database", "load_table", Str, "\"ferry_loads\"", "The table ferry records each load in (created on first use)."),
+    k("output", "database", "password", Str, "none", "\"${env:NAME}\" or \"${file:/path}\". Never logged."),
+    k("output", "database", "ca_file", Str, "none", "A PEM CA certificate: the server must offer TLS with a certificate it signed for the host."),
+    k("output", "database", "outbox", Str, "\"var/outbox/{job}/N\"", "The local folder the records are spooled in before they are loaded."),
     // [after]
     k("after", "", "success", Enum(AFTER_SUCCESS), "\"archive\"", "After every output is committed: archive, delete or keep the original."),
     k("after", "", "archive", Str, "\"var/archive/{job}\"", "The archive folder; placeholders allowed."),
@@ -694,7 +704,7 @@ format = "json"
                         if !tables.iter().any(|t| t == table) || tables.len() > 1 {
                             when.clear();
                         }
-                        if ["ftp", "mailbox", "email"].contains(&name) {
+                        if ["ftp", "mailbox", "email", "database"].contains(&name) {
                             when = name.to_string();
                         }
                         tables = vec![table.to_string()];

@@ -5,6 +5,7 @@
 pub mod alert;
 mod combine;
 pub mod data;
+pub mod database;
 pub mod defaults;
 pub mod ftp;
 mod job_file;
@@ -1147,7 +1148,13 @@ fn read_output(
     let mut folder = t.str(doc, "folder");
     let mut remote_parts = None;
     let mut email = Some(None);
-    if is_email {
+    let is_database = t.has("database");
+    let mut database = None;
+    if is_database {
+        database =
+            database::read_output(doc, root, &mut t, &mut folder, (job_name, idx), has_input);
+        folder = database.as_ref().map(|(f, _)| f.clone());
+    } else if is_email {
         if let Some(f) = &folder {
             doc.error(
                 f.span.clone(),
@@ -1204,7 +1211,14 @@ fn read_output(
         ],
         Exists::Fail,
     );
-    let data = data::read_output_data(doc, &mut t, has_input);
+    let data = match &database {
+        Some((_, db)) => Some(data::OutputData {
+            format: data::OutputFormat::Database(std::sync::Arc::new(db.clone()), None),
+            ..Default::default()
+        }),
+        None if is_database => None,
+        None => data::read_output_data(doc, &mut t, has_input),
+    };
     let records = data
         .as_ref()
         .is_none_or(|d| !matches!(d.format, data::OutputFormat::Original));
@@ -1259,7 +1273,14 @@ fn read_output(
         );
         return None;
     }
-    t.finish_as(doc, "output", if is_email { "email" } else { "" });
+    let kind = if is_email {
+        "email"
+    } else if is_database {
+        "database"
+    } else {
+        ""
+    };
+    t.finish_as(doc, "output", kind);
     let extract = extract?;
     let mut with_fields = PLACEHOLDERS.to_vec();
     with_fields.push(template::FIELDS);
@@ -1352,6 +1373,7 @@ fn default_name(format: Option<&data::OutputFormat>) -> String {
         Some(F::Json(crate::formats::json::JsonStyle::Lines)) => "jsonl",
         Some(F::Xml(_)) => "xml",
         Some(F::Fixed(_) | F::Text(_)) => "txt",
+        Some(F::Database(..)) => "load",
     };
     format!("{{stem}}.{ext}")
 }

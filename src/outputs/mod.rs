@@ -3,6 +3,8 @@
 //!
 //! - [`folder`]: local folders and shares.
 //! - [`ftp`]: FTP/FTPS, a [`Deliverer`] that [`outbox`] feeds from the output's local outbox.
+//! - [`database`]: records loaded into a database table, exactly once, when the output is
+//!   committed (its spool is written like a temporary output).
 //! - [`failure`]: whether a failed delivery may pass (retried) or not (error folder).
 //! - [`email`]: mails from an outbox, one per file or batch; [`alerts`] uses it for the
 //!   admin's alert mails.
@@ -11,6 +13,7 @@
 //! listed (docs/design.md, "How to add a source or an output").
 
 pub mod alerts;
+pub mod database;
 pub mod email;
 pub mod failure;
 pub mod folder;

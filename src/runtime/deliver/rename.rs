@@ -80,6 +80,10 @@ pub fn rename_into_place<'o>(
 fn commit_output(o: &PlannedOutput, journal: &Journal, id: i64) -> io::Result<Option<PathBuf>> {
     let temp = Path::new(&o.temp);
     let base = PathBuf::from(&o.final_path);
+    if o.policy == crate::outputs::database::POLICY {
+        crate::outputs::database::commit(journal, id, temp)?;
+        return Ok(Some(base));
+    }
     if o.policy == "overwrite" {
         std::fs::rename(temp, &base)?;
         return Ok(Some(base));
