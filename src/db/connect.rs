@@ -320,7 +320,10 @@ fn sqlx_transient(e: &sqlx::Error) -> bool {
             // 57P01-57P03 shutdown / cannot connect now. MySQL: 1040 too many connections,
             // 1205 lock wait timeout, 1213 deadlock, 1053 shutdown, HY000 with 2006/2013
             // (gone away / lost), 1021 disk full.
+            // A refused login (28: invalid authorization, MySQL 1045) is retried as an
+            // outage: the usual cause is a password being rotated, as for mail servers.
             code.starts_with("08")
+                || code.starts_with("28")
                 || code.starts_with("53")
                 || code.starts_with("57P")
                 || code == "40001"
@@ -328,7 +331,7 @@ fn sqlx_transient(e: &sqlx::Error) -> bool {
                 || matches!(
                     d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
                         .map(|m| m.number()),
-                    Some(1040 | 1205 | 1213 | 1053 | 1021 | 2006 | 2013)
+                    Some(1040 | 1045 | 1205 | 1213 | 1053 | 1021 | 2006 | 2013)
                 )
         }
         _ => false,

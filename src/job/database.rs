@@ -34,10 +34,19 @@ pub fn read_database(
     url_s: &Str,
 ) -> Option<DatabaseOutput> {
     let url = match DbUrl::parse(&url_s.value) {
-        Ok((mut u, literal)) => {
+        Ok((mut u, in_url)) => {
             u.resolve_path(root);
-            u.password = literal.map(Secret::Literal);
-            Some(u)
+            // `postgres://user:${env:PW}@host/db` names the secret in the URL itself.
+            match in_url.map(|p| Secret::parse(&p)).transpose() {
+                Ok(p) => {
+                    u.password = p;
+                    Some(u)
+                }
+                Err(e) => {
+                    doc.error(url_s.span.clone(), &url_s.key, e);
+                    None
+                }
+            }
         }
         Err(e) => {
             doc.error(url_s.span.clone(), &url_s.key, e);
