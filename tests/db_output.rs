@@ -61,9 +61,10 @@ fn rows(db: &DbServer, table: &str) -> String {
     ))
 }
 
-fn loads(db: &DbServer, job: &str) -> String {
+/// The load table's rows for `table`.
+fn loads(db: &DbServer, table: &str) -> String {
     db.sql(&format!(
-        "SELECT output, target, {} FROM ferry_loads WHERE job = '{job}' ORDER BY loaded_at, file_id",
+        "SELECT output, target, {} FROM ferry_loads WHERE target = '{table}' ORDER BY loaded_at, file_id",
         q(db, "rows")
     ))
 }
@@ -133,7 +134,7 @@ fn typed_insert_and_upsert(db: &DbServer, test: &str) {
     );
     assert!(lines[1].ends_with("\tsecond"), "{all}");
     assert!(lines[2].starts_with("3\t-1.50\t"), "{all}");
-    assert_eq!(loads(db, "load"), format!("1\t{table}\t2\n1\t{table}\t2\n"));
+    assert_eq!(loads(db, &table), format!("1\t{table}\t2\n1\t{table}\t2\n"));
     assert!(d.files("in").is_empty());
     assert_eq!(d.files("var/outbox"), Vec::<String>::new());
     // No password anywhere ferry writes.
@@ -270,4 +271,268 @@ fn sqlite_insert_and_upsert_with_typed_columns() {
         "{:?}",
         d.files("var/outbox")
     );
+}
+
+/// The text of every error report in `var/error`.
+fn reports(d: &Deployment) -> String {
+    d.files("var/error")
+        .iter()
+        .filter(|f| f.contains("report") || f.ends_with(".txt") || f.ends_with(".json"))
+        .map(|f| std::fs::read_to_string(d.path(&format!("var/error/{f}"))).unwrap_or_default())
+        .collect()
+}
+
+fn count(db: &DbServer, table: &str) -> String {
+    db.sql(&format!("SELECT count(*) FROM {}", q(db, table)))
+}
+
+fn bad_value_and_constraint(db: &DbServer, test: &str) {
+    let d = Deployment::new(test);
+    let table = table_for(db, test);
+    d.job("load", &server_job(db, &table, ""));
+    // A decimal with more places than numeric(10,2): record 2, field and column `amount`.
+    d.write(
+        "in/bad.csv",
+        format!("{HEADER}1,1.00,yes,,,,\n2,12.505,no,,,,\n3,1,no,,,,\n"),
+    );
+    let o = run_once(&d);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let r = reports(&d) + &d.logs() + &stderr(&o);
+    for what in ["record 2", "amount", "12.505", "column \"amount\""] {
+        assert!(r.contains(what), "{what} in {r}");
+    }
+    assert_eq!(count(db, &table), "0\n");
+    // A key twice in one file: the database refuses the second; nothing of the file stays.
+    d.write(
+        "in/dup.csv",
+        format!("{HEADER}7,1.00,yes,,,,\n8,1,no,,,,\n7,2,no,,,,\n"),
+    );
+    let o = run_once(&d);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        d.path("var/error/load/dup.csv").exists(),
+        "{:?}",
+        d.files("var")
+    );
+    assert_eq!(count(db, &table), "0\n");
+    assert_eq!(loads(db, &table), "");
+    // With on_error = "skip" the bad record goes to the rejects file, the others load.
+    let d2 = Deployment::new(&format!("{test}-skip"));
+    d2.job(
+        "load",
+        &server_job(db, &table, "")
+            .replace("format = \"csv\"", "format = \"csv\"\non_error = \"skip\""),
+    );
+    d2.write(
+        "in/bad.csv",
+        format!("{HEADER}1,1.00,yes,,,,\n2,12.505,no,,,,\n3,1,maybe,,,,\n4,2,no,,,,\n"),
+    );
+    let o = run_once(&d2);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(count(db, &table), "2\n");
+    let rejects = std::fs::read_to_string(d2.path("var/outbox/load/1/bad.csv.rejects.jsonl"))
+        .unwrap_or_else(|e| panic!("{e}: {:?}", d2.files("var")));
+    assert_eq!(rejects.lines().count(), 2, "{rejects}");
+    assert!(
+        rejects.contains("12.505") && rejects.contains("maybe"),
+        "{rejects}"
+    );
+}
+
+#[test]
+fn postgres_bad_value_and_constraint_violation_load_nothing() {
+    let _s = serial();
+    let Some(db) = db_server::postgres() else {
+        return;
+    };
+    bad_value_and_constraint(db, "pg_bad");
+}
+
+#[test]
+fn mariadb_bad_value_and_constraint_violation_load_nothing() {
+    let _s = serial();
+    let Some(db) = db_server::mariadb() else {
+        return;
+    };
+    bad_value_and_constraint(db, "maria_bad");
+}
+
+/// `n` rows numbered from 1.
+fn numbered(n: usize) -> String {
+    let mut s = HEADER.to_string();
+    for i in 1..=n {
+        s.push_str(&format!(
+            "{i},{i}.25,yes,2026-12-01,2026-12-01 10:00,x,row {i}\n"
+        ));
+    }
+    s
+}
+
+#[test]
+fn postgres_killed_mid_transaction_loads_once_when_it_returns() {
+    let _s = serial();
+    let Some(db) = db_server::postgres() else {
+        return;
+    };
+    let d = Deployment::new("pg_kill");
+    let table = table_for(db, "pg_kill");
+    // Row 3 waits (in the server, inside ferry's COPY) while this server process runs.
+    db.sql("DROP TABLE IF EXISTS ferry_gate");
+    db.sql("CREATE TABLE ferry_gate AS SELECT pg_postmaster_start_time() AS started");
+    db.sql("GRANT SELECT ON ferry_gate TO ferry");
+    db.sql(
+        "CREATE OR REPLACE FUNCTION ferry_slow() RETURNS trigger AS $$ BEGIN IF NEW.no = 3 AND EXISTS (SELECT 1 FROM ferry_gate WHERE started = pg_postmaster_start_time()) THEN PERFORM pg_sleep(600); END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+    );
+    db.sql(&format!(
+        "CREATE TRIGGER slow BEFORE INSERT ON {} FOR EACH ROW EXECUTE FUNCTION ferry_slow()",
+        q(db, &table)
+    ));
+    d.job(
+        "load",
+        &(server_job(db, &table, "") + "\n[retry]\nevery = \"200ms\"\nmax = \"1s\"\n")
+            .replace("settle = \"0s\"", "settle = \"0s\"\npoll = \"200ms\""),
+    );
+    d.write("in/orders.csv", numbered(5));
+    let mut daemon = daemon_with_password(&d);
+    wait_for("ferry's COPY to wait in the trigger", WAIT, || {
+        db.sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'") == "1\n"
+    });
+    db.kill();
+    d.wait_log("queued", 1);
+    assert!(
+        d.path("in/orders.csv").exists(),
+        "the file waits in its source"
+    );
+    db.restart();
+    assert_eq!(count(db, &table), "0\n", "nothing half loaded");
+    wait_for("the file to be loaded", WAIT, || {
+        count(db, &table) == "5\n" && !d.path("in/orders.csv").exists()
+    });
+    daemon.stop();
+    assert_eq!(count(db, &table), "5\n");
+    assert_eq!(loads(db, &table), format!("1\t{table}\t5\n"));
+    db.sql("DROP TABLE ferry_gate");
+}
+
+/// `ferry run` in the background with the database password in its environment, its log
+/// in `var/` (as `Deployment::spawn`).
+fn daemon_with_password(d: &Deployment) -> Daemon {
+    std::fs::create_dir_all(d.path("var")).unwrap();
+    let n = std::fs::read_dir(d.path("var")).unwrap().count();
+    let log = std::fs::File::create(d.path(&format!("var/ferry-{n}.log"))).unwrap();
+    let child = d
+        .cmd(&["run"])
+        .env("FERRY_TEST_DB_PW", "secret")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(log))
+        .spawn()
+        .unwrap();
+    Daemon { child }
+}
+
+fn killed_between_commit_and_journal(d: &Deployment, check: impl Fn() -> (String, String)) {
+    d.write("in/orders.csv", numbered(50));
+    let o = d
+        .cmd(&["run", "--once"])
+        .env("FERRY_TEST_DB_PW", "secret")
+        .env("FERRY_TEST_DIE_AFTER_DB_COMMIT", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.code() != Some(0), "ferry died: {}", stderr(&o));
+    assert_eq!(check().0, "50\n", "committed before the kill");
+    assert!(d.path("in/orders.csv").exists());
+    let o = run_once(d);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let (rows, loads) = check();
+    assert_eq!(rows, "50\n", "loaded once");
+    assert_eq!(loads.lines().count(), 1, "{loads}");
+    assert!(!d.path("in/orders.csv").exists());
+    assert!(stderr(&o).contains("loaded before"), "{}", stderr(&o));
+    assert_eq!(d.files("var/outbox"), Vec::<String>::new());
+}
+
+#[test]
+fn postgres_sigkill_between_commit_and_journal_loads_once() {
+    let _s = serial();
+    let Some(db) = db_server::postgres() else {
+        return;
+    };
+    let d = Deployment::new("pg_die");
+    let table = table_for(db, "pg_die");
+    d.job("load", &server_job(db, &table, ""));
+    killed_between_commit_and_journal(&d, || (count(db, &table), loads(db, &table)));
+}
+
+#[test]
+fn sqlite_sigkill_between_commit_and_journal_loads_once() {
+    let d = Deployment::new("lite_die");
+    d.mkdir("var");
+    rusqlite::Connection::open(d.path("var/t.db"))
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE \"o\"\"k\" (no INTEGER PRIMARY KEY, amount DECIMAL(10,2), paid BOOLEAN, day DATE, at DATETIME, \"Straße\" TEXT, \"note'; --\" TEXT)",
+        )
+        .unwrap();
+    d.job("load", &job("sqlite://var/t.db", "o\\\"k", ""));
+    killed_between_commit_and_journal(&d, || {
+        (
+            sqlite(&d, "SELECT count(*) FROM \"o\"\"k\""),
+            sqlite(&d, "SELECT rows FROM ferry_loads"),
+        )
+    });
+}
+
+#[test]
+fn a_wrong_ca_or_password_never_loads_and_never_shows_the_password() {
+    let _s = serial();
+    let Some(db) = db_server::postgres() else {
+        return;
+    };
+    let d = Deployment::new("pg_tls");
+    let table = table_for(db, "pg_tls");
+    // A CA that did not sign the server's certificate.
+    let other = d.path("other-ca.pem");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=another CA", "-keyout"])
+        .arg(d.path("other-ca.key"))
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    d.job(
+        "load",
+        &(server_job(db, &table, "")
+            .replace(&db.ca().display().to_string(), &other.display().to_string())
+            + "\n[retry]\nfor = \"0\"\n"),
+    );
+    d.write("in/a.csv", numbered(2));
+    let o = run_once(&d);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(count(db, &table), "0\n");
+    // A wrong password: refused, and written nowhere.
+    let d = Deployment::new("pg_pw");
+    d.job(
+        "load",
+        &(server_job(db, &table, "") + "\n[retry]\nfor = \"0\"\n"),
+    );
+    d.write("in/a.csv", numbered(2));
+    let o = d
+        .cmd(&["run", "--once"])
+        .env("FERRY_TEST_DB_PW", "Wr0ng-Pa55word")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        reports(&d).contains("password authentication failed"),
+        "{}",
+        reports(&d)
+    );
+    assert!(!stderr(&o).contains("Wr0ng-Pa55word"));
+    assert!(!stdout(&o).contains("Wr0ng-Pa55word"));
+    assert_no_password(&d, "Wr0ng-Pa55word");
+    assert_eq!(count(db, &table), "0\n");
 }
