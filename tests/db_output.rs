@@ -536,3 +536,49 @@ fn a_wrong_ca_or_password_never_loads_and_never_shows_the_password() {
     assert_no_password(&d, "Wr0ng-Pa55word");
     assert_eq!(count(db, &table), "0\n");
 }
+
+#[test]
+fn postgres_killed_during_the_commit_leaves_the_file_planned_until_the_next_start() {
+    let _s = serial();
+    let Some(db) = db_server::postgres() else {
+        return;
+    };
+    let d = Deployment::new("pg_commit_kill");
+    let table = table_for(db, "pg_commit_kill");
+    // A deferred trigger: row 3 waits at COMMIT while this server process runs.
+    db.sql("DROP TABLE IF EXISTS ferry_gate2");
+    db.sql("CREATE TABLE ferry_gate2 AS SELECT pg_postmaster_start_time() AS started");
+    db.sql("GRANT SELECT ON ferry_gate2 TO ferry");
+    db.sql(
+        "CREATE OR REPLACE FUNCTION ferry_slow_commit() RETURNS trigger AS $$ BEGIN IF NEW.no = 3 AND EXISTS (SELECT 1 FROM ferry_gate2 WHERE started = pg_postmaster_start_time()) THEN PERFORM pg_sleep(600); END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+    );
+    db.sql(&format!(
+        "CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON {} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ferry_slow_commit()",
+        q(db, &table)
+    ));
+    d.job(
+        "load",
+        &(server_job(db, &table, "") + "\n[retry]\nevery = \"200ms\"\nmax = \"1s\"\n")
+            .replace("settle = \"0s\"", "settle = \"0s\"\npoll = \"200ms\""),
+    );
+    d.write("in/orders.csv", numbered(5));
+    let mut daemon = daemon_with_password(&d);
+    wait_for("ferry's COMMIT to wait in the trigger", WAIT, || {
+        db.sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'") == "1\n"
+    });
+    db.kill();
+    // The outcome of the commit cannot be known while the server is down: the file stays
+    // planned, its original and spool where they are.
+    d.wait_log("may or may not have been committed", 1);
+    daemon.stop();
+    assert!(d.path("in/orders.csv").exists());
+    db.restart();
+    assert_eq!(count(db, &table), "0\n");
+    // The next start asks the load table (no row: the commit never happened) and loads it.
+    let o = run_once(&d);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(count(db, &table), "5\n");
+    assert_eq!(loads(db, &table), format!("1\t{table}\t5\n"));
+    assert!(!d.path("in/orders.csv").exists());
+    db.sql("DROP TABLE ferry_gate2");
+}

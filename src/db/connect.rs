@@ -221,6 +221,9 @@ pub struct DbError {
     pub message: String,
     /// The failure may pass (the server is away or busy): try again later.
     pub transient: bool,
+    /// The connection broke while the commit was on its way: the transaction may or may
+    /// not have been committed.
+    pub in_doubt: bool,
 }
 
 impl DbError {
@@ -228,6 +231,7 @@ impl DbError {
         DbError {
             message: scrub(message.into()),
             transient: false,
+            in_doubt: false,
         }
     }
 
@@ -235,6 +239,7 @@ impl DbError {
         DbError {
             message: scrub(message.into()),
             transient: true,
+            in_doubt: false,
         }
     }
 
@@ -245,6 +250,7 @@ impl DbError {
         DbError {
             message: scrub(message),
             transient,
+            in_doubt: false,
         }
     }
 
@@ -265,7 +271,15 @@ impl DbError {
         DbError {
             message: scrub(format!("{context}: {e}")),
             transient,
+            in_doubt: false,
         }
+    }
+
+    /// The same error, for a failure of the commit itself: when the connection broke, the
+    /// transaction may have been committed.
+    pub fn at_commit(mut self) -> Self {
+        self.in_doubt = self.transient;
+        self
     }
 
     /// As an `io::Error` whose kind [`crate::outputs::failure::of_io`] sorts the same way.

@@ -403,9 +403,9 @@ async fn load_pg(
             .map_err(|e| DbError::sqlx(&format!("cannot load into {target}"), &e))?;
     }
     record_pg(&mut tx, order, file_id, rows).await?;
-    tx.commit()
-        .await
-        .map_err(|e| DbError::sqlx(&format!("cannot commit the load into {target}"), &e))?;
+    tx.commit().await.map_err(|e| {
+        DbError::sqlx(&format!("cannot commit the load into {target}"), &e).at_commit()
+    })?;
     Ok(Loaded::Now(rows))
 }
 
@@ -539,9 +539,9 @@ async fn load_my(
         .execute(&mut *tx)
         .await
         .map_err(|e| DbError::sqlx("cannot record the load in the load table", &e))?;
-    tx.commit()
-        .await
-        .map_err(|e| DbError::sqlx(&format!("cannot commit the load into {target}"), &e))?;
+    tx.commit().await.map_err(|e| {
+        DbError::sqlx(&format!("cannot commit the load into {target}"), &e).at_commit()
+    })?;
     Ok(Loaded::Now(rows))
 }
 

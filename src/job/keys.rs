@@ -465,6 +465,22 @@ pub(crate) mod tests {
     /// every key its kind may have, set or not.
     const JOBS: &[&str] = &[
         r#"
+[source]
+folder = "in"
+[input]
+format = "csv"
+[[output]]
+database = "postgres://u@h/db"
+table = "t"
+mode = "upsert"
+key = ["a"]
+columns = { a = "a" }
+load_table = "l"
+password = "${env:X}"
+ca_file = "ca.pem"
+outbox = "ob"
+"#,
+        r#"
 description = "folder in, csv to xml, text and fixed out"
 [source]
 folder = "in"
@@ -859,6 +875,9 @@ format = "json"
             ("column", _) => format!(
                 "{src}[input]\nformat = \"fixed\"\n[[input.column]]\nname = \"a\"\nstart = 1\nlength = 1\n{kv}"
             ),
+            ("output", "database") => {
+                format!("{src}{csv}[[output]]\ndatabase = \"sqlite://x.db\"\ntable = \"t\"\n{kv}")
+            }
             ("output", "email") => format!(
                 "{src}[[output]]\nemail = \"mailto:a@x.example\"\nsmtp = \"smtp://127.0.0.1\"\nfrom = \"f@x.example\"\n{kv}"
             ),

@@ -347,13 +347,24 @@ pub fn commit(journal: &crate::journal::Journal, id: i64, temp: &Path) -> io::Re
             Ok(l) => Ok(l),
             // A commit whose answer was lost may have happened: ask the load table.
             Err(e) if e.transient => match verify(&db, &order, &file_id).await {
-                Some(n) => Ok(Loaded::Before(n)),
+                Some(Some(n)) => Ok(Loaded::Before(n)),
+                // Asked, and not there: the transaction was rolled back.
+                Some(None) => Err(DbError {
+                    in_doubt: false,
+                    ..e
+                }),
                 None => Err(e),
             },
             Err(e) => Err(e),
         }
     })
-    .map_err(DbError::into_io)?;
+    .map_err(|e| {
+        if e.in_doubt {
+            io::Error::new(io::ErrorKind::ConnectionAborted, InDoubt(e.message))
+        } else {
+            e.into_io()
+        }
+    })?;
     match loaded {
         Loaded::Now(n) => {
             tracing::info!(database = %order.database, table = %order.table, rows = n, "Records loaded.")
@@ -365,13 +376,35 @@ pub fn commit(journal: &crate::journal::Journal, id: i64, temp: &Path) -> io::Re
     std::fs::remove_file(temp)
 }
 
-/// After a failure: whether the load table has the file's row after all.
-async fn verify(db: &DatabaseOutput, order: &Order, file_id: &str) -> Option<u64> {
+/// After a failure: whether the load table has the file's row after all (`None`: the
+/// database cannot be asked).
+async fn verify(db: &DatabaseOutput, order: &Order, file_id: &str) -> Option<Option<u64>> {
     let mut conn = connect::connect(&db.url, db.ca_file.as_deref())
         .await
         .ok()?;
-    load::loaded_before(&mut conn, order, file_id)
-        .await
-        .ok()
-        .flatten()
+    load::loaded_before(&mut conn, order, file_id).await.ok()
+}
+
+/// A commit whose outcome is not known: the connection broke while it was on its way and
+/// the database could not be asked since. The file's plan must stay (recovery asks the
+/// load table at the next start); withdrawing it and trying again under a new file id
+/// could load the file twice.
+#[derive(Debug)]
+pub struct InDoubt(pub String);
+
+impl std::fmt::Display for InDoubt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (the commit's outcome is not known; ferry asks the load table at its next start)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for InDoubt {}
+
+/// Whether `e` is an [`InDoubt`] commit.
+pub fn is_in_doubt(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|i| i.is::<InDoubt>())
 }
