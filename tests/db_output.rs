@@ -582,3 +582,69 @@ fn postgres_killed_during_the_commit_leaves_the_file_planned_until_the_next_star
     assert!(!d.path("in/orders.csv").exists());
     db.sql("DROP TABLE ferry_gate2");
 }
+
+#[test]
+fn mariadb_killed_mid_transaction_loads_once_when_it_returns() {
+    let _s = serial();
+    let Some(db) = db_server::mariadb() else {
+        return;
+    };
+    let d = Deployment::new("maria_kill");
+    let table = table_for(db, "maria_kill");
+    // Row 3 waits (inside ferry's INSERT) while this server process runs: a global
+    // variable set now is back to its default after a restart.
+    db.sql("SET GLOBAL max_connect_errors = 12345");
+    db.sql(&format!(
+        "CREATE TRIGGER maria_slow BEFORE INSERT ON {} FOR EACH ROW SET @x = IF(NEW.no = 3 AND @@GLOBAL.max_connect_errors = 12345, SLEEP(600), 0)",
+        q(db, &table)
+    ));
+    d.job(
+        "load",
+        &(server_job(db, &table, "") + "\n[retry]\nevery = \"200ms\"\nmax = \"1s\"\n")
+            .replace("settle = \"0s\"", "settle = \"0s\"\npoll = \"200ms\""),
+    );
+    d.write("in/orders.csv", numbered(5));
+    let mut daemon = daemon_with_password(&d);
+    wait_for("ferry's INSERT to wait in the trigger", WAIT, || {
+        db.sql("SELECT count(*) FROM information_schema.PROCESSLIST WHERE STATE = 'User sleep'")
+            == "1\n"
+    });
+    db.kill();
+    d.wait_log("queued", 1);
+    assert!(
+        d.path("in/orders.csv").exists(),
+        "the file waits in its source"
+    );
+    db.restart();
+    wait_for("the file to be loaded", WAIT, || {
+        count(db, &table) == "5\n" && !d.path("in/orders.csv").exists()
+    });
+    daemon.stop();
+    assert_eq!(count(db, &table), "5\n");
+    assert_eq!(loads(db, &table), format!("1\t{table}\t5\n"));
+}
+
+#[test]
+fn a_field_without_a_column_fails_the_file_even_when_records_may_be_skipped() {
+    let d = Deployment::new("lite_nocol");
+    d.mkdir("var");
+    rusqlite::Connection::open(d.path("var/t.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE t (a TEXT)")
+        .unwrap();
+    d.job(
+        "load",
+        &job("sqlite://var/t.db", "t", "")
+            .replace("format = \"csv\"", "format = \"csv\"\non_error = \"skip\""),
+    );
+    d.write("in/x.csv", "a,b\n1,2\n3,4\n");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no column \\\"b\\\"") || stderr(&o).contains("no column"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(d.path("var/error/load/x.csv").exists());
+    assert_eq!(sqlite(&d, "SELECT count(*) FROM t"), "0\n");
+}

@@ -158,6 +158,9 @@ pub struct DbWriter<W: Write> {
     /// The names of the record the field indexes were found for, and the indexes.
     names: Option<(Arc<[String]>, Vec<Option<usize>>)>,
     vals: Vec<Option<String>>,
+    /// A problem of the whole file (a field without a column): it fails the file even
+    /// with `on_error = "skip"`.
+    fatal: Option<ParseError>,
 }
 
 impl<W: Write> DbWriter<W> {
@@ -172,6 +175,7 @@ impl<W: Write> DbWriter<W> {
             map: Vec::new(),
             names: None,
             vals: Vec::new(),
+            fatal: None,
         }
     }
 
@@ -248,8 +252,14 @@ impl<W: Write> DbWriter<W> {
     }
 
     pub fn write(&mut self, rec: &Record) -> Result<(), ParseError> {
-        if self.spool.is_none() {
-            self.start(rec)?;
+        if let Some(e) = &self.fatal {
+            return Err(e.clone());
+        }
+        if self.spool.is_none()
+            && let Err(e) = self.start(rec)
+        {
+            self.fatal = Some(e.clone());
+            return Err(e);
         }
         if !self
             .names
@@ -294,6 +304,9 @@ impl<W: Write> DbWriter<W> {
     /// The sink, once every record is written (a file without records gets a spool with
     /// no columns: only its load-table row is recorded).
     pub fn finish(mut self) -> io::Result<W> {
+        if let Some(e) = self.fatal.take() {
+            return Err(io::Error::other(e.to_string()));
+        }
         match self.spool.take() {
             Some(s) => Ok(s.finish()),
             None => {
