@@ -198,23 +198,21 @@ fn sqlite(d: &Deployment, sql: &str) -> String {
     let c = rusqlite::Connection::open(d.path("var/t.db")).unwrap();
     let mut st = c.prepare(sql).unwrap();
     let n = st.column_count();
-    let rows = st
-        .query_map([], |r| {
-            Ok((0..n)
-                .map(|i| match r.get_ref(i).unwrap() {
-                    rusqlite::types::ValueRef::Null => "NULL".to_string(),
-                    rusqlite::types::ValueRef::Integer(i) => i.to_string(),
-                    rusqlite::types::ValueRef::Real(f) => f.to_string(),
-                    rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
-                    rusqlite::types::ValueRef::Blob(_) => "BLOB".to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join("\t"))
-        })
-        .unwrap()
-        .map(|r| r.unwrap() + "\n")
-        .collect::<String>();
-    rows
+    st.query_map([], |r| {
+        Ok((0..n)
+            .map(|i| match r.get_ref(i).unwrap() {
+                rusqlite::types::ValueRef::Null => "NULL".to_string(),
+                rusqlite::types::ValueRef::Integer(i) => i.to_string(),
+                rusqlite::types::ValueRef::Real(f) => f.to_string(),
+                rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                rusqlite::types::ValueRef::Blob(_) => "BLOB".to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\t"))
+    })
+    .unwrap()
+    .map(|r| r.unwrap() + "\n")
+    .collect::<String>()
 }
 
 #[test]

@@ -306,7 +306,7 @@ fn cols(kind: Kind, order: &Order) -> String {
 }
 
 /// The columns an upsert updates: every column but the key's.
-fn updated<'o>(order: &'o Order) -> impl Iterator<Item = &'o String> {
+fn updated(order: &Order) -> impl Iterator<Item = &String> {
     order.columns.iter().filter(|c| !order.key.contains(c))
 }
 

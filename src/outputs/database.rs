@@ -29,8 +29,10 @@ pub const POLICY: &str = "database";
 
 /// The connection settings of each job's database outputs, by (job, output index), for the
 /// commit step, which gets only the plan (live and at recovery).
-fn registry() -> &'static Mutex<HashMap<(String, u32), Arc<DatabaseOutput>>> {
-    static R: OnceLock<Mutex<HashMap<(String, u32), Arc<DatabaseOutput>>>> = OnceLock::new();
+type Registry = Mutex<HashMap<(String, u32), Arc<DatabaseOutput>>>;
+
+fn registry() -> &'static Registry {
+    static R: OnceLock<Registry> = OnceLock::new();
     R.get_or_init(Default::default)
 }
 
@@ -145,6 +147,9 @@ async fn describe(conn: &mut connect::Conn, table: &str) -> Result<Vec<Column>, 
         .collect())
 }
 
+/// The field names of a record, and the index among them of each spool column's field.
+type FieldIndexes = (Arc<[String]>, Vec<Option<usize>>);
+
 /// Writes a file's records, converted for their columns, to the spool.
 pub struct DbWriter<W: Write> {
     db: Arc<DatabaseOutput>,
@@ -156,7 +161,7 @@ pub struct DbWriter<W: Write> {
     /// The field of each spool column, and its column.
     map: Vec<(String, Column)>,
     /// The names of the record the field indexes were found for, and the indexes.
-    names: Option<(Arc<[String]>, Vec<Option<usize>>)>,
+    names: Option<FieldIndexes>,
     vals: Vec<Option<String>>,
     /// A problem of the whole file (a field without a column): it fails the file even
     /// with `on_error = "skip"`.
