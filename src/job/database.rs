@@ -140,7 +140,7 @@ pub fn read_database(
 
 /// Reads an output table with `database`: its database keys and its local spool folder
 /// (`outbox`, as FTP and email outputs have; `folder` is refused). Returns the spool
-/// folder as the output's folder, and the database.
+/// folder (the output's folder), and the database when its keys are right.
 pub(super) fn read_output(
     doc: &mut Doc<'_>,
     root: &Path,
@@ -148,8 +148,8 @@ pub(super) fn read_output(
     folder: &mut Option<Str>,
     (job_name, idx): (&str, usize),
     has_input: bool,
-) -> Option<(Str, DatabaseOutput)> {
-    let url = t.str(doc, "database")?;
+) -> (Str, Option<DatabaseOutput>) {
+    let url = t.str(doc, "database");
     if let Some(f) = folder.take() {
         doc.error(
             f.span.clone(),
@@ -166,17 +166,77 @@ pub(super) fn read_output(
             );
         }
     }
-    if !has_input {
+    if !has_input && let Some(u) = &url {
         doc.error(
-            url.span.clone(),
-            &url.key,
+            u.span.clone(),
+            &u.key,
             "a database output loads records: the job needs an `[input]` section that says how to read the file",
         );
     }
-    let db = read_database(doc, root, t, &url);
+    let db = url.and_then(|u| read_database(doc, root, t, &u));
     let (_, outbox) = super::read_outbox(doc, root, t, job_name, idx);
-    if !has_input {
-        return None;
+    (outbox, db.filter(|_| has_input))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::job::data::OutputFormat;
+    use crate::secrets::Secret;
+
+    const HEAD: &str = "[source]\nfolder = \"in\"\n[input]\nformat = \"csv\"\n[[output]]\n";
+
+    fn compile(out: &str) -> Result<crate::job::Job, Vec<crate::job::Diag>> {
+        let root = Path::new("/srv/ferry");
+        crate::job::compile(&root.join("jobs/j.toml"), root, &format!("{HEAD}{out}"))
     }
-    Some((outbox, db?))
+
+    fn errors(out: &str) -> String {
+        compile(out)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|d| format!("{}:{} {} {}\n", d.line, d.col, d.key, d.message))
+            .collect()
+    }
+
+    #[test]
+    fn keys_are_read_and_mistakes_reported_at_their_place() {
+        let job = compile(
+            "database = \"mariadb://u:${env:PW}@db:3307/erp\"\ntable = \"orders\"\nmode = \"upsert\"\nkey = [\"no\"]\ncolumns = { No = \"no\", Amount = \"amount\" }\n",
+        )
+        .unwrap();
+        let OutputFormat::Database(db, None) = &job.outputs[0].data.format else {
+            panic!("not a database output");
+        };
+        assert_eq!(db.url.password, Some(Secret::Env("PW".into())));
+        assert_eq!(db.load_table, "ferry_loads");
+        assert_eq!(db.columns.len(), 2);
+        assert!(
+            job.outputs[0]
+                .folder
+                .literal_prefix()
+                .starts_with("/srv/ferry/var/outbox/j/1")
+        );
+        let e = errors("database = \"sqlite://x.db\"\ntable = \"t\"\nmode = \"upsert\"\n");
+        assert!(
+            e.contains("8:8 output[1].mode") && e.contains("needs `key`"),
+            "{e}"
+        );
+        let e = errors("database = \"postgres://u:hunter2@h:x/db\"\ntable = \"t\"\n");
+        assert!(
+            e.contains("6:12 output[1].database") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = errors("database = \"sqlite://x.db\"\n");
+        assert!(e.contains("missing `table`"), "{e}");
+        let e = errors(
+            "database = \"sqlite://x.db\"\ntable = \"t\"\nfolder = \"out\"\ndelimiter = \";\"\n",
+        );
+        assert!(e.contains("remove `folder`"), "{e}");
+        assert!(e.contains("unknown key `delimiter`"), "{e}");
+        let e = errors("database = \"sqlite://x.db\"\ntable = \"t\"\nkey = [\"a\"]\n");
+        assert!(e.contains("upsert"), "{e}");
+    }
 }

@@ -1151,9 +1151,10 @@ fn read_output(
     let is_database = t.has("database");
     let mut database = None;
     if is_database {
-        database =
+        let (outbox, db) =
             database::read_output(doc, root, &mut t, &mut folder, (job_name, idx), has_input);
-        folder = database.as_ref().map(|(f, _)| f.clone());
+        database = db;
+        folder = Some(outbox);
     } else if is_email {
         if let Some(f) = &folder {
             doc.error(
@@ -1212,7 +1213,7 @@ fn read_output(
         Exists::Fail,
     );
     let data = match &database {
-        Some((_, db)) => Some(data::OutputData {
+        Some(db) => Some(data::OutputData {
             format: data::OutputFormat::Database(std::sync::Arc::new(db.clone()), None),
             ..Default::default()
         }),
