@@ -18,6 +18,8 @@
 //! - [`outputs`]: where files leave: atomic delivery into folders (temporary name, fsync,
 //!   rename); FTP, HTTP (REST and SOAP, [`outputs::http`]) and email send from a local
 //!   outbox ([`outputs::outbox`], [`outputs::email`]); alerts by email.
+//! - [`db`]: databases: connections by URL (TLS, secrets), column types, and a file's
+//!   records loaded into a table exactly once (the database output).
 //! - [`transform`]: filters, computed fields and lookups (minijinja expressions).
 //! - [`filters`]: ferry's minijinja filters (`num`, `decimal`, `date`), shared by
 //!   transform expressions and output templates.
@@ -40,6 +42,7 @@
 //!   service control manager: the stop request and the state reports.
 
 pub mod cli;
+pub mod db;
 pub mod filters;
 pub mod formats;
 pub mod fsutil;

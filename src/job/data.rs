@@ -76,6 +76,13 @@ pub enum OutputFormat {
     Xml(XmlOutOptions),
     /// Text from minijinja templates: a header, one rendering per record, a footer.
     Text(TemplateOptions),
+    /// Records loaded into a database table (`database = ...`): written to a spool file
+    /// first, loaded when the output is committed (src/outputs/database.rs).
+    /// The table's columns are learnt per file, before its records are read.
+    Database(
+        std::sync::Arc<super::database::DatabaseOutput>,
+        Option<std::sync::Arc<crate::db::types::Described>>,
+    ),
 }
 
 #[derive(Debug, Clone)]

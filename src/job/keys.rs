@@ -106,6 +106,7 @@ const PER: &[&str] = &["file", "batch"];
 const HTTP_METHOD: &[&str] = &["POST", "PUT"];
 const HTTP_BODY: &[&str] = &["file", "record"];
 const DB_EMPTY: &[&str] = &["skip", "process"];
+const DB_MODE: &[&str] = &["insert", "upsert"];
 
 /// Every job key. Within a table, in the order the "expected one of" lists name them.
 #[rustfmt::skip]
@@ -292,6 +293,15 @@ pub static KEYS: &[Key] = &[
     k("output", "http", "on_error", Enum(ON_ERROR), "\"fail\"", "With `http`: a refused record (4xx, SOAP fault) fails the file, or with skip is set aside."),
     k("output", "http", "soap_action", Str, "none", "With `http`: SOAP 1.1: the SOAPAction header; SOAP faults are errors with their fault string."),
     k("output", "http", "timeout", Duration, "\"60s\"", "With `http`: the longest one request may take."),
+    k("output", "database", "database", Str, "none", "Load the records into a table: \"postgres://USER@host:5432/db\", \"mysql://...\", \"mariadb://...\" or \"sqlite://PATH\"."),
+    k("output", "database", "table", Str, "required", "The table the records go into (`schema.table` allowed)."),
+    k("output", "database", "mode", Enum(DB_MODE), "\"insert\"", "insert: new rows; upsert: rows whose `key` exists are updated."),
+    k("output", "database", "key", StrList, "none", "With `mode = \"upsert\"`: the columns that identify a row (a unique key of the table)."),
+    k("output", "database", "columns", StrMap, "same names", "Record field = column; only these fields are loaded. Without it every field goes into the column of its name."),
+    k("output", "database", "load_table", Str, "\"ferry_loads\"", "The table ferry records each load in (created on first use)."),
+    k("output", "database", "password", Str, "none", "\"${env:NAME}\" or \"${file:/path}\". Never logged."),
+    k("output", "database", "ca_file", Str, "none", "A PEM CA certificate: the server must offer TLS with a certificate it signed for the host."),
+    k("output", "database", "outbox", Str, "\"var/outbox/{job}/N\"", "The local folder the records are spooled in before they are loaded."),
     // [after]
     k("after", "", "success", Enum(AFTER_SUCCESS), "\"archive\"", "After every output is committed: archive, delete or keep the original."),
     k("after", "", "archive", Str, "\"var/archive/{job}\"", "The archive folder; placeholders allowed."),
@@ -495,6 +505,22 @@ pub(crate) mod tests {
     /// Job files that between them take every kind of every table: each reader asks for
     /// every key its kind may have, set or not.
     const JOBS: &[&str] = &[
+        r#"
+[source]
+folder = "in"
+[input]
+format = "csv"
+[[output]]
+database = "postgres://u@h/db"
+table = "t"
+mode = "upsert"
+key = ["a"]
+columns = { a = "a" }
+load_table = "l"
+password = "${env:X}"
+ca_file = "ca.pem"
+outbox = "ob"
+"#,
         r#"
 description = "folder in, csv to xml, text and fixed out"
 [source]
@@ -939,6 +965,9 @@ staging = "var/s"
             ),
             ("output", "http") => {
                 format!("{src}{csv}[[output]]\nhttp = \"http://127.0.0.1:1/x\"\n{kv}")
+            }
+            ("output", "database") => {
+                format!("{src}{csv}[[output]]\ndatabase = \"sqlite://x.db\"\ntable = \"t\"\n{kv}")
             }
             ("output", "email") => format!(
                 "{src}[[output]]\nemail = \"mailto:a@x.example\"\nsmtp = \"smtp://127.0.0.1\"\nfrom = \"f@x.example\"\n{kv}"

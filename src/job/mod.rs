@@ -5,6 +5,7 @@
 pub mod alert;
 mod combine;
 pub mod data;
+pub mod database;
 pub mod database_source;
 pub mod defaults;
 pub mod expect;
@@ -1252,7 +1253,14 @@ fn read_output(
     let mut folder = t.str(doc, "folder");
     let mut remote_parts = None;
     let mut email = Some(None);
-    if is_email {
+    let is_database = t.has("database");
+    let mut database = None;
+    if is_database {
+        let (outbox, db) =
+            database::read_output(doc, root, &mut t, &mut folder, (job_name, idx), has_input);
+        database = db;
+        folder = Some(outbox);
+    } else if is_email {
         if let Some(f) = &folder {
             doc.error(
                 f.span.clone(),
@@ -1331,7 +1339,14 @@ fn read_output(
         ],
         Exists::Fail,
     );
-    let mut data = data::read_output_data(doc, &mut t, has_input);
+    let mut data = match &database {
+        Some(db) => Some(data::OutputData {
+            format: data::OutputFormat::Database(std::sync::Arc::new(db.clone()), None),
+            ..Default::default()
+        }),
+        None if is_database => None,
+        None => data::read_output_data(doc, &mut t, has_input),
+    };
     if let Some(Some(remote::Endpoint::Http(h))) = remote_parts.as_ref().map(|p| &p.0) {
         data = http::outbox_data(doc, &t, h, data, has_input);
     }
@@ -1392,6 +1407,7 @@ fn read_output(
     let kind = match (is_email, &http) {
         (true, _) => "email",
         (false, Some(_)) => "http",
+        (false, None) if is_database => "database",
         (false, None) => "",
     };
     t.finish_as(doc, "output", kind);
@@ -1495,6 +1511,7 @@ fn default_name(format: Option<&data::OutputFormat>) -> String {
         Some(F::Json(crate::formats::json::JsonStyle::Lines)) => "jsonl",
         Some(F::Xml(_)) => "xml",
         Some(F::Fixed(_) | F::Text(_)) => "txt",
+        Some(F::Database(..)) => "load",
     };
     format!("{{stem}}.{ext}")
 }

@@ -234,6 +234,19 @@ pub fn check_warnings(job: &Job) -> Vec<Diag> {
             );
         }
     }
+    let mut nth_db = 0;
+    for (i, o) in job.outputs.iter().enumerate() {
+        if let super::data::OutputFormat::Database(db, _) = &o.data.format {
+            if db.url.password.as_ref().is_some_and(|p| p.is_literal()) {
+                warn(
+                    format!("output[{}].password", i + 1),
+                    line_of("database", nth_db),
+                    "in this output",
+                );
+            }
+            nth_db += 1;
+        }
+    }
     let mut nth = usize::from(job.source.remote.is_some());
     let mut nth_http = 0;
     for (i, o) in job.outputs.iter().enumerate() {

@@ -7,7 +7,7 @@ use super::Job;
 use crate::secrets::Secret;
 
 /// The secrets a job is configured with: FTP/FTPS source and outputs, the mailbox, email
-/// outputs and the alert's SMTP server.
+/// and database outputs and the alert's SMTP server.
 pub fn job_secrets(job: &Job) -> Vec<&Secret> {
     let mut out = Vec::new();
     if let Some(r) = &job.source.remote
@@ -29,6 +29,9 @@ pub fn job_secrets(job: &Job) -> Vec<&Secret> {
         }
         if let Some(e) = &o.email {
             out.extend(e.password.as_ref());
+        }
+        if let super::data::OutputFormat::Database(db, _) = &o.data.format {
+            out.extend(db.url.password.as_ref());
         }
     }
     if let Some(a) = &job.alert {

@@ -4,6 +4,8 @@
 //! - [`folder`]: local folders and shares.
 //! - [`ftp`]: FTP/FTPS, a [`Deliverer`] that [`outbox`] feeds from the output's local outbox.
 //! - [`http`]: REST and SOAP requests, a [`Deliverer`] too (one request per file or record).
+//! - [`database`]: records loaded into a database table, exactly once, when the output is
+//!   committed (its spool is written like a temporary output).
 //! - [`failure`]: whether a failed delivery may pass (retried) or not (error folder).
 //! - [`email`]: mails from an outbox, one per file or batch; [`alerts`] uses it for the
 //!   admin's alert mails.
@@ -13,6 +15,7 @@
 //! listed (docs/design.md, "How to add a source or an output").
 
 pub mod alerts;
+pub mod database;
 pub mod email;
 pub mod failure;
 pub mod folder;

@@ -68,6 +68,7 @@ enum Writer<W: io::Write> {
     Fixed(FixedWriter<EncodeWriter<W>>),
     Xml(XmlWriter<EncodeWriter<W>>),
     Text(TemplateWriter<EncodeWriter<W>>),
+    Database(crate::outputs::database::DbWriter<W>),
 }
 
 impl<W: io::Write> Writer<W> {
@@ -88,6 +89,18 @@ impl<W: io::Write> Writer<W> {
             ),
             OutputFormat::Text(o) => {
                 Writer::Text(TemplateWriter::new(sink, o, meta.clone()).map_err(ParseError::new)?)
+            }
+            OutputFormat::Database(db, Some(described)) => {
+                Writer::Database(crate::outputs::database::DbWriter::new(
+                    sink.finish().map_err(|e| ParseError::new(e.to_string()))?,
+                    db.clone(),
+                    described.clone(),
+                ))
+            }
+            OutputFormat::Database(_, None) => {
+                return Err(ParseError::new(
+                    "the database output's table was not described before its records",
+                ));
             }
             OutputFormat::Original => unreachable!("original outputs are copied, not written"),
         })
@@ -113,6 +126,7 @@ impl<W: io::Write> Writer<W> {
             Writer::Fixed(w) => w.write(rec),
             Writer::Xml(w) => w.write(rec),
             Writer::Text(w) => w.write(rec),
+            Writer::Database(w) => w.write(rec),
         }
     }
 
@@ -123,6 +137,7 @@ impl<W: io::Write> Writer<W> {
             Writer::Fixed(w) => w.finish()?,
             Writer::Xml(w) => w.finish()?,
             Writer::Text(w) => w.finish()?,
+            Writer::Database(w) => return w.finish(),
         };
         sink.finish()
     }

@@ -37,6 +37,9 @@ pub fn recover(
     jobs: &BTreeMap<String, Job>,
 ) -> crate::journal::Result<Recovered> {
     let mut r = Recovered::default();
+    // A planned database output is loaded by the commit step, which needs its job's
+    // connection settings.
+    jobs.values().for_each(crate::outputs::database::register);
     for u in journal.unfinished()? {
         let span = tracing::info_span!("recover", job = %u.job, file = %u.identity.path);
         let _e = span.enter();

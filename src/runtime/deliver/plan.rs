@@ -54,7 +54,11 @@ pub fn make_plan_durable<'a>(
                 final_path: t.final_path.to_string_lossy().into_owned(),
                 hash: h.clone(),
                 size: *size,
-                policy: t.exists.as_str().to_string(),
+                policy: if is_database(d.job, t.idx) {
+                    crate::outputs::database::POLICY.to_string()
+                } else {
+                    t.exists.as_str().to_string()
+                },
             })
             .collect(),
         disposition: d.job.after.success.as_str().to_string(),
@@ -80,6 +84,14 @@ pub fn make_plan_durable<'a>(
         members,
         deferred,
     })
+}
+
+/// Whether output `idx` of `job` is a database output (its temporary file is a spool, loaded
+/// at the commit instead of renamed).
+fn is_database(job: &crate::job::Job, idx: u32) -> bool {
+    job.outputs
+        .get(idx as usize)
+        .is_some_and(|o| matches!(o.data.format, crate::job::data::OutputFormat::Database(..)))
 }
 
 /// The done-file (trigger) beside the original that is there now, if any.

@@ -80,6 +80,10 @@ pub fn rename_into_place<'o>(
 fn commit_output(o: &PlannedOutput, journal: &Journal, id: i64) -> io::Result<Option<PathBuf>> {
     let temp = Path::new(&o.temp);
     let base = PathBuf::from(&o.final_path);
+    if o.policy == crate::outputs::database::POLICY {
+        crate::outputs::database::commit(journal, id, temp)?;
+        return Ok(Some(base));
+    }
     if o.policy == "overwrite" {
         std::fs::rename(temp, &base)?;
         return Ok(Some(base));
@@ -110,6 +114,13 @@ fn commit_output(o: &PlannedOutput, journal: &Journal, id: i64) -> io::Result<Op
 /// it (a set's members first: a lead still planned finishes its set at recovery); when
 /// it cannot be, everything stays as it is for recovery (stuck).
 pub(super) fn withdraw(d: &Delivery<'_>, planned: &Planned<'_>, e: NotRenamed) -> Stop {
+    if crate::outputs::database::is_in_doubt(&e.error) {
+        // A database load that may have committed: the plan stays for recovery, which
+        // asks the load table (docs/databases.md).
+        tracing::error!(error = %e.error, "A database load may or may not have been committed; the file is left planned and finished at ferry's next start.");
+        let _ = d.journal.event(d.id, "stuck", e.error.to_string());
+        return Stop::Outcome(Outcome::Stuck);
+    }
     let e = match queue_instead(d, planned, e) {
         Ok(stop) => return stop,
         Err(e) => e,

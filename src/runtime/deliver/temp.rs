@@ -293,7 +293,12 @@ fn convert(
 ) -> Result<(String, u64), FileError> {
     let records = std::mem::take(&mut temps.records);
     let idxs: Vec<u32> = records.iter().map(|(i, _, _)| *i).collect();
-    let outs = records.into_iter().map(|(_, t, data)| (t, data)).collect();
+    let described = describe_tables(d, &records)?;
+    let outs = records
+        .into_iter()
+        .zip(&described)
+        .map(|((_, t, data), desc)| (t, desc.as_ref().unwrap_or(data)))
+        .collect();
     let meta = with_mail(meta_map(d.job, d.found, d.vars.taken), d.vars.mail);
     let mut rejects = pipeline::Rejects {
         path: rejects::path(rejects_target),
@@ -357,6 +362,37 @@ fn convert(
         temps.finished.push((idx, t));
     }
     Ok(hash)
+}
+
+/// The record outputs' data, a database output's with its table's columns (read from the
+/// database now); `None` for the others. A database that cannot be reached is a failure
+/// that may pass, for the output's outbox as destination.
+fn describe_tables(
+    d: &Delivery<'_>,
+    records: &[(u32, TempOutput, &OutputData)],
+) -> Result<Vec<Option<OutputData>>, FileError> {
+    let mut out = Vec::new();
+    for (i, t, data) in records {
+        let OutputFormat::Database(db, _) = &data.format else {
+            out.push(None);
+            continue;
+        };
+        crate::outputs::database::register(d.job);
+        match crate::outputs::database::prepare(db, &d.job.name, *i) {
+            Ok(desc) => out.push(Some(OutputData {
+                format: OutputFormat::Database(db.clone(), Some(desc)),
+                ..(*data).clone()
+            })),
+            Err(e) => {
+                let dest = parent(&t.temp);
+                return Err(FileError {
+                    chain: vec![format!("output {}: {}", i + 1, e.message)],
+                    transient: e.transient.then_some(dest),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Names the file of a new group of records (`rec` is its first) of split output `oi`,
