@@ -1,8 +1,10 @@
 //! Connections of a database source: the URL's secrets, TLS, and a connection timeout.
 //!
-// MERGE: replace by crate::db::connect once the output half lands
-//! This is a minimal stand-in for the shared connection API of the database outputs
-//! (`crate::db::connect`): `${env:NAME}` / `${file:PATH}` in the URL (resolved now, made
+//! Not yet [`crate::db::connect`] (the outputs' connections, written in parallel): that one
+//! takes no URL parameters (`?sslmode=...`, which sources document), sets the session's
+//! time zone to UTC (which changes how a source renders `timestamptz`) and requires
+//! verified TLS off loopback. Moving sources onto it is a decision about those three, left
+//! for its own change. What this file does: `${env:NAME}` / `${file:PATH}` in the URL (resolved now, made
 //! known to [`crate::redact`] before anything can print them, percent-encoded into the
 //! URL), `ca_file` (the server's certificate is then verified against it, host name
 //! included, and TLS is required), and SQLite files opened read-only.
