@@ -271,6 +271,47 @@ fn sqlite_insert_and_upsert_with_typed_columns() {
     );
 }
 
+/// `create_table` makes a missing table (and a new database file's folder) before the
+/// first load; without it, a missing table fails the file with nothing loaded.
+#[test]
+fn sqlite_create_table_makes_a_missing_table_and_only_a_missing_one() {
+    let d = Deployment::new("db-create-table");
+    d.job(
+        "load",
+        &job(
+            "sqlite://var/t.db",
+            "orders",
+            "create_table = \"CREATE TABLE IF NOT EXISTS orders (no INTEGER PRIMARY KEY, note TEXT)\"",
+        ),
+    );
+    d.write("in/a.csv", "no,note\n1,first\n");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(sqlite(&d, "SELECT no, note FROM orders"), "1\tfirst\n");
+    // An existing table is used as it is: the statement is not run again (it would fail).
+    d.job(
+        "load",
+        &job(
+            "sqlite://var/t.db",
+            "orders",
+            "create_table = \"CREATE TABLE orders (no INTEGER PRIMARY KEY, note TEXT)\"",
+        ),
+    );
+    d.write("in/b.csv", "no,note\n2,second\n");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        sqlite(&d, "SELECT no, note FROM orders ORDER BY no"),
+        "1\tfirst\n2\tsecond\n"
+    );
+    // Without `create_table`, a missing table fails the file.
+    d.job("load", &job("sqlite://var/t.db", "missing", ""));
+    d.write("in/c.csv", "no,note\n3,third\n");
+    let o = d.run(&["run", "--once"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(reports(&d).contains("does not exist"), "{}", reports(&d));
+}
+
 /// The text of every error report in `var/error`.
 fn reports(d: &Deployment) -> String {
     d.files("var/error")

@@ -227,10 +227,46 @@ fn tree(base: &Path) -> Vec<(String, Vec<u8>)> {
     files_below(base)
         .into_iter()
         .map(|rel| {
-            let bytes = read(&base.join(&rel));
+            let bytes = if rel.ends_with(".sqlite") {
+                table_rows(&base.join(&rel))
+            } else {
+                read(&base.join(&rel))
+            };
             (rel, bytes)
         })
         .collect()
+}
+
+/// A SQLite database an example loads, as its tables' rows: the file's bytes differ from
+/// run to run (page layout, and `ferry_loads`, which holds the time and the journal's id).
+fn table_rows(db: &Path) -> Vec<u8> {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let tables: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name <> 'ferry_loads' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut out = String::new();
+    for t in tables {
+        let mut st = c
+            .prepare(&format!("SELECT * FROM \"{t}\" ORDER BY 1"))
+            .unwrap();
+        let n = st.column_count();
+        let rows = st
+            .query_map([], |r| {
+                Ok((0..n)
+                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                    .collect::<Vec<_>>()
+                    .join("|"))
+            })
+            .unwrap();
+        for row in rows {
+            out.push_str(&format!("{t}: {}\n", row.unwrap()));
+        }
+    }
+    out.into_bytes()
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -442,6 +442,10 @@ pub async fn connect(url: &DbUrl, ca_file: Option<&Path>) -> Result<Conn, DbErro
             }
         }
         Kind::Sqlite => {
+            // A new database file's folder is made, as a folder output's is.
+            if let Some(dir) = url.path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
             let c =
                 rusqlite::Connection::open(&url.path).map_err(|e| DbError::sqlite(&what, &e))?;
             c.busy_timeout(CONNECT_TIMEOUT)

@@ -23,6 +23,8 @@ pub struct DatabaseOutput {
     pub columns: Vec<(String, String)>,
     /// The table ferry records its loads in.
     pub load_table: String,
+    /// `create_table`: the statement that creates `table` when it does not exist.
+    pub create_table: Option<String>,
     pub ca_file: Option<PathBuf>,
 }
 
@@ -85,6 +87,7 @@ pub fn read_database(
         .map(|s| s.value)
         .unwrap_or_else(|| DEFAULT_LOAD_TABLE.to_string());
     let ca_file = t.str(doc, "ca_file").map(|s| root.join(s.value));
+    let create_table = t.str(doc, "create_table").map(|s| s.value);
     let key: Vec<String> = key_raw
         .as_ref()
         .map(|k| k.iter().map(|s| s.value.clone()).collect())
@@ -134,6 +137,7 @@ pub fn read_database(
         key,
         columns,
         load_table,
+        create_table,
         ca_file,
     })
 }

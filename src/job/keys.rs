@@ -299,6 +299,7 @@ pub static KEYS: &[Key] = &[
     k("output", "database", "key", StrList, "none", "With `mode = \"upsert\"`: the columns that identify a row (a unique key of the table)."),
     k("output", "database", "columns", StrMap, "same names", "Record field = column; only these fields are loaded. Without it every field goes into the column of its name."),
     k("output", "database", "load_table", Str, "\"ferry_loads\"", "The table ferry records each load in (created on first use)."),
+    k("output", "database", "create_table", Str, "none", "A statement that creates `table` when it does not exist (\"CREATE TABLE IF NOT EXISTS ...\"); without it a missing table fails the file."),
     k("output", "database", "password", Str, "none", "\"${env:NAME}\" or \"${file:/path}\". Never logged."),
     k("output", "database", "ca_file", Str, "none", "A PEM CA certificate: the server must offer TLS with a certificate it signed for the host."),
     k("output", "database", "outbox", Str, "\"var/outbox/{job}/N\"", "The local folder the records are spooled in before they are loaded."),
@@ -517,6 +518,7 @@ mode = "upsert"
 key = ["a"]
 columns = { a = "a" }
 load_table = "l"
+create_table = "CREATE TABLE t (a text)"
 password = "${env:X}"
 ca_file = "ca.pem"
 outbox = "ob"

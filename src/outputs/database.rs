@@ -51,7 +51,13 @@ pub fn register(job: &crate::job::Job) {
 pub fn prepare(db: &DatabaseOutput, job: &str, output: u32) -> Result<Arc<Described>, DbError> {
     connect::block_on(async {
         let mut conn = connect::connect(&db.url, db.ca_file.as_deref()).await?;
-        let columns = describe(&mut conn, &db.table).await?;
+        let mut columns = describe(&mut conn, &db.table).await?;
+        if columns.is_empty()
+            && let Some(sql) = &db.create_table
+        {
+            create_table(&mut conn, sql).await?;
+            columns = describe(&mut conn, &db.table).await?;
+        }
         if columns.is_empty() {
             return Err(DbError::permanent(format!(
                 "the table {:?} does not exist in {} (or ferry's login cannot see it)",
@@ -66,6 +72,27 @@ pub fn prepare(db: &DatabaseOutput, job: &str, output: u32) -> Result<Arc<Descri
             output,
         }))
     })
+}
+
+/// Runs the output's `create_table` statement (the table was missing). A statement that
+/// fails (a syntax error, no right to create tables) fails the file as any other
+/// permanent database error; two files that race to create the table both go on when the
+/// statement says `IF NOT EXISTS`.
+async fn create_table(conn: &mut connect::Conn, sql: &str) -> Result<(), DbError> {
+    let ctx = "cannot create the table (`create_table`)";
+    match conn {
+        connect::Conn::Pg(c) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&mut *c)
+            .await
+            .map(drop)
+            .map_err(|e| DbError::sqlx(ctx, &e)),
+        connect::Conn::My(c) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&mut *c)
+            .await
+            .map(drop)
+            .map_err(|e| DbError::sqlx(ctx, &e)),
+        connect::Conn::Lite(c) => c.execute_batch(sql).map_err(|e| DbError::sqlite(ctx, &e)),
+    }
 }
 
 /// The columns of `table` as the database reports them (none: no such table).
