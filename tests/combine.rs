@@ -215,12 +215,6 @@ fn a_combined_run_holds_every_record_once_across_sigkill_crashes() {
     assert!(temps.is_empty(), "temporaries left: {temps:?}");
 }
 
-/// Sets the test clock (RFC 3339), atomically.
-fn set_clock(d: &Deployment, at: &str) {
-    let tmp = d.write("clock.tmp", at);
-    std::fs::rename(tmp, d.path("clock")).unwrap();
-}
-
 #[test]
 fn a_nightly_run_writes_one_file_with_its_header_once_and_a_trailer_over_the_run() {
     let d = Deployment::new("combine-nightly");
@@ -251,8 +245,7 @@ combine = true
     set_clock(&d, "2027-01-14T20:00:00Z");
     let log = std::fs::File::create(d.path("ferry.log")).unwrap();
     let child = d
-        .cmd(&["run"])
-        .env("FERRY_TEST_CLOCK", d.path("clock"))
+        .clocked(&["run"])
         // `{date}` is the run's slot (23:00 in Athens), in the machine's zone.
         .env("TZ", "UTC")
         .stdout(std::process::Stdio::null())
@@ -264,11 +257,7 @@ combine = true
     d.drop_file("in/b.csv", "id,amount\n3,1\n");
     d.drop_file("in/c.csv", "id,amount\n4,100\n");
     let ready = || {
-        let o = d
-            .cmd(&["status", "--json"])
-            .env("FERRY_TEST_CLOCK", d.path("clock"))
-            .output()
-            .unwrap();
+        let o = d.clocked(&["status", "--json"]).output().unwrap();
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
         v["schedules"][0]["waiting"] == 3
     };
@@ -426,21 +415,6 @@ fn an_original_that_crashes_every_run_is_set_aside_alone() {
     assert_eq!(d.files("var/archive/nightly"), ["a.csv", "b.csv"]);
 }
 
-/// `ferry run` with the test clock, its log in var/ferry-N.log.
-fn start_at(d: &Deployment) -> Daemon {
-    std::fs::create_dir_all(d.path("var")).unwrap();
-    let n = std::fs::read_dir(d.path("var")).unwrap().count();
-    let log = std::fs::File::create(d.path(&format!("var/ferry-{n}.log"))).unwrap();
-    let child = d
-        .cmd(&["run"])
-        .env("FERRY_TEST_CLOCK", d.path("clock"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::from(log))
-        .spawn()
-        .unwrap();
-    Daemon { child }
-}
-
 #[test]
 fn a_nightly_run_killed_midway_is_redone_once_at_the_next_start() {
     let d = Deployment::new("combine-redo");
@@ -455,7 +429,7 @@ fn a_nightly_run_killed_midway_is_redone_once_at_the_next_start() {
         expected.push(format!("z{i},Z,1.00"));
     }
     d.write("in/z_big.csv", &big);
-    let mut daemon = start_at(&d);
+    let mut daemon = start_clocked(&d, &[]);
     d.wait_log("Scheduled job", 1);
     set_clock(&d, "2027-01-14T23:00:00Z");
     wait_for(
@@ -470,7 +444,7 @@ fn a_nightly_run_killed_midway_is_redone_once_at_the_next_start() {
             .all(|f| f.starts_with(".ferry-out-"))
     );
 
-    let mut daemon = start_at(&d);
+    let mut daemon = start_clocked(&d, &[]);
     wait_for("the run redone", Duration::from_secs(60), || {
         d.files("var/archive/nightly").len() == 2
     });

@@ -10,80 +10,16 @@
 mod util;
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use util::{Daemon, Deployment, WAIT, have, read, require_tools, stderr, stdout, wait_for};
-
-/// A tmpfs mounted at a folder of the deployment: the share. Unmounted on drop.
-struct Share {
-    dir: PathBuf,
-}
-
-impl Share {
-    /// `None` (the test is skipped) when mounting is not possible here, unless the test
-    /// script requires the tools.
-    fn mount(d: &Deployment, rel: &str) -> Option<Share> {
-        let dir = d.mkdir(rel);
-        let ok = have("mount")
-            && Command::new("mount")
-                .args(["-t", "tmpfs", "-o", "size=32m", "tmpfs"])
-                .arg(&dir)
-                .status()
-                .is_ok_and(|s| s.success());
-        if !ok {
-            assert!(
-                !require_tools(),
-                "cannot mount a tmpfs (the test needs root)"
-            );
-            eprintln!("skipped: cannot mount a tmpfs (not root?)");
-            return None;
-        }
-        Some(Share { dir })
-    }
-
-    fn remount(&self, mode: &str) {
-        let s = Command::new("mount")
-            .args(["-o", &format!("remount,{mode}")])
-            .arg(&self.dir)
-            .status()
-            .unwrap();
-        assert!(s.success(), "remount {mode}");
-    }
-}
-
-impl Drop for Share {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-    }
-}
-
-fn set_clock(d: &Deployment, at: &str) {
-    let tmp = d.write("clock.tmp", at);
-    std::fs::rename(tmp, d.path("clock")).unwrap();
-}
-
-/// A ferry command with the test clock.
-fn ferry(d: &Deployment, args: &[&str]) -> Output {
-    d.cmd(args)
-        .env("FERRY_TEST_CLOCK", d.path("clock"))
-        .output()
-        .unwrap()
-}
+use util::{
+    Daemon, Deployment, Share, WAIT, ferry, read, set_clock, start_clocked, stderr, stdout,
+    wait_for,
+};
 
 /// `ferry run` with the test clock (and `TZ=UTC`: `{date}` is in the machine's zone).
 fn start(d: &Deployment) -> Daemon {
-    std::fs::create_dir_all(d.path("var")).unwrap();
-    let n = std::fs::read_dir(d.path("var")).unwrap().count();
-    let log = std::fs::File::create(d.path(&format!("var/ferry-{n}.log"))).unwrap();
-    let child = d
-        .cmd(&["run"])
-        .env("FERRY_TEST_CLOCK", d.path("clock"))
-        .env("TZ", "UTC")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::from(log))
-        .spawn()
-        .unwrap();
-    Daemon { child }
+    start_clocked(d, &[("TZ", "UTC")])
 }
 
 fn json(o: &Output) -> serde_json::Value {
@@ -299,8 +235,7 @@ impl Drop for Grower {
 /// `ferry run --once` to its end (killed, and the test failed, after 2 minutes).
 fn run_once(d: &Deployment) -> Output {
     let child = d
-        .cmd(&["run", "--once"])
-        .env("FERRY_TEST_CLOCK", d.path("clock"))
+        .clocked(&["run", "--once"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -427,18 +362,7 @@ mod ftp_server;
 
 /// `ferry run` with the FTP password in its environment.
 fn start_ftp(d: &Deployment) -> Daemon {
-    std::fs::create_dir_all(d.path("var")).unwrap();
-    let n = std::fs::read_dir(d.path("var")).unwrap().count();
-    let log = std::fs::File::create(d.path(&format!("var/ferry-{n}.log"))).unwrap();
-    let child = d
-        .cmd(&["run"])
-        .env("FTP_PW", ftp_server::PASSWORD)
-        .env("FERRY_TEST_CLOCK", d.path("clock"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::from(log))
-        .spawn()
-        .unwrap();
-    Daemon { child }
+    start_clocked(d, &[("FTP_PW", ftp_server::PASSWORD)])
 }
 
 /// Outbox files given up on after `[retry] for` (the FTP server was down) are put back by
@@ -566,9 +490,8 @@ combine = true
     d.write("in/a.csv", "id,amount\n1,10\n");
     d.write("in/b.csv", "id,amount\n2,20\n3,30\n");
     let o = d
-        .cmd(&["run", "--once"])
+        .clocked(&["run", "--once"])
         .env("FTP_PW", ftp_server::PASSWORD)
-        .env("FERRY_TEST_CLOCK", d.path("clock"))
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -606,8 +529,7 @@ for = "forever"
 /// `ferry run --once` with the debug builds' hook that disturbs the run's first output
 /// between its plan and its rename.
 fn run_once_disturbed(d: &Deployment, what: &str) -> Output {
-    d.cmd(&["run", "--once"])
-        .env("FERRY_TEST_CLOCK", d.path("clock"))
+    d.clocked(&["run", "--once"])
         .env("FERRY_TEST_BEFORE_RENAME", what)
         .output()
         .unwrap()

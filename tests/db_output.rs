@@ -17,6 +17,15 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERVER.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The server `start` gives (`db_server::postgres`, `::mariadb`), for one test at a time:
+/// hold the guard until the test ends. `None`: skipped, there is no such server here.
+fn serial_on(
+    start: fn() -> Option<&'static DbServer>,
+) -> Option<(std::sync::MutexGuard<'static, ()>, &'static DbServer)> {
+    let guard = serial();
+    Some((guard, start()?))
+}
+
 /// A table name and column names that need quoting, with SQL metacharacters and Unicode.
 const TABLE: &str = "Bestell\"ungen; --";
 
@@ -159,8 +168,7 @@ fn assert_no_password(d: &Deployment, pw: &str) {
 
 #[test]
 fn postgres_insert_and_upsert_with_typed_columns() {
-    let _s = serial();
-    let Some(db) = db_server::postgres() else {
+    let Some((_s, db)) = serial_on(db_server::postgres) else {
         return;
     };
     typed_insert_and_upsert(db, "pg_typed");
@@ -168,8 +176,7 @@ fn postgres_insert_and_upsert_with_typed_columns() {
 
 #[test]
 fn mariadb_insert_and_upsert_with_typed_columns() {
-    let _s = serial();
-    let Some(db) = db_server::mariadb() else {
+    let Some((_s, db)) = serial_on(db_server::mariadb) else {
         return;
     };
     typed_insert_and_upsert(db, "maria_typed");
@@ -380,8 +387,7 @@ fn bad_value_and_constraint(db: &DbServer, test: &str) {
 
 #[test]
 fn postgres_bad_value_and_constraint_violation_load_nothing() {
-    let _s = serial();
-    let Some(db) = db_server::postgres() else {
+    let Some((_s, db)) = serial_on(db_server::postgres) else {
         return;
     };
     bad_value_and_constraint(db, "pg_bad");
@@ -389,8 +395,7 @@ fn postgres_bad_value_and_constraint_violation_load_nothing() {
 
 #[test]
 fn mariadb_bad_value_and_constraint_violation_load_nothing() {
-    let _s = serial();
-    let Some(db) = db_server::mariadb() else {
+    let Some((_s, db)) = serial_on(db_server::mariadb) else {
         return;
     };
     bad_value_and_constraint(db, "maria_bad");
@@ -409,8 +414,7 @@ fn numbered(n: usize) -> String {
 
 #[test]
 fn postgres_killed_mid_transaction_loads_once_when_it_returns() {
-    let _s = serial();
-    let Some(db) = db_server::postgres() else {
+    let Some((_s, db)) = serial_on(db_server::postgres) else {
         return;
     };
     let d = Deployment::new("pg_kill");
@@ -492,8 +496,7 @@ fn killed_between_commit_and_journal(d: &Deployment, check: impl Fn() -> (String
 
 #[test]
 fn postgres_sigkill_between_commit_and_journal_loads_once() {
-    let _s = serial();
-    let Some(db) = db_server::postgres() else {
+    let Some((_s, db)) = serial_on(db_server::postgres) else {
         return;
     };
     let d = Deployment::new("pg_die");
@@ -523,25 +526,13 @@ fn sqlite_sigkill_between_commit_and_journal_loads_once() {
 
 #[test]
 fn a_wrong_ca_or_password_never_loads_and_never_shows_the_password() {
-    let _s = serial();
-    let Some(db) = db_server::postgres() else {
+    let Some((_s, db)) = serial_on(db_server::postgres) else {
         return;
     };
     let d = Deployment::new("pg_tls");
     let table = table_for(db, "pg_tls");
     // A CA that did not sign the server's certificate.
-    let other = d.path("other-ca.pem");
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=another CA", "-keyout"])
-        .arg(d.path("other-ca.key"))
-        .arg("-out")
-        .arg(&other)
-        .output()
-        .unwrap();
-    assert!(made.status.success());
+    let other = db_server::unrelated_ca(&d.root);
     d.job(
         "load",
         &(server_job(db, &table, "")
@@ -578,8 +569,7 @@ fn a_wrong_ca_or_password_never_loads_and_never_shows_the_password() {
 
 #[test]
 fn postgres_killed_during_the_commit_leaves_the_file_planned_until_the_next_start() {
-    let _s = serial();
-    let Some(db) = db_server::postgres() else {
+    let Some((_s, db)) = serial_on(db_server::postgres) else {
         return;
     };
     let d = Deployment::new("pg_commit_kill");
@@ -624,8 +614,7 @@ fn postgres_killed_during_the_commit_leaves_the_file_planned_until_the_next_star
 
 #[test]
 fn mariadb_killed_mid_transaction_loads_once_when_it_returns() {
-    let _s = serial();
-    let Some(db) = db_server::mariadb() else {
+    let Some((_s, db)) = serial_on(db_server::mariadb) else {
         return;
     };
     let d = Deployment::new("maria_kill");

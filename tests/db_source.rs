@@ -5,7 +5,7 @@
 mod db_server;
 mod util;
 
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use util::*;
 
@@ -181,26 +181,6 @@ fn a_failed_run_is_redone_with_the_same_rows_after_a_restart() {
     assert_eq!(delivered_rows(&d, "out").len(), 3);
 }
 
-/// Sets the test clock (RFC 3339), atomically.
-fn set_clock(d: &Deployment, at: &str) {
-    let tmp = d.write("clock.tmp", at);
-    std::fs::rename(tmp, d.path("clock")).unwrap();
-}
-
-fn start_daemon(d: &Deployment) -> Daemon {
-    std::fs::create_dir_all(d.path("var")).unwrap();
-    let n = std::fs::read_dir(d.path("var")).unwrap().count();
-    let log = std::fs::File::create(d.path(&format!("var/ferry-{n}.log"))).unwrap();
-    let child = d
-        .cmd(&["run"])
-        .env("FERRY_TEST_CLOCK", d.path("clock"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    Daemon { child }
-}
-
 #[test]
 fn rows_staged_before_a_kill_are_delivered_after_the_restart_and_not_queried_again() {
     let d = Deployment::new("dbsrc-kill");
@@ -222,7 +202,7 @@ fn rows_staged_before_a_kill_are_delivered_after_the_restart_and_not_queried_aga
         ),
     );
     set_clock(&d, "2026-01-05T20:00:00Z");
-    let mut daemon = start_daemon(&d);
+    let mut daemon = start_clocked(&d, &[]);
     d.wait_log("Query rows staged.", 1);
     // Later polls do not stage the same rows again while they wait.
     d.wait_log("still being processed; no query", 2);
@@ -235,7 +215,7 @@ fn rows_staged_before_a_kill_are_delivered_after_the_restart_and_not_queried_aga
         &[(3, "c", "3", "2026-01-01T12:00:00Z")],
     );
     set_clock(&d, "2026-01-06T09:00:00Z");
-    let mut daemon = start_daemon(&d);
+    let mut daemon = start_clocked(&d, &[]);
     wait_for("every row delivered", WAIT, || {
         delivered_rows(&d, "out").len() >= 3
     });
@@ -482,21 +462,9 @@ fn a_ca_that_did_not_sign_the_server_certificate_is_refused() {
         return;
     };
     let d = Deployment::new("dbsrc-tls");
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=another CA", "-keyout"])
-        .arg(d.path("other-ca.key"))
-        .arg("-out")
-        .arg(d.path("other-ca.pem"))
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", all_output(&made));
-    let job = server_job(db, "SELECT 1 AS x", "").replace(
-        &db.ca().display().to_string(),
-        &d.path("other-ca.pem").display().to_string(),
-    );
+    let other = db_server::unrelated_ca(&d.root);
+    let job = server_job(db, "SELECT 1 AS x", "")
+        .replace(&db.ca().display().to_string(), &other.display().to_string());
     d.job("pg", &job);
     let o = d
         .cmd(&["run", "--once"])

@@ -6,42 +6,18 @@
 mod ftp_server;
 mod util;
 
-use std::process::{Output, Stdio};
-
 use serde_json::Value;
 use util::*;
 
 const T0: &str = "2026-03-02T08:00:00Z";
 
-/// Sets the test clock (RFC 3339), atomically.
-fn set_clock(d: &Deployment, at: &str) {
-    let tmp = d.write("clock.tmp", at);
-    std::fs::rename(tmp, d.path("clock")).unwrap();
-}
-
-fn ferry(d: &Deployment, args: &[&str]) -> Output {
-    d.cmd(args)
-        .env("FERRY_TEST_CLOCK", d.path("clock"))
-        .output()
-        .unwrap()
-}
-
 /// `ferry run` with the test clock, its log in var/ferry-N.log.
 fn start(d: &Deployment) -> Daemon {
-    std::fs::create_dir_all(d.path("var")).unwrap();
     let started = d.logs().matches("ferry started").count();
-    let n = std::fs::read_dir(d.path("var")).unwrap().count();
-    let log = std::fs::File::create(d.path(&format!("var/ferry-{n}.log"))).unwrap();
-    let child = d
-        .cmd(&["run"])
-        .env("FERRY_TEST_CLOCK", d.path("clock"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
+    let daemon = start_clocked(d, &[]);
     // The journal is made before this line: `ferry history` never races its creation.
     d.wait_log("ferry started", started + 1);
-    Daemon { child }
+    daemon
 }
 
 /// The pair of the issue: orders out, confirmations back, by order number.
@@ -517,9 +493,8 @@ fn requests_and_answers_through_ftp_are_linked() {
     set_clock(&d, T0);
     d.write("in/PO-31.csv", "OrderNo,Item,Qty\n31,W-1,2\n");
     let o = d
-        .cmd(&["run", "--once"])
+        .clocked(&["run", "--once"])
         .env("FTP_PW", ftp_server::PASSWORD)
-        .env("FERRY_TEST_CLOCK", d.path("clock"))
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

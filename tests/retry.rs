@@ -7,54 +7,7 @@
 
 mod util;
 
-use std::path::PathBuf;
-use std::process::Command;
-
-use util::{Daemon, Deployment, WAIT, have, require_tools, stderr, stdout, wait_for};
-
-/// A tmpfs mounted at a folder of the deployment: the share. Unmounted on drop.
-struct Share {
-    dir: PathBuf,
-}
-
-impl Share {
-    /// `None` (the test is skipped) when mounting is not possible here (not root, no
-    /// mount), unless the test script requires the tools.
-    fn mount(d: &Deployment, rel: &str) -> Option<Share> {
-        let dir = d.mkdir(rel);
-        let ok = have("mount")
-            && Command::new("mount")
-                .args(["-t", "tmpfs", "-o", "size=32m", "tmpfs"])
-                .arg(&dir)
-                .status()
-                .is_ok_and(|s| s.success());
-        if !ok {
-            assert!(
-                !require_tools(),
-                "cannot mount a tmpfs at {} (the retry tests need root)",
-                dir.display()
-            );
-            eprintln!("skipped: cannot mount a tmpfs (not root?)");
-            return None;
-        }
-        Some(Share { dir })
-    }
-
-    fn remount(&self, mode: &str) {
-        let s = Command::new("mount")
-            .args(["-o", &format!("remount,{mode}")])
-            .arg(&self.dir)
-            .status()
-            .unwrap();
-        assert!(s.success(), "remount {mode}");
-    }
-}
-
-impl Drop for Share {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-    }
-}
+use util::{Daemon, Deployment, Share, WAIT, stderr, stdout, wait_for};
 
 fn status_json(d: &Deployment) -> serde_json::Value {
     let o = d.run(&["status", "--json"]);

@@ -43,11 +43,6 @@ fn ferry(d: &Deployment, args: &[&str]) -> Output {
     c.output().unwrap()
 }
 
-fn set_clock(d: &Deployment, at: &str) {
-    let tmp = d.write("clock.tmp", at);
-    std::fs::rename(tmp, d.path("clock")).unwrap();
-}
-
 fn run_once(d: &Deployment) -> Output {
     let o = ferry(d, &["run", "--once"]);
     assert!(o.status.success(), "run --once: {}", stderr(&o));
@@ -460,16 +455,7 @@ fn what_waits_longer_than_expires_is_reported_never_dropped_or_released() {
             "{CSV_JOB}\n[alert]\nemail = \"mailto:admin@example.test\"\nsmtp = \"smtp://127.0.0.1:9\"\nfrom = \"ferry@example.test\"\n"
         ),
     );
-    std::fs::create_dir_all(d.path("var")).unwrap();
-    let log = std::fs::File::create(d.path("var/ferry-0.log")).unwrap();
-    let child = d
-        .cmd(&["run"])
-        .env("FERRY_TEST_CLOCK", d.path("clock"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let mut daemon = Daemon { child };
+    let mut daemon = start_clocked(&d, &[]);
     d.drop_file("in/prices-1.csv", PRICES_1);
     wait_for("the file to be held", WAIT, || pending(&d).len() == 1);
     let id = pending(&d)[0]["id"].as_i64().unwrap();

@@ -5,40 +5,10 @@
 
 mod util;
 
-use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 use util::*;
-
-/// Sets the test clock (RFC 3339), atomically: the daemon never reads half a time.
-fn set_clock(d: &Deployment, at: &str) {
-    let tmp = d.write("clock.tmp", at);
-    std::fs::rename(tmp, d.path("clock")).unwrap();
-}
-
-/// A ferry command with the test clock.
-fn ferry(d: &Deployment, args: &[&str]) -> Output {
-    d.cmd(args)
-        .env("FERRY_TEST_CLOCK", d.path("clock"))
-        .output()
-        .unwrap()
-}
-
-/// `ferry run` with the test clock, its log in var/ferry-N.log.
-fn start(d: &Deployment) -> Daemon {
-    std::fs::create_dir_all(d.path("var")).unwrap();
-    let n = std::fs::read_dir(d.path("var")).unwrap().count();
-    let log = std::fs::File::create(d.path(&format!("var/ferry-{n}.log"))).unwrap();
-    let child = d
-        .cmd(&["run"])
-        .env("FERRY_TEST_CLOCK", d.path("clock"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    Daemon { child }
-}
 
 /// `ferry runs --json`, newest first.
 fn runs(d: &Deployment) -> Vec<Value> {
@@ -99,7 +69,7 @@ fn a_scheduled_job_ignores_files_until_its_slot_then_takes_them_all_as_one_run()
     set_clock(&d, "2026-12-03T20:00:00Z");
     // The name `c.txt` is taken in the output and `exists = "fail"`: that file fails.
     d.write("out/c.txt", "already here");
-    let mut daemon = start(&d);
+    let mut daemon = start_clocked(&d, &[]);
     for n in ["a", "b", "c"] {
         d.drop_file(&format!("in/{n}.txt"), n);
     }
@@ -186,7 +156,7 @@ fn a_run_missed_while_stopped_runs_once_at_the_next_start() {
     d.mkdir("in");
     set_clock(&d, "2026-12-03T20:59:00Z");
     d.drop_file("in/a.txt", "a");
-    let mut daemon = start(&d);
+    let mut daemon = start_clocked(&d, &[]);
     d.wait_log("Scheduled job", 1);
     set_clock(&d, "2026-12-03T21:00:00Z");
     wait_runs(&d, 1);
@@ -205,7 +175,7 @@ fn a_run_missed_while_stopped_runs_once_at_the_next_start() {
         "{text}"
     );
 
-    let mut daemon = start(&d);
+    let mut daemon = start_clocked(&d, &[]);
     let r = wait_runs(&d, 2);
     assert_eq!(r[0]["why"], "missed", "{r:?}");
     // The latest slot missed stands for all three.
@@ -251,7 +221,7 @@ fn ferry_trigger_starts_a_run_of_a_scheduled_job_now() {
         stderr(&o)
     );
 
-    let mut daemon = start(&d);
+    let mut daemon = start_clocked(&d, &[]);
     d.wait_log("Scheduled job: it takes files at its runs only.", 1);
     d.drop_file("in/a.txt", "a");
     wait_waiting(&d, "nightly", 1);
@@ -287,7 +257,7 @@ fn every_runs_at_start_and_then_at_each_interval() {
     d.mkdir("in");
     d.drop_file("in/a.txt", "a");
     set_clock(&d, "2026-12-03T08:00:00Z");
-    let mut daemon = start(&d);
+    let mut daemon = start_clocked(&d, &[]);
     let r = wait_runs(&d, 1);
     assert_eq!(r[0]["slot"], "2026-12-03T08:00:00Z");
     assert_eq!(r[0]["taken"], 1);
@@ -313,7 +283,7 @@ fn files_that_arrive_outside_the_active_window_wait_for_it() {
     d.mkdir("in");
     // Saturday 2026-12-05, 12:00 in Athens.
     set_clock(&d, "2026-12-05T10:00:00Z");
-    let mut daemon = start(&d);
+    let mut daemon = start_clocked(&d, &[]);
     d.drop_file("in/a.txt", "a");
     d.drop_file("in/b.txt", "b");
     wait_waiting(&d, "office", 2);
@@ -368,7 +338,7 @@ fn a_slot_the_clock_skips_runs_once_on_that_night() {
     );
     d.mkdir("in");
     set_clock(&d, "2026-03-29T00:30:00Z"); // 01:30 CET
-    let mut daemon = start(&d);
+    let mut daemon = start_clocked(&d, &[]);
     d.wait_log("Scheduled job", 1);
     assert_eq!(
         schedule_status(&d, "night")["next_run"],
@@ -408,7 +378,7 @@ fn a_run_interrupted_by_a_kill_is_redone_once_at_the_next_start() {
         .unwrap();
     }
     d.drop_file("in/a.txt", "a");
-    let mut daemon = start(&d);
+    let mut daemon = start_clocked(&d, &[]);
     let r = wait_runs(&d, 3);
     assert_eq!(r[1]["run"], 2);
     assert_eq!(r[1]["result"], "interrupted", "{r:?}");

@@ -194,3 +194,25 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Makes `dir/other-ca.pem` (its key beside it): a CA that signed no server's certificate,
+/// for tests where TLS must refuse the server. Returns its path.
+pub fn unrelated_ca(dir: &Path) -> PathBuf {
+    let pem = dir.join("other-ca.pem");
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=another CA", "-keyout"])
+        .arg(dir.join("other-ca.key"))
+        .arg("-out")
+        .arg(&pem)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    pem
+}

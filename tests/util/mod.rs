@@ -289,3 +289,85 @@ pub fn files_below(base: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// Sets the test clock (RFC 3339) that [`Deployment::clocked`] commands read
+/// (`FERRY_TEST_CLOCK`), atomically: the daemon never reads half a time.
+pub fn set_clock(d: &Deployment, at: &str) {
+    let tmp = d.write("clock.tmp", at);
+    std::fs::rename(tmp, d.path("clock")).unwrap();
+}
+
+impl Deployment {
+    /// A ferry command with the test clock (the file [`set_clock`] writes).
+    pub fn clocked(&self, args: &[&str]) -> Command {
+        let mut c = self.cmd(args);
+        c.env("FERRY_TEST_CLOCK", self.path("clock"));
+        c
+    }
+}
+
+/// A ferry command with the test clock, run to its end.
+pub fn ferry(d: &Deployment, args: &[&str]) -> Output {
+    d.clocked(args).output().unwrap()
+}
+
+/// `ferry run` with the test clock and the variables `env`, its log in var/ferry-N.log.
+pub fn start_clocked(d: &Deployment, env: &[(&str, &str)]) -> Daemon {
+    std::fs::create_dir_all(d.path("var")).unwrap();
+    let n = std::fs::read_dir(d.path("var")).unwrap().count();
+    let log = std::fs::File::create(d.path(&format!("var/ferry-{n}.log"))).unwrap();
+    let child = d
+        .clocked(&["run"])
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    Daemon { child }
+}
+
+/// A tmpfs mounted at a folder of the deployment: a share that can go away (remounted
+/// read-only) and come back. Unmounted on drop.
+pub struct Share {
+    dir: PathBuf,
+}
+
+impl Share {
+    /// `None` (the test is skipped) when mounting is not possible here (not root, no
+    /// mount), unless the test script requires the tools.
+    pub fn mount(d: &Deployment, rel: &str) -> Option<Share> {
+        let dir = d.mkdir(rel);
+        let ok = have("mount")
+            && Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=32m", "tmpfs"])
+                .arg(&dir)
+                .status()
+                .is_ok_and(|s| s.success());
+        if !ok {
+            assert!(
+                !require_tools(),
+                "cannot mount a tmpfs at {} (the test needs root)",
+                dir.display()
+            );
+            eprintln!("skipped: cannot mount a tmpfs (not root?)");
+            return None;
+        }
+        Some(Share { dir })
+    }
+
+    /// `mount -o remount,MODE` (`ro`, `rw`).
+    pub fn remount(&self, mode: &str) {
+        let s = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&self.dir)
+            .status()
+            .unwrap();
+        assert!(s.success(), "remount {mode}");
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
