@@ -168,18 +168,16 @@ fn assert_no_password(d: &Deployment, pw: &str) {
 
 #[test]
 fn postgres_insert_and_upsert_with_typed_columns() {
-    let Some((_s, db)) = serial_on(db_server::postgres) else {
-        return;
-    };
-    typed_insert_and_upsert(db, "pg_typed");
+    if let Some((_s, db)) = serial_on(db_server::postgres) {
+        typed_insert_and_upsert(db, "pg_typed");
+    }
 }
 
 #[test]
 fn mariadb_insert_and_upsert_with_typed_columns() {
-    let Some((_s, db)) = serial_on(db_server::mariadb) else {
-        return;
-    };
-    typed_insert_and_upsert(db, "maria_typed");
+    if let Some((_s, db)) = serial_on(db_server::mariadb) {
+        typed_insert_and_upsert(db, "maria_typed");
+    }
 }
 
 /// A job reading `in/*.csv` into `table` of `database`; `extra` is added to the output.
@@ -387,18 +385,16 @@ fn bad_value_and_constraint(db: &DbServer, test: &str) {
 
 #[test]
 fn postgres_bad_value_and_constraint_violation_load_nothing() {
-    let Some((_s, db)) = serial_on(db_server::postgres) else {
-        return;
-    };
-    bad_value_and_constraint(db, "pg_bad");
+    if let Some((_s, db)) = serial_on(db_server::postgres) {
+        bad_value_and_constraint(db, "pg_bad");
+    }
 }
 
 #[test]
 fn mariadb_bad_value_and_constraint_violation_load_nothing() {
-    let Some((_s, db)) = serial_on(db_server::mariadb) else {
-        return;
-    };
-    bad_value_and_constraint(db, "maria_bad");
+    if let Some((_s, db)) = serial_on(db_server::mariadb) {
+        bad_value_and_constraint(db, "maria_bad");
+    }
 }
 
 /// `n` rows numbered from 1.
