@@ -297,12 +297,70 @@ pub async fn load(
 }
 
 fn cols(kind: Kind, order: &Order) -> String {
-    order
-        .columns
+    quoted_list(kind, &order.columns)
+}
+
+/// The key's columns, quoted, comma-separated.
+fn key_cols(kind: Kind, order: &Order) -> String {
+    quoted_list(kind, &order.key)
+}
+
+fn quoted_list(kind: Kind, names: &[String]) -> String {
+    names
         .iter()
         .map(|c| quote(kind, c))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The `n`th (1-based) placeholder: `$n` for PostgreSQL, `?` for MySQL, `?n` for SQLite.
+fn mark(kind: Kind, n: usize) -> String {
+    match kind {
+        Kind::Postgres => format!("${n}"),
+        Kind::MySql => "?".to_string(),
+        Kind::Sqlite => format!("?{n}"),
+    }
+}
+
+/// The load table's `rows` column (a reserved word in MySQL, so quoted there).
+fn rows_col(kind: Kind) -> &'static str {
+    if kind == Kind::MySql {
+        "`rows`"
+    } else {
+        "rows"
+    }
+}
+
+/// The statement that looks up the file's row in the load table (binds: job, file id,
+/// output + 1); MySQL locks it (`FOR UPDATE`).
+fn before_sql(kind: Kind, order: &Order) -> String {
+    format!(
+        "SELECT {} FROM {} WHERE job = {} AND file_id = {} AND output = {}{}",
+        rows_col(kind),
+        quote(kind, &order.load_table),
+        mark(kind, 1),
+        mark(kind, 2),
+        mark(kind, 3),
+        if kind == Kind::MySql {
+            " FOR UPDATE"
+        } else {
+            ""
+        }
+    )
+}
+
+/// The statement that records the load in the load table (binds: job, file id,
+/// output + 1, table, rows).
+fn record_sql(kind: Kind, order: &Order) -> String {
+    format!(
+        "INSERT INTO {} (job, file_id, output, target, {}) VALUES ({})",
+        quote(kind, &order.load_table),
+        rows_col(kind),
+        (1..=5)
+            .map(|n| mark(kind, n))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// The columns an upsert updates: every column but the key's.
@@ -323,10 +381,7 @@ async fn load_pg(
         .begin()
         .await
         .map_err(|e| DbError::sqlx("cannot begin a transaction", &e))?;
-    let sql = format!(
-        "SELECT rows FROM {} WHERE job = $1 AND file_id = $2 AND output = $3",
-        quote(k, &order.load_table)
-    );
+    let sql = before_sql(k, order);
     let before: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(&order.job)
         .bind(file_id)
@@ -377,12 +432,7 @@ async fn load_pg(
         .await
         .map_err(|e| DbError::sqlx(&format!("cannot load into {target}"), &e))?;
     if order.mode == Mode::Upsert {
-        let key = order
-            .key
-            .iter()
-            .map(|c| quote(k, c))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let key = key_cols(k, order);
         let set: Vec<String> = updated(order)
             .map(|c| format!("{0} = EXCLUDED.{0}", quote(k, c)))
             .collect();
@@ -415,10 +465,7 @@ async fn record_pg(
     file_id: &str,
     rows: u64,
 ) -> Result<(), DbError> {
-    let sql = format!(
-        "INSERT INTO {} (job, file_id, output, target, rows) VALUES ($1, $2, $3, $4, $5)",
-        quote(Kind::Postgres, &order.load_table)
-    );
+    let sql = record_sql(Kind::Postgres, order);
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(&order.job)
         .bind(file_id)
@@ -449,10 +496,7 @@ async fn load_my(
         .begin()
         .await
         .map_err(|e| DbError::sqlx("cannot begin a transaction", &e))?;
-    let sql = format!(
-        "SELECT `rows` FROM {} WHERE job = ? AND file_id = ? AND output = ? FOR UPDATE",
-        quote(k, &order.load_table)
-    );
+    let sql = before_sql(k, order);
     let before: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(&order.job)
         .bind(file_id)
@@ -526,10 +570,7 @@ async fn load_my(
         }
         rows += 1;
     }
-    let sql = format!(
-        "INSERT INTO {} (job, file_id, output, target, `rows`) VALUES (?, ?, ?, ?, ?)",
-        quote(k, &order.load_table)
-    );
+    let sql = record_sql(k, order);
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(&order.job)
         .bind(file_id)
@@ -559,10 +600,7 @@ fn load_lite(
         .map_err(|e| DbError::sqlite("cannot begin a transaction", &e))?;
     {
         use rusqlite::OptionalExtension;
-        let sql = format!(
-            "SELECT rows FROM {} WHERE job = ?1 AND file_id = ?2 AND output = ?3",
-            quote(k, &order.load_table)
-        );
+        let sql = before_sql(k, order);
         let before: Option<i64> = tx
             .query_row(
                 &sql,
@@ -583,12 +621,7 @@ fn load_lite(
         marks.join(", ")
     );
     if order.mode == Mode::Upsert {
-        let key = order
-            .key
-            .iter()
-            .map(|c| quote(k, c))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let key = key_cols(k, order);
         let set: Vec<String> = updated(order)
             .map(|c| format!("{0} = excluded.{0}", quote(k, c)))
             .collect();
@@ -619,10 +652,7 @@ fn load_lite(
         }
     }
     tx.execute(
-        &format!(
-            "INSERT INTO {} (job, file_id, output, target, rows) VALUES (?1, ?2, ?3, ?4, ?5)",
-            quote(k, &order.load_table)
-        ),
+        &record_sql(k, order),
         rusqlite::params![
             order.job,
             file_id,
@@ -699,5 +729,44 @@ mod tests {
         assert_eq!(quote(Kind::Postgres, "a\"b"), "\"a\"\"b\"");
         assert_eq!(quote(Kind::MySql, "a`b"), "`a``b`");
         assert_eq!(quote(Kind::Postgres, "s.t"), "\"s\".\"t\"");
+    }
+
+    #[test]
+    fn load_table_statements() {
+        let order = Order {
+            job: "j".into(),
+            output: 0,
+            database: "x".into(),
+            table: "t".into(),
+            columns: vec!["a".into()],
+            binds: vec!["text".into()],
+            mode: Mode::Insert,
+            key: vec![],
+            load_table: "l".into(),
+        };
+        assert_eq!(
+            before_sql(Kind::Postgres, &order),
+            "SELECT rows FROM \"l\" WHERE job = $1 AND file_id = $2 AND output = $3"
+        );
+        assert_eq!(
+            before_sql(Kind::MySql, &order),
+            "SELECT `rows` FROM `l` WHERE job = ? AND file_id = ? AND output = ? FOR UPDATE"
+        );
+        assert_eq!(
+            before_sql(Kind::Sqlite, &order),
+            "SELECT rows FROM \"l\" WHERE job = ?1 AND file_id = ?2 AND output = ?3"
+        );
+        assert_eq!(
+            record_sql(Kind::Postgres, &order),
+            "INSERT INTO \"l\" (job, file_id, output, target, rows) VALUES ($1, $2, $3, $4, $5)"
+        );
+        assert_eq!(
+            record_sql(Kind::MySql, &order),
+            "INSERT INTO `l` (job, file_id, output, target, `rows`) VALUES (?, ?, ?, ?, ?)"
+        );
+        assert_eq!(
+            record_sql(Kind::Sqlite, &order),
+            "INSERT INTO \"l\" (job, file_id, output, target, rows) VALUES (?1, ?2, ?3, ?4, ?5)"
+        );
     }
 }

@@ -306,6 +306,31 @@ fn bound(v: Option<&str>) -> Bound {
     }
 }
 
+/// Writes the header from a prepared statement's columns and, when the job names a
+/// watermark column, takes its kind from the column's type (`kind` maps the type's name).
+/// Returns the column names.
+fn header<S: sqlx::Statement>(
+    stmt: &S,
+    src: &DatabaseSource,
+    sink: &mut Sink,
+    kind: fn(&str) -> rows::Kind,
+) -> Result<Vec<String>, String> {
+    let names: Vec<String> = stmt
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    if let Some(i) = src
+        .watermark
+        .as_deref()
+        .and_then(|w| names.iter().position(|n| n.eq_ignore_ascii_case(w)))
+    {
+        sink.wm_kind = kind(stmt.columns()[i].type_info().name());
+    }
+    sink.header(&names, src.watermark.as_deref())?;
+    Ok(names)
+}
+
 async fn query_postgres(
     src: &DatabaseSource,
     since: Option<&str>,
@@ -353,19 +378,7 @@ async fn query_postgres(
         )))
         .await
         .map_err(e)?;
-    let names: Vec<String> = stmt
-        .columns()
-        .iter()
-        .map(|c| c.name().to_string())
-        .collect();
-    if let Some(i) = src
-        .watermark
-        .as_deref()
-        .and_then(|w| names.iter().position(|n| n.eq_ignore_ascii_case(w)))
-    {
-        sink.wm_kind = rows::pg_kind(stmt.columns()[i].type_info().name());
-    }
-    sink.header(&names, src.watermark.as_deref())?;
+    let names = header(&stmt, src, sink, rows::pg_kind)?;
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     if uses > 0 {
         q = q.bind(value);
@@ -396,19 +409,7 @@ async fn query_mysql(
         )))
         .await
         .map_err(e)?;
-    let names: Vec<String> = stmt
-        .columns()
-        .iter()
-        .map(|c| c.name().to_string())
-        .collect();
-    if let Some(i) = src
-        .watermark
-        .as_deref()
-        .and_then(|w| names.iter().position(|n| n.eq_ignore_ascii_case(w)))
-    {
-        sink.wm_kind = rows::mysql_kind(stmt.columns()[i].type_info().name());
-    }
-    sink.header(&names, src.watermark.as_deref())?;
+    let names = header(&stmt, src, sink, rows::mysql_kind)?;
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for _ in 0..uses {
         q = match bound(since) {
