@@ -277,6 +277,13 @@ normalize() { # LINUX_FILE WINDOWS_FILE > the Windows file, equal lines as Linux
       (my $an = $a) =~ s/\Q$lroot\E/<root>/g;
       (my $bn = $b) =~ s/\Q$wroot\E/<root>/g;
       s/$time/<time>/g for $an, $bn;
+      # Numbers that follow the order files were seen in (file ids, `{seq}`), and the
+      # stamp in a database source run\x27s staged name: equal when only they differ. A
+      # database output\x27s spool names the database by its path (longer under Z:\\);
+      # its rows are compared in the database itself (below).
+      s/\d{8}T\d{9}Z/<stamp>/g for $an, $bn;
+      s/(#|\(file |approve )\d+/${1}N/g for $an, $bn;
+      s/\.load \(\d+ bytes, sha256 [0-9a-f]+\)/.load (<spool>)/g for $an, $bn;
       my $same = length($an) == length($bn);
       for (my $k = 0; $same && $k < length $an; $k++) {
         my ($x, $y) = (substr($an, $k, 1), substr($bn, $k, 1));
@@ -297,7 +304,7 @@ by_file() { # HISTORY_FILE ROOT > its entries, unnumbered, sorted
       if (/^#\d+ /) { s/^#\d+ //; push @blocks, $_ } elsif (@blocks && /^ /) { $blocks[-1] .= $_ }
       else { $tail .= $_ }
     }
-    my %key = map { my $k = $_; $k =~ s/\Q$root\E//g; $k =~ tr{\\}{/}; $k =~ s/\d\d:\d\d:\d\d\.\d+//g; ($_ => $k) } @blocks;
+    my %key = map { my $k = $_; $k =~ s/\Q$root\E//g; $k =~ tr{\\}{/}; $k =~ s/\d\d:\d\d:\d\d\.\d+//g; $k =~ s/\d{8}T\d{9}Z//g; $k =~ s/(#|\(file |approve )\d+//g; ($_ => $k) } @blocks;
     print sort { $key{$a} cmp $key{$b} } @blocks;
     print $tail // "";' "$1" "$2"
 }
@@ -335,14 +342,31 @@ tree() {
 }
 tree "$WORK/linux" >"$WORK/linux.tree"
 tree "$WORK/windows" >"$WORK/windows.tree"
-if ! diff -u --label linux/tree --label windows/tree "$WORK/linux.tree" "$WORK/windows.tree"; then
+# A database source's staged file is named by the time of its query.
+stamp() { sed -E 's/[0-9]{8}T[0-9]{9}Z/<stamp>/g' "$1"; }
+if ! diff -u --label linux/tree --label windows/tree <(stamp "$WORK/linux.tree") <(stamp "$WORK/windows.tree"); then
   failed=1
 fi
+# A database an example loads, as its tables' rows (its bytes differ per run: page layout,
+# and ferry_loads holds times and the journal's random id).
+rows() {
+  python3 -c '
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+for (t,) in c.execute("SELECT name FROM sqlite_master WHERE type = \x27table\x27 AND name <> \x27ferry_loads\x27 ORDER BY name"):
+    for r in c.execute("SELECT * FROM \"%s\" ORDER BY 1" % t):
+        print(t, repr(r))' "$1"
+}
 while read -r type path; do
   [ "$type" = f ] || continue
   lf=$WORK/linux/$path wf=$WORK/windows/$path
   if [[ "$path" == *.error.txt ]]; then
     same_text "$lf" "$wf" "$path" || failed=1
+  elif [[ "$path" == *.sqlite ]]; then
+    if ! diff -u --label "linux/$path" --label "windows/$path" <(rows "$lf") <(rows "$wf"); then
+      say "DIFFERENT: the rows of $path"
+      failed=1
+    fi
   elif ! cmp -s "$lf" "$wf"; then
     say "DIFFERENT: the contents of $path"
     diff -u --label "linux/$path" --label "windows/$path" "$lf" "$wf" | head -n 40 >&2 || true
