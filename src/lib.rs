@@ -30,6 +30,7 @@
 //! - [`protocol`]: the sessions of remote kinds (FTP/FTPS, IMAP, SMTP, HTTP), TLS set-up, backoff
 //!   and MIME, apart from the engine; [`secrets`] resolves `${env:..}` / `${file:..}`
 //!   passwords; [`redact`] scrubs their values from everything ferry writes.
+//! - [`url`]: the parts of an FTP or database URL (`user:password@host:port/path`).
 //! - [`fsutil`]: the file-system primitives the guarantees rest on; [`hashing`]: sha256 of
 //!   big streams on a thread of their own.
 //! - [`cli`]: the `check`, `test`, `history` and `status` commands.
@@ -64,3 +65,4 @@ pub mod service_command;
 pub mod settings;
 pub mod sources;
 pub mod transform;
+pub mod url;

@@ -82,7 +82,7 @@ impl DbUrl {
                 port: 0,
                 user: String::new(),
                 database: String::new(),
-                path: PathBuf::from(percent_decode(r)?),
+                path: PathBuf::from(crate::url::percent_decode(r)?),
                 password: None,
             };
             return Ok((url, None));
@@ -93,28 +93,14 @@ impl DbUrl {
             ));
         };
         let rest = rest.split(['?', '#']).next().unwrap_or_default();
-        let (authority, database) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, ""),
-        };
-        let (userinfo, hostport) = match authority.rfind('@') {
-            Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
-            None => (None, authority),
-        };
-        let (user, password) = match userinfo {
-            Some(u) => match u.split_once(':') {
-                Some((u, p)) => (
-                    percent_decode(u)?,
-                    // The error must not quote the password.
-                    Some(percent_decode(p).map_err(|_| {
-                        "the password in the URL has a bad %-escape or is not UTF-8 once decoded"
-                            .to_string()
-                    })?),
-                ),
-                None => (percent_decode(u)?, None),
-            },
-            None => (String::new(), None),
-        };
+        let crate::url::Authority {
+            user,
+            password,
+            host,
+            port,
+            path: database,
+        } = crate::url::authority(rest)?;
+        let user = user.unwrap_or_default();
         if user.is_empty() {
             return Err(format!(
                 "the URL {:?} names no user: write it as \"{}://USER@host/db\"",
@@ -126,24 +112,13 @@ impl DbUrl {
                 }
             ));
         }
-        let default_port = if kind == Kind::Postgres { 5432 } else { 3306 };
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                let port = p
-                    .parse::<u16>()
-                    .map_err(|_| format!("expected a port number after `:`, found {p:?}"))?;
-                (h, port)
-            }
-            _ => (hostport, default_port),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = port.unwrap_or(if kind == Kind::Postgres { 5432 } else { 3306 });
         if host.is_empty() {
             return Err(format!(
                 "the URL {:?} has no host",
                 crate::redact::url_for_message(url)
             ));
         }
-        let database = percent_decode(database.trim_end_matches('/'))?;
         if database.is_empty() {
             return Err(format!(
                 "the URL {:?} names no database: add it after the host, e.g. \".../orders\"",
@@ -153,7 +128,7 @@ impl DbUrl {
         Ok((
             DbUrl {
                 kind,
-                host: host.to_string(),
+                host,
                 port,
                 user,
                 database,
@@ -193,26 +168,6 @@ impl DbUrl {
     fn is_loopback(&self) -> bool {
         matches!(self.host.as_str(), "localhost" | "127.0.0.1" | "::1")
     }
-}
-
-/// `%XX` escapes of a URL part decoded; the result must be UTF-8.
-fn percent_decode(s: &str) -> Result<String, String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .ok_or_else(|| format!("bad %-escape in {s:?}"))?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad %-escape in {s:?}"))?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
 }
 
 /// A failed database operation. Its message never contains a password.

@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 
-use super::remote::percent_decode;
 use crate::secrets::Secret;
 
 /// Where and how to connect.
@@ -39,49 +38,25 @@ impl FtpEndpoint {
                 crate::redact::url_for_message(url)
             ));
         };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, ""),
-        };
-        let (userinfo, hostport) = match authority.rfind('@') {
-            Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
-            None => (None, authority),
-        };
-        let (user, password) = match userinfo {
-            Some(u) => match u.split_once(':') {
-                Some((u, p)) => (
-                    percent_decode(u)?,
-                    // The error must not quote the password.
-                    Some(percent_decode(p).map_err(|_| {
-                        "the password in the URL has a bad %-escape or is not UTF-8 once decoded"
-                            .to_string()
-                    })?),
-                ),
-                None => (percent_decode(u)?, None),
-            },
-            None => ("anonymous".to_string(), None),
-        };
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                let port = p
-                    .parse::<u16>()
-                    .map_err(|_| format!("expected a port number after `:`, found {p:?}"))?;
-                (h, port)
-            }
-            _ => (hostport, 21),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let crate::url::Authority {
+            user,
+            password,
+            host,
+            port,
+            path,
+        } = crate::url::authority(rest)?;
+        let user = user.unwrap_or_else(|| "anonymous".to_string());
+        let port = port.unwrap_or(21);
         if host.is_empty() {
             return Err(format!(
                 "the URL {:?} has no host",
                 crate::redact::url_for_message(url)
             ));
         }
-        let path = percent_decode(path.trim_end_matches('/'))?;
         Ok((
             FtpEndpoint {
                 secure,
-                host: host.to_string(),
+                host,
                 port,
                 user,
                 path,

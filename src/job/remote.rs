@@ -103,25 +103,7 @@ pub struct RemoteTarget {
     pub connections: usize,
 }
 
-/// `%XX` escapes of a URL part decoded; the result must be UTF-8.
-pub(crate) fn percent_decode(s: &str) -> Result<String, String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .ok_or_else(|| format!("bad %-escape in {s:?}"))?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad %-escape in {s:?}"))?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
-}
+pub(crate) use crate::url::percent_decode;
 
 /// Reads a remote URL (`ftp = "ftp://..."` / `ftps://`) and the endpoint keys beside it.
 pub fn read_endpoint(
