@@ -63,15 +63,16 @@ bash scripts/mail-servers.sh install
 bash scripts/db-servers.sh install
 
 # HTTP output tests (tests/http_output.rs) run a REST endpoint on Python's http.server and
-# a SOAP service built with spyne (from PyPI, with lxml) in a venv made here.
+# a SOAP service built with spyne (from PyPI, with lxml); the WebDAV tests (tests/webdav.rs)
+# run wsgidav under cheroot (PyPI, pinned). All in a venv made here.
 HTTP_VENV=/opt/ferry-http-venv
-if ! "$HTTP_VENV/bin/python" -c "import spyne, lxml" >/dev/null 2>&1; then
-  echo "test.sh: installing spyne and lxml into $HTTP_VENV" >&2
+if ! "$HTTP_VENV/bin/python" -c "import spyne, lxml, wsgidav, cheroot" >/dev/null 2>&1; then
+  echo "test.sh: installing spyne, lxml, wsgidav and cheroot into $HTTP_VENV" >&2
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   python3 -m venv "$HTTP_VENV" 2>/dev/null || {
     $SUDO apt-get install -y -q python3-venv >/dev/null && $SUDO python3 -m venv "$HTTP_VENV"; }
-  $SUDO "$HTTP_VENV/bin/pip" install -q spyne lxml
+  $SUDO "$HTTP_VENV/bin/pip" install -q spyne lxml "wsgidav==4.4.0" cheroot
 fi
 
 # The Windows build type-checks and lints clean (`cargo clippy --target

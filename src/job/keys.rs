@@ -58,7 +58,7 @@ pub struct Key {
 
 /// Kinds whose keys are known to the reader only in a table of that kind (elsewhere they
 /// are unknown keys): a mailbox source, an email output, an HTTP output, a database.
-pub const OPT_IN: &[&str] = &["mailbox", "email", "http", "database"];
+pub const OPT_IN: &[&str] = &["mailbox", "email", "http", "database", "webdav"];
 
 /// Keys a reader still takes only to say what replaced them; never declared.
 pub const RETIRED: &[(&str, &str)] = &[("input", "max_bytes")];
@@ -134,6 +134,16 @@ pub static KEYS: &[Key] = &[
     k("source", "ftp", "ca_file", Str, "none", "With `ftps://`: a PEM CA certificate trusted besides the public roots."),
     k("source", "ftp", "tls_verify", Bool, "true", "With `ftps://`: `false` accepts any certificate (a warning is logged at every start)."),
     k("source", "ftp", "passive", Bool, "true", "With `ftp`: `false` for active mode (PORT)."),
+    // [source] webdav = ... (issue 17, src/job/webdav.rs)
+    k("source", "webdav", "webdav", Str, "none", "Take files from a WebDAV folder instead of a local one: \"https://cloud.example/remote.php/dav/files/USER/outgoing\"."),
+    k("source", "webdav", "staging", Str, "\"var/staging/{job}\"", "With `webdav`: the local folder files are downloaded to before they are processed."),
+    k("source", "webdav", "success", Enum(FTP_SUCCESS), "\"delete\"", "With `webdav`: what happens to the remote original once its local copy is done."),
+    k("source", "webdav", "move_to", Str, "none", "With `success = \"move\"`: the remote folder taken files are moved into (relative, or from the server's root with /)."),
+    k("source", "webdav", "connections", Uint, "4", "With `webdav`: connections to the server (1 to 16)."),
+    k("source", "webdav", "user", Str, "none", "With `webdav`: the user of basic authentication (or in the URL: https://USER@host/...)."),
+    k("source", "webdav", "password", Str, "none", "With `webdav`: \"${env:NAME}\" or \"${file:/path}\". Never logged."),
+    k("source", "webdav", "ca_file", Str, "none", "With `https://`: a PEM CA certificate trusted instead of the public roots."),
+    k("source", "webdav", "timeout", Duration, "\"60s\"", "With `webdav`: the longest a connection, an answer or a stalled transfer may take."),
     k("source", "", "include", StrList, "every file", "Globs on the file name (\"*.csv\"); case-sensitive."),
     k("source", "", "exclude", StrList, "none", "Globs on the file name that are never taken; case-sensitive."),
     k("source", "", "settle", Duration, "\"2s\"", "How long size and mtime must stay unchanged before a file is taken (ms, s, m, h, d: \"1m30s\")."),
@@ -293,6 +303,14 @@ pub static KEYS: &[Key] = &[
     k("output", "http", "on_error", Enum(ON_ERROR), "\"fail\"", "With `http`: a refused record (4xx, SOAP fault) fails the file, or with skip is set aside."),
     k("output", "http", "soap_action", Str, "none", "With `http`: SOAP 1.1: the SOAPAction header; SOAP faults are errors with their fault string."),
     k("output", "http", "timeout", Duration, "\"60s\"", "With `http`: the longest one request may take."),
+    // [[output]] webdav = ... (issue 17, src/job/webdav.rs)
+    k("output", "webdav", "webdav", Str, "none", "Deliver to a WebDAV folder instead of a local one: \"https://cloud.example/remote.php/dav/files/USER/inbox\"."),
+    k("output", "webdav", "outbox", Str, "\"var/outbox/{job}/N\"", "With `webdav`: the local folder files wait in until delivered."),
+    k("output", "webdav", "connections", Uint, "4", "With `webdav`: parallel uploads for this output (1 to 16)."),
+    k("output", "webdav", "user", Str, "none", "With `webdav`: the user of basic authentication (or in the URL: https://USER@host/...)."),
+    k("output", "webdav", "password", Str, "none", "With `webdav`: \"${env:NAME}\" or \"${file:/path}\". Never logged."),
+    k("output", "webdav", "ca_file", Str, "none", "With `https://`: a PEM CA certificate trusted instead of the public roots."),
+    k("output", "webdav", "timeout", Duration, "\"60s\"", "With `webdav`: the longest a connection, an answer or a stalled transfer may take."),
     k("output", "database", "database", Str, "none", "Load the records into a table: \"postgres://USER@host:5432/db\", \"mysql://...\", \"mariadb://...\" or \"sqlite://PATH\"."),
     k("output", "database", "table", Str, "required", "The table the records go into (`schema.table` allowed)."),
     k("output", "database", "mode", Enum(DB_MODE), "\"insert\"", "insert: new rows; upsert: rows whose `key` exists are updated."),
@@ -643,6 +661,26 @@ Authorization = "Bearer ${env:T}"
 "#,
         r#"
 [source]
+webdav = "https://127.0.0.1/out"
+staging = "var/s"
+success = "move"
+move_to = "done"
+connections = 2
+user = "u"
+password = "${env:P}"
+ca_file = "ca.pem"
+timeout = "5s"
+[[output]]
+webdav = "https://127.0.0.1/in"
+outbox = "var/o"
+connections = 2
+user = "u"
+password = "${env:P}"
+ca_file = "ca.pem"
+timeout = "5s"
+"#,
+        r#"
+[source]
 database = "sqlite://x.db"
 query = "SELECT a FROM t WHERE a > :since"
 watermark = "a"
@@ -807,7 +845,7 @@ staging = "var/s"
                         if !tables.iter().any(|t| t == table) || tables.len() > 1 {
                             when.clear();
                         }
-                        if ["ftp", "mailbox", "email", "http", "database"].contains(&name) {
+                        if ["ftp", "mailbox", "email", "http", "database", "webdav"].contains(&name) {
                             when = name.to_string();
                         }
                         tables = vec![table.to_string()];
@@ -952,6 +990,10 @@ staging = "var/s"
         };
         match (table, when) {
             ("source", "ftp") => format!("[source]\nftp = \"ftp://u@127.0.0.1/in\"\n{kv}"),
+            ("source", "webdav") => format!("[source]\nwebdav = \"http://127.0.0.1/in\"\n{kv}"),
+            ("output", "webdav") => {
+                format!("{src}{csv}[[output]]\nwebdav = \"http://127.0.0.1:1/x\"\n{kv}")
+            }
             ("source", "mailbox") => {
                 format!("[source]\nmailbox = \"imaps://u@127.0.0.1/INBOX\"\npassword = \"x\"\n{kv}")
             }

@@ -25,6 +25,7 @@ pub mod share;
 pub mod template;
 mod timing;
 pub mod toml_reader;
+pub mod webdav;
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -746,6 +747,7 @@ fn read_source(
     let has_include = t.has("include");
     let move_to_span = t.span_of("move_to");
     let ftp = t.str(doc, "ftp");
+    let webdav = webdav::url_key(doc, &mut t, !is_mailbox && !is_database, [ftp.as_ref()]);
     let mut folder = t.str(doc, "folder");
     let mut remote_parts = None;
     if is_database {
@@ -771,7 +773,7 @@ fn read_source(
             span: 0..0,
             key: "source.staging".into(),
         }));
-    } else if let Some(url) = &ftp {
+    } else if let Some(url) = ftp.as_ref().or(webdav.as_ref()) {
         if let Some(f) = &folder {
             doc.error(
                 f.span.clone(),
@@ -779,7 +781,13 @@ fn read_source(
                 "a remote source stages its files locally in `staging` (default \"var/staging/{job}\"); remove `folder`",
             );
         }
-        let endpoint = remote::read_endpoint(doc, &mut t, url);
+        let endpoint = if ftp.is_some() {
+            remote::read_endpoint(doc, &mut t, url)
+        } else {
+            // WebDAV sources (issue 17): staged as FTP's (src/job/webdav.rs).
+            webdav::read_endpoint(doc, root, &mut t, url)
+                .map(|e| remote::Endpoint::Webdav(Box::new(e)))
+        };
         let success_raw = t.str(doc, "success");
         let move_to = t.str(doc, "move_to");
         let success = match (success_raw.as_ref().map(|s| s.value.as_str()), move_to) {
@@ -979,6 +987,7 @@ fn read_source(
     let kind = match (is_mailbox, is_database) {
         (true, _) => "mailbox",
         (_, true) => "database",
+        _ if webdav.is_some() => "webdav",
         _ => "",
     };
     t.finish_as(doc, "source", kind);
@@ -1003,7 +1012,7 @@ fn read_source(
                 }),
                 _ => None,
             },
-            at: match &ftp {
+            at: match ftp.as_ref().or(webdav.as_ref()) {
                 Some(url) => plumbing::At::new(doc, url.span.clone(), &url.key),
                 None => plumbing::At::new(doc, f.span.clone(), &f.key),
             },
@@ -1250,6 +1259,7 @@ fn read_output(
     } else {
         None
     };
+    let webdav = webdav::url_key(doc, &mut t, !is_email, [ftp.as_ref(), http.as_ref()]);
     let mut folder = t.str(doc, "folder");
     let mut remote_parts = None;
     let mut email = Some(None);
@@ -1314,6 +1324,21 @@ fn read_output(
         }
         let endpoint =
             http::read_http(doc, root, &mut t, url).map(|h| remote::Endpoint::Http(Box::new(h)));
+        let connections = read_connections(doc, &mut t, remote::DEFAULT_OUTPUT_CONNECTIONS);
+        let (outbox_path, outbox) = read_outbox(doc, root, &mut t, job_name, idx);
+        remote_parts = Some((endpoint, Some(None), outbox_path, connections));
+        folder = Some(outbox);
+    } else if let Some(url) = &webdav {
+        // WebDAV outputs (issue 17): an outbox and a deliverer, as `ftp` (src/job/webdav.rs).
+        if let Some(f) = &folder {
+            doc.error(
+                f.span.clone(),
+                &f.key,
+                "a remote output is written to a local `outbox` first (default \"var/outbox/{job}/N\"); remove `folder`",
+            );
+        }
+        let endpoint = webdav::read_endpoint(doc, root, &mut t, url)
+            .map(|e| remote::Endpoint::Webdav(Box::new(e)));
         let connections = read_connections(doc, &mut t, remote::DEFAULT_OUTPUT_CONNECTIONS);
         let (outbox_path, outbox) = read_outbox(doc, root, &mut t, job_name, idx);
         remote_parts = Some((endpoint, Some(None), outbox_path, connections));
@@ -1407,6 +1432,7 @@ fn read_output(
     let kind = match (is_email, &http) {
         (true, _) => "email",
         (false, Some(_)) => "http",
+        (false, None) if webdav.is_some() => "webdav",
         (false, None) if is_database => "database",
         (false, None) => "",
     };

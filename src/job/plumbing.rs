@@ -55,6 +55,11 @@ impl FtpPlace {
                     .collect::<Vec<_>>()
                     .join("/"),
             },
+            // A WebDAV folder: its own server name, never equal to an FTP one.
+            crate::job::remote::Endpoint::Webdav(e) => FtpPlace {
+                server: e.origin(),
+                path: e.path.clone(),
+            },
             // Not an FTP place: never compared with one (HTTP outputs feed no source).
             crate::job::remote::Endpoint::Http(e) => FtpPlace {
                 server: e.display(),

@@ -41,6 +41,8 @@ pub enum Endpoint {
     Ftp(FtpEndpoint),
     /// An HTTP output (REST or SOAP; src/job/http.rs). Never a source.
     Http(Box<super::http::HttpEndpoint>),
+    /// A WebDAV folder (src/job/webdav.rs), source or output.
+    Webdav(Box<super::webdav::WebdavEndpoint>),
 }
 
 impl Endpoint {
@@ -49,6 +51,7 @@ impl Endpoint {
         match self {
             Endpoint::Ftp(e) => e.display(),
             Endpoint::Http(e) => e.display(),
+            Endpoint::Webdav(e) => e.display(),
         }
     }
 
@@ -57,6 +60,7 @@ impl Endpoint {
         match self {
             Endpoint::Ftp(e) => e.password.as_ref().is_some_and(|p| p.is_literal()),
             Endpoint::Http(e) => e.literal_password(),
+            Endpoint::Webdav(e) => e.password.as_ref().is_some_and(|p| p.is_literal()),
         }
     }
 
@@ -189,7 +193,11 @@ pub fn check_warnings(job: &Job) -> Vec<Diag> {
     if let Some(r) = &job.source.remote
         && r.endpoint.literal_password()
     {
-        warn("source.password".into(), line_of("ftp", 0), "in the source");
+        let word = match r.endpoint {
+            Endpoint::Webdav(_) => "webdav",
+            _ => "ftp",
+        };
+        warn("source.password".into(), line_of(word, 0), "in the source");
     }
     if job
         .source
@@ -229,11 +237,29 @@ pub fn check_warnings(job: &Job) -> Vec<Diag> {
             nth_db += 1;
         }
     }
-    let mut nth = usize::from(job.source.remote.is_some());
+    let mut nth = usize::from(matches!(
+        job.source.remote.as_ref().map(|r| &r.endpoint),
+        Some(Endpoint::Ftp(_))
+    ));
     let mut nth_http = 0;
+    let mut nth_webdav = usize::from(matches!(
+        job.source.remote.as_ref().map(|r| &r.endpoint),
+        Some(Endpoint::Webdav(_))
+    ));
     for (i, o) in job.outputs.iter().enumerate() {
         if let Some(d) = &o.deliver {
             let is_http = matches!(d.endpoint, Endpoint::Http(_));
+            if let Endpoint::Webdav(_) = d.endpoint {
+                if d.endpoint.literal_password() {
+                    warn(
+                        format!("output[{}].password", i + 1),
+                        line_of("webdav", nth_webdav),
+                        "in this output",
+                    );
+                }
+                nth_webdav += 1;
+                continue;
+            }
             if d.endpoint.literal_password() {
                 let line = if is_http {
                     line_of("http", nth_http)

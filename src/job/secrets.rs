@@ -48,6 +48,16 @@ pub fn learn_job(job: &Job) {
             crate::redact::learn(&v);
         }
     }
+    // WebDAV sources' and outputs' passwords (src/job/webdav.rs).
+    let remote = job.source.remote.iter().map(|r| &r.endpoint);
+    let outputs = job.outputs.iter().filter_map(|o| o.deliver.as_ref());
+    for e in remote.chain(outputs.map(|d| &d.endpoint)) {
+        if let super::remote::Endpoint::Webdav(w) = e
+            && let Some(Ok(v)) = w.password.as_ref().map(|s| s.resolve())
+        {
+            crate::redact::learn(&v);
+        }
+    }
     // HTTP outputs' passwords and credential headers (src/job/http.rs).
     for o in &job.outputs {
         if let Some(d) = &o.deliver

@@ -4,6 +4,7 @@
 //! - [`folder`]: local folders and shares.
 //! - [`ftp`]: FTP/FTPS, a [`Deliverer`] that [`outbox`] feeds from the output's local outbox.
 //! - [`http`]: REST and SOAP requests, a [`Deliverer`] too (one request per file or record).
+//! - [`webdav`]: WebDAV folders, a [`Deliverer`] (temporary name, then `MOVE`).
 //! - [`database`]: records loaded into a database table, exactly once, when the output is
 //!   committed (its spool is written like a temporary output).
 //! - [`failure`]: whether a failed delivery may pass (retried) or not (error folder).
@@ -23,6 +24,7 @@ pub mod ftp;
 pub mod given_up;
 pub mod http;
 pub mod outbox;
+pub mod webdav;
 
 use std::path::Path;
 
@@ -80,5 +82,6 @@ pub fn deliverer(
             (**e).clone(),
             journal.clone(),
         )),
+        Endpoint::Webdav(e) => Box::new(crate::protocol::webdav::Dav::new((**e).clone())),
     }
 }

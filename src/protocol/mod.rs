@@ -1,5 +1,5 @@
 //! Protocol sessions, apart from the engine: FTP/FTPS ([`ftp`]), IMAP ([`imap`]), SMTP
-//! ([`smtp`]), TLS set-up ([`tls`]), retry [`backoff`] and the MIME parts of a message
+//! ([`smtp`]), WebDAV ([`webdav`]), TLS set-up ([`tls`]), retry [`backoff`] and the MIME parts of a message
 //! ([`mime`]). They read their endpoint's configuration from [`crate::job`] and know nothing
 //! of staging, outboxes or the journal; the adapters in [`crate::sources`] and
 //! [`crate::outputs`] do.
@@ -11,6 +11,7 @@ pub mod imap;
 pub mod mime;
 pub mod smtp;
 pub mod tls;
+pub mod webdav;
 
 /// One file in a remote listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,12 +21,32 @@ pub struct Listed {
     pub size: u64,
     /// Modification time as the server reports it (ns since the epoch; 0 if unknown).
     pub mtime_ns: i64,
+    /// The server's version tag of the file (WebDAV's `ETag`); `None` where the protocol
+    /// has none (FTP).
+    pub etag: Option<String>,
 }
 
 impl Listed {
     /// The version that tells a changed remote file from the one taken before.
     pub fn version(&self) -> String {
-        format!("{}:{}", self.size, self.mtime_ns)
+        match &self.etag {
+            None => format!("{}:{}", self.size, self.mtime_ns),
+            Some(e) => format!("{}:{}:{e}", self.size, self.mtime_ns),
+        }
+    }
+
+    /// The time readiness compares between listings, changed too when only the `ETag`
+    /// changed (a rewrite of the same size within the server's time resolution).
+    pub fn change_stamp(&self) -> i64 {
+        let Some(e) = &self.etag else {
+            return self.mtime_ns;
+        };
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in e.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.mtime_ns ^ (h as i64)
     }
 }
 

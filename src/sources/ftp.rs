@@ -31,6 +31,7 @@ impl Fetcher for FtpClient {
                         key,
                         size: f.size() as u64,
                         mtime_ns: mtime_ns(&f),
+                        etag: None,
                     });
                 }
             }

@@ -3,6 +3,7 @@
 //!
 //! - [`folder`]: local folders and shares (with [`dir`] and [`watch`]).
 //! - [`ftp`]: FTP/FTPS, a [`Fetcher`] that [`staging`] runs into the job's staging folder.
+//! - [`webdav`]: WebDAV folders, a [`Fetcher`] as well.
 //! - [`mailbox`]: IMAP attachments, staged by its own runner ([`mail_store`] journals them).
 //! - [`database`]: the rows of a query, staged as one CSV file per run (issue 16).
 //!
@@ -17,6 +18,7 @@ pub mod mail_store;
 pub mod mailbox;
 pub mod staging;
 pub mod watch;
+pub mod webdav;
 
 use std::sync::atomic::AtomicBool;
 
@@ -43,5 +45,6 @@ pub fn fetcher(endpoint: &Endpoint) -> Box<dyn Fetcher> {
     match endpoint {
         Endpoint::Ftp(e) => Box::new(crate::protocol::ftp::FtpClient::new(e.clone())),
         Endpoint::Http(_) => unreachable!("the job reader makes no HTTP source"),
+        Endpoint::Webdav(e) => Box::new(crate::protocol::webdav::Dav::new((**e).clone())),
     }
 }

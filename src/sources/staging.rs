@@ -402,7 +402,7 @@ impl SourceRunner {
             };
             let meta = Meta {
                 size: item.size,
-                mtime_ns: item.mtime_ns,
+                mtime_ns: item.change_stamp(),
             };
             match self.tracker.observe(&path, meta, now, gate, now_ms()) {
                 Verdict::Ready { .. } => ready.push(item.clone()),
