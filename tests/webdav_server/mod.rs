@@ -55,7 +55,10 @@ fn launch(dir: &Path, port: Option<u16>, parent: u32) -> serde_json::Value {
         }
         None => "ports.json".into(),
     };
-    let log = dir.join(format!("server{}.log", port.map_or(String::new(), |p| p.to_string())));
+    let log = dir.join(format!(
+        "server{}.log",
+        port.map_or(String::new(), |p| p.to_string())
+    ));
     let started = Command::new("bash")
         .arg("-c")
         .arg(r#"log="$1"; shift; "$@" >/dev/null 2>"$log" &"#)
@@ -144,6 +147,8 @@ impl DavServer {
     pub fn fail(&self, tag: &str, status: u16, count: u32) {
         let f = self.dir.join("faults");
         std::fs::create_dir_all(&f).unwrap();
-        std::fs::write(f.join(tag), format!("{status} {count}")).unwrap();
+        // The tag may hold `/`: the file is named by its hex (server.py decodes it).
+        let name: String = tag.bytes().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(f.join(name), format!("{status} {count}")).unwrap();
     }
 }

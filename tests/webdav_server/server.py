@@ -11,7 +11,7 @@ DIR/ports.json (DIR/ports-PORT.json with PORT), and each request to DIR/requests
 carry a credential). Fault helpers, by a tag in the path (allowed by issue 17 for the
 fault cases):
 
-- DIR/faults/TAG holding "STATUS COUNT": the next COUNT requests whose path contains TAG
+- DIR/faults/HEX holding "STATUS COUNT" (HEX: the tag's bytes in hex): the next COUNT requests whose path contains TAG
   are answered STATUS.
 - a path containing "slow": request bodies are read at about 2 MB/s.
 - a PROPFIND of a path containing "hostile": entries a hostile server could send are
@@ -49,10 +49,14 @@ def fault(path):
     if not os.path.isdir(folder):
         return None
     with LOCK:
-        for tag in os.listdir(folder):
+        for name in os.listdir(folder):
+            try:
+                tag = bytes.fromhex(name).decode()
+            except ValueError:
+                continue
             if tag not in path:
                 continue
-            p = os.path.join(folder, tag)
+            p = os.path.join(folder, name)
             try:
                 status, count = open(p).read().split()
             except (OSError, ValueError):
@@ -138,17 +142,20 @@ def logged(app):
             return start_response(st, headers, exc_info)
 
         body = app(environ, sr)
-        if method == "PROPFIND" and "hostile" in path and seen.get("status") == 207:
+        # wsgidav answers with an iterable that may call start_response only once it is
+        # read: read it all (test bodies are small), then log the status.
+        try:
             data = b"".join(body)
+        finally:
             if hasattr(body, "close"):
                 body.close()
+        if method == "PROPFIND" and "hostile" in path and seen.get("status") == 207:
             end = data.rfind(b"</d:multistatus>")
             if end < 0:
                 end = data.rfind(b"</")
             data = data[:end] + hostile_entries(path) + data[end:]
-            body = [data]
         log(dict(entry, event="end", status=seen.get("status")))
-        return body
+        return [data]
 
     return handler
 
