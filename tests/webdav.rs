@@ -460,3 +460,60 @@ fn a_file_still_being_written_on_the_server_is_not_taken_early() {
         "taken only once complete"
     );
 }
+
+#[test]
+fn the_shipped_example_runs_against_the_server() {
+    let Some(s) = server() else { return };
+    let d = Deployment::new("dav-example");
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("docs/examples/webdav/jobs/cloud-orders.toml"),
+    )
+    .unwrap();
+    let base = format!("http://127.0.0.1:{}/auth/t-example", s.http);
+    let job = example
+        .replace(
+            "https://cloud.example.test/remote.php/dav/files/webshop",
+            &base,
+        )
+        .replace(
+            "https://cloud.example.test/remote.php/dav/files/warehouse",
+            &base,
+        )
+        .replace("user = \"webshop\"", "user = \"ferry\"")
+        .replace("user = \"warehouse\"", "user = \"ferry\"")
+        .replace("settle = \"30s\"", "settle = \"0s\"");
+    assert!(!job.contains("example.test") && !job.contains("30s"), "{job}");
+    d.job("cloud-orders", &job);
+    std::fs::create_dir_all(s.local("/auth/t-example/outgoing")).unwrap();
+    std::fs::write(
+        s.local("/auth/t-example/outgoing/orders-7.csv"),
+        "order,sku,qty\n7,A-1,2\n7,B-9,1\n",
+    )
+    .unwrap();
+    let o = d
+        .cmd(&["run", "--once"])
+        .env("CLOUD_PASSWORD", PASSWORD)
+        .env("FERRY_DELIVERY_WAIT", "20s")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let year = chrono_year();
+    let xml_name = format!("inbox/{year}/orders-7.xml");
+    assert_eq!(
+        remote_files(s, "/auth/t-example"),
+        [xml_name.clone(), "outgoing/done/orders-7.csv".to_string()],
+        "{err}"
+    );
+    let xml = String::from_utf8(read(&s.local(&format!("/auth/t-example/{xml_name}")))).unwrap();
+    assert!(xml.contains("B-9"), "{xml}");
+    assert!(!err.contains(PASSWORD));
+}
+
+/// This year in local time, as `{date:%Y}` renders it (a run across New Year's midnight
+/// could differ; the test accepts that).
+fn chrono_year() -> String {
+    let o = std::process::Command::new("date").arg("+%Y").output().unwrap();
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
