@@ -483,7 +483,10 @@ fn the_shipped_example_runs_against_the_server() {
         .replace("user = \"webshop\"", "user = \"ferry\"")
         .replace("user = \"warehouse\"", "user = \"ferry\"")
         .replace("settle = \"30s\"", "settle = \"0s\"");
-    assert!(!job.contains("example.test") && !job.contains("30s"), "{job}");
+    assert!(
+        !job.contains("example.test") && !job.contains("30s"),
+        "{job}"
+    );
     d.job("cloud-orders", &job);
     std::fs::create_dir_all(s.local("/auth/t-example/outgoing")).unwrap();
     std::fs::write(
@@ -514,6 +517,9 @@ fn the_shipped_example_runs_against_the_server() {
 /// This year in local time, as `{date:%Y}` renders it (a run across New Year's midnight
 /// could differ; the test accepts that).
 fn chrono_year() -> String {
-    let o = std::process::Command::new("date").arg("+%Y").output().unwrap();
+    let o = std::process::Command::new("date")
+        .arg("+%Y")
+        .output()
+        .unwrap();
     String::from_utf8(o.stdout).unwrap().trim().to_string()
 }

@@ -239,7 +239,7 @@ mod tests {
             "database = \"sqlite://x.db\"\ntable = \"t\"\nfolder = \"out\"\ndelimiter = \";\"\n",
         );
         assert!(e.contains("remove `folder`"), "{e}");
-        assert!(e.contains("unknown key `delimiter`"), "{e}");
+        assert!(e.contains("`delimiter` does not apply here"), "{e}");
         let e = errors("database = \"sqlite://x.db\"\ntable = \"t\"\nkey = [\"a\"]\n");
         assert!(e.contains("upsert"), "{e}");
     }

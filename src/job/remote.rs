@@ -348,7 +348,10 @@ mod tests {
             "{all}"
         );
         let errs = compile("[source]\nfolder = \"in\"\nsuccess = \"delete\"\n").unwrap_err();
-        assert!(errs[0].contains("unknown key `success`"), "{errs:?}");
+        assert!(
+            errs[0].contains("`success` does not apply here: it belongs to another kind of source"),
+            "{errs:?}"
+        );
     }
 
     /// Job file errors about a URL never quote its password.

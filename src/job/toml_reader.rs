@@ -379,6 +379,16 @@ impl<'a, 'i> TableReader<'a, 'i> {
                 continue;
             }
             let name = k.get_ref();
+            if known.contains(&name.as_ref()) {
+                // Known to the table, but not read for this kind (an FTP key beside
+                // `webdav`, say): "did you mean" itself would be absurd.
+                let kind = self.path.split(['[', '.']).next().unwrap_or("table");
+                let message = format!(
+                    "`{name}` does not apply here: it belongs to another kind of {kind} (see the README's tables of keys)"
+                );
+                doc.error(k.span(), &self.key_path(name), message);
+                continue;
+            }
             let mut message = format!("unknown key `{name}`");
             if let Some(close) = known
                 .iter()
