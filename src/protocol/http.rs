@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::job::http::HttpEndpoint;
+use crate::job::http::{HttpAccess, HttpEndpoint};
 
 /// The most of an answer's body that is read (a saved response, a report excerpt).
 pub const MAX_ANSWER: u64 = 16 * 1024 * 1024;
@@ -34,7 +34,7 @@ pub enum Verdict {
 
 /// The agent of an endpoint. TLS is always verified: against `ca_file` when given (a
 /// partner's private CA, trusted instead of the public roots), else Mozilla's roots.
-pub fn agent(ep: &HttpEndpoint) -> Result<ureq::Agent, String> {
+pub fn agent(ep: &HttpAccess) -> Result<ureq::Agent, String> {
     use ureq::tls::{ClientCert, PemItem, RootCerts, TlsConfig};
     let mut tls = TlsConfig::builder();
     if let Some(ca) = &ep.ca_file {
