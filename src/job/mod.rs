@@ -1080,15 +1080,12 @@ fn read_source(
     let mailbox = mailbox?;
     let database = database?;
     let http = http?;
-    let (settle, ready) = if remote.is_some()
-        || mailbox.is_some()
-        || database.is_some()
-        || http.is_some()
-    {
-        (Duration::ZERO, Ready::Settle)
-    } else {
-        (settle, ready)
-    };
+    let (settle, ready) =
+        if remote.is_some() || mailbox.is_some() || database.is_some() || http.is_some() {
+            (Duration::ZERO, Ready::Settle)
+        } else {
+            (settle, ready)
+        };
     Some(Source {
         remote,
         folder: resolve(root, &folder.value),

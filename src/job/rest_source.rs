@@ -79,7 +79,9 @@ pub fn read_rest(
     let url = t.str(doc, "http")?;
     let mut ok = check_rest_url(doc, &url);
     let access = read_access(doc, root, t, &url, "source");
-    let records = t.str(doc, "records").map_or_else(Vec::new, |s| split_path(&s.value));
+    let records = t
+        .str(doc, "records")
+        .map_or_else(Vec::new, |s| split_path(&s.value));
     let paging = read_paging(doc, t);
     let max_pages = match t.uint(doc, "max_pages") {
         Some(0) => {
@@ -122,7 +124,11 @@ pub fn read_rest(
             ok = false;
         }
         (Some(w), true) if split_path(&w.value).is_empty() => {
-            doc.error(w.span.clone(), &w.key, "expected a record field, e.g. \"changed_at\"");
+            doc.error(
+                w.span.clone(),
+                &w.key,
+                "expected a record field, e.g. \"changed_at\"",
+            );
             ok = false;
         }
         _ => {}
@@ -200,7 +206,10 @@ fn read_paging(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> Option<Paging>
             doc.error(
                 p.span.clone(),
                 &p.key,
-                format!("expected a query parameter name such as \"page\", found {:?}", p.value),
+                format!(
+                    "expected a query parameter name such as \"page\", found {:?}",
+                    p.value
+                ),
             );
             None
         }

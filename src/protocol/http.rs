@@ -409,7 +409,10 @@ mod tests {
     #[test]
     fn link_headers_name_the_next_page() {
         let cases = [
-            (r#"<https://h/o?page=2>; rel="next""#, Some("https://h/o?page=2")),
+            (
+                r#"<https://h/o?page=2>; rel="next""#,
+                Some("https://h/o?page=2"),
+            ),
             (
                 r#"<https://h/o?page=1>; rel="prev", </o?page=3>; rel="next", <https://h/o?page=9>; rel="last""#,
                 Some("/o?page=3"),

@@ -901,7 +901,7 @@ impl Runner {
         if waiting != self.last_status.0 || self.last_status.1.elapsed() > Duration::from_secs(30) {
             let _ = self.shared.journal.job_status(
                 &self.job.name,
-                &self.job.source.folder.to_string_lossy(),
+                &crate::sources::database::status_source(&self.job),
                 waiting as u64,
             );
             self.last_status = (waiting, Instant::now());
@@ -967,7 +967,7 @@ impl Runner {
             .fetch_add(waiting, Ordering::SeqCst);
         let _ = self.shared.journal.job_status(
             &self.job.name,
-            &self.job.source.folder.to_string_lossy(),
+            &crate::sources::database::status_source(&self.job),
             waiting as u64,
         );
     }

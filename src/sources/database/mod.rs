@@ -634,7 +634,11 @@ pub async fn run(job: &Arc<Job>, journal: &Arc<Journal>) -> Result<Ran, String> 
     };
     if fetched.rows == 0 && src.skip_empty() {
         let _ = std::fs::remove_file(&part);
-        tracing::info!(watermark = before.as_deref().unwrap_or("-"), "{}", src.words().empty);
+        tracing::info!(
+            watermark = before.as_deref().unwrap_or("-"),
+            "{}",
+            src.words().empty
+        );
         return Ok(Ran::Empty);
     }
     let after = match (&before, &fetched.max) {
@@ -752,6 +756,38 @@ fn stage(
     Ok(staged)
 }
 
+/// The error of each polled job whose last run failed (a run that works clears it): the
+/// runner's `ferry status` line shows it instead of the staging folder until then.
+static FAILING: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn set_failing(job: &Job, error: Option<&str>) {
+    let mut f = FAILING.lock().unwrap_or_else(|e| e.into_inner());
+    match error {
+        Some(e) => f.insert(job.name.clone(), e.to_string()),
+        None => f.remove(&job.name),
+    };
+}
+
+/// The source column of the job's `ferry status` line: the staging folder, or for a
+/// polled source whose last run failed, its URL and the error.
+pub fn status_source(job: &Job) -> String {
+    let failing = FAILING.lock().unwrap_or_else(|e| e.into_inner());
+    match (Polled::of(job), failing.get(&job.name)) {
+        (Some(src), Some(e)) => format!("{} (error: {e})", src.display()),
+        _ => job.source.folder.to_string_lossy().into_owned(),
+    }
+}
+
+/// What `ferry status` shows as the job's source, given what the runner last wrote: the
+/// polled source's error while its last run failed, else the (staging) folder.
+pub fn shown_source(job: &Job, written: Option<String>) -> String {
+    match (Polled::of(job), written) {
+        (Some(src), Some(w)) if w.starts_with(&format!("{} (error: ", src.display())) => w,
+        _ => job.source.folder.display().to_string(),
+    }
+}
+
 /// A run with its outcome logged; `last_error` keeps a failing source from logging the
 /// same ERROR at every run. Returns whether the run worked.
 async fn run_logged(
@@ -761,6 +797,7 @@ async fn run_logged(
 ) -> bool {
     match run(job, journal).await {
         Ok(_) => {
+            set_failing(job, None);
             if last_error.take().is_some() {
                 tracing::info!(source = %polled(job).display(), "{}", polled(job).words().back);
             }
@@ -768,9 +805,11 @@ async fn run_logged(
         }
         Err(e) => {
             let src = polled(job);
+            set_failing(job, Some(&e));
             if last_error.as_deref() != Some(e.as_str()) {
                 tracing::error!(source = %src.display(), error = %e, "{}", src.words().failed);
-                let _ = journal.job_status(&job.name, &format!("{} (error: {e})", src.display()), 0);
+                let _ =
+                    journal.job_status(&job.name, &format!("{} (error: {e})", src.display()), 0);
             }
             *last_error = Some(e);
             false
