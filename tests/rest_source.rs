@@ -359,3 +359,42 @@ fn check_names_file_line_col_and_key() {
     assert!(text.contains("nowm.toml:3:"), "{text}");
     assert!(text.contains("must carry `{watermark}`"), "{text}");
 }
+
+#[test]
+fn the_example_job_checks_and_runs_against_a_service_of_its_shape() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs/examples/rest/jobs/rest-orders.toml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    let d = Deployment::new("rest-example");
+    d.job("rest-orders", &text);
+    let o = d.run(&["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", all_output(&o));
+    let Some(s) = rest_server::server() else {
+        return;
+    };
+    let tag = "rest-example";
+    s.set_orders(tag, &FIRST[..3]);
+    d.job(
+        "rest-orders",
+        &text.replace("https://erp.example.test/api/orders", &s.url(tag, "next")),
+    );
+    let o = d
+        .cmd(&["run", "--once"])
+        .env("ERP_API_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", all_output(&o));
+    let files = d.files("var/out/warehouse-orders");
+    assert_eq!(files.len(), 1, "{files:?}");
+    let csv =
+        std::fs::read_to_string(d.path(&format!("var/out/warehouse-orders/{}", files[0]))).unwrap();
+    assert_eq!(
+        csv,
+        "order,customer,total,changed\n\
+         1,Kunde 1,1.50,2026-12-01T10:00:01Z\n\
+         2,Kunde 2,2.50,2026-12-01T10:00:02Z\n\
+         3,Kunde 3,3.50,2026-12-01T10:00:03Z\n"
+    );
+    assert_eq!(s.first_pages_since(tag), ["2026-01-01T00:00:00Z"]);
+    assert_token_nowhere(&d, &[&o], &[]);
+}
