@@ -349,9 +349,16 @@ fn check_names_file_line_col_and_key() {
         "nowm",
         "[source]\nhttp = \"https://erp.example/orders\"\nwatermark = \"changed_at\"\n",
     );
+    d.job(
+        "literal",
+        "[source]\nhttp = \"https://erp.example/orders\"\n[source.headers]\nAuthorization = \"Bearer abc-literal-77\"\n",
+    );
     let o = d.run(&["check"]);
     let text = all_output(&o);
     assert_ne!(o.status.code(), Some(0), "{text}");
+    assert!(text.contains("literal.toml:2:"), "{text}");
+    assert!(text.contains("a literal password in the source"), "{text}");
+    assert!(!text.contains("abc-literal-77"), "{text}");
     assert!(text.contains("orders.toml:4:1"), "{text}");
     assert!(text.contains("unknown key `pagesize`"), "{text}");
     assert!(text.contains("orders.toml:5:"), "{text}");
