@@ -405,3 +405,53 @@ fn the_example_job_checks_and_runs_against_a_service_of_its_shape() {
     assert_eq!(s.first_pages_since(tag), ["2026-01-01T00:00:00Z"]);
     assert_token_nowhere(&d, &[&o], &[]);
 }
+
+#[test]
+fn records_staged_before_a_kill_are_delivered_after_the_restart_and_not_asked_for_again() {
+    let Some(s) = rest_server::server() else {
+        return;
+    };
+    let tag = "rest-kill";
+    let d = Deployment::new(tag);
+    s.set_orders(tag, &FIRST[..2]);
+    // The job takes files 08:00-18:00 only; the service is asked every 200 ms regardless,
+    // so at 20:00 the records are staged and wait.
+    d.job(
+        "orders",
+        &job(
+            &s.url(tag, "link"),
+            "next = \"link\"",
+            "poll = \"200ms\"\nactive = \"08:00-18:00\"\ntimezone = \"UTC\"",
+            "",
+        ),
+    );
+    set_clock(&d, "2026-01-05T20:00:00Z");
+    let mut daemon = start_clocked(&d, &[("REST_TOKEN", TOKEN)]);
+    d.wait_log("REST records staged.", 1);
+    // Later polls ask nothing while the staged records wait.
+    d.wait_log("still being processed; no request", 2);
+    assert_eq!(daemon.stop_with(libc::SIGKILL), None);
+    assert!(d.files("out").is_empty());
+    assert_eq!(s.requests(tag).len(), 1);
+
+    s.set_orders(tag, &FIRST[..3]);
+    set_clock(&d, "2026-01-06T09:00:00Z");
+    let mut daemon = start_clocked(&d, &[("REST_TOKEN", TOKEN)]);
+    wait_for("every record delivered", WAIT, || {
+        delivered(&d).concat().len() >= 3
+    });
+    // One more poll after the last record came: nothing more.
+    let n = d.logs().matches("no records; nothing to do").count();
+    d.wait_log("no records; nothing to do", n + 1);
+    daemon.stop();
+    let mut files = delivered(&d);
+    files.sort();
+    assert_eq!(
+        files,
+        [vec![1, 2], vec![3]],
+        "the staged run, then the new record"
+    );
+    let since = s.first_pages_since(tag);
+    assert_eq!(since[..2], ["", "2026-12-01T10:00:02Z"], "{since:?}");
+    assert_token_nowhere(&d, &[], &[]);
+}
