@@ -41,14 +41,25 @@ def log(entry):
             f.write(json.dumps(entry) + "\n")
 
 
+CACHE = {}
+
+
 def orders_of(tag, since):
+    """The orders of TAG above SINCE, sorted; the file is read again when it changes."""
+    path = os.path.join(DIR, "orders", tag + ".json")
     try:
-        with open(os.path.join(DIR, "orders", tag + ".json")) as f:
-            orders = json.load(f)
+        stamp = os.stat(path).st_mtime_ns
     except FileNotFoundError:
-        orders = []
-    chosen = [o for o in orders if not since or o["changed_at"] > since]
-    return sorted(chosen, key=lambda o: (o["changed_at"], o["id"]))
+        return []
+    with LOCK:
+        cached = CACHE.get(tag)
+    if cached is None or cached[0] != stamp:
+        with open(path) as f:
+            orders = sorted(json.load(f), key=lambda o: (o["changed_at"], o["id"]))
+        cached = (stamp, orders)
+        with LOCK:
+            CACHE[tag] = cached
+    return [o for o in cached[1] if not since or o["changed_at"] > since]
 
 
 class Rest(BaseHTTPRequestHandler):
