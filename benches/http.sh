@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # HTTP outputs (issue 17): N record POSTs to a local REST endpoint (tests/http_server/
 # server.py on Python's http.server, the test suite's server), by ferry (`body = "record"`,
-# one file of N CSV records, journaled) next to a `curl` loop and `xargs -P4 curl` over
-# the same JSON bodies. Usage: bash benches/http.sh [N] [CURL_N]   (defaults 10000 2000)
-# FERRY_BIN picks the binary (default target/release/ferry); the venv is scripts/test.sh's.
+# one file of N CSV records, journaled) next to a sequential `curl` loop and
+# `xargs -P4 curl` over the same N JSON bodies, in the same run against the same server.
+# Usage: bash benches/http.sh [N] [CURL_N]   (defaults 10000 and N: every request timed)
+# FERRY_BIN picks the binary (default target/release/ferry, `cargo build --release`); the
+# venv is scripts/test.sh's. Each line counts the requests the server logged as received.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000}
-CURL_N=${2:-2000}
+CURL_N=${2:-$N}
 BIN=${FERRY_BIN:-$PWD/target/release/ferry}
 PY=${FERRY_HTTP_PYTHON:-/opt/ferry-http-venv/bin/python}
 W=$(mktemp -d)
@@ -44,6 +46,7 @@ body = "record"
 TOML
 cp "$W/recs.csv" "$W/dep/in/"
 rate() { python3 -c "print(f'{$1/$2:.0f} requests/s ({$1} in {$2:.2f} s)')"; }
+echo "$(date -u +%FT%TZ)  $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)  N=$N CURL_N=$CURL_N  $BIN"
 t0=$(date +%s.%N)
 (cd "$W/dep" && "$BIN" run --once 2>/dev/null)
 t1=$(date +%s.%N)

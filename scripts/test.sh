@@ -64,7 +64,8 @@ bash scripts/db-servers.sh install
 
 # HTTP output tests (tests/http_output.rs) run a REST endpoint on Python's http.server and
 # a SOAP service built with spyne (from PyPI, with lxml); the WebDAV tests (tests/webdav.rs)
-# run wsgidav under cheroot (PyPI, pinned). All in a venv made here.
+# run wsgidav under cheroot (PyPI, pinned). All in a venv made here. The REST source tests
+# (tests/rest_source.rs) run their service on the same Python (standard library only).
 HTTP_VENV=/opt/ferry-http-venv
 if ! "$HTTP_VENV/bin/python" -c "import spyne, lxml, wsgidav, cheroot" >/dev/null 2>&1; then
   echo "test.sh: installing spyne, lxml, wsgidav and cheroot into $HTTP_VENV" >&2

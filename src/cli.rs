@@ -798,7 +798,9 @@ pub fn status(jobs_dir: &Path, state_dir: &Path, json: bool) -> i32 {
         crate::runtime::remote::status(conn.as_ref(), &loaded.jobs.values().collect::<Vec<_>>());
     for (name, job) in &loaded.jobs {
         match rows.iter_mut().find(|r| &r.job == name) {
-            Some(r) => r.source = Some(job.source.folder.display().to_string()),
+            Some(r) => {
+                r.source = Some(crate::sources::database::shown_source(job, r.source.take()))
+            }
             None => rows.push(journal::JobStatusRow {
                 job: name.clone(),
                 source: Some(job.source.folder.display().to_string()),

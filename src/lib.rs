@@ -9,7 +9,8 @@
 //! - [`sources`]: where files arrive: [`sources::folder`] lists local folders and shares and
 //!   turns file-system events into hints; FTP and mailboxes are fetched into a local staging
 //!   folder ([`sources::staging`], [`sources::mailbox`]); a database query's rows are staged
-//!   as one CSV file per run ([`sources::database`]).
+//!   as one CSV file per run ([`sources::database`]), a REST service's records as one
+//!   JSON-lines file per run by the same lifecycle ([`sources::rest`]).
 //! - [`readiness`]: "is this file completely written?" as a state machine.
 //! - [`formats`]: file contents as records: readers (CSV, ...), writers (JSON, ...), and
 //!   streaming text decoding.

@@ -160,6 +160,21 @@ pub struct HttpEndpoint {
     /// The `Content-Type`; `None`: from the body (JSON, the template's kind, the file's
     /// extension).
     pub content_type: Option<String>,
+    /// Headers, basic authentication, TLS and timeout.
+    pub access: HttpAccess,
+    /// The header carrying the idempotency key; `None` with `idempotency_header = ""`.
+    pub idempotency_header: Option<String>,
+    /// Where each answer is saved (`var/out/responses/{stem}.json`), an absolute template.
+    pub response: Option<Template>,
+    pub on_error: OnRefused,
+    /// SOAP 1.1: the `SOAPAction` header; faults in answers are errors with their string.
+    pub soap_action: Option<String>,
+}
+
+/// What every request to an endpoint carries and how it connects, for HTTP outputs and
+/// REST sources alike: headers (with secrets), basic authentication, TLS, timeout.
+#[derive(Debug, Clone)]
+pub struct HttpAccess {
     pub headers: Vec<(String, HeaderValue)>,
     /// Basic authentication.
     pub user: Option<String>,
@@ -169,13 +184,6 @@ pub struct HttpEndpoint {
     /// A client certificate (PEM, with its chain) and its key, for partners that ask for one.
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
-    /// The header carrying the idempotency key; `None` with `idempotency_header = ""`.
-    pub idempotency_header: Option<String>,
-    /// Where each answer is saved (`var/out/responses/{stem}.json`), an absolute template.
-    pub response: Option<Template>,
-    pub on_error: OnRefused,
-    /// SOAP 1.1: the `SOAPAction` header; faults in answers are errors with their string.
-    pub soap_action: Option<String>,
     /// The longest one request may take, connecting included.
     pub timeout: Duration,
 }
@@ -194,6 +202,19 @@ impl HttpEndpoint {
     /// A literal credential in the job file (a password, or a header such as
     /// `Authorization` written out).
     pub fn literal_password(&self) -> bool {
+        self.access.literal_password()
+    }
+
+    /// Every secret of the endpoint, for the redactor.
+    pub fn secrets(&self) -> Vec<Secret> {
+        self.access.secrets()
+    }
+}
+
+impl HttpAccess {
+    /// A literal credential in the job file (a password, or a header such as
+    /// `Authorization` written out).
+    pub fn literal_password(&self) -> bool {
         self.password.as_ref().is_some_and(Secret::is_literal)
             || self.headers.iter().any(|(_, v)| v.literal_secret)
     }
@@ -205,6 +226,31 @@ impl HttpEndpoint {
             out.extend(v.secrets());
         }
         out
+    }
+
+    /// `base` (the request's own headers) with basic authentication and the configured
+    /// headers, secrets resolved now; a configured header replaces a base one of its name.
+    /// `Err`: a secret that cannot be read (it may be set later).
+    pub fn request_headers(
+        &self,
+        mut out: Vec<(String, String)>,
+    ) -> Result<Vec<(String, String)>, String> {
+        if let Some(user) = &self.user {
+            let pw = match &self.password {
+                Some(p) => p.resolve()?,
+                None => String::new(),
+            };
+            use base64::Engine;
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
+            crate::redact::learn(&token);
+            out.push(("Authorization".into(), format!("Basic {token}")));
+        }
+        for (name, v) in &self.headers {
+            let value = v.resolve().map_err(|e| format!("header {name}: {e}"))?;
+            out.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+            out.push((name.clone(), value));
+        }
+        Ok(out)
     }
 }
 
@@ -255,48 +301,6 @@ pub fn read_http(
         ok = false;
     }
     let content_type = t.str(doc, "content_type").map(|s| s.value);
-    let mut headers = Vec::new();
-    for (name, v) in t.str_map(doc, "headers").unwrap_or_default() {
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
-            doc.error(
-                v.span.clone(),
-                &v.key,
-                format!("{name:?} is not a header name"),
-            );
-            ok = false;
-            continue;
-        }
-        match HeaderValue::parse(&name, &v.value) {
-            Ok(h) => headers.push((name, h)),
-            Err(e) => {
-                doc.error(v.span.clone(), &v.key, e);
-                ok = false;
-            }
-        }
-    }
-    let user = t.str(doc, "user").map(|s| s.value);
-    let password = match t.str(doc, "password") {
-        None => None,
-        Some(p) => match Secret::parse(&p.value) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                doc.error(p.span.clone(), &p.key, e);
-                ok = false;
-                None
-            }
-        },
-    };
-    if user.is_none()
-        && password.is_some()
-        && let Some(p) = t.str(doc, "password")
-    {
-        doc.error(
-            p.span.clone(),
-            &p.key,
-            "`password` is basic authentication's: it needs `user` (a token goes in `[output.headers]`)",
-        );
-        ok = false;
-    }
     // FTP's keys, which an output table otherwise knows: say why they do not apply.
     for (key, why) in [
         (
@@ -317,32 +321,7 @@ pub fn read_http(
             ok = false;
         }
     }
-    let path_of = |s: Option<Str>| s.map(|s| root.join(&s.value));
-    let ca_file = path_of(t.str(doc, "ca_file"));
-    let client_cert = path_of(t.str(doc, "client_cert"));
-    let client_key = path_of(t.str(doc, "client_key"));
-    if client_cert.is_some() != client_key.is_some() {
-        doc.error(
-            t.span.clone(),
-            &format!("{}.client_cert", t.path),
-            "a client certificate needs both `client_cert` and `client_key` (PEM files)",
-        );
-        ok = false;
-    }
-    let is_https = url.value.to_ascii_lowercase().starts_with("https://");
-    for (key, given) in [
-        ("ca_file", ca_file.is_some()),
-        ("client_cert", client_cert.is_some()),
-    ] {
-        if given && !is_https && url_ok.is_ok() {
-            doc.error(
-                t.span_of(key),
-                &format!("{}.{key}", t.path),
-                format!("`{key}` only matters for `https://` URLs"),
-            );
-            ok = false;
-        }
-    }
+    let access = read_access(doc, root, t, url, "output");
     let idempotency_header = match t.str(doc, "idempotency_header") {
         None => Some(DEFAULT_IDEMPOTENCY_HEADER.to_string()),
         Some(s) if s.value.is_empty() => None,
@@ -386,6 +365,105 @@ pub fn read_http(
         OnRefused::Fail,
     );
     let soap_action = t.str(doc, "soap_action").map(|s| s.value);
+    let body = body?;
+    if ok {
+        Some(HttpEndpoint {
+            url: url.value.clone(),
+            method: method?,
+            body,
+            template: template.map(|s| s.value),
+            content_type,
+            access: access?,
+            idempotency_header,
+            response,
+            on_error: on_error?,
+            soap_action,
+        })
+    } else {
+        None
+    }
+}
+
+/// Reads the keys every HTTP endpoint has (`headers`, `user`, `password`, `ca_file`,
+/// `client_cert`, `client_key`, `timeout`), for an HTTP output or a REST source (`section`:
+/// "output" or "source", for the hints).
+pub fn read_access(
+    doc: &mut Doc<'_>,
+    root: &Path,
+    t: &mut TableReader<'_, '_>,
+    url: &Str,
+    section: &str,
+) -> Option<HttpAccess> {
+    let mut ok = true;
+    let url_ok = check_url(&url.value);
+    let mut headers = Vec::new();
+    for (name, v) in t.str_map(doc, "headers").unwrap_or_default() {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+            doc.error(
+                v.span.clone(),
+                &v.key,
+                format!("{name:?} is not a header name"),
+            );
+            ok = false;
+            continue;
+        }
+        match HeaderValue::parse(&name, &v.value) {
+            Ok(h) => headers.push((name, h)),
+            Err(e) => {
+                doc.error(v.span.clone(), &v.key, e);
+                ok = false;
+            }
+        }
+    }
+    let user = t.str(doc, "user").map(|s| s.value);
+    let password = match t.str(doc, "password") {
+        None => None,
+        Some(p) => match Secret::parse(&p.value) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                doc.error(p.span.clone(), &p.key, e);
+                ok = false;
+                None
+            }
+        },
+    };
+    if user.is_none()
+        && password.is_some()
+        && let Some(p) = t.str(doc, "password")
+    {
+        doc.error(
+            p.span.clone(),
+            &p.key,
+            format!("`password` is basic authentication's: it needs `user` (a token goes in `[{section}.headers]`)"),
+        );
+        ok = false;
+    }
+    let path_of = |s: Option<Str>| s.map(|s| root.join(&s.value));
+    let ca_file = path_of(t.str(doc, "ca_file"));
+    let client_cert = path_of(t.str(doc, "client_cert"));
+    let client_key = path_of(t.str(doc, "client_key"));
+    if client_cert.is_some() != client_key.is_some() {
+        doc.error(
+            t.span.clone(),
+            &format!("{}.client_cert", t.path),
+            "a client certificate needs both `client_cert` and `client_key` (PEM files)",
+        );
+        ok = false;
+    }
+    let is_https = url.value.to_ascii_lowercase().starts_with("https://");
+    for (key, given) in [
+        ("ca_file", ca_file.is_some()),
+        ("client_cert", client_cert.is_some()),
+    ] {
+        if given && !is_https && url_ok.is_ok() {
+            doc.error(
+                t.span_of(key),
+                &format!("{}.{key}", t.path),
+                format!("`{key}` only matters for `https://` URLs"),
+            );
+            ok = false;
+        }
+    }
     let timeout = match t.str(doc, "timeout") {
         None => Some(DEFAULT_TIMEOUT),
         Some(s) => match parse_duration(&s.value) {
@@ -400,29 +478,18 @@ pub fn read_http(
             }
         },
     };
-    let body = body?;
-    if ok {
-        Some(HttpEndpoint {
-            url: url.value.clone(),
-            method: method?,
-            body,
-            template: template.map(|s| s.value),
-            content_type,
-            headers,
-            user,
-            password,
-            ca_file,
-            client_cert,
-            client_key,
-            idempotency_header,
-            response,
-            on_error: on_error?,
-            soap_action,
-            timeout: timeout?,
-        })
-    } else {
-        None
+    if !ok {
+        return None;
     }
+    Some(HttpAccess {
+        headers,
+        user,
+        password,
+        ca_file,
+        client_cert,
+        client_key,
+        timeout: timeout?,
+    })
 }
 
 /// The outbox format of an HTTP output: with `body = "record"` the outbox holds the records
@@ -466,7 +533,7 @@ pub fn outbox_data(
 
 /// An `http://` or `https://` URL with a host and no user information (credentials go in
 /// `user`/`password` or `[output.headers]`, never in a URL that is logged).
-fn check_url(url: &str) -> Result<(), String> {
+pub fn check_url(url: &str) -> Result<(), String> {
     let lower = url.to_ascii_lowercase();
     let rest = lower
         .strip_prefix("https://")

@@ -176,6 +176,24 @@ pub static KEYS: &[Key] = &[
     k("source", "mailbox", "max_message_size", Uint, "52428800", "Bytes; a bigger message is not fetched."),
     k("source", "mailbox", "poll", Duration, "\"1m\"", "How often the mailbox is read; IDLE wakes ferry sooner."),
     k("source", "mailbox", "staging", Str, "\"var/staging/{job}\"", "The local folder attachments are staged in."),
+    // [source] http (issue 17, REST source; src/job/rest_source.rs, docs/rest-source.md)
+    k("source", "http", "http", Str, "none", "Take the records of a REST service: \"https://host/orders?changed_since={watermark}\" ({watermark} is replaced, URL-encoded, at each run)."),
+    k("source", "http", "records", Str, "the whole answer", "The path to the array of records in the JSON answer (\"data.items\"); without it the answer is the array."),
+    k("source", "http", "next", Str, "none", "Paging by link: the path of the next page's URL in the answer (\"links.next\"), or \"link\" for the Link: rel=\"next\" header."),
+    k("source", "http", "page_param", Str, "none", "Paging by number: the query parameter of the page number; paging stops at a page without records."),
+    k("source", "http", "page_start", Uint, "1", "With `page_param`: the first page's number."),
+    k("source", "http", "max_pages", Uint, "1000", "The most pages one run reads; a service that offers more fails the run (the watermark stays)."),
+    k("source", "http", "watermark", Str, "none", "The record field whose highest value is kept in the journal and put into the URL's {watermark} next run."),
+    k("source", "http", "since", Str, "\"\"", "The watermark before the first run."),
+    k("source", "http", "headers", StrMap, "none", "Request headers; values may hold \"${env:NAME}\" or \"${file:/path}\". Never logged."),
+    k("source", "http", "user", Str, "none", "The user of basic authentication."),
+    k("source", "http", "password", Str, "none", "With `user`: \"${env:NAME}\" or \"${file:/path}\". Never logged."),
+    k("source", "http", "ca_file", Str, "none", "With `https://`: a PEM CA certificate trusted instead of the public roots."),
+    k("source", "http", "client_cert", Str, "none", "With `https://`: a PEM client certificate (with its chain), for services that require one."),
+    k("source", "http", "client_key", Str, "none", "With `client_cert`: its PEM private key."),
+    k("source", "http", "timeout", Duration, "\"60s\"", "The longest one request may take."),
+    k("source", "http", "poll", Duration, "\"1m\"", "How often the service is asked on a job without `schedule` or `every`."),
+    k("source", "http", "staging", Str, "\"var/staging/{job}\"", "The local folder each run's records are staged in (JSON lines) before the job processes them."),
     // [source] database (issue 16, source half; docs/databases-source.md)
     k("source", "database", "database", Str, "none", "Take the rows of a query: \"postgres://USER@host:5432/DB\", \"mysql://...\", \"mariadb://...\" or \"sqlite://PATH\"; a password as ${env:NAME} or ${file:PATH} in the URL."),
     k("source", "database", "query", Str, "required", "The SELECT each run executes; `:since` is bound to the watermark (never pasted into the text)."),
@@ -524,6 +542,32 @@ pub(crate) mod tests {
     /// Job files that between them take every kind of every table: each reader asks for
     /// every key its kind may have, set or not.
     const JOBS: &[&str] = &[
+        r#"
+[source]
+http = "https://h/orders?since={watermark}"
+records = "data.items"
+next = "links.next"
+max_pages = 5
+watermark = "changed"
+since = "2026-01-01"
+headers = { Authorization = "Bearer ${env:X}" }
+user = "u"
+password = "${env:Y}"
+ca_file = "ca.pem"
+client_cert = "c.pem"
+client_key = "k.pem"
+timeout = "5s"
+poll = "10s"
+staging = "st"
+[input]
+format = "jsonl"
+"#,
+        r#"
+[source]
+http = "http://h/orders"
+page_param = "page"
+page_start = 0
+"#,
         r#"
 [source]
 folder = "in"
@@ -998,6 +1042,7 @@ staging = "var/s"
             ("source", "mailbox") => {
                 format!("[source]\nmailbox = \"imaps://u@127.0.0.1/INBOX\"\npassword = \"x\"\n{kv}")
             }
+            ("source", "http") => format!("[source]\nhttp = \"http://127.0.0.1:1/x\"\n{kv}"),
             ("source", "database") => {
                 format!("[source]\ndatabase = \"sqlite://x.db\"\nquery = \"SELECT 1\"\n{kv}")
             }

@@ -17,6 +17,7 @@ pub mod mail;
 pub mod pdf;
 pub mod plumbing;
 pub mod remote;
+pub mod rest_source;
 pub mod retry;
 pub mod review;
 pub mod secrets;
@@ -115,12 +116,22 @@ pub struct Source {
     /// A database query whose rows this job takes (`database = ...`, issue 16); `folder` is
     /// then its local staging folder.
     pub database: Option<database_source::DatabaseSource>,
+    /// A REST endpoint whose records this job takes (`http = ...`, issue 17); `folder` is
+    /// then its local staging folder.
+    pub http: Option<rest_source::RestSource>,
     /// Take only PDFs whose text passes this rule (`contains`, `matches`).
     pub content: Option<pdf::ContentRule>,
     /// `[source.set]`: files taken together as one document set.
     pub set: Option<set::SetSpec>,
     /// `schedule` or `every`, `timezone`, `active`: when the job takes files.
     pub timing: crate::schedule::Timing,
+}
+
+impl Source {
+    /// A database or REST source: each run stages one file (`sources::database`).
+    pub fn polled(&self) -> bool {
+        self.database.is_some() || self.http.is_some()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -744,15 +755,22 @@ fn read_source(
 ) -> Option<Source> {
     let is_mailbox = t.has("mailbox");
     let is_database = t.has("database");
+    let is_http = t.has("http");
     let has_include = t.has("include");
     let move_to_span = t.span_of("move_to");
     let ftp = t.str(doc, "ftp");
-    let webdav = webdav::url_key(doc, &mut t, !is_mailbox && !is_database, [ftp.as_ref()]);
+    let webdav = webdav::url_key(
+        doc,
+        &mut t,
+        !is_mailbox && !is_database && !is_http,
+        [ftp.as_ref()],
+    );
     let mut folder = t.str(doc, "folder");
     let mut remote_parts = None;
-    if is_database {
-        // A database source stages each run's rows, like a mailbox its attachments.
-        folder = database_staging(doc, &mut t, folder.as_ref(), ftp.as_ref(), job_name);
+    if is_database || is_http {
+        // A database or REST source stages each run's rows, like a mailbox its attachments.
+        let kind = if is_database { "database" } else { "http" };
+        folder = polled_staging(doc, &mut t, folder.as_ref(), ftp.as_ref(), (job_name, kind));
     } else if is_mailbox {
         if let Some(f) = &folder {
             doc.error(
@@ -889,6 +907,17 @@ fn read_source(
     } else {
         Some(None)
     };
+    let http = if is_http && !is_database {
+        // As a query: every minute unless the job says otherwise.
+        let p = if t.has("poll") {
+            poll.unwrap_or(Duration::from_secs(60))
+        } else {
+            Duration::from_secs(60)
+        };
+        rest_source::read_rest(doc, root, &mut t, p).map(Some)
+    } else {
+        Some(None)
+    };
     let content = pdf::read_content_rule(doc, &mut t);
     let timing = timing::read(doc, &mut t);
     let set = match t.table(doc, "set") {
@@ -987,6 +1016,7 @@ fn read_source(
     let kind = match (is_mailbox, is_database) {
         (true, _) => "mailbox",
         (_, true) => "database",
+        _ if is_http => "http",
         _ if webdav.is_some() => "webdav",
         _ => "",
     };
@@ -1049,11 +1079,13 @@ fn read_source(
     // A staging folder is read at once: files only ever appear there by rename.
     let mailbox = mailbox?;
     let database = database?;
-    let (settle, ready) = if remote.is_some() || mailbox.is_some() || database.is_some() {
-        (Duration::ZERO, Ready::Settle)
-    } else {
-        (settle, ready)
-    };
+    let http = http?;
+    let (settle, ready) =
+        if remote.is_some() || mailbox.is_some() || database.is_some() || http.is_some() {
+            (Duration::ZERO, Ready::Settle)
+        } else {
+            (settle, ready)
+        };
     Some(Source {
         remote,
         folder: resolve(root, &folder.value),
@@ -1079,41 +1111,50 @@ fn read_source(
         recursive,
         mailbox,
         database,
+        http,
         content: content?,
         set: set?,
         timing: timing?,
     })
 }
 
-/// The staging folder of a database source (`staging`, default `var/staging/{job}`);
-/// `folder` and `ftp` are refused beside `database`.
-fn database_staging(
+/// The staging folder of a database or REST source (`staging`, default
+/// `var/staging/{job}`); `folder`, `ftp`, `mailbox` (and a second such source) are refused
+/// beside it. `kind` is the source's key: "database" or "http".
+fn polled_staging(
     doc: &mut Doc<'_>,
     t: &mut TableReader<'_, '_>,
     folder: Option<&Str>,
     ftp: Option<&Str>,
-    job_name: &str,
+    (job_name, kind): (&str, &str),
 ) -> Option<Str> {
+    let (what, noun) = if kind == "http" {
+        ("REST", "records")
+    } else {
+        ("database", "rows")
+    };
     if let Some(f) = folder {
         doc.error(
             f.span.clone(),
             &f.key,
-            "a database source stages each run's rows locally in `staging` (default \"var/staging/{job}\"); remove `folder`",
+            format!("a {what} source stages each run's {noun} locally in `staging` (default \"var/staging/{{job}}\"); remove `folder`"),
         );
     }
     if let Some(f) = ftp {
         doc.error(
             f.span.clone(),
             &f.key,
-            "a source has either `database` or `ftp`, not both",
+            format!("a source has either `{kind}` or `ftp`, not both"),
         );
     }
-    if t.has("mailbox") {
-        doc.error(
-            t.span_of("mailbox"),
-            "source.mailbox",
-            "a source has either `database` or `mailbox`, not both",
-        );
+    for other in ["mailbox", "database", "http"] {
+        if other != kind && t.has(other) {
+            doc.error(
+                t.span_of(other),
+                &format!("source.{other}"),
+                format!("a source has either `{kind}` or `{other}`, not both"),
+            );
+        }
     }
     Some(t.str(doc, "staging").unwrap_or_else(|| Str {
         value: format!("var/staging/{job_name}"),

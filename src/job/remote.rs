@@ -241,7 +241,16 @@ pub fn check_warnings(job: &Job) -> Vec<Diag> {
         job.source.remote.as_ref().map(|r| &r.endpoint),
         Some(Endpoint::Ftp(_))
     ));
-    let mut nth_http = 0;
+    let mut nth_http = usize::from(job.source.http.is_some());
+    if let Some(h) = &job.source.http
+        && h.access.literal_password()
+    {
+        warn(
+            "source.password".into(),
+            line_of("http", 0),
+            "in the source (a password or a credential header)",
+        );
+    }
     let mut nth_webdav = usize::from(matches!(
         job.source.remote.as_ref().map(|r| &r.endpoint),
         Some(Endpoint::Webdav(_))

@@ -58,6 +58,14 @@ pub fn learn_job(job: &Job) {
             crate::redact::learn(&v);
         }
     }
+    // A REST source's password and credential headers (src/job/rest_source.rs).
+    if let Some(h) = &job.source.http {
+        for s in h.access.secrets() {
+            if let Ok(v) = s.resolve() {
+                crate::redact::learn(&v);
+            }
+        }
+    }
     // HTTP outputs' passwords and credential headers (src/job/http.rs).
     for o in &job.outputs {
         if let Some(d) = &o.deliver

@@ -178,7 +178,8 @@ fn create_v5_reviews(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
 /// Version 6 (issue 16, database sources; part "dbsrc"): one row per query run that staged
 /// rows (`sources::database`): its staged file, the query, the watermark before and after,
 /// the row count, and its state (`fetched` -> `staged` -> `done` or `failed`). The job's
-/// watermark is the `wm_after` of its newest `done` row.
+/// watermark is the `wm_after` of its newest `done` row. REST sources (issue 17) keep
+/// their runs here too: `query` is the URL as written, `wm_column` the watermark field.
 fn create_v6_db_source_runs(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS db_source_runs (

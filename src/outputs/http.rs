@@ -144,7 +144,7 @@ impl HttpDeliverer {
 
     fn agent(&mut self) -> RResult<ureq::Agent> {
         if self.agent.is_none() {
-            self.agent = Some(client::agent(&self.ep).map_err(RemoteError::Transient)?);
+            self.agent = Some(client::agent(&self.ep.access).map_err(RemoteError::Transient)?);
         }
         Ok(self.agent.clone().expect("made above"))
     }
@@ -163,24 +163,10 @@ impl HttpDeliverer {
         if let Some(action) = &self.ep.soap_action {
             out.push(("SOAPAction".into(), format!("\"{action}\"")));
         }
-        if let Some(user) = &self.ep.user {
-            let pw = match &self.ep.password {
-                Some(p) => p.resolve().map_err(RemoteError::Transient)?,
-                None => String::new(),
-            };
-            use base64::Engine;
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
-            crate::redact::learn(&token);
-            out.push(("Authorization".into(), format!("Basic {token}")));
-        }
-        for (name, v) in &self.ep.headers {
-            let value = v
-                .resolve()
-                .map_err(|e| RemoteError::Transient(format!("header {name}: {e}")))?;
-            out.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
-            out.push((name.clone(), value));
-        }
-        Ok(out)
+        self.ep
+            .access
+            .request_headers(out)
+            .map_err(RemoteError::Transient)
     }
 
     /// The outcomes journaled for an outbox file: record number -> outcome.

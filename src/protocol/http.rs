@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::job::http::HttpEndpoint;
+use crate::job::http::{HttpAccess, HttpEndpoint};
 
 /// The most of an answer's body that is read (a saved response, a report excerpt).
 pub const MAX_ANSWER: u64 = 16 * 1024 * 1024;
@@ -34,7 +34,7 @@ pub enum Verdict {
 
 /// The agent of an endpoint. TLS is always verified: against `ca_file` when given (a
 /// partner's private CA, trusted instead of the public roots), else Mozilla's roots.
-pub fn agent(ep: &HttpEndpoint) -> Result<ureq::Agent, String> {
+pub fn agent(ep: &HttpAccess) -> Result<ureq::Agent, String> {
     use ureq::tls::{ClientCert, PemItem, RootCerts, TlsConfig};
     let mut tls = TlsConfig::builder();
     if let Some(ca) = &ep.ca_file {
@@ -135,6 +135,83 @@ pub fn send(
         body,
         retry_after,
     })
+}
+
+/// A GET's answer (a REST source's page): its status, its body, and the target of a
+/// `Link: <...>; rel="next"` header.
+#[derive(Debug)]
+pub struct Page {
+    pub status: u16,
+    pub reason: String,
+    pub body: Vec<u8>,
+    pub link_next: Option<String>,
+}
+
+/// Sends one GET. `Err` is "no answer" (connection refused or dropped, TLS refused,
+/// timeout) or a body larger than `limit` bytes.
+pub fn get(
+    agent: &ureq::Agent,
+    url: &str,
+    headers: &[(String, String)],
+    limit: u64,
+) -> Result<Page, String> {
+    let mut req = agent.get(url);
+    for (k, v) in headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let resp = req.call().map_err(|e| no_answer(&e))?;
+    let status = resp.status();
+    let link_next = resp
+        .headers()
+        .get_all("link")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(link_next);
+    let body = resp
+        .into_body()
+        .with_config()
+        .limit(limit)
+        .read_to_vec()
+        .map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(_) => {
+                format!("the answer is larger than {} MiB", limit >> 20)
+            }
+            e => format!("the answer's body could not be read: {e}"),
+        })?;
+    Ok(Page {
+        status: status.as_u16(),
+        reason: status.canonical_reason().unwrap_or("").to_string(),
+        body,
+        link_next,
+    })
+}
+
+/// The `rel="next"` target of a `Link` header value (RFC 8288):
+/// `<https://h/o?page=2>; rel="next", <...>; rel="last"`.
+pub fn link_next(value: &str) -> Option<String> {
+    let mut rest = value;
+    while let Some(open) = rest.find('<') {
+        let close = open + rest[open..].find('>')?;
+        let target = &rest[open + 1..close];
+        let params_end = rest[close..].find('<').map_or(rest.len(), |i| close + i);
+        let is_next = rest[close + 1..params_end].split(';').any(|p| {
+            let Some((k, v)) = p.split_once('=') else {
+                return false;
+            };
+            k.trim().eq_ignore_ascii_case("rel")
+                && v.trim()
+                    .trim_end_matches(',')
+                    .trim()
+                    .trim_matches('"')
+                    .split_whitespace()
+                    .any(|r| r.eq_ignore_ascii_case("next"))
+        });
+        if is_next {
+            return Some(target.trim().to_string());
+        }
+        rest = &rest[params_end..];
+    }
+    None
 }
 
 /// An error without an answer, for logs and reports.
@@ -327,6 +404,27 @@ mod tests {
             matches!(a.verdict(true), Verdict::Refused(m) if m.contains("unknown customer 42"))
         );
         assert!(matches!(a.verdict(false), Verdict::Retry(_)));
+    }
+
+    #[test]
+    fn link_headers_name_the_next_page() {
+        let cases = [
+            (
+                r#"<https://h/o?page=2>; rel="next""#,
+                Some("https://h/o?page=2"),
+            ),
+            (
+                r#"<https://h/o?page=1>; rel="prev", </o?page=3>; rel="next", <https://h/o?page=9>; rel="last""#,
+                Some("/o?page=3"),
+            ),
+            (r#"<x>; rel="last"; title="a, b""#, None),
+            (r#"<a>; rel=next"#, Some("a")),
+            (r#"<a>; rel="prefetch next""#, Some("a")),
+            ("", None),
+        ];
+        for (value, want) in cases {
+            assert_eq!(link_next(value).as_deref(), want, "{value}");
+        }
     }
 
     #[test]

@@ -460,8 +460,7 @@ fn dir_fingerprint(dir: &Path) -> BTreeMap<PathBuf, (u64, i64)> {
 /// files present at start are handled), then finishes what is in flight and what a
 /// `--once` run leaves for its end.
 async fn run_job(job: Arc<Job>, shared: Shared, stop: watch::Receiver<bool>) {
-    if job.source.remote.is_some() || job.source.mailbox.is_some() || job.source.database.is_some()
-    {
+    if job.source.remote.is_some() || job.source.mailbox.is_some() || job.source.polled() {
         // The staging folder is ferry's own: make it, so it can be watched from the start.
         let _ = crate::fsutil::create_dir_all_durable(&job.source.folder);
     }
@@ -630,7 +629,7 @@ async fn start_mail_adapters(
     adapters
 }
 
-/// A database source (issue 16): with `--once`, one query now (its rows are staged before
+/// A database or REST source (issues 16, 17): with `--once`, one query now (its rows are staged before
 /// the runner looks); in the daemon, its task, which a scheduled job's gate asks for a run
 /// (the returned sender) and which otherwise runs the query every `poll`.
 async fn start_database(
@@ -639,7 +638,9 @@ async fn start_database(
     stop: &watch::Receiver<bool>,
     adapters: &mut JoinSet<()>,
 ) -> Option<mpsc::Sender<crate::sources::database::RunRequest>> {
-    job.source.database.as_ref()?;
+    if !job.source.polled() {
+        return None;
+    }
     if shared.once {
         if !crate::sources::database::once_fetch(job, &shared.journal).await {
             shared.counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -900,7 +901,7 @@ impl Runner {
         if waiting != self.last_status.0 || self.last_status.1.elapsed() > Duration::from_secs(30) {
             let _ = self.shared.journal.job_status(
                 &self.job.name,
-                &self.job.source.folder.to_string_lossy(),
+                &crate::sources::database::status_source(&self.job),
                 waiting as u64,
             );
             self.last_status = (waiting, Instant::now());
@@ -966,7 +967,7 @@ impl Runner {
             .fetch_add(waiting, Ordering::SeqCst);
         let _ = self.shared.journal.job_status(
             &self.job.name,
-            &self.job.source.folder.to_string_lossy(),
+            &crate::sources::database::status_source(&self.job),
             waiting as u64,
         );
     }
@@ -979,7 +980,7 @@ async fn finish_once(job: &Arc<Job>, shared: &Shared) {
         let (j, jr) = (job.clone(), shared.journal.clone());
         let _ = tokio::task::spawn_blocking(move || remote::finish_once(&j, &jr)).await;
     }
-    if job.source.database.is_some() {
+    if job.source.polled() {
         crate::sources::database::once_finish(job, &shared.journal).await;
     }
     let _ = shared.journal.flush();

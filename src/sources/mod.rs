@@ -6,6 +6,8 @@
 //! - [`webdav`]: WebDAV folders, a [`Fetcher`] as well.
 //! - [`mailbox`]: IMAP attachments, staged by its own runner ([`mail_store`] journals them).
 //! - [`database`]: the rows of a query, staged as one CSV file per run (issue 16).
+//! - [`rest`]: the records of a REST service, page by page, staged as one JSON-lines file
+//!   per run by the database source's run lifecycle (issue 17).
 //!
 //! A remote kind is a [`Fetcher`]; [`fetcher`] is the one place where those kinds are
 //! listed (docs/design.md, "How to add a source or an output").
@@ -16,6 +18,7 @@ pub mod folder;
 pub mod ftp;
 pub mod mail_store;
 pub mod mailbox;
+pub mod rest;
 pub mod staging;
 pub mod watch;
 pub mod webdav;

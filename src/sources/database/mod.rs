@@ -18,6 +18,10 @@
 //! A crash before 3 leaves a part file, removed at the next start; between the record and
 //! the rename, [`recover`] finishes the rename. The watermark only moves once the journal
 //! says the staged file is `done`, which is after every output is committed.
+//!
+//! REST sources (`[source] http = ...`, [`crate::sources::rest`]) run the same way: only
+//! step 2 differs (pages of JSON records into a JSON-lines part), so this lifecycle, the
+//! `db_source_runs` table and the scheduling are theirs too ([`Polled`]).
 
 pub mod connect;
 pub mod rows;
@@ -34,6 +38,7 @@ use sqlx::{Column, Executor, Row, Statement, TypeInfo};
 use crate::fsutil;
 use crate::job::Job;
 use crate::job::database_source::{DatabaseSource, DbKind, Empty, Piece, pieces};
+use crate::job::rest_source::RestSource;
 use crate::journal::{Journal, now_ms};
 use rows::Kind;
 
@@ -45,8 +50,137 @@ fn opt(s: Option<&str>) -> Value {
     s.map_or(Value::Null, text)
 }
 
-fn db(job: &Job) -> &DatabaseSource {
-    job.source.database.as_ref().expect("a database job")
+/// A source whose runs each stage one file: a database query, or a REST service's
+/// records. Everything but fetching ([`fetch_database`], [`crate::sources::rest::fetch`])
+/// is shared.
+#[derive(Clone, Copy)]
+pub enum Polled<'a> {
+    Database(&'a DatabaseSource),
+    Rest(&'a RestSource),
+}
+
+/// What the log says of a polled source's runs.
+struct Words {
+    staged: &'static str,
+    pending: &'static str,
+    empty: &'static str,
+    failed: &'static str,
+    back: &'static str,
+    delivered: &'static str,
+    not_delivered: &'static str,
+}
+
+const DB_WORDS: Words = Words {
+    staged: "Query rows staged.",
+    pending: "The previous run's rows are still being processed; no query this time.",
+    empty: "The query returned no rows; nothing to do.",
+    failed: "The query failed; it runs again at the next run.",
+    back: "The database answers again.",
+    delivered: "The query's rows are delivered; the watermark advances.",
+    not_delivered: "The query's rows were not delivered; the next run reads them again.",
+};
+
+const REST_WORDS: Words = Words {
+    staged: "REST records staged.",
+    pending: "The previous run's records are still being processed; no request this time.",
+    empty: "The service returned no records; nothing to do.",
+    failed: "The request failed; it is tried again at the next run.",
+    back: "The service answers again.",
+    delivered: "The service's records are delivered; the watermark advances.",
+    not_delivered: "The service's records were not delivered; the next run reads them again.",
+};
+
+impl<'a> Polled<'a> {
+    /// The job's polled source, if it has one.
+    pub fn of(job: &'a Job) -> Option<Polled<'a>> {
+        match (&job.source.database, &job.source.http) {
+            (Some(d), _) => Some(Polled::Database(d)),
+            (None, Some(r)) => Some(Polled::Rest(r)),
+            (None, None) => None,
+        }
+    }
+
+    fn display(self) -> String {
+        match self {
+            Polled::Database(d) => d.display(),
+            Polled::Rest(r) => r.display(),
+        }
+    }
+
+    fn poll(self) -> Duration {
+        match self {
+            Polled::Database(d) => d.poll,
+            Polled::Rest(r) => r.poll,
+        }
+    }
+
+    fn watermark(self) -> Option<&'a str> {
+        match self {
+            Polled::Database(d) => d.watermark.as_deref(),
+            Polled::Rest(r) => r.watermark.as_deref(),
+        }
+    }
+
+    fn since(self) -> Option<&'a str> {
+        match self {
+            Polled::Database(d) => d.since.as_deref(),
+            Polled::Rest(r) => r.since.as_deref(),
+        }
+    }
+
+    /// What `db_source_runs.query` keeps: the query, or the URL as written.
+    fn request(self) -> &'a str {
+        match self {
+            Polled::Database(d) => &d.query,
+            Polled::Rest(r) => &r.url,
+        }
+    }
+
+    fn skip_empty(self) -> bool {
+        match self {
+            Polled::Database(d) => d.empty == Empty::Skip,
+            Polled::Rest(_) => true,
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            Polled::Database(_) => "csv",
+            Polled::Rest(_) => "jsonl",
+        }
+    }
+
+    fn words(self) -> &'static Words {
+        match self {
+            Polled::Database(_) => &DB_WORDS,
+            Polled::Rest(_) => &REST_WORDS,
+        }
+    }
+
+    /// The history event's text of a settled run.
+    fn detail(self, run: &RunRow, watermark: &str) -> String {
+        match self {
+            Polled::Database(d) => format!(
+                "{} row(s) from {}; {watermark}; query: {}",
+                run.rows,
+                d.display(),
+                run.query.split_whitespace().collect::<Vec<_>>().join(" ")
+            ),
+            Polled::Rest(r) => format!("{} record(s) from {}; {watermark}", run.rows, r.display()),
+        }
+    }
+}
+
+fn polled(job: &Job) -> Polled<'_> {
+    Polled::of(job).expect("a job with a database or REST source")
+}
+
+/// What a fetch staged in the part file (fsynced): the record count and the highest
+/// watermark value seen, with how such values compare.
+pub struct Fetched {
+    pub rows: u64,
+    pub max: Option<String>,
+    pub kind: Kind,
 }
 
 /// What a run did.
@@ -170,12 +304,7 @@ pub fn settle(job: &Job, journal: &Journal) -> anyhow::Result<bool> {
                 run.before.as_deref().unwrap_or("(first run)")
             ),
         };
-        let detail = format!(
-            "{} row(s) from {}; {watermark}; query: {}",
-            run.rows,
-            db(job).display(),
-            run.query.split_whitespace().collect::<Vec<_>>().join(" ")
-        );
+        let detail = polled(job).detail(&run, &watermark);
         journal.exec(
             "UPDATE db_source_runs SET state = ?2, finished_at = ?3 WHERE id = ?1",
             vec![
@@ -201,10 +330,10 @@ pub fn settle(job: &Job, journal: &Journal) -> anyhow::Result<bool> {
         )?;
         match outcome {
             "done" => {
-                tracing::info!(file = %run.staged, rows = run.rows, watermark = run.after.as_deref().unwrap_or("-"), "The query's rows are delivered; the watermark advances.")
+                tracing::info!(file = %run.staged, rows = run.rows, watermark = run.after.as_deref().unwrap_or("-"), "{}", polled(job).words().delivered)
             }
             _ => {
-                tracing::warn!(file = %run.staged, rows = run.rows, watermark = run.before.as_deref().unwrap_or("-"), "The query's rows were not delivered ({outcome}); the next run reads them again.")
+                tracing::warn!(file = %run.staged, rows = run.rows, watermark = run.before.as_deref().unwrap_or("-"), outcome, "{}", polled(job).words().not_delivered)
             }
         }
     }
@@ -462,8 +591,9 @@ fn query_sqlite(src: &DatabaseSource, since: Option<&str>, sink: &mut Sink) -> R
     Ok(())
 }
 
-/// One run: settles the previous one, runs the query, stages its rows. An `Err` is an
-/// outage or a mistake in the query (logged by the caller; the next run tries again).
+/// One run: settles the previous one, fetches (the query's rows, the service's records),
+/// stages them. An `Err` is an outage or a mistake in the query or the answers (logged by
+/// the caller; the next run tries again; nothing was staged).
 pub async fn run(job: &Arc<Job>, journal: &Arc<Journal>) -> Result<Ran, String> {
     let j = job.clone();
     let jr = journal.clone();
@@ -471,16 +601,16 @@ pub async fn run(job: &Arc<Job>, journal: &Arc<Journal>) -> Result<Ran, String> 
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("journal: {e}"))?;
+    let src = polled(job);
     if pending {
-        tracing::info!("The previous run's rows are still being processed; no query this time.");
+        tracing::info!("{}", src.words().pending);
         return Ok(Ran::Pending);
     }
-    let src = db(job);
-    let before = match &src.watermark {
+    let before = match src.watermark() {
         Some(c) => current_watermark(job, journal, c).map_err(|e| format!("journal: {e}"))?,
         None => None,
     };
-    let since = before.clone().or_else(|| src.since.clone());
+    let since = before.clone().or_else(|| src.since().map(str::to_string));
     let staging = job.source.folder.clone();
     fsutil::create_dir_all_durable(&staging).map_err(|e| format!("staging: {e}"))?;
     let part_name = format!("{PART_PREFIX}{}", &fsutil::temp_name()[11..]);
@@ -490,6 +620,52 @@ pub async fn run(job: &Arc<Job>, journal: &Arc<Journal>) -> Result<Ran, String> 
         .create_new(true)
         .open(&part)
         .map_err(|e| format!("staging: {e}"))?;
+    let started = std::time::Instant::now();
+    let fetched = match src {
+        Polled::Database(d) => fetch_database(d, since.as_deref(), file).await,
+        Polled::Rest(r) => crate::sources::rest::fetch(r, since.as_deref(), file).await,
+    };
+    let fetched = match fetched {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(e);
+        }
+    };
+    if fetched.rows == 0 && src.skip_empty() {
+        let _ = std::fs::remove_file(&part);
+        tracing::info!(
+            watermark = before.as_deref().unwrap_or("-"),
+            "{}",
+            src.words().empty
+        );
+        return Ok(Ran::Empty);
+    }
+    let after = match (&before, &fetched.max) {
+        (Some(b), Some(m)) if !rows::higher(fetched.kind, m, b) => Some(b.clone()),
+        (b, m) => m.clone().or_else(|| b.clone()),
+    };
+    let staged = stage(job, journal, &part_name, &fetched, (&before, &after))?;
+    tracing::info!(
+        rows = fetched.rows,
+        file = %staged.display(),
+        watermark_before = before.as_deref().unwrap_or("-"),
+        watermark_after = after.as_deref().unwrap_or("-"),
+        ms = started.elapsed().as_millis() as u64,
+        "{}", src.words().staged
+    );
+    Ok(Ran::Staged {
+        rows: fetched.rows,
+        path: staged,
+    })
+}
+
+/// The database half of a run: the query's rows into the part file as CSV (fsynced).
+async fn fetch_database(
+    src: &DatabaseSource,
+    since: Option<&str>,
+    file: std::fs::File,
+) -> Result<Fetched, String> {
     let mut sink = Sink {
         out: csv::WriterBuilder::new()
             .terminator(csv::Terminator::Any(b'\n'))
@@ -499,13 +675,12 @@ pub async fn run(job: &Arc<Job>, journal: &Arc<Journal>) -> Result<Ran, String> 
         max: None,
         rows: 0,
     };
-    let started = std::time::Instant::now();
-    let result = match src.kind {
-        DbKind::Postgres => query_postgres(src, since.as_deref(), &mut sink).await,
-        DbKind::Mysql => query_mysql(src, since.as_deref(), &mut sink).await,
+    match src.kind {
+        DbKind::Postgres => query_postgres(src, since, &mut sink).await?,
+        DbKind::Mysql => query_mysql(src, since, &mut sink).await?,
         DbKind::Sqlite => {
             let src2 = src.clone();
-            let since2 = since.clone();
+            let since2 = since.map(str::to_string);
             let (r, s) = tokio::task::spawn_blocking(move || {
                 let r = query_sqlite(&src2, since2.as_deref(), &mut sink);
                 (r, sink)
@@ -513,39 +688,38 @@ pub async fn run(job: &Arc<Job>, journal: &Arc<Journal>) -> Result<Ran, String> 
             .await
             .map_err(|e| e.to_string())?;
             sink = s;
-            r
+            r?
         }
-    };
-    let finished = result.and_then(|()| {
-        let f = sink
-            .out
-            .into_inner()
-            .map_err(|e| format!("staging: {}", e.error()))?;
-        let f = f
-            .into_inner()
-            .map_err(|e| format!("staging: {}", e.error()))?;
-        f.sync_all().map_err(|e| format!("staging: {e}"))?;
-        Ok(())
-    });
-    if let Err(e) = finished {
-        let _ = std::fs::remove_file(&part);
-        return Err(e);
     }
-    let rows = sink.rows;
-    if rows == 0 && src.empty == Empty::Skip {
-        let _ = std::fs::remove_file(&part);
-        tracing::info!(
-            watermark = before.as_deref().unwrap_or("-"),
-            "The query returned no rows; nothing to do."
-        );
-        return Ok(Ran::Empty);
-    }
-    let after = match (&before, sink.max) {
-        (Some(b), Some(m)) if !rows::higher(sink.wm_kind, &m, b) => Some(b.clone()),
-        (b, m) => m.or_else(|| b.clone()),
-    };
+    let f = sink
+        .out
+        .into_inner()
+        .map_err(|e| format!("staging: {}", e.error()))?;
+    let f = f
+        .into_inner()
+        .map_err(|e| format!("staging: {}", e.error()))?;
+    f.sync_all().map_err(|e| format!("staging: {e}"))?;
+    Ok(Fetched {
+        rows: sink.rows,
+        max: sink.max,
+        kind: sink.wm_kind,
+    })
+}
+
+/// Records the run (waited) and renames the part to its staged name
+/// (`JOB-YYYYMMDDTHHMMSSmmmZ.EXT`), the folder fsynced: from here the runner takes it.
+fn stage(
+    job: &Job,
+    journal: &Journal,
+    part_name: &str,
+    fetched: &Fetched,
+    (before, after): (&Option<String>, &Option<String>),
+) -> Result<PathBuf, String> {
+    let src = polled(job);
+    let staging = &job.source.folder;
+    let part = staging.join(part_name);
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3fZ");
-    let staged = staging.join(format!("{}-{stamp}.csv", job.name));
+    let staged = staging.join(format!("{}-{stamp}.{}", job.name, src.extension()));
     let md = std::fs::metadata(&part).map_err(|e| format!("staging: {e}"))?;
     let meta = crate::sources::folder::meta_of(&md);
     let staged_s = staged.to_string_lossy().into_owned();
@@ -555,13 +729,13 @@ pub async fn run(job: &Arc<Job>, journal: &Arc<Journal>) -> Result<Ran, String> 
         vec![
             text(&job.name),
             text(&staged_s),
-            text(&part_name),
-            text(&src.query),
-            opt(src.watermark.as_deref()),
-            text(sink.wm_kind.as_str()),
+            text(part_name),
+            text(src.request()),
+            opt(src.watermark()),
+            text(fetched.kind.as_str()),
             opt(before.as_deref()),
             opt(after.as_deref()),
-            Value::Integer(rows as i64),
+            Value::Integer(fetched.rows as i64),
             Value::Integer(meta.size as i64),
             Value::Integer(meta.mtime_ns),
             Value::Integer(now_ms()),
@@ -573,21 +747,45 @@ pub async fn run(job: &Arc<Job>, journal: &Arc<Journal>) -> Result<Ran, String> 
         return Err(format!("journal: {e}"));
     }
     fsutil::rename_noreplace(&part, &staged).map_err(|e| format!("staging: {e}"))?;
-    fsutil::sync_dir(&staging).map_err(|e| format!("staging: {e}"))?;
+    fsutil::sync_dir(staging).map_err(|e| format!("staging: {e}"))?;
     let _ = journal.exec(
         "UPDATE db_source_runs SET state = 'staged' WHERE job = ?1 AND staged = ?2",
         vec![text(&job.name), text(&staged_s)],
         false,
     );
-    tracing::info!(
-        rows,
-        file = %staged.display(),
-        watermark_before = before.as_deref().unwrap_or("-"),
-        watermark_after = after.as_deref().unwrap_or("-"),
-        ms = started.elapsed().as_millis() as u64,
-        "Query rows staged."
-    );
-    Ok(Ran::Staged { rows, path: staged })
+    Ok(staged)
+}
+
+/// The error of each polled job whose last run failed (a run that works clears it): the
+/// runner's `ferry status` line shows it instead of the staging folder until then.
+static FAILING: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn set_failing(job: &Job, error: Option<&str>) {
+    let mut f = FAILING.lock().unwrap_or_else(|e| e.into_inner());
+    match error {
+        Some(e) => f.insert(job.name.clone(), e.to_string()),
+        None => f.remove(&job.name),
+    };
+}
+
+/// The source column of the job's `ferry status` line: the staging folder, or for a
+/// polled source whose last run failed, its URL and the error.
+pub fn status_source(job: &Job) -> String {
+    let failing = FAILING.lock().unwrap_or_else(|e| e.into_inner());
+    match (Polled::of(job), failing.get(&job.name)) {
+        (Some(src), Some(e)) => format!("{} (error: {e})", src.display()),
+        _ => job.source.folder.to_string_lossy().into_owned(),
+    }
+}
+
+/// What `ferry status` shows as the job's source, given what the runner last wrote: the
+/// polled source's error while its last run failed, else the (staging) folder.
+pub fn shown_source(job: &Job, written: Option<String>) -> String {
+    match (Polled::of(job), written) {
+        (Some(src), Some(w)) if w.starts_with(&format!("{} (error: ", src.display())) => w,
+        _ => job.source.folder.display().to_string(),
+    }
 }
 
 /// A run with its outcome logged; `last_error` keeps a failing source from logging the
@@ -599,19 +797,19 @@ async fn run_logged(
 ) -> bool {
     match run(job, journal).await {
         Ok(_) => {
+            set_failing(job, None);
             if last_error.take().is_some() {
-                tracing::info!(database = %db(job).display(), "The database answers again.");
+                tracing::info!(source = %polled(job).display(), "{}", polled(job).words().back);
             }
             true
         }
         Err(e) => {
+            let src = polled(job);
+            set_failing(job, Some(&e));
             if last_error.as_deref() != Some(e.as_str()) {
-                tracing::error!(database = %db(job).display(), error = %e, "The query failed; it runs again at the next run.");
-                let _ = journal.job_status(
-                    &job.name,
-                    &format!("{} (error: {e})", db(job).display()),
-                    0,
-                );
+                tracing::error!(source = %src.display(), error = %e, "{}", src.words().failed);
+                let _ =
+                    journal.job_status(&job.name, &format!("{} (error: {e})", src.display()), 0);
             }
             *last_error = Some(e);
             false
@@ -662,7 +860,7 @@ pub async fn daemon(
     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || recover(&j, &jr)).await {
         tracing::error!(error = %e, "Cannot recover the staging folder.");
     }
-    let poll = db(&job).poll;
+    let poll = polled(&job).poll();
     let mut last_error = None;
     let mut next_poll = tokio::time::Instant::now();
     loop {
