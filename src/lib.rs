@@ -43,6 +43,7 @@
 //!   service control manager: the stop request and the state reports.
 
 pub mod cli;
+pub mod console;
 pub mod db;
 pub mod filters;
 pub mod formats;
