@@ -226,6 +226,12 @@ enum Command {
         #[command(subcommand)]
         action: ferry::service_command::ServiceCommand,
     },
+    /// Read a password on stdin and print its argon2 hash, for a `[[http.users]]`
+    /// `password_hash` in ferry.toml (the web console's users; docs/console.md).
+    #[command(
+        after_help = "The password is read from the first line of stdin (typed, or piped); only its hash is printed.\n\nExample:\n  ferry hash-password          then type the password and Enter"
+    )]
+    HashPassword,
 }
 
 #[derive(Subcommand)]
@@ -330,7 +336,10 @@ fn init_logging(
 /// ferry.toml beside the jobs folder; a broken one stops every command but `check` (which
 /// reports it) and `schema`, with its problems (exit 2).
 fn settings(cli: &Cli) -> ferry::settings::Settings {
-    if matches!(cli.command, Command::Schema { .. } | Command::Check) {
+    if matches!(
+        cli.command,
+        Command::Schema { .. } | Command::Check | Command::HashPassword
+    ) {
         return Default::default();
     }
     match ferry::settings::load(&cli.jobs) {
@@ -396,6 +405,7 @@ fn main() {
         .unwrap_or_else(|| ferry::job::deployment_root(&cli.jobs).join("var/state"));
     let code = match cli.command {
         Command::Check => ferry::cli::check(&cli.jobs),
+        Command::HashPassword => hash_password(),
         Command::Schema { settings } => ferry::cli::schema(settings),
         Command::Test {
             job,
@@ -543,6 +553,34 @@ fn run(opts: ferry::runtime::RunOptions) -> i32 {
             // Printed once, plainly: the log goes to stderr too.
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             eprintln!("error: {}", chain.join(": "));
+            exit::FATAL
+        }
+    }
+}
+
+/// `ferry hash-password`: the first line of stdin, hashed.
+fn hash_password() -> i32 {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        eprint!("password (shown as typed; the hash alone is printed): ");
+    }
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().lock().read_line(&mut line) {
+        eprintln!("error: cannot read the password from stdin: {e}");
+        return exit::FATAL;
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("error: the password is empty; type it (or pipe it) on stdin");
+        return exit::INVALID;
+    }
+    match ferry::console::auth::hash_password(password) {
+        Ok(hash) => {
+            println!("{hash}");
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: cannot hash the password: {e}");
             exit::FATAL
         }
     }
