@@ -44,6 +44,8 @@ pub struct Settings {
     pub log_level: Option<String>,
     /// The log file (rotated daily), absolute.
     pub log_file: Option<PathBuf>,
+    /// Where the daemon serves `/healthz`, `/readyz` and `/metrics` (`ferry run --http`).
+    pub http: Option<std::net::SocketAddr>,
     /// `[alert]` and `[defaults]`, applied to every job as it is read.
     pub jobs: JobDefaults,
 }
@@ -126,6 +128,22 @@ pub fn read(file: &Path, root: &Path, src: &str) -> Result<Settings, Vec<Diag>> 
         }
         n => n.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
     };
+    let http = top
+        .str(&mut doc, "http")
+        .and_then(|s| match s.value.parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                doc.error(
+                    s.span.clone(),
+                    &s.key,
+                    format!(
+                        "expected an address and port like \"127.0.0.1:8080\", found {:?}",
+                        s.value
+                    ),
+                );
+                None
+            }
+        });
     let (mut log_format, mut log_level, mut log_file) = (None, None, None);
     if let Some(mut t) = top.table(&mut doc, "log") {
         let format = t.str(&mut doc, "format");
@@ -169,6 +187,7 @@ pub fn read(file: &Path, root: &Path, src: &str) -> Result<Settings, Vec<Diag>> 
         log_format,
         log_level,
         log_file,
+        http,
         jobs,
     })
 }
