@@ -79,6 +79,10 @@ enum Command {
         /// kept in their sources (`success = "keep"`) will be taken again.
         #[arg(long)]
         new_journal: bool,
+        /// Serve /healthz, /readyz and /metrics on ADDR:PORT (loopback only unless
+        /// authentication is configured) [default: ferry.toml's `http`, else none].
+        #[arg(long, value_name = "ADDR:PORT")]
+        http: Option<std::net::SocketAddr>,
     },
     /// Validate ferry.toml and every job file; report every problem with file:line:column.
     #[command(
@@ -486,11 +490,14 @@ fn main() {
             workers,
             grace,
             new_journal,
+            http,
         } => {
+            let base = run_options(&cli, state, settings, set_log_level, workers, grace);
             let opts = ferry::runtime::RunOptions {
                 once,
                 new_journal,
-                ..run_options(&cli, state, settings, set_log_level, workers, grace)
+                http: http.or(base.http),
+                ..base
             };
             run(opts)
         }
@@ -514,6 +521,7 @@ fn run_options(
         log_format: cli.log_format.is_some(),
         log_level: cli.log.is_some() || set_log_level.is_none(),
         log_file: cli.log_file.is_some(),
+        http: matches!(cli.command, Command::Run { http: Some(_), .. }),
     };
     ferry::runtime::RunOptions {
         jobs_dir: cli.jobs.clone(),
@@ -522,6 +530,7 @@ fn run_options(
         workers: workers.or(settings.workers).unwrap_or(32),
         grace,
         new_journal: false,
+        http: settings.http,
         settings: ferry::settings::live::Live::new(&cli.jobs, settings, fixed, set_log_level),
     }
 }

@@ -25,6 +25,10 @@ pub const COOKIE: &str = "ferry_session";
 /// A session unused this long is forgotten (its user logs in again).
 const IDLE: Duration = Duration::from_secs(12 * 3600);
 
+/// Beyond this many sessions, the anonymous ones (visitors who never logged in) are
+/// forgotten first: requests without a cookie cannot grow memory without bound.
+const MAX_SESSIONS: usize = 10_000;
+
 /// What a user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -121,6 +125,9 @@ impl Sessions {
         let who = identity(&s, open);
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, s| s.used.elapsed() <= IDLE);
+        if map.len() >= MAX_SESSIONS {
+            map.retain(|_, s| s.who.is_some());
+        }
         map.insert(id.clone(), s);
         (id, who)
     }

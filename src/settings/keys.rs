@@ -38,6 +38,7 @@ pub const ROLES: &[&str] = &["read", "admin"];
 pub static SETTINGS: &[Key] = &[
     s("", "state", Type::Str, "\"var/state\"", "The state folder (journal, locks), relative to the deployment folder or absolute (`--state`)."),
     s("", "workers", Type::Uint, "32", "How many files are processed at once, over all jobs (`ferry run --workers`)."),
+    s("", "http", Type::Str, "none", "Serve /healthz, /readyz and /metrics on this address and port, e.g. \"127.0.0.1:8080\" (`ferry run --http`); loopback only unless authentication is configured."),
     s("", "log", Type::Table, "none", "The log: format, level, file."),
     s("", "http", Type::Table, "none", "The web console and /metrics: `listen`, `token`, `[[http.users]]` (or the address alone: `http = \"127.0.0.1:8080\"`)."),
     s("", "alert", Type::Table, "none", "The admin alert address: the `[alert]` of every job that has none (the keys of a job's `[alert]`)."),
