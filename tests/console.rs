@@ -326,7 +326,7 @@ fn off_loopback_without_users_or_token_the_daemon_refuses_to_start() {
     let o = d.run(&["run", "--http", &format!("0.0.0.0:{port}")]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("needs authentication"),
+        stderr(&o).contains("without authentication"),
         "{}",
         stderr(&o)
     );

@@ -323,11 +323,16 @@ pub async fn file(
     })
     .await?;
     let review_state = review.as_ref().map(|r| r.state());
+    let name = Path::new(&history.path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     view::page(
         "file.html",
         "files",
         &who,
         serde_json::json!({
+            "name": name,
             "f": history,
             "report": report,
             "review": review,

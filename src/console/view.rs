@@ -34,8 +34,39 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
         }
     }
     env.add_filter("bytes", |n: i64| human_bytes(n));
+    env.set_formatter(html_formatter);
     env
 });
+
+/// HTML-escapes `&`, `<`, `>`, `"` and `'` in strings (minijinja's own escaping also turns
+/// every `/` into `&#x2f;`, which makes paths and URLs unreadable in the page source and
+/// unsearchable in tests); everything else as minijinja does it.
+fn html_formatter(
+    out: &mut minijinja::Output,
+    state: &mut minijinja::State,
+    value: &minijinja::Value,
+) -> Result<(), minijinja::Error> {
+    let html = matches!(state.auto_escape(), minijinja::AutoEscape::Html);
+    match value.as_str() {
+        Some(s) if html && !value.is_safe() => {
+            let mut escaped = String::with_capacity(s.len());
+            for c in s.chars() {
+                match c {
+                    '&' => escaped.push_str("&amp;"),
+                    '<' => escaped.push_str("&lt;"),
+                    '>' => escaped.push_str("&gt;"),
+                    '"' => escaped.push_str("&quot;"),
+                    '\'' => escaped.push_str("&#39;"),
+                    c => escaped.push(c),
+                }
+            }
+            out.write_str(&escaped).map_err(|e| {
+                minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string())
+            })
+        }
+        _ => minijinja::escape_formatter(out, state, value),
+    }
+}
 
 /// `1536` as `1.5 KiB`.
 fn human_bytes(n: i64) -> String {
