@@ -75,6 +75,9 @@ kill "$c""#;
 
 /// A new headless Chromium session with a fresh profile.
 async fn browser(driver: u16, profile: &std::path::Path) -> Client {
+    // fantoccini's rustls connector (unused over plain HTTP) needs a crypto provider; ferry
+    // builds rustls with ring only.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args = [
         "--headless",
         "--no-sandbox",

@@ -363,6 +363,12 @@ fn no_page_shows_a_secret_of_a_job_file() {
         jobs.body.contains("broken"),
         "the broken job file is listed"
     );
+    let upload = get(port, "/jobs/upload", Some(&ann));
+    assert!(
+        upload.body.contains("ftp://ferry@127.0.0.1:9/out"),
+        "the output is shown, without its password: {}",
+        upload.body
+    );
     for page in &pages {
         let r = get(port, page, Some(&ann));
         assert_eq!(r.status, 200, "{page}: {r:?}");

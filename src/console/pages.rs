@@ -21,6 +21,8 @@ pub struct JobView {
     pub name: String,
     /// Where it takes files from (redacted).
     pub source: String,
+    /// Where its outputs go (redacted).
+    pub outputs: Vec<String>,
     /// `watching`, `scheduled`, `paused` or `broken`.
     pub state: String,
     /// The state in words: the next run, the paused destination and until when, ...
@@ -54,6 +56,19 @@ fn source_text(job: &Job) -> String {
         s.folder.display().to_string()
     };
     scrub(&text).into_owned()
+}
+
+/// Where each output of a job goes, for people (no password).
+fn output_texts(job: &Job) -> Vec<String> {
+    let text = |o: &job::Output| match (&o.deliver, &o.email) {
+        (Some(d), _) => d.endpoint.display(),
+        (None, Some(e)) => format!("mailto:{} via {}", e.to.join(","), e.smtp.display()),
+        (None, None) => format!("{}/{}", o.folder.as_str(), o.name.as_str()),
+    };
+    job.outputs
+        .iter()
+        .map(|o| scrub(&text(o)).into_owned())
+        .collect()
 }
 
 /// Local midnight today, in ms since the epoch.
@@ -125,6 +140,7 @@ pub fn overview(c: &Console) -> Result<Vec<JobView>, Problem> {
         out.push(JobView {
             name: name.clone(),
             source: source_text(job),
+            outputs: output_texts(job),
             state: state.into(),
             detail: scrub(&detail).into_owned(),
             errors: Vec::new(),
@@ -160,6 +176,7 @@ fn broken(loaded: &job::Loaded) -> Vec<JobView> {
         out.push(JobView {
             name: name.clone(),
             source: scrub(&file.display().to_string()).into_owned(),
+            outputs: Vec::new(),
             state: "broken".into(),
             detail: "the job file has errors; the job does not run".into(),
             errors,
