@@ -59,11 +59,17 @@ pub fn svg(s: &Series) -> String {
         by = TOP + plot_h + 4.0,
         base = TOP + plot_h,
     ));
+    let days: Vec<String> = (0..s.hours.len())
+        .map(|i| local_day(s.first_hour + i as i64))
+        .collect();
+    // The first day is labelled only when most of it is on the chart.
+    let first_change = days.iter().position(|d| *d != days[0]).unwrap_or(0);
     for (i, (files, failed)) in s.hours.iter().enumerate() {
         let x = LEFT + i as f64 * bar_w;
         let hour = s.first_hour + i as i64;
-        if hour % 24 == 0 || i == 0 {
-            out.push_str(&day_label(x, hour));
+        let new_day = if i == 0 { first_change > 12 } else { days[i] != days[i - 1] };
+        if new_day {
+            out.push_str(&day_label(x, &days[i]));
         }
         if *files == 0 {
             continue;
@@ -99,10 +105,14 @@ fn hour_text(hour: i64) -> String {
         .unwrap_or_default()
 }
 
-fn day_label(x: f64, hour: i64) -> String {
-    let day = chrono::DateTime::from_timestamp(hour * 3600, 0)
+/// The local day an hour is in, as the chart labels it: `Fri 04`.
+fn local_day(hour: i64) -> String {
+    chrono::DateTime::from_timestamp(hour * 3600, 0)
         .map(|t| t.with_timezone(&chrono::Local).format("%a %d").to_string())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn day_label(x: f64, day: &str) -> String {
     format!(
         r#"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{b}" class="day"/><text x="{tx:.1}" y="{ty}" class="axis">{day}</text>"#,
         b = HEIGHT - BOTTOM,
