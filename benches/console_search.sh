@@ -74,7 +74,7 @@ for kind in newest deep-page job name name-prefix status date-range hash combine
   for i in $(seq "$R"); do
     curl -s -o page.html -w '%{time_total}\n' "http://127.0.0.1:$PORT$(url "$kind" "$i")" >>"times.$kind"
   done
-  rows=$(grep -c 'href="/files/[0-9]*"><' page.html || true)
+  rows=$(grep -c '<td class="name">' page.html || true)
   python3 - "times.$kind" "$kind" "$rows" <<'PY'
 import sys
 t = sorted(float(x) * 1000 for x in open(sys.argv[1]))

@@ -776,7 +776,8 @@ fn job_is_known(jobs_dir: &Path, conn: Option<&rusqlite::Connection>, name: &str
 }
 
 /// The stems of the job files (`*.toml`) in `jobs_dir`, sorted.
-fn job_file_names(jobs_dir: &Path) -> Vec<String> {
+/// The names of the job files in `jobs_dir` (valid or not), sorted.
+pub fn job_file_names(jobs_dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(jobs_dir)
         .map(|rd| {
             rd.filter_map(Result::ok)

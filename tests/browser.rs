@@ -31,6 +31,8 @@ fn free_port() -> u16 {
 
 /// chromedriver's port: started once by the first test that asks, by a shell that kills
 /// it when this test binary is gone. `None` (skip) when it is not installed.
+// The watching shell outlives the tests on purpose (it ends chromedriver after them).
+#[allow(clippy::zombie_processes)]
 fn chromedriver() -> Option<u16> {
     static PORT: OnceLock<Option<u16>> = OnceLock::new();
     *PORT.get_or_init(|| {

@@ -67,7 +67,11 @@ pub fn svg(s: &Series) -> String {
     for (i, (files, failed)) in s.hours.iter().enumerate() {
         let x = LEFT + i as f64 * bar_w;
         let hour = s.first_hour + i as i64;
-        let new_day = if i == 0 { first_change > 12 } else { days[i] != days[i - 1] };
+        let new_day = if i == 0 {
+            first_change > 12
+        } else {
+            days[i] != days[i - 1]
+        };
         if new_day {
             out.push_str(&day_label(x, &days[i]));
         }

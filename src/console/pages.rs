@@ -257,9 +257,7 @@ pub async fn files(
     let query = q.clone();
     let (page, error, jobs) = blocking(move || {
         let conn = read_journal(&c.state_dir)?;
-        let jobs = crate::cli::pending::jobs(&c.jobs_dir)
-            .into_keys()
-            .collect::<Vec<_>>();
+        let jobs = crate::cli::job_file_names(&c.jobs_dir);
         let Some(conn) = conn else {
             return Ok((None, None, jobs));
         };

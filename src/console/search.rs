@@ -1,10 +1,14 @@
 //! The audit log's search (the Files page): filters by job, file name, state, date range
 //! and content hash, newest first, one page at a time.
 //!
-//! Pages are keyset-paginated on the file id (`id < before`, or `id > after` going back),
-//! never `OFFSET`: a page costs the same on page 1 and page 20,000. Every filter is served
-//! by an index of the journal (schema version 7, `journal::schema`) that ends in the id, so
-//! SQLite reads a page's rows in id order from the index and stops after one page.
+//! Files are listed by when they were first seen, newest first (then by id). Pages are
+//! keyset-paginated on `(first_seen, id)` of the row a page ends with (`before=ID`, or
+//! `after=ID` going back), never `OFFSET`: a page costs the same on page 1 and page
+//! 20,000. The list order, alone or after the job, the state or a date range, is an index
+//! of the journal (schema version 7, `journal::schema`: `(first_seen)`, `(job, first_seen)`,
+//! `(state, first_seen)`; SQLite indexes end with the rowid), so SQLite reads a page's rows
+//! in order from the index and stops after one page; a name or hash is looked up in its own
+//! index and the few rows found are sorted.
 
 use rusqlite::Connection;
 use rusqlite::types::Value;
@@ -104,6 +108,25 @@ impl Where {
         self.sql.push(cond.to_string());
         self.args.push(arg);
     }
+
+    /// Rows before (`<`) or after (`>`) the file `id` in the list order; a file that is
+    /// not in the journal is placed by its id alone.
+    fn around(&mut self, conn: &Connection, op: &str, id: i64) -> rusqlite::Result<()> {
+        use rusqlite::OptionalExtension;
+        let seen: Option<Option<i64>> = conn
+            .query_row("SELECT first_seen FROM files WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        match seen.flatten() {
+            Some(seen) => {
+                self.sql.push(format!("(first_seen, id) {op} (?, ?)"));
+                self.args.extend([seen.into(), id.into()]);
+            }
+            None => self.add(&format!("id {op} ?"), id.into()),
+        }
+        Ok(())
+    }
 }
 
 fn conditions(q: &Query) -> Result<Where, BadDate> {
@@ -138,9 +161,9 @@ pub fn search(conn: &Connection, q: &Query) -> Result<Page, SearchError> {
     let mut w = conditions(q)?;
     let backwards = q.before.is_none() && q.after.is_some();
     if let Some(b) = q.before {
-        w.add("id < ?", b.into());
+        w.around(conn, "<", b)?;
     } else if let Some(a) = q.after {
-        w.add("id > ?", a.into());
+        w.around(conn, ">", a)?;
     }
     let filter = if w.sql.is_empty() {
         String::new()
@@ -149,9 +172,9 @@ pub fn search(conn: &Connection, q: &Query) -> Result<Page, SearchError> {
     };
     let sql = format!(
         "SELECT id, job, name, path, size, state, first_seen, hash, error FROM files {filter}
-         ORDER BY id {} LIMIT {}",
-        if backwards { "ASC" } else { "DESC" },
-        PAGE + 1
+         ORDER BY first_seen {dir}, id {dir} LIMIT {limit}",
+        dir = if backwards { "ASC" } else { "DESC" },
+        limit = PAGE + 1
     );
     let mut st = conn.prepare_cached(&sql)?;
     let mut rows: Vec<Row> = st

@@ -205,19 +205,18 @@ fn create_v6_db_source_runs(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<
 }
 
 /// Version 7 (issue 18, the web console; `console::search`): the audit log is searched by
-/// job, state, name, content hash and date, newest first, a page at a time (keyset
-/// pagination on `id`). Each filter has an index that leads with it and ends with `id`
-/// (an SQLite index ends with the rowid anyway), so a page is read from an index in `id`
-/// order and stops after a page of rows, whatever the journal's size. `(job, first_seen)`
-/// serves the per-job counts of a day and the per-hour chart.
+/// job, state, name, content hash and date, newest first (by `first_seen`, then id), a
+/// page at a time (keyset pagination). The list order alone, and after a job or a state,
+/// is an index (an SQLite index ends with the rowid), so a page is read in order and stops
+/// after a page of rows, whatever the journal's size; a name or hash has its own index.
+/// `(job, first_seen)` also serves the per-job counts of a day and the per-hour chart.
 fn create_v7_search_indexes(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(
-        "CREATE INDEX IF NOT EXISTS files_job_id ON files (job, id);
-        CREATE INDEX IF NOT EXISTS files_state_id ON files (state, id);
+        "CREATE INDEX IF NOT EXISTS files_seen ON files (first_seen);
+        CREATE INDEX IF NOT EXISTS files_job_seen ON files (job, first_seen);
+        CREATE INDEX IF NOT EXISTS files_state_seen ON files (state, first_seen);
         CREATE INDEX IF NOT EXISTS files_name ON files (name);
-        CREATE INDEX IF NOT EXISTS files_hash ON files (hash);
-        CREATE INDEX IF NOT EXISTS files_seen ON files (first_seen);
-        CREATE INDEX IF NOT EXISTS files_job_seen ON files (job, first_seen);",
+        CREATE INDEX IF NOT EXISTS files_hash ON files (hash);",
     )
 }
 
