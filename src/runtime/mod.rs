@@ -9,7 +9,6 @@
 //! which updates the tracker. Stopping a runner stops its intake at once and returns when
 //! its in-flight files are finished.
 
-pub mod board;
 pub mod combine;
 pub mod deliver;
 pub mod expect;
@@ -95,7 +94,7 @@ struct Shared {
     /// What `/metrics` shows (counted with or without `--http`).
     metrics: Arc<crate::metrics::Metrics>,
     /// The jobs running now, for the HTTP endpoint.
-    board: Arc<board::Board>,
+    board: Arc<crate::web::board::Board>,
 }
 
 /// Runs every job until a shutdown signal (or, with `once`, until the files present at start
@@ -198,7 +197,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
 
 /// Shows the jobs running now and the job files left out to the HTTP endpoint.
 fn show_on_board(shared: &Shared, running: &HashMap<String, Running>, loaded: &job::Loaded) {
-    let views = running.values().map(|r| board::JobView {
+    let views = running.values().map(|r| crate::web::board::JobView {
         job: r.job.clone(),
         metrics: r.metrics.clone(),
     });

@@ -14,7 +14,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::watch;
 
-use super::board::Board;
+use crate::web::board::Board;
 
 /// Whether a bar is on the terminal now (a cheap check for every log line).
 static SHOWN: AtomicBool = AtomicBool::new(false);

@@ -78,11 +78,11 @@ impl Prometheus {
         std::fs::write(dir.join("prometheus.yml"), config(&dir)).unwrap();
         let port = free_port();
         // Runs until this test binary exits, then stops Prometheus.
-        let watch = r#""$1" --config.file="$2/prometheus.yml" --storage.tsdb.path="$2/data" \
+        let watch = r#"( "$1" --config.file="$2/prometheus.yml" --storage.tsdb.path="$2/data" \
   --web.listen-address="127.0.0.1:$3" >"$2/prometheus.log" 2>&1 &
 p=$!
 while kill -0 "$4" 2>/dev/null && kill -0 "$p" 2>/dev/null; do sleep 1; done
-kill "$p" 2>/dev/null; wait "$p"; rm -rf "$2""#;
+kill "$p" 2>/dev/null; wait "$p"; rm -rf "$2" ) >/dev/null 2>&1 &"#;
         Command::new("bash")
             .arg("-c")
             .arg(watch)
@@ -94,7 +94,7 @@ kill "$p" 2>/dev/null; wait "$p"; rm -rf "$2""#;
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .spawn()
+            .status()
             .unwrap();
         let p = Prometheus { dir, port };
         let ready = format!("http://127.0.0.1:{port}/-/ready");
