@@ -297,7 +297,10 @@ fn init_logging(
         ),
     };
     let writer = match file {
-        None => BoxMakeWriter::new(ferry::redact::Redacting::new(std::io::stderr)),
+        // On a terminal, `run --once` draws a progress line that log lines lift.
+        None => BoxMakeWriter::new(ferry::redact::Redacting::new(
+            ferry::runtime::progress::stderr,
+        )),
         Some(path) => match ferry::service::log_file(path) {
             Ok(appender) => BoxMakeWriter::new(ferry::redact::Redacting::new(appender)),
             Err(e) => {

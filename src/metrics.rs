@@ -375,6 +375,12 @@ impl JobMetrics {
         self.source_ok.load(Ordering::Relaxed)
     }
 
+    /// For a progress line: files delivered, failed, and waiting in the source.
+    pub fn progress(&self) -> (u64, u64, u64) {
+        let waiting = self.waiting.get().max(self.queue.get()).max(0) as u64;
+        (self.delivered.get(), self.failed.get(), waiting)
+    }
+
     /// Paused destinations now (for readiness pages).
     pub fn paused(&self) -> i64 {
         self.paused.get()

@@ -9,7 +9,6 @@
 //! which updates the tracker. Stopping a runner stops its intake at once and returns when
 //! its in-flight files are finished.
 
-pub mod board;
 pub mod combine;
 pub mod deliver;
 pub mod expect;
@@ -20,6 +19,7 @@ mod once;
 pub mod original;
 pub mod pipeline;
 pub mod process;
+pub mod progress;
 pub mod recovery;
 pub mod remote;
 pub mod retry;
@@ -94,7 +94,7 @@ struct Shared {
     /// What `/metrics` shows (counted with or without `--http`).
     metrics: Arc<crate::metrics::Metrics>,
     /// The jobs running now, for the HTTP endpoint.
-    board: Arc<board::Board>,
+    board: Arc<crate::web::board::Board>,
 }
 
 /// Runs every job until a shutdown signal (or, with `once`, until the files present at start
@@ -154,6 +154,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         Some(addr) => Some(start_web(addr, &opts, &shared).await?),
         None => None,
     };
+    let progress = opts
+        .once
+        .then(|| progress::Progress::start(shared.board.clone()))
+        .flatten();
 
     let mut expect_problems = 0;
     if opts.once {
@@ -170,6 +174,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         shutdown(running, opts.grace).await;
         let _ = expect_stop.send(true);
         let _ = answers.await;
+    }
+    if let Some(p) = progress {
+        p.finish().await;
     }
     if let Some(web) = web {
         web.stop().await;
@@ -190,7 +197,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
 
 /// Shows the jobs running now and the job files left out to the HTTP endpoint.
 fn show_on_board(shared: &Shared, running: &HashMap<String, Running>, loaded: &job::Loaded) {
-    let views = running.values().map(|r| board::JobView {
+    let views = running.values().map(|r| crate::web::board::JobView {
         job: r.job.clone(),
         metrics: r.metrics.clone(),
     });
@@ -982,16 +989,18 @@ impl Runner {
     async fn rescan(&mut self) {
         let (source, root) = (self.job.source.clone(), self.st.root.clone());
         let scanned = tokio::task::spawn_blocking(move || {
-            root.get().and_then(|dir| folder::scan(&source, &dir))
+            let listed = root.get().and_then(|dir| folder::scan(&source, &dir));
+            // A held folder that was removed still lists (empty): /readyz says it is gone.
+            (listed, source.folder.is_dir())
         })
         .await;
         match scanned {
-            Ok(Ok(found)) => {
+            Ok((Ok(found), there)) => {
                 self.folder_missing_warned = false;
-                self.st.metrics.set_source_ok(true);
+                self.st.metrics.set_source_ok(there);
                 self.st.on_scan(found, self.shared.once);
             }
-            Ok(Err(e)) => {
+            Ok((Err(e), _)) => {
                 self.st.metrics.set_source_ok(false);
                 if !self.folder_missing_warned {
                     tracing::warn!(folder = %self.job.source.folder.display(), error = %e, "Cannot list the source folder; trying again at every poll.");
@@ -1037,6 +1046,7 @@ impl Runner {
             .counters
             .waiting_left
             .fetch_add(waiting, Ordering::SeqCst);
+        self.st.update_gauges(waiting);
         let _ = self.shared.journal.job_status(
             &self.job.name,
             &self.job.source.folder.to_string_lossy(),

@@ -9,6 +9,8 @@
 //! ([`auth_configured`]); [`check_bind`] refuses any other address before the daemon
 //! starts.
 
+pub mod board;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,8 +25,8 @@ use tokio::sync::watch;
 
 use crate::journal::Journal;
 use crate::metrics::Metrics;
-use crate::runtime::board::{Board, Snapshot};
 use crate::settings::Settings;
+use board::{Board, Snapshot};
 
 /// What every page can reach: the journal, the jobs running now and their metrics, the
 /// settings. Cheap to clone.

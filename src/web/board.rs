@@ -44,7 +44,7 @@ impl Board {
 
     /// Replaces the picture: the jobs running and what the last load of the jobs folder
     /// left out.
-    pub(super) fn set(&self, jobs: impl Iterator<Item = JobView>, loaded: &Loaded) {
+    pub fn set(&self, jobs: impl Iterator<Item = JobView>, loaded: &Loaded) {
         let jobs = jobs.map(|v| (v.job.name.clone(), v)).collect();
         let broken = loaded
             .broken
