@@ -100,7 +100,7 @@ pub fn check_bind(addr: SocketAddr, settings: &Settings) -> anyhow::Result<()> {
     }
     anyhow::bail!(
         "--http {addr}: refusing to serve on an address other machines can reach without authentication; \
-         use a loopback address such as 127.0.0.1:{} (and a reverse proxy with authentication for remote access)",
+         add [[http.users]] or http.token to ferry.toml (docs/console.md), or use a loopback address such as 127.0.0.1:{}",
         addr.port()
     )
 }
