@@ -154,3 +154,53 @@ fn user(doc: &mut Doc<'_>, mut u: TableReader<'_, '_>) -> Option<User> {
         role: role?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn read(src: &str) -> Result<crate::settings::Settings, Vec<crate::job::toml_reader::Diag>> {
+        let root = Path::new("/tmp/ferry-http-settings");
+        crate::settings::read(&root.join("ferry.toml"), root, src)
+    }
+
+    #[test]
+    fn an_address_alone_or_a_table_with_users_and_a_token() {
+        let s = read("http = \"127.0.0.1:8080\"\n").unwrap();
+        assert_eq!(s.http, Some("127.0.0.1:8080".parse().unwrap()));
+        assert!(s.http_access.is_empty());
+        let hash = crate::console::auth::hash_password("pw").unwrap();
+        let src = format!(
+            "[http]\nlisten = \"0.0.0.0:9\"\ntoken = \"${{env:TOK}}\"\n[[http.users]]\nname = \"ann\"\npassword_hash = \"{hash}\"\nrole = \"admin\"\n[[http.users]]\nname = \"rob\"\npassword_hash = \"{hash}\"\n"
+        );
+        let s = read(&src).unwrap();
+        assert_eq!(s.http, Some("0.0.0.0:9".parse().unwrap()));
+        let roles: Vec<(&str, Role)> = s
+            .http_access
+            .users
+            .iter()
+            .map(|u| (u.name.as_str(), u.role))
+            .collect();
+        assert_eq!(roles, [("ann", Role::Admin), ("rob", Role::Read)]);
+        assert_eq!(s.http_access.token, Some(Secret::Env("TOK".into())));
+    }
+
+    #[test]
+    fn a_password_that_is_not_a_hash_is_refused_at_its_line() {
+        let src = "[http]\nlisten = \"0.0.0.0:9\"\n[[http.users]]\nname = \"ann\"\npassword_hash = \"hunter2\"\nrole = \"boss\"\n";
+        let diags = read(src).unwrap_err();
+        let at: Vec<(usize, &str)> = diags.iter().map(|d| (d.line, d.key.as_str())).collect();
+        assert_eq!(
+            at,
+            [
+                (5, "http.users[1].password_hash"),
+                (6, "http.users[1].role")
+            ],
+            "{diags:#?}"
+        );
+        assert!(diags[0].message.contains("ferry hash-password"));
+        assert!(!format!("{diags:?}").contains("hunter2"));
+    }
+}
