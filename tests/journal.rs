@@ -385,7 +385,7 @@ fn a_journal_of_a_newer_ferry_is_refused_and_left_as_it_was() {
         assert_eq!(o.status.code(), Some(3), "{args:?}: {err}");
         assert!(
             err.contains("has schema version 99")
-                && err.contains("knows versions up to 6")
+                && err.contains("knows versions up to 7")
                 && err.contains("written by a newer ferry")
                 && err.contains("the journal was not changed"),
             "{args:?}: {err}"
