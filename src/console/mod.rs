@@ -41,6 +41,8 @@ pub struct Console {
     /// Anyone who reaches it is the admin `local`: bound to loopback, with no users and no
     /// token configured.
     pub open: bool,
+    /// The address it serves, for the Host check of an open console.
+    addr: SocketAddr,
     sessions: auth::Sessions,
 }
 
@@ -67,6 +69,7 @@ impl Console {
             state_dir,
             open: loopback && auth.is_empty(),
             auth,
+            addr,
             sessions: Default::default(),
         })
     }
@@ -151,6 +154,12 @@ pub async fn authenticate(State(c): State<Arc<Console>>, mut req: Request, next:
     if matches!(path.as_str(), "/healthz" | "/readyz") {
         return next.run(req).await;
     }
+    if c.open && !local_host(req.headers(), c.addr) {
+        return Problem::forbidden(
+            "an open console answers only requests for 127.0.0.1, [::1] or localhost at its port",
+        )
+        .into_response();
+    }
     // Scrapers get no session: one per scrape would pile up.
     let scrape = path == "/metrics";
     let headers = req.headers();
@@ -193,6 +202,19 @@ pub async fn authenticate(State(c): State<Arc<Console>>, mut req: Request, next:
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
     resp
+}
+
+/// Whether the request names this machine's loopback in its Host header. An open console
+/// checks it so that a web page whose name was re-pointed at 127.0.0.1 (DNS rebinding)
+/// cannot read it or act through the visitor's browser.
+fn local_host(headers: &HeaderMap, addr: SocketAddr) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let port = addr.port();
+    ["127.0.0.1", "[::1]", "localhost"]
+        .iter()
+        .any(|name| host.eq_ignore_ascii_case(&format!("{name}:{port}")))
 }
 
 fn unauthorized() -> Response {

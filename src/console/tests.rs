@@ -32,13 +32,22 @@ fn users() -> AuthConfig {
     }
 }
 
-async fn send(c: &Arc<Console>, req: Request<Body>) -> axum::response::Response {
+async fn send(c: &Arc<Console>, mut req: Request<Body>) -> axum::response::Response {
+    if !req.headers().contains_key(header::HOST) {
+        req.headers_mut()
+            .insert(header::HOST, "127.0.0.1:8080".parse().unwrap());
+    }
     router(c.clone()).oneshot(req).await.unwrap()
 }
 
 #[tokio::test]
 async fn an_open_console_serves_pages_and_refuses_a_post_without_its_token() {
-    let c = console("127.0.0.1:0", AuthConfig::default());
+    let c = console("127.0.0.1:8080", AuthConfig::default());
+    let rebound = Request::get("/jobs")
+        .header(header::HOST, "evil.example:8080")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&c, rebound).await.status(), StatusCode::FORBIDDEN);
     let r = send(&c, Request::get("/jobs").body(Body::empty()).unwrap()).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(
