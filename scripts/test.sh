@@ -19,6 +19,12 @@ command -v lftp >/dev/null || missing+=(lftp)
 # install/install.sh.
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
+# The web console in a real browser (tests/browser.rs): headless Chromium via chromedriver.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+# The metrics tests: a real Prometheus scrapes `ferry run --http`; promtool checks
+# install/ferry-alerts.yml.
+{ [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ]; } || missing+=(prometheus)
 # The libraries the unpacked pure-ftpd (below) links against.
 for lib in libsodium23 libssl3 libcap2 libpam0g libcrypt1; do
   dpkg -s "$lib" >/dev/null 2>&1 || missing+=("$lib")

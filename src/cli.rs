@@ -24,6 +24,23 @@ pub mod exit {
     pub const FATAL: i32 = 3;
 }
 
+/// A line a command says: on stdout, or on stderr (a problem). Commands the web console
+/// runs too (`retry`, `approve`, `reject`, `trigger`) say their lines through a
+/// `&mut dyn FnMut(Say)`: [`print`] for the terminal, the console shows them on its page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Say {
+    Out(String),
+    Err(String),
+}
+
+/// Prints a [`Say`] line where the terminal expects it.
+pub fn print(line: Say) {
+    match line {
+        Say::Out(l) => println!("{l}"),
+        Say::Err(l) => eprintln!("{l}"),
+    }
+}
+
 /// `ferry schema`: the JSON Schema of job files (with `settings`: of ferry.toml) on stdout.
 pub fn schema(settings: bool) -> i32 {
     let schema = if settings {
@@ -759,7 +776,8 @@ fn job_is_known(jobs_dir: &Path, conn: Option<&rusqlite::Connection>, name: &str
 }
 
 /// The stems of the job files (`*.toml`) in `jobs_dir`, sorted.
-fn job_file_names(jobs_dir: &Path) -> Vec<String> {
+/// The names of the job files in `jobs_dir` (valid or not), sorted.
+pub fn job_file_names(jobs_dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(jobs_dir)
         .map(|rd| {
             rd.filter_map(Result::ok)

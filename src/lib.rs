@@ -37,6 +37,8 @@
 //! - [`cli`]: the `check`, `test`, `history` and `status` commands.
 //! - [`settings`]: the optional installation-wide `ferry.toml` (state folder, workers, log,
 //!   the admin alert address, job defaults), read like a job file.
+//! - [`web`]: the daemon's HTTP endpoint (`--http`): `/healthz`, `/readyz`, `/metrics`;
+//!   [`metrics`]: the numbers it serves, counted by the runtime.
 //! - [`service`]: running under systemd: readiness and watchdog notifications, logs for
 //!   journald or a rotating file.
 //! - [`service_command`]: `ferry service ...`, the Windows service (its SCM calls are
@@ -44,6 +46,7 @@
 //!   service control manager: the stop request and the state reports.
 
 pub mod cli;
+pub mod console;
 pub mod db;
 pub mod filters;
 pub mod formats;
@@ -51,6 +54,7 @@ pub mod fsutil;
 pub mod hashing;
 pub mod job;
 pub mod journal;
+pub mod metrics;
 pub mod outputs;
 pub mod protocol;
 pub mod readiness;
@@ -67,3 +71,4 @@ pub mod settings;
 pub mod sources;
 pub mod transform;
 pub mod url;
+pub mod web;

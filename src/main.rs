@@ -79,6 +79,10 @@ enum Command {
         /// kept in their sources (`success = "keep"`) will be taken again.
         #[arg(long)]
         new_journal: bool,
+        /// Serve /healthz, /readyz and /metrics on ADDR:PORT (loopback only unless
+        /// authentication is configured) [default: ferry.toml's `http`, else none].
+        #[arg(long, value_name = "ADDR:PORT")]
+        http: Option<std::net::SocketAddr>,
     },
     /// Validate ferry.toml and every job file; report every problem with file:line:column.
     #[command(
@@ -226,6 +230,12 @@ enum Command {
         #[command(subcommand)]
         action: ferry::service_command::ServiceCommand,
     },
+    /// Read a password on stdin and print its argon2 hash, for a `[[http.users]]`
+    /// `password_hash` in ferry.toml (the web console's users; docs/console.md).
+    #[command(
+        after_help = "The password is read from the first line of stdin (typed, or piped); only its hash is printed.\n\nExample:\n  ferry hash-password          then type the password and Enter"
+    )]
+    HashPassword,
 }
 
 #[derive(Subcommand)]
@@ -287,7 +297,10 @@ fn init_logging(
         ),
     };
     let writer = match file {
-        None => BoxMakeWriter::new(ferry::redact::Redacting::new(std::io::stderr)),
+        // On a terminal, `run --once` draws a progress line that log lines lift.
+        None => BoxMakeWriter::new(ferry::redact::Redacting::new(
+            ferry::runtime::progress::stderr,
+        )),
         Some(path) => match ferry::service::log_file(path) {
             Ok(appender) => BoxMakeWriter::new(ferry::redact::Redacting::new(appender)),
             Err(e) => {
@@ -330,7 +343,10 @@ fn init_logging(
 /// ferry.toml beside the jobs folder; a broken one stops every command but `check` (which
 /// reports it) and `schema`, with its problems (exit 2).
 fn settings(cli: &Cli) -> ferry::settings::Settings {
-    if matches!(cli.command, Command::Schema { .. } | Command::Check) {
+    if matches!(
+        cli.command,
+        Command::Schema { .. } | Command::Check | Command::HashPassword
+    ) {
         return Default::default();
     }
     match ferry::settings::load(&cli.jobs) {
@@ -396,6 +412,7 @@ fn main() {
         .unwrap_or_else(|| ferry::job::deployment_root(&cli.jobs).join("var/state"));
     let code = match cli.command {
         Command::Check => ferry::cli::check(&cli.jobs),
+        Command::HashPassword => hash_password(),
         Command::Schema { settings } => ferry::cli::schema(settings),
         Command::Test {
             job,
@@ -476,11 +493,14 @@ fn main() {
             workers,
             grace,
             new_journal,
+            http,
         } => {
+            let base = run_options(&cli, state, settings, set_log_level, workers, grace);
             let opts = ferry::runtime::RunOptions {
                 once,
                 new_journal,
-                ..run_options(&cli, state, settings, set_log_level, workers, grace)
+                http: http.or(base.http),
+                ..base
             };
             run(opts)
         }
@@ -504,6 +524,7 @@ fn run_options(
         log_format: cli.log_format.is_some(),
         log_level: cli.log.is_some() || set_log_level.is_none(),
         log_file: cli.log_file.is_some(),
+        http: matches!(cli.command, Command::Run { http: Some(_), .. }),
     };
     ferry::runtime::RunOptions {
         jobs_dir: cli.jobs.clone(),
@@ -512,6 +533,7 @@ fn run_options(
         workers: workers.or(settings.workers).unwrap_or(32),
         grace,
         new_journal: false,
+        http: settings.http,
         settings: ferry::settings::live::Live::new(&cli.jobs, settings, fixed, set_log_level),
     }
 }
@@ -543,6 +565,34 @@ fn run(opts: ferry::runtime::RunOptions) -> i32 {
             // Printed once, plainly: the log goes to stderr too.
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             eprintln!("error: {}", chain.join(": "));
+            exit::FATAL
+        }
+    }
+}
+
+/// `ferry hash-password`: the first line of stdin, hashed.
+fn hash_password() -> i32 {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        eprint!("password (shown as typed; the hash alone is printed): ");
+    }
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().lock().read_line(&mut line) {
+        eprintln!("error: cannot read the password from stdin: {e}");
+        return exit::FATAL;
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("error: the password is empty; type it (or pipe it) on stdin");
+        return exit::INVALID;
+    }
+    match ferry::console::auth::hash_password(password) {
+        Ok(hash) => {
+            println!("{hash}");
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: cannot hash the password: {e}");
             exit::FATAL
         }
     }

@@ -12,19 +12,20 @@ use crate::review::diff::{self, Change, Diff};
 use crate::review::{self, Entry, Refused};
 use crate::runtime::review as engine;
 
-use super::exit;
+use super::{Say, exit};
 
 /// A waiting file's records and what they would change, as far as they can be known.
-#[derive(serde::Serialize)]
-struct Compared {
-    records: Option<u64>,
-    diff: Option<Diff>,
+#[derive(Debug, serde::Serialize)]
+pub struct Compared {
+    pub records: Option<u64>,
+    pub diff: Option<Diff>,
     /// Why there is no comparison (no `key`, the job is not loaded, a record without the
     /// key, a base too large).
-    diff_error: Option<String>,
+    pub diff_error: Option<String>,
 }
 
-fn jobs(jobs_dir: &Path) -> BTreeMap<String, Job> {
+/// The valid jobs of `jobs_dir`, with ferry.toml's defaults.
+pub fn jobs(jobs_dir: &Path) -> BTreeMap<String, Job> {
     let defaults = crate::settings::load(jobs_dir)
         .map(|s| s.jobs)
         .unwrap_or_default();
@@ -40,7 +41,8 @@ fn no_key(job: &str) -> String {
     )
 }
 
-fn compare(e: &Entry, jobs: &BTreeMap<String, Job>, state: &Path, details: usize) -> Compared {
+/// What a pending file would change, as `ferry pending show` and the console show it.
+pub fn compare(e: &Entry, jobs: &BTreeMap<String, Job>, state: &Path, details: usize) -> Compared {
     let job = jobs.get(&e.job);
     let original = e.original();
     let count = |job: &Job| {
@@ -234,7 +236,7 @@ pub fn show(jobs_dir: &Path, state: &Path, id: i64, json: bool) -> i32 {
 }
 
 /// Each held output file and where it goes once approved.
-fn held_outputs(e: &Entry) -> Vec<(String, String)> {
+pub fn held_outputs(e: &Entry) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for d in &e.dests {
         let from = Path::new(&e.held).join(d.n.to_string());
@@ -356,18 +358,43 @@ fn shown(v: Option<&str>) -> String {
 
 /// `ferry approve ID`.
 pub fn approve(state: &Path, id: i64) -> i32 {
-    decide(state, id, "approved", None)
+    decide_as(
+        state,
+        id,
+        "approved",
+        &review::os_user(),
+        None,
+        &mut super::print,
+    )
 }
 
 /// `ferry reject ID --why TEXT`.
 pub fn reject(state: &Path, id: i64, why: &str) -> i32 {
-    decide(state, id, "rejected", Some(why))
+    decide_as(
+        state,
+        id,
+        "rejected",
+        &review::os_user(),
+        Some(why),
+        &mut super::print,
+    )
 }
 
-fn decide(state: &Path, id: i64, decision: &str, why: Option<&str>) -> i32 {
+/// Records `who`'s decision (`approved`, or `rejected` with `why`) on pending file `id`
+/// and carries it out (or leaves it to the running ferry), saying what happened through
+/// `say`. Returns the exit code of `ferry approve` / `ferry reject`. The web console calls
+/// it with its user.
+pub fn decide_as(
+    state: &Path,
+    id: i64,
+    decision: &str,
+    who: &str,
+    why: Option<&str>,
+    say: &mut dyn FnMut(Say),
+) -> i32 {
     let db = journal::db_path(state);
     if !db.exists() {
-        eprintln!("error: {}", Refused::Unknown(id));
+        say(Say::Err(format!("error: {}", Refused::Unknown(id))));
         return exit::FILE_FAILED;
     }
     let mut conn = match rusqlite::Connection::open(&db).and_then(|c| {
@@ -376,50 +403,56 @@ fn decide(state: &Path, id: i64, decision: &str, why: Option<&str>) -> i32 {
     }) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: cannot open the journal: {e}");
+            say(Say::Err(format!("error: cannot open the journal: {e}")));
             return exit::FATAL;
         }
     };
-    let who = review::os_user();
-    let e = match review::decide(&mut conn, id, decision, &who, why) {
+    let e = match review::decide(&mut conn, id, decision, who, why) {
         Ok(e) => e,
         Err(r @ Refused::NoReason) => {
-            eprintln!("error: {r}");
+            say(Say::Err(format!("error: {r}")));
             return exit::INVALID;
         }
         Err(Refused::Journal(e)) => {
-            eprintln!("error: cannot record the decision in the journal: {e}");
+            say(Say::Err(format!(
+                "error: cannot record the decision in the journal: {e}"
+            )));
             return exit::FATAL;
         }
         Err(r) => {
-            eprintln!("error: {r}");
+            say(Say::Err(format!("error: {r}")));
             return exit::FILE_FAILED;
         }
     };
     drop(conn);
-    println!("file {id} ({}) {decision} by {who}", e.name);
-    carry_out(state, id)
+    say(Say::Out(format!(
+        "file {id} ({}) {decision} by {who}",
+        e.name
+    )));
+    carry_out(state, id, say)
 }
 
 /// Carries the decision out now when no ferry runs (taking the state folder's lock);
 /// otherwise the running one does within seconds.
-fn carry_out(state: &Path, id: i64) -> i32 {
+fn carry_out(state: &Path, id: i64, say: &mut dyn FnMut(Say)) -> i32 {
     if let Some(pid) = journal::running_pid(state) {
-        println!(
+        say(Say::Out(format!(
             "the running ferry (pid {pid}) carries it out within seconds (`ferry history` shows when)"
-        );
+        )));
         return exit::OK;
     }
     let j = match Journal::open(state, false) {
         Ok(j) => j,
         Err(journal::JournalError::Locked(_, pid)) => {
-            println!("ferry (pid {pid}) started meanwhile and carries it out within seconds");
+            say(Say::Out(format!(
+                "ferry (pid {pid}) started meanwhile and carries it out within seconds"
+            )));
             return exit::OK;
         }
         Err(e) => {
-            eprintln!(
+            say(Say::Err(format!(
                 "warning: the decision is recorded, but cannot be carried out now: {e}; the next `ferry run` carries it out"
-            );
+            )));
             return exit::FATAL;
         }
     };
@@ -431,14 +464,14 @@ fn carry_out(state: &Path, id: i64) -> i32 {
         .and_then(|c| review::by_id(&c, id).ok().flatten());
     match after {
         Some(e) if e.finished_at.is_some() => {
-            println!("{}", e.outcome.unwrap_or_default());
+            say(Say::Out(e.outcome.unwrap_or_default()));
             exit::OK
         }
         Some(e) => {
-            eprintln!(
+            say(Say::Err(format!(
                 "warning: the decision is recorded, but it could not be carried out yet: {}; ferry tries again (the daemon every few seconds, or the next `ferry run`)",
                 e.outcome.unwrap_or_default()
-            );
+            )));
             exit::FILE_FAILED
         }
         None => exit::OK,

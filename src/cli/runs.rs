@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::exit;
+use super::{Say, exit};
 use crate::job::{self, Job};
 use crate::journal::runs::{self, RunRow};
 use crate::journal::{self, Journal};
@@ -93,13 +93,25 @@ const TRIGGER_WAIT: Duration = Duration::from_secs(10);
 /// writing `<state>/triggers/JOB`, which the daemon's job looks for every second and removes
 /// when it takes it (docs/schedules.md).
 pub fn trigger(jobs_dir: &Path, state_dir: &Path, name: &str) -> i32 {
+    trigger_with(jobs_dir, state_dir, name, &mut super::print)
+}
+
+/// [`trigger`], saying what it does through `say` (the web console's "Run now").
+pub fn trigger_with(
+    jobs_dir: &Path,
+    state_dir: &Path,
+    name: &str,
+    say: &mut dyn FnMut(Say),
+) -> i32 {
     let loaded = job::load_dir(jobs_dir).unwrap_or_default();
     let Some(job) = loaded.jobs.get(name) else {
         if loaded.broken.contains_key(name) {
-            eprintln!("error: the job file of `{name}` has errors; `ferry check` lists them");
+            say(Say::Err(format!(
+                "error: the job file of `{name}` has errors; `ferry check` lists them"
+            )));
         } else {
             let names: Vec<&str> = loaded.jobs.keys().map(String::as_str).collect();
-            eprintln!(
+            say(Say::Err(format!(
                 "error: no job `{name}` in {} (jobs: {})",
                 jobs_dir.display(),
                 if names.is_empty() {
@@ -107,21 +119,21 @@ pub fn trigger(jobs_dir: &Path, state_dir: &Path, name: &str) -> i32 {
                 } else {
                     names.join(", ")
                 }
-            );
+            )));
         }
         return exit::INVALID;
     };
     if !job.source.timing.is_scheduled() {
-        eprintln!(
+        say(Say::Err(format!(
             "error: `{name}` is not a scheduled job (it has no `schedule` or `every`): it takes files as soon as they are ready"
-        );
+        )));
         return exit::INVALID;
     }
     if journal::running_pid(state_dir).is_none() {
-        eprintln!(
+        say(Say::Err(format!(
             "error: ferry is not running (state in {}); `ferry run --once` runs every job once now",
             state_dir.display()
-        );
+        )));
         return exit::FATAL;
     }
     let dir = crate::runtime::runs::trigger_dir(state_dir);
@@ -132,22 +144,25 @@ pub fn trigger(jobs_dir: &Path, state_dir: &Path, name: &str) -> i32 {
         std::fs::rename(&temp, &path)
     });
     if let Err(e) = written {
-        eprintln!("error: cannot write the trigger {}: {e}", path.display());
+        say(Say::Err(format!(
+            "error: cannot write the trigger {}: {e}",
+            path.display()
+        )));
         return exit::FATAL;
     }
     let start = Instant::now();
     while start.elapsed() < TRIGGER_WAIT {
         if !crate::fsutil::exists(&path) {
-            println!(
+            say(Say::Out(format!(
                 "{name}: run triggered (it starts now, or right after the run in progress); `ferry runs --job {name}` shows it"
-            );
+            )));
             return exit::OK;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    println!(
+    say(Say::Out(format!(
         "{name}: the trigger is written but ferry has not taken it yet; it runs the job when it does"
-    );
+    )));
     exit::OK
 }
 

@@ -358,6 +358,13 @@ impl<'a, 'i> TableReader<'a, 'i> {
             .collect()
     }
 
+    /// Whether this key holds a table (without marking it read).
+    pub fn is_table(&self, key: &str) -> bool {
+        self.map
+            .get(key)
+            .is_some_and(|v| matches!(v.get_ref(), DeValue::Table(_)))
+    }
+
     /// Whether the table has this key (without marking it read).
     pub fn has(&self, key: &str) -> bool {
         self.map.get(key).is_some()

@@ -981,5 +981,6 @@ fn apply(tx: &rusqlite::Transaction<'_>, m: &Msg) -> rusqlite::Result<()> {
 
 pub use identity::{ID_FILE, LostJournal, recorded as recorded_id};
 pub use schema::{
-    FileHistory, HistoryFilter, JobStatusRow, NewerJournal, fmt_time, history, job_status,
+    FileHistory, HistoryFilter, JobStatusRow, NewerJournal, file_history, fmt_time, history,
+    job_status,
 };

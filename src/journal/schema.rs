@@ -6,7 +6,7 @@ use serde::Serialize;
 /// The journal's schema version, kept in SQLite's `user_version`. Every change of the tables
 /// raises it and adds a step to [`migrate`]; a journal from an older ferry is brought
 /// forward at start, one from a newer ferry is refused ([`refuse_newer`]).
-pub(super) const SCHEMA_VERSION: i64 = 6;
+pub(super) const SCHEMA_VERSION: i64 = 7;
 
 /// A journal written by a newer ferry: this one does not know its tables, so it neither
 /// reads nor changes it.
@@ -110,6 +110,8 @@ pub(super) fn migrate(conn: &mut Connection, journal_id: &str) -> rusqlite::Resu
     create_v5_reviews(&tx)?;
     // Version 6 (issue 16, database sources): the query runs and their watermarks.
     create_v6_db_source_runs(&tx)?;
+    // Version 7 (issue 18, the web console): indexes for searching the audit log.
+    create_v7_search_indexes(&tx)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
 }
@@ -200,6 +202,22 @@ fn create_v6_db_source_runs(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<
             finished_at INTEGER
         );
         CREATE INDEX IF NOT EXISTS db_source_runs_job ON db_source_runs (job, state);",
+    )
+}
+
+/// Version 7 (issue 18, the web console; `console::search`): the audit log is searched by
+/// job, state, name, content hash and date, newest first (by `first_seen`, then id), a
+/// page at a time (keyset pagination). The list order alone, and after a job or a state,
+/// is an index (an SQLite index ends with the rowid), so a page is read in order and stops
+/// after a page of rows, whatever the journal's size; a name or hash has its own index.
+/// `(job, first_seen)` also serves the per-job counts of a day and the per-hour chart.
+fn create_v7_search_indexes(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE INDEX IF NOT EXISTS files_seen ON files (first_seen);
+        CREATE INDEX IF NOT EXISTS files_job_seen ON files (job, first_seen);
+        CREATE INDEX IF NOT EXISTS files_state_seen ON files (state, first_seen);
+        CREATE INDEX IF NOT EXISTS files_name ON files (name);
+        CREATE INDEX IF NOT EXISTS files_hash ON files (hash);",
     )
 }
 
@@ -329,18 +347,18 @@ pub struct FileHistory {
     pub events: Vec<EventRow>,
 }
 
+/// The columns [`history_row`] reads, in its order.
+const HISTORY_COLUMNS: &str =
+    "id, job, path, name, size, hash, seq, state, attempts, first_seen, taken_at, finished_at,
+                disposition, dest, error, error_dest";
+
 pub fn history(conn: &Connection, f: &HistoryFilter) -> rusqlite::Result<Vec<FileHistory>> {
-    let mut stmt = conn.prepare(
-        "SELECT id, job, path, name, size, hash, seq, state, attempts, first_seen, taken_at, finished_at,
-                disposition, dest, error, error_dest
-         FROM files WHERE (?1 IS NULL OR job = ?1) ORDER BY id DESC",
-    )?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {HISTORY_COLUMNS} FROM files WHERE (?1 IS NULL OR job = ?1) ORDER BY id DESC"
+    ))?;
     let mut rows = stmt.query(params![f.job])?;
     let mut out = Vec::new();
-    let mut ostmt =
-        conn.prepare("SELECT final, hash, size FROM outputs WHERE file_id = ?1 ORDER BY idx")?;
-    let mut estmt =
-        conn.prepare("SELECT at, state, detail FROM events WHERE file_id = ?1 ORDER BY rowid")?;
+    let mut details = Details::prepare(conn)?;
     while let Some(r) = rows.next()? {
         let path: String = r.get(2)?;
         let name: String = r.get(3)?;
@@ -350,57 +368,7 @@ pub fn history(conn: &Connection, f: &HistoryFilter) -> rusqlite::Result<Vec<Fil
         {
             continue;
         }
-        let id: i64 = r.get(0)?;
-        let state: String = r.get(7)?;
-        let disposition: Option<String> = r.get(12)?;
-        let dest: Option<String> = r.get(13)?;
-        let error_dest: Option<String> = r.get(15)?;
-        let original = match (state.as_str(), disposition.as_deref()) {
-            ("failed" | "failing", _) => error_dest,
-            ("done", Some("archive")) => dest,
-            ("done", Some("delete")) => Some("deleted".into()),
-            ("done", Some("keep")) => Some("kept in the source".into()),
-            _ => None,
-        };
-        let outputs = if state == "done" {
-            ostmt
-                .query_map([id], |o| {
-                    Ok(OutputRow {
-                        path: o.get(0)?,
-                        sha256: o.get(1)?,
-                        size: o.get::<_, i64>(2)? as u64,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?
-        } else {
-            Vec::new()
-        };
-        let events = estmt
-            .query_map([id], |e| {
-                Ok(EventRow {
-                    at: fmt_time(e.get(0)?),
-                    state: e.get(1)?,
-                    detail: e.get(2)?,
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        out.push(FileHistory {
-            id,
-            job: r.get(1)?,
-            path,
-            size: r.get::<_, i64>(4)? as u64,
-            sha256: r.get(5)?,
-            seq: r.get::<_, i64>(6)? as u64,
-            state,
-            attempts: r.get::<_, i64>(8)? as u32,
-            seen: r.get::<_, Option<i64>>(9)?.map(fmt_time),
-            taken: r.get::<_, Option<i64>>(10)?.map(fmt_time),
-            finished: r.get::<_, Option<i64>>(11)?.map(fmt_time),
-            outputs,
-            original,
-            error: r.get(14)?,
-            events,
-        });
+        out.push(history_row(r, &mut details)?);
         if f.limit > 0 && out.len() >= f.limit {
             break;
         }
@@ -408,6 +376,95 @@ pub fn history(conn: &Connection, f: &HistoryFilter) -> rusqlite::Result<Vec<Fil
     out.reverse();
     out.iter_mut().for_each(FileHistory::scrub);
     Ok(out)
+}
+
+/// What happened to the file with id `id` (the web console's file page), scrubbed.
+pub fn file_history(conn: &Connection, id: i64) -> rusqlite::Result<Option<FileHistory>> {
+    use rusqlite::OptionalExtension;
+    let mut details = Details::prepare(conn)?;
+    let mut found = conn
+        .query_row(
+            &format!("SELECT {HISTORY_COLUMNS} FROM files WHERE id = ?1"),
+            [id],
+            |r| history_row(r, &mut details),
+        )
+        .optional()?;
+    found.iter_mut().for_each(FileHistory::scrub);
+    Ok(found)
+}
+
+/// The statements that read a file's outputs and events.
+struct Details<'c> {
+    outputs: rusqlite::Statement<'c>,
+    events: rusqlite::Statement<'c>,
+}
+
+impl<'c> Details<'c> {
+    fn prepare(conn: &'c Connection) -> rusqlite::Result<Details<'c>> {
+        Ok(Details {
+            outputs: conn
+                .prepare("SELECT final, hash, size FROM outputs WHERE file_id = ?1 ORDER BY idx")?,
+            events: conn.prepare(
+                "SELECT at, state, detail FROM events WHERE file_id = ?1 ORDER BY rowid",
+            )?,
+        })
+    }
+}
+
+/// One file's history from a row of [`HISTORY_COLUMNS`].
+fn history_row(r: &rusqlite::Row<'_>, d: &mut Details<'_>) -> rusqlite::Result<FileHistory> {
+    let id: i64 = r.get(0)?;
+    let state: String = r.get(7)?;
+    let disposition: Option<String> = r.get(12)?;
+    let dest: Option<String> = r.get(13)?;
+    let error_dest: Option<String> = r.get(15)?;
+    let original = match (state.as_str(), disposition.as_deref()) {
+        ("failed" | "failing", _) => error_dest,
+        ("done", Some("archive")) => dest,
+        ("done", Some("delete")) => Some("deleted".into()),
+        ("done", Some("keep")) => Some("kept in the source".into()),
+        _ => None,
+    };
+    let outputs = if state == "done" {
+        d.outputs
+            .query_map([id], |o| {
+                Ok(OutputRow {
+                    path: o.get(0)?,
+                    sha256: o.get(1)?,
+                    size: o.get::<_, i64>(2)? as u64,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    let events = d
+        .events
+        .query_map([id], |e| {
+            Ok(EventRow {
+                at: fmt_time(e.get(0)?),
+                state: e.get(1)?,
+                detail: e.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(FileHistory {
+        id,
+        job: r.get(1)?,
+        path: r.get(2)?,
+        size: r.get::<_, i64>(4)? as u64,
+        sha256: r.get(5)?,
+        seq: r.get::<_, i64>(6)? as u64,
+        state,
+        attempts: r.get::<_, i64>(8)? as u32,
+        seen: r.get::<_, Option<i64>>(9)?.map(fmt_time),
+        taken: r.get::<_, Option<i64>>(10)?.map(fmt_time),
+        finished: r.get::<_, Option<i64>>(11)?.map(fmt_time),
+        outputs,
+        original,
+        error: r.get(14)?,
+        events,
+    })
 }
 
 impl FileHistory {

@@ -372,6 +372,8 @@ impl Batch<'_> {
                     }
                     Outcome::Done {
                         kept: (job.after.success == Success::Keep).then_some(m.found.meta),
+                        // The run's output is one for all its files: counted with none.
+                        outputs: Vec::new(),
                     }
                 }
                 Err(e) => {

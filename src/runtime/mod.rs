@@ -19,6 +19,7 @@ mod once;
 pub mod original;
 pub mod pipeline;
 pub mod process;
+pub mod progress;
 pub mod recovery;
 pub mod remote;
 pub mod retry;
@@ -57,6 +58,8 @@ pub struct RunOptions {
     pub new_journal: bool,
     /// ferry.toml: what jobs inherit, read again when it changes (settings::live).
     pub settings: crate::settings::live::Live,
+    /// Serve `/healthz`, `/readyz` and `/metrics` here (`--http`, ferry.toml's `http`).
+    pub http: Option<std::net::SocketAddr>,
 }
 
 /// What a run ended with, for the exit code.
@@ -88,6 +91,10 @@ struct Shared {
     workers: Arc<Semaphore>,
     counters: Arc<Counters>,
     once: bool,
+    /// What `/metrics` shows (counted with or without `--http`).
+    metrics: Arc<crate::metrics::Metrics>,
+    /// The jobs running now, for the HTTP endpoint.
+    board: Arc<crate::web::board::Board>,
 }
 
 /// Runs every job until a shutdown signal (or, with `once`, until the files present at start
@@ -97,6 +104,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     // journal opens or recovery runs stops the daemon cleanly once it is up, instead of
     // killing it half way.
     let signals = (!opts.once).then(StopSignals::new);
+    if let Some(addr) = opts.http {
+        crate::web::check_bind(addr, opts.settings.current())?;
+    }
     // Nothing is created (not even the state folder) when there is nothing to run: a
     // `ferry run` started in the wrong folder says so and leaves it as it was.
     if !opts.jobs_dir.is_dir() {
@@ -107,7 +117,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     }
     let journal = tokio::task::block_in_place(|| Journal::open(&opts.state_dir, opts.new_journal))?;
     // Jobs first: recovery disposes of originals through their source folders' handles.
-    let loaded = load_jobs(&opts.jobs_dir, opts.settings.defaults());
+    let mut loaded = load_jobs(&opts.jobs_dir, opts.settings.defaults());
     let recovered = tokio::task::block_in_place(|| recovery::recover(&journal, &loaded.jobs))?;
     if recovered != recovery::Recovered::default() {
         tracing::info!(
@@ -126,15 +136,28 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         workers: Arc::new(Semaphore::new(opts.workers.max(1))),
         counters: Arc::default(),
         once: opts.once,
+        metrics: Arc::new(crate::metrics::Metrics::new(Some(crate::journal::db_path(
+            &opts.state_dir,
+        )))),
+        board: Arc::default(),
     };
     let invalid_jobs = loaded.broken.len();
     log_start(&opts, &loaded);
     let mut running: HashMap<String, Running> = HashMap::new();
     expect::set_jobs(loaded.jobs.values());
-    for job in loaded.jobs.into_values() {
+    for job in std::mem::take(&mut loaded.jobs).into_values() {
         let name = job.name.clone();
         running.insert(name, Running::start(Arc::new(job), shared.clone(), None));
     }
+    show_on_board(&shared, &running, &loaded);
+    let web = match opts.http {
+        Some(addr) => Some(start_web(addr, &opts, &shared).await?),
+        None => None,
+    };
+    let progress = opts
+        .once
+        .then(|| progress::Progress::start(shared.board.clone()))
+        .flatten();
 
     let mut expect_problems = 0;
     if opts.once {
@@ -152,6 +175,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         let _ = expect_stop.send(true);
         let _ = answers.await;
     }
+    if let Some(p) = progress {
+        p.finish().await;
+    }
+    if let Some(web) = web {
+        web.stop().await;
+    }
     tokio::task::block_in_place(|| {
         late_hash::finish();
         journal.close()
@@ -164,6 +193,32 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     };
     log_stop(&opts, &summary, &shared.counters);
     Ok(summary)
+}
+
+/// Shows the jobs running now and the job files left out to the HTTP endpoint.
+fn show_on_board(shared: &Shared, running: &HashMap<String, Running>, loaded: &job::Loaded) {
+    let views = running.values().map(|r| crate::web::board::JobView {
+        job: r.job.clone(),
+        metrics: r.metrics.clone(),
+    });
+    shared.board.set(views, loaded);
+    shared.metrics.set_invalid_job_files(loaded.broken.len());
+}
+
+/// Starts the HTTP endpoint (`--http`) on this runtime.
+async fn start_web(
+    addr: std::net::SocketAddr,
+    opts: &RunOptions,
+    shared: &Shared,
+) -> anyhow::Result<crate::web::Server> {
+    let state = crate::web::WebState::new(
+        shared.journal.clone(),
+        &opts.jobs_dir,
+        shared.board.clone(),
+        shared.metrics.clone(),
+        opts.settings.current().clone(),
+    );
+    crate::web::start(addr, state).await
 }
 
 /// What the daemon runs, said once at start: every job with the folder it watches, and
@@ -248,6 +303,7 @@ fn load_jobs(dir: &Path, defaults: &crate::settings::JobDefaults) -> job::Loaded
 
 struct Running {
     job: Arc<Job>,
+    metrics: Arc<crate::metrics::JobMetrics>,
     stop: watch::Sender<bool>,
     handle: tokio::task::JoinHandle<()>,
 }
@@ -258,6 +314,8 @@ impl Running {
     fn start(job: Arc<Job>, shared: Shared, previous: Option<Running>) -> Running {
         let (stop, stop_rx) = watch::channel(false);
         let j = job.clone();
+        let metrics = shared.metrics.job(&job);
+        let m = metrics.clone();
         let span = tracing::info_span!("job", job = %job.name);
         let handle = tokio::spawn(
             async move {
@@ -265,11 +323,16 @@ impl Running {
                     let _ = p.stop.send(true);
                     let _ = p.handle.await;
                 }
-                run_job(j, shared, stop_rx).await;
+                run_job(j, shared, m, stop_rx).await;
             }
             .instrument(span),
         );
-        Running { job, stop, handle }
+        Running {
+            job,
+            metrics,
+            stop,
+            handle,
+        }
     }
 }
 
@@ -333,8 +396,8 @@ fn reload(
     running: &mut HashMap<String, Running>,
     defaults: &crate::settings::JobDefaults,
 ) {
-    let loaded = load_jobs(&opts.jobs_dir, defaults);
-    for (name, job) in loaded.jobs {
+    let mut loaded = load_jobs(&opts.jobs_dir, defaults);
+    for (name, job) in std::mem::take(&mut loaded.jobs) {
         match running.remove(&name) {
             Some(r) if r.job.fingerprint == job.fingerprint => {
                 running.insert(name, r);
@@ -366,9 +429,11 @@ fn reload(
         if !still && let Some(r) = running.remove(&name) {
             tracing::info!(job = %name, "Job file removed; the job stops after its in-flight files.");
             let _ = r.stop.send(true);
+            shared.metrics.forget_job(&name);
         }
     }
     expect::set_jobs(running.values().map(|r| &*r.job));
+    show_on_board(shared, running, &loaded);
 }
 
 async fn shutdown(running: HashMap<String, Running>, grace: Duration) {
@@ -459,12 +524,18 @@ fn dir_fingerprint(dir: &Path) -> BTreeMap<PathBuf, (u64, i64)> {
 /// mail adapters), takes its files until it is told to stop (or, with `--once`, until the
 /// files present at start are handled), then finishes what is in flight and what a
 /// `--once` run leaves for its end.
-async fn run_job(job: Arc<Job>, shared: Shared, stop: watch::Receiver<bool>) {
+async fn run_job(
+    job: Arc<Job>,
+    shared: Shared,
+    metrics: Arc<crate::metrics::JobMetrics>,
+    stop: watch::Receiver<bool>,
+) {
     if job.source.remote.is_some() || job.source.mailbox.is_some() || job.source.polled() {
         // The staging folder is ferry's own: make it, so it can be watched from the start.
         let _ = crate::fsutil::create_dir_all_durable(&job.source.folder);
     }
-    let mut st = JobState::new(&job, &shared);
+    known_success(&job, &shared.journal, &metrics);
+    let mut st = JobState::new(&job, &shared, metrics);
     let (ev_tx, ev_rx) = mpsc::channel::<PathBuf>(8192);
     let _watch = watch_source(&job, &shared, ev_tx);
     let remote = RemoteParts::start(&job, &shared, &mut st);
@@ -865,6 +936,7 @@ impl Runner {
         );
     }
 
+    /// Hands one ready file to a worker thread; its outcome comes back on `done_rx`.
     fn dispatch(
         &mut self,
         found: Found,
@@ -874,15 +946,20 @@ impl Runner {
         if let Some(g) = &mut self.gate {
             g.took(&found.path);
         }
-        dispatch(
-            &mut self.in_flight,
-            &self.job,
-            &self.shared,
-            found,
-            first_seen,
-            permit,
-            self.done_tx.clone(),
-        );
+        let job = self.job.clone();
+        let metrics = self.st.metrics.clone();
+        let journal = self.shared.journal.clone();
+        let counters = self.shared.counters.clone();
+        let done = self.done_tx.clone();
+        counters.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.in_flight.spawn_blocking(move || {
+            let started = Instant::now();
+            let outcome = process::process(&job, &found, first_seen, &journal);
+            metrics.processed(started.elapsed());
+            counters.in_flight.fetch_sub(1, Ordering::SeqCst);
+            drop(permit);
+            let _ = done.send((found, outcome));
+        });
     }
 
     /// Writes how many files wait to the journal (for `ferry status`) when it changed or
@@ -898,6 +975,7 @@ impl Runner {
             // Ready files waiting for a run or a window wait too.
             waiting += self.st.queue.len();
         }
+        self.st.update_gauges(waiting);
         if waiting != self.last_status.0 || self.last_status.1.elapsed() > Duration::from_secs(30) {
             let _ = self.shared.journal.job_status(
                 &self.job.name,
@@ -912,15 +990,19 @@ impl Runner {
     async fn rescan(&mut self) {
         let (source, root) = (self.job.source.clone(), self.st.root.clone());
         let scanned = tokio::task::spawn_blocking(move || {
-            root.get().and_then(|dir| folder::scan(&source, &dir))
+            let listed = root.get().and_then(|dir| folder::scan(&source, &dir));
+            // A held folder that was removed still lists (empty): /readyz says it is gone.
+            (listed, source.folder.is_dir())
         })
         .await;
         match scanned {
-            Ok(Ok(found)) => {
+            Ok((Ok(found), there)) => {
                 self.folder_missing_warned = false;
+                self.st.metrics.set_source_ok(there);
                 self.st.on_scan(found, self.shared.once);
             }
-            Ok(Err(e)) => {
+            Ok((Err(e), _)) => {
+                self.st.metrics.set_source_ok(false);
                 if !self.folder_missing_warned {
                     tracing::warn!(folder = %self.job.source.folder.display(), error = %e, "Cannot list the source folder; trying again at every poll.");
                     self.folder_missing_warned = true;
@@ -965,6 +1047,7 @@ impl Runner {
             .counters
             .waiting_left
             .fetch_add(waiting, Ordering::SeqCst);
+        self.st.update_gauges(waiting);
         let _ = self.shared.journal.job_status(
             &self.job.name,
             &crate::sources::database::status_source(&self.job),
@@ -1013,6 +1096,27 @@ async fn finish_once(job: &Arc<Job>, shared: &Shared) {
     }
 }
 
+/// The job's last delivered file in the journal, for `/metrics` after a restart (looked up
+/// off the runner's thread: a large journal takes a moment).
+fn known_success(job: &Job, journal: &Arc<Journal>, metrics: &Arc<crate::metrics::JobMetrics>) {
+    let (name, journal, metrics) = (job.name.clone(), journal.clone(), metrics.clone());
+    tokio::task::spawn_blocking(move || {
+        let last: Option<i64> = journal
+            .read(|c| {
+                c.query_row(
+                    "SELECT MAX(finished_at) FROM files WHERE job = ?1 AND state = 'done'",
+                    [&name],
+                    |r| r.get(0),
+                )
+            })
+            .ok()
+            .flatten();
+        if let Some(ms) = last {
+            metrics.known_success(ms / 1000);
+        }
+    });
+}
+
 async fn recv_opt(rx: &mut Option<mpsc::UnboundedReceiver<PathBuf>>) -> Option<PathBuf> {
     match rx {
         Some(rx) => rx.recv().await,
@@ -1025,27 +1129,6 @@ async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
     }
-}
-
-fn dispatch(
-    set: &mut JoinSet<()>,
-    job: &Arc<Job>,
-    shared: &Shared,
-    found: Found,
-    first_seen: i64,
-    permit: tokio::sync::OwnedSemaphorePermit,
-    done: mpsc::UnboundedSender<(Found, Outcome)>,
-) {
-    let job = job.clone();
-    let journal = shared.journal.clone();
-    let counters = shared.counters.clone();
-    counters.in_flight.fetch_add(1, Ordering::SeqCst);
-    set.spawn_blocking(move || {
-        let outcome = process::process(&job, &found, first_seen, &journal);
-        counters.in_flight.fetch_sub(1, Ordering::SeqCst);
-        drop(permit);
-        let _ = done.send((found, outcome));
-    });
 }
 
 struct JobState {
@@ -1068,10 +1151,11 @@ struct JobState {
     root: Arc<crate::sources::dir::SourceRoot>,
     /// Files in the retry queue and their destinations' pauses ([`retry`]).
     holds: retry::holds::Holds,
+    metrics: Arc<crate::metrics::JobMetrics>,
 }
 
 impl JobState {
-    fn new(job: &Arc<Job>, shared: &Shared) -> JobState {
+    fn new(job: &Arc<Job>, shared: &Shared, metrics: Arc<crate::metrics::JobMetrics>) -> JobState {
         let settle = match job.source.ready {
             Ready::Settle => job.source.settle,
             Ready::DoneFile(_) => Duration::ZERO,
@@ -1088,7 +1172,21 @@ impl JobState {
             finished_tx: None,
             root: Arc::new(crate::sources::dir::SourceRoot::new(&job.source.folder)),
             holds: retry::load(job, &shared.journal),
+            metrics,
         }
+    }
+
+    /// The job's gauges for `/metrics`: its queue, waiting files and retry queue.
+    fn update_gauges(&self, waiting: usize) {
+        let oldest = self
+            .queue
+            .front()
+            .map(|(_, first_seen)| Duration::from_millis((now_ms() - first_seen).max(0) as u64))
+            .unwrap_or_default();
+        let m = &self.metrics;
+        m.set_queue(self.queue.len(), oldest);
+        m.set_waiting(waiting);
+        m.set_retry(self.holds.len(), self.holds.paused(Instant::now()).len());
     }
 
     fn once_finished(&self) -> bool {
@@ -1231,8 +1329,9 @@ impl JobState {
 
     fn on_outcome(&mut self, found: Found, outcome: Outcome, shared: &Shared) {
         match outcome {
-            Outcome::Done { kept } => {
+            Outcome::Done { kept, outputs } => {
                 shared.counters.done.fetch_add(1, Ordering::Relaxed);
+                self.metrics.delivered(found.meta.size, &outputs);
                 self.tracker.finished(&found.path, kept);
                 self.retry_delivered(&found.path);
                 self.resolve_once(&found.path);
@@ -1240,6 +1339,7 @@ impl JobState {
             }
             Outcome::Failed { kept } => {
                 shared.counters.failed.fetch_add(1, Ordering::Relaxed);
+                self.metrics.failed();
                 self.tracker.finished(&found.path, kept);
                 self.retry_released(&found.path);
                 self.resolve_once(&found.path);
@@ -1249,10 +1349,14 @@ impl JobState {
                 dest,
                 first_failed_ms,
                 error,
-            } => self.retry_queued(&found, &dest, first_failed_ms, &error),
+            } => {
+                self.metrics.queued();
+                self.retry_queued(&found, &dest, first_failed_ms, &error)
+            }
             Outcome::Stuck => {
                 self.retry_released(&found.path);
                 shared.counters.failed.fetch_add(1, Ordering::Relaxed);
+                self.metrics.failed();
                 self.resolve_once(&found.path);
             }
             Outcome::Ignored { meta } => {

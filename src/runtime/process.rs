@@ -30,8 +30,11 @@ use super::sets;
 #[derive(Debug)]
 pub enum Outcome {
     /// Every output committed and the original disposed of; `kept` when it stays in the
-    /// source.
-    Done { kept: Option<Meta> },
+    /// source; `outputs`: what was committed (for `/metrics`).
+    Done {
+        kept: Option<Meta>,
+        outputs: Vec<crate::metrics::Written>,
+    },
     /// Sent to the error folder (or, when even that failed, left in place: `kept`).
     Failed { kept: Option<Meta> },
     /// The file changed or vanished while being taken: not an error, it settles again.

@@ -30,17 +30,28 @@ const fn s(
 /// The log formats (`--log-format`).
 pub const LOG_FORMAT: &[&str] = &["human", "json"];
 
+/// The roles of console users.
+pub const ROLES: &[&str] = &["read", "admin"];
+
 /// Every key of ferry.toml but those of `[alert]` and `[defaults]`.
 #[rustfmt::skip]
 pub static SETTINGS: &[Key] = &[
     s("", "state", Type::Str, "\"var/state\"", "The state folder (journal, locks), relative to the deployment folder or absolute (`--state`)."),
     s("", "workers", Type::Uint, "32", "How many files are processed at once, over all jobs (`ferry run --workers`)."),
+    s("", "http", Type::Str, "none", "Serve /healthz, /readyz and /metrics on this address and port, e.g. \"127.0.0.1:8080\" (`ferry run --http`); loopback only unless authentication is configured."),
     s("", "log", Type::Table, "none", "The log: format, level, file."),
+    s("", "http", Type::Table, "none", "The web console and /metrics: `listen`, `token`, `[[http.users]]` (or the address alone: `http = \"127.0.0.1:8080\"`)."),
     s("", "alert", Type::Table, "none", "The admin alert address: the `[alert]` of every job that has none (the keys of a job's `[alert]`)."),
     s("", "defaults", Type::Table, "none", "Defaults for every job: a job's own key wins."),
     s("log", "format", Type::Enum(LOG_FORMAT), "\"human\"", "human: readable lines; json: one JSON object per line (`--log-format`)."),
     s("log", "level", Type::Str, "\"info\"", "A log filter: \"info\", \"debug\", \"info,ferry=debug\" (`--log`, RUST_LOG). Applies at a reload."),
     s("log", "file", Type::Str, "none", "Write the log to this file, a new one each day (`--log-file`); relative to the deployment folder."),
+    s("http", "listen", Type::Str, "none", "Serve the web console, /metrics, /healthz and /readyz on this address and port, e.g. \"127.0.0.1:8080\" (`ferry run --http`)."),
+    s("http", "token", Type::Str, "none", "A bearer token for scripts and Prometheus (read-only): `${env:NAME}` or `${file:PATH}`."),
+    s("http", "users", Type::Tables, "none", "The web console's users; any address but loopback needs users or a token."),
+    s("http.users", "name", Type::Str, "none", "The user's login name."),
+    s("http.users", "password_hash", Type::Str, "none", "The argon2 hash of the password (a PHC string, from `ferry hash-password`)."),
+    s("http.users", "role", Type::Enum(ROLES), "\"read\"", "read: sees every page; admin: also retries, approves, rejects and triggers."),
 ];
 
 /// The key names a table of ferry.toml takes, in declaration order.
@@ -57,6 +68,8 @@ pub fn json_schema() -> Value {
     let of = |table: &str| -> Vec<&Key> { SETTINGS.iter().filter(|k| k.table == table).collect() };
     let mut definitions = Map::new();
     definitions.insert("log".into(), keys_schema(&of("log")));
+    definitions.insert("http".into(), keys_schema(&of("http")));
+    definitions.insert("http.users".into(), keys_schema(&of("http.users")));
     let alert: Vec<&Key> = KEYS.iter().filter(|k| k.table == "alert").collect();
     definitions.insert("alert".into(), keys_schema(&alert));
     let mut defaults = Map::new();

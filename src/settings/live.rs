@@ -22,6 +22,7 @@ pub struct Fixed {
     /// `--log`, `FERRY_LOG` or `RUST_LOG`.
     pub log_level: bool,
     pub log_file: bool,
+    pub http: bool,
 }
 
 /// Sets the log filter of the running process (`info`, `info,ferry=debug`).
@@ -79,6 +80,11 @@ impl Live {
         &self.path
     }
 
+    /// The settings in effect.
+    pub fn current(&self) -> &Settings {
+        &self.current
+    }
+
     /// What jobs inherit now.
     pub fn defaults(&self) -> &JobDefaults {
         &self.current.jobs
@@ -121,6 +127,9 @@ impl Live {
         }
         if new.log_file != old.log_file && !f.log_file {
             restart.push("[log] file");
+        }
+        if new.http != old.http && !f.http {
+            restart.push("http");
         }
         if new.log_level != old.log_level && !f.log_level {
             let level = new.log_level.as_deref().unwrap_or("info");

@@ -11,6 +11,7 @@
 //! ([`keys::DEFAULTABLE`] names them). How defaults reach a job: [`crate::job::defaults`]. How the
 //! daemon re-reads it (a change of the file, SIGHUP): [`live`].
 
+pub mod http;
 pub mod keys;
 pub mod live;
 
@@ -44,6 +45,11 @@ pub struct Settings {
     pub log_level: Option<String>,
     /// The log file (rotated daily), absolute.
     pub log_file: Option<PathBuf>,
+    /// Where the daemon serves the console, `/healthz`, `/readyz` and `/metrics`
+    /// (`ferry run --http`): `http = "ADDR"`, or `[http] listen`.
+    pub http: Option<std::net::SocketAddr>,
+    /// Who may use it: `[[http.users]]`, `http.token`.
+    pub http_access: http::Access,
     /// `[alert]` and `[defaults]`, applied to every job as it is read.
     pub jobs: JobDefaults,
 }
@@ -126,6 +132,7 @@ pub fn read(file: &Path, root: &Path, src: &str) -> Result<Settings, Vec<Diag>> 
         }
         n => n.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
     };
+    let http = http::read(&mut doc, &mut top);
     let (mut log_format, mut log_level, mut log_file) = (None, None, None);
     if let Some(mut t) = top.table(&mut doc, "log") {
         let format = t.str(&mut doc, "format");
@@ -169,6 +176,8 @@ pub fn read(file: &Path, root: &Path, src: &str) -> Result<Settings, Vec<Diag>> 
         log_format,
         log_level,
         log_file,
+        http: http.listen,
+        http_access: http.access,
         jobs,
     })
 }

@@ -132,7 +132,13 @@ pub fn deliver(d: &Delivery<'_>, mut resolved: Resolved) -> Result<Outcome, Stop
         return Ok(o);
     }
     let kept = (d.job.after.success == Success::Keep).then_some(d.found.meta);
-    Ok(Outcome::Done { kept })
+    let outputs = planned
+        .plan
+        .outputs
+        .iter()
+        .map(|o| (o.idx, o.size))
+        .collect();
+    Ok(Outcome::Done { kept, outputs })
 }
 
 /// Steps 5 and 6 for a set's other members, once their lead is done; `Some` (stuck) when

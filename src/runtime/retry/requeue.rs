@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, params};
 
+use crate::cli::Say;
 use crate::journal::now_ms;
 use crate::sources::dir::Dir;
 
@@ -49,7 +50,12 @@ struct Failed {
 
 /// `quiet`: the file `FILE-ID` names may not be failed (its remote delivery was given up
 /// on instead), so say nothing about its state.
-fn failed(conn: &Connection, which: &Which, quiet: bool) -> rusqlite::Result<Vec<Failed>> {
+fn failed(
+    conn: &Connection,
+    which: &Which,
+    quiet: bool,
+    say: &mut dyn FnMut(Say),
+) -> rusqlite::Result<Vec<Failed>> {
     let (cond, arg): (&str, rusqlite::types::Value) = match which {
         Which::Id(id) => ("id = ?1", (*id).into()),
         Which::Job(j) => ("job = ?1 AND state = 'failed'", j.clone().into()),
@@ -81,11 +87,11 @@ fn failed(conn: &Connection, which: &Which, quiet: bool) -> rusqlite::Result<Vec
         if state == "failed" {
             out.push(f);
         } else if matches!(which, Which::Id(_)) && !quiet {
-            eprintln!(
+            say(Say::Err(format!(
                 "file {} ({}) is {state}, not failed: nothing to retry",
                 f.id,
                 f.path.display()
-            );
+            )));
         }
     }
     Ok(out)
@@ -159,9 +165,20 @@ fn put_back(f: &Failed) -> Result<String> {
     })
 }
 
-/// Puts the chosen failed files back into their sources. Returns how many were put back
-/// and how many could not be.
+/// Puts the chosen failed files back into their sources, saying each on stdout or stderr.
+/// Returns how many were put back and how many could not be.
 pub fn run(state_dir: &Path, which: &Which) -> Result<(usize, usize)> {
+    run_with(state_dir, which, "`ferry retry`", &mut crate::cli::print)
+}
+
+/// [`run`], saying what it does through `say`; `by` names who asked, in the history.
+/// The web console calls it with its user.
+pub fn run_with(
+    state_dir: &Path,
+    which: &Which,
+    by: &str,
+    say: &mut dyn FnMut(Say),
+) -> Result<(usize, usize)> {
     // Refuses a journal of a newer ferry, as the other commands do.
     if crate::journal::Journal::open_read_only(state_dir)?.is_none() {
         bail!(
@@ -176,16 +193,20 @@ pub fn run(state_dir: &Path, which: &Which) -> Result<(usize, usize)> {
         Which::Job(j) => crate::outputs::given_up::list(&conn, None, Some(j))?,
         Which::AllFailed => crate::outputs::given_up::list(&conn, None, None)?,
     };
-    let files = failed(&conn, which, !outbox.is_empty())?;
+    let files = failed(&conn, which, !outbox.is_empty(), say)?;
     let (mut ok, mut bad) = (0, 0);
     for g in &outbox {
         match crate::outputs::given_up::put_back(&conn, g) {
             Ok(what) => {
-                println!("retry [{}]: {what}", g.job);
+                say(Say::Out(format!("retry [{}]: {what}", g.job)));
                 ok += 1;
             }
             Err(e) => {
-                eprintln!("cannot retry [{}] {}: {e:#}", g.job, g.error.display());
+                say(Say::Err(format!(
+                    "cannot retry [{}] {}: {e:#}",
+                    g.job,
+                    g.error.display()
+                )));
                 bad += 1;
             }
         }
@@ -196,8 +217,8 @@ pub fn run(state_dir: &Path, which: &Which) -> Result<(usize, usize)> {
     if files.is_empty() {
         match which {
             Which::Id(id) => bail!("no failed file with id {id} (see `ferry history`)"),
-            Which::Job(j) => println!("no failed files of job {j}"),
-            Which::AllFailed => println!("no failed files"),
+            Which::Job(j) => say(Say::Out(format!("no failed files of job {j}"))),
+            Which::AllFailed => say(Say::Out("no failed files".into())),
         }
         return Ok((0, 0));
     }
@@ -211,18 +232,18 @@ pub fn run(state_dir: &Path, which: &Which) -> Result<(usize, usize)> {
                 )?;
                 conn.execute(
                     "INSERT INTO events (file_id, at, state, detail) VALUES (?1, ?2, 'retried', ?3)",
-                    params![f.id, at, format!("put back into its source by `ferry retry`: {what}")],
+                    params![f.id, at, format!("put back into its source by {by}: {what}")],
                 )?;
-                println!("retry {} [{}]: {what}", f.id, f.job);
+                say(Say::Out(format!("retry {} [{}]: {what}", f.id, f.job)));
                 ok += 1;
             }
             Err(e) => {
-                eprintln!(
+                say(Say::Err(format!(
                     "cannot retry {} [{}] {}: {e:#}",
                     f.id,
                     f.job,
                     f.path.display()
-                );
+                )));
                 bad += 1;
             }
         }

@@ -1,0 +1,254 @@
+//! Who may use the console, and how they prove it (docs/console.md, "Access").
+//!
+//! Theory of operation: every visitor gets a session (a random id in a cookie that is
+//! `HttpOnly` and `SameSite=Strict`), created on the first request, holding a random CSRF
+//! token that every form carries in a hidden field and every POST must send back. A
+//! session is anonymous until its user logs in with a name and password checked against the
+//! argon2 hash in ferry.toml (`[[http.users]]`); logging in replaces the session id (no
+//! fixation). Scripts and Prometheus send `Authorization: Bearer TOKEN` (`http.token`)
+//! instead: read-only, no session. When the console is open (bound to loopback with no
+//! users and no token configured) an anonymous session is the admin `local`.
+//!
+//! Roles: `read` sees every page; `admin` may also retry, approve, reject and trigger.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use serde::Serialize;
+
+/// The cookie that carries the session id.
+pub const COOKIE: &str = "ferry_session";
+
+/// A session unused this long is forgotten (its user logs in again).
+const IDLE: Duration = Duration::from_secs(12 * 3600);
+
+/// Beyond this many sessions, the anonymous ones (visitors who never logged in) are
+/// forgotten first: requests without a cookie cannot grow memory without bound.
+const MAX_SESSIONS: usize = 10_000;
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Sees every page.
+    Read,
+    /// Also retries, approves, rejects and triggers.
+    Admin,
+}
+
+/// A console user from ferry.toml's `[[http.users]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub name: String,
+    /// An argon2 PHC string (`$argon2id$v=19$...`), from `ferry hash-password`.
+    pub password_hash: String,
+    pub role: Role,
+}
+
+/// ferry.toml's `[http]` access settings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuthConfig {
+    pub users: Vec<User>,
+    /// The bearer token for scripts and Prometheus (read-only), resolved from
+    /// `${env:...}` / `${file:...}`.
+    pub token: Option<String>,
+}
+
+impl AuthConfig {
+    /// Nobody is configured: only an open console on loopback can be used.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.token.is_none()
+    }
+}
+
+/// Who is asking, as the handlers see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Identity {
+    /// The user's name (`local` on an open console, `token` for the bearer token).
+    pub user: String,
+    pub role: Role,
+    /// The session's CSRF token; empty for the bearer token (which cannot POST forms).
+    pub csrf: String,
+}
+
+#[derive(Debug, Clone)]
+struct Session {
+    /// `None` until someone logs in (on a console that is not open).
+    who: Option<(String, Role)>,
+    csrf: String,
+    used: Instant,
+}
+
+/// The sessions of the running console (kept in memory: a restart logs everyone out).
+#[derive(Debug, Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<String, Session>>,
+}
+
+/// A random token: 32 bytes from the OS, hex.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Compares two secrets in time independent of where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Sessions {
+    /// The session `id`, if it is known and not idle for too long; marks it used.
+    pub fn get(&self, id: &str, open: bool) -> Option<Identity> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let s = map.get_mut(id)?;
+        if s.used.elapsed() > IDLE {
+            map.remove(id);
+            return None;
+        }
+        s.used = Instant::now();
+        Some(identity(s, open))
+    }
+
+    /// A new anonymous session: its id and what it is.
+    pub fn create(&self, open: bool) -> (String, Identity) {
+        let id = random_token();
+        let s = Session {
+            who: None,
+            csrf: random_token(),
+            used: Instant::now(),
+        };
+        let who = identity(&s, open);
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, s| s.used.elapsed() <= IDLE);
+        if map.len() >= MAX_SESSIONS {
+            map.retain(|_, s| s.who.is_some());
+        }
+        map.insert(id.clone(), s);
+        (id, who)
+    }
+
+    /// Logs `user` in: the old session is dropped and a new one (new id, new CSRF token)
+    /// is returned.
+    pub fn login(&self, old: Option<&str>, user: &User) -> String {
+        let id = random_token();
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = old {
+            map.remove(old);
+        }
+        map.insert(
+            id.clone(),
+            Session {
+                who: Some((user.name.clone(), user.role)),
+                csrf: random_token(),
+                used: Instant::now(),
+            },
+        );
+        id
+    }
+
+    pub fn logout(&self, id: &str) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(id);
+    }
+}
+
+fn identity(s: &Session, open: bool) -> Identity {
+    let (user, role) = match &s.who {
+        Some((u, r)) => (u.clone(), *r),
+        None if open => ("local".to_string(), Role::Admin),
+        // Not logged in: no role; the middleware turns it away before any page.
+        None => (String::new(), Role::Read),
+    };
+    Identity {
+        user,
+        role,
+        csrf: s.csrf.clone(),
+    }
+}
+
+/// Whether an anonymous session may use the console (it is open).
+pub fn logged_in(who: &Identity) -> bool {
+    !who.user.is_empty()
+}
+
+/// The user `name` if `password` matches its hash (argon2, in constant time). A user
+/// that does not exist costs the same time as a wrong password.
+pub fn check_password<'a>(cfg: &'a AuthConfig, name: &str, password: &str) -> Option<&'a User> {
+    let user = cfg.users.iter().find(|u| u.name == name);
+    let hash = user.map(|u| u.password_hash.as_str()).unwrap_or(DUMMY_HASH);
+    let ok = PasswordHash::new(hash).is_ok_and(|parsed| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    });
+    user.filter(|_| ok)
+}
+
+/// The hash of a password nobody has, verified for unknown users.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2k2Ji4X9N0Pj9t6ofTqOQ+oVfC6+lUnYwtbtIldqPRw";
+
+/// `ferry hash-password`: the argon2id PHC string of `password`, with a random salt.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Whether `s` is an argon2 PHC string ferry can check passwords against.
+pub fn is_argon2_phc(s: &str) -> bool {
+    PasswordHash::new(s).is_ok_and(|h| h.algorithm.as_str().starts_with("argon2"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> AuthConfig {
+        AuthConfig {
+            users: vec![User {
+                name: "ann".into(),
+                password_hash: hash_password("s3cret-pw").unwrap(),
+                role: Role::Admin,
+            }],
+            token: None,
+        }
+    }
+
+    #[test]
+    fn a_password_is_checked_against_its_hash() {
+        let c = cfg();
+        assert!(is_argon2_phc(&c.users[0].password_hash));
+        assert_eq!(check_password(&c, "ann", "s3cret-pw").unwrap().name, "ann");
+        assert!(check_password(&c, "ann", "wrong").is_none());
+        assert!(check_password(&c, "bob", "s3cret-pw").is_none());
+        assert!(is_argon2_phc(DUMMY_HASH));
+    }
+
+    #[test]
+    fn login_replaces_the_session_and_its_csrf_token() {
+        let s = Sessions::default();
+        let (anon, who) = s.create(false);
+        assert!(!logged_in(&who));
+        let id = s.login(Some(&anon), &cfg().users[0]);
+        assert!(s.get(&anon, false).is_none(), "the old id is gone");
+        let now = s.get(&id, false).unwrap();
+        assert_eq!((now.user.as_str(), now.role), ("ann", Role::Admin));
+        assert_ne!(now.csrf, who.csrf);
+        let (_, open) = s.create(true);
+        assert_eq!((open.user.as_str(), open.role), ("local", Role::Admin));
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "ab"));
+    }
+}
