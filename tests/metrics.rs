@@ -1,5 +1,6 @@
 //! The daemon's HTTP endpoint (issue 18): `/healthz`, `/readyz` and `/metrics` scraped by a
-//! real Prometheus (tests/prometheus_server), the refusal of a non-loopback address
+//! real Prometheus (tests/prometheus_server), the retry gauges of a destination that goes
+//! read-only (a tmpfs, as tests/retry.rs), the refusal of a non-loopback address
 //! without authentication, the alert rules of install/ferry-alerts.yml (promtool), and
 //! the progress line of `run --once` (on a terminal only).
 
@@ -227,4 +228,50 @@ fn the_alert_rules_pass_promtool() {
             stderr(&o)
         );
     }
+}
+
+/// The value of one series in ferry's `/metrics` (`name{labels}` exactly as written).
+fn scraped(port: u16, series: &str) -> Option<f64> {
+    let (_, body) = get(&format!("http://127.0.0.1:{port}/metrics"));
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn a_destination_that_goes_read_only_shows_in_the_retry_gauges() {
+    let d = Deployment::new("metrics-retry");
+    let Some(share) = Share::mount(&d, "mnt") else {
+        return;
+    };
+    d.mkdir("mnt/out");
+    d.mkdir("in");
+    d.job(
+        "share",
+        "[source]\nfolder = \"in\"\nsettle = \"0s\"\npoll = \"200ms\"\n\n[[output]]\nfolder = \"mnt/out\"\n\n[retry]\nevery = \"200ms\"\nmax = \"1s\"\nfor = \"forever\"\n",
+    );
+    let port = free_port();
+    let mut daemon = Daemon::start(&d, &["--http", &format!("127.0.0.1:{port}")]);
+    wait_http(&format!("http://127.0.0.1:{port}/healthz"), 200, "ok");
+    share.remount("ro");
+    for i in 0..3 {
+        d.drop_file(&format!("in/f{i}.txt"), "x");
+    }
+    let queue = r#"ferry_retry_queue_files{job="share"}"#;
+    let paused = r#"ferry_paused_destinations{job="share"}"#;
+    wait_for(
+        "3 files in the retry queue, 1 destination paused",
+        WAIT,
+        || scraped(port, queue) == Some(3.0) && scraped(port, paused) == Some(1.0),
+    );
+    assert_eq!(
+        scraped(port, r#"ferry_files_delivered_total{job="share"}"#),
+        Some(0.0)
+    );
+    share.remount("rw");
+    wait_for("the queue delivered and empty", WAIT, || {
+        scraped(port, r#"ferry_files_delivered_total{job="share"}"#) == Some(3.0)
+            && scraped(port, queue) == Some(0.0)
+            && scraped(port, paused) == Some(0.0)
+    });
+    assert_eq!(daemon.stop(), Some(0));
 }

@@ -88,10 +88,7 @@ fn delivery_puts_a_temporary_name_then_moves_it_making_folders_and_keeps_the_pas
         remote_files(s, "/auth/t-out"),
         ["inbox/2026/12/b.csv", "inbox/2026/12/order 1.bin"]
     );
-    assert_eq!(
-        read(&s.local("/auth/t-out/inbox/2026/12/order 1.bin")),
-        body
-    );
+    assert_eq!(read(&s.local("/auth/t-out/inbox/2026/12/order 1.bin")), body);
     // The folders were made level by level, and each file went PUT (temporary name) then
     // MOVE (final name).
     let reqs = s.requests("t-out");
@@ -131,26 +128,13 @@ fn delivery_puts_a_temporary_name_then_moves_it_making_folders_and_keeps_the_pas
         let moves: Vec<_> = reqs
             .iter()
             .enumerate()
-            .filter(|(_, r)| {
-                r["method"] == "MOVE" && (200..300).contains(&r["status"].as_u64().unwrap())
-            })
-            .filter(|(_, r)| {
-                r["destination"]
-                    .as_str()
-                    .unwrap()
-                    .ends_with(&format!("/inbox/2026/12/{name}"))
-            })
+            .filter(|(_, r)| r["method"] == "MOVE" && (200..300).contains(&r["status"].as_u64().unwrap()))
+            .filter(|(_, r)| r["destination"].as_str().unwrap().ends_with(&format!("/inbox/2026/12/{name}")))
             .collect();
         assert_eq!(moves.len(), 1, "{name}: {reqs:#?}");
         assert!(puts[0].0 < moves[0].0, "PUT before MOVE");
-        assert_eq!(
-            moves[0].1["path"], puts[0].1["path"],
-            "the temporary name is moved"
-        );
-        assert_eq!(
-            moves[0].1["overwrite"], "F",
-            "exists = fail by default: Overwrite: F"
-        );
+        assert_eq!(moves[0].1["path"], puts[0].1["path"], "the temporary name is moved");
+        assert_eq!(moves[0].1["overwrite"], "F", "exists = fail by default: Overwrite: F");
     }
     assert!(reqs.iter().all(|r| r["auth"] == true));
     // The password is in no log line, journal row or history.
@@ -158,10 +142,7 @@ fn delivery_puts_a_temporary_name_then_moves_it_making_folders_and_keeps_the_pas
     assert!(!stdout(&d.run(&["history", "--json", "--limit", "0"])).contains(PASSWORD));
     for f in files_below(&d.path("var")) {
         let bytes = read(&d.path(&format!("var/{f}")));
-        assert!(
-            !String::from_utf8_lossy(&bytes).contains(PASSWORD),
-            "var/{f}"
-        );
+        assert!(!String::from_utf8_lossy(&bytes).contains(PASSWORD), "var/{f}");
     }
     // Originals archived, the outbox empty.
     assert!(d.files("in").is_empty());
@@ -179,37 +160,20 @@ fn exists_policies_use_overwrite_f_and_a_check() {
         std::fs::write(s.local(&format!("/open/t-exists/{dir}/a.csv")), "old\n").unwrap();
     }
     let url = |dir: &str| format!("http://127.0.0.1:{}/open/t-exists/{dir}", s.http);
-    d.job(
-        "u",
-        &dest_job(&url("u"), "exists = \"unique\"").replace("\"in\"", "\"in-u\""),
-    );
-    d.job(
-        "f",
-        &dest_job(&url("f"), "exists = \"fail\"").replace("\"in\"", "\"in-f\""),
-    );
-    d.job(
-        "o",
-        &dest_job(&url("o"), "exists = \"overwrite\"").replace("\"in\"", "\"in-o\""),
-    );
+    d.job("u", &dest_job(&url("u"), "exists = \"unique\"").replace("\"in\"", "\"in-u\""));
+    d.job("f", &dest_job(&url("f"), "exists = \"fail\"").replace("\"in\"", "\"in-f\""));
+    d.job("o", &dest_job(&url("o"), "exists = \"overwrite\"").replace("\"in\"", "\"in-o\""));
     for dir in ["in-u", "in-f", "in-o"] {
         d.write(&format!("{dir}/a.csv"), "new\n");
     }
     let o = run_once(&d);
     let err = stderr(&o);
-    assert_eq!(
-        remote_files(s, "/open/t-exists/u"),
-        ["a.csv", "a_1.csv"],
-        "{err}"
-    );
+    assert_eq!(remote_files(s, "/open/t-exists/u"), ["a.csv", "a_1.csv"], "{err}");
     assert_eq!(read(&s.local("/open/t-exists/u/a_1.csv")), b"new\n");
     assert_eq!(read(&s.local("/open/t-exists/u/a.csv")), b"old\n");
     assert_eq!(read(&s.local("/open/t-exists/o/a.csv")), b"new\n");
     // fail: the server's file kept, ours in the error folder with a report.
-    assert_eq!(
-        remote_files(s, "/open/t-exists/f"),
-        ["a.csv"],
-        "no temporary file left"
-    );
+    assert_eq!(remote_files(s, "/open/t-exists/f"), ["a.csv"], "no temporary file left");
     assert_eq!(read(&s.local("/open/t-exists/f/a.csv")), b"old\n");
     let errors = files_below(&d.path("var/error"));
     let report = errors
@@ -255,9 +219,7 @@ fn a_refusal_fails_the_file_with_the_status_and_a_dead_server_is_retried_until_i
     }
     let mut ferry = daemon(&d, PASSWORD);
     wait_for("the refusal reported", LONG, || {
-        files_below(&d.path("var/error"))
-            .iter()
-            .any(|f| f.ends_with(".error.txt"))
+        files_below(&d.path("var/error")).iter().any(|f| f.ends_with(".error.txt"))
     });
     let report = files_below(&d.path("var/error"))
         .into_iter()
@@ -265,23 +227,13 @@ fn a_refusal_fails_the_file_with_the_status_and_a_dead_server_is_retried_until_i
         .unwrap();
     let text = std::fs::read_to_string(d.path(&format!("var/error/{report}"))).unwrap();
     assert!(text.contains("HTTP 403"), "{text}");
-    assert!(
-        text.contains("injected fault"),
-        "the answer's start: {text}"
-    );
+    assert!(text.contains("injected fault"), "the answer's start: {text}");
     wait_for("the dead server noticed", LONG, || {
         d.logs().contains("Delivery failed")
     });
-    assert_eq!(
-        d.files("var/outbox/down/1").len(),
-        5,
-        "waiting in the outbox"
-    );
+    assert_eq!(d.files("var/outbox/down/1").len(), 5, "waiting in the outbox");
     // The server comes up: every file delivered, once.
-    let mut keeper = std::process::Command::new("sleep")
-        .arg("600")
-        .spawn()
-        .unwrap();
+    let mut keeper = std::process::Command::new("sleep").arg("600").spawn().unwrap();
     s.start_on(port, keeper.id());
     wait_for("every file delivered", Duration::from_secs(120), || {
         d.files("var/outbox").is_empty()
@@ -319,15 +271,8 @@ fn a_kill_mid_upload_delivers_exactly_once_after_the_restart() {
     ferry.stop_with(libc::SIGKILL);
     let o = run_once(&d);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(
-        remote_files(s, "/open/t-slow-kill"),
-        ["big.bin"],
-        "no temporary left, no copy"
-    );
-    assert_eq!(
-        sha256_hex(&read(&s.local("/open/t-slow-kill/big.bin"))),
-        sha256_hex(&big)
-    );
+    assert_eq!(remote_files(s, "/open/t-slow-kill"), ["big.bin"], "no temporary left, no copy");
+    assert_eq!(sha256_hex(&read(&s.local("/open/t-slow-kill/big.bin"))), sha256_hex(&big));
     let moves = s
         .requests("t-slow-kill")
         .into_iter()
@@ -349,14 +294,8 @@ fn tls_is_verified_against_ca_file_and_an_untrusted_certificate_is_refused() {
     );
     d.job(
         "bad",
-        &dest_job(
-            &url,
-            &format!(
-                "ca_file = \"{}\"\nname = \"bad-{{name}}\"",
-                s.other_ca().display()
-            ),
-        )
-        .replace("\"in\"", "\"in-bad\""),
+        &dest_job(&url, &format!("ca_file = \"{}\"\nname = \"bad-{{name}}\"", s.other_ca().display()))
+            .replace("\"in\"", "\"in-bad\""),
     );
     d.write("in/ok.csv", "ok\n");
     d.write("in-bad/no.csv", "no\n");
@@ -400,11 +339,8 @@ fn pickup_downloads_then_deletes_or_moves_and_ignores_hostile_names() {
     );
     d.job(
         "hostile",
-        &source_job(
-            &format!("http://127.0.0.1:{}/open/t-src-hostile", s.http),
-            "",
-        )
-        .replace("\"out\"", "\"out-h\""),
+        &source_job(&format!("http://127.0.0.1:{}/open/t-src-hostile", s.http), "")
+            .replace("\"out\"", "\"out-h\""),
     );
     let o = run_once(&d);
     let err = stderr(&o);
@@ -419,13 +355,12 @@ fn pickup_downloads_then_deletes_or_moves_and_ignores_hostile_names() {
     assert_eq!(d.files("out-h"), ["h.csv"]);
     assert!(err.contains("not plain file names"), "{err}");
     let all = files_below(&d.path(""));
-    assert!(!all.iter().any(|f| f.contains("escaped")), "{all:?}");
-    assert!(!err.contains(PASSWORD));
     assert!(
-        d.files("var/staging").is_empty(),
-        "{:?}",
-        d.files("var/staging")
+        !all.iter().any(|f| f.contains("escaped")),
+        "{all:?}"
     );
+    assert!(!err.contains(PASSWORD));
+    assert!(d.files("var/staging").is_empty(), "{:?}", d.files("var/staging"));
 }
 
 #[test]
@@ -450,9 +385,5 @@ fn a_file_still_being_written_on_the_server_is_not_taken_early() {
         d.files("out").len() == 1 && remote_files(s, "/open/t-settle").is_empty()
     });
     ferry.stop();
-    assert_eq!(
-        read(&d.path("out/slow.bin")),
-        full,
-        "taken only once complete"
-    );
+    assert_eq!(read(&d.path("out/slow.bin")), full, "taken only once complete");
 }

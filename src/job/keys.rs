@@ -845,8 +845,7 @@ staging = "var/s"
                         if !tables.iter().any(|t| t == table) || tables.len() > 1 {
                             when.clear();
                         }
-                        if ["ftp", "mailbox", "email", "http", "database", "webdav"].contains(&name)
-                        {
+                        if ["ftp", "mailbox", "email", "http", "database", "webdav"].contains(&name) {
                             when = name.to_string();
                         }
                         tables = vec![table.to_string()];

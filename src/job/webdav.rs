@@ -49,7 +49,8 @@ impl WebdavEndpoint {
                 crate::redact::url_for_message(url)
             ));
         };
-        if rest.contains(['?', '#']) || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if rest.contains(['?', '#']) || url.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(format!(
                 "a WebDAV folder URL has no query, fragment or blanks (write them %-escaped): {:?}",
                 crate::redact::url_for_message(url)
@@ -131,10 +132,7 @@ pub fn url_key<const N: usize>(
         doc.error(
             url.span.clone(),
             &url.key,
-            format!(
-                "a table has either `{}` or `webdav`, not both",
-                o.key.rsplit('.').next().unwrap_or("ftp")
-            ),
+            format!("a table has either `{}` or `webdav`, not both", o.key.rsplit('.').next().unwrap_or("ftp")),
         );
     }
     Some(url)

@@ -47,7 +47,9 @@ impl Dav {
     /// The name to move to under `exists` (`name`, or with `unique` the next free
     /// `name_N`), or `None` to skip. `Err` for `fail`.
     fn final_name(&mut self, name: &str, exists: Exists, n: &mut u32) -> RResult<Option<String>> {
-        if exists == Exists::Overwrite || (*n == 0 && self.stat(&self.abs(name))?.is_none()) {
+        if exists == Exists::Overwrite
+            || (*n == 0 && self.stat(&self.abs(name))?.is_none())
+        {
             return Ok(Some(name.to_string()));
         }
         match exists {

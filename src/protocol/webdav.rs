@@ -384,7 +384,10 @@ impl Dav {
 
     /// `GET`: the answer's `ETag` and a reader of its body (not limited: the caller reads
     /// at most what it expects). `None` when the file is gone.
-    pub fn get(&mut self, abs: &str) -> RResult<Option<(Option<String>, impl Read + use<>)>> {
+    pub fn get(
+        &mut self,
+        abs: &str,
+    ) -> RResult<Option<(Option<String>, impl Read + use<>)>> {
         let resp = self.call("GET", abs, &[], Payload::Empty)?;
         match resp.status().as_u16() {
             200 => {
@@ -450,7 +453,9 @@ pub fn multistatus(body: &[u8]) -> Vec<Entry> {
                 let name = path.pop().unwrap_or_default();
                 if let Some((href, en)) = cur.as_mut() {
                     match name.as_str() {
-                        "href" if path.last().is_some_and(|p| p == "response") => *href = Some(t),
+                        "href" if path.last().is_some_and(|p| p == "response") => {
+                            *href = Some(t)
+                        }
                         "getcontentlength" if !t.is_empty() => en.size = t.parse().unwrap_or(0),
                         "getlastmodified" if !t.is_empty() => {
                             en.mtime_ns = chrono::DateTime::parse_from_rfc2822(&t)
@@ -516,7 +521,9 @@ pub fn children(dir: &str, entries: Vec<Entry>) -> (Vec<(String, Entry)>, usize)
         let name = if dir.is_empty() {
             Some(e.path.as_str())
         } else {
-            e.path.strip_prefix(dir).and_then(|r| r.strip_prefix('/'))
+            e.path
+                .strip_prefix(dir)
+                .and_then(|r| r.strip_prefix('/'))
         };
         match name {
             Some(n)

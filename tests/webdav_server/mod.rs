@@ -55,10 +55,7 @@ fn launch(dir: &Path, port: Option<u16>, parent: u32) -> serde_json::Value {
         }
         None => "ports.json".into(),
     };
-    let log = dir.join(format!(
-        "server{}.log",
-        port.map_or(String::new(), |p| p.to_string())
-    ));
+    let log = dir.join(format!("server{}.log", port.map_or(String::new(), |p| p.to_string())));
     let started = Command::new("bash")
         .arg("-c")
         .arg(r#"log="$1"; shift; "$@" >/dev/null 2>"$log" &"#)
