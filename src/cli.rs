@@ -24,22 +24,7 @@ pub mod exit {
     pub const FATAL: i32 = 3;
 }
 
-/// A line a command says: on stdout, or on stderr (a problem). Commands the web console
-/// runs too (`retry`, `approve`, `reject`, `trigger`) say their lines through a
-/// `&mut dyn FnMut(Say)`: [`print`] for the terminal, the console shows them on its page.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Say {
-    Out(String),
-    Err(String),
-}
-
-/// Prints a [`Say`] line where the terminal expects it.
-pub fn print(line: Say) {
-    match line {
-        Say::Out(l) => println!("{l}"),
-        Say::Err(l) => eprintln!("{l}"),
-    }
-}
+pub use crate::say::{Say, print};
 
 /// `ferry schema`: the JSON Schema of job files (with `settings`: of ferry.toml) on stdout.
 pub fn schema(settings: bool) -> i32 {

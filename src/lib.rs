@@ -37,6 +37,9 @@
 //! - [`cli`]: the `check`, `test`, `history` and `status` commands.
 //! - [`settings`]: the optional installation-wide `ferry.toml` (state folder, workers, log,
 //!   the admin alert address, job defaults), read like a job file.
+//! - [`console`]: the web console (pages of the jobs, the audit log, errors and reviews;
+//!   retry, approve, reject, trigger; users, sessions, CSRF), served beside [`web`]'s
+//!   endpoints; [`say`]: the lines a command says, for the terminal or a console page.
 //! - [`web`]: the daemon's HTTP endpoint (`--http`): `/healthz`, `/readyz`, `/metrics`;
 //!   [`metrics`]: the numbers it serves, counted by the runtime.
 //! - [`service`]: running under systemd: readiness and watchdog notifications, logs for
@@ -61,6 +64,7 @@ pub mod readiness;
 pub mod redact;
 pub mod review;
 pub mod runtime;
+pub mod say;
 pub mod schedule;
 #[cfg(windows)]
 pub mod scm;

@@ -534,6 +534,9 @@ fn run_options(
         grace,
         new_journal: false,
         http: settings.http,
+        pages: Some(ferry::web::Pages(std::sync::Arc::new(
+            ferry::console::pages,
+        ))),
         settings: ferry::settings::live::Live::new(&cli.jobs, settings, fixed, set_log_level),
     }
 }

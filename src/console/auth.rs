@@ -29,24 +29,7 @@ const IDLE: Duration = Duration::from_secs(12 * 3600);
 /// forgotten first: requests without a cookie cannot grow memory without bound.
 const MAX_SESSIONS: usize = 10_000;
 
-/// What a user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Sees every page.
-    Read,
-    /// Also retries, approves, rejects and triggers.
-    Admin,
-}
-
-/// A console user from ferry.toml's `[[http.users]]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct User {
-    pub name: String,
-    /// An argon2 PHC string (`$argon2id$v=19$...`), from `ferry hash-password`.
-    pub password_hash: String,
-    pub role: Role,
-}
+pub use crate::settings::http::{Role, User, is_argon2_phc};
 
 /// ferry.toml's `[http]` access settings.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -61,6 +44,18 @@ impl AuthConfig {
     /// Nobody is configured: only an open console on loopback can be used.
     pub fn is_empty(&self) -> bool {
         self.users.is_empty() && self.token.is_none()
+    }
+
+    /// ferry.toml's users and token, the token resolved now.
+    pub fn from_access(access: &crate::settings::http::Access) -> Result<AuthConfig, String> {
+        let token = match &access.token {
+            Some(t) => Some(t.resolve().map_err(|e| format!("http.token: {e}"))?),
+            None => None,
+        };
+        Ok(AuthConfig {
+            users: access.users.clone(),
+            token,
+        })
     }
 }
 
@@ -199,11 +194,6 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| e.to_string())
-}
-
-/// Whether `s` is an argon2 PHC string ferry can check passwords against.
-pub fn is_argon2_phc(s: &str) -> bool {
-    PasswordHash::new(s).is_ok_and(|h| h.algorithm.as_str().starts_with("argon2"))
 }
 
 #[cfg(test)]

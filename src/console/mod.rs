@@ -100,6 +100,28 @@ pub fn router(console: Arc<Console>) -> Router {
         .with_state(console)
 }
 
+/// The web console and its authentication around the contract's endpoints (`/metrics`
+/// gets the token; `/healthz` and `/readyz` stay open): the daemon's [`crate::web::Pages`].
+pub fn pages(
+    contract: Router,
+    state: &crate::web::WebState,
+    addr: SocketAddr,
+) -> anyhow::Result<Router> {
+    let access =
+        AuthConfig::from_access(&state.settings().http_access).map_err(anyhow::Error::msg)?;
+    let console = Arc::new(Console::new(
+        state.jobs_dir().to_path_buf(),
+        state.state_dir().to_path_buf(),
+        access,
+        addr,
+    )?);
+    let guarded = contract.layer(axum::middleware::from_fn_with_state(
+        console.clone(),
+        authenticate,
+    ));
+    Ok(guarded.merge(router(console)))
+}
+
 /// Paths anyone may open: the login form and the style sheet.
 fn is_public(path: &str) -> bool {
     matches!(path, "/login" | "/style.css")

@@ -60,6 +60,8 @@ pub struct RunOptions {
     pub settings: crate::settings::live::Live,
     /// Serve `/healthz`, `/readyz` and `/metrics` here (`--http`, ferry.toml's `http`).
     pub http: Option<std::net::SocketAddr>,
+    /// Served beside them: the web console (`crate::console::pages`).
+    pub pages: Option<crate::web::Pages>,
 }
 
 /// What a run ended with, for the exit code.
@@ -218,7 +220,7 @@ async fn start_web(
         shared.metrics.clone(),
         opts.settings.current().clone(),
     );
-    crate::web::start(addr, state).await
+    crate::web::start(addr, state, opts.pages.as_ref()).await
 }
 
 /// What the daemon runs, said once at start: every job with the folder it watches, and

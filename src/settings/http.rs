@@ -15,9 +15,33 @@
 
 use std::net::SocketAddr;
 
-use crate::console::auth::{Role, User, is_argon2_phc};
 use crate::job::toml_reader::{Doc, Str, TableReader, one_of};
 use crate::secrets::Secret;
+
+/// What a console user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Sees every page.
+    Read,
+    /// Also retries, approves, rejects and triggers.
+    Admin,
+}
+
+/// A console user from ferry.toml's `[[http.users]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub name: String,
+    /// An argon2 PHC string (`$argon2id$v=19$...`), from `ferry hash-password`.
+    pub password_hash: String,
+    pub role: Role,
+}
+
+/// Whether `s` is an argon2 PHC string ferry can check passwords against.
+pub fn is_argon2_phc(s: &str) -> bool {
+    argon2::password_hash::PasswordHash::new(s)
+        .is_ok_and(|h| h.algorithm.as_str().starts_with("argon2"))
+}
 
 /// What ferry.toml says about the HTTP server.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -38,18 +62,6 @@ impl Access {
     /// Nobody is configured: only loopback may be served.
     pub fn is_empty(&self) -> bool {
         self.users.is_empty() && self.token.is_none()
-    }
-
-    /// The users and the token's value, for the console: the token resolved now.
-    pub fn resolve(&self) -> Result<crate::console::AuthConfig, String> {
-        let token = match &self.token {
-            Some(t) => Some(t.resolve().map_err(|e| format!("http.token: {e}"))?),
-            None => None,
-        };
-        Ok(crate::console::AuthConfig {
-            users: self.users.clone(),
-            token,
-        })
     }
 }
 
@@ -171,7 +183,7 @@ mod tests {
         let s = read("http = \"127.0.0.1:8080\"\n").unwrap();
         assert_eq!(s.http, Some("127.0.0.1:8080".parse().unwrap()));
         assert!(s.http_access.is_empty());
-        let hash = crate::console::auth::hash_password("pw").unwrap();
+        let hash = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2k2Ji4X9N0Pj9t6ofTqOQ+oVfC6+lUnYwtbtIldqPRw";
         let src = format!(
             "[http]\nlisten = \"0.0.0.0:9\"\ntoken = \"${{env:TOK}}\"\n[[http.users]]\nname = \"ann\"\npassword_hash = \"{hash}\"\nrole = \"admin\"\n[[http.users]]\nname = \"rob\"\npassword_hash = \"{hash}\"\n"
         );

@@ -114,26 +114,34 @@ pub fn router(state: WebState) -> Router {
         .with_state(state)
 }
 
-/// Everything the daemon serves: the endpoints of the contract and the web console
-/// (`crate::console`), all behind the console's authentication, which lets `/healthz` and
-/// `/readyz` through and takes the bearer token on `/metrics`.
-pub fn app(state: WebState, addr: SocketAddr) -> anyhow::Result<Router> {
-    let access = state
-        .settings()
-        .http_access
-        .resolve()
-        .map_err(anyhow::Error::msg)?;
-    let console = Arc::new(crate::console::Console::new(
-        state.jobs_dir().to_path_buf(),
-        state.state_dir().to_path_buf(),
-        access,
-        addr,
-    )?);
-    let guarded = router(state).layer(axum::middleware::from_fn_with_state(
-        console.clone(),
-        crate::console::authenticate,
-    ));
-    Ok(guarded.merge(crate::console::router(console)))
+/// What is served beside the endpoints of the contract (the web console), given by the
+/// binary, so that neither this module nor the runtime that starts it depends on it: it
+/// takes the contract's router and returns everything to serve, its authentication
+/// included.
+#[derive(Clone)]
+pub struct Pages(pub Arc<PagesFn>);
+
+/// See [`Pages`].
+pub type PagesFn = dyn Fn(Router, &WebState, SocketAddr) -> anyhow::Result<Router> + Send + Sync;
+
+impl std::fmt::Debug for Pages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pages")
+    }
+}
+
+/// Everything the daemon serves: the endpoints of the contract, and `pages` (the web
+/// console, which puts its authentication in front of `/metrics` too). Without `pages`
+/// only loopback is served: nothing else would check who asks.
+pub fn app(state: WebState, addr: SocketAddr, pages: Option<&Pages>) -> anyhow::Result<Router> {
+    let contract = router(state.clone());
+    match pages {
+        Some(p) => (p.0)(contract, &state, addr),
+        None if addr.ip().is_loopback() => Ok(contract),
+        None => {
+            anyhow::bail!("--http {addr}: no authentication is built in; use a loopback address")
+        }
+    }
 }
 
 /// The server, running: stopped by [`Server::stop`].
@@ -143,13 +151,17 @@ pub struct Server {
 }
 
 /// Binds `addr` and serves [`app`] on the current runtime.
-pub async fn start(addr: SocketAddr, state: WebState) -> anyhow::Result<Server> {
+pub async fn start(
+    addr: SocketAddr,
+    state: WebState,
+    pages: Option<&Pages>,
+) -> anyhow::Result<Server> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("--http {addr}: cannot listen there: {e}"))?;
     let local = listener.local_addr().unwrap_or(addr);
     let (stop, mut stop_rx) = watch::channel(false);
-    let app = app(state, local)?;
+    let app = app(state, local, pages)?;
     let handle = tokio::spawn(async move {
         let served = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = stop_rx.changed().await;

@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, params};
 
-use crate::cli::Say;
 use crate::journal::now_ms;
+use crate::say::Say;
 use crate::sources::dir::Dir;
 
 /// Which failed files to put back.
@@ -168,7 +168,7 @@ fn put_back(f: &Failed) -> Result<String> {
 /// Puts the chosen failed files back into their sources, saying each on stdout or stderr.
 /// Returns how many were put back and how many could not be.
 pub fn run(state_dir: &Path, which: &Which) -> Result<(usize, usize)> {
-    run_with(state_dir, which, "`ferry retry`", &mut crate::cli::print)
+    run_with(state_dir, which, "`ferry retry`", &mut crate::say::print)
 }
 
 /// [`run`], saying what it does through `say`; `by` names who asked, in the history.
