@@ -197,6 +197,43 @@ async fn wait_text(c: &Client, url: &str, what: &str) {
     }
 }
 
+/// Waits until the current page's address holds `what` (a form's submission or a
+/// button's POST answered): an element of the page before could otherwise be found.
+async fn wait_url(c: &Client, what: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let url = c.current_url().await.unwrap();
+        if url.as_str().contains(what) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the browser never went to an address with {what:?}: at {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the current page's `main` holds `what`, without reloading (a page still
+/// being replaced is read again).
+async fn wait_main(c: &Client, what: &str) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let text = match c.find(Locator::Css("main")).await {
+            Ok(m) => m.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.contains(what) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page never showed {what:?}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn search_open_retry_and_approve_in_a_real_browser() {
     let Some(driver) = chromedriver() else { return };
@@ -222,6 +259,7 @@ async fn search_open_retry_and_approve_in_a_real_browser() {
     form.submit_with(Locator::Css("button.primary"))
         .await
         .unwrap();
+    wait_url(&c, "name=order-07").await;
     let results = c
         .wait()
         .for_element(Locator::Css("#results"))
@@ -267,16 +305,8 @@ async fn search_open_retry_and_approve_in_a_real_browser() {
         .click()
         .await
         .unwrap();
-    let said = c
-        .wait()
-        .for_element(Locator::Css("main .card"))
-        .await
-        .unwrap();
-    assert!(
-        said.text().await.unwrap().contains("retry"),
-        "{}",
-        said.text().await.unwrap()
-    );
+    wait_url(&c, "/retry").await;
+    wait_main(&c, "Retry file").await;
     wait_for("a.csv delivered", WAIT, || {
         std::fs::read_to_string(d.path("out/a.csv")).is_ok_and(|s| s == "new\n")
     });
