@@ -52,6 +52,7 @@ pub struct Metrics {
     bytes_out: Counters,
     output_delivered: Family<OutputLabels, Counter>,
     output_bytes: Family<OutputLabels, Counter>,
+    output_failed: Family<OutputLabels, Counter>,
     processing: Histograms,
     queue: Gauges,
     queue_oldest: Gauges,
@@ -119,6 +120,12 @@ impl Metrics {
             "Bytes of the outputs committed, per job and output.",
             output_bytes.clone(),
         );
+        let output_failed = Family::<OutputLabels, Counter>::default();
+        r.register(
+            "ferry_output_failed",
+            "Failed writes or sends to an output, per job and output: each failure counts, whether the file is retried (a destination that may come back) or sent to the error folder.",
+            output_failed.clone(),
+        );
         let processing = Histograms::new_with_constructor(processing_histogram);
         r.register(
             "ferry_processing_seconds",
@@ -179,6 +186,7 @@ impl Metrics {
             bytes_out,
             output_delivered,
             output_bytes,
+            output_failed,
             processing,
             queue,
             queue_oldest,
@@ -207,6 +215,7 @@ impl Metrics {
                 OutputMetrics {
                     files: self.output_delivered.get_or_create_owned(&o),
                     bytes: self.output_bytes.get_or_create_owned(&o),
+                    failed: self.output_failed.get_or_create_owned(&o),
                 }
             })
             .collect();
@@ -255,6 +264,18 @@ impl Metrics {
             f.remove(&l);
         }
         self.processing.remove(&l);
+        let outputs = |f: &Family<OutputLabels, Counter>| {
+            let mut n = 1;
+            while f.remove(&OutputLabels {
+                job: name.into(),
+                output: n.to_string(),
+            }) {
+                n += 1;
+            }
+        };
+        outputs(&self.output_delivered);
+        outputs(&self.output_bytes);
+        outputs(&self.output_failed);
     }
 
     /// How many job files are left out for their errors.
@@ -290,6 +311,7 @@ fn journal_size(db: &std::path::Path) -> u64 {
 struct OutputMetrics {
     files: Counter,
     bytes: Counter,
+    failed: Counter,
 }
 
 /// One job's series: what its runner counts.
@@ -341,6 +363,20 @@ impl JobMetrics {
     /// A file whose delivery failed for a reason that may pass: queued for a retry.
     pub fn queued(&self) {
         self.taken.inc();
+    }
+
+    /// A write or send to output `idx` (from 0) failed.
+    pub fn output_failed(&self, idx: u32) {
+        self.output_failures(idx).inc();
+    }
+
+    /// Output `idx`'s failure counter, for the threads that send its outbox (a detached
+    /// counter for an index the job does not have: alerts, rejects).
+    pub fn output_failures(&self, idx: u32) -> Counter {
+        self.outputs
+            .get(idx as usize)
+            .map(|o| o.failed.clone())
+            .unwrap_or_default()
     }
 
     /// How long a worker spent on a file.
@@ -412,6 +448,9 @@ mod tests {
         let jm = m.job(&job);
         jm.delivered(10, &[(0, 10), (1, 4)]);
         jm.failed();
+        jm.output_failed(1);
+        jm.output_failures(0).inc();
+        jm.output_failed(u32::MAX);
         jm.processed(Duration::from_millis(3));
         let text = m.encode();
         for line in [
@@ -420,6 +459,8 @@ mod tests {
             "ferry_files_failed_total{job=\"j\"} 1",
             "ferry_bytes_out_total{job=\"j\"} 14",
             "ferry_output_bytes_total{job=\"j\",output=\"2\"} 4",
+            "ferry_output_failed_total{job=\"j\",output=\"1\"} 1",
+            "ferry_output_failed_total{job=\"j\",output=\"2\"} 1",
             "ferry_processing_seconds_count{job=\"j\"} 1",
         ] {
             assert!(
@@ -428,6 +469,6 @@ mod tests {
             );
         }
         m.forget_job("j");
-        assert!(!m.encode().contains("job=\"j\"}"));
+        assert!(!m.encode().contains("job=\"j\""));
     }
 }

@@ -305,6 +305,56 @@ fn a_refused_file_goes_to_the_error_folder_with_the_status_and_the_answer() {
     );
 }
 
+/// The value of `series` (`name{labels}` as written) in the daemon's `/metrics`.
+fn scraped(port: u16, series: &str) -> Option<f64> {
+    let mut r = ureq::get(&format!("http://127.0.0.1:{port}/metrics"))
+        .call()
+        .ok()?;
+    let body = r.body_mut().read_to_string().ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn failed_sends_are_counted_per_output_in_the_metrics() {
+    let Some(s) = server() else { return };
+    let d = Deployment::new("http-metrics");
+    let bad = format!("http://127.0.0.1:{}/bad/metrics-400", s.http);
+    let busy = format!("http://127.0.0.1:{}/fail/1/503/metrics-503", s.http);
+    d.job(
+        "bad",
+        &job(&bad, false, "").replace("folder = \"in\"", "folder = \"in/bad\""),
+    );
+    // Two outputs: the first is refused for good, the second answers 503 once.
+    d.job(
+        "two",
+        &(job(&bad, false, "") + &format!("\n[[output]]\nhttp = \"{busy}\"\n"))
+            .replace("folder = \"in\"", "folder = \"in/two\""),
+    );
+    d.write("in/bad/a.json", "{}");
+    d.write("in/two/b.json", "{}");
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    let mut daemon = Daemon::start(&d, &["--http", &format!("127.0.0.1:{port}")]);
+    let series = |job: &str, out: u32| {
+        format!("ferry_output_failed_total{{job=\"{job}\",output=\"{out}\"}}")
+    };
+    wait_for("the failures counted", WAIT, || {
+        scraped(port, &series("bad", 1)) == Some(1.0)
+            && scraped(port, &series("two", 1)) == Some(1.0)
+            && scraped(port, &series("two", 2)) == Some(1.0)
+            && s.accepted("metrics-503").len() == 1
+    });
+    // Delivered on the second try: counted once, and no more failures since.
+    assert_eq!(scraped(port, &series("two", 2)), Some(1.0));
+    assert_eq!(
+        scraped(port, "ferry_output_files_total{job=\"two\",output=\"2\"}"),
+        Some(1.0)
+    );
+    assert_eq!(daemon.stop(), Some(0));
+}
+
 #[test]
 fn on_error_skip_sets_a_refused_record_aside_and_sends_the_others() {
     let Some(s) = server() else { return };

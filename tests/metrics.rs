@@ -51,6 +51,15 @@ fn prometheus_scrapes_what_ferry_counted() {
     d.drop_file("in-csv/good1.csv", "a,b\n1,2\n");
     d.drop_file("in-csv/good2.csv", "a,b\n3,4\n");
     d.drop_file("in-csv/bad.csv", "a,b\n1,2,3\n");
+    // Output 2 of job "blocked" cannot be written (its folder's parent is a file): a
+    // failure that will not pass, counted for that output only.
+    d.job(
+        "blocked",
+        &folder_job("in-blocked", &["out-ok", "not-a-folder/out"]),
+    );
+    d.write("not-a-folder", "a file where a folder is expected\n");
+    d.drop_file("in-blocked/b1.txt", "1\n");
+    d.drop_file("in-blocked/b2.txt", "2\n");
     let port = free_port();
     let mut daemon = Daemon::start(&d, &["--http", &format!("127.0.0.1:{port}")]);
     wait_http(&format!("http://127.0.0.1:{port}/healthz"), 200, "ok");
@@ -72,6 +81,20 @@ fn prometheus_scrapes_what_ferry_counted() {
     prom.wait_value(&at(r#"ferry_bytes_in_total{job="csv"}"#), 16.0);
     prom.wait_value(&at(r#"ferry_processing_seconds_count{job="two"}"#), 3.0);
     prom.wait_value(&at(r#"ferry_source_up{job="csv"}"#), 1.0);
+    prom.wait_value(
+        &at(r#"ferry_output_failed_total{job="blocked",output="2"}"#),
+        2.0,
+    );
+    prom.wait_value(
+        &at(r#"ferry_output_failed_total{job="blocked",output="1"}"#),
+        0.0,
+    );
+    prom.wait_value(&at(r#"ferry_files_failed_total{job="blocked"}"#), 2.0);
+    // A record the file's data breaks is not an output's failure.
+    prom.wait_value(
+        &at(r#"ferry_output_failed_total{job="csv",output="1"}"#),
+        0.0,
+    );
     prom.wait_value(&at(r#"ferry_retry_queue_files{job="two"}"#), 0.0);
     let since = prom.query(&at(
         r#"time() - ferry_last_success_timestamp_seconds{job="two"}"#,
@@ -266,6 +289,11 @@ fn a_destination_that_goes_read_only_shows_in_the_retry_gauges() {
     assert_eq!(
         scraped(port, r#"ferry_files_delivered_total{job="share"}"#),
         Some(0.0)
+    );
+    let failed = scraped(port, r#"ferry_output_failed_total{job="share",output="1"}"#);
+    assert!(
+        failed.is_some_and(|n| n >= 3.0),
+        "each failed write to the output is counted: {failed:?}"
     );
     share.remount("rw");
     wait_for("the queue delivered and empty", WAIT, || {

@@ -88,18 +88,19 @@ fn render(tpl: &str, job: &Job, names: &[String], first: &Path) -> Result<String
 }
 
 /// Sends what is waiting in one outbox. `idx` tells the outboxes of a job apart in the
-/// record (the output's index, or [`ALERTS`]). Returns (sent mails, files).
+/// record (the output's index, or [`ALERTS`]).
 pub async fn deliver(
     job: &Job,
     idx: u32,
     e: &EmailOutput,
     t: &smtp::Transport,
     store: &Store,
-) -> Result<(usize, usize)> {
+) -> Result<Sent> {
     let dir = e.outbox.clone();
     let files = blocking(|| waiting(&dir));
+    let mut sent = Sent::default();
     if files.is_empty() {
-        return Ok((0, 0));
+        return Ok(sent);
     }
     let groups: Vec<Group> = match e.per {
         Per::File => files.into_iter().map(|f| vec![f]).collect(),
@@ -109,19 +110,19 @@ pub async fn deliver(
     // its time per message on its own queue fsyncs, so one at a time leaves it idle.
     use futures_util::StreamExt;
     let dir = &dir;
-    let results: Vec<Result<usize>> = futures_util::stream::iter(groups)
+    let results: Vec<Result<Option<usize>>> = futures_util::stream::iter(groups)
         .map(|g| async move { send_group(job, idx, e, t, store, dir, g).await })
         .buffer_unordered(SENDERS)
         .collect()
         .await;
-    let (mut mails, mut nfiles) = (0, 0);
     let mut first_err = None;
     for r in results {
         match r {
-            Ok(n) => {
-                mails += 1;
-                nfiles += n;
+            Ok(Some(n)) => {
+                sent.mails += 1;
+                sent.files += n;
             }
+            Ok(None) => sent.refused += 1,
             Err(err) => {
                 first_err.get_or_insert(err);
             }
@@ -129,15 +130,26 @@ pub async fn deliver(
     }
     match first_err {
         Some(err) => Err(err),
-        None => Ok((mails, nfiles)),
+        None => Ok(sent),
     }
+}
+
+/// What one [`deliver`] pass did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Sent {
+    pub mails: usize,
+    pub files: usize,
+    /// Mails the server refused for good: their files went to the error folder.
+    pub refused: u64,
 }
 
 const SENDERS: usize = 8;
 
 type Group = Vec<(PathBuf, String, u64, i64)>;
 
-/// Sends one mail (unless the record says it was sent), records it, removes its files.
+/// Sends one mail (unless the record says it was sent), records it, removes its files;
+/// the number of files sent, `None` when the server refused the mail for good (its files
+/// then went to the error folder).
 async fn send_group(
     job: &Job,
     idx: u32,
@@ -146,7 +158,7 @@ async fn send_group(
     store: &Store,
     dir: &Path,
     g: Group,
-) -> Result<usize> {
+) -> Result<Option<usize>> {
     let mid = message_id(job, idx, &g, &e.from);
     let names: Vec<String> = g.iter().map(|f| f.1.clone()).collect();
     let already = blocking(|| store.was_sent(&job.name, idx, &mid))?;
@@ -188,7 +200,7 @@ async fn send_group(
                     );
                 }
             });
-            return Ok(0);
+            return Ok(None);
         }
         blocking(|| store.sent(&job.name, idx, &mid, &names.join("\n")))?;
         tracing::info!(files = %names.join(", "), to = %e.to.join(", "), message_id = %mid, "Sent by email.");
@@ -204,7 +216,7 @@ async fn send_group(
         fsutil::sync_dir(dir)?;
         Ok(())
     })?;
-    Ok(g.len())
+    Ok(Some(g.len()))
 }
 
 /// The reply code of a send the server refused for this mail itself: a 5xx answer to its
@@ -241,6 +253,7 @@ pub async fn run(
     e: EmailOutput,
     journal: Arc<Journal>,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    failures: prometheus_client::metrics::counter::Counter,
 ) {
     let store = match blocking(|| Store::open(&journal)) {
         Ok(s) => s,
@@ -262,7 +275,8 @@ pub async fn run(
         }
         .await;
         let wait = match res {
-            Ok(_) => {
+            Ok(sent) => {
+                failures.inc_by(sent.refused);
                 if !last_error.is_empty() {
                     tracing::info!(server = %e.smtp.display(), "Mail server reachable again; outbox sent.");
                     last_error.clear();
@@ -271,6 +285,7 @@ pub async fn run(
                 Duration::from_secs(1)
             }
             Err(err) => {
+                failures.inc();
                 transport = None;
                 let msg = format!("{err:#}");
                 give_up_old(&job, idx, &e, &msg, &journal);
@@ -336,7 +351,7 @@ pub async fn once(job: &Job, idx: u32, e: &EmailOutput, journal: &Arc<Journal>) 
         }
         .await;
         match r {
-            Ok((_, files)) => return Ok(files),
+            Ok(sent) => return Ok(sent.files),
             Err(err) => last = Some(err),
         }
     }

@@ -56,6 +56,8 @@ pub struct DeliveryRunner {
     deliverer: Box<dyn Deliverer>,
     pub backoff: Backoff,
     last_error: Option<String>,
+    /// Counts each failed send (`/metrics`' `ferry_output_failed_total`).
+    failures: prometheus_client::metrics::counter::Counter,
 }
 
 /// Which of `n` connections sends the outbox file `rel` (FNV-1a of the name: stable
@@ -100,7 +102,13 @@ impl DeliveryRunner {
             journal,
             backoff,
             last_error: None,
+            failures: Default::default(),
         })
+    }
+
+    /// Counts this output's failed sends on `c` (the job's series, from the runtime).
+    pub fn count_failures_on(&mut self, c: prometheus_client::metrics::counter::Counter) {
+        self.failures = c;
     }
 
     /// Outbox files, oldest first, as (path, relative name).
@@ -351,6 +359,7 @@ impl DeliveryRunner {
                         }
                     }
                     Err(RemoteError::Permanent(msg)) => {
+                        self.failures.inc();
                         tracing::error!(file = %rel, error = %msg, "Cannot be delivered; moved to the error folder.");
                         self.to_error_folder(&path, &rel, &msg);
                         self.record(&rel, m, "failed", None, Some(&msg), false);
@@ -366,6 +375,7 @@ impl DeliveryRunner {
     }
 
     fn failed(&mut self, e: RemoteError) -> RoundEnd {
+        self.failures.inc();
         self.deliverer.disconnect();
         let wait = self.backoff.fail();
         let wait = wait.max(self.deliverer.retry_after().unwrap_or_default());

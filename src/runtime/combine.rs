@@ -302,6 +302,8 @@ impl Batch<'_> {
                         dest: dest.clone(),
                         first_failed_ms: first_failed,
                         error: why.clone(),
+                        // A combined run's failure is the run's, not one file's.
+                        output: None,
                     };
                     self.outcomes.push((m.listed, o));
                 }

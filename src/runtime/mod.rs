@@ -542,7 +542,7 @@ async fn run_job(
     let _watch = watch_source(&job, &shared, ev_tx);
     let remote = RemoteParts::start(&job, &shared, &mut st);
     let (done_tx, done_rx) = mpsc::unbounded_channel::<(Found, Outcome)>();
-    let mut adapters = start_mail_adapters(&job, &shared, &stop).await;
+    let mut adapters = start_mail_adapters(&job, &shared, &st.metrics, &stop).await;
     let db_runs = start_database(&job, &shared, &stop, &mut adapters).await;
     let gate = runs::Gate::new(&job, &shared.journal, shared.once);
     let mut r = Runner {
@@ -627,7 +627,7 @@ impl RemoteParts {
             None
         };
         let tasks = if remote::is_remote(job) {
-            remote::RemoteTasks::spawn(job, &shared.journal, shared.once)
+            remote::RemoteTasks::spawn(job, &shared.journal, shared.once, &st.metrics)
         } else {
             None
         };
@@ -644,6 +644,7 @@ impl RemoteParts {
 async fn start_mail_adapters(
     job: &Arc<Job>,
     shared: &Shared,
+    metrics: &crate::metrics::JobMetrics,
     stop: &watch::Receiver<bool>,
 ) -> JoinSet<()> {
     let mut adapters: JoinSet<()> = JoinSet::new();
@@ -677,6 +678,7 @@ async fn start_mail_adapters(
                         e.clone(),
                         shared.journal.clone(),
                         stop.clone(),
+                        metrics.output_failures(i as u32),
                     )
                     .in_current_span(),
                 );
@@ -694,6 +696,7 @@ async fn start_mail_adapters(
                     a.email.clone(),
                     shared.journal.clone(),
                     stop.clone(),
+                    Default::default(),
                 )
                 .in_current_span(),
             );
@@ -1339,9 +1342,12 @@ impl JobState {
                 self.resolve_once(&found.path);
                 self.report_finished(&found.path);
             }
-            Outcome::Failed { kept } => {
+            Outcome::Failed { kept, output } => {
                 shared.counters.failed.fetch_add(1, Ordering::Relaxed);
                 self.metrics.failed();
+                if let Some(i) = output {
+                    self.metrics.output_failed(i);
+                }
                 self.tracker.finished(&found.path, kept);
                 self.retry_released(&found.path);
                 self.resolve_once(&found.path);
@@ -1351,8 +1357,12 @@ impl JobState {
                 dest,
                 first_failed_ms,
                 error,
+                output,
             } => {
                 self.metrics.queued();
+                if let Some(i) = output {
+                    self.metrics.output_failed(i);
+                }
                 self.retry_queued(&found, &dest, first_failed_ms, &error)
             }
             Outcome::Stuck => {

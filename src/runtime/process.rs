@@ -35,8 +35,12 @@ pub enum Outcome {
         kept: Option<Meta>,
         outputs: Vec<crate::metrics::Written>,
     },
-    /// Sent to the error folder (or, when even that failed, left in place: `kept`).
-    Failed { kept: Option<Meta> },
+    /// Sent to the error folder (or, when even that failed, left in place: `kept`);
+    /// `output`: the output whose failure it was (its index, from 0), when it was one's.
+    Failed {
+        kept: Option<Meta>,
+        output: Option<u32>,
+    },
     /// The file changed or vanished while being taken: not an error, it settles again.
     Released,
     /// Outputs are committed but the original could not be disposed of; recovery at the
@@ -48,6 +52,8 @@ pub enum Outcome {
         dest: String,
         first_failed_ms: i64,
         error: String,
+        /// The output that failed (its index, from 0), when known.
+        output: Option<u32>,
     },
     /// Not complete yet (a document set missing a member): looked at again after
     /// `settle`; in `--once` mode left for a later run.
@@ -65,6 +71,9 @@ pub struct FileError {
     /// that failed. The file is then queued for another try instead of failing
     /// ([`super::retry`]).
     pub transient: Option<String>,
+    /// The output (its index, from 0) whose write failed, when the failure is one output's
+    /// (for `/metrics`' failures per output).
+    pub output: Option<u32>,
 }
 
 impl FileError {
@@ -72,7 +81,14 @@ impl FileError {
         FileError {
             chain: vec![what.into()],
             transient: None,
+            output: None,
         }
+    }
+
+    /// The failure is output `idx`'s (from 0).
+    pub(super) fn at(mut self, idx: u32) -> Self {
+        self.output = Some(idx);
+        self
     }
 
     /// An I/O error writing to the destination folder `dest`: it may pass or not, as
@@ -95,6 +111,7 @@ impl FileError {
         FileError {
             chain,
             transient: None,
+            output: None,
         }
     }
 }
@@ -279,6 +296,7 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
                             dest,
                             first_failed_ms: first_failed,
                             error: e.to_string(),
+                            output: e.output,
                         };
                     }
                     super::retry::Decision::GiveUp(why) if !why.is_empty() => {
@@ -287,7 +305,11 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
                     super::retry::Decision::GiveUp(_) => {}
                 }
             }
-            fail_set(&d, claimed.attempts, hash, e)
+            let output = e.output;
+            match fail_set(&d, claimed.attempts, hash, e) {
+                Outcome::Failed { kept, .. } => Outcome::Failed { kept, output },
+                other => other,
+            }
         }
     }
 }
@@ -448,6 +470,7 @@ pub(super) fn fail(
             let _ = journal.failed(id, format!("{err}; and it could not be moved: {e}"));
             return Outcome::Failed {
                 kept: Some(found.meta),
+                output: None,
             };
         }
     };
@@ -456,6 +479,7 @@ pub(super) fn fail(
         tracing::error!(error = %e, "Cannot record the failure in the journal; leaving the file in place.");
         return Outcome::Failed {
             kept: Some(found.meta),
+            output: None,
         };
     }
     let report = Report {
@@ -480,12 +504,16 @@ pub(super) fn fail(
             let _ = journal.failed(id, format!("copied to {}: {err}", went.display()));
             Outcome::Failed {
                 kept: Some(found.meta),
+                output: None,
             }
         }
         Ok(went) => {
             tracing::warn!(moved_to = %went.display(), "File moved to the error folder.");
             let _ = journal.failed(id, format!("moved to {}: {err}", went.display()));
-            Outcome::Failed { kept: None }
+            Outcome::Failed {
+                kept: None,
+                output: None,
+            }
         }
         Err(e) => {
             tracing::error!(error = %e, "Cannot move the failed file to the error folder; it stays in the source and is not retried until it changes or ferry restarts.");
@@ -495,6 +523,7 @@ pub(super) fn fail(
             );
             Outcome::Failed {
                 kept: Some(found.meta),
+                output: None,
             }
         }
     }

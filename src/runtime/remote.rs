@@ -61,7 +61,12 @@ pub fn is_remote(job: &Job) -> bool {
 impl RemoteTasks {
     /// Starts the fetcher and the deliverers of a job, if it has any. With `once`, only
     /// the deliverers (they overlap the local pass; [`RemoteTasks::finish`] drains them).
-    pub fn spawn(job: &Arc<Job>, journal: &Arc<Journal>, once: bool) -> Option<RemoteTasks> {
+    pub fn spawn(
+        job: &Arc<Job>,
+        journal: &Arc<Journal>,
+        once: bool,
+        metrics: &crate::metrics::JobMetrics,
+    ) -> Option<RemoteTasks> {
         if !is_remote(job) {
             return None;
         }
@@ -110,6 +115,7 @@ impl RemoteTasks {
             let Some(mut d) = DeliveryRunner::new(job.clone(), idx, journal.clone(), (k, n)) else {
                 continue;
             };
+            d.count_failures_on(metrics.output_failures(idx as u32));
             let stop = stop.clone();
             let drain = drain.clone();
             let span = tracing::info_span!("job", job = %job.name, output = idx + 1);

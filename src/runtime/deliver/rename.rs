@@ -158,7 +158,8 @@ pub(super) fn withdraw(d: &Delivery<'_>, planned: &Planned<'_>, e: NotRenamed) -
                 Path::new(&final_path).display()
             ),
             &error,
-        ),
+        )
+        .at(idx),
     )
 }
 
@@ -227,5 +228,6 @@ fn queue_instead(
         dest,
         first_failed_ms: first_failed,
         error: err.to_string(),
+        output: Some(e.idx),
     }))
 }

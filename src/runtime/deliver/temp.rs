@@ -215,6 +215,7 @@ fn open_temporaries<'j>(
                 t.temp.parent().unwrap_or(Path::new("")),
                 &e,
             )
+            .at(t.idx)
         })?;
         if let Some(m) = &t.member {
             temps
@@ -240,8 +241,9 @@ fn copy_member(
     let mut src = found
         .sibling(m)
         .map_err(|e| FileError::io(format!("cannot open {}", parent_join(&found.path, m)), &e))?;
-    io::copy(&mut src, &mut tmp)
-        .map_err(|e| FileError::io(format!("cannot copy {} to output {}", m, idx + 1), &e))?;
+    io::copy(&mut src, &mut tmp).map_err(|e| {
+        FileError::io(format!("cannot copy {} to output {}", m, idx + 1), &e).at(idx)
+    })?;
     Ok(tmp)
 }
 
@@ -276,8 +278,13 @@ fn copy_original(found: &Found, temps: &mut Temps<'_>) -> Result<(String, u64), 
         .and_then(|f| f.temp.parent())
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let (h, n) = out::tee_copy(&mut src, &mut files)
-        .map_err(|e| FileError::output_io("cannot copy the file to its outputs", &dest, &e))?;
+    let (h, n) = out::tee_copy(&mut src, &mut files).map_err(|e| {
+        let err = FileError::output_io("cannot copy the file to its outputs", &dest, &e);
+        match idxs.first() {
+            Some(i) if err.transient.is_some() || idxs.len() == 1 => err.at(*i),
+            _ => err,
+        }
+    })?;
     temps.finished.extend(idxs.into_iter().zip(files));
     Ok((h, n))
 }
@@ -340,10 +347,7 @@ fn convert(
         hash,
         stats,
         split,
-    } = result.map_err(|e| FileError {
-        chain: vec![format!("cannot convert the file: {e}")],
-        transient: None,
-    })?;
+    } = result.map_err(|e| FileError::new(format!("cannot convert the file: {e}")))?;
     tracing::info!(
         read = stats.read,
         written = stats.written,
@@ -385,10 +389,9 @@ fn describe_tables(
             })),
             Err(e) => {
                 let dest = parent(&t.temp);
-                return Err(FileError {
-                    chain: vec![format!("output {}: {}", i + 1, e.message)],
-                    transient: e.transient.then_some(dest),
-                });
+                let mut err = FileError::new(format!("output {}: {}", i + 1, e.message)).at(*i);
+                err.transient = e.transient.then_some(dest);
+                return Err(err);
             }
         }
     }
@@ -451,9 +454,10 @@ fn extract_pieces(
     temps: &mut Temps<'_>,
     named: &mut Named,
 ) -> Result<(), FileError> {
-    let chain = |e: String| FileError {
-        chain: vec!["cannot take the pieces out of the PDF".into(), e],
-        transient: None,
+    let chain = |e: String| {
+        let mut err = FileError::new("cannot take the pieces out of the PDF");
+        err.chain.push(e);
+        err
     };
     let opened = |f: &Found| {
         f.reader()
@@ -496,7 +500,9 @@ fn fsync_temporaries(
             .expect("a linked output is a target");
         File::open(&t.temp)
             .and_then(|f| f.sync_all())
-            .map_err(|e| FileError::io(format!("cannot fsync output {}", first + 1), &e))?;
+            .map_err(|e| {
+                FileError::io(format!("cannot fsync output {}", first + 1), &e).at(*first)
+            })?;
     }
     let mut all: Vec<(u32, Option<TempOutput>)> = temps
         .finished
@@ -518,9 +524,10 @@ fn fsync_temporaries(
             format!("output {}", i + 1)
         };
         let dest = tmp.temp.parent().map(Path::to_path_buf).unwrap_or_default();
+        // (The rejects file and split groups have indexes past the outputs': not counted.)
         let sum = tmp
             .finish()
-            .map_err(|e| FileError::output_io(format!("cannot fsync {what}"), &dest, &e))?;
+            .map_err(|e| FileError::output_io(format!("cannot fsync {what}"), &dest, &e).at(i))?;
         if i == u32::MAX {
             rejects_sum = Some(sum);
         } else {
