@@ -50,7 +50,7 @@ pub fn svg(s: &Series) -> String {
     let bar_w = plot_w / n;
     let y = |v: i64| TOP + plot_h - plot_h * v as f64 / max as f64;
     let mut out = format!(
-        r#"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="files per hour, failures in red">"#
+        r#"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" preserveAspectRatio="xMidYMid meet" role="img" aria-label="files per hour, failures in red">"#
     );
     out.push_str(&format!(
         r##"<text x="{x}" y="{ty}" class="axis" text-anchor="end">{max}</text><line x1="{LEFT}" y1="{TOP}" x2="{WIDTH}" y2="{TOP}" class="grid"/><text x="{x}" y="{by}" class="axis" text-anchor="end">0</text><line x1="{LEFT}" y1="{base}" x2="{WIDTH}" y2="{base}" class="base"/>"##,
@@ -140,5 +140,8 @@ mod tests {
         assert_eq!(svg.matches("class=\"ok\"").count(), 2);
         assert_eq!(svg.matches("class=\"failed\"").count(), 1);
         assert!(svg.contains("4 file(s), 1 failed"), "{svg}");
+        // It takes its card's width (the viewBox scales it), not a fixed one.
+        let open = &svg[..svg.find('>').unwrap()];
+        assert!(open.contains("width=\"100%\"") && !open.contains("height="), "{open}");
     }
 }
