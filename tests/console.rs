@@ -313,6 +313,27 @@ fn off_loopback_only_logged_in_users_see_pages_and_only_admins_act() {
         retried.to_string().contains("web console (user ann)"),
         "{retried}"
     );
+
+    // Guessing passwords: after 5 failures from this address (ann's above, then 4 for
+    // rob), even the right password is refused, unchecked, for a while.
+    let try_login = |pw: &str| {
+        let form = get(port, "/login", None);
+        let c = form.cookie().unwrap();
+        let body = format!("csrf={}&name=rob&password={pw}&next=/jobs", form.csrf());
+        post(port, "/login", &c, &body)
+    };
+    for _ in 0..4 {
+        let r = try_login("guess");
+        assert_eq!(r.status, 303, "{r:?}");
+        assert!(
+            r.header("location")
+                .unwrap()
+                .starts_with("/login?failed=true")
+        );
+    }
+    let r = try_login("reader-pw-1");
+    assert_eq!(r.status, 429, "{r:?}");
+    assert!(r.body.contains("Too many failed logins"), "{}", r.body);
 }
 
 #[test]

@@ -5,10 +5,12 @@
 //! Every POST carries the session's CSRF token in a hidden field `csrf`; one without it or
 //! with another is refused (403) before anything else is looked at. Only admins act (403).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, header};
+use axum::extract::{ConnectInfo, Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use serde::Deserialize;
@@ -206,25 +208,41 @@ pub async fn trigger(
 }
 
 /// `POST /login`: checks the password (argon2, on a blocking thread), then starts a new
-/// session for the user and goes where the form was asked for.
+/// session for the user and goes where the form was asked for. A user name or client
+/// address with too many recent failures is refused first ([`auth::Throttle`]).
 pub async fn login(
     State(c): State<Arc<Console>>,
     Extension(who): Extension<Identity>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, Problem> {
     check_csrf(&who, &form.csrf)?;
     let next = super::pages::safe_next(&form.next);
     let old = super::session_cookie(&headers);
+    let addr = client.map(|Extension(ConnectInfo(a))| a.ip());
+    let keys = auth::throttle_keys(&form.name, addr);
+    if let Some(left) = c.throttle.refused_for(&keys, Instant::now()) {
+        let minutes = left.as_secs().div_ceil(60).max(1);
+        tracing::warn!(client = ?addr, "Console login refused: too many failed logins; not checked.");
+        return Err(Problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Too many failed logins for this user or from this address. Try again in {minutes} minute(s)."
+            ),
+        ));
+    }
     let c2 = c.clone();
     let user =
         blocking(move || Ok(auth::check_password(&c2.auth, &form.name, &form.password).cloned()))
             .await?;
     let Some(user) = user else {
-        tracing::warn!("Console login refused (wrong user name or password).");
+        c.throttle.failed(&keys, Instant::now());
+        tracing::warn!(client = ?addr, "Console login refused (wrong user name or password).");
         let back = format!("/login?failed=true&next={}", super::url_escape(&next));
         return Ok(Redirect::to(&back).into_response());
     };
+    c.throttle.succeeded(&keys[0]);
     tracing::info!(user = %user.name, "Console login.");
     let id = c.sessions.login(old.as_deref(), &user);
     let mut resp = Redirect::to(&next).into_response();

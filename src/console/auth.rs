@@ -10,8 +10,13 @@
 //! users and no token configured) an anonymous session is the admin `local`.
 //!
 //! Roles: `read` sees every page; `admin` may also retry, approve, reject and trigger.
+//!
+//! Guessing passwords is slowed down ([`Throttle`]): after 5 failed logins within 15
+//! minutes for one user name, or from one client address, that name or address is refused
+//! without a password check until the oldest of those failures is 15 minutes old. Nothing
+//! is locked for good, so an attacker cannot lock an admin out for longer than that.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -152,6 +157,74 @@ impl Sessions {
     }
 }
 
+/// Failed logins that count against a user name or a client address...
+const MAX_FAILURES: usize = 5;
+/// ...within this window.
+const LOCKOUT: Duration = Duration::from_secs(15 * 60);
+/// Names and addresses tracked at most (the oldest are forgotten first beyond it).
+const MAX_TRACKED: usize = 10_000;
+
+/// Failed logins per key (`user:NAME`, `addr:IP`), in the window.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl Throttle {
+    /// How much longer a login for `keys` is refused, when one of them has had
+    /// [`MAX_FAILURES`] failures within [`LOCKOUT`].
+    pub fn refused_for(&self, keys: &[String], now: Instant) -> Option<Duration> {
+        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        keys.iter()
+            .filter_map(|k| map.get(k))
+            .filter_map(|times| {
+                let recent: Vec<&Instant> = times
+                    .iter()
+                    .filter(|t| now.duration_since(**t) < LOCKOUT)
+                    .collect();
+                (recent.len() >= MAX_FAILURES)
+                    .then(|| LOCKOUT - now.duration_since(*recent[recent.len() - MAX_FAILURES]))
+            })
+            .max()
+    }
+
+    /// A login for `keys` failed at `now`.
+    pub fn failed(&self, keys: &[String], now: Instant) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_TRACKED {
+            map.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) < LOCKOUT)
+            });
+        }
+        for k in keys {
+            let times = map.entry(k.clone()).or_default();
+            while times
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= LOCKOUT)
+                || times.len() >= MAX_FAILURES
+            {
+                times.pop_front();
+            }
+            times.push_back(now);
+        }
+    }
+
+    /// A login for `key` succeeded: its failures are forgotten.
+    pub fn succeeded(&self, key: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(key);
+    }
+}
+
+/// The throttle's keys of a login: the user name, and the client's address when known.
+pub fn throttle_keys(name: &str, addr: Option<std::net::IpAddr>) -> Vec<String> {
+    let mut keys = vec![format!("user:{name}")];
+    keys.extend(addr.map(|a| format!("addr:{a}")));
+    keys
+}
+
 fn identity(s: &Session, open: bool) -> Identity {
     let (user, role) = match &s.who {
         Some((u, r)) => (u.clone(), *r),
@@ -233,6 +306,31 @@ mod tests {
         assert_ne!(now.csrf, who.csrf);
         let (_, open) = s.create(true);
         assert_eq!((open.user.as_str(), open.role), ("local", Role::Admin));
+    }
+
+    #[test]
+    fn failed_logins_lock_a_name_or_address_for_a_while() {
+        let t = Throttle::default();
+        let start = Instant::now();
+        let ann = throttle_keys("ann", Some([10, 0, 0, 7].into()));
+        for i in 0..MAX_FAILURES as u64 {
+            assert_eq!(t.refused_for(&ann, start + Duration::from_secs(i)), None);
+            t.failed(&ann, start + Duration::from_secs(i));
+        }
+        let now = start + Duration::from_secs(60);
+        let left = t.refused_for(&ann, now).expect("locked");
+        assert_eq!(left, LOCKOUT - Duration::from_secs(60));
+        // Another name from the same address is refused too; the same name elsewhere too.
+        assert!(
+            t.refused_for(&throttle_keys("bob", Some([10, 0, 0, 7].into())), now)
+                .is_some()
+        );
+        assert!(t.refused_for(&throttle_keys("ann", None), now).is_some());
+        assert!(t.refused_for(&throttle_keys("bob", None), now).is_none());
+        // Once the first failure is LOCKOUT old, one more attempt is allowed.
+        assert_eq!(t.refused_for(&ann, start + LOCKOUT), None);
+        t.succeeded("user:ann");
+        assert!(t.refused_for(&throttle_keys("ann", None), now).is_none());
     }
 
     #[test]

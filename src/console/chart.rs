@@ -142,6 +142,9 @@ mod tests {
         assert!(svg.contains("4 file(s), 1 failed"), "{svg}");
         // It takes its card's width (the viewBox scales it), not a fixed one.
         let open = &svg[..svg.find('>').unwrap()];
-        assert!(open.contains("width=\"100%\"") && !open.contains("height="), "{open}");
+        assert!(
+            open.contains("width=\"100%\"") && !open.contains("height="),
+            "{open}"
+        );
     }
 }

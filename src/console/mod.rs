@@ -44,6 +44,7 @@ pub struct Console {
     /// The address it serves, for the Host check of an open console.
     addr: SocketAddr,
     sessions: auth::Sessions,
+    throttle: auth::Throttle,
 }
 
 /// The console refuses to serve an address other than loopback without users or a token.
@@ -71,6 +72,7 @@ impl Console {
             auth,
             addr,
             sessions: Default::default(),
+            throttle: Default::default(),
         })
     }
 }

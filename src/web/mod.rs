@@ -163,6 +163,8 @@ pub async fn start(
     let (stop, mut stop_rx) = watch::channel(false);
     let app = app(state, local, pages)?;
     let handle = tokio::spawn(async move {
+        // The client's address reaches the handlers (the console's login throttle).
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = stop_rx.changed().await;
         });
