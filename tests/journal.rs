@@ -340,7 +340,7 @@ fn upgrade_a_journal_of_the_v2_release_is_opened_and_carried_on() {
     assert_eq!(after.len(), 3, "{after:?}");
     // The journal's `{seq}` numbers go on from where the old release left them.
     assert_eq!(after[2]["seq"], 3, "{after:?}");
-    assert_eq!(user_version(&d), 7);
+    assert_eq!(user_version(&d), 8);
     // Its id is adopted by the state folder.
     let c = rusqlite::Connection::open(d.path("var/state/journal.sqlite")).unwrap();
     let id: String = c
@@ -363,7 +363,7 @@ fn upgrade_a_v1_journal_migrates_forward_on_start() {
     }
     let o = run_once(&d, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(user_version(&d), 7);
+    assert_eq!(user_version(&d), 8);
     assert!(d.path("var/state/journal.id").exists());
     assert_eq!(d.history().len(), 2);
 }
@@ -385,7 +385,7 @@ fn a_journal_of_a_newer_ferry_is_refused_and_left_as_it_was() {
         assert_eq!(o.status.code(), Some(3), "{args:?}: {err}");
         assert!(
             err.contains("has schema version 99")
-                && err.contains("knows versions up to 7")
+                && err.contains("knows versions up to 8")
                 && err.contains("written by a newer ferry")
                 && err.contains("the journal was not changed"),
             "{args:?}: {err}"

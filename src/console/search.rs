@@ -5,10 +5,12 @@
 //! keyset-paginated on `(first_seen, id)` of the row a page ends with (`before=ID`, or
 //! `after=ID` going back), never `OFFSET`: a page costs the same on page 1 and page
 //! 20,000. The list order, alone or after the job, the state or a date range, is an index
-//! of the journal (schema version 7, `journal::schema`: `(first_seen)`, `(job, first_seen)`,
-//! `(state, first_seen)`; SQLite indexes end with the rowid), so SQLite reads a page's rows
-//! in order from the index and stops after one page; a name or hash is looked up in its own
-//! index and the few rows found are sorted.
+//! of the journal (schema versions 7 and 8, `journal::schema`: `(first_seen)`,
+//! `(job, first_seen)`, `(state, first_seen)`; SQLite indexes end with the rowid), so SQLite
+//! reads a page's rows in order from the index and stops after one page; a name or hash is
+//! looked up in `(name, first_seen)` or `(hash, first_seen)`, whose entries alone say which
+//! matches make the page: the page's ids are chosen from the index, then only their rows
+//! are read.
 
 use rusqlite::Connection;
 use rusqlite::types::Value;
@@ -170,11 +172,13 @@ pub fn search(conn: &Connection, q: &Query) -> Result<Page, SearchError> {
     } else {
         format!("WHERE {}", w.sql.join(" AND "))
     };
+    let dir = if backwards { "ASC" } else { "DESC" };
+    // The page's ids first (from an index alone when the filters are in one), then
+    // only those rows: the rows of every match are never read to be sorted.
     let sql = format!(
-        "SELECT id, job, name, path, size, state, first_seen, hash, error FROM files {filter}
-         ORDER BY first_seen {dir}, id {dir} LIMIT {limit}",
-        dir = if backwards { "ASC" } else { "DESC" },
-        limit = PAGE + 1
+        "SELECT id, job, name, path, size, state, first_seen, hash, error FROM files
+         WHERE id IN ({}) ORDER BY first_seen {dir}, id {dir}",
+        page_ids(&filter, dir)
     );
     let mut st = conn.prepare_cached(&sql)?;
     let mut rows: Vec<Row> = st
@@ -194,6 +198,14 @@ pub fn search(conn: &Connection, q: &Query) -> Result<Page, SearchError> {
         ),
     };
     Ok(Page { rows, older, newer })
+}
+
+/// The ids of one page (and one more, to know there is a next) in the list order.
+fn page_ids(filter: &str, dir: &str) -> String {
+    format!(
+        "SELECT id FROM files {filter} ORDER BY first_seen {dir}, id {dir} LIMIT {}",
+        PAGE + 1
+    )
 }
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
@@ -260,6 +272,44 @@ mod tests {
 
     fn ids(p: &Page) -> Vec<i64> {
         p.rows.iter().map(|r| r.id).collect()
+    }
+
+    #[test]
+    fn name_and_hash_pages_are_chosen_from_an_index_alone() {
+        let dir = std::env::temp_dir().join(format!("ferry-search-plan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        drop(crate::journal::Journal::open(&dir, false).unwrap());
+        let c = crate::journal::Journal::open_read_only(&dir)
+            .unwrap()
+            .unwrap();
+        for (q, index) in [
+            (
+                Query {
+                    name: "ORD-0".into(),
+                    ..Default::default()
+                },
+                "COVERING INDEX files_name_seen",
+            ),
+            (
+                Query {
+                    hash: "ab12".into(),
+                    ..Default::default()
+                },
+                "COVERING INDEX files_hash_seen",
+            ),
+        ] {
+            let w = conditions(&q).unwrap();
+            let filter = format!("WHERE {}", w.sql.join(" AND "));
+            let sql = format!("EXPLAIN QUERY PLAN {}", page_ids(&filter, "DESC"));
+            let mut st = c.prepare(&sql).unwrap();
+            let plan: Vec<String> = st
+                .query_map(rusqlite::params_from_iter(w.args.iter()), |r| r.get(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert!(plan.iter().any(|p| p.contains(index)), "{plan:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde::Serialize;
 /// The journal's schema version, kept in SQLite's `user_version`. Every change of the tables
 /// raises it and adds a step to [`migrate`]; a journal from an older ferry is brought
 /// forward at start, one from a newer ferry is refused ([`refuse_newer`]).
-pub(super) const SCHEMA_VERSION: i64 = 7;
+pub(super) const SCHEMA_VERSION: i64 = 8;
 
 /// A journal written by a newer ferry: this one does not know its tables, so it neither
 /// reads nor changes it.
@@ -112,6 +112,8 @@ pub(super) fn migrate(conn: &mut Connection, journal_id: &str) -> rusqlite::Resu
     create_v6_db_source_runs(&tx)?;
     // Version 7 (issue 18, the web console): indexes for searching the audit log.
     create_v7_search_indexes(&tx)?;
+    // Version 8: a name or hash search reads the list order from its index.
+    create_v8_covering_indexes(&tx)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
 }
@@ -209,15 +211,28 @@ fn create_v6_db_source_runs(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<
 /// job, state, name, content hash and date, newest first (by `first_seen`, then id), a
 /// page at a time (keyset pagination). The list order alone, and after a job or a state,
 /// is an index (an SQLite index ends with the rowid), so a page is read in order and stops
-/// after a page of rows, whatever the journal's size; a name or hash has its own index.
-/// `(job, first_seen)` also serves the per-job counts of a day and the per-hour chart.
+/// after a page of rows, whatever the journal's size. `(job, first_seen)` also serves the
+/// per-job counts of a day and the per-hour chart. (Version 7 also indexed `name` and
+/// `hash` alone; version 8 replaces those.)
 fn create_v7_search_indexes(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(
         "CREATE INDEX IF NOT EXISTS files_seen ON files (first_seen);
         CREATE INDEX IF NOT EXISTS files_job_seen ON files (job, first_seen);
-        CREATE INDEX IF NOT EXISTS files_state_seen ON files (state, first_seen);
-        CREATE INDEX IF NOT EXISTS files_name ON files (name);
-        CREATE INDEX IF NOT EXISTS files_hash ON files (hash);",
+        CREATE INDEX IF NOT EXISTS files_state_seen ON files (state, first_seen);",
+    )
+}
+
+/// Version 8: a name (or name prefix) and a content hash (or its beginning) are indexed
+/// with `first_seen` (and, as every index, the id): the search finds the newest page of the
+/// matching files from the index alone and reads only those rows from the table, instead
+/// of reading every matching row to sort them (a prefix matching thousands of files on a
+/// journal of a million: 1.4 ms instead of 5-7 ms warm, 2.5 ms instead of 15-25 ms cold).
+fn create_v8_covering_indexes(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "DROP INDEX IF EXISTS files_name;
+        DROP INDEX IF EXISTS files_hash;
+        CREATE INDEX IF NOT EXISTS files_name_seen ON files (name, first_seen);
+        CREATE INDEX IF NOT EXISTS files_hash_seen ON files (hash, first_seen);",
     )
 }
 
