@@ -45,15 +45,34 @@ fn processing_histogram() -> Histogram {
 /// Every metric family, and the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
+    counts: Counts,
+    outputs: PerOutput,
+    levels: Levels,
+    journal_bytes: Gauge,
+    invalid_job_files: Gauge,
+    /// The journal's files, measured at each scrape.
+    journal: Option<PathBuf>,
+}
+
+/// The per-job counters and the processing time.
+struct Counts {
     taken: Counters,
     delivered: Counters,
     failed: Counters,
     bytes_in: Counters,
     bytes_out: Counters,
-    output_delivered: Family<OutputLabels, Counter>,
-    output_bytes: Family<OutputLabels, Counter>,
-    output_failed: Family<OutputLabels, Counter>,
     processing: Histograms,
+}
+
+/// The per-output counters.
+struct PerOutput {
+    files: Family<OutputLabels, Counter>,
+    bytes: Family<OutputLabels, Counter>,
+    failed: Family<OutputLabels, Counter>,
+}
+
+/// The per-job gauges, set by the runner once a second.
+struct Levels {
     queue: Gauges,
     queue_oldest: Gauges,
     waiting: Gauges,
@@ -61,10 +80,6 @@ pub struct Metrics {
     paused: Gauges,
     last_success: Gauges,
     source_up: Gauges,
-    journal_bytes: Gauge,
-    invalid_job_files: Gauge,
-    /// The journal's files, measured at each scrape.
-    journal: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -79,122 +94,167 @@ impl Default for Metrics {
     }
 }
 
-impl Metrics {
-    /// The registry with every family; `journal` is the journal's file (`journal::db_path`).
-    pub fn new(journal: Option<PathBuf>) -> Metrics {
-        let mut r = Registry::default();
-        let mut counter = |name: &str, help: &str| {
-            let f = Counters::default();
-            r.register(name, help, f.clone());
-            f
-        };
-        let taken = counter(
-            "ferry_files_taken",
-            "Files a job took and processed to an end (delivered, failed, queued for a retry or stuck), each attempt counted.",
-        );
-        let delivered = counter(
-            "ferry_files_delivered",
-            "Files delivered: every output committed and the original disposed of.",
-        );
-        let failed = counter(
-            "ferry_files_failed",
-            "Files that failed: sent to the error folder (or stuck there, for recovery).",
-        );
-        let bytes_in = counter(
-            "ferry_bytes_in",
-            "Bytes of the originals of delivered files.",
-        );
-        let bytes_out = counter(
-            "ferry_bytes_out",
-            "Bytes of the outputs written for delivered files.",
-        );
-        let output_delivered = Family::<OutputLabels, Counter>::default();
-        r.register(
-            "ferry_output_files",
-            "Outputs committed, per job and output (remote outputs: into their outbox).",
-            output_delivered.clone(),
-        );
-        let output_bytes = Family::<OutputLabels, Counter>::default();
-        r.register(
-            "ferry_output_bytes",
-            "Bytes of the outputs committed, per job and output.",
-            output_bytes.clone(),
-        );
-        let output_failed = Family::<OutputLabels, Counter>::default();
-        r.register(
-            "ferry_output_failed",
-            "Failed writes or sends to an output, per job and output: each failure counts, whether the file is retried (a destination that may come back) or sent to the error folder.",
-            output_failed.clone(),
-        );
+/// Registers a family under `name` and gives it back.
+fn register<F: Default + Clone + prometheus_client::registry::Metric>(
+    r: &mut Registry,
+    name: &str,
+    help: &str,
+) -> F {
+    let f = F::default();
+    r.register(name, help, f.clone());
+    f
+}
+
+impl Counts {
+    fn register(r: &mut Registry) -> Counts {
         let processing = Histograms::new_with_constructor(processing_histogram);
         r.register(
             "ferry_processing_seconds",
             "Time from a worker taking a file to its outcome.",
             processing.clone(),
         );
-        let mut gauge = |name: &str, help: &str| {
-            let f = Gauges::default();
-            r.register(name, help, f.clone());
-            f
-        };
-        let queue = gauge(
-            "ferry_queue_files",
-            "Files ready and waiting for a worker (or for a scheduled job's run).",
-        );
-        let queue_oldest = gauge(
-            "ferry_queue_oldest_age_seconds",
-            "How long the oldest file of the queue has been seen, in seconds (0: empty queue).",
-        );
-        let waiting = gauge(
-            "ferry_files_waiting",
-            "Files in the source not taken yet: still being written, or queued (ferry status' waiting).",
-        );
-        let retry_queue = gauge(
-            "ferry_retry_queue_files",
-            "Files in the retry queue: their delivery failed for a reason that may pass.",
-        );
-        let paused = gauge(
-            "ferry_paused_destinations",
-            "Destinations paused by the circuit breaker after failures.",
-        );
-        let last_success = gauge(
-            "ferry_last_success_timestamp_seconds",
-            "Unix time of the job's last delivered file (0: none yet in the journal).",
-        );
-        let source_up = gauge(
-            "ferry_source_up",
-            "1 while the job's source folder can be listed, else 0.",
-        );
-        let journal_bytes = Gauge::default();
-        r.register(
+        Counts {
+            taken: register(
+                r,
+                "ferry_files_taken",
+                "Files a job took and processed to an end (delivered, failed, queued for a retry or stuck), each attempt counted.",
+            ),
+            delivered: register(
+                r,
+                "ferry_files_delivered",
+                "Files delivered: every output committed and the original disposed of.",
+            ),
+            failed: register(
+                r,
+                "ferry_files_failed",
+                "Files that failed: sent to the error folder (or stuck there, for recovery).",
+            ),
+            bytes_in: register(
+                r,
+                "ferry_bytes_in",
+                "Bytes of the originals of delivered files.",
+            ),
+            bytes_out: register(
+                r,
+                "ferry_bytes_out",
+                "Bytes of the outputs written for delivered files.",
+            ),
+            processing,
+        }
+    }
+}
+
+impl PerOutput {
+    fn register(r: &mut Registry) -> PerOutput {
+        PerOutput {
+            files: register(
+                r,
+                "ferry_output_files",
+                "Outputs committed, per job and output (remote outputs: into their outbox).",
+            ),
+            bytes: register(
+                r,
+                "ferry_output_bytes",
+                "Bytes of the outputs committed, per job and output.",
+            ),
+            failed: register(
+                r,
+                "ferry_output_failed",
+                "Failed writes or sends to an output, per job and output: each failure counts, whether the file is retried (a destination that may come back) or sent to the error folder.",
+            ),
+        }
+    }
+
+    /// Every output series of job `name` (their outputs are numbered from 1, without gaps).
+    fn forget(&self, name: &str) {
+        for f in [&self.files, &self.bytes, &self.failed] {
+            let mut n = 1;
+            while f.remove(&OutputLabels {
+                job: name.into(),
+                output: n.to_string(),
+            }) {
+                n += 1;
+            }
+        }
+    }
+}
+
+impl Levels {
+    fn register(r: &mut Registry) -> Levels {
+        Levels {
+            queue: register(
+                r,
+                "ferry_queue_files",
+                "Files ready and waiting for a worker (or for a scheduled job's run).",
+            ),
+            queue_oldest: register(
+                r,
+                "ferry_queue_oldest_age_seconds",
+                "How long the oldest file of the queue has been seen, in seconds (0: empty queue).",
+            ),
+            waiting: register(
+                r,
+                "ferry_files_waiting",
+                "Files in the source not taken yet: still being written, or queued (ferry status' waiting).",
+            ),
+            retry_queue: register(
+                r,
+                "ferry_retry_queue_files",
+                "Files in the retry queue: their delivery failed for a reason that may pass.",
+            ),
+            paused: register(
+                r,
+                "ferry_paused_destinations",
+                "Destinations paused by the circuit breaker after failures.",
+            ),
+            last_success: register(
+                r,
+                "ferry_last_success_timestamp_seconds",
+                "Unix time of the job's last delivered file (0: none yet in the journal).",
+            ),
+            source_up: register(
+                r,
+                "ferry_source_up",
+                "1 while the job's source folder can be listed, else 0.",
+            ),
+        }
+    }
+
+    fn all(&self) -> [&Gauges; 7] {
+        [
+            &self.queue,
+            &self.queue_oldest,
+            &self.waiting,
+            &self.retry_queue,
+            &self.paused,
+            &self.last_success,
+            &self.source_up,
+        ]
+    }
+}
+
+impl Metrics {
+    /// The registry with every family; `journal` is the journal's file (`journal::db_path`).
+    pub fn new(journal: Option<PathBuf>) -> Metrics {
+        let mut r = Registry::default();
+        let counts = Counts::register(&mut r);
+        let outputs = PerOutput::register(&mut r);
+        let levels = Levels::register(&mut r);
+        let journal_bytes = register(
+            &mut r,
             "ferry_journal_bytes",
             "Size of the journal (database, write-ahead log) in bytes.",
-            journal_bytes.clone(),
         );
-        let invalid_job_files = Gauge::default();
-        r.register(
+        let invalid_job_files = register(
+            &mut r,
             "ferry_invalid_job_files",
             "Job files left out because they have errors.",
-            invalid_job_files.clone(),
         );
         Metrics {
             registry: r,
-            taken,
-            delivered,
-            failed,
-            bytes_in,
-            bytes_out,
-            output_delivered,
-            output_bytes,
-            output_failed,
-            processing,
-            queue,
-            queue_oldest,
-            waiting,
-            retry_queue,
-            paused,
-            last_success,
-            source_up,
+            counts,
+            outputs,
+            levels,
             journal_bytes,
             invalid_job_files,
             journal,
@@ -213,27 +273,28 @@ impl Metrics {
                     output: i.to_string(),
                 };
                 OutputMetrics {
-                    files: self.output_delivered.get_or_create_owned(&o),
-                    bytes: self.output_bytes.get_or_create_owned(&o),
-                    failed: self.output_failed.get_or_create_owned(&o),
+                    files: self.outputs.files.get_or_create_owned(&o),
+                    bytes: self.outputs.bytes.get_or_create_owned(&o),
+                    failed: self.outputs.failed.get_or_create_owned(&o),
                 }
             })
             .collect();
-        let source_up = self.source_up.get_or_create_owned(&l);
+        let (c, g) = (&self.counts, &self.levels);
+        let source_up = g.source_up.get_or_create_owned(&l);
         source_up.set(1);
         Arc::new(JobMetrics {
-            taken: self.taken.get_or_create_owned(&l),
-            delivered: self.delivered.get_or_create_owned(&l),
-            failed: self.failed.get_or_create_owned(&l),
-            bytes_in: self.bytes_in.get_or_create_owned(&l),
-            bytes_out: self.bytes_out.get_or_create_owned(&l),
-            processing: self.processing.get_or_create_owned(&l),
-            queue: self.queue.get_or_create_owned(&l),
-            queue_oldest: self.queue_oldest.get_or_create_owned(&l),
-            waiting: self.waiting.get_or_create_owned(&l),
-            retry_queue: self.retry_queue.get_or_create_owned(&l),
-            paused: self.paused.get_or_create_owned(&l),
-            last_success: self.last_success.get_or_create_owned(&l),
+            taken: c.taken.get_or_create_owned(&l),
+            delivered: c.delivered.get_or_create_owned(&l),
+            failed: c.failed.get_or_create_owned(&l),
+            bytes_in: c.bytes_in.get_or_create_owned(&l),
+            bytes_out: c.bytes_out.get_or_create_owned(&l),
+            processing: c.processing.get_or_create_owned(&l),
+            queue: g.queue.get_or_create_owned(&l),
+            queue_oldest: g.queue_oldest.get_or_create_owned(&l),
+            waiting: g.waiting.get_or_create_owned(&l),
+            retry_queue: g.retry_queue.get_or_create_owned(&l),
+            paused: g.paused.get_or_create_owned(&l),
+            last_success: g.last_success.get_or_create_owned(&l),
             source_up,
             source_ok: AtomicBool::new(true),
             outputs,
@@ -243,39 +304,15 @@ impl Metrics {
     /// A job that no longer runs (its file removed): its series go.
     pub fn forget_job(&self, name: &str) {
         let l = JobLabel { job: name.into() };
-        for f in [
-            &self.taken,
-            &self.delivered,
-            &self.failed,
-            &self.bytes_in,
-            &self.bytes_out,
-        ] {
+        let c = &self.counts;
+        for f in [&c.taken, &c.delivered, &c.failed, &c.bytes_in, &c.bytes_out] {
             f.remove(&l);
         }
-        for f in [
-            &self.queue,
-            &self.queue_oldest,
-            &self.waiting,
-            &self.retry_queue,
-            &self.paused,
-            &self.last_success,
-            &self.source_up,
-        ] {
+        for f in self.levels.all() {
             f.remove(&l);
         }
-        self.processing.remove(&l);
-        let outputs = |f: &Family<OutputLabels, Counter>| {
-            let mut n = 1;
-            while f.remove(&OutputLabels {
-                job: name.into(),
-                output: n.to_string(),
-            }) {
-                n += 1;
-            }
-        };
-        outputs(&self.output_delivered);
-        outputs(&self.output_bytes);
-        outputs(&self.output_failed);
+        c.processing.remove(&l);
+        self.outputs.forget(name);
     }
 
     /// How many job files are left out for their errors.
