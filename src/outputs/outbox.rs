@@ -320,58 +320,72 @@ impl DeliveryRunner {
                 if stop.load(Ordering::Relaxed) {
                     return Some(RoundEnd::Stopped);
                 }
-                let done_name = self.target.done_file.as_ref().map(|t| {
-                    let (dir, name) = match rel.rsplit_once('/') {
-                        Some((d, n)) => (d.to_string(), n),
-                        None => (String::new(), rel.as_str()),
-                    };
-                    let rendered = t.render(&Vars {
-                        name,
-                        dir: &dir,
-                        job: &self.job.name,
-                        seq: 0,
-                        taken: chrono::Local::now(),
-                        record: None,
-                        mail: None,
-                    });
-                    if dir.is_empty() {
-                        rendered
-                    } else {
-                        format!("{dir}/{rendered}")
-                    }
-                });
-                match self
-                    .deliverer
-                    .deliver(&path, &rel, m.size, self.exists, done_name.as_deref())
-                {
-                    Ok(Delivered::Sent(fin)) => {
-                        tracing::info!(file = %rel, remote = %self.target.endpoint.display(), remote_name = %fin, "Delivered.");
-                        self.record(&rel, m, "delivered", Some(&fin), None, false);
-                        if self.remove_sent(&path, m) {
-                            removed.push((path, rel, m, "delivered"));
-                        }
-                    }
-                    Ok(Delivered::Skipped) => {
-                        tracing::info!(file = %rel, "The remote name exists; skipped (exists = \"skip\").");
-                        self.record(&rel, m, "skipped", None, None, false);
-                        if self.remove_sent(&path, m) {
-                            removed.push((path, rel, m, "skipped"));
-                        }
-                    }
-                    Err(RemoteError::Permanent(msg)) => {
-                        self.failures.inc();
-                        tracing::error!(file = %rel, error = %msg, "Cannot be delivered; moved to the error folder.");
-                        self.to_error_folder(&path, &rel, &msg);
-                        self.record(&rel, m, "failed", None, Some(&msg), false);
-                    }
-                    Err(e) => {
-                        // Stays `delivering`: the rename may have happened before the error.
-                        return Some(self.failed(e));
-                    }
+                if let Err(end) = self.send(path, rel, m, removed) {
+                    return Some(end);
                 }
             }
         }
         None
+    }
+
+    /// Sends one outbox file and records how it went; `Err` ends the round (the
+    /// destination failed for a reason that may pass).
+    fn send(
+        &mut self,
+        path: PathBuf,
+        rel: String,
+        m: Meta,
+        removed: &mut Vec<(PathBuf, String, Meta, &'static str)>,
+    ) -> Result<(), RoundEnd> {
+        let done_name = self.done_name(&rel);
+        match self
+            .deliverer
+            .deliver(&path, &rel, m.size, self.exists, done_name.as_deref())
+        {
+            Ok(Delivered::Sent(fin)) => {
+                tracing::info!(file = %rel, remote = %self.target.endpoint.display(), remote_name = %fin, "Delivered.");
+                self.record(&rel, m, "delivered", Some(&fin), None, false);
+                if self.remove_sent(&path, m) {
+                    removed.push((path, rel, m, "delivered"));
+                }
+            }
+            Ok(Delivered::Skipped) => {
+                tracing::info!(file = %rel, "The remote name exists; skipped (exists = \"skip\").");
+                self.record(&rel, m, "skipped", None, None, false);
+                if self.remove_sent(&path, m) {
+                    removed.push((path, rel, m, "skipped"));
+                }
+            }
+            Err(RemoteError::Permanent(msg)) => {
+                self.failures.inc();
+                tracing::error!(file = %rel, error = %msg, "Cannot be delivered; moved to the error folder.");
+                self.to_error_folder(&path, &rel, &msg);
+                self.record(&rel, m, "failed", None, Some(&msg), false);
+            }
+            // Stays `delivering`: the rename may have happened before the error.
+            Err(e) => return Err(self.failed(e)),
+        }
+        Ok(())
+    }
+
+    /// The name of the done file sent after the outbox file `rel` (`done_file`), beside it.
+    fn done_name(&self, rel: &str) -> Option<String> {
+        let t = self.target.done_file.as_ref()?;
+        let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        let rendered = t.render(&Vars {
+            name,
+            dir,
+            job: &self.job.name,
+            seq: 0,
+            taken: chrono::Local::now(),
+            record: None,
+            mail: None,
+        });
+        Some(if dir.is_empty() {
+            rendered
+        } else {
+            format!("{dir}/{rendered}")
+        })
     }
 
     fn failed(&mut self, e: RemoteError) -> RoundEnd {

@@ -58,6 +58,60 @@ pub fn is_remote(job: &Job) -> bool {
     job.source.remote.is_some() || job.outputs.iter().any(|o| o.deliver.is_some())
 }
 
+/// A fetcher thread's life: recovers what an earlier run left staged, then fetches ready
+/// files every `poll` (sooner when a file is due to be looked at again) until `stop`.
+fn fetch_until_stopped(mut src: SourceRunner, poll: Duration, stop: &AtomicBool) {
+    src.recover();
+    while !stop.load(Ordering::Relaxed) {
+        let next = src.round(stop);
+        let wait = next
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .map_or(poll, |d| d.min(poll));
+        nap(stop, wait.max(Duration::from_millis(50)));
+    }
+    src.disconnect();
+}
+
+/// A deliverer thread's life: sends the outbox round after round, with backoff after a
+/// failure, until `stop`; once `drain` is set (`run --once` ending), until the outbox is
+/// empty or the next retry would come after the run's bound. An idle connection is
+/// closed after a minute.
+fn deliver_until_stopped(mut d: DeliveryRunner, once: bool, stop: &AtomicBool, drain: &AtomicBool) {
+    if once {
+        d.warm_up();
+    }
+    let mut idle_since = Instant::now();
+    let mut deadline: Option<Instant> = None;
+    while !stop.load(Ordering::Relaxed) {
+        if deadline.is_none() && drain.load(Ordering::Relaxed) {
+            deadline = Some(Instant::now() + once_delivery_bound());
+        }
+        match d.round(stop) {
+            RoundEnd::Empty if deadline.is_some() => break,
+            RoundEnd::RetryIn(w) if deadline.is_some_and(|end| Instant::now() + w > end) => {
+                tracing::warn!(pending = d.pending().len(), outbox = %d.target.outbox.display(), "Deliveries still failing; the files stay in the outbox for the next run.");
+                break;
+            }
+            RoundEnd::Empty if once => nap(drain, Duration::from_millis(50)),
+            RoundEnd::Empty => {
+                if idle_since.elapsed() > Duration::from_secs(60) {
+                    d.disconnect();
+                }
+                nap(stop, Duration::from_millis(200));
+            }
+            RoundEnd::RetryIn(w) => {
+                idle_since = Instant::now();
+                nap(stop, w);
+            }
+            RoundEnd::Stopped => break,
+        }
+        if d.has_pending() {
+            idle_since = Instant::now();
+        }
+    }
+    d.disconnect();
+}
+
 impl RemoteTasks {
     /// Starts the fetcher and the deliverers of a job, if it has any. With `once`, only
     /// the deliverers (they overlap the local pass; [`RemoteTasks::finish`] drains them).
@@ -85,7 +139,7 @@ impl RemoteTasks {
         } else {
             SourceRunner::new(job.clone(), journal.clone())
         };
-        if let Some(mut src) = fetcher {
+        if let Some(src) = fetcher {
             let stop = stop.clone();
             let poll = job.source.poll;
             let span = tracing::info_span!("job", job = %job.name);
@@ -94,15 +148,7 @@ impl RemoteTasks {
                     .name(format!("ferry-fetch-{}", job.name))
                     .spawn(move || {
                         let _g = span.enter();
-                        src.recover();
-                        while !stop.load(Ordering::Relaxed) {
-                            let next = src.round(&stop);
-                            let wait = next
-                                .map(|t| t.saturating_duration_since(Instant::now()))
-                                .map_or(poll, |d| d.min(poll));
-                            nap(&stop, wait.max(Duration::from_millis(50)));
-                        }
-                        src.disconnect();
+                        fetch_until_stopped(src, poll, &stop);
                     })
                     .expect("fetcher thread"),
             );
@@ -124,42 +170,7 @@ impl RemoteTasks {
                     .name(format!("ferry-deliver-{}-{}-{k}", job.name, idx + 1))
                     .spawn(move || {
                         let _g = span.enter();
-                        if once {
-                            d.warm_up();
-                        }
-                        let mut idle_since = Instant::now();
-                        let mut deadline: Option<Instant> = None;
-                        while !stop.load(Ordering::Relaxed) {
-                            if deadline.is_none() && drain.load(Ordering::Relaxed) {
-                                deadline = Some(Instant::now() + once_delivery_bound());
-                            }
-                            match d.round(&stop) {
-                                RoundEnd::Empty if deadline.is_some() => break,
-                                RoundEnd::RetryIn(w)
-                                    if deadline.is_some_and(|end| Instant::now() + w > end) =>
-                                {
-                                    tracing::warn!(pending = d.pending().len(), outbox = %d.target.outbox.display(), "Deliveries still failing; the files stay in the outbox for the next run.");
-                                    break;
-                                }
-                                RoundEnd::Empty if once => nap(&drain, Duration::from_millis(50)),
-                                RoundEnd::Empty => {
-                                    // Close an idle connection after a while.
-                                    if idle_since.elapsed() > Duration::from_secs(60) {
-                                        d.disconnect();
-                                    }
-                                    nap(&stop, Duration::from_millis(200));
-                                }
-                                RoundEnd::RetryIn(w) => {
-                                    idle_since = Instant::now();
-                                    nap(&stop, w);
-                                }
-                                RoundEnd::Stopped => break,
-                            }
-                            if d.has_pending() {
-                                idle_since = Instant::now();
-                            }
-                        }
-                        d.disconnect();
+                        deliver_until_stopped(d, once, &stop, &drain);
                     })
                     .expect("deliverer thread"),
             );
