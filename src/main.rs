@@ -365,10 +365,12 @@ fn settings(cli: &Cli) -> ferry::settings::Settings {
     }
 }
 
-fn main() {
-    let cli = Cli::parse();
-    // Precedence: a flag (or its environment variable) > ferry.toml > the built-in default.
-    let settings = settings(&cli);
+/// Starts logging as the flags, then ferry.toml, say; gives back the handle that changes
+/// the level live (ferry.toml reloaded), if the level may change.
+fn start_logging(
+    cli: &Cli,
+    settings: &ferry::settings::Settings,
+) -> Option<ferry::settings::live::LogLevel> {
     let log_format = cli
         .log_format
         .or(settings.log_format.map(|f| match f {
@@ -397,19 +399,31 @@ fn main() {
                 ))
             .then(|| ferry::service_command::default_log_file(&cli.jobs))
         });
-    let set_log_level = init_logging(log_format, &log, log_file.as_deref());
+    init_logging(log_format, &log, log_file.as_deref())
+}
+
+/// The state folder: `--state`, else ferry.toml's `state`, else `var/state` of the
+/// deployment.
+fn state_dir(cli: &Cli, settings: &ferry::settings::Settings) -> PathBuf {
+    cli.state
+        .as_deref()
+        // A relative --state is the cwd's, as before; absolute, its folders can be made.
+        .map(ferry::job::absolute)
+        .or(settings.state.clone())
+        .unwrap_or_else(|| ferry::job::deployment_root(&cli.jobs).join("var/state"))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    // Precedence: a flag (or its environment variable) > ferry.toml > the built-in default.
+    let settings = settings(&cli);
+    let set_log_level = start_logging(&cli, &settings);
     settings.jobs.learn_secrets();
     if !matches!(cli.command, Command::Run { .. }) {
         // `run` learns them as it loads (and reloads) the jobs.
         ferry::job::secrets::learn_jobs_dir(&cli.jobs);
     }
-    let state = cli
-        .state
-        .as_deref()
-        // A relative --state is the cwd's, as before; absolute, its folders can be made.
-        .map(ferry::job::absolute)
-        .or(settings.state.clone())
-        .unwrap_or_else(|| ferry::job::deployment_root(&cli.jobs).join("var/state"));
+    let state = state_dir(&cli, &settings);
     let code = match cli.command {
         Command::Check => ferry::cli::check(&cli.jobs),
         Command::HashPassword => hash_password(),
@@ -425,39 +439,13 @@ fn main() {
             file,
             json,
             limit,
-        } => {
-            let file = match file.map(|g| globset::Glob::new(&g).map(|g| g.compile_matcher())) {
-                Some(Err(e)) => {
-                    eprintln!("error: --file: {e}");
-                    std::process::exit(exit::INVALID);
-                }
-                Some(Ok(m)) => Some(m),
-                None => None,
-            };
-            let filter = ferry::journal::HistoryFilter { job, file, limit };
-            ferry::cli::history(&cli.jobs, &state, &filter, json)
-        }
+        } => history(&cli.jobs, &state, job, file, limit, json),
         Command::Journal { action } => journal(&state, action),
         Command::Retry {
             id,
             job,
             all_failed: _,
-        } => {
-            use ferry::runtime::retry::requeue::{Which, run};
-            let which = match (id, job) {
-                (Some(id), _) => Which::Id(id),
-                (None, Some(j)) => Which::Job(j),
-                (None, None) => Which::AllFailed,
-            };
-            match run(&state, &which) {
-                Ok((_, 0)) => exit::OK,
-                Ok(_) => exit::FILE_FAILED,
-                Err(e) => {
-                    eprintln!("error: {}", ferry::redact::scrub(&format!("{e:#}")));
-                    exit::FATAL
-                }
-            }
-        }
+        } => retry(&state, id, job),
         Command::Pending { action, json } => match action {
             None => ferry::cli::pending::list(&cli.jobs, &state, json),
             Some(PendingAction::Show { id, json: j }) => {
@@ -506,6 +494,45 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// `ferry history`: `--file` is a glob.
+fn history(
+    jobs: &std::path::Path,
+    state: &std::path::Path,
+    job: Option<String>,
+    file: Option<String>,
+    limit: usize,
+    json: bool,
+) -> i32 {
+    let file = match file.map(|g| globset::Glob::new(&g).map(|g| g.compile_matcher())) {
+        Some(Err(e)) => {
+            eprintln!("error: --file: {e}");
+            return exit::INVALID;
+        }
+        Some(Ok(m)) => Some(m),
+        None => None,
+    };
+    let filter = ferry::journal::HistoryFilter { job, file, limit };
+    ferry::cli::history(jobs, state, &filter, json)
+}
+
+/// `ferry retry ID | --job JOB | --all-failed`.
+fn retry(state: &std::path::Path, id: Option<i64>, job: Option<String>) -> i32 {
+    use ferry::runtime::retry::requeue::{Which, run};
+    let which = match (id, job) {
+        (Some(id), _) => Which::Id(id),
+        (None, Some(j)) => Which::Job(j),
+        (None, None) => Which::AllFailed,
+    };
+    match run(state, &which) {
+        Ok((_, 0)) => exit::OK,
+        Ok(_) => exit::FILE_FAILED,
+        Err(e) => {
+            eprintln!("error: {}", ferry::redact::scrub(&format!("{e:#}")));
+            exit::FATAL
+        }
+    }
 }
 
 /// The daemon's options (`ferry run`, and the Windows service): flags first, then
