@@ -66,36 +66,32 @@ fn prometheus_scrapes_what_ferry_counted() {
     prom.scrape("scrape", port);
 
     let at = |q: &str| q.replace("}", &format!(",instance=\"127.0.0.1:{port}\"}}"));
-    prom.wait_value(&at(r#"ferry_files_delivered_total{job="two"}"#), 3.0);
-    prom.wait_value(
-        &at(r#"ferry_output_files_total{job="two",output="2"}"#),
-        3.0,
-    );
-    prom.wait_value(
-        &at(r#"ferry_output_bytes_total{job="two",output="1"}"#),
-        21.0,
-    );
-    prom.wait_value(&at(r#"ferry_files_delivered_total{job="csv"}"#), 2.0);
-    prom.wait_value(&at(r#"ferry_files_failed_total{job="csv"}"#), 1.0);
-    prom.wait_value(&at(r#"ferry_files_taken_total{job="csv"}"#), 3.0);
-    prom.wait_value(&at(r#"ferry_bytes_in_total{job="csv"}"#), 16.0);
-    prom.wait_value(&at(r#"ferry_processing_seconds_count{job="two"}"#), 3.0);
-    prom.wait_value(&at(r#"ferry_source_up{job="csv"}"#), 1.0);
-    prom.wait_value(
-        &at(r#"ferry_output_failed_total{job="blocked",output="2"}"#),
-        2.0,
-    );
-    prom.wait_value(
-        &at(r#"ferry_output_failed_total{job="blocked",output="1"}"#),
-        0.0,
-    );
-    prom.wait_value(&at(r#"ferry_files_failed_total{job="blocked"}"#), 2.0);
-    // A record the file's data breaks is not an output's failure.
-    prom.wait_value(
-        &at(r#"ferry_output_failed_total{job="csv",output="1"}"#),
-        0.0,
-    );
-    prom.wait_value(&at(r#"ferry_retry_queue_files{job="two"}"#), 0.0);
+    for (series, value) in [
+        (r#"ferry_files_delivered_total{job="two"}"#, 3.0),
+        (r#"ferry_output_files_total{job="two",output="2"}"#, 3.0),
+        (r#"ferry_output_bytes_total{job="two",output="1"}"#, 21.0),
+        (r#"ferry_files_delivered_total{job="csv"}"#, 2.0),
+        (r#"ferry_files_failed_total{job="csv"}"#, 1.0),
+        (r#"ferry_files_taken_total{job="csv"}"#, 3.0),
+        (r#"ferry_bytes_in_total{job="csv"}"#, 16.0),
+        (r#"ferry_processing_seconds_count{job="two"}"#, 3.0),
+        (r#"ferry_source_up{job="csv"}"#, 1.0),
+        (r#"ferry_retry_queue_files{job="two"}"#, 0.0),
+        // Failures per output: only the output that could not be written.
+        (
+            r#"ferry_output_failed_total{job="blocked",output="2"}"#,
+            2.0,
+        ),
+        (
+            r#"ferry_output_failed_total{job="blocked",output="1"}"#,
+            0.0,
+        ),
+        (r#"ferry_files_failed_total{job="blocked"}"#, 2.0),
+        // A record the file's data breaks is not an output's failure.
+        (r#"ferry_output_failed_total{job="csv",output="1"}"#, 0.0),
+    ] {
+        prom.wait_value(&at(series), value);
+    }
     let since = prom.query(&at(
         r#"time() - ferry_last_success_timestamp_seconds{job="two"}"#,
     ));
