@@ -218,44 +218,51 @@ fn c_missing(doc: &mut Doc<'_>, span: std::ops::Range<usize>, path: &str) -> boo
     true
 }
 
-/// Reads `[input]`.
-pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input> {
-    let format_raw = t.str(doc, "format");
-    let format_span = format_raw.as_ref().map(|s| s.span.clone());
-    let kind = match format_raw {
-        Some(f) => match f.value.as_str() {
-            "csv" | "xml" | "fixed" | "json" | "jsonl" | "text" | "pdf" => f.value,
-            other => {
-                doc.error(
-                    f.span.clone(),
-                    &f.key,
-                    format!(
-                        "expected one of \"csv\", \"xml\", \"json\", \"jsonl\", \"text\", \"fixed\", \"pdf\", found {other:?}"
-                    ),
-                );
-                t.finish_as(doc, "input", "");
-                return None;
-            }
-        },
-        None => {
-            doc.error(
-                t.span.clone(),
-                "input.format",
-                "missing `format`: \"csv\", \"xml\", \"json\", \"jsonl\", \"text\", \"fixed\" or \"pdf\"",
-            );
-            t.finish_as(doc, "input", "");
-            return None;
-        }
-    };
+/// `encoding`, and the key (`on_undecodable` in `[input]`, `on_unmappable` in an output)
+/// that says whether a character that cannot be converted is replaced (`"replace"`) or
+/// fails the file (`"error"`, the default).
+fn read_encoding(
+    doc: &mut Doc<'_>,
+    t: &mut TableReader<'_, '_>,
+    on_bad_char: &str,
+) -> (Option<&'static Encoding>, Option<bool>) {
     let enc_raw = t.str(doc, "encoding");
     let enc = encoding(doc, enc_raw);
-    let undecodable_raw = t.str(doc, "on_undecodable");
+    let bad_char_raw = t.str(doc, on_bad_char);
     let replace = one_of(
         doc,
-        undecodable_raw,
+        bad_char_raw,
         &[("error", false), ("replace", true)],
         false,
     );
+    (enc, replace)
+}
+
+/// `delimiter` and `quote` of a CSV input or output: one character each, `,` and `"` by
+/// default.
+fn read_delimiter_quote(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> Option<(u8, u8)> {
+    let d = t.str(doc, "delimiter");
+    let delimiter = one_char(doc, d, Some(b','));
+    let q = t.str(doc, "quote");
+    let quote = one_char(doc, q, Some(b'"'));
+    Some((delimiter??, quote??))
+}
+
+/// A table of string values (`[input.fields]`, `[output.namespaces]`) as (name, value)
+/// pairs in file order; empty when absent.
+fn str_values(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>, key: &str) -> Vec<(String, String)> {
+    let map = t.str_map(doc, key).unwrap_or_default();
+    map.into_iter().map(|(k, v)| (k, v.value)).collect()
+}
+
+/// Reads `[input]`: its format, how its text is decoded and what a bad record does, then
+/// the keys of that format. Every problem found is reported; `None` if there was one.
+pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input> {
+    let Some(kind) = read_input_kind(doc, &mut t) else {
+        t.finish_as(doc, "input", "");
+        return None;
+    };
+    let (enc, replace) = read_encoding(doc, &mut t, "on_undecodable");
     let on_error_raw = t.str(doc, "on_error");
     let on_error = one_of(
         doc,
@@ -263,201 +270,29 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
         &[("fail", OnError::Fail), ("skip", OnError::Skip)],
         OnError::Fail,
     );
-    let attachment = match t.str(doc, "attachment") {
-        Some(a) if kind == "pdf" => {
-            doc.error(
-                a.span.clone(),
-                &a.key,
-                "`attachment` reads an embedded file in another format (\"xml\", \"csv\", ...); with format = \"pdf\" the PDF's own text is read",
-            );
-            None
-        }
-        // In either case, like `[[output]] attachments` (see `job::pdf::glob_set`).
-        Some(a) => match globset::GlobBuilder::new(&a.value)
-            .case_insensitive(true)
-            .build()
-        {
-            Ok(g) => Some(Some((a.value.clone(), g.compile_matcher()))),
+    let attachment = read_attachment(doc, &mut t, &kind);
+    let max_record = read_max_record(doc, &mut t);
+    // A bad CSV key or text `mode` ends the reading of `[input]` at once (`?`): its unknown
+    // keys are not reported then.
+    let format = match kind.as_str() {
+        "csv" => Some(InputFormat::Csv(read_csv_input(doc, &mut t)?)),
+        "xml" => read_xml_input(doc, &mut t).map(InputFormat::Xml),
+        "json" => read_json_input(doc, &mut t, JsonInStyle::Array).map(InputFormat::Json),
+        "jsonl" => read_json_input(doc, &mut t, JsonInStyle::Lines).map(InputFormat::Json),
+        "text" | "pdf" => match read_text_input(doc, &mut t)?.compile() {
+            Ok(rules) if kind == "pdf" => Some(InputFormat::Pdf(rules)),
+            Ok(rules) => Some(InputFormat::Text(rules)),
             Err(e) => {
-                doc.error(
-                    a.span.clone(),
-                    &a.key,
-                    format!("expected a glob pattern, found {:?}: {}", a.value, e.kind()),
-                );
+                doc.error(t.span.clone(), "input", e);
                 None
             }
         },
-        None => Some(None),
-    };
-    let max_record = read_max_record(doc, &mut t);
-    let format = match kind.as_str() {
-        "csv" => {
-            let d = t.str(doc, "delimiter");
-            let delimiter = one_char(doc, d, Some(b','));
-            let q = t.str(doc, "quote");
-            let quote = one_char(doc, q, Some(b'"'));
-            let e = t.str(doc, "escape");
-            let escape = one_char(doc, e, None);
-            let c = t.str(doc, "comment");
-            let comment = one_char(doc, c, None);
-            let header = t.bool(doc, "header").unwrap_or(true);
-            let columns = t
-                .str_list(doc, "columns")
-                .map(|l| l.into_iter().map(|s| s.value).collect());
-            let skip_lines = t.uint(doc, "skip_lines").unwrap_or(0) as usize;
-            let r = t.str(doc, "ragged");
-            let ragged = one_of(
-                doc,
-                r,
-                &[("error", Ragged::Error), ("pad", Ragged::Pad)],
-                Ragged::Error,
-            );
-            let trim = t.bool(doc, "trim").unwrap_or(false);
-            Some(InputFormat::Csv(CsvOptions {
-                delimiter: delimiter??,
-                quote: quote??,
-                escape: escape?,
-                header,
-                columns,
-                comment: comment?,
-                skip_lines,
-                ragged: ragged?,
-                trim,
-            }))
-        }
-        "xml" => {
-            let record = t.str(doc, "record");
-            let fields = t.str_map(doc, "fields").unwrap_or_default();
-            let namespaces = t.str_map(doc, "namespaces").unwrap_or_default();
-            let Some(record) = record else {
-                doc.error(
-                    t.span.clone(),
-                    "input.record",
-                    "missing `record`: the repeating element, e.g. \"/Invoice/cac:InvoiceLine\", or \"/\" for the whole document",
-                );
-                t.finish_as(doc, "input", "");
-                return None;
-            };
-            if fields.is_empty() {
-                doc.error(
-                    record.span.clone(),
-                    "input.fields",
-                    "missing `[input.fields]`: name = \"path\" pairs such as `ID = \"cbc:ID\"`",
-                );
-            }
-            let opts = XmlOptions {
-                record: record.value.clone(),
-                fields: fields
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.value.clone()))
-                    .collect(),
-                namespaces: namespaces
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.value.clone()))
-                    .collect(),
-            };
-            match XmlPaths::compile(&opts) {
-                Ok(_) => Some(InputFormat::Xml(opts)),
-                Err(e) => {
-                    doc.error(record.span.clone(), "input", e);
-                    None
-                }
-            }
-        }
-        "json" | "jsonl" => {
-            let records = t.str(doc, "records");
-            let opts = JsonInOptions {
-                style: if kind == "json" {
-                    JsonInStyle::Array
-                } else {
-                    JsonInStyle::Lines
-                },
-                records: records.as_ref().map(|r| r.value.clone()),
-            };
-            match opts.check() {
-                Ok(()) => Some(InputFormat::Json(opts)),
-                Err(e) => {
-                    let span = records.map_or(t.span.clone(), |r| r.span);
-                    doc.error(span, "input.records", e);
-                    None
-                }
-            }
-        }
-        "text" | "pdf" => {
-            let mode_raw = t.str(doc, "mode");
-            let mode = one_of(
-                doc,
-                mode_raw,
-                &[("lines", TextMode::Lines), ("capture", TextMode::Capture)],
-                TextMode::Lines,
-            );
-            let line_field = t
-                .str(doc, "line_field")
-                .map_or("line".to_string(), |s| s.value);
-            let mut fields = Vec::new();
-            if let Some(mut c) = t.table(doc, "capture") {
-                let keys: Vec<String> = c.keys();
-                for k in keys {
-                    if let Some(list) = c.str_list(doc, &k) {
-                        fields.push((k, list.into_iter().map(|s| s.value).collect()));
-                    }
-                }
-            }
-            let required = t
-                .str_list(doc, "required")
-                .unwrap_or_default()
-                .into_iter()
-                .map(|s| s.value)
-                .collect();
-            let items = match t.table(doc, "items") {
-                Some(mut it) => {
-                    let start = it.str(doc, "start").map(|s| s.value);
-                    let end = it.str(doc, "end").map(|s| s.value);
-                    let line = it.str(doc, "line");
-                    let across_lines = it.bool(doc, "across_lines").unwrap_or(false);
-                    let span = it.span.clone();
-                    it.finish_as(doc, "input.items", "");
-                    match line {
-                        Some(l) => Some(ItemsOptions {
-                            start,
-                            end,
-                            line: l.value,
-                            across_lines,
-                        }),
-                        None => {
-                            doc.error(
-                                span,
-                                "input.items.line",
-                                "missing `line`: the pattern of one item line, with named groups",
-                            );
-                            None
-                        }
-                    }
-                }
-                None => None,
-            };
-            let opts = TextOptions {
-                mode: mode?,
-                line_field,
-                fields,
-                required,
-                items,
-            };
-            match opts.compile() {
-                Ok(rules) if kind == "pdf" => Some(InputFormat::Pdf(rules)),
-                Ok(rules) => Some(InputFormat::Text(rules)),
-                Err(e) => {
-                    doc.error(t.span.clone(), "input", e);
-                    None
-                }
-            }
-        }
+        // "fixed"
         _ => {
             let trim = t.bool(doc, "trim").unwrap_or(true);
             layout(doc, &mut t, trim).map(InputFormat::Fixed)
         }
     };
-    let _ = format_span;
     t.finish_as(doc, "input", "");
     Some(Input {
         format: format?,
@@ -466,6 +301,221 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
         on_error: on_error?,
         attachment: attachment?,
         max_record: max_record?,
+    })
+}
+
+/// `format` of `[input]`, which must be there and be one of the input formats: without
+/// it nothing else of `[input]` can be read.
+fn read_input_kind(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> Option<String> {
+    let Some(f) = t.str(doc, "format") else {
+        doc.error(
+            t.span.clone(),
+            "input.format",
+            "missing `format`: \"csv\", \"xml\", \"json\", \"jsonl\", \"text\", \"fixed\" or \"pdf\"",
+        );
+        return None;
+    };
+    match f.value.as_str() {
+        "csv" | "xml" | "fixed" | "json" | "jsonl" | "text" | "pdf" => Some(f.value),
+        other => {
+            doc.error(
+                f.span.clone(),
+                &f.key,
+                format!(
+                    "expected one of \"csv\", \"xml\", \"json\", \"jsonl\", \"text\", \"fixed\", \"pdf\", found {other:?}"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `attachment`: the glob naming the file embedded in a PDF whose records are read, not
+/// the PDF itself. `Some(None)` when absent; `None` when wrong (reported).
+fn read_attachment(
+    doc: &mut Doc<'_>,
+    t: &mut TableReader<'_, '_>,
+    kind: &str,
+) -> Option<Option<(String, globset::GlobMatcher)>> {
+    let Some(a) = t.str(doc, "attachment") else {
+        return Some(None);
+    };
+    if kind == "pdf" {
+        doc.error(
+            a.span.clone(),
+            &a.key,
+            "`attachment` reads an embedded file in another format (\"xml\", \"csv\", ...); with format = \"pdf\" the PDF's own text is read",
+        );
+        return None;
+    }
+    // In either case, like `[[output]] attachments` (see `job::pdf::glob_set`).
+    match globset::GlobBuilder::new(&a.value)
+        .case_insensitive(true)
+        .build()
+    {
+        Ok(g) => Some(Some((a.value.clone(), g.compile_matcher()))),
+        Err(e) => {
+            doc.error(
+                a.span.clone(),
+                &a.key,
+                format!("expected a glob pattern, found {:?}: {}", a.value, e.kind()),
+            );
+            None
+        }
+    }
+}
+
+/// The keys of a CSV input; `None` when one is wrong (reported).
+fn read_csv_input(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> Option<CsvOptions> {
+    let delimiter_quote = read_delimiter_quote(doc, t);
+    let e = t.str(doc, "escape");
+    let escape = one_char(doc, e, None);
+    let c = t.str(doc, "comment");
+    let comment = one_char(doc, c, None);
+    let header = t.bool(doc, "header").unwrap_or(true);
+    let columns = t
+        .str_list(doc, "columns")
+        .map(|l| l.into_iter().map(|s| s.value).collect());
+    let skip_lines = t.uint(doc, "skip_lines").unwrap_or(0) as usize;
+    let r = t.str(doc, "ragged");
+    let ragged = one_of(
+        doc,
+        r,
+        &[("error", Ragged::Error), ("pad", Ragged::Pad)],
+        Ragged::Error,
+    );
+    let trim = t.bool(doc, "trim").unwrap_or(false);
+    let (delimiter, quote) = delimiter_quote?;
+    Some(CsvOptions {
+        delimiter,
+        quote,
+        escape: escape?,
+        header,
+        columns,
+        comment: comment?,
+        skip_lines,
+        ragged: ragged?,
+        trim,
+    })
+}
+
+/// The keys of an XML input (`record`, `[input.fields]`, `[input.namespaces]`), checked
+/// by compiling its paths; `None` when they are wrong (reported).
+fn read_xml_input(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> Option<XmlOptions> {
+    let record = t.str(doc, "record");
+    let fields = str_values(doc, t, "fields");
+    let namespaces = str_values(doc, t, "namespaces");
+    let Some(record) = record else {
+        doc.error(
+            t.span.clone(),
+            "input.record",
+            "missing `record`: the repeating element, e.g. \"/Invoice/cac:InvoiceLine\", or \"/\" for the whole document",
+        );
+        return None;
+    };
+    if fields.is_empty() {
+        doc.error(
+            record.span.clone(),
+            "input.fields",
+            "missing `[input.fields]`: name = \"path\" pairs such as `ID = \"cbc:ID\"`",
+        );
+    }
+    let opts = XmlOptions {
+        record: record.value.clone(),
+        fields,
+        namespaces,
+    };
+    match XmlPaths::compile(&opts) {
+        Ok(_) => Some(opts),
+        Err(e) => {
+            doc.error(record.span.clone(), "input", e);
+            None
+        }
+    }
+}
+
+/// `records` of a JSON (`style` array) or JSON lines input: where the records are;
+/// `None` when the path is wrong (reported).
+fn read_json_input(
+    doc: &mut Doc<'_>,
+    t: &mut TableReader<'_, '_>,
+    style: JsonInStyle,
+) -> Option<JsonInOptions> {
+    let records = t.str(doc, "records");
+    let opts = JsonInOptions {
+        style,
+        records: records.as_ref().map(|r| r.value.clone()),
+    };
+    match opts.check() {
+        Ok(()) => Some(opts),
+        Err(e) => {
+            let span = records.map_or(t.span.clone(), |r| r.span);
+            doc.error(span, "input.records", e);
+            None
+        }
+    }
+}
+
+/// The keys of a text or PDF input (`mode`, `line_field`, `[input.capture]`, `required`,
+/// `[input.items]`), not yet compiled; `None` when `mode` is wrong (reported).
+fn read_text_input(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> Option<TextOptions> {
+    let mode_raw = t.str(doc, "mode");
+    let mode = one_of(
+        doc,
+        mode_raw,
+        &[("lines", TextMode::Lines), ("capture", TextMode::Capture)],
+        TextMode::Lines,
+    );
+    let line_field = t
+        .str(doc, "line_field")
+        .map_or("line".to_string(), |s| s.value);
+    let mut fields = Vec::new();
+    if let Some(mut c) = t.table(doc, "capture") {
+        let keys: Vec<String> = c.keys();
+        for k in keys {
+            if let Some(list) = c.str_list(doc, &k) {
+                fields.push((k, list.into_iter().map(|s| s.value).collect()));
+            }
+        }
+    }
+    let required = t
+        .str_list(doc, "required")
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s.value)
+        .collect();
+    let items = t.table(doc, "items").and_then(|it| read_items(doc, it));
+    Some(TextOptions {
+        mode: mode?,
+        line_field,
+        fields,
+        required,
+        items,
+    })
+}
+
+/// `[input.items]` of a text input: the lines of a list of items, between an optional
+/// `start` and `end`; `None` when `line` is missing (reported).
+fn read_items(doc: &mut Doc<'_>, mut it: TableReader<'_, '_>) -> Option<ItemsOptions> {
+    let start = it.str(doc, "start").map(|s| s.value);
+    let end = it.str(doc, "end").map(|s| s.value);
+    let line = it.str(doc, "line");
+    let across_lines = it.bool(doc, "across_lines").unwrap_or(false);
+    let span = it.span.clone();
+    it.finish_as(doc, "input.items", "");
+    let Some(l) = line else {
+        doc.error(
+            span,
+            "input.items.line",
+            "missing `line`: the pattern of one item line, with named groups",
+        );
+        return None;
+    };
+    Some(ItemsOptions {
+        start,
+        end,
+        line: l.value,
+        across_lines,
     })
 }
 
