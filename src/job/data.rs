@@ -1,6 +1,7 @@
 //! The data parts of a job file: `[input]` (how to read records), `[transform]` (how to
 //! change them) and each output's `format` (how to write them).
 
+use std::ops::Range;
 use std::path::Path;
 
 use encoding_rs::Encoding;
@@ -546,6 +547,23 @@ fn read_max_record(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> Option<u64
     }
 }
 
+/// Reports each filter, test and function that `s` (an expression, or a template when
+/// `template`) names but `env` lacks: minijinja looks them up only when it evaluates them,
+/// which would be too late. Whether every name was known.
+fn known_names(
+    doc: &mut Doc<'_>,
+    env: &minijinja::Environment<'_>,
+    s: &Str,
+    template: bool,
+) -> bool {
+    let mut ok = true;
+    for (range, message) in crate::transform::check::unknown_names(env, &s.value, template) {
+        doc.error_in_str(s, range, message);
+        ok = false;
+    }
+    ok
+}
+
 /// Reads `[transform]`; lookup files resolve against the job file's folder.
 pub fn read_transform(
     doc: &mut Doc<'_>,
@@ -573,11 +591,7 @@ pub fn read_transform(
             ok = false;
             continue;
         }
-        // Filters, tests and functions are looked up only when evaluated: check them now.
-        for (range, message) in crate::transform::check::unknown_names(&env, &s.value, false) {
-            doc.error_in_str(s, range, message);
-            ok = false;
-        }
+        ok &= known_names(doc, &env, s, false);
     }
     let mut tables = Vec::new();
     for (name, file) in lookups {
@@ -601,17 +615,15 @@ pub fn read_transform(
     })
 }
 
-/// Reads the format keys of one `[[output]]`.
+/// Reads the format keys of one `[[output]]`: its format, how its text is encoded and the
+/// keys of that format. Every problem found is reported; `None` if there was one.
 pub fn read_output_data(
     doc: &mut Doc<'_>,
     t: &mut TableReader<'_, '_>,
     has_input: bool,
 ) -> Option<OutputData> {
     let format_raw = t.str(doc, "format");
-    let enc_raw = t.str(doc, "encoding");
-    let enc = encoding(doc, enc_raw);
-    let unm_raw = t.str(doc, "on_unmappable");
-    let replace = one_of(doc, unm_raw, &[("error", false), ("replace", true)], false);
+    let (enc, replace) = read_encoding(doc, t, "on_unmappable");
     let le_raw = t.str(doc, "line_ending");
     let crlf = one_of(doc, le_raw, &[("lf", false), ("crlf", true)], false);
     let kind = format_raw
@@ -629,104 +641,22 @@ pub fn read_output_data(
         );
         return None;
     }
+    // A problem with the format's keys as a whole is reported at `format`.
+    let at = format_raw
+        .as_ref()
+        .map_or(t.span.clone(), |f| f.span.clone());
+    // A bad CSV key or a missing `template` ends the reading at once (`?`): the encoding
+    // is not checked then.
     let format = match kind.as_str() {
         "original" => Some(OutputFormat::Original),
         "json" => Some(OutputFormat::Json(JsonStyle::Array)),
         "jsonl" => Some(OutputFormat::Json(JsonStyle::Lines)),
-        "csv" => {
-            let d = t.str(doc, "delimiter");
-            let delimiter = one_char(doc, d, Some(b','));
-            let q = t.str(doc, "quote");
-            let quote = one_char(doc, q, Some(b'"'));
-            let qs = t.str(doc, "quoting");
-            let quoting = one_of(
-                doc,
-                qs,
-                &[
-                    ("necessary", Quoting::Necessary),
-                    ("always", Quoting::Always),
-                    ("non-numeric", Quoting::NonNumeric),
-                    ("never", Quoting::Never),
-                ],
-                Quoting::Necessary,
-            );
-            let header = t.bool(doc, "header").unwrap_or(true);
-            Some(OutputFormat::Csv(CsvOutOptions {
-                delimiter: delimiter??,
-                quote: quote??,
-                quoting: quoting?,
-                header,
-                crlf: crlf?,
-            }))
-        }
+        "csv" => Some(OutputFormat::Csv(read_csv_output(doc, t, crlf)?)),
         "fixed" => layout(doc, t, false).map(OutputFormat::Fixed),
-        "xml" => {
-            let d = XmlOutOptions::default();
-            let root = t.str(doc, "root").map_or(d.root.clone(), |s| s.value);
-            let record = t.str(doc, "record").map_or(d.record.clone(), |s| s.value);
-            let namespaces = t.str_map(doc, "namespaces").unwrap_or_default();
-            let default_namespace = t.str(doc, "default_namespace").map(|s| s.value);
-            let fields = t.str_map(doc, "fields").unwrap_or_default();
-            let opts = XmlOutOptions {
-                root,
-                record,
-                namespaces: namespaces.into_iter().map(|(k, v)| (k, v.value)).collect(),
-                default_namespace,
-                fields: fields.into_iter().map(|(k, v)| (k, v.value)).collect(),
-                declaration: t.bool(doc, "declaration").unwrap_or(d.declaration),
-                indent: t.bool(doc, "indent").unwrap_or(true),
-                skip_empty: t.bool(doc, "skip_empty").unwrap_or(d.skip_empty),
-            };
-            match XmlWriter::new(Vec::new(), &opts) {
-                Ok(_) => Some(OutputFormat::Xml(opts)),
-                Err(e) => {
-                    let span = format_raw
-                        .as_ref()
-                        .map_or(t.span.clone(), |f| f.span.clone());
-                    doc.error(span, &format!("{}.fields", t.path), e);
-                    None
-                }
-            }
-        }
+        "xml" => read_xml_output(doc, t, at).map(OutputFormat::Xml),
         "text" => {
-            let header = t.str(doc, "header");
-            let template = t.str(doc, "template");
-            let footer = t.str(doc, "footer");
-            let Some(template) = template else {
-                let span = format_raw
-                    .as_ref()
-                    .map_or(t.span.clone(), |f| f.span.clone());
-                doc.error(span, &format!("{}.template", t.path), "a text output needs `template`, rendered once per record (and may have `header` and `footer`)");
-                return None;
-            };
-            let opts = TemplateOptions {
-                header: header.as_ref().map(|s| s.value.clone()),
-                record: template.value.clone(),
-                footer: footer.as_ref().map(|s| s.value.clone()),
-            };
-            match TemplateWriter::new(Vec::new(), &opts, Default::default()) {
-                Ok(_) => {
-                    // Filters, tests and functions are looked up only when rendered.
-                    let env = crate::formats::template_out::environment();
-                    let mut ok = true;
-                    for s in [header.as_ref(), Some(&template), footer.as_ref()]
-                        .into_iter()
-                        .flatten()
-                    {
-                        for (range, message) in
-                            crate::transform::check::unknown_names(&env, &s.value, true)
-                        {
-                            doc.error_in_str(s, range, message);
-                            ok = false;
-                        }
-                    }
-                    ok.then_some(OutputFormat::Text(opts))
-                }
-                Err(e) => {
-                    doc.error(template.span.clone(), &template.key, e);
-                    None
-                }
-            }
+            let templates = read_templates(doc, t, at)?;
+            compile_templates(doc, templates).map(OutputFormat::Text)
         }
         other => {
             if let Some(f) = &format_raw {
@@ -756,4 +686,118 @@ pub fn read_output_data(
         replace: replace?,
         crlf: crlf?,
     })
+}
+
+/// The keys of a CSV output, with the output's `line_ending` (`crlf`, read already);
+/// `None` when one is wrong (reported).
+fn read_csv_output(
+    doc: &mut Doc<'_>,
+    t: &mut TableReader<'_, '_>,
+    crlf: Option<bool>,
+) -> Option<CsvOutOptions> {
+    let delimiter_quote = read_delimiter_quote(doc, t);
+    let qs = t.str(doc, "quoting");
+    let quoting = one_of(
+        doc,
+        qs,
+        &[
+            ("necessary", Quoting::Necessary),
+            ("always", Quoting::Always),
+            ("non-numeric", Quoting::NonNumeric),
+            ("never", Quoting::Never),
+        ],
+        Quoting::Necessary,
+    );
+    let header = t.bool(doc, "header").unwrap_or(true);
+    let (delimiter, quote) = delimiter_quote?;
+    Some(CsvOutOptions {
+        delimiter,
+        quote,
+        quoting: quoting?,
+        header,
+        crlf: crlf?,
+    })
+}
+
+/// The keys of an XML output, checked by making a writer with them; `None` when they are
+/// wrong (reported at `at`, the output's `format`).
+fn read_xml_output(
+    doc: &mut Doc<'_>,
+    t: &mut TableReader<'_, '_>,
+    at: Range<usize>,
+) -> Option<XmlOutOptions> {
+    let d = XmlOutOptions::default();
+    let root = t.str(doc, "root").map_or(d.root.clone(), |s| s.value);
+    let record = t.str(doc, "record").map_or(d.record.clone(), |s| s.value);
+    let namespaces = str_values(doc, t, "namespaces");
+    let default_namespace = t.str(doc, "default_namespace").map(|s| s.value);
+    let fields = str_values(doc, t, "fields");
+    let opts = XmlOutOptions {
+        root,
+        record,
+        namespaces,
+        default_namespace,
+        fields,
+        declaration: t.bool(doc, "declaration").unwrap_or(d.declaration),
+        indent: t.bool(doc, "indent").unwrap_or(true),
+        skip_empty: t.bool(doc, "skip_empty").unwrap_or(d.skip_empty),
+    };
+    match XmlWriter::new(Vec::new(), &opts) {
+        Ok(_) => Some(opts),
+        Err(e) => {
+            doc.error(at, &format!("{}.fields", t.path), e);
+            None
+        }
+    }
+}
+
+/// The templates of a text output, as written in the job file.
+struct Templates {
+    header: Option<Str>,
+    record: Str,
+    footer: Option<Str>,
+}
+
+/// `header`, `template` and `footer` of a text output; `None` when `template` is missing
+/// (reported at `at`, the output's `format`).
+fn read_templates(
+    doc: &mut Doc<'_>,
+    t: &mut TableReader<'_, '_>,
+    at: Range<usize>,
+) -> Option<Templates> {
+    let header = t.str(doc, "header");
+    let template = t.str(doc, "template");
+    let footer = t.str(doc, "footer");
+    let Some(record) = template else {
+        doc.error(at, &format!("{}.template", t.path), "a text output needs `template`, rendered once per record (and may have `header` and `footer`)");
+        return None;
+    };
+    Some(Templates {
+        header,
+        record,
+        footer,
+    })
+}
+
+/// Compiles a text output's templates and checks the filters, tests and functions they
+/// name; `None` when one is wrong (reported at the template).
+fn compile_templates(doc: &mut Doc<'_>, s: Templates) -> Option<TemplateOptions> {
+    let opts = TemplateOptions {
+        header: s.header.as_ref().map(|s| s.value.clone()),
+        record: s.record.value.clone(),
+        footer: s.footer.as_ref().map(|s| s.value.clone()),
+    };
+    if let Err(e) = TemplateWriter::new(Vec::new(), &opts, Default::default()) {
+        doc.error(s.record.span.clone(), &s.record.key, e);
+        return None;
+    }
+    let env = crate::formats::template_out::environment();
+    let mut ok = true;
+    for s in [s.header.as_ref(), Some(&s.record), s.footer.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        ok &= known_names(doc, &env, s, true);
+    }
+    ok.then_some(opts)
 }
