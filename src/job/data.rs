@@ -1,6 +1,7 @@
 //! The data parts of a job file: `[input]` (how to read records), `[transform]` (how to
 //! change them) and each output's `format` (how to write them).
 
+use std::ops::Range;
 use std::path::Path;
 
 use encoding_rs::Encoding;
@@ -218,44 +219,51 @@ fn c_missing(doc: &mut Doc<'_>, span: std::ops::Range<usize>, path: &str) -> boo
     true
 }
 
-/// Reads `[input]`.
-pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input> {
-    let format_raw = t.str(doc, "format");
-    let format_span = format_raw.as_ref().map(|s| s.span.clone());
-    let kind = match format_raw {
-        Some(f) => match f.value.as_str() {
-            "csv" | "xml" | "fixed" | "json" | "jsonl" | "text" | "pdf" => f.value,
-            other => {
-                doc.error(
-                    f.span.clone(),
-                    &f.key,
-                    format!(
-                        "expected one of \"csv\", \"xml\", \"json\", \"jsonl\", \"text\", \"fixed\", \"pdf\", found {other:?}"
-                    ),
-                );
-                t.finish_as(doc, "input", "");
-                return None;
-            }
-        },
-        None => {
-            doc.error(
-                t.span.clone(),
-                "input.format",
-                "missing `format`: \"csv\", \"xml\", \"json\", \"jsonl\", \"text\", \"fixed\" or \"pdf\"",
-            );
-            t.finish_as(doc, "input", "");
-            return None;
-        }
-    };
+/// `encoding`, and the key (`on_undecodable` in `[input]`, `on_unmappable` in an output)
+/// that says whether a character that cannot be converted is replaced (`"replace"`) or
+/// fails the file (`"error"`, the default).
+fn read_encoding(
+    doc: &mut Doc<'_>,
+    t: &mut TableReader<'_, '_>,
+    on_bad_char: &str,
+) -> (Option<&'static Encoding>, Option<bool>) {
     let enc_raw = t.str(doc, "encoding");
     let enc = encoding(doc, enc_raw);
-    let undecodable_raw = t.str(doc, "on_undecodable");
+    let bad_char_raw = t.str(doc, on_bad_char);
     let replace = one_of(
         doc,
-        undecodable_raw,
+        bad_char_raw,
         &[("error", false), ("replace", true)],
         false,
     );
+    (enc, replace)
+}
+
+/// `delimiter` and `quote` of a CSV input or output: one character each, `,` and `"` by
+/// default.
+fn read_delimiter_quote(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> Option<(u8, u8)> {
+    let d = t.str(doc, "delimiter");
+    let delimiter = one_char(doc, d, Some(b','));
+    let q = t.str(doc, "quote");
+    let quote = one_char(doc, q, Some(b'"'));
+    Some((delimiter??, quote??))
+}
+
+/// A table of string values (`[input.fields]`, `[output.namespaces]`) as (name, value)
+/// pairs in file order; empty when absent.
+fn str_values(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>, key: &str) -> Vec<(String, String)> {
+    let map = t.str_map(doc, key).unwrap_or_default();
+    map.into_iter().map(|(k, v)| (k, v.value)).collect()
+}
+
+/// Reads `[input]`: its format, how its text is decoded and what a bad record does, then
+/// the keys of that format. Every problem found is reported; `None` if there was one.
+pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input> {
+    let Some(kind) = read_input_kind(doc, &mut t) else {
+        t.finish_as(doc, "input", "");
+        return None;
+    };
+    let (enc, replace) = read_encoding(doc, &mut t, "on_undecodable");
     let on_error_raw = t.str(doc, "on_error");
     let on_error = one_of(
         doc,
@@ -263,201 +271,29 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
         &[("fail", OnError::Fail), ("skip", OnError::Skip)],
         OnError::Fail,
     );
-    let attachment = match t.str(doc, "attachment") {
-        Some(a) if kind == "pdf" => {
-            doc.error(
-                a.span.clone(),
-                &a.key,
-                "`attachment` reads an embedded file in another format (\"xml\", \"csv\", ...); with format = \"pdf\" the PDF's own text is read",
-            );
-            None
-        }
-        // In either case, like `[[output]] attachments` (see `job::pdf::glob_set`).
-        Some(a) => match globset::GlobBuilder::new(&a.value)
-            .case_insensitive(true)
-            .build()
-        {
-            Ok(g) => Some(Some((a.value.clone(), g.compile_matcher()))),
+    let attachment = read_attachment(doc, &mut t, &kind);
+    let max_record = read_max_record(doc, &mut t);
+    // A bad CSV key or text `mode` ends the reading of `[input]` at once (`?`): its unknown
+    // keys are not reported then.
+    let format = match kind.as_str() {
+        "csv" => Some(InputFormat::Csv(read_csv_input(doc, &mut t)?)),
+        "xml" => read_xml_input(doc, &mut t).map(InputFormat::Xml),
+        "json" => read_json_input(doc, &mut t, JsonInStyle::Array).map(InputFormat::Json),
+        "jsonl" => read_json_input(doc, &mut t, JsonInStyle::Lines).map(InputFormat::Json),
+        "text" | "pdf" => match read_text_input(doc, &mut t)?.compile() {
+            Ok(rules) if kind == "pdf" => Some(InputFormat::Pdf(rules)),
+            Ok(rules) => Some(InputFormat::Text(rules)),
             Err(e) => {
-                doc.error(
-                    a.span.clone(),
-                    &a.key,
-                    format!("expected a glob pattern, found {:?}: {}", a.value, e.kind()),
-                );
+                doc.error(t.span.clone(), "input", e);
                 None
             }
         },
-        None => Some(None),
-    };
-    let max_record = read_max_record(doc, &mut t);
-    let format = match kind.as_str() {
-        "csv" => {
-            let d = t.str(doc, "delimiter");
-            let delimiter = one_char(doc, d, Some(b','));
-            let q = t.str(doc, "quote");
-            let quote = one_char(doc, q, Some(b'"'));
-            let e = t.str(doc, "escape");
-            let escape = one_char(doc, e, None);
-            let c = t.str(doc, "comment");
-            let comment = one_char(doc, c, None);
-            let header = t.bool(doc, "header").unwrap_or(true);
-            let columns = t
-                .str_list(doc, "columns")
-                .map(|l| l.into_iter().map(|s| s.value).collect());
-            let skip_lines = t.uint(doc, "skip_lines").unwrap_or(0) as usize;
-            let r = t.str(doc, "ragged");
-            let ragged = one_of(
-                doc,
-                r,
-                &[("error", Ragged::Error), ("pad", Ragged::Pad)],
-                Ragged::Error,
-            );
-            let trim = t.bool(doc, "trim").unwrap_or(false);
-            Some(InputFormat::Csv(CsvOptions {
-                delimiter: delimiter??,
-                quote: quote??,
-                escape: escape?,
-                header,
-                columns,
-                comment: comment?,
-                skip_lines,
-                ragged: ragged?,
-                trim,
-            }))
-        }
-        "xml" => {
-            let record = t.str(doc, "record");
-            let fields = t.str_map(doc, "fields").unwrap_or_default();
-            let namespaces = t.str_map(doc, "namespaces").unwrap_or_default();
-            let Some(record) = record else {
-                doc.error(
-                    t.span.clone(),
-                    "input.record",
-                    "missing `record`: the repeating element, e.g. \"/Invoice/cac:InvoiceLine\", or \"/\" for the whole document",
-                );
-                t.finish_as(doc, "input", "");
-                return None;
-            };
-            if fields.is_empty() {
-                doc.error(
-                    record.span.clone(),
-                    "input.fields",
-                    "missing `[input.fields]`: name = \"path\" pairs such as `ID = \"cbc:ID\"`",
-                );
-            }
-            let opts = XmlOptions {
-                record: record.value.clone(),
-                fields: fields
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.value.clone()))
-                    .collect(),
-                namespaces: namespaces
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.value.clone()))
-                    .collect(),
-            };
-            match XmlPaths::compile(&opts) {
-                Ok(_) => Some(InputFormat::Xml(opts)),
-                Err(e) => {
-                    doc.error(record.span.clone(), "input", e);
-                    None
-                }
-            }
-        }
-        "json" | "jsonl" => {
-            let records = t.str(doc, "records");
-            let opts = JsonInOptions {
-                style: if kind == "json" {
-                    JsonInStyle::Array
-                } else {
-                    JsonInStyle::Lines
-                },
-                records: records.as_ref().map(|r| r.value.clone()),
-            };
-            match opts.check() {
-                Ok(()) => Some(InputFormat::Json(opts)),
-                Err(e) => {
-                    let span = records.map_or(t.span.clone(), |r| r.span);
-                    doc.error(span, "input.records", e);
-                    None
-                }
-            }
-        }
-        "text" | "pdf" => {
-            let mode_raw = t.str(doc, "mode");
-            let mode = one_of(
-                doc,
-                mode_raw,
-                &[("lines", TextMode::Lines), ("capture", TextMode::Capture)],
-                TextMode::Lines,
-            );
-            let line_field = t
-                .str(doc, "line_field")
-                .map_or("line".to_string(), |s| s.value);
-            let mut fields = Vec::new();
-            if let Some(mut c) = t.table(doc, "capture") {
-                let keys: Vec<String> = c.keys();
-                for k in keys {
-                    if let Some(list) = c.str_list(doc, &k) {
-                        fields.push((k, list.into_iter().map(|s| s.value).collect()));
-                    }
-                }
-            }
-            let required = t
-                .str_list(doc, "required")
-                .unwrap_or_default()
-                .into_iter()
-                .map(|s| s.value)
-                .collect();
-            let items = match t.table(doc, "items") {
-                Some(mut it) => {
-                    let start = it.str(doc, "start").map(|s| s.value);
-                    let end = it.str(doc, "end").map(|s| s.value);
-                    let line = it.str(doc, "line");
-                    let across_lines = it.bool(doc, "across_lines").unwrap_or(false);
-                    let span = it.span.clone();
-                    it.finish_as(doc, "input.items", "");
-                    match line {
-                        Some(l) => Some(ItemsOptions {
-                            start,
-                            end,
-                            line: l.value,
-                            across_lines,
-                        }),
-                        None => {
-                            doc.error(
-                                span,
-                                "input.items.line",
-                                "missing `line`: the pattern of one item line, with named groups",
-                            );
-                            None
-                        }
-                    }
-                }
-                None => None,
-            };
-            let opts = TextOptions {
-                mode: mode?,
-                line_field,
-                fields,
-                required,
-                items,
-            };
-            match opts.compile() {
-                Ok(rules) if kind == "pdf" => Some(InputFormat::Pdf(rules)),
-                Ok(rules) => Some(InputFormat::Text(rules)),
-                Err(e) => {
-                    doc.error(t.span.clone(), "input", e);
-                    None
-                }
-            }
-        }
+        // "fixed"
         _ => {
             let trim = t.bool(doc, "trim").unwrap_or(true);
             layout(doc, &mut t, trim).map(InputFormat::Fixed)
         }
     };
-    let _ = format_span;
     t.finish_as(doc, "input", "");
     Some(Input {
         format: format?,
@@ -466,6 +302,221 @@ pub fn read_input(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<Input
         on_error: on_error?,
         attachment: attachment?,
         max_record: max_record?,
+    })
+}
+
+/// `format` of `[input]`, which must be there and be one of the input formats: without
+/// it nothing else of `[input]` can be read.
+fn read_input_kind(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> Option<String> {
+    let Some(f) = t.str(doc, "format") else {
+        doc.error(
+            t.span.clone(),
+            "input.format",
+            "missing `format`: \"csv\", \"xml\", \"json\", \"jsonl\", \"text\", \"fixed\" or \"pdf\"",
+        );
+        return None;
+    };
+    match f.value.as_str() {
+        "csv" | "xml" | "fixed" | "json" | "jsonl" | "text" | "pdf" => Some(f.value),
+        other => {
+            doc.error(
+                f.span.clone(),
+                &f.key,
+                format!(
+                    "expected one of \"csv\", \"xml\", \"json\", \"jsonl\", \"text\", \"fixed\", \"pdf\", found {other:?}"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `attachment`: the glob naming the file embedded in a PDF whose records are read, not
+/// the PDF itself. `Some(None)` when absent; `None` when wrong (reported).
+fn read_attachment(
+    doc: &mut Doc<'_>,
+    t: &mut TableReader<'_, '_>,
+    kind: &str,
+) -> Option<Option<(String, globset::GlobMatcher)>> {
+    let Some(a) = t.str(doc, "attachment") else {
+        return Some(None);
+    };
+    if kind == "pdf" {
+        doc.error(
+            a.span.clone(),
+            &a.key,
+            "`attachment` reads an embedded file in another format (\"xml\", \"csv\", ...); with format = \"pdf\" the PDF's own text is read",
+        );
+        return None;
+    }
+    // In either case, like `[[output]] attachments` (see `job::pdf::glob_set`).
+    match globset::GlobBuilder::new(&a.value)
+        .case_insensitive(true)
+        .build()
+    {
+        Ok(g) => Some(Some((a.value.clone(), g.compile_matcher()))),
+        Err(e) => {
+            doc.error(
+                a.span.clone(),
+                &a.key,
+                format!("expected a glob pattern, found {:?}: {}", a.value, e.kind()),
+            );
+            None
+        }
+    }
+}
+
+/// The keys of a CSV input; `None` when one is wrong (reported).
+fn read_csv_input(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> Option<CsvOptions> {
+    let delimiter_quote = read_delimiter_quote(doc, t);
+    let e = t.str(doc, "escape");
+    let escape = one_char(doc, e, None);
+    let c = t.str(doc, "comment");
+    let comment = one_char(doc, c, None);
+    let header = t.bool(doc, "header").unwrap_or(true);
+    let columns = t
+        .str_list(doc, "columns")
+        .map(|l| l.into_iter().map(|s| s.value).collect());
+    let skip_lines = t.uint(doc, "skip_lines").unwrap_or(0) as usize;
+    let r = t.str(doc, "ragged");
+    let ragged = one_of(
+        doc,
+        r,
+        &[("error", Ragged::Error), ("pad", Ragged::Pad)],
+        Ragged::Error,
+    );
+    let trim = t.bool(doc, "trim").unwrap_or(false);
+    let (delimiter, quote) = delimiter_quote?;
+    Some(CsvOptions {
+        delimiter,
+        quote,
+        escape: escape?,
+        header,
+        columns,
+        comment: comment?,
+        skip_lines,
+        ragged: ragged?,
+        trim,
+    })
+}
+
+/// The keys of an XML input (`record`, `[input.fields]`, `[input.namespaces]`), checked
+/// by compiling its paths; `None` when they are wrong (reported).
+fn read_xml_input(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> Option<XmlOptions> {
+    let record = t.str(doc, "record");
+    let fields = str_values(doc, t, "fields");
+    let namespaces = str_values(doc, t, "namespaces");
+    let Some(record) = record else {
+        doc.error(
+            t.span.clone(),
+            "input.record",
+            "missing `record`: the repeating element, e.g. \"/Invoice/cac:InvoiceLine\", or \"/\" for the whole document",
+        );
+        return None;
+    };
+    if fields.is_empty() {
+        doc.error(
+            record.span.clone(),
+            "input.fields",
+            "missing `[input.fields]`: name = \"path\" pairs such as `ID = \"cbc:ID\"`",
+        );
+    }
+    let opts = XmlOptions {
+        record: record.value.clone(),
+        fields,
+        namespaces,
+    };
+    match XmlPaths::compile(&opts) {
+        Ok(_) => Some(opts),
+        Err(e) => {
+            doc.error(record.span.clone(), "input", e);
+            None
+        }
+    }
+}
+
+/// `records` of a JSON (`style` array) or JSON lines input: where the records are;
+/// `None` when the path is wrong (reported).
+fn read_json_input(
+    doc: &mut Doc<'_>,
+    t: &mut TableReader<'_, '_>,
+    style: JsonInStyle,
+) -> Option<JsonInOptions> {
+    let records = t.str(doc, "records");
+    let opts = JsonInOptions {
+        style,
+        records: records.as_ref().map(|r| r.value.clone()),
+    };
+    match opts.check() {
+        Ok(()) => Some(opts),
+        Err(e) => {
+            let span = records.map_or(t.span.clone(), |r| r.span);
+            doc.error(span, "input.records", e);
+            None
+        }
+    }
+}
+
+/// The keys of a text or PDF input (`mode`, `line_field`, `[input.capture]`, `required`,
+/// `[input.items]`), not yet compiled; `None` when `mode` is wrong (reported).
+fn read_text_input(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> Option<TextOptions> {
+    let mode_raw = t.str(doc, "mode");
+    let mode = one_of(
+        doc,
+        mode_raw,
+        &[("lines", TextMode::Lines), ("capture", TextMode::Capture)],
+        TextMode::Lines,
+    );
+    let line_field = t
+        .str(doc, "line_field")
+        .map_or("line".to_string(), |s| s.value);
+    let mut fields = Vec::new();
+    if let Some(mut c) = t.table(doc, "capture") {
+        let keys: Vec<String> = c.keys();
+        for k in keys {
+            if let Some(list) = c.str_list(doc, &k) {
+                fields.push((k, list.into_iter().map(|s| s.value).collect()));
+            }
+        }
+    }
+    let required = t
+        .str_list(doc, "required")
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s.value)
+        .collect();
+    let items = t.table(doc, "items").and_then(|it| read_items(doc, it));
+    Some(TextOptions {
+        mode: mode?,
+        line_field,
+        fields,
+        required,
+        items,
+    })
+}
+
+/// `[input.items]` of a text input: the lines of a list of items, between an optional
+/// `start` and `end`; `None` when `line` is missing (reported).
+fn read_items(doc: &mut Doc<'_>, mut it: TableReader<'_, '_>) -> Option<ItemsOptions> {
+    let start = it.str(doc, "start").map(|s| s.value);
+    let end = it.str(doc, "end").map(|s| s.value);
+    let line = it.str(doc, "line");
+    let across_lines = it.bool(doc, "across_lines").unwrap_or(false);
+    let span = it.span.clone();
+    it.finish_as(doc, "input.items", "");
+    let Some(l) = line else {
+        doc.error(
+            span,
+            "input.items.line",
+            "missing `line`: the pattern of one item line, with named groups",
+        );
+        return None;
+    };
+    Some(ItemsOptions {
+        start,
+        end,
+        line: l.value,
+        across_lines,
     })
 }
 
@@ -496,6 +547,23 @@ fn read_max_record(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> Option<u64
     }
 }
 
+/// Reports each filter, test and function that `s` (an expression, or a template when
+/// `template`) names but `env` lacks: minijinja looks them up only when it evaluates them,
+/// which would be too late. Whether every name was known.
+fn known_names(
+    doc: &mut Doc<'_>,
+    env: &minijinja::Environment<'_>,
+    s: &Str,
+    template: bool,
+) -> bool {
+    let mut ok = true;
+    for (range, message) in crate::transform::check::unknown_names(env, &s.value, template) {
+        doc.error_in_str(s, range, message);
+        ok = false;
+    }
+    ok
+}
+
 /// Reads `[transform]`; lookup files resolve against the job file's folder.
 pub fn read_transform(
     doc: &mut Doc<'_>,
@@ -523,11 +591,7 @@ pub fn read_transform(
             ok = false;
             continue;
         }
-        // Filters, tests and functions are looked up only when evaluated: check them now.
-        for (range, message) in crate::transform::check::unknown_names(&env, &s.value, false) {
-            doc.error_in_str(s, range, message);
-            ok = false;
-        }
+        ok &= known_names(doc, &env, s, false);
     }
     let mut tables = Vec::new();
     for (name, file) in lookups {
@@ -551,17 +615,15 @@ pub fn read_transform(
     })
 }
 
-/// Reads the format keys of one `[[output]]`.
+/// Reads the format keys of one `[[output]]`: its format, how its text is encoded and the
+/// keys of that format. Every problem found is reported; `None` if there was one.
 pub fn read_output_data(
     doc: &mut Doc<'_>,
     t: &mut TableReader<'_, '_>,
     has_input: bool,
 ) -> Option<OutputData> {
     let format_raw = t.str(doc, "format");
-    let enc_raw = t.str(doc, "encoding");
-    let enc = encoding(doc, enc_raw);
-    let unm_raw = t.str(doc, "on_unmappable");
-    let replace = one_of(doc, unm_raw, &[("error", false), ("replace", true)], false);
+    let (enc, replace) = read_encoding(doc, t, "on_unmappable");
     let le_raw = t.str(doc, "line_ending");
     let crlf = one_of(doc, le_raw, &[("lf", false), ("crlf", true)], false);
     let kind = format_raw
@@ -579,104 +641,22 @@ pub fn read_output_data(
         );
         return None;
     }
+    // A problem with the format's keys as a whole is reported at `format`.
+    let at = format_raw
+        .as_ref()
+        .map_or(t.span.clone(), |f| f.span.clone());
+    // A bad CSV key or a missing `template` ends the reading at once (`?`): the encoding
+    // is not checked then.
     let format = match kind.as_str() {
         "original" => Some(OutputFormat::Original),
         "json" => Some(OutputFormat::Json(JsonStyle::Array)),
         "jsonl" => Some(OutputFormat::Json(JsonStyle::Lines)),
-        "csv" => {
-            let d = t.str(doc, "delimiter");
-            let delimiter = one_char(doc, d, Some(b','));
-            let q = t.str(doc, "quote");
-            let quote = one_char(doc, q, Some(b'"'));
-            let qs = t.str(doc, "quoting");
-            let quoting = one_of(
-                doc,
-                qs,
-                &[
-                    ("necessary", Quoting::Necessary),
-                    ("always", Quoting::Always),
-                    ("non-numeric", Quoting::NonNumeric),
-                    ("never", Quoting::Never),
-                ],
-                Quoting::Necessary,
-            );
-            let header = t.bool(doc, "header").unwrap_or(true);
-            Some(OutputFormat::Csv(CsvOutOptions {
-                delimiter: delimiter??,
-                quote: quote??,
-                quoting: quoting?,
-                header,
-                crlf: crlf?,
-            }))
-        }
+        "csv" => Some(OutputFormat::Csv(read_csv_output(doc, t, crlf)?)),
         "fixed" => layout(doc, t, false).map(OutputFormat::Fixed),
-        "xml" => {
-            let d = XmlOutOptions::default();
-            let root = t.str(doc, "root").map_or(d.root.clone(), |s| s.value);
-            let record = t.str(doc, "record").map_or(d.record.clone(), |s| s.value);
-            let namespaces = t.str_map(doc, "namespaces").unwrap_or_default();
-            let default_namespace = t.str(doc, "default_namespace").map(|s| s.value);
-            let fields = t.str_map(doc, "fields").unwrap_or_default();
-            let opts = XmlOutOptions {
-                root,
-                record,
-                namespaces: namespaces.into_iter().map(|(k, v)| (k, v.value)).collect(),
-                default_namespace,
-                fields: fields.into_iter().map(|(k, v)| (k, v.value)).collect(),
-                declaration: t.bool(doc, "declaration").unwrap_or(d.declaration),
-                indent: t.bool(doc, "indent").unwrap_or(true),
-                skip_empty: t.bool(doc, "skip_empty").unwrap_or(d.skip_empty),
-            };
-            match XmlWriter::new(Vec::new(), &opts) {
-                Ok(_) => Some(OutputFormat::Xml(opts)),
-                Err(e) => {
-                    let span = format_raw
-                        .as_ref()
-                        .map_or(t.span.clone(), |f| f.span.clone());
-                    doc.error(span, &format!("{}.fields", t.path), e);
-                    None
-                }
-            }
-        }
+        "xml" => read_xml_output(doc, t, at).map(OutputFormat::Xml),
         "text" => {
-            let header = t.str(doc, "header");
-            let template = t.str(doc, "template");
-            let footer = t.str(doc, "footer");
-            let Some(template) = template else {
-                let span = format_raw
-                    .as_ref()
-                    .map_or(t.span.clone(), |f| f.span.clone());
-                doc.error(span, &format!("{}.template", t.path), "a text output needs `template`, rendered once per record (and may have `header` and `footer`)");
-                return None;
-            };
-            let opts = TemplateOptions {
-                header: header.as_ref().map(|s| s.value.clone()),
-                record: template.value.clone(),
-                footer: footer.as_ref().map(|s| s.value.clone()),
-            };
-            match TemplateWriter::new(Vec::new(), &opts, Default::default()) {
-                Ok(_) => {
-                    // Filters, tests and functions are looked up only when rendered.
-                    let env = crate::formats::template_out::environment();
-                    let mut ok = true;
-                    for s in [header.as_ref(), Some(&template), footer.as_ref()]
-                        .into_iter()
-                        .flatten()
-                    {
-                        for (range, message) in
-                            crate::transform::check::unknown_names(&env, &s.value, true)
-                        {
-                            doc.error_in_str(s, range, message);
-                            ok = false;
-                        }
-                    }
-                    ok.then_some(OutputFormat::Text(opts))
-                }
-                Err(e) => {
-                    doc.error(template.span.clone(), &template.key, e);
-                    None
-                }
-            }
+            let templates = read_templates(doc, t, at)?;
+            compile_templates(doc, templates).map(OutputFormat::Text)
         }
         other => {
             if let Some(f) = &format_raw {
@@ -706,4 +686,118 @@ pub fn read_output_data(
         replace: replace?,
         crlf: crlf?,
     })
+}
+
+/// The keys of a CSV output, with the output's `line_ending` (`crlf`, read already);
+/// `None` when one is wrong (reported).
+fn read_csv_output(
+    doc: &mut Doc<'_>,
+    t: &mut TableReader<'_, '_>,
+    crlf: Option<bool>,
+) -> Option<CsvOutOptions> {
+    let delimiter_quote = read_delimiter_quote(doc, t);
+    let qs = t.str(doc, "quoting");
+    let quoting = one_of(
+        doc,
+        qs,
+        &[
+            ("necessary", Quoting::Necessary),
+            ("always", Quoting::Always),
+            ("non-numeric", Quoting::NonNumeric),
+            ("never", Quoting::Never),
+        ],
+        Quoting::Necessary,
+    );
+    let header = t.bool(doc, "header").unwrap_or(true);
+    let (delimiter, quote) = delimiter_quote?;
+    Some(CsvOutOptions {
+        delimiter,
+        quote,
+        quoting: quoting?,
+        header,
+        crlf: crlf?,
+    })
+}
+
+/// The keys of an XML output, checked by making a writer with them; `None` when they are
+/// wrong (reported at `at`, the output's `format`).
+fn read_xml_output(
+    doc: &mut Doc<'_>,
+    t: &mut TableReader<'_, '_>,
+    at: Range<usize>,
+) -> Option<XmlOutOptions> {
+    let d = XmlOutOptions::default();
+    let root = t.str(doc, "root").map_or(d.root.clone(), |s| s.value);
+    let record = t.str(doc, "record").map_or(d.record.clone(), |s| s.value);
+    let namespaces = str_values(doc, t, "namespaces");
+    let default_namespace = t.str(doc, "default_namespace").map(|s| s.value);
+    let fields = str_values(doc, t, "fields");
+    let opts = XmlOutOptions {
+        root,
+        record,
+        namespaces,
+        default_namespace,
+        fields,
+        declaration: t.bool(doc, "declaration").unwrap_or(d.declaration),
+        indent: t.bool(doc, "indent").unwrap_or(true),
+        skip_empty: t.bool(doc, "skip_empty").unwrap_or(d.skip_empty),
+    };
+    match XmlWriter::new(Vec::new(), &opts) {
+        Ok(_) => Some(opts),
+        Err(e) => {
+            doc.error(at, &format!("{}.fields", t.path), e);
+            None
+        }
+    }
+}
+
+/// The templates of a text output, as written in the job file.
+struct Templates {
+    header: Option<Str>,
+    record: Str,
+    footer: Option<Str>,
+}
+
+/// `header`, `template` and `footer` of a text output; `None` when `template` is missing
+/// (reported at `at`, the output's `format`).
+fn read_templates(
+    doc: &mut Doc<'_>,
+    t: &mut TableReader<'_, '_>,
+    at: Range<usize>,
+) -> Option<Templates> {
+    let header = t.str(doc, "header");
+    let template = t.str(doc, "template");
+    let footer = t.str(doc, "footer");
+    let Some(record) = template else {
+        doc.error(at, &format!("{}.template", t.path), "a text output needs `template`, rendered once per record (and may have `header` and `footer`)");
+        return None;
+    };
+    Some(Templates {
+        header,
+        record,
+        footer,
+    })
+}
+
+/// Compiles a text output's templates and checks the filters, tests and functions they
+/// name; `None` when one is wrong (reported at the template).
+fn compile_templates(doc: &mut Doc<'_>, s: Templates) -> Option<TemplateOptions> {
+    let opts = TemplateOptions {
+        header: s.header.as_ref().map(|s| s.value.clone()),
+        record: s.record.value.clone(),
+        footer: s.footer.as_ref().map(|s| s.value.clone()),
+    };
+    if let Err(e) = TemplateWriter::new(Vec::new(), &opts, Default::default()) {
+        doc.error(s.record.span.clone(), &s.record.key, e);
+        return None;
+    }
+    let env = crate::formats::template_out::environment();
+    let mut ok = true;
+    for s in [s.header.as_ref(), Some(&s.record), s.footer.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        ok &= known_names(doc, &env, s, true);
+    }
+    ok.then_some(opts)
 }

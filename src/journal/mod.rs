@@ -116,20 +116,24 @@ pub struct Unfinished {
     pub error_dest: Option<String>,
 }
 
+/// A file taken, as the writer records it.
+struct ClaimRecord {
+    id: i64,
+    /// The record of an interrupted attempt at the same file is taken again.
+    reuse: bool,
+    job: String,
+    identity: Identity,
+    name: String,
+    dir: String,
+    seq: u64,
+    attempts: u32,
+    first_seen: i64,
+    temps: Vec<String>,
+    next_seq: u64,
+}
+
 enum Op {
-    Claim {
-        id: i64,
-        reuse: bool,
-        job: String,
-        identity: Identity,
-        name: String,
-        dir: String,
-        seq: u64,
-        attempts: u32,
-        first_seen: i64,
-        temps: Vec<String>,
-        next_seq: u64,
-    },
+    Claim(ClaimRecord),
     Plan {
         id: i64,
         plan: Plan,
@@ -403,7 +407,7 @@ impl Journal {
         };
         let temps = temps_for(&claim);
         self.send(
-            Op::Claim {
+            Op::Claim(ClaimRecord {
                 id: claim.id,
                 reuse,
                 job: job.to_string(),
@@ -415,7 +419,7 @@ impl Journal {
                 first_seen,
                 temps,
                 next_seq: claim.seq + 1,
-            },
+            }),
             // Waited for: the caller creates the temporary files next, and recovery can
             // only remove those of a claim that is durable.
             true,
@@ -767,216 +771,218 @@ fn apply_batch(conn: &mut Connection, batch: &[Msg]) -> rusqlite::Result<()> {
     tx.commit()
 }
 
+/// Applies one operation inside the transaction of its batch.
 fn apply(tx: &rusqlite::Transaction<'_>, m: &Msg) -> rusqlite::Result<()> {
-    let at = m.at;
-    // Free texts (details, errors) may quote a server's reply: no secret is stored.
-    let event = |id: i64, state: &str, detail: &str| -> rusqlite::Result<()> {
-        let detail = crate::redact::scrub(detail);
-        tx.prepare_cached(
-            "INSERT INTO events (file_id, at, state, detail) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![id, at, state, detail])?;
-        Ok(())
-    };
+    let w = Writer { tx, at: m.at };
     match &m.op {
-        Op::Claim {
-            id,
-            reuse,
-            job,
-            identity,
-            name,
-            dir,
-            seq,
-            attempts,
-            first_seen,
-            temps,
-            next_seq,
-        } => {
-            let temps = serde_json::to_string(temps).unwrap_or_default();
-            if *reuse {
-                tx.prepare_cached(
-                    "UPDATE files SET state = 'taken', attempts = ?2, taken_at = ?3, updated_at = ?3, temps = ?4 WHERE id = ?1",
-                )?
-                .execute(params![id, attempts, at, temps])?;
-            } else {
-                tx.prepare_cached(
-                    "INSERT INTO files (id, job, path, name, dir, size, mtime_ns, seq, state, attempts, first_seen, taken_at, updated_at, temps)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'taken', ?9, ?10, ?11, ?11, ?12)",
-                )?
-                .execute(params![
-                    id,
-                    job,
-                    identity.path,
-                    name,
-                    dir,
-                    identity.size as i64,
-                    identity.mtime_ns,
-                    *seq as i64,
-                    attempts,
-                    first_seen,
-                    at,
-                    temps
-                ])?;
-                tx.prepare_cached(
-                    "INSERT INTO seqs (job, next) VALUES (?1, ?2) ON CONFLICT(job) DO UPDATE SET next = MAX(next, excluded.next)",
-                )?
-                .execute(params![job, *next_seq as i64])?;
-            }
-            event(
-                *id,
-                "taken",
-                &format!(
-                    "attempt {attempts}, {} bytes, seen {}",
-                    identity.size,
-                    crate::journal::schema::fmt_time(*first_seen)
-                ),
-            )?;
-        }
-        Op::Plan { id, plan } => {
-            tx.prepare_cached(
-                "UPDATE files SET state = 'planned', hash = ?2, disposition = ?3, dest = ?4, trigger = ?5, updated_at = ?6 WHERE id = ?1",
-            )?
-            .execute(params![
-                id,
-                // Empty: not known yet (recorded by `hashed`).
-                (!plan.hash.is_empty()).then_some(&plan.hash),
-                plan.disposition,
-                plan.dest,
-                plan.trigger,
-                at
-            ])?;
-            tx.prepare_cached("DELETE FROM outputs WHERE file_id = ?1")?
-                .execute([id])?;
-            for o in &plan.outputs {
-                tx.prepare_cached(
-                    "INSERT INTO outputs (file_id, idx, temp, final, hash, size, policy) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?
-                .execute(params![id, o.idx, o.temp, o.final_path, o.hash, o.size as i64, o.policy])?;
-            }
-            event(
-                *id,
-                "planned",
-                &format!(
-                    "sha256 {}, {} output(s), then {}",
-                    if plan.hash.is_empty() {
-                        "computed while the outputs are delivered"
-                    } else {
-                        &plan.hash
-                    },
-                    plan.outputs.len(),
-                    plan.disposition
-                ),
-            )?;
-        }
-        Op::PlanSet { plans } => {
-            for (id, plan) in plans {
-                apply(
-                    tx,
-                    &Msg {
-                        op: Op::Plan {
-                            id: *id,
-                            plan: plan.clone(),
-                        },
-                        at,
-                        reply: None,
-                    },
-                )?;
-            }
-        }
+        Op::Claim(c) => w.claim(c),
+        Op::Plan { id, plan } => w.plan(*id, plan),
+        Op::PlanSet { plans } => plans.iter().try_for_each(|(id, plan)| w.plan(*id, plan)),
         Op::OutputMoved {
             id,
             idx,
             final_path,
-        } => {
-            tx.prepare_cached("UPDATE outputs SET final = ?3 WHERE file_id = ?1 AND idx = ?2")?
-                .execute(params![id, idx, final_path])?;
-        }
-        Op::Hashed { id, hash } => {
-            tx.prepare_cached("UPDATE files SET hash = ?2, updated_at = ?3 WHERE id = ?1")?
-                .execute(params![id, hash, at])?;
-            tx.prepare_cached("UPDATE outputs SET hash = ?2 WHERE file_id = ?1 AND hash = ''")?
-                .execute(params![id, hash])?;
-            event(*id, "hashed", &format!("sha256 {hash}"))?;
-        }
-        Op::Done { id, detail } => {
-            tx.prepare_cached(
-                "UPDATE files SET state = 'done', finished_at = ?2, updated_at = ?2 WHERE id = ?1",
-            )?
-            .execute(params![id, at])?;
-            event(*id, "done", detail)?;
-        }
+        } => w.output_moved(*id, *idx, final_path),
+        Op::Hashed { id, hash } => w.hashed(*id, hash),
+        Op::Done { id, detail } => w.finished(*id, "done", detail),
         Op::Failing {
             id,
             error,
             dest,
             keep,
-        } => {
-            // A job that keeps its originals copies failed files to the error folder.
-            let disposition = if *keep { Some("keep") } else { None };
-            tx.prepare_cached(
-                "UPDATE files SET state = 'failing', error = ?2, error_dest = ?3, disposition = ?5, updated_at = ?4 WHERE id = ?1",
-            )?
-            .execute(params![id, crate::redact::scrub(error), dest, at, disposition])?;
-        }
-        Op::Failed { id, detail } => {
-            tx.prepare_cached(
-                "UPDATE files SET state = 'failed', finished_at = ?2, updated_at = ?2 WHERE id = ?1",
-            )?
-            .execute(params![id, at])?;
-            event(*id, "failed", detail)?;
-        }
-        Op::Released { id, detail } => {
-            tx.prepare_cached(
-                "UPDATE files SET state = 'released', finished_at = ?2, updated_at = ?2 WHERE id = ?1",
-            )?
-            .execute(params![id, at])?;
-            event(*id, "released", detail)?;
-        }
-        Op::UnplanSet { ids, detail } => {
-            for id in ids {
-                apply(
-                    tx,
-                    &Msg {
-                        op: Op::Unplan {
-                            id: *id,
-                            detail: detail.clone(),
-                        },
-                        at,
-                        reply: None,
-                    },
-                )?;
-            }
-        }
-        Op::Unplan { id, detail } => {
-            tx.prepare_cached("UPDATE files SET state = 'taken', updated_at = ?2 WHERE id = ?1")?
-                .execute(params![id, at])?;
-            tx.prepare_cached("DELETE FROM outputs WHERE file_id = ?1")?
-                .execute([id])?;
-            event(*id, "unplanned", detail)?;
-        }
-        Op::Event { id, state, detail } => {
-            tx.prepare_cached("UPDATE files SET updated_at = ?2 WHERE id = ?1")?
-                .execute(params![id, at])?;
-            event(*id, state, detail)?;
-        }
+        } => w.failing(*id, error, dest, *keep),
+        Op::Failed { id, detail } => w.finished(*id, "failed", detail),
+        Op::Released { id, detail } => w.finished(*id, "released", detail),
+        Op::UnplanSet { ids, detail } => ids.iter().try_for_each(|id| w.unplan(*id, detail)),
+        Op::Unplan { id, detail } => w.unplan(*id, detail),
+        Op::Event { id, state, detail } => w.event(*id, state, detail),
         Op::JobStatus {
             job,
             source,
             waiting,
-        } => {
-            tx.prepare_cached(
-                "INSERT INTO job_status (job, source, waiting, updated_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(job) DO UPDATE SET source = excluded.source, waiting = excluded.waiting, updated_at = excluded.updated_at",
-            )?
-            .execute(params![job, source, *waiting as i64, at])?;
-        }
+        } => w.job_status(job, source, *waiting),
         Op::Exec { sql, params } => {
-            tx.prepare_cached(sql)?
+            w.tx.prepare_cached(sql)?
                 .execute(rusqlite::params_from_iter(params.iter()))?;
+            Ok(())
         }
-        Op::Flush => {}
+        Op::Flush => Ok(()),
     }
-    Ok(())
+}
+
+/// The statements of one operation, in the transaction of its batch; `at` is when the
+/// operation was sent.
+struct Writer<'a, 'c> {
+    tx: &'a rusqlite::Transaction<'c>,
+    at: i64,
+}
+
+impl Writer<'_, '_> {
+    /// Adds a line to a file's history. Free texts (details, errors) may quote a server's
+    /// reply: no secret is stored.
+    fn history(&self, id: i64, state: &str, detail: &str) -> rusqlite::Result<()> {
+        let detail = crate::redact::scrub(detail);
+        self.tx
+            .prepare_cached(
+                "INSERT INTO events (file_id, at, state, detail) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![id, self.at, state, detail])?;
+        Ok(())
+    }
+
+    /// A file is taken: a new record, or the record of its interrupted attempt taken again.
+    fn claim(&self, c: &ClaimRecord) -> rusqlite::Result<()> {
+        let temps = serde_json::to_string(&c.temps).unwrap_or_default();
+        if c.reuse {
+            self.tx.prepare_cached(
+                "UPDATE files SET state = 'taken', attempts = ?2, taken_at = ?3, updated_at = ?3, temps = ?4 WHERE id = ?1",
+            )?
+            .execute(params![c.id, c.attempts, self.at, temps])?;
+        } else {
+            self.insert_file(c, &temps)?;
+        }
+        self.history(
+            c.id,
+            "taken",
+            &format!(
+                "attempt {}, {} bytes, seen {}",
+                c.attempts,
+                c.identity.size,
+                crate::journal::schema::fmt_time(c.first_seen)
+            ),
+        )
+    }
+
+    /// The record of a file taken for the first time, and its job's next `{seq}`.
+    fn insert_file(&self, c: &ClaimRecord, temps: &str) -> rusqlite::Result<()> {
+        self.tx.prepare_cached(
+            "INSERT INTO files (id, job, path, name, dir, size, mtime_ns, seq, state, attempts, first_seen, taken_at, updated_at, temps)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'taken', ?9, ?10, ?11, ?11, ?12)",
+        )?
+        .execute(params![
+            c.id,
+            c.job,
+            c.identity.path,
+            c.name,
+            c.dir,
+            c.identity.size as i64,
+            c.identity.mtime_ns,
+            c.seq as i64,
+            c.attempts,
+            c.first_seen,
+            self.at,
+            temps
+        ])?;
+        self.tx.prepare_cached(
+            "INSERT INTO seqs (job, next) VALUES (?1, ?2) ON CONFLICT(job) DO UPDATE SET next = MAX(next, excluded.next)",
+        )?
+        .execute(params![c.job, c.next_seq as i64])?;
+        Ok(())
+    }
+
+    /// A file's plan: its outputs (replacing any earlier ones) and disposition.
+    fn plan(&self, id: i64, plan: &Plan) -> rusqlite::Result<()> {
+        self.tx.prepare_cached(
+            "UPDATE files SET state = 'planned', hash = ?2, disposition = ?3, dest = ?4, trigger = ?5, updated_at = ?6 WHERE id = ?1",
+        )?
+        .execute(params![
+            id,
+            // Empty: not known yet (recorded by `hashed`).
+            (!plan.hash.is_empty()).then_some(&plan.hash),
+            plan.disposition,
+            plan.dest,
+            plan.trigger,
+            self.at
+        ])?;
+        self.tx
+            .prepare_cached("DELETE FROM outputs WHERE file_id = ?1")?
+            .execute([id])?;
+        for o in &plan.outputs {
+            self.tx.prepare_cached(
+                "INSERT INTO outputs (file_id, idx, temp, final, hash, size, policy) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![id, o.idx, o.temp, o.final_path, o.hash, o.size as i64, o.policy])?;
+        }
+        self.history(
+            id,
+            "planned",
+            &format!(
+                "sha256 {}, {} output(s), then {}",
+                if plan.hash.is_empty() {
+                    "computed while the outputs are delivered"
+                } else {
+                    &plan.hash
+                },
+                plan.outputs.len(),
+                plan.disposition
+            ),
+        )
+    }
+
+    fn output_moved(&self, id: i64, idx: u32, final_path: &str) -> rusqlite::Result<()> {
+        self.tx
+            .prepare_cached("UPDATE outputs SET final = ?3 WHERE file_id = ?1 AND idx = ?2")?
+            .execute(params![id, idx, final_path])?;
+        Ok(())
+    }
+
+    /// The hash of a file planned before it was known, and of its outputs that link to it.
+    fn hashed(&self, id: i64, hash: &str) -> rusqlite::Result<()> {
+        self.tx
+            .prepare_cached("UPDATE files SET hash = ?2, updated_at = ?3 WHERE id = ?1")?
+            .execute(params![id, hash, self.at])?;
+        self.tx
+            .prepare_cached("UPDATE outputs SET hash = ?2 WHERE file_id = ?1 AND hash = ''")?
+            .execute(params![id, hash])?;
+        self.history(id, "hashed", &format!("sha256 {hash}"))
+    }
+
+    /// A file reaches an end `state`: `done`, `failed` or `released`.
+    fn finished(&self, id: i64, state: &str, detail: &str) -> rusqlite::Result<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE files SET state = ?3, finished_at = ?2, updated_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![id, self.at, state])?;
+        self.history(id, state, detail)
+    }
+
+    fn failing(&self, id: i64, error: &str, dest: &str, keep: bool) -> rusqlite::Result<()> {
+        // A job that keeps its originals copies failed files to the error folder.
+        let disposition = if keep { Some("keep") } else { None };
+        self.tx.prepare_cached(
+            "UPDATE files SET state = 'failing', error = ?2, error_dest = ?3, disposition = ?5, updated_at = ?4 WHERE id = ?1",
+        )?
+        .execute(params![id, crate::redact::scrub(error), dest, self.at, disposition])?;
+        Ok(())
+    }
+
+    fn unplan(&self, id: i64, detail: &str) -> rusqlite::Result<()> {
+        self.tx
+            .prepare_cached("UPDATE files SET state = 'taken', updated_at = ?2 WHERE id = ?1")?
+            .execute(params![id, self.at])?;
+        self.tx
+            .prepare_cached("DELETE FROM outputs WHERE file_id = ?1")?
+            .execute([id])?;
+        self.history(id, "unplanned", detail)
+    }
+
+    /// Something happened to a file that does not change its state.
+    fn event(&self, id: i64, state: &str, detail: &str) -> rusqlite::Result<()> {
+        self.tx
+            .prepare_cached("UPDATE files SET updated_at = ?2 WHERE id = ?1")?
+            .execute(params![id, self.at])?;
+        self.history(id, state, detail)
+    }
+
+    fn job_status(&self, job: &str, source: &str, waiting: u64) -> rusqlite::Result<()> {
+        self.tx.prepare_cached(
+            "INSERT INTO job_status (job, source, waiting, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(job) DO UPDATE SET source = excluded.source, waiting = excluded.waiting, updated_at = excluded.updated_at",
+        )?
+        .execute(params![job, source, waiting as i64, self.at])?;
+        Ok(())
+    }
 }
 
 pub use identity::{ID_FILE, LostJournal, recorded as recorded_id};

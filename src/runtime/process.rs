@@ -22,7 +22,7 @@ use crate::readiness::Meta;
 use crate::sources::folder::{Found, NotAsListed};
 
 use super::deliver::{
-    Delivery, Stop, claim, deliver, free_name, render_dir, resolve, template_base,
+    Claimed, Delivery, Stop, claim, deliver, free_name, render_dir, resolve, template_base,
 };
 use super::sets;
 
@@ -242,6 +242,23 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
     let Some(claimed) = claim(job, found, first_seen_ms, &vars, members, journal) else {
         return Outcome::Released;
     };
+    let review = staged.is_some().then_some(real);
+    after_claim(job, review, found, vars, claimed, pre_error, journal)
+}
+
+/// Takes a claimed file to its outcome: sets it aside when it was interrupted too often or
+/// failed before its claim (`pre_error`); otherwise holds it for review (when `review` is
+/// the job it is staged for) and [`deliver`]s it, queueing it for another try when the
+/// delivery failed for a reason that may pass.
+fn after_claim(
+    job: &Job,
+    review: Option<&Job>,
+    found: &Found,
+    vars: Vars<'_>,
+    claimed: Claimed,
+    pre_error: Option<String>,
+    journal: &Journal,
+) -> Outcome {
     let vars = Vars {
         seq: claimed.seq,
         ..vars
@@ -254,16 +271,8 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
         companions: &claimed.companions,
         journal,
     };
-    if claimed.attempts > job.after.max_attempts {
-        let err = FileError::new(format!(
-            "ferry was interrupted {} times while processing this file (max_attempts = {}); it is set aside so that it cannot stop the job again",
-            claimed.attempts - 1,
-            job.after.max_attempts
-        ));
+    if let Some(err) = set_aside(job, claimed.attempts, pre_error) {
         return fail_set(&d, claimed.attempts, None, err);
-    }
-    if let Some(e) = pre_error {
-        return fail_set(&d, claimed.attempts, None, FileError::new(e));
     }
     // A file in the retry queue: the outputs an earlier try delivered are not written again.
     let queued = super::retry::row_for(journal, &job.name, &found.path, found.meta);
@@ -276,7 +285,7 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
         }
         Err(e) => return fail_set(&d, claimed.attempts, None, e),
     };
-    if staged.is_some()
+    if let Some(real) = review
         && let Err(e) = super::review::hold(real, found, &vars, claimed.id, journal)
     {
         return fail_set(&d, claimed.attempts, None, FileError::new(e));
@@ -312,6 +321,20 @@ pub fn process(job: &Job, found: &Found, first_seen_ms: i64, journal: &Journal) 
             }
         }
     }
+}
+
+/// Why a claimed file fails before anything of it is written: it was interrupted more than
+/// `max_attempts` times (so that it cannot stop the job again), or it failed before its
+/// claim (`pre_error`).
+fn set_aside(job: &Job, attempts: u32, pre_error: Option<String>) -> Option<FileError> {
+    if attempts > job.after.max_attempts {
+        return Some(FileError::new(format!(
+            "ferry was interrupted {} times while processing this file (max_attempts = {}); it is set aside so that it cannot stop the job again",
+            attempts - 1,
+            job.after.max_attempts
+        )));
+    }
+    pre_error.map(FileError::new)
 }
 
 /// What is known of a file before it is claimed.

@@ -40,7 +40,7 @@ use crate::sources::folder::Found;
 
 use super::process::{FileError, Outcome};
 
-pub use claim::{Resolved, claim, render_dir, resolve, template_base};
+pub use claim::{Claimed, Resolved, claim, render_dir, resolve, template_base};
 pub use dispose::{already_disposed, dispose_by_path, dispose_of_original, done};
 pub use exists::{UsedNames, free_name};
 pub use plan::{Planned, make_plan_durable};
