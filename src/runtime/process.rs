@@ -461,6 +461,16 @@ pub(super) fn with_mail(
     meta
 }
 
+/// Where a failed file goes in the job's error folder: its name, or (one that cannot be
+/// used as it is) its portable form, numbered when taken.
+fn error_dest(job: &Job, found: &Found, vars: &Vars<'_>) -> Result<PathBuf, FileError> {
+    let dir = render_dir(&job.after.error, vars)?;
+    let base = fsutil::safe_join(&dir, &found.name, false)
+        .or_else(|_| fsutil::safe_join(&dir, &fsutil::portable_component(&found.name), true))
+        .map_err(FileError::new)?;
+    Ok(free_error_name(&base))
+}
+
 /// Sends the file to the error folder with a report beside it. A later failure of a file
 /// with the same name never overwrites an earlier one: both the file and its report take the
 /// first free numbered name.
@@ -476,17 +486,7 @@ pub(super) fn fail(
     journal: &Journal,
 ) -> Outcome {
     tracing::warn!(error = %err, "File failed; moving it to the error folder.");
-    let dest = render_dir(&job.after.error, vars)
-        .and_then(|dir| {
-            // A name that cannot be used as it is still goes, made portable, with a report.
-            fsutil::safe_join(&dir, &found.name, false)
-                .or_else(|_| {
-                    fsutil::safe_join(&dir, &fsutil::portable_component(&found.name), true)
-                })
-                .map_err(FileError::new)
-        })
-        .map(|base| free_error_name(&base));
-    let dest = match dest {
+    let dest = match error_dest(job, found, vars) {
         Ok(d) => d,
         Err(e) => {
             tracing::error!(error = %e, "Cannot name the file in the error folder; leaving it in place.");
