@@ -178,7 +178,7 @@ pub(super) fn read_output(
         );
     }
     let db = url.and_then(|u| read_database(doc, root, t, &u));
-    let (_, outbox) = super::read_outbox(doc, root, t, job_name, idx);
+    let (_, outbox) = super::output::read_outbox(doc, root, t, job_name, idx);
     (outbox, db.filter(|_| has_input))
 }
 
