@@ -406,6 +406,8 @@ fn fingerprint(src: &str) -> String {
     hex::encode(sha2::Sha256::digest(src.as_bytes()))
 }
 
+/// Reads a job file's tables into a [`Job`]. What the checks across jobs need goes into
+/// `facts`, known even when the job has problems.
 fn read_job(
     doc: &mut Doc<'_>,
     name: &str,
@@ -415,10 +417,50 @@ fn read_job(
 ) -> Option<Job> {
     let mut top = TableReader::new("", table.span(), table.get_ref());
     let description = top.str(doc, "description").map(|s| s.value);
-    let source = match top.table(doc, "source") {
-        Some(t) => source::read_source(doc, root, name, t, &mut facts.source),
+    let source = read_job_source(doc, &mut top, (root, name), &mut facts.source);
+    let records = read_records(doc, &mut top);
+    let (outputs, combines) = read_outputs(doc, &mut top, (root, name), source.as_ref(), &records);
+    let sections = read_sections(doc, &mut top, (root, name), records.has_input, &combines);
+    top.finish_as(doc, "", "");
+    if name.is_empty() || name.starts_with('.') {
+        doc.error(0..0, "", "a job file needs a name like `invoices.toml`");
+    }
+    check_writes(
+        doc,
+        (table.get_ref(), name),
+        &outputs,
+        sections.after.as_ref(),
+        facts,
+    );
+    Some(Job {
+        name: name.to_string(),
+        file: PathBuf::new(),
+        fingerprint: String::new(),
+        description,
+        source: source?,
+        input: records.input?,
+        transform: records.transform?,
+        outputs: outputs.into_iter().collect::<Option<Vec<_>>>()?,
+        after: sections.after?,
+        alert: sections.alert?,
+        pdf: sections.pdf?,
+        retry: sections.retry?,
+        expect: sections.expect?,
+        review: sections.review?,
+    })
+}
+
+/// `[source]`, which every job needs.
+fn read_job_source(
+    doc: &mut Doc<'_>,
+    top: &mut TableReader<'_, '_>,
+    (root, name): (&Path, &str),
+    facts: &mut Option<plumbing::SourceFacts>,
+) -> Option<Source> {
+    match top.table(doc, "source") {
+        Some(t) => source::read_source(doc, root, name, t, facts),
         None => {
-            if table.get_ref().get("source").is_none() {
+            if !top.has("source") {
                 doc.error(
                     0..0,
                     "source",
@@ -427,8 +469,20 @@ fn read_job(
             }
             None
         }
-    };
-    let has_input = table.get_ref().get("input").is_some();
+    }
+}
+
+/// `[input]` and `[transform]`: how the file is read as records, and what is done to
+/// them. Each part is `None` when wrong (reported).
+struct Records {
+    has_input: bool,
+    input: Option<Option<data::Input>>,
+    transform: Option<data::TransformSpec>,
+}
+
+/// Reads `[input]`, then `[transform]` (only with an `[input]`).
+fn read_records(doc: &mut Doc<'_>, top: &mut TableReader<'_, '_>) -> Records {
+    let has_input = top.has("input");
     let input = match top.table(doc, "input") {
         Some(t) => data::read_input(doc, t).map(Some),
         None => Some(None),
@@ -443,24 +497,47 @@ fn read_job(
         Some(t) => data::read_transform(doc, &job_dir, t),
         None => Some(data::TransformSpec::default()),
     };
+    Records {
+        has_input,
+        input,
+        transform,
+    }
+}
+
+/// Where each `[[output]]` says `combine`: all of a job's outputs combine, or none does.
+type Combines = Vec<(bool, std::ops::Range<usize>)>;
+
+/// Every `[[output]]`, each `None` when wrong (reported), and where each says `combine`.
+fn read_outputs(
+    doc: &mut Doc<'_>,
+    top: &mut TableReader<'_, '_>,
+    (root, name): (&Path, &str),
+    source: Option<&Source>,
+    records: &Records,
+) -> (Vec<Option<Output>>, Combines) {
+    let ctx = output::OutputContext {
+        // `member` names a member by its `{stem}`: manifest sets have none.
+        in_set: source.is_some_and(|s| s.set.as_ref().is_some_and(|s| s.manifest.is_none())),
+        fields: output::record_fields(
+            records.has_input,
+            records.input.as_ref(),
+            records.transform.as_ref(),
+        ),
+        batch: combine::JobFacts {
+            scheduled: source.is_none_or(|s| s.timing.is_scheduled()),
+            has_input: records.has_input,
+            split: records
+                .transform
+                .as_ref()
+                .is_some_and(|t| t.split.is_some()),
+        },
+    };
     let mut combines = Vec::new();
-    let outputs: Vec<Option<Output>> = top
+    let outputs = top
         .tables(doc, "output")
         .into_iter()
         .enumerate()
         .map(|(i, t)| {
-            let ctx = output::OutputContext {
-                // `member` names a member by its `{stem}`: manifest sets have none.
-                in_set: source
-                    .as_ref()
-                    .is_some_and(|s| s.set.as_ref().is_some_and(|s| s.manifest.is_none())),
-                fields: output::record_fields(has_input, input.as_ref(), transform.as_ref()),
-                batch: combine::JobFacts {
-                    scheduled: source.as_ref().is_none_or(|s| s.timing.is_scheduled()),
-                    has_input,
-                    split: transform.as_ref().is_some_and(|t| t.split.is_some()),
-                },
-            };
             let span = t.span_of("combine");
             let o = output::read_output(doc, root, t, &ctx, (name, i));
             if let Some(o) = &o {
@@ -470,54 +547,69 @@ fn read_job(
         })
         .collect();
     combine::check_all_or_none(doc, &combines);
-    let after = match top.table(doc, "after") {
-        Some(t) => read_after(doc, root, Some(t)),
-        None => read_after(doc, root, None),
-    };
+    (outputs, combines)
+}
+
+/// The sections after the outputs, each `None` when wrong (reported).
+struct Sections {
+    after: Option<After>,
+    alert: Option<Option<alert::Alert>>,
+    pdf: Option<crate::formats::pdf::PdfLimits>,
+    retry: Option<retry::Retry>,
+    expect: Option<Option<expect::Expect>>,
+    review: Option<Option<review::Review>>,
+}
+
+/// `[after]`, `[alert]`, `[pdf]`, `[retry]`, `[expect]` and `[review]`.
+fn read_sections(
+    doc: &mut Doc<'_>,
+    top: &mut TableReader<'_, '_>,
+    (root, name): (&Path, &str),
+    has_input: bool,
+    combines: &Combines,
+) -> Sections {
+    let after_table = top.table(doc, "after");
+    let after = read_after(doc, root, after_table);
     let alert = match top.table(doc, "alert") {
         Some(t) => alert::read(doc, root, t, name).map(Some),
         None => Some(None),
     };
-    let limits = match top.table(doc, "pdf") {
-        Some(t) => pdf::read_limits(doc, Some(t)),
-        None => pdf::read_limits(doc, None),
-    };
+    let pdf_table = top.table(doc, "pdf");
+    let pdf = pdf::read_limits(doc, pdf_table);
     let retry_table = top.table(doc, "retry");
     let retry = retry::read(doc, retry_table);
     let expect = match top.table(doc, "expect") {
         Some(t) => expect::read(doc, t, has_input).map(Some),
         None => Some(None),
     };
-    let review = read_review(doc, &mut top, has_input, &combines);
-    top.finish_as(doc, "", "");
-    if name.is_empty() || name.starts_with('.') {
-        doc.error(0..0, "", "a job file needs a name like `invoices.toml`");
+    let review = read_review(doc, top, has_input, combines);
+    Sections {
+        after,
+        alert,
+        pdf,
+        retry,
+        expect,
+        review,
     }
+}
+
+/// Where the job writes (for the checks across jobs, into `facts`), once its outputs and
+/// `[after]` are good; and that none of it is inside the job's own source folder.
+fn check_writes(
+    doc: &mut Doc<'_>,
+    (table, name): (&DeTable<'_>, &str),
+    outputs: &[Option<Output>],
+    after: Option<&After>,
+    facts: &mut plumbing::Facts,
+) {
     if let (Some(outputs), Some(after)) =
-        (outputs.iter().cloned().collect::<Option<Vec<_>>>(), &after)
+        (outputs.iter().cloned().collect::<Option<Vec<_>>>(), after)
     {
-        facts.writes = Some(writes(doc, (table.get_ref(), name), &outputs, after));
+        facts.writes = Some(writes(doc, (table, name), &outputs, after));
     }
     if let (Some(source), Some(writes)) = (&facts.source, &facts.writes) {
         check_feedback(doc, source, writes);
     }
-    let (source, outputs, after) = (source?, outputs, after?);
-    Some(Job {
-        name: name.to_string(),
-        file: PathBuf::new(),
-        fingerprint: String::new(),
-        description,
-        source,
-        input: input?,
-        transform: transform?,
-        outputs: outputs.into_iter().collect::<Option<Vec<_>>>()?,
-        after,
-        alert: alert?,
-        pdf: limits?,
-        retry: retry?,
-        expect: expect?,
-        review: review?,
-    })
 }
 
 /// `[review]` (issue 15, `job::review`), and what a reviewed job cannot be: one that
@@ -526,7 +618,7 @@ fn read_review(
     doc: &mut Doc<'_>,
     top: &mut TableReader<'_, '_>,
     has_input: bool,
-    combines: &[(bool, std::ops::Range<usize>)],
+    combines: &Combines,
 ) -> Option<Option<review::Review>> {
     let Some(t) = top.table(doc, "review") else {
         return Some(None);
