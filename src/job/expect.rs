@@ -2,11 +2,12 @@
 //! which arrives through another job (`from`) within `within` (two-way exchanges; the
 //! tracking itself: `crate::runtime::expect`, decisions: docs/expect.md).
 
+use std::ops::Range;
 use std::time::Duration;
 
 use super::plumbing::At;
 use super::template::{FIELDS, Template};
-use super::toml_reader::{Diag, Doc, TableReader, parse_duration};
+use super::toml_reader::{Diag, Doc, Str, TableReader, parse_duration};
 
 /// How an answer is recognised.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,45 +78,30 @@ pub fn read(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>, has_input: bool) -> O
     let from_s = t.str(doc, "from");
     let table_span = t.span.clone();
     t.finish_as(doc, "expect", "");
-    let answer = match (answer_s, field_s.clone()) {
-        (Some(a), None) => match super::template(doc, &a, ANSWER_PLACEHOLDERS) {
-            None => None,
-            Some(tpl) if !tpl.fields().is_empty() && !has_input => {
-                doc.error(
-                    a.span.clone(),
-                    &a.key,
-                    format!(
-                        "the pattern names record fields ({}), but the job reads no records: add an `[input]`, or match by the request's name only (`{{stem}}`)",
-                        tpl.fields().join(", ")
-                    ),
-                );
-                None
-            }
-            Some(tpl) if tpl.as_str().contains('/') || tpl.as_str().contains('\\') => {
-                doc.error(
-                    a.span.clone(),
-                    &a.key,
-                    "expected a file name pattern without folders (the answer's name is compared, not its path)",
-                );
-                None
-            }
-            Some(tpl) => Some(Match::Name(tpl)),
-        },
-        (None, Some(f)) => {
-            if f.value.trim().is_empty() {
-                doc.error(f.span.clone(), &f.key, "expected a field name, found \"\"");
-                None
-            } else if !has_input {
-                doc.error(
-                    f.span.clone(),
-                    &f.key,
-                    "the job reads no records, so its files have no fields: add an `[input]`, or match by name with `answer = \"{stem}.ack\"`",
-                );
-                None
-            } else {
-                Some(Match::Field(f.value.trim().to_string()))
-            }
-        }
+    let answer = read_answer(doc, (answer_s, field_s.clone()), &table_span, has_input);
+    let within = read_within(doc, within_s, &table_span);
+    let from = read_from(doc, from_s, table_span)?;
+    let field_at = field_s.map(|f| At::new(doc, f.span.clone(), &f.key));
+    Some(Expect {
+        answer: answer?,
+        within: within?,
+        from: from.value.trim().to_string(),
+        from_at: At::new(doc, from.span.clone(), &from.key),
+        field_at,
+    })
+}
+
+/// How an answer is recognised: by the name pattern `answer`, or by the record field
+/// `field` (one of the two).
+fn read_answer(
+    doc: &mut Doc<'_>,
+    (answer, field): (Option<Str>, Option<Str>),
+    table_span: &Range<usize>,
+    has_input: bool,
+) -> Option<Match> {
+    match (answer, field) {
+        (Some(a), None) => answer_pattern(doc, &a, has_input).map(Match::Name),
+        (None, Some(f)) => answer_field(doc, &f, has_input).map(Match::Field),
         (Some(a), Some(_)) => {
             doc.error(
                 a.span.clone(),
@@ -132,36 +118,90 @@ pub fn read(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>, has_input: bool) -> O
             );
             None
         }
+    }
+}
+
+/// `answer`: the answer's file name (no folders), record fields only when the job reads
+/// records.
+fn answer_pattern(doc: &mut Doc<'_>, a: &Str, has_input: bool) -> Option<Template> {
+    let tpl = super::template(doc, a, ANSWER_PLACEHOLDERS)?;
+    if !tpl.fields().is_empty() && !has_input {
+        doc.error(
+            a.span.clone(),
+            &a.key,
+            format!(
+                "the pattern names record fields ({}), but the job reads no records: add an `[input]`, or match by the request's name only (`{{stem}}`)",
+                tpl.fields().join(", ")
+            ),
+        );
+        return None;
+    }
+    if tpl.as_str().contains('/') || tpl.as_str().contains('\\') {
+        doc.error(
+            a.span.clone(),
+            &a.key,
+            "expected a file name pattern without folders (the answer's name is compared, not its path)",
+        );
+        return None;
+    }
+    Some(tpl)
+}
+
+/// `field`: a field the answer's records share with the request's, so the job must read
+/// records.
+fn answer_field(doc: &mut Doc<'_>, f: &Str, has_input: bool) -> Option<String> {
+    if f.value.trim().is_empty() {
+        doc.error(f.span.clone(), &f.key, "expected a field name, found \"\"");
+        None
+    } else if !has_input {
+        doc.error(
+            f.span.clone(),
+            &f.key,
+            "the job reads no records, so its files have no fields: add an `[input]`, or match by name with `answer = \"{stem}.ack\"`",
+        );
+        None
+    } else {
+        Some(f.value.trim().to_string())
+    }
+}
+
+/// `within` (required): how long an answer may take, more than 0.
+fn read_within(
+    doc: &mut Doc<'_>,
+    within: Option<Str>,
+    table_span: &Range<usize>,
+) -> Option<Duration> {
+    let Some(s) = within else {
+        doc.error(
+            table_span.clone(),
+            "expect.within",
+            "missing `within`: how long an answer may take, like `within = \"4h\"`",
+        );
+        return None;
     };
-    let within = match within_s {
-        None => {
+    match parse_duration(&s.value) {
+        Ok(d) if !d.is_zero() => Some(d),
+        Ok(_) => {
             doc.error(
-                table_span.clone(),
-                "expect.within",
-                "missing `within`: how long an answer may take, like `within = \"4h\"`",
+                s.span.clone(),
+                &s.key,
+                format!(
+                    "expected a duration longer than 0, like \"4h\", found {:?}",
+                    s.value
+                ),
             );
             None
         }
-        Some(s) => match parse_duration(&s.value) {
-            Ok(d) if !d.is_zero() => Some(d),
-            Ok(_) => {
-                doc.error(
-                    s.span.clone(),
-                    &s.key,
-                    format!(
-                        "expected a duration longer than 0, like \"4h\", found {:?}",
-                        s.value
-                    ),
-                );
-                None
-            }
-            Err(e) => {
-                doc.error(s.span.clone(), &s.key, e);
-                None
-            }
-        },
-    };
-    let from = match from_s {
+        Err(e) => {
+            doc.error(s.span.clone(), &s.key, e);
+            None
+        }
+    }
+}
+
+/// `from` (required): the job whose files are the answers (checked across jobs later).
+fn read_from(doc: &mut Doc<'_>, from: Option<Str>, table_span: Range<usize>) -> Option<Str> {
+    match from {
         None => {
             doc.error(
                 table_span,
@@ -175,15 +215,7 @@ pub fn read(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>, has_input: bool) -> O
             None
         }
         Some(s) => Some(s),
-    }?;
-    let field_at = field_s.map(|f| At::new(doc, f.span.clone(), &f.key));
-    Some(Expect {
-        answer: answer?,
-        within: within?,
-        from: from.value.trim().to_string(),
-        from_at: At::new(doc, from.span.clone(), &from.key),
-        field_at,
-    })
+    }
 }
 
 /// What the check across jobs needs to know of every job file.
