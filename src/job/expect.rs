@@ -233,87 +233,84 @@ pub fn check_across(jobs: &[JobFacts<'_>]) -> Vec<(String, Diag)> {
     for j in jobs {
         let Some(job) = j.job else { continue };
         let Some(e) = &job.expect else { continue };
-        let diag = |at: &At, message: String| Diag {
-            file: job.file.clone(),
-            line: at.line,
-            col: at.col,
-            key: at.key.clone(),
-            message,
-        };
-        if e.from == job.name {
-            out.push((
-                job.name.clone(),
-                diag(
-                    &e.from_at,
-                    "expected another job: a job cannot answer its own files".into(),
-                ),
-            ));
-            continue;
-        }
-        if job.combines() {
-            out.push((
-                job.name.clone(),
-                diag(
-                    &e.from_at,
-                    "a job with `combine = true` cannot expect answers (its files leave as one output per run, not one request per file): remove `[expect]` or `combine`".into(),
-                ),
-            ));
-            continue;
-        }
-        let Some(other) = jobs.iter().find(|o| o.name == e.from) else {
-            let names: Vec<&str> = jobs
-                .iter()
-                .map(|o| o.name)
-                .filter(|n| *n != job.name)
-                .collect();
-            let hint = names
-                .iter()
-                .filter(|n| strsim::levenshtein(n, &e.from) <= 2)
-                .min_by_key(|n| strsim::levenshtein(n, &e.from))
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
-            out.push((
-                job.name.clone(),
-                diag(
-                    &e.from_at,
-                    format!(
-                        "no job named `{}` in this jobs folder{hint}; `from` names the job whose files are the answers (its file's name without .toml)",
-                        e.from
-                    ),
-                ),
-            ));
-            continue;
-        };
-        if other.job.is_some_and(super::Job::combines) {
-            out.push((
-                job.name.clone(),
-                diag(
-                    &e.from_at,
-                    format!(
-                        "the answers' job `{}` has `combine = true`: its files are not taken one by one, so they cannot be linked to requests",
-                        e.from
-                    ),
-                ),
-            ));
-            continue;
-        }
-        if let (Match::Field(f), Some(answers)) = (&e.answer, other.job)
-            && answers.input.is_none()
-        {
-            let at = e.field_at.as_ref().unwrap_or(&e.from_at);
-            out.push((
-                job.name.clone(),
-                diag(
-                    at,
-                    format!(
-                        "the answers' job `{}` reads no records, so `{f}` cannot be read from its files: give it an `[input]`, or match by name with `answer`",
-                        e.from
-                    ),
-                ),
-            ));
+        if let Some((at, message)) = problem_across(jobs, job, e) {
+            let diag = Diag {
+                file: job.file.clone(),
+                line: at.line,
+                col: at.col,
+                key: at.key.clone(),
+                message,
+            };
+            out.push((job.name.clone(), diag));
         }
     }
     out
+}
+
+/// The first problem of `job`'s `[expect]` (`e`) against the other jobs, if any: where it
+/// is and what it is.
+fn problem_across<'e>(
+    jobs: &[JobFacts<'_>],
+    job: &super::Job,
+    e: &'e Expect,
+) -> Option<(&'e At, String)> {
+    if e.from == job.name {
+        return Some((
+            &e.from_at,
+            "expected another job: a job cannot answer its own files".into(),
+        ));
+    }
+    if job.combines() {
+        return Some((
+            &e.from_at,
+            "a job with `combine = true` cannot expect answers (its files leave as one output per run, not one request per file): remove `[expect]` or `combine`".into(),
+        ));
+    }
+    let Some(other) = jobs.iter().find(|o| o.name == e.from) else {
+        return Some((&e.from_at, no_such_job(jobs, job, e)));
+    };
+    if other.job.is_some_and(super::Job::combines) {
+        return Some((
+            &e.from_at,
+            format!(
+                "the answers' job `{}` has `combine = true`: its files are not taken one by one, so they cannot be linked to requests",
+                e.from
+            ),
+        ));
+    }
+    if let (Match::Field(f), Some(answers)) = (&e.answer, other.job)
+        && answers.input.is_none()
+    {
+        let at = e.field_at.as_ref().unwrap_or(&e.from_at);
+        return Some((
+            at,
+            format!(
+                "the answers' job `{}` reads no records, so `{f}` cannot be read from its files: give it an `[input]`, or match by name with `answer`",
+                e.from
+            ),
+        ));
+    }
+    None
+}
+
+/// `from` names no job of the folder: the message, with the closest other job's name as
+/// a hint.
+fn no_such_job(jobs: &[JobFacts<'_>], job: &super::Job, e: &Expect) -> String {
+    let names: Vec<&str> = jobs
+        .iter()
+        .map(|o| o.name)
+        .filter(|n| *n != job.name)
+        .collect();
+    let hint = names
+        .iter()
+        .filter(|n| strsim::levenshtein(n, &e.from) <= 2)
+        .min_by_key(|n| strsim::levenshtein(n, &e.from))
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default();
+    format!(
+        "no job named `{}` in this jobs folder{hint}; `from` names the job whose files are the answers (its file's name without .toml)",
+        e.from
+    )
 }
 
 #[cfg(test)]
