@@ -35,36 +35,8 @@ pub fn read_database(
     t: &mut TableReader<'_, '_>,
     url_s: &Str,
 ) -> Option<DatabaseOutput> {
-    let url = match DbUrl::parse(&url_s.value) {
-        Ok((mut u, in_url)) => {
-            u.resolve_path(root);
-            // `postgres://user:${env:PW}@host/db` names the secret in the URL itself.
-            match in_url.map(|p| Secret::parse(&p)).transpose() {
-                Ok(p) => {
-                    u.password = p;
-                    Some(u)
-                }
-                Err(e) => {
-                    doc.error(url_s.span.clone(), &url_s.key, e);
-                    None
-                }
-            }
-        }
-        Err(e) => {
-            doc.error(url_s.span.clone(), &url_s.key, e);
-            None
-        }
-    };
-    let password = match t.str(doc, "password") {
-        Some(p) => match Secret::parse(&p.value) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                doc.error(p.span.clone(), &p.key, e);
-                return None;
-            }
-        },
-        None => None,
-    };
+    let url = read_url(doc, root, url_s);
+    let password = read_password(doc, t)?;
     let table = t.str(doc, "table");
     if table.is_none() {
         doc.error(
@@ -81,7 +53,10 @@ pub fn read_database(
         Mode::Insert,
     );
     let key_raw = t.str_list(doc, "key");
-    let columns = t.str_map(doc, "columns").unwrap_or_default();
+    let columns: Vec<(String, String)> = (t.str_map(doc, "columns").unwrap_or_default())
+        .into_iter()
+        .map(|(field, col)| (field, col.value))
+        .collect();
     let load_table = t
         .str(doc, "load_table")
         .map(|s| s.value)
@@ -92,39 +67,8 @@ pub fn read_database(
         .as_ref()
         .map(|k| k.iter().map(|s| s.value.clone()).collect())
         .unwrap_or_default();
-    if mode == Some(Mode::Upsert) && key.is_empty() {
-        doc.error(
-            t.span_of("mode"),
-            &format!("{}.mode", t.path),
-            "`mode = \"upsert\"` needs `key`: the columns that identify a row, e.g. `key = [\"OrderNo\"]`",
-        );
+    if !check_key(doc, t, mode, (key_raw.as_deref(), &key), &columns) {
         return None;
-    }
-    if mode == Some(Mode::Insert)
-        && let Some(k) = key_raw.as_ref().and_then(|k| k.first())
-    {
-        doc.error(
-            k.span.clone(),
-            &k.key,
-            "`key` is used by `mode = \"upsert\"` only; remove it or set the mode",
-        );
-        return None;
-    }
-    let columns: Vec<(String, String)> = columns
-        .into_iter()
-        .map(|(field, col)| (field, col.value))
-        .collect();
-    if !columns.is_empty() {
-        for k in &key {
-            if !columns.iter().any(|(_, c)| c == k) {
-                doc.error(
-                    t.span_of("key"),
-                    &format!("{}.key", t.path),
-                    format!("the key column {k:?} is not one of the columns in `columns`"),
-                );
-                return None;
-            }
-        }
     }
     let mut url = url?;
     if let Some(p) = password {
@@ -140,6 +84,85 @@ pub fn read_database(
         create_table,
         ca_file,
     })
+}
+
+/// The `database` URL, its file path (SQLite) resolved against `root`. `None` when wrong
+/// (reported).
+fn read_url(doc: &mut Doc<'_>, root: &Path, url_s: &Str) -> Option<DbUrl> {
+    let (mut u, in_url) = match DbUrl::parse(&url_s.value) {
+        Ok(x) => x,
+        Err(e) => {
+            doc.error(url_s.span.clone(), &url_s.key, e);
+            return None;
+        }
+    };
+    u.resolve_path(root);
+    // `postgres://user:${env:PW}@host/db` names the secret in the URL itself.
+    match in_url.map(|p| Secret::parse(&p)).transpose() {
+        Ok(p) => {
+            u.password = p;
+            Some(u)
+        }
+        Err(e) => {
+            doc.error(url_s.span.clone(), &url_s.key, e);
+            None
+        }
+    }
+}
+
+/// `password` (it replaces one in the URL): `Some(None)` without it, `None` when wrong
+/// (reported).
+fn read_password(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> Option<Option<Secret>> {
+    match t.str(doc, "password") {
+        Some(p) => match Secret::parse(&p.value) {
+            Ok(s) => Some(Some(s)),
+            Err(e) => {
+                doc.error(p.span.clone(), &p.key, e);
+                None
+            }
+        },
+        None => Some(None),
+    }
+}
+
+/// `key` (as written, and its column names) goes with `mode = "upsert"`, which needs it;
+/// with `columns`, each key column must be one of them. False (reported) when not.
+fn check_key(
+    doc: &mut Doc<'_>,
+    t: &TableReader<'_, '_>,
+    mode: Option<Mode>,
+    (key_raw, key): (Option<&[Str]>, &[String]),
+    columns: &[(String, String)],
+) -> bool {
+    if mode == Some(Mode::Upsert) && key.is_empty() {
+        doc.error(
+            t.span_of("mode"),
+            &format!("{}.mode", t.path),
+            "`mode = \"upsert\"` needs `key`: the columns that identify a row, e.g. `key = [\"OrderNo\"]`",
+        );
+        return false;
+    }
+    if mode == Some(Mode::Insert)
+        && let Some(k) = key_raw.and_then(|k| k.first())
+    {
+        doc.error(
+            k.span.clone(),
+            &k.key,
+            "`key` is used by `mode = \"upsert\"` only; remove it or set the mode",
+        );
+        return false;
+    }
+    if !columns.is_empty()
+        && let Some(k) = key.iter().find(|k| !columns.iter().any(|(_, c)| c == *k))
+    {
+        doc.error(
+            t.span_of("key"),
+            &format!("{}.key", t.path),
+            format!("the key column {k:?} is not one of the columns in `columns`"),
+        );
+        return false;
+    }
+    true
 }
 
 /// Reads an output table with `database`: its database keys and its local spool folder
@@ -178,7 +201,7 @@ pub(super) fn read_output(
         );
     }
     let db = url.and_then(|u| read_database(doc, root, t, &u));
-    let (_, outbox) = super::read_outbox(doc, root, t, job_name, idx);
+    let (_, outbox) = super::output::read_outbox(doc, root, t, job_name, idx);
     (outbox, db.filter(|_| has_input))
 }
 

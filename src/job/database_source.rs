@@ -87,59 +87,8 @@ pub fn read_database(
     poll: Duration,
 ) -> Option<DatabaseSource> {
     let url_s = t.str(doc, "database")?;
-    let kind = match kind_of(&url_s.value) {
-        Ok(k) => Some(k),
-        Err(e) => {
-            doc.error(url_s.span.clone(), &url_s.key, e);
-            None
-        }
-    };
-    let sqlite_path = match kind {
-        Some(DbKind::Sqlite) => {
-            let p = url_s.value.split_once("://").map_or("", |(_, p)| p);
-            let p = p.split('?').next().unwrap_or("");
-            if p.is_empty() {
-                doc.error(
-                    url_s.span.clone(),
-                    &url_s.key,
-                    "expected the database file after `sqlite://`, e.g. \"sqlite://samples/orders.sqlite\"",
-                );
-                None
-            } else {
-                Some(crate::job::absolute(&root.join(p)))
-            }
-        }
-        _ => None,
-    };
-    let query = t.str(doc, "query");
-    if query.is_none() {
-        doc.error(
-            t.span.clone(),
-            "source.query",
-            "missing `query`: the SELECT to run, e.g. `query = \"SELECT * FROM orders WHERE changed_at > :since ORDER BY changed_at\"`",
-        );
-    }
-    let query = query.and_then(|q| check_query(doc, q));
-    let watermark = t.str(doc, "watermark");
-    let since = t.str(doc, "since");
-    if let Some(s) = &since
-        && watermark.is_none()
-    {
-        doc.error(
-            s.span.clone(),
-            &s.key,
-            "`since` is the first value of the watermark: it only counts with `watermark`",
-        );
-    }
-    if let (Some(w), Some(q)) = (&watermark, &query)
-        && !crate::job::database_source::mentions_since(q)
-    {
-        doc.error(
-            w.span.clone(),
-            &w.key,
-            "with `watermark`, the query must use `:since` (e.g. `WHERE changed_at > :since`): otherwise every run reads the same rows again",
-        );
-    }
+    let (kind, sqlite_path) = read_kind(doc, root, &url_s);
+    let (query, watermark, since) = read_query(doc, t);
     let empty_raw = t.str(doc, "empty");
     let empty = one_of(
         doc,
@@ -169,6 +118,70 @@ pub fn read_database(
         ca_file,
         poll,
     })
+}
+
+/// The kind of database the URL names, and for SQLite its file (relative to `root`).
+/// The kind is `None` when wrong (reported).
+fn read_kind(doc: &mut Doc<'_>, root: &Path, url_s: &Str) -> (Option<DbKind>, Option<PathBuf>) {
+    let kind = match kind_of(&url_s.value) {
+        Ok(k) => k,
+        Err(e) => {
+            doc.error(url_s.span.clone(), &url_s.key, e);
+            return (None, None);
+        }
+    };
+    if kind != DbKind::Sqlite {
+        return (Some(kind), None);
+    }
+    let p = url_s.value.split_once("://").map_or("", |(_, p)| p);
+    let p = p.split('?').next().unwrap_or("");
+    if p.is_empty() {
+        doc.error(
+            url_s.span.clone(),
+            &url_s.key,
+            "expected the database file after `sqlite://`, e.g. \"sqlite://samples/orders.sqlite\"",
+        );
+        return (Some(kind), None);
+    }
+    (Some(kind), Some(crate::job::absolute(&root.join(p))))
+}
+
+/// `query` (required, checked), and `watermark` with its first value `since`: a query
+/// with a watermark must use `:since`.
+fn read_query(
+    doc: &mut Doc<'_>,
+    t: &mut TableReader<'_, '_>,
+) -> (Option<String>, Option<Str>, Option<Str>) {
+    let query = t.str(doc, "query");
+    if query.is_none() {
+        doc.error(
+            t.span.clone(),
+            "source.query",
+            "missing `query`: the SELECT to run, e.g. `query = \"SELECT * FROM orders WHERE changed_at > :since ORDER BY changed_at\"`",
+        );
+    }
+    let query = query.and_then(|q| check_query(doc, q));
+    let watermark = t.str(doc, "watermark");
+    let since = t.str(doc, "since");
+    if let Some(s) = &since
+        && watermark.is_none()
+    {
+        doc.error(
+            s.span.clone(),
+            &s.key,
+            "`since` is the first value of the watermark: it only counts with `watermark`",
+        );
+    }
+    if let (Some(w), Some(q)) = (&watermark, &query)
+        && !crate::job::database_source::mentions_since(q)
+    {
+        doc.error(
+            w.span.clone(),
+            &w.key,
+            "with `watermark`, the query must use `:since` (e.g. `WHERE changed_at > :since`): otherwise every run reads the same rows again",
+        );
+    }
+    (query, watermark, since)
 }
 
 /// The `${env:NAME}` / `${file:PATH}` references of a URL, and a password written in it

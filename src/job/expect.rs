@@ -2,11 +2,12 @@
 //! which arrives through another job (`from`) within `within` (two-way exchanges; the
 //! tracking itself: `crate::runtime::expect`, decisions: docs/expect.md).
 
+use std::ops::Range;
 use std::time::Duration;
 
 use super::plumbing::At;
 use super::template::{FIELDS, Template};
-use super::toml_reader::{Diag, Doc, TableReader, parse_duration};
+use super::toml_reader::{Diag, Doc, Str, TableReader, parse_duration};
 
 /// How an answer is recognised.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,45 +78,30 @@ pub fn read(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>, has_input: bool) -> O
     let from_s = t.str(doc, "from");
     let table_span = t.span.clone();
     t.finish_as(doc, "expect", "");
-    let answer = match (answer_s, field_s.clone()) {
-        (Some(a), None) => match super::template(doc, &a, ANSWER_PLACEHOLDERS) {
-            None => None,
-            Some(tpl) if !tpl.fields().is_empty() && !has_input => {
-                doc.error(
-                    a.span.clone(),
-                    &a.key,
-                    format!(
-                        "the pattern names record fields ({}), but the job reads no records: add an `[input]`, or match by the request's name only (`{{stem}}`)",
-                        tpl.fields().join(", ")
-                    ),
-                );
-                None
-            }
-            Some(tpl) if tpl.as_str().contains('/') || tpl.as_str().contains('\\') => {
-                doc.error(
-                    a.span.clone(),
-                    &a.key,
-                    "expected a file name pattern without folders (the answer's name is compared, not its path)",
-                );
-                None
-            }
-            Some(tpl) => Some(Match::Name(tpl)),
-        },
-        (None, Some(f)) => {
-            if f.value.trim().is_empty() {
-                doc.error(f.span.clone(), &f.key, "expected a field name, found \"\"");
-                None
-            } else if !has_input {
-                doc.error(
-                    f.span.clone(),
-                    &f.key,
-                    "the job reads no records, so its files have no fields: add an `[input]`, or match by name with `answer = \"{stem}.ack\"`",
-                );
-                None
-            } else {
-                Some(Match::Field(f.value.trim().to_string()))
-            }
-        }
+    let answer = read_answer(doc, (answer_s, field_s.clone()), &table_span, has_input);
+    let within = read_within(doc, within_s, &table_span);
+    let from = read_from(doc, from_s, table_span)?;
+    let field_at = field_s.map(|f| At::new(doc, f.span.clone(), &f.key));
+    Some(Expect {
+        answer: answer?,
+        within: within?,
+        from: from.value.trim().to_string(),
+        from_at: At::new(doc, from.span.clone(), &from.key),
+        field_at,
+    })
+}
+
+/// How an answer is recognised: by the name pattern `answer`, or by the record field
+/// `field` (one of the two).
+fn read_answer(
+    doc: &mut Doc<'_>,
+    (answer, field): (Option<Str>, Option<Str>),
+    table_span: &Range<usize>,
+    has_input: bool,
+) -> Option<Match> {
+    match (answer, field) {
+        (Some(a), None) => answer_pattern(doc, &a, has_input).map(Match::Name),
+        (None, Some(f)) => answer_field(doc, &f, has_input).map(Match::Field),
         (Some(a), Some(_)) => {
             doc.error(
                 a.span.clone(),
@@ -132,36 +118,90 @@ pub fn read(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>, has_input: bool) -> O
             );
             None
         }
+    }
+}
+
+/// `answer`: the answer's file name (no folders), record fields only when the job reads
+/// records.
+fn answer_pattern(doc: &mut Doc<'_>, a: &Str, has_input: bool) -> Option<Template> {
+    let tpl = super::template(doc, a, ANSWER_PLACEHOLDERS)?;
+    if !tpl.fields().is_empty() && !has_input {
+        doc.error(
+            a.span.clone(),
+            &a.key,
+            format!(
+                "the pattern names record fields ({}), but the job reads no records: add an `[input]`, or match by the request's name only (`{{stem}}`)",
+                tpl.fields().join(", ")
+            ),
+        );
+        return None;
+    }
+    if tpl.as_str().contains('/') || tpl.as_str().contains('\\') {
+        doc.error(
+            a.span.clone(),
+            &a.key,
+            "expected a file name pattern without folders (the answer's name is compared, not its path)",
+        );
+        return None;
+    }
+    Some(tpl)
+}
+
+/// `field`: a field the answer's records share with the request's, so the job must read
+/// records.
+fn answer_field(doc: &mut Doc<'_>, f: &Str, has_input: bool) -> Option<String> {
+    if f.value.trim().is_empty() {
+        doc.error(f.span.clone(), &f.key, "expected a field name, found \"\"");
+        None
+    } else if !has_input {
+        doc.error(
+            f.span.clone(),
+            &f.key,
+            "the job reads no records, so its files have no fields: add an `[input]`, or match by name with `answer = \"{stem}.ack\"`",
+        );
+        None
+    } else {
+        Some(f.value.trim().to_string())
+    }
+}
+
+/// `within` (required): how long an answer may take, more than 0.
+fn read_within(
+    doc: &mut Doc<'_>,
+    within: Option<Str>,
+    table_span: &Range<usize>,
+) -> Option<Duration> {
+    let Some(s) = within else {
+        doc.error(
+            table_span.clone(),
+            "expect.within",
+            "missing `within`: how long an answer may take, like `within = \"4h\"`",
+        );
+        return None;
     };
-    let within = match within_s {
-        None => {
+    match parse_duration(&s.value) {
+        Ok(d) if !d.is_zero() => Some(d),
+        Ok(_) => {
             doc.error(
-                table_span.clone(),
-                "expect.within",
-                "missing `within`: how long an answer may take, like `within = \"4h\"`",
+                s.span.clone(),
+                &s.key,
+                format!(
+                    "expected a duration longer than 0, like \"4h\", found {:?}",
+                    s.value
+                ),
             );
             None
         }
-        Some(s) => match parse_duration(&s.value) {
-            Ok(d) if !d.is_zero() => Some(d),
-            Ok(_) => {
-                doc.error(
-                    s.span.clone(),
-                    &s.key,
-                    format!(
-                        "expected a duration longer than 0, like \"4h\", found {:?}",
-                        s.value
-                    ),
-                );
-                None
-            }
-            Err(e) => {
-                doc.error(s.span.clone(), &s.key, e);
-                None
-            }
-        },
-    };
-    let from = match from_s {
+        Err(e) => {
+            doc.error(s.span.clone(), &s.key, e);
+            None
+        }
+    }
+}
+
+/// `from` (required): the job whose files are the answers (checked across jobs later).
+fn read_from(doc: &mut Doc<'_>, from: Option<Str>, table_span: Range<usize>) -> Option<Str> {
+    match from {
         None => {
             doc.error(
                 table_span,
@@ -175,15 +215,7 @@ pub fn read(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>, has_input: bool) -> O
             None
         }
         Some(s) => Some(s),
-    }?;
-    let field_at = field_s.map(|f| At::new(doc, f.span.clone(), &f.key));
-    Some(Expect {
-        answer: answer?,
-        within: within?,
-        from: from.value.trim().to_string(),
-        from_at: At::new(doc, from.span.clone(), &from.key),
-        field_at,
-    })
+    }
 }
 
 /// What the check across jobs needs to know of every job file.
@@ -201,87 +233,84 @@ pub fn check_across(jobs: &[JobFacts<'_>]) -> Vec<(String, Diag)> {
     for j in jobs {
         let Some(job) = j.job else { continue };
         let Some(e) = &job.expect else { continue };
-        let diag = |at: &At, message: String| Diag {
-            file: job.file.clone(),
-            line: at.line,
-            col: at.col,
-            key: at.key.clone(),
-            message,
-        };
-        if e.from == job.name {
-            out.push((
-                job.name.clone(),
-                diag(
-                    &e.from_at,
-                    "expected another job: a job cannot answer its own files".into(),
-                ),
-            ));
-            continue;
-        }
-        if job.combines() {
-            out.push((
-                job.name.clone(),
-                diag(
-                    &e.from_at,
-                    "a job with `combine = true` cannot expect answers (its files leave as one output per run, not one request per file): remove `[expect]` or `combine`".into(),
-                ),
-            ));
-            continue;
-        }
-        let Some(other) = jobs.iter().find(|o| o.name == e.from) else {
-            let names: Vec<&str> = jobs
-                .iter()
-                .map(|o| o.name)
-                .filter(|n| *n != job.name)
-                .collect();
-            let hint = names
-                .iter()
-                .filter(|n| strsim::levenshtein(n, &e.from) <= 2)
-                .min_by_key(|n| strsim::levenshtein(n, &e.from))
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
-            out.push((
-                job.name.clone(),
-                diag(
-                    &e.from_at,
-                    format!(
-                        "no job named `{}` in this jobs folder{hint}; `from` names the job whose files are the answers (its file's name without .toml)",
-                        e.from
-                    ),
-                ),
-            ));
-            continue;
-        };
-        if other.job.is_some_and(super::Job::combines) {
-            out.push((
-                job.name.clone(),
-                diag(
-                    &e.from_at,
-                    format!(
-                        "the answers' job `{}` has `combine = true`: its files are not taken one by one, so they cannot be linked to requests",
-                        e.from
-                    ),
-                ),
-            ));
-            continue;
-        }
-        if let (Match::Field(f), Some(answers)) = (&e.answer, other.job)
-            && answers.input.is_none()
-        {
-            let at = e.field_at.as_ref().unwrap_or(&e.from_at);
-            out.push((
-                job.name.clone(),
-                diag(
-                    at,
-                    format!(
-                        "the answers' job `{}` reads no records, so `{f}` cannot be read from its files: give it an `[input]`, or match by name with `answer`",
-                        e.from
-                    ),
-                ),
-            ));
+        if let Some((at, message)) = problem_across(jobs, job, e) {
+            let diag = Diag {
+                file: job.file.clone(),
+                line: at.line,
+                col: at.col,
+                key: at.key.clone(),
+                message,
+            };
+            out.push((job.name.clone(), diag));
         }
     }
     out
+}
+
+/// The first problem of `job`'s `[expect]` (`e`) against the other jobs, if any: where it
+/// is and what it is.
+fn problem_across<'e>(
+    jobs: &[JobFacts<'_>],
+    job: &super::Job,
+    e: &'e Expect,
+) -> Option<(&'e At, String)> {
+    if e.from == job.name {
+        return Some((
+            &e.from_at,
+            "expected another job: a job cannot answer its own files".into(),
+        ));
+    }
+    if job.combines() {
+        return Some((
+            &e.from_at,
+            "a job with `combine = true` cannot expect answers (its files leave as one output per run, not one request per file): remove `[expect]` or `combine`".into(),
+        ));
+    }
+    let Some(other) = jobs.iter().find(|o| o.name == e.from) else {
+        return Some((&e.from_at, no_such_job(jobs, job, e)));
+    };
+    if other.job.is_some_and(super::Job::combines) {
+        return Some((
+            &e.from_at,
+            format!(
+                "the answers' job `{}` has `combine = true`: its files are not taken one by one, so they cannot be linked to requests",
+                e.from
+            ),
+        ));
+    }
+    if let (Match::Field(f), Some(answers)) = (&e.answer, other.job)
+        && answers.input.is_none()
+    {
+        let at = e.field_at.as_ref().unwrap_or(&e.from_at);
+        return Some((
+            at,
+            format!(
+                "the answers' job `{}` reads no records, so `{f}` cannot be read from its files: give it an `[input]`, or match by name with `answer`",
+                e.from
+            ),
+        ));
+    }
+    None
+}
+
+/// `from` names no job of the folder: the message, with the closest other job's name as
+/// a hint.
+fn no_such_job(jobs: &[JobFacts<'_>], job: &super::Job, e: &Expect) -> String {
+    let names: Vec<&str> = jobs
+        .iter()
+        .map(|o| o.name)
+        .filter(|n| *n != job.name)
+        .collect();
+    let hint = names
+        .iter()
+        .filter(|n| strsim::levenshtein(n, &e.from) <= 2)
+        .min_by_key(|n| strsim::levenshtein(n, &e.from))
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default();
+    format!(
+        "no job named `{}` in this jobs folder{hint}; `from` names the job whose files are the answers (its file's name without .toml)",
+        e.from
+    )
 }
 
 #[cfg(test)]

@@ -262,9 +262,8 @@ pub fn read_http(
     url: &Str,
 ) -> Option<HttpEndpoint> {
     let mut ok = true;
-    let url_ok = check_url(&url.value);
-    if let Err(e) = &url_ok {
-        doc.error(url.span.clone(), &url.key, e.clone());
+    if let Err(e) = check_url(&url.value) {
+        doc.error(url.span.clone(), &url.key, e);
         ok = false;
     }
     let method_raw = t.str(doc, "method");
@@ -282,7 +281,50 @@ pub fn read_http(
         Body::File,
     );
     let template = t.str(doc, "template");
-    if let (Some(tpl), Some(Body::File)) = (&template, body) {
+    ok &= check_template(doc, template.as_ref(), body);
+    let content_type = t.str(doc, "content_type").map(|s| s.value);
+    ok &= refuse_ftp_keys(doc, t);
+    let access = read_access(doc, root, t, url, "output");
+    let idempotency_header = match t.str(doc, "idempotency_header") {
+        None => Some(DEFAULT_IDEMPOTENCY_HEADER.to_string()),
+        Some(s) if s.value.is_empty() => None,
+        Some(s) => Some(s.value),
+    };
+    let response = read_response(doc, root, t);
+    let on_error_raw = t.str(doc, "on_error");
+    let on_error = one_of(
+        doc,
+        on_error_raw,
+        &[("fail", OnRefused::Fail), ("skip", OnRefused::Skip)],
+        OnRefused::Fail,
+    );
+    let soap_action = t.str(doc, "soap_action").map(|s| s.value);
+    let (body, response) = (body?, response?);
+    if !ok {
+        return None;
+    }
+    Some(HttpEndpoint {
+        url: url.value.clone(),
+        method: method?,
+        body,
+        template: template.map(|s| s.value),
+        content_type,
+        access: access?,
+        idempotency_header,
+        response,
+        on_error: on_error?,
+        soap_action,
+    })
+}
+
+/// `template` renders one request per record: it needs `body = "record"`, and must be a
+/// valid template. False (reported) when not.
+fn check_template(doc: &mut Doc<'_>, template: Option<&Str>, body: Option<Body>) -> bool {
+    let Some(tpl) = template else {
+        return true;
+    };
+    let mut ok = true;
+    if body == Some(Body::File) {
         doc.error(
             tpl.span.clone(),
             &tpl.key,
@@ -290,9 +332,7 @@ pub fn read_http(
         );
         ok = false;
     }
-    if let Some(tpl) = &template
-        && let Err(e) = crate::formats::template_out::environment().template_from_str(&tpl.value)
-    {
+    if let Err(e) = crate::formats::template_out::environment().template_from_str(&tpl.value) {
         doc.error(
             tpl.span.clone(),
             &tpl.key,
@@ -300,8 +340,13 @@ pub fn read_http(
         );
         ok = false;
     }
-    let content_type = t.str(doc, "content_type").map(|s| s.value);
-    // FTP's keys, which an output table otherwise knows: say why they do not apply.
+    ok
+}
+
+/// FTP's keys, which an output table otherwise knows: each is reported with why it does
+/// not apply. False when there was one.
+fn refuse_ftp_keys(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> bool {
+    let mut ok = true;
     for (key, why) in [
         (
             "tls_verify",
@@ -321,66 +366,42 @@ pub fn read_http(
             ok = false;
         }
     }
-    let access = read_access(doc, root, t, url, "output");
-    let idempotency_header = match t.str(doc, "idempotency_header") {
-        None => Some(DEFAULT_IDEMPOTENCY_HEADER.to_string()),
-        Some(s) if s.value.is_empty() => None,
-        Some(s) => Some(s.value),
+    ok
+}
+
+/// `response`: where each answer's body is kept, a path template relative to the
+/// deployment root. `Some(None)` without it, `None` when wrong (reported).
+fn read_response(
+    doc: &mut Doc<'_>,
+    root: &Path,
+    t: &mut TableReader<'_, '_>,
+) -> Option<Option<Template>> {
+    let Some(s) = t.str(doc, "response") else {
+        return Some(None);
     };
-    let response = match t.str(doc, "response") {
-        None => None,
-        Some(s) => {
-            let text = if Path::new(&s.value).is_absolute() {
-                s.value.clone()
-            } else {
-                format!(
-                    "{}/{}",
-                    root.display()
-                        .to_string()
-                        .replace('{', "{{")
-                        .replace('}', "}}"),
-                    s.value
-                )
-            };
-            match Template::parse(&text, PLACEHOLDERS) {
-                Ok(tpl) => Some(tpl),
-                Err(errors) => {
-                    // Positions in the job file's own text: the root prefix is not there.
-                    let shift = text.len() - s.value.len();
-                    for e in errors {
-                        let at = e.at.start.saturating_sub(shift)..e.at.end.saturating_sub(shift);
-                        doc.error_in_str(&s, at, e.message);
-                    }
-                    ok = false;
-                    None
-                }
-            }
-        }
-    };
-    let on_error_raw = t.str(doc, "on_error");
-    let on_error = one_of(
-        doc,
-        on_error_raw,
-        &[("fail", OnRefused::Fail), ("skip", OnRefused::Skip)],
-        OnRefused::Fail,
-    );
-    let soap_action = t.str(doc, "soap_action").map(|s| s.value);
-    let body = body?;
-    if ok {
-        Some(HttpEndpoint {
-            url: url.value.clone(),
-            method: method?,
-            body,
-            template: template.map(|s| s.value),
-            content_type,
-            access: access?,
-            idempotency_header,
-            response,
-            on_error: on_error?,
-            soap_action,
-        })
+    let text = if Path::new(&s.value).is_absolute() {
+        s.value.clone()
     } else {
-        None
+        format!(
+            "{}/{}",
+            root.display()
+                .to_string()
+                .replace('{', "{{")
+                .replace('}', "}}"),
+            s.value
+        )
+    };
+    match Template::parse(&text, PLACEHOLDERS) {
+        Ok(tpl) => Some(Some(tpl)),
+        Err(errors) => {
+            // Positions in the job file's own text: the root prefix is not there.
+            let shift = text.len() - s.value.len();
+            for e in errors {
+                let at = e.at.start.saturating_sub(shift)..e.at.end.saturating_sub(shift);
+                doc.error_in_str(&s, at, e.message);
+            }
+            None
+        }
     }
 }
 
@@ -394,8 +415,29 @@ pub fn read_access(
     url: &Str,
     section: &str,
 ) -> Option<HttpAccess> {
+    let headers = read_headers(doc, t);
+    let auth = read_basic_auth(doc, t, section);
+    let tls = read_tls_files(doc, root, t, url);
+    let timeout = read_timeout(doc, t);
+    let ((user, password), tls) = (auth?, tls?);
+    Some(HttpAccess {
+        headers: headers?,
+        user,
+        password,
+        ca_file: tls.ca_file,
+        client_cert: tls.client_cert,
+        client_key: tls.client_key,
+        timeout: timeout?,
+    })
+}
+
+/// `[headers]`: a name and a value (which may hold secrets) for every request. `None` when
+/// one is wrong (each reported).
+fn read_headers(
+    doc: &mut Doc<'_>,
+    t: &mut TableReader<'_, '_>,
+) -> Option<Vec<(String, HeaderValue)>> {
     let mut ok = true;
-    let url_ok = check_url(&url.value);
     let mut headers = Vec::new();
     for (name, v) in t.str_map(doc, "headers").unwrap_or_default() {
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
@@ -415,6 +457,17 @@ pub fn read_access(
             }
         }
     }
+    ok.then_some(headers)
+}
+
+/// `user` and `password`: basic authentication (a password needs its user). `None` when
+/// wrong (reported).
+fn read_basic_auth(
+    doc: &mut Doc<'_>,
+    t: &mut TableReader<'_, '_>,
+    section: &str,
+) -> Option<(Option<String>, Option<Secret>)> {
+    let mut ok = true;
     let user = t.str(doc, "user").map(|s| s.value);
     let password = match t.str(doc, "password") {
         None => None,
@@ -438,6 +491,25 @@ pub fn read_access(
         );
         ok = false;
     }
+    ok.then_some((user, password))
+}
+
+/// The PEM files of an `https://` endpoint, relative to the deployment root.
+struct TlsFiles {
+    ca_file: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+}
+
+/// `ca_file`, and `client_cert` with `client_key` (both or neither): only for an
+/// `https://` URL. `None` when wrong (reported).
+fn read_tls_files(
+    doc: &mut Doc<'_>,
+    root: &Path,
+    t: &mut TableReader<'_, '_>,
+    url: &Str,
+) -> Option<TlsFiles> {
+    let mut ok = true;
     let path_of = |s: Option<Str>| s.map(|s| root.join(&s.value));
     let ca_file = path_of(t.str(doc, "ca_file"));
     let client_cert = path_of(t.str(doc, "client_cert"));
@@ -450,12 +522,14 @@ pub fn read_access(
         );
         ok = false;
     }
-    let is_https = url.value.to_ascii_lowercase().starts_with("https://");
+    // A URL that is wrong already is reported by itself.
+    let plain_http =
+        check_url(&url.value).is_ok() && !url.value.to_ascii_lowercase().starts_with("https://");
     for (key, given) in [
         ("ca_file", ca_file.is_some()),
         ("client_cert", client_cert.is_some()),
     ] {
-        if given && !is_https && url_ok.is_ok() {
+        if given && plain_http {
             doc.error(
                 t.span_of(key),
                 &format!("{}.{key}", t.path),
@@ -464,7 +538,17 @@ pub fn read_access(
             ok = false;
         }
     }
-    let timeout = match t.str(doc, "timeout") {
+    ok.then_some(TlsFiles {
+        ca_file,
+        client_cert,
+        client_key,
+    })
+}
+
+/// `timeout`: the longest one request may take, at least 100ms ([`DEFAULT_TIMEOUT`] when
+/// the job does not say).
+fn read_timeout(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> Option<Duration> {
+    match t.str(doc, "timeout") {
         None => Some(DEFAULT_TIMEOUT),
         Some(s) => match parse_duration(&s.value) {
             Ok(d) if d >= Duration::from_millis(100) => Some(d),
@@ -477,19 +561,7 @@ pub fn read_access(
                 None
             }
         },
-    };
-    if !ok {
-        return None;
     }
-    Some(HttpAccess {
-        headers,
-        user,
-        password,
-        ca_file,
-        client_cert,
-        client_key,
-        timeout: timeout?,
-    })
 }
 
 /// The outbox format of an HTTP output: with `body = "record"` the outbox holds the records

@@ -160,24 +160,7 @@ pub fn read_email(
             None
         }
     };
-    let smtp_s = t.str(doc, "smtp");
-    let smtp = match &smtp_s {
-        Some(s) => match SmtpUrl::parse(&s.value) {
-            Ok(u) => Some(u),
-            Err(e) => {
-                doc.error(s.span.clone(), &s.key, e);
-                None
-            }
-        },
-        None => {
-            doc.error(
-                t.span.clone(),
-                &format!("{}.smtp", t.path),
-                "missing `smtp`: the server to send through, e.g. `smtp = \"smtp://ferry@mail.example:587\"`",
-            );
-            None
-        }
-    };
+    let smtp = read_smtp(doc, t);
     let password = match t.str(doc, "password") {
         Some(p) => Some(secret(doc, &p)?),
         None => None,
@@ -191,30 +174,7 @@ pub fn read_email(
             "missing `from`: the sender address, e.g. `from = \"ferry@example.com\"`",
         );
     }
-    let subject = t
-        .str(doc, "subject")
-        .map(|s| s.value)
-        .unwrap_or_else(|| "{{ names | join(', ') }}".into());
-    let body = t.str(doc, "body").map(|s| s.value).unwrap_or_else(|| {
-        "Attached: {{ names | join(', ') }} (job {{ job }}), sent by ferry.".into()
-    });
-    for (key, tpl) in [("subject", &subject), ("body", &body)] {
-        let env = minijinja::Environment::new();
-        if let Err(e) = env.template_from_str(tpl) {
-            doc.error(
-                t.span_of(key),
-                &format!("{}.{key}", t.path),
-                format!("bad template: {e}"),
-            );
-        } else if let Some((_, e)) = crate::transform::check::unknown_names(&env, tpl, true).first()
-        {
-            doc.error(
-                t.span_of(key),
-                &format!("{}.{key}", t.path),
-                format!("bad template: {e}"),
-            );
-        }
-    }
+    let (subject, body) = read_message(doc, t);
     let per_raw = t.str(doc, "per");
     let per = one_of(
         doc,
@@ -233,6 +193,59 @@ pub fn read_email(
         per: per?,
         outbox,
     })
+}
+
+/// `smtp` (required): the server to send through.
+fn read_smtp(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> Option<SmtpUrl> {
+    let Some(s) = t.str(doc, "smtp") else {
+        doc.error(
+            t.span.clone(),
+            &format!("{}.smtp", t.path),
+            "missing `smtp`: the server to send through, e.g. `smtp = \"smtp://ferry@mail.example:587\"`",
+        );
+        return None;
+    };
+    match SmtpUrl::parse(&s.value) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            doc.error(s.span.clone(), &s.key, e);
+            None
+        }
+    }
+}
+
+/// `subject` and `body`: templates over the files sent, by default naming them. Each
+/// problem is reported at its key (the message is still sent as written).
+fn read_message(doc: &mut Doc<'_>, t: &mut TableReader<'_, '_>) -> (String, String) {
+    let subject = t
+        .str(doc, "subject")
+        .map(|s| s.value)
+        .unwrap_or_else(|| "{{ names | join(', ') }}".into());
+    let body = t.str(doc, "body").map(|s| s.value).unwrap_or_else(|| {
+        "Attached: {{ names | join(', ') }} (job {{ job }}), sent by ferry.".into()
+    });
+    for (key, tpl) in [("subject", &subject), ("body", &body)] {
+        if let Some(e) = template_problem(tpl) {
+            doc.error(
+                t.span_of(key),
+                &format!("{}.{key}", t.path),
+                format!("bad template: {e}"),
+            );
+        }
+    }
+    (subject, body)
+}
+
+/// What is wrong with a mail template: its syntax, else the first name it uses that no
+/// template knows (an unknown filter, say).
+fn template_problem(tpl: &str) -> Option<String> {
+    let env = minijinja::Environment::new();
+    if let Err(e) = env.template_from_str(tpl) {
+        return Some(e.to_string());
+    }
+    crate::transform::check::unknown_names(&env, tpl, true)
+        .first()
+        .map(|(_, e)| e.clone())
 }
 
 fn secret(doc: &mut Doc<'_>, s: &Str) -> Option<crate::secrets::Secret> {

@@ -14,6 +14,7 @@ pub mod http;
 mod job_file;
 pub mod keys;
 pub mod mail;
+mod output;
 pub mod pdf;
 pub mod plumbing;
 pub mod remote;
@@ -23,6 +24,7 @@ pub mod review;
 pub mod secrets;
 pub mod set;
 pub mod share;
+mod source;
 pub mod template;
 mod timing;
 pub mod toml_reader;
@@ -32,7 +34,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::{GlobSet, GlobSetBuilder};
 use toml::de::{DeTable, DeValue};
 
 use defaults::JobDefaults;
@@ -190,21 +192,6 @@ pub struct Job {
     pub review: Option<review::Review>,
 }
 
-/// Names that are skipped in every source: hidden files and the usual temporary names that
-/// editors, office suites and transfer tools write while a file is not complete yet.
-const ALWAYS_SKIPPED: &[&str] = &[
-    ".*",
-    "~*",
-    "*~",
-    "*.tmp",
-    "*.temp",
-    "*.part",
-    "*.partial",
-    "*.crdownload",
-    "*.swp",
-    "*.filepart",
-];
-
 /// `connections` of a remote source or output: 1 to 16, `default` when absent.
 fn read_connections(
     doc: &mut Doc<'_>,
@@ -221,9 +208,6 @@ fn read_connections(
         }
     }
 }
-
-/// Placeholders a done-file name may use.
-const DONE_PLACEHOLDERS: &[&str] = &["name", "stem", "ext"];
 
 impl Source {
     /// Whether a file name is one this source takes (include, exclude and the usual skips).
@@ -422,6 +406,8 @@ fn fingerprint(src: &str) -> String {
     hex::encode(sha2::Sha256::digest(src.as_bytes()))
 }
 
+/// Reads a job file's tables into a [`Job`]. What the checks across jobs need goes into
+/// `facts`, known even when the job has problems.
 fn read_job(
     doc: &mut Doc<'_>,
     name: &str,
@@ -431,10 +417,50 @@ fn read_job(
 ) -> Option<Job> {
     let mut top = TableReader::new("", table.span(), table.get_ref());
     let description = top.str(doc, "description").map(|s| s.value);
-    let source = match top.table(doc, "source") {
-        Some(t) => read_source(doc, root, name, t, &mut facts.source),
+    let source = read_job_source(doc, &mut top, (root, name), &mut facts.source);
+    let records = read_records(doc, &mut top);
+    let (outputs, combines) = read_outputs(doc, &mut top, (root, name), source.as_ref(), &records);
+    let sections = read_sections(doc, &mut top, (root, name), records.has_input, &combines);
+    top.finish_as(doc, "", "");
+    if name.is_empty() || name.starts_with('.') {
+        doc.error(0..0, "", "a job file needs a name like `invoices.toml`");
+    }
+    check_writes(
+        doc,
+        (table.get_ref(), name),
+        &outputs,
+        sections.after.as_ref(),
+        facts,
+    );
+    Some(Job {
+        name: name.to_string(),
+        file: PathBuf::new(),
+        fingerprint: String::new(),
+        description,
+        source: source?,
+        input: records.input?,
+        transform: records.transform?,
+        outputs: outputs.into_iter().collect::<Option<Vec<_>>>()?,
+        after: sections.after?,
+        alert: sections.alert?,
+        pdf: sections.pdf?,
+        retry: sections.retry?,
+        expect: sections.expect?,
+        review: sections.review?,
+    })
+}
+
+/// `[source]`, which every job needs.
+fn read_job_source(
+    doc: &mut Doc<'_>,
+    top: &mut TableReader<'_, '_>,
+    (root, name): (&Path, &str),
+    facts: &mut Option<plumbing::SourceFacts>,
+) -> Option<Source> {
+    match top.table(doc, "source") {
+        Some(t) => source::read_source(doc, root, name, t, facts),
         None => {
-            if table.get_ref().get("source").is_none() {
+            if !top.has("source") {
                 doc.error(
                     0..0,
                     "source",
@@ -443,8 +469,20 @@ fn read_job(
             }
             None
         }
-    };
-    let has_input = table.get_ref().get("input").is_some();
+    }
+}
+
+/// `[input]` and `[transform]`: how the file is read as records, and what is done to
+/// them. Each part is `None` when wrong (reported).
+struct Records {
+    has_input: bool,
+    input: Option<Option<data::Input>>,
+    transform: Option<data::TransformSpec>,
+}
+
+/// Reads `[input]`, then `[transform]` (only with an `[input]`).
+fn read_records(doc: &mut Doc<'_>, top: &mut TableReader<'_, '_>) -> Records {
+    let has_input = top.has("input");
     let input = match top.table(doc, "input") {
         Some(t) => data::read_input(doc, t).map(Some),
         None => Some(None),
@@ -459,26 +497,49 @@ fn read_job(
         Some(t) => data::read_transform(doc, &job_dir, t),
         None => Some(data::TransformSpec::default()),
     };
+    Records {
+        has_input,
+        input,
+        transform,
+    }
+}
+
+/// Where each `[[output]]` says `combine`: all of a job's outputs combine, or none does.
+type Combines = Vec<(bool, std::ops::Range<usize>)>;
+
+/// Every `[[output]]`, each `None` when wrong (reported), and where each says `combine`.
+fn read_outputs(
+    doc: &mut Doc<'_>,
+    top: &mut TableReader<'_, '_>,
+    (root, name): (&Path, &str),
+    source: Option<&Source>,
+    records: &Records,
+) -> (Vec<Option<Output>>, Combines) {
+    let ctx = output::OutputContext {
+        // `member` names a member by its `{stem}`: manifest sets have none.
+        in_set: source.is_some_and(|s| s.set.as_ref().is_some_and(|s| s.manifest.is_none())),
+        fields: output::record_fields(
+            records.has_input,
+            records.input.as_ref(),
+            records.transform.as_ref(),
+        ),
+        batch: combine::JobFacts {
+            scheduled: source.is_none_or(|s| s.timing.is_scheduled()),
+            has_input: records.has_input,
+            split: records
+                .transform
+                .as_ref()
+                .is_some_and(|t| t.split.is_some()),
+        },
+    };
     let mut combines = Vec::new();
-    let outputs: Vec<Option<Output>> = top
+    let outputs = top
         .tables(doc, "output")
         .into_iter()
         .enumerate()
         .map(|(i, t)| {
-            let ctx = OutputContext {
-                // `member` names a member by its `{stem}`: manifest sets have none.
-                in_set: source
-                    .as_ref()
-                    .is_some_and(|s| s.set.as_ref().is_some_and(|s| s.manifest.is_none())),
-                fields: record_fields(has_input, input.as_ref(), transform.as_ref()),
-                batch: combine::JobFacts {
-                    scheduled: source.as_ref().is_none_or(|s| s.timing.is_scheduled()),
-                    has_input,
-                    split: transform.as_ref().is_some_and(|t| t.split.is_some()),
-                },
-            };
             let span = t.span_of("combine");
-            let o = read_output(doc, root, t, &ctx, (name, i));
+            let o = output::read_output(doc, root, t, &ctx, (name, i));
             if let Some(o) = &o {
                 combines.push((o.combine, span));
             }
@@ -486,54 +547,69 @@ fn read_job(
         })
         .collect();
     combine::check_all_or_none(doc, &combines);
-    let after = match top.table(doc, "after") {
-        Some(t) => read_after(doc, root, Some(t)),
-        None => read_after(doc, root, None),
-    };
+    (outputs, combines)
+}
+
+/// The sections after the outputs, each `None` when wrong (reported).
+struct Sections {
+    after: Option<After>,
+    alert: Option<Option<alert::Alert>>,
+    pdf: Option<crate::formats::pdf::PdfLimits>,
+    retry: Option<retry::Retry>,
+    expect: Option<Option<expect::Expect>>,
+    review: Option<Option<review::Review>>,
+}
+
+/// `[after]`, `[alert]`, `[pdf]`, `[retry]`, `[expect]` and `[review]`.
+fn read_sections(
+    doc: &mut Doc<'_>,
+    top: &mut TableReader<'_, '_>,
+    (root, name): (&Path, &str),
+    has_input: bool,
+    combines: &Combines,
+) -> Sections {
+    let after_table = top.table(doc, "after");
+    let after = read_after(doc, root, after_table);
     let alert = match top.table(doc, "alert") {
         Some(t) => alert::read(doc, root, t, name).map(Some),
         None => Some(None),
     };
-    let limits = match top.table(doc, "pdf") {
-        Some(t) => pdf::read_limits(doc, Some(t)),
-        None => pdf::read_limits(doc, None),
-    };
+    let pdf_table = top.table(doc, "pdf");
+    let pdf = pdf::read_limits(doc, pdf_table);
     let retry_table = top.table(doc, "retry");
     let retry = retry::read(doc, retry_table);
     let expect = match top.table(doc, "expect") {
         Some(t) => expect::read(doc, t, has_input).map(Some),
         None => Some(None),
     };
-    let review = read_review(doc, &mut top, has_input, &combines);
-    top.finish_as(doc, "", "");
-    if name.is_empty() || name.starts_with('.') {
-        doc.error(0..0, "", "a job file needs a name like `invoices.toml`");
+    let review = read_review(doc, top, has_input, combines);
+    Sections {
+        after,
+        alert,
+        pdf,
+        retry,
+        expect,
+        review,
     }
+}
+
+/// Where the job writes (for the checks across jobs, into `facts`), once its outputs and
+/// `[after]` are good; and that none of it is inside the job's own source folder.
+fn check_writes(
+    doc: &mut Doc<'_>,
+    (table, name): (&DeTable<'_>, &str),
+    outputs: &[Option<Output>],
+    after: Option<&After>,
+    facts: &mut plumbing::Facts,
+) {
     if let (Some(outputs), Some(after)) =
-        (outputs.iter().cloned().collect::<Option<Vec<_>>>(), &after)
+        (outputs.iter().cloned().collect::<Option<Vec<_>>>(), after)
     {
-        facts.writes = Some(writes(doc, (table.get_ref(), name), &outputs, after));
+        facts.writes = Some(writes(doc, (table, name), &outputs, after));
     }
     if let (Some(source), Some(writes)) = (&facts.source, &facts.writes) {
         check_feedback(doc, source, writes);
     }
-    let (source, outputs, after) = (source?, outputs, after?);
-    Some(Job {
-        name: name.to_string(),
-        file: PathBuf::new(),
-        fingerprint: String::new(),
-        description,
-        source,
-        input: input?,
-        transform: transform?,
-        outputs: outputs.into_iter().collect::<Option<Vec<_>>>()?,
-        after,
-        alert: alert?,
-        pdf: limits?,
-        retry: retry?,
-        expect: expect?,
-        review: review?,
-    })
 }
 
 /// `[review]` (issue 15, `job::review`), and what a reviewed job cannot be: one that
@@ -542,7 +618,7 @@ fn read_review(
     doc: &mut Doc<'_>,
     top: &mut TableReader<'_, '_>,
     has_input: bool,
-    combines: &[(bool, std::ops::Range<usize>)],
+    combines: &Combines,
 ) -> Option<Option<review::Review>> {
     let Some(t) = top.table(doc, "review") else {
         return Some(None);
@@ -638,10 +714,6 @@ fn check_feedback(doc: &mut Doc<'_>, source: &plumbing::SourceFacts, writes: &[p
     }
 }
 
-fn glob_set(doc: &mut Doc<'_>, patterns: &[Str]) -> Option<GlobSet> {
-    compile_globs(doc, patterns, true, false)
-}
-
 /// Compiles glob patterns, each bad one reported at its position. With `names_only` a
 /// pattern matches a file name and a `/` in it is an error; with `any_case` letters match
 /// in either case (mail addresses and subjects).
@@ -715,6 +787,14 @@ fn template(doc: &mut Doc<'_>, s: &Str, allowed: &[&str]) -> Option<Template> {
     }
 }
 
+/// An error at a key's value when the table has it, but must not: `folder` beside a source
+/// that stages its files, `ftp` beside `mailbox` or `email`, ...
+fn refuse(doc: &mut Doc<'_>, key: Option<&Str>, message: &str) {
+    if let Some(k) = key {
+        doc.error(k.span.clone(), &k.key, message);
+    }
+}
+
 /// A folder template: relative folders resolve against the deployment root; the literal
 /// prefix is joined, the placeholders stay to be rendered per file.
 fn folder_template(doc: &mut Doc<'_>, root: &Path, s: &Str) -> Option<Template> {
@@ -744,843 +824,6 @@ fn folder_template_with(
         .replace('{', "{{")
         .replace('}', "}}");
     Template::parse(&format!("{escaped_root}/{}", s.value), allowed).ok()
-}
-
-fn read_source(
-    doc: &mut Doc<'_>,
-    root: &Path,
-    job_name: &str,
-    mut t: TableReader<'_, '_>,
-    facts: &mut Option<plumbing::SourceFacts>,
-) -> Option<Source> {
-    let is_mailbox = t.has("mailbox");
-    let is_database = t.has("database");
-    let is_http = t.has("http");
-    let has_include = t.has("include");
-    let move_to_span = t.span_of("move_to");
-    let ftp = t.str(doc, "ftp");
-    let webdav = webdav::url_key(
-        doc,
-        &mut t,
-        !is_mailbox && !is_database && !is_http,
-        [ftp.as_ref()],
-    );
-    let mut folder = t.str(doc, "folder");
-    let mut remote_parts = None;
-    if is_database || is_http {
-        // A database or REST source stages each run's rows, like a mailbox its attachments.
-        let kind = if is_database { "database" } else { "http" };
-        folder = polled_staging(doc, &mut t, folder.as_ref(), ftp.as_ref(), (job_name, kind));
-    } else if is_mailbox {
-        if let Some(f) = &folder {
-            doc.error(
-                f.span.clone(),
-                &f.key,
-                "a mailbox source stages its attachments locally in `staging` (default \"var/staging/{job}\"); remove `folder`",
-            );
-        }
-        if let Some(f) = &ftp {
-            doc.error(
-                f.span.clone(),
-                &f.key,
-                "a source has either `mailbox` or `ftp`, not both",
-            );
-        }
-        folder = Some(t.str(doc, "staging").unwrap_or_else(|| Str {
-            value: format!("var/staging/{job_name}"),
-            span: 0..0,
-            key: "source.staging".into(),
-        }));
-    } else if let Some(url) = ftp.as_ref().or(webdav.as_ref()) {
-        if let Some(f) = &folder {
-            doc.error(
-                f.span.clone(),
-                &f.key,
-                "a remote source stages its files locally in `staging` (default \"var/staging/{job}\"); remove `folder`",
-            );
-        }
-        let endpoint = if ftp.is_some() {
-            remote::read_endpoint(doc, &mut t, url)
-        } else {
-            // WebDAV sources (issue 17): staged as FTP's (src/job/webdav.rs).
-            webdav::read_endpoint(doc, root, &mut t, url)
-                .map(|e| remote::Endpoint::Webdav(Box::new(e)))
-        };
-        let success_raw = t.str(doc, "success");
-        let move_to = t.str(doc, "move_to");
-        let success = match (success_raw.as_ref().map(|s| s.value.as_str()), move_to) {
-            (None | Some("delete"), None) => Some(remote::Disposal::Delete),
-            (Some("keep"), None) => Some(remote::Disposal::Keep),
-            (Some("move"), Some(m)) if !m.value.trim().is_empty() => Some(remote::Disposal::Move(
-                m.value.trim_end_matches('/').to_string(),
-            )),
-            (Some("move"), _) => {
-                doc.error(
-                    t.span.clone(),
-                    "source.move_to",
-                    "`success = \"move\"` needs `move_to`: the remote folder to move taken files into",
-                );
-                None
-            }
-            (_, Some(m)) => {
-                doc.error(
-                    m.span.clone(),
-                    &m.key,
-                    "`move_to` only counts with `success = \"move\"`",
-                );
-                None
-            }
-            (Some(_), None) => {
-                let s = success_raw.clone().expect("present");
-                doc.error(
-                    s.span.clone(),
-                    &s.key,
-                    format!(
-                        "expected one of \"delete\", \"move\", \"keep\", found {:?}",
-                        s.value
-                    ),
-                );
-                None
-            }
-        };
-        let staging = t.str(doc, "staging").unwrap_or_else(|| Str {
-            value: format!("var/staging/{job_name}"),
-            span: 0..0,
-            key: "source.staging".into(),
-        });
-        folder = Some(staging);
-        let connections = read_connections(doc, &mut t, remote::DEFAULT_SOURCE_CONNECTIONS);
-        remote_parts = Some((endpoint, success, connections));
-    }
-    if folder.is_none() && t.span_of("folder") == t.span {
-        doc.error(
-            t.span.clone(),
-            "source.folder",
-            "missing `folder`: the folder to take files from, e.g. `folder = \"var/inbox\"`",
-        );
-    }
-    let include = t.str_list(doc, "include");
-    let exclude = t.str_list(doc, "exclude").unwrap_or_default();
-    let settle_raw = t.str(doc, "settle");
-    let settle = duration(doc, settle_raw, Duration::from_secs(2));
-    let poll_raw = t.str(doc, "poll");
-    let poll = duration(doc, poll_raw, Duration::from_secs(5));
-    let watch_raw = t.str(doc, "watch");
-    // Absent, it depends on the folder: shares are polled (job::share).
-    let watch_written = watch_raw.is_some();
-    let watch = one_of(
-        doc,
-        watch_raw,
-        &[("auto", Watch::Auto), ("poll", Watch::Poll)],
-        Watch::Auto,
-    );
-    let ready_kind_raw = t.str(doc, "ready");
-    let ready_kind = one_of(
-        doc,
-        ready_kind_raw,
-        &[("settle", false), ("done-file", true)],
-        false,
-    );
-    let done = t.str_list(doc, "done");
-    let recursive = t.bool(doc, "recursive").unwrap_or(false);
-    let allow_cycle = t.bool(doc, "allow_cycle").unwrap_or(false);
-    let mailbox = if is_mailbox {
-        // A mailbox is polled every minute unless the job says otherwise (IDLE wakes it).
-        let p = if t.has("poll") {
-            poll.unwrap_or(Duration::from_secs(60))
-        } else {
-            Duration::from_secs(60)
-        };
-        mail::read_mailbox(doc, root, &mut t, p).map(Some)
-    } else {
-        Some(None)
-    };
-    let database = if is_database {
-        // A query runs every minute (without `schedule` or `every`) unless the job says
-        // otherwise.
-        let p = if t.has("poll") {
-            poll.unwrap_or(Duration::from_secs(60))
-        } else {
-            Duration::from_secs(60)
-        };
-        database_source::read_database(doc, root, &mut t, p).map(Some)
-    } else {
-        Some(None)
-    };
-    let http = if is_http && !is_database {
-        // As a query: every minute unless the job says otherwise.
-        let p = if t.has("poll") {
-            poll.unwrap_or(Duration::from_secs(60))
-        } else {
-            Duration::from_secs(60)
-        };
-        rest_source::read_rest(doc, root, &mut t, p).map(Some)
-    } else {
-        Some(None)
-    };
-    let content = pdf::read_content_rule(doc, &mut t);
-    let timing = timing::read(doc, &mut t);
-    let set = match t.table(doc, "set") {
-        Some(st) => set::read(doc, st).map(Some),
-        None => Some(None),
-    };
-    // A set's members are what the job takes, unless `include` says otherwise.
-    let include = match (include, &set) {
-        (None, Some(Some(s))) if s.manifest.is_none() => Some(
-            s.members
-                .iter()
-                .map(|m| Str {
-                    value: m.glob(),
-                    span: 0..0,
-                    key: "source.set.members".into(),
-                })
-                .collect(),
-        ),
-        (i, _) => i,
-    };
-    let mut ok = true;
-    if let Some(p) = poll
-        && p < Duration::from_millis(100)
-    {
-        let span = t.span_of("poll");
-        doc.error(span, "source.poll", "expected at least \"100ms\"");
-        ok = false;
-    }
-    let ready = match (ready_kind, done) {
-        (Some(true), done) => {
-            let done = done.unwrap_or_else(|| {
-                ["{name}.done", "{stem}.done"]
-                    .iter()
-                    .map(|v| Str {
-                        value: v.to_string(),
-                        span: 0..0,
-                        key: "source.done".into(),
-                    })
-                    .collect()
-            });
-            let templates: Vec<Option<Template>> = done
-                .iter()
-                .map(|s| {
-                    let t = template(doc, s, DONE_PLACEHOLDERS)?;
-                    if t.to_glob().chars().all(|c| c == '*') || t.is_literal() {
-                        doc.error(
-                            s.span.clone(),
-                            &s.key,
-                            format!(
-                                "expected a done-file name made of a placeholder and fixed text, like \"{{name}}.done\", found {:?}",
-                                s.value
-                            ),
-                        );
-                        return None;
-                    }
-                    Some(t)
-                })
-                .collect();
-            templates
-                .into_iter()
-                .collect::<Option<Vec<_>>>()
-                .map(Ready::DoneFile)
-        }
-        (Some(false), Some(d)) => {
-            let span = d.first().map_or(t.span.clone(), |d| d.span.clone());
-            doc.error(
-                span,
-                "source.done",
-                "`done` names trigger files, which only count with `ready = \"done-file\"`",
-            );
-            None
-        }
-        (Some(false), None) => Some(Ready::Settle),
-        (None, _) => None,
-    };
-    let include_set = include.as_ref().map(|list| glob_set(doc, list));
-    let mut all_exclude: Vec<Str> = ALWAYS_SKIPPED
-        .iter()
-        .map(|p| Str {
-            value: p.to_string(),
-            span: 0..0,
-            key: String::new(),
-        })
-        .collect();
-    all_exclude.extend(exclude.iter().cloned());
-    let exclude_set = glob_set(doc, &all_exclude);
-    let mut triggers = GlobSetBuilder::new();
-    if let Some(Ready::DoneFile(list)) = &ready {
-        for t in list {
-            if let Ok(g) = Glob::new(&t.to_glob()) {
-                triggers.add(g);
-            }
-        }
-    }
-    let trigger_set = triggers.build().ok();
-    let kind = match (is_mailbox, is_database) {
-        (true, _) => "mailbox",
-        (_, true) => "database",
-        _ if is_http => "http",
-        _ if webdav.is_some() => "webdav",
-        _ => "",
-    };
-    t.finish_as(doc, "source", kind);
-    if let Some(f) = &folder
-        && !f.value.trim().is_empty()
-        && (include.is_some() || !has_include)
-    {
-        *facts = Some(plumbing::SourceFacts {
-            folder: resolve(root, &f.value),
-            include: include.iter().flatten().map(|s| s.value.clone()).collect(),
-            recursive,
-            by_content: matches!(content, Some(Some(_))),
-            allow_cycle,
-            ftp: remote_parts
-                .as_ref()
-                .and_then(|(e, _, _)| e.as_ref())
-                .map(plumbing::FtpPlace::of),
-            remote_move: match &remote_parts {
-                Some((Some(e), Some(remote::Disposal::Move(to)), _)) => Some(plumbing::Write {
-                    target: plumbing::Target::Ftp(plumbing::FtpPlace::of(e).below(to)),
-                    at: plumbing::At::new(doc, move_to_span, "source.move_to"),
-                }),
-                _ => None,
-            },
-            at: match ftp.as_ref().or(webdav.as_ref()) {
-                Some(url) => plumbing::At::new(doc, url.span.clone(), &url.key),
-                None => plumbing::At::new(doc, f.span.clone(), &f.key),
-            },
-        });
-    }
-    let folder = folder?;
-    if folder.value.trim().is_empty() {
-        doc.error(
-            folder.span.clone(),
-            &folder.key,
-            "expected a folder path, found an empty string",
-        );
-        return None;
-    }
-    if let Some(why) = share::foreign_path(&folder.value) {
-        doc.error(folder.span.clone(), &folder.key, why);
-        return None;
-    }
-    if !ok {
-        return None;
-    }
-    let ready = ready?;
-    let settle = settle?;
-    let remote = match remote_parts {
-        Some((endpoint, success, connections)) => Some(remote::RemoteSource {
-            endpoint: endpoint?,
-            success: success?,
-            connections: connections?,
-            settle,
-            ready: ready.clone(),
-        }),
-        None => None,
-    };
-    // A staging folder is read at once: files only ever appear there by rename.
-    let mailbox = mailbox?;
-    let database = database?;
-    let http = http?;
-    let (settle, ready) =
-        if remote.is_some() || mailbox.is_some() || database.is_some() || http.is_some() {
-            (Duration::ZERO, Ready::Settle)
-        } else {
-            (settle, ready)
-        };
-    Some(Source {
-        remote,
-        folder: resolve(root, &folder.value),
-        include: include
-            .unwrap_or_default()
-            .into_iter()
-            .map(|s| s.value)
-            .collect(),
-        exclude: exclude.into_iter().map(|s| s.value).collect(),
-        include_set: match include_set {
-            Some(s) => Some(s?),
-            None => None,
-        },
-        exclude_set: exclude_set?,
-        trigger_set: trigger_set?,
-        settle,
-        poll: poll?,
-        watch: share::default_watch(
-            watch_written.then_some(watch?),
-            &resolve(root, &folder.value),
-        ),
-        ready,
-        recursive,
-        mailbox,
-        database,
-        http,
-        content: content?,
-        set: set?,
-        timing: timing?,
-    })
-}
-
-/// The staging folder of a database or REST source (`staging`, default
-/// `var/staging/{job}`); `folder`, `ftp`, `mailbox` (and a second such source) are refused
-/// beside it. `kind` is the source's key: "database" or "http".
-fn polled_staging(
-    doc: &mut Doc<'_>,
-    t: &mut TableReader<'_, '_>,
-    folder: Option<&Str>,
-    ftp: Option<&Str>,
-    (job_name, kind): (&str, &str),
-) -> Option<Str> {
-    let (what, noun) = if kind == "http" {
-        ("REST", "records")
-    } else {
-        ("database", "rows")
-    };
-    if let Some(f) = folder {
-        doc.error(
-            f.span.clone(),
-            &f.key,
-            format!("a {what} source stages each run's {noun} locally in `staging` (default \"var/staging/{{job}}\"); remove `folder`"),
-        );
-    }
-    if let Some(f) = ftp {
-        doc.error(
-            f.span.clone(),
-            &f.key,
-            format!("a source has either `{kind}` or `ftp`, not both"),
-        );
-    }
-    for other in ["mailbox", "database", "http"] {
-        if other != kind && t.has(other) {
-            doc.error(
-                t.span_of(other),
-                &format!("source.{other}"),
-                format!("a source has either `{kind}` or `{other}`, not both"),
-            );
-        }
-    }
-    Some(t.str(doc, "staging").unwrap_or_else(|| Str {
-        value: format!("var/staging/{job_name}"),
-        span: 0..0,
-        key: "source.staging".into(),
-    }))
-}
-
-/// The local outbox of a remote output (`outbox`, default `var/outbox/{job}/N`): its
-/// path, and the same as the output's folder template (braces escaped).
-fn read_outbox(
-    doc: &mut Doc<'_>,
-    root: &Path,
-    t: &mut TableReader<'_, '_>,
-    job_name: &str,
-    idx: usize,
-) -> (PathBuf, Str) {
-    let outbox = t.str(doc, "outbox").unwrap_or_else(|| Str {
-        value: format!("var/outbox/{job_name}/{}", idx + 1),
-        span: 0..0,
-        key: format!("{}.outbox", t.path),
-    });
-    if outbox.value.contains('{') {
-        doc.error(
-            outbox.span.clone(),
-            &outbox.key,
-            "expected a plain folder (no placeholders) for the outbox",
-        );
-    }
-    let path = resolve(root, &outbox.value);
-    let folder = Str {
-        value: path
-            .display()
-            .to_string()
-            .replace('{', "{{")
-            .replace('}', "}}"),
-        ..outbox
-    };
-    (path, folder)
-}
-
-/// The record fields a job's names may use: none without `[input]`; `Unknown` when only
-/// the file says (a CSV header, JSON keys): they are checked per file then.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum RecordFields {
-    NoInput,
-    Unknown,
-    Known(Vec<String>),
-}
-
-/// What an `[[output]]` needs to know about the rest of its job.
-struct OutputContext {
-    in_set: bool,
-    fields: RecordFields,
-    batch: combine::JobFacts,
-}
-
-/// The fields of a job's first record as names see it: the input's fields (captures,
-/// paths, columns) and the transform's.
-fn record_fields(
-    has_input: bool,
-    input: Option<&Option<data::Input>>,
-    transform: Option<&data::TransformSpec>,
-) -> RecordFields {
-    if !has_input {
-        return RecordFields::NoInput;
-    }
-    let Some(Some(input)) = input else {
-        // A broken [input] is reported already; do not add errors about its fields.
-        return RecordFields::Unknown;
-    };
-    let Some(mut names) = input.field_names() else {
-        return RecordFields::Unknown;
-    };
-    names.extend(
-        transform
-            .iter()
-            .flat_map(|t| t.fields.iter().map(|(n, _)| n.clone())),
-    );
-    RecordFields::Known(names)
-}
-
-/// Checks the record fields a name or folder template uses (other than `own`, which the
-/// output gives itself) against what the job's records can have; each error points at
-/// its placeholder.
-fn check_fields(
-    doc: &mut Doc<'_>,
-    s: &Str,
-    tpl: &Template,
-    fields: &RecordFields,
-    own: &[&str],
-) -> bool {
-    let mut ok = true;
-    for f in tpl.fields().into_iter().filter(|f| !own.contains(f)) {
-        let message = match fields {
-            RecordFields::Unknown => continue,
-            RecordFields::Known(k) if k.iter().any(|n| n == f) => continue,
-            RecordFields::NoInput => format!(
-                "`{{{f}}}` names a field of the file's records: add an `[input]` section that reads them (a PDF's text with `format = \"pdf\"` and `[input.capture]`, an XML's paths, ...)"
-            ),
-            RecordFields::Known(k) => format!(
-                "unknown placeholder `{{{f}}}`: no field of the job's records has this name; they have {}{}",
-                k.iter()
-                    .map(|n| format!("{{{n}}}"))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                if own.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        ", and this output {}",
-                        own.iter()
-                            .map(|n| format!("{{{n}}}"))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    )
-                }
-            ),
-        };
-        let at = [format!("{{{f}}}"), format!("{{field:{f}}}")]
-            .iter()
-            .find_map(|p| s.value.find(p.as_str()).map(|i| i..i + p.len()))
-            .unwrap_or(0..0);
-        doc.error_in_str(s, at, message);
-        ok = false;
-    }
-    ok
-}
-
-fn read_output(
-    doc: &mut Doc<'_>,
-    root: &Path,
-    mut t: TableReader<'_, '_>,
-    ctx: &OutputContext,
-    (job_name, idx): (&str, usize),
-) -> Option<Output> {
-    let has_input = ctx.fields != RecordFields::NoInput;
-    let in_set = ctx.in_set;
-    let is_email = t.has("email");
-    let ftp = t.str(doc, "ftp");
-    let http = if !is_email && t.has("http") {
-        t.str(doc, "http")
-    } else {
-        None
-    };
-    let webdav = webdav::url_key(doc, &mut t, !is_email, [ftp.as_ref(), http.as_ref()]);
-    let mut folder = t.str(doc, "folder");
-    let mut remote_parts = None;
-    let mut email = Some(None);
-    let is_database = t.has("database");
-    let mut database = None;
-    if is_database {
-        let (outbox, db) =
-            database::read_output(doc, root, &mut t, &mut folder, (job_name, idx), has_input);
-        database = db;
-        folder = Some(outbox);
-    } else if is_email {
-        if let Some(f) = &folder {
-            doc.error(
-                f.span.clone(),
-                &f.key,
-                "an email output is written to a local `outbox` first (default \"var/outbox/{job}/N\"); remove `folder`",
-            );
-        }
-        if let Some(f) = &ftp {
-            doc.error(
-                f.span.clone(),
-                &f.key,
-                "an output has either `email` or `ftp`, not both",
-            );
-        }
-        let (outbox_path, outbox) = read_outbox(doc, root, &mut t, job_name, idx);
-        email = mail::read_email(doc, root, &mut t, outbox_path).map(Some);
-        folder = Some(outbox);
-    } else if let Some(url) = &ftp {
-        if let Some(f) = &folder {
-            doc.error(
-                f.span.clone(),
-                &f.key,
-                "a remote output is written to a local `outbox` first (default \"var/outbox/{job}/N\"); remove `folder`",
-            );
-        }
-        let endpoint = remote::read_endpoint(doc, &mut t, url);
-        let done_file = t.str(doc, "done_file");
-        let connections = read_connections(doc, &mut t, remote::DEFAULT_OUTPUT_CONNECTIONS);
-        let done = match done_file {
-            Some(d) => template(doc, &d, PLACEHOLDERS).map(Some),
-            None => Some(None),
-        };
-        let (outbox_path, outbox) = read_outbox(doc, root, &mut t, job_name, idx);
-        remote_parts = Some((endpoint, done, outbox_path, connections));
-        folder = Some(outbox);
-        if let Some(h) = &http {
-            doc.error(
-                h.span.clone(),
-                &h.key,
-                "an output has either `ftp` or `http`, not both",
-            );
-        }
-    } else if let Some(url) = &http {
-        // HTTP outputs (issue 17): an outbox and a deliverer, as `ftp` (src/job/http.rs).
-        if let Some(f) = &folder {
-            doc.error(
-                f.span.clone(),
-                &f.key,
-                "a remote output is written to a local `outbox` first (default \"var/outbox/{job}/N\"); remove `folder`",
-            );
-        }
-        let endpoint =
-            http::read_http(doc, root, &mut t, url).map(|h| remote::Endpoint::Http(Box::new(h)));
-        let connections = read_connections(doc, &mut t, remote::DEFAULT_OUTPUT_CONNECTIONS);
-        let (outbox_path, outbox) = read_outbox(doc, root, &mut t, job_name, idx);
-        remote_parts = Some((endpoint, Some(None), outbox_path, connections));
-        folder = Some(outbox);
-    } else if let Some(url) = &webdav {
-        // WebDAV outputs (issue 17): an outbox and a deliverer, as `ftp` (src/job/webdav.rs).
-        if let Some(f) = &folder {
-            doc.error(
-                f.span.clone(),
-                &f.key,
-                "a remote output is written to a local `outbox` first (default \"var/outbox/{job}/N\"); remove `folder`",
-            );
-        }
-        let endpoint = webdav::read_endpoint(doc, root, &mut t, url)
-            .map(|e| remote::Endpoint::Webdav(Box::new(e)));
-        let connections = read_connections(doc, &mut t, remote::DEFAULT_OUTPUT_CONNECTIONS);
-        let (outbox_path, outbox) = read_outbox(doc, root, &mut t, job_name, idx);
-        remote_parts = Some((endpoint, Some(None), outbox_path, connections));
-        folder = Some(outbox);
-    }
-    if folder.is_none() && t.span_of("folder") == t.span {
-        doc.error(
-            t.span.clone(),
-            &format!("{}.folder", t.path),
-            "missing `folder`: where to write this output, e.g. `folder = \"var/out\"`",
-        );
-    }
-    let name = t.str(doc, "name");
-    let exists_raw = t.str(doc, "exists");
-    let exists = one_of(
-        doc,
-        exists_raw,
-        &[
-            ("fail", Exists::Fail),
-            ("overwrite", Exists::Overwrite),
-            ("unique", Exists::Unique),
-            ("skip", Exists::Skip),
-        ],
-        Exists::Fail,
-    );
-    let mut data = match &database {
-        Some(db) => Some(data::OutputData {
-            format: data::OutputFormat::Database(std::sync::Arc::new(db.clone()), None),
-            ..Default::default()
-        }),
-        None if is_database => None,
-        None => data::read_output_data(doc, &mut t, has_input),
-    };
-    if let Some(Some(remote::Endpoint::Http(h))) = remote_parts.as_ref().map(|p| &p.0) {
-        data = http::outbox_data(doc, &t, h, data, has_input);
-    }
-    let records = data
-        .as_ref()
-        .is_none_or(|d| !matches!(d.format, data::OutputFormat::Original));
-    let mut combine = combine::read(doc, &mut t, &ctx.batch, records);
-    if combine == Some(true) {
-        let ok_folder = folder
-            .as_ref()
-            .is_none_or(|f| combine::check_template(doc, f));
-        let ok_name = name
-            .as_ref()
-            .is_none_or(|n| combine::check_template(doc, n));
-        if !(ok_folder && ok_name) {
-            combine = None;
-        }
-    }
-    let extract = pdf::read_extract(doc, &mut t);
-    let member = match t.str(doc, "member") {
-        None => Some(None),
-        Some(m) if !in_set => {
-            doc.error(
-                m.span.clone(),
-                &m.key,
-                "`member` names a file of a document set by its `{stem}`: the job needs `[source.set] members`",
-            );
-            None
-        }
-        Some(m) => match m.value.split_once("{stem}") {
-            Some((p, s)) if !s.contains("{stem}") => Some(Some(set::Member {
-                prefix: p.to_string(),
-                suffix: s.to_string(),
-            })),
-            _ => {
-                doc.error(
-                    m.span.clone(),
-                    &m.key,
-                    format!(
-                        "expected one of the set's members, like \"{{stem}}.pdf\", found {:?}",
-                        m.value
-                    ),
-                );
-                None
-            }
-        },
-    };
-    if let (Some(Some(_)), Some(d)) = (&extract, &data)
-        && !matches!(d.format, data::OutputFormat::Original)
-    {
-        doc.error(
-            t.span_of("format"),
-            &format!("{}.format", t.path),
-            "an `extract` output writes the pieces as they are; remove `format`",
-        );
-        return None;
-    }
-    let kind = match (is_email, &http) {
-        (true, _) => "email",
-        (false, Some(_)) => "http",
-        (false, None) if webdav.is_some() => "webdav",
-        (false, None) if is_database => "database",
-        (false, None) => "",
-    };
-    t.finish_as(doc, "output", kind);
-    let extract = extract?;
-    let mut with_fields = PLACEHOLDERS.to_vec();
-    with_fields.push(template::FIELDS);
-    let folder = folder?;
-    let folder_allowed = if has_input {
-        &with_fields[..]
-    } else {
-        PLACEHOLDERS
-    };
-    let folder = folder_template_with(doc, root, &folder, folder_allowed)
-        .filter(|tpl| check_fields(doc, &folder, tpl, &ctx.fields, &[]));
-    let name = match (name, &extract) {
-        (Some(n), Some(e)) => {
-            let tpl = template(doc, &n, &with_fields)?;
-            if !check_fields(doc, &n, &tpl, &ctx.fields, pdf::extract_fields(e)) {
-                return None;
-            }
-            Some(tpl)
-        }
-        (None, Some(e)) => {
-            let default = match e {
-                pdf::Extract::Attachments { .. } => "{attachment}",
-                pdf::Extract::Pages(_) => "{stem}_{page}.pdf",
-                pdf::Extract::Merge => "{stem}.pdf",
-            };
-            let mut allowed = PLACEHOLDERS.to_vec();
-            allowed.push(template::FIELDS);
-            Template::parse(default, &allowed).ok()
-        }
-        (Some(n), None) => {
-            let mut allowed = PLACEHOLDERS.to_vec();
-            if has_input {
-                allowed.push(template::FIELDS);
-            }
-            let tpl = template(doc, &n, &allowed);
-            if let Some(t) = &tpl
-                && !check_fields(doc, &n, t, &ctx.fields, &[])
-            {
-                return None;
-            }
-            if n.value.trim().is_empty() || n.value.starts_with('/') {
-                doc.error(
-                    n.span.clone(),
-                    &n.key,
-                    format!(
-                        "expected a file name relative to the output folder, found {:?}",
-                        n.value
-                    ),
-                );
-                return None;
-            }
-            tpl
-        }
-        (None, None) => Template::parse(
-            &default_name(data.as_ref().map(|d| &d.format)),
-            PLACEHOLDERS,
-        )
-        .ok(),
-    };
-    // An HTTP output's outbox names start with the file's `{seq}`: its idempotency keys
-    // are derived from it (src/outputs/http.rs).
-    let name = match (&http, name) {
-        (Some(_), Some(n)) => {
-            Template::parse(&format!("{{seq}}-{}", n.as_str()), &with_fields).ok()
-        }
-        (_, n) => n,
-    };
-    let deliver = match remote_parts {
-        Some((endpoint, done_file, outbox, connections)) => Some(remote::RemoteTarget {
-            endpoint: endpoint?,
-            done_file: done_file?,
-            outbox,
-            connections: connections?,
-        }),
-        None => None,
-    };
-    Some(Output {
-        folder: folder?,
-        name: name?,
-        exists: exists?,
-        data: data?,
-        deliver,
-        email: email?,
-        extract,
-        member: member?,
-        combine: combine?,
-    })
-}
-
-/// An output's name when the job gives none: the original's name, or with a record format
-/// its stem and the format's extension (`orders.json` written as CSV is `orders.csv`).
-fn default_name(format: Option<&data::OutputFormat>) -> String {
-    use data::OutputFormat as F;
-    let ext = match format {
-        None | Some(F::Original) => return "{name}".into(),
-        Some(F::Csv(_)) => "csv",
-        Some(F::Json(crate::formats::json::JsonStyle::Array)) => "json",
-        Some(F::Json(crate::formats::json::JsonStyle::Lines)) => "jsonl",
-        Some(F::Xml(_)) => "xml",
-        Some(F::Fixed(_) | F::Text(_)) => "txt",
-        Some(F::Database(..)) => "load",
-    };
-    format!("{{stem}}.{ext}")
 }
 
 fn read_after(doc: &mut Doc<'_>, root: &Path, t: Option<TableReader<'_, '_>>) -> Option<After> {

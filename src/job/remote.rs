@@ -170,18 +170,39 @@ pub fn read_endpoint(
 
 /// Warnings for `ferry check`: literal passwords in job files.
 pub fn check_warnings(job: &Job) -> Vec<Diag> {
-    let text = std::fs::read_to_string(&job.file).unwrap_or_default();
-    let line_of = |needle: &str, nth: usize| -> usize {
-        text.lines()
-            .enumerate()
-            .filter(|(_, l)| l.trim_start().starts_with(needle))
-            .nth(nth)
-            .map_or(1, |(i, _)| i + 1)
+    let mut w = Warnings {
+        job,
+        text: std::fs::read_to_string(&job.file).unwrap_or_default(),
+        out: Vec::new(),
     };
-    let mut out = Vec::new();
-    let mut warn = |key: String, line: usize, what: &str| {
-        out.push(Diag {
-            file: job.file.clone(),
+    w.source();
+    w.emails();
+    w.databases();
+    w.deliveries();
+    w.out
+}
+
+/// The literal-password warnings of one job, each at the line of the key that names its
+/// endpoint (the nth `ftp = ...` line for the nth FTP endpoint, ...).
+struct Warnings<'a> {
+    job: &'a Job,
+    /// The job file's text.
+    text: String,
+    out: Vec<Diag>,
+}
+
+impl Warnings<'_> {
+    /// A warning about `key`, at the `nth` line (from 0) that starts with `word`, or line 1.
+    fn warn(&mut self, key: String, (word, nth): (&str, usize), what: &str) {
+        let line = self
+            .text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.trim_start().starts_with(word))
+            .nth(nth)
+            .map_or(1, |(i, _)| i + 1);
+        self.out.push(Diag {
+            file: self.job.file.clone(),
             line,
             col: 1,
             key,
@@ -189,106 +210,89 @@ pub fn check_warnings(job: &Job) -> Vec<Diag> {
                 "a literal password {what}: anyone who reads the job file has it; use `password = \"${{env:NAME}}\"` or `\"${{file:/path}}\"`"
             ),
         });
-    };
-    if let Some(r) = &job.source.remote
-        && r.endpoint.literal_password()
-    {
-        let word = match r.endpoint {
-            Endpoint::Webdav(_) => "webdav",
-            _ => "ftp",
-        };
-        warn("source.password".into(), line_of(word, 0), "in the source");
     }
-    if job
-        .source
-        .mailbox
-        .as_ref()
-        .is_some_and(|m| m.password.is_literal())
-    {
-        warn(
-            "source.password".into(),
-            line_of("mailbox", 0),
-            "in the source",
-        );
-    }
-    for (i, o) in job.outputs.iter().enumerate() {
-        if o.email
-            .as_ref()
-            .and_then(|e| e.password.as_ref())
-            .is_some_and(|p| p.is_literal())
+
+    /// An FTP or WebDAV source's password, a mailbox's.
+    fn source(&mut self) {
+        let source = &self.job.source;
+        if let Some(r) = &source.remote
+            && r.endpoint.literal_password()
         {
-            warn(
-                format!("output[{}].password", i + 1),
-                line_of("email", i),
-                "in this output",
-            );
+            let word = match r.endpoint {
+                Endpoint::Webdav(_) => "webdav",
+                _ => "ftp",
+            };
+            self.warn("source.password".into(), (word, 0), "in the source");
+        }
+        if source
+            .mailbox
+            .as_ref()
+            .is_some_and(|m| m.password.is_literal())
+        {
+            self.warn("source.password".into(), ("mailbox", 0), "in the source");
         }
     }
-    let mut nth_db = 0;
-    for (i, o) in job.outputs.iter().enumerate() {
-        if let super::data::OutputFormat::Database(db, _) = &o.data.format {
-            if db.url.password.as_ref().is_some_and(|p| p.is_literal()) {
-                warn(
-                    format!("output[{}].password", i + 1),
-                    line_of("database", nth_db),
-                    "in this output",
-                );
+
+    /// Email outputs' SMTP passwords.
+    fn emails(&mut self) {
+        let job = self.job;
+        for (i, o) in job.outputs.iter().enumerate() {
+            if o.email
+                .as_ref()
+                .and_then(|e| e.password.as_ref())
+                .is_some_and(|p| p.is_literal())
+            {
+                let key = format!("output[{}].password", i + 1);
+                self.warn(key, ("email", i), "in this output");
             }
-            nth_db += 1;
         }
     }
-    let mut nth = usize::from(matches!(
-        job.source.remote.as_ref().map(|r| &r.endpoint),
-        Some(Endpoint::Ftp(_))
-    ));
-    let mut nth_http = usize::from(job.source.http.is_some());
-    if let Some(h) = &job.source.http
-        && h.access.literal_password()
-    {
-        warn(
-            "source.password".into(),
-            line_of("http", 0),
-            "in the source (a password or a credential header)",
-        );
-    }
-    let mut nth_webdav = usize::from(matches!(
-        job.source.remote.as_ref().map(|r| &r.endpoint),
-        Some(Endpoint::Webdav(_))
-    ));
-    for (i, o) in job.outputs.iter().enumerate() {
-        if let Some(d) = &o.deliver {
-            let is_http = matches!(d.endpoint, Endpoint::Http(_));
-            if let Endpoint::Webdav(_) = d.endpoint {
-                if d.endpoint.literal_password() {
-                    warn(
-                        format!("output[{}].password", i + 1),
-                        line_of("webdav", nth_webdav),
-                        "in this output",
-                    );
+
+    /// Database outputs' passwords.
+    fn databases(&mut self) {
+        let job = self.job;
+        let mut nth_db = 0;
+        for (i, o) in job.outputs.iter().enumerate() {
+            if let super::data::OutputFormat::Database(db, _) = &o.data.format {
+                if db.url.password.as_ref().is_some_and(|p| p.is_literal()) {
+                    let key = format!("output[{}].password", i + 1);
+                    self.warn(key, ("database", nth_db), "in this output");
                 }
-                nth_webdav += 1;
-                continue;
-            }
-            if d.endpoint.literal_password() {
-                let line = if is_http {
-                    line_of("http", nth_http)
-                } else {
-                    line_of("ftp", nth)
-                };
-                warn(
-                    format!("output[{}].password", i + 1),
-                    line,
-                    "in this output (a password or a credential header)",
-                );
-            }
-            if is_http {
-                nth_http += 1;
-            } else {
-                nth += 1;
+                nth_db += 1;
             }
         }
     }
-    out
+
+    /// A REST source's password or credential header, then FTP, HTTP and WebDAV outputs'.
+    fn deliveries(&mut self) {
+        let job = self.job;
+        if let Some(h) = &job.source.http
+            && h.access.literal_password()
+        {
+            let what = "in the source (a password or a credential header)";
+            self.warn("source.password".into(), ("http", 0), what);
+        }
+        // An output's URL key comes after the source's of its kind.
+        let source = job.source.remote.as_ref().map(|r| &r.endpoint);
+        let mut nth_ftp = usize::from(matches!(source, Some(Endpoint::Ftp(_))));
+        let mut nth_http = usize::from(job.source.http.is_some());
+        let mut nth_webdav = usize::from(matches!(source, Some(Endpoint::Webdav(_))));
+        let credential = "in this output (a password or a credential header)";
+        for (i, o) in job.outputs.iter().enumerate() {
+            let Some(d) = &o.deliver else {
+                continue;
+            };
+            let (word, nth, what) = match d.endpoint {
+                Endpoint::Webdav(_) => ("webdav", &mut nth_webdav, "in this output"),
+                Endpoint::Http(_) => ("http", &mut nth_http, credential),
+                Endpoint::Ftp(_) => ("ftp", &mut nth_ftp, credential),
+            };
+            if d.endpoint.literal_password() {
+                self.warn(format!("output[{}].password", i + 1), (word, *nth), what);
+            }
+            *nth += 1;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,9 +8,10 @@
 //! the manifest is the lead, its entries (one name a line, a CSV column, or the text of
 //! an XML element) name the other members, in their order.
 
+use std::ops::Range;
 use std::time::Duration;
 
-use super::toml_reader::{Doc, TableReader, parse_duration};
+use super::toml_reader::{Doc, Str, TableReader, parse_duration};
 
 /// How a manifest lists its members.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,26 +93,27 @@ impl SetSpec {
     }
 }
 
-/// Reads `[source.set]`.
+/// The keys of `[source.set]` that say how a manifest lists its members.
+struct ListKeys {
+    list: Option<Str>,
+    column: Option<Str>,
+    element: Option<Str>,
+}
+
+/// Reads `[source.set]`: a set of `members` named by a common `{stem}`, or a `manifest`
+/// that lists them; `timeout` (default 1h) for either.
 pub fn read(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<SetSpec> {
     let members = t.str_list(doc, "members");
     let manifest = t.str(doc, "manifest");
-    let list = t.str(doc, "list");
-    let column = t.str(doc, "column");
-    let element = t.str(doc, "element");
+    let keys = ListKeys {
+        list: t.str(doc, "list"),
+        column: t.str(doc, "column"),
+        element: t.str(doc, "element"),
+    };
     let timeout = t.str(doc, "timeout");
     let span = t.span.clone();
     t.finish_as(doc, "source.set", "");
-    let timeout = match timeout {
-        None => Duration::from_secs(3600),
-        Some(s) => match parse_duration(&s.value) {
-            Ok(d) => d,
-            Err(e) => {
-                doc.error(s.span.clone(), &s.key, e);
-                return None;
-            }
-        },
-    };
+    let timeout = read_timeout(doc, timeout)?;
     if let Some(m) = manifest {
         if members.is_some() {
             doc.error(
@@ -121,74 +123,14 @@ pub fn read(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<SetSpec> {
             );
             return None;
         }
-        let glob = match globset::Glob::new(&m.value) {
-            Ok(g) if !m.value.contains('/') => g.compile_matcher(),
-            Ok(_) => {
-                doc.error(
-                    m.span.clone(),
-                    &m.key,
-                    "expected a file name pattern without `/`, like \"*.manifest\"",
-                );
-                return None;
-            }
-            Err(e) => {
-                doc.error(m.span.clone(), &m.key, format!("not a valid pattern: {e}"));
-                return None;
-            }
-        };
-        let list = match (list.as_ref().map(|l| l.value.as_str()), column, element) {
-            (None | Some("lines"), None, None) => ListFormat::Lines,
-            (Some("csv"), Some(c), None) if !c.value.is_empty() => {
-                ListFormat::Csv { column: c.value }
-            }
-            (Some("xml"), None, Some(e)) if !e.value.is_empty() => {
-                ListFormat::Xml { element: e.value }
-            }
-            (Some("csv"), None, _) => {
-                doc.error(span, "source.set.column", "`list = \"csv\"` needs `column`: the header of the column that names the files");
-                return None;
-            }
-            (Some("xml"), _, None) => {
-                doc.error(span, "source.set.element", "`list = \"xml\"` needs `element`: the name of the elements whose text names the files");
-                return None;
-            }
-            (Some(l @ ("lines" | "csv" | "xml")), _, _) => {
-                doc.error(
-                    span,
-                    "source.set.list",
-                    format!("`column` goes with `list = \"csv\"` and `element` with `list = \"xml\"` (list is {l:?})"),
-                );
-                return None;
-            }
-            (Some(other), _, _) => {
-                let l = list.as_ref().expect("matched Some");
-                doc.error(
-                    l.span.clone(),
-                    &l.key,
-                    format!("expected \"lines\", \"csv\" or \"xml\", found {other:?}"),
-                );
-                return None;
-            }
-            (None, _, _) => {
-                doc.error(
-                    span,
-                    "source.set.list",
-                    "`column` and `element` need `list = \"csv\"` or `list = \"xml\"`",
-                );
-                return None;
-            }
-        };
+        let manifest = read_manifest(doc, m, keys, span)?;
         return Some(SetSpec {
             members: Vec::new(),
-            manifest: Some(Manifest {
-                pattern: m.value,
-                glob,
-                list,
-            }),
+            manifest: Some(manifest),
             timeout,
         });
     }
-    if let Some(l) = list.as_ref().or(column.as_ref()).or(element.as_ref()) {
+    if let Some(l) = keys.list.or(keys.column).or(keys.element) {
         doc.error(
             l.span.clone(),
             &l.key,
@@ -196,6 +138,113 @@ pub fn read(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<SetSpec> {
         );
         return None;
     }
+    Some(SetSpec {
+        members: read_members(doc, members, span)?,
+        manifest: None,
+        timeout,
+    })
+}
+
+/// `timeout`: how long an incomplete set may wait, 1h by default.
+fn read_timeout(doc: &mut Doc<'_>, timeout: Option<Str>) -> Option<Duration> {
+    match timeout {
+        None => Some(Duration::from_secs(3600)),
+        Some(s) => match parse_duration(&s.value) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                doc.error(s.span.clone(), &s.key, e);
+                None
+            }
+        },
+    }
+}
+
+/// A manifest set: `manifest`, a pattern on the lead's name, and how it lists its members.
+fn read_manifest(
+    doc: &mut Doc<'_>,
+    m: Str,
+    keys: ListKeys,
+    span: Range<usize>,
+) -> Option<Manifest> {
+    let glob = match globset::Glob::new(&m.value) {
+        Ok(g) if !m.value.contains('/') => g.compile_matcher(),
+        Ok(_) => {
+            doc.error(
+                m.span.clone(),
+                &m.key,
+                "expected a file name pattern without `/`, like \"*.manifest\"",
+            );
+            return None;
+        }
+        Err(e) => {
+            doc.error(m.span.clone(), &m.key, format!("not a valid pattern: {e}"));
+            return None;
+        }
+    };
+    Some(Manifest {
+        pattern: m.value,
+        glob,
+        list: read_list_format(doc, keys, span)?,
+    })
+}
+
+/// `list` (`lines`, the default; `csv` with `column`; `xml` with `element`): how a
+/// manifest lists its members.
+fn read_list_format(doc: &mut Doc<'_>, keys: ListKeys, span: Range<usize>) -> Option<ListFormat> {
+    let ListKeys {
+        list,
+        column,
+        element,
+    } = keys;
+    let (key, message) = match (list.as_ref().map(|l| l.value.as_str()), column, element) {
+        (None | Some("lines"), None, None) => return Some(ListFormat::Lines),
+        (Some("csv"), Some(c), None) if !c.value.is_empty() => {
+            return Some(ListFormat::Csv { column: c.value });
+        }
+        (Some("xml"), None, Some(e)) if !e.value.is_empty() => {
+            return Some(ListFormat::Xml { element: e.value });
+        }
+        (Some("csv"), None, _) => (
+            "source.set.column",
+            "`list = \"csv\"` needs `column`: the header of the column that names the files"
+                .to_string(),
+        ),
+        (Some("xml"), _, None) => (
+            "source.set.element",
+            "`list = \"xml\"` needs `element`: the name of the elements whose text names the files"
+                .to_string(),
+        ),
+        (Some(l @ ("lines" | "csv" | "xml")), _, _) => (
+            "source.set.list",
+            format!(
+                "`column` goes with `list = \"csv\"` and `element` with `list = \"xml\"` (list is {l:?})"
+            ),
+        ),
+        (Some(other), _, _) => {
+            let l = list.as_ref().expect("matched Some");
+            doc.error(
+                l.span.clone(),
+                &l.key,
+                format!("expected \"lines\", \"csv\" or \"xml\", found {other:?}"),
+            );
+            return None;
+        }
+        (None, _, _) => (
+            "source.set.list",
+            "`column` and `element` need `list = \"csv\"` or `list = \"xml\"`".to_string(),
+        ),
+    };
+    doc.error(span, key, message);
+    None
+}
+
+/// `members`: the set's file names, the lead first, each with `{stem}` once; at least two,
+/// none twice.
+fn read_members(
+    doc: &mut Doc<'_>,
+    members: Option<Vec<Str>>,
+    span: Range<usize>,
+) -> Option<Vec<Member>> {
     let Some(members) = members else {
         doc.error(
             span,
@@ -204,25 +253,7 @@ pub fn read(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<SetSpec> {
         );
         return None;
     };
-    let mut out = Vec::new();
-    for m in &members {
-        match m.value.split_once("{stem}") {
-            Some((p, s)) if !s.contains("{stem}") && !p.contains(['{', '}', '/']) && !s.contains(['{', '}', '/']) => {
-                out.push(Member {
-                    prefix: p.to_string(),
-                    suffix: s.to_string(),
-                })
-            }
-            _ => doc.error(
-                m.span.clone(),
-                &m.key,
-                format!(
-                    "expected a file name with `{{stem}}` once and no other placeholder or `/`, like \"{{stem}}.pdf\", found {:?}",
-                    m.value
-                ),
-            ),
-        }
-    }
+    let out: Vec<Member> = members.iter().filter_map(|m| read_member(doc, m)).collect();
     if out.len() != members.len() {
         return None;
     }
@@ -234,21 +265,38 @@ pub fn read(doc: &mut Doc<'_>, mut t: TableReader<'_, '_>) -> Option<SetSpec> {
         );
         return None;
     }
-    for (i, a) in out.iter().enumerate() {
-        if out[..i].contains(a) {
+    if out.iter().enumerate().any(|(i, a)| out[..i].contains(a)) {
+        doc.error(span, "source.set.members", "a member is listed twice");
+        return None;
+    }
+    Some(out)
+}
+
+/// One of `members`: a file name with `{stem}` once and no other placeholder or `/`.
+fn read_member(doc: &mut Doc<'_>, m: &Str) -> Option<Member> {
+    match m.value.split_once("{stem}") {
+        Some((p, s))
+            if !s.contains("{stem}")
+                && !p.contains(['{', '}', '/'])
+                && !s.contains(['{', '}', '/']) =>
+        {
+            Some(Member {
+                prefix: p.to_string(),
+                suffix: s.to_string(),
+            })
+        }
+        _ => {
             doc.error(
-                span.clone(),
-                "source.set.members",
-                "a member is listed twice",
+                m.span.clone(),
+                &m.key,
+                format!(
+                    "expected a file name with `{{stem}}` once and no other placeholder or `/`, like \"{{stem}}.pdf\", found {:?}",
+                    m.value
+                ),
             );
-            return None;
+            None
         }
     }
-    Some(SetSpec {
-        members: out,
-        manifest: None,
-        timeout,
-    })
 }
 
 /// The largest manifest read: a list of file names, not a data file.

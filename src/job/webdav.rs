@@ -158,22 +158,54 @@ pub fn read_endpoint(
             return None;
         }
     };
-    let mut ok = true;
-    if let Some(u) = user {
-        if ep.user.is_some() {
+    let mut ok = set_user(doc, &mut ep, user);
+    ok &= set_password(doc, &mut ep, (password, url_password), url);
+    if let Some(ca) = ca_file {
+        if !ep.secure {
             doc.error(
-                u.span.clone(),
-                &u.key,
-                "the user is given both in the URL and in `user`: keep one",
+                ca.span.clone(),
+                &ca.key,
+                "`ca_file` only matters for `https://` URLs",
             );
             ok = false;
         }
-        ep.user = Some(u.value);
+        ep.ca_file = Some(root.join(ca.value));
     }
-    let secret = |doc: &mut Doc<'_>, text: &str, s: &Str| match Secret::parse(text) {
+    ok &= set_timeout(doc, &mut ep, timeout);
+    ok.then_some(ep)
+}
+
+/// `user`, unless the URL names one already. False (reported) when both do.
+fn set_user(doc: &mut Doc<'_>, ep: &mut WebdavEndpoint, user: Option<Str>) -> bool {
+    let Some(u) = user else {
+        return true;
+    };
+    let ok = ep.user.is_none();
+    if !ok {
+        doc.error(
+            u.span.clone(),
+            &u.key,
+            "the user is given both in the URL and in `user`: keep one",
+        );
+    }
+    ep.user = Some(u.value);
+    ok
+}
+
+/// The password, from `password` or the URL (not both), which needs a user. False
+/// (reported) when wrong.
+fn set_password(
+    doc: &mut Doc<'_>,
+    ep: &mut WebdavEndpoint,
+    (password, url_password): (Option<Str>, Option<String>),
+    url: &Str,
+) -> bool {
+    let mut ok = true;
+    let mut secret = |doc: &mut Doc<'_>, text: &str, s: &Str| match Secret::parse(text) {
         Ok(s) => Some(s),
         Err(e) => {
             doc.error(s.span.clone(), &s.key, e);
+            ok = false;
             None
         }
     };
@@ -187,17 +219,9 @@ pub fn read_endpoint(
             ok = false;
             None
         }
-        (Some(p), None) => {
-            let s = secret(doc, &p.value, &p);
-            ok &= s.is_some();
-            s
-        }
+        (Some(p), None) => secret(doc, &p.value, &p),
         // In the URL: `${env:NAME}` is a reference, anything else a literal (check warns).
-        (None, Some(p)) if p.starts_with("${") => {
-            let s = secret(doc, &p, url);
-            ok &= s.is_some();
-            s
-        }
+        (None, Some(p)) if p.starts_with("${") => secret(doc, &p, url),
         (None, Some(p)) => Some(Secret::Literal(p)),
         (None, None) => None,
     };
@@ -209,31 +233,29 @@ pub fn read_endpoint(
         );
         ok = false;
     }
-    if let Some(ca) = ca_file {
-        if !ep.secure {
-            doc.error(
-                ca.span.clone(),
-                &ca.key,
-                "`ca_file` only matters for `https://` URLs",
-            );
-            ok = false;
+    ok
+}
+
+/// `timeout`, at least 100ms ([`DEFAULT_TIMEOUT`] when absent). False (reported) when
+/// wrong.
+fn set_timeout(doc: &mut Doc<'_>, ep: &mut WebdavEndpoint, timeout: Option<Str>) -> bool {
+    let Some(s) = timeout else {
+        return true;
+    };
+    match parse_duration(&s.value) {
+        Ok(d) if d >= Duration::from_millis(100) => {
+            ep.timeout = d;
+            true
         }
-        ep.ca_file = Some(root.join(ca.value));
-    }
-    if let Some(s) = timeout {
-        match parse_duration(&s.value) {
-            Ok(d) if d >= Duration::from_millis(100) => ep.timeout = d,
-            Ok(_) => {
-                doc.error(s.span.clone(), &s.key, "expected at least \"100ms\"");
-                ok = false;
-            }
-            Err(e) => {
-                doc.error(s.span.clone(), &s.key, e);
-                ok = false;
-            }
+        Ok(_) => {
+            doc.error(s.span.clone(), &s.key, "expected at least \"100ms\"");
+            false
+        }
+        Err(e) => {
+            doc.error(s.span.clone(), &s.key, e);
+            false
         }
     }
-    ok.then_some(ep)
 }
 
 #[cfg(test)]
