@@ -236,14 +236,15 @@ impl Warnings<'_> {
     /// Email outputs' SMTP passwords.
     fn emails(&mut self) {
         let job = self.job;
-        for (i, o) in job.outputs.iter().enumerate() {
-            if o.email
-                .as_ref()
-                .and_then(|e| e.password.as_ref())
-                .is_some_and(|p| p.is_literal())
-            {
+        let emails = job
+            .outputs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| Some((i, o.email.as_ref()?)));
+        for (nth, (i, e)) in emails.enumerate() {
+            if e.password.as_ref().is_some_and(|p| p.is_literal()) {
                 let key = format!("output[{}].password", i + 1);
-                self.warn(key, ("email", i), "in this output");
+                self.warn(key, ("email", nth), "in this output");
             }
         }
     }
@@ -338,6 +339,21 @@ mod tests {
             job.outputs[0].folder.literal_prefix(),
             "/srv/ferry/var/outbox/t/1"
         );
+    }
+
+    #[test]
+    fn an_email_outputs_literal_password_is_warned_at_its_own_line() {
+        // A folder output first: the email output is the first `email` line, not the second.
+        let src = "[source]\nfolder = \"in\"\n\n[[output]]\nfolder = \"out\"\n\n[[output]]\nemail = \"mailto:ap@example.test\"\nsmtp = \"smtp://relay.example.test\"\nfrom = \"ferry@example.test\"\npassword = \"lit\"\n";
+        let dir = std::env::temp_dir().join(format!("ferry-warn-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("jobs")).unwrap();
+        let file = dir.join("jobs/t.toml");
+        std::fs::write(&file, src).unwrap();
+        let job = crate::job::compile(&file, &dir, src).unwrap();
+        let w = check_warnings(&job);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!((w[0].key.as_str(), w[0].line), ("output[2].password", 8));
     }
 
     #[test]
