@@ -91,28 +91,11 @@ pub fn deliver_batch(
     };
 
     // Step 3: the plans, durable together.
-    let archive_dir = resolved.archive_dir.clone();
-    let plans = match plan(job, &good, lead_id, &written, archive_dir.as_deref()) {
-        Ok(p) => p,
-        Err(e) => {
-            remove(&resolved.targets, rejects.as_ref());
-            b.fail_all(good, &e);
-            return b.outcomes;
-        }
-    };
-    if let Err(e) = journal.plan_set(
-        good.iter()
-            .map(|m| m.id)
-            .zip(plans.iter().cloned())
-            .collect(),
-    ) {
-        remove(&resolved.targets, rejects.as_ref());
-        tracing::error!(error = %e, "Cannot make the run's plan durable; its files stay in the source.");
-        for m in good {
-            b.outcomes.push((m.listed, Outcome::Released));
-        }
+    let temps = (&resolved.targets[..], rejects.as_ref());
+    let archive_dir = resolved.archive_dir.as_deref();
+    let Some((good, plans)) = b.plan_all(good, lead_id, &written, temps, archive_dir) else {
         return b.outcomes;
-    }
+    };
 
     // Step 4: rename the combined outputs into place.
     let lead_plan = &plans[0];
@@ -238,6 +221,37 @@ impl Batch<'_> {
             }
         }
         good
+    }
+
+    /// Step 3: every original's plan, made durable together. `None` when it cannot be:
+    /// the temporaries (`temps`: the outputs', the rejects file's) are removed and the
+    /// originals failed (no plan can be made) or released (the journal cannot be written).
+    fn plan_all(
+        &mut self,
+        good: Vec<Member>,
+        lead_id: i64,
+        written: &Written,
+        temps: (&[Target], Option<&Target>),
+        archive_dir: Option<&Path>,
+    ) -> Option<(Vec<Member>, Vec<Plan>)> {
+        let plans = match plan(self.job, &good, lead_id, written, archive_dir) {
+            Ok(p) => p,
+            Err(e) => {
+                remove(temps.0, temps.1);
+                self.fail_all(good, &e);
+                return None;
+            }
+        };
+        let ids = good.iter().map(|m| m.id).zip(plans.iter().cloned());
+        if let Err(e) = self.journal.plan_set(ids.collect()) {
+            remove(temps.0, temps.1);
+            tracing::error!(error = %e, "Cannot make the run's plan durable; its files stay in the source.");
+            for m in good {
+                self.outcomes.push((m.listed, Outcome::Released));
+            }
+            return None;
+        }
+        Some((good, plans))
     }
 
     /// Step 2: writes the run's temporaries, leaving out every original that fails (the

@@ -99,6 +99,43 @@ struct Shared {
     board: Arc<crate::web::board::Board>,
 }
 
+/// Opens the journal, loads the jobs and finishes what the last stop interrupted: files
+/// in progress (recovery) and decisions on reviewed files made while ferry was stopped.
+fn open_and_recover(opts: &RunOptions) -> anyhow::Result<(Arc<Journal>, job::Loaded)> {
+    let journal = Journal::open(&opts.state_dir, opts.new_journal)?;
+    // Jobs first: recovery disposes of originals through their source folders' handles.
+    let loaded = load_jobs(&opts.jobs_dir, opts.settings.defaults());
+    let recovered = recovery::recover(&journal, &loaded.jobs)?;
+    if recovered != recovery::Recovered::default() {
+        tracing::info!(
+            completed = recovered.completed,
+            retaken = recovered.retaken,
+            failed = recovered.failed,
+            "Recovered files interrupted by the last stop."
+        );
+    }
+    // Decisions on reviewed files made while ferry was stopped, or interrupted (issue 15).
+    review::tick(&journal, loaded.jobs.values());
+    Ok((journal, loaded))
+}
+
+impl Shared {
+    /// What every job's runner shares, for a run with `opts` on `journal`.
+    fn new(opts: &RunOptions, journal: &Arc<Journal>) -> Shared {
+        Shared {
+            journal: journal.clone(),
+            hub: events::Hub::new(),
+            workers: Arc::new(Semaphore::new(opts.workers.max(1))),
+            counters: Arc::default(),
+            once: opts.once,
+            metrics: Arc::new(crate::metrics::Metrics::new(Some(crate::journal::db_path(
+                &opts.state_dir,
+            )))),
+            board: Arc::default(),
+        }
+    }
+}
+
 /// Runs every job until a shutdown signal (or, with `once`, until the files present at start
 /// are handled).
 pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
@@ -117,32 +154,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
             opts.jobs_dir.display()
         );
     }
-    let journal = tokio::task::block_in_place(|| Journal::open(&opts.state_dir, opts.new_journal))?;
-    // Jobs first: recovery disposes of originals through their source folders' handles.
-    let mut loaded = load_jobs(&opts.jobs_dir, opts.settings.defaults());
-    let recovered = tokio::task::block_in_place(|| recovery::recover(&journal, &loaded.jobs))?;
-    if recovered != recovery::Recovered::default() {
-        tracing::info!(
-            completed = recovered.completed,
-            retaken = recovered.retaken,
-            failed = recovered.failed,
-            "Recovered files interrupted by the last stop."
-        );
-    }
-    // Decisions on reviewed files made while ferry was stopped, or interrupted (issue 15).
-    tokio::task::block_in_place(|| review::tick(&journal, loaded.jobs.values()));
+    let (journal, mut loaded) = tokio::task::block_in_place(|| open_and_recover(&opts))?;
     late_hash::start(journal.clone());
-    let shared = Shared {
-        journal: journal.clone(),
-        hub: events::Hub::new(),
-        workers: Arc::new(Semaphore::new(opts.workers.max(1))),
-        counters: Arc::default(),
-        once: opts.once,
-        metrics: Arc::new(crate::metrics::Metrics::new(Some(crate::journal::db_path(
-            &opts.state_dir,
-        )))),
-        board: Arc::default(),
-    };
+    let shared = Shared::new(&opts, &journal);
     let invalid_jobs = loaded.broken.len();
     log_start(&opts, &loaded);
     let mut running: HashMap<String, Running> = HashMap::new();
